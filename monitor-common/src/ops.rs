@@ -1,0 +1,77 @@
+//! Syscall operations the probes understand.
+//!
+//! The kernel programs are attached to many `syscalls:sys_enter_*`/`sys_exit_*` tracepoints and
+//! learn which syscall fired from the tracepoint's `__syscall_nr`. Syscall numbers differ per
+//! architecture, so userspace fills the `SYSCALL_OPS` array map (syscall number → op) from
+//! `libc::SYS_*` at load time and the kernel side only ever sees these stable op codes.
+
+pub const NONE: u32 = 0;
+
+// process family
+pub const EXECVE: u32 = 1;
+pub const EXECVEAT: u32 = 2;
+pub const CLONE: u32 = 3;
+pub const CLONE3: u32 = 4;
+pub const FORK: u32 = 5;
+pub const VFORK: u32 = 6;
+pub const EXIT: u32 = 7;
+pub const EXIT_GROUP: u32 = 8;
+pub const PTRACE: u32 = 9;
+pub const CHDIR: u32 = 10;
+pub const FCHDIR: u32 = 11;
+
+// privilege (reported with the process family)
+pub const SETUID: u32 = 20;
+pub const SETGID: u32 = 21;
+pub const SETREUID: u32 = 22;
+pub const SETREGID: u32 = 23;
+pub const SETRESUID: u32 = 24;
+pub const SETRESGID: u32 = 25;
+pub const SETFSUID: u32 = 26;
+pub const SETFSGID: u32 = 27;
+pub const CAPSET: u32 = 28;
+
+// file family
+pub const OPEN: u32 = 40;
+pub const OPENAT: u32 = 41;
+pub const OPENAT2: u32 = 42;
+pub const UNLINK: u32 = 43;
+pub const UNLINKAT: u32 = 44;
+pub const RMDIR: u32 = 45;
+pub const RENAME: u32 = 46;
+pub const RENAMEAT: u32 = 47;
+pub const RENAMEAT2: u32 = 48;
+pub const CHMOD: u32 = 49;
+pub const FCHMOD: u32 = 50;
+pub const FCHMODAT: u32 = 51;
+pub const FCHMODAT2: u32 = 52;
+pub const LINK: u32 = 53;
+pub const LINKAT: u32 = 54;
+pub const SYMLINK: u32 = 55;
+pub const SYMLINKAT: u32 = 56;
+
+// network family
+pub const CONNECT: u32 = 60;
+pub const ACCEPT: u32 = 61;
+pub const ACCEPT4: u32 = 62;
+pub const LISTEN: u32 = 63;
+pub const SENDTO: u32 = 64;
+pub const SENDMSG: u32 = 65;
+
+// kernel family
+pub const INIT_MODULE: u32 = 80;
+pub const FINIT_MODULE: u32 = 81;
+pub const BPF: u32 = 82;
+
+/// Size of the `SYSCALL_OPS` array (syscall numbers on x86_64 and aarch64 stay below this).
+pub const MAX_SYSCALL_NR: u32 = 512;
+
+/// The family an op belongs to, for the run-time on/off switch.
+pub const fn family_of(op: u32) -> u32 {
+    match op {
+        1..=39 => crate::family::PROCESS,
+        40..=59 => crate::family::FILE,
+        60..=79 => crate::family::NETWORK,
+        _ => crate::family::KERNEL,
+    }
+}

@@ -1,0 +1,372 @@
+//! The decoded, enriched event: what every later stage (rules, UI, JSON output, storage) sees.
+//!
+//! One flat struct with optional fields keeps the JSON schema stable and simple to query: a field
+//! is present exactly when it applies to the event type (documented in docs/json-schema.md).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The event types secmon reports. Their JSON names are a contract (`event_type`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    ProcessExec,
+    ProcessFork,
+    ProcessExit,
+    Ptrace,
+    FileOpen,
+    FileWrite,
+    FileDelete,
+    FileRename,
+    FileChmod,
+    FileLink,
+    PrivilegeChange,
+    ModuleLoad,
+    BpfLoad,
+    NetConnect,
+    NetAccept,
+    NetListen,
+    NetUdp,
+    NetClose,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 18] = [
+        EventType::ProcessExec,
+        EventType::ProcessFork,
+        EventType::ProcessExit,
+        EventType::Ptrace,
+        EventType::FileOpen,
+        EventType::FileWrite,
+        EventType::FileDelete,
+        EventType::FileRename,
+        EventType::FileChmod,
+        EventType::FileLink,
+        EventType::PrivilegeChange,
+        EventType::ModuleLoad,
+        EventType::BpfLoad,
+        EventType::NetConnect,
+        EventType::NetAccept,
+        EventType::NetListen,
+        EventType::NetUdp,
+        EventType::NetClose,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ProcessExec => "process_exec",
+            EventType::ProcessFork => "process_fork",
+            EventType::ProcessExit => "process_exit",
+            EventType::Ptrace => "ptrace",
+            EventType::FileOpen => "file_open",
+            EventType::FileWrite => "file_write",
+            EventType::FileDelete => "file_delete",
+            EventType::FileRename => "file_rename",
+            EventType::FileChmod => "file_chmod",
+            EventType::FileLink => "file_link",
+            EventType::PrivilegeChange => "privilege_change",
+            EventType::ModuleLoad => "module_load",
+            EventType::BpfLoad => "bpf_load",
+            EventType::NetConnect => "net_connect",
+            EventType::NetAccept => "net_accept",
+            EventType::NetListen => "net_listen",
+            EventType::NetUdp => "net_udp",
+            EventType::NetClose => "net_close",
+        }
+    }
+
+    /// The probe family that produces this event type.
+    pub fn family(self) -> Family {
+        match self {
+            EventType::ProcessExec
+            | EventType::ProcessFork
+            | EventType::ProcessExit
+            | EventType::Ptrace
+            | EventType::PrivilegeChange => Family::Process,
+            EventType::FileOpen
+            | EventType::FileWrite
+            | EventType::FileDelete
+            | EventType::FileRename
+            | EventType::FileChmod
+            | EventType::FileLink => Family::File,
+            EventType::NetConnect
+            | EventType::NetAccept
+            | EventType::NetListen
+            | EventType::NetUdp
+            | EventType::NetClose => Family::Network,
+            EventType::ModuleLoad | EventType::BpfLoad => Family::Kernel,
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Probe families, switched on and off as a unit (config, TUI keys 1/2/3).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Process,
+    File,
+    Network,
+    Kernel,
+}
+
+impl Family {
+    pub const ALL: [Family; 4] = [
+        Family::Process,
+        Family::File,
+        Family::Network,
+        Family::Kernel,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Process => "process",
+            Family::File => "file",
+            Family::Network => "network",
+            Family::Kernel => "kernel",
+        }
+    }
+
+    /// Index used by the kernel's `CONFIG` family bit set (`monitor_common::family`).
+    pub fn kernel_index(self) -> u32 {
+        use monitor_common::family;
+        match self {
+            Family::Process => family::PROCESS,
+            Family::File => family::FILE,
+            Family::Network => family::NETWORK,
+            Family::Kernel => family::KERNEL,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How bad the rule engine thinks an event is.
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Benign,
+    Suspicious,
+    Malicious,
+}
+
+/// The rule engine's verdict, present on every event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub label: String,
+    pub severity: Severity,
+    pub risk_score: f64,
+    pub detection_method: String,
+    pub recommendation: String,
+    pub rules: Vec<String>,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            label: "Benign".to_string(),
+            severity: Severity::Benign,
+            risk_score: 0.0,
+            detection_method: "none".to_string(),
+            recommendation: String::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One event, decoded from the kernel and enriched with process context.
+///
+/// Strings here are lossy UTF-8 conversions of untrusted bytes; they may still contain control
+/// characters (JSON escapes them). Anything that writes to a terminal must go through
+/// [`crate::sanitize`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Wall-clock time (RFC 3339, UTC) converted from the kernel's monotonic timestamp.
+    pub timestamp: DateTime<Utc>,
+    pub event_type: EventType,
+    /// Thread-group id. For `process_fork`, the new child.
+    pub pid: u32,
+    pub tid: u32,
+    /// Parent's pid (from the process table; 0 when unknown).
+    pub ppid: u32,
+    pub uid: u32,
+    /// User name for `uid` (the number as text when it has no name).
+    pub user: String,
+    /// The task's comm (at most 15 bytes, set by the kernel from the executable name).
+    pub process: String,
+    /// Executable path (absolute, from the process table; empty when unknown).
+    pub exe: String,
+    /// Arguments joined by spaces.
+    pub cmdline: String,
+    pub cgroup_id: u64,
+    /// Name of the parent process.
+    #[serde(default)]
+    pub parent_process: String,
+    /// Names up the process tree, nearest first (bounded).
+    #[serde(default)]
+    pub ancestors: Vec<String>,
+
+    // process_exec
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    // process_exit
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<u32>,
+    // ptrace
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ptrace_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<u32>,
+
+    // file events
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<String>,
+    /// Symbolic open/unlinkat/rename flags, e.g. `O_WRONLY|O_CREAT|O_TRUNC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<String>,
+    /// Permission bits (chmod, or open with O_CREAT), as a number: 0o4755 is 2541.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// The syscall that produced the event (e.g. `openat`, `renameat2`, `setresuid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<String>,
+
+    // privilege_change
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_gid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_gid: Option<u32>,
+    /// capset: effective, permitted, inheritable capability masks (low 32 bits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<[u32; 3]>,
+
+    // network
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_received: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+
+    // kernel
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_prog_type: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_prog_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_params: Option<String>,
+
+    /// Set when the kernel cut a string (path or argument) to its buffer size.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+
+    pub analysis: Analysis,
+}
+
+impl Event {
+    /// An event with every optional field empty; decoders fill in what applies.
+    pub fn new(event_type: EventType, timestamp: DateTime<Utc>) -> Event {
+        Event {
+            timestamp,
+            event_type,
+            pid: 0,
+            tid: 0,
+            ppid: 0,
+            uid: 0,
+            user: String::new(),
+            process: String::new(),
+            exe: String::new(),
+            cmdline: String::new(),
+            cgroup_id: 0,
+            parent_process: String::new(),
+            ancestors: Vec::new(),
+            argv: None,
+            exit_code: None,
+            exit_signal: None,
+            ptrace_request: None,
+            target_pid: None,
+            file_path: None,
+            new_path: None,
+            flags: None,
+            mode: None,
+            syscall: None,
+            old_uid: None,
+            new_uid: None,
+            old_gid: None,
+            new_gid: None,
+            capabilities: None,
+            protocol: None,
+            source_ip: None,
+            source_port: None,
+            target_ip: None,
+            target_port: None,
+            bytes_sent: None,
+            bytes_received: None,
+            duration_ms: None,
+            bpf_prog_type: None,
+            bpf_prog_name: None,
+            module_params: None,
+            truncated: false,
+            analysis: Analysis::default(),
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        self.event_type.family()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_type_names_match_serde() {
+        for t in EventType::ALL {
+            let json = serde_json::to_string(&t).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", t.as_str()));
+        }
+    }
+
+    #[test]
+    fn optional_fields_are_omitted() {
+        let e = Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH);
+        let v = serde_json::to_value(&e).expect("serialise");
+        assert!(v.get("file_path").is_none());
+        assert_eq!(v["analysis"]["severity"], "benign");
+        assert_eq!(v["analysis"]["risk_score"], 0.0);
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,13 @@
+//! secmon userspace. The data path, one module per stage:
+//!
+//! kernel probes (`monitor-ebpf`) → [`capture`] (load, attach, ring buffer reader task)
+//! → [`decode`] (bytes → typed record) → [`enrich`] (process table: ppid, exe, cmdline, user,
+//! ancestry, cwd) → analysis (rule engine, later) → [`output`] (JSON lines; TUI, alerts and
+//! storage later).
+pub mod capture;
+pub mod config;
+pub mod decode;
+pub mod enrich;
+pub mod event;
+pub mod output;
+pub mod sanitize;
