@@ -242,6 +242,16 @@ pub struct PendingSyscall {
     pub args: [u64; 6],
 }
 
+/// Key bit of `SM_EXIT_STATUS` entries recorded per thread by `exit()` (tgid keys have it clear).
+pub const THREAD_EXIT_KEY: u32 = 0x8000_0000;
+
+/// `dirfd` value of a symlink target: text stored in the link, resolved against the link's
+/// directory rather than the caller's cwd.
+pub const SYMLINK_TARGET_DIRFD: i32 = -2;
+
+/// `AT_FDCWD`: resolve relative paths against the current directory.
+pub const AT_FDCWD: i32 = -100;
+
 /// Marks on a [`PendingSyscall`].
 pub mod marks {
     /// The connect reached TCP SYN_SENT: it is reported when established, not at sys_exit.
@@ -258,7 +268,8 @@ pub struct TcpConnection {
     pub start_ns: u64,
     /// [`kind::NET_CONNECT`] or [`kind::NET_ACCEPT`].
     pub role: u32,
-    pub _pad: u32,
+    /// 1 once the connection reached TCP_ESTABLISHED (only those are reported at close).
+    pub established: u32,
 }
 
 /// Key of the listener table: (tgid, fd).

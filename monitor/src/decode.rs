@@ -1,1 +1,165 @@
-//! (stub; being written)
+//! Ring-buffer bytes → typed kernel records, with a length and kind check and no `transmute`
+//! into Rust enums: every kernel struct is plain integers and byte arrays, so any bit pattern
+//! of the right length is a valid value, and we copy it out with `read_unaligned`.
+use std::mem::size_of;
+
+use monitor_common::{
+    BpfLoadEvent, ChdirEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, FilePairEvent,
+    ForkEvent, ModuleLoadEvent, NetEvent, PrivilegeEvent, PtraceEvent, kind,
+};
+
+/// One record from the kernel. Large ones are boxed so the enum stays small in batches.
+#[derive(Clone)]
+pub enum Record {
+    Exec(Box<ExecEvent>),
+    Fork(ForkEvent),
+    Exit(ExitEvent),
+    Ptrace(PtraceEvent),
+    Chdir(Box<ChdirEvent>),
+    File(Box<FileEvent>),
+    FilePair(Box<FilePairEvent>),
+    Privilege(PrivilegeEvent),
+    Net(NetEvent),
+    BpfLoad(BpfLoadEvent),
+    ModuleLoad(Box<ModuleLoadEvent>),
+}
+
+impl Record {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            Record::Exec(e) => &e.header,
+            Record::Fork(e) => &e.header,
+            Record::Exit(e) => &e.header,
+            Record::Ptrace(e) => &e.header,
+            Record::Chdir(e) => &e.header,
+            Record::File(e) => &e.header,
+            Record::FilePair(e) => &e.header,
+            Record::Privilege(e) => &e.header,
+            Record::Net(e) => &e.header,
+            Record::BpfLoad(e) => &e.header,
+            Record::ModuleLoad(e) => &e.header,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than an event header ({need} bytes)")]
+    TooShortForHeader { len: usize, need: usize },
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("record of kind {kind} has {len} bytes, expected at least {need}")]
+    TooShort { kind: u32, len: usize, need: usize },
+}
+
+/// Copies a `T` out of the front of `bytes` after checking the length.
+///
+/// Only used with the `monitor_common` record types, which are `#[repr(C)]` integers and byte
+/// arrays: every bit pattern is a valid value.
+fn read_record<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::TooShort {
+            kind,
+            len: bytes.len(),
+            need,
+        });
+    }
+    // SAFETY: length checked above; T is plain old data (see above); unaligned read.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let need = size_of::<EventHeader>();
+    if bytes.len() < need {
+        return Err(DecodeError::TooShortForHeader {
+            len: bytes.len(),
+            need,
+        });
+    }
+    let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    Ok(match kind {
+        kind::PROCESS_EXEC => Record::Exec(Box::new(read_record(bytes, kind)?)),
+        kind::PROCESS_FORK => Record::Fork(read_record(bytes, kind)?),
+        kind::PROCESS_EXIT => Record::Exit(read_record(bytes, kind)?),
+        kind::PTRACE => Record::Ptrace(read_record(bytes, kind)?),
+        kind::CHDIR => Record::Chdir(Box::new(read_record(bytes, kind)?)),
+        kind::PRIVILEGE_CHANGE => Record::Privilege(read_record(bytes, kind)?),
+        kind::FILE_OPEN | kind::FILE_DELETE | kind::FILE_CHMOD => {
+            Record::File(Box::new(read_record(bytes, kind)?))
+        }
+        kind::FILE_RENAME | kind::FILE_LINK => {
+            Record::FilePair(Box::new(read_record(bytes, kind)?))
+        }
+        kind::NET_CONNECT
+        | kind::NET_ACCEPT
+        | kind::NET_LISTEN
+        | kind::NET_UDP
+        | kind::NET_CLOSE => Record::Net(read_record(bytes, kind)?),
+        kind::BPF_LOAD => Record::BpfLoad(read_record(bytes, kind)?),
+        kind::MODULE_LOAD => Record::ModuleLoad(Box::new(read_record(bytes, kind)?)),
+        other => return Err(DecodeError::UnknownKind(other)),
+    })
+}
+
+/// The bytes of a record, for tests and benchmarks that build kernel records by hand.
+pub fn as_bytes<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: reading the bytes of a Copy value; padding bytes of the repr(C) record types are
+    // explicit fields, so every byte is initialised.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeroed<T>() -> T {
+        // SAFETY: test-only, for the plain-old-data record types.
+        unsafe { std::mem::zeroed() }
+    }
+
+    #[test]
+    fn round_trips_every_kind() {
+        let mut fork: ForkEvent = zeroed();
+        fork.header.kind = kind::PROCESS_FORK;
+        fork.data.child_pid = 42;
+        match decode(as_bytes(&fork)) {
+            Ok(Record::Fork(e)) => assert_eq!(e.data.child_pid, 42),
+            _ => panic!("fork did not decode"),
+        }
+        let mut exec: ExecEvent = zeroed();
+        exec.header.kind = kind::PROCESS_EXEC;
+        exec.data.filename[..4].copy_from_slice(b"/bin");
+        assert!(matches!(decode(as_bytes(&exec)), Ok(Record::Exec(_))));
+        let mut net: NetEvent = zeroed();
+        for k in [kind::NET_CONNECT, kind::NET_CLOSE] {
+            net.header.kind = k;
+            assert!(matches!(decode(as_bytes(&net)), Ok(Record::Net(_))));
+        }
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        assert_eq!(
+            decode(&[0u8; 3]).err(),
+            Some(DecodeError::TooShortForHeader {
+                len: 3,
+                need: size_of::<EventHeader>()
+            })
+        );
+        let mut header: EventHeader = zeroed();
+        header.kind = 9999;
+        assert_eq!(
+            decode(as_bytes(&header)).err(),
+            Some(DecodeError::UnknownKind(9999))
+        );
+        header.kind = kind::PROCESS_EXEC;
+        assert!(matches!(
+            decode(as_bytes(&header)),
+            Err(DecodeError::TooShort {
+                kind: kind::PROCESS_EXEC,
+                ..
+            })
+        ));
+    }
+}

@@ -108,7 +108,7 @@ impl fmt::Display for EventType {
 }
 
 /// Probe families, switched on and off as a unit (config, TUI keys 1/2/3).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     Process,

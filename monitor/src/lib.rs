@@ -4,10 +4,13 @@
 //! → [`decode`] (bytes → typed record) → [`enrich`] (process table: ppid, exe, cmdline, user,
 //! ancestry, cwd) → analysis (rule engine, later) → [`output`] (JSON lines; TUI, alerts and
 //! storage later).
+pub mod analysis;
 pub mod capture;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod event;
 pub mod output;
+pub mod pipeline;
 pub mod sanitize;

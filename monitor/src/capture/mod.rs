@@ -1,1 +1,437 @@
-//! (stub; being written)
+//! Stage 1 of the data path: load the kernel programs, attach them, and own the switches.
+//!
+//! [`Capture::start`] returns the running capture (which must stay alive: dropping it detaches
+//! and unloads every program and map) and the ring buffer that [`reader`] drains.
+pub mod probes;
+pub mod reader;
+pub mod tracefs;
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use monitor_common::{config, family, ops::MAX_SYSCALL_NR};
+
+use crate::event::Family;
+
+/// Default ring buffer size: ~25k exec records or ~200k file records of slack.
+pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "secmon needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF probes: run it with sudo"
+    )]
+    NotPrivileged,
+    #[error("cannot mount tracefs at {path} (tracepoints need it): {source}")]
+    Tracefs {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF map {name} is missing or has the wrong type: {detail}")]
+    Map { name: &'static str, detail: String },
+    #[error("writing eBPF map {name} failed: {source}")]
+    MapWrite {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("the kernel refused every probe; nothing can be monitored:\n{0}")]
+    NothingAttached(String),
+}
+
+/// Whether one probe group (exec, open, connect…) runs on this kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeStatus {
+    pub family: Family,
+    pub group: &'static str,
+    /// None when attached; otherwise why not.
+    pub unavailable: Option<String>,
+}
+
+/// What attached and what the kernel refused, for the start-up report and the TUI header.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeReport {
+    pub groups: Vec<ProbeStatus>,
+}
+
+impl ProbeReport {
+    fn mark(&mut self, family: Family, group: &'static str, failure: Option<String>) {
+        match self
+            .groups
+            .iter_mut()
+            .find(|g| g.family == family && g.group == group)
+        {
+            Some(status) => {
+                if status.unavailable.is_none() {
+                    status.unavailable = failure;
+                }
+            }
+            None => self.groups.push(ProbeStatus {
+                family,
+                group,
+                unavailable: failure,
+            }),
+        }
+    }
+
+    /// A family is available when at least one of its groups attached.
+    pub fn family_available(&self, family: Family) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.family == family && g.unavailable.is_none())
+    }
+
+    pub fn unavailable(&self) -> impl Iterator<Item = &ProbeStatus> {
+        self.groups.iter().filter(|g| g.unavailable.is_some())
+    }
+
+    /// One line per family, e.g. `process: exec fork exit ptrace chdir privilege`.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let mut by_family: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for g in self.groups.iter().filter(|g| g.unavailable.is_none()) {
+            by_family
+                .entry(g.family.as_str())
+                .or_default()
+                .push(g.group);
+        }
+        by_family
+            .into_iter()
+            .map(|(family, groups)| format!("{family}: {}", groups.join(" ")))
+            .collect()
+    }
+}
+
+/// Options for [`Capture::start`].
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    pub enabled: Vec<Family>,
+    pub ring_bytes: u32,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            enabled: Family::ALL.to_vec(),
+            ring_bytes: DEFAULT_RING_BYTES,
+        }
+    }
+}
+
+/// The running kernel side. Dropping it detaches and unloads everything.
+pub struct Capture {
+    _ebpf: Ebpf,
+    config: Array<MapData, u64>,
+    drops: PerCpuArray<MapData, u64>,
+    enabled: u64,
+    report: ProbeReport,
+}
+
+impl Capture {
+    pub fn start(options: &CaptureOptions) -> Result<(Capture, RingBuf<MapData>), CaptureError> {
+        if !privileged() {
+            return Err(CaptureError::NotPrivileged);
+        }
+        raise_memlock_limit();
+        let tracefs = tracefs::ensure_mounted()?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("SM_EVENTS", options.ring_bytes)
+            .load(aya::include_bytes_aligned!(concat!(
+                env!("OUT_DIR"),
+                "/monitor"
+            )))?;
+
+        let mut config = take_array::<u64>(&mut ebpf, "SM_CONFIG")?;
+        let enabled = options
+            .enabled
+            .iter()
+            .fold(0u64, |bits, f| bits | family::bit(f.kernel_index()));
+        write(
+            &mut config,
+            "SM_CONFIG",
+            config::SELF_TGID,
+            u64::from(std::process::id()),
+        )?;
+        write(&mut config, "SM_CONFIG", config::ENABLED_FAMILIES, enabled)?;
+        fill_syscall_ops(&mut ebpf)?;
+
+        let report = attach_all(&mut ebpf, &tracefs);
+        if report.groups.iter().all(|g| g.unavailable.is_some()) {
+            let reasons: Vec<String> = report
+                .unavailable()
+                .map(|g| {
+                    format!(
+                        "  {}/{}: {}",
+                        g.family,
+                        g.group,
+                        g.unavailable.as_deref().unwrap_or("")
+                    )
+                })
+                .collect();
+            return Err(CaptureError::NothingAttached(reasons.join("\n")));
+        }
+        let ring = take_map(&mut ebpf, "SM_EVENTS", RingBuf::try_from)?;
+        let drops = take_map(&mut ebpf, "SM_DROPS", PerCpuArray::try_from)?;
+        Ok((
+            Capture {
+                _ebpf: ebpf,
+                config,
+                drops,
+                enabled,
+                report,
+            },
+            ring,
+        ))
+    }
+
+    pub fn report(&self) -> &ProbeReport {
+        &self.report
+    }
+
+    pub fn is_enabled(&self, family: Family) -> bool {
+        self.enabled & family::bit(family.kernel_index()) != 0
+    }
+
+    /// Switches a family on or off in the kernel at once, without reloading anything.
+    pub fn set_enabled(&mut self, family: Family, on: bool) -> Result<(), CaptureError> {
+        let bit = family::bit(family.kernel_index());
+        let enabled = if on {
+            self.enabled | bit
+        } else {
+            self.enabled & !bit
+        };
+        write(
+            &mut self.config,
+            "SM_CONFIG",
+            config::ENABLED_FAMILIES,
+            enabled,
+        )?;
+        self.enabled = enabled;
+        Ok(())
+    }
+
+    /// Ring-buffer reservation failures per family since start (summed over CPUs).
+    pub fn drops(&self) -> BTreeMap<Family, u64> {
+        Family::ALL
+            .iter()
+            .map(|f| {
+                let total = self
+                    .drops
+                    .get(&f.kernel_index(), 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .unwrap_or(0);
+                (*f, total)
+            })
+            .collect()
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops().values().sum()
+    }
+}
+
+fn take_map<T, E: std::fmt::Display>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<T, E>,
+) -> Result<T, CaptureError> {
+    let map = ebpf.take_map(name).ok_or(CaptureError::Map {
+        name,
+        detail: "not in the object".into(),
+    })?;
+    convert(map).map_err(|e| CaptureError::Map {
+        name,
+        detail: e.to_string(),
+    })
+}
+
+fn take_array<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<Array<MapData, V>, CaptureError> {
+    take_map(ebpf, name, Array::try_from)
+}
+
+fn write<T: std::borrow::BorrowMut<MapData>, V: aya::Pod>(
+    array: &mut Array<T, V>,
+    name: &'static str,
+    index: u32,
+    value: V,
+) -> Result<(), CaptureError> {
+    array
+        .set(index, value, 0)
+        .map_err(|source| CaptureError::MapWrite { name, source })
+}
+
+/// Syscall number → op, so the kernel side never hard-codes an architecture's numbers.
+fn fill_syscall_ops(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
+    // Borrowed, not taken: the programs loaded later refer to this map by its fd, which must
+    // stay open (taking it here would close it at the end of this function).
+    let map = ebpf.map_mut("SM_OPS").ok_or(CaptureError::Map {
+        name: "SM_OPS",
+        detail: "not in the object".into(),
+    })?;
+    let mut ops: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|e| CaptureError::Map {
+            name: "SM_OPS",
+            detail: e.to_string(),
+        })?;
+    for probe in probes::syscalls() {
+        if (0..i64::from(MAX_SYSCALL_NR)).contains(&probe.nr) {
+            write(&mut ops, "SM_OPS", probe.nr as u32, probe.op)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads every program, then attaches each probe group, recording what the kernel refused.
+fn attach_all(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> ProbeReport {
+    let mut report = ProbeReport::default();
+    let mut load_errors: BTreeMap<&str, String> = BTreeMap::new();
+    for name in probes::PROGRAMS {
+        if let Err(e) = load_program(ebpf, name) {
+            load_errors.insert(name, e);
+        }
+    }
+    let mut attach = |program: &str, category: &str, tracepoint: &str| -> Result<(), String> {
+        if let Some(e) = load_errors.get(program) {
+            return Err(format!("program {program} did not load: {e}"));
+        }
+        if !tracefs
+            .join("events")
+            .join(category)
+            .join(tracepoint)
+            .is_dir()
+        {
+            return Err(format!(
+                "this kernel has no tracepoint {category}:{tracepoint}"
+            ));
+        }
+        let prog: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or_else(|| format!("program {program} missing from the object"))?
+            .try_into()
+            .map_err(|e| format!("{e}"))?;
+        prog.attach(category, tracepoint)
+            .map(|_| ())
+            .map_err(|e| format!("attaching {program} to {category}:{tracepoint}: {e}"))
+    };
+    for probe in probes::syscalls() {
+        let mut result = attach(
+            probe.enter,
+            "syscalls",
+            &format!("sys_enter_{}", probe.name),
+        );
+        if result.is_ok()
+            && let Some(exit) = probe.exit
+        {
+            result = attach(exit, "syscalls", &format!("sys_exit_{}", probe.name));
+        }
+        report.mark(probe.family, probe.group, result.err());
+    }
+    for tp in probes::tracepoints() {
+        let result =
+            check_layout(tracefs, &tp).and_then(|()| attach(tp.program, tp.category, tp.name));
+        report.mark(tp.family, tp.group, result.err());
+    }
+    report
+}
+
+/// Groups whose syscalls exist only on some kernels (e.g. finit_module without module support)
+/// are marked from the attach result; the rest must all attach.
+fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| "missing from the object".to_string())?
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
+    prog.load().map_err(|e| verifier_summary(&e))
+}
+
+/// The useful end of a verifier log, not all of it.
+fn verifier_summary(error: &aya::programs::ProgramError) -> String {
+    let text = format!("{error:#}");
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines.len().saturating_sub(4);
+    lines[tail..].join(" | ")
+}
+
+/// Checks that the fields the program reads sit where it expects them.
+fn check_layout(tracefs: &std::path::Path, tp: &probes::TracepointProbe) -> Result<(), String> {
+    let fields = tracefs::field_offsets(tracefs, tp.category, tp.name).map_err(|e| {
+        format!(
+            "this kernel has no tracepoint {}:{} ({e})",
+            tp.category, tp.name
+        )
+    })?;
+    for (name, offset) in tp.fields {
+        match fields.iter().find(|(n, _, _)| n == name) {
+            Some((_, found, _)) if found == offset => {}
+            Some((_, found, _)) => {
+                return Err(format!(
+                    "{}:{} field {name} is at offset {found} on this kernel, secmon expects {offset}",
+                    tp.category, tp.name
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{}:{} has no field {name} on this kernel",
+                    tp.category, tp.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Root, or CAP_BPF + CAP_PERFMON (with CAP_DAC_READ_SEARCH-free tracefs access it still
+/// needs to open tracepoint ids, which root has).
+pub fn privileged() -> bool {
+    // SAFETY: geteuid never fails.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let effective = effective_capabilities().unwrap_or(0);
+    effective & (1 << CAP_BPF) != 0 && effective & (1 << CAP_PERFMON) != 0
+}
+
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones use the memory cgroup,
+/// where a failure to raise the limit (no CAP_SYS_RESOURCE, as in some VMs) does not matter.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid pointer to a stack value.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 && kernel_before_5_11() {
+        eprintln!(
+            "secmon: warning: cannot raise RLIMIT_MEMLOCK ({}); loading may fail on this kernel",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn kernel_before_5_11() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) < (5, 11)
+}

@@ -1,1 +1,17 @@
-//! (stub; being written)
+//! Enrichment: the context the kernel cannot give cheaply, added in userspace.
+//!
+//! - [`proctable`]: the process table (ppid, exe, argv, uid, cwd, ancestry), rebuilt from
+//!   fork/exec/exit events and seeded/filled from `/proc`;
+//! - [`users`]: uid → user name from `/etc/passwd`;
+//! - [`paths`]: lexical normalisation of paths and resolution against a process's cwd.
+
+pub mod paths;
+pub mod proctable;
+pub mod users;
+
+pub use proctable::{ProcessInfo, ProcessTable};
+pub use users::UserNames;
+
+pub mod enricher;
+
+pub use enricher::{BootClock, Enricher};

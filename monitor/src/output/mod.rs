@@ -1,1 +1,3 @@
-//! (stub; being written)
+//! Last stage: where analysed events go. JSON lines now; the TUI, alerts and storage are
+//! further sinks fed from the same pipeline.
+pub mod json;

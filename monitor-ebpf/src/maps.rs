@@ -1,0 +1,51 @@
+//! Every map the programs share with userspace. Names start with `SM_` so `bpftool map` shows
+//! whose they are.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{
+    ExecArgs, ExitData, Listener, PendingSyscall, SocketKey, TcpConnection, config, family,
+    ops::MAX_SYSCALL_NR,
+};
+
+/// Every event goes through this one ring buffer (size set by userspace at load time).
+#[map]
+pub static SM_EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Run-time switches written by userspace: see `monitor_common::config`.
+#[map]
+pub static SM_CONFIG: Array<u64> = Array::with_max_entries(config::LEN, 0);
+
+/// Syscall number → `monitor_common::ops` code, filled by userspace from libc::SYS_*.
+#[map]
+pub static SM_OPS: Array<u32> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+/// Ring-buffer reservation failures per family, summed by userspace.
+#[map]
+pub static SM_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(family::COUNT, 0);
+
+/// Syscall arguments saved at sys_enter until sys_exit, by thread id. LRU: a thread killed
+/// inside a syscall never reaches sys_exit, and its entry must not leak forever.
+#[map]
+pub static SM_PENDING: LruHashMap<u32, PendingSyscall> = LruHashMap::with_max_entries(16384, 0);
+
+/// argv and filename copied at execve entry (the old memory is gone by sched_process_exec).
+#[map]
+pub static SM_EXEC_ARGS: LruHashMap<u32, ExecArgs> = LruHashMap::with_max_entries(1024, 0);
+
+/// Per-CPU scratch space to build an `ExecArgs` (too large for the 512-byte stack).
+#[map]
+pub static SM_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1, 0);
+
+/// Exit status by tgid, recorded at exit_group()/fatal signal, reported at sched_process_exit.
+#[map]
+pub static SM_EXIT_STATUS: LruHashMap<u32, ExitData> = LruHashMap::with_max_entries(16384, 0);
+
+/// Live TCP connections by socket address, from their first state change until TCP_CLOSE.
+#[map]
+pub static SM_TCP: LruHashMap<u64, TcpConnection> = LruHashMap::with_max_entries(65536, 0);
+
+/// Listening sockets by (tgid, fd), to give accepted connections their local address.
+#[map]
+pub static SM_LISTENERS: LruHashMap<SocketKey, Listener> = LruHashMap::with_max_entries(4096, 0);

@@ -1,0 +1,115 @@
+//! File family: open/openat/openat2, unlink/unlinkat/rmdir, rename*, chmod*, link*/symlink*.
+//! Everything is reported at `sys_exit` when the call succeeded; paths are read from the
+//! caller's memory then and resolved to absolute paths in userspace.
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use monitor_common::{AT_FDCWD, FileEvent, FilePairEvent, SYMLINK_TARGET_DIRFD, family, kind, ops};
+
+use super::{fill_header, read_user, read_user_str, reserve, syscall::take_pending};
+
+const AT_REMOVEDIR: u64 = 0x200;
+
+/// Attached to `sys_exit` of every file syscall.
+#[tracepoint]
+pub fn sm_exit_file(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_file(&ctx);
+    0
+}
+
+/// One path, the directory it is relative to, flags and mode.
+struct FileCall {
+    kind: u32,
+    dirfd: i32,
+    path: u64,
+    flags: u64,
+    mode: u64,
+}
+
+fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
+    let (pending, ret) = take_pending(ctx)?;
+    if ret < 0 {
+        return None;
+    }
+    let a = pending.args;
+    let call = |kind, dirfd: u64, path, flags, mode| FileCall {
+        kind,
+        dirfd: dirfd as i32,
+        path,
+        flags,
+        mode,
+    };
+    let cwd = AT_FDCWD as u64;
+    let single = match pending.op {
+        ops::OPEN => call(kind::FILE_OPEN, cwd, a[0], a[1], a[2]),
+        ops::OPENAT => call(kind::FILE_OPEN, a[0], a[1], a[2], a[3]),
+        // openat2(dfd, filename, struct open_how *how, size): how = { flags, mode, resolve }.
+        ops::OPENAT2 => call(
+            kind::FILE_OPEN,
+            a[0],
+            a[1],
+            read_user::<u64>(a[2]).unwrap_or(0),
+            read_user::<u64>(a[2] + 8).unwrap_or(0),
+        ),
+        ops::UNLINK => call(kind::FILE_DELETE, cwd, a[0], 0, 0),
+        ops::UNLINKAT => call(kind::FILE_DELETE, a[0], a[1], a[2], 0),
+        ops::RMDIR => call(kind::FILE_DELETE, cwd, a[0], AT_REMOVEDIR, 0),
+        ops::CHMOD => call(kind::FILE_CHMOD, cwd, a[0], 0, a[1]),
+        // fchmod(fd, mode): no path; userspace names the file from the fd.
+        ops::FCHMOD => call(kind::FILE_CHMOD, a[0], 0, 0, a[1]),
+        ops::FCHMODAT => call(kind::FILE_CHMOD, a[0], a[1], 0, a[2]),
+        ops::FCHMODAT2 => call(kind::FILE_CHMOD, a[0], a[1], a[3], a[2]),
+        _ => return report_pair(pending.op, a),
+    };
+    report_single(pending.op, &single, ret)
+}
+
+#[inline(always)]
+fn report_single(op: u32, call: &FileCall, ret: i64) -> Option<()> {
+    let mut entry = reserve::<FileEvent>(family::FILE)?;
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut event.header, call.kind);
+    let data = &mut event.data;
+    data.op = op;
+    data.dirfd = call.dirfd;
+    data.flags = call.flags;
+    data.mode = call.mode as u32;
+    data.ret = ret as i32;
+    if read_user_str(call.path, &mut data.path) {
+        event.header.truncated = 1;
+    }
+    entry.submit(0);
+    Some(())
+}
+
+/// rename*, link* and symlink*: two paths.
+#[inline(always)]
+fn report_pair(op: u32, a: [u64; 6]) -> Option<()> {
+    let cwd = AT_FDCWD as u64;
+    let target = SYMLINK_TARGET_DIRFD as u64;
+    // (kind, old dirfd, old path, new dirfd, new path, flags)
+    let (kind, old_dirfd, old_path, new_dirfd, new_path, flags) = match op {
+        ops::RENAME => (kind::FILE_RENAME, cwd, a[0], cwd, a[1], 0),
+        ops::RENAMEAT => (kind::FILE_RENAME, a[0], a[1], a[2], a[3], 0),
+        ops::RENAMEAT2 => (kind::FILE_RENAME, a[0], a[1], a[2], a[3], a[4]),
+        ops::LINK => (kind::FILE_LINK, cwd, a[0], cwd, a[1], 0),
+        ops::LINKAT => (kind::FILE_LINK, a[0], a[1], a[2], a[3], a[4]),
+        ops::SYMLINK => (kind::FILE_LINK, target, a[0], cwd, a[1], 0),
+        ops::SYMLINKAT => (kind::FILE_LINK, target, a[0], a[1], a[2], 0),
+        _ => return None,
+    };
+    let mut entry = reserve::<FilePairEvent>(family::FILE)?;
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut event.header, kind);
+    let data = &mut event.data;
+    data.op = op;
+    data._pad = 0;
+    data.old_dirfd = old_dirfd as i32;
+    data.new_dirfd = new_dirfd as i32;
+    data.flags = flags;
+    let cut_old = read_user_str(old_path, &mut data.old_path);
+    let cut_new = read_user_str(new_path, &mut data.new_path);
+    if cut_old || cut_new {
+        event.header.truncated = 1;
+    }
+    entry.submit(0);
+    Some(())
+}

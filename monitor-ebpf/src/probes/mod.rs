@@ -1,0 +1,110 @@
+//! Probe families, one file each. Shared helpers live here.
+pub mod file;
+pub mod kernel;
+pub mod net;
+pub mod process;
+pub mod syscall;
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes,
+    },
+    maps::ring_buf::RingBufEntry,
+};
+use monitor_common::{EventHeader, config, family};
+
+use crate::maps::{SM_CONFIG, SM_DROPS, SM_EVENTS};
+
+/// Reads a scalar field of a tracepoint record directly from the context (cheaper than a
+/// helper call; the verifier checks the offset against the record size). Not for arrays: see
+/// `net::tuple_of`.
+#[inline(always)]
+pub fn tp_field<T: Copy>(ctx: &impl EbpfContext, offset: usize) -> T {
+    unsafe { core::ptr::read_unaligned((ctx.as_ptr() as *const u8).add(offset) as *const T) }
+}
+
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+#[inline(always)]
+pub fn current_tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
+}
+
+/// True when `family` is switched off or the current task is the monitor itself.
+#[inline(always)]
+pub fn ignored(family: u32) -> bool {
+    let enabled = SM_CONFIG
+        .get(config::ENABLED_FAMILIES)
+        .copied()
+        .unwrap_or(0);
+    if enabled & family::bit(family) == 0 {
+        return true;
+    }
+    is_self(current_tgid())
+}
+
+#[inline(always)]
+pub fn is_self(tgid: u32) -> bool {
+    let me = SM_CONFIG.get(config::SELF_TGID).copied().unwrap_or(0);
+    me != 0 && me == tgid as u64
+}
+
+/// Fills `header` with the current task's identity.
+#[inline(always)]
+pub fn fill_header(header: &mut EventHeader, kind: u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    header.kind = kind;
+    header.truncated = 0;
+    header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    header.pid = (pid_tgid >> 32) as u32;
+    header.tid = pid_tgid as u32;
+    header.uid = uid_gid as u32;
+    header.gid = (uid_gid >> 32) as u32;
+    header.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    header.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+}
+
+/// Reserves a record of type `T` and counts a drop for `family` when the ring buffer is full.
+#[inline(always)]
+pub fn reserve<T: 'static>(family: u32) -> Option<RingBufEntry<T>> {
+    let entry = SM_EVENTS.reserve::<T>(0);
+    if entry.is_none()
+        && let Some(drops) = SM_DROPS.get_ptr_mut(family)
+    {
+        unsafe { *drops += 1 };
+    }
+    entry
+}
+
+/// Copies a NUL-terminated string from user memory into `dest`; returns true when it was cut.
+/// An unreadable pointer leaves an empty string.
+#[inline(always)]
+pub fn read_user_str(src: u64, dest: &mut [u8]) -> bool {
+    if src == 0 {
+        dest[0] = 0;
+        return false;
+    }
+    let capacity = dest.len();
+    match unsafe { bpf_probe_read_user_str_bytes(src as *const u8, dest) } {
+        Ok(bytes) => bytes.len() + 1 >= capacity,
+        Err(_) => {
+            dest[0] = 0;
+            false
+        }
+    }
+}
+
+#[inline(always)]
+pub fn read_user<T>(src: u64) -> Option<T> {
+    if src == 0 {
+        return None;
+    }
+    unsafe { bpf_probe_read_user(src as *const T) }.ok()
+}

@@ -1,0 +1,334 @@
+//! Process family: exec, fork, exit, ptrace, chdir, and the setuid family / capset.
+use aya_ebpf::{
+    EbpfContext,
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{
+    AT_FDCWD, ChdirEvent, ExecArgs, ExecEvent, ExitData, ExitEvent, ForkEvent, MAX_ARGS,
+    PrivilegeEvent, PtraceEvent, THREAD_EXIT_KEY, family, kind, ops,
+};
+
+use super::{
+    current_tgid, current_tid, fill_header, ignored, read_user, read_user_str, reserve,
+    syscall::{current_op, stash, syscall_args, take_pending},
+    tp_field,
+};
+use crate::maps::{SM_EXEC_ARGS, SM_EXIT_STATUS, SM_PENDING, SM_SCRATCH};
+
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// `syscalls:sys_enter_execve(filename, argv, envp)` and
+/// `syscalls:sys_enter_execveat(fd, filename, argv, envp, flags)`: copies argv while the
+/// caller's memory still exists; `sm_sched_exec` attaches it to the exec event.
+#[tracepoint]
+pub fn sm_execve(ctx: TracePointContext) -> u32 {
+    let _ = try_execve(&ctx);
+    0
+}
+
+fn try_execve(ctx: &TracePointContext) -> Option<()> {
+    let op = current_op(ctx)?;
+    if ignored(family::PROCESS) {
+        return None;
+    }
+    let args = syscall_args(ctx)?;
+    let argv = if op == ops::EXECVEAT {
+        args[2]
+    } else {
+        args[1]
+    };
+    let scratch = unsafe { &mut *SM_SCRATCH.get_ptr_mut(0)? };
+    copy_argv(argv, scratch);
+    SM_EXEC_ARGS.insert(&current_tid(), scratch, 0).ok()?;
+    // Remembered so sys_exit can drop the copy when exec fails.
+    stash(op, args)
+}
+
+#[inline(always)]
+fn copy_argv(argv: u64, out: &mut ExecArgs) {
+    out.argc = 0;
+    out.more = 0;
+    if argv == 0 {
+        return;
+    }
+    for i in 0..MAX_ARGS {
+        let Some(arg) = read_user::<u64>(argv + (i as u64) * 8) else {
+            return;
+        };
+        if arg == 0 {
+            return;
+        }
+        if read_user_str(arg, &mut out.args[i]) {
+            out.more |= 2;
+        }
+        out.argc = (i + 1) as u32;
+    }
+    if read_user::<u64>(argv + (MAX_ARGS as u64) * 8).unwrap_or(0) != 0 {
+        out.more |= 1;
+    }
+}
+
+/// `sched:sched_process_exec(filename __data_loc @8, pid @12, old_pid @16)`: fires in the new
+/// program once exec can no longer fail.
+#[tracepoint]
+pub fn sm_sched_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_exec(&ctx);
+    0
+}
+
+fn try_sched_exec(ctx: &TracePointContext) -> Option<()> {
+    if ignored(family::PROCESS) {
+        return None;
+    }
+    let old_pid: u32 = tp_field(ctx, 16);
+    let filename_loc: u32 = tp_field(ctx, 8);
+    let mut entry = reserve::<ExecEvent>(family::PROCESS)?;
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut event.header, kind::PROCESS_EXEC);
+    event.data.old_pid = old_pid;
+    let filename = unsafe { (ctx.as_ptr() as *const u8).add((filename_loc & 0xffff) as usize) };
+    let capacity = event.data.filename.len();
+    match unsafe { bpf_probe_read_kernel_str_bytes(filename, &mut event.data.filename) } {
+        Ok(bytes) if bytes.len() + 1 >= capacity => event.header.truncated = 1,
+        Ok(_) => {}
+        Err(_) => event.data.filename[0] = 0,
+    }
+    match SM_EXEC_ARGS.get_ptr(old_pid) {
+        Some(saved) => {
+            let dest = unsafe {
+                core::slice::from_raw_parts_mut(
+                    (&mut event.data.argv as *mut ExecArgs).cast::<u8>(),
+                    core::mem::size_of::<ExecArgs>(),
+                )
+            };
+            if unsafe { bpf_probe_read_kernel_buf(saved.cast::<u8>(), dest) }.is_err() {
+                event.data.argv.argc = 0;
+            }
+            let _ = SM_EXEC_ARGS.remove(&old_pid);
+        }
+        // Exec through a path we do not watch (e.g. the family was just enabled):
+        // userspace falls back to /proc/<pid>/cmdline.
+        None => {
+            event.data.argv.argc = 0;
+            event.data.argv.more = 0;
+        }
+    }
+    if event.data.argv.more & 2 != 0 {
+        event.header.truncated = 1;
+    }
+    entry.submit(0);
+    Some(())
+}
+
+/// `sched:sched_process_fork(parent_comm, parent_pid @12, child_comm, child_pid @20)`, run by
+/// the parent. Threads (clone with CLONE_THREAD) are not processes and are skipped.
+#[tracepoint]
+pub fn sm_sched_fork(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_fork(&ctx);
+    0
+}
+
+fn try_sched_fork(ctx: &TracePointContext) -> Option<()> {
+    if ignored(family::PROCESS) || creating_thread() {
+        return None;
+    }
+    let child_pid: u32 = tp_field(ctx, 20);
+    let mut entry = reserve::<ForkEvent>(family::PROCESS)?;
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut event.header, kind::PROCESS_FORK);
+    event.data.child_pid = child_pid;
+    event.data.parent_pid = event.header.pid;
+    entry.submit(0);
+    Some(())
+}
+
+/// Whether the clone in progress on this thread creates a thread (its flags were saved by
+/// `sm_sys_enter`). Kernel threads and fork/vfork have no CLONE_THREAD.
+#[inline(always)]
+fn creating_thread() -> bool {
+    let Some(pending) = (unsafe { SM_PENDING.get(&current_tid()) }) else {
+        return false;
+    };
+    let flags = match pending.op {
+        ops::CLONE => pending.args[0],
+        // clone3(struct clone_args *uargs, size): flags is the first u64.
+        ops::CLONE3 => read_user::<u64>(pending.args[0]).unwrap_or(0),
+        _ => 0,
+    };
+    flags & CLONE_THREAD != 0
+}
+
+/// `sched:sched_process_exit(comm, pid @24, prio @28, group_dead @32)`: reported once, when
+/// the last thread of the process exits.
+#[tracepoint]
+pub fn sm_sched_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_exit(&ctx);
+    0
+}
+
+fn try_sched_exit(ctx: &TracePointContext) -> Option<()> {
+    let group_dead: u8 = tp_field(ctx, 32);
+    let thread_key = current_tid() | THREAD_EXIT_KEY;
+    if group_dead == 0 {
+        let _ = SM_EXIT_STATUS.remove(&thread_key);
+        return None;
+    }
+    let tgid = current_tgid();
+    let status = unsafe {
+        SM_EXIT_STATUS
+            .get(&tgid)
+            .or_else(|| SM_EXIT_STATUS.get(&thread_key))
+    }
+    .copied()
+    .unwrap_or(ExitData {
+        exit_code: 0,
+        signal: 0,
+        exited: 0,
+        _pad: 0,
+    });
+    let _ = SM_EXIT_STATUS.remove(&tgid);
+    let _ = SM_EXIT_STATUS.remove(&thread_key);
+    if ignored(family::PROCESS) {
+        return None;
+    }
+    let mut entry = reserve::<ExitEvent>(family::PROCESS)?;
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut event.header, kind::PROCESS_EXIT);
+    event.data = status;
+    entry.submit(0);
+    Some(())
+}
+
+/// `signal:signal_deliver(sig @8, errno, code, sa_handler @24, sa_flags)`, in the receiving
+/// task: a signal whose default action kills the process records the cause of death.
+#[tracepoint]
+pub fn sm_signal(ctx: TracePointContext) -> u32 {
+    let sig: i32 = tp_field(&ctx, 8);
+    let handler: u64 = tp_field(&ctx, 24);
+    // SIG_DFL is 0; a handler or SIG_IGN means the process lives on.
+    if handler == 0 && kills_by_default(sig) {
+        let status = ExitData {
+            exit_code: 0,
+            signal: sig as u32,
+            exited: 0,
+            _pad: 0,
+        };
+        // exit_group's own status (recorded first) wins over the SIGKILL it sends to threads.
+        let _ = SM_EXIT_STATUS.insert(&current_tgid(), &status, BPF_NOEXIST as u64);
+    }
+    0
+}
+
+#[inline(always)]
+fn kills_by_default(sig: i32) -> bool {
+    // SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG and SIGWINCH do not kill.
+    (1..=64).contains(&sig) && !(17..=23).contains(&sig) && sig != 28
+}
+
+/// Attached to `sys_exit` of execve/execveat, clone/clone3/fork/vfork, ptrace, chdir/fchdir
+/// and the setuid family / capset.
+#[tracepoint]
+pub fn sm_exit_process(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_process(&ctx);
+    0
+}
+
+fn try_exit_process(ctx: &TracePointContext) -> Option<()> {
+    let (pending, ret) = take_pending(ctx)?;
+    let args = pending.args;
+    match pending.op {
+        ops::EXECVE | ops::EXECVEAT => {
+            if ret != 0 {
+                let _ = SM_EXEC_ARGS.remove(&current_tid());
+            }
+        }
+        ops::PTRACE if ret >= 0 && reported_ptrace_request(args[0]) => {
+            let mut entry = reserve::<PtraceEvent>(family::PROCESS)?;
+            let event = unsafe { &mut *entry.as_mut_ptr() };
+            fill_header(&mut event.header, kind::PTRACE);
+            event.data.request = args[0] as i64;
+            event.data.target_pid = args[1] as u32;
+            event.data._pad = 0;
+            entry.submit(0);
+        }
+        ops::CHDIR | ops::FCHDIR if ret == 0 => {
+            let mut entry = reserve::<ChdirEvent>(family::PROCESS)?;
+            let event = unsafe { &mut *entry.as_mut_ptr() };
+            fill_header(&mut event.header, kind::CHDIR);
+            if pending.op == ops::CHDIR {
+                event.data.fd = AT_FDCWD;
+                if read_user_str(args[0], &mut event.data.path) {
+                    event.header.truncated = 1;
+                }
+            } else {
+                event.data.fd = args[0] as i32;
+                event.data.path[0] = 0;
+            }
+            entry.submit(0);
+        }
+        ops::SETUID..=ops::CAPSET => report_privilege_change(&pending, ret)?,
+        _ => {}
+    }
+    Some(())
+}
+
+/// Requests that take control of another process or change its memory or registers; the
+/// PEEK/GET family that debuggers issue by the thousand is not reported.
+#[inline(always)]
+fn reported_ptrace_request(request: u64) -> bool {
+    matches!(
+        request,
+        0 /* TRACEME */ | 4 | 5 | 6 /* POKE* */ | 13 | 15 /* SET*REGS */ | 16 /* ATTACH */
+            | 0x4205 /* SETREGSET */ | 0x4206 /* SEIZE */
+    )
+}
+
+#[inline(always)]
+fn report_privilege_change(pending: &monitor_common::PendingSyscall, ret: i64) -> Option<()> {
+    let args = pending.args;
+    let op = pending.op;
+    // setfsuid/setfsgid return the previous id and never fail; `setfsuid(-1)` only queries.
+    let succeeded = match op {
+        ops::SETFSUID | ops::SETFSGID => args[0] as u32 != u32::MAX && args[0] as u32 != ret as u32,
+        _ => ret == 0,
+    };
+    if !succeeded {
+        return None;
+    }
+    let mut entry = reserve::<PrivilegeEvent>(family::PROCESS)?;
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut event.header, kind::PRIVILEGE_CHANGE);
+    let data = &mut event.data;
+    data.op = op;
+    data.old_uid = pending.uid_gid as u32;
+    data.old_gid = (pending.uid_gid >> 32) as u32;
+    data.new_ids = [u32::MAX; 3];
+    data.caps = [0; 3];
+    data._pad = 0;
+    match op {
+        ops::SETUID | ops::SETGID | ops::SETFSUID | ops::SETFSGID => {
+            data.new_ids[0] = args[0] as u32
+        }
+        ops::SETREUID | ops::SETREGID => {
+            data.new_ids[0] = args[0] as u32;
+            data.new_ids[1] = args[1] as u32;
+        }
+        ops::SETRESUID | ops::SETRESGID => {
+            data.new_ids[0] = args[0] as u32;
+            data.new_ids[1] = args[1] as u32;
+            data.new_ids[2] = args[2] as u32;
+        }
+        ops::CAPSET => {
+            // capset(header, data): data[0] = { effective, permitted, inheritable } (u32 each).
+            if let Some(caps) = read_user::<[u32; 3]>(args[1]) {
+                data.caps = caps;
+            }
+        }
+        _ => {}
+    }
+    entry.submit(0);
+    Some(())
+}

@@ -1,0 +1,89 @@
+//! Stage 2: the one async task that drains the ring buffer, decodes records and hands them on
+//! in batches. It never blocks on anything but the ring buffer's readiness and the channel: a
+//! slow consumer makes the channel push back, the kernel ring fills, and the kernel's drop
+//! counter — not unbounded memory here — tells of the overload.
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::{mpsc, watch},
+};
+
+use crate::decode::{Record, decode};
+
+/// Largest batch handed on at once.
+pub const MAX_BATCH: usize = 4096;
+
+/// Counters the reader keeps (read by the status line and the end-of-run summary).
+#[derive(Debug, Default)]
+pub struct ReaderStats {
+    pub records: AtomicU64,
+    pub decode_errors: AtomicU64,
+}
+
+/// Reads until `shutdown` turns true, then drains what is left in the ring and returns.
+pub async fn run(
+    ring: RingBuf<MapData>,
+    batches: mpsc::Sender<Vec<Record>>,
+    mut shutdown: watch::Receiver<bool>,
+    stats: Arc<ReaderStats>,
+) -> std::io::Result<()> {
+    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged for as long as the
+    // AsyncFd owns the RingBuf.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let open = drain(guard.get_inner_mut(), &batches, &stats).await;
+                guard.clear_ready();
+                if !open {
+                    return Ok(());
+                }
+            }
+            _ = shutdown.changed() => {
+                drain(ring.get_mut(), &batches, &stats).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Moves every record now in the ring into batches. Returns false when the consumer is gone.
+async fn drain(
+    ring: &mut RingBuf<MapData>,
+    batches: &mpsc::Sender<Vec<Record>>,
+    stats: &ReaderStats,
+) -> bool {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        let Some(item) = ring.next() else { break };
+        match decode(&item) {
+            Ok(record) => batch.push(record),
+            Err(_) => {
+                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        drop(item);
+        if batch.len() >= MAX_BATCH {
+            stats
+                .records
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if batches.send(std::mem::take(&mut batch)).await.is_err() {
+                return false;
+            }
+        }
+    }
+    if batch.is_empty() {
+        return true;
+    }
+    stats
+        .records
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    batches.send(batch).await.is_ok()
+}

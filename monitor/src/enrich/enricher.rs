@@ -1,0 +1,510 @@
+//! Stage 3: kernel records → [`Event`]s with process context.
+//!
+//! Keeps the process table current from fork/exec/exit/chdir records, resolves every path to
+//! an absolute, normalised one (relative to the process's cwd or to the directory fd the
+//! syscall named), converts kernel timestamps to wall-clock time, and names users.
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, Utc};
+use monitor_common::{
+    AT_FDCWD, EventHeader, ExecEvent, FileEvent, FilePairEvent, NetEvent, PrivilegeEvent,
+    SYMLINK_TARGET_DIRFD, kind, ops,
+};
+
+use super::{ProcessTable, UserNames, paths};
+use crate::{
+    decode::Record,
+    event::{Event, EventType},
+    sanitize::lossy,
+};
+
+/// Process-table size: far above the number of live processes on a normal host.
+const PROCESS_TABLE_CAPACITY: usize = 32_768;
+/// How long an exited process stays in the table for late events (e.g. its net_close).
+const EXITED_GRACE_NS: u64 = 30_000_000_000;
+/// How far up the tree `ancestors` goes.
+const MAX_ANCESTORS: usize = 8;
+
+/// Converts CLOCK_MONOTONIC (what `bpf_ktime_get_ns` returns) to wall-clock time.
+#[derive(Clone, Copy, Debug)]
+pub struct BootClock {
+    /// Realtime minus monotonic, in nanoseconds, measured once at start.
+    offset_ns: i128,
+}
+
+impl BootClock {
+    pub fn now() -> BootClock {
+        let realtime = clock_ns(libc::CLOCK_REALTIME);
+        let monotonic = clock_ns(libc::CLOCK_MONOTONIC);
+        BootClock {
+            offset_ns: realtime - monotonic,
+        }
+    }
+
+    pub fn to_wall(self, monotonic_ns: u64) -> DateTime<Utc> {
+        let ns = i128::from(monotonic_ns) + self.offset_ns;
+        DateTime::from_timestamp_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
+    }
+
+    /// Current CLOCK_MONOTONIC time, the kernel's timestamp base.
+    pub fn monotonic_now() -> u64 {
+        u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0)
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec on the stack.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+pub struct Enricher {
+    procs: ProcessTable,
+    users: UserNames,
+    clock: BootClock,
+    proc_root: PathBuf,
+    records_since_evict: u32,
+}
+
+impl Enricher {
+    /// A table seeded from the running system's /proc.
+    pub fn new() -> Enricher {
+        Enricher::with_proc_root(Path::new("/proc"), UserNames::system())
+    }
+
+    pub fn with_proc_root(proc_root: &Path, users: UserNames) -> Enricher {
+        let mut procs = ProcessTable::new(PROCESS_TABLE_CAPACITY);
+        procs.seed_from_proc(proc_root);
+        Enricher {
+            procs,
+            users,
+            clock: BootClock::now(),
+            proc_root: proc_root.to_path_buf(),
+            records_since_evict: 0,
+        }
+    }
+
+    pub fn processes(&self) -> &ProcessTable {
+        &self.procs
+    }
+
+    /// Turns a kernel record into an event; `None` for records that only update state (chdir).
+    pub fn process(&mut self, record: &Record) -> Option<Event> {
+        self.maybe_evict(record.header().timestamp_ns);
+        let event = match record {
+            Record::Exec(e) => self.exec(e),
+            Record::Fork(e) => {
+                // Know the parent first, so the child inherits its comm, exe and cwd.
+                let _ = self.procs.get_or_load(e.data.parent_pid, &self.proc_root);
+                self.procs
+                    .on_fork(e.data.parent_pid, e.data.child_pid, e.header.timestamp_ns);
+                let mut event = self.base(&e.header, EventType::ProcessFork);
+                event.pid = e.data.child_pid;
+                event.tid = e.data.child_pid;
+                self.add_process_context(&mut event);
+                event
+            }
+            Record::Exit(e) => {
+                let mut event = self.base(&e.header, EventType::ProcessExit);
+                self.add_process_context(&mut event);
+                if e.data.exited == 1 {
+                    event.exit_code = Some(e.data.exit_code);
+                } else if e.data.signal != 0 {
+                    event.exit_signal = Some(e.data.signal);
+                    event.exit_code = Some(128 + e.data.signal as i32);
+                }
+                self.procs.on_exit(e.header.pid, e.header.timestamp_ns);
+                event
+            }
+            Record::Ptrace(e) => {
+                let mut event = self.base(&e.header, EventType::Ptrace);
+                self.add_process_context(&mut event);
+                event.ptrace_request = Some(ptrace_request_name(e.data.request));
+                event.target_pid = Some(e.data.target_pid);
+                event
+            }
+            Record::Chdir(e) => {
+                let pid = e.header.pid;
+                let new_cwd = if e.data.fd == AT_FDCWD {
+                    let path = lossy(&e.data.path);
+                    paths::resolve(&self.cwd_of(pid), &path)
+                } else {
+                    self.read_link(pid, "cwd")?
+                };
+                self.procs.on_chdir(pid, new_cwd);
+                return None;
+            }
+            Record::File(e) => self.file(e),
+            Record::FilePair(e) => self.file_pair(e),
+            Record::Privilege(e) => self.privilege(e),
+            Record::Net(e) => self.net(e)?,
+            Record::BpfLoad(e) => {
+                let mut event = self.base(&e.header, EventType::BpfLoad);
+                self.add_process_context(&mut event);
+                event.bpf_prog_type = Some(e.data.prog_type);
+                event.bpf_prog_name = Some(lossy(&e.data.prog_name));
+                event
+            }
+            Record::ModuleLoad(e) => {
+                let mut event = self.base(&e.header, EventType::ModuleLoad);
+                self.add_process_context(&mut event);
+                event.syscall = Some(op_name(e.data.op).to_string());
+                event.module_params = Some(lossy(&e.data.params));
+                if e.data.fd >= 0 {
+                    event.file_path = self.fd_path(e.header.pid, e.data.fd);
+                }
+                event
+            }
+        };
+        Some(event)
+    }
+
+    fn maybe_evict(&mut self, now_ns: u64) {
+        self.records_since_evict += 1;
+        if self.records_since_evict >= 4096 {
+            self.records_since_evict = 0;
+            self.procs.evict_exited(now_ns, EXITED_GRACE_NS);
+        }
+    }
+
+    /// The fields every event has, from the kernel header.
+    fn base(&mut self, header: &EventHeader, event_type: EventType) -> Event {
+        let mut event = Event::new(event_type, self.clock.to_wall(header.timestamp_ns));
+        event.pid = header.pid;
+        event.tid = header.tid;
+        event.uid = header.uid;
+        event.user = self.users.name(header.uid);
+        event.process = lossy(&header.comm);
+        event.cgroup_id = header.cgroup_id;
+        event.truncated = header.truncated != 0;
+        event
+    }
+
+    /// ppid, exe, cmdline, parent and ancestors from the process table.
+    fn add_process_context(&mut self, event: &mut Event) {
+        if event.pid == 0 {
+            return;
+        }
+        if let Some(info) = self.procs.get_or_load(event.pid, &self.proc_root) {
+            event.ppid = info.ppid;
+            event.exe.clone_from(&info.exe);
+            event.cmdline = info.cmdline();
+        }
+        let ancestors = self.procs.ancestors(event.pid, MAX_ANCESTORS);
+        if let Some((_, parent)) = ancestors.first() {
+            event.parent_process.clone_from(parent);
+        }
+        event.ancestors = ancestors.into_iter().map(|(_, name)| name).collect();
+    }
+
+    fn exec(&mut self, e: &ExecEvent) -> Event {
+        let pid = e.header.pid;
+        let filename = lossy(&e.data.filename);
+        let exe = if filename.starts_with('/') {
+            paths::normalize(&filename)
+        } else {
+            // Make sure the process (and so its cwd) is known before resolving against it.
+            let _ = self.procs.get_or_load(pid, &self.proc_root);
+            paths::resolve(&self.cwd_of(pid), &filename)
+        };
+        let argc = (e.data.argv.argc as usize).min(e.data.argv.args.len());
+        let mut argv: Vec<String> = e.data.argv.args[..argc].iter().map(|a| lossy(a)).collect();
+        if argv.is_empty() {
+            argv = self.proc_cmdline(pid);
+        }
+        self.procs.on_exec(
+            pid,
+            lossy(&e.header.comm),
+            exe,
+            argv.clone(),
+            e.header.uid,
+            e.header.timestamp_ns,
+        );
+        let mut event = self.base(&e.header, EventType::ProcessExec);
+        self.add_process_context(&mut event);
+        event.argv = Some(argv);
+        if e.data.argv.more & 1 != 0 {
+            event.truncated = true;
+        }
+        event
+    }
+
+    fn file(&mut self, e: &FileEvent) -> Event {
+        let d = &e.data;
+        let pid = e.header.pid;
+        let (event_type, flags) = match e.header.kind {
+            kind::FILE_OPEN => {
+                let writes = d.flags as i32
+                    & (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)
+                    != 0;
+                let event_type = if writes {
+                    EventType::FileWrite
+                } else {
+                    EventType::FileOpen
+                };
+                (event_type, Some(open_flags(d.flags as i32)))
+            }
+            kind::FILE_DELETE => (
+                EventType::FileDelete,
+                (d.flags & libc::AT_REMOVEDIR as u64 != 0).then(|| "AT_REMOVEDIR".to_string()),
+            ),
+            _ => (EventType::FileChmod, None),
+        };
+        let mut event = self.base(&e.header, event_type);
+        self.add_process_context(&mut event);
+        event.syscall = Some(op_name(d.op).to_string());
+        event.flags = flags;
+        event.file_path = if d.op == ops::FCHMOD {
+            self.fd_path(pid, d.dirfd)
+        } else {
+            Some(self.resolve_at(pid, d.dirfd, &lossy(&d.path)))
+        };
+        let creates = d.flags as i32 & libc::O_CREAT != 0;
+        if event_type == EventType::FileChmod || creates {
+            event.mode = Some(d.mode & 0o7777);
+        }
+        event
+    }
+
+    fn file_pair(&mut self, e: &FilePairEvent) -> Event {
+        let d = &e.data;
+        let pid = e.header.pid;
+        let event_type = if e.header.kind == kind::FILE_RENAME {
+            EventType::FileRename
+        } else {
+            EventType::FileLink
+        };
+        let mut event = self.base(&e.header, event_type);
+        self.add_process_context(&mut event);
+        let new_path = self.resolve_at(pid, d.new_dirfd, &lossy(&d.new_path));
+        let old_text = lossy(&d.old_path);
+        let old_path = if d.old_dirfd == SYMLINK_TARGET_DIRFD {
+            // A symlink's target is relative to the directory holding the link.
+            let link_dir = Path::new(&new_path)
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "/".to_string());
+            paths::resolve(&link_dir, &old_text)
+        } else {
+            self.resolve_at(pid, d.old_dirfd, &old_text)
+        };
+        event.syscall = Some(op_name(d.op).to_string());
+        event.file_path = Some(old_path);
+        event.new_path = Some(new_path);
+        if d.flags != 0 {
+            event.flags = Some(format!("{:#x}", d.flags));
+        }
+        event
+    }
+
+    fn privilege(&mut self, e: &PrivilegeEvent) -> Event {
+        let d = &e.data;
+        let mut event = self.base(&e.header, EventType::PrivilegeChange);
+        self.add_process_context(&mut event);
+        event.syscall = Some(op_name(d.op).to_string());
+        event.old_uid = Some(d.old_uid);
+        event.old_gid = Some(d.old_gid);
+        // The id that takes effect: the effective one where the call sets several (-1 = keep).
+        let effective = match d.op {
+            ops::SETREUID | ops::SETREGID | ops::SETRESUID | ops::SETRESGID => {
+                [d.new_ids[1], d.new_ids[0]]
+                    .into_iter()
+                    .find(|id| *id != u32::MAX)
+            }
+            _ => Some(d.new_ids[0]).filter(|id| *id != u32::MAX),
+        };
+        match d.op {
+            ops::SETUID | ops::SETREUID | ops::SETRESUID | ops::SETFSUID => {
+                event.new_uid = Some(effective.unwrap_or(d.old_uid));
+            }
+            ops::SETGID | ops::SETREGID | ops::SETRESGID | ops::SETFSGID => {
+                event.new_gid = Some(effective.unwrap_or(d.old_gid));
+            }
+            ops::CAPSET => event.capabilities = Some(d.caps),
+            _ => {}
+        }
+        event
+    }
+
+    fn net(&mut self, e: &NetEvent) -> Option<Event> {
+        let d = &e.data;
+        let event_type = match e.header.kind {
+            kind::NET_CONNECT => EventType::NetConnect,
+            kind::NET_ACCEPT => EventType::NetAccept,
+            kind::NET_LISTEN => EventType::NetListen,
+            kind::NET_UDP => EventType::NetUdp,
+            _ => EventType::NetClose,
+        };
+        let mut event = self.base(&e.header, event_type);
+        self.add_process_context(&mut event);
+        event.protocol = Some(if d.protocol == 17 { "udp" } else { "tcp" }.to_string());
+        let ip = |addr: &[u8; 16]| -> Option<String> {
+            match d.family {
+                2 => Some(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string()),
+                10 => Some(Ipv6Addr::from(*addr).to_string()),
+                _ => None,
+            }
+        };
+        let has_source = event_type != EventType::NetUdp
+            && !(event_type == EventType::NetConnect && d.protocol == 17);
+        if has_source {
+            event.source_ip = ip(&d.src_addr);
+            event.source_port = Some(d.src_port);
+        }
+        if event_type != EventType::NetListen {
+            event.target_ip = ip(&d.dst_addr);
+            event.target_port = Some(d.dst_port);
+        }
+        if event_type == EventType::NetClose {
+            event.bytes_sent = Some(d.bytes_sent);
+            event.bytes_received = Some(d.bytes_received);
+            event.duration_ms = Some(d.duration_ns as f64 / 1e6);
+        }
+        Some(event)
+    }
+
+    fn cwd_of(&self, pid: u32) -> String {
+        self.procs
+            .get(pid)
+            .map(|p| p.cwd.clone())
+            .filter(|cwd| !cwd.is_empty())
+            .unwrap_or_else(|| "/".to_string())
+    }
+
+    /// Resolves `path` as the kernel did for `*at(dirfd, path)`.
+    fn resolve_at(&mut self, pid: u32, dirfd: i32, path: &str) -> String {
+        if path.starts_with('/') {
+            return paths::normalize(path);
+        }
+        let base = if dirfd == AT_FDCWD {
+            let _ = self.procs.get_or_load(pid, &self.proc_root);
+            self.cwd_of(pid)
+        } else {
+            // The fd may be closed by now: best effort, and say which fd it was otherwise.
+            self.fd_path(pid, dirfd)
+                .unwrap_or_else(|| format!("/proc/{pid}/fd/{dirfd}"))
+        };
+        paths::resolve(&base, path)
+    }
+
+    fn fd_path(&self, pid: u32, fd: i32) -> Option<String> {
+        self.read_link(pid, &format!("fd/{fd}"))
+    }
+
+    fn read_link(&self, pid: u32, name: &str) -> Option<String> {
+        let target = std::fs::read_link(self.proc_root.join(pid.to_string()).join(name)).ok()?;
+        Some(target.to_string_lossy().into_owned())
+    }
+
+    fn proc_cmdline(&self, pid: u32) -> Vec<String> {
+        std::fs::read(self.proc_root.join(pid.to_string()).join("cmdline"))
+            .map(|bytes| {
+                bytes
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .take(monitor_common::MAX_ARGS)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Enricher {
+    fn default() -> Self {
+        Enricher::new()
+    }
+}
+
+/// `O_WRONLY|O_CREAT|O_TRUNC` style names for open flags.
+pub fn open_flags(flags: i32) -> String {
+    let access = match flags & libc::O_ACCMODE {
+        libc::O_WRONLY => "O_WRONLY",
+        libc::O_RDWR => "O_RDWR",
+        _ => "O_RDONLY",
+    };
+    let mut names = vec![access];
+    let named = [
+        (libc::O_CREAT, "O_CREAT"),
+        (libc::O_EXCL, "O_EXCL"),
+        (libc::O_NOCTTY, "O_NOCTTY"),
+        (libc::O_TRUNC, "O_TRUNC"),
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_NONBLOCK, "O_NONBLOCK"),
+        (libc::O_DIRECTORY, "O_DIRECTORY"),
+        (libc::O_NOFOLLOW, "O_NOFOLLOW"),
+        (libc::O_CLOEXEC, "O_CLOEXEC"),
+        (libc::O_PATH, "O_PATH"),
+        (libc::O_TMPFILE & !libc::O_DIRECTORY, "O_TMPFILE"),
+    ];
+    for (bit, name) in named {
+        if flags & bit == bit && bit != 0 {
+            names.push(name);
+        }
+    }
+    names.join("|")
+}
+
+pub fn ptrace_request_name(request: i64) -> String {
+    match request {
+        0 => "PTRACE_TRACEME".into(),
+        4 => "PTRACE_POKETEXT".into(),
+        5 => "PTRACE_POKEDATA".into(),
+        6 => "PTRACE_POKEUSER".into(),
+        13 => "PTRACE_SETREGS".into(),
+        15 => "PTRACE_SETFPREGS".into(),
+        16 => "PTRACE_ATTACH".into(),
+        0x4205 => "PTRACE_SETREGSET".into(),
+        0x4206 => "PTRACE_SEIZE".into(),
+        other => format!("PTRACE_{other}"),
+    }
+}
+
+/// The syscall name of an op, for the `syscall` field.
+pub fn op_name(op: u32) -> &'static str {
+    crate::capture::probes::syscalls()
+        .into_iter()
+        .find(|p| p.op == op)
+        .map(|p| p.name)
+        .unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_are_named() {
+        assert_eq!(open_flags(libc::O_RDONLY), "O_RDONLY");
+        assert_eq!(
+            open_flags(libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC),
+            "O_WRONLY|O_CREAT|O_TRUNC"
+        );
+        assert_eq!(
+            open_flags(libc::O_RDWR | libc::O_CLOEXEC),
+            "O_RDWR|O_CLOEXEC"
+        );
+    }
+
+    #[test]
+    fn op_names_come_from_the_probe_table() {
+        assert_eq!(op_name(ops::RENAMEAT2), "renameat2");
+        assert_eq!(op_name(ops::SETRESUID), "setresuid");
+        assert_eq!(op_name(9999), "unknown");
+    }
+
+    #[test]
+    fn clock_converts_monotonic_to_now() {
+        let clock = BootClock::now();
+        let wall = clock.to_wall(BootClock::monotonic_now());
+        let skew = (Utc::now() - wall).num_milliseconds().abs();
+        assert!(skew < 1000, "skew {skew} ms");
+    }
+}
