@@ -1,1 +1,119 @@
-fn main() {}
+//! `cargo xtask <command>`: set up, build, run, install, lint and test secmon.
+//!
+//! The alias lives in `.cargo/config.toml`. This crate deliberately does not depend on the monitor
+//! crates, so it builds on a machine that has no bpf-linker or nightly yet (`setup` installs them).
+//! One module per command; to add one, write `foo.rs` with `pub fn run(..) -> Result<ExitCode>`,
+//! declare it below and add a variant to `Cmd`.
+
+mod install;
+mod lint;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Developer tasks for secmon",
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install missing prerequisites (apt packages, nightly + rust-src, bpf-linker, tracefs).
+    Setup,
+    /// Setup, release build, then run secmon-tui as root; arguments after `--` go to secmon-tui.
+    Run(run::RunArgs),
+    /// Setup, release build, then install secmon-tui, the default config and the rules.
+    Install(install::InstallArgs),
+    /// cargo fmt --check and clippy (host crates, then the eBPF crate for the BPF target).
+    Lint,
+    /// Setup, lint, then all tests (including privileged ones) as root.
+    Test,
+    /// Benchmarks (not yet implemented).
+    Bench {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    util::init_env();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Setup => setup::run().map(|()| ExitCode::SUCCESS),
+        Cmd::Run(args) => run::run(args),
+        Cmd::Install(args) => install::run(args),
+        Cmd::Lint => lint::run(),
+        Cmd::Test => test::run(),
+        // Replaced by `bench::run(args)` once bench.rs exists.
+        Cmd::Bench { args: _ } => {
+            eprintln!("xtask bench: not yet implemented");
+            Ok(ExitCode::FAILURE)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cmd {
+        Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+            .expect("parses")
+            .cmd
+    }
+
+    #[test]
+    fn run_passes_arguments_through() {
+        for args in [&["run", "--", "--json"][..], &["run", "--json"][..]] {
+            match parse(args) {
+                Cmd::Run(r) => assert_eq!(r.args, ["--json"]),
+                other => panic!("{other:?}"),
+            }
+        }
+        match parse(&["run", "--", "--config", "x.toml", "-v"]) {
+            Cmd::Run(r) => assert_eq!(r.args, ["--config", "x.toml", "-v"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn install_prefix() {
+        match parse(&["install"]) {
+            Cmd::Install(a) => assert_eq!(a.prefix, std::path::Path::new("/usr/local")),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["install", "--prefix", "/opt/x"]) {
+            Cmd::Install(a) => assert_eq!(a.prefix, std::path::Path::new("/opt/x")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

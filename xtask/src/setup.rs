@@ -1,0 +1,326 @@
+//! `cargo xtask setup`: checks every prerequisite and installs what is missing.
+//!
+//! Each check is cheap (dpkg-query, rustup, `bpf-linker --version`, /proc/mounts), so a machine that
+//! already has everything is through in well under two seconds. One status line per prerequisite.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::util::{self, as_root, check, output, stdout_to_stderr, sudo_hint};
+
+/// Debian packages: LLVM 22 to build bpf-linker, and the tools the tests and benchmarks drive.
+pub const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "bpftool",
+    "tmux",
+    "bpftrace",
+    "hyperfine",
+    "stress-ng",
+    "iproute2",
+];
+
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+pub fn run() -> Result<()> {
+    let started = Instant::now();
+    eprintln!("xtask setup: checking prerequisites");
+    apt_packages()?;
+    rust_components()?;
+    nightly()?;
+    bpf_linker()?;
+    tracefs()?;
+    eprintln!(
+        "xtask setup: all prerequisites present ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn line(name: &str, status: &str) {
+    eprintln!("  {name:<34} {status}");
+}
+
+/// Prints the status lines around `install` and turns a failure into a message naming the step and
+/// the command to run by hand.
+fn install(
+    name: &str,
+    what: &str,
+    manual: &str,
+    install: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    line(name, &format!("installing… {what}"));
+    let t = Instant::now();
+    if let Err(e) = install() {
+        line(name, "FAILED");
+        bail!(
+            "setup step `{name}` failed: {e:#}\nto do it by hand, run:\n  {manual}\nthen run `cargo xtask setup` again"
+        );
+    }
+    line(
+        name,
+        &format!("installed in {:.0} s", t.elapsed().as_secs_f64()),
+    );
+    Ok(())
+}
+
+// --- apt packages -----------------------------------------------------------------------------
+
+fn apt_missing() -> Result<Vec<&'static str>> {
+    let mut cmd = Command::new("dpkg-query");
+    cmd.arg("-W")
+        .arg("-f=${Package}\t${Status}\n")
+        .args(APT_PACKAGES)
+        .stderr(std::process::Stdio::null());
+    // dpkg-query exits 1 when a package is unknown but still prints the ones it knows.
+    let out = cmd.output().with_context(|| {
+        format!(
+            "`dpkg-query` not found: automatic installation needs Debian/Ubuntu (apt); install these \
+             packages by hand: {}",
+            APT_PACKAGES.join(" ")
+        )
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let installed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, status)| status.trim() == "install ok installed")
+        .map(|(pkg, _)| pkg.split(':').next().unwrap_or(pkg))
+        .collect();
+    Ok(APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(p))
+        .collect())
+}
+
+fn apt_command(args: &[&str]) -> Result<Command> {
+    let mut full = vec!["DEBIAN_FRONTEND=noninteractive", "apt-get"];
+    full.extend_from_slice(args);
+    // `env` so that DEBIAN_FRONTEND survives sudo's environment reset.
+    let mut cmd = as_root("env", &full, false)?;
+    stdout_to_stderr(&mut cmd);
+    Ok(cmd)
+}
+
+fn apt_packages() -> Result<()> {
+    const NAME: &str = "apt packages";
+    let missing = apt_missing()?;
+    if missing.is_empty() {
+        line(NAME, "ok");
+        return Ok(());
+    }
+    let sudo = sudo_hint();
+    let manual = format!(
+        "{sudo}apt-get update && {sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
+        missing.join(" ")
+    );
+    install(NAME, &format!("({})", missing.join(" ")), &manual, || {
+        check(&mut apt_command(&["update"])?)?;
+        let mut args = vec!["install", "-y"];
+        args.extend(missing.iter().copied());
+        check(&mut apt_command(&args)?)?;
+        let still = apt_missing()?;
+        if !still.is_empty() {
+            bail!("still not installed after apt-get: {}", still.join(" "));
+        }
+        Ok(())
+    })
+}
+
+// --- Rust toolchains ---------------------------------------------------------------------------
+
+fn require_rustup() -> Result<()> {
+    if util::find_program("rustup").is_none() {
+        bail!("`rustup` not found on PATH: install it from https://rustup.rs and run this again");
+    }
+    Ok(())
+}
+
+fn rustup() -> Command {
+    let mut cmd = Command::new("rustup");
+    stdout_to_stderr(&mut cmd);
+    cmd
+}
+
+/// Installed components of `toolchain` (None = the active one), or None if the toolchain is absent.
+fn installed_components(toolchain: Option<&str>) -> Result<Option<Vec<String>>> {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["component", "list", "--installed"]);
+    if let Some(tc) = toolchain {
+        cmd.args(["--toolchain", tc]);
+    }
+    cmd.stderr(std::process::Stdio::null());
+    require_rustup()?;
+    let out = output(&mut cmd)?;
+    Ok(out.map(|s| s.lines().map(|l| l.trim().to_string()).collect()))
+}
+
+fn has_component(installed: &[String], component: &str) -> bool {
+    installed.iter().any(|c| {
+        c == component
+            || c.strip_prefix(component)
+                .is_some_and(|rest| rest.starts_with('-'))
+    })
+}
+
+/// rustfmt and clippy for the toolchain cargo runs with (`cargo xtask lint` needs both).
+fn rust_components() -> Result<()> {
+    const NAME: &str = "rustfmt + clippy";
+    let installed = installed_components(None)?.unwrap_or_default();
+    let missing: Vec<&str> = ["rustfmt", "clippy"]
+        .into_iter()
+        .filter(|c| !has_component(&installed, c))
+        .collect();
+    if missing.is_empty() {
+        line(NAME, "ok");
+        return Ok(());
+    }
+    let manual = format!("rustup component add {}", missing.join(" "));
+    install(NAME, "", &manual, || {
+        check(rustup().args(["component", "add"]).args(&missing))
+    })
+}
+
+fn nightly_installed() -> Result<bool> {
+    require_rustup()?;
+    let out = output(Command::new("rustup").args(["toolchain", "list"]))?.unwrap_or_default();
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .any(|tc| {
+            // `nightly` or `nightly-<host>`, not a dated `nightly-2025-01-01-<host>`.
+            tc == "nightly"
+                || tc
+                    .strip_prefix("nightly-")
+                    .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+        }))
+}
+
+/// Nightly with rust-src (aya-build compiles the eBPF crate with `-Z build-std=core`) and clippy
+/// (the eBPF clippy pass of `cargo xtask lint`).
+fn nightly() -> Result<()> {
+    const NAME: &str = "nightly toolchain + rust-src";
+    const COMPONENTS: [&str; 2] = ["rust-src", "clippy"];
+    if !nightly_installed()? {
+        let manual =
+            "rustup toolchain install nightly --profile minimal --component rust-src,clippy";
+        return install(NAME, "(toolchain)", manual, || {
+            check(rustup().args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src,clippy",
+            ]))
+        });
+    }
+    let installed = installed_components(Some("nightly"))?.unwrap_or_default();
+    let missing: Vec<&str> = COMPONENTS
+        .into_iter()
+        .filter(|c| !has_component(&installed, c))
+        .collect();
+    if missing.is_empty() {
+        line(NAME, "ok");
+        return Ok(());
+    }
+    let manual = format!(
+        "rustup component add {} --toolchain nightly",
+        missing.join(" ")
+    );
+    install(NAME, &format!("({})", missing.join(", ")), &manual, || {
+        check(
+            rustup()
+                .args(["component", "add"])
+                .args(&missing)
+                .args(["--toolchain", "nightly"]),
+        )
+    })
+}
+
+// --- bpf-linker --------------------------------------------------------------------------------
+
+fn bpf_linker_version() -> Option<String> {
+    let out = Command::new("bpf-linker")
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn bpf_linker() -> Result<()> {
+    const NAME: &str = "bpf-linker";
+    if let Some(version) = bpf_linker_version() {
+        line(NAME, &format!("ok ({version})"));
+        return Ok(());
+    }
+    let manual = format!(
+        "LLVM_SYS_221_PREFIX={LLVM_PREFIX} PATH={LLVM_PREFIX}/bin:$PATH cargo install bpf-linker \
+         --no-default-features --features llvm-22"
+    );
+    install(NAME, "(cargo install, about a minute)", &manual, || {
+        let mut path = std::ffi::OsString::from(format!("{LLVM_PREFIX}/bin:"));
+        path.push(util::path_var());
+        let mut cmd = util::cargo();
+        cmd.env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
+            .env("PATH", path)
+            .args([
+                "install",
+                "bpf-linker",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ]);
+        check(stdout_to_stderr(&mut cmd))?;
+        if bpf_linker_version().is_none() {
+            bail!(
+                "`cargo install` finished but `bpf-linker --version` still fails (is {} on PATH?)",
+                util::cargo_bin_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "~/.cargo/bin".into())
+            );
+        }
+        Ok(())
+    })
+}
+
+// --- tracefs -----------------------------------------------------------------------------------
+
+fn tracefs_mounted() -> bool {
+    std::fs::read_to_string("/proc/mounts").is_ok_and(|mounts| {
+        mounts.lines().any(|l| {
+            let mut fields = l.split_whitespace().skip(1);
+            fields.next() == Some(TRACEFS) && fields.next() == Some("tracefs")
+        })
+    })
+}
+
+fn tracefs() -> Result<()> {
+    const NAME: &str = "tracefs at /sys/kernel/tracing";
+    if tracefs_mounted() {
+        line(NAME, "ok");
+        return Ok(());
+    }
+    let manual = format!("{}mount -t tracefs nodev {TRACEFS}", sudo_hint());
+    install(NAME, "(mounting)", &manual, || {
+        check(&mut as_root(
+            "mount",
+            &["-t", "tracefs", "nodev", TRACEFS],
+            false,
+        )?)?;
+        if !tracefs_mounted() {
+            bail!("mount succeeded but {TRACEFS} is not listed as tracefs in /proc/mounts");
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,219 @@
+//! `cargo xtask test`: setup, lint, then every test as root (privileged tests load eBPF programs).
+//!
+//! Works without a terminal (CI). Lint failures do not stop the tests, so one run reports both;
+//! the exit status is non-zero if anything failed and the last line is a one-line summary.
+//! `SECMON_TEST_FILTER="foo --skip slow"` is passed to the test binaries (after `--`).
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+
+use crate::util;
+
+/// `cargo test` arguments. The eBPF crate is excluded: it is a `no_std`/`no_main` BPF program,
+/// its host test harness cannot link (and `--workspace` ignores default-members).
+const TEST_ARGS: &[&str] = &[
+    "test",
+    "--workspace",
+    "--exclude",
+    "monitor-ebpf",
+    "--no-fail-fast",
+];
+
+#[derive(Default)]
+struct Tally {
+    binaries: u32,
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+    failed_names: Vec<String>,
+}
+
+impl Tally {
+    fn observe(&mut self, line: &str) {
+        let line = line.trim_end();
+        if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            self.failed_names.push(name.to_string());
+        }
+        // "test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        self.binaries += 1;
+        let counts = rest.split_once(". ").map_or(rest, |(_, c)| c);
+        for part in counts.split(';') {
+            let mut words = part.split_whitespace();
+            let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn filter_args() -> Vec<String> {
+    std::env::var("SECMON_TEST_FILTER")
+        .map(|f| f.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn home_subdir(var: &str, default: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(default)))
+}
+
+/// `cargo test ...` as root: plain when euid is 0, else
+/// `sudo -E env PATH=$PATH RUSTUP_HOME=... CARGO_HOME=... cargo test ...` (sudo may reset PATH and
+/// HOME, which would lose the user's rustup toolchains).
+fn test_command(filters: &[String]) -> Result<Command> {
+    let mut args: Vec<String> = TEST_ARGS.iter().map(|s| s.to_string()).collect();
+    if !filters.is_empty() {
+        args.push("--".into());
+        args.extend(filters.iter().cloned());
+    }
+    let mut cmd = if util::is_root() {
+        let mut cmd = util::cargo();
+        cmd.args(&args);
+        cmd
+    } else {
+        let mut env_args = vec![format!("PATH={}", util::path_var().to_string_lossy())];
+        for (var, default) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
+            if let Some(dir) = home_subdir(var, default) {
+                env_args.push(format!("{var}={}", dir.display()));
+            }
+        }
+        env_args.push("cargo".into());
+        env_args.extend(args);
+        let mut cmd = util::as_root("env", &env_args, true)?;
+        cmd.current_dir(util::repo_root());
+        cmd
+    };
+    if std::env::var_os("RUST_BACKTRACE").is_none() {
+        cmd.env("RUST_BACKTRACE", "1");
+    }
+    Ok(cmd)
+}
+
+/// Runs the tests, echoing their output line by line while counting results.
+fn run_tests(tally: &mut Tally) -> Result<std::process::ExitStatus> {
+    let filters = filter_args();
+    if !util::is_root() {
+        // Build as the invoking user first, so the artifacts in the shared target directory stay
+        // owned by them; the root run below then only executes the tests.
+        let mut build = util::cargo();
+        build.args(TEST_ARGS).arg("--no-run");
+        eprintln!("xtask test: building tests: {}", util::display(&build));
+        let st = util::status(util::stdout_to_stderr(&mut build))?;
+        if !st.success() {
+            return Ok(st);
+        }
+    }
+    let mut cmd = test_command(&filters)?;
+    eprintln!("xtask test: {}", util::display(&cmd));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{}`", util::display(&cmd)))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut reader = BufReader::new(stdout);
+    let mut out = std::io::stdout().lock();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .context("reading cargo test output")?;
+        if n == 0 {
+            break;
+        }
+        tally.observe(&String::from_utf8_lossy(&buf));
+        // Output errors (closed pipe) must not stop us from waiting for the tests.
+        let _ = out.write_all(&buf).and_then(|()| out.flush());
+    }
+    child.wait().context("waiting for cargo test")
+}
+
+pub fn run() -> Result<ExitCode> {
+    let started = Instant::now();
+    crate::setup::run()?;
+    let lint_failed = crate::lint::run_steps()?;
+
+    let mut tally = Tally::default();
+    let st = run_tests(&mut tally)?;
+
+    if !tally.failed_names.is_empty() {
+        eprintln!("xtask test: failed tests:");
+        for name in &tally.failed_names {
+            eprintln!("  {name}");
+        }
+    }
+    let lint = if lint_failed.is_empty() {
+        "lint ok".to_string()
+    } else {
+        format!("lint FAILED ({})", lint_failed.join(", "))
+    };
+    let tests = if tally.binaries == 0 && !st.success() {
+        format!(
+            "cargo test failed before running tests ({})",
+            util::describe(st)
+        )
+    } else {
+        let mut s = format!(
+            "{} passed, {} failed, {} ignored in {} test binaries",
+            tally.passed, tally.failed, tally.ignored, tally.binaries
+        );
+        if !st.success() {
+            s.push_str(&format!(" (cargo test: {})", util::describe(st)));
+        }
+        s
+    };
+    let ok = lint_failed.is_empty() && st.success();
+    let verdict = if ok { "ok" } else { "FAILED" };
+    let secs = started.elapsed().as_secs();
+    // stdout, after all test output: the last line a CI log shows.
+    println!("xtask test: {verdict}: {lint}; {tests}; {secs} s");
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else if !st.success() {
+        util::exit_code(st)
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn counts_results_and_failures() {
+        let mut t = Tally::default();
+        for line in [
+            "running 3 tests",
+            "test a::b ... ok",
+            "test a::c ... FAILED",
+            "test src/lib.rs - f (line 3) ... FAILED",
+            "test result: FAILED. 1 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            "test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n",
+        ] {
+            t.observe(line);
+        }
+        assert_eq!((t.binaries, t.passed, t.failed, t.ignored), (2, 5, 2, 1));
+        assert_eq!(t.failed_names, ["a::c", "src/lib.rs - f (line 3)"]);
+    }
+}
