@@ -27,6 +27,8 @@ pub mod config {
     pub const SELF_TGID: u32 = 0;
     /// Bit set of enabled probe families (see [`crate::family`]).
     pub const ENABLED_FAMILIES: u32 = 1;
+    /// Wake the userspace reader only once this many bytes wait in the ring (0: every record).
+    pub const WAKEUP_BYTES: u32 = 2;
     pub const LEN: u32 = 4;
 }
 

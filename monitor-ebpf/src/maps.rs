@@ -2,7 +2,7 @@
 //! whose they are.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
     ExecArgs, ExitData, Listener, PendingSyscall, SocketKey, TcpConnection, config, family,
@@ -25,10 +25,11 @@ pub static SM_OPS: Array<u32> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 #[map]
 pub static SM_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(family::COUNT, 0);
 
-/// Syscall arguments saved at sys_enter until sys_exit, by thread id. LRU: a thread killed
-/// inside a syscall never reaches sys_exit, and its entry must not leak forever.
+/// Syscall arguments saved at sys_enter until sys_exit, by thread id. A plain hash (cheaper
+/// than LRU on the hot path): a thread that dies inside a syscall never reaches sys_exit, so
+/// `sm_sched_exit` deletes its entry.
 #[map]
-pub static SM_PENDING: LruHashMap<u32, PendingSyscall> = LruHashMap::with_max_entries(16384, 0);
+pub static SM_PENDING: HashMap<u32, PendingSyscall> = HashMap::with_max_entries(32768, 0);
 
 /// argv and filename copied at execve entry (the old memory is gone by sched_process_exec).
 #[map]

@@ -5,7 +5,7 @@ use std::{process::ExitCode, time::Duration};
 use clap::Parser;
 use color_eyre::eyre::{Result, WrapErr};
 use secmon::{
-    capture::CaptureError,
+    capture::{self, CaptureError},
     cli::Cli,
     config::Config,
     pipeline::{self, PipelineError, RunOptions},
@@ -27,6 +27,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if cli.json && !capture::privileged() {
+        eprintln!("secmon: {}", CaptureError::NotPrivileged);
+        return Ok(ExitCode::FAILURE);
+    }
     let (config, source) = Config::load_or_default(cli.config.as_deref())?;
     if !cli.json {
         eprintln!(

@@ -103,6 +103,8 @@ pub async fn run_json<W: Write>(
         }
     };
     tokio::pin!(deadline);
+    let mut drop_check = tokio::time::interval(Duration::from_secs(1));
+    let mut drops_reported = 0;
     let mut stopping = false;
     loop {
         tokio::select! {
@@ -114,6 +116,9 @@ pub async fn run_json<W: Write>(
                     Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
                     Err(e) => return Err(e.into()),
                 }
+            }
+            _ = drop_check.tick() => {
+                drops_reported = report_new_drops(&capture, drops_reported);
             }
             _ = sigint.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
             _ = sigterm.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
@@ -131,6 +136,19 @@ pub async fn run_json<W: Write>(
     summary.kernel_drops = capture.total_drops();
     drop(capture);
     Ok(summary)
+}
+
+/// Overload is visible at once on stderr, not only in the final summary.
+fn report_new_drops(capture: &Capture, already_reported: u64) -> u64 {
+    let total = capture.total_drops();
+    if total > already_reported {
+        eprintln!(
+            "secmon: warning: {} events dropped in the kernel (ring buffer full; consumer too \
+             slow or burst too large, see --ring-buffer-mib)",
+            total - already_reported
+        );
+    }
+    total
 }
 
 fn write_batch<W: Write>(

@@ -4,7 +4,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use monitor_common::{AT_FDCWD, FileEvent, FilePairEvent, SYMLINK_TARGET_DIRFD, family, kind, ops};
 
-use super::{fill_header, read_user, read_user_str, reserve, syscall::take_pending};
+use super::{fill_header, read_user, read_user_str, reserve, submit, syscall::take_pending};
 
 const AT_REMOVEDIR: u64 = 0x200;
 
@@ -76,7 +76,7 @@ fn report_single(op: u32, call: &FileCall, ret: i64) -> Option<()> {
     if read_user_str(call.path, &mut data.path) {
         event.header.truncated = 1;
     }
-    entry.submit(0);
+    submit(entry);
     Some(())
 }
 
@@ -110,6 +110,6 @@ fn report_pair(op: u32, a: [u64; 6]) -> Option<()> {
     if cut_old || cut_new {
         event.header.truncated = 1;
     }
-    entry.submit(0);
+    submit(entry);
     Some(())
 }

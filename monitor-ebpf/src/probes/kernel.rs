@@ -4,7 +4,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use monitor_common::{BpfLoadEvent, ModuleLoadEvent, family, kind, ops};
 
-use super::{fill_header, read_user, read_user_str, reserve, syscall::take_pending};
+use super::{fill_header, read_user, read_user_str, reserve, submit, syscall::take_pending};
 
 /// Offset of `prog_name[16]` in `union bpf_attr` for BPF_PROG_LOAD.
 const BPF_ATTR_PROG_NAME: u64 = 48;
@@ -33,7 +33,7 @@ fn try_exit_kernel(ctx: &TracePointContext) -> Option<()> {
             event.data.insn_count = read_user::<u32>(a[1] + 4).unwrap_or(0);
             event.data.prog_name =
                 read_user::<[u8; 16]>(a[1] + BPF_ATTR_PROG_NAME).unwrap_or([0; 16]);
-            entry.submit(0);
+            submit(entry);
         }
         ops::INIT_MODULE | ops::FINIT_MODULE => {
             let mut entry = reserve::<ModuleLoadEvent>(family::KERNEL)?;
@@ -50,7 +50,7 @@ fn try_exit_kernel(ctx: &TracePointContext) -> Option<()> {
             if read_user_str(params, &mut event.data.params) {
                 event.header.truncated = 1;
             }
-            entry.submit(0);
+            submit(entry);
         }
         _ => {}
     }

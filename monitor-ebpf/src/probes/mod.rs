@@ -83,6 +83,24 @@ pub fn reserve<T: 'static>(family: u32) -> Option<RingBufEntry<T>> {
     entry
 }
 
+/// Makes a record visible to userspace. Waking the reader costs an interrupt per record, so
+/// it is woken only once `WAKEUP_BYTES` are waiting; userspace also drains on a short timer,
+/// which bounds the latency of a quiet stream.
+#[inline(always)]
+pub fn submit<T>(entry: RingBufEntry<T>) {
+    let threshold = SM_CONFIG.get(config::WAKEUP_BYTES).copied().unwrap_or(0);
+    let flags = if threshold == 0 || SM_EVENTS.query(BPF_RB_AVAIL_DATA) >= threshold {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags);
+}
+
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
 /// Copies a NUL-terminated string from user memory into `dest`; returns true when it was cut.
 /// An unreadable pointer leaves an empty string.
 #[inline(always)]

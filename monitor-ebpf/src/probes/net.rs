@@ -9,7 +9,7 @@ use monitor_common::{
 };
 
 use super::{
-    current_tgid, current_tid, fill_header, ignored, is_self, read_user, reserve,
+    current_tgid, current_tid, fill_header, ignored, is_self, read_user, reserve, submit,
     syscall::take_pending, tp_field,
 };
 use crate::maps::{SM_LISTENERS, SM_PENDING, SM_TCP};
@@ -80,7 +80,7 @@ fn submit_net(kind: u32, header: Option<&EventHeader>, net: &NetData) -> Option<
         None => fill_header(&mut event.header, kind),
     }
     event.data = *net;
-    entry.submit(0);
+    submit(entry);
     Some(())
 }
 
@@ -110,7 +110,7 @@ fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
         // accept(fd, upeer_sockaddr, upeer_addrlen) / accept4(..., flags): returns the new fd.
         ops::ACCEPT | ops::ACCEPT4 if ret >= 0 => {
             let listener = unsafe {
-                SM_LISTENERS.get(&SocketKey {
+                SM_LISTENERS.get(SocketKey {
                     tgid: current_tgid(),
                     fd: a[0] as i32,
                 })
@@ -184,10 +184,10 @@ fn try_sock_state(ctx: &TracePointContext) -> Option<()> {
             mark_tcp_connect();
             let mut conn = new_connection(net, kind::NET_CONNECT);
             fill_header(&mut conn.owner, kind::NET_CONNECT);
-            SM_TCP.insert(&sk, &conn, 0).ok()
+            SM_TCP.insert(sk, conn, 0).ok()
         }
         (TCP_SYN_SENT, TCP_ESTABLISHED) => {
-            let conn = unsafe { &mut *SM_TCP.get_ptr_mut(&sk)? };
+            let conn = unsafe { &mut *SM_TCP.get_ptr_mut(sk)? };
             conn.net = net;
             conn.established = 1;
             conn.start_ns = unsafe { bpf_ktime_get_ns() };
@@ -198,7 +198,7 @@ fn try_sock_state(ctx: &TracePointContext) -> Option<()> {
         (TCP_SYN_RECV, TCP_ESTABLISHED) => {
             let mut conn = new_connection(net, kind::NET_ACCEPT);
             conn.established = 1;
-            SM_TCP.insert(&sk, &conn, 0).ok()
+            SM_TCP.insert(sk, conn, 0).ok()
         }
         // listen(): in the caller's context.
         (_, TCP_LISTEN) => report_listen(&net),
@@ -254,7 +254,7 @@ fn new_connection(net: NetData, role: u32) -> TcpConnection {
 /// Tells the connect() in progress on this thread that TCP reports it (see sm_exit_net).
 #[inline(always)]
 fn mark_tcp_connect() {
-    if let Some(pending) = SM_PENDING.get_ptr_mut(&current_tid()) {
+    if let Some(pending) = SM_PENDING.get_ptr_mut(current_tid()) {
         let pending = unsafe { &mut *pending };
         if pending.op == ops::CONNECT {
             pending.marks |= marks::TCP_CONNECT;
@@ -269,7 +269,7 @@ fn report_listen(net: &NetData) -> Option<()> {
     }
     let mut listen = *net;
     // Remember which fd listens, so accept() can name its local address.
-    if let Some(pending) = unsafe { SM_PENDING.get(&current_tid()) }
+    if let Some(pending) = unsafe { SM_PENDING.get(current_tid()) }
         && pending.op == ops::LISTEN
     {
         listen.fd = pending.args[0] as i32;
@@ -283,15 +283,15 @@ fn report_listen(net: &NetData) -> Option<()> {
             _pad: 0,
             addr: net.src_addr,
         };
-        let _ = SM_LISTENERS.insert(&key, &listener, 0);
+        let _ = SM_LISTENERS.insert(key, listener, 0);
     }
     submit_net(kind::NET_LISTEN, None, &listen)
 }
 
 #[inline(always)]
 fn report_close(sk: u64) -> Option<()> {
-    let conn = unsafe { SM_TCP.get(&sk) }.copied();
-    let _ = SM_TCP.remove(&sk);
+    let conn = unsafe { SM_TCP.get(sk) }.copied();
+    let _ = SM_TCP.remove(sk);
     let conn = conn?;
     if conn.established == 0 || ignored_softirq_safe() || is_self(conn.owner.pid) {
         return None;
@@ -326,7 +326,7 @@ fn count_bytes(ctx: &TracePointContext, sent: bool) {
         return;
     }
     let sk: u64 = tp_field(ctx, 8);
-    let Some(conn) = SM_TCP.get_ptr_mut(&sk) else {
+    let Some(conn) = SM_TCP.get_ptr_mut(sk) else {
         return;
     };
     let conn = unsafe { &mut *conn };

@@ -12,7 +12,7 @@ use monitor_common::{
 };
 
 use super::{
-    current_tgid, current_tid, fill_header, ignored, read_user, read_user_str, reserve,
+    current_tgid, current_tid, fill_header, ignored, read_user, read_user_str, reserve, submit,
     syscall::{current_op, stash, syscall_args, take_pending},
     tp_field,
 };
@@ -42,7 +42,7 @@ fn try_execve(ctx: &TracePointContext) -> Option<()> {
     };
     let scratch = unsafe { &mut *SM_SCRATCH.get_ptr_mut(0)? };
     copy_argv(argv, scratch);
-    SM_EXEC_ARGS.insert(&current_tid(), scratch, 0).ok()?;
+    SM_EXEC_ARGS.insert(current_tid(), scratch, 0).ok()?;
     // Remembered so sys_exit can drop the copy when exec fails.
     stash(op, args)
 }
@@ -107,7 +107,7 @@ fn try_sched_exec(ctx: &TracePointContext) -> Option<()> {
             if unsafe { bpf_probe_read_kernel_buf(saved.cast::<u8>(), dest) }.is_err() {
                 event.data.argv.argc = 0;
             }
-            let _ = SM_EXEC_ARGS.remove(&old_pid);
+            let _ = SM_EXEC_ARGS.remove(old_pid);
         }
         // Exec through a path we do not watch (e.g. the family was just enabled):
         // userspace falls back to /proc/<pid>/cmdline.
@@ -119,7 +119,7 @@ fn try_sched_exec(ctx: &TracePointContext) -> Option<()> {
     if event.data.argv.more & 2 != 0 {
         event.header.truncated = 1;
     }
-    entry.submit(0);
+    submit(entry);
     Some(())
 }
 
@@ -141,7 +141,7 @@ fn try_sched_fork(ctx: &TracePointContext) -> Option<()> {
     fill_header(&mut event.header, kind::PROCESS_FORK);
     event.data.child_pid = child_pid;
     event.data.parent_pid = event.header.pid;
-    entry.submit(0);
+    submit(entry);
     Some(())
 }
 
@@ -149,7 +149,7 @@ fn try_sched_fork(ctx: &TracePointContext) -> Option<()> {
 /// `sm_sys_enter`). Kernel threads and fork/vfork have no CLONE_THREAD.
 #[inline(always)]
 fn creating_thread() -> bool {
-    let Some(pending) = (unsafe { SM_PENDING.get(&current_tid()) }) else {
+    let Some(pending) = (unsafe { SM_PENDING.get(current_tid()) }) else {
         return false;
     };
     let flags = match pending.op {
@@ -171,16 +171,18 @@ pub fn sm_sched_exit(ctx: TracePointContext) -> u32 {
 
 fn try_sched_exit(ctx: &TracePointContext) -> Option<()> {
     let group_dead: u8 = tp_field(ctx, 32);
+    // A thread killed inside a syscall never reached its sys_exit.
+    let _ = SM_PENDING.remove(current_tid());
     let thread_key = current_tid() | THREAD_EXIT_KEY;
     if group_dead == 0 {
-        let _ = SM_EXIT_STATUS.remove(&thread_key);
+        let _ = SM_EXIT_STATUS.remove(thread_key);
         return None;
     }
     let tgid = current_tgid();
     let status = unsafe {
         SM_EXIT_STATUS
-            .get(&tgid)
-            .or_else(|| SM_EXIT_STATUS.get(&thread_key))
+            .get(tgid)
+            .or_else(|| SM_EXIT_STATUS.get(thread_key))
     }
     .copied()
     .unwrap_or(ExitData {
@@ -189,8 +191,8 @@ fn try_sched_exit(ctx: &TracePointContext) -> Option<()> {
         exited: 0,
         _pad: 0,
     });
-    let _ = SM_EXIT_STATUS.remove(&tgid);
-    let _ = SM_EXIT_STATUS.remove(&thread_key);
+    let _ = SM_EXIT_STATUS.remove(tgid);
+    let _ = SM_EXIT_STATUS.remove(thread_key);
     if ignored(family::PROCESS) {
         return None;
     }
@@ -198,7 +200,7 @@ fn try_sched_exit(ctx: &TracePointContext) -> Option<()> {
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut event.header, kind::PROCESS_EXIT);
     event.data = status;
-    entry.submit(0);
+    submit(entry);
     Some(())
 }
 
@@ -217,7 +219,7 @@ pub fn sm_signal(ctx: TracePointContext) -> u32 {
             _pad: 0,
         };
         // exit_group's own status (recorded first) wins over the SIGKILL it sends to threads.
-        let _ = SM_EXIT_STATUS.insert(&current_tgid(), &status, BPF_NOEXIST as u64);
+        let _ = SM_EXIT_STATUS.insert(current_tgid(), status, BPF_NOEXIST as u64);
     }
     0
 }
@@ -242,7 +244,7 @@ fn try_exit_process(ctx: &TracePointContext) -> Option<()> {
     match pending.op {
         ops::EXECVE | ops::EXECVEAT => {
             if ret != 0 {
-                let _ = SM_EXEC_ARGS.remove(&current_tid());
+                let _ = SM_EXEC_ARGS.remove(current_tid());
             }
         }
         ops::PTRACE if ret >= 0 && reported_ptrace_request(args[0]) => {
@@ -252,7 +254,7 @@ fn try_exit_process(ctx: &TracePointContext) -> Option<()> {
             event.data.request = args[0] as i64;
             event.data.target_pid = args[1] as u32;
             event.data._pad = 0;
-            entry.submit(0);
+            submit(entry);
         }
         ops::CHDIR | ops::FCHDIR if ret == 0 => {
             let mut entry = reserve::<ChdirEvent>(family::PROCESS)?;
@@ -267,7 +269,7 @@ fn try_exit_process(ctx: &TracePointContext) -> Option<()> {
                 event.data.fd = args[0] as i32;
                 event.data.path[0] = 0;
             }
-            entry.submit(0);
+            submit(entry);
         }
         ops::SETUID..=ops::CAPSET => report_privilege_change(&pending, ret)?,
         _ => {}
@@ -329,6 +331,6 @@ fn report_privilege_change(pending: &monitor_common::PendingSyscall, ret: i64) -
         }
         _ => {}
     }
-    entry.submit(0);
+    submit(entry);
     Some(())
 }

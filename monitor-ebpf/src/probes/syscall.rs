@@ -59,7 +59,7 @@ pub fn stash(op: u32, args: [u64; 6]) -> Option<()> {
         uid_gid: bpf_get_current_uid_gid(),
         args,
     };
-    SM_PENDING.insert(&current_tid(), &pending, 0).ok()
+    SM_PENDING.insert(current_tid(), pending, 0).ok()
 }
 
 /// The six argument slots of a `sys_enter` record. Read with a helper rather than a direct
@@ -86,8 +86,8 @@ pub fn current_op(ctx: &TracePointContext) -> Option<u32> {
 pub fn take_pending(ctx: &TracePointContext) -> Option<(PendingSyscall, i64)> {
     let op = current_op(ctx)?;
     let tid = current_tid();
-    let pending = *unsafe { SM_PENDING.get(&tid)? };
-    let _ = SM_PENDING.remove(&tid);
+    let pending = *unsafe { SM_PENDING.get(tid)? };
+    let _ = SM_PENDING.remove(tid);
     if pending.op != op {
         return None;
     }
@@ -106,9 +106,9 @@ fn record_exit_code(op: u32, code: u64) {
         _pad: 0,
     };
     if op == ops::EXIT_GROUP {
-        let _ = SM_EXIT_STATUS.insert(&current_tgid(), &status, 0);
+        let _ = SM_EXIT_STATUS.insert(current_tgid(), status, 0);
     } else {
         let key = current_tid() | THREAD_EXIT_KEY;
-        let _ = SM_EXIT_STATUS.insert(&key, &status, BPF_NOEXIST as u64);
+        let _ = SM_EXIT_STATUS.insert(key, status, BPF_NOEXIST as u64);
     }
 }

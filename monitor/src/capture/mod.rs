@@ -17,14 +17,17 @@ use monitor_common::{config, family, ops::MAX_SYSCALL_NR};
 
 use crate::event::Family;
 
+/// The kernel wakes the reader once this much data waits; below that the reader's own
+/// [`reader::DRAIN_INTERVAL`] picks records up. One wake-up per record would cost an interrupt
+/// per event on the monitored workload.
+pub const WAKEUP_BYTES: u64 = 64 * 1024;
+
 /// Default ring buffer size: ~25k exec records or ~200k file records of slack.
 pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error(
-        "secmon needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF probes: run it with sudo"
-    )]
+    #[error("root (or CAP_BPF and CAP_PERFMON) is needed to load the eBPF probes: run with sudo")]
     NotPrivileged,
     #[error("cannot mount tracefs at {path} (tracepoints need it): {source}")]
     Tracefs {
@@ -159,6 +162,7 @@ impl Capture {
             u64::from(std::process::id()),
         )?;
         write(&mut config, "SM_CONFIG", config::ENABLED_FAMILIES, enabled)?;
+        write(&mut config, "SM_CONFIG", config::WAKEUP_BYTES, WAKEUP_BYTES)?;
         fill_syscall_ops(&mut ebpf)?;
 
         let report = attach_all(&mut ebpf, &tracefs);

@@ -15,6 +15,10 @@ use tokio::{
 
 use crate::decode::{Record, decode};
 
+/// How often the reader drains the ring without being woken: the kernel wakes it only when
+/// `capture::WAKEUP_BYTES` are waiting, so this bounds the delay of a quiet event stream.
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Largest batch handed on at once.
 pub const MAX_BATCH: usize = 4096;
 
@@ -36,8 +40,15 @@ pub async fn run(
     // AsyncFd owns the RingBuf.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(std::io::Error::from)?;
+    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                if !drain(ring.get_mut(), &batches, &stats).await {
+                    return Ok(());
+                }
+            }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 let open = drain(guard.get_inner_mut(), &batches, &stats).await;

@@ -362,12 +362,25 @@ impl Enricher {
             event.target_ip = ip(&d.dst_addr);
             event.target_port = Some(d.dst_port);
         }
+        if event_type == EventType::NetAccept && (d.src_port == 0 || d.dst_port == 0) && d.fd >= 0 {
+            self.fill_accept_from_proc(&mut event, d.fd);
+        }
         if event_type == EventType::NetClose {
             event.bytes_sent = Some(d.bytes_sent);
             event.bytes_received = Some(d.bytes_received);
             event.duration_ms = Some(d.duration_ns as f64 / 1e6);
         }
         Some(event)
+    }
+
+    /// The kernel saw no peer buffer or no listener for this accept: ask /proc.
+    fn fill_accept_from_proc(&self, event: &mut Event, fd: i32) {
+        if let Some(found) = super::sockets::tcp_endpoints(&self.proc_root, event.pid, fd) {
+            event.source_ip = Some(found.local.0.to_string());
+            event.source_port = Some(found.local.1);
+            event.target_ip = Some(found.remote.0.to_string());
+            event.target_port = Some(found.remote.1);
+        }
     }
 
     fn cwd_of(&self, pid: u32) -> String {

@@ -7,6 +7,7 @@
 
 pub mod paths;
 pub mod proctable;
+pub mod sockets;
 pub mod users;
 
 pub use proctable::{ProcessInfo, ProcessTable};
