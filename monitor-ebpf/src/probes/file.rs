@@ -1,19 +1,13 @@
 //! File family: open/openat/openat2, unlink/unlinkat/rmdir, rename*, chmod*, link*/symlink*.
 //! Everything is reported at `sys_exit` when the call succeeded; paths are read from the
 //! caller's memory then and resolved to absolute paths in userspace.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use monitor_common::{AT_FDCWD, FileEvent, FilePairEvent, SYMLINK_TARGET_DIRFD, family, kind, ops};
+use monitor_common::{
+    AT_FDCWD, FileEvent, FilePairEvent, PendingSyscall, SYMLINK_TARGET_DIRFD, family, kind, ops,
+};
 
-use super::{fill_header, read_user, read_user_str, reserve, submit, syscall::take_pending};
+use super::{fill_header, read_user, read_user_str, reserve, submit};
 
 const AT_REMOVEDIR: u64 = 0x200;
-
-/// Attached to `sys_exit` of every file syscall.
-#[tracepoint]
-pub fn sm_exit_file(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_file(&ctx);
-    0
-}
 
 /// One path, the directory it is relative to, flags and mode.
 struct FileCall {
@@ -24,8 +18,9 @@ struct FileCall {
     mode: u64,
 }
 
-fn try_exit_file(ctx: &TracePointContext) -> Option<()> {
-    let (pending, ret) = take_pending(ctx)?;
+/// `sys_exit` of every file syscall.
+#[inline(always)]
+pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
     if ret < 0 {
         return None;
     }

@@ -1,24 +1,17 @@
 //! Kernel family: eBPF program loads by other processes and kernel module loads, two favourite
 //! rootkit paths. (This machine's kernel has no module support: userspace reports the
 //! init_module/finit_module probes as unavailable when their tracepoints are missing.)
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use monitor_common::{BpfLoadEvent, ModuleLoadEvent, family, kind, ops};
+use monitor_common::{BpfLoadEvent, ModuleLoadEvent, PendingSyscall, family, kind, ops};
 
-use super::{fill_header, read_user, read_user_str, reserve, submit, syscall::take_pending};
+use super::{fill_header, read_user, read_user_str, reserve, submit};
 
 /// Offset of `prog_name[16]` in `union bpf_attr` for BPF_PROG_LOAD.
 const BPF_ATTR_PROG_NAME: u64 = 48;
 
-/// Attached to `sys_exit` of bpf, init_module and finit_module (`sm_sys_enter` only saves
-/// BPF_PROG_LOAD calls of bpf()).
-#[tracepoint]
-pub fn sm_exit_kernel(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_kernel(&ctx);
-    0
-}
-
-fn try_exit_kernel(ctx: &TracePointContext) -> Option<()> {
-    let (pending, ret) = take_pending(ctx)?;
+/// `sys_exit` of bpf, init_module and finit_module (`sm_sys_enter` only saves BPF_PROG_LOAD
+/// calls of bpf()).
+#[inline(always)]
+pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
     if ret < 0 {
         return None;
     }

@@ -83,13 +83,17 @@ pub fn reserve<T: 'static>(family: u32) -> Option<RingBufEntry<T>> {
     entry
 }
 
-/// Makes a record visible to userspace. Waking the reader costs an interrupt per record, so
-/// it is woken only once `WAKEUP_BYTES` are waiting; userspace also drains on a short timer,
-/// which bounds the latency of a quiet stream.
+/// Makes a record visible to userspace. Waking the reader costs an interrupt, so it is woken
+/// only when the data waiting in the ring crosses `WAKEUP_BYTES` (not on every record above
+/// it, which would be an interrupt per record while the reader catches up); the reader also
+/// drains on a short timer, which bounds the latency of a quiet stream.
 #[inline(always)]
 pub fn submit<T>(entry: RingBufEntry<T>) {
     let threshold = SM_CONFIG.get(config::WAKEUP_BYTES).copied().unwrap_or(0);
-    let flags = if threshold == 0 || SM_EVENTS.query(BPF_RB_AVAIL_DATA) >= threshold {
+    // The reservation is already counted in the available data (plus its 8-byte header).
+    let waiting = SM_EVENTS.query(BPF_RB_AVAIL_DATA);
+    let before = waiting.saturating_sub(core::mem::size_of::<T>() as u64 + 8);
+    let flags = if threshold == 0 || (before < threshold && waiting >= threshold) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -5,12 +5,12 @@
 //! changes run in softirq context, where the current task is whoever happened to be running).
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
 use monitor_common::{
-    EventHeader, Listener, NetData, NetEvent, SocketKey, TcpConnection, family, kind, marks, ops,
+    EventHeader, Listener, NetData, NetEvent, PendingSyscall, SocketKey, TcpConnection, family,
+    kind, marks, ops,
 };
 
 use super::{
-    current_tgid, current_tid, fill_header, ignored, is_self, read_user, reserve, submit,
-    syscall::take_pending, tp_field,
+    current_tgid, current_tid, fill_header, ignored, is_self, read_user, reserve, submit, tp_field,
 };
 use crate::maps::{SM_LISTENERS, SM_PENDING, SM_TCP};
 
@@ -84,15 +84,9 @@ fn submit_net(kind: u32, header: Option<&EventHeader>, net: &NetData) -> Option<
     Some(())
 }
 
-/// Attached to `sys_exit` of connect, accept, accept4, listen, sendto and sendmsg.
-#[tracepoint]
-pub fn sm_exit_net(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_net(&ctx);
-    0
-}
-
-fn try_exit_net(ctx: &TracePointContext) -> Option<()> {
-    let (pending, ret) = take_pending(ctx)?;
+/// `sys_exit` of connect, accept, accept4, listen, sendto and sendmsg.
+#[inline(always)]
+pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
     let a = pending.args;
     match pending.op {
         // connect(fd, uservaddr, addrlen). TCP connects are reported when established (see

@@ -8,33 +8,22 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AT_FDCWD, ChdirEvent, ExecArgs, ExecEvent, ExitData, ExitEvent, ForkEvent, MAX_ARGS,
-    PrivilegeEvent, PtraceEvent, THREAD_EXIT_KEY, family, kind, ops,
+    PendingSyscall, PrivilegeEvent, PtraceEvent, THREAD_EXIT_KEY, family, kind, ops,
 };
 
 use super::{
     current_tgid, current_tid, fill_header, ignored, read_user, read_user_str, reserve, submit,
-    syscall::{current_op, stash, syscall_args, take_pending},
     tp_field,
 };
 use crate::maps::{SM_EXEC_ARGS, SM_EXIT_STATUS, SM_PENDING, SM_SCRATCH};
 
 const CLONE_THREAD: u64 = 0x0001_0000;
 
-/// `syscalls:sys_enter_execve(filename, argv, envp)` and
-/// `syscalls:sys_enter_execveat(fd, filename, argv, envp, flags)`: copies argv while the
-/// caller's memory still exists; `sm_sched_exec` attaches it to the exec event.
-#[tracepoint]
-pub fn sm_execve(ctx: TracePointContext) -> u32 {
-    let _ = try_execve(&ctx);
-    0
-}
-
-fn try_execve(ctx: &TracePointContext) -> Option<()> {
-    let op = current_op(ctx)?;
-    if ignored(family::PROCESS) {
-        return None;
-    }
-    let args = syscall_args(ctx)?;
+/// At `sys_enter` of execve(filename, argv, envp) / execveat(fd, filename, argv, envp,
+/// flags): copies argv while the caller's memory still exists; `sm_sched_exec` attaches it to
+/// the exec event.
+#[inline(always)]
+pub fn save_argv(op: u32, args: &[u64; 6]) -> Option<()> {
     let argv = if op == ops::EXECVEAT {
         args[2]
     } else {
@@ -42,9 +31,9 @@ fn try_execve(ctx: &TracePointContext) -> Option<()> {
     };
     let scratch = unsafe { &mut *SM_SCRATCH.get_ptr_mut(0)? };
     copy_argv(argv, scratch);
-    SM_EXEC_ARGS.insert(current_tid(), scratch, 0).ok()?;
-    // Remembered so sys_exit can drop the copy when exec fails.
-    stash(op, args)
+    // By reference: a copy of the 2 KiB value would not fit on the 512-byte BPF stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    SM_EXEC_ARGS.insert(current_tid(), &*scratch, 0).ok()
 }
 
 #[inline(always)]
@@ -230,16 +219,10 @@ fn kills_by_default(sig: i32) -> bool {
     (1..=64).contains(&sig) && !(17..=23).contains(&sig) && sig != 28
 }
 
-/// Attached to `sys_exit` of execve/execveat, clone/clone3/fork/vfork, ptrace, chdir/fchdir
-/// and the setuid family / capset.
-#[tracepoint]
-pub fn sm_exit_process(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_process(&ctx);
-    0
-}
-
-fn try_exit_process(ctx: &TracePointContext) -> Option<()> {
-    let (pending, ret) = take_pending(ctx)?;
+/// `sys_exit` of execve/execveat, clone/clone3/fork/vfork, ptrace, chdir/fchdir and the
+/// setuid family / capset.
+#[inline(always)]
+pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
     let args = pending.args;
     match pending.op {
         ops::EXECVE | ops::EXECVEAT => {
@@ -271,7 +254,7 @@ fn try_exit_process(ctx: &TracePointContext) -> Option<()> {
             }
             submit(entry);
         }
-        ops::SETUID..=ops::CAPSET => report_privilege_change(&pending, ret)?,
+        ops::SETUID..=ops::CAPSET => report_privilege_change(pending, ret)?,
         _ => {}
     }
     Some(())

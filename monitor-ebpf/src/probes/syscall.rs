@@ -1,58 +1,147 @@
-//! The shared `sys_enter` program and the lookup every `sys_exit` program starts with.
+//! The two syscall programs, on the raw tracepoints `sys_enter(struct pt_regs *regs, long id)`
+//! and `sys_exit(struct pt_regs *regs, long ret)`.
+//!
+//! Raw tracepoints rather than one `syscalls:sys_enter_<name>` perf tracepoint per syscall:
+//! they are cheaper per call, and detaching ~90 perf tracepoints took the kernel seconds (one
+//! RCU grace period each) every time the monitor stopped. Both programs first map the syscall
+//! number to an op through `SM_OPS` (filled by userspace from libc::SYS_*), so a syscall we do
+//! not follow costs one array lookup.
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::bpf_get_current_uid_gid, macros::tracepoint,
-    programs::TracePointContext,
+    bindings::{BPF_NOEXIST, pt_regs},
+    helpers::{bpf_get_current_uid_gid, bpf_probe_read_kernel},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
-use monitor_common::{ExitData, PendingSyscall, THREAD_EXIT_KEY, ops};
+use monitor_common::{ExitData, PendingSyscall, THREAD_EXIT_KEY, family, ops};
 
-use super::{current_tgid, current_tid, ignored, read_user, tp_field};
+use super::{current_tgid, current_tid, file, ignored, kernel, net, process, read_user};
 use crate::maps::{SM_EXIT_STATUS, SM_OPS, SM_PENDING};
 
-/// Offsets in every `syscalls:sys_enter_*` record: `int __syscall_nr` at 8, then the arguments
-/// as 8-byte slots from 16. `sys_exit_*` records have `long ret` at 16.
-const NR_OFFSET: usize = 8;
-const ARGS_OFFSET: usize = 16;
-const RET_OFFSET: usize = 16;
-
 const BPF_PROG_LOAD: u64 = 5;
+/// Code segment of 32-bit user code: ia32 syscall numbers differ, and are not followed.
+const USER32_CS: u64 = 0x23;
 
-/// Attached to `syscalls:sys_enter_<name>` for every syscall a family watches, except execve
-/// and execveat (see `process::sm_execve`). Saves the arguments until `sys_exit`.
-#[tracepoint]
-pub fn sm_sys_enter(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sm_sys_enter(ctx: RawTracePointContext) -> u32 {
     let _ = try_sys_enter(&ctx);
     0
 }
 
-fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
-    let op = current_op(ctx)?;
-    if ignored(ops::family_of(op)) {
+fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
+    let id: i64 = ctx.arg(1);
+    let op = op_of(id)?;
+    let records_exit = matches!(op, ops::EXIT | ops::EXIT_GROUP);
+    if !(records_exit || needs_stash(op)) || ignored(ops::family_of(op)) {
         return None;
     }
-    let args = syscall_args(ctx)?;
+    let regs: *const pt_regs = ctx.arg(0);
+    let args = syscall_args(regs)?;
     match op {
         ops::EXIT | ops::EXIT_GROUP => {
             record_exit_code(op, args[0]);
             return None;
         }
-        // Only datagrams with an explicit destination are reported: skip the rest here so a
-        // busy TCP sender pays no map update per send.
-        ops::SENDTO if args[4] == 0 => return None,
-        ops::SENDMSG => {
-            let msg_name: u64 = read_user(args[1])?;
-            if msg_name == 0 {
-                return None;
-            }
-        }
-        ops::BPF if args[0] != BPF_PROG_LOAD => return None,
+        ops::EXECVE | ops::EXECVEAT => process::save_argv(op, &args)?,
         _ => {}
     }
-    stash(op, args)
+    if needs_stash(op) {
+        stash(op, args)?;
+    }
+    Some(())
 }
 
-/// Saves `args` for the current thread until its `sys_exit`.
+/// Most syscalls are reported from `sys_exit` alone: the saved user registers in `pt_regs`
+/// still hold the arguments there. Only these need something from `sys_enter` or from
+/// during the call: exec (argv is gone after exec), the id changes (the ids before),
+/// connect and listen (marked or read by `inet_sock_set_state` during the call) and clone
+/// (its flags, read by `sched_process_fork`). Saving nothing for the others keeps map updates
+/// off the hot path of opens.
 #[inline(always)]
-pub fn stash(op: u32, args: [u64; 6]) -> Option<()> {
+fn needs_stash(op: u32) -> bool {
+    matches!(
+        op,
+        ops::EXECVE
+            | ops::EXECVEAT
+            | ops::CLONE
+            | ops::CLONE3
+            | ops::CONNECT
+            | ops::LISTEN
+            | ops::SETUID..=ops::CAPSET
+    )
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sm_sys_exit(ctx: RawTracePointContext) -> u32 {
+    let _ = try_sys_exit(&ctx);
+    0
+}
+
+fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
+    let regs: *const pt_regs = ctx.arg(0);
+    // The syscall number; rax itself now holds the return value.
+    let id = unsafe { bpf_probe_read_kernel(&(*regs).orig_rax) }.ok()?;
+    let op = op_of(id as i64)?;
+    let pending = if needs_stash(op) {
+        take_pending(op)?
+    } else {
+        if ignored(ops::family_of(op)) {
+            return None;
+        }
+        let args = syscall_args(regs)?;
+        if !worth_reporting(op, &args) {
+            return None;
+        }
+        PendingSyscall {
+            op,
+            marks: 0,
+            uid_gid: 0,
+            args,
+        }
+    };
+    let ret: i64 = ctx.arg(1);
+    match ops::family_of(op) {
+        family::PROCESS => process::on_sys_exit(&pending, ret),
+        family::FILE => file::on_sys_exit(&pending, ret),
+        family::NETWORK => net::on_sys_exit(&pending, ret),
+        _ => kernel::on_sys_exit(&pending, ret),
+    }
+}
+
+/// Filters calls that are never reported before any work is done for them.
+#[inline(always)]
+fn worth_reporting(op: u32, args: &[u64; 6]) -> bool {
+    match op {
+        // Only datagrams with an explicit destination are reported.
+        ops::SENDTO => args[4] != 0,
+        ops::SENDMSG => read_user::<u64>(args[1]).unwrap_or(0) != 0,
+        ops::BPF => args[0] == BPF_PROG_LOAD,
+        _ => true,
+    }
+}
+
+/// The op of syscall `id`, or None for syscalls we do not follow and for 32-bit callers.
+#[inline(always)]
+fn op_of(id: i64) -> Option<u32> {
+    if id < 0 {
+        return None;
+    }
+    let op = *SM_OPS.get(id as u32)?;
+    (op != ops::NONE).then_some(op)
+}
+
+/// The six syscall arguments (x86_64 syscall convention: rdi, rsi, rdx, r10, r8, r9).
+#[inline(always)]
+fn syscall_args(regs: *const pt_regs) -> Option<[u64; 6]> {
+    let regs = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
+    if regs.cs == USER32_CS {
+        return None;
+    }
+    Some([regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9])
+}
+
+/// Saves `args` for the current thread until its `sys_exit` (see [`needs_stash`]).
+#[inline(always)]
+fn stash(op: u32, args: [u64; 6]) -> Option<()> {
     let pending = PendingSyscall {
         op,
         marks: 0,
@@ -62,37 +151,13 @@ pub fn stash(op: u32, args: [u64; 6]) -> Option<()> {
     SM_PENDING.insert(current_tid(), pending, 0).ok()
 }
 
-/// The six argument slots of a `sys_enter` record. Read with a helper rather than a direct
-/// context load: a direct load past a short syscall's last argument would make the kernel
-/// refuse to attach the program to that tracepoint.
-#[inline(always)]
-pub fn syscall_args(ctx: &TracePointContext) -> Option<[u64; 6]> {
-    unsafe { ctx.read_at::<[u64; 6]>(ARGS_OFFSET) }.ok()
-}
-
-/// The op code of the syscall whose tracepoint fired, from `SM_OPS`.
-#[inline(always)]
-pub fn current_op(ctx: &TracePointContext) -> Option<u32> {
-    let nr: i32 = tp_field(ctx, NR_OFFSET);
-    if nr < 0 {
-        return None;
-    }
-    let op = *SM_OPS.get(nr as u32)?;
-    (op != ops::NONE).then_some(op)
-}
-
 /// At `sys_exit`: takes the saved call of the current thread if it is the one returning.
 #[inline(always)]
-pub fn take_pending(ctx: &TracePointContext) -> Option<(PendingSyscall, i64)> {
-    let op = current_op(ctx)?;
+fn take_pending(op: u32) -> Option<PendingSyscall> {
     let tid = current_tid();
     let pending = *unsafe { SM_PENDING.get(tid)? };
     let _ = SM_PENDING.remove(tid);
-    if pending.op != op {
-        return None;
-    }
-    let ret: i64 = tp_field(ctx, RET_OFFSET);
-    Some((pending, ret))
+    (pending.op == op).then_some(pending)
 }
 
 /// `exit_group(code)` decides the process's status; `exit(code)` only the calling thread's,

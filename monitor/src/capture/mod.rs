@@ -11,16 +11,17 @@ use std::{collections::BTreeMap, path::PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{Program, RawTracePoint, TracePoint},
 };
 use monitor_common::{config, family, ops::MAX_SYSCALL_NR};
 
 use crate::event::Family;
 
-/// The kernel wakes the reader once this much data waits; below that the reader's own
-/// [`reader::DRAIN_INTERVAL`] picks records up. One wake-up per record would cost an interrupt
-/// per event on the monitored workload.
-pub const WAKEUP_BYTES: u64 = 64 * 1024;
+/// The kernel wakes the reader when the waiting data crosses an eighth of the ring (at least
+/// this much); below that the reader's own [`reader::DRAIN_INTERVAL`] picks records up. Each
+/// wake-up is an inter-processor interrupt charged to the monitored workload (several µs in a
+/// VM), so under load the timer, not the kernel, should drive the reader.
+pub const MIN_WAKEUP_BYTES: u64 = 64 * 1024;
 
 /// Default ring buffer size: ~25k exec records or ~200k file records of slack.
 pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
@@ -162,10 +163,12 @@ impl Capture {
             u64::from(std::process::id()),
         )?;
         write(&mut config, "SM_CONFIG", config::ENABLED_FAMILIES, enabled)?;
-        write(&mut config, "SM_CONFIG", config::WAKEUP_BYTES, WAKEUP_BYTES)?;
-        fill_syscall_ops(&mut ebpf)?;
+        let wakeup = (u64::from(options.ring_bytes) / 8).max(MIN_WAKEUP_BYTES);
+        write(&mut config, "SM_CONFIG", config::WAKEUP_BYTES, wakeup)?;
+        let available = available_syscalls(&tracefs);
+        fill_syscall_ops(&mut ebpf, &available)?;
 
-        let report = attach_all(&mut ebpf, &tracefs);
+        let report = attach_all(&mut ebpf, &tracefs, &available);
         if report.groups.iter().all(|g| g.unavailable.is_some()) {
             let reasons: Vec<String> = report
                 .unavailable()
@@ -273,8 +276,29 @@ fn write<T: std::borrow::BorrowMut<MapData>, V: aya::Pod>(
         .map_err(|source| CaptureError::MapWrite { name, source })
 }
 
-/// Syscall number → op, so the kernel side never hard-codes an architecture's numbers.
-fn fill_syscall_ops(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
+/// For each followed syscall: None when this kernel implements it, else why not. A syscall the
+/// kernel was built without (e.g. init_module without module support) has no
+/// `syscalls:sys_enter_<name>` event in tracefs; without syscall events at all we cannot tell
+/// and assume it exists.
+fn available_syscalls(tracefs: &std::path::Path) -> Vec<(probes::SyscallProbe, Option<String>)> {
+    let events = tracefs.join("events").join("syscalls");
+    let can_tell = events.is_dir();
+    probes::syscalls()
+        .into_iter()
+        .map(|probe| {
+            let missing = can_tell && !events.join(format!("sys_enter_{}", probe.name)).is_dir();
+            let reason = missing.then(|| format!("this kernel has no {} syscall", probe.name));
+            (probe, reason)
+        })
+        .collect()
+}
+
+/// Syscall number → op, so the kernel side never hard-codes an architecture's numbers. Only
+/// syscalls this kernel implements are entered.
+fn fill_syscall_ops(
+    ebpf: &mut Ebpf,
+    available: &[(probes::SyscallProbe, Option<String>)],
+) -> Result<(), CaptureError> {
     // Borrowed, not taken: the programs loaded later refer to this map by its fd, which must
     // stay open (taking it here would close it at the end of this function).
     let map = ebpf.map_mut("SM_OPS").ok_or(CaptureError::Map {
@@ -286,7 +310,7 @@ fn fill_syscall_ops(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
             name: "SM_OPS",
             detail: e.to_string(),
         })?;
-    for probe in probes::syscalls() {
+    for (probe, _) in available.iter().filter(|(_, missing)| missing.is_none()) {
         if (0..i64::from(MAX_SYSCALL_NR)).contains(&probe.nr) {
             write(&mut ops, "SM_OPS", probe.nr as u32, probe.op)?;
         }
@@ -295,7 +319,11 @@ fn fill_syscall_ops(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
 }
 
 /// Loads every program, then attaches each probe group, recording what the kernel refused.
-fn attach_all(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> ProbeReport {
+fn attach_all(
+    ebpf: &mut Ebpf,
+    tracefs: &std::path::Path,
+    syscalls: &[(probes::SyscallProbe, Option<String>)],
+) -> ProbeReport {
     let mut report = ProbeReport::default();
     let mut load_errors: BTreeMap<&str, String> = BTreeMap::new();
     for name in probes::PROGRAMS {
@@ -303,59 +331,88 @@ fn attach_all(ebpf: &mut Ebpf, tracefs: &std::path::Path) -> ProbeReport {
             load_errors.insert(name, e);
         }
     }
-    let mut attach = |program: &str, category: &str, tracepoint: &str| -> Result<(), String> {
-        if let Some(e) = load_errors.get(program) {
-            return Err(format!("program {program} did not load: {e}"));
-        }
-        if !tracefs
-            .join("events")
-            .join(category)
-            .join(tracepoint)
-            .is_dir()
-        {
-            return Err(format!(
-                "this kernel has no tracepoint {category}:{tracepoint}"
-            ));
-        }
-        let prog: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or_else(|| format!("program {program} missing from the object"))?
-            .try_into()
-            .map_err(|e| format!("{e}"))?;
-        prog.attach(category, tracepoint)
-            .map(|_| ())
-            .map_err(|e| format!("attaching {program} to {category}:{tracepoint}: {e}"))
-    };
-    for probe in probes::syscalls() {
-        let mut result = attach(
-            probe.enter,
-            "syscalls",
-            &format!("sys_enter_{}", probe.name),
-        );
-        if result.is_ok()
-            && let Some(exit) = probe.exit
-        {
-            result = attach(exit, "syscalls", &format!("sys_exit_{}", probe.name));
-        }
-        report.mark(probe.family, probe.group, result.err());
+    let raw_attached = [probes::SYS_ENTER, probes::SYS_EXIT]
+        .into_iter()
+        .zip(["sys_enter", "sys_exit"])
+        .map(|(program, tracepoint)| attach_raw(ebpf, &load_errors, program, tracepoint))
+        .collect::<Result<Vec<()>, String>>();
+    for (probe, missing) in syscalls {
+        let failure = match (&raw_attached, missing) {
+            (Err(e), _) => Some(e.clone()),
+            (Ok(_), Some(reason)) => Some(reason.clone()),
+            (Ok(_), None) => None,
+        };
+        report.mark(probe.family, probe.group, failure);
     }
     for tp in probes::tracepoints() {
-        let result =
-            check_layout(tracefs, &tp).and_then(|()| attach(tp.program, tp.category, tp.name));
+        let result = check_layout(tracefs, &tp)
+            .and_then(|()| attach_tracepoint(ebpf, &load_errors, tracefs, &tp));
         report.mark(tp.family, tp.group, result.err());
     }
     report
 }
 
-/// Groups whose syscalls exist only on some kernels (e.g. finit_module without module support)
-/// are marked from the attach result; the rest must all attach.
-fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
-        .ok_or_else(|| "missing from the object".to_string())?
+fn attach_raw(
+    ebpf: &mut Ebpf,
+    load_errors: &BTreeMap<&str, String>,
+    program: &str,
+    tracepoint: &str,
+) -> Result<(), String> {
+    if let Some(e) = load_errors.get(program) {
+        return Err(format!("program {program} did not load: {e}"));
+    }
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
         .try_into()
         .map_err(|e| format!("{e}"))?;
-    prog.load().map_err(|e| verifier_summary(&e))
+    prog.attach(tracepoint)
+        .map(|_| ())
+        .map_err(|e| format!("attaching {program} to raw tracepoint {tracepoint}: {e}"))
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    load_errors: &BTreeMap<&str, String>,
+    tracefs: &std::path::Path,
+    tp: &probes::TracepointProbe,
+) -> Result<(), String> {
+    let program = tp.program;
+    if let Some(e) = load_errors.get(program) {
+        return Err(format!("program {program} did not load: {e}"));
+    }
+    if !tracefs
+        .join("events")
+        .join(tp.category)
+        .join(tp.name)
+        .is_dir()
+    {
+        return Err(format!(
+            "this kernel has no tracepoint {}:{}",
+            tp.category, tp.name
+        ));
+    }
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
+    prog.attach(tp.category, tp.name)
+        .map(|_| ())
+        .map_err(|e| format!("attaching {program} to {}:{}: {e}", tp.category, tp.name))
+}
+
+/// Loads one program of either kind (the verifier runs here).
+fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
+    let result = match ebpf
+        .program_mut(name)
+        .ok_or_else(|| "missing from the object".to_string())?
+    {
+        Program::TracePoint(prog) => prog.load(),
+        Program::RawTracePoint(prog) => prog.load(),
+        other => return Err(format!("unexpected program type {:?}", other.prog_type())),
+    };
+    result.map_err(|e| verifier_summary(&e))
 }
 
 /// The useful end of a verifier log, not all of it.

@@ -15,24 +15,21 @@ pub struct SyscallProbe {
     /// The probe group reported at start.
     pub group: &'static str,
     pub family: Family,
-    /// Program attached to `sys_enter_<name>`.
-    pub enter: &'static str,
-    /// Program attached to `sys_exit_<name>`, if the call returns something we report.
-    pub exit: Option<&'static str>,
 }
 
-const ENTER: &str = "sm_sys_enter";
+/// Every followed syscall goes through these two programs on the raw tracepoints
+/// `sys_enter`/`sys_exit`; `SM_OPS` tells them which syscalls matter.
+pub const SYS_ENTER: &str = "sm_sys_enter";
+pub const SYS_EXIT: &str = "sm_sys_exit";
 
 macro_rules! syscall {
-    ($family:ident, $group:literal, $name:ident, $op:ident, $enter:expr, $exit:expr) => {
+    ($family:ident, $group:literal, $name:ident, $op:ident) => {
         SyscallProbe {
             op: ops::$op,
             name: stringify!($name),
             nr: paste_nr!($name),
             group: $group,
             family: Family::$family,
-            enter: $enter,
-            exit: $exit,
         }
     };
 }
@@ -178,124 +175,56 @@ macro_rules! paste_nr {
     };
 }
 
-const EXIT_PROCESS: Option<&str> = Some("sm_exit_process");
-const EXIT_FILE: Option<&str> = Some("sm_exit_file");
-const EXIT_NET: Option<&str> = Some("sm_exit_net");
-const EXIT_KERNEL: Option<&str> = Some("sm_exit_kernel");
-
 /// Every syscall followed (x86_64 numbering via libc; the legacy calls without an `at`
 /// variant exist on x86_64 only).
 pub fn syscalls() -> Vec<SyscallProbe> {
     vec![
-        syscall!(Process, "exec", execve, EXECVE, "sm_execve", EXIT_PROCESS),
-        syscall!(
-            Process,
-            "exec",
-            execveat,
-            EXECVEAT,
-            "sm_execve",
-            EXIT_PROCESS
-        ),
-        syscall!(Process, "fork", clone, CLONE, ENTER, EXIT_PROCESS),
-        syscall!(Process, "fork", clone3, CLONE3, ENTER, EXIT_PROCESS),
-        syscall!(Process, "fork", fork, FORK, ENTER, EXIT_PROCESS),
-        syscall!(Process, "fork", vfork, VFORK, ENTER, EXIT_PROCESS),
-        syscall!(Process, "exit", exit, EXIT, ENTER, None),
-        syscall!(Process, "exit", exit_group, EXIT_GROUP, ENTER, None),
-        syscall!(Process, "ptrace", ptrace, PTRACE, ENTER, EXIT_PROCESS),
-        syscall!(Process, "chdir", chdir, CHDIR, ENTER, EXIT_PROCESS),
-        syscall!(Process, "chdir", fchdir, FCHDIR, ENTER, EXIT_PROCESS),
-        syscall!(Process, "privilege", setuid, SETUID, ENTER, EXIT_PROCESS),
-        syscall!(Process, "privilege", setgid, SETGID, ENTER, EXIT_PROCESS),
-        syscall!(
-            Process,
-            "privilege",
-            setreuid,
-            SETREUID,
-            ENTER,
-            EXIT_PROCESS
-        ),
-        syscall!(
-            Process,
-            "privilege",
-            setregid,
-            SETREGID,
-            ENTER,
-            EXIT_PROCESS
-        ),
-        syscall!(
-            Process,
-            "privilege",
-            setresuid,
-            SETRESUID,
-            ENTER,
-            EXIT_PROCESS
-        ),
-        syscall!(
-            Process,
-            "privilege",
-            setresgid,
-            SETRESGID,
-            ENTER,
-            EXIT_PROCESS
-        ),
-        syscall!(
-            Process,
-            "privilege",
-            setfsuid,
-            SETFSUID,
-            ENTER,
-            EXIT_PROCESS
-        ),
-        syscall!(
-            Process,
-            "privilege",
-            setfsgid,
-            SETFSGID,
-            ENTER,
-            EXIT_PROCESS
-        ),
-        syscall!(Process, "privilege", capset, CAPSET, ENTER, EXIT_PROCESS),
-        syscall!(File, "open", open, OPEN, ENTER, EXIT_FILE),
-        syscall!(File, "open", openat, OPENAT, ENTER, EXIT_FILE),
-        syscall!(File, "open", openat2, OPENAT2, ENTER, EXIT_FILE),
-        syscall!(File, "delete", unlink, UNLINK, ENTER, EXIT_FILE),
-        syscall!(File, "delete", unlinkat, UNLINKAT, ENTER, EXIT_FILE),
-        syscall!(File, "delete", rmdir, RMDIR, ENTER, EXIT_FILE),
-        syscall!(File, "rename", rename, RENAME, ENTER, EXIT_FILE),
-        syscall!(File, "rename", renameat, RENAMEAT, ENTER, EXIT_FILE),
-        syscall!(File, "rename", renameat2, RENAMEAT2, ENTER, EXIT_FILE),
-        syscall!(File, "chmod", chmod, CHMOD, ENTER, EXIT_FILE),
-        syscall!(File, "chmod", fchmod, FCHMOD, ENTER, EXIT_FILE),
-        syscall!(File, "chmod", fchmodat, FCHMODAT, ENTER, EXIT_FILE),
-        syscall!(File, "chmod", fchmodat2, FCHMODAT2, ENTER, EXIT_FILE),
-        syscall!(File, "link", link, LINK, ENTER, EXIT_FILE),
-        syscall!(File, "link", linkat, LINKAT, ENTER, EXIT_FILE),
-        syscall!(File, "link", symlink, SYMLINK, ENTER, EXIT_FILE),
-        syscall!(File, "link", symlinkat, SYMLINKAT, ENTER, EXIT_FILE),
-        syscall!(Network, "connect", connect, CONNECT, ENTER, EXIT_NET),
-        syscall!(Network, "accept", accept, ACCEPT, ENTER, EXIT_NET),
-        syscall!(Network, "accept", accept4, ACCEPT4, ENTER, EXIT_NET),
-        syscall!(Network, "listen", listen, LISTEN, ENTER, EXIT_NET),
-        syscall!(Network, "udp", sendto, SENDTO, ENTER, EXIT_NET),
-        syscall!(Network, "udp", sendmsg, SENDMSG, ENTER, EXIT_NET),
-        syscall!(
-            Kernel,
-            "module_load",
-            init_module,
-            INIT_MODULE,
-            ENTER,
-            EXIT_KERNEL
-        ),
-        syscall!(
-            Kernel,
-            "module_load",
-            finit_module,
-            FINIT_MODULE,
-            ENTER,
-            EXIT_KERNEL
-        ),
-        syscall!(Kernel, "bpf_load", bpf, BPF, ENTER, EXIT_KERNEL),
+        syscall!(Process, "exec", execve, EXECVE),
+        syscall!(Process, "exec", execveat, EXECVEAT),
+        syscall!(Process, "fork", clone, CLONE),
+        syscall!(Process, "fork", clone3, CLONE3),
+        syscall!(Process, "fork", fork, FORK),
+        syscall!(Process, "fork", vfork, VFORK),
+        syscall!(Process, "exit", exit, EXIT),
+        syscall!(Process, "exit", exit_group, EXIT_GROUP),
+        syscall!(Process, "ptrace", ptrace, PTRACE),
+        syscall!(Process, "chdir", chdir, CHDIR),
+        syscall!(Process, "chdir", fchdir, FCHDIR),
+        syscall!(Process, "privilege", setuid, SETUID),
+        syscall!(Process, "privilege", setgid, SETGID),
+        syscall!(Process, "privilege", setreuid, SETREUID),
+        syscall!(Process, "privilege", setregid, SETREGID),
+        syscall!(Process, "privilege", setresuid, SETRESUID),
+        syscall!(Process, "privilege", setresgid, SETRESGID),
+        syscall!(Process, "privilege", setfsuid, SETFSUID),
+        syscall!(Process, "privilege", setfsgid, SETFSGID),
+        syscall!(Process, "privilege", capset, CAPSET),
+        syscall!(File, "open", open, OPEN),
+        syscall!(File, "open", openat, OPENAT),
+        syscall!(File, "open", openat2, OPENAT2),
+        syscall!(File, "delete", unlink, UNLINK),
+        syscall!(File, "delete", unlinkat, UNLINKAT),
+        syscall!(File, "delete", rmdir, RMDIR),
+        syscall!(File, "rename", rename, RENAME),
+        syscall!(File, "rename", renameat, RENAMEAT),
+        syscall!(File, "rename", renameat2, RENAMEAT2),
+        syscall!(File, "chmod", chmod, CHMOD),
+        syscall!(File, "chmod", fchmod, FCHMOD),
+        syscall!(File, "chmod", fchmodat, FCHMODAT),
+        syscall!(File, "chmod", fchmodat2, FCHMODAT2),
+        syscall!(File, "link", link, LINK),
+        syscall!(File, "link", linkat, LINKAT),
+        syscall!(File, "link", symlink, SYMLINK),
+        syscall!(File, "link", symlinkat, SYMLINKAT),
+        syscall!(Network, "connect", connect, CONNECT),
+        syscall!(Network, "accept", accept, ACCEPT),
+        syscall!(Network, "accept", accept4, ACCEPT4),
+        syscall!(Network, "listen", listen, LISTEN),
+        syscall!(Network, "udp", sendto, SENDTO),
+        syscall!(Network, "udp", sendmsg, SENDMSG),
+        syscall!(Kernel, "module_load", init_module, INIT_MODULE),
+        syscall!(Kernel, "module_load", finit_module, FINIT_MODULE),
+        syscall!(Kernel, "bpf_load", bpf, BPF),
     ]
 }
 
@@ -385,13 +314,9 @@ pub fn tracepoints() -> Vec<TracepointProbe> {
 }
 
 /// Every program in the object, loaded before attaching.
-pub const PROGRAMS: [&str; 13] = [
-    "sm_sys_enter",
-    "sm_execve",
-    "sm_exit_process",
-    "sm_exit_file",
-    "sm_exit_net",
-    "sm_exit_kernel",
+pub const PROGRAMS: [&str; 9] = [
+    SYS_ENTER,
+    SYS_EXIT,
     "sm_sched_exec",
     "sm_sched_fork",
     "sm_sched_exit",
@@ -425,12 +350,6 @@ mod tests {
 
     #[test]
     fn programs_used_are_listed() {
-        for p in syscalls() {
-            assert!(PROGRAMS.contains(&p.enter));
-            if let Some(exit) = p.exit {
-                assert!(PROGRAMS.contains(&exit));
-            }
-        }
         for t in tracepoints() {
             assert!(PROGRAMS.contains(&t.program));
         }
