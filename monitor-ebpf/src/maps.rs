@@ -50,3 +50,8 @@ pub static SM_TCP: LruHashMap<u64, TcpConnection> = LruHashMap::with_max_entries
 /// Listening sockets by (tgid, fd), to give accepted connections their local address.
 #[map]
 pub static SM_LISTENERS: LruHashMap<SocketKey, Listener> = LruHashMap::with_max_entries(4096, 0);
+
+/// Last signal sent to each pid (`signal_generate`): the kernel turns a fatal signal into a
+/// group-wide SIGKILL before delivery, so this remembers which signal it really was.
+#[map]
+pub static SM_LAST_SIGNAL: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);

@@ -1,1 +1,15 @@
-//! Integration tests (being written).
+//! End-to-end tests of `secmon-tui --json`: perform real actions, expect the matching events.
+//!
+//! One test binary (one link step), root only: run with `cargo xtask test` or as root with
+//! `cargo test -p monitor --test integration`. Most tests share one monitor started on first use
+//! (see `common`); `safety` and `cli` start their own instances as well.
+
+mod cli;
+mod common;
+mod control;
+mod file;
+mod kernel;
+mod network;
+mod privilege;
+mod process;
+mod safety;

@@ -15,7 +15,7 @@ use super::{
     current_tgid, current_tid, fill_header, ignored, read_user, read_user_str, reserve, submit,
     tp_field,
 };
-use crate::maps::{SM_EXEC_ARGS, SM_EXIT_STATUS, SM_PENDING, SM_SCRATCH};
+use crate::maps::{SM_EXEC_ARGS, SM_EXIT_STATUS, SM_LAST_SIGNAL, SM_PENDING, SM_SCRATCH};
 
 const CLONE_THREAD: u64 = 0x0001_0000;
 
@@ -182,6 +182,7 @@ fn try_sched_exit(ctx: &TracePointContext) -> Option<()> {
     });
     let _ = SM_EXIT_STATUS.remove(tgid);
     let _ = SM_EXIT_STATUS.remove(thread_key);
+    let _ = SM_LAST_SIGNAL.remove(tgid);
     if ignored(family::PROCESS) {
         return None;
     }
@@ -193,14 +194,40 @@ fn try_sched_exit(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
+/// `signal:signal_generate(sig @8, errno, code, comm, pid @36, group @40, result @44)`, in the
+/// sender: remembers the signal sent to `pid`.
+#[tracepoint]
+pub fn sm_signal_sent(ctx: TracePointContext) -> u32 {
+    let sig: i32 = tp_field(&ctx, 8);
+    let target: i32 = tp_field(&ctx, 36);
+    if target > 0 && sig > 0 {
+        let _ = SM_LAST_SIGNAL.insert(target as u32, sig as u32, 0);
+    }
+    0
+}
+
 /// `signal:signal_deliver(sig @8, errno, code, sa_handler @24, sa_flags)`, in the receiving
 /// task: a signal whose default action kills the process records the cause of death.
 #[tracepoint]
 pub fn sm_signal(ctx: TracePointContext) -> u32 {
-    let sig: i32 = tp_field(&ctx, 8);
+    let mut sig: i32 = tp_field(&ctx, 8);
     let handler: u64 = tp_field(&ctx, 24);
     // SIG_DFL is 0; a handler or SIG_IGN means the process lives on.
     if handler == 0 && kills_by_default(sig) {
+        if sig == SIGKILL {
+            // A fatal SIGTERM, SIGHUP… arrives here as the SIGKILL the kernel sends the whole
+            // group: the signal last sent to this process or thread says which it was.
+            let sent = unsafe {
+                SM_LAST_SIGNAL
+                    .get(current_tgid())
+                    .or_else(|| SM_LAST_SIGNAL.get(current_tid()))
+            };
+            if let Some(sent) = sent.copied()
+                && kills_by_default(sent as i32)
+            {
+                sig = sent as i32;
+            }
+        }
         let status = ExitData {
             exit_code: 0,
             signal: sig as u32,
@@ -212,6 +239,8 @@ pub fn sm_signal(ctx: TracePointContext) -> u32 {
     }
     0
 }
+
+const SIGKILL: i32 = 9;
 
 #[inline(always)]
 fn kills_by_default(sig: i32) -> bool {

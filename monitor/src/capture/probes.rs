@@ -269,6 +269,14 @@ pub fn tracepoints() -> Vec<TracepointProbe> {
         TracepointProbe {
             family: Family::Process,
             group: "exit",
+            program: "sm_signal_sent",
+            category: "signal",
+            name: "signal_generate",
+            fields: &[("sig", 8), ("pid", 36)],
+        },
+        TracepointProbe {
+            family: Family::Process,
+            group: "exit",
             program: "sm_signal",
             category: "signal",
             name: "signal_deliver",
@@ -314,13 +322,14 @@ pub fn tracepoints() -> Vec<TracepointProbe> {
 }
 
 /// Every program in the object, loaded before attaching.
-pub const PROGRAMS: [&str; 9] = [
+pub const PROGRAMS: [&str; 10] = [
     SYS_ENTER,
     SYS_EXIT,
     "sm_sched_exec",
     "sm_sched_fork",
     "sm_sched_exit",
     "sm_signal",
+    "sm_signal_sent",
     "sm_sock_state",
     "sm_sock_send",
     "sm_sock_recv",

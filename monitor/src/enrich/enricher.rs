@@ -14,7 +14,10 @@ use monitor_common::{
     SYMLINK_TARGET_DIRFD, kind, ops,
 };
 
-use super::{ProcessTable, UserNames, paths};
+use super::{
+    ProcessTable, UserNames, paths,
+    sockets::{Protocol, endpoints},
+};
 use crate::{
     decode::Record,
     event::{Event, EventType},
@@ -352,9 +355,7 @@ impl Enricher {
                 _ => None,
             }
         };
-        let has_source = event_type != EventType::NetUdp
-            && !(event_type == EventType::NetConnect && d.protocol == 17);
-        if has_source {
+        if d.protocol != 17 {
             event.source_ip = ip(&d.src_addr);
             event.source_port = Some(d.src_port);
         }
@@ -362,8 +363,13 @@ impl Enricher {
             event.target_ip = ip(&d.dst_addr);
             event.target_port = Some(d.dst_port);
         }
-        if event_type == EventType::NetAccept && (d.src_port == 0 || d.dst_port == 0) && d.fd >= 0 {
-            self.fill_accept_from_proc(&mut event, d.fd);
+        if d.fd >= 0 {
+            if event_type == EventType::NetAccept && (d.src_port == 0 || d.dst_port == 0) {
+                self.fill_endpoints_from_proc(&mut event, d.fd, Protocol::Tcp, true);
+            } else if d.protocol == 17 {
+                // The kernel probes see a datagram's destination, not the local end.
+                self.fill_endpoints_from_proc(&mut event, d.fd, Protocol::Udp, false);
+            }
         }
         if event_type == EventType::NetClose {
             event.bytes_sent = Some(d.bytes_sent);
@@ -373,13 +379,22 @@ impl Enricher {
         Some(event)
     }
 
-    /// The kernel saw no peer buffer or no listener for this accept: ask /proc.
-    fn fill_accept_from_proc(&self, event: &mut Event, fd: i32) {
-        if let Some(found) = super::sockets::tcp_endpoints(&self.proc_root, event.pid, fd) {
+    /// Endpoints the kernel probes did not see, from /proc (see `sockets`); `remote_too` also
+    /// replaces the remote end.
+    fn fill_endpoints_from_proc(
+        &self,
+        event: &mut Event,
+        fd: i32,
+        protocol: Protocol,
+        remote_too: bool,
+    ) {
+        if let Some(found) = endpoints(&self.proc_root, event.pid, fd, protocol) {
             event.source_ip = Some(found.local.0.to_string());
             event.source_port = Some(found.local.1);
-            event.target_ip = Some(found.remote.0.to_string());
-            event.target_port = Some(found.remote.1);
+            if remote_too {
+                event.target_ip = Some(found.remote.0.to_string());
+                event.target_port = Some(found.remote.1);
+            }
         }
     }
 

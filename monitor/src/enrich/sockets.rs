@@ -1,32 +1,37 @@
-//! Fallback for socket endpoints the kernel probes could not see (e.g. `accept(fd, NULL, NULL)`
-//! on a listener opened before the monitor started): find the socket's inode through
-//! `/proc/<pid>/fd/<fd>` and look it up in `/proc/net/tcp{,6}`. Best effort: the connection may
-//! be gone by the time we look.
+//! Socket endpoints the kernel probes could not see (the local end of a UDP socket, or
+//! `accept(fd, NULL, NULL)` on a listener opened before the monitor started): find the socket's
+//! inode through `/proc/<pid>/fd/<fd>` and look it up in `/proc/<pid>/net/{tcp,udp}{,6}`. Best
+//! effort: the socket may be closed by the time we look.
 use std::{
     fs,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
-/// Local and remote endpoint of a TCP socket.
+/// Which /proc/net tables to search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// Local and remote endpoint of a socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TcpEndpoints {
+pub struct Endpoints {
     pub local: (IpAddr, u16),
     pub remote: (IpAddr, u16),
 }
 
-pub fn tcp_endpoints(proc_root: &Path, pid: u32, fd: i32) -> Option<TcpEndpoints> {
-    let link = fs::read_link(
-        proc_root
-            .join(pid.to_string())
-            .join("fd")
-            .join(fd.to_string()),
-    )
-    .ok()?;
+pub fn endpoints(proc_root: &Path, pid: u32, fd: i32, protocol: Protocol) -> Option<Endpoints> {
+    let process = proc_root.join(pid.to_string());
+    let link = fs::read_link(process.join("fd").join(fd.to_string())).ok()?;
     let inode = socket_inode(&link.to_string_lossy())?;
-    ["tcp", "tcp6"].iter().find_map(|table| {
-        let text =
-            fs::read_to_string(proc_root.join(pid.to_string()).join("net").join(table)).ok()?;
+    let tables = match protocol {
+        Protocol::Tcp => ["tcp", "tcp6"],
+        Protocol::Udp => ["udp", "udp6"],
+    };
+    tables.iter().find_map(|table| {
+        let text = fs::read_to_string(process.join("net").join(table)).ok()?;
         find_inode(&text, inode)
     })
 }
@@ -40,13 +45,13 @@ fn socket_inode(link: &str) -> Option<u64> {
 }
 
 /// Scans a /proc/net/tcp table: `sl local_address rem_address st ... uid timeout inode`.
-fn find_inode(table: &str, inode: u64) -> Option<TcpEndpoints> {
+fn find_inode(table: &str, inode: u64) -> Option<Endpoints> {
     table.lines().skip(1).find_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
         if cols.get(9)?.parse::<u64>().ok()? != inode {
             return None;
         }
-        Some(TcpEndpoints {
+        Some(Endpoints {
             local: parse_endpoint(cols.get(1)?)?,
             remote: parse_endpoint(cols.get(2)?)?,
         })
@@ -99,8 +104,23 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         use std::os::fd::AsRawFd;
-        let found = tcp_endpoints(Path::new("/proc"), std::process::id(), listener.as_raw_fd())
-            .expect("listener in /proc/net/tcp");
+        let found = endpoints(
+            Path::new("/proc"),
+            std::process::id(),
+            listener.as_raw_fd(),
+            Protocol::Tcp,
+        )
+        .expect("listener in /proc/net/tcp");
         assert_eq!(found.local.1, port);
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let udp_port = udp.local_addr().expect("addr").port();
+        let found = endpoints(
+            Path::new("/proc"),
+            std::process::id(),
+            udp.as_raw_fd(),
+            Protocol::Udp,
+        )
+        .expect("socket in /proc/net/udp");
+        assert_eq!(found.local, (IpAddr::V4(Ipv4Addr::LOCALHOST), udp_port));
     }
 }

@@ -1,0 +1,358 @@
+//! file_open, file_write, file_delete, file_rename, file_chmod, file_link; path normalisation;
+//! failed syscalls are not reported.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{
+    DEFAULT_TIMEOUT, TestDir, assert_field, assert_syscall_in, flag_tokens, gettid, marker,
+    monitor, path_str, spawn, str_is, test_pid, wait_child,
+};
+
+/// Asserts that the symbolic flags contain every one of `want` and none of `unwanted`.
+#[track_caller]
+fn assert_flags(e: &serde_json::Value, want: &[&str], unwanted: &[&str]) {
+    let tokens = flag_tokens(e);
+    for w in want {
+        assert!(
+            tokens.iter().any(|t| t == w),
+            "`flags` should contain {w}\n  in event: {e}"
+        );
+    }
+    for u in unwanted {
+        assert!(
+            !tokens.iter().any(|t| t == u),
+            "`flags` should not contain {u}\n  in event: {e}"
+        );
+    }
+}
+
+#[test]
+fn read_only_open_is_file_open() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let path = dir.join("read-me");
+    let path_s = path_str(&path);
+    fs::write(&path, b"x").expect("create the file");
+    // Wait for the creation to be delivered, so the checkpoint below only sees the read.
+    let cp = mon.checkpoint();
+    mon.expect(&cp, "file_write", &format!("creation of {path_s}"), |e| {
+        e["pid"] == test_pid() && str_is(e, "file_path", |p| p == path_s)
+    });
+
+    let cp = mon.checkpoint();
+    drop(File::open(&path).expect("open read-only"));
+    let e = mon.expect(&cp, "file_open", &format!("open of {path_s}"), |e| {
+        e["pid"] == test_pid() && str_is(e, "file_path", |p| p.ends_with("read-me"))
+    });
+    assert_field(&e, "file_path", path_s.as_str());
+    assert_field(&e, "tid", gettid());
+    assert_field(&e, "syscall", "openat");
+    assert_flags(
+        &e,
+        &["O_RDONLY"],
+        &["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC"],
+    );
+    assert_field(&e, "uid", 0u32);
+    let exe = std::env::current_exe()
+        .expect("current_exe")
+        .canonicalize()
+        .expect("canonicalise current_exe");
+    assert_field(&e, "exe", path_str(&exe));
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() };
+    assert_field(&e, "ppid", ppid);
+
+    // A read-only open is not a write.
+    mon.sync_point(dir.path());
+    mon.assert_no_event_for(
+        &cp,
+        &["file_write"],
+        "a read-only open reported as a write",
+        Duration::from_millis(200),
+        |e| str_is(e, "file_path", |p| p == path_s),
+    );
+}
+
+#[test]
+fn open_for_writing_is_file_write() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let path = dir.join("written");
+    let path_s = path_str(&path);
+
+    let cp = mon.checkpoint();
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&path)
+        .expect("open for writing");
+    drop(f);
+    let e = mon.expect(&cp, "file_write", &format!("open of {path_s}"), |e| {
+        e["pid"] == test_pid() && str_is(e, "file_path", |p| p.ends_with("written"))
+    });
+    assert_field(&e, "file_path", path_s.as_str());
+    assert_field(&e, "syscall", "openat");
+    assert_flags(&e, &["O_WRONLY", "O_CREAT", "O_TRUNC"], &["O_RDONLY"]);
+    assert_field(&e, "mode", 0o640u32);
+    assert_field(&e, "tid", gettid());
+}
+
+#[test]
+fn relative_path_is_resolved_against_cwd() {
+    let mon = monitor();
+    let m = marker();
+    let dir = TestDir::new(&m);
+    let name = format!("rel-{m}");
+    let path_s = path_str(&dir.join(&name));
+    fs::write(dir.join(&name), b"relative").expect("create the file");
+
+    let cp = mon.checkpoint();
+    let mut cat = spawn(
+        Command::new("cat")
+            .arg(&name)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null()),
+    );
+    let pid = cat.id();
+    assert!(wait_child(&mut cat, DEFAULT_TIMEOUT).success());
+
+    let e = mon.expect(
+        &cp,
+        "file_open",
+        &format!("`cat {name}` (pid {pid})"),
+        |e| e["pid"] == pid && str_is(e, "file_path", |p| p.ends_with(&name)),
+    );
+    assert_field(&e, "file_path", path_s.as_str());
+}
+
+#[test]
+fn relative_write_is_resolved_against_cwd() {
+    let mon = monitor();
+    let m = marker();
+    let dir = TestDir::new(&m);
+    let name = format!("out-{m}");
+    let path_s = path_str(&dir.join(&name));
+
+    let cp = mon.checkpoint();
+    let mut sh = spawn(
+        Command::new("/bin/sh")
+            .args(["-c", &format!("echo hi > {name}")])
+            .current_dir(dir.path()),
+    );
+    let pid = sh.id();
+    assert!(wait_child(&mut sh, DEFAULT_TIMEOUT).success());
+
+    let e = mon.expect(
+        &cp,
+        "file_write",
+        &format!("`echo hi > {name}` (pid {pid})"),
+        |e| e["pid"] == pid && str_is(e, "file_path", |p| p.ends_with(&name)),
+    );
+    assert_field(&e, "file_path", path_s.as_str());
+    assert_flags(&e, &["O_WRONLY", "O_CREAT", "O_TRUNC"], &[]);
+}
+
+#[test]
+fn dotdot_is_removed_from_absolute_paths() {
+    let mon = monitor();
+    let m = marker();
+    let dir = TestDir::new(&m);
+    let name = format!("dots-{m}");
+    fs::create_dir(dir.join("sub")).expect("create sub");
+    fs::write(dir.join(&name), b"x").expect("create the file");
+    let via_dots = dir.path().join("sub").join("..").join(&name);
+
+    let cp = mon.checkpoint();
+    drop(File::open(&via_dots).expect("open through .."));
+    let e = mon.expect(
+        &cp,
+        "file_open",
+        &format!("open of {}", via_dots.display()),
+        |e| e["pid"] == test_pid() && str_is(e, "file_path", |p| p.ends_with(&name)),
+    );
+    assert_field(&e, "file_path", path_str(&dir.join(&name)));
+}
+
+#[test]
+fn dotdot_is_removed_from_relative_paths() {
+    let mon = monitor();
+    let m = marker();
+    let dir = TestDir::new(&m);
+    let name = format!("up-{m}");
+    fs::create_dir(dir.join("sub")).expect("create sub");
+    fs::write(dir.join(&name), b"x").expect("create the file");
+
+    let cp = mon.checkpoint();
+    let rel = format!("../{name}");
+    let mut cat = spawn(
+        Command::new("cat")
+            .arg(&rel)
+            .current_dir(dir.join("sub"))
+            .stdout(std::process::Stdio::null()),
+    );
+    let pid = cat.id();
+    assert!(wait_child(&mut cat, DEFAULT_TIMEOUT).success());
+
+    let e = mon.expect(&cp, "file_open", &format!("`cat {rel}` (pid {pid})"), |e| {
+        e["pid"] == pid && str_is(e, "file_path", |p| p.ends_with(&name))
+    });
+    assert_field(&e, "file_path", path_str(&dir.join(&name)));
+}
+
+#[test]
+fn unlink_is_file_delete() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let path = dir.join("doomed");
+    let path_s = path_str(&path);
+    fs::write(&path, b"x").expect("create the file");
+
+    let cp = mon.checkpoint();
+    fs::remove_file(&path).expect("unlink");
+    let e = mon.expect(&cp, "file_delete", &format!("unlink of {path_s}"), |e| {
+        e["pid"] == test_pid() && str_is(e, "file_path", |p| p.ends_with("doomed"))
+    });
+    assert_field(&e, "file_path", path_s.as_str());
+    assert_syscall_in(&e, &["unlink", "unlinkat"]);
+    assert_field(&e, "tid", gettid());
+}
+
+#[test]
+fn rmdir_is_file_delete() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let sub = dir.join("gone-dir");
+    let sub_s = path_str(&sub);
+    fs::create_dir(&sub).expect("create the directory");
+
+    let cp = mon.checkpoint();
+    fs::remove_dir(&sub).expect("rmdir");
+    let e = mon.expect(&cp, "file_delete", &format!("rmdir of {sub_s}"), |e| {
+        e["pid"] == test_pid() && str_is(e, "file_path", |p| p.ends_with("gone-dir"))
+    });
+    assert_field(&e, "file_path", sub_s.as_str());
+    assert_syscall_in(&e, &["rmdir", "unlinkat"]);
+}
+
+#[test]
+fn rename_is_file_rename() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let old = dir.join("old-name");
+    let new = dir.join("new-name");
+    fs::write(&old, b"x").expect("create the file");
+
+    let cp = mon.checkpoint();
+    fs::rename(&old, &new).expect("rename");
+    let e = mon.expect(
+        &cp,
+        "file_rename",
+        &format!("rename of {}", old.display()),
+        |e| e["pid"] == test_pid() && str_is(e, "file_path", |p| p.ends_with("old-name")),
+    );
+    assert_field(&e, "file_path", path_str(&old));
+    assert_field(&e, "new_path", path_str(&new));
+    assert_syscall_in(&e, &["rename", "renameat", "renameat2"]);
+}
+
+#[test]
+fn setuid_chmod_is_file_chmod() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let path = dir.join("suid");
+    let path_s = path_str(&path);
+    fs::write(&path, b"x").expect("create the file");
+
+    let cp = mon.checkpoint();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o4755)).expect("chmod 4755");
+    let e = mon.expect(&cp, "file_chmod", &format!("chmod 4755 {path_s}"), |e| {
+        e["pid"] == test_pid() && str_is(e, "file_path", |p| p.ends_with("suid"))
+    });
+    assert_field(&e, "file_path", path_s.as_str());
+    assert_field(&e, "mode", 2541u32);
+    assert_syscall_in(&e, &["chmod", "fchmodat", "fchmodat2"]);
+}
+
+#[test]
+fn hard_link_is_file_link() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let target = dir.join("target");
+    let link = dir.join("hard-link");
+    fs::write(&target, b"x").expect("create the target");
+
+    let cp = mon.checkpoint();
+    fs::hard_link(&target, &link).expect("link");
+    let e = mon.expect(
+        &cp,
+        "file_link",
+        &format!("hard link {}", link.display()),
+        |e| e["pid"] == test_pid() && str_is(e, "new_path", |p| p.ends_with("hard-link")),
+    );
+    assert_field(&e, "file_path", path_str(&target));
+    assert_field(&e, "new_path", path_str(&link));
+    assert_syscall_in(&e, &["link", "linkat"]);
+}
+
+#[test]
+fn symlink_is_file_link() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let target = dir.join("target");
+    let link = dir.join("soft-link");
+    fs::write(&target, b"x").expect("create the target");
+
+    let cp = mon.checkpoint();
+    symlink(&target, &link).expect("symlink");
+    let e = mon.expect(
+        &cp,
+        "file_link",
+        &format!("symlink {}", link.display()),
+        |e| e["pid"] == test_pid() && str_is(e, "new_path", |p| p.ends_with("soft-link")),
+    );
+    assert_field(&e, "file_path", path_str(&target));
+    assert_field(&e, "new_path", path_str(&link));
+    assert_syscall_in(&e, &["symlink", "symlinkat"]);
+}
+
+#[test]
+fn failed_syscalls_are_not_reported() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let missing = dir.join("missing");
+    let elsewhere = dir.join("missing-too");
+
+    let cp = mon.checkpoint();
+    File::open(&missing).expect_err("opening a missing file fails");
+    OpenOptions::new()
+        .write(true)
+        .open(&missing)
+        .expect_err("opening a missing file for writing (no O_CREAT) fails");
+    fs::remove_file(&missing).expect_err("unlinking a missing file fails");
+    fs::remove_dir(&missing).expect_err("removing a missing directory fails");
+    fs::rename(&missing, &elsewhere).expect_err("renaming a missing file fails");
+    fs::set_permissions(&missing, fs::Permissions::from_mode(0o644))
+        .expect_err("chmod of a missing file fails");
+    fs::hard_link(&missing, &elsewhere).expect_err("linking a missing file fails");
+
+    mon.sync_point(dir.path());
+    mon.assert_no_event_for(
+        &cp,
+        &[
+            "file_open",
+            "file_write",
+            "file_delete",
+            "file_rename",
+            "file_chmod",
+            "file_link",
+        ],
+        "a failed syscall",
+        Duration::from_millis(500),
+        |e| str_is(e, "file_path", |p| p.contains("/missing")),
+    );
+}
