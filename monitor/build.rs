@@ -1,6 +1,6 @@
 //! Compiles `monitor-ebpf` for the BPF target with nightly (aya-template pattern), so a plain
 //! `cargo build` produces everything; the object lands in `$OUT_DIR/monitor` and is embedded by
-//! `capture::loader` with `include_bytes_aligned!`.
+//! `capture::Capture::start` with `include_bytes_aligned!`.
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 
