@@ -29,7 +29,11 @@ pub mod config {
     pub const ENABLED_FAMILIES: u32 = 1;
     /// Wake the userspace reader only once this many bytes wait in the ring (0: every record).
     pub const WAKEUP_BYTES: u32 = 2;
-    pub const LEN: u32 = 4;
+    /// Thread-group id of the monitor's parent (its shell): never a target of enforcement.
+    pub const PARENT_TGID: u32 = 3;
+    /// Non-zero while the exec deny tables hold entries (skips the lookups otherwise).
+    pub const ENFORCE_EXEC: u32 = 4;
+    pub const LEN: u32 = 8;
 }
 
 /// Probe families: each can be switched on and off at run time through `CONFIG`.
@@ -90,7 +94,8 @@ pub struct ExecArgs {
 pub struct ExecData {
     /// pid before exec (differs from the header pid when a non-leader thread calls exec).
     pub old_pid: u32,
-    pub _pad: u32,
+    /// 1 when an exec deny entry matched and the kernel sent SIGKILL.
+    pub killed: u32,
     /// The path as the kernel saw it (`bprm->filename`): may be relative.
     pub filename: [u8; PATH_LEN],
     pub argv: ExecArgs,
@@ -197,7 +202,8 @@ pub struct NetData {
     pub dst_addr: [u8; 16],
     /// The socket fd where known (accept: the new fd), else -1.
     pub fd: i32,
-    pub _pad: u32,
+    /// [`net_flags`] bits.
+    pub flags: u32,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub duration_ns: u64,
@@ -242,6 +248,53 @@ pub struct PendingSyscall {
     pub marks: u32,
     pub uid_gid: u64,
     pub args: [u64; 6],
+}
+
+/// Bits of [`NetData::flags`].
+pub mod net_flags {
+    /// The connect was refused by an enforcement deny entry (`cgroup/connect4|6`).
+    pub const BLOCKED: u32 = 1;
+}
+
+/// Longest executable path an exec deny entry can name.
+pub const DENY_PATH_LEN: usize = 256;
+
+/// Exec deny-table key: the path exactly as passed to execve, NUL-padded.
+#[derive(Copy, Clone)]
+#[repr(C)]
+pub struct ExecDenyPath {
+    pub path: [u8; DENY_PATH_LEN],
+}
+
+/// Exec deny-table key: the new program's comm (its file name, cut to 15 bytes), NUL-padded.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct ExecDenyName {
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Connect deny-table key. `port` 0 matches every port of `addr`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct NetDenyKey {
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: u32,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub addr: [u8; 16],
+}
+
+/// Value of every deny table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct DenyEntry {
+    /// CLOCK_MONOTONIC nanoseconds after which the entry no longer applies; 0 = never.
+    pub expires_ns: u64,
+    /// Userspace's id for the entry (for reports).
+    pub id: u32,
+    pub _pad: u32,
 }
 
 /// Key bit of `SM_EXIT_STATUS` entries recorded per thread by `exit()` (tgid keys have it clear).
@@ -299,4 +352,8 @@ mod pod {
     unsafe impl aya::Pod for TcpConnection {}
     unsafe impl aya::Pod for SocketKey {}
     unsafe impl aya::Pod for Listener {}
+    unsafe impl aya::Pod for ExecDenyPath {}
+    unsafe impl aya::Pod for ExecDenyName {}
+    unsafe impl aya::Pod for NetDenyKey {}
+    unsafe impl aya::Pod for DenyEntry {}
 }

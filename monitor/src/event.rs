@@ -288,6 +288,11 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module_params: Option<String>,
 
+    /// Set when kernel enforcement acted on this event: the exec was killed with SIGKILL, or
+    /// the connect was refused (EPERM).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+
     /// Set when the kernel cut a string (path or argument) to its buffer size.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
@@ -338,6 +343,7 @@ impl Event {
             bpf_prog_type: None,
             bpf_prog_name: None,
             module_params: None,
+            blocked: false,
             truncated: false,
             analysis: Analysis::default(),
         }

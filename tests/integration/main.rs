@@ -13,3 +13,4 @@ mod network;
 mod privilege;
 mod process;
 mod safety;
+mod enforce;

@@ -1,4 +1,5 @@
 //! Probe families, one file each. Shared helpers live here.
+pub mod enforce;
 pub mod file;
 pub mod kernel;
 pub mod net;

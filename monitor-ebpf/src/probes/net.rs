@@ -60,7 +60,7 @@ fn empty_net(family: u16, protocol: u16) -> NetData {
         src_addr: [0; 16],
         dst_addr: [0; 16],
         fd: -1,
-        _pad: 0,
+        flags: 0,
         bytes_sent: 0,
         bytes_received: 0,
         duration_ns: 0,

@@ -79,6 +79,7 @@ fn try_sched_exec(ctx: &TracePointContext) -> Option<()> {
     fill_header(&mut event.header, kind::PROCESS_EXEC);
     event.data.old_pid = old_pid;
     let filename = unsafe { (ctx.as_ptr() as *const u8).add((filename_loc & 0xffff) as usize) };
+    event.data.killed = u32::from(super::enforce::kill_if_denied(filename, &event.header.comm));
     let capacity = event.data.filename.len();
     match unsafe { bpf_probe_read_kernel_str_bytes(filename, &mut event.data.filename) } {
         Ok(bytes) if bytes.len() + 1 >= capacity => event.header.truncated = 1,

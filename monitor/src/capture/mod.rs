@@ -2,6 +2,7 @@
 //!
 //! [`Capture::start`] returns the running capture (which must stay alive: dropping it detaches
 //! and unloads every program and map) and the ring buffer that [`reader`] drains.
+pub mod enforce;
 pub mod probes;
 pub mod reader;
 pub mod tracefs;
@@ -130,7 +131,8 @@ impl Default for CaptureOptions {
 
 /// The running kernel side. Dropping it detaches and unloads everything.
 pub struct Capture {
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
+    enforcer: enforce::Enforcer,
     config: Array<MapData, u64>,
     drops: PerCpuArray<MapData, u64>,
     enabled: u64,
@@ -165,6 +167,14 @@ impl Capture {
         write(&mut config, "SM_CONFIG", config::ENABLED_FAMILIES, enabled)?;
         let wakeup = (u64::from(options.ring_bytes) / 8).max(MIN_WAKEUP_BYTES);
         write(&mut config, "SM_CONFIG", config::WAKEUP_BYTES, wakeup)?;
+        // SAFETY: getppid never fails.
+        let parent = unsafe { libc::getppid() };
+        write(
+            &mut config,
+            "SM_CONFIG",
+            config::PARENT_TGID,
+            u64::try_from(parent).unwrap_or(0),
+        )?;
         let available = available_syscalls(&tracefs);
         fill_syscall_ops(&mut ebpf, &available)?;
 
@@ -185,9 +195,11 @@ impl Capture {
         }
         let ring = take_map(&mut ebpf, "SM_EVENTS", RingBuf::try_from)?;
         let drops = take_map(&mut ebpf, "SM_DROPS", PerCpuArray::try_from)?;
+        let enforcer = enforce::Enforcer::new(&mut ebpf)?;
         Ok((
             Capture {
-                _ebpf: ebpf,
+                ebpf,
+                enforcer,
                 config,
                 drops,
                 enabled,
@@ -243,7 +255,7 @@ impl Capture {
     }
 }
 
-fn take_map<T, E: std::fmt::Display>(
+pub(crate) fn take_map<T, E: std::fmt::Display>(
     ebpf: &mut Ebpf,
     name: &'static str,
     convert: impl FnOnce(aya::maps::Map) -> Result<T, E>,
@@ -265,7 +277,7 @@ fn take_array<V: aya::Pod>(
     take_map(ebpf, name, Array::try_from)
 }
 
-fn write<T: std::borrow::BorrowMut<MapData>, V: aya::Pod>(
+pub(crate) fn write<T: std::borrow::BorrowMut<MapData>, V: aya::Pod>(
     array: &mut Array<T, V>,
     name: &'static str,
     index: u32,
@@ -330,6 +342,11 @@ fn attach_all(
         if let Err(e) = load_program(ebpf, name) {
             load_errors.insert(name, e);
         }
+    }
+    // Loaded now, while every map they refer to is still open; attached only if enforcement
+    // is switched on (a load failure surfaces then).
+    for name in enforce::CONNECT_PROGRAMS {
+        let _ = load_program(ebpf, name);
     }
     let raw_attached = [probes::SYS_ENTER, probes::SYS_EXIT]
         .into_iter()
@@ -410,6 +427,7 @@ fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<(), String> {
     {
         Program::TracePoint(prog) => prog.load(),
         Program::RawTracePoint(prog) => prog.load(),
+        Program::CgroupSockAddr(prog) => prog.load(),
         other => return Err(format!("unexpected program type {:?}", other.prog_type())),
     };
     result.map_err(|e| verifier_summary(&e))

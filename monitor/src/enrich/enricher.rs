@@ -233,6 +233,7 @@ impl Enricher {
         let mut event = self.base(&e.header, EventType::ProcessExec);
         self.add_process_context(&mut event);
         event.argv = Some(argv);
+        event.blocked = e.data.killed != 0;
         if e.data.argv.more & 1 != 0 {
             event.truncated = true;
         }
@@ -348,6 +349,7 @@ impl Enricher {
         let mut event = self.base(&e.header, event_type);
         self.add_process_context(&mut event);
         event.protocol = Some(if d.protocol == 17 { "udp" } else { "tcp" }.to_string());
+        event.blocked = d.flags & monitor_common::net_flags::BLOCKED != 0;
         let ip = |addr: &[u8; 16]| -> Option<String> {
             match d.family {
                 2 => Some(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string()),

@@ -1,0 +1,137 @@
+//! Opt-in enforcement. Userspace fills the deny tables only when `[response] enforce = true`;
+//! empty tables cost nothing (exec checks are skipped through `ENFORCE_EXEC`, and the connect
+//! programs are not even attached). Never enforced on PID 1, the monitor or its parent shell.
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes, bpf_send_signal},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+};
+use monitor_common::{
+    DENY_PATH_LEN, DenyEntry, ExecDenyName, NetDenyKey, NetEvent, config, family, kind, net_flags,
+};
+
+use super::{current_tgid, fill_header, is_self, reserve, submit};
+use crate::maps::{SM_CONFIG, SM_DENY_EXEC_NAME, SM_DENY_EXEC_PATH, SM_DENY_KEY, SM_DENY_NET};
+
+const SIGKILL: u32 = 9;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+
+/// Whether the current task may never be a target.
+#[inline(always)]
+fn protected() -> bool {
+    let tgid = current_tgid();
+    let parent = SM_CONFIG.get(config::PARENT_TGID).copied().unwrap_or(0);
+    tgid <= 1 || is_self(tgid) || u64::from(tgid) == parent
+}
+
+#[inline(always)]
+fn live(entry: &DenyEntry) -> bool {
+    entry.expires_ns == 0 || unsafe { bpf_ktime_get_ns() } < entry.expires_ns
+}
+
+/// Called from `sched_process_exec` in the new program: SIGKILL when its path (as given to
+/// execve) or its name is denied. Returns true when the signal was sent.
+#[inline(always)]
+pub fn kill_if_denied(filename: *const u8, comm: &[u8; 16]) -> bool {
+    if SM_CONFIG.get(config::ENFORCE_EXEC).copied().unwrap_or(0) == 0 || protected() {
+        return false;
+    }
+    let by_name = ExecDenyName { comm: *comm };
+    let mut denied = unsafe { SM_DENY_EXEC_NAME.get(by_name) }.is_some_and(live);
+    if !denied && let Some(key) = SM_DENY_KEY.get_ptr_mut(0) {
+        let key = unsafe { &mut *key };
+        // Keys are NUL-padded: clear what the previous use left behind.
+        let mut i = 0;
+        while i < DENY_PATH_LEN {
+            key.path[i] = 0;
+            i += 1;
+        }
+        if unsafe { bpf_probe_read_kernel_str_bytes(filename, &mut key.path) }.is_ok() {
+            // By reference: a copy of the 256-byte key would take half the BPF stack.
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            let found = unsafe { SM_DENY_EXEC_PATH.get(&*key) };
+            denied = found.is_some_and(live);
+        }
+    }
+    if denied {
+        unsafe { bpf_send_signal(SIGKILL) };
+    }
+    denied
+}
+
+/// `cgroup/connect4`, attached to the cgroup v2 root when enforcement is on: returning 0
+/// makes connect() fail with EPERM.
+#[cgroup_sock_addr(connect4)]
+pub fn sm_connect4(ctx: SockAddrContext) -> i32 {
+    let sa = ctx.sock_addr;
+    let mut addr = [0u8; 16];
+    // Each field is a separate 4-byte context load, as the verifier requires.
+    let ip4 = unsafe { core::ptr::read_volatile(&(*sa).user_ip4) };
+    addr[..4].copy_from_slice(&ip4.to_ne_bytes());
+    let port = unsafe { core::ptr::read_volatile(&(*sa).user_port) };
+    verdict(AF_INET, addr, port)
+}
+
+/// `cgroup/connect6`, as `sm_connect4` for IPv6.
+#[cgroup_sock_addr(connect6)]
+pub fn sm_connect6(ctx: SockAddrContext) -> i32 {
+    let sa = ctx.sock_addr;
+    let mut addr = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let word = unsafe { core::ptr::read_volatile(&(*sa).user_ip6[i]) };
+        addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        i += 1;
+    }
+    let port = unsafe { core::ptr::read_volatile(&(*sa).user_port) };
+    verdict(AF_INET6, addr, port)
+}
+
+/// 1 lets the connect through, 0 refuses it (and reports the refusal).
+#[inline(always)]
+fn verdict(family_id: u16, addr: [u8; 16], user_port: u32) -> i32 {
+    // user_port holds the port in network byte order in its low 16 bits.
+    let port = u16::from_be(user_port as u16);
+    let mut key = NetDenyKey {
+        family: family_id,
+        port,
+        _pad: 0,
+        addr,
+    };
+    let mut entry = unsafe { SM_DENY_NET.get(key) }.copied();
+    if entry.is_none() {
+        key.port = 0;
+        entry = unsafe { SM_DENY_NET.get(key) }.copied();
+    }
+    match entry {
+        Some(entry) if live(&entry) && !protected() => {
+            report_blocked(family_id, addr, port);
+            0
+        }
+        _ => 1,
+    }
+}
+
+#[inline(always)]
+fn report_blocked(family_id: u16, addr: [u8; 16], port: u16) {
+    let Some(mut entry) = reserve::<NetEvent>(family::NETWORK) else {
+        return;
+    };
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut event.header, kind::NET_CONNECT);
+    let data = &mut event.data;
+    data.family = family_id;
+    data.protocol = IPPROTO_TCP;
+    data.src_port = 0;
+    data.dst_port = port;
+    data.src_addr = [0; 16];
+    data.dst_addr = addr;
+    data.fd = -1;
+    data.flags = net_flags::BLOCKED;
+    data.bytes_sent = 0;
+    data.bytes_received = 0;
+    data.duration_ns = 0;
+    submit(entry);
+}
