@@ -2,7 +2,7 @@
 //!
 //! kernel probes (`monitor-ebpf`) → [`capture`] (load, attach, ring buffer reader task)
 //! → [`decode`] (bytes → typed record) → [`enrich`] (process table: ppid, exe, cmdline, user,
-//! ancestry, cwd) → analysis (rule engine, later) → [`output`] (JSON lines; TUI, alerts and
+//! ancestry, cwd) → [`analysis`] (the [`rules`] engine) → [`output`] (JSON lines; TUI, alerts and
 //! storage later).
 pub mod analysis;
 pub mod capture;
@@ -13,4 +13,5 @@ pub mod enrich;
 pub mod event;
 pub mod output;
 pub mod pipeline;
+pub mod rules;
 pub mod sanitize;

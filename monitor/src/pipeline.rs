@@ -19,11 +19,12 @@ use crate::{
     decode::Record,
     enrich::Enricher,
     output::json::JsonLines,
+    rules::{self, RuleEngine},
 };
 
 /// Batches in flight between the reader and the pipeline; beyond that the reader waits and
 /// the kernel ring buffer absorbs (then counts) the excess.
-const CHANNEL_BATCHES: usize = 64;
+pub(crate) const CHANNEL_BATCHES: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -37,6 +38,9 @@ pub enum PipelineError {
 pub struct RunOptions {
     pub duration: Option<Duration>,
     pub ring_bytes: Option<u32>,
+    /// The loaded rules (`None`: no rules, every event benign). Reloaded on SIGHUP and when
+    /// a file in its directories changes.
+    pub rules: Option<RuleEngine>,
 }
 
 /// What a run did, printed to stderr at the end.
@@ -84,6 +88,10 @@ pub async fn run_json<W: Write>(
     options: &RunOptions,
     out: W,
 ) -> Result<RunSummary, PipelineError> {
+    // Signal handlers first: a SIGTERM right after `secmon: ready` must stop us cleanly.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let (capture, ring) = start_capture(config, options)?;
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -91,11 +99,11 @@ pub async fn run_json<W: Write>(
     let reader_task = tokio::spawn(reader::run(ring, batch_tx, shutdown_rx, stats.clone()));
 
     let mut enricher = Enricher::new();
-    let mut analyzer = Analyzer;
+    let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
+    let mut analyzer = Analyzer::new(engine.clone(), &config.threat_detection);
+    let _rules_watcher = watch_rules(&engine);
     let mut sink = JsonLines::new(out);
     let mut summary = RunSummary::default();
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = async {
         match options.duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -122,6 +130,7 @@ pub async fn run_json<W: Write>(
             }
             _ = sigint.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
             _ = sigterm.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
+            _ = sighup.recv() => { let _ = rules::reload_and_report(&engine); }
             _ = &mut deadline, if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
         }
     }
@@ -136,6 +145,16 @@ pub async fn run_json<W: Write>(
     summary.kernel_drops = capture.total_drops();
     drop(capture);
     Ok(summary)
+}
+
+/// Reloads the rules when their files change; without a watcher, SIGHUP still reloads.
+pub(crate) fn watch_rules(engine: &RuleEngine) -> Option<rules::RulesWatcher> {
+    if engine.dirs().is_empty() {
+        return None;
+    }
+    rules::watch(engine.clone())
+        .map_err(|e| eprintln!("secmon: warning: {e}; rules reload on SIGHUP only"))
+        .ok()
 }
 
 /// Overload is visible at once on stderr, not only in the final summary.

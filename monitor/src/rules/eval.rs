@@ -1,0 +1,581 @@
+//! Compiled conditions and their evaluation.
+//!
+//! A condition is compiled once into a [`Node`] tree whose leaves read one field of the event
+//! by reference: evaluating never allocates and never fails. A test of a field the event does
+//! not have (an optional field that is absent) is false — including `!=`; `!` inverts the
+//! result of the whole test.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use memchr::memmem::Finder;
+use regex::Regex;
+use regex_syntax::hir::{Hir, HirKind};
+
+use super::fields::{self, IntField, ListField, StrField, TypeMask, type_bit};
+use super::parser::CmpOp;
+use super::state::ProcTable;
+use crate::event::Event;
+
+/// What a condition is evaluated against: the event and the engine's process state.
+pub struct Ctx<'a> {
+    pub event: &'a Event,
+    pub procs: &'a ProcTable,
+    /// The event's time, nanoseconds since the epoch (for decaying `process.risk`).
+    pub now_ns: i64,
+    /// Macro results already computed for this event.
+    pub memo: &'a Memo,
+}
+
+/// Per-event results of macros: a macro used by several rules (`package_management` is in
+/// most of them) is evaluated once per event. Entries are stamped with the event's number, so
+/// moving to the next event costs nothing.
+#[derive(Debug)]
+pub struct Memo {
+    stamp: u32,
+    cells: Box<[Cell<u32>]>,
+}
+
+impl Memo {
+    pub fn new(slots: usize) -> Memo {
+        Memo {
+            stamp: 1,
+            cells: (0..slots).map(|_| Cell::new(0)).collect(),
+        }
+    }
+
+    /// Forgets every result (call before each event).
+    pub fn next_event(&mut self) {
+        self.stamp += 1;
+        if self.stamp >= u32::MAX >> 1 {
+            self.stamp = 1;
+            for cell in self.cells.iter() {
+                cell.set(0);
+            }
+        }
+    }
+
+    fn get(&self, slot: u32) -> Option<bool> {
+        let v = self.cells.get(slot as usize)?.get();
+        (v >> 1 == self.stamp).then_some(v & 1 == 1)
+    }
+
+    fn set(&self, slot: u32, value: bool) {
+        if let Some(cell) = self.cells.get(slot as usize) {
+            cell.set(self.stamp << 1 | u32::from(value));
+        }
+    }
+}
+
+/// FxHash (rustc's hasher): much cheaper than SipHash for the short keys hashed per event
+/// (names looked up in fixed sets, pids). Lookups into fixed sets cannot be slowed down by
+/// chosen keys beyond the set's own size.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FxBuild;
+
+impl BuildHasher for FxBuild {
+    type Hasher = FxHasher;
+
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A regex, and when every match must contain one of a few literal strings, searchers for
+/// them: most haystacks are turned away by a substring search without running the regex.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    re: Regex,
+    required: Option<Box<[Finder<'static>]>>,
+}
+
+/// More required literals than this are not worth searching for one by one.
+const MAX_REQUIRED: usize = 8;
+/// Shorter required literals are too common to reject much.
+const MIN_REQUIRED_LEN: usize = 3;
+
+impl Pattern {
+    pub fn new(pattern: &str) -> Result<Pattern, regex::Error> {
+        let re = Regex::new(pattern)?;
+        let required = regex_syntax::Parser::new()
+            .parse(pattern)
+            .ok()
+            .and_then(|hir| required_literals(&hir))
+            .filter(|lits| {
+                lits.len() <= MAX_REQUIRED && lits.iter().all(|l| l.len() >= MIN_REQUIRED_LEN)
+            })
+            .map(|lits| lits.iter().map(|l| Finder::new(l).into_owned()).collect());
+        Ok(Pattern { re, required })
+    }
+
+    pub fn is_match(&self, s: &str) -> bool {
+        if let Some(finders) = &self.required
+            && !finders.iter().any(|f| f.find(s.as_bytes()).is_some())
+        {
+            return false;
+        }
+        self.re.is_match(s)
+    }
+
+    #[cfg(test)]
+    pub fn required(&self) -> Vec<String> {
+        self.required
+            .iter()
+            .flat_map(|f| f.iter())
+            .map(|f| String::from_utf8_lossy(f.needle()).into_owned())
+            .collect()
+    }
+}
+
+/// Literals of which every match of `hir` contains at least one (`None`: no such set known).
+fn required_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    match hir.kind() {
+        HirKind::Literal(lit) => Some(vec![lit.0.to_vec()]),
+        HirKind::Capture(cap) => required_literals(&cap.sub),
+        HirKind::Repetition(rep) if rep.min >= 1 => required_literals(&rep.sub),
+        HirKind::Concat(items) => items
+            .iter()
+            .filter_map(required_literals)
+            .filter(|set| !set.is_empty() && set.iter().all(|l| !l.is_empty()))
+            // The most selective: longest shortest literal, then fewest literals.
+            .max_by_key(|set| {
+                let shortest = set.iter().map(Vec::len).min().unwrap_or(0);
+                (shortest.min(16), usize::MAX - set.len())
+            }),
+        HirKind::Alternation(items) => {
+            let mut all = Vec::new();
+            for item in items {
+                all.extend(required_literals(item)?);
+                if all.len() > MAX_REQUIRED {
+                    return None;
+                }
+            }
+            Some(all)
+        }
+        _ => None,
+    }
+}
+
+impl Ctx<'_> {
+    fn str_value(&self, field: StrField) -> Option<&str> {
+        match field {
+            StrField::ParentPath => Some(self.procs.exe(self.event.ppid).unwrap_or("")),
+            other => fields::str_value(self.event, other),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(x) => x,
+        }
+    }
+
+    pub fn compare(self, op: CmpOp, other: Number) -> bool {
+        if let (Number::Int(a), Number::Int(b)) = (self, other) {
+            return match op {
+                CmpOp::Eq => a == b,
+                CmpOp::Ne => a != b,
+                CmpOp::Lt => a < b,
+                CmpOp::Le => a <= b,
+                CmpOp::Gt => a > b,
+                CmpOp::Ge => a >= b,
+            };
+        }
+        let (a, b) = (self.as_f64(), other.as_f64());
+        match op {
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum NumExpr {
+    Field(IntField),
+    Risk,
+    Const(Number),
+    BitAnd(Box<NumExpr>, i64),
+}
+
+impl NumExpr {
+    fn eval(&self, ctx: &Ctx<'_>) -> Option<Number> {
+        match self {
+            NumExpr::Field(f) => fields::int_value(ctx.event, *f).map(Number::Int),
+            NumExpr::Risk => Some(Number::Float(ctx.procs.risk(ctx.event.pid, ctx.now_ns))),
+            NumExpr::Const(n) => Some(*n),
+            NumExpr::BitAnd(inner, mask) => match inner.eval(ctx)? {
+                Number::Int(i) => Some(Number::Int(i & mask)),
+                Number::Float(_) => None,
+            },
+        }
+    }
+}
+
+/// A set of strings: a scan for a few, a hash set for many; either way behind a check of
+/// the lengths present, which turns most strings away at once.
+#[derive(Clone, Debug)]
+pub struct StrSet {
+    /// Bit `n` (n < 63): an item of length n; bit 63: an item of length 63 or more.
+    lengths: u64,
+    items: Items,
+}
+
+#[derive(Clone, Debug)]
+enum Items {
+    Few(Box<[Box<str>]>),
+    Many(HashSet<Box<str>, FxBuild>),
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
+impl StrSet {
+    pub fn new(items: Vec<String>) -> StrSet {
+        let mut items: Vec<Box<str>> = items.into_iter().map(String::into_boxed_str).collect();
+        items.sort();
+        items.dedup();
+        let lengths = items.iter().fold(0, |m, i| m | length_bit(i.len()));
+        let items = if items.len() <= 8 {
+            Items::Few(items.into_boxed_slice())
+        } else {
+            Items::Many(items.into_iter().collect())
+        };
+        StrSet { lengths, items }
+    }
+
+    pub fn contains(&self, s: &str) -> bool {
+        if self.lengths & length_bit(s.len()) == 0 {
+            return false;
+        }
+        match &self.items {
+            Items::Few(items) => items.iter().any(|i| **i == *s),
+            Items::Many(set) => set.contains(s),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum StrTest {
+    Eq(Box<str>),
+    Ne(Box<str>),
+    Contains(Box<str>),
+    StartsWith(Box<str>),
+    EndsWith(Box<str>),
+    Matches(Pattern),
+    In(StrSet),
+}
+
+impl StrTest {
+    fn test(&self, s: &str) -> bool {
+        match self {
+            StrTest::Eq(v) => s == &**v,
+            StrTest::Ne(v) => s != &**v,
+            StrTest::Contains(v) => s.contains(&**v),
+            StrTest::StartsWith(v) => s.starts_with(&**v),
+            StrTest::EndsWith(v) => s.ends_with(&**v),
+            StrTest::Matches(re) => re.is_match(s),
+            StrTest::In(set) => set.contains(s),
+        }
+    }
+}
+
+/// An IPv4 or IPv6 network (a single address is a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `10.0.0.0/8`, `fe80::/10` or a single address.
+    pub fn parse(text: &str) -> Option<IpNet> {
+        let (addr_text, prefix_text) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr = unmap(addr_text.trim().parse::<IpAddr>().ok()?);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let mapped_v4 =
+            matches!(addr_text.trim().parse::<IpAddr>(), Ok(IpAddr::V6(_))) && addr.is_ipv4();
+        let prefix = match prefix_text {
+            None => max,
+            Some(p) => {
+                let p: u8 = p.trim().parse().ok()?;
+                // A prefix written for the mapped v6 form (::ffff:10.0.0.0/104) → v4 prefix.
+                let p = if mapped_v4 { p.checked_sub(96)? } else { p };
+                if p > max {
+                    return None;
+                }
+                p
+            }
+        };
+        Some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, unmap(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` (how dual-stack sockets show IPv4 peers) is the IPv4 address.
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// Parses an address as events carry it (also tolerating `[v6]` brackets).
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    let text = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    text.parse::<Ipv4Addr>()
+        .map(IpAddr::V4)
+        .or_else(|_| text.parse::<Ipv6Addr>().map(IpAddr::V6))
+        .ok()
+}
+
+#[derive(Clone, Debug)]
+pub enum Node {
+    Const(bool),
+    All(Box<[Node]>),
+    Any(Box<[Node]>),
+    Not(Box<Node>),
+    /// The event's type is in the set.
+    Types(TypeMask),
+    Str(StrField, StrTest),
+    /// Any element of the list passes the test.
+    List(ListField, StrTest),
+    /// Two text fields equal (`true`) or differ (`false`).
+    StrPair(StrField, StrField, bool),
+    /// The address is in one of the networks.
+    Ip(StrField, Box<[IpNet]>),
+    Num(NumExpr, CmpOp, NumExpr),
+    NumIn(NumExpr, Box<[Number]>),
+    /// A macro's condition, evaluated at most once per event (the slot is its memo entry).
+    Memo(u32, Box<Node>),
+}
+
+impl Node {
+    pub fn eval(&self, ctx: &Ctx<'_>) -> bool {
+        match self {
+            Node::Const(b) => *b,
+            Node::All(nodes) => nodes.iter().all(|n| n.eval(ctx)),
+            Node::Any(nodes) => nodes.iter().any(|n| n.eval(ctx)),
+            Node::Not(n) => !n.eval(ctx),
+            Node::Types(mask) => mask & type_bit(ctx.event.event_type) != 0,
+            Node::Str(field, test) => ctx.str_value(*field).is_some_and(|s| test.test(s)),
+            Node::List(field, test) => fields::list_value(ctx.event, *field)
+                .is_some_and(|items| items.iter().any(|s| test.test(s))),
+            Node::StrPair(a, b, equal) => match (ctx.str_value(*a), ctx.str_value(*b)) {
+                (Some(a), Some(b)) => (a == b) == *equal,
+                _ => false,
+            },
+            Node::Ip(field, nets) => ctx
+                .str_value(*field)
+                .and_then(parse_ip)
+                .is_some_and(|ip| nets.iter().any(|n| n.contains(ip))),
+            Node::Num(a, op, b) => match (a.eval(ctx), b.eval(ctx)) {
+                (Some(a), Some(b)) => a.compare(*op, b),
+                _ => false,
+            },
+            Node::NumIn(a, set) => a
+                .eval(ctx)
+                .is_some_and(|a| set.iter().any(|&b| a.compare(CmpOp::Eq, b))),
+            Node::Memo(slot, inner) => match ctx.memo.get(*slot) {
+                Some(v) => v,
+                None => {
+                    let v = inner.eval(ctx);
+                    ctx.memo.set(*slot, v);
+                    v
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let net = IpNet::parse("10.0.0.0/8").expect("valid");
+        assert!(net.contains("10.200.3.4".parse().expect("ip")));
+        assert!(!net.contains("11.0.0.1".parse().expect("ip")));
+        assert!(net.contains("::ffff:10.1.2.3".parse().expect("ip")));
+        let net = IpNet::parse("fe80::/10").expect("valid");
+        assert!(net.contains("fe80::1".parse().expect("ip")));
+        assert!(!net.contains("2001:db8::1".parse().expect("ip")));
+        let all = IpNet::parse("0.0.0.0/0").expect("valid");
+        assert!(all.contains("1.2.3.4".parse().expect("ip")));
+        assert!(!all.contains("::1".parse().expect("ip")));
+        let one = IpNet::parse("127.0.0.1").expect("valid");
+        assert!(one.contains("127.0.0.1".parse().expect("ip")));
+        assert!(!one.contains("127.0.0.2".parse().expect("ip")));
+        let mapped = IpNet::parse("::ffff:192.168.0.0/112").expect("valid");
+        assert!(mapped.contains("192.168.7.7".parse().expect("ip")));
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "fe80::/129",
+            "x",
+            "10.0.0.0/-1",
+            "",
+        ] {
+            assert_eq!(IpNet::parse(bad), None, "{bad}");
+        }
+        assert_eq!(parse_ip("[::1]"), Some("::1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn numbers_compare_across_kinds() {
+        assert!(Number::Int(3).compare(CmpOp::Lt, Number::Float(3.5)));
+        assert!(Number::Float(0.5).compare(CmpOp::Ge, Number::Float(0.5)));
+        assert!(Number::Int(i64::MAX).compare(CmpOp::Gt, Number::Int(i64::MAX - 1)));
+    }
+
+    #[test]
+    fn string_sets() {
+        let few = StrSet::new(vec!["a".into(), "b".into(), "a".into()]);
+        assert!(matches!(few.items, Items::Few(ref v) if v.len() == 2));
+        assert!(few.contains("b") && !few.contains("c") && !few.contains("bb"));
+        let many = StrSet::new((0..20).map(|i| i.to_string()).collect());
+        assert!(matches!(many.items, Items::Many(_)));
+        assert!(many.contains("19") && !many.contains("20") && !many.contains(""));
+        let long = "x".repeat(100);
+        let set = StrSet::new(vec![long.clone(), "y".repeat(70)]);
+        assert!(set.contains(&long) && !set.contains(&"x".repeat(99)));
+        let empty = StrSet::new(Vec::new());
+        assert!(!empty.contains("") && !empty.contains("a"));
+        let with_empty = StrSet::new(vec![String::new()]);
+        assert!(with_empty.contains(""));
+    }
+
+    #[test]
+    fn regex_prefilters() {
+        let cases: &[(&str, &[&str])] = &[
+            ("^/proc/[0-9]+/(task/[0-9]+/)?mem$", &["/proc/"]),
+            (
+                "^(.*/[.]ssh/(id_[a-z0-9_]+|identity)|/etc/ssh/ssh_host_[a-z0-9_]+_key)$",
+                &["/.ssh/", "/etc/ssh/ssh_host_"],
+            ),
+            ("(?s)^.*/dev/(tcp|udp)/.*$", &["/dev/"]),
+            ("(?i)^.*(stratum|donate).*$", &[]),
+            ("^/tmp/[^/]+$", &["/tmp/"]),
+            ("a|bc", &[]),
+            ("(abc)?def", &["def"]),
+            ("x*", &[]),
+        ];
+        for (pattern, required) in cases {
+            let p = Pattern::new(pattern).expect("valid");
+            assert_eq!(p.required(), *required, "{pattern}");
+        }
+        // The prefilter never changes the answer.
+        let p =
+            Pattern::new("^(.*/[.]ssh/(id_[a-z0-9_]+|identity)|/etc/ssh/ssh_host_[a-z0-9_]+_key)$")
+                .expect("valid");
+        assert!(p.is_match("/home/a/.ssh/id_rsa"));
+        assert!(p.is_match("/etc/ssh/ssh_host_ed25519_key"));
+        assert!(!p.is_match("/etc/ssh/sshd_config"));
+        assert!(!p.is_match("/home/a/.ssh/known_hosts"));
+    }
+
+    #[test]
+    fn memo_forgets_between_events() {
+        let mut memo = Memo::new(2);
+        assert_eq!(memo.get(0), None);
+        memo.set(0, true);
+        memo.set(1, false);
+        assert_eq!((memo.get(0), memo.get(1)), (Some(true), Some(false)));
+        memo.next_event();
+        assert_eq!((memo.get(0), memo.get(1)), (None, None));
+        assert_eq!(memo.get(7), None);
+        memo.set(7, true);
+        memo.stamp = u32::MAX >> 1;
+        memo.set(0, true);
+        memo.next_event();
+        assert_eq!(memo.get(0), None);
+        assert_eq!(memo.cells.len(), 2);
+    }
+}
