@@ -15,6 +15,8 @@ pub const FILE_DELETE: u32 = 201;
 pub const FILE_RENAME: u32 = 202;
 pub const FILE_CHMOD: u32 = 203;
 pub const FILE_LINK: u32 = 204;
+/// Internal: an fd was duplicated (`FileData.dirfd` → `FileData.ret`); never reported.
+pub const FD_DUP: u32 = 205;
 
 pub const NET_CONNECT: u32 = 300;
 pub const NET_ACCEPT: u32 = 301;

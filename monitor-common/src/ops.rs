@@ -49,6 +49,16 @@ pub const LINK: u32 = 53;
 pub const LINKAT: u32 = 54;
 pub const SYMLINK: u32 = 55;
 pub const SYMLINKAT: u32 = 56;
+/// Reported only when cutting a file to length 0 (how logs are wiped without O_TRUNC).
+pub const TRUNCATE: u32 = 57;
+pub const FTRUNCATE: u32 = 58;
+/// fd duplication: not reported, keeps userspace's fd → path table right (`rm -rf` works on
+/// dup'ed directory fds).
+pub const DUP: u32 = 90;
+pub const DUP2: u32 = 91;
+pub const DUP3: u32 = 92;
+/// Only F_DUPFD / F_DUPFD_CLOEXEC.
+pub const FCNTL: u32 = 93;
 
 // network family
 pub const CONNECT: u32 = 60;
@@ -70,7 +80,7 @@ pub const MAX_SYSCALL_NR: u32 = 512;
 pub const fn family_of(op: u32) -> u32 {
     match op {
         1..=39 => crate::family::PROCESS,
-        40..=59 => crate::family::FILE,
+        40..=59 | 90..=99 => crate::family::FILE,
         60..=79 => crate::family::NETWORK,
         _ => crate::family::KERNEL,
     }

@@ -85,7 +85,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::PTRACE => Record::Ptrace(read_record(bytes, kind)?),
         kind::CHDIR => Record::Chdir(Box::new(read_record(bytes, kind)?)),
         kind::PRIVILEGE_CHANGE => Record::Privilege(read_record(bytes, kind)?),
-        kind::FILE_OPEN | kind::FILE_DELETE | kind::FILE_CHMOD => {
+        kind::FILE_OPEN | kind::FILE_DELETE | kind::FILE_CHMOD | kind::FD_DUP => {
             Record::File(Box::new(read_record(bytes, kind)?))
         }
         kind::FILE_RENAME | kind::FILE_LINK => {

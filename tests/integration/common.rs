@@ -221,7 +221,7 @@ pub fn assert_envelope(e: &Value, kind: &str, since: SystemTime) {
         assert_field(e, "user", "root");
     }
 
-    // The rule engine does not judge yet: every event carries the placeholder verdict.
+    // The verdict's shape; what the rules make of each technique is tested in `rules_e2e`.
     let analysis = e
         .get("analysis")
         .filter(|a| a.is_object())
@@ -229,12 +229,28 @@ pub fn assert_envelope(e: &Value, kind: &str, since: SystemTime) {
     for field in ["label", "detection_method", "recommendation"] {
         str_field(analysis, field);
     }
-    assert_field(analysis, "severity", "benign");
+    let severity = str_field(analysis, "severity");
     assert!(
-        analysis.get("risk_score").and_then(Value::as_f64) == Some(0.0),
-        "`analysis.risk_score` should be 0.0\n  in event: {e}"
+        ["benign", "suspicious", "malicious"].contains(&severity),
+        "`analysis.severity` should be benign, suspicious or malicious\n  in event: {e}"
     );
-    assert_field(analysis, "rules", Value::Array(Vec::new()));
+    let risk = analysis.get("risk_score").and_then(Value::as_f64);
+    assert!(
+        risk.is_some_and(|r| (0.0..=1.0).contains(&r)),
+        "`analysis.risk_score` should be a number in [0, 1]\n  in event: {e}"
+    );
+    let rules = analysis.get("rules").and_then(Value::as_array);
+    assert!(
+        rules.is_some_and(|r| r.iter().all(Value::is_string)),
+        "`analysis.rules` should be an array of rule names\n  in event: {e}"
+    );
+    // A rated event names the rules that rated it.
+    if severity != "benign" {
+        assert!(
+            rules.is_some_and(|r| !r.is_empty()),
+            "a {severity} event without rules: {e}"
+        );
+    }
 }
 
 /// Parses stdout of a monitor: the JSON objects, and the lines that are not JSON objects.

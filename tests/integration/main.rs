@@ -14,3 +14,4 @@ mod privilege;
 mod process;
 mod safety;
 mod enforce;
+mod rules_e2e;

@@ -8,6 +8,8 @@ use monitor_common::{
 use super::{fill_header, read_user, read_user_str, reserve, submit};
 
 const AT_REMOVEDIR: u64 = 0x200;
+/// O_WRONLY | O_TRUNC: the flags a truncation to length 0 is reported with.
+const O_WRONLY_TRUNC: u64 = 0o1 | 0o1000;
 
 /// One path, the directory it is relative to, flags and mode.
 struct FileCall {
@@ -52,6 +54,12 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
         ops::FCHMOD => call(kind::FILE_CHMOD, a[0], 0, 0, a[1]),
         ops::FCHMODAT => call(kind::FILE_CHMOD, a[0], a[1], 0, a[2]),
         ops::FCHMODAT2 => call(kind::FILE_CHMOD, a[0], a[1], a[3], a[2]),
+        // truncate(path, 0) / ftruncate(fd, 0): reported as a write that truncates.
+        ops::TRUNCATE => call(kind::FILE_OPEN, cwd, a[0], O_WRONLY_TRUNC, 0),
+        ops::FTRUNCATE => call(kind::FILE_OPEN, a[0], 0, O_WRONLY_TRUNC, 0),
+        // dup(old) / dup2(old, new) / dup3(old, new, flags) / fcntl(old, F_DUPFD*): the new
+        // fd is the return value.
+        ops::DUP | ops::DUP2 | ops::DUP3 | ops::FCNTL => call(kind::FD_DUP, a[0], 0, 0, 0),
         _ => return report_pair(pending.op, a),
     };
     report_single(pending.op, &single, ret)

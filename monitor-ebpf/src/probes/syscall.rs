@@ -18,6 +18,8 @@ use super::{current_tgid, current_tid, file, ignored, kernel, net, process, read
 use crate::maps::{SM_EXIT_STATUS, SM_OPS, SM_PENDING};
 
 const BPF_PROG_LOAD: u64 = 5;
+const F_DUPFD: u64 = 0;
+const F_DUPFD_CLOEXEC: u64 = 1030;
 /// Code segment of 32-bit user code: ia32 syscall numbers differ, and are not followed.
 const USER32_CS: u64 = 0x23;
 
@@ -115,6 +117,8 @@ fn worth_reporting(op: u32, args: &[u64; 6]) -> bool {
         ops::SENDTO => args[4] != 0,
         ops::SENDMSG => read_user::<u64>(args[1]).unwrap_or(0) != 0,
         ops::BPF => args[0] == BPF_PROG_LOAD,
+        ops::TRUNCATE | ops::FTRUNCATE => args[1] == 0,
+        ops::FCNTL => args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC,
         _ => true,
     }
 }

@@ -146,6 +146,24 @@ macro_rules! paste_nr {
     (symlinkat) => {
         libc::SYS_symlinkat
     };
+    (truncate) => {
+        libc::SYS_truncate
+    };
+    (ftruncate) => {
+        libc::SYS_ftruncate
+    };
+    (dup) => {
+        libc::SYS_dup
+    };
+    (dup2) => {
+        libc::SYS_dup2
+    };
+    (dup3) => {
+        libc::SYS_dup3
+    };
+    (fcntl) => {
+        libc::SYS_fcntl
+    };
     (connect) => {
         libc::SYS_connect
     };
@@ -216,6 +234,12 @@ pub fn syscalls() -> Vec<SyscallProbe> {
         syscall!(File, "link", linkat, LINKAT),
         syscall!(File, "link", symlink, SYMLINK),
         syscall!(File, "link", symlinkat, SYMLINKAT),
+        syscall!(File, "truncate", truncate, TRUNCATE),
+        syscall!(File, "truncate", ftruncate, FTRUNCATE),
+        syscall!(File, "open", dup, DUP),
+        syscall!(File, "open", dup2, DUP2),
+        syscall!(File, "open", dup3, DUP3),
+        syscall!(File, "open", fcntl, FCNTL),
         syscall!(Network, "connect", connect, CONNECT),
         syscall!(Network, "accept", accept, ACCEPT),
         syscall!(Network, "accept", accept4, ACCEPT4),

@@ -4,6 +4,7 @@
 //! an absolute, normalised one (relative to the process's cwd or to the directory fd the
 //! syscall named), converts kernel timestamps to wall-clock time, and names users.
 use std::{
+    collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
@@ -28,6 +29,8 @@ use crate::{
 const PROCESS_TABLE_CAPACITY: usize = 32_768;
 /// How long an exited process stays in the table for late events (e.g. its net_close).
 const EXITED_GRACE_NS: u64 = 30_000_000_000;
+/// fds remembered across all processes before the table is reset.
+const MAX_OPEN_FDS: usize = 65_536;
 /// How far up the tree `ancestors` goes.
 const MAX_ANCESTORS: usize = 8;
 
@@ -74,6 +77,9 @@ pub struct Enricher {
     clock: BootClock,
     proc_root: PathBuf,
     records_since_evict: u32,
+    /// What each fd seen opened names, by (pid, fd). fd numbers are reused, so a process's
+    /// entries stay few; they are dropped when it exits.
+    open_fds: HashMap<(u32, i32), String>,
 }
 
 impl Enricher {
@@ -91,6 +97,7 @@ impl Enricher {
             clock: BootClock::now(),
             proc_root: proc_root.to_path_buf(),
             records_since_evict: 0,
+            open_fds: HashMap::new(),
         }
     }
 
@@ -124,6 +131,7 @@ impl Enricher {
                     event.exit_code = Some(128 + e.data.signal as i32);
                 }
                 self.procs.on_exit(e.header.pid, e.header.timestamp_ns);
+                self.open_fds.retain(|(pid, _), _| *pid != e.header.pid);
                 event
             }
             Record::Ptrace(e) => {
@@ -142,6 +150,13 @@ impl Enricher {
                     self.read_link(pid, "cwd")?
                 };
                 self.procs.on_chdir(pid, new_cwd);
+                return None;
+            }
+            Record::File(e) if e.header.kind == kind::FD_DUP => {
+                let pid = e.header.pid;
+                if let Some(path) = self.open_fds.get(&(pid, e.data.dirfd)).cloned() {
+                    self.open_fds.insert((pid, e.data.ret), path);
+                }
                 return None;
             }
             Record::File(e) => self.file(e),
@@ -174,6 +189,11 @@ impl Enricher {
         if self.records_since_evict >= 4096 {
             self.records_since_evict = 0;
             self.procs.evict_exited(now_ns, EXITED_GRACE_NS);
+            // Bounded: a process that opens directories without ever exiting cannot grow it
+            // forever (entries are dropped at exit; this is the backstop).
+            if self.open_fds.len() > MAX_OPEN_FDS {
+                self.open_fds.clear();
+            }
         }
     }
 
@@ -265,11 +285,22 @@ impl Enricher {
         self.add_process_context(&mut event);
         event.syscall = Some(op_name(d.op).to_string());
         event.flags = flags;
-        event.file_path = if d.op == ops::FCHMOD {
+        event.file_path = if d.op == ops::FCHMOD || d.op == ops::FTRUNCATE {
             self.fd_path(pid, d.dirfd)
         } else {
             Some(self.resolve_at(pid, d.dirfd, &lossy(&d.path)))
         };
+        // Remember what each fd names, for later *at() calls relative to a directory fd and
+        // for fchmod/ftruncate (the fd may be closed and the process gone by the time /proc
+        // could be asked: `rm -rf` and `find -delete` work that way).
+        if e.header.kind == kind::FILE_OPEN
+            && d.ret >= 0
+            && d.op != ops::FTRUNCATE
+            && d.op != ops::TRUNCATE
+            && let Some(path) = &event.file_path
+        {
+            self.open_fds.insert((pid, d.ret), path.clone());
+        }
         let creates = d.flags as i32 & libc::O_CREAT != 0;
         if event_type == EventType::FileChmod || creates {
             event.mode = Some(d.mode & 0o7777);
@@ -425,7 +456,10 @@ impl Enricher {
     }
 
     fn fd_path(&self, pid: u32, fd: i32) -> Option<String> {
-        self.read_link(pid, &format!("fd/{fd}"))
+        self.open_fds
+            .get(&(pid, fd))
+            .cloned()
+            .or_else(|| self.read_link(pid, &format!("fd/{fd}")))
     }
 
     fn read_link(&self, pid: u32, name: &str) -> Option<String> {

