@@ -99,7 +99,12 @@ fn denied_executable_is_killed_at_exec_and_released_after() {
 fn denied_name_and_expiry() {
     require_root();
     let dir = tempfile::tempdir().expect("tempdir");
-    let binary = marker_binary(dir.path());
+    // A name shorter than the kernel's 15-byte comm, so the entry cannot match the other
+    // tests' marker binaries (their names share the `secmon-test-<pid>` prefix).
+    let binary = dir
+        .path()
+        .join(format!("sdn{}", std::process::id() % 1_000_000));
+    std::fs::copy("/bin/true", &binary).expect("copy /bin/true");
     let name = binary
         .file_name()
         .expect("name")
