@@ -399,6 +399,11 @@ impl Enricher {
         if d.fd >= 0 {
             if event_type == EventType::NetAccept && (d.src_port == 0 || d.dst_port == 0) {
                 self.fill_endpoints_from_proc(&mut event, d.fd, Protocol::Tcp, true);
+                // Neither the kernel nor /proc/net/tcp knows it: not an IP socket (a unix
+                // socket's accept), which is not a network event.
+                if event.source_ip.is_none() && d.family == 0 {
+                    return None;
+                }
             } else if d.protocol == 17 {
                 // The kernel probes see a datagram's destination, not the local end.
                 self.fill_endpoints_from_proc(&mut event, d.fd, Protocol::Udp, false);
@@ -531,12 +536,19 @@ pub fn ptrace_request_name(request: i64) -> String {
     }
 }
 
-/// The syscall name of an op, for the `syscall` field.
+/// The syscall name of an op, for the `syscall` field. Built once from the probe table (this
+/// runs for every file event).
 pub fn op_name(op: u32) -> &'static str {
-    crate::capture::probes::syscalls()
-        .into_iter()
-        .find(|p| p.op == op)
-        .map(|p| p.name)
+    static NAMES: std::sync::OnceLock<HashMap<u32, &'static str>> = std::sync::OnceLock::new();
+    NAMES
+        .get_or_init(|| {
+            crate::capture::probes::syscalls()
+                .into_iter()
+                .map(|p| (p.op, p.name))
+                .collect()
+        })
+        .get(&op)
+        .copied()
         .unwrap_or("unknown")
 }
 
