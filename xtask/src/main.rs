@@ -5,6 +5,7 @@
 //! One module per command; to add one, write `foo.rs` with `pub fn run(..) -> Result<ExitCode>`,
 //! declare it below and add a variant to `Cmd`.
 
+mod bench;
 mod install;
 mod lint;
 mod run;
@@ -40,15 +41,8 @@ enum Cmd {
     Lint,
     /// Setup, lint, then all tests (including privileged ones) as root.
     Test,
-    /// Benchmarks (not yet implemented).
-    Bench {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<String>,
-    },
+    /// Overhead (vs. no monitor and vs. bpftrace), drop-free throughput and criterion benches.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,11 +54,7 @@ fn main() -> ExitCode {
         Cmd::Install(args) => install::run(args),
         Cmd::Lint => lint::run(),
         Cmd::Test => test::run(),
-        // Replaced by `bench::run(args)` once bench.rs exists.
-        Cmd::Bench { args: _ } => {
-            eprintln!("xtask bench: not yet implemented");
-            Ok(ExitCode::FAILURE)
-        }
+        Cmd::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,760 @@
+//! `cargo xtask bench`: what secmon costs the machine it watches, and how much it can take.
+//!
+//! One run measures, on this machine and in this order:
+//! 1. **Overhead** of `secmon-tui --json > /dev/null` on three loops (1M open/close, 20k
+//!    fork+exec of /bin/true, 50k loopback TCP connects), each timed without any tracer
+//!    (baseline), under secmon, and under an equivalent bpftrace script
+//!    (`bench/secmon-equivalent.bt`). The three configurations are interleaved, in a rotating
+//!    order, for several rounds; the ratio is median(traced) / median(baseline).
+//! 2. **Throughput**: secmon running while opens are issued at increasing rates; the highest rate
+//!    whose events were all written with nothing dropped in the kernel.
+//! 3. **Criterion** micro-benchmarks of the userspace stages (`monitor/benches/pipeline.rs`).
+//!
+//! Then it prints the tables and (unless `--quick`) rewrites the generated part of
+//! `docs/benchmarks.md`. Loading eBPF needs root: as another user everything is built first, then
+//! the measuring part runs again under sudo.
+//!
+//! The load generators are `xtask bench loadgen <load>` (hidden), run from the release build.
+
+mod loadgen;
+mod report;
+mod tracer;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+
+pub use loadgen::Load;
+use loadgen::LoadResult;
+use tracer::Tracer;
+
+use crate::util;
+
+/// The bpftrace peer, written to a temporary file for each run.
+const BPFTRACE_SCRIPT: &str = include_str!("bench/secmon-equivalent.bt");
+/// secmon's configuration for every run, written to a temporary file: every probe family on and
+/// nothing else, so neither an /etc/secmon/secmon.toml on the machine nor later defaults (rules,
+/// alerts) change what is measured without anyone noticing.
+const CONFIG: &str = "\
+# Written by `cargo xtask bench`.
+[monitoring]
+enable_process = true
+enable_network = true
+enable_filesystem = true
+enable_kernel = true
+";
+/// Wait after a tracer reports ready before starting the loop (start-up work such as secmon
+/// seeding its process table from /proc is then over).
+const SETTLE: Duration = Duration::from_millis(500);
+/// Longest a single loop may run.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long to wait for someone else's compiler to finish before measuring anyway.
+const QUIET_WAIT: Duration = Duration::from_secs(120);
+/// How long to wait before each run for another tracer (secmon, bpftrace) to exit.
+const TRACER_WAIT: Duration = Duration::from_secs(30);
+/// Longest wait for a tracer to finish handling a loop's events.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Generator threads the throughput search may use (the machine class has 2 cores, and secmon
+/// needs CPU too).
+const MAX_GENERATOR_THREADS: u32 = 2;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub cmd: Option<BenchCmd>,
+    /// A 1–2 minute run: one round, loops a fifth of the size, short throughput steps and
+    /// criterion measurements. Does not touch docs/benchmarks.md unless --doc is given.
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds of the three interleaved configurations (default 3, 1 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: Option<u32>,
+    /// Do not run the criterion micro-benchmarks.
+    #[arg(long)]
+    pub skip_criterion: bool,
+    /// Do not run the loops under bpftrace.
+    #[arg(long)]
+    pub skip_bpftrace: bool,
+    /// Do not search for the highest drop-free event rate.
+    #[arg(long)]
+    pub skip_throughput: bool,
+    /// Write the results into docs/benchmarks.md (the default without --quick).
+    #[arg(long, conflicts_with = "no_doc")]
+    pub doc: bool,
+    /// Do not write docs/benchmarks.md.
+    #[arg(long)]
+    pub no_doc: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Internal: a load generator the benchmark times (prints `<seconds> <operations>`).
+    #[command(hide = true)]
+    Loadgen {
+        #[command(subcommand)]
+        load: Load,
+    },
+}
+
+/// One of the timed loops, with secmon's overhead target for it.
+#[derive(Debug, Clone)]
+pub struct LoopSpec {
+    pub name: &'static str,
+    pub load: Load,
+    pub ops: u64,
+    pub target: f64,
+}
+
+/// What a run does, from the flags.
+#[derive(Debug, Clone)]
+struct Plan {
+    quick: bool,
+    rounds: u32,
+    loops: Vec<LoopSpec>,
+    bpftrace: bool,
+    throughput: bool,
+    /// Seconds of load per throughput step.
+    rate_secs: f64,
+    /// Rates tried in order until one fails.
+    ladder: Vec<u64>,
+    /// Bisection steps between the last rate that passed and the first that failed.
+    bisect: u32,
+    criterion: bool,
+    criterion_args: Vec<&'static str>,
+    doc: bool,
+}
+
+impl Plan {
+    fn new(args: &BenchArgs) -> Plan {
+        let quick = args.quick;
+        let scale = if quick { 5 } else { 1 };
+        let spec = |name, load: fn(u64) -> Load, ops: u64, target| LoopSpec {
+            name,
+            load: load(ops / scale),
+            ops: ops / scale,
+            target,
+        };
+        Plan {
+            quick,
+            rounds: args.rounds.unwrap_or(if quick { 1 } else { 3 }),
+            loops: vec![
+                spec("open/close", |n| Load::Open { n }, 1_000_000, 1.30),
+                spec("fork+exec", |n| Load::Exec { n }, 20_000, 1.10),
+                spec("tcp connect", |n| Load::Connect { n }, 50_000, 1.20),
+            ],
+            bpftrace: !args.skip_bpftrace,
+            throughput: !args.skip_throughput,
+            rate_secs: if quick { 2.0 } else { 5.0 },
+            ladder: if quick {
+                vec![100_000, 300_000, 600_000, 1_000_000]
+            } else {
+                vec![
+                    100_000, 200_000, 300_000, 400_000, 500_000, 600_000, 800_000, 1_000_000,
+                    1_200_000, 1_500_000,
+                ]
+            },
+            bisect: if quick { 0 } else { 2 },
+            criterion: !args.skip_criterion,
+            criterion_args: if quick {
+                vec!["--warm-up-time", "0.5", "--measurement-time", "1"]
+            } else {
+                vec!["--warm-up-time", "1", "--measurement-time", "3"]
+            },
+            doc: if quick { args.doc } else { !args.no_doc },
+        }
+    }
+}
+
+/// The target events per second sustained without a drop.
+pub const THROUGHPUT_TARGET: f64 = 300_000.0;
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    if let Some(BenchCmd::Loadgen { load }) = &args.cmd {
+        loadgen::run(load)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = Instant::now();
+    let plan = Plan::new(&args);
+    crate::setup::run()?;
+    if !util::is_root() {
+        // Build as the invoking user, so the target directory stays theirs; the root run below
+        // finds everything built and only measures.
+        build(&plan)?;
+        return reexec_as_root();
+    }
+    let bins = build(&plan)?;
+    let command = command_line();
+    eprintln!("xtask bench: {command}");
+    let mut notes = Vec::new();
+    wait_until_quiet(&mut notes);
+
+    let mut results = report::Results {
+        machine: report::Machine::probe(),
+        command,
+        quick: plan.quick,
+        rounds: plan.rounds,
+        rate_secs: plan.rate_secs,
+        ..report::Results::default()
+    };
+
+    let bpftrace = if plan.bpftrace {
+        match util::find_program("bpftrace") {
+            Some(path) => Some(path),
+            None => {
+                notes.push("bpftrace is not installed: its column is empty".to_string());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let script = write_temp("bt", BPFTRACE_SCRIPT)?;
+    let config = write_temp("toml", CONFIG)?;
+    let ctx = Ctx {
+        loadgen: bins.loadgen.clone(),
+        secmon: bins.secmon.clone(),
+        config: config.clone(),
+        bpftrace,
+        script: script.clone(),
+    };
+
+    results.loops = overhead(&ctx, &plan)?;
+    if plan.throughput {
+        results.throughput = Some(throughput(&ctx, &plan)?);
+    }
+    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&config);
+    if plan.criterion {
+        results.criterion = criterion(&plan)?;
+    }
+    notes.extend(foreign_tracers().into_iter().map(|p| {
+        format!("{p} was running at the end of the run: its probes may have added to every configuration")
+    }));
+    results.notes = notes;
+    results.elapsed_secs = started.elapsed().as_secs_f64();
+
+    let text = report::render(&results);
+    println!("{text}");
+    let last = util::target_dir().join("bench").join("last-run.md");
+    if let Some(dir) = last.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(&last, &text);
+    if plan.doc {
+        let doc = util::repo_root().join("docs").join("benchmarks.md");
+        report::update_doc(&doc, &text)?;
+        eprintln!("xtask bench: results written to {}", doc.display());
+    } else {
+        eprintln!(
+            "xtask bench: results in {} (docs/benchmarks.md untouched)",
+            last.display()
+        );
+    }
+    eprintln!(
+        "xtask bench: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask bench ARGS` as typed (for the report).
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("cargo xtask {}", args.join(" "))
+}
+
+struct Bins {
+    secmon: PathBuf,
+    loadgen: PathBuf,
+}
+
+/// Release builds of secmon and of xtask (the load generator), and the criterion benchmark.
+fn build(plan: &Plan) -> Result<Bins> {
+    let secmon = util::build_release()?;
+    eprintln!("xtask: building the load generator (cargo build --release -p xtask)");
+    let mut cmd = util::cargo();
+    cmd.args(["build", "--release", "-p", "xtask"]);
+    util::check(util::stdout_to_stderr(&mut cmd)).context("building the load generator")?;
+    let loadgen = util::target_dir().join("release").join("xtask");
+    if plan.criterion {
+        let mut cmd = util::cargo();
+        cmd.args(["bench", "-p", "monitor", "--bench", "pipeline", "--no-run"]);
+        eprintln!(
+            "xtask: building the criterion benchmark ({})",
+            util::display(&cmd)
+        );
+        util::check(util::stdout_to_stderr(&mut cmd)).context("building the benchmark")?;
+    }
+    Ok(Bins { secmon, loadgen })
+}
+
+fn home_subdir(var: &str, default: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(default)))
+}
+
+/// Runs this same command again as root (`sudo -E env PATH=... xtask bench ARGS`), keeping the
+/// user's PATH and rustup/cargo homes so cargo finds the same toolchains.
+fn reexec_as_root() -> Result<ExitCode> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let mut env_args = vec![format!("PATH={}", util::path_var().to_string_lossy())];
+    for (var, default) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
+        if let Some(dir) = home_subdir(var, default) {
+            env_args.push(format!("{var}={}", dir.display()));
+        }
+    }
+    env_args.push(exe.to_string_lossy().into_owned());
+    env_args.extend(std::env::args().skip(1));
+    let mut cmd = util::as_root("env", &env_args, true)?;
+    cmd.current_dir(util::repo_root());
+    eprintln!(
+        "xtask bench: loading eBPF needs root: {}",
+        util::display(&cmd)
+    );
+    let status = util::status(&mut cmd)?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        util::exit_code(status)
+    })
+}
+
+/// `/tmp/secmon-bench-<pid>.<ext>` holding `text`.
+fn write_temp(ext: &str, text: &str) -> Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("secmon-bench-{}.{ext}", std::process::id()));
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Processes by name from /proc: `(pid, comm)`.
+fn processes() -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        Some((pid, comm.trim().to_string()))
+    })
+    .collect()
+}
+
+/// Other tracers that would add their cost to every configuration.
+fn foreign_tracers() -> Vec<String> {
+    processes()
+        .into_iter()
+        .filter(|(_, comm)| comm == "secmon-tui" || comm == "bpftrace")
+        .map(|(pid, comm)| format!("another {comm} (pid {pid})"))
+        .collect()
+}
+
+/// Waits (up to [`QUIET_WAIT`]) while a compiler runs on this 2-core class of machine; notes it if
+/// it is still running, and notes other tracers.
+fn wait_until_quiet(notes: &mut Vec<String>) {
+    let deadline = Instant::now() + QUIET_WAIT;
+    let mut said = false;
+    loop {
+        let busy: Vec<u32> = processes()
+            .into_iter()
+            .filter(|(_, comm)| comm == "rustc" || comm == "cc1" || comm == "ld")
+            .map(|(pid, _)| pid)
+            .collect();
+        if busy.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            notes.push(format!(
+                "a compiler was running during the measurements (pids {busy:?}): numbers are noisier"
+            ));
+            break;
+        }
+        if !said {
+            eprintln!(
+                "xtask bench: waiting up to {} s for compilers to finish (pids {busy:?})",
+                QUIET_WAIT.as_secs()
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for tracer in foreign_tracers() {
+        eprintln!("xtask bench: warning: {tracer} is running");
+        notes.push(format!(
+            "{tracer} was running at the start: its probes add to every configuration"
+        ));
+    }
+}
+
+/// What a measurement needs.
+struct Ctx {
+    loadgen: PathBuf,
+    secmon: PathBuf,
+    config: PathBuf,
+    bpftrace: Option<PathBuf>,
+    script: PathBuf,
+}
+
+/// Runs `xtask bench loadgen <load>` and parses its result line.
+fn run_load(loadgen: &Path, load: &Load) -> Result<LoadResult> {
+    let mut cmd = Command::new(loadgen);
+    cmd.args(["bench", "loadgen"]);
+    match load {
+        Load::Open { n } => cmd.args(["open", &n.to_string()]),
+        Load::Exec { n } => cmd.args(["exec", &n.to_string()]),
+        Load::Connect { n } => cmd.args(["connect", &n.to_string()]),
+        Load::Rate {
+            ops_per_sec,
+            secs,
+            threads,
+        } => cmd.args([
+            "rate",
+            &ops_per_sec.to_string(),
+            &secs.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ]),
+    };
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    let shown = util::display(&cmd);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    let deadline = Instant::now() + LOAD_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("`{shown}` took more than {} s", LOAD_TIMEOUT.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        use std::io::Read as _;
+        stdout.read_to_string(&mut out)?;
+    }
+    if !status.success() {
+        bail!("`{shown}` failed ({})", util::describe(status));
+    }
+    LoadResult::parse(&out).with_context(|| format!("`{shown}` printed {out:?}"))
+}
+
+/// Who runs next to a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Baseline,
+    Secmon,
+    Bpftrace,
+}
+
+/// Something that makes a measurement less trustworthy, if running now: another tracer (its
+/// probes fire on our loops too) or a compiler (it takes CPU from them).
+fn disturbance() -> Option<String> {
+    let found: Vec<String> = processes()
+        .into_iter()
+        .filter(|(_, comm)| {
+            ["secmon-tui", "bpftrace", "rustc", "cc1", "ld"].contains(&comm.as_str())
+        })
+        .map(|(pid, comm)| format!("{comm} ({pid})"))
+        .collect();
+    (!found.is_empty()).then(|| found.join(", "))
+}
+
+/// Before a run: waits (up to [`TRACER_WAIT`]) for other tracers to exit. Returns whether the
+/// run starts disturbed.
+fn gate() -> bool {
+    let deadline = Instant::now() + TRACER_WAIT;
+    let mut said = false;
+    loop {
+        let others = foreign_tracers();
+        if others.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        if !said {
+            eprintln!(
+                "xtask bench: waiting up to {} s for {} to exit",
+                TRACER_WAIT.as_secs(),
+                others.join(", ")
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    disturbance().is_some()
+}
+
+/// Waits until the tracer's CPU time stops growing (it has handled what the loop produced).
+fn wait_idle(tracer: &Tracer) {
+    let deadline = Instant::now() + IDLE_TIMEOUT;
+    let mut last = tracer.cpu_secs();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = tracer.cpu_secs();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// One loop under one setup.
+fn measure(ctx: &Ctx, setup: Setup, load: &Load) -> Result<(LoadResult, report::Sample)> {
+    let disturbed_before = gate();
+    let tracer = match setup {
+        Setup::Baseline => None,
+        Setup::Secmon => Some(Tracer::secmon(&ctx.secmon, &ctx.config)?),
+        Setup::Bpftrace => {
+            let bpftrace = ctx.bpftrace.as_deref().context("bpftrace missing")?;
+            Some(Tracer::bpftrace(bpftrace, &ctx.script)?)
+        }
+    };
+    if tracer.is_some() {
+        std::thread::sleep(SETTLE);
+    }
+    let cpu_before = tracer.as_ref().and_then(Tracer::cpu_secs);
+    let result = run_load(&ctx.loadgen, load);
+    let tracer_cpu = tracer.as_ref().and_then(|t| {
+        wait_idle(t);
+        Some(t.cpu_secs()? - cpu_before?)
+    });
+    // Always stop the tracer (even when the loop failed), and before the next run starts.
+    let report = tracer.map(Tracer::stop).transpose()?;
+    let result = result?;
+    let disturbed = disturbed_before || disturbance().is_some();
+    Ok((
+        result,
+        report::Sample {
+            secs: result.secs,
+            stopped: report.and_then(|r| r.stopped),
+            tracer_cpu,
+            disturbed,
+        },
+    ))
+}
+
+fn overhead(ctx: &Ctx, plan: &Plan) -> Result<Vec<report::LoopResult>> {
+    let mut setups = vec![Setup::Baseline, Setup::Secmon];
+    if ctx.bpftrace.is_some() {
+        setups.push(Setup::Bpftrace);
+    }
+    // Warm-up (untimed): page cache, the dynamic loader's files, TCP state.
+    for spec in &plan.loops {
+        let small = match spec.load {
+            Load::Open { n } => Load::Open { n: n / 20 },
+            Load::Exec { n } => Load::Exec { n: n / 20 },
+            Load::Connect { n } => Load::Connect { n: n / 20 },
+            ref other => other.clone(),
+        };
+        run_load(&ctx.loadgen, &small)?;
+    }
+    let mut results: Vec<report::LoopResult> = plan
+        .loops
+        .iter()
+        .map(|spec| report::LoopResult::new(spec.clone()))
+        .collect();
+    for round in 0..plan.rounds as usize {
+        for result in &mut results {
+            // Rotate the order each round so drift does not always favour one setup.
+            let mut order = setups.clone();
+            order.rotate_left(round % setups.len());
+            for setup in order {
+                let (_, sample) = measure(ctx, setup, &result.spec.load)?;
+                let mut line = format!(
+                    "xtask bench: round {}/{}: {} under {setup:?}: {:.3} s",
+                    round + 1,
+                    plan.rounds,
+                    result.spec.name,
+                    sample.secs
+                );
+                if let Some(cpu) = sample.tracer_cpu {
+                    line.push_str(&format!(", tracer CPU {cpu:.2} s"));
+                }
+                if let Some(st) = sample.stopped {
+                    line.push_str(&format!(", {} events, {} dropped", st.events, st.dropped));
+                }
+                if sample.disturbed {
+                    line.push_str(" (disturbed)");
+                }
+                eprintln!("{line}");
+                match setup {
+                    Setup::Baseline => result.baseline.push(sample),
+                    Setup::Secmon => result.secmon.push(sample),
+                    Setup::Bpftrace => result.bpftrace.push(sample),
+                }
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// The highest open rate secmon follows with every event written and nothing dropped.
+///
+/// One generator thread first; when it cannot issue the rate asked for (and secmon kept up),
+/// the same rate is tried with two. Stops at the first rate secmon fails, then bisects.
+fn throughput(ctx: &Ctx, plan: &Plan) -> Result<report::Throughput> {
+    let step = |rate: u64, threads: u32| -> Result<report::RateStep> {
+        let load = Load::Rate {
+            ops_per_sec: rate,
+            secs: plan.rate_secs,
+            threads,
+        };
+        let (result, sample) = measure(ctx, Setup::Secmon, &load)?;
+        let s = report::RateStep {
+            rate,
+            threads,
+            load: result,
+            stopped: sample.stopped.unwrap_or_default(),
+            tracer_cpu: sample.tracer_cpu,
+            disturbed: sample.disturbed,
+        };
+        eprintln!(
+            "xtask bench: throughput: {rate} opens/s asked, {threads} thread(s), {} s: {:.0}/s issued, {} events, {} dropped: {}",
+            plan.rate_secs,
+            s.achieved(),
+            s.stopped.events,
+            s.stopped.dropped,
+            s.verdict()
+        );
+        Ok(s)
+    };
+    let mut steps: Vec<report::RateStep> = Vec::new();
+    let mut threads = 1;
+    let mut last_pass: Option<u64> = None;
+    let mut first_fail: Option<u64> = None;
+    let mut i = 0;
+    while let Some(&rate) = plan.ladder.get(i) {
+        let s = step(rate, threads)?;
+        let (passed, saturated) = (s.passed(), s.generator_saturated());
+        steps.push(s);
+        if !passed {
+            first_fail = Some(rate);
+            break;
+        }
+        last_pass = Some(rate);
+        if saturated {
+            if threads < MAX_GENERATOR_THREADS {
+                threads += 1;
+                continue;
+            }
+            break;
+        }
+        i += 1;
+    }
+    if let (Some(mut low), Some(mut high)) = (last_pass, first_fail) {
+        for _ in 0..plan.bisect {
+            let mid = (low + high) / 2 / 10_000 * 10_000;
+            if mid <= low || mid >= high {
+                break;
+            }
+            let s = step(mid, threads)?;
+            if s.passed() {
+                low = mid;
+            } else {
+                high = mid;
+            }
+            steps.push(s);
+        }
+    }
+    Ok(report::Throughput { steps })
+}
+
+/// `cargo bench -p monitor --bench pipeline -- ARGS`, echoed, with its numbers collected.
+fn criterion(plan: &Plan) -> Result<Vec<report::CriterionResult>> {
+    let mut cmd = util::cargo();
+    cmd.args(["bench", "-p", "monitor", "--bench", "pipeline", "--"])
+        .args(&plan.criterion_args);
+    eprintln!("xtask bench: {}", util::display(&cmd));
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not start `{}`", util::display(&cmd)))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        if !line.starts_with("Benchmarking ") {
+            eprintln!("{line}");
+        }
+    }
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({})",
+            util::display(&cmd),
+            util::describe(out.status)
+        );
+    }
+    Ok(report::parse_criterion(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .expect("parses")
+            .args
+    }
+
+    #[test]
+    fn flags_and_plan() {
+        let full = Plan::new(&parse(&[]));
+        assert_eq!((full.rounds, full.doc, full.quick), (3, true, false));
+        assert_eq!(
+            full.loops.iter().map(|l| l.ops).collect::<Vec<_>>(),
+            [1_000_000, 20_000, 50_000]
+        );
+        let quick = Plan::new(&parse(&["--quick", "--skip-criterion"]));
+        assert_eq!(
+            (quick.rounds, quick.doc, quick.criterion),
+            (1, false, false)
+        );
+        assert_eq!(quick.loops[0].ops, 200_000);
+        assert!(Plan::new(&parse(&["--quick", "--doc"])).doc);
+        assert!(!Plan::new(&parse(&["--no-doc", "--rounds", "5"])).doc);
+        assert!(Cli::try_parse_from(["bench", "--doc", "--no-doc"]).is_err());
+    }
+
+    #[test]
+    fn loadgen_is_a_hidden_subcommand() {
+        match parse(&["loadgen", "rate", "1000", "2.5"]).cmd {
+            Some(BenchCmd::Loadgen {
+                load:
+                    Load::Rate {
+                        ops_per_sec: 1000,
+                        secs,
+                        threads: 1,
+                    },
+            }) => assert_eq!(secs, 2.5),
+            other => panic!("{other:?}"),
+        }
+        use clap::CommandFactory as _;
+        let help = Cli::command().render_help().to_string();
+        assert!(!help.contains("loadgen"), "{help}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_bpftrace_script_is_embedded() {
+        assert!(BPFTRACE_SCRIPT.contains("tracepoint:syscalls:sys_exit_openat"));
+        assert!(BPFTRACE_SCRIPT.contains("tracepoint:sched:sched_process_exec"));
+        assert!(BPFTRACE_SCRIPT.contains("tracepoint:sock:inet_sock_set_state"));
+    }
+}

@@ -1,0 +1,671 @@
+//! The benchmark's results: machine description, tables (Markdown, printed and written into
+//! `docs/benchmarks.md` between two markers), and parsing criterion's output.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, Result};
+
+use super::loadgen::LoadResult;
+use super::tracer::Stopped;
+use super::{LoopSpec, THROUGHPUT_TARGET};
+use crate::util;
+
+pub const BEGIN_MARKER: &str = "<!-- cargo xtask bench: generated results begin -->";
+pub const END_MARKER: &str = "<!-- cargo xtask bench: generated results end -->";
+
+/// A throughput step passes only if the generator really issued (nearly) the rate asked for.
+const RATE_TOLERANCE: f64 = 0.97;
+
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory: String,
+    pub kernel: String,
+    pub date: String,
+    pub rustc: String,
+    pub bpftrace: String,
+    pub commit: String,
+    pub load_average: String,
+}
+
+fn first_line(cmd: &mut Command) -> String {
+    util::output(cmd)
+        .ok()
+        .flatten()
+        .and_then(|o| o.lines().next().map(|l| l.trim().to_string()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+impl Machine {
+    pub fn probe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, m)| m.trim().to_string())
+            .unwrap_or_else(|| "unknown".to_string());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+            .map(|kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+            .unwrap_or_else(|| "unknown".to_string());
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".to_string())
+        };
+        let git = |args: &[&str]| {
+            let mut cmd = Command::new("git");
+            cmd.current_dir(util::repo_root()).args(args);
+            cmd
+        };
+        let head = first_line(&mut git(&["rev-parse", "--short", "HEAD"]));
+        let dirty = util::output(&mut git(&["status", "--porcelain"]))
+            .ok()
+            .flatten()
+            .is_some_and(|s| !s.trim().is_empty());
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            memory,
+            kernel: read("/proc/sys/kernel/osrelease"),
+            date: first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+            rustc: first_line(Command::new("rustc").arg("--version")),
+            bpftrace: first_line(Command::new("bpftrace").arg("--version")),
+            commit: if dirty {
+                format!("{head} + uncommitted changes")
+            } else {
+                head
+            },
+            load_average: read("/proc/loadavg")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// One timed run of a loop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    pub secs: f64,
+    /// secmon's end-of-run counters (secmon runs only).
+    pub stopped: Option<Stopped>,
+    /// CPU seconds the tracer used from the start of the loop until it had handled the loop's
+    /// events (it went idle).
+    pub tracer_cpu: Option<f64>,
+    /// Another tracer or a compiler was running just before or after this run.
+    pub disturbed: bool,
+}
+
+fn median_of(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+    median(&samples.iter().filter_map(f).collect::<Vec<_>>())
+}
+
+/// Times of one loop under each setup, one entry per round.
+#[derive(Debug, Clone)]
+pub struct LoopResult {
+    pub spec: LoopSpec,
+    pub baseline: Vec<Sample>,
+    pub secmon: Vec<Sample>,
+    pub bpftrace: Vec<Sample>,
+}
+
+impl LoopResult {
+    pub fn new(spec: LoopSpec) -> LoopResult {
+        LoopResult {
+            spec,
+            baseline: Vec::new(),
+            secmon: Vec::new(),
+            bpftrace: Vec::new(),
+        }
+    }
+
+    fn secs(samples: &[Sample]) -> Option<f64> {
+        median_of(samples, |s| Some(s.secs))
+    }
+
+    pub fn secmon_ratio(&self) -> Option<f64> {
+        Some(Self::secs(&self.secmon)? / Self::secs(&self.baseline)?)
+    }
+
+    pub fn bpftrace_ratio(&self) -> Option<f64> {
+        Some(Self::secs(&self.bpftrace)? / Self::secs(&self.baseline)?)
+    }
+
+    fn fastest(samples: &[Sample]) -> Option<f64> {
+        samples.iter().map(|s| s.secs).min_by(f64::total_cmp)
+    }
+
+    /// fastest traced run / fastest baseline run: on a shared machine, where noise only ever
+    /// adds time, the estimate least affected by other work.
+    pub fn secmon_ratio_fastest(&self) -> Option<f64> {
+        Some(Self::fastest(&self.secmon)? / Self::fastest(&self.baseline)?)
+    }
+
+    pub fn bpftrace_ratio_fastest(&self) -> Option<f64> {
+        Some(Self::fastest(&self.bpftrace)? / Self::fastest(&self.baseline)?)
+    }
+
+    pub fn passed(&self) -> Option<bool> {
+        self.secmon_ratio().map(|r| r <= self.spec.target)
+    }
+
+    fn dropped(&self) -> u64 {
+        self.secmon
+            .iter()
+            .filter_map(|s| s.stopped)
+            .map(|s| s.dropped)
+            .sum()
+    }
+
+    fn events(&self) -> Option<f64> {
+        median_of(&self.secmon, |s| s.stopped.map(|st| st.events as f64))
+    }
+}
+
+pub fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+/// One step of the throughput search.
+#[derive(Debug, Clone)]
+pub struct RateStep {
+    pub rate: u64,
+    pub threads: u32,
+    pub load: LoadResult,
+    pub stopped: Stopped,
+    pub tracer_cpu: Option<f64>,
+    pub disturbed: bool,
+}
+
+impl RateStep {
+    /// Opens per second the generator really issued.
+    pub fn achieved(&self) -> f64 {
+        self.load.ops as f64 / self.load.secs.max(1e-9)
+    }
+
+    /// The generator could not issue the rate asked for: the step still tells whether secmon
+    /// kept up with what was issued, but a higher rate cannot be tried with these threads.
+    pub fn generator_saturated(&self) -> bool {
+        self.achieved() < self.rate as f64 * RATE_TOLERANCE
+    }
+
+    /// secmon wrote an event for every open and dropped nothing.
+    pub fn passed(&self) -> bool {
+        self.stopped.dropped == 0
+            && self.stopped.undecodable == 0
+            && self.stopped.events >= self.load.ops
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        if self.stopped.dropped > 0 {
+            "drops"
+        } else if !self.passed() {
+            "events missing"
+        } else if self.generator_saturated() {
+            "pass (generator limit)"
+        } else {
+            "pass"
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Throughput {
+    pub steps: Vec<RateStep>,
+}
+
+impl Throughput {
+    /// The fastest step that passed.
+    pub fn best(&self) -> Option<&RateStep> {
+        self.steps
+            .iter()
+            .filter(|s| s.passed())
+            .max_by(|a, b| a.achieved().total_cmp(&b.achieved()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CriterionResult {
+    pub name: String,
+    /// Criterion's point estimate, e.g. `1.3224 ms`.
+    pub time: String,
+    /// e.g. `756.20 Kelem/s`.
+    pub throughput: String,
+}
+
+impl CriterionResult {
+    /// Elements (events) per second as a number.
+    pub fn per_second(&self) -> Option<f64> {
+        let mut words = self.throughput.split_whitespace();
+        let value: f64 = words.next()?.parse().ok()?;
+        let scale = match words.next()? {
+            "elem/s" => 1.0,
+            "Kelem/s" => 1e3,
+            "Melem/s" => 1e6,
+            "Gelem/s" => 1e9,
+            _ => return None,
+        };
+        Some(value * scale)
+    }
+}
+
+/// The middle of criterion's `[low estimate high]` triple: `[1.2 ms 1.3 ms 1.4 ms]` → `1.3 ms`.
+fn middle(bracketed: &str) -> Option<String> {
+    let inner = bracketed.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let words: Vec<&str> = inner.split_whitespace().collect();
+    (words.len() == 6).then(|| format!("{} {}", words[2], words[3]))
+}
+
+/// Collects `name time: [...]` / `thrpt: [...]` pairs from criterion's default output.
+pub fn parse_criterion(text: &str) -> Vec<CriterionResult> {
+    let mut results = Vec::new();
+    let mut name: Option<String> = None;
+    let mut time: Option<String> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some((before, after)) = trimmed.split_once("time:") {
+            if !before.trim().is_empty() {
+                name = Some(before.trim().to_string());
+            }
+            time = middle(after);
+        } else if let Some(after) = trimmed.strip_prefix("thrpt:") {
+            if let (Some(n), Some(t), Some(thrpt)) = (name.take(), time.take(), middle(after)) {
+                results.push(CriterionResult {
+                    name: n,
+                    time: t,
+                    throughput: thrpt,
+                });
+            }
+        } else if !line.starts_with(char::is_whitespace)
+            && !trimmed.is_empty()
+            && !trimmed.starts_with("Benchmarking")
+            && !trimmed.starts_with("Found ")
+            && !trimmed.contains(' ')
+        {
+            // A long benchmark name gets a line of its own.
+            name = Some(trimmed.to_string());
+        }
+    }
+    results
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Results {
+    pub machine: Machine,
+    pub command: String,
+    pub quick: bool,
+    pub rounds: u32,
+    pub rate_secs: f64,
+    pub loops: Vec<LoopResult>,
+    pub throughput: Option<Throughput>,
+    pub criterion: Vec<CriterionResult>,
+    pub notes: Vec<String>,
+    pub elapsed_secs: f64,
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "–".to_string(), f)
+}
+
+fn secs3(v: f64) -> String {
+    format!("{v:.3}")
+}
+
+fn secs2(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+/// `0.712, 0.698*, 0.731` (`*`: disturbed).
+fn list(samples: &[Sample]) -> String {
+    samples
+        .iter()
+        .map(|s| format!("{:.3}{}", s.secs, if s.disturbed { "*" } else { "" }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn render_overhead(s: &mut String, r: &Results) {
+    let _ = writeln!(
+        s,
+        "\n#### Overhead: loop time traced / untraced (median of {} round{})\n",
+        r.rounds,
+        plural(r.rounds)
+    );
+    let _ = writeln!(
+        s,
+        "| loop | operations | baseline (s) | secmon (s) | **secmon ratio** (fastest runs) | target | result | bpftrace (s) | bpftrace ratio (fastest runs) | secmon CPU (s) | bpftrace CPU (s) | secmon events / dropped |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+    );
+    for l in &r.loops {
+        let result = match (l.passed(), l.secmon_ratio(), l.bpftrace_ratio()) {
+            (Some(pass), Some(ours), theirs) => {
+                let mut v = if pass { "pass" } else { "**MISS**" }.to_string();
+                if let Some(theirs) = theirs {
+                    v.push_str(if ours < theirs {
+                        ", beats bpftrace"
+                    } else {
+                        ", slower than bpftrace"
+                    });
+                }
+                v
+            }
+            _ => "–".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | **{}** ({}) | ≤ {:.2}× | {} | {} | {} ({}) | {} | {} | {} / {} |",
+            l.spec.name,
+            thousands(l.spec.ops),
+            opt(LoopResult::secs(&l.baseline), secs3),
+            opt(LoopResult::secs(&l.secmon), secs3),
+            opt(l.secmon_ratio(), |v| format!("{v:.2}×")),
+            opt(l.secmon_ratio_fastest(), |v| format!("{v:.2}×")),
+            l.spec.target,
+            result,
+            opt(LoopResult::secs(&l.bpftrace), secs3),
+            opt(l.bpftrace_ratio(), |v| format!("{v:.2}×")),
+            opt(l.bpftrace_ratio_fastest(), |v| format!("{v:.2}×")),
+            opt(median_of(&l.secmon, |x| x.tracer_cpu), secs2),
+            opt(median_of(&l.bpftrace, |x| x.tracer_cpu), secs2),
+            opt(l.events(), |v| thousands(v.round() as u64)),
+            thousands(l.dropped()),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nPer-round loop times in seconds (`*`: another tracer or a compiler was running around that run):\n"
+    );
+    for l in &r.loops {
+        let _ = write!(
+            s,
+            "- {}: baseline {}; secmon {}",
+            l.spec.name,
+            list(&l.baseline),
+            list(&l.secmon)
+        );
+        if !l.bpftrace.is_empty() {
+            let _ = write!(s, "; bpftrace {}", list(&l.bpftrace));
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "\nResult: the median ratio against the target. Times are medians; (fastest runs): \
+         the fastest traced run over the fastest baseline run, the estimate least affected by \
+         other work on a shared machine. CPU: user + system seconds the tracer process used from the start of the loop until it \
+         had handled the loop's events (median). secmon events: events written per run (median), \
+         the rest of the machine's activity included; dropped: summed over the rounds."
+    );
+}
+
+fn render_throughput(s: &mut String, r: &Results, t: &Throughput) {
+    let _ = writeln!(
+        s,
+        "\n#### Throughput: opens at a fixed rate for {} s under secmon\n",
+        r.rate_secs
+    );
+    let _ = writeln!(
+        s,
+        "| rate asked (opens/s) | generator threads | issued (opens/s) | opens | events written | dropped | secmon CPU (s) | result |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---|");
+    for step in &t.steps {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {}{} |",
+            thousands(step.rate),
+            step.threads,
+            thousands(step.achieved().round() as u64),
+            thousands(step.load.ops),
+            thousands(step.stopped.events),
+            thousands(step.stopped.dropped),
+            opt(step.tracer_cpu, secs2),
+            step.verdict(),
+            if step.disturbed { " *" } else { "" }
+        );
+    }
+    match t.best() {
+        Some(best) => {
+            let rate = best.achieved();
+            let limited = best.generator_saturated() && t.steps.iter().all(RateStep::passed);
+            let _ = writeln!(
+                s,
+                "\n**Sustained without a single drop: {} events/s** (target ≥ {}: {}){}",
+                thousands(rate.round() as u64),
+                thousands(THROUGHPUT_TARGET as u64),
+                if rate >= THROUGHPUT_TARGET {
+                    "pass"
+                } else {
+                    "**MISS**"
+                },
+                if limited {
+                    "; this is the most the load generator could issue next to secmon on this \
+                     machine, and secmon kept up with all of it: its own limit is higher."
+                } else {
+                    "."
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "\n**No rate passed** (target ≥ {} events/s: **MISS**).",
+                thousands(THROUGHPUT_TARGET as u64)
+            );
+        }
+    }
+}
+
+fn render_criterion(s: &mut String, r: &Results) {
+    let _ = writeln!(
+        s,
+        "\n#### Criterion: userspace decode + enrich + JSON on one thread (`monitor/benches/pipeline.rs`)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| benchmark | time per 1000 records | events/s | µs per event |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    for c in &r.criterion {
+        let per_sec = c.per_second();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            c.name,
+            c.time,
+            opt(per_sec, |v| thousands(v.round() as u64)),
+            opt(per_sec, |v| format!("{:.3}", 1e6 / v)),
+        );
+    }
+}
+
+/// The results as Markdown (printed, saved to target/bench/last-run.md and put in the doc).
+pub fn render(r: &Results) -> String {
+    let m = &r.machine;
+    let mut s = String::new();
+    let _ = writeln!(s, "### Run of {}\n", m.date);
+    let _ = writeln!(
+        s,
+        "- Machine: {} × {}, {} RAM, Linux {} (load average at start: {})",
+        m.cpus, m.cpu_model, m.memory, m.kernel, m.load_average
+    );
+    let _ = writeln!(
+        s,
+        "- Command: `{}` ({} round{}{}), {:.0} s in all",
+        r.command,
+        r.rounds,
+        plural(r.rounds),
+        if r.quick {
+            ", quick: loops a fifth of the size"
+        } else {
+            ""
+        },
+        r.elapsed_secs
+    );
+    let _ = writeln!(
+        s,
+        "- Software: secmon at {}, {}, {}",
+        m.commit, m.rustc, m.bpftrace
+    );
+    if !r.loops.is_empty() {
+        render_overhead(&mut s, r);
+    }
+    if let Some(t) = &r.throughput {
+        render_throughput(&mut s, r, t);
+    }
+    if !r.criterion.is_empty() {
+        render_criterion(&mut s, r);
+    }
+    if !r.notes.is_empty() {
+        let _ = writeln!(s, "\nNotes from the run:\n");
+        for note in &r.notes {
+            let _ = writeln!(s, "- {note}");
+        }
+    }
+    s
+}
+
+/// Puts `section` between the markers of `doc` (creating the file, or appending the markers,
+/// when missing); everything outside the markers is kept as it is.
+pub fn update_doc(doc: &Path, section: &str) -> Result<()> {
+    let old = match std::fs::read_to_string(doc) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "# Benchmarks\n\nRun `cargo xtask bench` (about 10 minutes, as root) or \
+             `cargo xtask bench --quick`.\n\n"
+                .to_string()
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", doc.display())),
+    };
+    let new = splice(&old, section);
+    if let Some(dir) = doc.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(doc, new).with_context(|| format!("writing {}", doc.display()))
+}
+
+fn splice(old: &str, section: &str) -> String {
+    let block = format!("{BEGIN_MARKER}\n{}\n{END_MARKER}", section.trim_end());
+    match (old.find(BEGIN_MARKER), old.find(END_MARKER)) {
+        (Some(begin), Some(end)) if end > begin => {
+            format!("{}{block}{}", &old[..begin], &old[end + END_MARKER.len()..])
+        }
+        _ => format!("{}\n\n{block}\n", old.trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_criterion_output() {
+        let text = "\
+Benchmarking decode/mix: Analyzing
+decode/mix              time:   [33.499 µs 35.118 µs 36.654 µs]
+                        thrpt:  [27.282 Melem/s 28.475 Melem/s 29.852 Melem/s]
+Found 18 outliers among 100 measurements (18.00%)
+pipeline/a_rather_long_benchmark_name
+                        time:   [1.2835 ms 1.3224 ms 1.3659 ms]
+                        thrpt:  [732.10 Kelem/s 756.20 Kelem/s 779.13 Kelem/s]
+";
+        let r = parse_criterion(text);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].name, "decode/mix");
+        assert_eq!(r[0].time, "35.118 µs");
+        assert_eq!(r[0].per_second(), Some(28.475e6));
+        assert_eq!(r[1].name, "pipeline/a_rather_long_benchmark_name");
+        assert_eq!(r[1].throughput, "756.20 Kelem/s");
+    }
+
+    #[test]
+    fn medians_and_numbers() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
+
+    #[test]
+    fn rate_steps_need_every_event_and_no_drop() {
+        let load = LoadResult {
+            secs: 1.0,
+            ops: 100_000,
+        };
+        let ok = Stopped {
+            events: 100_050,
+            records: 100_050,
+            dropped: 0,
+            undecodable: 0,
+        };
+        let step = |load, stopped| RateStep {
+            rate: 100_000,
+            threads: 1,
+            load,
+            stopped,
+            tracer_cpu: None,
+            disturbed: false,
+        };
+        assert_eq!(step(load, ok).verdict(), "pass");
+        let dropped = Stopped { dropped: 1, ..ok };
+        assert_eq!(step(load, dropped).verdict(), "drops");
+        let missing = Stopped {
+            events: 99_999,
+            ..ok
+        };
+        assert_eq!(step(load, missing).verdict(), "events missing");
+        let slow = LoadResult { secs: 2.0, ..load };
+        assert!(step(slow, ok).passed());
+        assert_eq!(step(slow, ok).verdict(), "pass (generator limit)");
+    }
+
+    #[test]
+    fn splices_between_markers_and_keeps_the_rest() {
+        let first = splice("# Benchmarks\n\nintro\n", "results 1\n");
+        assert!(first.starts_with("# Benchmarks\n\nintro\n\n<!--"));
+        let with_notes = format!("{first}\n## Notes\nhand-written\n");
+        let second = splice(&with_notes, "results 2");
+        assert!(second.contains("results 2") && !second.contains("results 1"));
+        assert!(second.contains("intro") && second.ends_with("## Notes\nhand-written\n"));
+    }
+}
