@@ -1,7 +1,10 @@
 //! Command-line interface.
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::history_cli::HistoryArgs;
+use crate::record::Speed;
 
 /// secmon: a Linux runtime security monitor.
 ///
@@ -17,7 +20,12 @@ use clap::{Parser, Subcommand};
         sudo secmon-tui --json --duration 10 > ev.jsonl   capture for ten seconds\n  \
         sudo secmon-tui --json | jq 'select(.event_type == \"process_exec\")'\n  \
         sudo secmon-tui --config /etc/secmon/secmon.toml --json\n  \
-        secmon-tui rules check rules/                 validate rule files (no root needed)\n\n\
+        secmon-tui rules check rules/                 validate rule files (no root needed)\n  \
+        sudo secmon-tui history --last 2h --min-risk 0.6   what the rules flagged lately\n  \
+        sudo secmon-tui --json --record story.jsonl   save the event stream while monitoring\n  \
+        secmon-tui --replay story.jsonl --json --speed max   replay it (no root needed)\n  \
+        sudo secmon-tui block add exec /tmp/dropper   kill it at exec (needs [response] enforce)\n  \
+        sudo secmon-tui block list                    deny entries of the running monitor\n\n\
         Config: /etc/secmon/secmon.toml if present, else built-in defaults (docs/config.md).\n\
         JSON fields: docs/json-schema.md."
 )]
@@ -43,6 +51,26 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", global = true)]
     pub rules: Option<PathBuf>,
 
+    /// History database (default: the config's [storage] path, /var/lib/secmon/events.db).
+    /// With --replay, events are stored only when --db is given.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub db: Option<PathBuf>,
+
+    /// Save the event stream (enriched events, before analysis) to FILE while monitoring, for
+    /// --replay. zstd-compressed when FILE ends in .zst.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Replay a recording (or saved --json output) instead of capturing: no root and no eBPF
+    /// needed; the events go through the current rules.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+
+    /// Replay speed: a multiple of real time (1, 2, 10, ...) or max (as fast as possible; the
+    /// --json output is then deterministic).
+    #[arg(long, value_name = "1|2|10|max", requires = "replay")]
+    pub speed: Option<Speed>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -52,6 +80,76 @@ pub enum Command {
     /// Work with rule files (no root needed).
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Query the event history: what happened, when, above which risk.
+    History(HistoryArgs),
+    /// Kernel deny entries of the running monitor (real enforcement, `[response] enforce =
+    /// true`), through its control socket. Root only.
+    #[command(subcommand)]
+    Block(BlockCommand),
+    /// Removes a deny entry of the running monitor (same as `block remove ID`).
+    Unblock {
+        /// The entry's id (`block list`, or the `deny_id` of the event's response).
+        id: u32,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+/// `--socket PATH`: the running monitor's control socket.
+#[derive(Clone, Debug, Default, Args)]
+pub struct SocketArg {
+    /// The control socket (default: the config's [response] control_socket,
+    /// /run/secmon/control.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// `secmon-tui block …`.
+#[derive(Debug, Subcommand)]
+pub enum BlockCommand {
+    /// List the deny entries: id, target, expiry, who and why.
+    List {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Deny a program (killed at its next exec) or a destination (connect refused, EPERM).
+    Add {
+        /// exec: a program, by absolute path or by name; connect: ADDR, ADDR:PORT or [V6]:PORT.
+        kind: BlockKind,
+        /// The program or the destination.
+        target: String,
+        /// Seconds until the entry lapses (0: never; default: the config's deny_ttl_secs).
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        /// Why (recorded with the entry and in the alert log).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Remove a deny entry.
+    Remove {
+        id: u32,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+/// What `block add` denies.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BlockKind {
+    Exec,
+    Connect,
+}
+
+impl BlockCommand {
+    pub fn socket(&self) -> Option<&std::path::Path> {
+        match self {
+            BlockCommand::List { socket }
+            | BlockCommand::Add { socket, .. }
+            | BlockCommand::Remove { socket, .. } => socket.socket.as_deref(),
+        }
+    }
 }
 
 /// Without DIR, the rules the monitor would load: --rules DIR (or the default) plus the
@@ -109,6 +207,47 @@ mod tests {
     }
 
     #[test]
+    fn block_subcommands_parse() {
+        let cli = Cli::try_parse_from(["secmon-tui", "block", "add", "connect", "127.0.0.1:80"])
+            .expect("parses");
+        let Some(Command::Block(BlockCommand::Add {
+            kind, target, ttl, ..
+        })) = &cli.command
+        else {
+            panic!("block add: {cli:?}");
+        };
+        assert_eq!(
+            (*kind, target.as_str(), *ttl),
+            (BlockKind::Connect, "127.0.0.1:80", None)
+        );
+        let cli = Cli::try_parse_from([
+            "secmon-tui",
+            "block",
+            "add",
+            "exec",
+            "/tmp/x",
+            "--ttl",
+            "60",
+            "--socket",
+            "/s",
+        ])
+        .expect("parses");
+        let Some(Command::Block(command)) = &cli.command else {
+            panic!("block: {cli:?}");
+        };
+        assert_eq!(command.socket(), Some(std::path::Path::new("/s")));
+        let cli = Cli::try_parse_from(["secmon-tui", "unblock", "7"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Unblock { id: 7, .. })));
+        let cli = Cli::try_parse_from(["secmon-tui", "block", "list"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Block(BlockCommand::List { .. }))
+        ));
+        assert!(Cli::try_parse_from(["secmon-tui", "block", "add", "file", "/x"]).is_err());
+        assert!(Cli::try_parse_from(["secmon-tui", "block", "remove", "x"]).is_err());
+    }
+
+    #[test]
     fn rules_subcommands_parse() {
         let cli =
             Cli::try_parse_from(["secmon-tui", "rules", "check", "some/dir"]).expect("parses");
@@ -123,6 +262,32 @@ mod tests {
         let cli = Cli::try_parse_from(["secmon-tui", "--rules", "r", "--json"]).expect("parses");
         assert!(cli.json && cli.command.is_none());
         assert!(Cli::try_parse_from(["secmon-tui", "rules"]).is_err());
+    }
+
+    #[test]
+    fn record_replay_and_history_parse() {
+        let cli = Cli::try_parse_from(["secmon-tui", "--replay", "r.jsonl", "--speed", "max"])
+            .expect("parses");
+        assert_eq!(cli.replay, Some(PathBuf::from("r.jsonl")));
+        assert_eq!(cli.speed, Some(Speed::Max));
+        assert!(Cli::try_parse_from(["secmon-tui", "--speed", "2"]).is_err());
+        assert!(Cli::try_parse_from(["secmon-tui", "--replay", "r", "--speed", "fast"]).is_err());
+        let cli = Cli::try_parse_from(["secmon-tui", "--json", "--record", "out.jsonl.zst"])
+            .expect("parses");
+        assert_eq!(cli.record, Some(PathBuf::from("out.jsonl.zst")));
+        let cli = Cli::try_parse_from([
+            "secmon-tui",
+            "history",
+            "--last",
+            "2h",
+            "--min-risk",
+            "0.6",
+            "--db",
+            "x.db",
+        ])
+        .expect("parses");
+        assert_eq!(cli.db, Some(PathBuf::from("x.db")));
+        assert!(matches!(cli.command, Some(Command::History(_))));
     }
 
     #[test]

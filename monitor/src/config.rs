@@ -46,6 +46,8 @@ pub struct Config {
     pub threat_detection: ThreatDetection,
     /// `[response]`: what happens with what the analysis finds.
     pub response: Response,
+    /// `[storage]`: the event history (SQLite).
+    pub storage: Storage,
 }
 
 /// `[monitoring]`: probe families, switched on and off as a unit.
@@ -132,7 +134,31 @@ pub struct Response {
     /// A file events at or above `log_level` are appended to; `None`: no log file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_file: Option<PathBuf>,
+    /// A file alerts and every enforcement record (block, unblock, expiry) are appended to;
+    /// `None`: none (real blocks are still reported on stderr).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_log: Option<PathBuf>,
+    /// `log_file` and `alert_log` are rotated when they would grow past this many MiB
+    /// (0: never rotated).
+    pub log_max_size_mb: u64,
+    /// Real enforcement for rules with `action = "block"` (kill at exec, refuse connect).
+    /// Off: such rules are simulated ("would block").
+    pub enforce: bool,
+    /// Programs (names, or absolute paths) that are never blocked. Must keep `sshd` while
+    /// `enforce` is on, so an operator logged in over SSH cannot be locked out.
+    pub allowlist: Vec<String>,
+    /// How long a deny entry made by a rule lasts, in seconds (0: until removed or the monitor
+    /// exits).
+    pub deny_ttl_secs: u64,
+    /// The Unix socket `secmon-tui block list|add|remove` talks to (root only, mode 0600);
+    /// opened only while `enforce` is on.
+    pub control_socket: PathBuf,
 }
+
+/// Where the control socket lives by default.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/secmon/control.sock";
+/// The largest `deny_ttl_secs` accepted (one year).
+pub const MAX_DENY_TTL_SECS: u64 = 365 * 24 * 3600;
 
 impl Default for Response {
     fn default() -> Self {
@@ -141,6 +167,45 @@ impl Default for Response {
             alert_webhook: None,
             log_level: Severity::Suspicious,
             log_file: None,
+            alert_log: None,
+            log_max_size_mb: 64,
+            enforce: false,
+            allowlist: vec!["sshd".to_string()],
+            deny_ttl_secs: 3600,
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
+    }
+}
+
+/// Where the history database lives by default.
+pub const DEFAULT_HISTORY_PATH: &str = "/var/lib/secmon/events.db";
+/// The largest `retention_days` accepted (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+/// The largest `max_size_mb` accepted (16 TiB).
+pub const MAX_HISTORY_MB: u64 = 16 * 1024 * 1024;
+
+/// `[storage]`: the event history, an SQLite database written in the background.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// Store every event (with its analysis and response) in the history database.
+    pub enabled: bool,
+    /// The database file; its directory is created `0700` and the file `0600`.
+    pub path: PathBuf,
+    /// Events older than this many days are deleted (0: kept forever).
+    pub retention_days: u32,
+    /// The oldest events are deleted when the database holds more than this many MiB
+    /// (0: no limit).
+    pub max_size_mb: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            enabled: true,
+            path: PathBuf::from(DEFAULT_HISTORY_PATH),
+            retention_days: 30,
+            max_size_mb: 1024,
         }
     }
 }
@@ -294,6 +359,8 @@ impl Config {
         })?;
         checker.check_document(root.get_ref())?;
         let threshold_span = value_span(root.get_ref(), "threat_detection", "confidence_threshold");
+        let allowlist_span = value_span(root.get_ref(), "response", "allowlist")
+            .or_else(|| value_span(root.get_ref(), "response", "enforce"));
 
         let config = Config::deserialize(toml::de::Deserializer::from(root)).map_err(|e| {
             ConfigError::Invalid {
@@ -312,6 +379,18 @@ impl Config {
                 at: checker.at(span),
                 key: "confidence_threshold".to_string(),
                 reason: format!("{written} is outside [0, 1]"),
+            });
+        }
+        let response = &config.response;
+        if response.enforce && !response.allowlist.iter().any(|p| is_sshd(p)) {
+            return Err(ConfigError::InvalidValue {
+                at: checker.at(allowlist_span.unwrap_or(0..0)),
+                key: "allowlist".to_string(),
+                reason: format!(
+                    "must keep \"sshd\" while enforce = true, so that an operator logged in \
+                     over SSH cannot be locked out (found {:?})",
+                    response.allowlist
+                ),
             });
         }
         Ok(config)
@@ -364,6 +443,11 @@ impl Config {
     }
 }
 
+/// `sshd` or a path to it (an allowlist entry that protects SSH logins).
+fn is_sshd(entry: &str) -> bool {
+    entry == "sshd" || entry.ends_with("/sshd")
+}
+
 /// toml's messages may span lines; ours are one line each.
 fn one_line(message: &str) -> String {
     message
@@ -396,6 +480,14 @@ enum Kind {
     Level,
     /// A non-empty string.
     FilePath,
+    /// A whole number of days, `0..=MAX_RETENTION_DAYS`.
+    Days,
+    /// A whole number of MiB, `0..=MAX_HISTORY_MB`.
+    Megabytes,
+    /// A whole number of seconds, `0..=MAX_DENY_TTL_SECS`.
+    Seconds,
+    /// An array of non-empty strings (program names or paths).
+    NameList,
 }
 
 impl Kind {
@@ -408,6 +500,10 @@ impl Kind {
             Kind::Url => "a string (an http:// or https:// URL)",
             Kind::Level => "a string (\"benign\", \"suspicious\" or \"malicious\")",
             Kind::FilePath => "a string (a file path)",
+            Kind::Days => "a whole number of days (0: keep forever)",
+            Kind::Megabytes => "a whole number of MiB (0: no limit)",
+            Kind::Seconds => "a whole number of seconds (0: no expiry)",
+            Kind::NameList => "an array of program names or paths (strings)",
         }
     }
 }
@@ -419,7 +515,7 @@ struct Section {
 
 /// The file's schema; must agree with the structs above (a unit test checks a file with every
 /// key deserialises).
-const SCHEMA: [Section; 3] = [
+const SCHEMA: [Section; 4] = [
     Section {
         name: "monitoring",
         keys: &[
@@ -445,6 +541,21 @@ const SCHEMA: [Section; 3] = [
             ("alert_webhook", Kind::Url),
             ("log_level", Kind::Level),
             ("log_file", Kind::FilePath),
+            ("alert_log", Kind::FilePath),
+            ("log_max_size_mb", Kind::Megabytes),
+            ("enforce", Kind::Bool),
+            ("allowlist", Kind::NameList),
+            ("deny_ttl_secs", Kind::Seconds),
+            ("control_socket", Kind::FilePath),
+        ],
+    },
+    Section {
+        name: "storage",
+        keys: &[
+            ("enabled", Kind::Bool),
+            ("path", Kind::FilePath),
+            ("retention_days", Kind::Days),
+            ("max_size_mb", Kind::Megabytes),
         ],
     },
 ];
@@ -577,9 +688,32 @@ impl Checker<'_> {
             Kind::Bool if v.is_bool() => Ok(()),
             Kind::Threshold if v.is_integer() || v.is_float() => Ok(()),
             Kind::Bool | Kind::Threshold => Err(wrong_type(kind.expected())),
-            Kind::DirList => {
+            Kind::Days | Kind::Megabytes | Kind::Seconds => {
+                let Some(int) = v.as_integer() else {
+                    return Err(wrong_type(kind.expected()));
+                };
+                let max = match kind {
+                    Kind::Days => u128::from(MAX_RETENTION_DAYS),
+                    Kind::Seconds => u128::from(MAX_DENY_TTL_SECS),
+                    _ => u128::from(MAX_HISTORY_MB),
+                };
+                let written = self.text.get(value.span()).unwrap_or(int.as_str());
+                match i128::from_str_radix(int.as_str(), int.radix()) {
+                    Ok(n) if n < 0 => Err(invalid(format!("{written} is negative"))),
+                    Ok(n) if n.unsigned_abs() <= max => Ok(()),
+                    _ => Err(invalid(format!("{written} is too large (at most {max})"))),
+                }
+            }
+            Kind::DirList | Kind::NameList => {
                 let Some(items) = v.as_array() else {
                     return Err(wrong_type(kind.expected()));
+                };
+                let (item_kind, item_type) = match kind {
+                    Kind::DirList => ("a directory path", "a string (a directory path)"),
+                    _ => (
+                        "a program name or path",
+                        "a string (a program name or path)",
+                    ),
                 };
                 for (i, item) in items.iter().enumerate() {
                     match item.get_ref().as_str() {
@@ -588,14 +722,14 @@ impl Checker<'_> {
                             return Err(ConfigError::InvalidValue {
                                 at: self.at(item.span()),
                                 key: format!("{key}[{i}]"),
-                                reason: "a directory path must not be empty".to_string(),
+                                reason: format!("{item_kind} must not be empty"),
                             });
                         }
                         None => {
                             return Err(ConfigError::WrongType {
                                 at: self.at(item.span()),
                                 key: format!("{key}[{i}]"),
-                                expected: "a string (a directory path)",
+                                expected: item_type,
                                 found: item.get_ref().type_str(),
                             });
                         }
@@ -709,13 +843,71 @@ mod tests {
         assert_eq!(c.response.log_level, Severity::Suspicious);
         assert_eq!(c.response.log_file, None);
         assert_eq!(c.monitoring.enabled_families(), Family::ALL.to_vec());
+        assert!(c.storage.enabled);
+        assert_eq!(c.storage.path, PathBuf::from("/var/lib/secmon/events.db"));
+        assert_eq!(c.storage.retention_days, 30);
+        assert_eq!(c.storage.max_size_mb, 1024);
+    }
+
+    #[test]
+    fn storage_section() {
+        let c = parse("[storage]\nenabled = false\n").expect("parse");
+        assert!(!c.storage.enabled);
+        assert_eq!(c.storage.retention_days, 30);
+        let c = parse("storage = { retention_days = 0, max_size_mb = 0 }\n").expect("parse");
+        assert_eq!((c.storage.retention_days, c.storage.max_size_mb), (0, 0));
+        let c = parse("[storage]\nretention_days = 36_500\n").expect("parse");
+        assert_eq!(c.storage.retention_days, MAX_RETENTION_DAYS);
+
+        let e = parse_err("[storage]\nretention_days = -1\n");
+        assert_eq!(
+            e.to_string(),
+            "x.toml:2:18: invalid value for `retention_days`: -1 is negative"
+        );
+        let e = parse_err("[storage]\nretention_days = 36501\n");
+        assert_eq!(
+            e.to_string(),
+            "x.toml:2:18: invalid value for `retention_days`: 36501 is too large (at most 36500)"
+        );
+        let e = parse_err("[storage]\nmax_size_mb = 99999999999999999999999\n");
+        assert_eq!(line_col(&e), (2, 15));
+        assert!(
+            e.to_string().contains("is too large (at most 16777216)"),
+            "{e}"
+        );
+        let e = parse_err("[storage]\nmax_size_mb = 1.5\n");
+        assert_eq!(
+            e.to_string(),
+            "x.toml:2:15: wrong type for `max_size_mb`: expected a whole number of MiB \
+             (0: no limit), found float"
+        );
+        let e = parse_err("[storage]\nretention_days = \"30d\"\n");
+        assert!(matches!(
+            e,
+            ConfigError::WrongType {
+                found: "string",
+                ..
+            }
+        ));
+        let e = parse_err("[storage]\npath = \"\"\n");
+        assert!(matches!(&e, ConfigError::InvalidValue { key, .. } if key == "path"));
+        assert_eq!(line_col(&e), (2, 8));
+        let e = parse_err("[storage]\nenabled = 1\n");
+        assert_eq!(line_col(&e), (2, 11));
+        let e = parse_err("[storage]\nretention = 3\n");
+        assert_eq!(
+            e.to_string(),
+            "x.toml:2:1: unknown key `retention` in [storage]; expected one of enabled, path, \
+             retention_days, max_size_mb"
+        );
     }
 
     #[test]
     fn empty_text_and_empty_sections_are_defaults() {
         assert_eq!(parse("").expect("parse"), Config::default());
         assert_eq!(
-            parse("# nothing\n[monitoring]\n[threat_detection]\n[response]\n").expect("parse"),
+            parse("# nothing\n[monitoring]\n[threat_detection]\n[response]\n[storage]\n")
+                .expect("parse"),
             Config::default()
         );
     }
@@ -728,7 +920,7 @@ mod tests {
         // And it spells out every key.
         for section in &SCHEMA {
             for (key, _) in section.keys {
-                if matches!(*key, "alert_webhook" | "log_file") {
+                if matches!(*key, "alert_webhook" | "log_file" | "alert_log") {
                     // Optional with no default: shown commented out.
                     assert!(
                         DEFAULT_CONFIG_TOML.contains(&format!("# {key} = ")),
@@ -764,6 +956,12 @@ enable_alerts = false
 alert_webhook = "https://hooks.example.com:8443/secmon?x=1"
 log_level = "malicious"
 log_file = "/var/log/secmon/events.jsonl"
+
+[storage]
+enabled = false
+path = "/srv/secmon/history.db"
+retention_days = 7
+max_size_mb = 0x100
 "#;
         let c = parse(text).expect("parse");
         assert_eq!(
@@ -789,6 +987,13 @@ log_file = "/var/log/secmon/events.jsonl"
                     alert_webhook: Some("https://hooks.example.com:8443/secmon?x=1".to_string()),
                     log_level: Severity::Malicious,
                     log_file: Some(PathBuf::from("/var/log/secmon/events.jsonl")),
+                    ..Response::default()
+                },
+                storage: Storage {
+                    enabled: false,
+                    path: PathBuf::from("/srv/secmon/history.db"),
+                    retention_days: 7,
+                    max_size_mb: 256,
                 },
             }
         );
@@ -863,7 +1068,7 @@ log_file = "/var/log/secmon/events.jsonl"
         assert_eq!(
             e.to_string(),
             "x.toml:1:1: unknown key `verbose` at the top level; expected one of \
-             [monitoring], [threat_detection], [response]"
+             [monitoring], [threat_detection], [response], [storage]"
         );
     }
 
@@ -876,7 +1081,7 @@ log_file = "/var/log/secmon/events.jsonl"
         assert_eq!(
             e.to_string(),
             "x.toml:4:2: unknown section `[monitorng]`; expected one of \
-             [monitoring], [threat_detection], [response]"
+             [monitoring], [threat_detection], [response], [storage]"
         );
     }
 
@@ -979,6 +1184,71 @@ log_file = "/var/log/secmon/events.jsonl"
         let e = parse_err("[response]\n  alert_webhook = \"https:///hook\"\n");
         assert_eq!(line_col(&e), (2, 19));
         assert!(e.to_string().ends_with("\"https:///hook\" has no host"));
+    }
+
+    #[test]
+    fn response_enforcement_keys() {
+        let c = parse(
+            "[response]\nenforce = true\nallowlist = [\"sshd\", \"/usr/bin/tmux\"]\n\
+             deny_ttl_secs = 0\nalert_log = \"/var/log/secmon/alerts.jsonl\"\n\
+             control_socket = \"/tmp/s.sock\"\nlog_max_size_mb = 0\n",
+        )
+        .expect("parse");
+        let r = &c.response;
+        assert!(r.enforce);
+        assert_eq!(r.allowlist, vec!["sshd", "/usr/bin/tmux"]);
+        assert_eq!(r.deny_ttl_secs, 0);
+        assert_eq!(
+            r.alert_log.as_deref(),
+            Some(Path::new("/var/log/secmon/alerts.jsonl"))
+        );
+        assert_eq!(r.control_socket, PathBuf::from("/tmp/s.sock"));
+        assert_eq!(r.log_max_size_mb, 0);
+        // A path to sshd protects it too; without enforcement the allowlist may be anything.
+        parse("[response]\nenforce = true\nallowlist = [\"/usr/sbin/sshd\"]\n").expect("path");
+        parse("[response]\nallowlist = []\n").expect("enforce off");
+        let d = Response::default();
+        assert!(!d.enforce);
+        assert_eq!(d.allowlist, vec!["sshd"]);
+        assert_eq!(d.deny_ttl_secs, 3600);
+        assert_eq!(d.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+    }
+
+    #[test]
+    fn enforce_without_sshd_in_the_allowlist() {
+        let e = parse_err("[response]\nenforce = true\nallowlist = [\"tmux\"]\n");
+        assert!(matches!(&e, ConfigError::InvalidValue { key, .. } if key == "allowlist"));
+        assert_eq!(line_col(&e), (3, 13));
+        assert!(
+            e.to_string()
+                .contains("must keep \"sshd\" while enforce = true"),
+            "{e}"
+        );
+        // The key order in the file does not matter.
+        let e = parse_err("[response]\nallowlist = []\nenforce = true\n");
+        assert_eq!(line_col(&e), (2, 13));
+        let e = parse_err("[response]\nallowlist = [\"sshd\", 3]\n");
+        assert_eq!(
+            e.to_string(),
+            "x.toml:2:22: wrong type for `allowlist[1]`: expected a string (a program name or \
+             path), found integer"
+        );
+        let e = parse_err("[response]\nallowlist = [\"\"]\n");
+        assert!(matches!(&e, ConfigError::InvalidValue { key, .. } if key == "allowlist[0]"));
+        let e = parse_err("[response]\ndeny_ttl_secs = -1\n");
+        assert_eq!(
+            e.to_string(),
+            "x.toml:2:17: invalid value for `deny_ttl_secs`: -1 is negative"
+        );
+        let e = parse_err("[response]\ndeny_ttl_secs = 99999999999\n");
+        assert!(
+            e.to_string().contains("is too large (at most 31536000)"),
+            "{e}"
+        );
+        let e = parse_err("[response]\nenforce = \"yes\"\n");
+        assert!(matches!(e, ConfigError::WrongType { .. }));
+        let e = parse_err("[response]\ncontrol_socket = \"\"\n");
+        assert!(matches!(&e, ConfigError::InvalidValue { key, .. } if key == "control_socket"));
     }
 
     #[test]

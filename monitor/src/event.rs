@@ -298,6 +298,65 @@ pub struct Event {
     pub truncated: bool,
 
     pub analysis: Analysis,
+
+    /// What the response layer did (or would have done) about this event, in order: blocks,
+    /// then the alert, then the log line. Absent when nothing was done (docs/response.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response: Vec<ResponseAction>,
+}
+
+/// The kind of a response action: the rule actions of docs/rules.md.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseKind {
+    Log,
+    Alert,
+    SimulateBlock,
+    Block,
+}
+
+impl ResponseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseKind::Log => "log",
+            ResponseKind::Alert => "alert",
+            ResponseKind::SimulateBlock => "simulate_block",
+            ResponseKind::Block => "block",
+        }
+    }
+}
+
+/// How a response action went.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseResult {
+    /// Carried out (logged, alerted, denied in the kernel, or stopped by the kernel).
+    Done,
+    /// Nothing was stopped: `detail` says what real enforcement would have done ("would block").
+    Simulated,
+    /// Not carried out on purpose (allowlisted, nothing blockable, already denied…): see `detail`.
+    Skipped,
+    /// Attempted and failed: `detail` has the error.
+    Failed,
+}
+
+/// One action the response layer took or simulated for an event. A stable JSON object
+/// (docs/json-schema.md): `action` and `result` are always present, the rest when they apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseAction {
+    pub action: ResponseKind,
+    pub result: ResponseResult,
+    /// The rule that asked for it (absent for heuristic alerts and for kernel kills).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// What is (or would be) blocked, e.g. `exec path /tmp/x` or `connect 10.0.0.1:443`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The kernel deny entry behind a real block (`secmon-tui unblock ID` removes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_id: Option<u32>,
+    /// One line for people: what was done, what would have been done, or why not.
+    pub detail: String,
 }
 
 impl Event {
@@ -346,6 +405,7 @@ impl Event {
             blocked: false,
             truncated: false,
             analysis: Analysis::default(),
+            response: Vec::new(),
         }
     }
 

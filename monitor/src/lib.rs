@@ -2,16 +2,24 @@
 //!
 //! kernel probes (`monitor-ebpf`) → [`capture`] (load, attach, ring buffer reader task)
 //! → [`decode`] (bytes → typed record) → [`enrich`] (process table: ppid, exe, cmdline, user,
-//! ancestry, cwd) → [`analysis`] (the [`rules`] engine) → [`output`] (JSON lines; TUI, alerts and
-//! storage later).
+//! ancestry, cwd) → [`analysis`] (the [`rules`] engine) → [`output`] (JSON lines) or the
+//! terminal UI ([`tui`]: event loop, [`app`]: state, [`ui`]: drawing) and [`storage`] (the
+//! SQLite event history). [`record`] writes and replays event streams.
 pub mod analysis;
+pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod event;
+pub mod history_cli;
 pub mod output;
 pub mod pipeline;
+pub mod record;
+pub mod response;
 pub mod rules;
 pub mod sanitize;
+pub mod storage;
+pub mod tui;
+pub mod ui;

@@ -1,15 +1,23 @@
 //! The binary edge: parse the command line, load the config, run, and turn errors into one
 //! clear line and an exit code.
-use std::{io::IsTerminal, process::ExitCode, time::Duration};
+use std::{
+    io::{IsTerminal, Write},
+    path::Path,
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::Parser;
 use color_eyre::eyre::{Result, WrapErr};
 use secmon::{
     capture::{self, CaptureError},
-    cli::{Cli, Command, RulesCommand},
-    config::Config,
+    cli::{BlockCommand, BlockKind, Cli, Command, RulesCommand},
+    config::{self, Config},
+    history_cli,
     pipeline::{self, PipelineError, RunOptions},
+    record::Replay,
     rules::{self, RuleEngine},
+    tui,
 };
 
 fn main() -> ExitCode {
@@ -31,11 +39,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(Command::Rules(command)) = &cli.command {
         return run_rules_command(&cli, command);
     }
+    if let Some(Command::Block(command)) = &cli.command {
+        return run_block_command(&cli, command);
+    }
+    if let Some(Command::Unblock { id, socket }) = &cli.command {
+        let remove = BlockCommand::Remove {
+            id: *id,
+            socket: socket.clone(),
+        };
+        return run_block_command(&cli, &remove);
+    }
+    if let Some(Command::History(args)) = &cli.command {
+        // Arguments are checked before the configuration is read.
+        let (config, _) = Config::load_or_default(cli.config.as_deref())?;
+        let db = cli.db.clone().unwrap_or(config.storage.path);
+        return Ok(ExitCode::from(history_cli::main(args, &db)));
+    }
+    if let Some(recording) = &cli.replay {
+        return run_replay(&cli, recording);
+    }
     if !capture::privileged() {
         eprintln!("secmon: {}", CaptureError::NotPrivileged);
         return Ok(ExitCode::FAILURE);
     }
-    if !cli.json && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+    let has_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !(cli.json || has_terminal) {
         eprintln!(
             "secmon: the terminal UI needs a terminal on stdin and stdout; use --json to \
              stream events to a pipe or a file (see --help)"
@@ -47,6 +75,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         duration: cli.duration.map(Duration::from_secs_f64),
         ring_bytes: Some(cli.ring_buffer_mib * 1024 * 1024),
         rules: Some(load_rules(&cli, &config)?),
+        storage: Some(storage_settings(&cli, &config)),
+        record: cli.record.clone(),
     };
     eprintln!("secmon: config: {source}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -59,8 +89,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         let result = runtime.block_on(pipeline::run_json(&config, &options, stdout.lock()));
         (result, "written")
     } else {
-        eprintln!("secmon: the terminal UI is not available yet; run `secmon-tui --json`");
-        return Ok(ExitCode::from(2));
+        (runtime.block_on(tui::run(&config, &options)), "received")
     };
     match result {
         Ok(summary) => {
@@ -76,6 +105,70 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The config's `[storage]`, with `--db PATH` (which also switches storage on) applied.
+fn storage_settings(cli: &Cli, config: &Config) -> config::Storage {
+    let mut storage = config.storage.clone();
+    if let Some(db) = &cli.db {
+        storage.path = db.clone();
+        storage.enabled = true;
+    }
+    storage
+}
+
+/// `--replay FILE`: no root, no eBPF; the recording through the current rules.
+fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
+    if !cli.json {
+        eprintln!(
+            "secmon: the terminal UI cannot replay yet; use --json with --replay (see --help)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let (config, source) = Config::load_or_default(cli.config.as_deref())?;
+    let speed = cli.speed.unwrap_or_default();
+    let replay = Replay::open(recording, speed)?;
+    let options = RunOptions {
+        duration: cli.duration.map(Duration::from_secs_f64),
+        ring_bytes: None,
+        rules: Some(load_rules(cli, &config)?),
+        // Only into an explicitly named database: a replay is not this machine's history.
+        storage: cli.db.is_some().then(|| storage_settings(cli, &config)),
+        record: cli.record.clone(),
+    };
+    eprintln!("secmon: config: {source}");
+    let recorded = match replay.recording().header() {
+        Some(h) if !h.host.is_empty() => format!(
+            "recorded on {} at {}",
+            h.host,
+            h.created.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        Some(h) => format!("recorded at {}", h.created.format("%Y-%m-%d %H:%M:%S UTC")),
+        None => "JSON lines without a recording header".to_string(),
+    };
+    eprintln!(
+        "secmon: replaying {} ({recorded}) at speed {speed}",
+        recording.display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("starting the async runtime")?;
+    let stdout = std::io::stdout();
+    let summary = runtime.block_on(pipeline::run_replay_json(
+        &config,
+        &options,
+        replay,
+        stdout.lock(),
+    ))?;
+    eprintln!(
+        "secmon: stopped: {} events written, {} events replayed from {}",
+        summary.events,
+        summary.records,
+        recording.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The rules `--json` mode uses: `--rules DIR` (or the default) and the config's `rules_dirs`.
@@ -108,4 +201,55 @@ fn run_rules_command(cli: &Cli, command: &RulesCommand) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `secmon-tui block list|add|remove` and `unblock`: one request to the running monitor's
+/// control socket (`--socket`, else the config's `control_socket`).
+fn run_block_command(cli: &Cli, command: &BlockCommand) -> Result<ExitCode> {
+    use secmon::response::control::{self, Request, TargetSpec};
+    let socket = match command.socket() {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let (config, _) = Config::load_or_default(cli.config.as_deref())?;
+            config.response.control_socket
+        }
+    };
+    let request = match command {
+        BlockCommand::List { .. } => Request::List,
+        BlockCommand::Add {
+            kind,
+            target,
+            ttl,
+            reason,
+            ..
+        } => Request::Add {
+            target: match kind {
+                BlockKind::Exec => TargetSpec::Exec(target.clone()),
+                BlockKind::Connect => TargetSpec::Connect(target.clone()),
+            },
+            ttl_secs: *ttl,
+            reason: reason.clone(),
+        },
+        BlockCommand::Remove { id, .. } => Request::Remove { id: *id },
+    };
+    let reply = control::request(&socket, &request)?;
+    if !reply.ok {
+        let error = reply.error.unwrap_or_else(|| "refused".to_string());
+        eprintln!("secmon: {}", secmon::sanitize::for_terminal(&error));
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut out = std::io::stdout().lock();
+    match (&request, reply.denies, reply.deny) {
+        (Request::List, Some(denies), _) => {
+            control::write_list(&mut out, &denies).wrap_err("writing the list")?;
+        }
+        (Request::Add { .. }, _, Some(deny)) => {
+            writeln!(out, "blocked {}", control::describe(&deny)).wrap_err("writing")?;
+        }
+        (Request::Remove { .. }, _, Some(deny)) => {
+            writeln!(out, "unblocked {}", control::describe(&deny)).wrap_err("writing")?;
+        }
+        _ => writeln!(out, "ok").wrap_err("writing")?,
+    }
+    Ok(ExitCode::SUCCESS)
 }

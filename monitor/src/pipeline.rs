@@ -3,7 +3,8 @@
 //! after `--duration`, draining and flushing everything already captured.
 use std::{
     io::{self, Write},
-    sync::{Arc, atomic::Ordering},
+    path::PathBuf,
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
@@ -14,12 +15,20 @@ use tokio::{
 
 use crate::{
     analysis::Analyzer,
-    capture::{Capture, CaptureError, CaptureOptions, reader},
+    capture::{Capture, CaptureError, CaptureOptions, enforce::EnforceError, reader},
     config::Config,
     decode::Record,
     enrich::Enricher,
+    event::Event,
     output::json::JsonLines,
+    record::{RecordError, Recorder, Replay},
+    response::{
+        Responder, ResponseError,
+        control::ControlServer,
+        enforce::{SharedCapture, lock_capture},
+    },
     rules::{self, RuleEngine},
+    storage::{Retention, Store, WriterOptions},
 };
 
 /// Batches in flight between the reader and the pipeline; beyond that the reader waits and
@@ -32,6 +41,15 @@ pub enum PipelineError {
     Capture(#[from] CaptureError),
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// `--record FILE` cannot be created, or `--replay FILE` cannot be read.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The response layer cannot start (log file, webhook, control socket).
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+    /// `[response] enforce = true` but this kernel or system cannot enforce.
+    #[error("[response] enforce = true, but real enforcement cannot start: {0}")]
+    Enforce(#[from] EnforceError),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -41,6 +59,10 @@ pub struct RunOptions {
     /// The loaded rules (`None`: no rules, every event benign). Reloaded on SIGHUP and when
     /// a file in its directories changes.
     pub rules: Option<RuleEngine>,
+    /// The event history (`None`, or `enabled = false`: not stored).
+    pub storage: Option<crate::config::Storage>,
+    /// `--record FILE`: save the enriched events (before analysis) for `--replay`.
+    pub record: Option<PathBuf>,
 }
 
 /// What a run did, printed to stderr at the end.
@@ -58,6 +80,60 @@ pub fn start_capture(
     config: &Config,
     options: &RunOptions,
 ) -> Result<(Capture, aya::maps::RingBuf<aya::maps::MapData>), CaptureError> {
+    let (capture, ring) = open_capture(config, options)?;
+    report_ready(&capture, &[]);
+    Ok((capture, ring))
+}
+
+/// A started monitor: the capture (shared with the response layer and the control socket),
+/// its ring buffer, the response layer, and the control socket when `enforce` is on.
+pub struct Started {
+    pub capture: SharedCapture,
+    pub ring: aya::maps::RingBuf<aya::maps::MapData>,
+    pub responder: Responder,
+    pub control: Option<ControlServer>,
+}
+
+/// [`start_capture`] plus the response layer: with `[response] enforce = true` the connect
+/// programs are attached and the control socket is listening before `secmon: ready`.
+pub fn start_with_response(
+    config: &Config,
+    options: &RunOptions,
+) -> Result<Started, PipelineError> {
+    let (mut capture, ring) = open_capture(config, options)?;
+    let enforce = config.response.enforce;
+    if enforce {
+        capture.enable_enforcement()?;
+    }
+    let capture = Arc::new(Mutex::new(capture));
+    let responder = Responder::new(&config.response, enforce.then(|| capture.clone()))?;
+    let control = match responder.enforcer() {
+        Some(enforcer) => Some(
+            ControlServer::start(&config.response.control_socket, enforcer.clone())
+                .map_err(ResponseError::from)?,
+        ),
+        None => None,
+    };
+    let mut extra = vec![format!("secmon: response: {}", responder.describe())];
+    if let Some(control) = &control {
+        extra.push(format!(
+            "secmon: control socket: {}",
+            control.path().display()
+        ));
+    }
+    report_ready(&lock_capture(&capture), &extra);
+    Ok(Started {
+        capture,
+        ring,
+        responder,
+        control,
+    })
+}
+
+fn open_capture(
+    config: &Config,
+    options: &RunOptions,
+) -> Result<(Capture, aya::maps::RingBuf<aya::maps::MapData>), CaptureError> {
     let mut capture_options = CaptureOptions {
         enabled: config.monitoring.enabled_families(),
         ..CaptureOptions::default()
@@ -65,7 +141,11 @@ pub fn start_capture(
     if let Some(bytes) = options.ring_bytes {
         capture_options.ring_bytes = bytes;
     }
-    let (capture, ring) = Capture::start(&capture_options)?;
+    Capture::start(&capture_options)
+}
+
+/// Unavailable probe groups, `secmon: ready`, the probe summary, then `extra` lines.
+fn report_ready(capture: &Capture, extra: &[String]) {
     let mut stderr = io::stderr().lock();
     for group in capture.report().unavailable() {
         let _ = writeln!(
@@ -80,7 +160,9 @@ pub fn start_capture(
     for line in capture.report().summary_lines() {
         let _ = writeln!(stderr, "secmon: probes {line}");
     }
-    Ok((capture, ring))
+    for line in extra {
+        let _ = writeln!(stderr, "{line}");
+    }
 }
 
 pub async fn run_json<W: Write>(
@@ -92,7 +174,13 @@ pub async fn run_json<W: Write>(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    let (capture, ring) = start_capture(config, options)?;
+    let mut taps = Taps::open(options)?;
+    let Started {
+        capture,
+        ring,
+        mut responder,
+        control,
+    } = start_with_response(config, options)?;
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stats = Arc::new(reader::ReaderStats::default());
@@ -118,7 +206,12 @@ pub async fn run_json<W: Write>(
         tokio::select! {
             batch = batch_rx.recv() => {
                 let Some(batch) = batch else { break };
-                match write_batch(&batch, &mut enricher, &mut analyzer, &mut sink) {
+                let stages = Stages {
+                    enricher: &mut enricher,
+                    analyzer: &mut analyzer,
+                    responder: &mut responder,
+                };
+                match write_batch(&batch, stages, &mut sink, &mut taps) {
                     Ok(n) => summary.events += n,
                     // The reader of our stdout went away (`| head`): stop quietly.
                     Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
@@ -126,7 +219,9 @@ pub async fn run_json<W: Write>(
                 }
             }
             _ = drop_check.tick() => {
-                drops_reported = report_new_drops(&capture, drops_reported);
+                drops_reported = report_new_drops(&lock_capture(&capture), drops_reported);
+                responder.tick();
+                taps.report();
             }
             _ = sigint.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
             _ = sigterm.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
@@ -142,8 +237,16 @@ pub async fn run_json<W: Write>(
     }
     summary.records = stats.records.load(Ordering::Relaxed);
     summary.decode_errors = stats.decode_errors.load(Ordering::Relaxed);
-    summary.kernel_drops = capture.total_drops();
+    if let Some(control) = control {
+        control.stop();
+    }
+    if let Some(line) = responder.finish(Duration::from_secs(2)).summary() {
+        eprintln!("{line}");
+    }
+    summary.kernel_drops = lock_capture(&capture).total_drops();
+    // The last reference: detaches every program, deny tables included.
     drop(capture);
+    taps.close();
     Ok(summary)
 }
 
@@ -170,20 +273,271 @@ fn report_new_drops(capture: &Capture, already_reported: u64) -> u64 {
     total
 }
 
+/// The stages an event goes through between decoding and output.
+struct Stages<'a> {
+    enricher: &'a mut Enricher,
+    analyzer: &'a mut Analyzer,
+    responder: &'a mut Responder,
+}
+
 fn write_batch<W: Write>(
     batch: &[Record],
-    enricher: &mut Enricher,
-    analyzer: &mut Analyzer,
+    Stages {
+        enricher,
+        analyzer,
+        responder,
+    }: Stages<'_>,
     sink: &mut JsonLines<W>,
+    taps: &mut Taps,
 ) -> io::Result<u64> {
     let mut written = 0;
     for record in batch {
         if let Some(mut event) = enricher.process(record) {
-            analyzer.analyze(&mut event);
+            taps.record(&event);
+            let outcome = analyzer.analyze(&mut event);
+            responder.respond_analyzed(&mut event, &outcome, analyzer);
             sink.write(&event)?;
+            taps.store(&event);
             written += 1;
         }
     }
     sink.flush()?;
+    responder.flush();
+    taps.end_batch();
+    Ok(written)
+}
+
+/// What happens to every event besides its output: the recording (`--record`, taken before
+/// analysis) and the history (`[storage]`, after analysis and response). Used by `--json`,
+/// replay and the TUI alike. Neither ever stops the monitor: a recording that fails to write
+/// stops with a warning, and the history drops (and reports) what its writer cannot take.
+pub struct Taps {
+    recorder: Option<Recorder>,
+    store: Option<Store>,
+    pending: Vec<Event>,
+}
+
+impl Taps {
+    /// Creates the recording (an error if it cannot be: it was asked for explicitly) and
+    /// opens the history (if it cannot be, a warning says so and monitoring goes on).
+    pub fn open(options: &RunOptions) -> Result<Taps, PipelineError> {
+        let recorder = match &options.record {
+            Some(path) => {
+                let recorder = Recorder::create(path)?;
+                eprintln!("secmon: recording to {}", path.display());
+                Some(recorder)
+            }
+            None => None,
+        };
+        let store = options
+            .storage
+            .as_ref()
+            .filter(|s| s.enabled)
+            .and_then(open_store);
+        Ok(Taps {
+            recorder,
+            store,
+            pending: Vec::new(),
+        })
+    }
+
+    /// No recording, no history.
+    pub fn none() -> Taps {
+        Taps {
+            recorder: None,
+            store: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Call with each enriched event before it is analysed.
+    pub fn record(&mut self, event: &Event) {
+        if let Some(recorder) = &mut self.recorder
+            && let Err(e) = recorder.write(event)
+        {
+            self.stop_recording(&e);
+        }
+    }
+
+    /// Call with each event once analysed (and responded to).
+    pub fn store(&mut self, event: &Event) {
+        if self.store.is_some() {
+            self.pending.push(event.clone());
+        }
+    }
+
+    /// Call after each batch: flushes the recording, hands the batch to the history writer.
+    pub fn end_batch(&mut self) {
+        if let Some(recorder) = &mut self.recorder
+            && let Err(e) = recorder.flush()
+        {
+            self.stop_recording(&e);
+        }
+        if let Some(store) = &self.store
+            && !self.pending.is_empty()
+        {
+            store.submit(std::mem::take(&mut self.pending));
+        }
+    }
+
+    fn stop_recording(&mut self, error: &io::Error) {
+        if let Some(recorder) = self.recorder.take() {
+            eprintln!(
+                "secmon: warning: recording to {} stopped after {} events: {error}",
+                recorder.path().display(),
+                recorder.events()
+            );
+        }
+    }
+
+    /// Prints new history warnings (drops, failed writes); call about once a second.
+    pub fn report(&mut self) {
+        if let Some(store) = &mut self.store {
+            for line in store.take_report() {
+                eprintln!("secmon: {line}");
+            }
+        }
+    }
+
+    /// Finishes the recording and lets the history writer commit what is queued.
+    pub fn close(mut self) {
+        self.end_batch();
+        if let Some(recorder) = self.recorder.take() {
+            let path = recorder.path().to_path_buf();
+            match recorder.finish() {
+                Ok(n) => eprintln!("secmon: recorded {n} events to {}", path.display()),
+                Err(e) => eprintln!("secmon: warning: finishing {}: {e}", path.display()),
+            }
+        }
+        if let Some(mut store) = self.store.take() {
+            store.flush();
+            for line in store.take_report() {
+                eprintln!("secmon: {line}");
+            }
+            let path = store.path().display().to_string();
+            let s = store.close();
+            let lost = s.dropped + s.failed;
+            if lost > 0 {
+                eprintln!(
+                    "secmon: history: {} events stored in {path}, {lost} not stored",
+                    s.stored
+                );
+            } else {
+                eprintln!("secmon: history: {} events stored in {path}", s.stored);
+            }
+        }
+    }
+}
+
+/// Opens the history for the monitor; on failure says so and returns `None` (monitoring goes
+/// on without it).
+fn open_store(settings: &crate::config::Storage) -> Option<Store> {
+    let retention = Retention::from_config(settings);
+    let options = WriterOptions {
+        retention,
+        ..WriterOptions::default()
+    };
+    match Store::open(&settings.path, options) {
+        Ok(store) => {
+            let mut kept = Vec::new();
+            if settings.retention_days > 0 {
+                kept.push(format!("{} days", settings.retention_days));
+            }
+            if settings.max_size_mb > 0 {
+                kept.push(format!("{} MiB", settings.max_size_mb));
+            }
+            let kept = if kept.is_empty() {
+                "kept forever".to_string()
+            } else {
+                format!("keeping at most {}", kept.join(" and "))
+            };
+            eprintln!("secmon: history: {} ({kept})", settings.path.display());
+            Some(store)
+        }
+        Err(e) => {
+            eprintln!(
+                "secmon: warning: history disabled: {e}; monitoring goes on without storing events"
+            );
+            None
+        }
+    }
+}
+
+/// `--replay FILE --json`: the recording's events, at its pace (or `--speed max`), through the
+/// current rules into JSON lines. No capture, no root. Stops at the end of the recording, on
+/// SIGINT/SIGTERM, after `--duration`, or when stdout closes. With `--speed max` the output
+/// depends only on the recording and the rules.
+pub async fn run_replay_json<W: Write>(
+    config: &Config,
+    options: &RunOptions,
+    replay: Replay,
+    out: W,
+) -> Result<RunSummary, PipelineError> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut taps = Taps::open(options)?;
+    let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
+    let mut analyzer = Analyzer::new(engine, &config.threat_detection);
+    let mut sink = JsonLines::new(out);
+    let mut summary = RunSummary::default();
+    let (events_tx, mut events_rx) = mpsc::channel::<Vec<Event>>(CHANNEL_BATCHES);
+    let feeder = tokio::spawn(crate::record::feed(replay, events_tx));
+    let deadline = async {
+        match options.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut report = tokio::time::interval(Duration::from_secs(1));
+    let mut result = Ok(());
+    loop {
+        tokio::select! {
+            batch = events_rx.recv() => {
+                let Some(batch) = batch else { break };
+                match write_events(batch, &mut analyzer, &mut sink, &mut taps) {
+                    Ok(n) => summary.events += n,
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
+                    Err(e) => { result = Err(e); break; }
+                }
+            }
+            _ = report.tick() => taps.report(),
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = &mut deadline => break,
+        }
+    }
+    drop(events_rx);
+    let replayed = feeder.await.unwrap_or_default();
+    taps.close();
+    result?;
+    match sink.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
+    if let Some(error) = replayed.error {
+        eprintln!("secmon: warning: {error}");
+    }
+    summary.records = replayed.events;
+    Ok(summary)
+}
+
+/// Analyses replayed events and writes them (the replay's `write_batch`).
+fn write_events<W: Write>(
+    batch: Vec<Event>,
+    analyzer: &mut Analyzer,
+    sink: &mut JsonLines<W>,
+    taps: &mut Taps,
+) -> io::Result<u64> {
+    let mut written = 0;
+    for mut event in batch {
+        taps.record(&event);
+        analyzer.analyze(&mut event);
+        sink.write(&event)?;
+        taps.store(&event);
+        written += 1;
+    }
+    sink.flush()?;
+    taps.end_batch();
     Ok(written)
 }

@@ -350,6 +350,11 @@ fn start_shared_monitor() -> Result<Monitor, String> {
         .spawn(move || {
             let mut cmd = Command::new(BIN);
             cmd.arg("--json")
+                .arg("--config")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../tests/fixtures/shared-monitor.toml"
+                ))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());

@@ -7,11 +7,15 @@
 mod cli;
 mod common;
 mod control;
+mod enforce;
 mod file;
 mod kernel;
 mod network;
 mod privilege;
 mod process;
-mod safety;
-mod enforce;
+mod replay;
+mod response;
 mod rules_e2e;
+mod safety;
+mod storage;
+mod tui;

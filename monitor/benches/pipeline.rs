@@ -1,0 +1,350 @@
+//! Userspace cost per event: decode, enrich and JSON-serialise hand-built kernel records.
+//!
+//! `cargo bench -p monitor --bench pipeline` (also run by `cargo xtask bench`). Throughput is
+//! reported in events (elements) per second. The kernel side and the ring buffer are measured by
+//! `cargo xtask bench` itself; this isolates what one record costs once it is in userspace.
+//!
+//! Records are built the way the eBPF programs fill them and decoded from their bytes, exactly as
+//! the ring-buffer reader does. The process table is seeded from a small fake `/proc` (a shell
+//! and its parents), so enrichment finds parents, ancestry, users and the cwd without touching
+//! the real system, and every iteration sees the same state.
+//!
+//! Benchmarks (1000 records per iteration):
+//! - `decode/mix`: bytes → typed records only.
+//! - `pipeline/mix`: decode + enrich + JSON for a realistic mix (shell sessions: fork, exec,
+//!   library and data file opens, a relative open, a write, a TCP connect and close, exit).
+//! - `pipeline/file_open`: decode + enrich + JSON for a stream of opens from one process, the
+//!   record stream of the `open/close` loop and of the throughput test of `cargo xtask bench`.
+//!
+//! The rule engine (analysis stage) is not included: it is a placeholder for now.
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use monitor_common::{
+    AT_FDCWD, COMM_LEN, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent, kind,
+    ops,
+};
+use secmon::decode::{Record, as_bytes, decode};
+use secmon::enrich::{Enricher, UserNames};
+use secmon::output::json::JsonLines;
+
+/// Records per benchmark iteration.
+const RECORDS: usize = 1000;
+/// Records per shell session in the mix.
+const SESSION_RECORDS: usize = 10;
+const SHELL_PID: u32 = 2000;
+/// First pid of the children the shell forks.
+const CHILD_PID: u32 = 3000;
+const UID: u32 = 1000;
+/// A process known from the fake /proc that does nothing but open files.
+const OPENER_PID: u32 = 2100;
+
+fn zeroed<T>() -> T {
+    // SAFETY: only used for the monitor_common record types, plain integers and byte arrays.
+    unsafe { std::mem::zeroed() }
+}
+
+fn copy_str(dest: &mut [u8], text: &str) {
+    let n = text.len().min(dest.len() - 1);
+    dest[..n].copy_from_slice(&text.as_bytes()[..n]);
+    dest[n] = 0;
+}
+
+fn header(kind: u32, pid: u32, comm: &str, timestamp_ns: u64) -> EventHeader {
+    let mut h: EventHeader = zeroed();
+    h.kind = kind;
+    h.timestamp_ns = timestamp_ns;
+    h.pid = pid;
+    h.tid = pid;
+    h.uid = UID;
+    h.gid = UID;
+    h.cgroup_id = 4242;
+    let mut c = [0u8; COMM_LEN];
+    copy_str(&mut c, comm);
+    h.comm = c;
+    h
+}
+
+fn fork(parent: u32, child: u32, ts: u64) -> Vec<u8> {
+    let mut e: ForkEvent = zeroed();
+    e.header = header(kind::PROCESS_FORK, parent, "bash", ts);
+    e.data.parent_pid = parent;
+    e.data.child_pid = child;
+    as_bytes(&e).to_vec()
+}
+
+fn exec(pid: u32, path: &str, argv: &[&str], ts: u64) -> Vec<u8> {
+    let mut e: Box<ExecEvent> = Box::new(zeroed());
+    let comm = path.rsplit('/').next().unwrap_or(path);
+    e.header = header(kind::PROCESS_EXEC, pid, comm, ts);
+    e.data.old_pid = pid;
+    copy_str(&mut e.data.filename, path);
+    e.data.argv.argc = argv.len() as u32;
+    for (slot, arg) in e.data.argv.args.iter_mut().zip(argv) {
+        copy_str(slot, arg);
+    }
+    as_bytes(&*e).to_vec()
+}
+
+fn open(pid: u32, comm: &str, path: &str, flags: i32, ts: u64) -> Vec<u8> {
+    let mut e: Box<FileEvent> = Box::new(zeroed());
+    e.header = header(kind::FILE_OPEN, pid, comm, ts);
+    e.data.op = ops::OPENAT;
+    e.data.dirfd = AT_FDCWD;
+    e.data.flags = flags as u64;
+    e.data.mode = if flags & libc::O_CREAT != 0 { 0o644 } else { 0 };
+    e.data.ret = 3;
+    copy_str(&mut e.data.path, path);
+    as_bytes(&*e).to_vec()
+}
+
+fn tcp(kind: u32, pid: u32, comm: &str, sport: u16, ts: u64) -> Vec<u8> {
+    let mut e: NetEvent = zeroed();
+    e.header = header(kind, pid, comm, ts);
+    e.data.family = 2;
+    e.data.protocol = 6;
+    e.data.src_port = sport;
+    e.data.dst_port = 443;
+    e.data.src_addr[..4].copy_from_slice(&[10, 0, 0, 5]);
+    e.data.dst_addr[..4].copy_from_slice(&[93, 184, 216, 34]);
+    e.data.fd = 3;
+    if kind == monitor_common::kind::NET_CLOSE {
+        e.data.bytes_sent = 517;
+        e.data.bytes_received = 4096;
+        e.data.duration_ns = 35_000_000;
+    }
+    as_bytes(&e).to_vec()
+}
+
+fn exit(pid: u32, comm: &str, ts: u64) -> Vec<u8> {
+    let mut e: ExitEvent = zeroed();
+    e.header = header(kind::PROCESS_EXIT, pid, comm, ts);
+    e.data.exited = 1;
+    as_bytes(&e).to_vec()
+}
+
+/// 100 shell sessions of 10 records: what a busy interactive or CI host produces.
+fn mix() -> Vec<Vec<u8>> {
+    let mut records = Vec::with_capacity(RECORDS);
+    let mut ts = 1_000_000_000u64;
+    let mut tick = || {
+        ts += 1_000;
+        ts
+    };
+    for session in 0..(RECORDS / SESSION_RECORDS) as u32 {
+        let child = CHILD_PID + session;
+        records.push(fork(SHELL_PID, child, tick()));
+        records.push(exec(
+            child,
+            "/usr/bin/grep",
+            &["grep", "-r", "--include=*.conf", "listen", "/etc/nginx"],
+            tick(),
+        ));
+        records.push(open(
+            child,
+            "grep",
+            "/etc/ld.so.cache",
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            tick(),
+        ));
+        records.push(open(
+            child,
+            "grep",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            tick(),
+        ));
+        records.push(open(
+            child,
+            "grep",
+            "/etc/nginx/sites-enabled/default.conf",
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            tick(),
+        ));
+        records.push(open(
+            child,
+            "grep",
+            "notes/../todo.txt",
+            libc::O_RDONLY,
+            tick(),
+        ));
+        records.push(open(
+            child,
+            "grep",
+            "/tmp/grep-out.txt",
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+            tick(),
+        ));
+        records.push(tcp(
+            kind::NET_CONNECT,
+            child,
+            "grep",
+            40000 + session as u16,
+            tick(),
+        ));
+        records.push(tcp(
+            kind::NET_CLOSE,
+            child,
+            "grep",
+            40000 + session as u16,
+            tick(),
+        ));
+        records.push(exit(child, "grep", tick()));
+    }
+    assert_eq!(records.len(), RECORDS);
+    records
+}
+
+/// The open/close loop's stream: one process opening the same file.
+fn opens() -> Vec<Vec<u8>> {
+    (0..RECORDS as u64)
+        .map(|i| {
+            open(
+                OPENER_PID,
+                "xtask",
+                "/tmp/secmon-bench-2100/file",
+                libc::O_RDONLY | libc::O_CLOEXEC,
+                1_000_000_000 + i * 1_000,
+            )
+        })
+        .collect()
+}
+
+/// A fake /proc: init → sshd → bash (the shell), and an opener under init.
+fn fake_proc(root: &Path) {
+    let procs: [(u32, &str, u32, &str, &str, &str); 4] = [
+        (
+            1,
+            "systemd",
+            0,
+            "/usr/lib/systemd/systemd",
+            "/",
+            "/sbin/init\0",
+        ),
+        (
+            900,
+            "sshd",
+            1,
+            "/usr/sbin/sshd",
+            "/",
+            "sshd: alice [priv]\0",
+        ),
+        (
+            SHELL_PID,
+            "bash",
+            900,
+            "/usr/bin/bash",
+            "/home/alice",
+            "-bash\0",
+        ),
+        (
+            OPENER_PID,
+            "xtask",
+            1,
+            "/work/target/release/xtask",
+            "/work",
+            "xtask\0bench\0",
+        ),
+    ];
+    for (pid, comm, ppid, exe, cwd, cmdline) in procs {
+        let dir = root.join(pid.to_string());
+        std::fs::create_dir_all(&dir).expect("proc dir");
+        let stat = format!(
+            "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1234 0 0 0 5 3 0 0 20 0 1 0 \
+             {start} 12345678 890 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+            start = 100 + pid
+        );
+        std::fs::write(dir.join("stat"), stat).expect("stat");
+        std::fs::write(dir.join("comm"), format!("{comm}\n")).expect("comm");
+        let uid = if pid == SHELL_PID || pid == OPENER_PID {
+            UID
+        } else {
+            0
+        };
+        std::fs::write(
+            dir.join("status"),
+            format!("Name:\t{comm}\nPPid:\t{ppid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        )
+        .expect("status");
+        std::fs::write(dir.join("cmdline"), cmdline).expect("cmdline");
+        std::os::unix::fs::symlink(exe, dir.join("exe")).expect("exe");
+        std::os::unix::fs::symlink(cwd, dir.join("cwd")).expect("cwd");
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    enricher: Enricher,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proc_root = dir.path().join("proc");
+    fake_proc(&proc_root);
+    let passwd = dir.path().join("passwd");
+    std::fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n",
+    )
+    .expect("passwd");
+    let enricher = Enricher::with_proc_root(&proc_root, UserNames::from_path(passwd));
+    Fixture {
+        _dir: dir,
+        enricher,
+    }
+}
+
+/// What the pipeline does per batch: decode each record, enrich it, write it as a JSON line.
+fn run_batch(
+    records: &[Vec<u8>],
+    enricher: &mut Enricher,
+    sink: &mut JsonLines<std::io::Sink>,
+) -> u64 {
+    let mut written = 0;
+    for bytes in records {
+        let record = decode(bytes).expect("decodes");
+        if let Some(event) = enricher.process(&record) {
+            sink.write(&event).expect("write");
+            written += 1;
+        }
+    }
+    sink.flush().expect("flush");
+    written
+}
+
+fn benches(c: &mut Criterion) {
+    let mix = mix();
+    let opens = opens();
+
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.bench_function("mix", |b| {
+        b.iter(|| {
+            for bytes in &mix {
+                let record: Record = decode(black_box(bytes)).expect("decodes");
+                black_box(&record);
+            }
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    for (name, records) in [("mix", &mix), ("file_open", &opens)] {
+        let mut fx = fixture();
+        let mut sink = JsonLines::new(std::io::sink());
+        // Every record of both streams becomes an event (no chdir records).
+        assert_eq!(
+            run_batch(records, &mut fx.enricher, &mut sink),
+            RECORDS as u64
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| run_batch(black_box(records), &mut fx.enricher, &mut sink))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(pipeline, benches);
+criterion_main!(pipeline);

@@ -1,0 +1,89 @@
+//! Terminal UI cost: one full frame, and storing a batch of events.
+//!
+//! `cargo bench -p monitor --bench render`. Target: a 160×48 frame with 10,000 buffered events
+//! per pane under 2 ms (the UI redraws at most ~30 times a second, so that is ≤ 6 % of a core
+//! at the maximum frame rate). Frames are drawn into ratatui's `TestBackend`: widget layout,
+//! sanitising and formatting the visible rows, and the diff against the previous frame; the
+//! escape codes a real terminal receives are not included.
+//!
+//! Benchmarks:
+//! - `render/160x48`: the three panes following the newest events, alerts strip, header.
+//! - `render/160x48_browsing_filtered`: a filter that hides most events and a selection deep
+//!   in the history (the rows shown are found by scanning the buffers).
+//! - `render/80x24` and `render/160x48_detail`: a small screen; the detail overlay.
+//! - `ingest/4096`: storing one reader batch (4096 analysed events) into full panes.
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::{Terminal, backend::TestBackend};
+use secmon::{
+    app::{App, Event, PANE_CAPACITY, Theme},
+    ui::{self, sample},
+};
+
+fn full_app() -> App {
+    sample::app(Theme { color: true }, sample::flood(PANE_CAPACITY))
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    app.handle(Event::Input(TermEvent::Key(KeyEvent::new(
+        code,
+        KeyModifiers::NONE,
+    ))));
+}
+
+fn frame(c: &mut Criterion, name: &str, app: &App, width: u16, height: u16) {
+    let mut terminal = match Terminal::new(TestBackend::new(width, height)) {
+        Ok(t) => t,
+        Err(e) => match e {},
+    };
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            let _ = terminal.draw(|f| ui::draw(f, black_box(app)));
+        })
+    });
+}
+
+fn render(c: &mut Criterion) {
+    let app = full_app();
+    for pane in app.panes.iter() {
+        assert_eq!(pane.entries.len(), PANE_CAPACITY);
+    }
+    frame(c, "render/160x48", &app, 160, 48);
+    frame(c, "render/80x24", &app, 80, 24);
+
+    // "1/state" matches one file path in ten and nothing in the other panes.
+    let mut browsing = full_app();
+    for c in "/1/state".chars() {
+        press(&mut browsing, KeyCode::Char(c));
+    }
+    press(&mut browsing, KeyCode::Enter);
+    press(&mut browsing, KeyCode::Tab);
+    for _ in 0..30 {
+        press(&mut browsing, KeyCode::PageDown);
+    }
+    frame(c, "render/160x48_browsing_filtered", &browsing, 160, 48);
+
+    let mut detail = full_app();
+    press(&mut detail, KeyCode::Enter);
+    frame(c, "render/160x48_detail", &detail, 160, 48);
+}
+
+fn ingest(c: &mut Criterion) {
+    let mut app = full_app();
+    let batch = sample::flood(4096 / 3 + 1);
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("4096", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |events| app.ingest(black_box(events)),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, render, ingest);
+criterion_main!(benches);

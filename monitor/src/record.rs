@@ -1,0 +1,874 @@
+//! Recordings: the decoded, enriched event stream saved while monitoring (`--record FILE`) and
+//! played back later through the current rules (`--replay FILE --speed N`), without root and
+//! without loading any eBPF program.
+//!
+//! Format (docs/history.md): JSON lines. The first line is a [`Header`]
+//! (`{"format":"secmon-recording","version":1,...}`); every other line is one [`Event`] as
+//! `--json` prints it, taken *before* analysis (its `analysis` is the empty verdict and is
+//! ignored on replay). A file name ending in `.zst` is written zstd-compressed; reading detects
+//! compression by its magic number. Plain `--json` output (no header) replays too.
+//!
+//! Replay: [`Replay`] groups a [`Recording`]'s events into batches with the time each is due
+//! (from the recorded timestamps, divided by the [`Speed`]); [`feed`] sends them into a channel
+//! at those times, which is what the `--json` replay and the TUI consume.
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::event::{Analysis, Event};
+
+/// The `format` value of a recording's header line.
+pub const FORMAT_NAME: &str = "secmon-recording";
+/// The format version this build writes; it reads this and older.
+pub const FORMAT_VERSION: u32 = 1;
+/// Events a replay batch holds at most.
+pub const MAX_BATCH: usize = 4096;
+/// Events due within this much replay time of a batch's first event go in the same batch
+/// (the live pipeline's reader drains every 10 ms too).
+pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The first line of a recording.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    /// When recording started.
+    pub created: DateTime<Utc>,
+    /// The secmon version that recorded it.
+    #[serde(default)]
+    pub secmon_version: String,
+    /// The machine it was recorded on.
+    #[serde(default)]
+    pub host: String,
+}
+
+impl Header {
+    pub fn new(created: DateTime<Utc>) -> Header {
+        Header {
+            format: FORMAT_NAME.to_string(),
+            version: FORMAT_VERSION,
+            created,
+            secmon_version: env!("CARGO_PKG_VERSION").to_string(),
+            host: hostname(),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    #[error("{}:{line}: not a secmon event: {message}", path.display())]
+    BadLine {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{}: recording format version {found} is newer than this secmon reads ({FORMAT_VERSION})", path.display())]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("{}: the recording is empty", path.display())]
+    Empty { path: PathBuf },
+    /// The file ends in the middle of an event (the recorder was killed): what came before
+    /// it was read.
+    #[error("{}:{line}: the recording ends abruptly (the recorder did not stop cleanly); {events} events were read before it", path.display())]
+    Truncated {
+        path: PathBuf,
+        line: usize,
+        events: u64,
+    },
+}
+
+enum Sink {
+    Plain(BufWriter<File>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+}
+
+impl Sink {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Plain(w) => w,
+            Sink::Zstd(w) => w,
+        }
+    }
+}
+
+/// Writes a recording: the header at creation, then one line per event.
+pub struct Recorder {
+    sink: Sink,
+    path: PathBuf,
+    events: u64,
+}
+
+impl Recorder {
+    /// Creates (truncating) `path`, mode `0600`: recordings hold command lines and paths.
+    /// zstd-compressed when the name ends in `.zst`.
+    pub fn create(path: &Path) -> Result<Recorder, RecordError> {
+        let io_err = |error| RecordError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_err)?;
+        let out = BufWriter::with_capacity(256 * 1024, file);
+        let sink = if path.extension().is_some_and(|e| e == "zst") {
+            Sink::Zstd(zstd::stream::write::Encoder::new(out, 3).map_err(io_err)?)
+        } else {
+            Sink::Plain(out)
+        };
+        let mut recorder = Recorder {
+            sink,
+            path: path.to_path_buf(),
+            events: 0,
+        };
+        let header = Header::new(Utc::now());
+        serde_json::to_writer(recorder.sink.writer(), &header)
+            .map_err(io::Error::other)
+            .map_err(io_err)?;
+        recorder.sink.writer().write_all(b"\n").map_err(io_err)?;
+        Ok(recorder)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Events written so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Appends one event (call it before analysis).
+    pub fn write(&mut self, event: &Event) -> io::Result<()> {
+        let out = self.sink.writer();
+        serde_json::to_writer(&mut *out, event).map_err(io::Error::other)?;
+        out.write_all(b"\n")?;
+        self.events += 1;
+        Ok(())
+    }
+
+    /// Pushes what is buffered to the file (once per batch).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.sink.writer().flush()
+    }
+
+    /// Flushes, ends the compressed stream, and returns the number of events written.
+    pub fn finish(self) -> io::Result<u64> {
+        match self.sink {
+            Sink::Plain(mut w) => w.flush()?,
+            Sink::Zstd(w) => w.finish()?.flush()?,
+        }
+        Ok(self.events)
+    }
+}
+
+/// A recording being read, event by event.
+pub struct Recording {
+    path: PathBuf,
+    lines: Box<dyn BufRead + Send>,
+    header: Option<Header>,
+    /// The first event, when the file has no header.
+    first: Option<Event>,
+    line: usize,
+    events: u64,
+    buf: String,
+    done: bool,
+}
+
+impl fmt::Debug for Recording {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recording")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recording {
+    /// Opens a recording (plain or zstd) and reads its header.
+    pub fn open(path: &Path) -> Result<Recording, RecordError> {
+        let io_err = |error| RecordError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let mut file = BufReader::new(File::open(path).map_err(io_err)?);
+        let compressed = file.fill_buf().map_err(io_err)?.starts_with(&ZSTD_MAGIC);
+        let lines: Box<dyn BufRead + Send> = if compressed {
+            let decoder = zstd::stream::read::Decoder::with_buffer(file).map_err(io_err)?;
+            Box::new(BufReader::new(decoder))
+        } else {
+            Box::new(file)
+        };
+        Recording::from_reader(path, lines)
+    }
+
+    /// Reads a recording from any reader (`name` is used in messages).
+    pub fn from_reader(
+        name: &Path,
+        lines: Box<dyn BufRead + Send>,
+    ) -> Result<Recording, RecordError> {
+        let mut recording = Recording {
+            path: name.to_path_buf(),
+            lines,
+            header: None,
+            first: None,
+            line: 0,
+            events: 0,
+            buf: String::new(),
+            done: false,
+        };
+        let Some(first) = recording.next_line()? else {
+            return Err(RecordError::Empty {
+                path: name.to_path_buf(),
+            });
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&first).map_err(|e| recording.bad_line(e.to_string()))?;
+        if value.get("format").is_some() {
+            let header: Header =
+                serde_json::from_value(value).map_err(|e| recording.bad_line(e.to_string()))?;
+            if header.format != FORMAT_NAME {
+                return Err(recording.bad_line(format!(
+                    "the header's format is `{}`, not `{FORMAT_NAME}`",
+                    header.format
+                )));
+            }
+            if header.version > FORMAT_VERSION {
+                return Err(RecordError::TooNew {
+                    path: name.to_path_buf(),
+                    found: header.version,
+                });
+            }
+            recording.header = Some(header);
+        } else {
+            // `--json` output: no header, the first line is already an event.
+            recording.first = Some(recording.event_from(value)?);
+        }
+        Ok(recording)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The header (`None` for plain `--json` output).
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    /// Events read so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    fn bad_line(&self, message: String) -> RecordError {
+        RecordError::BadLine {
+            path: self.path.clone(),
+            line: self.line,
+            message,
+        }
+    }
+
+    /// The next non-empty line, or `None` at the end. A last line without its newline that
+    /// is not valid JSON, or a read error in a compressed stream, is a truncated recording.
+    fn next_line(&mut self) -> Result<Option<String>, RecordError> {
+        loop {
+            self.buf.clear();
+            match self.lines.read_line(&mut self.buf) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {
+                    self.line += 1;
+                    if !self.buf.ends_with('\n')
+                        && serde_json::from_str::<serde::de::IgnoredAny>(&self.buf).is_err()
+                    {
+                        return Err(self.truncated(self.line));
+                    }
+                    let text = self.buf.trim();
+                    if !text.is_empty() {
+                        return Ok(Some(text.to_string()));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // Not UTF-8, or a damaged compressed stream.
+                    return Err(self.bad_line(e.to_string()));
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::Other
+                    ) =>
+                {
+                    return Err(self.truncated(self.line + 1));
+                }
+                Err(error) => {
+                    return Err(RecordError::Io {
+                        path: self.path.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+    }
+
+    fn truncated(&self, line: usize) -> RecordError {
+        RecordError::Truncated {
+            path: self.path.clone(),
+            line,
+            events: self.events,
+        }
+    }
+
+    fn event_from(&mut self, value: serde_json::Value) -> Result<Event, RecordError> {
+        let mut value = value;
+        if let Some(map) = value.as_object_mut() {
+            map.remove("analysis");
+            map.remove("response");
+        }
+        let mut event: Event = match serde_json::from_value(with_empty_analysis(value)) {
+            Ok(event) => event,
+            Err(e) => return Err(self.bad_line(e.to_string())),
+        };
+        event.analysis = Analysis::default();
+        self.events += 1;
+        Ok(event)
+    }
+
+    /// The next event (its analysis reset), or `None` at the end.
+    pub fn next_event(&mut self) -> Result<Option<Event>, RecordError> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let line = match self.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                self.done = true;
+                return Ok(None);
+            }
+            Err(e) => {
+                self.done = true;
+                return Err(e);
+            }
+        };
+        let value = serde_json::from_str(&line).map_err(|e| self.bad_line(e.to_string()))?;
+        self.event_from(value).map(Some)
+    }
+}
+
+fn with_empty_analysis(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = value.as_object_mut() {
+        // Serialising the default analysis cannot fail.
+        if let Ok(analysis) = serde_json::to_value(Analysis::default()) {
+            map.insert("analysis".to_string(), analysis);
+        }
+    }
+    value
+}
+
+impl Iterator for Recording {
+    type Item = Result<Event, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_event().transpose()
+    }
+}
+
+/// How fast a replay runs: a multiple of real time, or as fast as possible.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    Factor(f64),
+    Max,
+}
+
+impl Default for Speed {
+    fn default() -> Self {
+        Speed::Factor(1.0)
+    }
+}
+
+impl FromStr for Speed {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Speed, String> {
+        let t = text.trim().to_ascii_lowercase();
+        if t == "max" {
+            return Ok(Speed::Max);
+        }
+        let number = t.strip_suffix('x').unwrap_or(&t);
+        match number.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 && f <= 1e6 => Ok(Speed::Factor(f)),
+            _ => Err(format!(
+                "`{text}` is not a speed: give a factor such as 1, 2 or 10 (times real time), \
+                 or max"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Speed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Speed::Max => f.write_str("max"),
+            Speed::Factor(x) => write!(f, "{x}x"),
+        }
+    }
+}
+
+/// Events due together: `at` is when, counted from the start of the replay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayBatch {
+    pub at: Duration,
+    pub events: Vec<Event>,
+}
+
+/// A recording cut into timed batches (an iterator; no waiting happens here).
+#[derive(Debug)]
+pub struct Replay {
+    recording: Recording,
+    speed: Speed,
+    first_ns: Option<i64>,
+    last_at: Duration,
+    peeked: Option<Event>,
+    error: Option<RecordError>,
+}
+
+impl Replay {
+    pub fn new(recording: Recording, speed: Speed) -> Replay {
+        Replay {
+            recording,
+            speed,
+            first_ns: None,
+            last_at: Duration::ZERO,
+            peeked: None,
+            error: None,
+        }
+    }
+
+    /// Opens `path` for replay at `speed`.
+    pub fn open(path: &Path, speed: Speed) -> Result<Replay, RecordError> {
+        Ok(Replay::new(Recording::open(path)?, speed))
+    }
+
+    pub fn recording(&self) -> &Recording {
+        &self.recording
+    }
+
+    pub fn speed(&self) -> Speed {
+        self.speed
+    }
+
+    /// When `event` is due. Never earlier than the previous event (recorded timestamps from
+    /// different CPUs can be slightly out of order).
+    fn due(&mut self, event: &Event) -> Duration {
+        let Speed::Factor(factor) = self.speed else {
+            return Duration::ZERO;
+        };
+        let ns = crate::storage::to_ns(event.timestamp);
+        let first = *self.first_ns.get_or_insert(ns);
+        let since = (ns.saturating_sub(first)).max(0) as f64 / factor;
+        let at = Duration::from_nanos(since.min(u64::MAX as f64) as u64).max(self.last_at);
+        self.last_at = at;
+        at
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>, RecordError> {
+        match self.peeked.take() {
+            Some(event) => Ok(Some(event)),
+            None => self.recording.next_event(),
+        }
+    }
+
+    /// The next batch, or `None` at the end of the recording. An error (a bad line, a cut
+    /// file) comes after the batch of the events before it.
+    pub fn next_batch(&mut self) -> Result<Option<ReplayBatch>, RecordError> {
+        if let Some(error) = self.error.take() {
+            return Err(error);
+        }
+        let Some(first) = self.next_event()? else {
+            return Ok(None);
+        };
+        let at = self.due(&first);
+        let mut events = vec![first];
+        while events.len() < MAX_BATCH {
+            let event = match self.next_event() {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(error) => {
+                    self.error = Some(error);
+                    break;
+                }
+            };
+            let due = self.due(&event);
+            if due > at + BATCH_WINDOW {
+                // Due later: it starts the next batch (its due time is already recorded in
+                // last_at, which only ever grows).
+                self.peeked = Some(event);
+                break;
+            }
+            events.push(event);
+        }
+        Ok(Some(ReplayBatch { at, events }))
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Result<ReplayBatch, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_batch().transpose()
+    }
+}
+
+/// What [`feed`] did.
+#[derive(Clone, Debug, Default)]
+pub struct ReplaySummary {
+    pub events: u64,
+    pub batches: u64,
+    /// The recording ended abruptly or had a bad line (events before it were replayed).
+    pub error: Option<String>,
+}
+
+/// Sends the replay's batches into `tx` at their due times (from now). Ends at the end of the
+/// recording, or when the receiver is dropped. The events are not analysed: the consumer runs
+/// them through its [`crate::analysis::Analyzer`], as it would kernel events.
+pub async fn feed(mut replay: Replay, tx: mpsc::Sender<Vec<Event>>) -> ReplaySummary {
+    let start = tokio::time::Instant::now();
+    let mut summary = ReplaySummary::default();
+    loop {
+        let batch = match replay.next_batch() {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(e) => {
+                summary.error = Some(e.to_string());
+                break;
+            }
+        };
+        if batch.at > Duration::ZERO {
+            tokio::time::sleep_until(start + batch.at).await;
+        }
+        let n = batch.events.len() as u64;
+        if tx.send(batch.events).await.is_err() {
+            break;
+        }
+        summary.events += n;
+        summary.batches += 1;
+    }
+    summary
+}
+
+/// Starts [`feed`] on the current tokio runtime: the receiving end gets `Vec<Event>` batches
+/// (not yet analysed) at the recording's pace; the task's result says how it ended.
+pub fn spawn_replay(
+    replay: Replay,
+    capacity: usize,
+) -> (
+    mpsc::Receiver<Vec<Event>>,
+    tokio::task::JoinHandle<ReplaySummary>,
+) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (rx, tokio::spawn(feed(replay, tx)))
+}
+
+/// Reads every event of a recording (for tests and tools).
+pub fn read_all(path: &Path) -> Result<(Option<Header>, Vec<Event>), RecordError> {
+    let mut recording = Recording::open(path)?;
+    let mut events = Vec::new();
+    while let Some(event) = recording.next_event()? {
+        events.push(event);
+    }
+    Ok((recording.header.clone(), events))
+}
+
+/// Whether a file starts like a zstd stream (used to name compressed recordings in messages).
+pub fn is_compressed(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == ZSTD_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::event::EventType;
+
+    fn event(ms: i64, pid: u32) -> Event {
+        let mut e = Event::new(
+            EventType::ProcessExec,
+            Utc.timestamp_millis_opt(1_780_000_000_000 + ms)
+                .single()
+                .expect("valid"),
+        );
+        e.pid = pid;
+        e.process = format!("p{pid}");
+        e.cmdline = "sh -c 'echo \u{1b}[31m'".to_string();
+        e
+    }
+
+    fn record(path: &Path, events: &[Event]) {
+        let mut r = Recorder::create(path).expect("create");
+        for e in events {
+            r.write(e).expect("write");
+        }
+        assert_eq!(r.finish().expect("finish"), events.len() as u64);
+    }
+
+    #[test]
+    fn plain_and_compressed_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut events: Vec<Event> = (0..50).map(|i| event(i * 3, i as u32)).collect();
+        events[3].analysis.label = "stale verdict".to_string();
+        for name in ["rec.jsonl", "rec.jsonl.zst"] {
+            let path = dir.path().join(name);
+            record(&path, &events);
+            assert_eq!(is_compressed(&path), name.ends_with(".zst"));
+            let mode = std::fs::metadata(&path).expect("meta").permissions();
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+                0o600
+            );
+            let (header, back) = read_all(&path).expect("read");
+            let header = header.expect("header");
+            assert_eq!(header.format, FORMAT_NAME);
+            assert_eq!(header.version, FORMAT_VERSION);
+            assert_eq!(back.len(), events.len());
+            // Analyses are reset on reading.
+            assert_eq!(back[3].analysis, Analysis::default());
+            let mut expected = events.clone();
+            expected[3].analysis = Analysis::default();
+            assert_eq!(back, expected);
+        }
+    }
+
+    #[test]
+    fn json_output_without_header_replays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let mut text = String::new();
+        for i in 0..3 {
+            let mut e = event(i, 7);
+            e.analysis.risk_score = 0.9;
+            text.push_str(&serde_json::to_string(&e).expect("json"));
+            text.push('\n');
+        }
+        std::fs::write(&path, text).expect("write");
+        let (header, events) = read_all(&path).expect("read");
+        assert!(header.is_none());
+        assert_eq!(events.len(), 3);
+        assert!(events.iter().all(|e| e.analysis.risk_score == 0.0));
+    }
+
+    #[test]
+    fn bad_files_give_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.jsonl");
+        let write = |text: &str| std::fs::write(&path, text).expect("write");
+
+        write("");
+        assert!(matches!(
+            Recording::open(&path),
+            Err(RecordError::Empty { .. })
+        ));
+        write(
+            "{\"format\":\"secmon-recording\",\"version\":9,\"created\":\"2026-01-01T00:00:00Z\"}\n",
+        );
+        let e = Recording::open(&path).expect_err("too new");
+        assert!(e.to_string().contains("version 9 is newer"), "{e}");
+        write("{\"format\":\"pcap\",\"version\":1,\"created\":\"2026-01-01T00:00:00Z\"}\n");
+        let e = Recording::open(&path).expect_err("other format");
+        assert!(e.to_string().ends_with("r.jsonl:1: not a secmon event: the header's format is `pcap`, not `secmon-recording`"), "{e}");
+        write("hello\n");
+        let e = Recording::open(&path).expect_err("not json");
+        assert!(
+            e.to_string().contains("r.jsonl:1: not a secmon event"),
+            "{e}"
+        );
+
+        let header = serde_json::to_string(&Header::new(Utc::now())).expect("json");
+        let good = serde_json::to_string(&event(0, 1)).expect("json");
+        write(&format!("{header}\n{good}\n{{\"event_type\":\"nope\"}}\n"));
+        let mut r = Recording::open(&path).expect("open");
+        assert!(r.next_event().expect("first").is_some());
+        let e = r.next_event().expect_err("bad event");
+        assert!(
+            e.to_string().contains("r.jsonl:3: not a secmon event"),
+            "{e}"
+        );
+
+        // Killed mid-line: the events before are read, then a clear "ends abruptly".
+        write(&format!("{header}\n{good}\n{}", &good[..20]));
+        let mut r = Recording::open(&path).expect("open");
+        assert!(r.next_event().expect("first").is_some());
+        let e = r.next_event().expect_err("truncated");
+        assert!(
+            matches!(
+                e,
+                RecordError::Truncated {
+                    line: 3,
+                    events: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(r.next_event().expect("done").is_none());
+    }
+
+    #[test]
+    fn truncated_compressed_recording() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.jsonl.zst");
+        let events: Vec<Event> = (0..2000).map(|i| event(i, i as u32)).collect();
+        record(&path, &events);
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..bytes.len() - 40]).expect("cut");
+        let mut r = Recording::open(&path).expect("open");
+        let mut n = 0;
+        let error = loop {
+            match r.next_event() {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => panic!("a cut zstd stream must not end cleanly"),
+                Err(e) => break e,
+            }
+        };
+        assert!(n > 0);
+        assert!(
+            matches!(
+                error,
+                RecordError::Truncated { .. } | RecordError::BadLine { .. }
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn speeds() {
+        assert_eq!("max".parse::<Speed>(), Ok(Speed::Max));
+        assert_eq!("MAX".parse::<Speed>(), Ok(Speed::Max));
+        assert_eq!("2".parse::<Speed>(), Ok(Speed::Factor(2.0)));
+        assert_eq!("10x".parse::<Speed>(), Ok(Speed::Factor(10.0)));
+        assert_eq!("0.5".parse::<Speed>(), Ok(Speed::Factor(0.5)));
+        for bad in ["0", "-1", "fast", "inf", "nan", ""] {
+            let e = bad.parse::<Speed>().expect_err(bad);
+            assert!(e.contains("1, 2 or 10"), "{e}");
+        }
+        assert_eq!(Speed::Factor(2.0).to_string(), "2x");
+    }
+
+    fn batches(events: &[Event], speed: Speed) -> Vec<(Duration, Vec<u32>)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.jsonl");
+        record(&path, events);
+        Replay::open(&path, speed)
+            .expect("open")
+            .map(|b| {
+                let b = b.expect("batch");
+                (b.at, b.events.iter().map(|e| e.pid).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_follow_the_recorded_times() {
+        // ms: 0, 5, 30, 31, 1000, and one out of order (990 after 1000).
+        let events: Vec<Event> = [(0, 1), (5, 2), (30, 3), (31, 4), (1000, 5), (990, 6)]
+            .into_iter()
+            .map(|(ms, pid)| event(ms, pid))
+            .collect();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            batches(&events, Speed::Factor(1.0)),
+            vec![
+                (ms(0), vec![1, 2]),
+                (ms(30), vec![3, 4]),
+                (ms(1000), vec![5, 6]),
+            ]
+        );
+        assert_eq!(
+            batches(&events, Speed::Factor(10.0)),
+            vec![(ms(0), vec![1, 2, 3, 4]), (ms(100), vec![5, 6])]
+        );
+        assert_eq!(
+            batches(&events, Speed::Max),
+            vec![(Duration::ZERO, vec![1, 2, 3, 4, 5, 6])]
+        );
+        let many: Vec<Event> = (0..(MAX_BATCH as i64 + 10))
+            .map(|i| event(0, i as u32))
+            .collect();
+        let b = batches(&many, Speed::Max);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].1.len(), MAX_BATCH);
+    }
+
+    #[test]
+    fn a_cut_recording_replays_up_to_the_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.jsonl");
+        record(&path, &[event(0, 1), event(0, 2), event(0, 3)]);
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, &text[..text.len() - 30]).expect("cut");
+        let mut replay = Replay::open(&path, Speed::Max).expect("open");
+        let batch = replay
+            .next_batch()
+            .expect("the events before the cut")
+            .expect("a batch");
+        assert_eq!(
+            batch.events.iter().map(|e| e.pid).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let e = replay.next_batch().expect_err("then the error");
+        assert!(
+            matches!(
+                e,
+                RecordError::Truncated {
+                    line: 4,
+                    events: 2,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(replay.next_batch().expect("end").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn feed_waits_for_due_times() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.jsonl");
+        record(&path, &[event(0, 1), event(2000, 2)]);
+        let replay = Replay::open(&path, Speed::Factor(2.0)).expect("open");
+        let (mut rx, task) = spawn_replay(replay, 4);
+        let start = tokio::time::Instant::now();
+        assert_eq!(rx.recv().await.expect("first")[0].pid, 1);
+        assert_eq!(rx.recv().await.expect("second")[0].pid, 2);
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert!(rx.recv().await.is_none());
+        let summary = task.await.expect("task");
+        assert_eq!((summary.events, summary.batches), (2, 2));
+        assert!(summary.error.is_none());
+    }
+}

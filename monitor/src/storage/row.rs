@@ -1,0 +1,489 @@
+//! [`Event`] ↔ table rows: the insert statement, the shared process contexts, the `extra`
+//! JSON object and turning a selected row back into an event.
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Row, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Analysis, Event, EventType, ResponseAction, Severity};
+
+pub(crate) const INSERT_EVENT: &str = "INSERT INTO events (ts, event_type, pid, tid, ppid, uid, \
+    process, ctx, file_path, new_path, src_ip, dst_ip, dst_port, label, severity, risk, method, \
+    recommendation, rules, extra, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
+
+const INSERT_CONTEXT: &str = "INSERT INTO contexts (user, exe, cmdline, cgroup_id, parent, \
+    ancestors, last_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+const TOUCH_CONTEXT: &str = "UPDATE contexts SET last_ts = ?2 WHERE id = ?1 AND last_ts < ?2";
+
+/// The columns [`event_from_row`] reads, for `FROM events e LEFT JOIN contexts c`.
+pub(crate) const SELECT_COLUMNS: &str = "e.id, e.ts, e.event_type, e.pid, e.tid, e.ppid, e.uid, \
+    e.process, c.user, c.exe, c.cmdline, c.cgroup_id, c.parent, c.ancestors, e.file_path, \
+    e.new_path, e.src_ip, e.dst_ip, e.dst_port, e.label, e.severity, e.risk, e.method, \
+    e.recommendation, e.rules, e.extra, e.response";
+
+/// Nanoseconds since the Unix epoch (saturating outside 1677–2262).
+pub fn to_ns(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+pub fn from_ns(ns: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(ns)
+}
+
+pub(crate) fn severity_code(s: Severity) -> i64 {
+    match s {
+        Severity::Benign => 0,
+        Severity::Suspicious => 1,
+        Severity::Malicious => 2,
+    }
+}
+
+fn severity_from_code(code: i64) -> Severity {
+    match code {
+        2.. => Severity::Malicious,
+        1 => Severity::Suspicious,
+        _ => Severity::Benign,
+    }
+}
+
+pub(crate) fn parse_event_type(name: &str) -> Option<EventType> {
+    EventType::ALL.into_iter().find(|t| t.as_str() == name)
+}
+
+/// The type-specific fields without a column of their own (borrowed, for writing).
+#[derive(Serialize)]
+struct ExtraRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    argv: Option<&'a Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_signal: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ptrace_request: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    syscall: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capabilities: Option<[u32; 3]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_received: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bpf_prog_type: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bpf_prog_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    module_params: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    blocked: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+}
+
+impl<'a> ExtraRef<'a> {
+    fn of(e: &'a Event) -> ExtraRef<'a> {
+        ExtraRef {
+            argv: e.argv.as_ref(),
+            exit_code: e.exit_code,
+            exit_signal: e.exit_signal,
+            ptrace_request: e.ptrace_request.as_deref(),
+            target_pid: e.target_pid,
+            flags: e.flags.as_deref(),
+            mode: e.mode,
+            syscall: e.syscall.as_deref(),
+            old_uid: e.old_uid,
+            new_uid: e.new_uid,
+            old_gid: e.old_gid,
+            new_gid: e.new_gid,
+            capabilities: e.capabilities,
+            protocol: e.protocol.as_deref(),
+            source_port: e.source_port,
+            bytes_sent: e.bytes_sent,
+            bytes_received: e.bytes_received,
+            duration_ms: e.duration_ms,
+            bpf_prog_type: e.bpf_prog_type,
+            bpf_prog_name: e.bpf_prog_name.as_deref(),
+            module_params: e.module_params.as_deref(),
+            blocked: e.blocked,
+            truncated: e.truncated,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.argv.is_none()
+            && self.exit_code.is_none()
+            && self.exit_signal.is_none()
+            && self.ptrace_request.is_none()
+            && self.target_pid.is_none()
+            && self.flags.is_none()
+            && self.mode.is_none()
+            && self.syscall.is_none()
+            && self.old_uid.is_none()
+            && self.new_uid.is_none()
+            && self.old_gid.is_none()
+            && self.new_gid.is_none()
+            && self.capabilities.is_none()
+            && self.protocol.is_none()
+            && self.source_port.is_none()
+            && self.bytes_sent.is_none()
+            && self.bytes_received.is_none()
+            && self.duration_ms.is_none()
+            && self.bpf_prog_type.is_none()
+            && self.bpf_prog_name.is_none()
+            && self.module_params.is_none()
+            && !self.blocked
+            && !self.truncated
+    }
+}
+
+/// The same fields, owned, for reading. Unknown keys are ignored (a newer secmon may add some).
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Extra {
+    argv: Option<Vec<String>>,
+    exit_code: Option<i32>,
+    exit_signal: Option<u32>,
+    ptrace_request: Option<String>,
+    target_pid: Option<u32>,
+    flags: Option<String>,
+    mode: Option<u32>,
+    syscall: Option<String>,
+    old_uid: Option<u32>,
+    new_uid: Option<u32>,
+    old_gid: Option<u32>,
+    new_gid: Option<u32>,
+    capabilities: Option<[u32; 3]>,
+    protocol: Option<String>,
+    source_port: Option<u16>,
+    bytes_sent: Option<u64>,
+    bytes_received: Option<u64>,
+    duration_ms: Option<f64>,
+    bpf_prog_type: Option<u32>,
+    bpf_prog_name: Option<String>,
+    module_params: Option<String>,
+    blocked: bool,
+    truncated: bool,
+}
+
+impl Extra {
+    fn apply(self, e: &mut Event) {
+        e.argv = self.argv;
+        e.exit_code = self.exit_code;
+        e.exit_signal = self.exit_signal;
+        e.ptrace_request = self.ptrace_request;
+        e.target_pid = self.target_pid;
+        e.flags = self.flags;
+        e.mode = self.mode;
+        e.syscall = self.syscall;
+        e.old_uid = self.old_uid;
+        e.new_uid = self.new_uid;
+        e.old_gid = self.old_gid;
+        e.new_gid = self.new_gid;
+        e.capabilities = self.capabilities;
+        e.protocol = self.protocol;
+        e.source_port = self.source_port;
+        e.bytes_sent = self.bytes_sent;
+        e.bytes_received = self.bytes_received;
+        e.duration_ms = self.duration_ms;
+        e.bpf_prog_type = self.bpf_prog_type;
+        e.bpf_prog_name = self.bpf_prog_name;
+        e.module_params = self.module_params;
+        e.blocked = self.blocked;
+        e.truncated = self.truncated;
+    }
+}
+
+/// Context rows already written, so an event of a known process costs no extra row. Bounded:
+/// cleared when it holds [`ContextCache::MAX_ENTRIES`] contexts (a context written twice is
+/// harmless), and after anything that may invalidate ids (a rolled-back transaction, retention
+/// deleting unreferenced contexts).
+#[derive(Default)]
+pub(crate) struct ContextCache {
+    hasher: RandomState,
+    map: HashMap<u64, Vec<(CachedContext, i64)>>,
+    entries: usize,
+    /// The newest event time per context used in the current transaction.
+    used: HashMap<i64, i64>,
+}
+
+struct CachedContext {
+    user: String,
+    exe: String,
+    cmdline: String,
+    cgroup_id: u64,
+    parent: String,
+    ancestors: Vec<String>,
+}
+
+impl CachedContext {
+    fn matches(&self, e: &Event) -> bool {
+        self.cgroup_id == e.cgroup_id
+            && self.exe == e.exe
+            && self.cmdline == e.cmdline
+            && self.user == e.user
+            && self.parent == e.parent_process
+            && self.ancestors == e.ancestors
+    }
+}
+
+impl ContextCache {
+    const MAX_ENTRIES: usize = 65_536;
+
+    pub(crate) fn clear(&mut self) {
+        self.map.clear();
+        self.entries = 0;
+        self.used.clear();
+    }
+
+    fn used(&mut self, id: i64, ts: i64) {
+        let newest = self.used.entry(id).or_insert(ts);
+        *newest = (*newest).max(ts);
+    }
+
+    /// Records in `contexts.last_ts` the newest use of every context this transaction used.
+    pub(crate) fn touch_used(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        let mut stmt = tx.prepare_cached(TOUCH_CONTEXT)?;
+        for (id, ts) in self.used.drain() {
+            stmt.execute(params![id, ts])?;
+        }
+        Ok(())
+    }
+
+    fn key(&self, e: &Event) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        e.user.hash(&mut h);
+        e.exe.hash(&mut h);
+        e.cmdline.hash(&mut h);
+        e.cgroup_id.hash(&mut h);
+        e.parent_process.hash(&mut h);
+        e.ancestors.hash(&mut h);
+        h.finish()
+    }
+
+    /// The id of `e`'s context, written now if it is not known yet.
+    fn id(&mut self, tx: &Transaction<'_>, e: &Event, json: &mut String) -> rusqlite::Result<i64> {
+        let key = self.key(e);
+        let ts = to_ns(e.timestamp);
+        if let Some(bucket) = self.map.get(&key)
+            && let Some(&(_, id)) = bucket.iter().find(|(c, _)| c.matches(e))
+        {
+            self.used(id, ts);
+            return Ok(id);
+        }
+        json.clear();
+        write_json_strings(json, &e.ancestors);
+        let cgroup = i64::try_from(e.cgroup_id).unwrap_or(i64::MAX);
+        tx.prepare_cached(INSERT_CONTEXT)?.execute(params![
+            e.user,
+            e.exe,
+            e.cmdline,
+            cgroup,
+            e.parent_process,
+            json.as_str(),
+            ts,
+        ])?;
+        let id = tx.last_insert_rowid();
+        if self.entries >= Self::MAX_ENTRIES {
+            self.clear();
+        }
+        self.entries += 1;
+        self.map.entry(key).or_default().push((
+            CachedContext {
+                user: e.user.clone(),
+                exe: e.exe.clone(),
+                cmdline: e.cmdline.clone(),
+                cgroup_id: e.cgroup_id,
+                parent: e.parent_process.clone(),
+                ancestors: e.ancestors.clone(),
+            },
+            id,
+        ));
+        Ok(id)
+    }
+}
+
+/// A JSON array of strings, appended to `out`.
+fn write_json_strings(out: &mut String, items: &[String]) {
+    // Serialising strings into a String cannot fail.
+    if let Ok(text) = serde_json::to_string(items) {
+        out.push_str(&text);
+    }
+}
+
+/// Scratch buffers reused from one insert to the next.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    ancestors: String,
+    rules: String,
+    extra: String,
+    response: String,
+}
+
+/// Inserts one event (and its context, when new) inside `tx`.
+pub(crate) fn insert(
+    tx: &Transaction<'_>,
+    contexts: &mut ContextCache,
+    scratch: &mut Scratch,
+    e: &Event,
+) -> rusqlite::Result<()> {
+    let ctx = contexts.id(tx, e, &mut scratch.ancestors)?;
+    let a = &e.analysis;
+    let rules = if a.rules.is_empty() {
+        None
+    } else {
+        scratch.rules.clear();
+        write_json_strings(&mut scratch.rules, &a.rules);
+        Some(scratch.rules.as_str())
+    };
+    let extra_fields = ExtraRef::of(e);
+    let extra = if extra_fields.is_empty() {
+        None
+    } else {
+        scratch.extra.clear();
+        // Serialising plain fields into a String cannot fail; were it to, the event is
+        // stored without them rather than not at all.
+        match serde_json::to_string(&extra_fields) {
+            Ok(text) => scratch.extra.push_str(&text),
+            Err(_) => scratch.extra.push_str("{}"),
+        }
+        Some(scratch.extra.as_str())
+    };
+    let recommendation = (!a.recommendation.is_empty()).then_some(a.recommendation.as_str());
+    let response = if e.response.is_empty() {
+        None
+    } else {
+        scratch.response.clear();
+        if let Ok(text) = serde_json::to_string(&e.response) {
+            scratch.response.push_str(&text);
+        }
+        Some(scratch.response.as_str())
+    };
+    tx.prepare_cached(INSERT_EVENT)?.execute(params![
+        to_ns(e.timestamp),
+        e.event_type.as_str(),
+        e.pid,
+        e.tid,
+        e.ppid,
+        e.uid,
+        e.process,
+        ctx,
+        e.file_path,
+        e.new_path,
+        e.source_ip,
+        e.target_ip,
+        e.target_port,
+        a.label,
+        severity_code(a.severity),
+        a.risk_score,
+        a.detection_method,
+        recommendation,
+        rules,
+        extra,
+        response,
+    ])?;
+    Ok(())
+}
+
+/// One stored event read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryEvent {
+    /// The row id: increases with insertion order.
+    pub id: i64,
+    pub event: Event,
+}
+
+fn text_or_empty(row: &Row<'_>, idx: usize) -> rusqlite::Result<String> {
+    Ok(row.get::<_, Option<String>>(idx)?.unwrap_or_default())
+}
+
+fn json_column<T: for<'de> Deserialize<'de> + Default>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<T> {
+    match row.get::<_, Option<String>>(idx)? {
+        None => Ok(T::default()),
+        Some(text) => serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+        }),
+    }
+}
+
+/// A row selected with [`SELECT_COLUMNS`], back as an event.
+pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
+    let type_name: String = row.get(2)?;
+    let event_type = parse_event_type(&type_name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            rusqlite::types::Type::Text,
+            format!("unknown event type `{type_name}`").into(),
+        )
+    })?;
+    let mut e = Event::new(event_type, from_ns(row.get(1)?));
+    e.pid = row.get(3)?;
+    e.tid = row.get(4)?;
+    e.ppid = row.get(5)?;
+    e.uid = row.get(6)?;
+    e.process = row.get(7)?;
+    e.user = text_or_empty(row, 8)?;
+    e.exe = text_or_empty(row, 9)?;
+    e.cmdline = text_or_empty(row, 10)?;
+    e.cgroup_id = row
+        .get::<_, Option<i64>>(11)?
+        .map_or(0, |v| u64::try_from(v).unwrap_or(0));
+    e.parent_process = text_or_empty(row, 12)?;
+    e.ancestors = json_column(row, 13)?;
+    e.file_path = row.get(14)?;
+    e.new_path = row.get(15)?;
+    e.source_ip = row.get(16)?;
+    e.target_ip = row.get(17)?;
+    e.target_port = row.get(18)?;
+    let extra: Extra = json_column(row, 25)?;
+    extra.apply(&mut e);
+    e.analysis = Analysis {
+        label: row.get(19)?,
+        severity: severity_from_code(row.get(20)?),
+        risk_score: row.get(21)?,
+        detection_method: row.get(22)?,
+        recommendation: text_or_empty(row, 23)?,
+        rules: json_column(row, 24)?,
+    };
+    // Lenient: a response written by another secmon version that does not parse is left out
+    // rather than hiding the event.
+    e.response = row
+        .get::<_, Option<String>>(26)?
+        .and_then(|text| serde_json::from_str::<Vec<ResponseAction>>(&text).ok())
+        .unwrap_or_default();
+    Ok(HistoryEvent {
+        id: row.get(0)?,
+        event: e,
+    })
+}

@@ -1,0 +1,143 @@
+//! The database layout and its migrations.
+//!
+//! `schema_version` holds one row: the version the tables are at. [`MIGRATIONS`]`[i]` takes a
+//! database from version `i` to `i + 1`; a new database runs all of them, so every migration is
+//! exercised on every fresh install too. Never edit a shipped migration: add one.
+//!
+//! Layout (version 2):
+//!
+//! - `events`: one row per event. The fields queries filter on have their own columns
+//!   (`ts` in nanoseconds since the Unix epoch, UTC); the process context most events of a
+//!   process share (user, exe, cmdline, cgroup, parent, ancestors) is kept once in `contexts`
+//!   and referenced by `ctx`; the remaining type-specific fields are a small JSON object in
+//!   `extra` (NULL when there are none). `rules` is a JSON array of rule names and `response`
+//!   a JSON array of the response layer's actions (NULL: none).
+//! - `contexts`: the shared process contexts. `last_ts` is the newest event that uses one;
+//!   retention deletes the contexts whose `last_ts` is older than the oldest event left.
+//!
+//! Indexes: time; type, pid and process name (each with time, so a range of time within one
+//! value is one index range); risk and label (with time; partial: only events the analysis
+//! flagged, so the benign majority costs nothing there); file path, rename/link target,
+//! destination and source address (partial: only rows that have one). Random-keyed indexes are what slow inserts down
+//! as the table grows, so there are no others (in particular none on `events.ctx`).
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// `MIGRATIONS[i]`: version `i` → `i + 1`.
+pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V0_TO_V1, V1_TO_V2];
+
+/// Version 1: the first layout. `source_ip` still lived in `extra`; no response column.
+const V0_TO_V1: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE contexts (
+    id        INTEGER PRIMARY KEY,
+    user      TEXT NOT NULL,
+    exe       TEXT NOT NULL,
+    cmdline   TEXT NOT NULL,
+    cgroup_id INTEGER NOT NULL,
+    parent    TEXT NOT NULL,
+    ancestors TEXT NOT NULL
+);
+CREATE TABLE events (
+    id             INTEGER PRIMARY KEY,
+    ts             INTEGER NOT NULL,
+    event_type     TEXT NOT NULL,
+    pid            INTEGER NOT NULL,
+    tid            INTEGER NOT NULL,
+    ppid           INTEGER NOT NULL,
+    uid            INTEGER NOT NULL,
+    process        TEXT NOT NULL,
+    ctx            INTEGER NOT NULL,
+    file_path      TEXT,
+    new_path       TEXT,
+    dst_ip         TEXT,
+    dst_port       INTEGER,
+    label          TEXT NOT NULL,
+    severity       INTEGER NOT NULL,
+    risk           REAL NOT NULL,
+    method         TEXT NOT NULL,
+    recommendation TEXT,
+    rules          TEXT,
+    extra          TEXT
+);
+CREATE INDEX events_ts ON events(ts);
+CREATE INDEX events_type_ts ON events(event_type, ts);
+CREATE INDEX events_risk_ts ON events(risk, ts) WHERE risk > 0;
+CREATE INDEX events_pid_ts ON events(pid, ts);
+CREATE INDEX events_process_ts ON events(process, ts);
+CREATE INDEX events_path ON events(file_path) WHERE file_path IS NOT NULL;
+CREATE INDEX events_dst ON events(dst_ip) WHERE dst_ip IS NOT NULL;
+CREATE INDEX events_ctx ON events(ctx);
+";
+
+/// Version 2: the source address gets a column (moved out of `extra`), events keep what the
+/// response layer did, and labels, rename/link targets and source addresses are indexed.
+/// Contexts record their newest use, which replaces the (insert-costly) index on `events.ctx`.
+const V1_TO_V2: &str = "
+ALTER TABLE contexts ADD COLUMN last_ts INTEGER NOT NULL DEFAULT 0;
+UPDATE contexts SET last_ts = coalesce((SELECT max(ts) FROM events WHERE ctx = contexts.id), 0);
+CREATE INDEX contexts_last_ts ON contexts(last_ts);
+DROP INDEX events_ctx;
+ALTER TABLE events ADD COLUMN src_ip TEXT;
+ALTER TABLE events ADD COLUMN response TEXT;
+UPDATE events SET src_ip = json_extract(extra, '$.source_ip'),
+                  extra = nullif(json_remove(extra, '$.source_ip'), '{}')
+    WHERE extra IS NOT NULL AND json_extract(extra, '$.source_ip') IS NOT NULL;
+CREATE INDEX events_label_ts ON events(label COLLATE NOCASE, ts) WHERE label <> 'Benign';
+CREATE INDEX events_new_path ON events(new_path) WHERE new_path IS NOT NULL;
+CREATE INDEX events_src ON events(src_ip) WHERE src_ip IS NOT NULL;
+";
+
+/// The version a database is at: 0 for an empty database.
+pub(crate) fn version(conn: &Connection) -> rusqlite::Result<u32> {
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_table {
+        return Ok(0);
+    }
+    let version: Option<u32> = conn
+        .query_row("SELECT max(version) FROM schema_version", [], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .flatten();
+    Ok(version.unwrap_or(0))
+}
+
+/// What [`migrate`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Migration {
+    /// Already at [`SCHEMA_VERSION`].
+    Current,
+    /// Upgraded from this version.
+    Upgraded(u32),
+    /// Written by a newer secmon: left alone.
+    TooNew(u32),
+}
+
+/// Brings the database up to `target` (normally [`SCHEMA_VERSION`]) in one immediate
+/// transaction, which also proves the database can be written (a lock held elsewhere makes it
+/// fail with `SQLITE_BUSY` once the busy timeout has passed).
+pub(crate) fn migrate(conn: &mut Connection, target: u32) -> rusqlite::Result<Migration> {
+    let tx = Transaction::new(conn, TransactionBehavior::Immediate)?;
+    let found = version(&tx)?;
+    let result = if found > SCHEMA_VERSION {
+        Migration::TooNew(found)
+    } else if found >= target {
+        Migration::Current
+    } else {
+        for step in &MIGRATIONS[found as usize..target as usize] {
+            tx.execute_batch(step)?;
+        }
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [target])?;
+        Migration::Upgraded(found)
+    };
+    tx.commit()?;
+    Ok(result)
+}

@@ -1,0 +1,1061 @@
+use std::os::unix::fs::PermissionsExt;
+
+use chrono::{Duration as Span, TimeZone};
+
+use super::*;
+use crate::event::{Analysis, EventType, ResponseAction, ResponseKind, ResponseResult, Severity};
+
+/// 2026-05-01 12:00:00 UTC.
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
+        .single()
+        .expect("valid")
+}
+
+use chrono::{DateTime, Utc};
+
+fn event(t: EventType, at: DateTime<Utc>, pid: u32, process: &str) -> Event {
+    let mut e = Event::new(t, at);
+    e.pid = pid;
+    e.tid = pid;
+    e.ppid = 1;
+    e.uid = 1000;
+    e.user = "alice".to_string();
+    e.process = process.to_string();
+    e.exe = format!("/usr/bin/{process}");
+    e.cmdline = format!("{process} --flag");
+    e.cgroup_id = 42;
+    e.parent_process = "bash".to_string();
+    e.ancestors = vec!["bash".to_string(), "sshd".to_string()];
+    e
+}
+
+fn flagged(mut e: Event, label: &str, risk: f64, rules: &[&str]) -> Event {
+    e.analysis = Analysis {
+        label: label.to_string(),
+        severity: if risk >= 0.8 {
+            Severity::Malicious
+        } else {
+            Severity::Suspicious
+        },
+        risk_score: risk,
+        detection_method: "rule_based".to_string(),
+        recommendation: "Look at it.".to_string(),
+        rules: rules.iter().map(ToString::to_string).collect(),
+    };
+    e
+}
+
+fn stored(event: Event) -> Event {
+    event
+}
+
+fn respond(kind: ResponseKind, rule: &str) -> Vec<ResponseAction> {
+    vec![ResponseAction {
+        action: kind,
+        result: ResponseResult::Simulated,
+        rule: Some(rule.to_string()),
+        target: Some("exec path /tmp/x".to_string()),
+        deny_id: None,
+        detail: "would block".to_string(),
+    }]
+}
+
+fn open_store(path: &Path) -> Store {
+    Store::open(path, WriterOptions::default()).expect("open store")
+}
+
+fn write_all(path: &Path, events: Vec<Event>) {
+    let store = open_store(path);
+    assert!(store.submit(events));
+    store.flush();
+    let summary = store.close();
+    assert_eq!((summary.dropped, summary.failed), (0, 0));
+}
+
+/// One event of every type, every optional field used somewhere.
+fn every_kind() -> Vec<Event> {
+    let t = base();
+    let mut n = 0;
+    let mut t = move || {
+        n += 1;
+        t + Span::nanoseconds(n)
+    };
+    let mut out = Vec::new();
+    let mut exec = event(EventType::ProcessExec, t(), 100, "curl");
+    exec.argv = Some(vec!["curl".into(), "-o".into(), "/tmp/x y".into()]);
+    exec.truncated = true;
+    out.push(exec);
+    let mut exit = event(EventType::ProcessExit, t(), 100, "curl");
+    exit.exit_code = Some(-1);
+    exit.exit_signal = Some(9);
+    out.push(exit);
+    let mut ptrace = event(EventType::Ptrace, t(), 101, "gdb");
+    ptrace.ptrace_request = Some("PTRACE_ATTACH".into());
+    ptrace.target_pid = Some(100);
+    out.push(ptrace);
+    let mut open = event(EventType::FileWrite, t(), 102, "sh");
+    open.file_path = Some("/tmp/\u{1b}[31mred\nname".into());
+    open.flags = Some("O_WRONLY|O_CREAT".into());
+    open.mode = Some(0o644);
+    open.syscall = Some("openat".into());
+    out.push(open);
+    let mut rename = event(EventType::FileRename, t(), 102, "mv");
+    rename.file_path = Some("/a".into());
+    rename.new_path = Some("/b".into());
+    rename.flags = Some("0x1".into());
+    out.push(rename);
+    let mut privilege = event(EventType::PrivilegeChange, t(), 103, "su");
+    privilege.old_uid = Some(1000);
+    privilege.new_uid = Some(0);
+    privilege.old_gid = Some(1000);
+    privilege.new_gid = Some(0);
+    privilege.capabilities = Some([1, 2, 3]);
+    privilege.syscall = Some("capset".into());
+    out.push(privilege);
+    let mut close = event(EventType::NetClose, t(), 104, "python3");
+    close.protocol = Some("tcp".into());
+    close.source_ip = Some("127.0.0.1".into());
+    close.source_port = Some(40000);
+    close.target_ip = Some("::1".into());
+    close.target_port = Some(443);
+    close.bytes_sent = Some(10);
+    close.bytes_received = Some(u64::from(u32::MAX) + 7);
+    close.duration_ms = Some(0.25);
+    out.push(close);
+    let mut bpf = event(EventType::BpfLoad, t(), 105, "bpftrace");
+    bpf.bpf_prog_type = Some(5);
+    bpf.bpf_prog_name = Some("x".into());
+    out.push(bpf);
+    let mut module = event(EventType::ModuleLoad, t(), 106, "insmod");
+    module.module_params = Some("a=1".into());
+    module.file_path = Some("/lib/m.ko".into());
+    out.push(module);
+    // No context at all.
+    let mut bare = Event::new(EventType::NetAccept, t());
+    bare.pid = 0;
+    out.push(bare);
+    let flagged_one = flagged(
+        event(EventType::FileOpen, t(), 107, "cat"),
+        "Credential File Read",
+        0.7,
+        &["shadow_file_read", "other"],
+    );
+    out.push(flagged_one);
+    let mut stored_events: Vec<Event> = out.into_iter().map(stored).collect();
+    stored_events[10].response = respond(ResponseKind::Alert, "shadow_file_read");
+    stored_events[2].blocked = true;
+    stored_events
+}
+
+#[test]
+fn events_round_trip_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("h/events.db");
+    let events = every_kind();
+    write_all(&path, events.clone());
+    let history = History::open(&path).expect("open");
+    let back = history.query(&Filter::default()).expect("query");
+    assert_eq!(back.len(), events.len());
+    for (got, want) in back.iter().zip(&events) {
+        assert_eq!(&got.event, want);
+    }
+    // Ids are unique (within a transaction they follow file path order, see writer.rs).
+    let mut ids: Vec<i64> = back.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), back.len());
+    // The many events of one process share one context row.
+    let contexts: i64 = history
+        .connection()
+        .query_row("SELECT count(*) FROM contexts", [], |r| r.get(0))
+        .expect("count");
+    assert!(contexts < events.len() as i64, "{contexts} contexts");
+}
+
+#[test]
+fn directory_and_files_are_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("secmon/lib/events.db");
+    let store = open_store(&path);
+    assert!(store.submit(vec![stored(event(EventType::FileOpen, base(), 1, "x"))]));
+    store.flush();
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&dir.path().join("secmon")), 0o700);
+    assert_eq!(mode(&dir.path().join("secmon/lib")), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.path().join("secmon/lib/events.db-wal")), 0o600);
+    assert_eq!(mode(&dir.path().join("secmon/lib/events.db-shm")), 0o600);
+    drop(store);
+
+    // An existing file readable by others is made private.
+    let loose = dir.path().join("loose.db");
+    std::fs::write(&loose, b"").expect("create");
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    drop(open_store(&loose));
+    assert_eq!(mode(&loose), 0o600);
+    let journal: String = History::open(&loose)
+        .expect("open")
+        .connection()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(journal, "wal");
+}
+
+/// The fixed set the filter tests query: 24 events, one every 10 minutes from 08:00 UTC.
+fn known_set() -> Vec<Event> {
+    let start = base() - Span::hours(4);
+    let mut out = Vec::new();
+    for i in 0..24u32 {
+        let at = start + Span::minutes(10 * i64::from(i));
+        let e = match i % 4 {
+            0 => {
+                let mut e = event(EventType::ProcessExec, at, 1000 + i, "bash");
+                e.cmdline = format!("bash -c step{i}");
+                e
+            }
+            1 => {
+                let mut e = event(EventType::FileOpen, at, 1000 + i, "cat");
+                e.file_path = Some(if i == 5 {
+                    "/etc/shadow".to_string()
+                } else {
+                    format!("/tmp/work/f{i}")
+                });
+                e
+            }
+            2 => {
+                let mut e = event(EventType::NetConnect, at, 1000 + i, "curl");
+                e.protocol = Some("tcp".into());
+                e.source_ip = Some("10.0.0.2".into());
+                e.target_ip = Some(if i == 6 { "203.0.113.9" } else { "127.0.0.1" }.into());
+                e.target_port = Some(80);
+                e
+            }
+            _ => {
+                let mut e = event(EventType::FileRename, at, 1000 + i, "mv");
+                e.file_path = Some(format!("/tmp/work/r{i}"));
+                e.new_path = Some(format!("/var/log/r{i}"));
+                e
+            }
+        };
+        let e = match i {
+            5 => flagged(e, "Credential File Read", 0.7, &["shadow_file_read"]),
+            6 => flagged(
+                e,
+                "Shell Network Connection",
+                0.8,
+                &["shell_network_connection"],
+            ),
+            20 => flagged(
+                e,
+                "Execution From Temp Directory Root",
+                0.65,
+                &["exec_from_tmp_root", "shell_network_connection"],
+            ),
+            9 => flagged(e, "Low Signal", 0.3, &["weak"]),
+            _ => e,
+        };
+        let mut e = e;
+        if i == 6 {
+            e.response = respond(ResponseKind::SimulateBlock, "shell_network_connection");
+        }
+        out.push(e);
+    }
+    out
+}
+
+fn pids(events: &[HistoryEvent]) -> Vec<u32> {
+    events.iter().map(|e| e.event.pid - 1000).collect()
+}
+
+#[test]
+fn every_filter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    write_all(&path, known_set());
+    let h = History::open(&path).expect("open");
+    let q = |f: Filter| pids(&h.query(&f).expect("query"));
+    let all: Vec<u32> = (0..24).collect();
+
+    assert_eq!(q(Filter::default()), all);
+    // Time: since inclusive, until exclusive.
+    let at = |i: i64| base() - Span::hours(4) + Span::minutes(10 * i);
+    assert_eq!(
+        q(Filter {
+            since: Some(at(20)),
+            ..Filter::default()
+        }),
+        vec![20, 21, 22, 23]
+    );
+    assert_eq!(
+        q(Filter {
+            since: Some(at(2)),
+            until: Some(at(5)),
+            ..Filter::default()
+        }),
+        vec![2, 3, 4]
+    );
+    assert_eq!(
+        q(Filter {
+            until: Some(at(0)),
+            ..Filter::default()
+        }),
+        Vec::<u32>::new()
+    );
+    // Types.
+    assert_eq!(
+        q(Filter {
+            types: vec![EventType::NetConnect],
+            ..Filter::default()
+        }),
+        vec![2, 6, 10, 14, 18, 22]
+    );
+    assert_eq!(
+        q(Filter {
+            types: vec![EventType::ProcessExec, EventType::FileRename],
+            since: Some(at(16)),
+            ..Filter::default()
+        }),
+        vec![16, 19, 20, 23]
+    );
+    // Process: exact and wildcard.
+    assert_eq!(
+        q(Filter {
+            process: Some(TextMatch::parse("mv")),
+            ..Filter::default()
+        }),
+        vec![3, 7, 11, 15, 19, 23]
+    );
+    assert_eq!(
+        q(Filter {
+            process: Some(TextMatch::parse("c*")),
+            since: Some(at(12)),
+            ..Filter::default()
+        }),
+        vec![13, 14, 17, 18, 21, 22]
+    );
+    assert_eq!(
+        q(Filter {
+            process: Some(TextMatch::parse("ba")),
+            ..Filter::default()
+        }),
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        q(Filter {
+            pid: Some(1007),
+            ..Filter::default()
+        }),
+        vec![7]
+    );
+    // Path: exact (either path), directory prefix, wildcard.
+    assert_eq!(
+        q(Filter {
+            path: Some(TextMatch::parse_path("/etc/shadow")),
+            ..Filter::default()
+        }),
+        vec![5]
+    );
+    assert_eq!(
+        q(Filter {
+            path: Some(TextMatch::parse_path("/var/log/r7")),
+            ..Filter::default()
+        }),
+        vec![7]
+    );
+    assert_eq!(
+        q(Filter {
+            path: Some(TextMatch::parse_path("/var/log/")),
+            ..Filter::default()
+        }),
+        vec![3, 7, 11, 15, 19, 23]
+    );
+    assert_eq!(
+        q(Filter {
+            path: Some(TextMatch::parse_path("/tmp/work/f*")),
+            ..Filter::default()
+        }),
+        vec![1, 9, 13, 17, 21]
+    );
+    // Address: destination or source.
+    assert_eq!(
+        q(Filter {
+            ip: Some("203.0.113.9".into()),
+            ..Filter::default()
+        }),
+        vec![6]
+    );
+    assert_eq!(
+        q(Filter {
+            ip: Some("10.0.0.2".into()),
+            ..Filter::default()
+        })
+        .len(),
+        6
+    );
+    // Risk, label (any case, wildcard), rule.
+    assert_eq!(
+        q(Filter {
+            min_risk: Some(0.6),
+            ..Filter::default()
+        }),
+        vec![5, 6, 20]
+    );
+    assert_eq!(
+        q(Filter {
+            min_risk: Some(0.7),
+            since: Some(at(6)),
+            ..Filter::default()
+        }),
+        vec![6]
+    );
+    assert_eq!(
+        q(Filter {
+            label: Some(TextMatch::parse("credential file read")),
+            ..Filter::default()
+        }),
+        vec![5]
+    );
+    assert_eq!(
+        q(Filter {
+            label: Some(TextMatch::parse("*NETWORK*")),
+            ..Filter::default()
+        }),
+        vec![6]
+    );
+    assert_eq!(
+        q(Filter {
+            label: Some(TextMatch::parse("benign")),
+            ..Filter::default()
+        })
+        .len(),
+        20
+    );
+    assert_eq!(
+        q(Filter {
+            rule: Some("shell_network_connection".into()),
+            ..Filter::default()
+        }),
+        vec![6, 20]
+    );
+    // Everything at once.
+    assert_eq!(
+        q(Filter {
+            since: Some(at(1)),
+            until: Some(at(23)),
+            types: vec![EventType::ProcessExec],
+            process: Some(TextMatch::parse("bash")),
+            min_risk: Some(0.6),
+            label: Some(TextMatch::parse("*temp*")),
+            rule: Some("exec_from_tmp_root".into()),
+            ..Filter::default()
+        }),
+        vec![20]
+    );
+    // Responses come back.
+    let blocked = h
+        .query(&Filter {
+            pid: Some(1006),
+            ..Filter::default()
+        })
+        .expect("query");
+    assert_eq!(
+        blocked[0].event.response,
+        respond(ResponseKind::SimulateBlock, "shell_network_connection")
+    );
+}
+
+#[test]
+fn limit_keeps_the_most_recent_and_cursors_page_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    // Two events share a timestamp: ids break the tie.
+    let mut events = known_set();
+    let mut twin = events[23].clone();
+    twin.pid = 1099;
+    events.push(twin);
+    write_all(&path, events);
+    let h = History::open(&path).expect("open");
+    let page = |limit: usize, before: Option<Cursor>| {
+        h.query(&Filter {
+            limit: Some(limit),
+            before,
+            ..Filter::default()
+        })
+        .expect("query")
+    };
+    let first = page(3, None);
+    assert_eq!(pids(&first), vec![22, 23, 99]);
+    let second = page(3, Some(first[0].cursor()));
+    assert_eq!(pids(&second), vec![19, 20, 21]);
+    let twin_cursor = first[2].cursor();
+    assert_eq!(pids(&page(1, Some(twin_cursor))), vec![23]);
+    assert_eq!(
+        h.count(&Filter {
+            limit: Some(1),
+            ..Filter::default()
+        })
+        .expect("count"),
+        25
+    );
+    assert_eq!(pids(&page(0, None)), Vec::<u32>::new());
+}
+
+#[test]
+fn stats_per_hour_and_day() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    write_all(&path, known_set());
+    let h = History::open(&path).expect("open");
+    let rows = h.stats(&Filter::default(), Bucket::Hour, 0).expect("stats");
+    let of = |by: Dimension| -> Vec<(String, String, u64)> {
+        rows.iter()
+            .filter(|r| r.by == by)
+            .map(|r| (r.start.format("%H:%M").to_string(), r.key.clone(), r.count))
+            .collect()
+    };
+    let types = of(Dimension::Type);
+    // 08:00–11:50: 4 hours × 6 events, each hour 2 of one type... summed per type = 6.
+    assert_eq!(types.iter().map(|t| t.2).sum::<u64>(), 24);
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| t.0 == "08:00")
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            ("08:00".to_string(), "file_open".to_string(), 2),
+            ("08:00".to_string(), "file_rename".to_string(), 1),
+            ("08:00".to_string(), "net_connect".to_string(), 1),
+            ("08:00".to_string(), "process_exec".to_string(), 2),
+        ]
+    );
+    assert_eq!(
+        of(Dimension::Rule),
+        vec![
+            ("08:00".to_string(), "shadow_file_read".to_string(), 1),
+            (
+                "09:00".to_string(),
+                "shell_network_connection".to_string(),
+                1
+            ),
+            ("09:00".to_string(), "weak".to_string(), 1),
+            ("11:00".to_string(), "exec_from_tmp_root".to_string(), 1),
+            (
+                "11:00".to_string(),
+                "shell_network_connection".to_string(),
+                1
+            ),
+        ]
+    );
+    let labels = of(Dimension::Label);
+    assert!(labels.contains(&("08:00".to_string(), "Benign".to_string(), 5)));
+
+    // Per day, in a zone 13 hours ahead: 08:00–11:50 UTC is 21:00–00:50 there, two days.
+    let rows = h
+        .stats(&Filter::default(), Bucket::Day, 13 * 3600)
+        .expect("stats");
+    let days: Vec<(String, u64)> = rows
+        .iter()
+        .filter(|r| r.by == Dimension::Type && r.key == "process_exec")
+        .map(|r| (r.start.to_rfc3339(), r.count))
+        .collect();
+    assert_eq!(
+        days,
+        vec![
+            ("2026-04-30T11:00:00+00:00".to_string(), 5),
+            ("2026-05-01T11:00:00+00:00".to_string(), 1),
+        ]
+    );
+    // Filters apply to statistics too.
+    let risky = h
+        .stats(
+            &Filter {
+                min_risk: Some(0.6),
+                ..Filter::default()
+            },
+            Bucket::Day,
+            0,
+        )
+        .expect("stats");
+    let total: u64 = risky
+        .iter()
+        .filter(|r| r.by == Dimension::Label)
+        .map(|r| r.count)
+        .sum();
+    assert_eq!(total, 3);
+}
+
+#[test]
+fn age_retention_deletes_exactly_what_is_old() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let now = base();
+    let ages = [40, 31, 30, 29, 1, 0];
+    let mut events = Vec::new();
+    for (i, days) in ages.iter().enumerate() {
+        // 30 days and one second is old; 30 days minus one second is not.
+        let at = now - Span::days(*days) + Span::seconds(if *days == 30 { 1 } else { 0 });
+        let mut e = event(EventType::ProcessExec, at, i as u32, "p");
+        // The oldest two have contexts of their own, which must go with them.
+        e.cmdline = format!("p {days}");
+        events.push(stored(e));
+    }
+    let extra_old = stored(event(EventType::FileOpen, now - Span::days(45), 9, "p"));
+    events.push(extra_old);
+    write_all(&path, events);
+
+    let mut conn = open_connection(&path, true).expect("open");
+    let retention = Retention {
+        max_age: Some(Span::days(30)),
+        max_bytes: None,
+    };
+    let step = retention::step(&mut conn, &retention, now, false).expect("step");
+    assert_eq!(step.deleted_by_age, 3);
+    assert_eq!(step.deleted_by_size, 0);
+    assert!(!step.more);
+    let left: Vec<u32> = conn
+        .prepare("SELECT pid FROM events ORDER BY id")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(left, vec![2, 3, 4, 5]);
+    // Unreferenced contexts are gone; referenced ones stay.
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM contexts c WHERE NOT EXISTS \
+             (SELECT 1 FROM events e WHERE e.ctx = c.id)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(orphans, 0);
+    let contexts: i64 = conn
+        .query_row("SELECT count(*) FROM contexts", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(contexts, 4);
+    // Nothing more to do.
+    let again = retention::step(&mut conn, &retention, now, false).expect("step");
+    assert_eq!(again, RetentionStep::default());
+}
+
+#[test]
+fn age_retention_runs_in_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let now = base();
+    let old = now - Span::days(10);
+    let n = RETENTION_CHUNK + 5;
+    let events: Vec<Event> = (0..n)
+        .map(|i| stored(event(EventType::FileOpen, old, i as u32, "p")))
+        .chain(std::iter::once(stored(event(
+            EventType::FileOpen,
+            now,
+            0,
+            "p",
+        ))))
+        .collect();
+    write_all(&path, events);
+    let mut conn = open_connection(&path, true).expect("open");
+    let retention = Retention {
+        max_age: Some(Span::days(1)),
+        max_bytes: None,
+    };
+    let first = retention::step(&mut conn, &retention, now, false).expect("step");
+    assert_eq!(first.deleted_by_age as usize, RETENTION_CHUNK);
+    assert!(first.more);
+    let second = retention::step(&mut conn, &retention, now, true).expect("step");
+    assert_eq!(second.deleted_by_age, 5);
+    assert!(!second.more);
+}
+
+#[test]
+fn size_retention_deletes_the_oldest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let events: Vec<Event> = (0..20_000u32)
+        .map(|i| {
+            let mut e = event(
+                EventType::FileOpen,
+                base() + Span::milliseconds(i64::from(i)),
+                i,
+                "p",
+            );
+            e.file_path = Some(format!("/data/{i:08}/some/longer/path/name"));
+            stored(e)
+        })
+        .collect();
+    write_all(&path, events);
+    let mut conn = open_connection(&path, true).expect("open");
+    let used = used_bytes(&conn).expect("size");
+    let max = used / 2;
+    let retention = Retention {
+        max_age: None,
+        max_bytes: Some(max),
+    };
+    let mut trimming = false;
+    let mut deleted = 0;
+    for _ in 0..50 {
+        let step = retention::step(&mut conn, &retention, base(), trimming).expect("step");
+        deleted += step.deleted_by_size;
+        trimming = step.more;
+        if !step.more {
+            break;
+        }
+    }
+    assert!(!trimming, "retention converges");
+    assert!(used_bytes(&conn).expect("size") <= max);
+    assert!(deleted > 5_000 && deleted < 20_000, "{deleted}");
+    // The oldest went first: what is left is a suffix.
+    let (min_pid, count): (i64, i64) = conn
+        .query_row("SELECT min(pid), count(*) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("query");
+    assert_eq!(min_pid + count, 20_000);
+}
+
+#[test]
+fn the_writer_runs_retention_in_the_background() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let now = Utc::now();
+    write_all(
+        &path,
+        vec![
+            stored(event(EventType::FileOpen, now - Span::days(3), 1, "p")),
+            stored(event(EventType::FileOpen, now, 2, "p")),
+        ],
+    );
+    let store = Store::open(
+        &path,
+        WriterOptions {
+            retention: Retention {
+                max_age: Some(Span::days(2)),
+                max_bytes: None,
+            },
+            ..WriterOptions::default()
+        },
+    )
+    .expect("open");
+    // Retention runs at start; a flush after it proves the writer got that far.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.stats().expired.load(Ordering::Relaxed) == 0 {
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(store.close().expired, 1);
+    let left = History::open(&path)
+        .expect("open")
+        .query(&Filter::default())
+        .expect("query");
+    assert_eq!(pids_raw(&left), vec![2]);
+}
+
+fn pids_raw(events: &[HistoryEvent]) -> Vec<u32> {
+    events.iter().map(|e| e.event.pid).collect()
+}
+
+/// The version-1 layout, written the way a version-1 secmon wrote it.
+#[test]
+fn an_older_schema_migrates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    {
+        let mut conn = Connection::open(&path).expect("create");
+        conn.execute_batch("PRAGMA journal_mode = WAL")
+            .expect("wal");
+        assert_eq!(
+            schema::migrate(&mut conn, 1).expect("v1"),
+            schema::Migration::Upgraded(0)
+        );
+        assert_eq!(schema::version(&conn).expect("version"), 1);
+        conn.execute_batch(
+            "INSERT INTO contexts VALUES (1, 'root', '/usr/bin/curl', 'curl x', 1, 'bash', '[\"bash\"]');
+             INSERT INTO events (ts, event_type, pid, tid, ppid, uid, process, ctx, dst_ip, dst_port,
+                 label, severity, risk, method, rules, extra)
+             VALUES (1777636800000000000, 'net_connect', 7, 7, 1, 0, 'curl', 1, '198.51.100.1', 443,
+                 'Shell Network Connection', 2, 0.8, 'rule_based', '[\"r\"]',
+                 '{\"protocol\":\"tcp\",\"source_ip\":\"10.1.1.1\",\"source_port\":5000}');
+             INSERT INTO events (ts, event_type, pid, tid, ppid, uid, process, ctx, file_path,
+                 label, severity, risk, method, extra)
+             VALUES (1777636801000000000, 'file_open', 8, 8, 1, 0, 'cat', 1, '/etc/passwd',
+                 'Benign', 0, 0.0, 'none', '{\"source_ip\":\"10.9.9.9\"}');",
+        )
+        .expect("v1 rows");
+    }
+    // Opening for writing migrates, keeps the rows, and moves the source address.
+    let store = open_store(&path);
+    let mut e = event(EventType::NetConnect, base() + Span::hours(1), 9, "nc");
+    e.source_ip = Some("10.2.2.2".into());
+    e.response = respond(ResponseKind::Alert, "r");
+    assert!(store.submit(vec![e]));
+    drop(store);
+    let h = History::open(&path).expect("open");
+    assert_eq!(
+        schema::version(h.connection()).expect("version"),
+        SCHEMA_VERSION
+    );
+    let all = h.query(&Filter::default()).expect("query");
+    assert_eq!(pids_raw(&all), vec![7, 8, 9]);
+    let old = &all[0].event;
+    assert_eq!(old.source_ip.as_deref(), Some("10.1.1.1"));
+    assert_eq!(old.source_port, Some(5000));
+    assert_eq!(old.protocol.as_deref(), Some("tcp"));
+    assert_eq!(old.exe, "/usr/bin/curl");
+    assert_eq!(old.ancestors, vec!["bash".to_string()]);
+    assert_eq!(old.analysis.rules, vec!["r".to_string()]);
+    assert_eq!(old.analysis.severity, Severity::Malicious);
+    assert_eq!(all[1].event.source_ip.as_deref(), Some("10.9.9.9"));
+    let extra: Option<String> = h
+        .connection()
+        .query_row("SELECT extra FROM events WHERE pid = 8", [], |r| r.get(0))
+        .expect("extra");
+    assert_eq!(extra, None, "an emptied extra object becomes NULL");
+    // The new columns and indexes work.
+    let by_source = h
+        .query(&Filter {
+            ip: Some("10.1.1.1".into()),
+            ..Filter::default()
+        })
+        .expect("query");
+    assert_eq!(pids_raw(&by_source), vec![7]);
+    assert_eq!(all[2].event.response, respond(ResponseKind::Alert, "r"));
+    let indexes: i64 = h
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN \
+             ('events_label_ts', 'events_new_path', 'events_src')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("indexes");
+    assert_eq!(indexes, 3);
+    // Contexts know their newest use; the index on events.ctx is gone.
+    let last: i64 = h
+        .connection()
+        .query_row("SELECT last_ts FROM contexts WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .expect("last_ts");
+    assert_eq!(last, 1_777_636_801_000_000_000);
+    let ctx_index: i64 = h
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'events_ctx'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("index");
+    assert_eq!(ctx_index, 0);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    drop(open_store(&path));
+    {
+        let conn = Connection::open(&path).expect("open");
+        conn.execute("UPDATE schema_version SET version = 99", [])
+            .expect("bump");
+    }
+    let e = Store::open(&path, WriterOptions::default())
+        .err()
+        .expect("too new");
+    assert!(matches!(e, StorageError::TooNew { found: 99, .. }), "{e:?}");
+    assert!(
+        e.to_string().ends_with(
+            "events.db: history schema version 99 is newer than this secmon understands (2); \
+             use a newer secmon or another --db"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn corrupted_locked_and_missing_databases_give_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    std::fs::write(&path, vec![0x42u8; 8192]).expect("garbage");
+    let e = Store::open(&path, WriterOptions::default())
+        .err()
+        .expect("corrupt");
+    assert!(matches!(e, StorageError::Corrupt { .. }), "{e:?}");
+    assert!(e.is_fatal());
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "{}: not an SQLite database, or corrupted (",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("move it aside to start a new history"),
+        "{text}"
+    );
+    let e = History::open(&path).err().expect("corrupt");
+    assert!(matches!(e, StorageError::Corrupt { .. }), "{e:?}");
+
+    // A valid header with damaged pages.
+    let damaged = dir.path().join("damaged.db");
+    write_all(
+        &damaged,
+        (0..2000)
+            .map(|i| stored(event(EventType::FileOpen, base(), i, "p")))
+            .collect(),
+    );
+    {
+        let mut bytes = std::fs::read(&damaged).expect("read");
+        for b in &mut bytes[4096..] {
+            *b = 0xff;
+        }
+        std::fs::write(&damaged, bytes).expect("write");
+    }
+    let failed = History::open(&damaged).and_then(|h| h.query(&Filter::default()));
+    let e = failed.expect_err("damaged");
+    assert!(matches!(e, StorageError::Corrupt { .. }), "{e:?}");
+
+    // Locked: another connection holds the write lock.
+    let locked = dir.path().join("locked.db");
+    drop(open_store(&locked));
+    let holder = Connection::open(&locked).expect("open");
+    holder
+        .execute_batch("BEGIN EXCLUSIVE; INSERT INTO schema_version VALUES (2);")
+        .expect("lock");
+    let started = std::time::Instant::now();
+    let e = Store::open(&locked, WriterOptions::default())
+        .err()
+        .expect("locked");
+    assert!(matches!(e, StorageError::Locked { .. }), "{e:?}");
+    assert!(started.elapsed() >= LOCK_WAIT - Duration::from_millis(100));
+    assert!(
+        e.to_string()
+            .ends_with("locked.db: the database is locked by another program (another secmon, or an open sqlite3 transaction)"),
+        "{e}"
+    );
+    holder.execute_batch("ROLLBACK").expect("unlock");
+    drop(open_store(&locked));
+
+    let e = History::open(&dir.path().join("absent.db"))
+        .err()
+        .expect("missing");
+    assert!(matches!(e, StorageError::Missing { .. }), "{e:?}");
+    assert!(e.to_string().contains("no history database here"));
+    // Opening for reading does not create it.
+    assert!(!dir.path().join("absent.db").exists());
+
+    let e = Store::open(&dir.path().join("f/x.db"), WriterOptions::default());
+    assert!(e.is_ok());
+    std::fs::write(dir.path().join("file"), b"").expect("file");
+    let e = Store::open(&dir.path().join("file/x.db"), WriterOptions::default())
+        .err()
+        .expect("not a directory");
+    assert!(
+        e.to_string()
+            .contains("file: cannot create the history directory"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_full_queue_drops_and_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let mut store = Store::open(
+        &path,
+        WriterOptions {
+            queue_events: 10,
+            ..WriterOptions::default()
+        },
+    )
+    .expect("open");
+    let batch = |n: u32| -> Vec<Event> {
+        (0..n)
+            .map(|i| stored(event(EventType::FileOpen, base(), i, "p")))
+            .collect()
+    };
+    // Larger than the whole queue: dropped at once, whatever the writer does.
+    assert!(!store.submit(batch(11)));
+    assert!(store.submit(batch(10)));
+    store.flush();
+    assert!(store.submit(batch(4)));
+    let report = store.take_report();
+    assert_eq!(
+        report,
+        vec![
+            "warning: history: 11 events not stored (the history writer is behind; they were \
+             still analysed and shown)"
+                .to_string()
+        ]
+    );
+    assert!(store.take_report().is_empty(), "reported once");
+    let summary = store.close();
+    assert_eq!(summary.stored, 14);
+    assert_eq!(summary.dropped, 11);
+    assert_eq!(summary.failed, 0);
+}
+
+#[test]
+fn queries_use_the_intended_indexes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    write_all(&path, known_set());
+    let h = History::open(&path).expect("open");
+    let plan = |f: &Filter| -> String {
+        let w = query::tests_support::where_sql(f);
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT e.id FROM events e WHERE {} ORDER BY {} LIMIT 100",
+            w.0, w.2
+        );
+        let mut stmt = h.connection().prepare(&sql).expect("prepare");
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(w.1), |r| r.get::<_, String>(3))
+            .expect("plan");
+        rows.collect::<Result<Vec<_>, _>>()
+            .expect("rows")
+            .join("; ")
+    };
+    let since = Some(base() - Span::hours(24));
+    let risk = plan(&Filter {
+        since,
+        min_risk: Some(0.6),
+        ..Filter::default()
+    });
+    assert!(risk.contains("events_risk_ts"), "{risk}");
+    let last = plan(&Filter {
+        since,
+        ..Filter::default()
+    });
+    assert!(last.contains("events_ts"), "{last}");
+    let path_plan = plan(&Filter {
+        since,
+        min_risk: Some(0.6),
+        path: Some(TextMatch::parse_path("/etc/shadow")),
+        ..Filter::default()
+    });
+    assert!(path_plan.contains("events_path"), "{path_plan}");
+    let ip = plan(&Filter {
+        ip: Some("1.2.3.4".into()),
+        ..Filter::default()
+    });
+    assert!(
+        ip.contains("events_dst") && ip.contains("events_src"),
+        "{ip}"
+    );
+    let process = plan(&Filter {
+        since,
+        process: Some(TextMatch::parse("bash")),
+        ..Filter::default()
+    });
+    assert!(process.contains("events_process_ts"), "{process}");
+}

@@ -1,0 +1,215 @@
+//! The writer thread: owns the connection, turns queued batches into transactions, and runs
+//! retention between them.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use super::row::{ContextCache, Scratch, insert};
+use super::{Msg, StorageError, WriterOptions, WriterStats, retention};
+use crate::event::Event;
+
+pub(crate) struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    stats: Arc<WriterStats>,
+    options: WriterOptions,
+    contexts: ContextCache,
+    scratch: Scratch,
+    order: Vec<usize>,
+    /// Events committed since the writer last checkpointed itself.
+    since_checkpoint: usize,
+}
+
+/// Nice value of the history threads: when CPUs are scarce, capture, analysis and output go
+/// first, and the history falls behind (then drops, counted) instead of slowing them.
+const HISTORY_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's scheduling priority (best effort).
+pub(crate) fn lower_priority() {
+    // SAFETY: gettid and setpriority have no memory-safety preconditions; on Linux,
+    // PRIO_PROCESS with a thread id applies to that thread only.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HISTORY_NICE);
+    }
+}
+
+/// After this many events the writer checkpoints itself. The checkpointer thread does most of
+/// the copying, but under a sustained stream the WAL is never fully copied at the moment a
+/// transaction starts, so it could never restart from its beginning and would grow without
+/// bound; a checkpoint by the (only) writer, between its transactions, completes and lets the
+/// next transaction restart it.
+const SELF_CHECKPOINT_EVENTS: usize = 100_000;
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        path: PathBuf,
+        stats: Arc<WriterStats>,
+        options: WriterOptions,
+    ) -> Writer {
+        Writer {
+            conn,
+            path,
+            stats,
+            options,
+            contexts: ContextCache::default(),
+            scratch: Scratch::default(),
+            order: Vec::new(),
+            since_checkpoint: 0,
+        }
+    }
+
+    pub(crate) fn run(mut self, rx: Receiver<Msg>) {
+        lower_priority();
+        let mut next_retention = Instant::now();
+        let mut trimming = false;
+        let mut pending: Vec<Event> = Vec::new();
+        let mut acks: Vec<SyncSender<()>> = Vec::new();
+        let mut open = true;
+        while open {
+            let wait = if trimming {
+                Duration::ZERO
+            } else {
+                next_retention.saturating_duration_since(Instant::now())
+            };
+            match rx.recv_timeout(wait) {
+                Ok(msg) => self.take(msg, &mut pending, &mut acks),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+            // Everything already queued joins this transaction, up to max_batch events.
+            while open && pending.len() < self.options.max_batch {
+                match rx.try_recv() {
+                    Ok(msg) => self.take(msg, &mut pending, &mut acks),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+                if !acks.is_empty() {
+                    break;
+                }
+            }
+            self.write(&mut pending);
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
+            let shallow = self.stats.queued.load(Ordering::Acquire) < self.options.queue_events / 4;
+            if open
+                && (trimming || Instant::now() >= next_retention)
+                && shallow
+                && !self.stats.disabled.load(Ordering::Relaxed)
+            {
+                trimming = self.retention_step(trimming);
+                if !trimming {
+                    next_retention = Instant::now() + self.options.retention_interval;
+                }
+            }
+        }
+        // Final: whatever is left was taken above; leave the database tidy.
+        let _ = self.conn.execute_batch("PRAGMA optimize");
+    }
+
+    fn take(&self, msg: Msg, pending: &mut Vec<Event>, acks: &mut Vec<SyncSender<()>>) {
+        match msg {
+            Msg::Events(mut events) => {
+                if pending.is_empty() {
+                    *pending = events;
+                } else {
+                    pending.append(&mut events);
+                }
+            }
+            Msg::Flush(ack) => acks.push(ack),
+        }
+    }
+
+    fn write(&mut self, pending: &mut Vec<Event>) {
+        if pending.is_empty() {
+            return;
+        }
+        let n = pending.len();
+        if self.stats.disabled.load(Ordering::Relaxed) {
+            self.stats.failed.fetch_add(n as u64, Ordering::Relaxed);
+        } else {
+            match self.write_batch(pending) {
+                Ok(()) => {
+                    self.stats.stored.fetch_add(n as u64, Ordering::Release);
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    self.since_checkpoint += n;
+                    if self.since_checkpoint >= SELF_CHECKPOINT_EVENTS {
+                        self.since_checkpoint = 0;
+                        // Best effort: a failure only leaves the WAL longer for a while.
+                        let _ = self
+                            .conn
+                            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    }
+                }
+                Err(e) => {
+                    // Ids handed out in the rolled-back transaction are gone.
+                    self.contexts.clear();
+                    self.stats.failed.fetch_add(n as u64, Ordering::Relaxed);
+                    let error = StorageError::from_sqlite(&self.path, &e);
+                    if error.is_fatal() {
+                        self.stats.disabled.store(true, Ordering::Relaxed);
+                    }
+                    self.stats.set_error(error.to_string());
+                }
+            }
+        }
+        self.stats.queued.fetch_sub(n, Ordering::AcqRel);
+        pending.clear();
+    }
+
+    fn write_batch(&mut self, batch: &[Event]) -> rusqlite::Result<()> {
+        // In file path order: the path index is the one with random keys, and inserting them
+        // sorted keeps each transaction on neighbouring pages. (Ids then follow this order
+        // within a transaction; queries order by time, then id.)
+        self.order.clear();
+        self.order.extend(0..batch.len());
+        self.order
+            .sort_by(|&a, &b| batch[a].file_path.cmp(&batch[b].file_path));
+        let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
+        for &i in &self.order {
+            insert(&tx, &mut self.contexts, &mut self.scratch, &batch[i])?;
+        }
+        self.contexts.touch_used(&tx)?;
+        tx.commit()
+    }
+
+    /// One retention step; returns whether more remains to be deleted.
+    fn retention_step(&mut self, trimming: bool) -> bool {
+        if self.options.retention.is_unlimited() {
+            return false;
+        }
+        match retention::step(
+            &mut self.conn,
+            &self.options.retention,
+            Utc::now(),
+            trimming,
+        ) {
+            Ok(step) => {
+                if step.contexts_deleted > 0 {
+                    self.contexts.clear();
+                }
+                self.stats.expired.fetch_add(
+                    step.deleted_by_age + step.deleted_by_size,
+                    Ordering::Relaxed,
+                );
+                step.more
+            }
+            Err(e) => {
+                self.contexts.clear();
+                let error = StorageError::from_sqlite(&self.path, &e);
+                if error.is_fatal() {
+                    self.stats.disabled.store(true, Ordering::Relaxed);
+                }
+                self.stats.set_error(format!("retention: {error}"));
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The header: probe families (key, on/off/unavailable, events/s, sparkline), kernel drops,
+//! rules and the last reload, filter/pause state, and the time.
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout, Rect},
+    text::{Line, Span},
+    widgets::Paragraph,
+};
+
+use super::{Styles, clean, clock, short_count, sparkline};
+use crate::app::{App, FAMILY_KEYS, ProbeState};
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    if area.height == 0 {
+        return;
+    }
+    let styles = Styles::new(app.theme);
+    let [first, second] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    frame.render_widget(
+        Paragraph::new(families_line(app, &styles, area.width)),
+        first,
+    );
+    if second.height == 0 || second.y >= area.bottom() {
+        return;
+    }
+    let time = clock(app, app.now);
+    let time_width = if area.width >= 40 { 9 } else { 0 };
+    let [status, clock_area] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(time_width)]).areas(second);
+    frame.render_widget(Paragraph::new(status_line(app, &styles)), status);
+    if time_width > 0 {
+        frame.render_widget(
+            Paragraph::new(Line::from(time).right_aligned()).style(styles.bold()),
+            clock_area,
+        );
+    }
+}
+
+/// ` secmon │ 1 process on 1.2k/s ▁▂▅ │ 2 file off │ 3 network on 3/s │ 4 kernel n/a`
+fn families_line<'a>(app: &App, styles: &Styles, width: u16) -> Line<'a> {
+    let spark_width = match width {
+        0..90 => 0,
+        90..110 => 4,
+        110..150 => 8,
+        _ => 12,
+    };
+    let short = width < 110;
+    let mut spans = vec![Span::styled(" secmon ", styles.header_bar())];
+    for (i, family) in FAMILY_KEYS.into_iter().enumerate() {
+        spans.push(Span::styled(" │ ", styles.dim()));
+        let name = match (short, family.as_str()) {
+            (true, "process") => "proc",
+            (true, "network") => "net",
+            (true, "kernel") => "kern",
+            (_, name) => name,
+        };
+        spans.push(Span::styled(format!("{} ", i + 1), styles.key()));
+        spans.push(Span::raw(format!("{name} ")));
+        let state = app.probe_states[i];
+        let (text, style) = match state {
+            ProbeState::On => ("on", styles.ok()),
+            ProbeState::Off => ("off", styles.warn()),
+            ProbeState::Unavailable => ("n/a", styles.dim()),
+        };
+        spans.push(Span::styled(text, style));
+        if state == ProbeState::Unavailable {
+            continue;
+        }
+        let rate = &app.rates[i];
+        spans.push(Span::raw(format!(" {}/s", short_count(rate.per_second()))));
+        if spark_width > 0 {
+            spans.push(Span::raw(" "));
+            spans.push(Span::styled(
+                sparkline(rate.history.iter().copied(), spark_width),
+                styles.ok(),
+            ));
+        }
+    }
+    Line::from(spans)
+}
+
+/// ` drops 0 │ rules 12, reload ok 12:00:05 │ filter "x" │ suspicious only │ PAUSED +12`
+fn status_line<'a>(app: &App, styles: &Styles) -> Line<'a> {
+    let mut spans = vec![Span::raw(" drops ")];
+    spans.push(if app.drops > 0 {
+        Span::styled(app.drops.to_string(), styles.error())
+    } else {
+        Span::raw("0")
+    });
+    spans.push(Span::styled(" │ ", styles.dim()));
+    spans.push(Span::raw(format!("rules {}", app.rule_count)));
+    if let Some(reload) = &app.last_reload {
+        let at = clock(app, reload.at);
+        if reload.ok {
+            spans.push(Span::styled(format!(", reload ok {at}"), styles.ok()));
+        } else {
+            spans.push(Span::styled(
+                format!(", reload FAILED {at}"),
+                styles.error(),
+            ));
+        }
+    }
+    spans.push(Span::styled(" │ ", styles.dim()));
+    spans.push(Span::raw(format!("{} events", short_count(app.received))));
+    if !app.filter.is_empty() {
+        spans.push(Span::styled(" │ ", styles.dim()));
+        spans.push(Span::styled(
+            format!("filter \"{}\"", clean(&app.filter)),
+            styles.warn(),
+        ));
+    }
+    if app.suspicious_only {
+        spans.push(Span::styled(" │ ", styles.dim()));
+        spans.push(Span::styled("suspicious only", styles.warn()));
+    }
+    if app.paused_at.is_some() {
+        spans.push(Span::styled(" │ ", styles.dim()));
+        spans.push(Span::styled(
+            format!("PAUSED +{}", app.arrived_while_paused()),
+            styles.header_bar(),
+        ));
+    }
+    if !app.blocked.is_empty() {
+        spans.push(Span::styled(" │ ", styles.dim()));
+        spans.push(Span::styled(
+            format!("{} would-block", app.blocked.len()),
+            styles.blocked(),
+        ));
+    }
+    Line::from(spans)
+}

@@ -1,0 +1,77 @@
+//! The `?` overlay: every key.
+use ratatui::{
+    Frame,
+    layout::Rect,
+    text::{Line, Span},
+    widgets::{Block, Borders, Clear, Paragraph, Wrap},
+};
+
+use super::Styles;
+use crate::app::App;
+
+/// Every key and what it does (also in docs/tui.md).
+pub const KEYS: &[(&str, &str)] = &[
+    ("Tab / Shift-Tab", "focus the next / previous pane"),
+    ("↑ ↓  k j", "select a newer / older event (scrolls)"),
+    ("PgUp PgDn", "move ten rows"),
+    ("g Home / G End", "follow the newest / go to the oldest"),
+    (
+        "Enter",
+        "detail: all fields, ancestry, matched rules, recommendation",
+    ),
+    (
+        "1 2 3 4",
+        "switch process / file / network / kernel probes on or off",
+    ),
+    ("p then 1-4", "the same, with a prompt"),
+    ("r", "reload rules from disk (errors keep the old rules)"),
+    ("R", "rules pane: Space enables/disables the selected rule"),
+    ("b", "simulate blocking the selected process or connection"),
+    ("B", "real enforcement (asks y/N; needs the response layer)"),
+    (
+        "/",
+        "filter by process name, path or IP; Enter keeps, Esc clears",
+    ),
+    ("Esc", "clear the filter / close the open view"),
+    ("f", "show only suspicious and malicious events"),
+    (
+        "Space",
+        "pause the display (capture goes on; +N counts arrivals)",
+    ),
+    ("c", "clear the panes and alerts"),
+    ("?", "this help"),
+    ("q  Ctrl-C", "quit"),
+];
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let styles = Styles::new(app.theme);
+    let mut lines: Vec<Line> = KEYS
+        .iter()
+        .map(|(key, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {key:<16} "), styles.key()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::raw(" Risk markers: "),
+        Span::styled("!!", styles.severity(crate::event::Severity::Malicious)),
+        Span::raw(" malicious, "),
+        Span::styled("! ", styles.severity(crate::event::Severity::Suspicious)),
+        Span::raw(" suspicious, blank benign. "),
+        Span::styled("[would block]", styles.blocked()),
+        Span::raw(" marks a simulated block."),
+    ]));
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(Span::styled(" Keys — any key closes ", styles.title(true)));
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}

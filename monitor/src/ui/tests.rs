@@ -1,0 +1,237 @@
+//! Screens drawn into a `TestBackend` from fixed events ([`super::sample`]), compared with
+//! insta snapshots (`src/ui/snapshots/`), plus properties no snapshot shows: no panic at any
+//! size, escaped untrusted text, colours and their absence.
+use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::{Terminal, backend::TestBackend, buffer::Buffer, style::Color};
+
+use super::sample;
+use super::*;
+use crate::app::{Event as AppEvent, Theme};
+
+const COLOUR: Theme = Theme { color: true };
+
+fn app() -> App {
+    sample::app(COLOUR, sample::events())
+}
+
+fn keys(app: &mut App, keys: &str) {
+    for c in keys.chars() {
+        let code = match c {
+            '\t' => KeyCode::Tab,
+            '\n' => KeyCode::Enter,
+            '\x1b' => KeyCode::Esc,
+            c => KeyCode::Char(c),
+        };
+        app.handle(AppEvent::Input(TermEvent::Key(KeyEvent::new(
+            code,
+            KeyModifiers::NONE,
+        ))));
+    }
+}
+
+fn screen(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal.draw(|f| draw(f, app)).expect("draw");
+    terminal
+}
+
+fn text(buffer: &Buffer) -> String {
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        for x in 0..buffer.area.width {
+            out.push_str(buffer[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+macro_rules! snapshot_sizes {
+    ($name:literal, $app:expr) => {{
+        let app = $app;
+        for (w, h) in [(80, 24), (160, 48)] {
+            let terminal = screen(&app, w, h);
+            insta::assert_snapshot!(format!("{}_{w}x{h}", $name), terminal.backend());
+        }
+    }};
+}
+
+#[test]
+fn processes_pane() {
+    snapshot_sizes!("processes", app());
+}
+
+#[test]
+fn files_pane() {
+    let mut app = app();
+    keys(&mut app, "\t");
+    snapshot_sizes!("files", app);
+}
+
+#[test]
+fn network_pane() {
+    let mut app = app();
+    keys(&mut app, "\t\t");
+    snapshot_sizes!("network", app);
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = app();
+    keys(&mut app, "?");
+    snapshot_sizes!("help", app);
+}
+
+#[test]
+fn detail_view() {
+    let mut app = app();
+    // The malicious connection: network pane, second newest row... select it by walking down.
+    keys(&mut app, "\t\t");
+    let target = app
+        .pane(PaneId::Network)
+        .shown(None)
+        .position(|e| e.event.target_port == Some(4444))
+        .expect("the sample has a connection to port 4444");
+    for _ in 0..=target {
+        keys(&mut app, "j");
+    }
+    keys(&mut app, "\n");
+    snapshot_sizes!("detail", app);
+}
+
+#[test]
+fn rules_pane() {
+    let mut app = app();
+    keys(&mut app, "Rj ");
+    snapshot_sizes!("rules", app);
+}
+
+#[test]
+fn browsing_filter_pause_and_block() {
+    let mut app = app();
+    // Select the dropper's exec, block it, filter by "dropper", pause, and let one more arrive.
+    let target = app
+        .pane(PaneId::Process)
+        .shown(None)
+        .position(|e| e.event.process == "dropper")
+        .expect("the sample has a dropper exec");
+    for _ in 0..=target {
+        keys(&mut app, "j");
+    }
+    keys(&mut app, "b/dropper\n ");
+    app.ingest(sample::events());
+    snapshot_sizes!("blocked_filtered_paused", app);
+}
+
+#[test]
+fn tiny_screens() {
+    let app = app();
+    for (w, h) in [(20, 5), (40, 12), (60, 16)] {
+        let terminal = screen(&app, w, h);
+        insta::assert_snapshot!(format!("tiny_{w}x{h}"), terminal.backend());
+    }
+}
+
+/// Widths and heights around every layout threshold, the extremes, and the common sizes.
+const WIDTHS: &[u16] = &[
+    0, 1, 2, 5, 10, 19, 20, 21, 30, 39, 40, 41, 59, 60, 61, 69, 70, 71, 79, 80, 81, 89, 90, 109,
+    110, 119, 120, 149, 150, 159, 160, 161, 250,
+];
+const HEIGHTS: &[u16] = &[
+    0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 15, 16, 17, 19, 20, 21, 24, 29, 30, 39, 40, 44, 45, 48,
+    49, 70,
+];
+
+#[test]
+fn never_panics_at_any_size() {
+    let mut apps = Vec::new();
+    for setup in ["", "?", "\n", "R", "\t\tjjj\n", "/x", " "] {
+        let mut app = app();
+        keys(&mut app, setup);
+        apps.push(app);
+    }
+    apps.push(sample::app(COLOUR, Vec::new()));
+    // One terminal resized again and again, as resizes mid-stream do.
+    let mut terminal = Terminal::new(TestBackend::new(1, 1)).expect("test terminal");
+    for (i, app) in apps.iter_mut().enumerate() {
+        // Every size for the main view; every other one for the rest (debug builds draw
+        // slowly).
+        let step = if i == 0 { 1 } else { 2 };
+        for &w in WIDTHS.iter().step_by(step) {
+            for &h in HEIGHTS.iter().step_by(step) {
+                terminal.backend_mut().resize(w, h);
+                terminal.draw(|f| draw(f, app)).expect("draw");
+            }
+            // Events keep arriving between sizes.
+            if i == 0 {
+                app.ingest(sample::events());
+            }
+        }
+    }
+}
+
+#[test]
+fn untrusted_text_is_escaped() {
+    let mut app = app();
+    keys(&mut app, "\t");
+    let terminal = screen(&app, 160, 48);
+    let shown = text(terminal.backend().buffer());
+    for bad in ['\x1b', '\u{202e}', '\x07'] {
+        assert!(!shown.contains(bad), "{bad:?} reached the screen");
+    }
+    assert!(
+        shown.contains("evil\\x1b[2J"),
+        "escaped comm is shown:\n{shown}"
+    );
+    assert!(shown.contains("invoice\\u{202e}fdp.exe\\x1b]52;c;AAAA\\x07"));
+}
+
+fn marker_cell(buffer: &Buffer, marker: &str) -> Option<(u16, u16)> {
+    (0..buffer.area.height).find_map(|y| {
+        let row: String = (0..2).map(|x| buffer[(x, y)].symbol()).collect();
+        (row == marker).then_some((0, y))
+    })
+}
+
+#[test]
+fn severity_colours_and_no_colour() {
+    let mut app = app();
+    keys(&mut app, "\t\t");
+    let terminal = screen(&app, 160, 48);
+    let buffer = terminal.backend().buffer();
+    let (x, y) = marker_cell(buffer, "!!").expect("a malicious row");
+    assert_eq!(buffer[(x, y)].fg, Color::Red);
+    assert!(
+        buffer[(x, y)]
+            .modifier
+            .contains(ratatui::style::Modifier::BOLD)
+    );
+    let (x, y) = marker_cell(buffer, "! ").expect("a suspicious row");
+    assert_eq!(buffer[(x, y)].fg, Color::Yellow);
+
+    let mut mono = sample::app(Theme { color: false }, sample::events());
+    keys(&mut mono, "\t\t");
+    let terminal = screen(&mono, 160, 48);
+    let buffer = terminal.backend().buffer();
+    assert!(
+        buffer
+            .content
+            .iter()
+            .all(|c| c.fg == Color::Reset && c.bg == Color::Reset),
+        "no colour without a colour terminal"
+    );
+    assert!(marker_cell(buffer, "!!").is_some(), "markers stay visible");
+    assert!(marker_cell(buffer, "! ").is_some());
+}
+
+#[test]
+fn short_counts_and_sparklines() {
+    assert_eq!(short_count(999), "999");
+    assert_eq!(short_count(1_234), "1.2k");
+    assert_eq!(short_count(56_789), "56k");
+    assert_eq!(short_count(1_500_000), "1.5M");
+    assert_eq!(short_count(25_000_000), "25M");
+    assert_eq!(sparkline([0, 1, 2, 4].into_iter(), 6), "  ▁▃▅█");
+    assert_eq!(sparkline([5, 5].into_iter(), 1), "█");
+    assert_eq!(sparkline(std::iter::empty(), 3), "   ");
+}

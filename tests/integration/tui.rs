@@ -1,0 +1,424 @@
+//! The terminal UI end to end: the real `secmon-tui` (no `--json`) in a detached tmux session,
+//! driven with `send-keys` and read with `capture-pane`.
+//!
+//! The test performs real actions (an exec of a copied binary, a file open, a loopback
+//! connect), checks that each shows up in its pane with its risk marker (its own rules make
+//! them suspicious or malicious), switches the file probe off with `2` and checks that a
+//! later open does not show up, reloads the rules with `r` (good, then broken), toggles a rule
+//! in the rules pane, quits with `q` and checks that the terminal is back to normal.
+//!
+//! It runs its own tmux server (`tmux -L <unique>`), killed at the end even on failure.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::{
+    BIN, READY_TIMEOUT, TestDir, copy_executable, marker, next_id, require_root, spawn,
+};
+
+/// How long a test waits for something it caused to show on the screen.
+const SCREEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often the screen is read while waiting.
+const POLL: Duration = Duration::from_millis(100);
+const WIDTH: u16 = 120;
+const HEIGHT: u16 = 40;
+/// The line the wrapper shell prints once `secmon-tui` has exited.
+const EXITED: &str = "secmon-tui exited with status";
+
+/// A detached tmux session on a private server.
+struct Tmux {
+    socket: String,
+    session: String,
+    /// The server's socket file (tmux leaves it behind when killed).
+    socket_path: String,
+}
+
+impl Tmux {
+    /// Starts `command` (run through `sh -c`) in a new `WIDTH`×`HEIGHT` session.
+    fn start(name: &str, script: &str, args: &[&str]) -> Tmux {
+        let mut tmux = Tmux {
+            socket: format!("{name}-sock"),
+            session: name.to_string(),
+            socket_path: String::new(),
+        };
+        let (w, h) = (WIDTH.to_string(), HEIGHT.to_string());
+        let mut argv = vec![
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            &w,
+            "-y",
+            &h,
+            "-s",
+            name,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ];
+        argv.extend_from_slice(args);
+        let out = tmux.run(&argv);
+        assert!(
+            out.status.success(),
+            "tmux new-session failed ({}): {}\n(is tmux installed? `cargo xtask setup` installs it)",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux.socket_path = tmux.display("#{socket_path}");
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run tmux (install it: `cargo xtask setup`): {e}"))
+    }
+
+    /// Sends tmux key names (`Enter`, `Escape`, `Space`, `q`…).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        let out = self.run(&args);
+        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
+    }
+
+    /// Types text literally.
+    fn type_text(&self, text: &str) {
+        let out = self.run(&["send-keys", "-t", &self.session, "-l", text]);
+        assert!(out.status.success(), "send-keys -l {text:?}: {out:?}");
+    }
+
+    fn capture(&self) -> String {
+        let out = self.run(&["capture-pane", "-p", "-t", &self.session]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn display(&self, format: &str) -> String {
+        let out = self.run(&["display-message", "-p", "-t", &self.session, format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Polls the screen until `pred` holds; panics with the last screen after `timeout`.
+    #[track_caller]
+    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.capture();
+            if pred(&screen) {
+                return screen;
+            }
+            if Instant::now() >= deadline {
+                panic!("the screen never showed {what} within {timeout:?}; last screen:\n{screen}");
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+        if !self.socket_path.is_empty() {
+            let _ = fs::remove_file(&self.socket_path);
+        }
+    }
+}
+
+/// The screen's lines, each with the pane it is in (`Processes`, `Files`, `Network`,
+/// `Alerts`, or `` above the first pane).
+fn lines_by_pane(screen: &str) -> Vec<(&'static str, &str)> {
+    let mut pane = "";
+    let mut out = Vec::new();
+    for line in screen.lines() {
+        let title = line.trim_start().trim_start_matches("▶ ");
+        for name in ["Processes", "Files", "Network", "Alerts"] {
+            if title.starts_with(name) && line.contains('─') {
+                pane = name;
+            }
+        }
+        out.push((pane, line));
+    }
+    out
+}
+
+/// A table row of `pane` that contains `needle` and starts with the risk marker `marker`.
+fn row_in<'a>(screen: &'a str, pane: &str, marker: &str, needle: &str) -> Option<&'a str> {
+    lines_by_pane(screen)
+        .into_iter()
+        .find(|(p, line)| *p == pane && line.contains(needle) && line.starts_with(marker))
+        .map(|(_, line)| line)
+}
+
+/// Sets the filter (`/`, clear, text, Enter) and waits for the header to show it. The text is
+/// typed in two halves, so that no tmux command line holds all of it (and matches it).
+fn set_filter(tmux: &Tmux, text: &str) {
+    tmux.keys(&["/", "C-u"]);
+    let middle = text.len() / 2;
+    tmux.type_text(&text[..middle]);
+    tmux.type_text(&text[middle..]);
+    tmux.keys(&["Enter"]);
+    let shown = format!("filter \"{text}\"");
+    tmux.wait_for(&shown, SCREEN_TIMEOUT, |s| s.contains(&shown));
+}
+
+fn exec(path: &Path) {
+    let mut child = spawn(Command::new(path).stdin(Stdio::null()));
+    let status = child.wait().expect("wait for the copied binary");
+    assert!(status.success(), "{} failed: {status}", path.display());
+}
+
+#[test]
+fn terminal_ui_end_to_end() {
+    require_root();
+    let mark = marker();
+    let dir = TestDir::new(&mark);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
+    let port = listener.local_addr().expect("listener address").port();
+
+    // Rules of our own: the exec is malicious (0.9), the open and the connect suspicious (0.7).
+    // They and the config live outside `dir`, and the tmux names do not contain the marker
+    // either: the filter must match only the actions below, not tmux's or the shell's own
+    // activity (their command lines hold these names).
+    let conf_dir = tempfile::Builder::new()
+        .prefix("secmon-tui-e2e-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let rules = conf_dir.path().join("rules");
+    fs::create_dir(&rules).expect("create the rules directory");
+    fs::write(
+        rules.join("tui.json"),
+        format!(
+            r#"[
+  {{"name": "tui_test_exec", "condition": "event.type == 'process_exec' and process.path.contains('{mark}')", "risk_score": 0.9, "action": "alert", "label": "TUI test exec", "recommendation": "tui test recommendation"}},
+  {{"name": "tui_test_file", "condition": "file.path.contains('{mark}')", "risk_score": 0.7, "action": "alert", "label": "TUI test file"}},
+  {{"name": "tui_test_connect", "condition": "event.type == 'net_connect' and net.dst_port == {port}", "risk_score": 0.7, "action": "alert", "label": "TUI test connect"}}
+]"#
+        ),
+    )
+    .expect("write the rules");
+    let config = conf_dir.path().join("secmon.toml");
+    fs::write(
+        &config,
+        "[monitoring]\nenable_process = true\nenable_filesystem = true\nenable_network = true\n\n\
+         [threat_detection]\nconfidence_threshold = 0.6\n",
+    )
+    .expect("write the config");
+    let rules_s = rules.to_str().expect("UTF-8 path");
+    let config_s = config.to_str().expect("UTF-8 path");
+
+    let script = format!(r#""$0" "$@"; echo "{EXITED} $?"; exec sleep 600"#);
+    let tmux = Tmux::start(
+        &format!("secmon-tui-e2e-{}-{}", std::process::id(), next_id()),
+        &script,
+        &[BIN, "--config", config_s, "--rules", rules_s],
+    );
+
+    // Ready: the header and the three panes.
+    tmux.wait_for("the header and panes", READY_TIMEOUT, |s| {
+        s.contains(" secmon ") && s.contains("Processes") && s.contains("Network")
+    });
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "1",
+        "the UI uses the alternate screen"
+    );
+
+    // Only our own events: filter by the marker (process path, file path).
+    set_filter(&tmux, &mark);
+
+    // An exec of a copied binary: processes pane, malicious.
+    let exe = copy_executable("/bin/true", &dir.join("tuiexec"));
+    exec(&exe);
+    let exe_s = exe.to_str().expect("UTF-8 path").to_string();
+    tmux.wait_for(
+        "the exec in the processes pane marked !!",
+        SCREEN_TIMEOUT,
+        |s| row_in(s, "Processes", "!!", &exe_s).is_some_and(|l| l.contains(" exec ")),
+    );
+
+    // A file open: files pane, suspicious.
+    let opened = dir.join("opened-1");
+    fs::write(&opened, b"x").expect("create the marker file");
+    drop(fs::File::open(&opened).expect("open the marker file"));
+    let opened_s = opened.to_str().expect("UTF-8 path").to_string();
+    let screen = tmux.wait_for("the open in the files pane marked !", SCREEN_TIMEOUT, |s| {
+        row_in(s, "Files", "! ", &opened_s).is_some_and(|l| l.contains(" open "))
+    });
+    assert!(
+        lines_by_pane(&screen)
+            .iter()
+            .any(|(p, l)| *p == "Alerts" && l.contains("tui_test_exec")),
+        "the alerts strip lists the exec with its rule:\n{screen}"
+    );
+
+    // A loopback connect: network pane, suspicious. Filter by the listener's address.
+    let endpoint = format!("127.0.0.1:{port}");
+    set_filter(&tmux, &endpoint);
+    let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (accepted, _) = listener.accept().expect("accept");
+    tmux.wait_for(
+        "the connect in the network pane marked !",
+        SCREEN_TIMEOUT,
+        |s| {
+            row_in(s, "Network", "! ", &format!("→ {endpoint}"))
+                .is_some_and(|l| l.contains(" connect "))
+        },
+    );
+    drop((client, accepted));
+
+    // `2` switches the file probe off: the header says so and a new open does not show.
+    set_filter(&tmux, &mark);
+    tmux.keys(&["2"]);
+    tmux.wait_for("the file probe off in the header", SCREEN_TIMEOUT, |s| {
+        s.contains("2 file off")
+    });
+    let unseen = dir.join("opened-2");
+    fs::write(&unseen, b"x").expect("create the second marker file");
+    drop(fs::File::open(&unseen).expect("open the second marker file"));
+    // Events arrive in order: once a later exec shows, the open would have shown before it.
+    let sync = copy_executable("/bin/true", &dir.join("tuisync"));
+    exec(&sync);
+    let sync_s = sync.to_str().expect("UTF-8 path").to_string();
+    let screen = tmux.wait_for("the sync exec", SCREEN_TIMEOUT, |s| {
+        row_in(s, "Processes", "!!", &sync_s).is_some()
+    });
+    assert!(
+        !screen.contains("opened-2"),
+        "an open with the file probe off showed up:\n{screen}"
+    );
+
+    // `r` reloads: the rule count; then a broken file: the error with file:line:column, and
+    // the previous rules stay.
+    tmux.keys(&["r"]);
+    tmux.wait_for("the reload result", SCREEN_TIMEOUT, |s| {
+        s.contains("rules reloaded: 3 rules from 1 files") && s.contains("rules 3, reload ok")
+    });
+    let broken = rules.join("zz-broken.json");
+    fs::write(
+        &broken,
+        "[\n  {\"name\": \"broken\", \"condition\": \"process.name ==\"}\n]\n",
+    )
+    .expect("write a broken rule file");
+    tmux.keys(&["r"]);
+    let screen = tmux.wait_for("the reload error", SCREEN_TIMEOUT, |s| {
+        s.contains("rules reload failed: ") && s.contains("rules 3, reload FAILED")
+    });
+    let status = screen
+        .lines()
+        .find(|l| l.contains("rules reload failed: "))
+        .unwrap_or_default();
+    let after = status
+        .split_once("zz-broken.json:")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("the error names the file: {status:?}"));
+    let mut position = after.split(':');
+    for part in ["line", "column"] {
+        let value = position.next().unwrap_or_default();
+        assert!(
+            !value.is_empty() && value.chars().all(|c| c.is_ascii_digit()),
+            "the error gives file:line:column ({part} is {value:?}): {status:?}"
+        );
+    }
+
+    // `R`: the rules pane; Space disables the selected (first) rule at once.
+    tmux.keys(&["R"]);
+    tmux.wait_for("the rules pane", SCREEN_TIMEOUT, |s| {
+        s.contains("Rules (3)") && s.lines().any(|l| l.starts_with("on  tui_test_exec"))
+    });
+    tmux.keys(&["Space"]);
+    // (The footer's "rule … disabled" may already be replaced by the rule watcher's report
+    // of the broken file: the table is what counts.)
+    tmux.wait_for("the rule disabled", SCREEN_TIMEOUT, |s| {
+        s.lines().any(|l| l.starts_with("off tui_test_exec"))
+    });
+
+    // `q` quits (from the rules pane too) and the terminal is back to normal.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the panes again", SCREEN_TIMEOUT, |s| {
+        s.contains("Processes")
+    });
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+    assert!(
+        screen.contains(&format!("{EXITED} 0")),
+        "secmon-tui exited with an error:\n{screen}"
+    );
+    assert!(screen.contains("secmon: stopped:"), "{screen}");
+    assert!(
+        !screen.contains("Processes"),
+        "the UI is still on the screen:\n{screen}"
+    );
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "0",
+        "the alternate screen was left"
+    );
+}
+
+/// The pid of the wrapper shell's child (`secmon-tui`), once it has one.
+fn tui_pid(tmux: &Tmux) -> u32 {
+    let shell = tmux.display("#{pane_pid}");
+    let path = format!("/proc/{shell}/task/{shell}/children");
+    let deadline = Instant::now() + SCREEN_TIMEOUT;
+    loop {
+        let children = fs::read_to_string(&path).unwrap_or_default();
+        if let Some(pid) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no secmon-tui under shell {shell}"
+        );
+        thread::sleep(POLL);
+    }
+}
+
+/// SIGTERM and SIGHUP (a dropped SSH session) stop the UI and restore the terminal.
+#[test]
+fn terminal_restored_on_sigterm_and_sighup() {
+    require_root();
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        let script = format!(r#""$0" "$@"; echo "{EXITED} $?"; exec sleep 600"#);
+        let tmux = Tmux::start(
+            &format!("secmon-tui-e2e-{}-{}", std::process::id(), next_id()),
+            &script,
+            &[BIN],
+        );
+        tmux.wait_for("the header", READY_TIMEOUT, |s| {
+            s.contains(" secmon ") && s.contains("Processes")
+        });
+        assert_eq!(tmux.display("#{alternate_on}"), "1");
+        let pid = libc::pid_t::try_from(tui_pid(&tmux)).expect("pid fits pid_t");
+        // SAFETY: kill has no memory-safety preconditions; the process is the test's own.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid} {name}");
+        let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+        assert!(
+            screen.contains(&format!("secmon: {name} received; stopping")),
+            "{name}: {screen}"
+        );
+        assert!(screen.contains(&format!("{EXITED} 0")), "{name}: {screen}");
+        assert_eq!(
+            tmux.display("#{alternate_on}"),
+            "0",
+            "{name}: alternate screen left"
+        );
+        assert!(
+            !screen.contains("Processes"),
+            "{name}: the UI is gone:\n{screen}"
+        );
+    }
+}
