@@ -45,6 +45,11 @@ enable_process = true
 enable_network = true
 enable_filesystem = true
 enable_kernel = true
+
+# History is measured on its own (docs/benchmarks.md, \"History (SQLite)\"): this run measures
+# the capture pipeline, and on 2 cores the SQLite writer would take CPU from it.
+[storage]
+enabled = false
 ";
 /// Wait after a tracer reports ready before starting the loop (start-up work such as secmon
 /// seeding its process table from /proc is then over).
