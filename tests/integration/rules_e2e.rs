@@ -632,9 +632,11 @@ fn benign_workload_is_not_rated() {
     // (benign), but the chain `dropped_file_executed` (+0.5, suspicious together) also fires
     // when *any* ancestor dropped an executable in a temp directory within the last minute, and
     // this test process is such an ancestor whenever other tests copy executables into /tmp.
+    // Not under the target directory: a clone checked out under /tmp (as CI may do) would put
+    // the project in a temp directory after all.
     let work = tempfile::Builder::new()
         .prefix(&format!("{}-", marker()))
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in("/var/lib")
         .expect("create the workload directory");
     let work_path = work.path().canonicalize().expect("canonicalise it");
     let start = mon.events().len();
