@@ -1254,16 +1254,25 @@ impl App {
         }
     }
 
-    fn simulate_block(&mut self) {
+    /// The selected event and what blocking it would target; says why not in the status
+    /// line when there is none.
+    fn block_target(&mut self) -> Option<(Entry, BlockTarget)> {
         let Some(entry) = self.target_entry().cloned() else {
             self.set_status("no event selected to block".to_string(), StatusKind::Info);
-            return;
+            return None;
         };
         let Some(target) = BlockTarget::of(&entry.event) else {
             self.set_status(
                 "this event has no process or connection to block".to_string(),
                 StatusKind::Info,
             );
+            return None;
+        };
+        Some((entry, target))
+    }
+
+    fn simulate_block(&mut self) {
+        let Some((entry, target)) = self.block_target() else {
             return;
         };
         let what = target.describe(&entry.event);
@@ -1276,15 +1285,7 @@ impl App {
     }
 
     fn ask_enforce(&mut self) {
-        let Some(entry) = self.target_entry().cloned() else {
-            self.set_status("no event selected to block".to_string(), StatusKind::Info);
-            return;
-        };
-        let Some(target) = BlockTarget::of(&entry.event) else {
-            self.set_status(
-                "this event has no process or connection to block".to_string(),
-                StatusKind::Info,
-            );
+        let Some((entry, target)) = self.block_target() else {
             return;
         };
         let what = target.describe(&entry.event);

@@ -453,7 +453,7 @@ impl<'a> Compiler<'a> {
             Field::Str(StrField::EventType) => {
                 let mask = EventType::ALL
                     .into_iter()
-                    .filter(|t| test_const(&test, t.as_str()))
+                    .filter(|t| test.test(t.as_str()))
                     .fold(0, |m, t| m | type_bit(t));
                 Node::Types(mask)
             }
@@ -663,18 +663,6 @@ fn event_type_bit(name: &str, span: Span, src: SourceId) -> Result<TypeMask> {
                 EventType::ALL.map(|t| t.as_str()).join(", ")
             ),
         )),
-    }
-}
-
-fn test_const(test: &StrTest, s: &str) -> bool {
-    match test {
-        StrTest::Eq(v) => s == &**v,
-        StrTest::Ne(v) => s != &**v,
-        StrTest::Contains(v) => s.contains(&**v),
-        StrTest::StartsWith(v) => s.starts_with(&**v),
-        StrTest::EndsWith(v) => s.ends_with(&**v),
-        StrTest::Matches(re) => re.is_match(s),
-        StrTest::In(set) => set.contains(s),
     }
 }
 

@@ -327,7 +327,7 @@ pub enum StrTest {
 }
 
 impl StrTest {
-    fn test(&self, s: &str) -> bool {
+    pub(super) fn test(&self, s: &str) -> bool {
         match self {
             StrTest::Eq(v) => s == &**v,
             StrTest::Ne(v) => s != &**v,
