@@ -362,11 +362,29 @@ fn attach_all(
         report.mark(probe.family, probe.group, failure);
     }
     for tp in probes::tracepoints() {
-        let result = check_layout(tracefs, &tp)
-            .and_then(|()| attach_tracepoint(ebpf, &load_errors, tracefs, &tp));
+        let result =
+            check_layout(tracefs, &tp).and_then(|()| attach_tracepoint(ebpf, &load_errors, &tp));
         report.mark(tp.family, tp.group, result.err());
     }
     report
+}
+
+/// The loaded program `program` as its concrete type, or why it cannot be attached.
+fn loaded_program<'a, T>(
+    ebpf: &'a mut Ebpf,
+    load_errors: &BTreeMap<&str, String>,
+    program: &str,
+) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
+{
+    if let Some(e) = load_errors.get(program) {
+        return Err(format!("program {program} did not load: {e}"));
+    }
+    ebpf.program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .try_into()
+        .map_err(|e| format!("{e}"))
 }
 
 fn attach_raw(
@@ -375,45 +393,20 @@ fn attach_raw(
     program: &str,
     tracepoint: &str,
 ) -> Result<(), String> {
-    if let Some(e) = load_errors.get(program) {
-        return Err(format!("program {program} did not load: {e}"));
-    }
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut(program)
-        .ok_or_else(|| format!("program {program} missing from the object"))?
-        .try_into()
-        .map_err(|e| format!("{e}"))?;
+    let prog: &mut RawTracePoint = loaded_program(ebpf, load_errors, program)?;
     prog.attach(tracepoint)
         .map(|_| ())
         .map_err(|e| format!("attaching {program} to raw tracepoint {tracepoint}: {e}"))
 }
 
+/// Attaches after `check_layout`, which has already found the tracepoint's format file.
 fn attach_tracepoint(
     ebpf: &mut Ebpf,
     load_errors: &BTreeMap<&str, String>,
-    tracefs: &std::path::Path,
     tp: &probes::TracepointProbe,
 ) -> Result<(), String> {
     let program = tp.program;
-    if let Some(e) = load_errors.get(program) {
-        return Err(format!("program {program} did not load: {e}"));
-    }
-    if !tracefs
-        .join("events")
-        .join(tp.category)
-        .join(tp.name)
-        .is_dir()
-    {
-        return Err(format!(
-            "this kernel has no tracepoint {}:{}",
-            tp.category, tp.name
-        ));
-    }
-    let prog: &mut TracePoint = ebpf
-        .program_mut(program)
-        .ok_or_else(|| format!("program {program} missing from the object"))?
-        .try_into()
-        .map_err(|e| format!("{e}"))?;
+    let prog: &mut TracePoint = loaded_program(ebpf, load_errors, program)?;
     prog.attach(tp.category, tp.name)
         .map(|_| ())
         .map_err(|e| format!("attaching {program} to {}:{}: {e}", tp.category, tp.name))

@@ -227,24 +227,9 @@ impl Number {
     }
 
     pub fn compare(self, op: CmpOp, other: Number) -> bool {
-        if let (Number::Int(a), Number::Int(b)) = (self, other) {
-            return match op {
-                CmpOp::Eq => a == b,
-                CmpOp::Ne => a != b,
-                CmpOp::Lt => a < b,
-                CmpOp::Le => a <= b,
-                CmpOp::Gt => a > b,
-                CmpOp::Ge => a >= b,
-            };
-        }
-        let (a, b) = (self.as_f64(), other.as_f64());
-        match op {
-            CmpOp::Eq => a == b,
-            CmpOp::Ne => a != b,
-            CmpOp::Lt => a < b,
-            CmpOp::Le => a <= b,
-            CmpOp::Gt => a > b,
-            CmpOp::Ge => a >= b,
+        match (self, other) {
+            (Number::Int(a), Number::Int(b)) => op.holds(a, b),
+            _ => op.holds(self.as_f64(), other.as_f64()),
         }
     }
 }
