@@ -23,9 +23,12 @@ use crate::record::Speed;
         secmon-tui rules check rules/                 validate rule files (no root needed)\n  \
         sudo secmon-tui history --last 2h --min-risk 0.6   what the rules flagged lately\n  \
         sudo secmon-tui --json --record story.jsonl   save the event stream while monitoring\n  \
-        secmon-tui --replay story.jsonl --json --speed max   replay it (no root needed)\n  \
+        secmon-tui --replay story.jsonl --speed 2     replay it in the UI (no root needed)\n  \
+        secmon-tui --replay story.jsonl --json --speed max   replay it as JSON lines\n  \
         sudo secmon-tui block add exec /tmp/dropper   kill it at exec (needs [response] enforce)\n  \
         sudo secmon-tui block list                    deny entries of the running monitor\n\n\
+        In the UI: ? shows every key; h the stored history; D the deny entries; b simulates\n\
+        and B (asking y/N, with [response] enforce = true) really blocks the selected event.\n\n\
         Config: /etc/secmon/secmon.toml if present, else built-in defaults (docs/config.md).\n\
         JSON fields: docs/json-schema.md."
 )]

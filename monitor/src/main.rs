@@ -62,8 +62,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         eprintln!("secmon: {}", CaptureError::NotPrivileged);
         return Ok(ExitCode::FAILURE);
     }
-    let has_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if !(cli.json || has_terminal) {
+    if !(cli.json || has_terminal()) {
         eprintln!(
             "secmon: the terminal UI needs a terminal on stdin and stdout; use --json to \
              stream events to a pipe or a file (see --help)"
@@ -117,11 +116,13 @@ fn storage_settings(cli: &Cli, config: &Config) -> config::Storage {
     storage
 }
 
-/// `--replay FILE`: no root, no eBPF; the recording through the current rules.
+/// `--replay FILE`: no root, no eBPF; the recording through the current rules, in the terminal
+/// UI or (`--json`) as JSON lines.
 fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
-    if !cli.json {
+    if !cli.json && !has_terminal() {
         eprintln!(
-            "secmon: the terminal UI cannot replay yet; use --json with --replay (see --help)"
+            "secmon: the terminal UI needs a terminal on stdin and stdout; use --json with \
+             --replay to write the replayed events as JSON lines (see --help)"
         );
         return Ok(ExitCode::from(2));
     }
@@ -146,29 +147,41 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         Some(h) => format!("recorded at {}", h.created.format("%Y-%m-%d %H:%M:%S UTC")),
         None => "JSON lines without a recording header".to_string(),
     };
-    eprintln!(
-        "secmon: replaying {} ({recorded}) at speed {speed}",
+    let about = format!(
+        "replaying {} ({recorded}) at speed {speed}",
         recording.display()
     );
+    eprintln!("secmon: {about}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
-    let stdout = std::io::stdout();
-    let summary = runtime.block_on(pipeline::run_replay_json(
-        &config,
-        &options,
-        replay,
-        stdout.lock(),
-    ))?;
+    let (summary, verb) = if cli.json {
+        let stdout = std::io::stdout();
+        let summary = runtime.block_on(pipeline::run_replay_json(
+            &config,
+            &options,
+            replay,
+            stdout.lock(),
+        ))?;
+        (summary, "written")
+    } else {
+        let summary = runtime.block_on(tui::run_replay(&config, &options, replay, about))?;
+        (summary, "shown")
+    };
     eprintln!(
-        "secmon: stopped: {} events written, {} events replayed from {}",
+        "secmon: stopped: {} events {verb}, {} events replayed from {}",
         summary.events,
         summary.records,
         recording.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether stdin and stdout are a terminal (the UI needs both).
+fn has_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
 /// The rules `--json` mode uses: `--rules DIR` (or the default) and the config's `rules_dirs`.

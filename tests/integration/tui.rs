@@ -94,7 +94,7 @@ impl Tmux {
 
     /// Types text literally.
     fn type_text(&self, text: &str) {
-        let out = self.run(&["send-keys", "-t", &self.session, "-l", text]);
+        let out = self.run(&["send-keys", "-t", &self.session, "-l", "--", text]);
         assert!(out.status.success(), "send-keys -l {text:?}: {out:?}");
     }
 
@@ -421,4 +421,230 @@ fn terminal_restored_on_sigterm_and_sighup() {
             "{name}: the UI is gone:\n{screen}"
         );
     }
+}
+
+/// The status line (the screen's last non-empty line).
+fn status_line(screen: &str) -> &str {
+    screen
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+}
+
+/// `B` blocks the selected event's program in the kernel (after y), the next exec of it is
+/// killed; `D` lists the entry and `u` removes it; `h` finds the exec in the stored history
+/// and `Enter` opens its details.
+#[test]
+fn enforcement_deny_list_and_history_from_the_ui() {
+    require_root();
+    let dir = TestDir::new(&marker());
+    // Short and unique: the process name (comm) the history query filters on.
+    let name = format!("blk{}x{}", std::process::id() % 100_000, next_id());
+    let program = copy_executable("/bin/true", &dir.join(&name));
+    let program_s = program.to_str().expect("UTF-8 path").to_string();
+    let alerts = dir.join("alerts.jsonl");
+    let db = dir.join("history.db");
+    let config = dir.join("secmon.toml");
+    fs::write(
+        &config,
+        format!(
+            "[response]\nenforce = true\nallowlist = [\"sshd\"]\ncontrol_socket = \"{}\"\n\
+             alert_log = \"{}\"\n",
+            dir.join("run/control.sock").display(),
+            alerts.display()
+        ),
+    )
+    .expect("write the config");
+    let script = format!(r#""$0" "$@"; echo "{EXITED} $?"; exec sleep 600"#);
+    let db_s = db.to_str().expect("UTF-8 path");
+    let config_s = config.to_str().expect("UTF-8 path");
+    let tmux = Tmux::start(
+        &format!("secmon-tui-enf-{}-{}", std::process::id(), next_id()),
+        &script,
+        &[BIN, "--config", config_s, "--db", db_s],
+    );
+    tmux.wait_for("the header and panes", READY_TIMEOUT, |s| {
+        s.contains(" secmon ") && s.contains("Processes")
+    });
+    set_filter(&tmux, &name);
+    exec(&program);
+    tmux.wait_for("the exec", SCREEN_TIMEOUT, |s| {
+        lines_by_pane(s)
+            .iter()
+            .any(|(p, l)| *p == "Processes" && l.contains(&program_s) && l.contains(" exec "))
+    });
+
+    // B asks; y blocks. (The newest shown event of the program is the target.)
+    tmux.keys(&["B"]);
+    let question = format!("really deny exec path {program_s}");
+    let screen = tmux.wait_for("the question", SCREEN_TIMEOUT, |s| s.contains(&question));
+    assert!(status_line(&screen).ends_with("[y/N]"), "{screen}");
+    tmux.keys(&["y"]);
+    let screen = tmux.wait_for("the block", SCREEN_TIMEOUT, |s| {
+        status_line(s).contains(&format!(": exec path {program_s}"))
+    });
+    // The UI's "blocked #N" or the enforcer's own report ("block #N: …; who: …"), whichever
+    // came last.
+    assert!(status_line(&screen).contains("block"), "{screen}");
+
+    // The kernel kills the next exec.
+    let status = Command::new(&program).status().expect("run the program");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the blocked program ran: {status}"
+    );
+    let audit = fs::read_to_string(&alerts).unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"enforcement\":\"block\"")
+                && l.contains(&program_s)
+                && l.contains("terminal UI")),
+        "the alert log records who blocked what:\n{audit}"
+    );
+
+    // D lists it; u removes it; the program runs again.
+    tmux.keys(&["D"]);
+    tmux.wait_for("the deny entry", SCREEN_TIMEOUT, |s| {
+        s.contains("Blocked in the kernel (1)") && s.contains(&format!("exec path {program_s}"))
+    });
+    tmux.keys(&["u"]);
+    tmux.wait_for("the entry removed", SCREEN_TIMEOUT, |s| {
+        let status = status_line(s);
+        s.contains("Blocked in the kernel (0)")
+            && (status.contains("unblock #") || status.contains("unblocked #"))
+    });
+    let status = Command::new(&program).status().expect("run the program");
+    assert!(status.success(), "unblocked, the program runs: {status}");
+
+    // h: the stored history, queried by the program's name; Enter: its details.
+    tmux.keys(&["h", "/", "C-u"]);
+    tmux.type_text(&format!("--last 1h --process {name} --type process_exec"));
+    tmux.keys(&["Enter"]);
+    let deadline = Instant::now() + SCREEN_TIMEOUT;
+    let screen = loop {
+        let screen = tmux.capture();
+        // Three execs: the history writer commits in batches, so rerun (r) until all are in.
+        if screen.lines().filter(|l| l.contains(&program_s)).count() >= 3 {
+            break screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the history never showed three execs of {name}:\n{screen}"
+        );
+        tmux.keys(&["r"]);
+        thread::sleep(Duration::from_millis(300));
+    };
+    assert!(screen.contains("▶ History"), "{screen}");
+    let pids: Vec<u32> = screen
+        .lines()
+        .filter(|l| l.contains(&program_s))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    assert!(
+        pids.windows(2).all(|w| w[0] > w[1]),
+        "newest first (pids {pids:?}):\n{screen}"
+    );
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the detail view of a stored exec", SCREEN_TIMEOUT, |s| {
+        s.contains("process_exec") && s.contains(&program_s) && s.contains("Event detail")
+    });
+
+    // (Escape and q in one send-keys would read as Alt-q.)
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the history again", SCREEN_TIMEOUT, |s| {
+        !s.contains("Event detail") && s.contains("▶ History")
+    });
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+    assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
+    assert_eq!(tmux.display("#{alternate_on}"), "0");
+}
+
+/// `--replay` in the UI as an unprivileged user: no root, no eBPF; the recording's attack
+/// shows with its markers, the probe and enforcement keys say why they do nothing.
+#[test]
+fn replay_in_the_ui_without_root() {
+    require_root();
+    // Everything nobody needs, where nobody can read it (the build tree may not be).
+    let dir = TestDir::new(&marker());
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("make the directory traversable");
+    let bin = copy_executable(BIN, &dir.join("secmon-tui"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let recording = dir.join("story.jsonl");
+    fs::copy(
+        root.join("tests/fixtures/recordings/attack-story.jsonl"),
+        &recording,
+    )
+    .expect("copy the recording");
+    let rules = dir.join("rules");
+    for args in [
+        vec![
+            "-r".as_ref(),
+            root.join("rules").as_os_str(),
+            rules.as_os_str(),
+        ],
+        vec!["-R".as_ref(), "a+rX".as_ref(), dir.path().as_os_str()],
+    ] {
+        let tool = if args[0] == "-r" { "cp" } else { "chmod" };
+        let status = Command::new(tool).args(&args).status().expect(tool);
+        assert!(status.success(), "{tool} {args:?}: {status}");
+    }
+    let script = format!(r#""$0" "$@"; echo "{EXITED} $?"; exec sleep 600"#);
+    let tmux = Tmux::start(
+        &format!("secmon-tui-replay-{}-{}", std::process::id(), next_id()),
+        &script,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            bin.to_str().expect("UTF-8 path"),
+            "--replay",
+            recording.to_str().expect("UTF-8 path"),
+            "--rules",
+            rules.to_str().expect("UTF-8 path"),
+            "--config",
+            "/dev/null",
+            "--speed",
+            "max",
+        ],
+    );
+    let screen = tmux.wait_for("the finished replay", READY_TIMEOUT, |s| {
+        s.contains("replay finished: ")
+    });
+    assert!(
+        screen.contains("1 process replay"),
+        "the header says replay:\n{screen}"
+    );
+    assert!(
+        lines_by_pane(&screen)
+            .iter()
+            .any(|(p, l)| *p == "Alerts" && l.starts_with("!!") && l.contains("reverse_shell")),
+        "the reverse shell is in the alerts, malicious:\n{screen}"
+    );
+    assert!(
+        row_in(&screen, "Network", "! ", "connect").is_some(),
+        "the shell's connect is marked suspicious:\n{screen}"
+    );
+    tmux.keys(&["2"]);
+    tmux.wait_for("probe keys explained", SCREEN_TIMEOUT, |s| {
+        status_line(s).contains("replaying a recording: there are no kernel probes")
+    });
+    tmux.keys(&["B"]);
+    tmux.wait_for("enforcement explained", SCREEN_TIMEOUT, |s| {
+        status_line(s).contains("replaying a recording: nothing is enforced")
+    });
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+    assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
+    assert!(screen.contains("events shown"), "{screen}");
+    assert_eq!(tmux.display("#{alternate_on}"), "0");
 }

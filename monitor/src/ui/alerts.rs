@@ -7,7 +7,7 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Row, Table},
 };
 
-use super::{Styles, clean, clock};
+use super::{Styles, block_label, clean, clock};
 use crate::app::{App, severity_marker};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
@@ -41,10 +41,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 &analysis.recommendation
             };
             let mut advice = Line::from(clean(advice).into_owned());
-            if app.block_mark(entry).is_some() {
+            if let Some(mark) = app.block_mark(entry) {
                 advice
                     .spans
-                    .insert(0, Span::styled("[would block] ", styles.blocked()));
+                    .insert(0, Span::styled(block_label(mark), styles.blocked()));
             }
             Row::new(vec![
                 Cell::from(severity_marker(analysis.severity))

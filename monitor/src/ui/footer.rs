@@ -21,6 +21,7 @@ const HINTS: &[(&str, &str)] = &[
     ("Space", "pause"),
     ("r", "reload"),
     ("R", "rules"),
+    ("h", "history"),
     ("b", "block"),
     ("c", "clear"),
 ];
@@ -42,7 +43,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             StatusKind::Error => styles.error(),
             StatusKind::Prompt => styles.header_bar(),
         };
-        Line::from(Span::styled(format!(" {}", clean(&status.text)), style))
+        let text = format!(" {}", clean(&status.text));
+        let text = if status.kind == StatusKind::Prompt {
+            // The end of a question says which keys answer it: keep it in view.
+            keep_tail(&text, usize::from(area.width))
+        } else {
+            text
+        };
+        Line::from(Span::styled(text, style))
     } else {
         let mut spans = Vec::with_capacity(HINTS.len() * 2);
         for (key, what) in HINTS {
@@ -52,4 +60,25 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Line::from(spans)
     };
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// `text`, or `…` and as much of its end as fits in `width` columns.
+fn keep_tail(text: &str, width: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= width || width < 2 {
+        return text.to_string();
+    }
+    let tail: String = chars[chars.len() - (width - 1)..].iter().collect();
+    format!("…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_tail;
+
+    #[test]
+    fn prompts_keep_their_answer_keys_in_view() {
+        assert_eq!(keep_tail("really? [y/N]", 20), "really? [y/N]");
+        assert_eq!(keep_tail("really deny this? [y/N]", 10), "…is? [y/N]");
+    }
 }

@@ -62,6 +62,7 @@ fn families_line<'a>(app: &App, styles: &Styles, width: u16) -> Line<'a> {
             ProbeState::On => ("on", styles.ok()),
             ProbeState::Off => ("off", styles.warn()),
             ProbeState::Unavailable => ("n/a", styles.dim()),
+            ProbeState::Replay => ("replay", styles.warn()),
         };
         spans.push(Span::styled(text, style));
         if state == ProbeState::Unavailable {
@@ -121,12 +122,13 @@ fn status_line<'a>(app: &App, styles: &Styles) -> Line<'a> {
             styles.header_bar(),
         ));
     }
-    if !app.blocked.is_empty() {
-        spans.push(Span::styled(" │ ", styles.dim()));
-        spans.push(Span::styled(
-            format!("{} would-block", app.blocked.len()),
-            styles.blocked(),
-        ));
+    let real = app.blocked.values().filter(|mark| mark.real).count();
+    let simulated = app.blocked.len() - real;
+    for (count, what) in [(real, "blocked"), (simulated, "would-block")] {
+        if count > 0 {
+            spans.push(Span::styled(" │ ", styles.dim()));
+            spans.push(Span::styled(format!("{count} {what}"), styles.blocked()));
+        }
     }
     Line::from(spans)
 }

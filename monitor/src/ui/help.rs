@@ -27,7 +27,18 @@ pub const KEYS: &[(&str, &str)] = &[
     ("r", "reload rules from disk (errors keep the old rules)"),
     ("R", "rules pane: Space enables/disables the selected rule"),
     ("b", "simulate blocking the selected process or connection"),
-    ("B", "real enforcement (asks y/N; needs the response layer)"),
+    (
+        "B",
+        "block it in the kernel: its program or destination (asks y/N; [response] enforce)",
+    ),
+    (
+        "D",
+        "deny entries in the kernel: u removes the selected one",
+    ),
+    (
+        "h",
+        "stored history: / edits the query (--last 2h --min-risk 0.6), r reruns",
+    ),
     (
         "/",
         "filter by process name, path or IP; Enter keeps, Esc clears",
@@ -62,7 +73,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled("! ", styles.severity(crate::event::Severity::Suspicious)),
         Span::raw(" suspicious, blank benign. "),
         Span::styled("[would block]", styles.blocked()),
-        Span::raw(" marks a simulated block."),
+        Span::raw(" a simulated block, "),
+        Span::styled("[blocked]", styles.blocked()),
+        Span::raw(" a real one."),
     ]));
     let block = Block::new()
         .borders(Borders::ALL)

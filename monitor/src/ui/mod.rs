@@ -8,11 +8,13 @@
 //! Every untrusted string (process names, paths, arguments, rule texts, error messages) goes
 //! through [`clean`] ([`crate::sanitize::for_terminal`]) before it reaches a cell.
 pub mod alerts;
+pub mod blocks;
 pub mod detail;
 pub mod file;
 pub mod footer;
 pub mod header;
 pub mod help;
+pub mod history;
 pub mod network;
 pub mod process;
 pub mod rules;
@@ -30,7 +32,7 @@ use ratatui::{
 };
 
 use crate::{
-    app::{App, PaneId, Theme, severity_marker},
+    app::{App, BlockMark, PaneId, Theme, View, severity_marker},
     event::{Event, Severity},
     sanitize,
 };
@@ -74,10 +76,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
 
     header::render(frame, header_area, app);
     if body.height > 0 {
-        if app.rules_pane {
-            rules::render(frame, body, app);
-        } else {
-            render_panes(frame, body, app);
+        match app.view {
+            View::Live => render_panes(frame, body, app),
+            View::Rules => rules::render(frame, body, app),
+            View::Blocks => blocks::render(frame, body, app),
+            View::History => history::render(frame, body, app),
         }
     }
     if alerts_area.height > 0 {
@@ -301,8 +304,8 @@ pub fn render_event_pane(frame: &mut Frame, area: Rect, app: &App, pane: PaneId,
         let severity = event.analysis.severity;
         let (op, details) = facts(event);
         let details = match app.block_mark(entry) {
-            Some(_) => Line::from(vec![
-                Span::styled("[would block] ", styles.blocked()),
+            Some(mark) => Line::from(vec![
+                Span::styled(block_label(mark), styles.blocked()),
                 Span::raw(details),
             ]),
             None => Line::from(details),
@@ -340,6 +343,15 @@ pub fn render_event_pane(frame: &mut Frame, area: Rect, app: &App, pane: PaneId,
         table = table.header(header);
     }
     frame.render_widget(table, area);
+}
+
+/// The tag in front of a marked event: simulated (`b`) or blocked in the kernel (`B`).
+pub fn block_label(mark: &BlockMark) -> &'static str {
+    if mark.real {
+        "[blocked] "
+    } else {
+        "[would block] "
+    }
 }
 
 /// `1234`, `12k`, `1.2M`: short counts for the header.

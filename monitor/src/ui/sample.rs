@@ -3,9 +3,14 @@
 use chrono::{DateTime, Offset, TimeDelta, Utc};
 
 use crate::{
-    app::{App, Controls, ProbeState, SimulatedResponse, StaticProbes, Theme},
+    app::{
+        App, BlockTarget, Controls, EnforcePlan, HistorySource, ProbeState, Response,
+        SimulatedResponse, StaticProbes, Theme, deny_target,
+    },
     event::{Analysis, Event, EventType, Severity},
+    response::enforce::DenyRecord,
     rules::{RuleEngine, RuleSet},
+    storage::Cursor,
 };
 
 /// 2023-11-14 22:13:20 UTC: every sample time is an offset from this.
@@ -332,6 +337,15 @@ pub fn flood(per_pane: usize) -> Vec<Event> {
 /// rules, UTC times, the clock at [`base_time`] + 1 s, and `events` ingested.
 pub fn app(theme: Theme, events: Vec<Event>) -> App {
     let controls = Controls {
+        history: Box::new(SampleHistory(events.clone())),
+        ..controls()
+    };
+    app_with(controls, theme, events)
+}
+
+/// The sample's fixed controls.
+pub fn controls() -> Controls {
+    Controls {
         probes: Box::new(StaticProbes {
             states: [
                 ProbeState::On,
@@ -343,7 +357,12 @@ pub fn app(theme: Theme, events: Vec<Event>) -> App {
         }),
         rules: Box::new(engine()),
         response: Box::new(SimulatedResponse::default()),
-    };
+        history: Box::new(SampleHistory(Vec::new())),
+    }
+}
+
+/// [`app`] with other controls.
+pub fn app_with(controls: Controls, theme: Theme, events: Vec<Event>) -> App {
     let mut app = App::new(controls, theme, Utc.fix(), base_time());
     app.ingest(events);
     // The rates of the last 20 seconds, for the header's sparklines.
@@ -354,4 +373,88 @@ pub fn app(theme: Theme, events: Vec<Event>) -> App {
     }
     app.handle(crate::app::Event::Tick(base_time() + TimeDelta::seconds(1)));
     app
+}
+
+/// A history holding `events` (stored oldest first, as they happened).
+pub struct SampleHistory(pub Vec<Event>);
+
+impl HistorySource for SampleHistory {
+    fn query(
+        &self,
+        _query: &str,
+        before: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<(Event, Cursor)>, String> {
+        let newer_than = before.map_or(0, |c| c.id as usize + 1);
+        Ok(self
+            .0
+            .iter()
+            .rev()
+            .enumerate()
+            .skip(newer_than)
+            .take(limit)
+            .map(|(i, event)| {
+                let cursor = Cursor {
+                    ts_ns: crate::storage::to_ns(event.timestamp),
+                    id: i as i64,
+                };
+                (event.clone(), cursor)
+            })
+            .collect())
+    }
+
+    fn describe(&self) -> String {
+        "History /var/lib/secmon/events.db".to_string()
+    }
+}
+
+/// Enforcement into a list: the deny entries pane's sample.
+#[derive(Default)]
+pub struct SampleEnforcer {
+    pub denies: Vec<DenyRecord>,
+}
+
+impl Response for SampleEnforcer {
+    fn simulate_block(&mut self, target: &BlockTarget, event: &Event) -> String {
+        SimulatedResponse::default().simulate_block(target, event)
+    }
+
+    fn plan_enforce(&self, target: &BlockTarget, event: &Event) -> Result<EnforcePlan, String> {
+        let deny = deny_target(target, event)?;
+        Ok(EnforcePlan {
+            target: target.clone(),
+            question: format!("deny {deny}"),
+            deny,
+            by: "terminal UI (user alice via sudo)".to_string(),
+            reason: event.analysis.label.clone(),
+        })
+    }
+
+    fn enforce(&mut self, plan: &EnforcePlan) -> Result<String, String> {
+        let id = self.denies.len() as u32 + 7;
+        let (kind, value) = crate::response::enforce::target_parts(&plan.deny);
+        self.denies.push(DenyRecord {
+            id,
+            kind: kind.to_string(),
+            value,
+            target: plan.deny.to_string(),
+            created: base_time(),
+            expires: id
+                .is_multiple_of(2)
+                .then(|| base_time() + TimeDelta::minutes(10)),
+            by: plan.by.clone(),
+            rule: None,
+            reason: plan.reason.clone(),
+        });
+        Ok(format!("blocked #{id}: {}", plan.deny))
+    }
+
+    fn denies(&self) -> Result<Vec<DenyRecord>, String> {
+        Ok(self.denies.clone())
+    }
+
+    fn unblock(&mut self, id: u32) -> Result<String, String> {
+        self.denies.retain(|d| d.id != id);
+        Ok(format!("unblocked #{id}"))
+    }
 }

@@ -48,9 +48,9 @@ fn text(buffer: &Buffer) -> String {
 
 macro_rules! snapshot_sizes {
     ($name:literal, $app:expr) => {{
-        let app = $app;
+        let app = &$app;
         for (w, h) in [(80, 24), (160, 48)] {
-            let terminal = screen(&app, w, h);
+            let terminal = screen(app, w, h);
             insta::assert_snapshot!(format!("{}_{w}x{h}", $name), terminal.backend());
         }
     }};
@@ -104,6 +104,58 @@ fn rules_pane() {
     let mut app = app();
     keys(&mut app, "Rj ");
     snapshot_sizes!("rules", app);
+}
+
+#[test]
+fn blocks_pane() {
+    let controls = crate::app::Controls {
+        response: Box::new(sample::SampleEnforcer::default()),
+        ..sample::controls()
+    };
+    let mut app = sample::app_with(controls, COLOUR, sample::events());
+    // Block the dropper's program and the reverse-shell destination (B, y), then list (D).
+    let dropper = app
+        .pane(PaneId::Process)
+        .shown(None)
+        .position(|e| e.event.process == "dropper")
+        .expect("the sample has a dropper exec");
+    for _ in 0..=dropper {
+        keys(&mut app, "j");
+    }
+    keys(&mut app, "By\t\t");
+    let shell = app
+        .pane(PaneId::Network)
+        .shown(None)
+        .position(|e| e.event.target_port == Some(4444))
+        .expect("the sample has a connection to port 4444");
+    for _ in 0..=shell {
+        keys(&mut app, "j");
+    }
+    keys(&mut app, "ByD");
+    assert_eq!(app.blocks.len(), 2);
+    snapshot_sizes!("blocks", app);
+}
+
+#[test]
+fn blocks_pane_says_why_empty() {
+    let mut app = app();
+    keys(&mut app, "D");
+    let text = text(screen(&app, 100, 20).backend().buffer());
+    assert!(text.contains("real enforcement is off"), "{text}");
+}
+
+#[test]
+fn history_view() {
+    let mut app = app();
+    keys(&mut app, "hjj");
+    snapshot_sizes!("history", app);
+    keys(&mut app, "/");
+    keys(&mut app, " --min-risk 0.6");
+    let text = text(screen(&app, 100, 20).backend().buffer());
+    assert!(
+        text.contains("query: --last 24h --min-risk 0.6█"),
+        "the query being edited, with a cursor:\n{text}"
+    );
 }
 
 #[test]

@@ -6,11 +6,24 @@
 //! become [`Action`]s ([`App::action_for_key`]) and [`App::update`] applies them; both are
 //! unit-tested below without a terminal.
 //!
-//! The kernel and the rule engine are reached through three small traits, so the state
-//! machine can be driven with fakes: [`Probes`] (the capture's family switches, implemented by
-//! [`Capture`]), [`RuleControl`] (reload, per-rule enable, list; implemented by
-//! [`RuleEngine`]) and [`Response`] (simulated and real blocking; [`SimulatedResponse`] until
-//! the response layer of issue 6 exists).
+//! The kernel, the rule engine and the response layer are reached through three small traits
+//! ([`controls`]), so the state machine can be driven with fakes: [`Probes`] (the capture's
+//! family switches), [`RuleControl`] (reload, per-rule enable, list) and [`Response`]
+//! (simulated and real blocking, the deny entries).
+mod blocks;
+mod controls;
+mod history;
+
+pub use blocks::BlocksView;
+pub use history::{
+    DEFAULT_HISTORY_QUERY, HISTORY_PAGE, HISTORY_SEQ, HistorySource, HistoryView, NoHistory,
+};
+
+pub use controls::{
+    Controls, ENFORCE_OFF, EnforcePlan, ProbeState, Probes, REPLAY_NO_PROBES, ReplayProbes,
+    Response, ResponseRecord, RuleControl, SimulatedResponse, StaticProbes, deny_target,
+};
+
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::ops::Deref;
@@ -19,9 +32,9 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset, Utc};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::capture::Capture;
 use crate::event::{Event as SecEvent, EventType, Family, Severity};
-use crate::rules::{RuleEngine, RuleInfo};
+use crate::rules::RuleInfo;
+use controls::family_index;
 
 /// Events kept per pane (the newest); older ones are dropped, so memory stays flat.
 pub const PANE_CAPACITY: usize = 10_000;
@@ -33,8 +46,6 @@ pub const RATE_HISTORY: usize = 60;
 pub const STATUS_SECONDS: i64 = 10;
 /// Rows a page key moves.
 pub const PAGE_ROWS: usize = 10;
-/// Simulated block records kept by [`SimulatedResponse`].
-const RESPONSE_LOG_CAPACITY: usize = 1_000;
 
 /// The families keys `1`–`4` switch, in key order.
 pub const FAMILY_KEYS: [Family; 4] = [
@@ -83,6 +94,22 @@ pub enum Action {
     SimulateBlock,
     AskEnforce,
     Confirm(bool),
+    /// `D`: the kernel's deny entries.
+    ToggleBlocksPane,
+    /// Removes the selected deny entry.
+    UnblockSelected,
+    /// `h`: the stored history.
+    ToggleHistory,
+    /// `/` in the history view: edit its query.
+    EditHistoryQuery,
+    HistoryQueryChar(char),
+    HistoryQueryBackspace,
+    /// Ctrl-U: empties the query being edited.
+    HistoryQueryClear,
+    /// Runs the edited query.
+    RunHistoryQuery,
+    /// Leaves the query as it was.
+    CancelHistoryQuery,
     StartFilter,
     FilterChar(char),
     FilterBackspace,
@@ -343,193 +370,8 @@ pub fn endpoint(ip: &str, port: u16) -> String {
 pub struct BlockMark {
     pub since: u64,
     pub what: String,
-}
-
-/// Whether a probe family is attached and switched on.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ProbeState {
-    On,
-    Off,
-    /// The kernel refused every probe of the family.
-    Unavailable,
-}
-
-/// The capture's switches, as the UI sees them.
-pub trait Probes {
-    fn state(&self, family: Family) -> ProbeState;
-    /// Switches a family in the kernel; the error is one line.
-    fn set_enabled(&mut self, family: Family, on: bool) -> Result<(), String>;
-    /// Events the kernel dropped (ring buffer full) since start.
-    fn drops(&self) -> u64;
-    /// Why a family is unavailable (the first refused group).
-    fn unavailable_reason(&self, family: Family) -> Option<String>;
-}
-
-impl Probes for Capture {
-    fn state(&self, family: Family) -> ProbeState {
-        if !self.report().family_available(family) {
-            ProbeState::Unavailable
-        } else if self.is_enabled(family) {
-            ProbeState::On
-        } else {
-            ProbeState::Off
-        }
-    }
-
-    fn set_enabled(&mut self, family: Family, on: bool) -> Result<(), String> {
-        Capture::set_enabled(self, family, on).map_err(|e| e.to_string())
-    }
-
-    fn drops(&self) -> u64 {
-        self.total_drops()
-    }
-
-    fn unavailable_reason(&self, family: Family) -> Option<String> {
-        self.report()
-            .unavailable()
-            .find(|g| g.family == family)
-            .map(|g| format!("{}: {}", g.group, g.unavailable.as_deref().unwrap_or("")))
-    }
-}
-
-/// Fixed probe states: for tests, the render benchmark, and running without a capture.
-#[derive(Clone, Debug)]
-pub struct StaticProbes {
-    pub states: [ProbeState; 4],
-    pub drops: u64,
-}
-
-impl Default for StaticProbes {
-    fn default() -> Self {
-        StaticProbes {
-            states: [ProbeState::On; 4],
-            drops: 0,
-        }
-    }
-}
-
-impl Probes for StaticProbes {
-    fn state(&self, family: Family) -> ProbeState {
-        self.states[family_index(family)]
-    }
-
-    fn set_enabled(&mut self, family: Family, on: bool) -> Result<(), String> {
-        let state = &mut self.states[family_index(family)];
-        if *state == ProbeState::Unavailable {
-            return Err("unavailable".to_string());
-        }
-        *state = if on { ProbeState::On } else { ProbeState::Off };
-        Ok(())
-    }
-
-    fn drops(&self) -> u64 {
-        self.drops
-    }
-
-    fn unavailable_reason(&self, family: Family) -> Option<String> {
-        (self.state(family) == ProbeState::Unavailable)
-            .then(|| "not attached on this kernel".to_string())
-    }
-}
-
-fn family_index(family: Family) -> usize {
-    match family {
-        Family::Process => 0,
-        Family::File => 1,
-        Family::Network => 2,
-        Family::Kernel => 3,
-    }
-}
-
-/// The rule engine, as the UI uses it.
-pub trait RuleControl {
-    fn count(&self) -> usize;
-    /// Re-reads the rules: `Ok("12 rules from 3 files")`, or the first problem with its
-    /// `file:line:column` (the previous rules stay in use).
-    fn reload(&self) -> Result<String, String>;
-    fn list(&self) -> Vec<RuleInfo>;
-    fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), String>;
-}
-
-impl RuleControl for RuleEngine {
-    fn count(&self) -> usize {
-        self.summary().rules
-    }
-
-    fn reload(&self) -> Result<String, String> {
-        RuleEngine::reload(self)
-            .map(|s| s.to_string())
-            .map_err(|e| e.summary())
-    }
-
-    fn list(&self) -> Vec<RuleInfo> {
-        RuleEngine::list(self)
-    }
-
-    fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), String> {
-        RuleEngine::set_enabled(self, name, enabled).map_err(|e| e.to_string())
-    }
-}
-
-/// Blocking, simulated and real. The response layer (issue 6) will implement this; until
-/// then [`SimulatedResponse`] records "would block" actions and refuses real enforcement.
-pub trait Response {
-    /// Records that `target` would be blocked; returns what was recorded.
-    fn simulate_block(&mut self, target: &BlockTarget, what: &str) -> String;
-    /// Blocks `target` for real, if the configuration allows it and an enforcement API
-    /// exists.
-    fn enforce(&mut self, target: &BlockTarget, what: &str) -> Result<String, String>;
-}
-
-/// One recorded "would block".
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResponseRecord {
-    pub target: BlockTarget,
-    pub what: String,
-}
-
-/// The response stand-in: keeps the simulated actions (bounded) and has no enforcement.
-#[derive(Clone, Debug, Default)]
-pub struct SimulatedResponse {
-    pub records: VecDeque<ResponseRecord>,
-}
-
-/// The answer to a confirmed `B` until real enforcement exists.
-pub const NO_ENFORCEMENT: &str = "real enforcement is not available yet (issue 6)";
-
-impl Response for SimulatedResponse {
-    fn simulate_block(&mut self, target: &BlockTarget, what: &str) -> String {
-        if self.records.len() >= RESPONSE_LOG_CAPACITY {
-            self.records.pop_front();
-        }
-        self.records.push_back(ResponseRecord {
-            target: target.clone(),
-            what: what.to_string(),
-        });
-        format!("would block {what} (simulated; recorded, nothing enforced)")
-    }
-
-    fn enforce(&mut self, _target: &BlockTarget, _what: &str) -> Result<String, String> {
-        Err(NO_ENFORCEMENT.to_string())
-    }
-}
-
-/// What the UI controls.
-pub struct Controls {
-    pub probes: Box<dyn Probes>,
-    pub rules: Box<dyn RuleControl>,
-    pub response: Box<dyn Response>,
-}
-
-impl Controls {
-    /// Fixed probes, no rules, simulated response.
-    pub fn fixed() -> Controls {
-        Controls {
-            probes: Box::new(StaticProbes::default()),
-            rules: Box::new(RuleEngine::empty()),
-            response: Box::new(SimulatedResponse::default()),
-        }
-    }
+    /// Blocked in the kernel (`B`), not only simulated (`b`).
+    pub real: bool,
 }
 
 /// Colours or not (NO_COLOR, TERM=vt100/dumb); severity markers are text either way.
@@ -593,6 +435,20 @@ pub struct ReloadResult {
     pub text: String,
 }
 
+/// What the body of the screen shows.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum View {
+    /// The three live event panes.
+    #[default]
+    Live,
+    /// `R`: every rule, enabled or not.
+    Rules,
+    /// `D`: the kernel's deny entries.
+    Blocks,
+    /// `h`: the stored history.
+    History,
+}
+
 /// Input modes: what the next key means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -601,11 +457,10 @@ pub enum Mode {
     Filter,
     /// `p` was pressed: the next key picks a probe family.
     ChooseProbe,
-    /// `B` asked y/N for this target.
-    ConfirmEnforce {
-        target: BlockTarget,
-        what: String,
-    },
+    /// `B` asked y/N for this plan.
+    ConfirmEnforce(EnforcePlan),
+    /// Editing the history view's query after `/`.
+    HistoryQuery,
 }
 
 /// The detail view of one event.
@@ -657,7 +512,10 @@ pub struct App {
     pub paused_at: Option<u64>,
     pub help: bool,
     pub detail: Option<Detail>,
-    pub rules_pane: bool,
+    /// What the body of the screen shows.
+    pub view: View,
+    pub blocks: BlocksView,
+    pub history: HistoryView,
     pub rules: Vec<RuleInfo>,
     pub rule_selected: usize,
     pub rule_count: usize,
@@ -692,7 +550,9 @@ impl App {
             paused_at: None,
             help: false,
             detail: None,
-            rules_pane: false,
+            view: View::Live,
+            blocks: BlocksView::default(),
+            history: HistoryView::default(),
             rules: Vec::new(),
             rule_selected: 0,
             rule_count: 0,
@@ -864,8 +724,10 @@ impl App {
             self.probe_states[family_index(family)] = self.controls.probes.state(family);
         }
         self.rule_count = self.controls.rules.count();
-        if self.rules_pane {
-            self.refresh_rules();
+        match self.view {
+            View::Rules => self.refresh_rules(),
+            View::Blocks => self.refresh_denies(),
+            View::Live | View::History => {}
         }
     }
 
@@ -936,7 +798,7 @@ impl App {
             ok,
             text,
         });
-        if self.rules_pane {
+        if self.view == View::Rules {
             self.refresh_rules();
         }
         self.set_status(status, kind);
@@ -971,11 +833,21 @@ impl App {
                     _ => Action::Cancel,
                 });
             }
-            Mode::ConfirmEnforce { .. } => {
+            Mode::ConfirmEnforce(_) => {
                 return Some(Action::Confirm(matches!(
                     key.code,
                     KeyCode::Char('y' | 'Y')
                 )));
+            }
+            Mode::HistoryQuery => {
+                return match key.code {
+                    KeyCode::Enter => Some(Action::RunHistoryQuery),
+                    KeyCode::Esc => Some(Action::CancelHistoryQuery),
+                    KeyCode::Backspace => Some(Action::HistoryQueryBackspace),
+                    KeyCode::Char('u') if ctrl => Some(Action::HistoryQueryClear),
+                    KeyCode::Char(c) if !ctrl => Some(Action::HistoryQueryChar(c)),
+                    _ => None,
+                };
             }
             Mode::Normal => {}
         }
@@ -996,40 +868,60 @@ impl App {
                 _ => None,
             };
         }
-        if self.rules_pane {
-            return match key.code {
-                KeyCode::Esc | KeyCode::Char('R') => Some(Action::ToggleRulesPane),
-                KeyCode::Char('q') => Some(Action::Quit),
-                KeyCode::Up | KeyCode::Char('k') => Some(Action::SelectNewer(1)),
-                KeyCode::Down | KeyCode::Char('j') => Some(Action::SelectOlder(1)),
-                KeyCode::PageUp => Some(Action::SelectNewer(PAGE_ROWS)),
-                KeyCode::PageDown => Some(Action::SelectOlder(PAGE_ROWS)),
-                KeyCode::Home | KeyCode::Char('g') => Some(Action::SelectNewest),
-                KeyCode::End | KeyCode::Char('G') => Some(Action::SelectOldest),
-                KeyCode::Char(' ') | KeyCode::Enter => Some(Action::ToggleSelectedRule),
-                KeyCode::Char('r') => Some(Action::ReloadRules),
-                KeyCode::Char('?') => Some(Action::ToggleHelp),
-                KeyCode::Char(c @ '1'..='4') => family_key(c).map(Action::ToggleFamily),
-                _ => None,
-            };
+        if let Some(action) = navigation_action(key.code) {
+            return Some(action);
+        }
+        // The views' keys open (or, pressed again, close) their view from anywhere.
+        match key.code {
+            KeyCode::Char('R') => return Some(Action::ToggleRulesPane),
+            KeyCode::Char('D') => return Some(Action::ToggleBlocksPane),
+            KeyCode::Char('h') => return Some(Action::ToggleHistory),
+            _ => {}
+        }
+        match self.view {
+            View::Rules => {
+                return match key.code {
+                    KeyCode::Esc => Some(Action::ToggleRulesPane),
+                    KeyCode::Char('q') => Some(Action::Quit),
+                    KeyCode::Char(' ') | KeyCode::Enter => Some(Action::ToggleSelectedRule),
+                    KeyCode::Char('r') => Some(Action::ReloadRules),
+                    KeyCode::Char('?') => Some(Action::ToggleHelp),
+                    KeyCode::Char(c @ '1'..='4') => family_key(c).map(Action::ToggleFamily),
+                    _ => None,
+                };
+            }
+            View::Blocks => {
+                return match key.code {
+                    KeyCode::Esc => Some(Action::ToggleBlocksPane),
+                    KeyCode::Char('q') => Some(Action::Quit),
+                    KeyCode::Char('u') | KeyCode::Delete => Some(Action::UnblockSelected),
+                    KeyCode::Char('?') => Some(Action::ToggleHelp),
+                    _ => None,
+                };
+            }
+            View::History => {
+                return match key.code {
+                    KeyCode::Esc => Some(Action::ToggleHistory),
+                    KeyCode::Char('q') => Some(Action::Quit),
+                    KeyCode::Char('/') => Some(Action::EditHistoryQuery),
+                    KeyCode::Char('r') => Some(Action::RunHistoryQuery),
+                    KeyCode::Enter => Some(Action::OpenDetail),
+                    KeyCode::Char('?') => Some(Action::ToggleHelp),
+                    _ => None,
+                };
+            }
+            View::Live => {}
         }
         Some(match key.code {
             KeyCode::Char('q') => Action::Quit,
             KeyCode::Char('?') => Action::ToggleHelp,
             KeyCode::Tab => Action::FocusNext,
             KeyCode::BackTab => Action::FocusPrev,
-            KeyCode::Up | KeyCode::Char('k') => Action::SelectNewer(1),
-            KeyCode::Down | KeyCode::Char('j') => Action::SelectOlder(1),
-            KeyCode::PageUp => Action::SelectNewer(PAGE_ROWS),
-            KeyCode::PageDown => Action::SelectOlder(PAGE_ROWS),
-            KeyCode::Home | KeyCode::Char('g') => Action::SelectNewest,
-            KeyCode::End | KeyCode::Char('G') => Action::SelectOldest,
             KeyCode::Enter => Action::OpenDetail,
             KeyCode::Esc => Action::ClearFilter,
             KeyCode::Char(c @ '1'..='4') => Action::ToggleFamily(family_key(c)?),
             KeyCode::Char('p') => Action::ChooseProbe,
             KeyCode::Char('r') => Action::ReloadRules,
-            KeyCode::Char('R') => Action::ToggleRulesPane,
             KeyCode::Char('b') => Action::SimulateBlock,
             KeyCode::Char('B') => Action::AskEnforce,
             KeyCode::Char('/') => Action::StartFilter,
@@ -1050,18 +942,18 @@ impl App {
             Action::SelectNewer(n) => self.move_selection(-(n as isize)),
             Action::SelectOlder(n) => self.move_selection(n as isize),
             Action::SelectNewest => {
-                if self.rules_pane {
-                    self.rule_selected = 0;
-                } else {
+                if self.view == View::Live {
                     self.panes[self.focus.index()].follow();
+                } else {
+                    self.move_list_selection(isize::MIN);
                 }
             }
             Action::SelectOldest => {
-                if self.rules_pane {
-                    self.rule_selected = self.rules.len().saturating_sub(1);
-                } else {
+                if self.view == View::Live {
                     let paused = self.paused_at;
                     self.panes[self.focus.index()].select_oldest(paused);
+                } else {
+                    self.move_list_selection(isize::MAX);
                 }
             }
             Action::OpenDetail => self.open_detail(),
@@ -1070,8 +962,8 @@ impl App {
                     self.detail = None;
                 } else if self.help {
                     self.help = false;
-                } else if self.rules_pane {
-                    self.rules_pane = false;
+                } else {
+                    self.view = View::Live;
                 }
             }
             Action::ToggleFamily(family) => {
@@ -1091,11 +983,52 @@ impl App {
                 self.record_reload(result);
             }
             Action::ToggleRulesPane => {
-                self.rules_pane = !self.rules_pane;
-                if self.rules_pane {
-                    self.detail = None;
+                if self.switch_view(View::Rules) {
                     self.refresh_rules();
                 }
+            }
+            Action::ToggleBlocksPane => {
+                if self.switch_view(View::Blocks) {
+                    self.refresh_denies();
+                }
+            }
+            Action::UnblockSelected => self.unblock_selected(),
+            Action::ToggleHistory => {
+                if self.switch_view(View::History) && self.history.rows.is_empty() {
+                    self.run_history_query();
+                }
+            }
+            Action::EditHistoryQuery => {
+                self.history.editing = Some(self.history.query.clone());
+                self.mode = Mode::HistoryQuery;
+            }
+            Action::HistoryQueryChar(c) => {
+                if let Some(text) = &mut self.history.editing
+                    && !c.is_control()
+                {
+                    text.push(c);
+                }
+            }
+            Action::HistoryQueryBackspace => {
+                if let Some(text) = &mut self.history.editing {
+                    text.pop();
+                }
+            }
+            Action::HistoryQueryClear => {
+                if let Some(text) = &mut self.history.editing {
+                    text.clear();
+                }
+            }
+            Action::RunHistoryQuery => {
+                self.mode = Mode::Normal;
+                if let Some(text) = self.history.editing.take() {
+                    self.history.query = text;
+                }
+                self.run_history_query();
+            }
+            Action::CancelHistoryQuery => {
+                self.mode = Mode::Normal;
+                self.history.editing = None;
             }
             Action::ToggleSelectedRule => self.toggle_selected_rule(),
             Action::SimulateBlock => self.simulate_block(),
@@ -1169,20 +1102,57 @@ impl App {
             detail.scroll = detail.scroll.saturating_add_signed(delta).min(last);
             return;
         }
-        if self.rules_pane {
-            let last = self.rules.len().saturating_sub(1);
-            self.rule_selected = self.rule_selected.saturating_add_signed(delta).min(last);
+        if self.view != View::Live {
+            self.move_list_selection(delta);
             return;
         }
         let paused = self.paused_at;
         self.panes[self.focus.index()].move_selection(paused, delta);
     }
 
-    /// The event `Enter`, `b` and `B` act on: the detail view's, else the focused pane's
-    /// selection, else its newest shown event.
+    /// Opens `view` (closing the detail view), or goes back to the live panes when it is
+    /// already open. Returns whether `view` is now open.
+    fn switch_view(&mut self, view: View) -> bool {
+        if self.view == view {
+            self.view = View::Live;
+            return false;
+        }
+        self.view = view;
+        self.detail = None;
+        true
+    }
+
+    /// Moves the selection of the rules, blocks or history list (clamped to it; the history
+    /// loads older events when the selection runs past the last one loaded).
+    fn move_list_selection(&mut self, delta: isize) {
+        let (selected, len) = match self.view {
+            View::Rules => (&mut self.rule_selected, self.rules.len()),
+            View::Blocks => {
+                let len = self.blocks.len();
+                (&mut self.blocks.selected, len)
+            }
+            View::History => {
+                let wanted = self.history.selected.saturating_add_signed(delta);
+                if wanted >= self.history.rows.len() {
+                    self.load_more_history(wanted);
+                }
+                (&mut self.history.selected, self.history.rows.len())
+            }
+            View::Live => return,
+        };
+        *selected = selected
+            .saturating_add_signed(delta)
+            .min(len.saturating_sub(1));
+    }
+
+    /// The event `Enter`, `b` and `B` act on: the detail view's, else the history view's
+    /// selection, else the focused pane's selection, else its newest shown event.
     pub fn target_entry(&self) -> Option<&Entry> {
         if let Some(entry) = self.detail.as_ref().and_then(|d| d.entry.as_ref()) {
             return Some(entry);
+        }
+        if self.view == View::History {
+            return self.history.rows.get(self.history.selected);
         }
         let pane = self.pane(self.focus);
         pane.selected_entry(self.paused_at)
@@ -1221,6 +1191,7 @@ impl App {
                     "{family} probes are unavailable on this kernel ({reason})"
                 ))
             }
+            ProbeState::Replay => Err(REPLAY_NO_PROBES.to_string()),
             ProbeState::On | ProbeState::Off => {
                 let on = state == ProbeState::Off;
                 self.controls
@@ -1275,38 +1246,64 @@ impl App {
         let Some((entry, target)) = self.block_target() else {
             return;
         };
-        let what = target.describe(&entry.event);
-        let recorded = self.controls.response.simulate_block(&target, &what);
-        self.blocked.entry(target).or_insert(BlockMark {
-            since: entry.seq,
-            what,
-        });
+        let recorded = self.controls.response.simulate_block(&target, &entry.event);
+        self.mark_blocked(&entry, target);
         self.set_status(recorded, StatusKind::Info);
+    }
+
+    /// Marks `target`'s events from `entry` on (from now on for a stored event) as blocked.
+    fn mark_blocked(&mut self, entry: &Entry, target: BlockTarget) {
+        let since = if entry.seq == HISTORY_SEQ {
+            self.next_seq
+        } else {
+            entry.seq
+        };
+        let what = target.describe(&entry.event);
+        self.blocked.entry(target).or_insert(BlockMark {
+            since,
+            what,
+            real: false,
+        });
     }
 
     fn ask_enforce(&mut self) {
         let Some((entry, target)) = self.block_target() else {
             return;
         };
-        let what = target.describe(&entry.event);
-        self.set_status(
-            format!("really block {what} in the kernel? [y/N]"),
-            StatusKind::Prompt,
-        );
-        self.mode = Mode::ConfirmEnforce { target, what };
+        match self.controls.response.plan_enforce(&target, &entry.event) {
+            Ok(plan) => {
+                self.set_status(
+                    format!("really {}? [y/N]", plan.question),
+                    StatusKind::Prompt,
+                );
+                self.mode = Mode::ConfirmEnforce(plan);
+            }
+            Err(why) => self.set_status(why, StatusKind::Error),
+        }
     }
 
     fn confirm(&mut self, yes: bool) {
-        let Mode::ConfirmEnforce { target, what } = std::mem::replace(&mut self.mode, Mode::Normal)
-        else {
+        let Mode::ConfirmEnforce(plan) = std::mem::replace(&mut self.mode, Mode::Normal) else {
             return;
         };
         if !yes {
             self.set_status("not blocked".to_string(), StatusKind::Info);
             return;
         }
-        match self.controls.response.enforce(&target, &what) {
-            Ok(text) => self.set_status(text, StatusKind::Info),
+        match self.controls.response.enforce(&plan) {
+            Ok(text) => {
+                // A real block replaces a simulated mark: from now on it is the kernel's.
+                self.blocked.insert(
+                    plan.target,
+                    BlockMark {
+                        since: self.next_seq,
+                        what: plan.question,
+                        real: true,
+                    },
+                );
+                self.refresh_denies();
+                self.set_status(text, StatusKind::Info);
+            }
             Err(text) => self.set_status(text, StatusKind::Error),
         }
     }
@@ -1315,6 +1312,19 @@ impl App {
     pub fn rule_info(&self, name: &str) -> Option<&RuleInfo> {
         self.rules.iter().find(|r| r.name == name)
     }
+}
+
+/// Keys that move a selection, the same in every view.
+fn navigation_action(code: KeyCode) -> Option<Action> {
+    Some(match code {
+        KeyCode::Up | KeyCode::Char('k') => Action::SelectNewer(1),
+        KeyCode::Down | KeyCode::Char('j') => Action::SelectOlder(1),
+        KeyCode::PageUp => Action::SelectNewer(PAGE_ROWS),
+        KeyCode::PageDown => Action::SelectOlder(PAGE_ROWS),
+        KeyCode::Home | KeyCode::Char('g') => Action::SelectNewest,
+        KeyCode::End | KeyCode::Char('G') => Action::SelectOldest,
+        _ => return None,
+    })
 }
 
 fn family_key(c: char) -> Option<Family> {
@@ -1356,668 +1366,4 @@ pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::{Arc as StdArc, Mutex};
-
-    use crossterm::event::KeyEventState;
-
-    use super::*;
-    use crate::event::Analysis;
-
-    fn key(code: KeyCode) -> KeyEvent {
-        KeyEvent {
-            code,
-            modifiers: KeyModifiers::NONE,
-            kind: KeyEventKind::Press,
-            state: KeyEventState::NONE,
-        }
-    }
-
-    fn ch(c: char) -> KeyEvent {
-        key(KeyCode::Char(c))
-    }
-
-    fn t0() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000, 0).expect("valid time")
-    }
-
-    /// Records what the app asked of the kernel and the rules.
-    #[derive(Clone, Default)]
-    struct Log(StdArc<Mutex<Vec<String>>>);
-
-    impl Log {
-        fn push(&self, s: String) {
-            self.0.lock().expect("lock").push(s);
-        }
-        fn take(&self) -> Vec<String> {
-            std::mem::take(&mut *self.0.lock().expect("lock"))
-        }
-    }
-
-    struct FakeProbes {
-        inner: StaticProbes,
-        log: Log,
-    }
-
-    impl Probes for FakeProbes {
-        fn state(&self, family: Family) -> ProbeState {
-            self.inner.state(family)
-        }
-        fn set_enabled(&mut self, family: Family, on: bool) -> Result<(), String> {
-            self.log.push(format!("set {family} {on}"));
-            self.inner.set_enabled(family, on)
-        }
-        fn drops(&self) -> u64 {
-            7
-        }
-        fn unavailable_reason(&self, family: Family) -> Option<String> {
-            self.inner.unavailable_reason(family)
-        }
-    }
-
-    struct FakeRules {
-        rules: Mutex<Vec<RuleInfo>>,
-        fail_reload: bool,
-        log: Log,
-    }
-
-    impl RuleControl for FakeRules {
-        fn count(&self) -> usize {
-            self.rules.lock().expect("lock").len()
-        }
-        fn reload(&self) -> Result<String, String> {
-            self.log.push("reload".to_string());
-            if self.fail_reload {
-                Err("rules/x.json:3:17: expected a value, found `}`".to_string())
-            } else {
-                Ok(format!("{} rules from 1 files", self.count()))
-            }
-        }
-        fn list(&self) -> Vec<RuleInfo> {
-            self.rules.lock().expect("lock").clone()
-        }
-        fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), String> {
-            self.log.push(format!("rule {name} {enabled}"));
-            let mut rules = self.rules.lock().expect("lock");
-            let rule = rules
-                .iter_mut()
-                .find(|r| r.name == name)
-                .ok_or_else(|| format!("no rule named `{name}`"))?;
-            rule.enabled = enabled;
-            Ok(())
-        }
-    }
-
-    fn rule(name: &str) -> RuleInfo {
-        RuleInfo {
-            name: name.to_string(),
-            label: String::new(),
-            description: String::new(),
-            score: 0.5,
-            action: crate::rules::Action::Alert,
-            tags: Vec::new(),
-            enabled: true,
-            hits: 0,
-            file: "rules/x.json".into(),
-            line: 1,
-            event_types: Vec::new(),
-        }
-    }
-
-    fn app_with(fail_reload: bool, states: [ProbeState; 4]) -> (App, Log) {
-        let log = Log::default();
-        let controls = Controls {
-            probes: Box::new(FakeProbes {
-                inner: StaticProbes { states, drops: 0 },
-                log: log.clone(),
-            }),
-            rules: Box::new(FakeRules {
-                rules: Mutex::new(vec![rule("a"), rule("b")]),
-                fail_reload,
-                log: log.clone(),
-            }),
-            response: Box::new(SimulatedResponse::default()),
-        };
-        let app = App::new(
-            controls,
-            Theme { color: true },
-            FixedOffset::east_opt(0).expect("offset"),
-            t0(),
-        );
-        (app, log)
-    }
-
-    fn app() -> (App, Log) {
-        app_with(false, [ProbeState::On; 4])
-    }
-
-    fn ev(event_type: EventType, pid: u32, process: &str) -> SecEvent {
-        let mut e = SecEvent::new(event_type, t0());
-        e.pid = pid;
-        e.process = process.to_string();
-        e
-    }
-
-    fn press(app: &mut App, k: KeyEvent) {
-        app.handle(Event::Input(TermEvent::Key(k)));
-    }
-
-    fn shown_pids(app: &App, pane: PaneId) -> Vec<u32> {
-        app.pane(pane)
-            .shown(app.paused_at)
-            .map(|e| e.event.pid)
-            .collect()
-    }
-
-    #[test]
-    fn events_go_to_their_pane() {
-        let (mut app, _) = app();
-        app.ingest(vec![
-            ev(EventType::ProcessExec, 1, "a"),
-            ev(EventType::FileOpen, 2, "b"),
-            ev(EventType::NetConnect, 3, "c"),
-            ev(EventType::BpfLoad, 4, "d"),
-            ev(EventType::PrivilegeChange, 5, "e"),
-        ]);
-        assert_eq!(shown_pids(&app, PaneId::Process), vec![5, 4, 1]);
-        assert_eq!(shown_pids(&app, PaneId::File), vec![2]);
-        assert_eq!(shown_pids(&app, PaneId::Network), vec![3]);
-        assert!(app.needs_redraw());
-        assert!(!app.needs_redraw(), "the flag clears once drawn");
-    }
-
-    #[test]
-    fn panes_are_bounded() {
-        let (mut app, _) = app();
-        let batch: Vec<SecEvent> = (0..PANE_CAPACITY as u32 + 500)
-            .map(|i| ev(EventType::FileOpen, i, "x"))
-            .collect();
-        app.ingest(batch);
-        let pane = app.pane(PaneId::File);
-        assert_eq!(pane.entries.len(), PANE_CAPACITY);
-        assert_eq!(pane.entries.front().map(|e| e.event.pid), Some(500));
-        assert_eq!(app.received, PANE_CAPACITY as u64 + 500);
-    }
-
-    #[test]
-    fn alerts_collect_suspicious_events() {
-        let (mut app, _) = app();
-        let mut bad = ev(EventType::ProcessExec, 9, "evil");
-        bad.analysis = Analysis {
-            severity: Severity::Malicious,
-            risk_score: 0.9,
-            ..Analysis::default()
-        };
-        app.ingest(vec![ev(EventType::ProcessExec, 1, "ok"), bad]);
-        assert_eq!(app.alerts.len(), 1);
-        assert_eq!(app.alerts[0].event.pid, 9);
-    }
-
-    #[test]
-    fn tab_cycles_focus() {
-        let (mut app, _) = app();
-        assert_eq!(app.focus, PaneId::Process);
-        press(&mut app, key(KeyCode::Tab));
-        assert_eq!(app.focus, PaneId::File);
-        press(&mut app, key(KeyCode::Tab));
-        press(&mut app, key(KeyCode::Tab));
-        assert_eq!(app.focus, PaneId::Process);
-        press(&mut app, key(KeyCode::BackTab));
-        assert_eq!(app.focus, PaneId::Network);
-    }
-
-    #[test]
-    fn selection_moves_and_stays_on_its_event() {
-        let (mut app, _) = app();
-        app.ingest((1..=5).map(|p| ev(EventType::ProcessExec, p, "p")));
-        assert_eq!(app.pane(PaneId::Process).selected, None);
-        press(&mut app, ch('j'));
-        let selected = |app: &App| {
-            app.pane(PaneId::Process)
-                .selected_entry(app.paused_at)
-                .map(|e| e.event.pid)
-        };
-        assert_eq!(selected(&app), Some(5), "first step selects the newest");
-        press(&mut app, key(KeyCode::Down));
-        press(&mut app, ch('j'));
-        assert_eq!(selected(&app), Some(3));
-        // New events arrive above: the selection stays on the same event.
-        app.ingest(vec![ev(EventType::ProcessExec, 6, "p")]);
-        assert_eq!(selected(&app), Some(3));
-        press(&mut app, ch('k'));
-        assert_eq!(selected(&app), Some(4));
-        press(&mut app, key(KeyCode::End));
-        assert_eq!(selected(&app), Some(1));
-        press(&mut app, ch('j'));
-        assert_eq!(selected(&app), Some(1), "stops at the oldest");
-        press(&mut app, key(KeyCode::Home));
-        assert_eq!(
-            app.pane(PaneId::Process).selected,
-            None,
-            "back to following"
-        );
-        press(&mut app, ch('j'));
-        press(&mut app, ch('k'));
-        assert_eq!(
-            app.pane(PaneId::Process).selected,
-            None,
-            "up from the newest follows"
-        );
-    }
-
-    #[test]
-    fn window_keeps_the_selection_in_view() {
-        let (mut app, _) = app();
-        app.ingest((1..=50).map(|p| ev(EventType::FileOpen, p, "p")));
-        press(&mut app, key(KeyCode::Tab));
-        app.pane(PaneId::File).height.set(10);
-        for _ in 0..15 {
-            press(&mut app, ch('j'));
-        }
-        let pane = app.pane(PaneId::File);
-        let (start, rows) = pane.window(None, 10);
-        assert_eq!(start, 5);
-        assert_eq!(rows.len(), 10);
-        assert_eq!(rows[9].event.pid, 36, "the selection is the bottom row");
-        // New events do not move the view while browsing.
-        app.ingest(
-            (51..=60)
-                .map(|p| ev(EventType::FileOpen, p, "p"))
-                .collect::<Vec<_>>(),
-        );
-        let (_, rows) = app.pane(PaneId::File).window(None, 10);
-        assert_eq!(rows[9].event.pid, 36);
-        assert_eq!(rows[0].event.pid, 45);
-    }
-
-    #[test]
-    fn enter_opens_detail_and_esc_closes_it() {
-        let (mut app, _) = app();
-        press(&mut app, key(KeyCode::Enter));
-        assert!(app.detail.is_none(), "nothing to show yet");
-        app.ingest(vec![ev(EventType::ProcessExec, 42, "bash")]);
-        press(&mut app, key(KeyCode::Enter));
-        let pid = app
-            .detail
-            .as_ref()
-            .and_then(|d| d.entry.as_ref())
-            .map(|e| e.event.pid);
-        assert_eq!(pid, Some(42));
-        press(&mut app, ch('j'));
-        assert_eq!(app.detail.as_ref().map(|d| d.scroll), Some(1), "j scrolls");
-        if let Some(detail) = &app.detail {
-            detail.lines.set(3);
-        }
-        press(&mut app, key(KeyCode::PageDown));
-        assert_eq!(
-            app.detail.as_ref().map(|d| d.scroll),
-            Some(2),
-            "up to the last line"
-        );
-        press(&mut app, ch('k'));
-        assert_eq!(app.detail.as_ref().map(|d| d.scroll), Some(1));
-        press(&mut app, key(KeyCode::Esc));
-        assert!(app.detail.is_none());
-        assert!(!app.should_quit());
-    }
-
-    #[test]
-    fn family_keys_switch_probes() {
-        let (mut app, log) = app_with(
-            false,
-            [
-                ProbeState::On,
-                ProbeState::On,
-                ProbeState::On,
-                ProbeState::Unavailable,
-            ],
-        );
-        press(&mut app, ch('2'));
-        assert_eq!(log.take(), vec!["set file false"]);
-        assert_eq!(app.probe_states[1], ProbeState::Off);
-        assert_eq!(
-            app.status.as_ref().map(|s| s.text.as_str()),
-            Some("file probes off")
-        );
-        press(&mut app, ch('2'));
-        assert_eq!(log.take(), vec!["set file true"]);
-        assert_eq!(app.probe_states[1], ProbeState::On);
-        // `p` then a choice.
-        press(&mut app, ch('p'));
-        assert_eq!(app.mode, Mode::ChooseProbe);
-        press(&mut app, ch('n'));
-        assert_eq!(log.take(), vec!["set network false"]);
-        assert_eq!(app.mode, Mode::Normal);
-        // Unavailable: nothing is asked of the kernel.
-        press(&mut app, ch('4'));
-        assert!(log.take().is_empty());
-        let status = app.status.clone().expect("a status");
-        assert_eq!(status.kind, StatusKind::Error);
-        assert!(status.text.contains("unavailable"), "{}", status.text);
-    }
-
-    #[test]
-    fn reload_reports_success_and_failure() {
-        let (mut app, log) = app();
-        press(&mut app, ch('r'));
-        assert_eq!(log.take(), vec!["reload"]);
-        let reload = app.last_reload.clone().expect("recorded");
-        assert!(reload.ok);
-        assert_eq!(
-            app.status.as_ref().map(|s| s.text.as_str()),
-            Some("rules reloaded: 2 rules from 1 files")
-        );
-
-        let (mut app, _) = app_with(true, [ProbeState::On; 4]);
-        press(&mut app, ch('r'));
-        let reload = app.last_reload.clone().expect("recorded");
-        assert!(!reload.ok);
-        let status = app.status.clone().expect("a status");
-        assert_eq!(status.kind, StatusKind::Error);
-        assert_eq!(
-            status.text,
-            "rules reload failed: rules/x.json:3:17: expected a value, found `}`; keeping the \
-             previous 2 rules"
-        );
-    }
-
-    #[test]
-    fn watcher_reports_become_reload_results() {
-        let (mut app, _) = app();
-        app.handle(Event::Log(
-            "secmon: rules reloaded: 2 rules from 1 files".into(),
-        ));
-        assert!(app.last_reload.as_ref().is_some_and(|r| r.ok));
-        app.handle(Event::Log(
-            "secmon: rules reload failed: x.json:1:2: bad; keeping the previous 2 rules".into(),
-        ));
-        assert!(app.last_reload.as_ref().is_some_and(|r| !r.ok));
-        assert_eq!(
-            app.status.as_ref().map(|s| s.text.as_str()),
-            Some("rules reload failed: x.json:1:2: bad; keeping the previous 2 rules")
-        );
-        app.handle(Event::Log("secmon: warning: something".into()));
-        assert_eq!(app.status.as_ref().map(|s| s.kind), Some(StatusKind::Error));
-    }
-
-    #[test]
-    fn rules_pane_toggles_rules() {
-        let (mut app, log) = app();
-        press(&mut app, ch('R'));
-        assert!(app.rules_pane);
-        assert_eq!(app.rules.len(), 2);
-        press(&mut app, ch(' '));
-        assert_eq!(log.take(), vec!["rule a false"]);
-        assert!(!app.rules[0].enabled);
-        assert!(
-            app.paused_at.is_none(),
-            "space toggles the rule, not the pause"
-        );
-        press(&mut app, ch('j'));
-        press(&mut app, ch(' '));
-        assert_eq!(log.take(), vec!["rule b false"]);
-        press(&mut app, ch('k'));
-        press(&mut app, ch(' '));
-        assert_eq!(log.take(), vec!["rule a true"]);
-        assert!(app.rules[0].enabled);
-        press(&mut app, key(KeyCode::Esc));
-        assert!(!app.rules_pane);
-    }
-
-    #[test]
-    fn block_marks_the_target_from_then_on() {
-        let (mut app, _) = app();
-        app.ingest(vec![
-            ev(EventType::ProcessExec, 10, "early"),
-            ev(EventType::ProcessExec, 11, "other"),
-            ev(EventType::ProcessExec, 10, "sel"),
-        ]);
-        press(&mut app, ch('j'));
-        press(&mut app, ch('b'));
-        assert!(app.blocked.contains_key(&BlockTarget::Process(10)));
-        assert!(
-            app.status
-                .as_ref()
-                .is_some_and(|s| s.text.starts_with("would block process 10 (sel)"))
-        );
-        app.ingest(vec![
-            ev(EventType::FileOpen, 10, "sel"),
-            ev(EventType::FileOpen, 11, "other"),
-        ]);
-        let marked = |app: &App, pane: PaneId| -> Vec<(u32, bool)> {
-            app.pane(pane)
-                .shown(None)
-                .map(|e| (e.event.pid, app.block_mark(e).is_some()))
-                .collect()
-        };
-        assert_eq!(
-            marked(&app, PaneId::Process),
-            vec![(10, true), (11, false), (10, false)],
-            "the event and later ones, not earlier ones"
-        );
-        assert_eq!(marked(&app, PaneId::File), vec![(11, false), (10, true)]);
-    }
-
-    #[test]
-    fn block_of_a_connection() {
-        let (mut app, _) = app();
-        let mut conn = ev(EventType::NetConnect, 20, "curl");
-        conn.target_ip = Some("10.0.0.1".into());
-        conn.target_port = Some(443);
-        conn.protocol = Some("tcp".into());
-        app.ingest(vec![conn.clone()]);
-        press(&mut app, key(KeyCode::Tab));
-        press(&mut app, key(KeyCode::Tab));
-        press(&mut app, ch('b'));
-        let target = BlockTarget::Connection {
-            ip: "10.0.0.1".into(),
-            port: 443,
-        };
-        assert_eq!(
-            app.blocked.get(&target).map(|m| m.what.as_str()),
-            Some("tcp connection to 10.0.0.1:443")
-        );
-        conn.pid = 21;
-        app.ingest(vec![conn]);
-        let pane = app.pane(PaneId::Network);
-        assert!(pane.shown(None).all(|e| app.block_mark(e).is_some()));
-    }
-
-    #[test]
-    fn real_enforcement_asks_then_refuses() {
-        let (mut app, _) = app();
-        app.ingest(vec![ev(EventType::ProcessExec, 10, "x")]);
-        press(&mut app, ch('B'));
-        assert!(matches!(app.mode, Mode::ConfirmEnforce { .. }));
-        assert!(
-            app.status
-                .as_ref()
-                .is_some_and(|s| s.kind == StatusKind::Prompt && s.text.ends_with("[y/N]"))
-        );
-        press(&mut app, ch('n'));
-        assert_eq!(app.mode, Mode::Normal);
-        assert_eq!(
-            app.status.as_ref().map(|s| s.text.as_str()),
-            Some("not blocked")
-        );
-        press(&mut app, ch('B'));
-        press(&mut app, ch('y'));
-        assert_eq!(
-            app.status.as_ref().map(|s| s.text.as_str()),
-            Some(NO_ENFORCEMENT)
-        );
-        assert!(
-            app.blocked.is_empty(),
-            "a refused enforcement marks nothing"
-        );
-        assert!(!app.should_quit(), "q in the prompt did not quit");
-    }
-
-    #[test]
-    fn filter_by_name_path_and_address() {
-        let (mut app, _) = app();
-        let mut open = ev(EventType::FileOpen, 1, "cat");
-        open.file_path = Some("/etc/Shadow".into());
-        let mut conn = ev(EventType::NetConnect, 2, "curl");
-        conn.target_ip = Some("10.1.2.3".into());
-        conn.target_port = Some(8443);
-        app.ingest(vec![open, conn, ev(EventType::ProcessExec, 3, "bash")]);
-        press(&mut app, ch('/'));
-        assert_eq!(app.mode, Mode::Filter);
-        for c in "shadow".chars() {
-            press(&mut app, ch(c));
-        }
-        assert_eq!(app.filter, "shadow");
-        assert_eq!(shown_pids(&app, PaneId::File), vec![1]);
-        assert!(shown_pids(&app, PaneId::Process).is_empty());
-        press(&mut app, key(KeyCode::Enter));
-        assert_eq!(app.mode, Mode::Normal);
-        // q in filter mode types; in normal mode it would quit.
-        press(&mut app, ch('/'));
-        press(
-            &mut app,
-            KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL),
-        );
-        for c in "3:8443".chars() {
-            press(&mut app, ch(c));
-        }
-        assert_eq!(shown_pids(&app, PaneId::Network), vec![2]);
-        press(&mut app, key(KeyCode::Backspace));
-        assert_eq!(app.filter, "3:844");
-        // New events are filtered as they arrive.
-        app.ingest(vec![ev(EventType::ProcessExec, 4, "bash")]);
-        assert!(shown_pids(&app, PaneId::Process).is_empty());
-        press(&mut app, key(KeyCode::Esc));
-        assert_eq!(app.filter, "");
-        assert_eq!(shown_pids(&app, PaneId::Process), vec![4, 3]);
-        // q while typing is text.
-        press(&mut app, ch('/'));
-        press(&mut app, ch('q'));
-        assert!(!app.should_quit());
-        assert_eq!(app.filter, "q");
-    }
-
-    #[test]
-    fn suspicious_only() {
-        let (mut app, _) = app();
-        let mut bad = ev(EventType::ProcessExec, 2, "x");
-        bad.analysis.severity = Severity::Suspicious;
-        app.ingest(vec![ev(EventType::ProcessExec, 1, "ok"), bad]);
-        press(&mut app, ch('f'));
-        assert_eq!(shown_pids(&app, PaneId::Process), vec![2]);
-        press(&mut app, ch('f'));
-        assert_eq!(shown_pids(&app, PaneId::Process), vec![2, 1]);
-    }
-
-    #[test]
-    fn pause_freezes_the_display_and_counts_arrivals() {
-        let (mut app, _) = app();
-        app.ingest(vec![ev(EventType::ProcessExec, 1, "a")]);
-        press(&mut app, ch(' '));
-        app.ingest(vec![
-            ev(EventType::ProcessExec, 2, "b"),
-            ev(EventType::FileOpen, 3, "c"),
-        ]);
-        assert_eq!(shown_pids(&app, PaneId::Process), vec![1]);
-        assert!(shown_pids(&app, PaneId::File).is_empty());
-        assert_eq!(app.arrived_while_paused(), 2);
-        assert_eq!(app.pane(PaneId::Process).entries.len(), 2, "still stored");
-        press(&mut app, ch(' '));
-        assert_eq!(shown_pids(&app, PaneId::Process), vec![2, 1]);
-        assert_eq!(app.arrived_while_paused(), 0);
-    }
-
-    #[test]
-    fn clear_empties_panes_and_alerts() {
-        let (mut app, _) = app();
-        let mut bad = ev(EventType::FileOpen, 2, "x");
-        bad.analysis.severity = Severity::Malicious;
-        app.ingest(vec![ev(EventType::ProcessExec, 1, "a"), bad]);
-        press(&mut app, ch('c'));
-        assert!(app.panes.iter().all(|p| p.entries.is_empty()));
-        assert!(app.alerts.is_empty());
-    }
-
-    #[test]
-    fn help_opens_and_any_key_closes() {
-        let (mut app, _) = app();
-        press(&mut app, ch('?'));
-        assert!(app.help);
-        press(&mut app, ch('q'));
-        assert!(!app.help);
-        assert!(!app.should_quit(), "q closes the help first");
-        press(&mut app, ch('q'));
-        assert!(app.should_quit());
-    }
-
-    #[test]
-    fn ctrl_c_quits_from_any_mode() {
-        for setup in ["", "/", "?", "R", "p"] {
-            let (mut app, _) = app();
-            for c in setup.chars() {
-                press(&mut app, ch(c));
-            }
-            press(
-                &mut app,
-                KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
-            );
-            assert!(app.should_quit(), "after {setup:?}");
-        }
-    }
-
-    #[test]
-    fn ticks_roll_rates_and_expire_status() {
-        let (mut app, _) = app();
-        app.ingest(vec![
-            ev(EventType::ProcessExec, 1, "a"),
-            ev(EventType::FileOpen, 1, "a"),
-            ev(EventType::FileOpen, 1, "a"),
-        ]);
-        app.handle(Event::Tick(t0() + chrono::TimeDelta::milliseconds(500)));
-        assert_eq!(app.rates[1].per_second(), 0, "the second is not over");
-        app.handle(Event::Tick(t0() + chrono::TimeDelta::seconds(1)));
-        assert_eq!(app.rates[0].per_second(), 1);
-        assert_eq!(app.rates[1].per_second(), 2);
-        assert_eq!(app.drops, 7);
-        app.handle(Event::Tick(t0() + chrono::TimeDelta::seconds(4)));
-        assert_eq!(app.rates[1].per_second(), 0);
-        assert_eq!(app.rates[1].history.len(), 4);
-        app.set_status("x".into(), StatusKind::Info);
-        app.handle(Event::Tick(t0() + chrono::TimeDelta::seconds(20)));
-        assert!(app.status.is_none());
-        assert!(app.rates[1].history.len() <= RATE_HISTORY);
-    }
-
-    #[test]
-    fn release_events_are_ignored() {
-        let (app, _) = app();
-        let mut k = ch('q');
-        k.kind = KeyEventKind::Release;
-        assert_eq!(app.action_for_key(k), None);
-    }
-
-    #[test]
-    fn theme_from_environment() {
-        use std::ffi::OsStr;
-        assert!(Theme::from_vars(None, Some("xterm-256color")).color);
-        assert!(!Theme::from_vars(Some(OsStr::new("1")), Some("xterm")).color);
-        assert!(Theme::from_vars(Some(OsStr::new("")), Some("xterm")).color);
-        assert!(!Theme::from_vars(None, Some("vt100")).color);
-        assert!(!Theme::from_vars(None, Some("dumb")).color);
-    }
-
-    #[test]
-    fn case_insensitive_contains() {
-        assert!(contains_ignore_case("/etc/Passwd", "passwd"));
-        assert!(contains_ignore_case("abc", ""));
-        assert!(!contains_ignore_case("ab", "abc"));
-        assert!(contains_ignore_case("日本/x", "/X"));
-    }
-
-    #[test]
-    fn markers_read_without_colour() {
-        assert_eq!(severity_marker(Severity::Benign), "  ");
-        assert_eq!(severity_marker(Severity::Suspicious), "! ");
-        assert_eq!(severity_marker(Severity::Malicious), "!!");
-    }
-}
+mod tests;

@@ -1,0 +1,62 @@
+//! The deny-entries view (`D`): what the kernel blocks right now, who asked and why, and `u`
+//! to remove the selected entry.
+use super::{App, StatusKind};
+use crate::response::enforce::DenyRecord;
+
+/// The deny entries as last read, or why there are none (enforcement off, a replay).
+#[derive(Clone, Debug)]
+pub struct BlocksView {
+    pub denies: Result<Vec<DenyRecord>, String>,
+    pub selected: usize,
+}
+
+impl Default for BlocksView {
+    fn default() -> Self {
+        BlocksView {
+            denies: Ok(Vec::new()),
+            selected: 0,
+        }
+    }
+}
+
+impl BlocksView {
+    pub fn len(&self) -> usize {
+        self.denies.as_ref().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn selected_record(&self) -> Option<&DenyRecord> {
+        self.denies.as_ref().ok()?.get(self.selected)
+    }
+}
+
+impl App {
+    /// Re-reads the deny entries (on opening the view and once a second while it is open).
+    pub(super) fn refresh_denies(&mut self) {
+        self.blocks.denies = self.controls.response.denies();
+        self.blocks.selected = self
+            .blocks
+            .selected
+            .min(self.blocks.len().saturating_sub(1));
+    }
+
+    pub(super) fn unblock_selected(&mut self) {
+        let Some(id) = self.blocks.selected_record().map(|r| r.id) else {
+            let text = match &self.blocks.denies {
+                Err(why) => why.clone(),
+                Ok(_) => "nothing is blocked".to_string(),
+            };
+            self.set_status(text, StatusKind::Info);
+            return;
+        };
+        let result = self.controls.response.unblock(id);
+        self.refresh_denies();
+        match result {
+            Ok(text) => self.set_status(text, StatusKind::Info),
+            Err(text) => self.set_status(text, StatusKind::Error),
+        }
+    }
+}
