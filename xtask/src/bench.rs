@@ -19,6 +19,7 @@
 mod loadgen;
 mod report;
 mod tracer;
+mod tui;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -87,6 +88,9 @@ pub struct BenchArgs {
     /// Do not search for the highest drop-free event rate.
     #[arg(long)]
     pub skip_throughput: bool,
+    /// Do not measure the terminal UI under a flood (key latency, CPU beside --json).
+    #[arg(long)]
+    pub skip_tui: bool,
     /// Write the results into docs/benchmarks.md (the default without --quick).
     #[arg(long, conflicts_with = "no_doc")]
     pub doc: bool,
@@ -130,6 +134,8 @@ struct Plan {
     bisect: u32,
     criterion: bool,
     criterion_args: Vec<&'static str>,
+    /// Seconds of flood for the terminal UI measurement (None: skipped).
+    tui_secs: Option<u64>,
     doc: bool,
 }
 
@@ -169,10 +175,14 @@ impl Plan {
             } else {
                 vec!["--warm-up-time", "1", "--measurement-time", "3"]
             },
+            tui_secs: (!args.skip_tui).then_some(if quick { 6 } else { 15 }),
             doc: if quick { args.doc } else { !args.no_doc },
         }
     }
 }
+
+/// The event rate the terminal UI is measured under (issue 5: 100k events/s).
+const TUI_RATE: u64 = 100_000;
 
 /// The target events per second sustained without a drop.
 pub const THROUGHPUT_TARGET: f64 = 300_000.0;
@@ -230,6 +240,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     results.loops = overhead(&ctx, &plan)?;
     if plan.throughput {
         results.throughput = Some(throughput(&ctx, &plan)?);
+    }
+    if let Some(secs) = plan.tui_secs {
+        eprintln!("xtask bench: the terminal UI under {TUI_RATE} opens/s for {secs} s");
+        match tui::measure(&bins.secmon, &bins.loadgen, &config, TUI_RATE, secs) {
+            Ok(result) => results.tui = Some(result),
+            Err(e) => notes.push(format!("terminal UI not measured: {e:#}")),
+        }
     }
     let _ = std::fs::remove_file(&script);
     let _ = std::fs::remove_file(&config);

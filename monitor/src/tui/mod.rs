@@ -536,7 +536,15 @@ async fn event_loop(
             // Keys first: under a flood of events the operator still gets the screen.
             biased;
             input_event = input.next() => match input_event {
-                Some(Ok(event)) => { app.handle(app::Event::Input(event)); None }
+                Some(Ok(event)) => {
+                    app.handle(app::Event::Input(event));
+                    // A key's effect is drawn at once, not at the next tick: keys are rare,
+                    // and this is what an operator waits for.
+                    if app.needs_redraw() {
+                        guard.terminal.draw(|frame| ui::draw(frame, app))?;
+                    }
+                    None
+                }
                 Some(Err(e)) => Some(Stop::InputClosed(e.to_string())),
                 None => Some(Stop::InputClosed("end of input".to_string())),
             },

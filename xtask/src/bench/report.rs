@@ -318,8 +318,84 @@ pub struct Results {
     pub loops: Vec<LoopResult>,
     pub throughput: Option<Throughput>,
     pub criterion: Vec<CriterionResult>,
+    pub tui: Option<TuiResult>,
     pub notes: Vec<String>,
     pub elapsed_secs: f64,
+}
+
+/// The terminal UI under a flood, beside `--json` in the same run (`bench/tui.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct TuiResult {
+    pub rate: u64,
+    pub secs: u64,
+    /// Opens the generator made, and in how many seconds.
+    pub generated: u64,
+    pub load_secs: f64,
+    pub latencies_ms: Vec<f64>,
+    pub ui_cpu_secs: f64,
+    pub json_cpu_secs: f64,
+    pub ui_events: u64,
+    pub ui_drops: u64,
+    pub json_events: u64,
+    pub json_drops: u64,
+}
+
+/// Key-to-screen latency target of the terminal UI, in milliseconds.
+pub const KEY_LATENCY_TARGET_MS: f64 = 100.0;
+
+fn render_tui(s: &mut String, t: &TuiResult) {
+    let mut sorted = t.latencies_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    let max = sorted.last().copied().unwrap_or(0.0);
+    let verdict = if max < KEY_LATENCY_TARGET_MS {
+        "ok"
+    } else {
+        "MISS"
+    };
+    let _ = writeln!(
+        s,
+        "\n#### Terminal UI under {} opens/s for {} s (`secmon-tui` in 160×48 tmux beside `--json > /dev/null`)\n",
+        thousands(t.rate),
+        t.secs
+    );
+    let _ = writeln!(
+        s,
+        "The generator made {} opens in {:.1} s. Key-to-screen latency (`?` pressed {} times, \
+         `capture-pane` polled every 2 ms): median **{median:.0} ms**, max **{max:.0} ms** \
+         (target < {KEY_LATENCY_TARGET_MS:.0} ms: **{verdict}**).\n",
+        thousands(t.generated),
+        t.load_secs,
+        t.latencies_ms.len()
+    );
+    let each: Vec<String> = t.latencies_ms.iter().map(|ms| format!("{ms:.0}")).collect();
+    let _ = writeln!(s, "Each press, in order (ms): {}.\n", each.join(", "));
+    let _ = writeln!(
+        s,
+        "| process | CPU (user + system) | events | kernel drops |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- |");
+    let _ = writeln!(
+        s,
+        "| `secmon-tui` (UI) | {:.2} s | {} | {} |",
+        t.ui_cpu_secs,
+        thousands(t.ui_events),
+        thousands(t.ui_drops)
+    );
+    let _ = writeln!(
+        s,
+        "| `secmon-tui --json > /dev/null` | {:.2} s | {} | {} |",
+        t.json_cpu_secs,
+        thousands(t.json_events),
+        thousands(t.json_drops)
+    );
+    if t.json_cpu_secs > 0.0 {
+        let _ = writeln!(
+            s,
+            "\nUI CPU / `--json` CPU: **{:.2}×**.",
+            t.ui_cpu_secs / t.json_cpu_secs
+        );
+    }
 }
 
 /// 1234567 → "1,234,567".
@@ -554,6 +630,9 @@ pub fn render(r: &Results) -> String {
     }
     if !r.criterion.is_empty() {
         render_criterion(&mut s, r);
+    }
+    if let Some(t) = &r.tui {
+        render_tui(&mut s, t);
     }
     if !r.notes.is_empty() {
         let _ = writeln!(s, "\nNotes from the run:\n");
