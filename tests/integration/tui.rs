@@ -648,3 +648,47 @@ fn replay_in_the_ui_without_root() {
     assert!(screen.contains("events shown"), "{screen}");
     assert_eq!(tmux.display("#{alternate_on}"), "0");
 }
+
+/// A panic in the UI (forced in debug builds by `SECMON_TEST_PANIC_ON_KEY`) leaves the
+/// alternate screen and raw mode before the panic message is printed.
+#[test]
+fn terminal_restored_on_panic() {
+    require_root();
+    let script = format!(
+        r#"env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE SECMON_TEST_PANIC_ON_KEY=1 "$0" "$@"; echo "{EXITED} $?"; stty -a; exec sleep 600"#
+    );
+    let tmux = Tmux::start(
+        &format!("secmon-tui-panic-{}-{}", std::process::id(), next_id()),
+        &script,
+        &[
+            BIN,
+            "--config",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/fixtures/shared-monitor.toml"
+            ),
+        ],
+    );
+    tmux.wait_for("the header", READY_TIMEOUT, |s| {
+        s.contains(" secmon ") && s.contains("Processes")
+    });
+    tmux.keys(&["x"]);
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+    assert!(
+        screen.contains(&format!("{EXITED} 101")),
+        "a panic exits 101:\n{screen}"
+    );
+    assert!(
+        screen.contains("test panic"),
+        "the panic message is readable:\n{screen}"
+    );
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "0",
+        "alternate screen left"
+    );
+    assert!(
+        screen.contains(" icanon ") && screen.contains(" echo "),
+        "the terminal is back in cooked mode with echo (stty -a):\n{screen}"
+    );
+}

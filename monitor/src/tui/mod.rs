@@ -500,6 +500,14 @@ async fn run_ui(
     (app, outcome)
 }
 
+/// In debug builds only: with this variable set, the first key panics, so the tests can
+/// check that the panic hook restores the terminal.
+const TEST_PANIC_VAR: &str = "SECMON_TEST_PANIC_ON_KEY";
+
+fn test_panic_requested() -> bool {
+    cfg!(debug_assertions) && std::env::var_os(TEST_PANIC_VAR).is_some()
+}
+
 /// Says on stderr why the UI stopped, unless the operator asked for it.
 fn report_stop(stop: Stop) {
     match stop {
@@ -531,12 +539,16 @@ async fn event_loop(
     tokio::pin!(deadline);
     let mut logs_open = true;
     let mut analysed = Vec::with_capacity(reader::MAX_BATCH);
+    let panic_on_key = test_panic_requested();
     loop {
         let stop = tokio::select! {
             // Keys first: under a flood of events the operator still gets the screen.
             biased;
             input_event = input.next() => match input_event {
                 Some(Ok(event)) => {
+                    if panic_on_key {
+                        panic!("test panic ({TEST_PANIC_VAR} is set)");
+                    }
                     app.handle(app::Event::Input(event));
                     // A key's effect is drawn at once, not at the next tick: keys are rare,
                     // and this is what an operator waits for.
