@@ -505,6 +505,19 @@ fn enforcement_deny_list_and_history_from_the_ui() {
         "the alert log records who blocked what:\n{audit}"
     );
 
+    // The CLI sees the UI's entry through the control socket: one table, two front ends.
+    let list = Command::new(BIN)
+        .args(["block", "list", "--socket"])
+        .arg(dir.join("run/control.sock"))
+        .output()
+        .expect("secmon-tui block list");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success() && listed.contains(&format!("exec path {program_s}")),
+        "block list: {listed}{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+
     // D lists it; u removes it; the program runs again.
     tmux.keys(&["D"]);
     tmux.wait_for("the deny entry", SCREEN_TIMEOUT, |s| {
@@ -521,13 +534,20 @@ fn enforcement_deny_list_and_history_from_the_ui() {
 
     // h: the stored history, queried by the program's name; Enter: its details.
     tmux.keys(&["h", "/", "C-u"]);
-    tmux.type_text(&format!("--last 1h --process {name} --type process_exec"));
+    let query = format!("--last 1h --process {name} --type process_exec");
+    tmux.type_text(&query);
     tmux.keys(&["Enter"]);
+    tmux.wait_for("the query run", SCREEN_TIMEOUT, |s| {
+        s.contains(&format!("query: {query}")) && !s.contains("Enter: run")
+    });
     let deadline = Instant::now() + SCREEN_TIMEOUT;
     let screen = loop {
         let screen = tmux.capture();
         // Three execs: the history writer commits in batches, so rerun (r) until all are in.
-        if screen.lines().filter(|l| l.contains(&program_s)).count() >= 3 {
+        let execs = screen
+            .lines()
+            .filter(|l| l.contains(&program_s) && l.contains(" exec "));
+        if execs.count() >= 3 {
             break screen;
         }
         assert!(
@@ -540,7 +560,7 @@ fn enforcement_deny_list_and_history_from_the_ui() {
     assert!(screen.contains("▶ History"), "{screen}");
     let pids: Vec<u32> = screen
         .lines()
-        .filter(|l| l.contains(&program_s))
+        .filter(|l| l.contains(&program_s) && l.contains(" exec "))
         .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
         .collect();
     assert!(
