@@ -153,7 +153,14 @@ pub struct Response {
     /// The Unix socket `secmon-tui block list|add|remove` talks to (root only, mode 0600);
     /// opened only while `enforce` is on.
     pub control_socket: PathBuf,
+    /// Also send each alert to the local syslog (journald, rsyslog) through `syslog_socket`.
+    pub syslog: bool,
+    /// The syslog datagram socket.
+    pub syslog_socket: PathBuf,
 }
+
+/// Where the local syslog daemon listens.
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
 /// Where the control socket lives by default.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/secmon/control.sock";
@@ -173,6 +180,8 @@ impl Default for Response {
             allowlist: vec!["sshd".to_string()],
             deny_ttl_secs: 3600,
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            syslog: false,
+            syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
         }
     }
 }
@@ -547,6 +556,8 @@ const SCHEMA: [Section; 4] = [
             ("allowlist", Kind::NameList),
             ("deny_ttl_secs", Kind::Seconds),
             ("control_socket", Kind::FilePath),
+            ("syslog", Kind::Bool),
+            ("syslog_socket", Kind::FilePath),
         ],
     },
     Section {

@@ -227,6 +227,73 @@ fn alerts_are_posted_to_the_webhook_as_json() {
     );
 }
 
+#[test]
+fn alerts_go_to_syslog() {
+    require_root();
+    let setup = Setup::new();
+    let program = setup.program("sysloggy");
+    setup.rule("syslog_marker", "alert", &[&program]);
+    // A stand-in for /dev/log: a datagram socket the test reads.
+    let socket_path = setup.dir.join("dev-log");
+    let daemon = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    daemon
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let config = setup.config(&format!(
+        "syslog = true\nsyslog_socket = \"{}\"",
+        path_str(&socket_path)
+    ));
+    let monitor = setup.start(&config);
+    assert!(exec(&program).success());
+    let expected = format!("\"exe\":\"{}\"", path_str(&program));
+    let mut buf = vec![0u8; 64 * 1024];
+    let line = loop {
+        let n = daemon
+            .recv(&mut buf)
+            .expect("a syslog datagram within 20 s");
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if line.contains(&expected) {
+            break line;
+        }
+    };
+    // authpriv (10) * 8 + alert (1): the rule scores 0.9, malicious.
+    assert!(line.starts_with("<81>secmon["), "{line}");
+    let json = line.split_once("]: ").map(|(_, j)| j).expect("message");
+    let event: Value = serde_json::from_str(json).expect("the message is the event's JSON");
+    assert_eq!(event["analysis"]["rules"][0], "syslog_marker", "{event}");
+
+    let (status, events, stderr) = stop(monitor);
+    assert!(status.success(), "{}", stderr_text(&stderr));
+    let execs = execs_of(&events, &program);
+    assert_eq!(execs[0]["response"][0]["detail"], "raised, syslog");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("response summary") && l.contains("syslog: 1 sent, 0 dropped")),
+        "{}",
+        stderr_text(&stderr)
+    );
+}
+
+#[test]
+fn syslog_without_a_daemon_is_refused() {
+    require_root();
+    let setup = Setup::new();
+    let missing = setup.dir.join("no-such-socket");
+    let config = setup.config(&format!(
+        "syslog = true\nsyslog_socket = \"{}\"",
+        path_str(&missing)
+    ));
+    let stderr = refused(&setup, &config);
+    assert!(
+        stderr.contains(&format!(
+            "[response] syslog_socket: cannot send to {}",
+            path_str(&missing)
+        )),
+        "{stderr}"
+    );
+}
+
 /// Starts a monitor whose webhook is `url`, runs the alerting program `count` times, and
 /// checks every exec is in the JSON output and the run did not wait for the webhook.
 fn flood_with_bad_webhook(url: &str) -> Vec<String> {

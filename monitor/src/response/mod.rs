@@ -18,6 +18,7 @@ pub mod alert_log;
 pub mod control;
 pub mod enforce;
 pub mod simulate;
+pub mod syslog;
 pub mod webhook;
 
 use std::{io, path::PathBuf, sync::Arc, time::Duration};
@@ -31,6 +32,7 @@ use crate::{
 use alert_log::{JsonLog, SharedLog};
 use enforce::{BlockError, Enforcer, Origin, SharedCapture};
 use simulate::{Allowlist, Plan};
+use syslog::{Syslog, SyslogStats};
 use webhook::{Webhook, WebhookOptions, WebhookStats};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,12 @@ pub enum ResponseError {
     Webhook(String),
     #[error("[response] control_socket: {0}")]
     Control(#[from] control::ControlError),
+    #[error(
+        "[response] syslog_socket: cannot send to {}: {error} (is a syslog daemon or journald \
+         running? syslog = false switches the sink off)",
+        path.display()
+    )]
+    Syslog { path: PathBuf, error: io::Error },
 }
 
 /// What the response layer did during a run.
@@ -65,6 +73,7 @@ pub struct ResponseStats {
     /// Lines that could not be written to `log_file` or `alert_log`.
     pub write_errors: u64,
     pub webhook: WebhookStats,
+    pub syslog: SyslogStats,
 }
 
 impl ResponseStats {
@@ -90,6 +99,12 @@ impl ResponseStats {
                 w.sent, w.failed, w.dropped
             ));
         }
+        if self.syslog != SyslogStats::default() {
+            line.push_str(&format!(
+                "; syslog: {} sent, {} dropped",
+                self.syslog.sent, self.syslog.dropped
+            ));
+        }
         if self.write_errors > 0 {
             line.push_str(&format!("; {} log lines not written", self.write_errors));
         }
@@ -104,6 +119,7 @@ pub struct Responder {
     event_log: Option<JsonLog>,
     alert_log: Option<SharedLog>,
     webhook: Option<Webhook>,
+    syslog: Option<Syslog>,
     enforcer: Option<Arc<Enforcer>>,
     allowlist: Allowlist,
     ttl: Option<Duration>,
@@ -151,6 +167,15 @@ impl Responder {
             }
             _ => None,
         };
+        let syslog = match (config.syslog, config.enable_alerts) {
+            (true, true) => Some(Syslog::connect(&config.syslog_socket).map_err(|error| {
+                ResponseError::Syslog {
+                    path: config.syslog_socket.clone(),
+                    error,
+                }
+            })?),
+            _ => None,
+        };
         let allowlist = Allowlist::new(&config.allowlist);
         let ttl = (config.deny_ttl_secs > 0).then(|| Duration::from_secs(config.deny_ttl_secs));
         let enforcer = capture.map(|capture| {
@@ -167,6 +192,7 @@ impl Responder {
             event_log,
             alert_log,
             webhook,
+            syslog,
             enforcer,
             allowlist,
             ttl,
@@ -204,6 +230,9 @@ impl Responder {
         }
         if let Some(hook) = &self.webhook {
             parts.push(format!("webhook {}", hook.url()));
+        }
+        if let Some(syslog) = &self.syslog {
+            parts.push(format!("syslog {}", syslog.path().display()));
         }
         parts.join(", ")
     }
@@ -280,6 +309,9 @@ impl Responder {
             if self.webhook.is_some() {
                 sinks.push("webhook");
             }
+            if self.syslog.is_some() {
+                sinks.push("syslog");
+            }
             event.response.push(ResponseAction {
                 action: ResponseKind::Alert,
                 result: ResponseResult::Done,
@@ -328,6 +360,13 @@ impl Responder {
                 self.mark(event, ResponseKind::Alert, |a| {
                     a.detail
                         .push_str("; webhook queue full: not sent (counted)");
+                });
+            }
+            if let Some(syslog) = &mut self.syslog
+                && !syslog.send(severity.max(Severity::Suspicious), &json)
+            {
+                self.mark(event, ResponseKind::Alert, |a| {
+                    a.detail.push_str("; syslog: not sent (counted)");
                 });
             }
             if let Some(why) = failed {
@@ -513,6 +552,9 @@ impl Responder {
         if let Some(hook) = &self.webhook {
             stats.webhook = hook.stats();
         }
+        if let Some(syslog) = &self.syslog {
+            stats.syslog = syslog.stats;
+        }
         stats
     }
 
@@ -522,6 +564,9 @@ impl Responder {
         let mut stats = self.stats;
         if let Some(hook) = self.webhook.take() {
             stats.webhook = hook.shutdown(grace);
+        }
+        if let Some(syslog) = &self.syslog {
+            stats.syslog = syslog.stats;
         }
         stats
     }

@@ -1,0 +1,150 @@
+//! The syslog sink: each alert as one datagram to the local syslog socket (`/dev/log`, which
+//! journald and rsyslog both serve), `<PRI>secmon[PID]: {json}`, facility `authpriv`, level
+//! by severity (malicious: `alert`, suspicious: `warning`, blocks: `notice` at least).
+//!
+//! Never blocking: the socket is non-blocking, a full socket buffer drops the alert (counted),
+//! and a vanished daemon is reconnected to at most once a second.
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::event::Severity;
+
+/// `LOG_AUTHPRIV`: security messages, kept from unprivileged readers by most setups.
+const FACILITY_AUTHPRIV: u8 = 10;
+const LOG_ALERT: u8 = 1;
+const LOG_WARNING: u8 = 4;
+const LOG_NOTICE: u8 = 5;
+/// Longest message sent; longer JSON is cut (syslog daemons cut long datagrams anyway).
+pub const MAX_MESSAGE: usize = 16 * 1024;
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+/// Counts of what the sink did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyslogStats {
+    pub sent: u64,
+    /// Not sent: the socket buffer was full, or the daemon was gone.
+    pub dropped: u64,
+}
+
+pub struct Syslog {
+    path: PathBuf,
+    socket: Option<UnixDatagram>,
+    last_attempt: Instant,
+    pid: u32,
+    pub stats: SyslogStats,
+}
+
+fn connect(path: &Path) -> io::Result<UnixDatagram> {
+    let socket = UnixDatagram::unbound()?;
+    socket.connect(path)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// The priority of an alert: `authpriv` and a level from the severity.
+pub fn priority(severity: Severity) -> u8 {
+    let level = match severity {
+        Severity::Malicious => LOG_ALERT,
+        Severity::Suspicious => LOG_WARNING,
+        Severity::Benign => LOG_NOTICE,
+    };
+    FACILITY_AUTHPRIV * 8 + level
+}
+
+/// `<PRI>secmon[PID]: message`, cut at [`MAX_MESSAGE`] bytes on a character boundary.
+pub fn format_message(priority: u8, pid: u32, message: &str) -> String {
+    let mut end = message.len().min(MAX_MESSAGE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("<{priority}>secmon[{pid}]: {}", &message[..end])
+}
+
+impl Syslog {
+    /// Connects to the socket at `path`; the error says why (no daemon listening, ...).
+    pub fn connect(path: &Path) -> io::Result<Syslog> {
+        Ok(Syslog {
+            path: path.to_path_buf(),
+            socket: Some(connect(path)?),
+            last_attempt: Instant::now(),
+            pid: std::process::id(),
+            stats: SyslogStats::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends one alert; false when it was dropped.
+    pub fn send(&mut self, severity: Severity, json: &str) -> bool {
+        if self.socket.is_none() && self.last_attempt.elapsed() >= RECONNECT_EVERY {
+            self.last_attempt = Instant::now();
+            self.socket = connect(&self.path).ok();
+        }
+        let Some(socket) = &self.socket else {
+            self.stats.dropped += 1;
+            return false;
+        };
+        let line = format_message(priority(severity), self.pid, json);
+        match socket.send(line.as_bytes()) {
+            Ok(_) => {
+                self.stats.sent += 1;
+                true
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    // The daemon restarted or went away: reconnect later.
+                    self.socket = None;
+                    self.last_attempt = Instant::now();
+                }
+                self.stats.dropped += 1;
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_and_format() {
+        assert_eq!(priority(Severity::Malicious), 81);
+        assert_eq!(priority(Severity::Suspicious), 84);
+        assert_eq!(format_message(84, 7, "{}"), "<84>secmon[7]: {}");
+        let long = "é".repeat(MAX_MESSAGE);
+        let cut = format_message(84, 7, &long);
+        assert!(cut.len() <= MAX_MESSAGE + 20 && cut.ends_with('é'));
+    }
+
+    #[test]
+    fn sends_datagrams_and_counts_a_vanished_daemon() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.sock");
+        let server = UnixDatagram::bind(&path).expect("bind");
+        let mut sink = Syslog::connect(&path).expect("connect");
+        assert!(sink.send(Severity::Malicious, "{\"x\":1}"));
+        let mut buf = [0u8; 256];
+        let n = server.recv(&mut buf).expect("recv");
+        let got = std::str::from_utf8(&buf[..n]).expect("utf8");
+        assert!(
+            got.starts_with("<81>secmon[") && got.ends_with("]: {\"x\":1}"),
+            "{got}"
+        );
+        drop(server);
+        std::fs::remove_file(&path).expect("remove the socket");
+        assert!(!sink.send(Severity::Suspicious, "{}"));
+        assert_eq!(
+            sink.stats,
+            SyslogStats {
+                sent: 1,
+                dropped: 1
+            }
+        );
+        assert!(Syslog::connect(&path).is_err(), "nothing listens any more");
+    }
+}
