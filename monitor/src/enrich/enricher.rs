@@ -4,7 +4,6 @@
 //! an absolute, normalised one (relative to the process's cwd or to the directory fd the
 //! syscall named), converts kernel timestamps to wall-clock time, and names users.
 use std::{
-    collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
@@ -14,6 +13,7 @@ use monitor_common::{
     AT_FDCWD, EventHeader, ExecEvent, FileEvent, FilePairEvent, NetEvent, PrivilegeEvent,
     SYMLINK_TARGET_DIRFD, kind, ops,
 };
+use rustc_hash::FxHashMap;
 
 use super::{
     ProcessTable, UserNames, paths,
@@ -79,7 +79,7 @@ pub struct Enricher {
     records_since_evict: u32,
     /// What each fd seen opened names, by (pid, fd). fd numbers are reused, so a process's
     /// entries stay few; they are dropped when it exits.
-    open_fds: HashMap<(u32, i32), String>,
+    open_fds: FxHashMap<(u32, i32), String>,
 }
 
 impl Enricher {
@@ -97,7 +97,7 @@ impl Enricher {
             clock: BootClock::now(),
             proc_root: proc_root.to_path_buf(),
             records_since_evict: 0,
-            open_fds: HashMap::new(),
+            open_fds: FxHashMap::default(),
         }
     }
 
@@ -539,7 +539,7 @@ pub fn ptrace_request_name(request: i64) -> String {
 /// The syscall name of an op, for the `syscall` field. Built once from the probe table (this
 /// runs for every file event).
 pub fn op_name(op: u32) -> &'static str {
-    static NAMES: std::sync::OnceLock<HashMap<u32, &'static str>> = std::sync::OnceLock::new();
+    static NAMES: std::sync::OnceLock<FxHashMap<u32, &'static str>> = std::sync::OnceLock::new();
     NAMES
         .get_or_init(|| {
             crate::capture::probes::syscalls()

@@ -27,7 +27,7 @@
 //! from `/proc` is its start time since boot (`/proc/<pid>/stat` field 22), which equals the
 //! monotonic clock unless the machine has been suspended.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::Path;
@@ -80,7 +80,7 @@ struct Entry {
 /// Processes by pid, bounded in size (see the module documentation).
 #[derive(Debug)]
 pub struct ProcessTable {
-    entries: HashMap<u32, Entry>,
+    entries: FxHashMap<u32, Entry>,
     capacity: usize,
     /// Logical clock for `Entry::touched`.
     clock: u64,
@@ -92,7 +92,7 @@ impl ProcessTable {
     /// An empty table that will never hold more than `capacity` entries (at least 1).
     pub fn new(capacity: usize) -> ProcessTable {
         ProcessTable {
-            entries: HashMap::new(),
+            entries: FxHashMap::default(),
             capacity: capacity.max(1),
             clock: 0,
             clk_tck: clock_ticks_per_second(),

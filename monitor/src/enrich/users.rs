@@ -4,7 +4,7 @@
 //! network I/O and run plugin code inside a root process on the event path. Users that exist only in
 //! such directories are shown by number.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ const MAX_PASSWD_BYTES: u64 = 16 << 20;
 #[derive(Debug)]
 pub struct UserNames {
     path: PathBuf,
-    names: HashMap<u32, String>,
+    names: FxHashMap<u32, String>,
     /// When the file was last read (successfully or not).
     last_load: Option<Instant>,
 }
@@ -31,7 +31,7 @@ impl UserNames {
     pub fn from_path(path: impl Into<PathBuf>) -> UserNames {
         let mut names = UserNames {
             path: path.into(),
-            names: HashMap::new(),
+            names: FxHashMap::default(),
             last_load: None,
         };
         names.reload(Instant::now());
@@ -98,8 +98,8 @@ fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
 /// Only the first and third fields matter. Blank lines, comments, NIS compat entries (`+`/`-`),
 /// lines with an empty name and lines whose uid is not a number are skipped. When several names
 /// share a uid the first wins, as with `getpwuid`.
-pub fn parse_passwd(text: &str) -> HashMap<u32, String> {
-    let mut names = HashMap::new();
+pub fn parse_passwd(text: &str) -> FxHashMap<u32, String> {
+    let mut names = FxHashMap::default();
     for line in text.lines() {
         let mut fields = line.split(':');
         let (Some(name), Some(_password), Some(uid)) =
