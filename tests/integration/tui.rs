@@ -210,7 +210,9 @@ fn terminal_ui_end_to_end() {
     fs::write(
         &config,
         "[monitoring]\nenable_process = true\nenable_filesystem = true\nenable_network = true\n\n\
-         [threat_detection]\nconfidence_threshold = 0.6\n",
+         [threat_detection]\nconfidence_threshold = 0.6\n\n\
+         # Not the machine's history: tests running beside it would share (and lock) it.\n\
+         [storage]\nenabled = false\n",
     )
     .expect("write the config");
     let rules_s = rules.to_str().expect("UTF-8 path");
@@ -396,7 +398,14 @@ fn terminal_restored_on_sigterm_and_sighup() {
         let tmux = Tmux::start(
             &format!("secmon-tui-e2e-{}-{}", std::process::id(), next_id()),
             &script,
-            &[BIN],
+            &[
+                BIN,
+                "--config",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../tests/fixtures/shared-monitor.toml"
+                ),
+            ],
         );
         tmux.wait_for("the header", READY_TIMEOUT, |s| {
             s.contains(" secmon ") && s.contains("Processes")
@@ -529,6 +538,8 @@ fn enforcement_deny_list_and_history_from_the_ui() {
         s.contains("Blocked in the kernel (0)")
             && (status.contains("unblock #") || status.contains("unblocked #"))
     });
+    // A second later than the first exec, so the history's order shows in the times.
+    thread::sleep(Duration::from_millis(1100));
     let status = Command::new(&program).status().expect("run the program");
     assert!(status.success(), "unblocked, the program runs: {status}");
 
@@ -544,10 +555,7 @@ fn enforcement_deny_list_and_history_from_the_ui() {
     let screen = loop {
         let screen = tmux.capture();
         // Three execs: the history writer commits in batches, so rerun (r) until all are in.
-        let execs = screen
-            .lines()
-            .filter(|l| l.contains(&program_s) && l.contains(" exec "));
-        if execs.count() >= 3 {
+        if history_times(&screen, &program_s).len() >= 3 {
             break screen;
         }
         assert!(
@@ -558,14 +566,11 @@ fn enforcement_deny_list_and_history_from_the_ui() {
         thread::sleep(Duration::from_millis(300));
     };
     assert!(screen.contains("▶ History"), "{screen}");
-    let pids: Vec<u32> = screen
-        .lines()
-        .filter(|l| l.contains(&program_s) && l.contains(" exec "))
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
-        .collect();
+    let times = history_times(&screen, &program_s);
+
     assert!(
-        pids.windows(2).all(|w| w[0] > w[1]),
-        "newest first (pids {pids:?}):\n{screen}"
+        times.windows(2).all(|w| w[0] >= w[1]) && times.first() > times.last(),
+        "newest first ({times:?}):\n{screen}"
     );
     tmux.keys(&["Enter"]);
     tmux.wait_for("the detail view of a stored exec", SCREEN_TIMEOUT, |s| {
@@ -577,10 +582,31 @@ fn enforcement_deny_list_and_history_from_the_ui() {
     tmux.wait_for("the history again", SCREEN_TIMEOUT, |s| {
         !s.contains("Event detail") && s.contains("▶ History")
     });
+    // q closes the view (it does not quit from there), then quits.
+    tmux.keys(&["q"]);
+    tmux.wait_for("the live panes", SCREEN_TIMEOUT, |s| {
+        s.contains("Processes") && !s.contains("▶ History")
+    });
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
     assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
     assert_eq!(tmux.display("#{alternate_on}"), "0");
+}
+
+/// The date and time of each history row that shows an exec of `program` (whatever its risk
+/// marker), top to bottom.
+fn history_times(screen: &str, program: &str) -> Vec<String> {
+    screen
+        .lines()
+        .filter(|l| l.contains(program) && l.contains(" exec "))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let date = words
+                .iter()
+                .position(|w| w.len() == 10 && w.starts_with("20"))?;
+            Some(format!("{} {}", words[date], words.get(date + 1)?))
+        })
+        .collect()
 }
 
 /// `--replay` in the UI as an unprivileged user: no root, no eBPF; the recording's attack

@@ -36,7 +36,15 @@ impl BlocksView {
 impl App {
     /// Re-reads the deny entries (on opening the view and once a second while it is open).
     pub(super) fn refresh_denies(&mut self) {
+        // Keep the selection on the same entry (by id) when others expire around it.
+        let selected_id = self.blocks.selected_record().map(|r| r.id);
         self.blocks.denies = self.controls.response.denies();
+        self.deny_count = self.blocks.len();
+        if let (Some(id), Ok(records)) = (selected_id, &self.blocks.denies)
+            && let Some(index) = records.iter().position(|r| r.id == id)
+        {
+            self.blocks.selected = index;
+        }
         self.blocks.selected = self
             .blocks
             .selected

@@ -206,18 +206,18 @@ pub struct ResponseRecord {
     pub what: String,
 }
 
-/// The deny entry blocking `target` takes: the program of a process (its path, else its
-/// name), or the destination of a connection.
+/// The deny entry blocking `target` takes: the program of a process (by its path), or the
+/// destination of a connection. Never by process name: any process can give itself any name
+/// (`prctl(PR_SET_NAME)`), so a name from an event could deny `bash` or `sshd` system-wide;
+/// `secmon-tui block add exec NAME` does that deliberately.
 pub fn deny_target(target: &BlockTarget, event: &SecEvent) -> Result<DenyTarget, String> {
     match target {
         BlockTarget::Process(_) if event.exe.starts_with('/') => {
             Ok(DenyTarget::ExecPath(event.exe.clone()))
         }
-        BlockTarget::Process(_) if !event.process.is_empty() && !event.process.contains('/') => {
-            Ok(DenyTarget::ExecName(event.process.clone()))
-        }
         BlockTarget::Process(pid) => Err(format!(
-            "the program of process {pid} is unknown (no path, no name)"
+            "the program of process {pid} has no known path (names can be forged: \
+             secmon-tui block add exec NAME denies a name deliberately)"
         )),
         BlockTarget::Connection { ip, port } => ip
             .parse::<IpAddr>()

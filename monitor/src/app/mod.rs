@@ -16,7 +16,8 @@ mod history;
 
 pub use blocks::BlocksView;
 pub use history::{
-    DEFAULT_HISTORY_QUERY, HISTORY_PAGE, HISTORY_SEQ, HistorySource, HistoryView, NoHistory,
+    DEFAULT_HISTORY_QUERY, HISTORY_MAX_ROWS, HISTORY_PAGE, HISTORY_SEQ, HistoryReply,
+    HistoryRequest, HistorySource, HistoryView, NoHistory,
 };
 
 pub use controls::{
@@ -67,6 +68,8 @@ pub enum Event {
     /// A line secmon itself wrote to stderr while the UI runs (e.g. the rule watcher's
     /// reload report), shown in the status line instead of garbling the screen.
     Log(String),
+    /// A page of the history view's query.
+    History(HistoryReply),
 }
 
 /// What a key asks for.
@@ -327,10 +330,11 @@ pub enum BlockTarget {
 }
 
 impl BlockTarget {
-    /// The target of an event: the connection for network events with a remote address,
-    /// otherwise the process.
+    /// The target of an event: the destination of an outgoing connection (`net_connect`,
+    /// `net_udp`: what the kernel can refuse), otherwise the process. (An accepted
+    /// connection's remote port is the peer's ephemeral one: denying it would stop nothing.)
     pub fn of(event: &SecEvent) -> Option<BlockTarget> {
-        if event.family() == Family::Network
+        if matches!(event.event_type, EventType::NetConnect | EventType::NetUdp)
             && let (Some(ip), Some(port)) = (&event.target_ip, event.target_port)
             && !ip.is_empty()
         {
@@ -370,8 +374,6 @@ pub fn endpoint(ip: &str, port: u16) -> String {
 pub struct BlockMark {
     pub since: u64,
     pub what: String,
-    /// Blocked in the kernel (`B`), not only simulated (`b`).
-    pub real: bool,
 }
 
 /// Colours or not (NO_COLOR, TERM=vt100/dumb); severity markers are text either way.
@@ -524,6 +526,8 @@ pub struct App {
     pub blocked: HashMap<BlockTarget, BlockMark>,
     pub rates: [Rate; 4],
     pub drops: u64,
+    /// Live deny entries in the kernel (read once a second).
+    pub deny_count: usize,
     pub probe_states: [ProbeState; 4],
     /// Wall-clock time of the last tick.
     pub now: DateTime<Utc>,
@@ -561,6 +565,7 @@ impl App {
             blocked: HashMap::new(),
             rates: Default::default(),
             drops: 0,
+            deny_count: 0,
             probe_states: [ProbeState::On; 4],
             now,
             offset,
@@ -629,6 +634,7 @@ impl App {
             Event::Input(_) => {}
             Event::Kernel(events) => self.ingest(events),
             Event::Log(line) => self.log_line(&line),
+            Event::History(reply) => self.history_reply(reply),
         }
     }
 
@@ -724,6 +730,7 @@ impl App {
             self.probe_states[family_index(family)] = self.controls.probes.state(family);
         }
         self.rule_count = self.controls.rules.count();
+        self.deny_count = self.controls.response.denies().map_or(0, |d| d.len());
         match self.view {
             View::Rules => self.refresh_rules(),
             View::Blocks => self.refresh_denies(),
@@ -881,8 +888,7 @@ impl App {
         match self.view {
             View::Rules => {
                 return match key.code {
-                    KeyCode::Esc => Some(Action::ToggleRulesPane),
-                    KeyCode::Char('q') => Some(Action::Quit),
+                    KeyCode::Esc | KeyCode::Char('q') => Some(Action::ToggleRulesPane),
                     KeyCode::Char(' ') | KeyCode::Enter => Some(Action::ToggleSelectedRule),
                     KeyCode::Char('r') => Some(Action::ReloadRules),
                     KeyCode::Char('?') => Some(Action::ToggleHelp),
@@ -892,8 +898,7 @@ impl App {
             }
             View::Blocks => {
                 return match key.code {
-                    KeyCode::Esc => Some(Action::ToggleBlocksPane),
-                    KeyCode::Char('q') => Some(Action::Quit),
+                    KeyCode::Esc | KeyCode::Char('q') => Some(Action::ToggleBlocksPane),
                     KeyCode::Char('u') | KeyCode::Delete => Some(Action::UnblockSelected),
                     KeyCode::Char('?') => Some(Action::ToggleHelp),
                     _ => None,
@@ -901,8 +906,7 @@ impl App {
             }
             View::History => {
                 return match key.code {
-                    KeyCode::Esc => Some(Action::ToggleHistory),
-                    KeyCode::Char('q') => Some(Action::Quit),
+                    KeyCode::Esc | KeyCode::Char('q') => Some(Action::ToggleHistory),
                     KeyCode::Char('/') => Some(Action::EditHistoryQuery),
                     KeyCode::Char('r') => Some(Action::RunHistoryQuery),
                     KeyCode::Enter => Some(Action::OpenDetail),
@@ -1259,11 +1263,9 @@ impl App {
             entry.seq
         };
         let what = target.describe(&entry.event);
-        self.blocked.entry(target).or_insert(BlockMark {
-            since,
-            what,
-            real: false,
-        });
+        self.blocked
+            .entry(target)
+            .or_insert(BlockMark { since, what });
     }
 
     fn ask_enforce(&mut self) {
@@ -1292,15 +1294,8 @@ impl App {
         }
         match self.controls.response.enforce(&plan) {
             Ok(text) => {
-                // A real block replaces a simulated mark: from now on it is the kernel's.
-                self.blocked.insert(
-                    plan.target,
-                    BlockMark {
-                        since: self.next_seq,
-                        what: plan.question,
-                        real: true,
-                    },
-                );
+                // No mark: the deny entry acts on later execs (or connects), which the kernel
+                // stops and the panes tag `[stopped]`; the running process goes on.
                 self.refresh_denies();
                 self.set_status(text, StatusKind::Info);
             }

@@ -17,6 +17,7 @@ use crate::capture::{
     Capture,
     enforce::{DenyTarget, EnforceError},
 };
+use crate::sanitize::for_terminal;
 
 /// The capture, shared by the pipeline (drop counters), the response layer and the control
 /// socket. Locks are held only for single map updates, never across an await.
@@ -185,9 +186,15 @@ impl Enforcer {
             Some(rule) => format!("rule {rule} ({})", record.reason),
             None => record.reason.clone(),
         };
+        // Targets, names and reasons come from the monitored system: escaped, so a path
+        // cannot forge lines on a terminal (or in the UI's status line, which reads stderr).
         eprintln!(
-            "secmon: block #{}: {}; who: {}; why: {why}; {expiry} (undo: secmon-tui unblock {})",
-            record.id, record.target, record.by, record.id
+            "secmon: block #{}: {}; who: {}; why: {}; {expiry} (undo: secmon-tui unblock {})",
+            record.id,
+            for_terminal(&record.target),
+            for_terminal(&record.by),
+            for_terminal(&why),
+            record.id
         );
         self.audit("block", &record, None);
         Ok(record)
@@ -199,7 +206,11 @@ impl Enforcer {
         let record = self.records().remove(&id).map(|(_, r)| r);
         match (removed, record) {
             (Some(_), Some(record)) => {
-                eprintln!("secmon: unblock #{id}: {} (removed by {by})", record.target);
+                eprintln!(
+                    "secmon: unblock #{id}: {} (removed by {})",
+                    for_terminal(&record.target),
+                    for_terminal(by)
+                );
                 self.audit("unblock", &record, Some(by));
                 Ok(record)
             }
@@ -216,7 +227,11 @@ impl Enforcer {
                     rule: None,
                     reason: String::new(),
                 };
-                eprintln!("secmon: unblock #{id}: {} (removed by {by})", record.target);
+                eprintln!(
+                    "secmon: unblock #{id}: {} (removed by {})",
+                    for_terminal(&record.target),
+                    for_terminal(by)
+                );
                 self.audit("unblock", &record, Some(by));
                 Ok(record)
             }
@@ -243,7 +258,11 @@ impl Enforcer {
                 .collect()
         };
         for record in &lapsed {
-            eprintln!("secmon: block #{} expired: {}", record.id, record.target);
+            eprintln!(
+                "secmon: block #{} expired: {}",
+                record.id,
+                for_terminal(&record.target)
+            );
             self.audit("expired", record, None);
         }
         self.records().values().map(|(_, r)| r.clone()).collect()

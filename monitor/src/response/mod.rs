@@ -363,7 +363,7 @@ impl Responder {
                 });
             }
             if let Some(syslog) = &mut self.syslog
-                && !syslog.send(severity.max(Severity::Suspicious), &json)
+                && !syslog.send(event, &json)
             {
                 self.mark(event, ResponseKind::Alert, |a| {
                     a.detail.push_str("; syslog: not sent (counted)");

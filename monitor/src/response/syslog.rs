@@ -9,14 +9,15 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::event::Severity;
+use crate::event::{Event, Severity};
 
 /// `LOG_AUTHPRIV`: security messages, kept from unprivileged readers by most setups.
 const FACILITY_AUTHPRIV: u8 = 10;
 const LOG_ALERT: u8 = 1;
 const LOG_WARNING: u8 = 4;
 const LOG_NOTICE: u8 = 5;
-/// Longest message sent; longer JSON is cut (syslog daemons cut long datagrams anyway).
+/// Longest JSON sent whole; a longer event is sent as [`summary`] (syslog daemons cut long
+/// datagrams, and a cut JSON object is no JSON at all).
 pub const MAX_MESSAGE: usize = 16 * 1024;
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
@@ -53,13 +54,33 @@ pub fn priority(severity: Severity) -> u8 {
     FACILITY_AUTHPRIV * 8 + level
 }
 
-/// `<PRI>secmon[PID]: message`, cut at [`MAX_MESSAGE`] bytes on a character boundary.
+/// `<PRI>secmon[PID]: message`.
 pub fn format_message(priority: u8, pid: u32, message: &str) -> String {
-    let mut end = message.len().min(MAX_MESSAGE);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("<{priority}>secmon[{pid}]: {}", &message[..end])
+    format!("<{priority}>secmon[{pid}]: {message}")
+}
+
+/// The fields that identify an event and its verdict, for events whose JSON is too long to
+/// send whole (`"truncated": true`; the full event is in the alert log and the history).
+pub fn summary(event: &Event) -> String {
+    let cut = |text: &str| -> String { text.chars().take(1024).collect() };
+    serde_json::json!({
+        "truncated": true,
+        "timestamp": event.timestamp,
+        "event_type": event.event_type,
+        "pid": event.pid,
+        "process": cut(&event.process),
+        "exe": cut(&event.exe),
+        "file_path": event.file_path.as_deref().map(cut),
+        "target_ip": event.target_ip,
+        "target_port": event.target_port,
+        "analysis": {
+            "label": cut(&event.analysis.label),
+            "severity": event.analysis.severity,
+            "risk_score": event.analysis.risk_score,
+            "rules": event.analysis.rules.iter().take(8).map(|r| cut(r)).collect::<Vec<_>>(),
+        },
+    })
+    .to_string()
 }
 
 impl Syslog {
@@ -78,8 +99,8 @@ impl Syslog {
         &self.path
     }
 
-    /// Sends one alert; false when it was dropped.
-    pub fn send(&mut self, severity: Severity, json: &str) -> bool {
+    /// Sends one alert (`json` is `event` serialised); false when it was dropped.
+    pub fn send(&mut self, event: &Event, json: &str) -> bool {
         if self.socket.is_none() && self.last_attempt.elapsed() >= RECONNECT_EVERY {
             self.last_attempt = Instant::now();
             self.socket = connect(&self.path).ok();
@@ -88,7 +109,11 @@ impl Syslog {
             self.stats.dropped += 1;
             return false;
         };
-        let line = format_message(priority(severity), self.pid, json);
+        let line = if json.len() <= MAX_MESSAGE {
+            format_message(priority(event.analysis.severity), self.pid, json)
+        } else {
+            format_message(priority(event.analysis.severity), self.pid, &summary(event))
+        };
         match socket.send(line.as_bytes()) {
             Ok(_) => {
                 self.stats.sent += 1;
@@ -111,14 +136,42 @@ impl Syslog {
 mod tests {
     use super::*;
 
+    fn event(severity: Severity) -> Event {
+        let mut event = Event::new(
+            crate::event::EventType::ProcessExec,
+            chrono::DateTime::UNIX_EPOCH,
+        );
+        event.analysis.severity = severity;
+        event
+    }
+
     #[test]
     fn priorities_and_format() {
         assert_eq!(priority(Severity::Malicious), 81);
         assert_eq!(priority(Severity::Suspicious), 84);
+        assert_eq!(priority(Severity::Benign), 85);
         assert_eq!(format_message(84, 7, "{}"), "<84>secmon[7]: {}");
-        let long = "é".repeat(MAX_MESSAGE);
-        let cut = format_message(84, 7, &long);
-        assert!(cut.len() <= MAX_MESSAGE + 20 && cut.ends_with('é'));
+    }
+
+    #[test]
+    fn a_long_event_is_sent_as_valid_json() {
+        let mut long = event(Severity::Malicious);
+        long.cmdline = "é".repeat(MAX_MESSAGE);
+        long.exe = "x".repeat(5000);
+        let json = serde_json::to_string(&long).expect("json");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.sock");
+        let server = UnixDatagram::bind(&path).expect("bind");
+        let mut sink = Syslog::connect(&path).expect("connect");
+        assert!(sink.send(&long, &json));
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = server.recv(&mut buf).expect("recv");
+        let got = std::str::from_utf8(&buf[..n]).expect("utf8");
+        let message = got.split_once("]: ").map(|(_, m)| m).expect("message");
+        let value: serde_json::Value = serde_json::from_str(message).expect("valid JSON");
+        assert_eq!(value["truncated"], true);
+        assert_eq!(value["exe"].as_str().map(str::len), Some(1024));
+        assert_eq!(value["analysis"]["severity"], "malicious");
     }
 
     #[test]
@@ -127,7 +180,7 @@ mod tests {
         let path = dir.path().join("log.sock");
         let server = UnixDatagram::bind(&path).expect("bind");
         let mut sink = Syslog::connect(&path).expect("connect");
-        assert!(sink.send(Severity::Malicious, "{\"x\":1}"));
+        assert!(sink.send(&event(Severity::Malicious), "{\"x\":1}"));
         let mut buf = [0u8; 256];
         let n = server.recv(&mut buf).expect("recv");
         let got = std::str::from_utf8(&buf[..n]).expect("utf8");
@@ -137,7 +190,7 @@ mod tests {
         );
         drop(server);
         std::fs::remove_file(&path).expect("remove the socket");
-        assert!(!sink.send(Severity::Suspicious, "{}"));
+        assert!(!sink.send(&event(Severity::Suspicious), "{}"));
         assert_eq!(
             sink.stats,
             SyslogStats {

@@ -56,7 +56,7 @@ use crate::{
     enrich::Enricher,
     event::Event as SecEvent,
     pipeline::{self, PipelineError, RunOptions, RunSummary, Started, Taps},
-    record::Replay,
+    record::{Replay, ReplaySummary},
     response::{Responder, simulate::Allowlist},
     rules::RuleEngine,
     ui,
@@ -274,6 +274,11 @@ enum Stop {
 struct Sources {
     records: Option<mpsc::Receiver<Vec<Record>>>,
     replayed: Option<mpsc::Receiver<Vec<SecEvent>>>,
+    /// Pages of the history view's queries.
+    history: mpsc::UnboundedReceiver<app::HistoryReply>,
+    /// The task feeding `replayed`, and what it said when it ended.
+    replay_task: Option<tokio::task::JoinHandle<ReplaySummary>>,
+    replay_summary: Option<ReplaySummary>,
 }
 
 /// The next message of an optional channel; never ready without one.
@@ -284,10 +289,15 @@ async fn recv_from<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     }
 }
 
-/// The controls the history view needs: the database the monitor writes (or `--db`).
-fn history_source(options: &RunOptions, why_not: &str) -> Box<dyn HistorySource> {
+/// The history view's source: a reader of the database the monitor writes (or `--db`),
+/// whose pages come back on `replies`.
+fn history_source(
+    options: &RunOptions,
+    why_not: &str,
+    replies: mpsc::UnboundedSender<app::HistoryReply>,
+) -> Box<dyn HistorySource> {
     match &options.storage {
-        Some(storage) if storage.enabled => Box::new(StoredHistory::new(&storage.path)),
+        Some(storage) if storage.enabled => Box::new(StoredHistory::start(&storage.path, replies)),
         _ => Box::new(NoHistory(why_not.to_string())),
     }
 }
@@ -311,6 +321,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
     let reader_task = tokio::spawn(reader::run(ring, record_tx, shutdown_rx, stats.clone()));
 
     let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
+    let (history_tx, history_rx) = mpsc::unbounded_channel();
     let response: Box<dyn Response> = match responder.enforcer() {
         Some(enforcer) => Box::new(EnforcingResponse::new(enforcer.clone())),
         None => Box::new(SimulatedResponse::new(
@@ -332,26 +343,31 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
         history: history_source(
             options,
             "the history is off: [storage] enabled = false (--db PATH turns it on)",
+            history_tx,
         ),
     };
-    let sources = Sources {
+    let mut sources = Sources {
         records: Some(record_rx),
         replayed: None,
+        history: history_rx,
+        replay_task: None,
+        replay_summary: None,
     };
     let (app, outcome) = run_ui(
         controls,
         &engine,
         &mut stages,
-        sources,
+        &mut sources,
         options,
         signals,
         None,
     )
     .await;
 
-    // Stop the reader (its channel is closed: it can never stay blocked on a full one), then
-    // let the response layer, the recording and the history finish (their reports go to the
-    // restored stderr).
+    // Stop the reader (its channel closed first: it can never stay blocked on a full one),
+    // then let the response layer, the recording and the history finish (their reports go
+    // to the restored stderr).
+    drop(sources);
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, reader_task).await;
     if let Some(control) = control {
@@ -390,6 +406,7 @@ pub async fn run_replay(
     let taps = Taps::open(options)?;
     let (events_rx, feeder) = crate::record::spawn_replay(replay, pipeline::CHANNEL_BATCHES);
     let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
+    let (history_tx, history_rx) = mpsc::unbounded_channel();
     let mut stages = Stages {
         enricher: Enricher::new(),
         analyzer: Analyzer::new(engine.clone(), &config.threat_detection),
@@ -407,24 +424,27 @@ pub async fn run_replay(
         history: history_source(
             options,
             "a replay is stored only into a database named with --db PATH",
+            history_tx,
         ),
     };
-    let sources = Sources {
+    let mut sources = Sources {
         records: None,
         replayed: Some(events_rx),
+        history: history_rx,
+        replay_task: Some(feeder),
+        replay_summary: None,
     };
     let (app, outcome) = run_ui(
         controls,
         &engine,
         &mut stages,
-        sources,
+        &mut sources,
         options,
         signals,
         Some(about),
     )
     .await;
-    feeder.abort();
-    let replayed = feeder.await.unwrap_or_default();
+    let replayed = finish_replay(&mut sources).await;
     stages.taps.close();
     if let Some(error) = replayed.error {
         eprintln!("secmon: warning: {error}");
@@ -436,6 +456,26 @@ pub async fn run_replay(
     };
     report_stop(outcome?);
     Ok(summary)
+}
+
+/// What the replay did: its end as seen by the loop, or (quit before the end) the feeder
+/// stopped by closing its channel, given a moment to say how far it got.
+async fn finish_replay(sources: &mut Sources) -> ReplaySummary {
+    if let Some(summary) = sources.replay_summary.take() {
+        return summary;
+    }
+    sources.replayed = None;
+    let Some(mut task) = sources.replay_task.take() else {
+        return ReplaySummary::default();
+    };
+    match tokio::time::timeout(Duration::from_secs(1), &mut task).await {
+        Ok(summary) => summary.unwrap_or_default(),
+        Err(_) => {
+            // Waiting for a far-off event of a slow replay: it was sent nothing more anyway.
+            task.abort();
+            ReplaySummary::default()
+        }
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP (a dropped SSH session): each stops the UI cleanly.
@@ -461,7 +501,7 @@ async fn run_ui(
     controls: Controls,
     engine: &RuleEngine,
     stages: &mut Stages,
-    mut sources: Sources,
+    sources: &mut Sources,
     options: &RunOptions,
     mut signals: Signals,
     about: Option<String>,
@@ -483,7 +523,7 @@ async fn run_ui(
             let stop = event_loop(
                 &mut guard,
                 &mut app,
-                &mut sources,
+                sources,
                 stages,
                 &mut log_rx,
                 options.duration,
@@ -572,6 +612,10 @@ async fn event_loop(
                 }
                 None
             }
+            Some(reply) = sources.history.recv() => {
+                app.handle(app::Event::History(reply));
+                None
+            }
             line = logs.recv(), if logs_open => {
                 match line {
                     Some(line) => app.handle(app::Event::Log(line)),
@@ -596,10 +640,22 @@ async fn event_loop(
                     None => {
                         // The recording is over; the operator keeps looking at it.
                         sources.replayed = None;
-                        app.set_status(
-                            format!("replay finished: {} events (q quits)", app.received),
-                            StatusKind::Info,
-                        );
+                        let summary = match sources.replay_task.take() {
+                            Some(task) => task.await.unwrap_or_default(),
+                            None => ReplaySummary::default(),
+                        };
+                        let (text, kind) = match &summary.error {
+                            Some(error) => (
+                                format!("replay stopped after {} events: {error}", summary.events),
+                                StatusKind::Error,
+                            ),
+                            None => (
+                                format!("replay finished: {} events (q quits)", summary.events),
+                                StatusKind::Info,
+                            ),
+                        };
+                        app.set_status(text, kind);
+                        sources.replay_summary = Some(summary);
                     }
                 }
                 None

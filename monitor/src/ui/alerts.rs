@@ -7,7 +7,7 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Row, Table},
 };
 
-use super::{Styles, block_label, clean, clock};
+use super::{Styles, block_tag, clean, clock};
 use crate::app::{App, severity_marker};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
@@ -41,10 +41,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 &analysis.recommendation
             };
             let mut advice = Line::from(clean(advice).into_owned());
-            if let Some(mark) = app.block_mark(entry) {
-                advice
-                    .spans
-                    .insert(0, Span::styled(block_label(mark), styles.blocked()));
+            if let Some(tag) = block_tag(app, entry) {
+                advice.spans.insert(0, Span::styled(tag, styles.blocked()));
             }
             Row::new(vec![
                 Cell::from(severity_marker(analysis.severity))

@@ -37,6 +37,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 styles.dim(),
             ),
         ])
+    } else if let Some(question) = pending_question(app) {
+        // A question waiting for its answer stays in view, whatever else reports meanwhile.
+        let text = keep_tail(&format!(" {}", clean(&question)), usize::from(area.width));
+        Line::from(Span::styled(text, styles.header_bar()))
     } else if let Some(status) = &app.status {
         let style = match status.kind {
             StatusKind::Info => styles.bold(),
@@ -62,14 +66,36 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
-/// `text`, or `…` and as much of its end as fits in `width` columns.
+/// The question a mode waits on an answer to, if any.
+fn pending_question(app: &App) -> Option<String> {
+    match &app.mode {
+        Mode::ConfirmEnforce(plan) => Some(format!("really {}? [y/N]", plan.question)),
+        Mode::ChooseProbe => Some(
+            "toggle probes: 1 process  2 file  3 network  4 kernel  (other key cancels)"
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+/// `text`, or `…` and as much of its end as fits in `width` columns (display columns: wide
+/// characters count twice).
 fn keep_tail(text: &str, width: usize) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    if chars.len() <= width || width < 2 {
+    use unicode_width::UnicodeWidthChar;
+    let columns = |c: char| c.width().unwrap_or(0);
+    if text.chars().map(columns).sum::<usize>() <= width || width < 2 {
         return text.to_string();
     }
-    let tail: String = chars[chars.len() - (width - 1)..].iter().collect();
-    format!("…{tail}")
+    let mut tail = Vec::new();
+    let mut used = 1; // the ellipsis
+    for c in text.chars().rev() {
+        if used + columns(c) > width {
+            break;
+        }
+        used += columns(c);
+        tail.push(c);
+    }
+    std::iter::once('…').chain(tail.into_iter().rev()).collect()
 }
 
 #[cfg(test)]
@@ -80,5 +106,7 @@ mod tests {
     fn prompts_keep_their_answer_keys_in_view() {
         assert_eq!(keep_tail("really? [y/N]", 20), "really? [y/N]");
         assert_eq!(keep_tail("really deny this? [y/N]", 10), "…is? [y/N]");
+        // Wide characters take two columns each.
+        assert_eq!(keep_tail("really deny 漢字漢字? [y/N]", 12), "…漢字? [y/N]");
     }
 }

@@ -122,9 +122,10 @@ fn status_line<'a>(app: &App, styles: &Styles) -> Line<'a> {
             styles.header_bar(),
         ));
     }
-    let real = app.blocked.values().filter(|mark| mark.real).count();
-    let simulated = app.blocked.len() - real;
-    for (count, what) in [(real, "blocked"), (simulated, "would-block")] {
+    for (count, what) in [
+        (app.deny_count, "denied"),
+        (app.blocked.len(), "would-block"),
+    ] {
         if count > 0 {
             spans.push(Span::styled(" │ ", styles.dim()));
             spans.push(Span::styled(format!("{count} {what}"), styles.blocked()));

@@ -74,8 +74,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Span::raw(" suspicious, blank benign. "),
         Span::styled("[would block]", styles.blocked()),
         Span::raw(" a simulated block, "),
-        Span::styled("[blocked]", styles.blocked()),
-        Span::raw(" a real one."),
+        Span::styled("[stopped]", styles.blocked()),
+        Span::raw(" what the kernel stopped."),
     ]));
     let block = Block::new()
         .borders(Borders::ALL)

@@ -8,13 +8,13 @@ use ratatui::{
 };
 
 use super::{Styles, clean, file, network, process};
-use crate::app::{App, Mode, PaneId, severity_marker};
+use crate::app::{App, HISTORY_MAX_ROWS, Mode, PaneId, severity_marker};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let styles = Styles::new(app.theme);
     let view = &app.history;
     let more = if view.has_more() { "+" } else { "" };
-    let title = Line::from(vec![
+    let mut title = vec![
         Span::styled(
             format!(
                 " ▶ {} ({}{more}) ",
@@ -27,7 +27,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             " /: query  r: rerun  Enter: detail  Esc: back ",
             styles.dim(),
         ),
-    ]);
+    ];
+    if view.loading {
+        title.push(Span::styled(" reading… ", styles.warn()));
+    } else if view.capped() {
+        title.push(Span::styled(
+            format!(" first {HISTORY_MAX_ROWS} shown: narrow the query "),
+            styles.warn(),
+        ));
+    }
+    let title = Line::from(title);
     let block = Block::new()
         .borders(Borders::TOP)
         .title(title)
@@ -37,18 +46,26 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let [query_area, table_area] =
         Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
     frame.render_widget(query_line(app, &styles), query_area);
-    if let Some(error) = &view.error {
-        frame.render_widget(
-            Line::styled(format!("  {}", clean(error)), styles.error()),
-            table_area,
-        );
-        return;
-    }
+    let table_area = match &view.error {
+        // A failed later page leaves the rows read before it in view, under the error.
+        Some(error) => {
+            let [error_area, rest] =
+                Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(table_area);
+            frame.render_widget(
+                Line::styled(format!("  {}", clean(error)), styles.error()),
+                error_area,
+            );
+            rest
+        }
+        None => table_area,
+    };
     if view.rows.is_empty() {
-        frame.render_widget(
-            Line::styled("  no stored event matches", styles.dim()),
-            table_area,
-        );
+        if view.error.is_none() && !view.loading {
+            frame.render_widget(
+                Line::styled("  no stored event matches", styles.dim()),
+                table_area,
+            );
+        }
         return;
     }
     render_rows(frame, table_area, app, &styles);

@@ -32,7 +32,7 @@ use ratatui::{
 };
 
 use crate::{
-    app::{App, BlockMark, PaneId, Theme, View, severity_marker},
+    app::{App, Entry, PaneId, Theme, View, severity_marker},
     event::{Event, Severity},
     sanitize,
 };
@@ -303,9 +303,9 @@ pub fn render_event_pane(frame: &mut Frame, area: Rect, app: &App, pane: PaneId,
         let event = &entry.event;
         let severity = event.analysis.severity;
         let (op, details) = facts(event);
-        let details = match app.block_mark(entry) {
-            Some(mark) => Line::from(vec![
-                Span::styled(block_label(mark), styles.blocked()),
+        let details = match block_tag(app, entry) {
+            Some(tag) => Line::from(vec![
+                Span::styled(tag, styles.blocked()),
                 Span::raw(details),
             ]),
             None => Line::from(details),
@@ -345,12 +345,13 @@ pub fn render_event_pane(frame: &mut Frame, area: Rect, app: &App, pane: PaneId,
     frame.render_widget(table, area);
 }
 
-/// The tag in front of a marked event: simulated (`b`) or blocked in the kernel (`B`).
-pub fn block_label(mark: &BlockMark) -> &'static str {
-    if mark.real {
-        "[blocked] "
+/// The tag in front of an event the kernel stopped (killed at exec, connect refused) or of a
+/// target with a simulated block (`b`).
+pub fn block_tag(app: &App, entry: &Entry) -> Option<&'static str> {
+    if entry.event.blocked {
+        Some("[stopped] ")
     } else {
-        "[would block] "
+        app.block_mark(entry).map(|_| "[would block] ")
     }
 }
 

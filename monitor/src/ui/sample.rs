@@ -4,8 +4,8 @@ use chrono::{DateTime, Offset, TimeDelta, Utc};
 
 use crate::{
     app::{
-        App, BlockTarget, Controls, EnforcePlan, HistorySource, ProbeState, Response,
-        SimulatedResponse, StaticProbes, Theme, deny_target,
+        App, BlockTarget, Controls, EnforcePlan, HistoryReply, HistoryRequest, HistorySource,
+        ProbeState, Response, SimulatedResponse, StaticProbes, Theme, deny_target,
     },
     event::{Analysis, Event, EventType, Severity},
     response::enforce::DenyRecord,
@@ -379,20 +379,15 @@ pub fn app_with(controls: Controls, theme: Theme, events: Vec<Event>) -> App {
 pub struct SampleHistory(pub Vec<Event>);
 
 impl HistorySource for SampleHistory {
-    fn query(
-        &self,
-        _query: &str,
-        before: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Vec<(Event, Cursor)>, String> {
-        let newer_than = before.map_or(0, |c| c.id as usize + 1);
-        Ok(self
+    fn request(&mut self, request: HistoryRequest) -> Option<HistoryReply> {
+        let newer_than = request.before.map_or(0, |c| c.id as usize + 1);
+        let page = self
             .0
             .iter()
             .rev()
             .enumerate()
             .skip(newer_than)
-            .take(limit)
+            .take(request.limit)
             .map(|(i, event)| {
                 let cursor = Cursor {
                     ts_ns: crate::storage::to_ns(event.timestamp),
@@ -400,7 +395,11 @@ impl HistorySource for SampleHistory {
                 };
                 (event.clone(), cursor)
             })
-            .collect())
+            .collect();
+        Some(HistoryReply {
+            generation: request.generation,
+            result: Ok(page),
+        })
     }
 
     fn describe(&self) -> String {
