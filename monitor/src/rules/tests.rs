@@ -1120,14 +1120,17 @@ fn evaluation_during_reloads_sees_whole_sets() {
     write(dir.path(), "rules.json", set_a);
     let engine = RuleEngine::load(vec![dir.path().to_path_buf()]).expect("loads");
     let stop = Arc::new(AtomicBool::new(false));
+    let reloads = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let reloader = {
         let engine = engine.clone();
         let stop = stop.clone();
+        let reloads = reloads.clone();
         let path = dir.path().join("rules.json");
         std::thread::spawn(move || {
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
+                reloads.store(n, Ordering::Relaxed);
                 match n % 4 {
                     // From files, including a broken one that must change nothing.
                     0 => {
@@ -1154,7 +1157,14 @@ fn evaluation_during_reloads_sees_whole_sets() {
     let mut seen_a = 0;
     let mut seen_b = 0;
     let e = event(EventType::ProcessExec);
-    for _ in 0..20_000 {
+    // At least 20,000 evaluations, and on until the reloader has gone round a few times (on a
+    // busy machine it may hardly run during the first 20,000).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut evaluations = 0u32;
+    while evaluations < 20_000
+        || (reloads.load(Ordering::Relaxed) < 16 && std::time::Instant::now() < deadline)
+    {
+        evaluations += 1;
         let got = ev.matching_rules(&e);
         match got
             .iter()
@@ -1169,8 +1179,8 @@ fn evaluation_during_reloads_sees_whole_sets() {
     }
     stop.store(true, Ordering::Relaxed);
     let reloads = reloader.join().expect("reloader");
-    assert!(reloads > 4, "the reloader ran");
-    assert!(seen_a + seen_b == 20_000);
+    assert!(reloads >= 16, "the reloader ran ({reloads} rounds)");
+    assert_eq!(seen_a + seen_b, evaluations);
 }
 
 // ---------------------------------------------------------------------------------------
