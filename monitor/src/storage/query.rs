@@ -3,9 +3,13 @@
 //! Queries pick the most recent matching events through an inner select that only touches
 //! indexes (`ORDER BY ts DESC, id DESC LIMIT n`), then read those rows in full, oldest first.
 //! Which index drives the inner select is steered with SQLite's unary `+` (which keeps a term
-//! from using an index): with an exact process, pid, path or address, or a minimum risk, the
-//! time and type terms are kept off their indexes, so one of those (selective) indexes drives;
-//! otherwise the time index does.
+//! from using an index): with a pid, an exact path or prefix, an address, or a minimum risk, the
+//! time and type terms are kept off the time index, so one of those (selective) indexes drives;
+//! otherwise the time index does, and type and process (which it covers) are checked in it
+//! without reading rows (schema.rs explains why they have no index of their own).
+//!
+//! The path and pid indexes are keyed by id generation first; their terms list every generation
+//! from the oldest event's to the newest's ([`Generations`]) so that SQLite seeks in each.
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
@@ -13,6 +17,70 @@ use rusqlite::{Connection, params_from_iter};
 use crate::event::EventType;
 
 use super::row::{HistoryEvent, SELECT_COLUMNS, event_from_row, from_ns, to_ns};
+use super::schema::GENERATION_SHIFT;
+
+/// The id generations present (the leading key of `events_path_gen` and `events_pid_gen`), read in the same snapshot
+/// as the query that uses them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Generations {
+    /// The oldest and newest event's generation; `None`: no events.
+    range: Option<(i64, i64)>,
+}
+
+impl Generations {
+    fn of(conn: &Connection) -> rusqlite::Result<Generations> {
+        let (first, last): (Option<i64>, Option<i64>) =
+            // Two subqueries: `min(id), max(id)` in one select scans the table.
+            conn.query_row(
+                "SELECT (SELECT min(id) FROM events), (SELECT max(id) FROM events)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+        let range = first
+            .zip(last)
+            .map(|(first, last)| (first >> GENERATION_SHIFT, last >> GENERATION_SHIFT));
+        Ok(Generations { range })
+    }
+
+    /// `(e.id >> 14) IN (…every generation…)`. A literal list rather than a subquery, so the
+    /// planner knows how many seeks the index takes (with a subquery it guesses, and on a small
+    /// table prefers a scan).
+    fn term(&self) -> String {
+        let list = match self.range {
+            Some((first, last)) => (first..=last)
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => String::new(),
+        };
+        format!("(e.id >> {GENERATION_SHIFT}) IN ({list})")
+    }
+}
+
+/// Runs `read` with the generations `filter` needs. When a term lists them (pid, exact path or
+/// prefix), in one read transaction (unless one is open already), so that the list and the
+/// query see the same events.
+fn with_generations<T>(
+    conn: &Connection,
+    filter: &Filter,
+    read: impl FnOnce(Generations) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let needed = filter.pid.is_some()
+        || filter
+            .path
+            .as_ref()
+            .is_some_and(|p| !matches!(p, TextMatch::Wildcard(_)));
+    if !needed {
+        return read(Generations::default());
+    }
+    if !conn.is_autocommit() {
+        return read(Generations::of(conn)?);
+    }
+    let tx = conn.unchecked_transaction()?;
+    let result = read(Generations::of(&tx)?)?;
+    tx.commit()?;
+    Ok(result)
+}
 
 /// How a text filter matches: `*` in the pattern is a wildcard, otherwise the match is exact.
 /// A path ending in `/` matches everything under that directory.
@@ -44,10 +112,6 @@ impl TextMatch {
         } else {
             TextMatch::Exact(text.to_string())
         }
-    }
-
-    fn is_exact(&self) -> bool {
-        matches!(self, TextMatch::Exact(_))
     }
 }
 
@@ -150,32 +214,47 @@ impl Where {
         self.params.extend(params);
     }
 
-    fn text_term(&mut self, columns: &[&str], m: &TextMatch) {
-        let mut alternatives = Vec::new();
-        for column in columns {
-            match m {
-                TextMatch::Exact(t) => {
-                    alternatives.push(format!("{column} = ?"));
-                    self.params.push(Value::Text(t.clone()));
-                }
-                TextMatch::Prefix(p) => match prefix_end(p) {
+    fn text_term(&mut self, column: &str, m: &TextMatch) {
+        let term = self.column_match(column, m);
+        self.terms.push(term);
+    }
+
+    /// `file_path` (through the generation-keyed path index, unless a wildcard makes the index
+    /// useless) or `new_path` matches.
+    fn path_term(&mut self, m: &TextMatch, generations: &Generations) {
+        let file = self.column_match("e.file_path", m);
+        let file = match m {
+            TextMatch::Wildcard(_) => file,
+            TextMatch::Exact(_) | TextMatch::Prefix(_) => {
+                format!("({} AND {file})", generations.term())
+            }
+        };
+        let new = self.column_match("e.new_path", m);
+        self.terms.push(format!("({file} OR {new})"));
+    }
+
+    /// `column` matches `m`, with its parameters pushed.
+    fn column_match(&mut self, column: &str, m: &TextMatch) -> String {
+        match m {
+            TextMatch::Exact(t) => {
+                self.params.push(Value::Text(t.clone()));
+                format!("{column} = ?")
+            }
+            TextMatch::Prefix(p) => {
+                self.params.push(Value::Text(p.clone()));
+                match prefix_end(p) {
                     Some(end) => {
-                        alternatives.push(format!("({column} >= ? AND {column} < ?)"));
-                        self.params.push(Value::Text(p.clone()));
                         self.params.push(Value::Text(end));
+                        format!("({column} >= ? AND {column} < ?)")
                     }
-                    None => {
-                        alternatives.push(format!("{column} >= ?"));
-                        self.params.push(Value::Text(p.clone()));
-                    }
-                },
-                TextMatch::Wildcard(w) => {
-                    alternatives.push(format!("{column} GLOB ?"));
-                    self.params.push(Value::Text(glob_pattern(w)));
+                    None => format!("{column} >= ?"),
                 }
             }
+            TextMatch::Wildcard(w) => {
+                self.params.push(Value::Text(glob_pattern(w)));
+                format!("{column} GLOB ?")
+            }
         }
-        self.terms.push(format!("({})", alternatives.join(" OR ")));
     }
 
     fn sql(&self) -> String {
@@ -187,17 +266,16 @@ impl Where {
     }
 }
 
-fn build_where(filter: &Filter) -> Where {
-    let selective = filter.process.as_ref().is_some_and(TextMatch::is_exact)
-        || filter.pid.is_some()
+fn build_where(filter: &Filter, generations: &Generations) -> Where {
+    let selective = filter.pid.is_some()
         || filter
             .path
             .as_ref()
             .is_some_and(|p| !matches!(p, TextMatch::Wildcard(_)))
         || filter.ip.is_some();
-    // With an exact process, pid, path or address, or a minimum risk, the time and type
-    // indexes must not drive: scanning a day of events backwards for a rare match is what
-    // the planner would otherwise often pick, to save a sort.
+    // With a pid, an exact path or address, or a minimum risk, the time index must not drive:
+    // scanning a day of events backwards for a rare match is what the planner would otherwise
+    // often pick, to save a sort.
     let by_risk = filter.min_risk.is_some_and(|r| r > 0.0);
     let plus = if by_risk || selective { "+" } else { "" };
     let mut w = Where {
@@ -232,13 +310,16 @@ fn build_where(filter: &Filter) -> Where {
         );
     }
     if let Some(process) = &filter.process {
-        w.text_term(&["e.process"], process);
+        w.text_term("e.process", process);
     }
     if let Some(pid) = filter.pid {
-        w.push("e.pid = ?".to_string(), [Value::Integer(i64::from(pid))]);
+        w.push(
+            format!("({} AND e.pid = ?)", generations.term()),
+            [Value::Integer(i64::from(pid))],
+        );
     }
     if let Some(path) = &filter.path {
-        w.text_term(&["e.file_path", "e.new_path"], path);
+        w.path_term(path, generations);
     }
     if let Some(ip) = &filter.ip {
         w.push(
@@ -285,7 +366,17 @@ fn build_where(filter: &Filter) -> Where {
 
 /// The matching events, oldest first; with a limit, the most recent `limit` of them.
 pub(crate) fn select(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<HistoryEvent>> {
-    let mut w = build_where(filter);
+    with_generations(conn, filter, |generations| {
+        select_in(conn, filter, &generations)
+    })
+}
+
+fn select_in(
+    conn: &Connection,
+    filter: &Filter,
+    generations: &Generations,
+) -> rusqlite::Result<Vec<HistoryEvent>> {
+    let mut w = build_where(filter, generations);
     let limit = match filter.limit {
         Some(n) => i64::try_from(n).unwrap_or(i64::MAX),
         None => -1,
@@ -305,9 +396,14 @@ pub(crate) fn select(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec
 }
 
 pub(crate) fn count(conn: &Connection, filter: &Filter) -> rusqlite::Result<u64> {
-    let w = build_where(filter);
+    with_generations(conn, filter, |generations| {
+        count_in(conn, &build_where(filter, &generations))
+    })
+}
+
+fn count_in(conn: &Connection, w: &Where) -> rusqlite::Result<u64> {
     let sql = format!("SELECT count(*) FROM events e WHERE {}", w.sql());
-    let n: i64 = conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?;
+    let n: i64 = conn.query_row(&sql, params_from_iter(&w.params), |r| r.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
@@ -371,53 +467,73 @@ pub(crate) fn stats(
     bucket: Bucket,
     offset_secs: i32,
 ) -> rusqlite::Result<Vec<StatsRow>> {
+    with_generations(conn, filter, |generations| {
+        let mut out = Vec::new();
+        for by in Dimension::ALL {
+            let w = build_where(filter, &generations);
+            stats_by(conn, w, by, bucket, offset_secs, &mut out)?;
+        }
+        Ok(out)
+    })
+}
+
+/// Appends the counts by `by` to `out`.
+fn stats_by(
+    conn: &Connection,
+    w: Where,
+    by: Dimension,
+    bucket: Bucket,
+    offset_secs: i32,
+    out: &mut Vec<StatsRow>,
+) -> rusqlite::Result<()> {
     let width = bucket.seconds() * 1_000_000_000;
     let offset = i64::from(offset_secs) * 1_000_000_000;
-    let mut out = Vec::new();
-    for by in Dimension::ALL {
-        let w = build_where(filter);
-        let (key, from) = match by {
-            Dimension::Type => ("e.event_type", "events e"),
-            Dimension::Label => ("e.label", "events e"),
-            Dimension::Rule => ("j.value", "events e, json_each(e.rules) j"),
-        };
-        let extra = if by == Dimension::Rule {
-            " AND e.rules IS NOT NULL"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT (e.ts + ?) / ? AS b, {key} AS k, count(*) FROM {from} WHERE {}{extra} \
-             GROUP BY b, k ORDER BY b, k",
-            w.sql()
-        );
-        let mut params = vec![Value::Integer(offset), Value::Integer(width)];
-        params.extend(w.params);
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(params), |r| {
-            let b: i64 = r.get(0)?;
-            let count: i64 = r.get(2)?;
-            Ok(StatsRow {
-                start: from_ns(b.saturating_mul(width).saturating_sub(offset)),
-                by,
-                key: r.get(1)?,
-                count: u64::try_from(count).unwrap_or(0),
-            })
-        })?;
-        for row in rows {
-            out.push(row?);
-        }
+    let (key, from) = match by {
+        Dimension::Type => ("e.event_type", "events e"),
+        Dimension::Label => ("e.label", "events e"),
+        Dimension::Rule => ("j.value", "events e, json_each(e.rules) j"),
+    };
+    let extra = if by == Dimension::Rule {
+        " AND e.rules IS NOT NULL"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT (e.ts + ?) / ? AS b, {key} AS k, count(*) FROM {from} WHERE {}{extra} \
+         GROUP BY b, k ORDER BY b, k",
+        w.sql()
+    );
+    let mut params = vec![Value::Integer(offset), Value::Integer(width)];
+    params.extend(w.params);
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(params), |r| {
+        let b: i64 = r.get(0)?;
+        let count: i64 = r.get(2)?;
+        Ok(StatsRow {
+            start: from_ns(b.saturating_mul(width).saturating_sub(offset)),
+            by,
+            key: r.get(1)?,
+            count: u64::try_from(count).unwrap_or(0),
+        })
+    })?;
+    for row in rows {
+        out.push(row?);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use super::{Filter, Value, build_where};
+    use super::{Filter, Generations, Value, build_where};
+    use rusqlite::Connection;
 
-    /// The WHERE clause, its parameters and the ORDER BY a filter becomes.
-    pub(crate) fn where_sql(filter: &Filter) -> (String, Vec<Value>, &'static str) {
-        let w = build_where(filter);
+    /// The WHERE clause, its parameters and the ORDER BY a filter becomes on `conn`'s events.
+    pub(crate) fn where_sql(
+        conn: &Connection,
+        filter: &Filter,
+    ) -> (String, Vec<Value>, &'static str) {
+        let generations = Generations::of(conn).expect("generations");
+        let w = build_where(filter, &generations);
         (w.sql(), w.params, w.order)
     }
 }

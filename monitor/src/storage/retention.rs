@@ -112,10 +112,12 @@ pub fn step(
         if used > max || (trimming && used as f64 > target) {
             // Estimate how many of the oldest events make up the excess; ids grow with
             // insertion, so max - min approximates the row count without a full count.
-            let (min_id, max_id): (Option<i64>, Option<i64>) =
-                conn.query_row("SELECT min(id), max(id) FROM events", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
+            // Two subqueries: `min(id), max(id)` in one select scans the table.
+            let (min_id, max_id): (Option<i64>, Option<i64>) = conn.query_row(
+                "SELECT (SELECT min(id) FROM events), (SELECT max(id) FROM events)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             let rows = match (min_id, max_id) {
                 (Some(lo), Some(hi)) => (hi - lo + 1).max(1) as f64,
                 _ => return Ok(result),

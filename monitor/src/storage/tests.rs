@@ -858,6 +858,72 @@ fn an_older_schema_migrates() {
     assert_eq!(ctx_index, 0);
 }
 
+/// A version-2 database (the layout before the insert-rate indexes) gets the version-3 indexes
+/// and keeps answering every query.
+#[test]
+fn a_version_2_database_migrates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    {
+        let mut conn = Connection::open(&path).expect("create");
+        conn.execute_batch("PRAGMA journal_mode = WAL")
+            .expect("wal");
+        schema::migrate(&mut conn, 2).expect("v2");
+        conn.execute_batch(
+            "INSERT INTO contexts VALUES (1, 'root', '/usr/bin/cat', 'cat x', 1, 'bash', '[]', 1);
+             INSERT INTO events (ts, event_type, pid, tid, ppid, uid, process, ctx, file_path,
+                 label, severity, risk, method)
+             VALUES (1777636801000000000, 'file_open', 8, 8, 1, 0, 'cat', 1, '/etc/passwd',
+                 'Benign', 0, 0.0, 'none');",
+        )
+        .expect("v2 rows");
+    }
+    let h = History::open(&path).expect("open");
+    assert_eq!(schema::version(h.connection()).expect("version"), 3);
+    let names: Vec<String> = {
+        let mut stmt = h
+            .connection()
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' \
+                 ORDER BY name",
+            )
+            .expect("prepare");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("names");
+        rows.collect::<Result<_, _>>().expect("rows")
+    };
+    assert_eq!(
+        names,
+        [
+            "events_dst",
+            "events_label_ts",
+            "events_new_path",
+            "events_path_gen",
+            "events_pid_gen",
+            "events_risk_ts",
+            "events_src",
+            "events_ts"
+        ]
+    );
+    for f in [
+        Filter {
+            path: Some(TextMatch::parse_path("/etc/passwd")),
+            ..Filter::default()
+        },
+        Filter {
+            path: Some(TextMatch::parse_path("/etc/")),
+            ..Filter::default()
+        },
+        Filter {
+            process: Some(TextMatch::parse("cat")),
+            pid: Some(8),
+            types: vec![EventType::FileOpen],
+            ..Filter::default()
+        },
+    ] {
+        assert_eq!(pids_raw(&h.query(&f).expect("query")), vec![8], "{f:?}");
+    }
+}
+
 #[test]
 fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -873,10 +939,10 @@ fn a_newer_schema_is_refused() {
         .expect("too new");
     assert!(matches!(e, StorageError::TooNew { found: 99, .. }), "{e:?}");
     assert!(
-        e.to_string().ends_with(
-            "events.db: history schema version 99 is newer than this secmon understands (2); \
-             use a newer secmon or another --db"
-        ),
+        e.to_string().ends_with(&format!(
+            "events.db: history schema version 99 is newer than this secmon understands \
+                 ({SCHEMA_VERSION}); use a newer secmon or another --db"
+        )),
         "{e}"
     );
 }
@@ -1012,7 +1078,7 @@ fn queries_use_the_intended_indexes() {
     write_all(&path, known_set());
     let h = History::open(&path).expect("open");
     let plan = |f: &Filter| -> String {
-        let w = query::tests_support::where_sql(f);
+        let w = query::tests_support::where_sql(h.connection(), f);
         let sql = format!(
             "EXPLAIN QUERY PLAN SELECT e.id FROM events e WHERE {} ORDER BY {} LIMIT 100",
             w.0, w.2
@@ -1057,5 +1123,116 @@ fn queries_use_the_intended_indexes() {
         process: Some(TextMatch::parse("bash")),
         ..Filter::default()
     });
-    assert!(process.contains("events_process_ts"), "{process}");
+    // Checked in the covering time index, without reading rows.
+    assert!(process.contains("COVERING INDEX events_ts"), "{process}");
+    let pid = plan(&Filter {
+        pid: Some(1005),
+        ..Filter::default()
+    });
+    assert!(pid.contains("events_pid_gen"), "{pid}");
+    let directory = plan(&Filter {
+        path: Some(TextMatch::parse_path("/tmp/work/")),
+        ..Filter::default()
+    });
+    assert!(
+        directory.contains("events_path_gen") && directory.contains("events_new_path"),
+        "{directory}"
+    );
+}
+
+/// The generation indexes' leading expression and the one queries use agree (SQLite only uses an
+/// expression index for the same expression).
+#[test]
+fn the_generation_indexes_use_the_shift_queries_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    drop(open_store(&path));
+    let h = History::open(&path).expect("open");
+    let key = format!("id >> {}", schema::GENERATION_SHIFT);
+    for name in ["events_path_gen", "events_pid_gen"] {
+        let sql: String = h
+            .connection()
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .expect("index");
+        assert!(sql.contains(&key), "{sql}");
+    }
+}
+
+/// Path and pid lookups find matches in every generation of ids, old and new, and none that do
+/// not match; process and type filters (checked in the time index) too.
+#[test]
+fn paths_are_found_in_every_generation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let per_generation = 1usize << schema::GENERATION_SHIFT;
+    let total = per_generation * 3 + 100;
+    let events: Vec<Event> = (0..total)
+        .map(|i| {
+            let at = base() + Span::milliseconds(i as i64);
+            let mut e = event(EventType::FileOpen, at, 2 + (i % 7) as u32, "cat");
+            e.file_path = Some(format!("/srv/d{}/f{}", i % 3, i % 1000));
+            if i % per_generation == 5 {
+                e.file_path = Some("/etc/shadow".to_string());
+                e.event_type = EventType::FileWrite;
+                e.pid = 1;
+                e.process = "vi".to_string();
+            }
+            e
+        })
+        .collect();
+    write_all(&path, events);
+    let h = History::open(&path).expect("open");
+    let count = |f: Filter| h.count(&f).expect("count");
+    let exact = Filter {
+        path: Some(TextMatch::parse_path("/etc/shadow")),
+        ..Filter::default()
+    };
+    assert_eq!(count(exact.clone()), 4);
+    let found = h.query(&exact).expect("query");
+    assert_eq!(found.len(), 4);
+    assert!(
+        found
+            .windows(2)
+            .all(|w| w[0].event.timestamp < w[1].event.timestamp)
+    );
+    let directory = Filter {
+        path: Some(TextMatch::parse_path("/srv/d1/")),
+        ..Filter::default()
+    };
+    let expected = (0..total)
+        .filter(|i| i % per_generation != 5 && i % 3 == 1)
+        .count() as u64;
+    assert_eq!(count(directory), expected);
+    let recent = h
+        .query(&Filter {
+            path: Some(TextMatch::parse_path("/etc/")),
+            limit: Some(1),
+            ..Filter::default()
+        })
+        .expect("query");
+    assert_eq!(recent.len(), 1);
+    assert_eq!(
+        recent[0].event.timestamp,
+        base() + Span::milliseconds((per_generation * 3 + 5) as i64)
+    );
+    for f in [
+        Filter {
+            pid: Some(1),
+            ..Filter::default()
+        },
+        Filter {
+            process: Some(TextMatch::parse("vi")),
+            ..Filter::default()
+        },
+        Filter {
+            types: vec![EventType::FileWrite],
+            ..Filter::default()
+        },
+    ] {
+        assert_eq!(count(f), 4);
+    }
 }

@@ -20,7 +20,6 @@ pub(crate) struct Writer {
     options: WriterOptions,
     contexts: ContextCache,
     scratch: Scratch,
-    order: Vec<usize>,
     /// Events committed since the writer last checkpointed itself.
     since_checkpoint: usize,
 }
@@ -60,7 +59,6 @@ impl Writer {
             options,
             contexts: ContextCache::default(),
             scratch: Scratch::default(),
-            order: Vec::new(),
             since_checkpoint: 0,
         }
     }
@@ -165,16 +163,11 @@ impl Writer {
     }
 
     fn write_batch(&mut self, batch: &[Event]) -> rusqlite::Result<()> {
-        // In file path order: the path index is the one with random keys, and inserting them
-        // sorted keeps each transaction on neighbouring pages. (Ids then follow this order
-        // within a transaction; queries order by time, then id.)
-        self.order.clear();
-        self.order.extend(0..batch.len());
-        self.order
-            .sort_by(|&a, &b| batch[a].file_path.cmp(&batch[b].file_path));
+        // In the order submitted: no index has random keys across the whole table any more
+        // (schema.rs), so sorting the batch (by path, as version 2 did) no longer pays.
         let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
-        for &i in &self.order {
-            insert(&tx, &mut self.contexts, &mut self.scratch, &batch[i])?;
+        for e in batch {
+            insert(&tx, &mut self.contexts, &mut self.scratch, e)?;
         }
         self.contexts.touch_used(&tx)?;
         tx.commit()
