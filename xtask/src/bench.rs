@@ -251,7 +251,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let _ = std::fs::remove_file(&script);
     let _ = std::fs::remove_file(&config);
     if plan.criterion {
-        results.criterion = criterion(&plan)?;
+        results.criterion = criterion(&plan, "pipeline")?;
+        results.storage = criterion(&plan, "storage")?;
     }
     notes.extend(foreign_tracers().into_iter().map(|p| {
         format!("{p} was running at the end of the run: its probes may have added to every configuration")
@@ -691,9 +692,9 @@ fn throughput(ctx: &Ctx, plan: &Plan) -> Result<report::Throughput> {
 }
 
 /// `cargo bench -p monitor --bench pipeline -- ARGS`, echoed, with its numbers collected.
-fn criterion(plan: &Plan) -> Result<Vec<report::CriterionResult>> {
+fn criterion(plan: &Plan, bench: &str) -> Result<Vec<report::CriterionResult>> {
     let mut cmd = util::cargo();
-    cmd.args(["bench", "-p", "monitor", "--bench", "pipeline", "--"])
+    cmd.args(["bench", "-p", "monitor", "--bench", bench, "--"])
         .args(&plan.criterion_args);
     eprintln!("xtask bench: {}", util::display(&cmd));
     let out = cmd

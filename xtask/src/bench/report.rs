@@ -275,15 +275,29 @@ fn middle(bracketed: &str) -> Option<String> {
     (words.len() == 6).then(|| format!("{} {}", words[2], words[3]))
 }
 
-/// Collects `name time: [...]` / `thrpt: [...]` pairs from criterion's default output.
+/// Collects `name time: [...]` (and `thrpt: [...]`, when the benchmark has one) from
+/// criterion's default output.
 pub fn parse_criterion(text: &str) -> Vec<CriterionResult> {
     let mut results = Vec::new();
     let mut name: Option<String> = None;
     let mut time: Option<String> = None;
+    // A benchmark without throughput ends at the next one's name or at the end.
+    let flush = |name: &mut Option<String>, time: &mut Option<String>, out: &mut Vec<_>| {
+        if let (Some(n), Some(t)) = (name.take(), time.take()) {
+            out.push(CriterionResult {
+                name: n,
+                time: t,
+                throughput: String::new(),
+            });
+        }
+    };
     for line in text.lines() {
         let trimmed = line.trim();
         if let Some((before, after)) = trimmed.split_once("time:") {
             if !before.trim().is_empty() {
+                if time.is_some() {
+                    flush(&mut name, &mut time, &mut results);
+                }
                 name = Some(before.trim().to_string());
             }
             time = middle(after);
@@ -302,9 +316,13 @@ pub fn parse_criterion(text: &str) -> Vec<CriterionResult> {
             && !trimmed.contains(' ')
         {
             // A long benchmark name gets a line of its own.
+            if time.is_some() {
+                flush(&mut name, &mut time, &mut results);
+            }
             name = Some(trimmed.to_string());
         }
     }
+    flush(&mut name, &mut time, &mut results);
     results
 }
 
@@ -318,6 +336,8 @@ pub struct Results {
     pub loops: Vec<LoopResult>,
     pub throughput: Option<Throughput>,
     pub criterion: Vec<CriterionResult>,
+    /// `monitor/benches/storage.rs`: the history's insert rate and query time.
+    pub storage: Vec<CriterionResult>,
     pub tui: Option<TuiResult>,
     pub notes: Vec<String>,
     pub elapsed_secs: f64,
@@ -338,6 +358,42 @@ pub struct TuiResult {
     pub ui_drops: u64,
     pub json_events: u64,
     pub json_drops: u64,
+}
+
+/// The history's insert-rate target (issue 7), events per second with every index.
+pub const INSERT_TARGET: f64 = 100_000.0;
+
+fn render_storage(s: &mut String, results: &[CriterionResult]) {
+    let _ = writeln!(
+        s,
+        "\n#### History (SQLite): `monitor/benches/storage.rs` (criterion; the database of its \
+         first run is kept in `target/bench-history/`)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| benchmark | time per iteration | events/s | target | result |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---|---|");
+    for c in results {
+        let (target, result) = match c.per_second() {
+            Some(rate) => (
+                format!("≥ {} events/s", thousands(INSERT_TARGET as u64)),
+                if rate >= INSERT_TARGET {
+                    "pass"
+                } else {
+                    "**MISS**"
+                },
+            ),
+            None => ("< 200 ms (over 10M events)".to_string(), "see time"),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {target} | {result} |",
+            c.name,
+            c.time,
+            opt(c.per_second(), |v| thousands(v.round() as u64)),
+        );
+    }
 }
 
 /// Key-to-screen latency target of the terminal UI, in milliseconds.
@@ -631,6 +687,9 @@ pub fn render(r: &Results) -> String {
     if !r.criterion.is_empty() {
         render_criterion(&mut s, r);
     }
+    if !r.storage.is_empty() {
+        render_storage(&mut s, &r.storage);
+    }
     if let Some(t) = &r.tui {
         render_tui(&mut s, t);
     }
@@ -694,6 +753,38 @@ pipeline/a_rather_long_benchmark_name
         assert_eq!(r[0].per_second(), Some(28.475e6));
         assert_eq!(r[1].name, "pipeline/a_rather_long_benchmark_name");
         assert_eq!(r[1].throughput, "756.20 Kelem/s");
+    }
+
+    #[test]
+    fn parses_benchmarks_without_throughput() {
+        let text = "\
+storage/insert          time:   [700.00 ms 800.00 ms 900.00 ms]
+                        thrpt:  [111.11 Kelem/s 125.00 Kelem/s 142.86 Kelem/s]
+storage/query_last24h_min_risk
+                        time:   [11.000 ms 12.000 ms 13.000 ms]
+Found 3 outliers among 100 measurements (3.00%)
+storage/other           time:   [1.0000 ms 2.0000 ms 3.0000 ms]
+";
+        let r = parse_criterion(text);
+        let names: Vec<&str> = r.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "storage/insert",
+                "storage/query_last24h_min_risk",
+                "storage/other"
+            ]
+        );
+        assert_eq!(r[0].per_second(), Some(125_000.0));
+        assert_eq!(r[1].time, "12.000 ms");
+        assert_eq!(r[1].per_second(), None);
+        assert_eq!(r[2].time, "2.0000 ms");
+        let mut doc = String::new();
+        render_storage(&mut doc, &r);
+        assert!(
+            doc.contains("| storage/insert | 800.00 ms | 125,000 | ≥ 100,000 events/s | pass |"),
+            "{doc}"
+        );
     }
 
     #[test]
