@@ -1,8 +1,9 @@
-//! The terminal UI under a flood: `secmon-tui` in a 160×48 tmux session and
-//! `secmon-tui --json > /dev/null` run side by side while the load generator opens files at a
-//! fixed rate; their CPU time (from `/proc/<pid>/stat`) over the same load, their event and
-//! drop counts (from their stop lines), and the UI's key-to-screen latency: `?` is pressed
-//! repeatedly and `capture-pane` polled until the help overlay appears or goes.
+//! The terminal UI under a flood, in two phases while the load generator opens files at a
+//! fixed rate: first `secmon-tui` alone in a 160×48 tmux session, as an operator runs it, with
+//! its key-to-screen latency (`?` pressed repeatedly, `capture-pane` polled until the help
+//! overlay appears or goes); then the same load again with `secmon-tui --json > /dev/null`
+//! beside it, for their CPU time (from `/proc/<pid>/stat`) over the same load. Event and drop
+//! counts come from their stop lines.
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -147,7 +148,30 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Runs the measurement: `rate` opens/s for `secs` seconds.
+fn start_load(loadgen: &Path, rate: u64, secs: u64) -> Result<Child> {
+    Command::new(loadgen)
+        .args([
+            "bench",
+            "loadgen",
+            "rate",
+            &rate.to_string(),
+            &secs.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the load generator")
+}
+
+fn finish_load(load: Child) -> Result<super::loadgen::LoadResult> {
+    let out = load.wait_with_output()?;
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    super::loadgen::LoadResult::parse(&line)
+        .with_context(|| format!("the load generator printed {line:?}"))
+}
+
+/// Runs the measurement: `rate` opens/s for `secs` seconds, twice: the UI alone (key
+/// latency), then the UI and `--json` side by side (CPU).
 pub fn measure(
     secmon: &Path,
     loadgen: &Path,
@@ -193,34 +217,12 @@ pub fn measure(
         bail!("tmux new-session failed");
     }
     wait_ready(&ui_err)?;
-    let mut json = Command::new(secmon)
-        .args(["--json", "--config"])
-        .arg(config)
-        .arg("--rules")
-        .arg(&rules)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&json_err)?)
-        .spawn()
-        .context("starting secmon-tui --json")?;
-    wait_ready(&json_err)?;
     tmux.wait(READY_TIMEOUT, |s| s.contains("Processes"))
         .context("the UI never showed its panes")?;
     let ui = ui_pid(&tmux).context("no secmon-tui in the tmux pane")?;
-    let before = (cpu_seconds(ui), cpu_seconds(json.id()));
 
-    let load = Command::new(loadgen)
-        .args([
-            "bench",
-            "loadgen",
-            "rate",
-            &rate.to_string(),
-            &secs.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the load generator")?;
+    // Phase 1, the operator's setup: the UI alone under the flood, keys pressed.
+    let load = start_load(loadgen, rate, secs)?;
     std::thread::sleep(Duration::from_secs(2));
     let mut latencies = Vec::with_capacity(PRESSES);
     for _ in 0..PRESSES {
@@ -234,11 +236,24 @@ pub fn measure(
         latencies.push(took.as_secs_f64() * 1e3);
         std::thread::sleep(Duration::from_millis(300));
     }
-    let load_out = load.wait_with_output()?;
+    let generated = finish_load(load)?;
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Phase 2, the comparison: `--json` beside the UI, both under the same flood.
+    let mut json = Command::new(secmon)
+        .args(["--json", "--config"])
+        .arg(config)
+        .arg("--rules")
+        .arg(&rules)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&json_err)?)
+        .spawn()
+        .context("starting secmon-tui --json")?;
+    wait_ready(&json_err)?;
+    let before = (cpu_seconds(ui), cpu_seconds(json.id()));
+    let side_by_side = finish_load(start_load(loadgen, rate, secs)?)?;
     let after = (cpu_seconds(ui), cpu_seconds(json.id()));
-    let load_line = String::from_utf8_lossy(&load_out.stdout).into_owned();
-    let generated = super::loadgen::LoadResult::parse(&load_line)
-        .with_context(|| format!("the load generator printed {load_line:?}"))?;
 
     // Let both drain, then stop them and read their stop lines.
     std::thread::sleep(Duration::from_secs(2));
@@ -258,6 +273,8 @@ pub fn measure(
         secs,
         generated: generated.ops,
         load_secs: generated.secs,
+        side_by_side_generated: side_by_side.ops,
+        side_by_side_secs: side_by_side.secs,
         latencies_ms: latencies,
         ui_cpu_secs: spent(before.0, after.0),
         json_cpu_secs: spent(before.1, after.1),
