@@ -63,6 +63,9 @@ use crate::{
 };
 use controls::{EnforcingResponse, StoredHistory};
 
+/// Records enriched, analysed and stored between two looks at the keyboard (a few ms of work;
+/// a whole reader batch can take tens of ms under a flood).
+const SLICE: usize = 256;
 /// Redraw period: at most ~30 frames a second, and only when something changed.
 pub const FRAME: Duration = Duration::from_millis(33);
 /// stderr lines waiting for the UI (more are dropped).
@@ -579,6 +582,7 @@ async fn event_loop(
     tokio::pin!(deadline);
     let mut logs_open = true;
     let mut analysed = Vec::with_capacity(reader::MAX_BATCH);
+    let mut unfinished: Option<(Vec<Record>, usize)> = None;
     let panic_on_key = test_panic_requested();
     loop {
         let stop = tokio::select! {
@@ -623,10 +627,22 @@ async fn event_loop(
                 }
                 None
             }
-            batch = recv_from(&mut sources.records) => match batch {
-                Some(batch) => {
-                    stages.process_records(&batch, &mut analysed);
+            // The rest of a batch, a slice at a time: keys get their turn between slices.
+            _ = std::future::ready(()), if unfinished.is_some() => {
+                if let Some((batch, done)) = &mut unfinished {
+                    let end = (*done + SLICE).min(batch.len());
+                    stages.process_records(&batch[*done..end], &mut analysed);
                     app.ingest(analysed.drain(..));
+                    *done = end;
+                    if end == batch.len() {
+                        unfinished = None;
+                    }
+                }
+                None
+            }
+            batch = recv_from(&mut sources.records), if unfinished.is_none() => match batch {
+                Some(batch) => {
+                    unfinished = Some((batch, 0));
                     None
                 }
                 None => Some(Stop::PipelineEnded),

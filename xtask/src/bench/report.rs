@@ -421,7 +421,7 @@ fn render_tui(s: &mut String, t: &TuiResult) {
     let _ = writeln!(
         s,
         "The UI alone (the generator made {} opens in {:.1} s): key-to-screen latency (`?` \
-         pressed {} times, `capture-pane` polled every 2 ms) median **{median:.0} ms**, max \
+         pressed {} times, `capture-pane` polled every 10 ms) median **{median:.0} ms**, max \
          **{max:.0} ms** (target < {KEY_LATENCY_TARGET_MS:.0} ms: **{verdict}**).\n",
         thousands(t.generated),
         t.load_secs,

@@ -22,6 +22,11 @@ const PRESSES: usize = 16;
 /// matches it through a process's command line: `grep` would not find itself.)
 const HELP_TITLE: &str = "Keys — any key closes";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Screen reads while waiting for a key's effect. Each read is a tmux client talking to the
+/// tmux server that also has to draw the UI's output: polling every 2 ms slowed the very
+/// thing measured (one in three presses then took ~100 ms); 10 ms leaves tmux alone and
+/// still resolves a 100 ms target.
+const POLL: Duration = Duration::from_millis(10);
 const KEY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A private tmux server, killed on drop.
@@ -71,7 +76,7 @@ impl Tmux {
             if pred(&self.capture()) {
                 return Some(start.elapsed());
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(POLL);
         }
         None
     }
