@@ -4,7 +4,7 @@ use crossterm::event::KeyEventState;
 
 use super::*;
 use crate::event::Analysis;
-use crate::response::enforce::DenyRecord;
+use crate::response::enforce::{DenyRecord, Origin};
 use crate::storage::Cursor;
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -114,18 +114,13 @@ impl Response for FakeEnforcer {
     fn enforce(&mut self, plan: &EnforcePlan) -> Result<String, String> {
         self.log.push(format!("enforce {}", plan.deny));
         let id = self.denies.len() as u32 + 1;
-        let (kind, value) = crate::response::enforce::target_parts(&plan.deny);
-        self.denies.push(DenyRecord {
-            id,
-            kind: kind.to_string(),
-            value,
-            target: plan.deny.to_string(),
-            created: t0(),
-            expires: None,
+        let origin = Origin {
             by: plan.by.clone(),
             rule: None,
             reason: plan.reason.clone(),
-        });
+        };
+        self.denies
+            .push(DenyRecord::new(id, &plan.deny, t0(), None, origin));
         Ok(format!("blocked #{id}"))
     }
     fn denies(&self) -> Result<Vec<DenyRecord>, String> {

@@ -29,7 +29,7 @@ pub fn lock_capture(capture: &SharedCapture) -> MutexGuard<'_, Capture> {
 }
 
 /// Who asked for a block, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Origin {
     /// The process behind the event (`pid 1234 uid 0 (/tmp/x)`) or the control client.
     pub by: String,
@@ -57,6 +57,30 @@ pub struct DenyRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     pub reason: String,
+}
+
+impl DenyRecord {
+    /// The record of entry `id` denying `target`, made at `created` by `origin`.
+    pub fn new(
+        id: u32,
+        target: &DenyTarget,
+        created: DateTime<Utc>,
+        expires: Option<DateTime<Utc>>,
+        origin: Origin,
+    ) -> DenyRecord {
+        let (kind, value) = target_parts(target);
+        DenyRecord {
+            id,
+            kind: kind.to_string(),
+            value,
+            target: target.to_string(),
+            created,
+            expires,
+            by: origin.by,
+            rule: origin.rule,
+            reason: origin.reason,
+        }
+    }
 }
 
 /// `(kind, value)` of a target, as the control protocol spells them.
@@ -160,18 +184,8 @@ impl Enforcer {
         }
         let deny = lock_capture(&self.capture).deny(target.clone(), ttl)?;
         let created = Utc::now();
-        let (kind, value) = target_parts(&target);
-        let record = DenyRecord {
-            id: deny.id,
-            kind: kind.to_string(),
-            value,
-            target: target.to_string(),
-            created,
-            expires: ttl.and_then(|ttl| chrono::Duration::from_std(ttl).ok().map(|d| created + d)),
-            by: origin.by,
-            rule: origin.rule,
-            reason: origin.reason,
-        };
+        let expires = ttl.and_then(|ttl| chrono::Duration::from_std(ttl).ok().map(|d| created + d));
+        let record = DenyRecord::new(deny.id, &target, created, expires, origin);
         {
             let mut records = self.records();
             // The kernel table keeps one entry per target: the older id is gone.
@@ -203,40 +217,21 @@ impl Enforcer {
     /// Removes entry `id` (`by` says who asked).
     pub fn unblock(&self, id: u32, by: &str) -> Result<DenyRecord, BlockError> {
         let removed = lock_capture(&self.capture).undeny(id)?;
-        let record = self.records().remove(&id).map(|(_, r)| r);
-        match (removed, record) {
-            (Some(_), Some(record)) => {
-                eprintln!(
-                    "secmon: unblock #{id}: {} (removed by {})",
-                    for_terminal(&record.target),
-                    for_terminal(by)
-                );
-                self.audit("unblock", &record, Some(by));
-                Ok(record)
-            }
-            (Some(deny), None) => {
-                let (kind, value) = target_parts(&deny.target);
-                let record = DenyRecord {
-                    id,
-                    kind: kind.to_string(),
-                    value,
-                    target: deny.target.to_string(),
-                    created: Utc::now(),
-                    expires: None,
-                    by: String::new(),
-                    rule: None,
-                    reason: String::new(),
-                };
-                eprintln!(
-                    "secmon: unblock #{id}: {} (removed by {})",
-                    for_terminal(&record.target),
-                    for_terminal(by)
-                );
-                self.audit("unblock", &record, Some(by));
-                Ok(record)
-            }
-            (None, _) => Err(BlockError::NoSuchEntry(id)),
-        }
+        let known = self.records().remove(&id).map(|(_, r)| r);
+        let Some(deny) = removed else {
+            return Err(BlockError::NoSuchEntry(id));
+        };
+        // Our record of it, or one rebuilt from the kernel's entry when we have none.
+        let record = known.unwrap_or_else(|| {
+            DenyRecord::new(id, &deny.target, Utc::now(), None, Origin::default())
+        });
+        eprintln!(
+            "secmon: unblock #{id}: {} (removed by {})",
+            for_terminal(&record.target),
+            for_terminal(by)
+        );
+        self.audit("unblock", &record, Some(by));
+        Ok(record)
     }
 
     /// The live entries, oldest first. Lapsed ones are dropped (and reported) on the way.

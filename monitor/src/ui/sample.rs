@@ -8,7 +8,7 @@ use crate::{
         ProbeState, Response, SimulatedResponse, StaticProbes, Theme, deny_target,
     },
     event::{Analysis, Event, EventType, Severity},
-    response::enforce::DenyRecord,
+    response::enforce::{DenyRecord, Origin},
     rules::{RuleEngine, RuleSet},
     storage::Cursor,
 };
@@ -431,20 +431,21 @@ impl Response for SampleEnforcer {
 
     fn enforce(&mut self, plan: &EnforcePlan) -> Result<String, String> {
         let id = self.denies.len() as u32 + 7;
-        let (kind, value) = crate::response::enforce::target_parts(&plan.deny);
-        self.denies.push(DenyRecord {
-            id,
-            kind: kind.to_string(),
-            value,
-            target: plan.deny.to_string(),
-            created: base_time(),
-            expires: id
-                .is_multiple_of(2)
-                .then(|| base_time() + TimeDelta::minutes(10)),
+        let expires = id
+            .is_multiple_of(2)
+            .then(|| base_time() + TimeDelta::minutes(10));
+        let origin = Origin {
             by: plan.by.clone(),
             rule: None,
             reason: plan.reason.clone(),
-        });
+        };
+        self.denies.push(DenyRecord::new(
+            id,
+            &plan.deny,
+            base_time(),
+            expires,
+            origin,
+        ));
         Ok(format!("blocked #{id}: {}", plan.deny))
     }
 
