@@ -215,14 +215,29 @@ struct Stages {
 }
 
 impl Stages {
-    /// Appends the batch's events to `analysed` (a buffer reused from batch to batch).
-    fn process_records(&mut self, batch: &[Record], analysed: &mut Vec<SecEvent>) {
-        for record in batch {
+    fn new(
+        config: &Config,
+        engine: &RuleEngine,
+        responder: Option<Responder>,
+        taps: Taps,
+    ) -> Stages {
+        Stages {
+            enricher: Enricher::new(),
+            analyzer: Analyzer::new(engine.clone(), &config.threat_detection),
+            responder,
+            taps,
+            last_report: Instant::now(),
+        }
+    }
+
+    /// Appends the events of `records` (a slice of a reader batch) to `analysed` (a buffer
+    /// reused from slice to slice). The caller ends the batch ([`Stages::end_batch`]).
+    fn process_records(&mut self, records: &[Record], analysed: &mut Vec<SecEvent>) {
+        for record in records {
             if let Some(event) = self.enricher.process(record) {
                 self.analyse(event, analysed);
             }
         }
-        self.end_batch();
     }
 
     /// A replayed batch: the events are enriched already.
@@ -243,6 +258,8 @@ impl Stages {
         analysed.push(event);
     }
 
+    /// Hands the batch to the history and flushes the response logs: once per reader batch,
+    /// not per slice.
     fn end_batch(&mut self) {
         self.taps.end_batch();
         if let Some(responder) = &mut self.responder {
@@ -332,13 +349,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
             ENFORCE_OFF,
         )),
     };
-    let mut stages = Stages {
-        enricher: Enricher::new(),
-        analyzer: Analyzer::new(engine.clone(), &config.threat_detection),
-        responder: Some(responder),
-        taps,
-        last_report: Instant::now(),
-    };
+    let mut stages = Stages::new(config, &engine, Some(responder), taps);
     let controls = Controls {
         probes: Box::new(capture.clone()),
         rules: Box::new(engine.clone()),
@@ -410,13 +421,7 @@ pub async fn run_replay(
     let (events_rx, feeder) = crate::record::spawn_replay(replay, pipeline::CHANNEL_BATCHES);
     let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
     let (history_tx, history_rx) = mpsc::unbounded_channel();
-    let mut stages = Stages {
-        enricher: Enricher::new(),
-        analyzer: Analyzer::new(engine.clone(), &config.threat_detection),
-        responder: None,
-        taps,
-        last_report: Instant::now(),
-    };
+    let mut stages = Stages::new(config, &engine, None, taps);
     let controls = Controls {
         probes: Box::new(ReplayProbes),
         rules: Box::new(engine.clone()),
@@ -635,6 +640,7 @@ async fn event_loop(
                     app.ingest(analysed.drain(..));
                     *done = end;
                     if end == batch.len() {
+                        stages.end_batch();
                         unfinished = None;
                     }
                 }
