@@ -25,6 +25,12 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_secmon-tui");
 /// The line the monitor prints on stderr once every probe is attached.
 pub const READY_LINE: &str = "secmon: ready";
+/// The config of monitors started only to watch: every family on, no history (tests running
+/// side by side must not share, and lock, the machine's database).
+pub const SHARED_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/shared-monitor.toml"
+);
 /// How long a test waits for an event it caused.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a monitor may take to load and attach its programs.
@@ -351,10 +357,7 @@ fn start_shared_monitor() -> Result<Monitor, String> {
             let mut cmd = Command::new(BIN);
             cmd.arg("--json")
                 .arg("--config")
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../tests/fixtures/shared-monitor.toml"
-                ))
+                .arg(SHARED_CONFIG)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());

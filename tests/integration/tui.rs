@@ -17,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    BIN, READY_TIMEOUT, TestDir, copy_executable, marker, next_id, require_root, spawn,
+    BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, require_root,
+    spawn,
 };
 
 /// How long a test waits for something it caused to show on the screen.
@@ -28,6 +29,13 @@ const WIDTH: u16 = 120;
 const HEIGHT: u16 = 40;
 /// The line the wrapper shell prints once `secmon-tui` has exited.
 const EXITED: &str = "secmon-tui exited with status";
+
+/// The shell line a session runs: `env` (environment changes) and the command given as
+/// arguments, then [`EXITED`] with its status, then `after` (more commands, `;`-terminated),
+/// then a sleep that keeps the pane (and what the command left on it) readable.
+fn wrapper_script(env: &str, after: &str) -> String {
+    format!(r#"{env}"$0" "$@"; echo "{EXITED} $?"; {after}exec sleep 600"#)
+}
 
 /// A detached tmux session on a private server.
 struct Tmux {
@@ -218,7 +226,7 @@ fn terminal_ui_end_to_end() {
     let rules_s = rules.to_str().expect("UTF-8 path");
     let config_s = config.to_str().expect("UTF-8 path");
 
-    let script = format!(r#""$0" "$@"; echo "{EXITED} $?"; exec sleep 600"#);
+    let script = wrapper_script("", "");
     let tmux = Tmux::start(
         &format!("secmon-tui-e2e-{}-{}", std::process::id(), next_id()),
         &script,
@@ -394,18 +402,11 @@ fn tui_pid(tmux: &Tmux) -> u32 {
 fn terminal_restored_on_sigterm_and_sighup() {
     require_root();
     for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
-        let script = format!(r#""$0" "$@"; echo "{EXITED} $?"; exec sleep 600"#);
+        let script = wrapper_script("", "");
         let tmux = Tmux::start(
             &format!("secmon-tui-e2e-{}-{}", std::process::id(), next_id()),
             &script,
-            &[
-                BIN,
-                "--config",
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../tests/fixtures/shared-monitor.toml"
-                ),
-            ],
+            &[BIN, "--config", SHARED_CONFIG],
         );
         tmux.wait_for("the header", READY_TIMEOUT, |s| {
             s.contains(" secmon ") && s.contains("Processes")
@@ -465,7 +466,7 @@ fn enforcement_deny_list_and_history_from_the_ui() {
         ),
     )
     .expect("write the config");
-    let script = format!(r#""$0" "$@"; echo "{EXITED} $?"; exec sleep 600"#);
+    let script = wrapper_script("", "");
     let db_s = db.to_str().expect("UTF-8 path");
     let config_s = config.to_str().expect("UTF-8 path");
     let tmux = Tmux::start(
@@ -642,7 +643,7 @@ fn replay_in_the_ui_without_root() {
         let status = Command::new(tool).args(&args).status().expect(tool);
         assert!(status.success(), "{tool} {args:?}: {status}");
     }
-    let script = format!(r#""$0" "$@"; echo "{EXITED} $?"; exec sleep 600"#);
+    let script = wrapper_script("", "");
     let tmux = Tmux::start(
         &format!("secmon-tui-replay-{}-{}", std::process::id(), next_id()),
         &script,
@@ -700,20 +701,14 @@ fn replay_in_the_ui_without_root() {
 #[test]
 fn terminal_restored_on_panic() {
     require_root();
-    let script = format!(
-        r#"env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE SECMON_TEST_PANIC_ON_KEY=1 "$0" "$@"; echo "{EXITED} $?"; stty -a; exec sleep 600"#
+    let script = wrapper_script(
+        "env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE SECMON_TEST_PANIC_ON_KEY=1 ",
+        "stty -a; ",
     );
     let tmux = Tmux::start(
         &format!("secmon-tui-panic-{}-{}", std::process::id(), next_id()),
         &script,
-        &[
-            BIN,
-            "--config",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../tests/fixtures/shared-monitor.toml"
-            ),
-        ],
+        &[BIN, "--config", SHARED_CONFIG],
     );
     tmux.wait_for("the header", READY_TIMEOUT, |s| {
         s.contains(" secmon ") && s.contains("Processes")
