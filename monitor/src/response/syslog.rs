@@ -4,6 +4,7 @@
 //!
 //! Never blocking: the socket is non-blocking, a full socket buffer drops the alert (counted),
 //! and a vanished daemon is reconnected to at most once a second.
+use std::borrow::Cow;
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -109,11 +110,12 @@ impl Syslog {
             self.stats.dropped += 1;
             return false;
         };
-        let line = if json.len() <= MAX_MESSAGE {
-            format_message(priority(event.analysis.severity), self.pid, json)
+        let message = if json.len() <= MAX_MESSAGE {
+            Cow::Borrowed(json)
         } else {
-            format_message(priority(event.analysis.severity), self.pid, &summary(event))
+            Cow::Owned(summary(event))
         };
+        let line = format_message(priority(event.analysis.severity), self.pid, &message);
         match socket.send(line.as_bytes()) {
             Ok(_) => {
                 self.stats.sent += 1;
