@@ -7,7 +7,7 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Row, Table},
 };
 
-use super::{Styles, clean, clock};
+use super::{Styles, clean, clock, hint};
 use crate::app::App;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
@@ -84,17 +84,4 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             &styles,
         );
     }
-}
-
-/// One dim line under the title.
-fn hint(frame: &mut Frame, area: Rect, text: &str, styles: &Styles) {
-    if area.height < 3 {
-        return;
-    }
-    let line = Rect {
-        y: area.y + 2,
-        height: 1,
-        ..area
-    };
-    frame.render_widget(Line::styled(text.to_string(), styles.dim()), line);
 }

@@ -355,6 +355,19 @@ pub fn block_tag(app: &App, entry: &Entry) -> Option<&'static str> {
     }
 }
 
+/// One dim line under the title.
+pub fn hint(frame: &mut Frame, area: Rect, text: &str, styles: &Styles) {
+    if area.height < 3 {
+        return;
+    }
+    let line = Rect {
+        y: area.y + 2,
+        height: 1,
+        ..area
+    };
+    frame.render_widget(Line::styled(text.to_string(), styles.dim()), line);
+}
+
 /// `1234`, `12k`, `1.2M`: short counts for the header.
 pub fn short_count(n: u64) -> String {
     match n {

@@ -7,7 +7,7 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Row, Table},
 };
 
-use super::{Styles, clean};
+use super::{Styles, clean, hint};
 use crate::app::App;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
@@ -73,18 +73,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .block(block)
         .column_spacing(1);
     frame.render_widget(table, area);
-    if app.rules.is_empty() && area.height >= 3 {
-        let hint = Rect {
-            y: area.y + 2,
-            height: 1,
-            ..area
-        };
-        frame.render_widget(
-            Line::styled(
-                "  no rules loaded (see --rules DIR and docs/rules.md)",
-                styles.dim(),
-            ),
-            hint,
+    if app.rules.is_empty() {
+        hint(
+            frame,
+            area,
+            "  no rules loaded (see --rules DIR and docs/rules.md)",
+            &styles,
         );
     }
 }
