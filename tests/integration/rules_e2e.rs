@@ -192,10 +192,10 @@ fn drop_and_run(dest: &Path) -> u32 {
     )
 }
 
-#[test]
-fn exec_from_dev_shm_is_rated() {
+/// A copy of /bin/true dropped into `dir` and run is rated by `rule`.
+fn exec_from_is_rated(dir: &str, rule: &str) {
     let mon = monitor();
-    let exe = PathBuf::from(format!("/dev/shm/{}", marker()));
+    let exe = PathBuf::from(format!("{dir}/{}", marker()));
     let _cleanup = RemoveOnDrop(exe.clone());
     let exe_s = path_str(&exe);
 
@@ -206,28 +206,19 @@ fn exec_from_dev_shm_is_rated() {
         &cp,
         "process_exec",
         &format!("exec of a copied /bin/true from {exe_s}"),
-        "exec_from_dev_shm",
+        rule,
         |e| e["exe"] == exe_s.as_str() && (e["ppid"] == sh || e["pid"] == sh),
     );
 }
 
 #[test]
-fn exec_from_tmp_root_is_rated() {
-    let mon = monitor();
-    let exe = PathBuf::from(format!("/tmp/{}", marker()));
-    let _cleanup = RemoveOnDrop(exe.clone());
-    let exe_s = path_str(&exe);
+fn exec_from_dev_shm_is_rated() {
+    exec_from_is_rated("/dev/shm", "exec_from_dev_shm");
+}
 
-    let cp = mon.checkpoint();
-    let sh = drop_and_run(&exe);
-    expect_rated(
-        mon,
-        &cp,
-        "process_exec",
-        &format!("exec of a copied /bin/true from {exe_s}"),
-        "exec_from_tmp_root",
-        |e| e["exe"] == exe_s.as_str() && (e["ppid"] == sh || e["pid"] == sh),
-    );
+#[test]
+fn exec_from_tmp_root_is_rated() {
+    exec_from_is_rated("/tmp", "exec_from_tmp_root");
 }
 
 // ---------------------------------------------------------------------------------------------
