@@ -356,3 +356,63 @@ fn failed_syscalls_are_not_reported() {
         |e| str_is(e, "file_path", |p| p.contains("/missing")),
     );
 }
+
+/// A symlink `x -> .` lets a process name the same directory by an ever longer path:
+/// `openat(fd, "x")` again and again. The paths secmon computes must stay bounded (PATH_MAX,
+/// marked truncated) instead of growing with every call, which would make each event larger and
+/// slower to print than the last.
+#[test]
+fn path_grown_through_a_symlink_loop_is_bounded() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    symlink(".", dir.join("x")).expect("create the x -> . symlink");
+    let x = c"x";
+    let open_dir = |at: libc::c_int, name: &std::ffi::CStr| {
+        // SAFETY: a NUL-terminated name; the returned fd is checked.
+        let fd = unsafe { libc::openat(at, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+        assert!(fd >= 0, "openat: {}", std::io::Error::last_os_error());
+        fd
+    };
+    let dir_c = std::ffi::CString::new(path_str(dir.path())).expect("no NUL in a temp path");
+    let mut fd = open_dir(libc::AT_FDCWD, &dir_c);
+    // Each step adds "/x" to the path secmon computes: 2,500 steps make it over 5,000 bytes.
+    for _ in 0..2500 {
+        let next = open_dir(fd, x);
+        // SAFETY: fd is ours and open.
+        unsafe { libc::close(fd) };
+        fd = next;
+    }
+    let cp = mon.checkpoint();
+    let name = c"deep-marker";
+    // SAFETY: as above; the created file's fd is closed at once.
+    let file = unsafe { libc::openat(fd, name.as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o600) };
+    assert!(file >= 0, "openat: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds are ours.
+    unsafe {
+        libc::close(file);
+        libc::close(fd);
+    }
+    let dir_s = path_str(dir.path());
+    let e = mon.expect(
+        &cp,
+        "file_write",
+        "the create through 2,500 symlink hops",
+        |e| e["pid"] == test_pid() && str_is(e, "file_path", |p| p.starts_with(&dir_s)),
+    );
+    let path = e["file_path"].as_str().unwrap_or_default();
+    let tail = &path[path.len().saturating_sub(40)..];
+    assert!(
+        path.len() <= 4096,
+        "path of {} bytes, ending {tail}",
+        path.len()
+    );
+    assert!(
+        path.starts_with(&format!("{dir_s}/x/x/x/")),
+        "path ending {tail}"
+    );
+    assert!(
+        path.ends_with("..."),
+        "a cut path should say so; it ends {tail}"
+    );
+    assert_field(&e, "truncated", true);
+}

@@ -290,6 +290,9 @@ impl Enricher {
         } else {
             Some(self.resolve_at(pid, d.dirfd, &lossy(&d.path)))
         };
+        if event.file_path.as_deref().is_some_and(paths::is_cut) {
+            event.truncated = true;
+        }
         // Remember what each fd names, for later *at() calls relative to a directory fd and
         // for fchmod/ftruncate (the fd may be closed and the process gone by the time /proc
         // could be asked: `rm -rf` and `find -delete` work that way).
@@ -331,6 +334,7 @@ impl Enricher {
             self.resolve_at(pid, d.old_dirfd, &old_text)
         };
         event.syscall = Some(op_name(d.op).to_string());
+        event.truncated |= paths::is_cut(&old_path) || paths::is_cut(&new_path);
         event.file_path = Some(old_path);
         event.new_path = Some(new_path);
         if d.flags != 0 {

@@ -54,14 +54,30 @@ pub fn normalize(path: &str) -> String {
     out
 }
 
+/// Longest path [`resolve`] returns, in bytes (Linux's `PATH_MAX`).
+///
+/// Resolution is lexical, so a process can make the paths it names grow without bound: with a
+/// symlink `x -> .`, `openat(dirfd, "x")` opens the same directory each time while the path
+/// secmon computes for the new fd gains `/x`, and the same goes for `chdir("x")` and the cwd.
+/// Unbounded, a loop of such calls makes every later event of that process larger and slower
+/// to print than the last: a way to drown the monitor. Longer results are cut here (and the
+/// event marked truncated by the caller: see [`is_cut`]).
+pub const MAX_RESOLVED_LEN: usize = 4096;
+
+/// True when `path` came out of [`resolve`] cut to [`MAX_RESOLVED_LEN`].
+pub fn is_cut(path: &str) -> bool {
+    path.len() >= MAX_RESOLVED_LEN - 3 && path.ends_with("...")
+}
+
 /// Resolves `path` against the directory `base_dir` (a process's cwd) and normalises the result.
 ///
 /// An absolute `path` ignores `base_dir`. The result is always absolute: an empty `base_dir`
 /// (cwd unknown) stands for `/`, and a relative `base_dir` (which a cwd never is) is taken as
-/// relative to `/`. An empty `path` resolves to `base_dir` itself.
+/// relative to `/`. An empty `path` resolves to `base_dir` itself. The result is at most
+/// [`MAX_RESOLVED_LEN`] bytes.
 pub fn resolve(base_dir: &str, path: &str) -> String {
     if path.starts_with('/') {
-        return normalize(path);
+        return bounded(normalize(path));
     }
     let mut joined = String::with_capacity(base_dir.len() + path.len() + 2);
     if !base_dir.starts_with('/') {
@@ -70,12 +86,48 @@ pub fn resolve(base_dir: &str, path: &str) -> String {
     joined.push_str(base_dir);
     joined.push('/');
     joined.push_str(path);
-    normalize(&joined)
+    bounded(normalize(&joined))
+}
+
+/// Cuts `path` to [`MAX_RESOLVED_LEN`] bytes at a character boundary, ending it with `...` so
+/// the cut is visible where the path is shown.
+fn bounded(mut path: String) -> String {
+    if path.len() <= MAX_RESOLVED_LEN {
+        return path;
+    }
+    let mut end = MAX_RESOLVED_LEN - 3;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    path.truncate(end);
+    path.push_str("...");
+    path
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolve_bounds_a_path_grown_through_a_symlink_loop() {
+        // openat(fd_of(path), "x") again and again, x -> "."
+        let mut path = "/tmp".to_string();
+        for _ in 0..5000 {
+            path = resolve(&path, "x");
+            assert!(path.len() <= MAX_RESOLVED_LEN, "{} bytes", path.len());
+        }
+        assert!(is_cut(&path));
+        assert!(path.starts_with("/tmp/x/x/") && path.ends_with("..."));
+        assert!(!is_cut(&resolve("/tmp", "x")));
+    }
+
+    #[test]
+    fn resolve_cuts_at_a_character_boundary() {
+        let deep = format!("/{}", "é".repeat(MAX_RESOLVED_LEN));
+        let cut = resolve("/", &deep);
+        assert!(cut.len() <= MAX_RESOLVED_LEN);
+        assert!(cut.ends_with("..."));
+    }
 
     #[test]
     fn normalize_absolute() {
