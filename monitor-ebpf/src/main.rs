@@ -1,12 +1,13 @@
 //! secmon kernel programs.
 //!
 //! Only tracepoints are used (see ../shared/platform.md: this kernel has no kprobes, no BTF
-//! tracing and no BPF LSM), so every field comes from tracepoint arguments or user memory. The
-//! syscall probes share two programs per family: `sm_sys_enter` saves a syscall's arguments per
-//! thread, and a per-family `sm_exit_*` program reports the syscall at `sys_exit` when it
+//! tracing and no BPF LSM), so every field comes from tracepoint arguments or user memory.
+//! Syscalls are reported at exit by `sm_sys_exit` on the raw `sys_exit` tracepoint, when they
 //! succeeded, reading strings from user memory then (still valid: the caller is blocked in the
-//! syscall). Programs learn which syscall fired from `__syscall_nr` via the `SM_OPS` table that
-//! userspace fills, so no architecture's syscall numbers are compiled in.
+//! syscall); the few that need their entry also run `sm_sys_enter` on their own
+//! `syscalls:sys_enter_<name>` tracepoint (see `probes/syscall.rs`). Programs learn which
+//! syscall fired from its number via the `SM_OPS` table that userspace fills, so no
+//! architecture's syscall numbers are compiled in.
 #![no_std]
 #![no_main]
 

@@ -1,20 +1,24 @@
-//! The two syscall programs, on the raw tracepoints `sys_enter(struct pt_regs *regs, long id)`
-//! and `sys_exit(struct pt_regs *regs, long ret)`.
+//! The syscall programs: `sm_sys_exit` on the raw tracepoint `sys_exit(struct pt_regs *regs,
+//! long ret)`, run for every syscall, and `sm_sys_enter` on the `syscalls:sys_enter_<name>`
+//! tracepoints of the few syscalls that need their entry (`ops::needs_sys_enter`).
 //!
-//! Raw tracepoints rather than one `syscalls:sys_enter_<name>` perf tracepoint per syscall:
-//! they are cheaper per call, and detaching ~90 perf tracepoints took the kernel seconds (one
-//! RCU grace period each) every time the monitor stopped. Both programs first map the syscall
-//! number to an op through `SM_OPS` (filled by userspace from libc::SYS_*), so a syscall we do
-//! not follow costs one array lookup.
+//! A raw tracepoint rather than one `syscalls:sys_exit_<name>` perf tracepoint per followed
+//! syscall: cheaper per call, the saved user registers give every argument at exit without a
+//! map round trip, and detaching ~50 perf tracepoints took the kernel seconds (one RCU grace
+//! period each) every time the monitor stopped. The program first maps the syscall number to an
+//! op through `SM_OPS` (filled by userspace from libc::SYS_*), so a syscall we do not follow
+//! costs one array lookup. Entry, needed by far fewer and rarer syscalls, uses the per-syscall
+//! tracepoints so the other syscalls of the machine do not run a program at entry at all.
 use aya_ebpf::{
+    EbpfContext,
     bindings::{BPF_NOEXIST, pt_regs},
     helpers::{bpf_get_current_uid_gid, bpf_probe_read_kernel},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use monitor_common::{ExitData, PendingSyscall, THREAD_EXIT_KEY, family, ops};
 
-use super::{current_tgid, current_tid, file, ignored, kernel, net, process, read_user};
+use super::{current_tgid, current_tid, file, ignored, kernel, net, process, read_user, tp_field};
 use crate::maps::{SM_EXIT_STATUS, SM_OPS, SM_PENDING};
 
 const BPF_PROG_LOAD: u64 = 5;
@@ -22,22 +26,28 @@ const F_DUPFD: u64 = 0;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 /// Code segment of 32-bit user code: ia32 syscall numbers differ, and are not followed.
 const USER32_CS: u64 = 0x23;
+/// `syscalls:sys_enter_*` records: `int __syscall_nr` at 8, then one `unsigned long` per
+/// argument from 16. The kernel does not fire these for 32-bit callers.
+const ENTER_NR_OFFSET: usize = 8;
+const ENTER_ARGS_OFFSET: usize = 16;
 
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sm_sys_enter(ctx: RawTracePointContext) -> u32 {
+#[tracepoint]
+pub fn sm_sys_enter(ctx: TracePointContext) -> u32 {
     let _ = try_sys_enter(&ctx);
     0
 }
 
-fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
-    let id: i64 = ctx.arg(1);
-    let op = op_of(id)?;
-    let records_exit = matches!(op, ops::EXIT | ops::EXIT_GROUP);
-    if !(records_exit || needs_stash(op)) || ignored(ops::family_of(op)) {
+fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
+    let nr: i32 = tp_field(ctx, ENTER_NR_OFFSET);
+    let op = op_of(i64::from(nr))?;
+    if !ops::needs_sys_enter(op) || ignored(ops::family_of(op)) {
         return None;
     }
-    let regs: *const pt_regs = ctx.arg(0);
-    let args = syscall_args(regs)?;
+    // Six arguments copied at once: syscalls with fewer have a shorter record, and the kernel
+    // refuses to attach a program whose direct context reads go past the record (EACCES), so
+    // not a context read. The bytes past a short record are never used.
+    let first = unsafe { (ctx.as_ptr() as *const u8).add(ENTER_ARGS_OFFSET) } as *const [u64; 6];
+    let args = unsafe { bpf_probe_read_kernel(first) }.ok()?;
     match op {
         ops::EXIT | ops::EXIT_GROUP => {
             record_exit_code(op, args[0]);
@@ -46,30 +56,7 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
         ops::EXECVE | ops::EXECVEAT => process::save_argv(op, &args)?,
         _ => {}
     }
-    if needs_stash(op) {
-        stash(op, args)?;
-    }
-    Some(())
-}
-
-/// Most syscalls are reported from `sys_exit` alone: the saved user registers in `pt_regs`
-/// still hold the arguments there. Only these need something from `sys_enter` or from
-/// during the call: exec (argv is gone after exec), the id changes (the ids before),
-/// connect and listen (marked or read by `inet_sock_set_state` during the call) and clone
-/// (its flags, read by `sched_process_fork`). Saving nothing for the others keeps map updates
-/// off the hot path of opens.
-#[inline(always)]
-fn needs_stash(op: u32) -> bool {
-    matches!(
-        op,
-        ops::EXECVE
-            | ops::EXECVEAT
-            | ops::CLONE
-            | ops::CLONE3
-            | ops::CONNECT
-            | ops::LISTEN
-            | ops::SETUID..=ops::CAPSET
-    )
+    stash(op, args)
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
@@ -83,7 +70,7 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     // The syscall number; rax itself now holds the return value.
     let id = unsafe { bpf_probe_read_kernel(&(*regs).orig_rax) }.ok()?;
     let op = op_of(id as i64)?;
-    let pending = if needs_stash(op) {
+    let pending = if ops::stashed_until_exit(op) {
         take_pending(op)?
     } else {
         if ignored(ops::family_of(op)) {
@@ -143,7 +130,7 @@ fn syscall_args(regs: *const pt_regs) -> Option<[u64; 6]> {
     Some([regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9])
 }
 
-/// Saves `args` for the current thread until its `sys_exit` (see [`needs_stash`]).
+/// Saves `args` for the current thread until its `sys_exit` (see `ops::stashed_until_exit`).
 #[inline(always)]
 fn stash(op: u32, args: [u64; 6]) -> Option<()> {
     let pending = PendingSyscall {

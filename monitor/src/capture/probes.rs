@@ -17,8 +17,9 @@ pub struct SyscallProbe {
     pub family: Family,
 }
 
-/// Every followed syscall goes through these two programs on the raw tracepoints
-/// `sys_enter`/`sys_exit`; `SM_OPS` tells them which syscalls matter.
+/// Every followed syscall is reported by `sm_sys_exit` on the raw tracepoint `sys_exit`; those
+/// that need their entry (`ops::needs_sys_enter`) also run `sm_sys_enter` on their own
+/// `syscalls:sys_enter_<name>` tracepoint. `SM_OPS` tells both which syscalls matter.
 pub const SYS_ENTER: &str = "sm_sys_enter";
 pub const SYS_EXIT: &str = "sm_sys_exit";
 
@@ -379,6 +380,36 @@ mod tests {
                 p.name
             );
         }
+    }
+
+    #[test]
+    fn only_the_syscalls_that_need_their_entry_get_a_sys_enter_program() {
+        let mut names: Vec<&str> = syscalls()
+            .into_iter()
+            .filter(|p| ops::needs_sys_enter(p.op))
+            .map(|p| p.name)
+            .collect();
+        names.sort_unstable();
+        let expected = [
+            "capset",
+            "clone",
+            "clone3",
+            "connect",
+            "execve",
+            "execveat",
+            "exit",
+            "exit_group",
+            "listen",
+            "setfsgid",
+            "setfsuid",
+            "setgid",
+            "setregid",
+            "setresgid",
+            "setresuid",
+            "setreuid",
+            "setuid",
+        ];
+        assert_eq!(names, expected);
     }
 
     #[test]
