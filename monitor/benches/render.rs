@@ -12,6 +12,10 @@
 //!   in the history (the rows shown are found by scanning the buffers).
 //! - `render/80x24` and `render/160x48_detail`: a small screen; the detail overlay.
 //! - `ingest/4096`: storing one reader batch (4096 analysed events) into full panes.
+/// The binary's allocator (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -16,6 +16,10 @@
 //!   (the types most rules are indexed under: persistence and execution rules).
 //! - `rules/no_rules`: the same mix with no rules loaded (the analysis stage's floor).
 //! - `rules/load_pack`: parsing, validating and compiling the whole pack (a reload's cost).
+/// The binary's allocator (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 

@@ -20,6 +20,10 @@ use secmon::{
     tui,
 };
 
+/// See monitor/Cargo.toml: allocation churn per event is most of the pipeline's userspace cost.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(report) = color_eyre::install() {
