@@ -156,6 +156,13 @@ fn report_ready(capture: &Capture, extra: &[String]) {
             group.unavailable.as_deref().unwrap_or("")
         );
     }
+    if let Some(reason) = &capture.report().raw_entry_fallback {
+        let _ = writeln!(
+            stderr,
+            "secmon: syscall entries followed on the raw sys_enter tracepoint (every syscall \
+             pays for it) because per-syscall tracepoints are unavailable: {reason}"
+        );
+    }
     let _ = writeln!(stderr, "secmon: ready");
     for line in capture.report().summary_lines() {
         let _ = writeln!(stderr, "secmon: probes {line}");

@@ -723,8 +723,14 @@ pub struct Instance {
 impl Instance {
     /// Starts `secmon-tui ARGS` with piped output.
     pub fn start(args: &[&str]) -> Instance {
+        Instance::start_with_env(args, &[])
+    }
+
+    /// Starts `secmon-tui ARGS` with piped output and these extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Instance {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

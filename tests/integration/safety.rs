@@ -343,3 +343,49 @@ fn monitor_does_not_report_itself() {
             .join("\n  ")
     );
 }
+
+/// On a kernel without per-syscall tracepoints the entry program falls back to the raw
+/// `sys_enter` tracepoint (forced here by a debug-build variable): it says so at start, and
+/// what needs the entry — argv at exec, the exit code — still arrives.
+#[test]
+fn raw_sys_enter_fallback_still_reports_argv_and_exit_codes() {
+    require_root();
+    let mut instance = Instance::start_with_env(
+        &["--json", "--config", crate::common::SHARED_CONFIG],
+        &[("SECMON_TEST_RAW_SYS_ENTER", "1")],
+    );
+    instance.wait_ready();
+    let m = marker();
+    let status = Command::new("/bin/sh")
+        .args(["-c", "exit 7", &m])
+        .status()
+        .expect("run sh");
+    assert_eq!(status.code(), Some(7));
+    thread::sleep(Duration::from_millis(500));
+    instance.signal(libc::SIGINT);
+    let (status, stdout, stderr) = instance.finish(DEFAULT_TIMEOUT);
+    let stderr = stderr.join("\n");
+    assert!(status.success(), "monitor exit {status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("followed on the raw sys_enter tracepoint"),
+        "the fallback is reported at start; stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.starts_with("secmon: probe family") && l.contains("sys_enter")),
+        "no group lost to the fallback; stderr:\n{stderr}"
+    );
+    let (events, _) = crate::common::parse_json_lines(&stdout);
+    let exec = events
+        .iter()
+        .find(|e| e["event_type"] == "process_exec" && str_is(e, "cmdline", |c| c.contains(&m)))
+        .unwrap_or_else(|| panic!("no process_exec with {m} in its argv; stderr:\n{stderr}"));
+    assert_field(exec, "cmdline", format!("/bin/sh -c exit 7 {m}"));
+    let pid = exec["pid"].clone();
+    let exit = events
+        .iter()
+        .find(|e| e["event_type"] == "process_exit" && e["pid"] == pid)
+        .unwrap_or_else(|| panic!("no process_exit of pid {pid}"));
+    assert_field(exit, "exit_code", 7);
+}

@@ -40,7 +40,7 @@ pub fn sm_sys_enter(ctx: TracePointContext) -> u32 {
 fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
     let nr: i32 = tp_field(ctx, ENTER_NR_OFFSET);
     let op = op_of(i64::from(nr))?;
-    if !ops::needs_sys_enter(op) || ignored(ops::family_of(op)) {
+    if !ops::needs_sys_enter(op) {
         return None;
     }
     // Six arguments copied at once: syscalls with fewer have a shorter record, and the kernel
@@ -48,6 +48,34 @@ fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
     // not a context read. The bytes past a short record are never used.
     let first = unsafe { (ctx.as_ptr() as *const u8).add(ENTER_ARGS_OFFSET) } as *const [u64; 6];
     let args = unsafe { bpf_probe_read_kernel(first) }.ok()?;
+    on_sys_enter(op, args)
+}
+
+/// The same on the raw `sys_enter(struct pt_regs *regs, long id)` tracepoint, run for every
+/// syscall: attached by userspace only on kernels without per-syscall tracepoints
+/// (`CONFIG_FTRACE_SYSCALLS` off), where `sm_sys_enter` cannot be.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sm_sys_enter_raw(ctx: RawTracePointContext) -> u32 {
+    let _ = try_sys_enter_raw(&ctx);
+    0
+}
+
+fn try_sys_enter_raw(ctx: &RawTracePointContext) -> Option<()> {
+    let id: i64 = ctx.arg(1);
+    let op = op_of(id)?;
+    if !ops::needs_sys_enter(op) {
+        return None;
+    }
+    let regs: *const pt_regs = ctx.arg(0);
+    on_sys_enter(op, syscall_args(regs)?)
+}
+
+/// Entry of a syscall in `ops::needs_sys_enter`.
+#[inline(always)]
+fn on_sys_enter(op: u32, args: [u64; 6]) -> Option<()> {
+    if ignored(ops::family_of(op)) {
+        return None;
+    }
     match op {
         ops::EXIT | ops::EXIT_GROUP => {
             record_exit_code(op, args[0]);

@@ -67,6 +67,9 @@ pub struct ProbeStatus {
 #[derive(Clone, Debug, Default)]
 pub struct ProbeReport {
     pub groups: Vec<ProbeStatus>,
+    /// Why syscall entries are followed on the raw `sys_enter` tracepoint (every syscall)
+    /// instead of per-syscall tracepoints, when that fallback was needed.
+    pub raw_entry_fallback: Option<String>,
 }
 
 impl ProbeReport {
@@ -371,19 +374,18 @@ fn attach_all(
         let _ = load_program(ebpf, name);
     }
     let exit_attached = attach_raw(ebpf, &load_errors, probes::SYS_EXIT, "sys_exit");
+    let entry_attached = match &exit_attached {
+        Ok(()) => attach_entry(ebpf, &load_errors, syscalls).map(|(entry_links, fallback)| {
+            links.extend(entry_links);
+            report.raw_entry_fallback = fallback;
+        }),
+        Err(e) => Err(e.clone()),
+    };
     for (probe, missing) in syscalls {
         let failure = match (&exit_attached, missing) {
             (Err(e), _) => Some(e.clone()),
             (Ok(()), Some(reason)) => Some(reason.clone()),
-            (Ok(()), None) if ops::needs_sys_enter(probe.op) => {
-                match attach_sys_enter(ebpf, &load_errors, probe.name) {
-                    Ok(link) => {
-                        links.push(link);
-                        None
-                    }
-                    Err(e) => Some(e),
-                }
-            }
+            (Ok(()), None) if ops::needs_sys_enter(probe.op) => entry_attached.clone().err(),
             (Ok(()), None) => None,
         };
         report.mark(probe.family, probe.group, failure);
@@ -430,6 +432,46 @@ fn attach_raw(
     prog.attach(tracepoint)
         .map(|_| ())
         .map_err(|e| format!("attaching {program} to raw tracepoint {tracepoint}: {e}"))
+}
+
+/// In debug builds only: with this variable set, the raw `sys_enter` fallback is used as on a
+/// kernel without per-syscall tracepoints, so the tests can exercise it.
+const TEST_RAW_ENTRY_VAR: &str = "SECMON_TEST_RAW_SYS_ENTER";
+
+/// Attaches the entry program for the syscalls in `ops::needs_sys_enter`: on each one's own
+/// tracepoint, or, when any of those cannot be attached (a kernel without
+/// `CONFIG_FTRACE_SYSCALLS`), on the raw `sys_enter` tracepoint for all of them at once, which
+/// runs for every syscall. Returns the links and, for the fallback, why it was needed.
+fn attach_entry(
+    ebpf: &mut Ebpf,
+    load_errors: &BTreeMap<&str, String>,
+    syscalls: &[(probes::SyscallProbe, Option<String>)],
+) -> Result<(Vec<TracePointLink>, Option<String>), String> {
+    let wanted = syscalls
+        .iter()
+        .filter(|(probe, missing)| missing.is_none() && ops::needs_sys_enter(probe.op));
+    let mut links = Vec::new();
+    let mut failure = (cfg!(debug_assertions) && std::env::var_os(TEST_RAW_ENTRY_VAR).is_some())
+        .then(|| format!("{TEST_RAW_ENTRY_VAR} is set"));
+    if failure.is_none() {
+        for (probe, _) in wanted {
+            match attach_sys_enter(ebpf, load_errors, probe.name) {
+                Ok(link) => links.push(link),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    let Some(reason) = failure else {
+        return Ok((links, None));
+    };
+    // One mechanism or the other, never both: each entry would be handled twice.
+    drop(links);
+    attach_raw(ebpf, load_errors, probes::SYS_ENTER_RAW, "sys_enter")
+        .map(|()| (Vec::new(), Some(reason.clone())))
+        .map_err(|raw| format!("{reason}; and the raw fallback: {raw}"))
 }
 
 /// Attaches `sm_sys_enter` to `syscalls:sys_enter_<syscall>` (one program, several links).

@@ -21,6 +21,9 @@ pub struct SyscallProbe {
 /// that need their entry (`ops::needs_sys_enter`) also run `sm_sys_enter` on their own
 /// `syscalls:sys_enter_<name>` tracepoint. `SM_OPS` tells both which syscalls matter.
 pub const SYS_ENTER: &str = "sm_sys_enter";
+/// The same entry work on the raw `sys_enter` tracepoint (every syscall), for kernels without
+/// per-syscall tracepoints.
+pub const SYS_ENTER_RAW: &str = "sm_sys_enter_raw";
 pub const SYS_EXIT: &str = "sm_sys_exit";
 
 macro_rules! syscall {
@@ -347,8 +350,9 @@ pub fn tracepoints() -> Vec<TracepointProbe> {
 }
 
 /// Every program in the object, loaded before attaching.
-pub const PROGRAMS: [&str; 10] = [
+pub const PROGRAMS: [&str; 11] = [
     SYS_ENTER,
+    SYS_ENTER_RAW,
     SYS_EXIT,
     "sm_sched_exec",
     "sm_sched_fork",
