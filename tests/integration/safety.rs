@@ -350,6 +350,10 @@ fn monitor_does_not_report_itself() {
 #[test]
 fn raw_sys_enter_fallback_still_reports_argv_and_exit_codes() {
     require_root();
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: the fallback can only be forced in a debug build of secmon-tui");
+        return;
+    }
     let mut instance = Instance::start_with_env(
         &["--json", "--config", crate::common::SHARED_CONFIG],
         &[("SECMON_TEST_RAW_SYS_ENTER", "1")],

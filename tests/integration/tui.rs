@@ -30,6 +30,12 @@ const HEIGHT: u16 = 40;
 /// The line the wrapper shell prints once `secmon-tui` has exited.
 const EXITED: &str = "secmon-tui exited with status";
 
+/// The wrapper's own line, at the start of a line: the UI can show the wrapper's command line
+/// (which contains the same words) in its process pane before it exits.
+fn shell_says_exited(screen: &str) -> bool {
+    screen.lines().any(|l| l.starts_with(EXITED))
+}
+
 /// The shell line a session runs: `env` (environment changes) and the command given as
 /// arguments, then [`EXITED`] with its status, then `after` (more commands, `;`-terminated),
 /// then a sleep that keeps the pane (and what the command left on it) readable.
@@ -358,7 +364,7 @@ fn terminal_ui_end_to_end() {
         s.contains("Processes")
     });
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
     assert!(
         screen.contains(&format!("{EXITED} 0")),
         "secmon-tui exited with an error:\n{screen}"
@@ -415,7 +421,7 @@ fn terminal_restored_on_sigterm_and_sighup() {
         let pid = libc::pid_t::try_from(tui_pid(&tmux)).expect("pid fits pid_t");
         // SAFETY: kill has no memory-safety preconditions; the process is the test's own.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid} {name}");
-        let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+        let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
         assert!(
             screen.contains(&format!("secmon: {name} received; stopping")),
             "{name}: {screen}"
@@ -589,7 +595,7 @@ fn enforcement_deny_list_and_history_from_the_ui() {
         s.contains("Processes") && !s.contains("▶ History")
     });
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
     assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
     assert_eq!(tmux.display("#{alternate_on}"), "0");
 }
@@ -690,7 +696,7 @@ fn replay_in_the_ui_without_root() {
         status_line(s).contains("replaying a recording: nothing is enforced")
     });
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
     assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
     assert!(screen.contains("events shown"), "{screen}");
     assert_eq!(tmux.display("#{alternate_on}"), "0");
@@ -714,7 +720,7 @@ fn terminal_restored_on_panic() {
         s.contains(" secmon ") && s.contains("Processes")
     });
     tmux.keys(&["x"]);
-    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, |s| s.contains(EXITED));
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
     assert!(
         screen.contains(&format!("{EXITED} 101")),
         "a panic exits 101:\n{screen}"

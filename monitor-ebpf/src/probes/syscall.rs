@@ -43,9 +43,9 @@ fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
     if !ops::needs_sys_enter(op) {
         return None;
     }
-    // Six arguments copied at once: syscalls with fewer have a shorter record, and the kernel
-    // refuses to attach a program whose direct context reads go past the record (EACCES), so
-    // not a context read. The bytes past a short record are never used.
+    // Six argument slots copied at once, not as context reads: the kernel refuses to attach a
+    // program whose direct context reads go past the shortest record (EACCES). The slots past
+    // a syscall's own arguments hold stale kernel stack; no handler reads them.
     let first = unsafe { (ctx.as_ptr() as *const u8).add(ENTER_ARGS_OFFSET) } as *const [u64; 6];
     let args = unsafe { bpf_probe_read_kernel(first) }.ok()?;
     on_sys_enter(op, args)
