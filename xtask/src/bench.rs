@@ -8,7 +8,8 @@
 //!    order, for several rounds; the ratio is median(traced) / median(baseline).
 //! 2. **Throughput**: secmon running while opens are issued at increasing rates; the highest rate
 //!    whose events were all written with nothing dropped in the kernel.
-//! 3. **Criterion** micro-benchmarks of the userspace stages (`monitor/benches/pipeline.rs`).
+//! 3. **Criterion** micro-benchmarks of the userspace stages (`monitor/benches/`: the pipeline's
+//!    decode + enrich + JSON, the SQLite history, the rule engine over the shipped pack).
 //!
 //! Then it prints the tables and (unless `--quick`) rewrites the generated part of
 //! `docs/benchmarks.md`. Loading eBPF needs root: as another user everything is built first, then
@@ -253,6 +254,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if plan.criterion {
         results.criterion = criterion(&plan, "pipeline")?;
         results.storage = criterion(&plan, "storage")?;
+        results.rules = criterion(&plan, "rules")?;
     }
     notes.extend(foreign_tracers().into_iter().map(|p| {
         format!("{p} was running at the end of the run: its probes may have added to every configuration")
@@ -305,9 +307,9 @@ fn build(plan: &Plan) -> Result<Bins> {
     let loadgen = util::target_dir().join("release").join("xtask");
     if plan.criterion {
         let mut cmd = util::cargo();
-        cmd.args(["bench", "-p", "monitor", "--bench", "pipeline", "--no-run"]);
+        cmd.args(["bench", "-p", "monitor", "--benches", "--no-run"]);
         eprintln!(
-            "xtask: building the criterion benchmark ({})",
+            "xtask: building the criterion benchmarks ({})",
             util::display(&cmd)
         );
         util::check(util::stdout_to_stderr(&mut cmd)).context("building the benchmark")?;
@@ -691,7 +693,7 @@ fn throughput(ctx: &Ctx, plan: &Plan) -> Result<report::Throughput> {
     Ok(report::Throughput { steps })
 }
 
-/// `cargo bench -p monitor --bench pipeline -- ARGS`, echoed, with its numbers collected.
+/// `cargo bench -p monitor --bench BENCH -- ARGS`, echoed, with its numbers collected.
 fn criterion(plan: &Plan, bench: &str) -> Result<Vec<report::CriterionResult>> {
     let mut cmd = util::cargo();
     cmd.args(["bench", "-p", "monitor", "--bench", bench, "--"])

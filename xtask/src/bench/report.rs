@@ -338,6 +338,8 @@ pub struct Results {
     pub criterion: Vec<CriterionResult>,
     /// `monitor/benches/storage.rs`: the history's insert rate and query time.
     pub storage: Vec<CriterionResult>,
+    /// `monitor/benches/rules.rs`: the rule engine with the shipped pack.
+    pub rules: Vec<CriterionResult>,
     pub tui: Option<TuiResult>,
     pub notes: Vec<String>,
     pub elapsed_secs: f64,
@@ -388,6 +390,42 @@ fn render_storage(s: &mut String, results: &[CriterionResult]) {
                 },
             ),
             None => ("< 200 ms (over 10M events)".to_string(), "see time"),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {target} | {result} |",
+            c.name,
+            c.time,
+            opt(c.per_second(), |v| thousands(v.round() as u64)),
+        );
+    }
+}
+
+/// The rule engine's target (issue 4): events per second on one core through the shipped pack,
+/// on the realistic mix (`rules/mix`).
+pub const RULES_TARGET: f64 = 2_000_000.0;
+
+fn render_rules(s: &mut String, results: &[CriterionResult]) {
+    let _ = writeln!(
+        s,
+        "\n#### Rule engine: `monitor/benches/rules.rs` (criterion, the shipped pack, one thread)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| benchmark | time per iteration | events/s | target | result |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---|---|");
+    for c in results {
+        let (target, result) = match (c.name.as_str(), c.per_second()) {
+            ("rules/mix", Some(rate)) => (
+                format!("≥ {} events/s/core", thousands(RULES_TARGET as u64)),
+                if rate >= RULES_TARGET {
+                    "pass"
+                } else {
+                    "**MISS**"
+                },
+            ),
+            _ => ("–".to_string(), "–"),
         };
         let _ = writeln!(
             s,
@@ -701,6 +739,9 @@ pub fn render(r: &Results) -> String {
     if !r.storage.is_empty() {
         render_storage(&mut s, &r.storage);
     }
+    if !r.rules.is_empty() {
+        render_rules(&mut s, &r.rules);
+    }
     if let Some(t) = &r.tui {
         render_tui(&mut s, t);
     }
@@ -764,6 +805,36 @@ pipeline/a_rather_long_benchmark_name
         assert_eq!(r[0].per_second(), Some(28.475e6));
         assert_eq!(r[1].name, "pipeline/a_rather_long_benchmark_name");
         assert_eq!(r[1].throughput, "756.20 Kelem/s");
+    }
+
+    #[test]
+    fn rule_engine_target_applies_to_the_mix_only() {
+        let text = "\
+rules: 44 rules, 45 of 1000 events matched at least one
+rules/mix               time:   [170.96 µs 171.60 µs 172.33 µs]
+                        thrpt:  [5.8028 Melem/s 5.8276 Melem/s 5.8493 Melem/s]
+rules/process_exec      time:   [703.76 µs 706.79 µs 710.01 µs]
+                        thrpt:  [1.4084 Melem/s 1.4149 Melem/s 1.4209 Melem/s]
+rules/load_pack         time:   [5.7900 ms 5.8906 ms 6.0448 ms]
+";
+        let r = parse_criterion(text);
+        assert_eq!(r.len(), 3, "{r:?}");
+        let mut doc = String::new();
+        render_rules(&mut doc, &r);
+        assert!(
+            doc.contains(
+                "| rules/mix | 171.60 µs | 5,827,600 | ≥ 2,000,000 events/s/core | pass |"
+            ),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| rules/process_exec | 706.79 µs | 1,414,900 | – | – |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| rules/load_pack | 5.8906 ms | – | – | – |"),
+            "{doc}"
+        );
     }
 
     #[test]
