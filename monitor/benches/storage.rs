@@ -137,6 +137,7 @@ fn make_event(rng: &mut Rng, i: u64, start: DateTime<Utc>, step_ns: i64) -> Even
             severity: Severity::Suspicious,
             risk_score: 0.6 + (rng.below(40) as f64) / 100.0,
             detection_method: "rule_based".to_string(),
+            confidence: 1.0,
             recommendation: "Check the connection.".to_string(),
             rules: vec!["shell_network_connection".to_string()],
         };

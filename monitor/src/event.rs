@@ -171,8 +171,26 @@ pub struct Analysis {
     pub severity: Severity,
     pub risk_score: f64,
     pub detection_method: String,
+    /// How sure the method is of its verdict: 1.0 for rules, [`HEURISTIC_CONFIDENCE`] for the
+    /// seed heuristic alone, 0.0 when nothing matched. Derived from `detection_method`
+    /// ([`Analysis::confidence_of`]), so stored and replayed events get it back.
+    ///
+    /// [`HEURISTIC_CONFIDENCE`]: crate::rules::HEURISTIC_CONFIDENCE
+    #[serde(default)]
+    pub confidence: f64,
     pub recommendation: String,
     pub rules: Vec<String>,
+}
+
+impl Analysis {
+    /// The confidence a detection method reports (see [`Analysis::confidence`]).
+    pub fn confidence_of(detection_method: &str) -> f64 {
+        match detection_method {
+            "rule_based" => 1.0,
+            "heuristic" => crate::rules::HEURISTIC_CONFIDENCE,
+            _ => 0.0,
+        }
+    }
 }
 
 impl Default for Analysis {
@@ -182,6 +200,7 @@ impl Default for Analysis {
             severity: Severity::Benign,
             risk_score: 0.0,
             detection_method: "none".to_string(),
+            confidence: 0.0,
             recommendation: String::new(),
             rules: Vec::new(),
         }

@@ -245,6 +245,17 @@ pub fn assert_envelope(e: &Value, kind: &str, since: SystemTime) {
         risk.is_some_and(|r| (0.0..=1.0).contains(&r)),
         "`analysis.risk_score` should be a number in [0, 1]\n  in event: {e}"
     );
+    let confidence = analysis.get("confidence").and_then(Value::as_f64);
+    let expected = match str_field(analysis, "detection_method") {
+        "rule_based" => 1.0,
+        "heuristic" => 0.8,
+        _ => 0.0,
+    };
+    assert_eq!(
+        confidence,
+        Some(expected),
+        "`analysis.confidence` follows `detection_method`\n  in event: {e}"
+    );
     let rules = analysis.get("rules").and_then(Value::as_array);
     assert!(
         rules.is_some_and(|r| r.iter().all(Value::is_string)),

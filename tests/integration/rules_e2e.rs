@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    Checkpoint, DEFAULT_TIMEOUT, Monitor, TestDir, die_with_parent, marker, monitor, path_str, run,
-    spawn, str_is, wait_child,
+    Checkpoint, DEFAULT_TIMEOUT, Instance, Monitor, TestDir, die_with_parent, marker, monitor,
+    parse_json_lines, path_str, run, spawn, str_field, str_is, wait_child,
 };
 
 /// How long a child technique may take.
@@ -555,7 +555,8 @@ fn discovery_burst_is_rated() {
 // Normal activity stays quiet
 
 /// Ordinary developer work: write and compile a C program and run it, a git repository with a
-/// commit, a Python script, a bash here-document, and reading /etc.
+/// commit, a Python script, a bash here-document, reading /etc, and a shell using a scratch file
+/// from `mktemp` (what the seed heuristic rates suspicious).
 const BENIGN_SCRIPT: &str = r#"set -eu
 cd "$WORK"
 cat > hello.c <<'EOF'
@@ -593,6 +594,10 @@ EOF
 ls -la /etc
 cat /etc/passwd
 grep -r root /etc/passwd /etc/group
+tmp=$(mktemp)
+sort /etc/passwd > "$tmp"
+wc -l < "$tmp"
+rm -f "$tmp"
 "#;
 
 /// The pid of `root` and of every process it forked, transitively (from `process_fork` events,
@@ -615,9 +620,9 @@ fn process_tree(events: &[Value], root: u32) -> BTreeSet<u64> {
     }
 }
 
-#[test]
-fn benign_workload_is_not_rated() {
-    let mon = monitor();
+/// Runs [`BENIGN_SCRIPT`] in a fresh directory outside any temp directory and returns the pid
+/// of its shell once it has exited successfully.
+fn run_benign_workload() -> u32 {
     // A project directory outside /tmp, as a developer's would be (the compiler still uses /tmp
     // for its intermediate files). A program run from a temp sub-directory scores 0.35 alone
     // (benign), but the chain `dropped_file_executed` (+0.5, suspicious together) also fires
@@ -630,9 +635,6 @@ fn benign_workload_is_not_rated() {
         .tempdir_in("/var/lib")
         .expect("create the workload directory");
     let work_path = work.path().canonicalize().expect("canonicalise it");
-    let start = mon.events().len();
-
-    let cp = mon.checkpoint();
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", BENIGN_SCRIPT])
         .env("WORK", &work_path)
@@ -667,6 +669,25 @@ fn benign_workload_is_not_rated() {
         stdout.contains("hello, secmon"),
         "the compiled program ran: {stdout}"
     );
+    sh
+}
+
+/// The events of the workload's process tree (rooted at its shell `sh`) among `events`.
+fn workload_events(events: &[Value], sh: u32) -> (BTreeSet<u64>, Vec<&Value>) {
+    let tree = process_tree(events, sh);
+    let ours = events
+        .iter()
+        .filter(|e| e["pid"].as_u64().is_some_and(|p| tree.contains(&p)))
+        .collect();
+    (tree, ours)
+}
+
+#[test]
+fn benign_workload_is_not_rated() {
+    let mon = monitor();
+    let start = mon.events().len();
+    let cp = mon.checkpoint();
+    let sh = run_benign_workload();
 
     // Everything the workload did has arrived once its shell's exit and a later sync point have.
     mon.expect(
@@ -675,13 +696,10 @@ fn benign_workload_is_not_rated() {
         &format!("the workload's sh (pid {sh})"),
         |e| e["pid"] == sh,
     );
-    mon.sync_point(&work_path);
+    let sync = TestDir::new(&marker());
+    mon.sync_point(sync.path());
     let events: Vec<Value> = mon.events().split_off(start);
-    let tree = process_tree(&events, sh);
-    let ours: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["pid"].as_u64().is_some_and(|p| tree.contains(&p)))
-        .collect();
+    let (tree, ours) = workload_events(&events, sh);
 
     // The workload was observed, not just run: each of its programs shows up.
     let execs: BTreeSet<&str> = ours
@@ -732,5 +750,100 @@ fn benign_workload_is_not_rated() {
         rated.len(),
         rated.join("\n")
     );
-    drop(work);
+}
+
+/// The seed heuristic (`enable_heuristics = true`, off in the shipped config): on the same
+/// benign workload it rates exactly as the seed's `classify_threat` — +0.3 for a path (or
+/// executable) under /tmp/, +0.4 for a shell, confidence 0.8 — and the rate at which it calls
+/// ordinary work suspicious is printed (docs/rules.md records it). Its own monitor: the shared
+/// one runs with the heuristic off.
+#[test]
+fn heuristic_rates_the_benign_workload_like_the_seed() {
+    crate::common::require_root();
+    let dir = TestDir::new(&marker());
+    let config = dir.join("heuristics.toml");
+    fs::write(
+        &config,
+        "[threat_detection]\nenable_heuristics = true\n[storage]\nenabled = false\n",
+    )
+    .expect("write the config");
+    let mut mon = Instance::start(&["--json", "--config", &path_str(&config)]);
+    mon.wait_ready();
+    let sh = run_benign_workload();
+    // SIGINT drains the ring buffer before the monitor exits: every event of the workload is in
+    // its output.
+    mon.signal(libc::SIGINT);
+    let (status, stdout, stderr) = mon.finish(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "monitor: {status}; stderr:\n{}",
+        stderr.join("\n")
+    );
+    let (events, bad) = parse_json_lines(&stdout);
+    assert!(bad.is_empty(), "non-JSON output: {bad:?}");
+    let (tree, ours) = workload_events(&events, sh);
+
+    let shells = ["sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh"];
+    let mut by_heuristic = 0;
+    let mut suspicious = Vec::new();
+    for e in &ours {
+        let a = &e["analysis"];
+        let tmp = str_is(e, "exe", |p| p.contains("/tmp/"))
+            || str_is(e, "file_path", |p| p.contains("/tmp/"));
+        let shell = shells.contains(&str_field(e, "process"));
+        let expected = if tmp { 0.3 } else { 0.0 } + if shell { 0.4 } else { 0.0 };
+        let names = rule_names(e);
+        let rule_matched = names.iter().any(|r| !r.starts_with("heuristic:"));
+        if rule_matched {
+            // A shipped rule matched too (below the threshold, as the other test asserts): its
+            // score is combined with the heuristic's, the verdict is the rule's.
+            assert_eq!(a["detection_method"], "rule_based", "{}", show(e));
+            continue;
+        }
+        let risk = a["risk_score"].as_f64().unwrap_or(-1.0);
+        assert!(
+            (risk - expected).abs() < 1e-9,
+            "the seed gives {expected} (tmp {tmp}, shell {shell}):\n{}",
+            show(e)
+        );
+        assert_eq!(names.contains(&"heuristic:tmp_path"), tmp, "{}", show(e));
+        assert_eq!(names.contains(&"heuristic:shell"), shell, "{}", show(e));
+        if expected > 0.0 {
+            by_heuristic += 1;
+            assert_eq!(a["detection_method"], "heuristic", "{}", show(e));
+            assert_eq!(a["confidence"], 0.8, "{}", show(e));
+        }
+        if severity(e) != "benign" {
+            suspicious.push(e);
+        }
+    }
+    let rate = suspicious.len() as f64 / ours.len().max(1) as f64;
+    let mut programs: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &suspicious {
+        *programs.entry(str_field(e, "process")).or_default() += 1;
+    }
+    eprintln!(
+        "rules_e2e: heuristic on the benign workload: {} events from {} processes, {by_heuristic} \
+         scored by the heuristic, {} rated suspicious ({:.1} %), by program: {programs:?}",
+        ours.len(),
+        tree.len(),
+        suspicious.len(),
+        rate * 100.0
+    );
+    // The seed's weakness, which is why it is off by default: the shell writing its mktemp
+    // scratch file (a shell touching /tmp) is called suspicious.
+    assert!(
+        suspicious.iter().any(|e| {
+            shells.contains(&str_field(e, "process"))
+                && e["event_type"] == "file_write"
+                && severity(e) == "suspicious"
+        }),
+        "the workload's shell writes its mktemp file: the seed heuristic rates that suspicious; \
+         rated events: {}",
+        suspicious
+            .iter()
+            .map(|e| show(e))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -327,6 +327,7 @@ impl Evaluator {
         if heuristic.shell {
             analysis.rules.push("heuristic:shell".to_string());
         }
+        analysis.confidence = confidence;
         Outcome { action, confidence }
     }
 }
@@ -356,6 +357,7 @@ fn set_benign(analysis: &mut Analysis) {
     analysis.severity = Severity::Benign;
     analysis.risk_score = 0.0;
     set_text(&mut analysis.detection_method, "none");
+    analysis.confidence = 0.0;
     analysis.recommendation.clear();
     analysis.rules.clear();
 }

@@ -733,6 +733,7 @@ fn scores_combine_and_set_severity() {
         assert_eq!(e.analysis.severity, *severity, "{scores:?}");
         assert_eq!(e.analysis.detection_method, "rule_based");
         assert_eq!(out.confidence, 1.0);
+        assert_eq!(e.analysis.confidence, 1.0, "reported in the event too");
         assert_eq!(out.action, Some(Action::Alert));
     }
     // The threshold comes from the config.
@@ -786,6 +787,10 @@ fn heuristics_only_when_enabled() {
         vec!["heuristic:tmp_path", "heuristic:shell"]
     );
     assert_eq!(out.confidence, HEURISTIC_CONFIDENCE);
+    assert_eq!(
+        e.analysis.confidence, 0.8,
+        "the seed's confidence, in the event's JSON"
+    );
     assert_eq!(out.action, None);
 
     // /tmp alone: 0.3, benign.

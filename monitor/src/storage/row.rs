@@ -472,6 +472,7 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
         label: row.get(19)?,
         severity: severity_from_code(row.get(20)?),
         risk_score: row.get(21)?,
+        confidence: Analysis::confidence_of(&row.get::<_, String>(22)?),
         detection_method: row.get(22)?,
         recommendation: text_or_empty(row, 23)?,
         rules: json_column(row, 24)?,

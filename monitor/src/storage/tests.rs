@@ -40,6 +40,7 @@ fn flagged(mut e: Event, label: &str, risk: f64, rules: &[&str]) -> Event {
         },
         risk_score: risk,
         detection_method: "rule_based".to_string(),
+        confidence: 1.0,
         recommendation: "Look at it.".to_string(),
         rules: rules.iter().map(ToString::to_string).collect(),
     };

@@ -79,8 +79,14 @@ fn lines<'a>(app: &App, entry: &crate::app::Entry, styles: &Styles) -> Vec<Line<
                 styles.severity(severity),
             ),
             Span::raw(format!(
-                "  ({}: {})",
+                "  ({}{}: {})",
                 clean(&analysis.detection_method),
+                // Rules are certain of what they match; the seed heuristic is not.
+                if analysis.confidence > 0.0 && analysis.confidence < 1.0 {
+                    format!(", confidence {:.2}", analysis.confidence)
+                } else {
+                    String::new()
+                },
                 clean(&analysis.label)
             )),
         ]),

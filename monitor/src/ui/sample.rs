@@ -60,6 +60,7 @@ fn flag(e: &mut Event, severity: Severity, score: f64, rule: &str, label: &str, 
         severity,
         risk_score: score,
         detection_method: "rule_based".to_string(),
+        confidence: 1.0,
         recommendation: advice.to_string(),
         rules: vec![rule.to_string()],
     };
