@@ -91,6 +91,11 @@ fn read_comm(path: &str) -> String {
         .to_string()
 }
 
+/// A path in the source tree (`rules`, `tests/fixtures/...`), as a string.
+pub fn workspace(rel: &str) -> String {
+    path_str(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel))
+}
+
 /// A path as the UTF-8 string the monitor is expected to print.
 pub fn path_str(path: &Path) -> String {
     path.to_str()

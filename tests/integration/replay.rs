@@ -10,12 +10,9 @@ use serde_json::Value;
 
 use crate::common::{
     BIN, DEFAULT_TIMEOUT, Instance, TestDir, marker, parse_json_lines, path_str, require_root, run,
+    workspace,
 };
 use crate::storage::story;
-
-fn workspace(rel: &str) -> String {
-    path_str(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel))
-}
 
 /// `secmon-tui --replay FILE --json ARGS` with the workspace's rules and config, as an
 /// unprivileged user when the tests run as root (replay must not need root).

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    Checkpoint, DEFAULT_TIMEOUT, Instance, Monitor, TestDir, die_with_parent, marker, monitor,
-    parse_json_lines, path_str, run, spawn, str_field, str_is, wait_child,
+    BIN, Checkpoint, DEFAULT_TIMEOUT, Instance, Monitor, TestDir, die_with_parent, marker, monitor,
+    parse_json_lines, path_str, run, spawn, str_field, str_is, wait_child, workspace,
 };
 
 /// How long a child technique may take.
@@ -845,5 +845,56 @@ fn heuristic_rates_the_benign_workload_like_the_seed() {
             .map(|e| show(e))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shipped pack's own tests
+
+/// `secmon-tui rules check|test|list` over the shipped `rules/`: valid, every embedded test
+/// passes, and every rule is tested both ways (an event it must match and one it must not).
+#[test]
+fn shipped_pack_checks_and_passes_its_own_tests() {
+    let rules = workspace("rules");
+    let cli = |sub: &str| {
+        let out = run(
+            Command::new(BIN).args(["rules", sub, &rules]),
+            WORKLOAD_TIMEOUT,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "`rules {sub} {rules}` exits 0, got {}; stdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status
+        );
+        stdout
+    };
+
+    let check = cli("check");
+    let listed = cli("list");
+    let rule_count = listed.lines().count().saturating_sub(2);
+    assert!(
+        check.starts_with(&format!("ok: {rule_count} rules in ")),
+        "`rules check` counts the rules `rules list` shows ({rule_count}):\n{check}\n{listed}"
+    );
+    assert!(
+        rule_count >= 40,
+        "the pack has {rule_count} rules:\n{listed}"
+    );
+
+    let tested = cli("test");
+    let summary = tested.lines().last().unwrap_or_default();
+    let passed: usize = summary
+        .strip_suffix(" passed, 0 failed")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("`rules test` ends with `N passed, 0 failed`:\n{tested}"));
+    assert!(
+        passed >= 2 * rule_count,
+        "{passed} tests for {rule_count} rules: each needs a matching and a non-matching one"
+    );
+    assert!(
+        !tested.contains("note:"),
+        "every shipped rule is tested both ways:\n{tested}"
     );
 }

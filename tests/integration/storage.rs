@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::common::{
     BIN, DEFAULT_TIMEOUT, Instance, TestDir, die_with_parent, marker, parse_json_lines, path_str,
-    require_root, run,
+    require_root, run, workspace,
 };
 
 /// The environment variable that turns [`crash_writer_child`] into the writer process.
@@ -27,10 +27,6 @@ const CHILD_ENV: &str = "SECMON_TEST_CRASH_WRITER_DB";
 /// The shipped recording of the attack story.
 pub fn story() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/recordings/attack-story.jsonl")
-}
-
-fn workspace(rel: &str) -> String {
-    path_str(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel))
 }
 
 fn sequence_event(seq: u32) -> Event {

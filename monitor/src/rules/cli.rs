@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::testing::{run_tests, untested};
+use super::testing::{run_tests, test_gaps};
 use super::{RuleSet, RulesError};
 use crate::cli::RulesCommand;
 use crate::sanitize::for_terminal;
@@ -129,14 +129,18 @@ fn test(set: &Arc<RuleSet>, out: &mut dyn Write) -> io::Result<bool> {
             )?;
         }
     }
-    let missing = untested(set);
-    if !missing.is_empty() {
+    let gaps = test_gaps(set);
+    if !gaps.is_empty() {
+        let listed: Vec<String> = gaps
+            .iter()
+            .map(|(rule, gap)| format!("{} ({gap})", for_terminal(rule)))
+            .collect();
         writeln!(
             out,
-            "note: {} rule{} without tests: {}",
-            missing.len(),
-            if missing.len() == 1 { "" } else { "s" },
-            for_terminal(&missing.join(", "))
+            "note: {} rule{} not tested both ways (a test it must match and one it must not): {}",
+            gaps.len(),
+            if gaps.len() == 1 { "" } else { "s" },
+            listed.join(", ")
         )?;
     }
     writeln!(

@@ -72,11 +72,22 @@ pub fn run_tests(set: &Arc<RuleSet>) -> Vec<TestResult> {
     results
 }
 
-/// Names of the rules that have no tests.
-pub fn untested(set: &RuleSet) -> Vec<String> {
+/// The rules whose tests do not show both sides: each rule should have at least one test it
+/// must match (`"expect": true`) and one it must not (`"expect": false`). Returns the rule's
+/// name and what it lacks, in file order.
+pub fn test_gaps(set: &RuleSet) -> Vec<(String, &'static str)> {
     set.rules()
         .iter()
-        .filter(|r| r.tests.is_empty())
-        .map(|r| r.name().to_string())
+        .filter_map(|r| {
+            let matching = r.tests.iter().any(|t| t.expect);
+            let non_matching = r.tests.iter().any(|t| !t.expect);
+            let gap = match (matching, non_matching) {
+                (true, true) => return None,
+                (false, false) => "no tests",
+                (false, true) => "no matching test",
+                (true, false) => "no non-matching test",
+            };
+            Some((r.name().to_string(), gap))
+        })
         .collect()
 }

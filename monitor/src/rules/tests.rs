@@ -1235,7 +1235,10 @@ fn embedded_tests_run() {
         ]
     );
     assert_eq!(results[3].line, 8);
-    assert_eq!(testing::untested(&set), vec!["write".to_string()]);
+    assert_eq!(
+        testing::test_gaps(&set),
+        vec![("write".to_string(), "no tests")]
+    );
 }
 
 #[test]
