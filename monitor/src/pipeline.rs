@@ -181,6 +181,9 @@ pub async fn run_json<W: Write>(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
+    // Watching before `secmon: ready`: a rule file saved right after it is reloaded.
+    let _rules_watcher = watch_rules(&engine);
     let mut taps = Taps::open(options)?;
     let Started {
         capture,
@@ -194,9 +197,7 @@ pub async fn run_json<W: Write>(
     let reader_task = tokio::spawn(reader::run(ring, batch_tx, shutdown_rx, stats.clone()));
 
     let mut enricher = Enricher::new();
-    let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
     let mut analyzer = Analyzer::new(engine.clone(), &config.threat_detection);
-    let _rules_watcher = watch_rules(&engine);
     let mut sink = JsonLines::new(out);
     let mut summary = RunSummary::default();
     let deadline = async {

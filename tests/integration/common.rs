@@ -819,6 +819,31 @@ impl Instance {
         }
     }
 
+    /// Waits (≤ [`DEFAULT_TIMEOUT`]) for a stderr line that `pred` accepts, among the lines
+    /// printed since the last wait; returns it.
+    #[track_caller]
+    pub fn wait_for_stderr(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEFAULT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_rx.recv_timeout(left) {
+                Ok(line) => {
+                    let found = pred(&line);
+                    self.stderr.push(line.clone());
+                    if found {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "monitor pid {} printed no stderr line with {what} within {DEFAULT_TIMEOUT:?}; \
+                     stderr:\n{}",
+                    self.pid(),
+                    self.stderr.join("\n")
+                ),
+            }
+        }
+    }
+
     /// Sends a signal to the monitor.
     pub fn signal(&self, sig: libc::c_int) {
         let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");

@@ -898,3 +898,102 @@ fn shipped_pack_checks_and_passes_its_own_tests() {
         "every shipped rule is tested both ways:\n{tested}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hot reload in the running monitor
+
+/// A one-rule file: `name` matches opens of paths ending in `suffix`.
+fn probe_rule(name: &str, suffix: &str) -> String {
+    serde_json::json!([{
+        "name": name,
+        "condition": format!("file.path.endswith('{suffix}')"),
+        "event_types": ["file_open"],
+        "risk_score": 0.7,
+    }])
+    .to_string()
+}
+
+/// `--json` with its own rule directory: a change to a rule file is picked up without a
+/// restart, a broken file is reported with its position and the previous rules keep working,
+/// and SIGHUP reloads too. Each phase opens its own file; the rules its open event carries show
+/// which set evaluated it.
+#[test]
+fn rules_reload_on_change_and_sighup_keeping_the_old_set_on_errors() {
+    crate::common::require_root();
+    let dir = TestDir::new(&marker());
+    let rules_dir = dir.join("rules");
+    fs::create_dir(&rules_dir).expect("create the rules directory");
+    let rule_file = rules_dir.join("probe.json");
+    let suffix = format!("{}-probe", marker());
+    fs::write(&rule_file, probe_rule("reload_probe_v1", &suffix)).expect("write the rule");
+    let mut mon = Instance::start(&[
+        "--json",
+        "--config",
+        crate::common::SHARED_CONFIG,
+        "--rules",
+        &path_str(&rules_dir),
+    ]);
+    mon.wait_ready();
+    let open_probe = |phase: &str| {
+        let path = dir.join(format!("{phase}-{suffix}"));
+        fs::write(&path, b"x").expect("write the probe file");
+        drop(fs::File::open(&path).expect("open the probe file"));
+        path_str(&path)
+    };
+    let mut expected = vec![(open_probe("a"), vec!["reload_probe_v1"])];
+
+    // A saved change reloads (the directory is watched).
+    fs::write(&rule_file, probe_rule("reload_probe_v2", &suffix)).expect("rewrite the rule");
+    mon.wait_for_stderr("`rules reloaded: 1 rules from 1 files`", |l| {
+        l == "secmon: rules reloaded: 1 rules from 1 files"
+    });
+    expected.push((open_probe("b"), vec!["reload_probe_v2"]));
+
+    // A broken file: reported with file, line and column; v2 stays active.
+    fs::write(
+        &rule_file,
+        "[{\"name\": \"broken\", \"risk_score\": 0.5,\n  \"condition\": \"file.path ==\"}]",
+    )
+    .expect("break the rule file");
+    let failed = mon.wait_for_stderr("`rules reload failed`", |l| {
+        l.starts_with("secmon: rules reload failed: ")
+    });
+    let position = format!("{}:2:", path_str(&rule_file));
+    assert!(
+        failed.contains(&position) && failed.ends_with("keeping the previous 1 rules"),
+        "the error names {position}<column> and keeps the old rules: {failed}"
+    );
+    expected.push((open_probe("c"), vec!["reload_probe_v2"]));
+
+    // Fixed (the watcher reloads), then SIGHUP reloads once more.
+    fs::write(&rule_file, probe_rule("reload_probe_v3", &suffix)).expect("fix the rule");
+    mon.wait_for_stderr("the reload after the fix", |l| {
+        l == "secmon: rules reloaded: 1 rules from 1 files"
+    });
+    thread::sleep(Duration::from_millis(500));
+    mon.signal(libc::SIGHUP);
+    mon.wait_for_stderr("the reload SIGHUP asked for", |l| {
+        l == "secmon: rules reloaded: 1 rules from 1 files"
+    });
+    expected.push((open_probe("d"), vec!["reload_probe_v3"]));
+
+    mon.signal(libc::SIGINT);
+    let (status, stdout, stderr) = mon.finish(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "monitor: {status}; stderr:\n{}",
+        stderr.join("\n")
+    );
+    let (events, _) = parse_json_lines(&stdout);
+    for (path, rules) in expected {
+        let opens: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["event_type"] == "file_open" && e["file_path"] == path.as_str())
+            .collect();
+        assert!(!opens.is_empty(), "no file_open of {path} in the output");
+        for e in opens {
+            assert_eq!(rule_names(e), rules, "{path}: {}", show(e));
+            assert_eq!(severity(e), "suspicious", "{}", show(e));
+        }
+    }
+}
