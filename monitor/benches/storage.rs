@@ -140,6 +140,7 @@ fn make_event(rng: &mut Rng, i: u64, start: DateTime<Utc>, step_ns: i64) -> Even
             confidence: 1.0,
             recommendation: "Check the connection.".to_string(),
             rules: vec!["shell_network_connection".to_string()],
+            process_risk: 0.0,
         };
     } else if rng.below(100) < 5 {
         e.analysis.risk_score = 0.3;

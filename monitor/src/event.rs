@@ -180,6 +180,11 @@ pub struct Analysis {
     pub confidence: f64,
     pub recommendation: String,
     pub rules: Vec<String>,
+    /// The process's accumulated risk after this event: the scores of every rule it matched,
+    /// summed, capped at 1 and halving every 10 minutes without a new match (the rules'
+    /// `process.risk`). 0.0 for a process that never matched a rule.
+    #[serde(default)]
+    pub process_risk: f64,
 }
 
 impl Analysis {
@@ -203,6 +208,7 @@ impl Default for Analysis {
             confidence: 0.0,
             recommendation: String::new(),
             rules: Vec::new(),
+            process_risk: 0.0,
         }
     }
 }

@@ -250,6 +250,11 @@ pub fn assert_envelope(e: &Value, kind: &str, since: SystemTime) {
         risk.is_some_and(|r| (0.0..=1.0).contains(&r)),
         "`analysis.risk_score` should be a number in [0, 1]\n  in event: {e}"
     );
+    let process_risk = analysis.get("process_risk").and_then(Value::as_f64);
+    assert!(
+        process_risk.is_some_and(|r| (0.0..=1.0).contains(&r)),
+        "`analysis.process_risk` should be a number in [0, 1]\n  in event: {e}"
+    );
     let confidence = analysis.get("confidence").and_then(Value::as_f64);
     let expected = match str_field(analysis, "detection_method") {
         "rule_based" => 1.0,

@@ -123,6 +123,14 @@ fn expect_rated(
         severity(e),
         show(e)
     );
+    // The match is added to the process's accumulated risk, shown on the event itself.
+    assert!(
+        e["analysis"]["process_risk"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{what}: a rated event's process has accumulated risk:\n{}",
+        show(e)
+    );
     eprintln!(
         "rules_e2e: {what}: {} (risk {}) rules {:?}",
         severity(e),

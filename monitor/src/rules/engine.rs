@@ -75,6 +75,8 @@ pub struct Evaluator {
     pending: Vec<u32>,
     /// Treat every rule as enabled and count no hits (for running rule tests).
     testing: bool,
+    /// The current event's process's accumulated risk, after the event.
+    process_risk: f64,
 }
 
 impl Evaluator {
@@ -91,6 +93,7 @@ impl Evaluator {
             matched: Vec::new(),
             pending: Vec::new(),
             testing: false,
+            process_risk: 0.0,
         }
     }
 
@@ -109,6 +112,7 @@ impl Evaluator {
             matched: Vec::new(),
             pending: Vec::new(),
             testing: true,
+            process_risk: 0.0,
         }
     }
 
@@ -167,6 +171,7 @@ impl Evaluator {
             self.run_rules(event);
         } else {
             self.matched.clear();
+            self.process_risk = 0.0;
         }
         let heuristic = if self.options.enable_heuristics {
             heuristic(event)
@@ -195,6 +200,7 @@ impl Evaluator {
             matched,
             pending,
             testing,
+            process_risk,
             ..
         } = self;
         let set = &**set;
@@ -274,6 +280,7 @@ impl Evaluator {
                     .then(a.cmp(&b))
             });
         }
+        *process_risk = (procs.risk(event.pid, now_ns) * 1e6).round() / 1e6;
         if event.event_type == EventType::ProcessExit {
             procs.forget(event.pid);
         }
@@ -281,6 +288,7 @@ impl Evaluator {
 
     fn fill(&self, event: &mut Event, heuristic: Heuristic) -> Outcome {
         let analysis = &mut event.analysis;
+        analysis.process_risk = self.process_risk;
         if self.matched.is_empty() && heuristic.score == 0.0 {
             set_benign(analysis);
             return Outcome::default();

@@ -839,6 +839,30 @@ fn process_risk_accumulates() {
 }
 
 #[test]
+fn process_risk_is_reported_in_the_analysis() {
+    let set = compile(
+        r#"[{"name": "touch_secret", "condition": "file.path == '/etc/shadow'", "risk_score": 0.4}]"#,
+    );
+    let (_, mut ev) = evaluator(set);
+    let mut e = file_event(EventType::FileOpen, "/etc/shadow");
+    ev.analyze(&mut e);
+    assert_eq!(e.analysis.process_risk, 0.4);
+    ev.analyze(&mut e);
+    assert_eq!(e.analysis.process_risk, 0.8);
+    // A later event of the same process that matches nothing still shows what it has done.
+    let mut quiet = file_event(EventType::FileOpen, "/etc/hosts");
+    ev.analyze(&mut quiet);
+    assert_eq!(quiet.analysis.severity, Severity::Benign);
+    assert_eq!(quiet.analysis.process_risk, 0.8);
+    // Its exit too (the last word on it), then it is forgotten.
+    let mut exit = event(EventType::ProcessExit);
+    ev.analyze(&mut exit);
+    assert_eq!(exit.analysis.process_risk, 0.8);
+    ev.analyze(&mut quiet);
+    assert_eq!(quiet.analysis.process_risk, 0.0);
+}
+
+#[test]
 fn parent_path_from_exec_events() {
     let set = compile(&rule_json(
         "parent.path == '/usr/sbin/nginx' && process.name == 'sh'",

@@ -107,6 +107,9 @@ struct ExtraRef<'a> {
     blocked: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     truncated: bool,
+    /// `analysis.process_risk` (no column of its own: it is rarely non-zero).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process_risk: Option<f64>,
 }
 
 impl<'a> ExtraRef<'a> {
@@ -135,6 +138,7 @@ impl<'a> ExtraRef<'a> {
             module_params: e.module_params.as_deref(),
             blocked: e.blocked,
             truncated: e.truncated,
+            process_risk: Some(e.analysis.process_risk).filter(|&r| r > 0.0),
         }
     }
 
@@ -162,6 +166,7 @@ impl<'a> ExtraRef<'a> {
             && self.module_params.is_none()
             && !self.blocked
             && !self.truncated
+            && self.process_risk.is_none()
     }
 }
 
@@ -192,6 +197,7 @@ struct Extra {
     module_params: Option<String>,
     blocked: bool,
     truncated: bool,
+    process_risk: f64,
 }
 
 impl Extra {
@@ -219,6 +225,7 @@ impl Extra {
         e.module_params = self.module_params;
         e.blocked = self.blocked;
         e.truncated = self.truncated;
+        e.analysis.process_risk = self.process_risk;
     }
 }
 
@@ -466,8 +473,6 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
     e.source_ip = row.get(16)?;
     e.target_ip = row.get(17)?;
     e.target_port = row.get(18)?;
-    let extra: Extra = json_column(row, 25)?;
-    extra.apply(&mut e);
     e.analysis = Analysis {
         label: row.get(19)?,
         severity: severity_from_code(row.get(20)?),
@@ -476,7 +481,11 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
         detection_method: row.get(22)?,
         recommendation: text_or_empty(row, 23)?,
         rules: json_column(row, 24)?,
+        process_risk: 0.0,
     };
+    // After the analysis: it carries `process_risk`.
+    let extra: Extra = json_column(row, 25)?;
+    extra.apply(&mut e);
     // Lenient: a response written by another secmon version that does not parse is left out
     // rather than hiding the event.
     e.response = row

@@ -43,6 +43,8 @@ fn flagged(mut e: Event, label: &str, risk: f64, rules: &[&str]) -> Event {
         confidence: 1.0,
         recommendation: "Look at it.".to_string(),
         rules: rules.iter().map(ToString::to_string).collect(),
+        // Round-trips through the `extra` column.
+        process_risk: (risk + 0.1).min(1.0),
     };
     e
 }
@@ -94,7 +96,7 @@ fn every_kind() -> Vec<Event> {
     let mut ptrace = event(EventType::Ptrace, t(), 101, "gdb");
     ptrace.ptrace_request = Some("PTRACE_ATTACH".into());
     ptrace.target_pid = Some(100);
-    out.push(ptrace);
+    out.push(flagged(ptrace, "Ptrace Attach", 0.7, &["ptrace_attach"]));
     let mut open = event(EventType::FileWrite, t(), 102, "sh");
     open.file_path = Some("/tmp/\u{1b}[31mred\nname".into());
     open.flags = Some("O_WRONLY|O_CREAT".into());

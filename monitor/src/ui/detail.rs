@@ -103,6 +103,16 @@ fn lines<'a>(app: &App, entry: &crate::app::Entry, styles: &Styles) -> Vec<Line<
             out.push(Line::raw(format!("   • {}{score}", clean(name))));
         }
     }
+    if analysis.process_risk > 0.0 {
+        out.push(field(
+            styles,
+            "process risk",
+            format!(
+                "{:.2} (all its rule matches so far, halving every 10 min)",
+                analysis.process_risk
+            ),
+        ));
+    }
     if !analysis.recommendation.is_empty() {
         out.push(field(
             styles,

@@ -63,6 +63,7 @@ fn flag(e: &mut Event, severity: Severity, score: f64, rule: &str, label: &str, 
         confidence: 1.0,
         recommendation: advice.to_string(),
         rules: vec![rule.to_string()],
+        process_risk: score,
     };
 }
 
