@@ -86,7 +86,15 @@ pub fn read_dirs(dirs: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
         paths.sort();
         for path in paths {
             match fs::read_to_string(&path) {
-                Ok(text) => files.push(SourceFile { path, text }),
+                Ok(text) => {
+                    // Editors on Windows save UTF-8 with a byte-order mark; JSON has no use
+                    // for it and editors do not count it as a column.
+                    let text = match text.strip_prefix('\u{feff}') {
+                        Some(rest) => rest.to_string(),
+                        None => text,
+                    };
+                    files.push(SourceFile { path, text })
+                }
                 Err(e) => problems.push(Diagnostic {
                     file: path.display().to_string(),
                     position: None,

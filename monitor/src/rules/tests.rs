@@ -1440,6 +1440,22 @@ fn rule_dirs_defaults() {
 }
 
 #[test]
+fn a_byte_order_mark_is_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "bom.json",
+        "\u{feff}[{\"name\": \"b\", \"condition\": \"process.name == 'x' &&\", \"risk_score\": 0.5}]",
+    );
+    let err = RuleSet::load(&[dir.path().to_path_buf()])
+        .err()
+        .expect("the condition is incomplete")
+        .to_string();
+    // The error is the condition's, at the column an editor shows (the mark is not one).
+    assert!(err.contains("bom.json:1:52: expected"), "{err}");
+}
+
+#[test]
 fn watcher_reloads_on_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "a.json", &rule_json("true", ""));
