@@ -44,6 +44,20 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// Removes a dpkg package on drop, in case the workload that installs it failed half-way.
+struct RemovePackage(String);
+
+impl Drop for RemovePackage {
+    fn drop(&mut self) {
+        // "not installed" when the workload removed it itself: nothing to do.
+        let _ = Command::new("dpkg")
+            .args(["-r", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 fn severity(e: &Value) -> &str {
     e["analysis"]["severity"].as_str().unwrap_or("?")
 }
@@ -562,9 +576,13 @@ fn discovery_burst_is_rated() {
 // ---------------------------------------------------------------------------------------------
 // Normal activity stays quiet
 
-/// Ordinary developer work: write and compile a C program and run it, a git repository with a
-/// commit, a Python script, a bash here-document, reading /etc, and a shell using a scratch file
-/// from `mktemp` (what the seed heuristic rates suspicious).
+/// Ordinary developer and admin work: write and compile a C program and run it, a git
+/// repository with a commit, a Python script, a bash here-document, reading /etc, a shell using
+/// a scratch file from `mktemp` (what the seed heuristic rates suspicious), make, strace of
+/// one's own program, a Python venv, an SSH key for a project, vim editing a file (when
+/// installed), and a package (a program in /usr/bin, a maintainer script) installed and removed
+/// with dpkg. Compiling and running a program inside /tmp is left out here: see
+/// [`run_benign_workload`].
 const BENIGN_SCRIPT: &str = r#"set -eu
 cd "$WORK"
 cat > hello.c <<'EOF'
@@ -606,6 +624,28 @@ tmp=$(mktemp)
 sort /etc/passwd > "$tmp"
 wc -l < "$tmp"
 rm -f "$tmp"
+printf 'all: prog\nprog: prog.c\n\tcc -o prog prog.c\n' > Makefile
+printf 'int main(void) { return 0; }\n' > prog.c
+make -s
+strace -f -o /dev/null ./prog
+python3 -m venv --without-pip venv
+./venv/bin/python -c 'print("venv ok")'
+ssh-keygen -q -t ed25519 -N '' -C deploy -f "$WORK/deploy_key"
+if command -v vim >/dev/null; then
+    printf 'alpha\nbeta\n' > notes.txt
+    vim -N -u NONE -i NONE -es -c '%s/alpha/gamma/' -c 'wq' notes.txt
+    grep -q gamma notes.txt
+fi
+# A package installed and removed with dpkg: files under /usr/bin, maintainer scripts.
+mkdir -p pkg/DEBIAN pkg/usr/bin
+printf 'Package: %s\nVersion: 1.0\nArchitecture: all\nMaintainer: secmon tests <t@example.invalid>\nDescription: secmon benign workload\n' "$PKG" > pkg/DEBIAN/control
+printf '#!/bin/sh\nexit 0\n' > pkg/DEBIAN/postinst
+printf '#!/bin/sh\necho "package ok"\n' > "pkg/usr/bin/$PKG"
+chmod 755 pkg/DEBIAN/postinst "pkg/usr/bin/$PKG"
+dpkg-deb -b pkg pkg.deb > /dev/null
+dpkg -i pkg.deb > /dev/null
+"$PKG"
+dpkg -r "$PKG" > /dev/null
 "#;
 
 /// The pid of `root` and of every process it forked, transitively (from `process_fork` events,
@@ -631,6 +671,13 @@ fn process_tree(events: &[Value], root: u32) -> BTreeSet<u64> {
 /// Runs [`BENIGN_SCRIPT`] in a fresh directory outside any temp directory and returns the pid
 /// of its shell once it has exited successfully.
 fn run_benign_workload() -> u32 {
+    // Two tests run it; dpkg takes a lock, so one at a time.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let package = format!("secmon-benign-{}", marker());
+    let _remove = RemovePackage(package.clone());
     // A project directory outside /tmp, as a developer's would be (the compiler still uses /tmp
     // for its intermediate files). A program run from a temp sub-directory scores 0.35 alone
     // (benign), but the chain `dropped_file_executed` (+0.5, suspicious together) also fires
@@ -648,6 +695,7 @@ fn run_benign_workload() -> u32 {
         .env("WORK", &work_path)
         .env("HOME", &work_path)
         .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("PKG", &package)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -673,10 +721,12 @@ fn run_benign_workload() -> u32 {
         status.success(),
         "the benign workload (sh pid {sh}) failed ({status}); stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(
-        stdout.contains("hello, secmon"),
-        "the compiled program ran: {stdout}"
-    );
+    for output in ["hello, secmon", "venv ok", "package ok"] {
+        assert!(
+            stdout.contains(output),
+            "the workload printed {output:?}: {stdout}"
+        );
+    }
     sh
 }
 
@@ -725,6 +775,10 @@ fn benign_workload_is_not_rated() {
         ("ls", execs.contains("ls")),
         ("cat", execs.contains("cat")),
         ("grep", execs.contains("grep")),
+        ("make", execs.contains("make")),
+        ("strace", execs.contains("strace")),
+        ("ssh-keygen", execs.contains("ssh-keygen")),
+        ("dpkg", execs.contains("dpkg")),
     ] {
         assert!(
             found,
@@ -832,7 +886,7 @@ fn heuristic_rates_the_benign_workload_like_the_seed() {
     }
     eprintln!(
         "rules_e2e: heuristic on the benign workload: {} events from {} processes, {by_heuristic} \
-         scored by the heuristic, {} rated suspicious ({:.1} %), by program: {programs:?}",
+         scored by the heuristic, {} rated suspicious ({:.2} %), by program: {programs:?}",
         ours.len(),
         tree.len(),
         suspicious.len(),

@@ -1,4 +1,5 @@
-//! `cargo xtask lint`: rustfmt check, then clippy in the two passes aya-template recommends.
+//! `cargo xtask lint`: rustfmt check, the generated rule reference, then clippy in the two passes
+//! aya-template recommends.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -45,8 +46,16 @@ fn steps() -> Vec<(&'static str, Command)> {
         "warnings",
     ]);
 
+    // docs/rules.md's rule reference is generated from the rule files: a rule changed without
+    // regenerating it leaves the operators' documentation wrong.
+    let mut rule_docs = Command::new("python3");
+    rule_docs
+        .arg(util::repo_root().join("rules").join("gen_docs.py"))
+        .arg("--check");
+
     vec![
         ("rustfmt", fmt),
+        ("rule reference (docs/rules.md)", rule_docs),
         ("clippy (host)", host),
         ("clippy (eBPF)", ebpf),
     ]

@@ -22,6 +22,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "hyperfine",
     "stress-ng",
     "iproute2",
+    // The rule pack's benign workload (tests/integration/rules_e2e.rs) runs these.
+    "make",
+    "strace",
+    "openssh-client",
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

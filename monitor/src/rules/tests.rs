@@ -1447,10 +1447,10 @@ fn a_byte_order_mark_is_ignored() {
         "bom.json",
         "\u{feff}[{\"name\": \"b\", \"condition\": \"process.name == 'x' &&\", \"risk_score\": 0.5}]",
     );
-    let err = RuleSet::load(&[dir.path().to_path_buf()])
-        .err()
-        .expect("the condition is incomplete")
-        .to_string();
+    let Err(err) = RuleSet::load(&[dir.path().to_path_buf()]) else {
+        panic!("the condition is incomplete")
+    };
+    let err = err.to_string();
     // The error is the condition's, at the column an editor shows (the mark is not one).
     assert!(err.contains("bom.json:1:52: expected"), "{err}");
 }
