@@ -862,6 +862,23 @@ impl Instance {
         );
     }
 
+    /// Stops the monitor with SIGINT (which drains the ring buffer first, so every event of
+    /// what happened before is in the output), asserts it exited 0 and printed only JSON
+    /// lines, and returns its events.
+    #[track_caller]
+    pub fn stop_for_events(self) -> Vec<Value> {
+        self.signal(libc::SIGINT);
+        let (status, stdout, stderr) = self.finish(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "monitor: {status}; stderr:\n{}",
+            stderr.join("\n")
+        );
+        let (events, bad) = parse_json_lines(&stdout);
+        assert!(bad.is_empty(), "non-JSON output: {bad:?}");
+        events
+    }
+
     /// Waits (bounded) for the monitor to exit; returns its status, stdout and all stderr lines.
     #[track_caller]
     pub fn finish(mut self, timeout: Duration) -> (ExitStatus, Vec<u8>, Vec<String>) {

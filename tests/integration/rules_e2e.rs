@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::common::{
     BIN, Checkpoint, DEFAULT_TIMEOUT, Instance, Monitor, TestDir, die_with_parent, marker, monitor,
-    parse_json_lines, path_str, run, spawn, str_field, str_is, wait_child, workspace,
+    path_str, run, spawn, str_field, str_is, wait_child, workspace,
 };
 
 /// How long a child technique may take.
@@ -832,17 +832,7 @@ fn heuristic_rates_the_benign_workload_like_the_seed() {
     let mut mon = Instance::start(&["--json", "--config", &path_str(&config)]);
     mon.wait_ready();
     let sh = run_benign_workload();
-    // SIGINT drains the ring buffer before the monitor exits: every event of the workload is in
-    // its output.
-    mon.signal(libc::SIGINT);
-    let (status, stdout, stderr) = mon.finish(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "monitor: {status}; stderr:\n{}",
-        stderr.join("\n")
-    );
-    let (events, bad) = parse_json_lines(&stdout);
-    assert!(bad.is_empty(), "non-JSON output: {bad:?}");
+    let events = mon.stop_for_events();
     let (tree, ours) = workload_events(&events, sh);
 
     let shells = ["sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh"];
@@ -1039,14 +1029,7 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_set_on_errors() {
     });
     expected.push((open_probe("d"), vec!["reload_probe_v3"]));
 
-    mon.signal(libc::SIGINT);
-    let (status, stdout, stderr) = mon.finish(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "monitor: {status}; stderr:\n{}",
-        stderr.join("\n")
-    );
-    let (events, _) = parse_json_lines(&stdout);
+    let events = mon.stop_for_events();
     for (path, rules) in expected {
         let opens: Vec<&Value> = events
             .iter()

@@ -368,29 +368,22 @@ pub struct TuiResult {
 /// The history's insert-rate target (issue 7), events per second with every index.
 pub const INSERT_TARGET: f64 = 100_000.0;
 
-fn render_storage(s: &mut String, results: &[CriterionResult]) {
-    let _ = writeln!(
-        s,
-        "\n#### History (SQLite): `monitor/benches/storage.rs` (criterion; the database of its \
-         first run is kept in `target/bench-history/`)\n"
-    );
+/// A criterion table with a target column: `target(result)` gives the target's text and the
+/// verdict for one benchmark.
+fn render_with_targets(
+    s: &mut String,
+    heading: &str,
+    results: &[CriterionResult],
+    target: impl Fn(&CriterionResult) -> (String, &'static str),
+) {
+    let _ = writeln!(s, "\n#### {heading}\n");
     let _ = writeln!(
         s,
         "| benchmark | time per iteration | events/s | target | result |"
     );
     let _ = writeln!(s, "|---|---:|---:|---|---|");
     for c in results {
-        let (target, result) = match c.per_second() {
-            Some(rate) => (
-                format!("≥ {} events/s", thousands(INSERT_TARGET as u64)),
-                if rate >= INSERT_TARGET {
-                    "pass"
-                } else {
-                    "**MISS**"
-                },
-            ),
-            None => ("< 200 ms (over 10M events)".to_string(), "see time"),
-        };
+        let (target, result) = target(c);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {target} | {result} |",
@@ -401,40 +394,43 @@ fn render_storage(s: &mut String, results: &[CriterionResult]) {
     }
 }
 
+fn verdict(rate: f64, target: f64) -> &'static str {
+    if rate >= target { "pass" } else { "**MISS**" }
+}
+
+fn render_storage(s: &mut String, results: &[CriterionResult]) {
+    render_with_targets(
+        s,
+        "History (SQLite): `monitor/benches/storage.rs` (criterion; the database of its first \
+         run is kept in `target/bench-history/`)",
+        results,
+        |c| match c.per_second() {
+            Some(rate) => (
+                format!("≥ {} events/s", thousands(INSERT_TARGET as u64)),
+                verdict(rate, INSERT_TARGET),
+            ),
+            None => ("< 200 ms (over 10M events)".to_string(), "see time"),
+        },
+    );
+}
+
 /// The rule engine's target (issue 4): events per second on one core through the shipped pack,
 /// on the realistic mix (`rules/mix`).
 pub const RULES_TARGET: f64 = 2_000_000.0;
 
 fn render_rules(s: &mut String, results: &[CriterionResult]) {
-    let _ = writeln!(
+    render_with_targets(
         s,
-        "\n#### Rule engine: `monitor/benches/rules.rs` (criterion, the shipped pack, one thread)\n"
-    );
-    let _ = writeln!(
-        s,
-        "| benchmark | time per iteration | events/s | target | result |"
-    );
-    let _ = writeln!(s, "|---|---:|---:|---|---|");
-    for c in results {
-        let (target, result) = match (c.name.as_str(), c.per_second()) {
+        "Rule engine: `monitor/benches/rules.rs` (criterion, the shipped pack, one thread)",
+        results,
+        |c| match (c.name.as_str(), c.per_second()) {
             ("rules/mix", Some(rate)) => (
                 format!("≥ {} events/s/core", thousands(RULES_TARGET as u64)),
-                if rate >= RULES_TARGET {
-                    "pass"
-                } else {
-                    "**MISS**"
-                },
+                verdict(rate, RULES_TARGET),
             ),
             _ => ("–".to_string(), "–"),
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {target} | {result} |",
-            c.name,
-            c.time,
-            opt(c.per_second(), |v| thousands(v.round() as u64)),
-        );
-    }
+        },
+    );
 }
 
 /// Key-to-screen latency target of the terminal UI, in milliseconds.
