@@ -416,3 +416,41 @@ fn path_grown_through_a_symlink_loop_is_bounded() {
     );
     assert_field(&e, "truncated", true);
 }
+
+/// The same growth through `chdir`: a program run by a relative name from such a directory has
+/// an `exe` secmon resolves against the grown cwd, cut and flagged like any other path.
+#[test]
+fn exec_by_relative_name_from_a_grown_cwd_is_bounded_and_flagged() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    symlink(".", dir.join("x")).expect("create the x -> . symlink");
+    crate::common::copy_executable("/bin/true", &dir.join("prog"));
+    let cp = mon.checkpoint();
+    // A child does the 2,500 chdir("x") (the cwd is process-wide) and then execs ./prog.
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import os\nfor _ in range(2500): os.chdir('x')\nos.execv('./prog', ['prog'])",
+    ])
+    .current_dir(dir.path());
+    let mut child = spawn(&mut cmd);
+    let pid = child.id();
+    let status = wait_child(&mut child, DEFAULT_TIMEOUT);
+    assert!(status.success(), "the child failed: {status}");
+    let dir_s = path_str(dir.path());
+    let e = mon.expect(&cp, "process_exec", "./prog after 2,500 chdir hops", |e| {
+        e["pid"] == pid && e["process"] == "prog"
+    });
+    let exe = e["exe"].as_str().unwrap_or_default();
+    let tail = &exe[exe.len().saturating_sub(40)..];
+    assert!(
+        exe.len() <= 4096,
+        "exe of {} bytes, ending {tail}",
+        exe.len()
+    );
+    assert!(
+        exe.starts_with(&format!("{dir_s}/x/x/")),
+        "exe ending {tail}"
+    );
+    assert_field(&e, "truncated", true);
+}

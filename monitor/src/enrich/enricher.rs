@@ -177,6 +177,7 @@ impl Enricher {
                 event.module_params = Some(lossy(&e.data.params));
                 if e.data.fd >= 0 {
                     event.file_path = self.fd_path(e.header.pid, e.data.fd);
+                    event.truncated |= event.file_path.as_deref().is_some_and(paths::is_cut);
                 }
                 event
             }
@@ -254,7 +255,8 @@ impl Enricher {
         self.add_process_context(&mut event);
         event.argv = Some(argv);
         event.blocked = e.data.killed != 0;
-        if e.data.argv.more & 1 != 0 {
+        // argv cut in the kernel, or a relative name resolved against a cwd secmon had to cut.
+        if e.data.argv.more & 1 != 0 || paths::is_cut(&event.exe) {
             event.truncated = true;
         }
         event
