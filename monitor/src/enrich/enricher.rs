@@ -16,7 +16,8 @@ use monitor_common::{
 use rustc_hash::FxHashMap;
 
 use super::{
-    ProcessTable, UserNames, paths,
+    ProcessTable, UserNames,
+    paths::{self, KnownPath},
     sockets::{Protocol, endpoints},
 };
 use crate::{
@@ -79,7 +80,7 @@ pub struct Enricher {
     records_since_evict: u32,
     /// What each fd seen opened names, by (pid, fd). fd numbers are reused, so a process's
     /// entries stay few; they are dropped when it exits.
-    open_fds: FxHashMap<(u32, i32), String>,
+    open_fds: FxHashMap<(u32, i32), KnownPath>,
 }
 
 impl Enricher {
@@ -145,9 +146,9 @@ impl Enricher {
                 let pid = e.header.pid;
                 let new_cwd = if e.data.fd == AT_FDCWD {
                     let path = lossy(&e.data.path);
-                    paths::resolve(&self.cwd_of(pid), &path)
+                    self.cwd_of(pid).join(&path)
                 } else {
-                    self.read_link(pid, "cwd")?
+                    KnownPath::exact(self.read_link(pid, "cwd")?)
                 };
                 self.procs.on_chdir(pid, new_cwd);
                 return None;
@@ -175,9 +176,12 @@ impl Enricher {
                 self.add_process_context(&mut event);
                 event.syscall = Some(op_name(e.data.op).to_string());
                 event.module_params = Some(lossy(&e.data.params));
-                if e.data.fd >= 0 {
-                    event.file_path = self.fd_path(e.header.pid, e.data.fd);
-                    event.truncated |= event.file_path.as_deref().is_some_and(paths::is_cut);
+                if let Some(known) = (e.data.fd >= 0)
+                    .then(|| self.fd_path(e.header.pid, e.data.fd))
+                    .flatten()
+                {
+                    event.truncated |= known.cut;
+                    event.file_path = Some(known.path);
                 }
                 event
             }
@@ -232,12 +236,13 @@ impl Enricher {
         let pid = e.header.pid;
         let filename = lossy(&e.data.filename);
         let exe = if filename.starts_with('/') {
-            paths::normalize(&filename)
+            KnownPath::exact(paths::normalize(&filename))
         } else {
             // Make sure the process (and so its cwd) is known before resolving against it.
             let _ = self.procs.get_or_load(pid, &self.proc_root);
-            paths::resolve(&self.cwd_of(pid), &filename)
+            self.cwd_of(pid).join(&filename)
         };
+        let exe_cut = exe.cut;
         let argc = (e.data.argv.argc as usize).min(e.data.argv.args.len());
         let mut argv: Vec<String> = e.data.argv.args[..argc].iter().map(|a| lossy(a)).collect();
         if argv.is_empty() {
@@ -246,7 +251,7 @@ impl Enricher {
         self.procs.on_exec(
             pid,
             lossy(&e.header.comm),
-            exe,
+            exe.path,
             argv.clone(),
             e.header.uid,
             e.header.timestamp_ns,
@@ -256,7 +261,7 @@ impl Enricher {
         event.argv = Some(argv);
         event.blocked = e.data.killed != 0;
         // argv cut in the kernel, or a relative name resolved against a cwd secmon had to cut.
-        if e.data.argv.more & 1 != 0 || paths::is_cut(&event.exe) {
+        if e.data.argv.more & 1 != 0 || exe_cut {
             event.truncated = true;
         }
         event
@@ -287,13 +292,14 @@ impl Enricher {
         self.add_process_context(&mut event);
         event.syscall = Some(op_name(d.op).to_string());
         event.flags = flags;
-        event.file_path = if d.op == ops::FCHMOD || d.op == ops::FTRUNCATE {
+        let known = if d.op == ops::FCHMOD || d.op == ops::FTRUNCATE {
             self.fd_path(pid, d.dirfd)
         } else {
             Some(self.resolve_at(pid, d.dirfd, &lossy(&d.path)))
         };
-        if event.file_path.as_deref().is_some_and(paths::is_cut) {
-            event.truncated = true;
+        if let Some(known) = &known {
+            event.truncated |= known.cut;
+            event.file_path = Some(known.path.clone());
         }
         // Remember what each fd names, for later *at() calls relative to a directory fd and
         // for fchmod/ftruncate (the fd may be closed and the process gone by the time /proc
@@ -302,9 +308,9 @@ impl Enricher {
             && d.ret >= 0
             && d.op != ops::FTRUNCATE
             && d.op != ops::TRUNCATE
-            && let Some(path) = &event.file_path
+            && let Some(known) = known
         {
-            self.open_fds.insert((pid, d.ret), path.clone());
+            self.open_fds.insert((pid, d.ret), known);
         }
         let creates = d.flags as i32 & libc::O_CREAT != 0;
         if event_type == EventType::FileChmod || creates {
@@ -327,18 +333,22 @@ impl Enricher {
         let old_text = lossy(&d.old_path);
         let old_path = if d.old_dirfd == SYMLINK_TARGET_DIRFD {
             // A symlink's target is relative to the directory holding the link.
-            let link_dir = Path::new(&new_path)
+            let link_dir = Path::new(&new_path.path)
                 .parent()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "/".to_string());
-            paths::resolve(&link_dir, &old_text)
+            KnownPath {
+                path: link_dir,
+                cut: new_path.cut,
+            }
+            .join(&old_text)
         } else {
             self.resolve_at(pid, d.old_dirfd, &old_text)
         };
         event.syscall = Some(op_name(d.op).to_string());
-        event.truncated |= paths::is_cut(&old_path) || paths::is_cut(&new_path);
-        event.file_path = Some(old_path);
-        event.new_path = Some(new_path);
+        event.truncated |= old_path.cut || new_path.cut;
+        event.file_path = Some(old_path.path);
+        event.new_path = Some(new_path.path);
         if d.flags != 0 {
             event.flags = Some(format!("{:#x}", d.flags));
         }
@@ -442,18 +452,21 @@ impl Enricher {
         }
     }
 
-    fn cwd_of(&self, pid: u32) -> String {
+    fn cwd_of(&self, pid: u32) -> KnownPath {
         self.procs
             .get(pid)
-            .map(|p| p.cwd.clone())
-            .filter(|cwd| !cwd.is_empty())
-            .unwrap_or_else(|| "/".to_string())
+            .filter(|p| !p.cwd.is_empty())
+            .map(|p| KnownPath {
+                path: p.cwd.clone(),
+                cut: p.cwd_cut,
+            })
+            .unwrap_or_else(|| KnownPath::exact("/".to_string()))
     }
 
     /// Resolves `path` as the kernel did for `*at(dirfd, path)`.
-    fn resolve_at(&mut self, pid: u32, dirfd: i32, path: &str) -> String {
+    fn resolve_at(&mut self, pid: u32, dirfd: i32, path: &str) -> KnownPath {
         if path.starts_with('/') {
-            return paths::normalize(path);
+            return KnownPath::exact(paths::normalize(path));
         }
         let base = if dirfd == AT_FDCWD {
             let _ = self.procs.get_or_load(pid, &self.proc_root);
@@ -461,16 +474,16 @@ impl Enricher {
         } else {
             // The fd may be closed by now: best effort, and say which fd it was otherwise.
             self.fd_path(pid, dirfd)
-                .unwrap_or_else(|| format!("/proc/{pid}/fd/{dirfd}"))
+                .unwrap_or_else(|| KnownPath::exact(format!("/proc/{pid}/fd/{dirfd}")))
         };
-        paths::resolve(&base, path)
+        base.join(path)
     }
 
-    fn fd_path(&self, pid: u32, fd: i32) -> Option<String> {
-        self.open_fds
-            .get(&(pid, fd))
-            .cloned()
-            .or_else(|| self.read_link(pid, &format!("fd/{fd}")))
+    fn fd_path(&self, pid: u32, fd: i32) -> Option<KnownPath> {
+        self.open_fds.get(&(pid, fd)).cloned().or_else(|| {
+            self.read_link(pid, &format!("fd/{fd}"))
+                .map(KnownPath::exact)
+        })
     }
 
     fn read_link(&self, pid: u32, name: &str) -> Option<String> {

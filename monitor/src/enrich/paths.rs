@@ -60,48 +60,89 @@ pub fn normalize(path: &str) -> String {
 /// symlink `x -> .`, `openat(dirfd, "x")` opens the same directory each time while the path
 /// secmon computes for the new fd gains `/x`, and the same goes for `chdir("x")` and the cwd.
 /// Unbounded, a loop of such calls makes every later event of that process larger and slower
-/// to print than the last: a way to drown the monitor. Longer results are cut here (and the
-/// event marked truncated by the caller: see [`is_cut`]).
+/// to print than the last: a way to drown the monitor. Longer results are cut in the middle
+/// (see [`KnownPath`]).
 pub const MAX_RESOLVED_LEN: usize = 4096;
 
-/// True when `path` came out of [`resolve`] cut to [`MAX_RESOLVED_LEN`].
-pub fn is_cut(path: &str) -> bool {
-    path.len() >= MAX_RESOLVED_LEN - 3 && path.ends_with("...")
+/// What stands for the components left out of a cut path: `/tmp/x/x/.../x/name`.
+const CUT_MARK: &str = "/...";
+/// The most of the last component a cut path keeps (Linux's `NAME_MAX`; more only after a lossy
+/// UTF-8 conversion).
+const NAME_MAX: usize = 255;
+
+/// A path secmon resolved, and whether it is incomplete: cut to [`MAX_RESOLVED_LEN`] here, or
+/// resolved against a directory (a cwd, a directory fd) whose own path was. The flag travels
+/// with cwd and fd paths, so a later `..` that removes the cut mark from the text still leaves
+/// the result flagged (the event's `truncated`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KnownPath {
+    pub path: String,
+    pub cut: bool,
 }
 
-/// Resolves `path` against the directory `base_dir` (a process's cwd) and normalises the result.
-///
-/// An absolute `path` ignores `base_dir`. The result is always absolute: an empty `base_dir`
-/// (cwd unknown) stands for `/`, and a relative `base_dir` (which a cwd never is) is taken as
-/// relative to `/`. An empty `path` resolves to `base_dir` itself. The result is at most
-/// [`MAX_RESOLVED_LEN`] bytes.
-pub fn resolve(base_dir: &str, path: &str) -> String {
-    if path.starts_with('/') {
-        return bounded(normalize(path));
+impl KnownPath {
+    /// A path known in full (from /proc, or absolute from the kernel).
+    pub fn exact(path: String) -> KnownPath {
+        KnownPath { path, cut: false }
     }
-    let mut joined = String::with_capacity(base_dir.len() + path.len() + 2);
-    if !base_dir.starts_with('/') {
+
+    /// `path` resolved against this directory and normalised. An absolute `path` ignores the
+    /// directory. An empty directory (cwd unknown) stands for `/`, a relative one (which a cwd
+    /// never is) is taken as relative to `/`. An empty `path` resolves to the directory itself.
+    pub fn join(&self, path: &str) -> KnownPath {
+        if path.starts_with('/') {
+            return bounded(normalize(path));
+        }
+        let mut joined = String::with_capacity(self.path.len() + path.len() + 2);
+        if !self.path.starts_with('/') {
+            joined.push('/');
+        }
+        joined.push_str(&self.path);
         joined.push('/');
+        joined.push_str(path);
+        let mut resolved = bounded(normalize(&joined));
+        resolved.cut |= self.cut;
+        resolved
     }
-    joined.push_str(base_dir);
-    joined.push('/');
-    joined.push_str(path);
-    bounded(normalize(&joined))
 }
 
-/// Cuts `path` to [`MAX_RESOLVED_LEN`] bytes at a character boundary, ending it with `...` so
-/// the cut is visible where the path is shown.
-fn bounded(mut path: String) -> String {
+/// Resolves `path` against the directory `base_dir` (see [`KnownPath::join`]); the text only.
+pub fn resolve(base_dir: &str, path: &str) -> String {
+    KnownPath::exact(base_dir.to_string()).join(path).path
+}
+
+/// Cuts `path` to at most [`MAX_RESOLVED_LEN`] bytes, keeping its start and its last component
+/// (the name rules look at: `/tmp/x/x/.../authorized_keys`) around [`CUT_MARK`].
+fn bounded(path: String) -> KnownPath {
     if path.len() <= MAX_RESOLVED_LEN {
-        return path;
+        return KnownPath::exact(path);
     }
-    let mut end = MAX_RESOLVED_LEN - 3;
-    while !path.is_char_boundary(end) {
-        end -= 1;
+    let mut tail_start = path.rfind('/').unwrap_or(0);
+    if path.len() - tail_start > NAME_MAX + 1 {
+        tail_start = path.len() - (NAME_MAX + 1);
+        while !path.is_char_boundary(tail_start) {
+            tail_start += 1;
+        }
     }
-    path.truncate(end);
-    path.push_str("...");
-    path
+    let tail = &path[tail_start..];
+    let separator = if tail.starts_with('/') { "" } else { "/" };
+    let mut head_end = MAX_RESOLVED_LEN - CUT_MARK.len() - separator.len() - tail.len();
+    while !path.is_char_boundary(head_end) {
+        head_end -= 1;
+    }
+    // The mark stands as a component of its own, and once: a path cut again (it grew some more)
+    // does not pile marks up.
+    let mut head = &path[..head_end];
+    if let Some(slash) = head.rfind('/') {
+        head = &head[..slash];
+    }
+    while let Some(shorter) = head.strip_suffix(CUT_MARK) {
+        head = shorter;
+    }
+    KnownPath {
+        path: format!("{head}{CUT_MARK}{separator}{tail}"),
+        cut: true,
+    }
 }
 
 #[cfg(test)]
@@ -109,24 +150,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolve_bounds_a_path_grown_through_a_symlink_loop() {
+    fn a_path_grown_through_a_symlink_loop_is_bounded_and_keeps_its_name() {
         // openat(fd_of(path), "x") again and again, x -> "."
-        let mut path = "/tmp".to_string();
+        let mut dir = KnownPath::exact("/tmp".to_string());
         for _ in 0..5000 {
-            path = resolve(&path, "x");
-            assert!(path.len() <= MAX_RESOLVED_LEN, "{} bytes", path.len());
+            dir = dir.join("x");
+            assert!(
+                dir.path.len() <= MAX_RESOLVED_LEN,
+                "{} bytes",
+                dir.path.len()
+            );
         }
-        assert!(is_cut(&path));
-        assert!(path.starts_with("/tmp/x/x/") && path.ends_with("..."));
-        assert!(!is_cut(&resolve("/tmp", "x")));
+        assert!(dir.cut);
+        let tail = &dir.path[dir.path.len() - 20..];
+        assert!(
+            dir.path.starts_with("/tmp/x/x/")
+                && dir.path.contains("/x/.../x")
+                && dir.path.ends_with("/x"),
+            "{tail}"
+        );
+        assert_eq!(dir.path.matches("/...").count(), 1, "one mark");
+        let file = dir.join("authorized_keys");
+        assert!(
+            file.cut && file.path.ends_with("/x/.../authorized_keys"),
+            "{file:?}"
+        );
+        assert!(!KnownPath::exact("/tmp".into()).join("x").cut);
     }
 
     #[test]
-    fn resolve_cuts_at_a_character_boundary() {
+    fn a_path_resolved_against_a_cut_directory_stays_flagged() {
+        let deep = KnownPath::exact("/".into()).join(&"d/".repeat(3000));
+        assert!(deep.cut);
+        // `..` back past the mark: the text no longer shows the cut, the flag still does.
+        let up = deep.join(&"../".repeat(2040));
+        assert!(!up.path.contains("..."), "{}", up.path);
+        assert!(up.cut);
+        // An absolute path does not depend on the directory.
+        assert!(!deep.join("/etc/passwd").cut);
+    }
+
+    #[test]
+    fn a_cut_keeps_character_boundaries_and_a_bounded_name() {
         let deep = format!("/{}", "é".repeat(MAX_RESOLVED_LEN));
-        let cut = resolve("/", &deep);
-        assert!(cut.len() <= MAX_RESOLVED_LEN);
-        assert!(cut.ends_with("..."));
+        let cut = KnownPath::exact("/".into()).join(&deep);
+        assert!(cut.cut && cut.path.len() <= MAX_RESOLVED_LEN);
+        let long_name = format!("/tmp/{}/{}", "a/".repeat(2100), "é".repeat(300));
+        let cut = KnownPath::exact("/".into()).join(&long_name);
+        assert!(
+            cut.cut && cut.path.len() <= MAX_RESOLVED_LEN,
+            "{}",
+            cut.path.len()
+        );
+        assert!(cut.path.contains("/.../") && cut.path.ends_with('é'));
     }
 
     #[test]

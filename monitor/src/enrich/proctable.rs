@@ -27,6 +27,7 @@
 //! from `/proc` is its start time since boot (`/proc/<pid>/stat` field 22), which equals the
 //! monotonic clock unless the machine has been suspended.
 
+use crate::enrich::paths::KnownPath;
 use rustc_hash::FxHashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -57,6 +58,8 @@ pub struct ProcessInfo {
     pub uid: u32,
     /// Working directory; empty when unknown.
     pub cwd: String,
+    /// The cwd is a path secmon had to cut (see [`crate::enrich::paths::KnownPath`]).
+    pub cwd_cut: bool,
     /// When the process started (fork event time, or boot-relative time from `/proc`).
     pub start_ns: u64,
     /// Set by the exit event. The entry stays a while so that late events still find it.
@@ -197,6 +200,7 @@ impl ProcessTable {
             argv,
             uid,
             cwd: String::new(),
+            cwd_cut: false,
             start_ns: now_ns,
             exited_ns: None,
         });
@@ -214,10 +218,11 @@ impl ProcessTable {
     /// `pid` changed its working directory to `new_cwd` (absolute, resolved by the caller).
     /// Unknown pids are ignored: load them first with [`ProcessTable::get_or_load`], which reads
     /// the cwd from `/proc` anyway.
-    pub fn on_chdir(&mut self, pid: u32, new_cwd: String) {
+    pub fn on_chdir(&mut self, pid: u32, new_cwd: KnownPath) {
         let stamp = self.tick();
         if let Some(entry) = self.entries.get_mut(&pid) {
-            entry.info.cwd = new_cwd;
+            entry.info.cwd = new_cwd.path;
+            entry.info.cwd_cut = new_cwd.cut;
             entry.touched = stamp;
         }
     }
@@ -402,6 +407,7 @@ fn load_from_proc(proc_root: &Path, pid: u32, clk_tck: u64) -> Option<ProcessInf
         argv,
         uid,
         cwd: read_link_lossy(&dir.join("cwd")),
+        cwd_cut: false,
         start_ns: ticks_to_ns(stat.start_ticks, clk_tck),
         exited_ns: None,
     })
@@ -803,7 +809,7 @@ mod tests {
         );
 
         // Seeding again adds nothing and keeps what events told us.
-        table.on_chdir(200, "/tmp".to_string());
+        table.on_chdir(200, KnownPath::exact("/tmp".to_string()));
         assert_eq!(table.seed_from_proc(root), 0);
         assert_eq!(table.get(200).map(|p| p.cwd.as_str()), Some("/tmp"));
 
@@ -829,7 +835,7 @@ mod tests {
         assert_eq!(table.len(), 1);
 
         // Known pids come from the table, not /proc.
-        table.on_chdir(77, "/srv".to_string());
+        table.on_chdir(77, KnownPath::exact("/srv".to_string()));
         assert_eq!(
             table.get_or_load(77, root).map(|p| p.cwd.as_str()),
             Some("/srv")
@@ -843,7 +849,7 @@ mod tests {
     fn fork_exec_exit_lifecycle() {
         let mut table = ProcessTable::new(100);
         exec(&mut table, 10, "bash", 1);
-        table.on_chdir(10, "/home/alice".to_string());
+        table.on_chdir(10, KnownPath::exact("/home/alice".to_string()));
 
         table.on_fork(10, 11, 5);
         let child = table.get(11).cloned().unwrap_or_default();
@@ -881,7 +887,7 @@ mod tests {
 
         // Events for unknown pids are ignored or create minimal entries.
         table.on_exit(999, 1);
-        table.on_chdir(999, "/".into());
+        table.on_chdir(999, KnownPath::exact("/".to_string()));
         assert!(table.get(999).is_none());
         exec(&mut table, 500, "orphan", 3);
         assert_eq!(
@@ -916,7 +922,7 @@ mod tests {
         let mut table = ProcessTable::new(10);
         exec(&mut table, 1, "init", 0);
         exec(&mut table, 2, "old", 1);
-        table.on_chdir(2, "/old".into());
+        table.on_chdir(2, KnownPath::exact("/old".to_string()));
         table.on_exit(2, 10);
 
         // Reused through a fork.
@@ -938,7 +944,7 @@ mod tests {
         assert_eq!(p.start_ns, 40);
 
         // An exec stamped before the exit is a late event of the exited process.
-        table.on_chdir(2, "/kept".into());
+        table.on_chdir(2, KnownPath::exact("/kept".to_string()));
         table.on_exit(2, 50);
         exec(&mut table, 2, "late", 45);
         let p = table.get(2).cloned().unwrap_or_default();
@@ -1078,7 +1084,7 @@ mod tests {
             exec(&mut table, pid, "p", u64::from(pid));
         }
         // Touch 1 and 2; 3 becomes the least recently updated.
-        table.on_chdir(1, "/".into());
+        table.on_chdir(1, KnownPath::exact("/".to_string()));
         exec(&mut table, 2, "q", 20);
         table.on_fork(4, 9, 30); // also touches the parent, 4
         assert_eq!(table.len(), 8);
