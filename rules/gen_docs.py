@@ -48,7 +48,8 @@ def load():
         for name in sorted(filenames):
             if name.endswith(".json") and not name.startswith("."):
                 path = os.path.join(dirpath, name)
-                with open(path, encoding="utf-8") as f:
+                # utf-8-sig: the loader accepts a byte-order mark too.
+                with open(path, encoding="utf-8-sig") as f:
                     packs.append((os.path.relpath(path, ROOT), json.load(f)))
     return packs
 

@@ -376,9 +376,12 @@ fn start_shared_monitor() -> Result<Monitor, String> {
         .name("secmon-monitor".into())
         .spawn(move || {
             let mut cmd = Command::new(BIN);
+            // The source tree's rules, not an installed (and maybe older) copy of them.
             cmd.arg("--json")
                 .arg("--config")
                 .arg(SHARED_CONFIG)
+                .arg("--rules")
+                .arg(workspace("rules"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());

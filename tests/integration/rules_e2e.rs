@@ -579,9 +579,9 @@ fn discovery_burst_is_rated() {
 /// Ordinary developer and admin work: write and compile a C program and run it, a git
 /// repository with a commit, a Python script, a bash here-document, reading /etc, a shell using
 /// a scratch file from `mktemp` (what the seed heuristic rates suspicious), make, strace of
-/// one's own program, a Python venv, an SSH key for a project, vim editing a file (when
-/// installed), and a package (a program in /usr/bin, a maintainer script) installed and removed
-/// with dpkg. Compiling and running a program inside /tmp is left out here: see
+/// one's own program, a Python venv, an SSH key for a project, vim editing a file, and a
+/// package (a program in /usr/bin, a maintainer script) installed and removed with dpkg.
+/// Compiling and running a program inside /tmp is left out here: see
 /// [`run_benign_workload`].
 const BENIGN_SCRIPT: &str = r#"set -eu
 cd "$WORK"
@@ -631,11 +631,9 @@ strace -f -o /dev/null ./prog
 python3 -m venv --without-pip venv
 ./venv/bin/python -c 'print("venv ok")'
 ssh-keygen -q -t ed25519 -N '' -C deploy -f "$WORK/deploy_key"
-if command -v vim >/dev/null; then
-    printf 'alpha\nbeta\n' > notes.txt
-    vim -N -u NONE -i NONE -es -c '%s/alpha/gamma/' -c 'wq' notes.txt
-    grep -q gamma notes.txt
-fi
+printf 'alpha\nbeta\n' > notes.txt
+vim -N -u NONE -i NONE -es -c '%s/alpha/gamma/' -c 'wq' notes.txt
+grep -q gamma notes.txt
 # A package installed and removed with dpkg: files under /usr/bin, maintainer scripts.
 mkdir -p pkg/DEBIAN pkg/usr/bin
 printf 'Package: %s\nVersion: 1.0\nArchitecture: all\nMaintainer: secmon tests <t@example.invalid>\nDescription: secmon benign workload\n' "$PKG" > pkg/DEBIAN/control
@@ -779,6 +777,7 @@ fn benign_workload_is_not_rated() {
         ("strace", execs.contains("strace")),
         ("ssh-keygen", execs.contains("ssh-keygen")),
         ("dpkg", execs.contains("dpkg")),
+        ("vim", execs.contains("vim")),
     ] {
         assert!(
             found,

@@ -26,6 +26,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "make",
     "strace",
     "openssh-client",
+    "vim",
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
