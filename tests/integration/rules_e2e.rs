@@ -238,6 +238,37 @@ fn exec_from_dev_shm_is_rated() {
     exec_from_is_rated("/dev/shm", "exec_from_dev_shm");
 }
 
+/// Fileless execution: /bin/true copied into an anonymous memory file and executed from it,
+/// both ways a loader does it. The child prints its pid first, then execs in place (same pid).
+const MEMFD_SCRIPT: &str = r#"
+import os, sys
+print(os.getpid(), flush=True)
+fd = os.memfd_create("payload", 0)
+with open("/bin/true", "rb") as f:
+    os.write(fd, f.read())
+if sys.argv[1] == "proc":
+    os.execv(f"/proc/self/fd/{fd}", ["payload"])
+else:
+    os.execve(fd, ["payload"], {})
+"#;
+
+#[test]
+fn exec_from_memfd_is_rated() {
+    let mon = monitor();
+    for how in ["proc", "fexecve"] {
+        let cp = mon.checkpoint();
+        let (pid, _) = run_ok(Command::new("python3").args(["-c", MEMFD_SCRIPT, how]));
+        expect_rated(
+            mon,
+            &cp,
+            "process_exec",
+            &format!("exec of a memfd ({how}), pid {pid}"),
+            "exec_from_memfd",
+            |e| e["pid"] == pid && e["cmdline"] == "payload",
+        );
+    }
+}
+
 #[test]
 fn exec_from_tmp_root_is_rated() {
     exec_from_is_rated("/tmp", "exec_from_tmp_root");
