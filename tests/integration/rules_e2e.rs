@@ -1,5 +1,5 @@
 //! The shipped rule pack against real activity: each test performs one attack technique for real
-//! on this machine (loopback only, files the test removes) and expects the shared monitor to
+//! on this machine (loopback or a network namespace the test creates, files the test removes) and expects the shared monitor to
 //! rate the event `suspicious` or `malicious` with the right rule in `analysis.rules`; the last
 //! test runs an ordinary developer workload and expects nothing it did to be rated at all.
 //!
@@ -390,40 +390,60 @@ fn dev_tcp_reverse_shell_is_rated() {
     );
 }
 
-/// Ports of the pack's `suspicious_ports` list, in the order the test tries them.
-const C2_PORTS: [u16; 5] = [4444, 31337, 1337, 5555, 12345];
+/// A connection to a miner/C2 port, inside a network namespace of its own (`unshare -n`). The
+/// rule leaves the host's loopback out, so the listener gets a non-loopback address
+/// (10.123.45.1 on the namespace's `lo`) that exists only in there. The child prints its pid
+/// first, then listens on ADDR:4444, connects and accepts.
+const C2_SCRIPT: &str = r#"
+import os, socket, subprocess, sys
+addr = sys.argv[1]
+print(os.getpid(), flush=True)
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+if not addr.startswith("127."):
+    subprocess.run(["ip", "addr", "add", addr + "/32", "dev", "lo"], check=True)
+listener = socket.create_server((addr, 4444))
+client = socket.create_connection((addr, 4444), timeout=5)
+conn, _ = listener.accept()
+for s in (conn, client, listener):
+    s.close()
+"#;
+
+/// Runs [`C2_SCRIPT`] in a new network namespace; returns the pid that connected.
+fn connect_to_port_4444(addr: &str) -> u32 {
+    run_ok(Command::new("unshare").args(["-n", "python3", "-c", C2_SCRIPT, addr])).0
+}
 
 #[test]
 fn c2_port_connection_is_rated() {
     let mon = monitor();
-    let (listener, port) = C2_PORTS
-        .iter()
-        .find_map(|&p| TcpListener::bind(("127.0.0.1", p)).ok().map(|l| (l, p)))
-        .unwrap_or_else(|| panic!("none of the loopback ports {C2_PORTS:?} is free"));
-
     let cp = mon.checkpoint();
-    let (pid, _) = run_ok(Command::new("python3").args([
-        "-c",
-        "import os, sys, socket\n\
-         print(os.getpid(), flush=True)\n\
-         s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)\n\
-         s.close()\n",
-        &port.to_string(),
-    ]));
-    // Tidy up the connection the kernel completed for us.
-    listener
-        .set_nonblocking(true)
-        .expect("make the listener non-blocking");
-    drop(listener.accept());
-    drop(listener);
-
+    let pid = connect_to_port_4444("10.123.45.1");
     expect_rated(
         mon,
         &cp,
         "net_connect",
-        &format!("python3 (pid {pid}) connecting to 127.0.0.1:{port}"),
+        &format!("python3 (pid {pid}) connecting to 10.123.45.1:4444 in its own netns"),
         "suspicious_port_connection",
-        |e| e["pid"] == pid && e["target_port"] == port,
+        |e| e["pid"] == pid && e["target_port"] == 4444 && e["target_ip"] == "10.123.45.1",
+    );
+}
+
+/// The same port on loopback (a local test grid, a tunnel) is not rated.
+#[test]
+fn c2_port_on_loopback_is_not_rated() {
+    let mon = monitor();
+    let cp = mon.checkpoint();
+    let pid = connect_to_port_4444("127.0.0.1");
+    let e = mon.expect(
+        &cp,
+        "net_connect",
+        &format!("python3 (pid {pid}) connecting to 127.0.0.1:4444"),
+        |e| e["pid"] == pid && e["target_port"] == 4444,
+    );
+    assert!(
+        !has_rule(&e, "suspicious_port_connection"),
+        "a loopback connection is left out:\n{}",
+        show(&e)
     );
 }
 
