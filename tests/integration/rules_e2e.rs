@@ -1,7 +1,8 @@
 //! The shipped rule pack against real activity: each test performs one attack technique for real
-//! on this machine (loopback or a network namespace the test creates, files the test removes) and expects the shared monitor to
-//! rate the event `suspicious` or `malicious` with the right rule in `analysis.rules`; the last
-//! test runs an ordinary developer workload and expects nothing it did to be rated at all.
+//! on this machine (loopback or a network namespace the test creates, files the test removes)
+//! and expects the shared monitor to rate the event `suspicious` or `malicious` with the right
+//! rule in `analysis.rules`; the benign workload tests expect nothing ordinary work does to be
+//! rated at all.
 //!
 //! Chain rules (`dropped_file_executed`, `discovery_burst`) remember their marker hits on the
 //! matching process **and its parent**. Every technique that can leave a marker (writing an
