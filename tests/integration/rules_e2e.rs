@@ -611,9 +611,10 @@ fn discovery_burst_is_rated() {
     let mon = monitor();
     let cp = mon.checkpoint();
     let sh = run_quiet(Command::new("/bin/sh").args(["-c", "id; whoami; uname -a; hostname"]));
-    // The first command only leaves the marker; each later one is the burst. dash runs the last
-    // command of `-c` in the shell's own process.
-    for name in ["whoami", "uname", "hostname"] {
+    // The first two commands only leave markers (whoami after id is what an administrator does
+    // after logging in); the third and later are the burst. dash runs the last command of `-c`
+    // in the shell's own process.
+    for name in ["uname", "hostname"] {
         expect_rated(
             mon,
             &cp,
@@ -623,6 +624,14 @@ fn discovery_burst_is_rated() {
             |e| e["process"] == name && (e["ppid"] == sh || e["pid"] == sh),
         );
     }
+    let second = mon.expect(&cp, "process_exec", "`whoami` (the second command)", |e| {
+        e["process"] == "whoami" && e["ppid"] == sh
+    });
+    assert!(
+        !has_rule(&second, "discovery_burst"),
+        "two commands are not a burst:\n{}",
+        show(&second)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
