@@ -176,9 +176,8 @@ impl Enricher {
                 self.add_process_context(&mut event);
                 event.syscall = Some(op_name(e.data.op).to_string());
                 event.module_params = Some(lossy(&e.data.params));
-                if let Some(known) = (e.data.fd >= 0)
-                    .then(|| self.fd_path(e.header.pid, e.data.fd))
-                    .flatten()
+                if e.data.fd >= 0
+                    && let Some(known) = self.fd_path(e.header.pid, e.data.fd)
                 {
                     event.truncated |= known.cut;
                     event.file_path = Some(known.path);
@@ -455,11 +454,9 @@ impl Enricher {
     fn cwd_of(&self, pid: u32) -> KnownPath {
         self.procs
             .get(pid)
-            .filter(|p| !p.cwd.is_empty())
-            .map(|p| KnownPath {
-                path: p.cwd.clone(),
-                cut: p.cwd_cut,
-            })
+            .map(|p| &p.cwd)
+            .filter(|cwd| !cwd.path.is_empty())
+            .cloned()
             .unwrap_or_else(|| KnownPath::exact("/".to_string()))
     }
 

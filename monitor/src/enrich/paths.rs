@@ -54,7 +54,7 @@ pub fn normalize(path: &str) -> String {
     out
 }
 
-/// Longest path [`resolve`] returns, in bytes (Linux's `PATH_MAX`).
+/// Longest path [`KnownPath::join`] returns, in bytes (Linux's `PATH_MAX`).
 ///
 /// Resolution is lexical, so a process can make the paths it names grow without bound: with a
 /// symlink `x -> .`, `openat(dirfd, "x")` opens the same directory each time while the path
@@ -106,11 +106,6 @@ impl KnownPath {
     }
 }
 
-/// Resolves `path` against the directory `base_dir` (see [`KnownPath::join`]); the text only.
-pub fn resolve(base_dir: &str, path: &str) -> String {
-    KnownPath::exact(base_dir.to_string()).join(path).path
-}
-
 /// Cuts `path` to at most [`MAX_RESOLVED_LEN`] bytes, keeping its start and its last component
 /// (the name rules look at: `/tmp/x/x/.../authorized_keys`) around [`CUT_MARK`].
 fn bounded(path: String) -> KnownPath {
@@ -148,6 +143,11 @@ fn bounded(path: String) -> KnownPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `path` resolved against `base_dir`, the text only.
+    fn resolve(base_dir: &str, path: &str) -> String {
+        KnownPath::exact(base_dir.to_string()).join(path).path
+    }
 
     #[test]
     fn a_path_grown_through_a_symlink_loop_is_bounded_and_keeps_its_name() {

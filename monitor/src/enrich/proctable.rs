@@ -56,10 +56,8 @@ pub struct ProcessInfo {
     pub argv: Vec<String>,
     /// Real uid; [`UID_UNKNOWN`] when unknown.
     pub uid: u32,
-    /// Working directory; empty when unknown.
-    pub cwd: String,
-    /// The cwd is a path secmon had to cut (see [`crate::enrich::paths::KnownPath`]).
-    pub cwd_cut: bool,
+    /// Working directory (empty when unknown), and whether secmon had to cut it.
+    pub cwd: KnownPath,
     /// When the process started (fork event time, or boot-relative time from `/proc`).
     pub start_ns: u64,
     /// Set by the exit event. The entry stays a while so that late events still find it.
@@ -199,8 +197,7 @@ impl ProcessTable {
             exe,
             argv,
             uid,
-            cwd: String::new(),
-            cwd_cut: false,
+            cwd: KnownPath::default(),
             start_ns: now_ns,
             exited_ns: None,
         });
@@ -221,8 +218,7 @@ impl ProcessTable {
     pub fn on_chdir(&mut self, pid: u32, new_cwd: KnownPath) {
         let stamp = self.tick();
         if let Some(entry) = self.entries.get_mut(&pid) {
-            entry.info.cwd = new_cwd.path;
-            entry.info.cwd_cut = new_cwd.cut;
+            entry.info.cwd = new_cwd;
             entry.touched = stamp;
         }
     }
@@ -406,8 +402,7 @@ fn load_from_proc(proc_root: &Path, pid: u32, clk_tck: u64) -> Option<ProcessInf
         exe: read_link_lossy(&dir.join("exe")),
         argv,
         uid,
-        cwd: read_link_lossy(&dir.join("cwd")),
-        cwd_cut: false,
+        cwd: KnownPath::exact(read_link_lossy(&dir.join("cwd"))),
         start_ns: ticks_to_ns(stat.start_ticks, clk_tck),
         exited_ns: None,
     })
@@ -772,7 +767,7 @@ mod tests {
         assert_eq!(init.argv, ["/sbin/init", "splash"]);
         assert_eq!(init.cmdline(), "/sbin/init splash");
         assert_eq!(init.uid, 0);
-        assert_eq!(init.cwd, "/");
+        assert_eq!(init.cwd.path, "/");
         assert_eq!(init.start_ns, ticks_to_ns(101, table.clk_tck));
         assert_eq!(init.exited_ns, None);
 
@@ -782,11 +777,11 @@ mod tests {
         assert_eq!(shell.exe, "/usr/bin/bash (deleted)");
         assert_eq!(shell.argv, ["-bash"]);
         assert_eq!(shell.uid, 1000, "real uid, not effective");
-        assert_eq!(shell.cwd, "/home/alice/work dir");
+        assert_eq!(shell.cwd.path, "/home/alice/work dir");
 
         let kthread = table.get(2).ok_or("kthreadd missing")?;
         assert_eq!(kthread.exe, "");
-        assert_eq!(kthread.cwd, "");
+        assert_eq!(kthread.cwd.path, "");
         assert!(kthread.argv.is_empty());
 
         let bare = table.get(300).ok_or("bare missing")?;
@@ -811,7 +806,7 @@ mod tests {
         // Seeding again adds nothing and keeps what events told us.
         table.on_chdir(200, KnownPath::exact("/tmp".to_string()));
         assert_eq!(table.seed_from_proc(root), 0);
-        assert_eq!(table.get(200).map(|p| p.cwd.as_str()), Some("/tmp"));
+        assert_eq!(table.get(200).map(|p| p.cwd.path.as_str()), Some("/tmp"));
 
         assert_eq!(
             ProcessTable::new(10).seed_from_proc(&root.join("missing")),
@@ -837,7 +832,7 @@ mod tests {
         // Known pids come from the table, not /proc.
         table.on_chdir(77, KnownPath::exact("/srv".to_string()));
         assert_eq!(
-            table.get_or_load(77, root).map(|p| p.cwd.as_str()),
+            table.get_or_load(77, root).map(|p| p.cwd.path.as_str()),
             Some("/srv")
         );
         assert!(table.get_or_load(78, root).is_none());
@@ -858,7 +853,7 @@ mod tests {
         assert_eq!(child.exe, "/usr/bin/bash");
         assert_eq!(child.argv, ["bash", "--flag"]);
         assert_eq!(child.uid, 1000);
-        assert_eq!(child.cwd, "/home/alice");
+        assert_eq!(child.cwd.path, "/home/alice");
         assert_eq!(child.start_ns, 5);
         assert_eq!(child.exited_ns, None);
 
@@ -876,7 +871,7 @@ mod tests {
         assert_eq!(child.cmdline(), "curl http://x");
         assert_eq!(child.uid, 0);
         assert_eq!(child.ppid, 10, "exec keeps the parent");
-        assert_eq!(child.cwd, "/home/alice", "exec keeps the cwd");
+        assert_eq!(child.cwd.path, "/home/alice", "exec keeps the cwd");
         assert_eq!(child.start_ns, 5, "exec keeps the start time");
 
         table.on_exit(11, 9);
@@ -891,7 +886,7 @@ mod tests {
         assert!(table.get(999).is_none());
         exec(&mut table, 500, "orphan", 3);
         assert_eq!(
-            table.get(500).map(|p| (p.ppid, p.cwd.as_str())),
+            table.get(500).map(|p| (p.ppid, p.cwd.path.as_str())),
             Some((0, ""))
         );
     }
@@ -940,7 +935,7 @@ mod tests {
         assert_eq!(p.comm, "new");
         assert_eq!(p.exited_ns, None);
         assert_eq!(p.ppid, 0);
-        assert_eq!(p.cwd, "");
+        assert_eq!(p.cwd.path, "");
         assert_eq!(p.start_ns, 40);
 
         // An exec stamped before the exit is a late event of the exited process.
@@ -950,7 +945,7 @@ mod tests {
         let p = table.get(2).cloned().unwrap_or_default();
         assert_eq!(p.comm, "late");
         assert_eq!(p.exited_ns, Some(50));
-        assert_eq!(p.cwd, "/kept");
+        assert_eq!(p.cwd.path, "/kept");
     }
 
     #[test]
@@ -1147,7 +1142,7 @@ mod tests {
         let me = table.get(pid).ok_or("own pid not found in /proc")?;
         assert_eq!(me.ppid, std::os::unix::process::parent_id());
         assert_eq!(Path::new(&me.exe), expected_exe);
-        assert_eq!(Path::new(&me.cwd), expected_cwd);
+        assert_eq!(Path::new(&me.cwd.path), expected_cwd);
         assert_eq!(
             me.argv.first().map(String::as_str),
             Some(expected_argv0.as_str())

@@ -280,7 +280,7 @@ impl Evaluator {
                     .then(a.cmp(&b))
             });
         }
-        *process_risk = (procs.risk(event.pid, now_ns) * 1e6).round() / 1e6;
+        *process_risk = round_score(procs.risk(event.pid, now_ns));
         if event.event_type == EventType::ProcessExit {
             procs.forget(event.pid);
         }
@@ -302,7 +302,7 @@ impl Evaluator {
             action = action.max(Some(meta.action));
         }
         keep *= 1.0 - heuristic.score;
-        let risk = ((1.0 - keep) * 1e6).round() / 1e6;
+        let risk = round_score(1.0 - keep);
         let risk = risk.clamp(0.0, 1.0);
         analysis.risk_score = risk;
         analysis.severity = severity(risk, self.options.confidence_threshold);
@@ -350,6 +350,12 @@ pub fn severity(risk: f64, threshold: f64) -> Severity {
     } else {
         Severity::Suspicious
     }
+}
+
+/// Scores are printed to six decimals: products and decays of floats would print as
+/// 0.7999999999999999 otherwise.
+fn round_score(score: f64) -> f64 {
+    (score * 1e6).round() / 1e6
 }
 
 fn set_text(target: &mut String, text: &str) {
