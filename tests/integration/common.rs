@@ -800,38 +800,26 @@ impl Instance {
     /// Waits (≤ [`READY_TIMEOUT`]) for `secmon: ready` on stderr.
     #[track_caller]
     pub fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr_rx.recv_timeout(left) {
-                Ok(line) => {
-                    let ready = line == READY_LINE;
-                    self.stderr.push(line);
-                    if ready {
-                        return;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                    "monitor pid {} printed no `{READY_LINE}` within {READY_TIMEOUT:?}; stderr:\n{}",
-                    self.pid(),
-                    self.stderr.join("\n")
-                ),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().expect("wait for the monitor");
-                    panic!(
-                        "monitor exited ({status}) before printing `{READY_LINE}`; stderr:\n{}",
-                        self.stderr.join("\n")
-                    );
-                }
-            }
-        }
+        self.wait_for_line(&format!("`{READY_LINE}`"), READY_TIMEOUT, |l| {
+            l == READY_LINE
+        });
     }
 
     /// Waits (≤ [`DEFAULT_TIMEOUT`]) for a stderr line that `pred` accepts, among the lines
     /// printed since the last wait; returns it.
     #[track_caller]
     pub fn wait_for_stderr(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEFAULT_TIMEOUT;
+        self.wait_for_line(what, DEFAULT_TIMEOUT, pred)
+    }
+
+    #[track_caller]
+    fn wait_for_line(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.stderr_rx.recv_timeout(left) {
@@ -842,12 +830,19 @@ impl Instance {
                         return line;
                     }
                 }
-                Err(_) => panic!(
-                    "monitor pid {} printed no stderr line with {what} within {DEFAULT_TIMEOUT:?}; \
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "monitor pid {} printed no stderr line with {what} within {timeout:?}; \
                      stderr:\n{}",
                     self.pid(),
                     self.stderr.join("\n")
                 ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().expect("wait for the monitor");
+                    panic!(
+                        "monitor exited ({status}) before printing a line with {what}; stderr:\n{}",
+                        self.stderr.join("\n")
+                    );
+                }
             }
         }
     }

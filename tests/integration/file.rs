@@ -399,22 +399,26 @@ fn path_grown_through_a_symlink_loop_is_bounded() {
         "the create through 2,500 symlink hops",
         |e| e["pid"] == test_pid() && str_is(e, "file_path", |p| p.starts_with(&dir_s)),
     );
-    let path = e["file_path"].as_str().unwrap_or_default();
+    assert_cut_keeping_name(&e, "file_path", &format!("{dir_s}/x/x/x/"), "/deep-marker");
+}
+
+/// `field` of `e` is a path secmon cut: at most 4096 bytes, starting with `start`, the cut
+/// marked (`/x/.../`), the last component `name` kept, and the event flagged `truncated`.
+#[track_caller]
+fn assert_cut_keeping_name(e: &serde_json::Value, field: &str, start: &str, name: &str) {
+    let path = e[field].as_str().unwrap_or_default();
     let tail = &path[path.len().saturating_sub(40)..];
     assert!(
         path.len() <= 4096,
-        "path of {} bytes, ending {tail}",
+        "{field} of {} bytes, ending {tail}",
         path.len()
     );
+    assert!(path.starts_with(start), "{field} ending {tail}");
     assert!(
-        path.starts_with(&format!("{dir_s}/x/x/x/")),
-        "path ending {tail}"
+        path.contains("/x/.../") && path.ends_with(name),
+        "a cut {field} says so and keeps its last name; it ends {tail}"
     );
-    assert!(
-        path.contains("/x/.../") && path.ends_with("/deep-marker"),
-        "a cut path says so and keeps the file's name; it ends {tail}"
-    );
-    assert_field(&e, "truncated", true);
+    assert_field(e, "truncated", true);
 }
 
 /// The same growth through `chdir`: a program run by a relative name from such a directory has
@@ -441,20 +445,5 @@ fn exec_by_relative_name_from_a_grown_cwd_is_bounded_and_flagged() {
     let e = mon.expect(&cp, "process_exec", "./prog after 2,500 chdir hops", |e| {
         e["pid"] == pid && e["process"] == "prog"
     });
-    let exe = e["exe"].as_str().unwrap_or_default();
-    let tail = &exe[exe.len().saturating_sub(40)..];
-    assert!(
-        exe.len() <= 4096,
-        "exe of {} bytes, ending {tail}",
-        exe.len()
-    );
-    assert!(
-        exe.starts_with(&format!("{dir_s}/x/x/")),
-        "exe ending {tail}"
-    );
-    assert!(
-        exe.contains("/x/.../") && exe.ends_with("/prog"),
-        "a cut path says so and keeps the program's name; it ends {tail}"
-    );
-    assert_field(&e, "truncated", true);
+    assert_cut_keeping_name(&e, "exe", &format!("{dir_s}/x/x/"), "/prog");
 }
