@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -306,10 +306,11 @@ fn parse_event(line: &[u8]) -> Option<Value> {
 // ---------------------------------------------------------------------------------------------
 // The shared monitor
 
-/// The monitor started once for the whole test binary (`secmon-tui --json`).
+/// A running monitor's output as it arrives (`secmon-tui --json`): the one started for the
+/// whole test binary ([`monitor`]), or a test's own ([`Instance`], which derefs to this).
 pub struct Monitor {
     pid: u32,
-    shared: &'static Shared,
+    shared: Arc<Shared>,
 }
 
 #[derive(Default)]
@@ -323,9 +324,11 @@ struct State {
     events: Vec<Value>,
     /// stdout lines that are not JSON objects (or not UTF-8).
     bad_lines: Vec<String>,
+    /// stdout as written, kept only for an [`Instance`] (tests check its exact bytes).
+    raw_stdout: Option<Vec<u8>>,
     stderr: Vec<String>,
     ready_lines: usize,
-    /// Set when the monitor process has exited: how.
+    /// Set when the monitor process has exited (how), or its stdout has closed.
     exited: Option<String>,
 }
 
@@ -368,7 +371,8 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
 }
 
 fn start_shared_monitor() -> Result<Monitor, String> {
-    let shared: &'static Shared = Box::leak(Box::default());
+    let shared: Arc<Shared> = Arc::default();
+    let thread_shared = shared.clone();
     let (tx, rx) = mpsc::channel();
     // PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so the monitor is
     // spawned from a thread that lives as long as the monitor: it dies with the test binary.
@@ -397,18 +401,13 @@ fn start_shared_monitor() -> Result<Monitor, String> {
             let stdout = child.stdout.take().expect("the monitor's stdout is piped");
             let stderr = child.stderr.take().expect("the monitor's stderr is piped");
             let _ = tx.send(Ok(child.id()));
-            let out = thread::Builder::new()
-                .name("secmon-stdout".into())
-                .spawn(move || read_stdout(shared, stdout))
-                .expect("spawn the monitor's stdout reader");
-            let err = thread::Builder::new()
-                .name("secmon-stderr".into())
-                .spawn(move || read_stderr(shared, stderr))
-                .expect("spawn the monitor's stderr reader");
+            let shared = thread_shared;
+            let readers = spawn_readers(&shared, stdout, stderr);
             let status = child.wait();
             // Readers end at EOF; a panic in one would only lose output, which the tests notice.
-            let _ = out.join();
-            let _ = err.join();
+            for reader in readers {
+                let _ = reader.join();
+            }
             let how = match status {
                 Ok(status) => status.to_string(),
                 Err(e) => format!("wait failed: {e}"),
@@ -468,6 +467,26 @@ fn describe_output(st: &State) -> String {
     s
 }
 
+/// Threads that read a monitor's stdout and stderr into `shared` until end-of-file.
+fn spawn_readers(
+    shared: &Arc<Shared>,
+    stdout: impl Read + Send + 'static,
+    stderr: impl Read + Send + 'static,
+) -> [JoinHandle<()>; 2] {
+    let for_stdout = shared.clone();
+    let for_stderr = shared.clone();
+    [
+        thread::Builder::new()
+            .name("secmon-stdout".into())
+            .spawn(move || read_stdout(&for_stdout, stdout))
+            .expect("spawn the monitor's stdout reader"),
+        thread::Builder::new()
+            .name("secmon-stderr".into())
+            .spawn(move || read_stderr(&for_stderr, stderr))
+            .expect("spawn the monitor's stderr reader"),
+    ]
+}
+
 fn read_stdout(shared: &Shared, stdout: impl Read) {
     let mut reader = BufReader::new(stdout);
     let mut buf = Vec::new();
@@ -480,6 +499,9 @@ fn read_stdout(shared: &Shared, stdout: impl Read) {
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let parsed = parse_event(line);
         let mut st = shared.lock();
+        if let Some(raw) = &mut st.raw_stdout {
+            raw.extend_from_slice(&buf);
+        }
         match parsed {
             Some(v) => st.events.push(v),
             None => st
@@ -489,6 +511,12 @@ fn read_stdout(shared: &Shared, stdout: impl Read) {
         drop(st);
         shared.changed.notify_all();
     }
+    // Waits for events end here (an Instance's exit status is its owner's to collect).
+    shared
+        .lock()
+        .exited
+        .get_or_insert_with(|| "its stdout closed".to_string());
+    shared.changed.notify_all();
 }
 
 fn read_stderr(shared: &Shared, stderr: impl Read) {
@@ -737,12 +765,30 @@ impl Monitor {
 // A separately started monitor (safety and CLI tests)
 
 /// A monitor started by one test, with its own arguments. Killed if the test panics.
+///
+/// It has a directory of its own ([`Instance::home`]): unless the test passes `--config`,
+/// its config there puts the history database and the control socket in it, and `--rules`
+/// defaults to the source tree's rules, so no test monitor reads or writes the machine's
+/// own (/etc/secmon, /var/lib/secmon, /run/secmon). [`Instance::finish`] checks that.
+/// Its output is read as it arrives: it derefs to [`Monitor`] for checkpoints, waits for
+/// events and sync points.
 pub struct Instance {
     child: Child,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr_rx: mpsc::Receiver<String>,
-    stderr: Vec<String>,
+    output: Monitor,
+    readers: Vec<JoinHandle<()>>,
+    /// stderr lines already looked at by [`Instance::wait_for_stderr`].
+    stderr_seen: usize,
+    home: TestDir,
 }
+
+/// Paths of the machine's own secmon state: a test monitor must never use them.
+const MACHINE_STATE: &[&str] = &[
+    "/etc/secmon",
+    "/var/lib/secmon",
+    "/run/secmon",
+    "/usr/local/share/secmon",
+    "/var/log/secmon",
+];
 
 impl Instance {
     /// Starts `secmon-tui ARGS` with piped output.
@@ -752,8 +798,10 @@ impl Instance {
 
     /// Starts `secmon-tui ARGS` with piped output and these extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Instance {
+        let home = TestDir::new(&format!("secmon-instance-{}", marker()));
+        let args = private_args(args, &home);
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
+        cmd.args(&args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -762,39 +810,30 @@ impl Instance {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{BIN} {}`: {e}", args.join(" ")));
-        let mut out = child.stdout.take().expect("stdout is piped");
-        let err = child.stderr.take().expect("stderr is piped");
-        let stdout = thread::spawn(move || {
-            let mut buf = Vec::new();
-            // A read error only truncates what the test sees; the test then fails on content.
-            let _ = out.read_to_end(&mut buf);
-            buf
-        });
-        let (tx, stderr_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(err);
-            let mut buf = Vec::new();
-            while let Ok(n) = reader.read_until(b'\n', &mut buf) {
-                if n == 0
-                    || tx
-                        .send(String::from_utf8_lossy(&buf).trim_end().to_string())
-                        .is_err()
-                {
-                    break;
-                }
-                buf.clear();
-            }
-        });
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let shared: Arc<Shared> = Arc::default();
+        shared.lock().raw_stdout = Some(Vec::new());
+        let readers = spawn_readers(&shared, stdout, stderr).into();
         Instance {
+            output: Monitor {
+                pid: child.id(),
+                shared,
+            },
             child,
-            stdout: Some(stdout),
-            stderr_rx,
-            stderr: Vec::new(),
+            readers,
+            stderr_seen: 0,
+            home,
         }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The instance's own directory (removed when it is dropped).
+    pub fn home(&self) -> &Path {
+        self.home.path()
     }
 
     /// Waits (≤ [`READY_TIMEOUT`]) for `secmon: ready` on stderr.
@@ -820,30 +859,50 @@ impl Instance {
         pred: impl Fn(&str) -> bool,
     ) -> String {
         let deadline = Instant::now() + timeout;
+        let shared = self.output.shared.clone();
+        let mut st = shared.lock();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr_rx.recv_timeout(left) {
-                Ok(line) => {
-                    let found = pred(&line);
-                    self.stderr.push(line.clone());
-                    if found {
-                        return line;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                    "monitor pid {} printed no stderr line with {what} within {timeout:?}; \
-                     stderr:\n{}",
-                    self.pid(),
-                    self.stderr.join("\n")
-                ),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().expect("wait for the monitor");
-                    panic!(
-                        "monitor exited ({status}) before printing a line with {what}; stderr:\n{}",
-                        self.stderr.join("\n")
-                    );
+            while self.stderr_seen < st.stderr.len() {
+                let line = &st.stderr[self.stderr_seen];
+                self.stderr_seen += 1;
+                if pred(line) {
+                    return line.clone();
                 }
             }
+            let now = Instant::now();
+            let failure = if st.exited.is_some() {
+                Some("exited".to_string())
+            } else if now >= deadline {
+                Some(format!("printed no such line within {timeout:?}"))
+            } else {
+                None
+            };
+            if let Some(why) = failure {
+                let stderr = st.stderr.join("\n");
+                drop(st);
+                if why == "exited" {
+                    // Its stdout closed: let stderr's last lines and the status in.
+                    let status = wait_timeout(&mut self.child, DEFAULT_TIMEOUT);
+                    let st = shared.lock();
+                    if let Some(line) = st.stderr[self.stderr_seen..].iter().find(|l| pred(l)) {
+                        return line.clone();
+                    }
+                    panic!(
+                        "monitor exited ({status:?}) before printing a line with {what}; \
+                         stderr:\n{}",
+                        st.stderr.join("\n")
+                    );
+                }
+                panic!(
+                    "monitor pid {} {why} with {what}; stderr:\n{stderr}",
+                    self.pid()
+                );
+            }
+            st = shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -866,7 +925,7 @@ impl Instance {
     #[track_caller]
     pub fn stop_for_events(self) -> Vec<Value> {
         self.signal(libc::SIGINT);
-        let (status, stdout, stderr) = self.finish(Duration::from_secs(30));
+        let (status, stdout, stderr) = self.finish(STOP_TIMEOUT);
         assert!(
             status.success(),
             "monitor: {status}; stderr:\n{}",
@@ -877,7 +936,8 @@ impl Instance {
         events
     }
 
-    /// Waits (bounded) for the monitor to exit; returns its status, stdout and all stderr lines.
+    /// Waits (bounded) for the monitor to exit; returns its status, stdout and all stderr
+    /// lines. Panics if the monitor used the machine's own secmon paths.
     #[track_caller]
     pub fn finish(mut self, timeout: Duration) -> (ExitStatus, Vec<u8>, Vec<String>) {
         let status = match wait_timeout(&mut self.child, timeout) {
@@ -888,19 +948,72 @@ impl Instance {
                 panic!(
                     "monitor pid {} did not exit within {timeout:?}; stderr:\n{}",
                     self.pid(),
-                    self.stderr.join("\n")
+                    self.output.shared.lock().stderr.join("\n")
                 );
             }
         };
-        let stdout = self
-            .stdout
-            .take()
-            .expect("finish takes stdout once")
-            .join()
-            .expect("the stdout reader does not panic");
-        self.stderr.extend(self.stderr_rx.try_iter());
-        let stderr = std::mem::take(&mut self.stderr);
+        for reader in self.readers.drain(..) {
+            // A panic in a reader only loses output, which the test then notices.
+            let _ = reader.join();
+        }
+        let mut st = self.output.shared.lock();
+        let stdout = st.raw_stdout.take().unwrap_or_default();
+        let stderr = std::mem::take(&mut st.stderr);
+        drop(st);
+        assert_private(&stderr);
         (status, stdout, stderr)
+    }
+}
+
+/// How long a stop may take in a test: the monitor's own bound (5 s, `shutdown.rs`) with
+/// room for a loaded machine.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `args` with the instance's private config and the source tree's rules where the test
+/// gave none.
+fn private_args(args: &[&str], home: &TestDir) -> Vec<String> {
+    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let given = |flag: &str| args.contains(&flag);
+    if !given("--config") {
+        let config = home.join("secmon.toml");
+        fs::write(
+            &config,
+            format!(
+                "# A test monitor's own state (tests/integration/common.rs).\n\
+                 [storage]\nenabled = true\npath = {:?}\n\n\
+                 [response]\ncontrol_socket = {:?}\n",
+                path_str(&home.join("events.db")),
+                path_str(&home.join("control.sock")),
+            ),
+        )
+        .expect("write the instance's config");
+        out.extend(["--config".to_string(), path_str(&config)]);
+    }
+    if !given("--rules") {
+        out.extend(["--rules".to_string(), workspace("rules")]);
+    }
+    out
+}
+
+/// Panics if a monitor's stderr names one of the machine's own secmon paths (its config,
+/// history, control socket, rules, logs).
+#[track_caller]
+pub fn assert_private(stderr: &[String]) {
+    for line in stderr {
+        if let Some(path) = MACHINE_STATE.iter().find(|p| line.contains(*p)) {
+            panic!(
+                "a test monitor used the machine's own {path}: {line:?}\n(give it a config \
+                 with paths in a temporary directory)"
+            );
+        }
+    }
+}
+
+impl std::ops::Deref for Instance {
+    type Target = Monitor;
+
+    fn deref(&self) -> &Monitor {
+        &self.output
     }
 }
 
@@ -968,6 +1081,14 @@ pub fn spawn(cmd: &mut Command) -> Child {
             Err(e) => panic!("spawn {cmd:?}: {e}"),
         }
     }
+}
+
+/// Runs a command to its end (bounded; retrying ETXTBSY, see [`spawn`]) and returns how it
+/// ended.
+#[track_caller]
+pub fn status_of(cmd: &mut Command) -> ExitStatus {
+    let mut child = spawn(cmd);
+    wait_child(&mut child, Duration::from_secs(30))
 }
 
 /// Polls a child until it exits or `timeout` passes (then returns None; the child keeps running).

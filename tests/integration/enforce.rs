@@ -25,16 +25,7 @@ fn marker_binary(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// Exit status of running `path` (retrying ETXTBSY right after the copy).
 fn run(path: &std::path::Path) -> std::process::ExitStatus {
-    for _ in 0..50 {
-        match Command::new(path).status() {
-            Ok(status) => return status,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("running {}: {e}", path.display()),
-        }
-    }
-    panic!("{} stayed busy", path.display());
+    crate::common::status_of(&mut Command::new(path))
 }
 
 /// Connects from a child process (the test process is the monitor, which is never blocked):

@@ -278,7 +278,7 @@ fn a_live_recording_replays_into_what_the_live_run_printed() {
         .status()
         .expect("sh");
     assert!(status.success());
-    std::thread::sleep(Duration::from_millis(500));
+    instance.sync_point(instance.home());
     instance.signal(libc::SIGINT);
     let (status, live, stderr) = instance.finish(Duration::from_secs(30));
     assert!(status.success(), "{}", stderr.join("\n"));

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::common::{
     BIN, Instance, TestDir, copy_executable, marker, parse_json_lines, path_str, require_root, run,
+    status_of,
 };
 
 /// A test's own rules, config and marker programs.
@@ -89,16 +90,7 @@ fn stop(monitor: Instance) -> (ExitStatus, Vec<Value>, Vec<String>) {
 
 /// Runs a program (retrying ETXTBSY right after a copy) and returns its exit status.
 fn exec(path: &Path) -> ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Command::new(path).status() {
-            Ok(status) => return status,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("running {}: {e}", path.display()),
-        }
-    }
+    status_of(&mut Command::new(path))
 }
 
 /// The exec events of `path` in a monitor's output.

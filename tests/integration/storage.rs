@@ -406,7 +406,7 @@ fn monitor_with_db(db: &Path, act: impl FnOnce()) -> (Vec<Value>, Vec<String>) {
     let mut instance = Instance::start(&["--json", "--db", &path_str(db)]);
     instance.wait_ready();
     act();
-    std::thread::sleep(Duration::from_millis(500));
+    instance.sync_point(instance.home());
     instance.signal(libc::SIGINT);
     let (status, stdout, stderr) = instance.finish(Duration::from_secs(30));
     assert!(status.success(), "{status}; stderr:\n{}", stderr.join("\n"));

@@ -267,14 +267,18 @@ fn terminal_ui_end_to_end() {
     fs::write(&opened, b"x").expect("create the marker file");
     drop(fs::File::open(&opened).expect("open the marker file"));
     let opened_s = opened.to_str().expect("UTF-8 path").to_string();
-    let screen = tmux.wait_for("the open in the files pane marked !", SCREEN_TIMEOUT, |s| {
-        row_in(s, "Files", "! ", &opened_s).is_some_and(|l| l.contains(" open "))
-    });
-    assert!(
-        lines_by_pane(&screen)
-            .iter()
-            .any(|(p, l)| *p == "Alerts" && l.contains("tui_test_exec")),
-        "the alerts strip lists the exec with its rule:\n{screen}"
+    // One wait for both: a capture can catch the terminal mid-frame (ratatui writes the cells
+    // that changed, top to bottom, and the strip's rows all shift when an alert arrives), so
+    // a row above can be new while the strip below is not redrawn yet.
+    tmux.wait_for(
+        "the open in the files pane marked ! and the exec in the alerts strip",
+        SCREEN_TIMEOUT,
+        |s| {
+            row_in(s, "Files", "! ", &opened_s).is_some_and(|l| l.contains(" open "))
+                && lines_by_pane(s)
+                    .iter()
+                    .any(|(p, l)| *p == "Alerts" && l.contains("tui_test_exec"))
+        },
     );
 
     // A loopback connect: network pane, suspicious. Filter by the listener's address.
@@ -720,7 +724,11 @@ fn terminal_restored_on_panic() {
         s.contains(" secmon ") && s.contains("Processes")
     });
     tmux.keys(&["x"]);
-    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+    // The exit line, then `stty -a`'s report: the shell prints them one after the other, so
+    // wait for the report too (it was once captured before stty had run).
+    let screen = tmux.wait_for("the process exit and stty's report", SCREEN_TIMEOUT, |s| {
+        shell_says_exited(s) && s.contains("icanon")
+    });
     assert!(
         screen.contains(&format!("{EXITED} 101")),
         "a panic exits 101:\n{screen}"
