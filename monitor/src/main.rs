@@ -17,8 +17,12 @@ use secmon::{
     pipeline::{self, PipelineError, RunOptions},
     record::Replay,
     rules::{self, RuleEngine},
+    shutdown::cut_short_suffix,
     tui,
 };
+
+/// How long the async runtime may take to wind down once a run has returned.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(500);
 
 /// See monitor/Cargo.toml: allocation churn per event is most of the pipeline's userspace cost.
 #[global_allocator]
@@ -94,11 +98,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
     } else {
         (runtime.block_on(tui::run(&config, &options)), "received")
     };
+    // Tasks still running (a control-socket client, a replay's feeder) are not waited for.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     match result {
         Ok(summary) => {
             eprintln!(
-                "secmon: stopped: {} events {verb}, {} kernel records, {} dropped in the kernel, {} undecodable",
-                summary.events, summary.records, summary.kernel_drops, summary.decode_errors
+                "secmon: stopped: {} events {verb}, {} kernel records, {} dropped in the kernel, {} undecodable{}",
+                summary.events,
+                summary.records,
+                summary.kernel_drops,
+                summary.decode_errors,
+                cut_short_suffix(&summary.cut_short)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -174,11 +184,13 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         let summary = runtime.block_on(tui::run_replay(&config, &options, replay, about))?;
         (summary, "shown")
     };
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     eprintln!(
-        "secmon: stopped: {} events {verb}, {} events replayed from {}",
+        "secmon: stopped: {} events {verb}, {} events replayed from {}{}",
         summary.events,
         summary.records,
-        recording.display()
+        recording.display(),
+        cut_short_suffix(&summary.cut_short)
     );
     Ok(ExitCode::SUCCESS)
 }

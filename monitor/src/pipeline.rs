@@ -28,6 +28,7 @@ use crate::{
         enforce::{SharedCapture, lock_capture},
     },
     rules::{self, RuleEngine},
+    shutdown::StopBudget,
     storage::{Retention, Store, WriterOptions},
 };
 
@@ -72,6 +73,8 @@ pub struct RunSummary {
     pub records: u64,
     pub kernel_drops: u64,
     pub decode_errors: u64,
+    /// The shutdown steps that ran out of time (see [`crate::shutdown`]).
+    pub cut_short: Vec<String>,
 }
 
 /// Starts the capture and prints the start-up report on stderr: unavailable probe groups, the
@@ -194,7 +197,14 @@ pub async fn run_json<W: Write>(
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stats = Arc::new(reader::ReaderStats::default());
-    let reader_task = tokio::spawn(reader::run(ring, batch_tx, shutdown_rx, stats.clone()));
+    let ring_bytes = lock_capture(&capture).ring_bytes();
+    let reader_task = tokio::spawn(reader::run(
+        ring,
+        ring_bytes,
+        batch_tx,
+        shutdown_rx,
+        stats.clone(),
+    ));
 
     let mut enricher = Enricher::new();
     let mut analyzer = Analyzer::new(engine.clone(), &config.threat_detection);
@@ -209,36 +219,84 @@ pub async fn run_json<W: Write>(
     tokio::pin!(deadline);
     let mut drop_check = tokio::time::interval(Duration::from_secs(1));
     let mut drops_reported = 0;
-    let mut stopping = false;
-    loop {
+    // Set when a stop is asked for: the whole shutdown must fit in its budget.
+    let mut budget: Option<StopBudget> = None;
+    // Armed when the stop begins; the reader's own limit normally ends the drain before.
+    let drain_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(drain_timer);
+    'run: loop {
+        let stopping = budget.is_some();
         tokio::select! {
-            batch = batch_rx.recv() => {
-                let Some(batch) = batch else { break };
-                let stages = Stages {
-                    enricher: &mut enricher,
-                    analyzer: &mut analyzer,
-                    responder: &mut responder,
-                };
-                match write_batch(&batch, stages, &mut sink, &mut taps) {
-                    Ok(n) => summary.events += n,
-                    // The reader of our stdout went away (`| head`): stop quietly.
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
-                    Err(e) => return Err(e.into()),
-                }
+            // Stop requests first: under a flood a batch is always ready.
+            biased;
+            _ = sigint.recv(), if !stopping => {
+                budget = Some(begin_stop(&capture, &shutdown_tx, drain_timer.as_mut()));
             }
+            _ = sigterm.recv(), if !stopping => {
+                budget = Some(begin_stop(&capture, &shutdown_tx, drain_timer.as_mut()));
+            }
+            _ = &mut deadline, if !stopping => {
+                budget = Some(begin_stop(&capture, &shutdown_tx, drain_timer.as_mut()));
+            }
+            _ = &mut drain_timer, if stopping => {
+                let left = records_left(&mut batch_rx);
+                if let Some(budget) = &mut budget {
+                    budget.cut_short(format!("processing the last events ({left} records not processed)"));
+                }
+                break;
+            }
+            _ = sighup.recv() => { let _ = rules::reload_on_sighup(&engine); }
             _ = drop_check.tick() => {
                 drops_reported = report_new_drops(&lock_capture(&capture), drops_reported);
                 responder.tick();
                 taps.report();
             }
-            _ = sigint.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
-            _ = sigterm.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
-            _ = sighup.recv() => { let _ = rules::reload_and_report(&engine); }
-            _ = &mut deadline, if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
+            batch = batch_rx.recv() => {
+                let Some(batch) = batch else { break };
+                // Once stopping, in slices: the last events get until the drain timer, no
+                // more, however slow each one is.
+                let slice = if stopping { STOPPING_SLICE } else { batch.len().max(1) };
+                let mut chunks = batch.chunks(slice);
+                let mut out_of_time = false;
+                for chunk in chunks.by_ref() {
+                    let stages = Stages {
+                        enricher: &mut enricher,
+                        analyzer: &mut analyzer,
+                        responder: &mut responder,
+                    };
+                    match write_batch(chunk, stages, &mut sink, &mut taps) {
+                        Ok(n) => summary.events += n,
+                        // The reader of our stdout went away (`| head`): stop quietly.
+                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break 'run,
+                        Err(e) => return Err(e.into()),
+                    }
+                    if stopping && drain_timer.is_elapsed() {
+                        out_of_time = true;
+                        break;
+                    }
+                }
+                if out_of_time {
+                    let left = chunks.map(<[Record]>::len).sum::<usize>() + records_left(&mut batch_rx);
+                    if let Some(budget) = &mut budget {
+                        budget.cut_short(format!("processing the last events ({left} records not processed)"));
+                    }
+                    break;
+                }
+            }
         }
     }
+    let mut budget = budget.unwrap_or_else(StopBudget::start);
     let _ = shutdown_tx.send(true);
-    let _ = reader_task.await;
+    drop(batch_rx);
+    if tokio::time::timeout(budget.remaining(), reader_task)
+        .await
+        .is_err()
+    {
+        budget.cut_short("the ring buffer reader");
+    }
+    if stats.stop_drain_cut_short.load(Ordering::Relaxed) {
+        budget.cut_short("the last drain of the ring buffer");
+    }
     match sink.flush() {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
         _ => {}
@@ -248,14 +306,64 @@ pub async fn run_json<W: Write>(
     if let Some(control) = control {
         control.stop();
     }
-    if let Some(line) = responder.finish(Duration::from_secs(2)).summary() {
-        eprintln!("{line}");
-    }
+    finish_response(responder, &mut budget);
     summary.kernel_drops = lock_capture(&capture).total_drops();
     // The last reference: detaches every program, deny tables included.
-    drop(capture);
-    taps.close();
+    detach_capture(capture, &mut budget);
+    taps.close_within(&mut budget);
+    summary.cut_short = budget.into_cut_short();
     Ok(summary)
+}
+
+/// Starts the stop's clock, stops the kernel side from reporting (see
+/// [`Capture::begin_stop`]) and asks the reader for its last drain: the last events are
+/// processed until the reader's drain limit (plus a moment for what it handed on), no longer.
+fn begin_stop(
+    capture: &SharedCapture,
+    shutdown: &watch::Sender<bool>,
+    drain_timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> StopBudget {
+    let budget = StopBudget::start();
+    lock_capture(capture).begin_stop();
+    let _ = shutdown.send(true);
+    drain_timer.reset(tokio::time::Instant::now() + LAST_EVENTS_LIMIT);
+    budget
+}
+
+/// Records processed between two looks at the clock once stopping.
+const STOPPING_SLICE: usize = 256;
+
+/// How long, after a stop is asked for, the loop goes on processing the ring's last events.
+pub(crate) const LAST_EVENTS_LIMIT: Duration = Duration::from_millis(2500);
+
+/// Empties a stopped reader's channel; returns how many records it still held.
+fn records_left(batches: &mut mpsc::Receiver<Vec<Record>>) -> usize {
+    batches.close();
+    let mut left = 0;
+    while let Ok(batch) = batches.try_recv() {
+        left += batch.len();
+    }
+    left
+}
+
+/// Lets the response layer finish (the webhook's queue, the logs) within the stop's budget.
+pub(crate) fn finish_response(responder: Responder, budget: &mut StopBudget) {
+    let grace = budget.step(Duration::from_secs(2), DETACH_RESERVE);
+    if let Some(line) = responder.finish(grace).summary() {
+        eprintln!("{line}");
+    }
+}
+
+/// Kept for detaching the programs when earlier steps run long.
+const DETACH_RESERVE: Duration = Duration::from_millis(1500);
+
+/// Drops the last reference to the capture, which detaches and unloads every program, within
+/// the stop's budget (the kernel waits an RCU grace period per tracepoint, longer under load).
+pub(crate) fn detach_capture(capture: SharedCapture, budget: &mut StopBudget) {
+    let limit = budget.remaining().max(Duration::from_millis(500));
+    if !crate::shutdown::drop_within(capture, "secmon-detach", limit) {
+        budget.cut_short("detaching the programs (the kernel finishes it as the process exits)");
+    }
 }
 
 /// Reloads the rules when their files change; without a watcher, SIGHUP still reloads.
@@ -407,8 +515,9 @@ impl Taps {
         }
     }
 
-    /// Finishes the recording and lets the history writer commit what is queued.
-    pub fn close(mut self) {
+    /// Finishes the recording and lets the history writer commit what is queued, within what
+    /// is left of the stop's budget (what the writer could not commit in time is counted).
+    pub fn close_within(mut self, budget: &mut StopBudget) {
         self.end_batch();
         if let Some(recorder) = self.recorder.take() {
             let path = recorder.path().to_path_buf();
@@ -418,13 +527,18 @@ impl Taps {
             }
         }
         if let Some(mut store) = self.store.take() {
-            store.flush();
             for line in store.take_report() {
                 eprintln!("secmon: {line}");
             }
             let path = store.path().display().to_string();
-            let s = store.close();
-            let lost = s.dropped + s.failed;
+            let s = store.close_within(budget.remaining());
+            if s.abandoned > 0 {
+                budget.cut_short(format!(
+                    "the history writer ({} events not stored)",
+                    s.abandoned
+                ));
+            }
+            let lost = s.dropped + s.failed + s.abandoned;
             if lost > 0 {
                 eprintln!(
                     "secmon: history: {} events stored in {path}, {lost} not stored",
@@ -516,8 +630,16 @@ pub async fn run_replay_json<W: Write>(
         }
     }
     drop(events_rx);
-    let replayed = feeder.await.unwrap_or_default();
-    taps.close();
+    let mut budget = StopBudget::start();
+    let replayed = match tokio::time::timeout(budget.remaining(), feeder).await {
+        Ok(done) => done.unwrap_or_default(),
+        Err(_) => {
+            budget.cut_short("reading the recording");
+            crate::record::ReplaySummary::default()
+        }
+    };
+    taps.close_within(&mut budget);
+    summary.cut_short = budget.into_cut_short();
     result?;
     match sink.flush() {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),

@@ -56,8 +56,9 @@ fn duration_exits_zero_by_itself() {
         "`--duration 2` exits 0, got {status}; stderr:\n{}",
         stderr.join("\n")
     );
+    // 2 s, plus a stop (bounded at 5 s, `shutdown.rs`), plus room for a loaded machine.
     assert!(
-        waited <= Duration::from_secs(8),
+        waited <= Duration::from_secs(12),
         "`--duration 2` should exit within a few seconds of being ready, took {waited:?}"
     );
     let ready = stderr.iter().filter(|l| *l == READY_LINE).count();

@@ -58,7 +58,8 @@ fn file_family_switch_takes_effect_in_the_kernel() {
         let (tx, mut rx) = mpsc::channel(1024);
         let (stop_tx, stop_rx) = watch::channel(false);
         let stats = std::sync::Arc::new(reader::ReaderStats::default());
-        let task = tokio::spawn(reader::run(ring, tx, stop_rx, stats));
+        let ring_bytes = capture.ring_bytes();
+        let task = tokio::spawn(reader::run(ring, ring_bytes, tx, stop_rx, stats));
         let dir = tempfile::tempdir().expect("tempdir");
 
         capture

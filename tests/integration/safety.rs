@@ -365,7 +365,7 @@ fn raw_sys_enter_fallback_still_reports_argv_and_exit_codes() {
         .status()
         .expect("run sh");
     assert_eq!(status.code(), Some(7));
-    thread::sleep(Duration::from_millis(500));
+    instance.sync_point(instance.home());
     instance.signal(libc::SIGINT);
     let (status, stdout, stderr) = instance.finish(DEFAULT_TIMEOUT);
     let stderr = stderr.join("\n");
@@ -392,4 +392,75 @@ fn raw_sys_enter_fallback_still_reports_argv_and_exit_codes() {
         .find(|e| e["event_type"] == "process_exit" && e["pid"] == pid)
         .unwrap_or_else(|| panic!("no process_exit of pid {pid}"));
     assert_field(exit, "exit_code", 7);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stopping is bounded
+
+/// Opens and closes files in `dir` on `threads` threads until the returned flag is set; the
+/// handles return how many opens each made.
+fn open_flood(
+    dir: &std::path::Path,
+    threads: usize,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<thread::JoinHandle<u64>>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let target = dir.join("flooded");
+    fs::write(&target, b"x").expect("create the flood's file");
+    let handles = (0..threads)
+        .map(|_| {
+            let stop = stop.clone();
+            let target = target.clone();
+            thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    drop(fs::File::open(&target));
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    (stop, handles)
+}
+
+/// The stop ends in bounded time while the machine keeps flooding the ring buffer. The last
+/// drain used to read "until the ring is empty", which a flood never allows: a `--duration`
+/// monitor then ran until the flood ended (issue 12). With history on, as shipped.
+#[test]
+fn stop_is_bounded_under_a_flood() {
+    require_root();
+    let dir = TestDir::new(&marker());
+    let mut instance = Instance::start(&["--json", "--ring-buffer-mib", "1"]);
+    instance.wait_ready();
+    let (flooding, flood) = open_flood(dir.path(), 2);
+    // In full flood: the monitor is writing the flood's events.
+    let cp = instance.checkpoint();
+    let flooded = crate::common::path_str(&dir.join("flooded"));
+    instance.expect(&cp, "file_open", "an open of the flood", |e| {
+        str_is(e, "file_path", |p| p == flooded)
+    });
+    let asked = Instant::now();
+    instance.signal(libc::SIGTERM);
+    // Long enough for a loaded CI machine; without the bound the stop waits for the flood,
+    // which only ends after this.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        instance.finish(crate::common::STOP_TIMEOUT)
+    }));
+    let took = asked.elapsed();
+    flooding.store(true, std::sync::atomic::Ordering::Relaxed);
+    for handle in flood {
+        let _ = handle.join();
+    }
+    let (status, _stdout, stderr) = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let stderr = stderr.join("\n");
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("secmon: stopped: "),
+        "the stop is reported:\n{stderr}"
+    );
+    eprintln!("stop under a flood took {took:?}");
 }

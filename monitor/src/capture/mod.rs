@@ -145,6 +145,9 @@ pub struct Capture {
     drops: PerCpuArray<MapData, u64>,
     enabled: u64,
     report: ProbeReport,
+    ring_bytes: u32,
+    /// The thread detaching the tracepoints once [`Capture::begin_detach`] was called.
+    detaching: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Capture {
@@ -154,16 +157,25 @@ impl Drop for Capture {
     /// of the wait overlaps (~1.0 s). The rest (raw tracepoint, maps, programs) goes with
     /// `ebpf` afterwards.
     fn drop(&mut self) {
-        let links = std::mem::take(&mut self.tracepoint_links);
-        std::thread::scope(|scope| {
-            for link in links {
-                // Without a thread (e.g. out of pids) the closure, and the link with it, is
-                // dropped right here: slower, but never a panic in drop.
-                let builder = std::thread::Builder::new().name("secmon-detach".into());
-                let _ = builder.spawn_scoped(scope, move || drop(link));
+        match self.detaching.take() {
+            Some(detaching) => {
+                let _ = detaching.join();
             }
-        });
+            None => detach_all(std::mem::take(&mut self.tracepoint_links)),
+        }
     }
+}
+
+/// Drops every link side by side (each waits for the kernel; see `Drop for Capture`).
+fn detach_all(links: Vec<TracePointLink>) {
+    std::thread::scope(|scope| {
+        for link in links {
+            // Without a thread (e.g. out of pids) the closure, and the link with it, is
+            // dropped right here: slower, but never a panic in drop.
+            let builder = std::thread::Builder::new().name("secmon-detach".into());
+            let _ = builder.spawn_scoped(scope, move || drop(link));
+        }
+    });
 }
 
 impl Capture {
@@ -232,6 +244,8 @@ impl Capture {
                 drops,
                 enabled,
                 report,
+                ring_bytes: options.ring_bytes,
+                detaching: None,
             },
             ring,
         ))
@@ -239,6 +253,35 @@ impl Capture {
 
     pub fn report(&self) -> &ProbeReport {
         &self.report
+    }
+
+    /// The size of the event ring buffer (`SM_EVENTS`) in bytes.
+    pub fn ring_bytes(&self) -> u32 {
+        self.ring_bytes
+    }
+
+    /// The start of a stop: every family is switched off in the kernel (one map write, so
+    /// nothing new enters the ring buffer and its last drain is finite even under a flood),
+    /// and the tracepoints start detaching in the background, so the kernel's wait for each
+    /// detach overlaps that drain instead of following it. Enforcement at exec ends here; the
+    /// connect programs stay until the capture is dropped (which waits for the detaching).
+    /// Idempotent.
+    pub fn begin_stop(&mut self) {
+        // On failure the drain is still bounded by the ring's size (capture::reader).
+        let _ = write(&mut self.config, "SM_CONFIG", config::ENABLED_FAMILIES, 0);
+        self.begin_detach();
+    }
+
+    fn begin_detach(&mut self) {
+        if self.detaching.is_some() || self.tracepoint_links.is_empty() {
+            return;
+        }
+        let links = std::mem::take(&mut self.tracepoint_links);
+        let spawned = std::thread::Builder::new()
+            .name("secmon-detach".into())
+            .spawn(move || detach_all(links));
+        // Without a thread the links were dropped (detached) right here.
+        self.detaching = spawned.ok();
     }
 
     pub fn is_enabled(&self, family: Family) -> bool {

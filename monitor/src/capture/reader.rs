@@ -2,9 +2,12 @@
 //! in batches. It never blocks on anything but the ring buffer's readiness and the channel: a
 //! slow consumer makes the channel push back, the kernel ring fills, and the kernel's drop
 //! counter — not unbounded memory here — tells of the overload.
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -17,21 +20,39 @@ use crate::decode::{Record, decode};
 
 /// How often the reader drains the ring without being woken: the kernel wakes it only when
 /// `capture::WAKEUP_BYTES` are waiting, so this bounds the delay of a quiet event stream.
-pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Largest batch handed on at once.
 pub const MAX_BATCH: usize = 4096;
+
+/// How long the final drain may take once a stop is asked for. It normally ends far sooner:
+/// it takes at most one ring's worth of records (see [`run`]).
+pub const STOP_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// The kernel's header in front of every ring buffer record (`BPF_RINGBUF_HDR_SZ`); records
+/// are padded to 8 bytes.
+const RING_RECORD_OVERHEAD: usize = 8;
 
 /// Counters the reader keeps (read by the status line and the end-of-run summary).
 #[derive(Debug, Default)]
 pub struct ReaderStats {
     pub records: AtomicU64,
     pub decode_errors: AtomicU64,
+    /// The final drain ran out of time ([`STOP_DRAIN_LIMIT`]) with records still in the ring.
+    pub stop_drain_cut_short: AtomicBool,
 }
 
-/// Reads until `shutdown` turns true, then drains what is left in the ring and returns.
+/// Reads until `shutdown` turns true, then drains what was in the ring at that moment and
+/// returns.
+///
+/// The final drain is bounded twice. By size: it takes at most `ring_bytes` of records, all
+/// that the ring can hold when the stop is asked for, because under a sustained flood the
+/// programs refill the ring as fast as it is read and "until empty" never comes (a stop then
+/// waited for the flood to end). By time: at most [`STOP_DRAIN_LIMIT`], for a consumer that
+/// cannot keep up.
 pub async fn run(
     ring: RingBuf<MapData>,
+    ring_bytes: u32,
     batches: mpsc::Sender<Vec<Record>>,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<ReaderStats>,
@@ -58,7 +79,15 @@ pub async fn run(
                 }
             }
             _ = shutdown.changed() => {
-                drain(ring.get_mut(), &batches, &stats).await;
+                let limit = usize::try_from(ring_bytes).unwrap_or(usize::MAX);
+                let finished = tokio::time::timeout(
+                    STOP_DRAIN_LIMIT,
+                    drain_up_to(ring.get_mut(), &batches, &stats, limit),
+                )
+                .await;
+                if finished.is_err() {
+                    stats.stop_drain_cut_short.store(true, Ordering::Relaxed);
+                }
                 return Ok(());
             }
         }
@@ -71,9 +100,21 @@ async fn drain(
     batches: &mpsc::Sender<Vec<Record>>,
     stats: &ReaderStats,
 ) -> bool {
+    drain_up_to(ring, batches, stats, usize::MAX).await
+}
+
+/// [`drain`], stopping once records totalling `max_bytes` (kernel headers included) are read.
+async fn drain_up_to(
+    ring: &mut RingBuf<MapData>,
+    batches: &mpsc::Sender<Vec<Record>>,
+    stats: &ReaderStats,
+    max_bytes: usize,
+) -> bool {
     let mut batch = Vec::with_capacity(256);
-    loop {
+    let mut taken = 0usize;
+    while taken < max_bytes {
         let Some(item) = ring.next() else { break };
+        taken = taken.saturating_add(ring_footprint(item.len()));
         match decode(&item) {
             Ok(record) => batch.push(record),
             Err(_) => {
@@ -97,4 +138,22 @@ async fn drain(
         .records
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     batches.send(batch).await.is_ok()
+}
+
+/// The room a record of `len` bytes takes in the ring.
+fn ring_footprint(len: usize) -> usize {
+    (len + RING_RECORD_OVERHEAD).next_multiple_of(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn footprint_counts_the_kernel_header_and_padding() {
+        assert_eq!(ring_footprint(0), 8);
+        assert_eq!(ring_footprint(1), 16);
+        assert_eq!(ring_footprint(8), 16);
+        assert_eq!(ring_footprint(100), 112);
+    }
 }

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
@@ -273,6 +273,8 @@ pub struct StoreSummary {
     pub dropped: u64,
     pub failed: u64,
     pub expired: u64,
+    /// Events still queued when [`Store::close_within`] ran out of time: not stored.
+    pub abandoned: u64,
 }
 
 /// How often the checkpointer copies committed pages from the WAL into the database file.
@@ -433,12 +435,40 @@ impl Store {
         self.summary()
     }
 
+    /// [`Store::close`], but waits at most `limit` for the writer (a database locked by
+    /// another process, or a slow disk, must not hold up a stop). What is still queued then
+    /// is counted as `abandoned`; the writer thread is left to end with the process, and
+    /// SQLite rolls its open transaction back, so the database stays consistent.
+    pub fn close_within(mut self, limit: Duration) -> StoreSummary {
+        let deadline = Instant::now() + limit;
+        drop(self.tx.take());
+        let mut abandoned = 0;
+        if let Some(writer) = self.thread.take() {
+            if finished_by(&writer, deadline) {
+                let _ = writer.join();
+            } else {
+                // The handle is dropped: the thread is detached, not waited for.
+                abandoned = self.stats.queued.load(Ordering::Acquire) as u64;
+            }
+        }
+        if let Some((stop, checkpointer)) = self.checkpointer.take() {
+            drop(stop);
+            if finished_by(&checkpointer, deadline) {
+                let _ = checkpointer.join();
+            }
+        }
+        let mut summary = self.summary();
+        summary.abandoned = abandoned;
+        summary
+    }
+
     fn summary(&self) -> StoreSummary {
         StoreSummary {
             stored: self.stats.stored.load(Ordering::Relaxed),
             dropped: self.stats.dropped.load(Ordering::Relaxed),
             failed: self.stats.failed.load(Ordering::Relaxed),
             expired: self.stats.expired.load(Ordering::Relaxed),
+            abandoned: 0,
         }
     }
 
@@ -451,6 +481,21 @@ impl Store {
             drop(stop);
             let _ = thread.join();
         }
+    }
+}
+
+/// Polls `thread` until it has finished or `deadline` passes; true if it finished.
+fn finished_by(thread: &JoinHandle<()>, deadline: Instant) -> bool {
+    const POLL: Duration = Duration::from_millis(5);
+    loop {
+        if thread.is_finished() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL.min(deadline - now));
     }
 }
 

@@ -1239,3 +1239,38 @@ fn paths_are_found_in_every_generation() {
         assert_eq!(count(f), 4);
     }
 }
+
+/// A stop must not wait for a writer stuck on a locked database: `close_within` returns at its
+/// limit, counts what was not stored, and leaves the database consistent.
+#[test]
+fn close_within_gives_up_on_a_locked_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let store = Store::open(
+        &path,
+        WriterOptions {
+            max_batch: 1,
+            ..WriterOptions::default()
+        },
+    )
+    .expect("open");
+    let holder = Connection::open(&path).expect("open");
+    holder.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    // One transaction per event, each waiting LOCK_WAIT for the lock: far longer than allowed.
+    for i in 0..10 {
+        assert!(store.submit(vec![stored(event(EventType::FileOpen, base(), i, "p"))]));
+    }
+    let started = std::time::Instant::now();
+    let summary = store.close_within(Duration::from_millis(300));
+    assert!(
+        started.elapsed() < LOCK_WAIT,
+        "close_within waited {:?} for a locked database",
+        started.elapsed()
+    );
+    assert!(summary.abandoned >= 9 && summary.stored == 0, "{summary:?}");
+    holder.execute_batch("ROLLBACK").expect("unlock");
+    let check: String = holder
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(check, "ok");
+}

@@ -59,6 +59,7 @@ use crate::{
     record::{Replay, ReplaySummary},
     response::{Responder, simulate::Allowlist},
     rules::RuleEngine,
+    shutdown::StopBudget,
     ui,
 };
 use controls::{EnforcingResponse, StoredHistory};
@@ -338,7 +339,14 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
     let (record_tx, record_rx) = mpsc::channel::<Vec<Record>>(pipeline::CHANNEL_BATCHES);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stats = Arc::new(reader::ReaderStats::default());
-    let reader_task = tokio::spawn(reader::run(ring, record_tx, shutdown_rx, stats.clone()));
+    let ring_bytes = crate::response::enforce::lock_capture(&capture).ring_bytes();
+    let reader_task = tokio::spawn(reader::run(
+        ring,
+        ring_bytes,
+        record_tx,
+        shutdown_rx,
+        stats.clone(),
+    ));
 
     let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
     let (history_tx, history_rx) = mpsc::unbounded_channel();
@@ -381,29 +389,36 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
     // Stop the reader (its channel closed first: it can never stay blocked on a full one),
     // then let the response layer, the recording and the history finish (their reports go
     // to the restored stderr).
+    let mut budget = StopBudget::start();
+    crate::response::enforce::lock_capture(&capture).begin_stop();
     drop(sources);
     let _ = shutdown_tx.send(true);
-    let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, reader_task).await;
+    let reader_limit = budget.step(SHUTDOWN_TIMEOUT, Duration::ZERO);
+    if tokio::time::timeout(reader_limit, reader_task)
+        .await
+        .is_err()
+    {
+        budget.cut_short("the ring buffer reader");
+    }
     if let Some(control) = control {
         control.stop();
     }
-    if let Some(line) = stages
-        .responder
-        .take()
-        .and_then(|r| r.finish(Duration::from_secs(2)).summary())
-    {
-        eprintln!("{line}");
+    if let Some(responder) = stages.responder.take() {
+        pipeline::finish_response(responder, &mut budget);
     }
-    stages.taps.close();
-    let summary = RunSummary {
-        events: app.received,
-        records: stats.records.load(Ordering::Relaxed),
-        kernel_drops: app.kernel_drops(),
-        decode_errors: stats.decode_errors.load(Ordering::Relaxed),
-    };
+    let kernel_drops = app.kernel_drops();
+    let received = app.received;
     // The last references: detaches and unloads every program, deny tables included.
     drop(app);
-    drop(capture);
+    pipeline::detach_capture(capture, &mut budget);
+    stages.taps.close_within(&mut budget);
+    let summary = RunSummary {
+        events: received,
+        records: stats.records.load(Ordering::Relaxed),
+        kernel_drops,
+        decode_errors: stats.decode_errors.load(Ordering::Relaxed),
+        cut_short: budget.into_cut_short(),
+    };
     report_stop(outcome?);
     Ok(summary)
 }
@@ -452,14 +467,16 @@ pub async fn run_replay(
         Some(about),
     )
     .await;
+    let mut budget = StopBudget::start();
     let replayed = finish_replay(&mut sources).await;
-    stages.taps.close();
+    stages.taps.close_within(&mut budget);
     if let Some(error) = replayed.error {
         eprintln!("secmon: warning: {error}");
     }
     let summary = RunSummary {
         events: app.received,
         records: replayed.events,
+        cut_short: budget.into_cut_short(),
         ..RunSummary::default()
     };
     report_stop(outcome?);
