@@ -115,9 +115,10 @@ fn expect_rated(
     let candidates = if has_rule(&first, rule) {
         vec![first]
     } else {
-        // Let the rest of the technique's events arrive, then look at all of them. The predicates
-        // name pids or paths unique to this test, so scanning from the start is safe.
-        thread::sleep(Duration::from_millis(500));
+        // Let the rest of the technique's events arrive (it has run to its end: a sync point
+        // orders them), then look at all of them. The predicates name pids or paths unique to
+        // this test, so scanning from the start is safe.
+        mon.sync_point(TestDir::new(&marker()).path());
         mon.events()
             .into_iter()
             .filter(|e| e["event_type"] == kind && pred(e))
@@ -1082,10 +1083,9 @@ fn rules_reload_on_change_and_sighup_keeping_the_old_set_on_errors() {
     mon.wait_for_stderr("the reload after the fix", |l| {
         l == "secmon: rules reloaded: 1 rules from 1 files"
     });
-    thread::sleep(Duration::from_millis(500));
     mon.signal(libc::SIGHUP);
     mon.wait_for_stderr("the reload SIGHUP asked for", |l| {
-        l == "secmon: rules reloaded: 1 rules from 1 files"
+        l == "secmon: rules reloaded: 1 rules from 1 files (on SIGHUP)"
     });
     expected.push((open_probe("d"), vec!["reload_probe_v3"]));
 

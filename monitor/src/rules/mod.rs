@@ -35,7 +35,7 @@ use arc_swap::ArcSwap;
 
 pub use engine::{Evaluator, EvaluatorOptions, HEURISTIC_CONFIDENCE, MALICIOUS_THRESHOLD, Outcome};
 pub use load::{Diagnostic, SourceFile};
-pub use watch::{RulesWatcher, reload_and_report, watch};
+pub use watch::{RulesWatcher, reload_and_report, reload_on_sighup, watch};
 
 use crate::event::EventType;
 use eval::Node;

@@ -23,6 +23,15 @@ pub fn reload_and_report(engine: &RuleEngine) -> Result<ReloadSummary, RulesErro
     result
 }
 
+/// [`reload_and_report`] for a SIGHUP: the report ends with ` (on SIGHUP)`, so it can be told
+/// from a reload the file watcher made at about the same time.
+pub fn reload_on_sighup(engine: &RuleEngine) -> Result<ReloadSummary, RulesError> {
+    let previous = engine.summary().rules;
+    let result = engine.reload();
+    eprintln!("{} (on SIGHUP)", reload_message(&result, previous));
+    result
+}
+
 pub fn reload_message(result: &Result<ReloadSummary, RulesError>, previous: usize) -> String {
     match result {
         Ok(summary) => format!("secmon: rules reloaded: {summary}"),
