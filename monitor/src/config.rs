@@ -1177,6 +1177,20 @@ max_size_mb = 0x100
         assert!(e.to_string().contains("-1 is outside [0, 1]"));
         let e = parse_err("[threat_detection]\nconfidence_threshold = nan\n");
         assert_eq!(line_col(&e), (2, 24));
+        for bad in ["inf", "-inf", "+inf", "-nan", "1e400"] {
+            let e = parse_err(&format!("[threat_detection]\nconfidence_threshold = {bad}\n"));
+            assert!(e.position().is_some(), "{bad}: {e}");
+        }
+        // Whole numbers: negative, beyond the key's bound, beyond 64 bits.
+        for (key, bad) in [
+            ("[storage]\nretention_days", "-1"),
+            ("[storage]\nmax_size_mb", "99999999999999"),
+            ("[response]\nlog_max_size_mb", "-5"),
+            ("[response]\ndeny_ttl_secs", "99999999999999999999"),
+        ] {
+            let e = parse_err(&format!("{key} = {bad}\n"));
+            assert!(e.position().is_some(), "{key} = {bad}: {e}");
+        }
         // The bounds themselves are fine.
         for ok in ["0", "0.0", "1", "1.0"] {
             let text = format!("[threat_detection]\nconfidence_threshold = {ok}\n");

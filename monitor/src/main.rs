@@ -4,7 +4,6 @@ use std::{
     io::{IsTerminal, Write},
     path::Path,
     process::ExitCode,
-    time::Duration,
 };
 
 use clap::Parser;
@@ -75,7 +74,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let (config, source) = Config::load_or_default(cli.config.as_deref())?;
     let options = RunOptions {
-        duration: cli.duration.map(Duration::from_secs_f64),
+        duration: cli.duration,
         ring_bytes: Some(cli.ring_buffer_mib * 1024 * 1024),
         rules: Some(load_rules(&cli, &config)?),
         storage: Some(storage_settings(&cli, &config)),
@@ -134,7 +133,7 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
     let speed = cli.speed.unwrap_or_default();
     let replay = Replay::open(recording, speed)?;
     let options = RunOptions {
-        duration: cli.duration.map(Duration::from_secs_f64),
+        duration: cli.duration,
         ring_bytes: None,
         rules: Some(load_rules(cli, &config)?),
         // Only into an explicitly named database: a replay is not this machine's history.
