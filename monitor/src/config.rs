@@ -1178,7 +1178,9 @@ max_size_mb = 0x100
         let e = parse_err("[threat_detection]\nconfidence_threshold = nan\n");
         assert_eq!(line_col(&e), (2, 24));
         for bad in ["inf", "-inf", "+inf", "-nan", "1e400"] {
-            let e = parse_err(&format!("[threat_detection]\nconfidence_threshold = {bad}\n"));
+            let e = parse_err(&format!(
+                "[threat_detection]\nconfidence_threshold = {bad}\n"
+            ));
             assert!(e.position().is_some(), "{bad}: {e}");
         }
         // Whole numbers: negative, beyond the key's bound, beyond 64 bits.

@@ -16,7 +16,7 @@ use secmon::{
     pipeline::{self, PipelineError, RunOptions},
     record::Replay,
     rules::{self, RuleEngine},
-    tui,
+    sanitize, tui,
 };
 
 /// See monitor/Cargo.toml: allocation churn per event is most of the pipeline's userspace cost.
@@ -32,10 +32,18 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(report) => {
             // Expected failures (no privileges, bad config) are one line, not a backtrace.
-            eprintln!("secmon: error: {report:#}");
+            print_error(&report);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints an error on stderr, escaped line by line: messages quote files anyone may have
+/// written (a recording's text in serde's messages, a rule file, the config).
+fn print_error(report: &color_eyre::Report) {
+    let text = format!("{report:#}");
+    let lines: Vec<_> = text.lines().map(sanitize::for_terminal).collect();
+    eprintln!("secmon: error: {}", lines.join("\n"));
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -144,7 +152,7 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
     let recorded = match replay.recording().header() {
         Some(h) if !h.host.is_empty() => format!(
             "recorded on {} at {}",
-            h.host,
+            sanitize::for_terminal(&h.host),
             h.created.format("%Y-%m-%d %H:%M:%S UTC")
         ),
         Some(h) => format!("recorded at {}", h.created.format("%Y-%m-%d %H:%M:%S UTC")),
@@ -152,7 +160,7 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
     };
     let about = format!(
         "replaying {} ({recorded}) at speed {speed}",
-        recording.display()
+        sanitize::for_terminal(&recording.display().to_string())
     );
     eprintln!("secmon: {about}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -251,7 +259,7 @@ fn run_block_command(cli: &Cli, command: &BlockCommand) -> Result<ExitCode> {
     let reply = control::request(&socket, &request)?;
     if !reply.ok {
         let error = reply.error.unwrap_or_else(|| "refused".to_string());
-        eprintln!("secmon: {}", secmon::sanitize::for_terminal(&error));
+        eprintln!("secmon: {}", sanitize::for_terminal(&error));
         return Ok(ExitCode::FAILURE);
     }
     let mut out = std::io::stdout().lock();
