@@ -20,9 +20,8 @@
 //! longer than [`MAX_GAP`]. Messages quote the file's text raw; they are escaped where they
 //! are shown (`sanitize::for_terminal` on stderr, the UI's own cleaning on screen).
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::event::{Analysis, Event};
+use crate::secure_fs;
 
 /// The `format` value of a recording's header line.
 pub const FORMAT_NAME: &str = "secmon-recording";
@@ -171,18 +171,14 @@ pub struct Recorder {
 
 impl Recorder {
     /// Creates (truncating) `path`, mode `0600`: recordings hold command lines and paths.
-    /// zstd-compressed when the name ends in `.zst`.
+    /// zstd-compressed when the name ends in `.zst`. A symbolic link, a FIFO or another
+    /// non-regular file at `path` is refused ([`secure_fs::open_for_writing`]).
     pub fn create(path: &Path) -> Result<Recorder, RecordError> {
         let io_err = |error| RecordError::Io {
             path: path.to_path_buf(),
             error,
         };
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
+        let file = secure_fs::open_for_writing(path, 0o600, secure_fs::Existing::Truncate)
             .map_err(io_err)?;
         let out = BufWriter::with_capacity(256 * 1024, file);
         let sink = if path.extension().is_some_and(|e| e == "zst") {
