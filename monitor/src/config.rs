@@ -328,6 +328,10 @@ pub enum ConfigError {
     /// Anything else the deserialiser rejected (not expected: the structural check runs first).
     #[error("{at}: {message}")]
     Invalid { at: Position, message: String },
+    /// Running as root, the file (or a directory above it) is not root's or is writable by
+    /// group or others: it may hold the webhook's secret and decides what is enforced.
+    #[error(transparent)]
+    Untrusted(#[from] crate::secure_fs::Untrusted),
 }
 
 fn key_place(section: &str) -> String {
@@ -342,7 +346,7 @@ impl ConfigError {
     /// Where in the file the problem is (`None` for [`ConfigError::Read`]).
     pub fn position(&self) -> Option<&Position> {
         match self {
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Untrusted(_) => None,
             ConfigError::Syntax { at, .. }
             | ConfigError::UnknownSection { at, .. }
             | ConfigError::UnknownKey { at, .. }
@@ -409,12 +413,29 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Read`] if the file cannot be read, else as [`Config::parse`].
+    /// [`ConfigError::Read`] if the file cannot be read, [`ConfigError::Untrusted`] if running
+    /// as root and root does not own it or others may write to it or to a directory above it
+    /// ([`crate::secure_fs::check_trusted`]), else as [`Config::parse`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        Config::load_with(path, crate::secure_fs::strict_modes())
+    }
+
+    /// [`Config::load`], with the ownership and mode checks on (`strict`) or off.
+    pub fn load_with(path: &Path, strict: bool) -> Result<Config, ConfigError> {
+        use std::io::Read;
+        let read_err = |error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        if strict {
+            // Checked on the open file: what is read is what was checked.
+            let meta = file.metadata().map_err(read_err)?;
+            crate::secure_fs::check_trusted(path, &meta, "config file")?;
+            crate::secure_fs::check_trusted_ancestors(path, "config file")?;
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read_err)?;
         Config::parse(&text, path)
     }
 
@@ -1354,6 +1375,56 @@ max_size_mb = 0x100
         assert_eq!((p.line, p.column), (2, 2));
         let p = Position::of_offset("aé", Path::new("f"), 2); // inside the é
         assert_eq!((p.line, p.column), (1, 2));
+    }
+
+    #[test]
+    fn as_root_a_config_others_can_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        if !crate::secure_fs::strict_modes() {
+            return; // the temporary file is not root's
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let path = dir.path().join("secmon.toml");
+        std::fs::write(&path, "[response]\nenable_alerts = true\n").expect("write");
+        let chmod = |mode| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        chmod(0o600);
+        Config::load(&path).expect("root's, 0600");
+        chmod(0o620);
+        let e = Config::load(&path).expect_err("group-writable");
+        assert!(matches!(e, ConfigError::Untrusted(_)), "{e:?}");
+        assert!(e.position().is_none());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{0}: refusing to use this config file as root: its mode 0620 lets its group \
+                 change it (owner root (uid 0)); fix: sudo chmod go-w {0}",
+                path.display()
+            )
+        );
+        Config::load_with(&path, false).expect("not checked when not root");
+        chmod(0o644);
+        std::os::unix::fs::chown(&path, Some(65534), None).expect("chown nobody");
+        let e = Config::load(&path).expect_err("nobody's");
+        assert!(
+            e.to_string()
+                .contains("config file as root: it is owned by nobody (uid 65534), not root"),
+            "{e}"
+        );
+        // The directory above it counts too.
+        std::os::unix::fs::chown(&path, Some(0), None).expect("chown root");
+        Config::load(&path).expect("root's again");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let e = Config::load(&path).expect_err("world-writable directory");
+        assert!(
+            e.to_string()
+                .contains("this directory holding the config file as root: its mode 0777"),
+            "{e}"
+        );
     }
 
     #[test]

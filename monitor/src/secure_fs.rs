@@ -13,12 +13,21 @@
 //!
 //! Every refusal is an [`io::Error`] whose message says what the path is and what to do; the
 //! caller adds the path.
+//!
+//! The other direction: files that decide what the monitor does (rule files and their
+//! directories, the config file, which may hold the webhook's secret) are, when running as root,
+//! only used if root owns them and neither group nor others can write to them, nor to any
+//! directory above them ([`check_trusted`], [`check_trusted_ancestors`]), as sshd's
+//! `StrictModes` does for `authorized_keys`. Otherwise any user who can edit a rule could
+//! switch detections off or make the monitor deny programs for everyone.
 use std::{
-    fs::{File, OpenOptions},
+    fs::{File, Metadata, OpenOptions},
     io,
     os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
+
+use crate::enrich::UserNames;
 
 /// What happens to what an existing file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +145,94 @@ pub fn refuse_symlink(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether [`check_trusted`] applies: when running as root (only root's monitor can be
+/// turned against other users by the files it reads).
+pub fn strict_modes() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A file or directory root should not trust: `path: reason`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct Untrusted {
+    pub path: PathBuf,
+    /// What is wrong and how to fix it (one line).
+    pub reason: String,
+}
+
+/// Refuses `path` (whose metadata is `meta`, taken from the open file where there is one)
+/// unless root owns it and neither its group nor others may write to it. A directory with the
+/// sticky bit (`/tmp`) may be writable by all: nobody can then rename or remove what root put
+/// in it. `what` names it in the message ("rule file", "config file", …).
+pub fn check_trusted(path: &Path, meta: &Metadata, what: &str) -> Result<(), Untrusted> {
+    let mode = meta.permissions().mode() & 0o7777;
+    let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+    let quoted = shell_quote(path);
+    let owner = || {
+        let name = UserNames::system().name(meta.uid());
+        format!("{name} (uid {})", meta.uid())
+    };
+    if meta.uid() != 0 {
+        return Err(Untrusted {
+            path: path.to_path_buf(),
+            reason: format!(
+                "refusing to use this {what} as root: it is owned by {}, not root (mode \
+                 {mode:04o}), so that user decides what the monitor does; fix: sudo chown \
+                 root:root {quoted} && sudo chmod go-w {quoted}",
+                owner()
+            ),
+        });
+    }
+    let writers = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => "its group and all users",
+        (true, false) => "its group",
+        (false, true) => "all users",
+        (false, false) => return Ok(()),
+    };
+    if sticky_dir {
+        return Ok(());
+    }
+    Err(Untrusted {
+        path: path.to_path_buf(),
+        reason: format!(
+            "refusing to use this {what} as root: its mode {mode:04o} lets {writers} change it \
+             (owner {}); fix: sudo chmod go-w {quoted}",
+            owner()
+        ),
+    })
+}
+
+/// [`check_trusted`] for every directory above `path` (resolved, so a symbolic link on the way
+/// is judged by where it leads), up to `/`.
+pub fn check_trusted_ancestors(path: &Path, what: &str) -> Result<(), Untrusted> {
+    let Ok(resolved) = path.canonicalize() else {
+        // A missing path is reported by whoever opens it.
+        return Ok(());
+    };
+    let holder = format!("directory holding the {what}");
+    for dir in resolved.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        check_trusted(dir, &meta, &holder)?;
+    }
+    Ok(())
+}
+
+/// `path` as a shell word, for the fix in a message.
+fn shell_quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{
@@ -232,5 +329,102 @@ mod tests {
         let e = open_for_writing(&second, 0o600, Existing::Truncate).expect_err("hard link");
         assert!(e.to_string().contains("2 hard links"), "{e}");
         assert_eq!(std::fs::read_to_string(&original).expect("read"), "keep\n");
+    }
+
+    /// A file under a fresh directory, owned by root with mode 0644 (the directory 0755).
+    fn root_file(dir: &Path) -> PathBuf {
+        let file = dir.join("rules.json");
+        std::fs::write(&file, "[]").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        file
+    }
+
+    fn check(path: &Path) -> Result<(), Untrusted> {
+        check_trusted(path, &std::fs::metadata(path).expect("meta"), "rule file")
+    }
+
+    #[test]
+    fn group_or_other_writable_files_are_untrusted() {
+        if !strict_modes() {
+            return; // the files below are not root's
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = root_file(dir.path());
+        check(&file).expect("root, 0644");
+        for (mode, writers) in [
+            (0o664, "its group change it"),
+            (0o646, "all users change it"),
+            (0o666, "its group and all users"),
+        ] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let e = check(&file).expect_err("writable");
+            let text = e.to_string();
+            assert!(text.starts_with(&format!("{}: refusing to use this rule file as root: its mode {mode:04o} lets {writers}", file.display())), "{text}");
+            assert!(text.contains("(owner root (uid 0))"), "{text}");
+            assert!(
+                text.ends_with(&format!("fix: sudo chmod go-w {}", file.display())),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_not_owned_by_root_are_untrusted() {
+        if !strict_modes() {
+            return; // chown needs root
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = root_file(dir.path());
+        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).expect("chown");
+        let e = check(&file).expect_err("nobody's");
+        let text = e.to_string();
+        assert!(
+            text.contains("it is owned by nobody (uid 65534), not root (mode 0644)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "fix: sudo chown root:root {0} && sudo chmod go-w {0}",
+                file.display()
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ancestors_are_checked_and_sticky_directories_allowed() {
+        if !strict_modes() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = root_file(dir.path());
+        // Under /tmp (sticky, world-writable): fine.
+        check_trusted_ancestors(&file, "rule file").expect("a root 0755 dir under /tmp");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let e = check_trusted_ancestors(&file, "rule file").expect_err("world-writable parent");
+        assert!(
+            e.to_string().contains("directory holding the rule file"),
+            "{e}"
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777))
+            .expect("chmod");
+        check_trusted_ancestors(&file, "rule file").expect("sticky, like /tmp");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o775))
+            .expect("chmod");
+        assert!(
+            check_trusted_ancestors(&file, "rule file").is_err(),
+            "group-writable"
+        );
+    }
+
+    #[test]
+    fn fixes_quote_odd_paths() {
+        assert_eq!(
+            shell_quote(Path::new("/etc/secmon/a.json")),
+            "/etc/secmon/a.json"
+        );
+        assert_eq!(shell_quote(Path::new("/tmp/a b'c")), "'/tmp/a b'\\''c'");
     }
 }

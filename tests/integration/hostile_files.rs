@@ -42,13 +42,15 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
-/// `--replay` of the attack story as root (it is root who must not be fooled), with `args`.
+/// `--replay` of the attack story as root (it is root who must not be fooled), with `args`
+/// (the workspace's rules unless they name `--rules`).
 fn replay_as_root(args: &[&str]) -> Output {
     let story = path_str(&story());
     let rules = workspace("rules");
-    let mut all = vec![
-        "--replay", &story, "--json", "--speed", "max", "--rules", &rules,
-    ];
+    let mut all = vec!["--replay", &story, "--json", "--speed", "max"];
+    if !args.contains(&"--rules") {
+        all.extend_from_slice(&["--rules", &rules]);
+    }
     all.extend_from_slice(args);
     run(Command::new(BIN).args(&all), DEFAULT_TIMEOUT)
 }
@@ -196,6 +198,104 @@ fn log_files_are_never_written_through_a_symlink_or_into_a_fifo() {
             "[response] alert_log: cannot open {}: is a FIFO or socket, not a regular file",
             fifo.display()
         )),
+        "{err}"
+    );
+}
+
+/// A rule directory like an administrator's: root's, 0755, with one valid rule file (0644).
+fn rules_dir(dir: &TestDir) -> (PathBuf, PathBuf) {
+    let rules = dir.join("rules");
+    fs::create_dir(&rules).expect("mkdir");
+    fs::set_permissions(&rules, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = rules.join("one.json");
+    fs::write(
+        &file,
+        r#"[{"name": "one", "condition": "process.name == 'x'", "risk_score": 0.5}]"#,
+    )
+    .expect("write a rule");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    (rules, file)
+}
+
+#[test]
+fn as_root_rules_that_others_can_change_are_refused() {
+    require_root();
+    let dir = TestDir::new(&marker());
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (rules, file) = rules_dir(&dir);
+    let rules_s = path_str(&rules);
+    let check = || {
+        run(
+            Command::new(BIN).args(["rules", "check", &rules_s]),
+            DEFAULT_TIMEOUT,
+        )
+    };
+    let out = check();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o664)).expect("chmod g+w");
+    let out = check();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!(
+            "{}: refusing to use this rule file as root: its mode 0664 lets its group change it \
+             (owner root (uid 0)); fix: sudo chmod go-w {}",
+            file.display(),
+            file.display()
+        )),
+        "{all}"
+    );
+    // The monitor itself (here a replay, which loads the same way) refuses to start.
+    let out = replay_as_root(&["--rules", &rules_s]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing to use this rule file as root"),
+        "{err}"
+    );
+
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).expect("chown nobody");
+    let out = check();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("rule file as root: it is owned by nobody (uid 65534), not root (mode 0644)"),
+        "{all}"
+    );
+}
+
+#[test]
+fn as_root_a_config_file_others_can_change_is_refused() {
+    require_root();
+    let dir = TestDir::new(&marker());
+    let config = dir.join("secmon.toml");
+    fs::write(&config, "[response]\nenable_alerts = true\n").expect("write");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config_s = path_str(&config);
+    let out = replay_as_root(&["--config", &config_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    std::os::unix::fs::chown(&config, Some(65534), Some(65534)).expect("chown nobody");
+    let out = replay_as_root(&["--config", &config_s]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "secmon: error: {}: refusing to use this config file as root: it is owned by nobody \
+             (uid 65534), not root (mode 0600)",
+            config.display()
+        )),
+        "{err}"
+    );
+    std::os::unix::fs::chown(&config, Some(0), Some(0)).expect("chown root");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o602)).expect("chmod o+w");
+    let out = replay_as_root(&["--config", &config_s]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("config file as root: its mode 0602 lets all users change it"),
         "{err}"
     );
 }
