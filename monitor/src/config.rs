@@ -129,6 +129,14 @@ pub struct Response {
     /// An `http://` or `https://` URL alerts are sent to (HTTP POST); `None`: no webhook.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert_webhook: Option<String>,
+    /// One HTTP header sent with every webhook POST, `"Name: value"` (e.g. `"Authorization:
+    /// Bearer …"`): the webhook's secret, kept out of the URL (URLs end up in proxies' logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_header: Option<String>,
+    /// A file holding that header line instead (read at start; as root it must be root's and
+    /// readable by root only), so the secret is not in the config file at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_header_file: Option<PathBuf>,
     /// The least severity an event needs to be logged and alerted on.
     pub log_level: Severity,
     /// A file events at or above `log_level` are appended to; `None`: no log file.
@@ -172,6 +180,8 @@ impl Default for Response {
         Response {
             enable_alerts: true,
             alert_webhook: None,
+            webhook_header: None,
+            webhook_header_file: None,
             log_level: Severity::Suspicious,
             log_file: None,
             alert_log: None,
@@ -374,6 +384,7 @@ impl Config {
         let threshold_span = value_span(root.get_ref(), "threat_detection", "confidence_threshold");
         let allowlist_span = value_span(root.get_ref(), "response", "allowlist")
             .or_else(|| value_span(root.get_ref(), "response", "enforce"));
+        let header_file_span = value_span(root.get_ref(), "response", "webhook_header_file");
 
         let config = Config::deserialize(toml::de::Deserializer::from(root)).map_err(|e| {
             ConfigError::Invalid {
@@ -395,6 +406,13 @@ impl Config {
             });
         }
         let response = &config.response;
+        if response.webhook_header.is_some() && response.webhook_header_file.is_some() {
+            return Err(ConfigError::InvalidValue {
+                at: checker.at(header_file_span.unwrap_or(0..0)),
+                key: "webhook_header_file".to_string(),
+                reason: "give webhook_header or webhook_header_file, not both".to_string(),
+            });
+        }
         if response.enforce && !response.allowlist.iter().any(|p| is_sshd(p)) {
             return Err(ConfigError::InvalidValue {
                 at: checker.at(allowlist_span.unwrap_or(0..0)),
@@ -506,6 +524,8 @@ enum Kind {
     DirList,
     /// An http(s) URL.
     Url,
+    /// An HTTP header line, `Name: value`.
+    Header,
     /// A severity name.
     Level,
     /// A non-empty string.
@@ -528,6 +548,7 @@ impl Kind {
             Kind::Threshold => "a number between 0 and 1",
             Kind::DirList => "an array of directory paths (strings)",
             Kind::Url => "a string (an http:// or https:// URL)",
+            Kind::Header => "a string (an HTTP header line, \"Name: value\")",
             Kind::Level => "a string (\"benign\", \"suspicious\" or \"malicious\")",
             Kind::FilePath => "a string (a file path)",
             Kind::Days => "a whole number of days (0: keep forever)",
@@ -569,6 +590,8 @@ const SCHEMA: [Section; 4] = [
         keys: &[
             ("enable_alerts", Kind::Bool),
             ("alert_webhook", Kind::Url),
+            ("webhook_header", Kind::Header),
+            ("webhook_header_file", Kind::FilePath),
             ("log_level", Kind::Level),
             ("log_file", Kind::FilePath),
             ("alert_log", Kind::FilePath),
@@ -769,12 +792,22 @@ impl Checker<'_> {
                 }
                 Ok(())
             }
-            Kind::Text | Kind::FilePath | Kind::Url | Kind::Level => {
+            Kind::Text | Kind::FilePath | Kind::Url | Kind::Level | Kind::Header => {
                 let Some(s) = v.as_str() else {
                     return Err(wrong_type(kind.expected()));
                 };
                 match kind {
-                    Kind::Url => check_webhook(s).map_err(|why| invalid(format!("{s:?} {why}"))),
+                    // The URL may carry a secret: messages show it redacted.
+                    Kind::Url => check_webhook(s).map_err(|why| {
+                        invalid(format!(
+                            "{:?} {why}",
+                            crate::response::webhook::redact_url(s)
+                        ))
+                    }),
+                    // Never quoted: the value is a secret.
+                    Kind::Header => crate::response::webhook::parse_header(s)
+                        .map(drop)
+                        .map_err(invalid),
                     Kind::Level if !LEVELS.contains(&s) => Err(invalid(format!(
                         "{s:?} is not one of {}",
                         LEVELS.join(", ")
@@ -952,7 +985,14 @@ mod tests {
         // And it spells out every key.
         for section in &SCHEMA {
             for (key, _) in section.keys {
-                if matches!(*key, "alert_webhook" | "log_file" | "alert_log") {
+                if matches!(
+                    *key,
+                    "alert_webhook"
+                        | "webhook_header"
+                        | "webhook_header_file"
+                        | "log_file"
+                        | "alert_log"
+                ) {
                     // Optional with no default: shown commented out.
                     assert!(
                         DEFAULT_CONFIG_TOML.contains(&format!("# {key} = ")),
@@ -1232,6 +1272,38 @@ max_size_mb = 0x100
         let e = parse_err("[response]\n  alert_webhook = \"https:///hook\"\n");
         assert_eq!(line_col(&e), (2, 19));
         assert!(e.to_string().ends_with("\"https:///hook\" has no host"));
+    }
+
+    #[test]
+    fn webhook_secrets_are_checked_and_never_quoted() {
+        let c = parse(
+            "[response]\nalert_webhook = \"https://h/x\"\nwebhook_header = \"Authorization: Bearer s3cret\"\n",
+        )
+        .expect("parse");
+        assert_eq!(
+            c.response.webhook_header.as_deref(),
+            Some("Authorization: Bearer s3cret")
+        );
+        let c = parse("[response]\nwebhook_header_file = \"/etc/secmon/hook\"\n").expect("parse");
+        assert_eq!(
+            c.response.webhook_header_file,
+            Some(PathBuf::from("/etc/secmon/hook"))
+        );
+        let e = parse_err("[response]\nwebhook_header = \"Bearer s3cret\"\n");
+        assert_eq!(line_col(&e), (2, 18));
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let e = parse_err(
+            "[response]\nwebhook_header = \"A: b\"\nwebhook_header_file = \"/etc/secmon/hook\"\n",
+        );
+        assert_eq!(line_col(&e), (3, 23));
+        assert!(e.to_string().contains("not both"), "{e}");
+        // A bad URL's message does not show its password or query values.
+        let e = parse_err("[response]\nalert_webhook = \"ftp://u:pw@h/?k=s3cret\"\n");
+        let text = e.to_string();
+        assert!(
+            text.contains("\"ftp://***@h/?k=***\" is not an http"),
+            "{text}"
+        );
     }
 
     #[test]
