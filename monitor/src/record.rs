@@ -625,7 +625,7 @@ pub fn clamp_to_live_limits(event: &mut Event) -> bool {
     cut_any |= cut_opt(&mut event.bpf_prog_name, max::BPF_NAME);
     cut_any |= cut_opt(&mut event.module_params, max::PARAMS);
     if let Some(ms) = event.duration_ms
-        && !(ms >= 0.0)
+        && (ms.is_nan() || ms < 0.0)
     {
         event.duration_ms = Some(0.0);
         cut_any = true;
