@@ -57,7 +57,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "ADDRESS")]
     pub ip: Option<String>,
     /// Only events the rules scored at least this (0 to 1).
-    #[arg(long, value_name = "SCORE", value_parser = parse_risk, allow_hyphen_values = true)]
+    #[arg(long, value_name = "SCORE", allow_hyphen_values = true)]
     pub min_risk: Option<f64>,
     /// The analysis label, in any case (e.g. "Credential File Read", '*shell*').
     #[arg(long, value_name = "LABEL")]
@@ -109,16 +109,6 @@ pub struct Output<Tz: TimeZone> {
     pub table: bool,
     /// The terminal's width, to fit the DETAIL column.
     pub width: Option<usize>,
-}
-
-/// `--min-risk SCORE`: a number from 0 to 1 (NaN and infinities are not scores).
-fn parse_risk(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(risk) if (0.0..=1.0).contains(&risk) => Ok(risk),
-        _ => Err(format!(
-            "`{text}` is not a risk score: give a number between 0 and 1 (e.g. 0.6)"
-        )),
-    }
 }
 
 fn usage(message: String) -> HistoryError {
@@ -705,6 +695,20 @@ mod tests {
                     ..args()
                 },
                 "--min-risk: 1.5 is outside 0 to 1",
+            ),
+            (
+                HistoryArgs {
+                    min_risk: Some(f64::NAN),
+                    ..args()
+                },
+                "--min-risk: NaN is outside 0 to 1",
+            ),
+            (
+                HistoryArgs {
+                    min_risk: Some(f64::NEG_INFINITY),
+                    ..args()
+                },
+                "--min-risk: -inf is outside 0 to 1",
             ),
             (
                 HistoryArgs {
