@@ -1,5 +1,10 @@
 //! Command-line interface.
+//!
+//! Every numeric flag has a value parser that refuses what would make no sense or could not be
+//! represented (negative, NaN, infinite, too large) with a message naming the flag's unit, so a
+//! typo is a usage error (exit status 2), never a panic further on.
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -37,9 +42,9 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
-    /// Stop after this many seconds (default: run until Ctrl-C / SIGTERM).
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    /// Stop after this many seconds, e.g. 10 or 0.5 (default: run until Ctrl-C / SIGTERM).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration_secs, allow_hyphen_values = true)]
+    pub duration: Option<Duration>,
 
     /// TOML configuration file ([monitoring], [threat_detection], [response], [storage]).
     #[arg(long, value_name = "FILE")]
@@ -186,6 +191,34 @@ impl RulesCommand {
     }
 }
 
+/// The longest `--duration`: a year. Longer is surely a typo, and a deadline that far is
+/// nothing a clock computation has to worry about.
+pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
+
+/// `--duration SECS`: a finite number of seconds above zero, at most [`MAX_DURATION_SECS`].
+pub fn parse_duration_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (e.g. 10 or 0.5)"))?;
+    if !secs.is_finite() {
+        return Err(format!("`{text}`: the number of seconds must be finite"));
+    }
+    if secs <= 0.0 {
+        return Err(format!(
+            "`{text}`: the number of seconds must be above zero (leave --duration out to run \
+             until stopped)"
+        ));
+    }
+    if secs > MAX_DURATION_SECS as f64 {
+        return Err(format!(
+            "`{text}` seconds is too long: at most {MAX_DURATION_SECS} (a year); leave \
+             --duration out to run until stopped"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
+}
+
 fn parse_ring_mib(text: &str) -> Result<u32, String> {
     let mib: u32 = text
         .parse()
@@ -291,6 +324,71 @@ mod tests {
         .expect("parses");
         assert_eq!(cli.db, Some(PathBuf::from("x.db")));
         assert!(matches!(cli.command, Some(Command::History(_))));
+    }
+
+    /// The error clap prints for `args`, which must be a usage error, not a panic.
+    fn usage_error(args: &[&str]) -> String {
+        let mut argv = vec!["secmon-tui"];
+        argv.extend_from_slice(args);
+        let e = Cli::try_parse_from(&argv).expect_err("a usage error");
+        assert_eq!(e.exit_code(), 2, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn duration_accepts_positive_finite_seconds() {
+        let cli = Cli::try_parse_from(["secmon-tui", "--duration", "2.5"]).expect("parses");
+        assert_eq!(cli.duration, Some(Duration::from_millis(2500)));
+        let cli = Cli::try_parse_from(["secmon-tui", "--duration", "31536000"]).expect("a year");
+        assert_eq!(cli.duration, Some(Duration::from_secs(MAX_DURATION_SECS)));
+    }
+
+    #[test]
+    fn duration_rejects_negative_nan_infinite_and_huge_values() {
+        for (value, expected) in [
+            ("-1", "above zero"),
+            ("-0.5", "above zero"),
+            ("0", "above zero"),
+            ("nan", "finite"),
+            ("NaN", "finite"),
+            ("inf", "finite"),
+            ("-inf", "finite"),
+            ("infinity", "finite"),
+            ("1e300", "too long"),
+            ("31536001", "too long"),
+            ("18446744073709551616", "too long"),
+            ("ten", "not a number of seconds"),
+            ("", "not a number of seconds"),
+        ] {
+            let e = usage_error(&["--duration", value]);
+            assert!(e.contains(expected), "--duration {value}: {e}");
+            let e = usage_error(&[&format!("--duration={value}")]);
+            assert!(e.contains(expected), "--duration={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn other_numeric_flags_reject_bad_values_with_a_usage_error() {
+        for args in [
+            &["--ring-buffer-mib", "-16"][..],
+            &["--ring-buffer-mib", "99999999999"],
+            &["--ring-buffer-mib", "nan"],
+            &["--replay", "r", "--speed", "-2"],
+            &["--replay", "r", "--speed", "nan"],
+            &["--replay", "r", "--speed", "inf"],
+            &["--replay", "r", "--speed", "1e400"],
+            &["unblock", "-1"],
+            &["unblock", "4294967296"],
+            &["block", "remove", "-3"],
+            &["history", "--pid", "-1"],
+            &["history", "--pid", "99999999999"],
+            &["history", "--limit", "-5"],
+            &["history", "--limit", "999999999999999999999"],
+        ] {
+            usage_error(args);
+        }
+        // `history --min-risk` is checked by the history command itself (one-line errors,
+        // NaN and infinities included: history_cli's tests).
     }
 
     #[test]

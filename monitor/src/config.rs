@@ -129,6 +129,14 @@ pub struct Response {
     /// An `http://` or `https://` URL alerts are sent to (HTTP POST); `None`: no webhook.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert_webhook: Option<String>,
+    /// One HTTP header sent with every webhook POST, `"Name: value"` (e.g. `"Authorization:
+    /// Bearer …"`): the webhook's secret, kept out of the URL (URLs end up in proxies' logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_header: Option<String>,
+    /// A file holding that header line instead (read at start; as root it must be root's and
+    /// readable by root only), so the secret is not in the config file at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_header_file: Option<PathBuf>,
     /// The least severity an event needs to be logged and alerted on.
     pub log_level: Severity,
     /// A file events at or above `log_level` are appended to; `None`: no log file.
@@ -172,6 +180,8 @@ impl Default for Response {
         Response {
             enable_alerts: true,
             alert_webhook: None,
+            webhook_header: None,
+            webhook_header_file: None,
             log_level: Severity::Suspicious,
             log_file: None,
             alert_log: None,
@@ -328,6 +338,10 @@ pub enum ConfigError {
     /// Anything else the deserialiser rejected (not expected: the structural check runs first).
     #[error("{at}: {message}")]
     Invalid { at: Position, message: String },
+    /// Running as root, the file (or a directory above it) is not root's or is writable by
+    /// group or others: it may hold the webhook's secret and decides what is enforced.
+    #[error(transparent)]
+    Untrusted(#[from] crate::secure_fs::Untrusted),
 }
 
 fn key_place(section: &str) -> String {
@@ -342,7 +356,7 @@ impl ConfigError {
     /// Where in the file the problem is (`None` for [`ConfigError::Read`]).
     pub fn position(&self) -> Option<&Position> {
         match self {
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Untrusted(_) => None,
             ConfigError::Syntax { at, .. }
             | ConfigError::UnknownSection { at, .. }
             | ConfigError::UnknownKey { at, .. }
@@ -370,6 +384,7 @@ impl Config {
         let threshold_span = value_span(root.get_ref(), "threat_detection", "confidence_threshold");
         let allowlist_span = value_span(root.get_ref(), "response", "allowlist")
             .or_else(|| value_span(root.get_ref(), "response", "enforce"));
+        let header_file_span = value_span(root.get_ref(), "response", "webhook_header_file");
 
         let config = Config::deserialize(toml::de::Deserializer::from(root)).map_err(|e| {
             ConfigError::Invalid {
@@ -391,6 +406,13 @@ impl Config {
             });
         }
         let response = &config.response;
+        if response.webhook_header.is_some() && response.webhook_header_file.is_some() {
+            return Err(ConfigError::InvalidValue {
+                at: checker.at(header_file_span.unwrap_or(0..0)),
+                key: "webhook_header_file".to_string(),
+                reason: "give webhook_header or webhook_header_file, not both".to_string(),
+            });
+        }
         if response.enforce && !response.allowlist.iter().any(|p| is_sshd(p)) {
             return Err(ConfigError::InvalidValue {
                 at: checker.at(allowlist_span.unwrap_or(0..0)),
@@ -409,12 +431,29 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Read`] if the file cannot be read, else as [`Config::parse`].
+    /// [`ConfigError::Read`] if the file cannot be read, [`ConfigError::Untrusted`] if running
+    /// as root and root does not own it or others may write to it or to a directory above it
+    /// ([`crate::secure_fs::check_trusted`]), else as [`Config::parse`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        Config::load_with(path, crate::secure_fs::strict_modes())
+    }
+
+    /// [`Config::load`], with the ownership and mode checks on (`strict`) or off.
+    pub fn load_with(path: &Path, strict: bool) -> Result<Config, ConfigError> {
+        use std::io::Read;
+        let read_err = |error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        if strict {
+            // Checked on the open file: what is read is what was checked.
+            let meta = file.metadata().map_err(read_err)?;
+            crate::secure_fs::check_trusted(path, &meta, "config file")?;
+            crate::secure_fs::check_trusted_ancestors(path, "config file")?;
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read_err)?;
         Config::parse(&text, path)
     }
 
@@ -485,6 +524,8 @@ enum Kind {
     DirList,
     /// An http(s) URL.
     Url,
+    /// An HTTP header line, `Name: value`.
+    Header,
     /// A severity name.
     Level,
     /// A non-empty string.
@@ -507,6 +548,7 @@ impl Kind {
             Kind::Threshold => "a number between 0 and 1",
             Kind::DirList => "an array of directory paths (strings)",
             Kind::Url => "a string (an http:// or https:// URL)",
+            Kind::Header => "a string (an HTTP header line, \"Name: value\")",
             Kind::Level => "a string (\"benign\", \"suspicious\" or \"malicious\")",
             Kind::FilePath => "a string (a file path)",
             Kind::Days => "a whole number of days (0: keep forever)",
@@ -548,6 +590,8 @@ const SCHEMA: [Section; 4] = [
         keys: &[
             ("enable_alerts", Kind::Bool),
             ("alert_webhook", Kind::Url),
+            ("webhook_header", Kind::Header),
+            ("webhook_header_file", Kind::FilePath),
             ("log_level", Kind::Level),
             ("log_file", Kind::FilePath),
             ("alert_log", Kind::FilePath),
@@ -748,12 +792,22 @@ impl Checker<'_> {
                 }
                 Ok(())
             }
-            Kind::Text | Kind::FilePath | Kind::Url | Kind::Level => {
+            Kind::Text | Kind::FilePath | Kind::Url | Kind::Level | Kind::Header => {
                 let Some(s) = v.as_str() else {
                     return Err(wrong_type(kind.expected()));
                 };
                 match kind {
-                    Kind::Url => check_webhook(s).map_err(|why| invalid(format!("{s:?} {why}"))),
+                    // The URL may carry a secret: messages show it redacted.
+                    Kind::Url => check_webhook(s).map_err(|why| {
+                        invalid(format!(
+                            "{:?} {why}",
+                            crate::response::webhook::redact_url(s)
+                        ))
+                    }),
+                    // Never quoted: the value is a secret.
+                    Kind::Header => crate::response::webhook::parse_header(s)
+                        .map(drop)
+                        .map_err(invalid),
                     Kind::Level if !LEVELS.contains(&s) => Err(invalid(format!(
                         "{s:?} is not one of {}",
                         LEVELS.join(", ")
@@ -931,7 +985,14 @@ mod tests {
         // And it spells out every key.
         for section in &SCHEMA {
             for (key, _) in section.keys {
-                if matches!(*key, "alert_webhook" | "log_file" | "alert_log") {
+                if matches!(
+                    *key,
+                    "alert_webhook"
+                        | "webhook_header"
+                        | "webhook_header_file"
+                        | "log_file"
+                        | "alert_log"
+                ) {
                     // Optional with no default: shown commented out.
                     assert!(
                         DEFAULT_CONFIG_TOML.contains(&format!("# {key} = ")),
@@ -1177,6 +1238,22 @@ max_size_mb = 0x100
         assert!(e.to_string().contains("-1 is outside [0, 1]"));
         let e = parse_err("[threat_detection]\nconfidence_threshold = nan\n");
         assert_eq!(line_col(&e), (2, 24));
+        for bad in ["inf", "-inf", "+inf", "-nan", "1e400"] {
+            let e = parse_err(&format!(
+                "[threat_detection]\nconfidence_threshold = {bad}\n"
+            ));
+            assert!(e.position().is_some(), "{bad}: {e}");
+        }
+        // Whole numbers: negative, beyond the key's bound, beyond 64 bits.
+        for (key, bad) in [
+            ("[storage]\nretention_days", "-1"),
+            ("[storage]\nmax_size_mb", "99999999999999"),
+            ("[response]\nlog_max_size_mb", "-5"),
+            ("[response]\ndeny_ttl_secs", "99999999999999999999"),
+        ] {
+            let e = parse_err(&format!("{key} = {bad}\n"));
+            assert!(e.position().is_some(), "{key} = {bad}: {e}");
+        }
         // The bounds themselves are fine.
         for ok in ["0", "0.0", "1", "1.0"] {
             let text = format!("[threat_detection]\nconfidence_threshold = {ok}\n");
@@ -1195,6 +1272,38 @@ max_size_mb = 0x100
         let e = parse_err("[response]\n  alert_webhook = \"https:///hook\"\n");
         assert_eq!(line_col(&e), (2, 19));
         assert!(e.to_string().ends_with("\"https:///hook\" has no host"));
+    }
+
+    #[test]
+    fn webhook_secrets_are_checked_and_never_quoted() {
+        let c = parse(
+            "[response]\nalert_webhook = \"https://h/x\"\nwebhook_header = \"Authorization: Bearer s3cret\"\n",
+        )
+        .expect("parse");
+        assert_eq!(
+            c.response.webhook_header.as_deref(),
+            Some("Authorization: Bearer s3cret")
+        );
+        let c = parse("[response]\nwebhook_header_file = \"/etc/secmon/hook\"\n").expect("parse");
+        assert_eq!(
+            c.response.webhook_header_file,
+            Some(PathBuf::from("/etc/secmon/hook"))
+        );
+        let e = parse_err("[response]\nwebhook_header = \"Bearer s3cret\"\n");
+        assert_eq!(line_col(&e), (2, 18));
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let e = parse_err(
+            "[response]\nwebhook_header = \"A: b\"\nwebhook_header_file = \"/etc/secmon/hook\"\n",
+        );
+        assert_eq!(line_col(&e), (3, 23));
+        assert!(e.to_string().contains("not both"), "{e}");
+        // A bad URL's message does not show its password or query values.
+        let e = parse_err("[response]\nalert_webhook = \"ftp://u:pw@h/?k=s3cret\"\n");
+        let text = e.to_string();
+        assert!(
+            text.contains("\"ftp://***@h/?k=***\" is not an http"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1338,6 +1447,56 @@ max_size_mb = 0x100
         assert_eq!((p.line, p.column), (2, 2));
         let p = Position::of_offset("aé", Path::new("f"), 2); // inside the é
         assert_eq!((p.line, p.column), (1, 2));
+    }
+
+    #[test]
+    fn as_root_a_config_others_can_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        if !crate::secure_fs::strict_modes() {
+            return; // the temporary file is not root's
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let path = dir.path().join("secmon.toml");
+        std::fs::write(&path, "[response]\nenable_alerts = true\n").expect("write");
+        let chmod = |mode| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        chmod(0o600);
+        Config::load(&path).expect("root's, 0600");
+        chmod(0o620);
+        let e = Config::load(&path).expect_err("group-writable");
+        assert!(matches!(e, ConfigError::Untrusted(_)), "{e:?}");
+        assert!(e.position().is_none());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{0}: refusing to use this config file as root: its mode 0620 lets its group \
+                 change it (owner root (uid 0)); fix: sudo chmod go-w {0}",
+                path.display()
+            )
+        );
+        Config::load_with(&path, false).expect("not checked when not root");
+        chmod(0o644);
+        std::os::unix::fs::chown(&path, Some(65534), None).expect("chown nobody");
+        let e = Config::load(&path).expect_err("nobody's");
+        assert!(
+            e.to_string()
+                .contains("config file as root: it is owned by nobody (uid 65534), not root"),
+            "{e}"
+        );
+        // The directory above it counts too.
+        std::os::unix::fs::chown(&path, Some(0), None).expect("chown root");
+        Config::load(&path).expect("root's again");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let e = Config::load(&path).expect_err("world-writable directory");
+        assert!(
+            e.to_string()
+                .contains("this directory holding the config file as root: its mode 0777"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "ADDRESS")]
     pub ip: Option<String>,
     /// Only events the rules scored at least this (0 to 1).
-    #[arg(long, value_name = "SCORE")]
+    #[arg(long, value_name = "SCORE", allow_hyphen_values = true)]
     pub min_risk: Option<f64>,
     /// The analysis label, in any case (e.g. "Credential File Read", '*shell*').
     #[arg(long, value_name = "LABEL")]
@@ -695,6 +695,20 @@ mod tests {
                     ..args()
                 },
                 "--min-risk: 1.5 is outside 0 to 1",
+            ),
+            (
+                HistoryArgs {
+                    min_risk: Some(f64::NAN),
+                    ..args()
+                },
+                "--min-risk: NaN is outside 0 to 1",
+            ),
+            (
+                HistoryArgs {
+                    min_risk: Some(f64::NEG_INFINITY),
+                    ..args()
+                },
+                "--min-risk: -inf is outside 0 to 1",
             ),
             (
                 HistoryArgs {

@@ -20,6 +20,7 @@ pub mod record;
 pub mod response;
 pub mod rules;
 pub mod sanitize;
+pub mod secure_fs;
 pub mod shutdown;
 pub mod storage;
 pub mod tui;

@@ -17,6 +17,7 @@ use secmon::{
     pipeline::{self, PipelineError, RunOptions},
     record::Replay,
     rules::{self, RuleEngine},
+    sanitize,
     shutdown::cut_short_suffix,
     tui,
 };
@@ -37,10 +38,18 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(report) => {
             // Expected failures (no privileges, bad config) are one line, not a backtrace.
-            eprintln!("secmon: error: {report:#}");
+            print_error(&report);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints an error on stderr, escaped line by line: messages quote files anyone may have
+/// written (a recording's text in serde's messages, a rule file, the config).
+fn print_error(report: &color_eyre::Report) {
+    let text = format!("{report:#}");
+    let lines: Vec<_> = text.lines().map(sanitize::for_terminal).collect();
+    eprintln!("secmon: error: {}", lines.join("\n"));
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -79,7 +88,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let (config, source) = Config::load_or_default(cli.config.as_deref())?;
     let options = RunOptions {
-        duration: cli.duration.map(Duration::from_secs_f64),
+        duration: cli.duration,
         ring_bytes: Some(cli.ring_buffer_mib * 1024 * 1024),
         rules: Some(load_rules(&cli, &config)?),
         storage: Some(storage_settings(&cli, &config)),
@@ -144,7 +153,7 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
     let speed = cli.speed.unwrap_or_default();
     let replay = Replay::open(recording, speed)?;
     let options = RunOptions {
-        duration: cli.duration.map(Duration::from_secs_f64),
+        duration: cli.duration,
         ring_bytes: None,
         rules: Some(load_rules(cli, &config)?),
         // Only into an explicitly named database: a replay is not this machine's history.
@@ -155,7 +164,7 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
     let recorded = match replay.recording().header() {
         Some(h) if !h.host.is_empty() => format!(
             "recorded on {} at {}",
-            h.host,
+            sanitize::for_terminal(&h.host),
             h.created.format("%Y-%m-%d %H:%M:%S UTC")
         ),
         Some(h) => format!("recorded at {}", h.created.format("%Y-%m-%d %H:%M:%S UTC")),
@@ -163,7 +172,7 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
     };
     let about = format!(
         "replaying {} ({recorded}) at speed {speed}",
-        recording.display()
+        sanitize::for_terminal(&recording.display().to_string())
     );
     eprintln!("secmon: {about}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -264,7 +273,7 @@ fn run_block_command(cli: &Cli, command: &BlockCommand) -> Result<ExitCode> {
     let reply = control::request(&socket, &request)?;
     if !reply.ok {
         let error = reply.error.unwrap_or_else(|| "refused".to_string());
-        eprintln!("secmon: {}", secmon::sanitize::for_terminal(&error));
+        eprintln!("secmon: {}", sanitize::for_terminal(&error));
         return Ok(ExitCode::FAILURE);
     }
     let mut out = std::io::stdout().lock();

@@ -646,7 +646,15 @@ pub async fn run_replay_json<W: Write>(
         _ => {}
     }
     if let Some(error) = replayed.error {
-        eprintln!("secmon: warning: {error}");
+        // The message may quote the recording's text.
+        eprintln!("secmon: warning: {}", crate::sanitize::for_terminal(&error));
+    }
+    if replayed.clamped > 0 {
+        eprintln!(
+            "secmon: warning: {} replayed events had fields longer than live capture allows; \
+             they were cut and marked truncated",
+            replayed.clamped
+        );
     }
     summary.records = replayed.events;
     Ok(summary)

@@ -11,10 +11,17 @@
 //! Replay: [`Replay`] groups a [`Recording`]'s events into batches with the time each is due
 //! (from the recorded timestamps, divided by the [`Speed`]); [`feed`] sends them into a channel
 //! at those times, which is what the `--json` replay and the TUI consume.
+//!
+//! A recording handed to `--replay` may come from anyone, so reading it is bounded like live
+//! capture is: a line longer than [`MAX_LINE_BYTES`] ends the replay with an error, a compressed
+//! stream may not expand past [`decompressed_limit`] (a zstd bomb of blank lines would
+//! otherwise keep a replay busy forever), every string and list of an event is cut to what the
+//! live capture can produce ([`clamp_to_live_limits`]), and no pause between two events lasts
+//! longer than [`MAX_GAP`]. Messages quote the file's text raw; they are escaped where they
+//! are shown (`sanitize::for_terminal` on stderr, the UI's own cleaning on screen).
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::event::{Analysis, Event};
+use crate::secure_fs;
 
 /// The `format` value of a recording's header line.
 pub const FORMAT_NAME: &str = "secmon-recording";
@@ -35,6 +43,39 @@ pub const MAX_BATCH: usize = 4096;
 /// (the live pipeline's reader drains every 10 ms too).
 pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// The longest line a recording may have (an event of the live capture at its limits is far
+/// below this: about 100 KiB).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// The longest pause a replay makes between two events, in replay time: a recording whose
+/// events are a day apart replays without waiting a day.
+pub const MAX_GAP: Duration = Duration::from_secs(1);
+/// A compressed recording may expand to this many times its size on disk …
+pub const MAX_COMPRESSION_RATIO: u64 = 1000;
+/// … and always to at least this much (tiny recordings compress badly).
+pub const MIN_DECOMPRESSED_LIMIT: u64 = 64 << 20;
+
+/// What the live capture can put in a field, in bytes (see [`clamp_to_live_limits`]).
+mod live_limits {
+    use crate::enrich::{enricher, paths, proctable};
+
+    /// comm, the parent's and the ancestors' names: the kernel's `TASK_COMM_LEN` less the NUL.
+    pub const NAME: usize = monitor_common::COMM_LEN - 1;
+    /// Resolved paths (exe, file_path, new_path): Linux's `PATH_MAX`.
+    pub const PATH: usize = paths::MAX_RESOLVED_LEN;
+    pub const ARGS: usize = proctable::MAX_ARGS;
+    pub const ARG: usize = proctable::MAX_ARG_LEN;
+    /// argv joined by spaces.
+    pub const CMDLINE: usize = ARGS * (ARG + 1);
+    pub const ANCESTORS: usize = enricher::MAX_ANCESTORS;
+    /// User names (Linux's `LOGIN_NAME_MAX`), symbolic flags, syscall and request names.
+    pub const WORD: usize = 256;
+    /// An IPv6 address as text, with room to spare.
+    pub const ADDRESS: usize = 64;
+    /// A BPF program's name: `BPF_OBJ_NAME_LEN` less the NUL.
+    pub const BPF_NAME: usize = 15;
+    /// Module parameters as the kernel copies them.
+    pub const PARAMS: usize = monitor_common::ARG_LEN;
+}
 
 /// The first line of a recording.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,6 +132,20 @@ pub enum RecordError {
         line: usize,
         events: u64,
     },
+    /// A line past [`MAX_LINE_BYTES`]: not something secmon wrote.
+    #[error("{}:{line}: the line is longer than {} MiB: not a secmon recording, or a damaged one; {events} events were read before it", path.display(), MAX_LINE_BYTES >> 20)]
+    LineTooLong {
+        path: PathBuf,
+        line: usize,
+        events: u64,
+    },
+    /// The compressed stream expands past [`decompressed_limit`].
+    #[error("{}: the compressed recording expands to more than {} MiB ({MAX_COMPRESSION_RATIO} times its size): refused as a decompression bomb; {events} events were read before it", path.display(), limit >> 20)]
+    TooLarge {
+        path: PathBuf,
+        limit: u64,
+        events: u64,
+    },
 }
 
 enum Sink {
@@ -116,18 +171,14 @@ pub struct Recorder {
 
 impl Recorder {
     /// Creates (truncating) `path`, mode `0600`: recordings hold command lines and paths.
-    /// zstd-compressed when the name ends in `.zst`.
+    /// zstd-compressed when the name ends in `.zst`. A symbolic link, a FIFO or another
+    /// non-regular file at `path` is refused ([`secure_fs::open_for_writing`]).
     pub fn create(path: &Path) -> Result<Recorder, RecordError> {
         let io_err = |error| RecordError::Io {
             path: path.to_path_buf(),
             error,
         };
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
+        let file = secure_fs::open_for_writing(path, 0o600, secure_fs::Existing::Truncate)
             .map_err(io_err)?;
         let out = BufWriter::with_capacity(256 * 1024, file);
         let sink = if path.extension().is_some_and(|e| e == "zst") {
@@ -190,7 +241,9 @@ pub struct Recording {
     first: Option<Event>,
     line: usize,
     events: u64,
-    buf: String,
+    /// Events with a field cut to the live capture's limits.
+    clamped: u64,
+    buf: Vec<u8>,
     done: bool,
 }
 
@@ -211,11 +264,16 @@ impl Recording {
             path: path.to_path_buf(),
             error,
         };
-        let mut file = BufReader::new(File::open(path).map_err(io_err)?);
+        let file = File::open(path).map_err(io_err)?;
+        let size = file.metadata().map_err(io_err)?.len();
+        let mut file = BufReader::new(file);
         let compressed = file.fill_buf().map_err(io_err)?.starts_with(&ZSTD_MAGIC);
         let lines: Box<dyn BufRead + Send> = if compressed {
             let decoder = zstd::stream::read::Decoder::with_buffer(file).map_err(io_err)?;
-            Box::new(BufReader::new(decoder))
+            Box::new(BufReader::new(Limited::new(
+                decoder,
+                decompressed_limit(size),
+            )))
         } else {
             Box::new(file)
         };
@@ -234,7 +292,8 @@ impl Recording {
             first: None,
             line: 0,
             events: 0,
-            buf: String::new(),
+            clamped: 0,
+            buf: Vec::new(),
             done: false,
         };
         let Some(first) = recording.next_line()? else {
@@ -281,6 +340,12 @@ impl Recording {
         self.events
     }
 
+    /// Events read so far that had a field longer than the live capture allows (cut, and
+    /// marked `truncated`).
+    pub fn clamped(&self) -> u64 {
+        self.clamped
+    }
+
     fn bad_line(&self, message: String) -> RecordError {
         RecordError::BadLine {
             path: self.path.clone(),
@@ -293,23 +358,28 @@ impl Recording {
     /// is not valid JSON, or a read error in a compressed stream, is a truncated recording.
     fn next_line(&mut self) -> Result<Option<String>, RecordError> {
         loop {
-            self.buf.clear();
-            match self.lines.read_line(&mut self.buf) {
-                Ok(0) => return Ok(None),
-                Ok(_) => {
-                    self.line += 1;
-                    if !self.buf.ends_with('\n')
-                        && serde_json::from_str::<serde::de::IgnoredAny>(&self.buf).is_err()
-                    {
-                        return Err(self.truncated(self.line));
-                    }
-                    let text = self.buf.trim();
-                    if !text.is_empty() {
-                        return Ok(Some(text.to_string()));
-                    }
+            let complete = match read_bounded_line(&mut *self.lines, &mut self.buf) {
+                Ok(LineRead::End) => return Ok(None),
+                Ok(LineRead::Line { complete }) => complete,
+                Ok(LineRead::TooLong) => {
+                    return Err(RecordError::LineTooLong {
+                        path: self.path.clone(),
+                        line: self.line + 1,
+                        events: self.events,
+                    });
+                }
+                Err(e) if e.get_ref().is_some_and(|inner| inner.is::<LimitReached>()) => {
+                    return Err(RecordError::TooLarge {
+                        path: self.path.clone(),
+                        limit: e
+                            .get_ref()
+                            .and_then(|inner| inner.downcast_ref::<LimitReached>())
+                            .map_or(0, |l| l.0),
+                        events: self.events,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    // Not UTF-8, or a damaged compressed stream.
+                    // A damaged compressed stream.
                     return Err(self.bad_line(e.to_string()));
                 }
                 Err(e)
@@ -326,6 +396,17 @@ impl Recording {
                         error,
                     });
                 }
+            };
+            self.line += 1;
+            let Ok(text) = std::str::from_utf8(&self.buf) else {
+                return Err(self.bad_line("the line is not UTF-8 text".to_string()));
+            };
+            if !complete && serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+                return Err(self.truncated(self.line));
+            }
+            let text = text.trim();
+            if !text.is_empty() {
+                return Ok(Some(text.to_string()));
             }
         }
     }
@@ -349,6 +430,9 @@ impl Recording {
             Err(e) => return Err(self.bad_line(e.to_string())),
         };
         event.analysis = Analysis::default();
+        if clamp_to_live_limits(&mut event) {
+            self.clamped += 1;
+        }
         self.events += 1;
         Ok(event)
     }
@@ -385,6 +469,171 @@ fn with_empty_analysis(mut value: serde_json::Value) -> serde_json::Value {
         }
     }
     value
+}
+
+/// What [`read_bounded_line`] found.
+enum LineRead {
+    /// The end of the input, nothing read.
+    End,
+    /// A line (without its newline); `complete` is false for a last line without one.
+    Line { complete: bool },
+    /// A line longer than [`MAX_LINE_BYTES`] (what was read of it is discarded).
+    TooLong,
+}
+
+/// Reads one line into `buf` (cleared first) without ever holding more than
+/// [`MAX_LINE_BYTES`] of it: `BufRead::read_line` would buffer a newline-free file whole.
+fn read_bounded_line(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::End
+            } else {
+                LineRead::Line { complete: false }
+            });
+        }
+        let (chunk, newline) = match memchr::memchr(b'\n', available) {
+            Some(at) => (&available[..at], true),
+            None => (available, false),
+        };
+        if buf.len() + chunk.len() > MAX_LINE_BYTES {
+            buf.clear();
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(chunk);
+        let used = chunk.len() + usize::from(newline);
+        input.consume(used);
+        if newline {
+            return Ok(LineRead::Line { complete: true });
+        }
+    }
+}
+
+/// How far a compressed recording of `compressed` bytes may expand.
+pub fn decompressed_limit(compressed: u64) -> u64 {
+    compressed
+        .saturating_mul(MAX_COMPRESSION_RATIO)
+        .max(MIN_DECOMPRESSED_LIMIT)
+}
+
+/// The error [`Limited`] returns once its limit is passed (carries the limit).
+#[derive(Debug)]
+struct LimitReached(u64);
+
+impl fmt::Display for LimitReached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "more than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for LimitReached {}
+
+/// A reader that fails once more than `limit` bytes came through it.
+struct Limited<R> {
+    inner: R,
+    limit: u64,
+    read: u64,
+}
+
+impl<R> Limited<R> {
+    fn new(inner: R, limit: u64) -> Limited<R> {
+        Limited {
+            inner,
+            limit,
+            read: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.read > self.limit {
+            return Err(io::Error::other(LimitReached(self.limit)));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::other(LimitReached(self.limit)));
+        }
+        Ok(n)
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary. True when it was cut.
+fn cut(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
+}
+
+fn cut_opt(text: &mut Option<String>, max: usize) -> bool {
+    text.as_mut().is_some_and(|t| cut(t, max))
+}
+
+fn cut_list(items: &mut Vec<String>, count: usize, each: usize) -> bool {
+    let mut changed = items.len() > count;
+    items.truncate(count);
+    for item in items.iter_mut() {
+        changed |= cut(item, each);
+    }
+    changed
+}
+
+/// Cuts every string and list of a replayed event to what the live capture can produce
+/// (`live_limits`), so a crafted recording cannot feed the rules, the UI or the history more
+/// than a real kernel event could. A cut event is marked `truncated`, as the kernel marks its
+/// own cut strings. True when anything was cut.
+pub fn clamp_to_live_limits(event: &mut Event) -> bool {
+    use live_limits as max;
+    let mut cut_any = false;
+    for name in [&mut event.process, &mut event.parent_process] {
+        cut_any |= cut(name, max::NAME);
+    }
+    cut_any |= cut_list(&mut event.ancestors, max::ANCESTORS, max::NAME);
+    cut_any |= cut(&mut event.exe, max::PATH);
+    cut_any |= cut(&mut event.cmdline, max::CMDLINE);
+    cut_any |= cut(&mut event.user, max::WORD);
+    if let Some(argv) = &mut event.argv {
+        cut_any |= cut_list(argv, max::ARGS, max::ARG);
+    }
+    for path in [&mut event.file_path, &mut event.new_path] {
+        cut_any |= cut_opt(path, max::PATH);
+    }
+    for word in [
+        &mut event.flags,
+        &mut event.syscall,
+        &mut event.ptrace_request,
+        &mut event.protocol,
+    ] {
+        cut_any |= cut_opt(word, max::WORD);
+    }
+    for address in [&mut event.source_ip, &mut event.target_ip] {
+        cut_any |= cut_opt(address, max::ADDRESS);
+    }
+    cut_any |= cut_opt(&mut event.bpf_prog_name, max::BPF_NAME);
+    cut_any |= cut_opt(&mut event.module_params, max::PARAMS);
+    if let Some(ms) = event.duration_ms
+        && (ms.is_nan() || ms < 0.0)
+    {
+        event.duration_ms = Some(0.0);
+        cut_any = true;
+    }
+    if cut_any {
+        event.truncated = true;
+    }
+    cut_any
 }
 
 impl Iterator for Recording {
@@ -448,7 +697,8 @@ pub struct ReplayBatch {
 pub struct Replay {
     recording: Recording,
     speed: Speed,
-    first_ns: Option<i64>,
+    /// The latest recorded timestamp so far.
+    latest_ns: Option<i64>,
     last_at: Duration,
     peeked: Option<Event>,
     error: Option<RecordError>,
@@ -459,7 +709,7 @@ impl Replay {
         Replay {
             recording,
             speed,
-            first_ns: None,
+            latest_ns: None,
             last_at: Duration::ZERO,
             peeked: None,
             error: None,
@@ -479,18 +729,20 @@ impl Replay {
         self.speed
     }
 
-    /// When `event` is due. Never earlier than the previous event (recorded timestamps from
-    /// different CPUs can be slightly out of order).
+    /// When `event` is due: the previous event's due time plus the recorded gap between them
+    /// divided by the speed, but at most [`MAX_GAP`]. Never earlier than the previous event
+    /// (recorded timestamps from different CPUs can be slightly out of order).
     fn due(&mut self, event: &Event) -> Duration {
         let Speed::Factor(factor) = self.speed else {
             return Duration::ZERO;
         };
         let ns = crate::storage::to_ns(event.timestamp);
-        let first = *self.first_ns.get_or_insert(ns);
-        let since = (ns.saturating_sub(first)).max(0) as f64 / factor;
-        let at = Duration::from_nanos(since.min(u64::MAX as f64) as u64).max(self.last_at);
-        self.last_at = at;
-        at
+        let previous = *self.latest_ns.get_or_insert(ns);
+        let gap_ns = ns.saturating_sub(previous).max(0) as f64 / factor;
+        let gap = Duration::from_nanos(gap_ns.min(MAX_GAP.as_nanos() as f64) as u64);
+        self.latest_ns = Some(previous.max(ns));
+        self.last_at = self.last_at.saturating_add(gap.min(MAX_GAP));
+        self.last_at
     }
 
     fn next_event(&mut self) -> Result<Option<Event>, RecordError> {
@@ -546,6 +798,8 @@ impl Iterator for Replay {
 pub struct ReplaySummary {
     pub events: u64,
     pub batches: u64,
+    /// Events with a field cut to the live capture's limits ([`clamp_to_live_limits`]).
+    pub clamped: u64,
     /// The recording ended abruptly or had a bad line (events before it were replayed).
     pub error: Option<String>,
 }
@@ -575,6 +829,7 @@ pub async fn feed(mut replay: Replay, tx: mpsc::Sender<Vec<Event>>) -> ReplaySum
         summary.events += n;
         summary.batches += 1;
     }
+    summary.clamped = replay.recording().clamped();
     summary
 }
 
@@ -870,5 +1125,211 @@ mod tests {
         let summary = task.await.expect("task");
         assert_eq!((summary.events, summary.batches), (2, 2));
         assert!(summary.error.is_none());
+    }
+
+    /// A recording: the header, then `lines` as they are.
+    fn write_lines(path: &Path, lines: &[String]) {
+        let header = serde_json::to_string(&Header::new(Utc::now())).expect("json");
+        let mut text = header + "\n";
+        for line in lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_bound_is_refused_without_reading_it_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("long.jsonl");
+        let good = serde_json::to_string(&event(0, 1)).expect("json");
+        let mut long = event(0, 2);
+        long.cmdline = "a".repeat(MAX_LINE_BYTES);
+        let long = serde_json::to_string(&long).expect("json");
+        write_lines(&path, &[good.clone(), long, good]);
+        let mut r = Recording::open(&path).expect("open");
+        assert!(r.next_event().expect("first").is_some());
+        let e = r.next_event().expect_err("too long");
+        assert!(
+            matches!(
+                e,
+                RecordError::LineTooLong {
+                    line: 3,
+                    events: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("longer than 1 MiB"), "{e}");
+        assert!(r.next_event().expect("ends there").is_none());
+
+        // No newline at all (a device, random bytes): the same error, not a buffer the size
+        // of the file.
+        std::fs::write(&path, vec![b'x'; 3 * MAX_LINE_BYTES]).expect("write");
+        let e = Recording::open(&path).expect_err("no newline");
+        assert!(
+            matches!(e, RecordError::LineTooLong { line: 1, .. }),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_bound_is_read() {
+        let mut input: &[u8] = &[b' '; MAX_LINE_BYTES];
+        let mut buf = Vec::new();
+        let read = read_bounded_line(&mut input, &mut buf).expect("read");
+        assert!(matches!(read, LineRead::Line { complete: false }));
+        assert_eq!(buf.len(), MAX_LINE_BYTES);
+    }
+
+    #[test]
+    fn non_utf8_lines_are_bad_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bin.jsonl");
+        std::fs::write(&path, b"{\"format\":\"\xff\xfe\"}\n").expect("write");
+        let e = Recording::open(&path).expect_err("not UTF-8");
+        assert!(
+            e.to_string()
+                .contains(":1: not a secmon event: the line is not UTF-8"),
+            "{e}"
+        );
+    }
+
+    /// A zstd frame of `lines` blank lines of almost [`MAX_LINE_BYTES`] each.
+    fn blank_frame(lines: usize) -> Vec<u8> {
+        let mut text = Vec::with_capacity(lines * MAX_LINE_BYTES);
+        for _ in 0..lines {
+            text.extend(std::iter::repeat_n(b' ', MAX_LINE_BYTES - 1));
+            text.push(b'\n');
+        }
+        zstd::encode_all(&text[..], 3).expect("compress")
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bomb.jsonl.zst");
+        let header = serde_json::to_string(&Header::new(Utc::now())).expect("json") + "\n";
+        let mut bytes = zstd::encode_all(header.as_bytes(), 3).expect("compress");
+        // 32 frames of 4 MiB: 128 MiB from a few kilobytes.
+        let frame = blank_frame(4);
+        for _ in 0..32 {
+            bytes.extend_from_slice(&frame);
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
+        let mut r = Recording::open(&path).expect("the header reads");
+        let e = r.next_event().expect_err("a bomb");
+        assert!(
+            matches!(e, RecordError::TooLarge { limit, events: 0, .. } if limit == MIN_DECOMPRESSED_LIMIT),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("decompression bomb"), "{e}");
+        assert!(r.next_event().expect("ends there").is_none());
+    }
+
+    #[test]
+    fn the_decompressed_limit_scales_with_the_file() {
+        assert_eq!(decompressed_limit(0), MIN_DECOMPRESSED_LIMIT);
+        assert_eq!(
+            decompressed_limit(1 << 30),
+            (1 << 30) * MAX_COMPRESSION_RATIO
+        );
+        assert_eq!(decompressed_limit(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn replayed_fields_are_cut_to_the_live_limits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.jsonl");
+        let mut big = event(0, 1);
+        big.process = "p".repeat(100);
+        big.parent_process = "é".repeat(100);
+        big.ancestors = vec!["x".repeat(40); 50];
+        big.exe = format!("/{}", "e".repeat(20_000));
+        big.argv = Some(vec!["a".repeat(10_000); 40]);
+        big.cmdline = "c".repeat(200_000);
+        big.user = "u".repeat(1000);
+        big.file_path = Some("/".repeat(9000));
+        big.new_path = Some("€".repeat(5000));
+        big.flags = Some("O_".repeat(500));
+        big.target_ip = Some("1".repeat(500));
+        big.bpf_prog_name = Some("b".repeat(64));
+        big.module_params = Some("m".repeat(1000));
+        big.duration_ms = Some(-5.0);
+        let small = event(1, 2);
+        let lines = [&big, &small].map(|e| serde_json::to_string(e).expect("json"));
+        write_lines(&path, &lines);
+        let mut r = Recording::open(&path).expect("open");
+        let e = r.next_event().expect("read").expect("an event");
+        assert_eq!(e.process.len(), 15);
+        assert_eq!(
+            e.parent_process,
+            "é".repeat(7),
+            "cut on a character boundary"
+        );
+        assert_eq!(e.ancestors.len(), 8);
+        assert!(e.ancestors.iter().all(|a| a.len() == 15));
+        assert_eq!(e.exe.len(), 4096);
+        let argv = e.argv.as_ref().expect("argv");
+        assert_eq!(argv.len(), 16);
+        assert!(argv.iter().all(|a| a.len() == 4096));
+        assert_eq!(e.cmdline.len(), 16 * 4097);
+        assert_eq!(e.user.len(), 256);
+        assert_eq!(e.file_path.as_deref().map(str::len), Some(4096));
+        assert_eq!(e.new_path.as_deref().map(str::len), Some(4095));
+        assert_eq!(e.flags.as_deref().map(str::len), Some(256));
+        assert_eq!(e.target_ip.as_deref().map(str::len), Some(64));
+        assert_eq!(e.bpf_prog_name.as_deref().map(str::len), Some(15));
+        assert_eq!(e.module_params.as_deref().map(str::len), Some(128));
+        assert_eq!(e.duration_ms, Some(0.0));
+        assert!(e.truncated, "a cut event is marked truncated");
+        let e = r.next_event().expect("read").expect("an event");
+        assert_eq!(e, small, "an event within the limits is untouched");
+        assert_eq!((r.events(), r.clamped()), (2, 1));
+    }
+
+    #[test]
+    fn long_pauses_are_cut_to_the_maximum_gap() {
+        let day = 24 * 3600 * 1000;
+        let events: Vec<Event> = [(0, 1), (day, 2), (day + 5, 3), (400 * day, 4), (0, 5)]
+            .into_iter()
+            .map(|(ms, pid)| event(ms, pid))
+            .collect();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            batches(&events, Speed::Factor(1.0)),
+            vec![
+                (ms(0), vec![1]),
+                (MAX_GAP, vec![2, 3]),
+                (MAX_GAP * 2 + ms(5), vec![4, 5]),
+            ]
+        );
+        // The cap is in replay time: at 0.001x, 5 ms recorded is 5 s, cut to 1 s.
+        let events: Vec<Event> = [(0, 1), (5, 2)]
+            .into_iter()
+            .map(|(ms, pid)| event(ms, pid))
+            .collect();
+        assert_eq!(
+            batches(&events, Speed::Factor(0.001)),
+            vec![(ms(0), vec![1]), (MAX_GAP, vec![2])]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn feed_never_waits_longer_than_the_maximum_gap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.jsonl");
+        let year_ms = 365 * 24 * 3600 * 1000;
+        record(&path, &[event(0, 1), event(year_ms, 2)]);
+        let replay = Replay::open(&path, Speed::Factor(1.0)).expect("open");
+        let (mut rx, task) = spawn_replay(replay, 4);
+        let start = tokio::time::Instant::now();
+        assert_eq!(rx.recv().await.expect("first")[0].pid, 1);
+        assert_eq!(rx.recv().await.expect("second")[0].pid, 2);
+        assert_eq!(start.elapsed(), MAX_GAP);
+        assert!(rx.recv().await.is_none());
+        task.await.expect("task");
     }
 }

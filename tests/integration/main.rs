@@ -9,6 +9,7 @@ mod common;
 mod control;
 mod enforce;
 mod file;
+mod hostile_files;
 mod kernel;
 mod network;
 mod privilege;

@@ -165,29 +165,20 @@ fn the_attack_story_replays_without_root_deterministically() {
 #[test]
 fn replay_keeps_the_recorded_pace() {
     let dir = TestDir::new(&marker());
-    let file = dir.join("two.jsonl");
+    let file = dir.join("paced.jsonl");
     let header = r#"{"format":"secmon-recording","version":1,"created":"2026-05-01T12:00:00Z","secmon_version":"0.1.0","host":"test"}"#;
-    let event = |ts: &str, pid: u32| {
-        format!(
-            r#"{{"timestamp":"{ts}","event_type":"process_exec","pid":{pid},"tid":{pid},"ppid":1,"uid":0,"user":"root","process":"true","exe":"/usr/bin/true","cmdline":"true","cgroup_id":1,"analysis":{{"label":"Benign","severity":"benign","risk_score":0.0,"detection_method":"none","recommendation":"","rules":[]}}}}"#
-        )
-    };
-    std::fs::write(
-        &file,
-        format!(
-            "{header}\n{}\n{}\n",
-            event("2026-05-01T12:00:00Z", 1),
-            event("2026-05-01T12:00:03Z", 2)
-        ),
-    )
-    .expect("write");
-    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .expect("chmod");
+    // Five events 0.75 s apart (under the 1 s cap on pauses): 3 s recorded.
+    let lines: Vec<String> = ["00.00", "00.75", "01.50", "02.25", "03.00"]
+        .iter()
+        .enumerate()
+        .map(|(i, secs)| exec_line(&format!("2026-05-01T12:00:{secs}Z"), i as u32 + 1))
+        .collect();
+    write_recording(&file, &format!("{header}\n{}\n", lines.join("\n")));
     let timed = |speed: &str| {
         let started = Instant::now();
         let (ok, out, err) = replay(&file, &["--speed", speed]);
         assert!(ok, "{err}");
-        assert_eq!(parse_json_lines(&out).0.len(), 2);
+        assert_eq!(parse_json_lines(&out).0.len(), 5);
         started.elapsed()
     };
     // 3 s recorded: about 1.5 s at 2x, well under a second at 10x and max.
@@ -199,6 +190,91 @@ fn replay_keeps_the_recorded_pace() {
     assert!(at10 < at2, "{at10:?} vs {at2:?}");
     let max = timed("max");
     assert!(max < at2, "{max:?}");
+}
+
+/// One `process_exec` line of a recording at `ts` (RFC 3339).
+fn exec_line(ts: &str, pid: u32) -> String {
+    format!(
+        r#"{{"timestamp":"{ts}","event_type":"process_exec","pid":{pid},"tid":{pid},"ppid":1,"uid":0,"user":"root","process":"true","exe":"/usr/bin/true","cmdline":"true","cgroup_id":1,"analysis":{{"label":"Benign","severity":"benign","risk_score":0.0,"detection_method":"none","recommendation":"","rules":[]}}}}"#
+    )
+}
+
+/// Writes a recording readable by the unprivileged replay.
+fn write_recording(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+}
+
+#[test]
+fn a_year_long_pause_in_a_recording_replays_in_a_second() {
+    let dir = TestDir::new(&marker());
+    let file = dir.join("gap.jsonl");
+    let header = r#"{"format":"secmon-recording","version":1,"created":"2026-05-01T12:00:00Z","host":"test"}"#;
+    write_recording(
+        &file,
+        &format!(
+            "{header}\n{}\n{}\n",
+            exec_line("2026-05-01T12:00:00Z", 1),
+            exec_line("2027-05-01T12:00:00Z", 2)
+        ),
+    );
+    let started = Instant::now();
+    let (ok, out, err) = replay(&file, &["--speed", "1"]);
+    let took = started.elapsed();
+    assert!(ok, "{err}");
+    assert_eq!(parse_json_lines(&out).0.len(), 2);
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "a year's pause is cut to 1 s: {took:?}"
+    );
+}
+
+#[test]
+fn text_quoted_from_a_recording_is_escaped_on_stderr() {
+    let dir = TestDir::new(&marker());
+    let no_raw_controls = |err: &str| {
+        assert!(
+            !err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\u{9b}'),
+            "raw control characters reached stderr: {err:?}"
+        );
+    };
+    // A header whose host rewrites the window title, then an event whose type clears the
+    // screen (serde's message quotes it).
+    let file = dir.join("evil.jsonl");
+    let header = r#"{"format":"secmon-recording","version":1,"created":"2026-05-01T12:00:00Z","host":"evil\u001b]0;owned\u0007\u009bhost"}"#;
+    let bad = exec_line("2026-05-01T12:00:01Z", 2).replace("process_exec", "\\u001b[2Jexec");
+    write_recording(
+        &file,
+        &format!(
+            "{header}\n{}\n{bad}\n",
+            exec_line("2026-05-01T12:00:00Z", 1)
+        ),
+    );
+    let (ok, out, err) = replay(&file, &["--speed", "max"]);
+    assert!(ok, "{err}");
+    assert_eq!(parse_json_lines(&out).0.len(), 1);
+    no_raw_controls(&err);
+    assert!(
+        err.contains(r"recorded on evil\x1b]0;owned\x07\u{9b}host"),
+        "{err}"
+    );
+    assert!(err.contains(r"\x1b[2Jexec"), "{err}");
+
+    // A bad header: the error at the binary's edge is escaped too.
+    let file = dir.join("evil-header.jsonl");
+    write_recording(
+        &file,
+        "{\"format\":\"\\u001b[31mpcap\",\"version\":1,\"created\":\"2026-05-01T12:00:00Z\"}\n",
+    );
+    let (ok, _, err) = replay(&file, &[]);
+    assert!(!ok);
+    no_raw_controls(&err);
+    assert!(
+        err.contains(r"the header's format is `\x1b[31mpcap`"),
+        "{err}"
+    );
 }
 
 #[test]

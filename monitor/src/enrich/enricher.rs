@@ -33,7 +33,7 @@ const EXITED_GRACE_NS: u64 = 30_000_000_000;
 /// fds remembered across all processes before the table is reset.
 const MAX_OPEN_FDS: usize = 65_536;
 /// How far up the tree `ancestors` goes.
-const MAX_ANCESTORS: usize = 8;
+pub const MAX_ANCESTORS: usize = 8;
 
 /// Converts CLOCK_MONOTONIC (what `bpf_ktime_get_ns` returns) to wall-clock time.
 #[derive(Clone, Copy, Debug)]

@@ -3,12 +3,14 @@
 //! through a symbolic link, and rotated by size: `FILE` → `FILE.1` → … → `FILE.{ROTATED}`, the
 //! oldest dropped.
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::{self, BufWriter, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
 };
+
+use crate::secure_fs;
 
 /// How many rotated files are kept next to the live one.
 pub const ROTATED: usize = 3;
@@ -118,107 +120,8 @@ pub fn rotated_name(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Appends to `path` (created 0600); symbolic links, FIFOs and other non-regular files are
+/// refused, and the mode is set on the open file ([`secure_fs::open_for_writing`]).
 fn open_file(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
-    if meta.permissions().mode() & 0o777 != 0o600 {
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(file)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn creates_0600_and_appends_lines() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("sub/alerts.jsonl");
-        let mut log = JsonLog::open(&path, 1).expect("open");
-        log.append(r#"{"a":1}"#).expect("append");
-        log.append_now(r#"{"a":2}"#).expect("append");
-        assert_eq!(
-            fs::read_to_string(&path).expect("read"),
-            "{\"a\":1}\n{\"a\":2}\n"
-        );
-        let mode = fs::metadata(&path).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = fs::metadata(dir.path().join("sub"))
-            .expect("meta")
-            .permissions()
-            .mode();
-        assert_eq!(dir_mode & 0o777, 0o700);
-        drop(log);
-        // Reopening appends, and tightens a file someone loosened.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
-        let mut log = JsonLog::open(&path, 1).expect("reopen");
-        log.append_now("{}").expect("append");
-        assert_eq!(fs::read_to_string(&path).expect("read").lines().count(), 3);
-        let mode = fs::metadata(&path).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
-
-    #[test]
-    fn rotates_by_size_and_keeps_three() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("log.jsonl");
-        let mut log = JsonLog::open(&path, 1).expect("open");
-        let line = "x".repeat(300 * 1024);
-        for _ in 0..6 {
-            log.append(&line).expect("append");
-        }
-        log.flush().expect("flush");
-        // 3 lines of 300 KiB fit in 1 MiB: 6 lines make FILE (3) + FILE.1 (3).
-        assert_eq!(fs::read_to_string(&path).expect("read").lines().count(), 3);
-        assert!(rotated_name(&path, 1).exists());
-        assert!(!rotated_name(&path, 2).exists());
-        for _ in 0..12 {
-            log.append(&line).expect("append");
-        }
-        log.flush().expect("flush");
-        assert!(rotated_name(&path, 3).exists());
-        assert!(
-            !rotated_name(&path, 4).exists(),
-            "only {ROTATED} rotations kept"
-        );
-        for n in 1..=ROTATED {
-            let mode = fs::metadata(rotated_name(&path, n))
-                .expect("meta")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-    }
-
-    #[test]
-    fn zero_means_no_rotation_and_symlinks_are_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("log.jsonl");
-        let mut log = JsonLog::open(&path, 0).expect("open");
-        let line = "y".repeat(1024 * 1024);
-        for _ in 0..3 {
-            log.append(&line).expect("append");
-        }
-        log.flush().expect("flush");
-        assert!(!rotated_name(&path, 1).exists());
-
-        let link = dir.path().join("link.jsonl");
-        std::os::unix::fs::symlink(&path, &link).expect("symlink");
-        assert!(
-            JsonLog::open(&link, 1).is_err(),
-            "a symlink is not followed"
-        );
-    }
+    secure_fs::open_for_writing(path, 0o600, secure_fs::Existing::Append)
 }

@@ -43,7 +43,7 @@ pub enum ResponseError {
         path: PathBuf,
         error: io::Error,
     },
-    #[error("[response] alert_webhook: {0}")]
+    #[error("[response] {0}")]
     Webhook(String),
     #[error("[response] control_socket: {0}")]
     Control(#[from] control::ControlError),
@@ -163,7 +163,15 @@ impl Responder {
             .map(JsonLog::shared);
         let webhook = match (&config.alert_webhook, config.enable_alerts) {
             (Some(url), true) => {
-                Some(Webhook::start(url, webhook_options).map_err(ResponseError::Webhook)?)
+                let header = webhook::configured_header(config).map_err(ResponseError::Webhook)?;
+                let options = WebhookOptions {
+                    header,
+                    ..webhook_options
+                };
+                Some(
+                    Webhook::start(url, options)
+                        .map_err(|e| ResponseError::Webhook(format!("alert_webhook: {e}")))?,
+                )
             }
             _ => None,
         };

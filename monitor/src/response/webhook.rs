@@ -11,6 +11,10 @@
 //!
 //! Client: `ureq` (blocking, small; rustls for https://), no proxy from the environment, no
 //! redirects, a timeout on every request.
+//!
+//! Secrets: the receiving end's secret belongs in a header (`webhook_header`, or the file
+//! `webhook_header_file`), not in the URL. Whatever the URL holds, it is only ever printed
+//! through [`redact_url`] (user and password, query values), and the header's value never.
 use std::{
     sync::{
         Arc,
@@ -20,6 +24,10 @@ use std::{
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
+
+use std::{fmt, io::Read, path::Path};
+
+use crate::{config, secure_fs};
 
 /// Tuning; [`WebhookOptions::default`] is what secmon uses.
 #[derive(Clone, Debug)]
@@ -37,6 +45,8 @@ pub struct WebhookOptions {
     /// Back-off after the first failure; doubled after each further one, up to `backoff_max`.
     pub backoff: Duration,
     pub backoff_max: Duration,
+    /// A header sent with every POST (the secret).
+    pub header: Option<SecretHeader>,
 }
 
 impl Default for WebhookOptions {
@@ -49,6 +59,7 @@ impl Default for WebhookOptions {
             attempts: 4,
             backoff: Duration::from_millis(500),
             backoff_max: Duration::from_secs(8),
+            header: None,
         }
     }
 }
@@ -86,8 +97,152 @@ impl Counters {
     }
 }
 
+/// An HTTP header whose value is a secret: `Debug` and messages never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretHeader {
+    pub name: String,
+    value: String,
+}
+
+impl SecretHeader {
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for SecretHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ***", self.name)
+    }
+}
+
+/// Parses a header line, `Name: value`. Errors never quote the value.
+pub fn parse_header(line: &str) -> Result<SecretHeader, String> {
+    let Some((name, value)) = line.split_once(':') else {
+        return Err(
+            "expected an HTTP header line, \"Name: value\" (e.g. \"Authorization: \
+                    Bearer …\"); the value is not shown"
+                .to_string(),
+        );
+    };
+    let name = name.trim();
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!(
+            "`{}` is not an HTTP header name (letters, digits and -)",
+            crate::sanitize::for_terminal(name)
+        ));
+    }
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(format!("the header {name} has an empty value"));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "the value of the header {name} contains control characters (not shown)"
+        ));
+    }
+    Ok(SecretHeader {
+        name: name.to_string(),
+        value: value.to_string(),
+    })
+}
+
+/// The most a header file may hold.
+const MAX_HEADER_FILE: u64 = 8192;
+
+/// Reads the header line from `path` (its first non-empty line). With `strict` (as root), the
+/// file must be root's, and neither written nor read by group or others: it is a secret.
+pub fn header_from_file(path: &Path, strict: bool) -> Result<SecretHeader, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    if strict {
+        secure_fs::check_trusted(path, &meta, "webhook header file").map_err(|e| e.to_string())?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{shown}: refusing to use this webhook header file as root: its mode {mode:04o} \
+                 lets others read the secret; fix: sudo chmod 600 {shown}"
+            ));
+        }
+    }
+    let mut text = String::new();
+    file.take(MAX_HEADER_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .ok_or_else(|| format!("{shown}: the file is empty; expected one line, \"Name: value\""))?;
+    parse_header(line).map_err(|e| format!("{shown}: {e}"))
+}
+
+/// The header `[response]` configures (`webhook_header` or `webhook_header_file`), if any.
+pub fn configured_header(response: &config::Response) -> Result<Option<SecretHeader>, String> {
+    if let Some(line) = &response.webhook_header {
+        return parse_header(line)
+            .map(Some)
+            .map_err(|e| format!("webhook_header: {e}"));
+    }
+    match &response.webhook_header_file {
+        Some(path) => header_from_file(path, secure_fs::strict_modes())
+            .map(Some)
+            .map_err(|e| format!("webhook_header_file: {e}")),
+        None => Ok(None),
+    }
+}
+
+/// `url` as it may be printed: the user and password replaced by `***`, and every query
+/// value too (`?token=***&x=***`); scheme, host, port, path and query keys are kept so the
+/// operator can tell which hook it is.
+pub fn redact_url(url: &str) -> String {
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((u, _)) => (u, Some("***")),
+        None => (url, None),
+    };
+    let (base, query) = match before_fragment.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (before_fragment, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            let host = match authority.rsplit_once('@') {
+                Some((_, host)) => format!("***@{host}"),
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{host}{path}")
+        }
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        out.push('?');
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) => format!("{key}=***"),
+                None if pair.is_empty() => String::new(),
+                None => "***".to_string(),
+            })
+            .collect();
+        out.push_str(&redacted.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
 /// The running webhook sender.
 pub struct Webhook {
+    /// Redacted ([`redact_url`]): the only form that is printed.
     url: String,
     tx: Option<SyncSender<String>>,
     counters: Arc<Counters>,
@@ -99,8 +254,9 @@ pub struct Webhook {
 impl Webhook {
     /// Starts the worker thread. Fails when ureq cannot use the URL.
     pub fn start(url: &str, options: WebhookOptions) -> Result<Webhook, String> {
+        let redacted = redact_url(url);
         url.parse::<ureq::http::Uri>()
-            .map_err(|e| format!("{url:?} is not a usable URL: {e}"))?;
+            .map_err(|e| format!("{redacted:?} is not a usable URL: {e}"))?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(options.timeout))
             .http_status_as_error(false)
@@ -115,6 +271,7 @@ impl Webhook {
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             url: url.to_string(),
+            redacted: redacted.clone(),
             agent,
             rx,
             options,
@@ -132,7 +289,7 @@ impl Webhook {
             })
             .map_err(|e| format!("cannot start the webhook thread: {e}"))?;
         Ok(Webhook {
-            url: url.to_string(),
+            url: redacted,
             tx: Some(tx),
             counters,
             stop,
@@ -141,6 +298,7 @@ impl Webhook {
         })
     }
 
+    /// The URL, redacted ([`redact_url`]).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -190,6 +348,8 @@ impl Drop for Webhook {
 
 struct Worker {
     url: String,
+    /// What messages show of `url`.
+    redacted: String,
     agent: ureq::Agent,
     rx: Receiver<String>,
     options: WebhookOptions,
@@ -230,11 +390,14 @@ impl Worker {
         let mut backoff = self.options.backoff;
         for attempt in 1..=self.options.attempts.max(1) {
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = self
+            let mut request = self
                 .agent
                 .post(&self.url)
-                .header("Content-Type", "application/json")
-                .send(body.as_bytes());
+                .header("Content-Type", "application/json");
+            if let Some(header) = &self.options.header {
+                request = request.header(header.name.as_str(), header.value());
+            }
+            let outcome = request.send(body.as_bytes());
             let error = match outcome {
                 Ok(response) if response.status().is_success() => {
                     self.counters.sent.fetch_add(n, Ordering::Relaxed);
@@ -251,7 +414,8 @@ impl Worker {
                     }
                     format!("HTTP {status}")
                 }
-                Err(e) => e.to_string(),
+                // An error may quote the URL.
+                Err(e) => e.to_string().replace(&self.url, &self.redacted),
             };
             if attempt == self.options.attempts.max(1) || self.stop.load(Ordering::SeqCst) {
                 self.give_up(n, &error);
@@ -267,9 +431,10 @@ impl Worker {
         if !self.warned {
             self.warned = true;
             eprintln!(
-                "secmon: warning: webhook {}: {error}; {n} alerts not delivered (further \
+                "secmon: warning: webhook {}: {}; {n} alerts not delivered (further \
                  failures are counted in the stop summary)",
-                self.url
+                self.redacted,
+                crate::sanitize::for_terminal(error)
             );
         }
     }
@@ -337,20 +502,32 @@ mod tests {
     /// A one-thread HTTP server on loopback: answers each request with `statuses[i]` (the
     /// last one repeated) and keeps the bodies.
     fn server(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let (url, bodies, _) = server_with_heads(statuses);
+        (url, bodies)
+    }
+
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    /// [`server`], also keeping each request's header lines (lowercased names).
+    fn server_with_heads(statuses: Vec<u16>) -> (String, Seen, Seen) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let bodies = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let seen = bodies.clone();
+        let seen_heads = heads.clone();
         thread::spawn(move || {
             for (i, stream) in listener.incoming().enumerate() {
                 let Ok(mut stream) = stream else { return };
                 let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                 let mut length = 0;
+                let mut head = String::new();
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 {
                         break;
                     }
+                    head.push_str(&line);
                     let lower = line.to_ascii_lowercase();
                     if let Some(v) = lower.strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
@@ -361,6 +538,7 @@ mod tests {
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
+                seen_heads.lock().expect("lock").push(head);
                 seen.lock()
                     .expect("lock")
                     .push(String::from_utf8_lossy(&body).into_owned());
@@ -371,7 +549,7 @@ mod tests {
                 );
             }
         });
-        (url, bodies)
+        (url, bodies, heads)
     }
 
     fn fast() -> WebhookOptions {
@@ -449,5 +627,103 @@ mod tests {
     #[test]
     fn bad_urls_are_refused() {
         assert!(Webhook::start("http://exa mple.com/", fast()).is_err());
+    }
+
+    #[test]
+    fn the_secret_header_is_sent_and_never_shown() {
+        let (url, _, heads) = server_with_heads(vec![200]);
+        let header = parse_header("Authorization: Bearer s3cr3t-t0ken").expect("header");
+        assert_eq!(format!("{header:?}"), "Authorization: ***");
+        let options = WebhookOptions {
+            header: Some(header),
+            ..fast()
+        };
+        let hook = Webhook::start(&url, options).expect("start");
+        hook.send("{}".to_string());
+        wait_until("delivery", || hook.stats().sent == 1);
+        hook.shutdown(Duration::from_secs(1));
+        let heads = heads.lock().expect("lock").clone();
+        assert!(
+            heads[0].contains("authorization: Bearer s3cr3t-t0ken\r\n")
+                || heads[0].contains("Authorization: Bearer s3cr3t-t0ken\r\n"),
+            "{heads:?}"
+        );
+    }
+
+    #[test]
+    fn header_lines_are_checked_without_quoting_the_value() {
+        let h = parse_header("  X-Hook-Token :  abc def ").expect("parses");
+        assert_eq!((h.name.as_str(), h.value()), ("X-Hook-Token", "abc def"));
+        for bad in [
+            "no colon s3cret",
+            ": s3cret",
+            "Bad Name: s3cret",
+            "X-A:",
+            "X-A: s3\rcret",
+        ] {
+            let e = parse_header(bad).expect_err(bad);
+            assert!(
+                !e.contains("s3cret") && !e.contains("s3\rcret"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_file_must_be_private_as_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hook.secret");
+        std::fs::write(&path, "\n  Authorization: Bearer from-file\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let h = header_from_file(&path, true).expect("root's, 0600");
+        assert_eq!(
+            (h.name.as_str(), h.value()),
+            ("Authorization", "Bearer from-file")
+        );
+        if secure_fs::strict_modes() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let e = header_from_file(&path, true).expect_err("world-readable");
+            assert!(e.contains("mode 0644 lets others read the secret"), "{e}");
+            assert!(e.contains("fix: sudo chmod 600"), "{e}");
+            assert!(!e.contains("from-file"), "{e}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            std::os::unix::fs::chown(&path, Some(65534), None).expect("chown");
+            let e = header_from_file(&path, true).expect_err("nobody's");
+            assert!(e.contains("owned by nobody"), "{e}");
+        }
+        std::fs::write(&path, "\n\n").expect("write");
+        assert!(
+            header_from_file(&path, false)
+                .expect_err("empty")
+                .contains("empty")
+        );
+        let e = header_from_file(&dir.path().join("missing"), false).expect_err("missing");
+        assert!(e.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn printed_urls_are_redacted() {
+        for (url, shown) in [
+            (
+                "https://hooks.example.com/secmon",
+                "https://hooks.example.com/secmon",
+            ),
+            (
+                "https://user:pa55@hooks.example.com:8443/a/b?token=s3cret&x=1",
+                "https://***@hooks.example.com:8443/a/b?token=***&x=***",
+            ),
+            ("http://tok@[::1]:9/h?sig", "http://***@[::1]:9/h?***"),
+            ("http://h/p?a=1&&b=2#frag", "http://h/p?a=***&&b=***#***"),
+            ("http://a@b@host/", "http://***@host/"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let hook = Webhook::start("http://u:pw@127.0.0.1:9/h?token=s3cret", fast()).expect("start");
+        assert_eq!(hook.url(), "http://***@127.0.0.1:9/h?token=***");
+        let e = Webhook::start("http://u:pw@exa mple.com/?k=s3cret", fast())
+            .err()
+            .expect("unusable");
+        assert!(!e.contains("pw") && !e.contains("s3cret"), "{e}");
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta};
@@ -17,6 +18,7 @@ use super::json::{self, Json, JsonString, JsonValue};
 use super::parser;
 use super::{Action, CompiledRule, Record, Requirement, RuleMeta, RuleSet, RuleTest, Scope};
 use crate::event::{Event, EventType};
+use crate::secure_fs;
 
 /// Keys a rule object may have.
 const RULE_KEYS: &[&str] = &[
@@ -69,13 +71,24 @@ pub struct SourceFile {
 }
 
 /// The `*.json` files under each directory (recursively, sorted by path; hidden files and
-/// directories skipped), read into memory. A missing directory is a problem.
+/// directories skipped), read into memory. A missing directory is a problem. As root, so is a
+/// file or directory that root does not own or that group or others may write to
+/// ([`secure_fs::check_trusted`]).
 pub fn read_dirs(dirs: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
+    read_dirs_with(dirs, secure_fs::strict_modes())
+}
+
+/// [`read_dirs`], with the ownership and mode checks on (`strict`) or off.
+pub fn read_dirs_with(dirs: &[PathBuf], strict: bool) -> (Vec<SourceFile>, Vec<Diagnostic>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for dir in dirs {
+        if strict && let Err(e) = secure_fs::check_trusted_ancestors(dir, "rules") {
+            problems.push(untrusted(e));
+            continue;
+        }
         let mut paths = Vec::new();
-        if let Err(e) = collect_json(dir, &mut paths, 0) {
+        if let Err(e) = collect_json(dir, &mut paths, &mut problems, strict, 0) {
             problems.push(Diagnostic {
                 file: dir.display().to_string(),
                 position: None,
@@ -85,7 +98,7 @@ pub fn read_dirs(dirs: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
         }
         paths.sort();
         for path in paths {
-            match fs::read_to_string(&path) {
+            match read_rule_file(&path, strict) {
                 Ok(text) => {
                     // Editors on Windows save UTF-8 with a byte-order mark; JSON has no use
                     // for it and editors do not count it as a column.
@@ -95,7 +108,8 @@ pub fn read_dirs(dirs: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
                     };
                     files.push(SourceFile { path, text })
                 }
-                Err(e) => problems.push(Diagnostic {
+                Err(RuleFileError::Untrusted(e)) => problems.push(untrusted(e)),
+                Err(RuleFileError::Io(e)) => problems.push(Diagnostic {
                     file: path.display().to_string(),
                     position: None,
                     message: format!("cannot read: {e}"),
@@ -106,9 +120,48 @@ pub fn read_dirs(dirs: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
     (files, problems)
 }
 
-fn collect_json(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> std::io::Result<()> {
+enum RuleFileError {
+    Io(std::io::Error),
+    Untrusted(secure_fs::Untrusted),
+}
+
+/// Reads a rule file; with `strict`, the checks are made on the open file, so what is read
+/// is what was checked.
+fn read_rule_file(path: &Path, strict: bool) -> Result<String, RuleFileError> {
+    let mut file = fs::File::open(path).map_err(RuleFileError::Io)?;
+    if strict {
+        let meta = file.metadata().map_err(RuleFileError::Io)?;
+        secure_fs::check_trusted(path, &meta, "rule file").map_err(RuleFileError::Untrusted)?;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(RuleFileError::Io)?;
+    Ok(text)
+}
+
+fn untrusted(e: secure_fs::Untrusted) -> Diagnostic {
+    Diagnostic {
+        file: e.path.display().to_string(),
+        position: None,
+        message: e.reason,
+    }
+}
+
+fn collect_json(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    problems: &mut Vec<Diagnostic>,
+    strict: bool,
+    depth: usize,
+) -> std::io::Result<()> {
     if depth > 16 {
         return Ok(());
+    }
+    if strict {
+        let meta = fs::metadata(dir)?;
+        if let Err(e) = secure_fs::check_trusted(dir, &meta, "rule directory") {
+            problems.push(untrusted(e));
+            return Ok(());
+        }
     }
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -119,7 +172,7 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> std::io::Re
         let path = entry.path();
         let kind = fs::metadata(&path)?;
         if kind.is_dir() {
-            collect_json(&path, out, depth + 1)?;
+            collect_json(&path, out, problems, strict, depth + 1)?;
         } else if kind.is_file() && path.extension().is_some_and(|e| e == "json") {
             out.push(path);
         }

@@ -1475,3 +1475,79 @@ fn watcher_reloads_on_change() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A rule directory as an administrator would leave it: root's, mode 0755, one rule file 0644.
+fn trusted_rules_dir() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    write(dir.path(), "a.json", &rule_json("true", ""));
+    let file = dir.path().join("a.json");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    (dir, file)
+}
+
+fn strict_load_error(dir: &Path) -> String {
+    let (_, problems) = load::read_dirs_with(&[dir.to_path_buf()], true);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    problems[0].to_string()
+}
+
+#[test]
+fn as_root_writable_rule_files_and_directories_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if !crate::secure_fs::strict_modes() {
+        return; // the temporary files are not root's
+    }
+    let (dir, file) = trusted_rules_dir();
+    let (files, problems) = load::read_dirs_with(&[dir.path().to_path_buf()], true);
+    assert_eq!((files.len(), problems.len()), (1, 0), "{problems:?}");
+    RuleSet::load(&[dir.path().to_path_buf()]).expect("a trusted directory loads");
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).expect("chmod g+w");
+    let e = strict_load_error(dir.path());
+    assert!(
+        e.starts_with(&format!(
+            "{}: refusing to use this rule file as root: its mode 0664 lets its group change it",
+            file.display()
+        )),
+        "{e}"
+    );
+    // The whole set is refused, as for any other problem in a rule file.
+    let Err(err) = RuleSet::load(&[dir.path().to_path_buf()]) else {
+        panic!("a group-writable rule file is loaded as root")
+    };
+    assert!(err.to_string().contains("chmod go-w"), "{err}");
+    // Off as another user (nothing to protect then).
+    let (files, problems) = load::read_dirs_with(&[dir.path().to_path_buf()], false);
+    assert_eq!((files.len(), problems.len()), (1, 0));
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let sub = dir.path().join("more");
+    std::fs::create_dir(&sub).expect("mkdir");
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let e = strict_load_error(dir.path());
+    assert!(
+        e.contains("refusing to use this rule directory as root: its mode 0777"),
+        "{e}"
+    );
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o775)).expect("chmod");
+    let e = strict_load_error(dir.path());
+    assert!(e.contains("rule directory as root: its mode 0775"), "{e}");
+}
+
+#[test]
+fn as_root_rule_files_owned_by_another_user_are_refused() {
+    if !crate::secure_fs::strict_modes() {
+        return; // chown needs root
+    }
+    let (dir, file) = trusted_rules_dir();
+    std::os::unix::fs::chown(&file, Some(65534), None).expect("chown nobody");
+    let e = strict_load_error(dir.path());
+    assert!(
+        e.contains("rule file as root: it is owned by nobody (uid 65534), not root (mode 0644)"),
+        "{e}"
+    );
+    assert!(e.contains("fix: sudo chown root:root"), "{e}");
+}

@@ -20,9 +20,9 @@ mod schema;
 pub mod timespec;
 mod writer;
 
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, DirBuilder};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::event::Event;
+use crate::secure_fs;
 
 pub use query::{Bucket, Cursor, Dimension, Filter, StatsRow, TextMatch};
 pub use retention::{CHUNK as RETENTION_CHUNK, Retention, Step as RetentionStep, used_bytes};
@@ -111,8 +112,9 @@ impl StorageError {
     }
 }
 
-/// Creates the database's directory (`0700`) and file (`0600`) if missing, and takes away
-/// group and other access from an existing file.
+/// Creates the database's directory (`0700`) and file (`0600`) if missing, and sets an
+/// existing file's mode to `0600` on the open file. A symbolic link, a FIFO or another
+/// non-regular file at `path` is refused ([`secure_fs::open_for_writing`]).
 fn prepare_file(path: &Path) -> Result<(), StorageError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.is_dir()
@@ -126,24 +128,9 @@ fn prepare_file(path: &Path) -> Result<(), StorageError> {
                 error,
             })?;
     }
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let meta = fs::metadata(path).map_err(|e| StorageError::io(path, e))?;
-            let mode = meta.permissions().mode();
-            if mode & 0o077 != 0 {
-                fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700))
-                    .map_err(|e| StorageError::io(path, e))?;
-            }
-            Ok(())
-        }
-        Err(e) => Err(StorageError::io(path, e)),
-    }
+    secure_fs::open_for_writing(path, 0o600, secure_fs::Existing::Append)
+        .map(drop)
+        .map_err(|e| StorageError::io(path, e))
 }
 
 /// Opens (`create`: creating if needed) and migrates the database, in WAL mode.
@@ -151,6 +138,7 @@ pub fn open_connection(path: &Path, create: bool) -> Result<Connection, StorageE
     if create {
         prepare_file(path)?;
     } else {
+        secure_fs::refuse_symlink(path).map_err(|e| StorageError::io(path, e))?;
         match fs::metadata(path) {
             Ok(meta) if meta.is_file() => {}
             Ok(_) => {
@@ -168,7 +156,10 @@ pub fn open_connection(path: &Path, create: bool) -> Result<Connection, StorageE
         }
     }
     let sql_err = |e: rusqlite::Error| StorageError::from_sqlite(path, &e);
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // NOFOLLOW: the file checked above is the one SQLite opens, not a link swapped in since.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| {
         if e.sqlite_error_code() == Some(ErrorCode::CannotOpen)
             && fs::File::open(path).is_err_and(|io| io.kind() == io::ErrorKind::PermissionDenied)
