@@ -79,11 +79,11 @@ impl TargetSpec {
             TargetSpec::Exec(what) if what.is_empty() => Err("empty program".to_string()),
             TargetSpec::Exec(what) if what.contains('/') => {
                 if what.starts_with('/') {
-                    Ok(DenyTarget::ExecPath(what.clone()))
+                    DenyTarget::exec_path(what).map_err(|e| e.to_string())
                 } else {
                     Err(format!(
-                        "{what}: give an absolute path (the kernel compares the path given to \
-                         execve) or a bare program name"
+                        "{what}: give an absolute path (the kernel compares normalised absolute \
+                         paths) or a bare program name"
                     ))
                 }
             }
