@@ -746,22 +746,6 @@ fn refused(setup: &Setup, config: &Path) -> String {
 }
 
 #[test]
-fn enforce_without_sshd_in_the_allowlist_is_refused() {
-    require_root();
-    let setup = Setup::new();
-    let config = setup.config("enforce = true\nallowlist = [\"tmux\"]");
-    let stderr = refused(&setup, &config);
-    assert!(
-        stderr.contains(&format!(
-            "{}:3:13: invalid value for `allowlist`",
-            path_str(&config)
-        )),
-        "names the file, line, column and key:\n{stderr}"
-    );
-    assert!(stderr.contains("must keep \"sshd\""), "{stderr}");
-}
-
-#[test]
 fn malformed_webhook_url_is_refused() {
     require_root();
     let setup = Setup::new();
