@@ -303,6 +303,8 @@ async fn serve(listener: UnixListener, enforcer: Arc<Enforcer>) {
                 if refused.fetch_add(1, Ordering::Relaxed) < REPORTED_REFUSALS {
                     eprintln!("secmon: warning: control socket: refused a client: {why}");
                 }
+                // One line saying why, then the connection is closed; nothing it sent is read.
+                tokio::spawn(refuse(stream, why));
                 continue;
             }
         };
@@ -332,6 +334,16 @@ fn peer_of(stream: &UnixStream) -> Result<String, String> {
         Some(pid) => format!("control socket (pid {pid}, uid {uid})"),
         None => format!("control socket (uid {uid})"),
     })
+}
+
+async fn refuse(mut stream: UnixStream, why: String) {
+    let reply = Reply::error(format!(
+        "permission denied: the control socket is root-only ({why})"
+    ));
+    if let Ok(mut text) = serde_json::to_string(&reply) {
+        text.push('\n');
+        let _ = tokio::time::timeout(IDLE, stream.write_all(text.as_bytes())).await;
+    }
 }
 
 /// Only root may change what the kernel denies.
@@ -396,12 +408,18 @@ pub fn request(path: &Path, request: &Request) -> Result<Reply, ControlError> {
     let mut text =
         serde_json::to_string(request).map_err(|e| ControlError::BadReply(e.to_string()))?;
     text.push('\n');
-    stream.write_all(text.as_bytes()).map_err(io_error)?;
+    // A monitor that refuses this client answers and closes at once, perhaps before the
+    // request is written: its answer is read even when the write failed.
+    let written = stream.write_all(text.as_bytes());
     let mut line = String::new();
-    let n = BufReader::new(&stream)
+    let read = BufReader::new(&stream)
         .take(MAX_LINE as u64 * 1024)
-        .read_line(&mut line)
-        .map_err(io_error)?;
+        .read_line(&mut line);
+    let n = match (read, written) {
+        (Ok(n), _) if n > 0 => n,
+        (_, Err(e)) => return Err(io_error(e)),
+        (read, Ok(())) => read.map_err(io_error)?,
+    };
     if n == 0 {
         return Err(ControlError::BadReply(
             "the monitor closed the connection (is this user allowed? root only)".to_string(),
