@@ -289,3 +289,46 @@ fn failed_denies_leave_nothing_behind() {
         "not even by an unusual spelling"
     );
 }
+
+/// A full kernel table refuses the next entry with a clear error and changes nothing; an
+/// entry replacing an existing target still goes in, and removing one makes room.
+#[test]
+fn a_full_table_refuses_new_entries_and_keeps_the_old() {
+    require_root();
+    let (mut capture, _ring) = start();
+    capture.enable_enforcement().expect("enforcement on");
+    let capacity = secmon::capture::enforce::DenyTable::CAPACITY;
+    // Names no program here has (a `#` never appears in the test binaries' names).
+    let name = |i: usize| format!("f#{}#{i}", std::process::id() % 10_000);
+    for i in 0..capacity {
+        capture
+            .deny(DenyTarget::ExecName(name(i)), None)
+            .unwrap_or_else(|e| panic!("entry {i}: {e}"));
+    }
+    let full = capture.deny(DenyTarget::ExecName(name(capacity)), None);
+    let message = full.as_ref().map(|_| ()).map_err(ToString::to_string);
+    assert!(
+        matches!(full, Err(EnforceError::TableFull { capacity: 1024, .. })),
+        "{message:?}"
+    );
+    assert!(
+        message.is_err_and(|m| m.contains("exec name deny table is full (1024 entries)")),
+        "clear message"
+    );
+    assert_eq!(capture.denies().len(), capacity, "nothing evicted");
+    // Other tables are separate.
+    capture
+        .deny(
+            DenyTarget::Connect("192.0.2.1".parse().expect("ip"), 9),
+            None,
+        )
+        .expect("the connect table has room");
+    capture
+        .deny(DenyTarget::ExecName(name(0)), None)
+        .expect("replacing needs no room");
+    let first = capture.denies()[0].id;
+    capture.undeny(first).expect("undeny");
+    capture
+        .deny(DenyTarget::ExecName(name(capacity)), None)
+        .expect("room again");
+}
