@@ -869,6 +869,78 @@ fn protected_programs_are_refused_from_every_entry_point() {
     );
 }
 
+/// Rule-made entries are rate-limited: with `rule_denies_per_minute = 2`, a rule matching
+/// three programs denies two and skips the third (said in its response, warned once on
+/// stderr, counted in the summary); an operator's entry is not limited.
+#[test]
+fn rule_made_denies_are_rate_limited() {
+    require_root();
+    let setup = Setup::new();
+    let programs: Vec<PathBuf> = (0..3).map(|i| setup.program(&format!("rl{i}"))).collect();
+    let refs: Vec<&Path> = programs.iter().map(PathBuf::as_path).collect();
+    setup.rule("deny_rl", "block", &refs);
+    let socket = setup.socket();
+    let socket_s = path_str(&socket);
+    let config = setup.config(&format!(
+        "enforce = true\nrule_denies_per_minute = 2\ncontrol_socket = \"{socket_s}\""
+    ));
+    let monitor = setup.start(&config);
+    for program in &programs {
+        assert!(exec(program).success(), "the first exec of each runs");
+    }
+    let operator = setup.program("by-hand");
+    let add = secmon(&[
+        "block",
+        "add",
+        "exec",
+        &path_str(&operator),
+        "--socket",
+        &socket_s,
+    ]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let (status, events, stderr) = stop(monitor);
+    assert!(status.success(), "{}", stderr_text(&stderr));
+    let results: Vec<(String, String)> = programs
+        .iter()
+        .flat_map(|p| execs_of(&events, p))
+        .filter_map(|e| {
+            let block = e["response"]
+                .as_array()?
+                .iter()
+                .find(|a| a["action"] == "block")?;
+            Some((
+                block["result"].as_str()?.to_string(),
+                block["detail"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let done = results.iter().filter(|(r, _)| r == "done").count();
+    let limited: Vec<&String> = results
+        .iter()
+        .filter(|(r, d)| {
+            r == "skipped" && d.contains("rules may add at most 2 deny entries a minute")
+        })
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!((done, limited.len()), (2, 1), "{results:?}");
+    let warned = stderr
+        .iter()
+        .filter(|l| l.contains("rules may add at most 2 deny entries a minute"))
+        .count();
+    assert_eq!(warned, 1, "{}", stderr_text(&stderr));
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("1 over the rules' limits")),
+        "{}",
+        stderr_text(&stderr)
+    );
+}
+
 /// The control socket serves root only: with the socket and its directory opened to
 /// everyone, a client running as nobody is still refused (its credentials come from the
 /// kernel), and the refusal is reported.

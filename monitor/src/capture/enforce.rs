@@ -243,6 +243,8 @@ impl Capture {
             .map(|ttl| expiry_after(BootClock::monotonic_now(), ttl))
             .transpose()?;
         let key = TableKey::of(&target)?;
+        // Lapsed entries still take room in the kernel until removed: remove them first.
+        self.denies();
         let replacing = self.enforcer.denies.iter().any(|d| d.target == target);
         let table = target.table();
         if !replacing && self.entries_in(table) >= DenyTable::CAPACITY {
