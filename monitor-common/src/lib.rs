@@ -259,6 +259,10 @@ pub mod net_flags {
 /// Longest executable path an exec deny entry can name.
 pub const DENY_PATH_LEN: usize = 256;
 
+/// Entries in each deny table (`SM_DENY_EXEC_PATH`, `SM_DENY_EXEC_NAME`, `SM_DENY_NET`,
+/// `SM_DENY_EXEC_SUSPECT`). Userspace keeps part of each for the operator's own entries.
+pub const DENY_TABLE_LEN: u32 = 1024;
+
 /// Exec deny-table key: the path exactly as passed to execve, NUL-padded.
 #[derive(Copy, Clone)]
 #[repr(C)]

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    DenyEntry, ExecArgs, ExecDenyName, ExecDenyPath, ExitData, Listener, NetDenyKey,
-    PendingSyscall, SocketKey, TcpConnection, config, family, ops::MAX_SYSCALL_NR,
+    DENY_TABLE_LEN, DenyEntry, ExecArgs, ExecDenyName, ExecDenyPath, ExitData, Listener,
+    NetDenyKey, PendingSyscall, SocketKey, TcpConnection, config, family, ops::MAX_SYSCALL_NR,
 };
 
 /// Every event goes through this one ring buffer (size set by userspace at load time).
@@ -57,15 +57,26 @@ pub static SM_LISTENERS: LruHashMap<SocketKey, Listener> = LruHashMap::with_max_
 pub static SM_LAST_SIGNAL: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
 
 /// Enforcement (opt-in, filled by userspace only when `[response] enforce` is on): programs
-/// killed at exec by the path given to execve, or by name.
+/// killed at exec by the normalised path given to execve, or by name.
 #[map]
-pub static SM_DENY_EXEC_PATH: HashMap<ExecDenyPath, DenyEntry> = HashMap::with_max_entries(1024, 0);
+pub static SM_DENY_EXEC_PATH: HashMap<ExecDenyPath, DenyEntry> =
+    HashMap::with_max_entries(DENY_TABLE_LEN, 0);
 #[map]
-pub static SM_DENY_EXEC_NAME: HashMap<ExecDenyName, DenyEntry> = HashMap::with_max_entries(1024, 0);
+pub static SM_DENY_EXEC_NAME: HashMap<ExecDenyName, DenyEntry> =
+    HashMap::with_max_entries(DENY_TABLE_LEN, 0);
+
+/// Enforcement: the file names (as comm) of the paths in `SM_DENY_EXEC_PATH`. An exec whose
+/// path is spelled so that it cannot be compared (relative, `//`, `.`/`..` components,
+/// `/dev/fd/N`, longer than a key) is killed when its name is here: the spelling cannot
+/// evade a path entry. Userspace never lists the names of protected programs.
+#[map]
+pub static SM_DENY_EXEC_SUSPECT: HashMap<ExecDenyName, DenyEntry> =
+    HashMap::with_max_entries(DENY_TABLE_LEN, 0);
 
 /// Enforcement: connects refused by `cgroup/connect4|6` (port 0 = every port).
 #[map]
-pub static SM_DENY_NET: HashMap<NetDenyKey, DenyEntry> = HashMap::with_max_entries(1024, 0);
+pub static SM_DENY_NET: HashMap<NetDenyKey, DenyEntry> =
+    HashMap::with_max_entries(DENY_TABLE_LEN, 0);
 
 /// Per-CPU room to build an `ExecDenyPath` key (256 bytes is half the BPF stack).
 #[map]

@@ -126,8 +126,9 @@ pub enum BlockCommand {
         kind: BlockKind,
         /// The program or the destination.
         target: String,
-        /// Seconds until the entry lapses (0: never; default: the config's deny_ttl_secs).
-        #[arg(long, value_name = "SECS")]
+        /// Seconds until the entry lapses (0: never; at most 31536000, a year; default: the
+        /// config's deny_ttl_secs).
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=crate::config::MAX_DENY_TTL_SECS))]
         ttl: Option<u64>,
         /// Why (recorded with the entry and in the alert log).
         #[arg(long, value_name = "TEXT")]
@@ -281,6 +282,20 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["secmon-tui", "block", "add", "file", "/x"]).is_err());
         assert!(Cli::try_parse_from(["secmon-tui", "block", "remove", "x"]).is_err());
+    }
+
+    #[test]
+    fn block_ttl_is_checked_on_the_command_line() {
+        let add = |ttl: &str| {
+            Cli::try_parse_from(["secmon-tui", "block", "add", "exec", "/tmp/x", "--ttl", ttl])
+        };
+        assert!(add("0").is_ok());
+        assert!(add("31536000").is_ok());
+        for bad in ["31536001", "-1", "18446744073709551616", "1e3", "nan"] {
+            assert!(add(bad).is_err(), "{bad}");
+        }
+        let e = add("31536001").expect_err("too long");
+        assert!(e.to_string().contains("0..=31536000"), "{e}");
     }
 
     #[test]

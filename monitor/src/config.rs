@@ -152,9 +152,16 @@ pub struct Response {
     /// Real enforcement for rules with `action = "block"` (kill at exec, refuse connect).
     /// Off: such rules are simulated ("would block").
     pub enforce: bool,
-    /// Programs (names, or absolute paths) that are never blocked. Must keep `sshd` while
-    /// `enforce` is on, so an operator logged in over SSH cannot be locked out.
+    /// Programs (names, or absolute paths) that are never blocked, in addition to the built-in
+    /// protected set (sshd and its helpers, login/su/sudo/doas, every shell in /etc/shells,
+    /// tmux/screen/zellij, the init system, PID 1's program and secmon), which it cannot shrink.
     pub allowlist: Vec<String>,
+    /// Rules whose `block` action may deny a program in the system directories (/usr, /bin,
+    /// /sbin, /lib…). Other rules deny only programs outside them, and destinations.
+    pub system_binary_rules: Vec<String>,
+    /// How many deny entries rules may add a minute (0: none; operators' entries are not
+    /// limited).
+    pub rule_denies_per_minute: u32,
     /// How long a deny entry made by a rule lasts, in seconds (0: until removed or the monitor
     /// exits).
     pub deny_ttl_secs: u64,
@@ -172,8 +179,11 @@ pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
 /// Where the control socket lives by default.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/secmon/control.sock";
-/// The largest `deny_ttl_secs` accepted (one year).
+/// The largest `deny_ttl_secs` accepted (one year); also the largest `--ttl` and control
+/// socket `ttl_secs`.
 pub const MAX_DENY_TTL_SECS: u64 = 365 * 24 * 3600;
+/// The largest `rule_denies_per_minute` accepted.
+pub const MAX_RULE_DENIES_PER_MINUTE: u32 = 600;
 
 impl Default for Response {
     fn default() -> Self {
@@ -188,6 +198,8 @@ impl Default for Response {
             log_max_size_mb: 64,
             enforce: false,
             allowlist: vec!["sshd".to_string()],
+            system_binary_rules: Vec::new(),
+            rule_denies_per_minute: 30,
             deny_ttl_secs: 3600,
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             syslog: false,
@@ -382,8 +394,6 @@ impl Config {
         })?;
         checker.check_document(root.get_ref())?;
         let threshold_span = value_span(root.get_ref(), "threat_detection", "confidence_threshold");
-        let allowlist_span = value_span(root.get_ref(), "response", "allowlist")
-            .or_else(|| value_span(root.get_ref(), "response", "enforce"));
         let header_file_span = value_span(root.get_ref(), "response", "webhook_header_file");
 
         let config = Config::deserialize(toml::de::Deserializer::from(root)).map_err(|e| {
@@ -411,17 +421,6 @@ impl Config {
                 at: checker.at(header_file_span.unwrap_or(0..0)),
                 key: "webhook_header_file".to_string(),
                 reason: "give webhook_header or webhook_header_file, not both".to_string(),
-            });
-        }
-        if response.enforce && !response.allowlist.iter().any(|p| is_sshd(p)) {
-            return Err(ConfigError::InvalidValue {
-                at: checker.at(allowlist_span.unwrap_or(0..0)),
-                key: "allowlist".to_string(),
-                reason: format!(
-                    "must keep \"sshd\" while enforce = true, so that an operator logged in \
-                     over SSH cannot be locked out (found {:?})",
-                    response.allowlist
-                ),
             });
         }
         Ok(config)
@@ -491,11 +490,6 @@ impl Config {
     }
 }
 
-/// `sshd` or a path to it (an allowlist entry that protects SSH logins).
-fn is_sshd(entry: &str) -> bool {
-    entry == "sshd" || entry.ends_with("/sshd")
-}
-
 /// toml's messages may span lines; ours are one line each.
 fn one_line(message: &str) -> String {
     message
@@ -538,6 +532,10 @@ enum Kind {
     Seconds,
     /// An array of non-empty strings (program names or paths).
     NameList,
+    /// An array of non-empty strings (rule names).
+    RuleList,
+    /// A whole number per minute, `0..=MAX_RULE_DENIES_PER_MINUTE`.
+    PerMinute,
 }
 
 impl Kind {
@@ -555,6 +553,8 @@ impl Kind {
             Kind::Megabytes => "a whole number of MiB (0: no limit)",
             Kind::Seconds => "a whole number of seconds (0: no expiry)",
             Kind::NameList => "an array of program names or paths (strings)",
+            Kind::RuleList => "an array of rule names (strings)",
+            Kind::PerMinute => "a whole number a minute (0: none)",
         }
     }
 }
@@ -598,6 +598,8 @@ const SCHEMA: [Section; 4] = [
             ("log_max_size_mb", Kind::Megabytes),
             ("enforce", Kind::Bool),
             ("allowlist", Kind::NameList),
+            ("system_binary_rules", Kind::RuleList),
+            ("rule_denies_per_minute", Kind::PerMinute),
             ("deny_ttl_secs", Kind::Seconds),
             ("control_socket", Kind::FilePath),
             ("syslog", Kind::Bool),
@@ -743,13 +745,14 @@ impl Checker<'_> {
             Kind::Bool if v.is_bool() => Ok(()),
             Kind::Threshold if v.is_integer() || v.is_float() => Ok(()),
             Kind::Bool | Kind::Threshold => Err(wrong_type(kind.expected())),
-            Kind::Days | Kind::Megabytes | Kind::Seconds => {
+            Kind::Days | Kind::Megabytes | Kind::Seconds | Kind::PerMinute => {
                 let Some(int) = v.as_integer() else {
                     return Err(wrong_type(kind.expected()));
                 };
                 let max = match kind {
                     Kind::Days => u128::from(MAX_RETENTION_DAYS),
                     Kind::Seconds => u128::from(MAX_DENY_TTL_SECS),
+                    Kind::PerMinute => u128::from(MAX_RULE_DENIES_PER_MINUTE),
                     _ => u128::from(MAX_HISTORY_MB),
                 };
                 let written = self.text.get(value.span()).unwrap_or(int.as_str());
@@ -759,12 +762,13 @@ impl Checker<'_> {
                     _ => Err(invalid(format!("{written} is too large (at most {max})"))),
                 }
             }
-            Kind::DirList | Kind::NameList => {
+            Kind::DirList | Kind::NameList | Kind::RuleList => {
                 let Some(items) = v.as_array() else {
                     return Err(wrong_type(kind.expected()));
                 };
                 let (item_kind, item_type) = match kind {
                     Kind::DirList => ("a directory path", "a string (a directory path)"),
+                    Kind::RuleList => ("a rule name", "a string (a rule name)"),
                     _ => (
                         "a program name or path",
                         "a string (a program name or path)",
@@ -1335,18 +1339,23 @@ max_size_mb = 0x100
     }
 
     #[test]
-    fn enforce_without_sshd_in_the_allowlist() {
-        let e = parse_err("[response]\nenforce = true\nallowlist = [\"tmux\"]\n");
-        assert!(matches!(&e, ConfigError::InvalidValue { key, .. } if key == "allowlist"));
-        assert_eq!(line_col(&e), (3, 13));
-        assert!(
-            e.to_string()
-                .contains("must keep \"sshd\" while enforce = true"),
-            "{e}"
-        );
-        // The key order in the file does not matter.
-        let e = parse_err("[response]\nallowlist = []\nenforce = true\n");
-        assert_eq!(line_col(&e), (2, 13));
+    fn enforcement_policy_keys() {
+        // sshd is protected whatever the allowlist says: an empty one is fine.
+        let c = parse("[response]\nenforce = true\nallowlist = []\n").expect("empty allowlist");
+        assert!(c.response.allowlist.is_empty());
+        let c = parse(
+            "[response]\nsystem_binary_rules = [\"curl_to_c2\"]\nrule_denies_per_minute = 5\n",
+        )
+        .expect("policy keys");
+        assert_eq!(c.response.system_binary_rules, ["curl_to_c2"]);
+        assert_eq!(c.response.rule_denies_per_minute, 5);
+        assert_eq!(Response::default().rule_denies_per_minute, 30);
+        let e = parse_err("[response]\nrule_denies_per_minute = 601\n");
+        assert!(e.to_string().contains("too large (at most 600)"), "{e}");
+        let e = parse_err("[response]\nrule_denies_per_minute = -1\n");
+        assert!(e.to_string().contains("is negative"), "{e}");
+        let e = parse_err("[response]\nsystem_binary_rules = [1]\n");
+        assert!(e.to_string().contains("a rule name"), "{e}");
         let e = parse_err("[response]\nallowlist = [\"sshd\", 3]\n");
         assert_eq!(
             e.to_string(),

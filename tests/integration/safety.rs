@@ -464,3 +464,142 @@ fn stop_is_bounded_under_a_flood() {
     );
     eprintln!("stop under a flood took {took:?}");
 }
+
+/// Program ids attached to the cgroup v2 root (`bpftool cgroup show`).
+fn cgroup_programs() -> BTreeSet<u64> {
+    let root = secmon::capture::enforce::cgroup2_root().expect("a cgroup v2 hierarchy");
+    let out = run(
+        Command::new("bpftool")
+            .args(["-j", "cgroup", "show"])
+            .arg(&root),
+        DEFAULT_TIMEOUT,
+    );
+    assert!(out.status.success(), "bpftool cgroup show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return BTreeSet::new();
+    }
+    let list: Vec<Value> = serde_json::from_str(&text).expect("bpftool prints a JSON array");
+    list.iter().filter_map(|o| o["id"].as_u64()).collect()
+}
+
+/// Program ids behind BPF links (`bpftool link show`).
+fn linked_programs() -> BTreeSet<u64> {
+    let out = run(
+        Command::new("bpftool").args(["-j", "link", "show"]),
+        DEFAULT_TIMEOUT,
+    );
+    assert!(out.status.success(), "bpftool link show");
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    list.iter().filter_map(|o| o["prog_id"].as_u64()).collect()
+}
+
+/// SIGKILL while enforcing (deny entries live, connect programs attached to the cgroup
+/// root): the kernel releases every program, map and cgroup link of the monitor, and what
+/// was denied runs again.
+#[test]
+fn sigkill_while_enforcing_leaves_nothing_behind() {
+    require_root();
+    let dir = TestDir::new(&marker());
+    let rules = dir.join("rules");
+    fs::create_dir(&rules).expect("rules dir");
+    let socket = dir.join("control.sock");
+    let config = dir.join("secmon.toml");
+    fs::write(
+        &config,
+        format!(
+            "[response]\nenforce = true\ncontrol_socket = \"{}\"\n\n[storage]\nenabled = false\n",
+            socket.display()
+        ),
+    )
+    .expect("config");
+    let denied = copy_executable("/bin/true", &dir.join("denied"));
+    let mut instance = Instance::start(&[
+        "--json",
+        "--rules",
+        &rules.to_string_lossy(),
+        "--config",
+        &config.to_string_lossy(),
+    ]);
+    instance.wait_ready();
+    let pid = instance.pid().to_string();
+    let add = run(
+        Command::new(crate::common::BIN)
+            .args(["block", "add", "exec"])
+            .arg(&denied)
+            .arg("--socket")
+            .arg(&socket),
+        DEFAULT_TIMEOUT,
+    );
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let status = run(&mut Command::new(&denied), DEFAULT_TIMEOUT).status;
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "enforcing"
+    );
+
+    let held = held_by(&pid);
+    let progs = bpftool_list("prog");
+    let connect: BTreeSet<u64> = held
+        .progs
+        .iter()
+        .filter(|id| {
+            progs
+                .get(id)
+                .is_some_and(|(n, _)| n.starts_with("sm_connect"))
+        })
+        .copied()
+        .collect();
+    assert_eq!(
+        connect.len(),
+        2,
+        "sm_connect4 and sm_connect6 held: {held:?}"
+    );
+    let attached = cgroup_programs();
+    assert!(
+        connect.iter().all(|id| attached.contains(id)),
+        "attached to the cgroup root: {attached:?}"
+    );
+
+    instance.signal(libc::SIGKILL);
+    let (status, _stdout, _stderr) = instance.finish(Duration::from_secs(30));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    loop {
+        let mut problems = leftovers(&held);
+        let attached = cgroup_programs();
+        let linked = linked_programs();
+        for id in &held.progs {
+            if attached.contains(id) {
+                problems.push(format!("program {id} is still attached to the cgroup root"));
+            }
+            if linked.contains(id) {
+                problems.push(format!("program {id} still has a link"));
+            }
+        }
+        if problems.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{DEFAULT_TIMEOUT:?} after SIGKILL of the monitor (pid {pid}):\n  {}",
+            problems.join("\n  ")
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        run(&mut Command::new(&denied), DEFAULT_TIMEOUT)
+            .status
+            .success(),
+        "runs again once the monitor is gone"
+    );
+}

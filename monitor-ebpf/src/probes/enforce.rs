@@ -11,7 +11,9 @@ use monitor_common::{
 };
 
 use super::{current_tgid, fill_header, is_self, reserve, submit};
-use crate::maps::{SM_CONFIG, SM_DENY_EXEC_NAME, SM_DENY_EXEC_PATH, SM_DENY_KEY, SM_DENY_NET};
+use crate::maps::{
+    SM_CONFIG, SM_DENY_EXEC_NAME, SM_DENY_EXEC_PATH, SM_DENY_EXEC_SUSPECT, SM_DENY_KEY, SM_DENY_NET,
+};
 
 const SIGKILL: u32 = 9;
 const AF_INET: u16 = 2;
@@ -31,34 +33,102 @@ fn live(entry: &DenyEntry) -> bool {
     entry.expires_ns == 0 || unsafe { bpf_ktime_get_ns() } < entry.expires_ns
 }
 
-/// Called from `sched_process_exec` in the new program: SIGKILL when its path (as given to
-/// execve) or its name is denied. Returns true when the signal was sent.
+/// Called from `sched_process_exec` in the new program, before anything else (a full ring
+/// buffer or a switched-off process family must not let a denied program run): SIGKILL when
+/// its name is denied, its path is denied, or its path is spelled in a way that cannot be
+/// compared and its name is that of a denied path. Returns true when the signal was sent.
 #[inline(always)]
 pub fn kill_if_denied(filename: *const u8, comm: &[u8; 16]) -> bool {
     if SM_CONFIG.get(config::ENFORCE_EXEC).copied().unwrap_or(0) == 0 || protected() {
         return false;
     }
     let by_name = ExecDenyName { comm: *comm };
-    let mut denied = unsafe { SM_DENY_EXEC_NAME.get(by_name) }.is_some_and(live);
-    if !denied && let Some(key) = SM_DENY_KEY.get_ptr_mut(0) {
-        let key = unsafe { &mut *key };
-        // Keys are NUL-padded: clear what the previous use left behind.
-        let mut i = 0;
-        while i < DENY_PATH_LEN {
-            key.path[i] = 0;
-            i += 1;
-        }
-        if unsafe { bpf_probe_read_kernel_str_bytes(filename, &mut key.path) }.is_ok() {
-            // By reference: a copy of the 256-byte key would take half the BPF stack.
-            #[allow(clippy::needless_borrows_for_generic_args)]
-            let found = unsafe { SM_DENY_EXEC_PATH.get(&*key) };
-            denied = found.is_some_and(live);
-        }
-    }
+    let denied =
+        unsafe { SM_DENY_EXEC_NAME.get(by_name) }.is_some_and(live) || path_denied(filename, comm);
     if denied {
         unsafe { bpf_send_signal(SIGKILL) };
     }
     denied
+}
+
+/// Whether the path given to execve is denied. Userspace keys are normalised absolute paths
+/// (no `//`, `.` or `..` components), so a path written otherwise cannot be looked up: such an
+/// exec is denied when its name (`comm`, the file name the kernel took from that path) is the
+/// file name of a denied path (`SM_DENY_EXEC_SUSPECT`).
+#[inline(always)]
+fn path_denied(filename: *const u8, comm: &[u8; 16]) -> bool {
+    let Some(key) = SM_DENY_KEY.get_ptr_mut(0) else {
+        return false;
+    };
+    let key = unsafe { &mut *key };
+    // Keys are NUL-padded: clear what the previous use left behind.
+    let mut i = 0;
+    while i < DENY_PATH_LEN {
+        key.path[i] = 0;
+        i += 1;
+    }
+    // An unreadable name counts as an unusual spelling (len 0).
+    let len = match unsafe { bpf_probe_read_kernel_str_bytes(filename, &mut key.path) } {
+        Ok(bytes) => bytes.len(),
+        Err(_) => 0,
+    };
+    // By reference: a copy of the 256-byte key would take half the BPF stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let exact = unsafe { SM_DENY_EXEC_PATH.get(&*key) };
+    if exact.is_some_and(live) {
+        return true;
+    }
+    let suspect = ExecDenyName { comm: *comm };
+    unsafe { SM_DENY_EXEC_SUSPECT.get(suspect) }.is_some_and(live)
+        && !plain_spelling(&key.path, len)
+}
+
+/// Whether `path` (`len` bytes, NUL-padded) is written as userspace writes deny keys: absolute,
+/// no empty, `.` or `..` component, not through `/dev/fd` or `/proc`, and short enough not to
+/// have been cut.
+#[inline(always)]
+fn plain_spelling(path: &[u8; DENY_PATH_LEN], len: usize) -> bool {
+    if len == 0 || len >= DENY_PATH_LEN - 1 || path[0] != b'/' {
+        return false;
+    }
+    if starts_with(path, b"/dev/fd/") || starts_with(path, b"/proc/") {
+        return false;
+    }
+    let mut i = 1;
+    while i < DENY_PATH_LEN - 2 {
+        if i >= len {
+            break;
+        }
+        if path[i - 1] == b'/' {
+            let c = path[i];
+            if c == b'/' {
+                return false;
+            }
+            if c == b'.' {
+                let next = path[i + 1];
+                if next == b'/' || next == 0 {
+                    return false;
+                }
+                if next == b'.' && (path[i + 2] == b'/' || path[i + 2] == 0) {
+                    return false;
+                }
+            }
+        }
+        i += 1;
+    }
+    true
+}
+
+#[inline(always)]
+fn starts_with<const N: usize>(path: &[u8; DENY_PATH_LEN], prefix: &[u8; N]) -> bool {
+    let mut i = 0;
+    while i < N {
+        if path[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// `cgroup/connect4`, attached to the cgroup v2 root when enforcement is on: returning 0

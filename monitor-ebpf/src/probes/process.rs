@@ -2,7 +2,7 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::BPF_NOEXIST,
-    helpers::{bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes},
+    helpers::{bpf_get_current_comm, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -69,17 +69,21 @@ pub fn sm_sched_exec(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sched_exec(ctx: &TracePointContext) -> Option<()> {
+    let filename_loc: u32 = tp_field(ctx, 8);
+    let filename = unsafe { (ctx.as_ptr() as *const u8).add((filename_loc & 0xffff) as usize) };
+    // Enforcement first: neither a switched-off family nor a full ring buffer may let a
+    // denied program run.
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let killed = super::enforce::kill_if_denied(filename, &comm);
     if ignored(family::PROCESS) {
         return None;
     }
     let old_pid: u32 = tp_field(ctx, 16);
-    let filename_loc: u32 = tp_field(ctx, 8);
     let mut entry = reserve::<ExecEvent>(family::PROCESS)?;
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut event.header, kind::PROCESS_EXEC);
     event.data.old_pid = old_pid;
-    let filename = unsafe { (ctx.as_ptr() as *const u8).add((filename_loc & 0xffff) as usize) };
-    event.data.killed = u32::from(super::enforce::kill_if_denied(filename, &event.header.comm));
+    event.data.killed = u32::from(killed);
     let capacity = event.data.filename.len();
     match unsafe { bpf_probe_read_kernel_str_bytes(filename, &mut event.data.filename) } {
         Ok(bytes) if bytes.len() + 1 >= capacity => event.header.truncated = 1,

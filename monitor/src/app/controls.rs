@@ -9,7 +9,7 @@ use crate::capture::{Capture, enforce::DenyTarget};
 use crate::event::{Event as SecEvent, Family};
 use crate::response::{
     enforce::DenyRecord,
-    simulate::{self, Allowlist},
+    simulate::{self, Allowlist, Protection},
 };
 use crate::rules::{RuleEngine, RuleInfo};
 
@@ -213,7 +213,7 @@ pub struct ResponseRecord {
 pub fn deny_target(target: &BlockTarget, event: &SecEvent) -> Result<DenyTarget, String> {
     match target {
         BlockTarget::Process(_) if event.exe.starts_with('/') => {
-            Ok(DenyTarget::ExecPath(event.exe.clone()))
+            DenyTarget::exec_path(&event.exe).map_err(|e| e.to_string())
         }
         BlockTarget::Process(pid) => Err(format!(
             "the program of process {pid} has no known path (names can be forged: \
@@ -261,15 +261,18 @@ impl SimulatedResponse {
     }
 
     /// `Err` when the allowlist protects the target or the program acting.
+    /// `Err` when the protected set or the allowlist covers the target (for a connect: when
+    /// the config's allowlist covers the program connecting).
     pub fn check_allowlist(&self, deny: &DenyTarget, event: &SecEvent) -> Result<(), String> {
-        let entry = match deny {
-            DenyTarget::Connect(..) => self.allowlist.protecting(&event.exe, &event.process),
+        let why = match deny {
+            DenyTarget::Connect(..) => self
+                .allowlist
+                .protecting(&event.exe, &event.process)
+                .map(|e| Protection::Allowlisted(e.to_string())),
             _ => self.allowlist.protecting_target(deny),
         };
-        match entry {
-            Some(entry) => Err(format!(
-                "{deny} is not blocked: {entry} is allowlisted ([response] allowlist)"
-            )),
+        match why {
+            Some(why) => Err(format!("{deny} is not blocked: {why}")),
             None => Ok(()),
         }
     }

@@ -4,7 +4,20 @@
 //! `[response] enforce = true`; it applies its allowlist before asking for a block. The kernel
 //! side itself never touches PID 1, the monitor or its parent shell. Dropping the `Capture`
 //! detaches the programs and closes the tables: nothing stays blocked after the monitor exits.
-use std::{fs, net::IpAddr, os::fd::AsFd, path::PathBuf, time::Duration};
+//!
+//! Exec paths are compared as normalised absolute paths. Since the kernel compares the path
+//! as given to execve, each denied path's file name is also listed in
+//! `SM_DENY_EXEC_SUSPECT`: an exec spelled otherwise (`./x`, `//`, `..`, `/dev/fd/N`, too long
+//! to compare) is killed when its name is listed there, unless that name is spared
+//! ([`Capture::spare_names`]: the protected programs' names).
+use std::{
+    collections::{HashMap as StdHashMap, HashSet},
+    fs,
+    net::IpAddr,
+    os::fd::AsFd,
+    path::PathBuf,
+    time::Duration,
+};
 
 use aya::{
     Ebpf,
@@ -12,11 +25,12 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr},
 };
 use monitor_common::{
-    COMM_LEN, DENY_PATH_LEN, DenyEntry, ExecDenyName, ExecDenyPath, NetDenyKey, config,
+    COMM_LEN, DENY_PATH_LEN, DENY_TABLE_LEN, DenyEntry, ExecDenyName, ExecDenyPath, NetDenyKey,
+    config,
 };
 
 use super::{Capture, CaptureError, write};
-use crate::enrich::BootClock;
+use crate::enrich::{BootClock, paths};
 
 /// The programs attached when enforcement is switched on.
 pub const CONNECT_PROGRAMS: [&str; 2] = ["sm_connect4", "sm_connect6"];
@@ -24,12 +38,54 @@ pub const CONNECT_PROGRAMS: [&str; 2] = ["sm_connect4", "sm_connect6"];
 /// What a deny entry matches.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DenyTarget {
-    /// The path exactly as given to execve (absolute paths of what the rules saw).
+    /// A normalised absolute path ([`DenyTarget::exec_path`] makes one).
     ExecPath(String),
     /// The new program's name (its file name, cut to 15 bytes as the kernel does).
     ExecName(String),
     /// A destination address, and port (0: every port).
     Connect(IpAddr, u16),
+}
+
+impl DenyTarget {
+    /// An exec path target for `path`, normalised (`//`, `.` and `..` resolved lexically, as
+    /// the kernel's keys are written). Only absolute paths can be compared.
+    pub fn exec_path(path: &str) -> Result<DenyTarget, EnforceError> {
+        if !path.starts_with('/') {
+            return Err(EnforceError::RelativePath(path.to_string()));
+        }
+        Ok(DenyTarget::ExecPath(paths::normalize(path)))
+    }
+
+    /// The deny table this target goes to.
+    pub fn table(&self) -> DenyTable {
+        match self {
+            DenyTarget::ExecPath(_) => DenyTable::ExecPath,
+            DenyTarget::ExecName(_) => DenyTable::ExecName,
+            DenyTarget::Connect(..) => DenyTable::Connect,
+        }
+    }
+}
+
+/// The kernel's deny tables, each [`DENY_TABLE_LEN`] entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DenyTable {
+    ExecPath,
+    ExecName,
+    Connect,
+}
+
+impl DenyTable {
+    pub const CAPACITY: usize = DENY_TABLE_LEN as usize;
+}
+
+impl std::fmt::Display for DenyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DenyTable::ExecPath => "exec path",
+            DenyTable::ExecName => "exec name",
+            DenyTable::Connect => "connect",
+        })
+    }
 }
 
 impl std::fmt::Display for DenyTarget {
@@ -59,8 +115,21 @@ pub enum EnforceError {
     NotEnabled,
     #[error("enforcement is unavailable on this kernel: {0}")]
     Unavailable(String),
-    #[error("{0}: path longer than {DENY_PATH_LEN} bytes cannot be denied")]
+    #[error("{0}: a path of {MAX_DENY_PATH} bytes or more cannot be denied")]
     PathTooLong(String),
+    #[error("{0}: only an absolute path can be denied (the kernel compares normalised paths)")]
+    RelativePath(String),
+    #[error("{0}: not a normalised path (no `//`, `.` or `..`; see DenyTarget::exec_path)")]
+    NotNormalised(String),
+    #[error("a time to live of {0:?} is too long (its expiry overflows the clock)")]
+    BadTtl(Duration),
+    #[error(
+        "the {table} deny table is full ({capacity} entries): remove entries with \
+         secmon-tui unblock ID"
+    )]
+    TableFull { table: DenyTable, capacity: usize },
+    #[error("deny entry ids are used up: restart the monitor")]
+    IdsExhausted,
     #[error("`{0}` is not a usable program name (1 to 15 bytes, no '/')")]
     BadName(String),
     #[error("no cgroup v2 hierarchy is mounted (see /proc/mounts): connect denial needs one")]
@@ -75,10 +144,15 @@ pub enum EnforceError {
 pub(super) struct Enforcer {
     exec_path: HashMap<MapData, ExecDenyPath, DenyEntry>,
     exec_name: HashMap<MapData, ExecDenyName, DenyEntry>,
+    exec_suspect: HashMap<MapData, ExecDenyName, DenyEntry>,
     net: HashMap<MapData, NetDenyKey, DenyEntry>,
     enabled: bool,
     denies: Vec<Deny>,
     next_id: u32,
+    /// What `SM_DENY_EXEC_SUSPECT` holds now.
+    suspects: StdHashMap<ExecDenyName, DenyEntry>,
+    /// Names never listed in `SM_DENY_EXEC_SUSPECT` (the protected programs').
+    spared: HashSet<ExecDenyName>,
 }
 
 impl Enforcer {
@@ -86,10 +160,13 @@ impl Enforcer {
         Ok(Enforcer {
             exec_path: super::take_map(ebpf, "SM_DENY_EXEC_PATH", HashMap::try_from)?,
             exec_name: super::take_map(ebpf, "SM_DENY_EXEC_NAME", HashMap::try_from)?,
+            exec_suspect: super::take_map(ebpf, "SM_DENY_EXEC_SUSPECT", HashMap::try_from)?,
             net: super::take_map(ebpf, "SM_DENY_NET", HashMap::try_from)?,
             enabled: false,
             denies: Vec::new(),
             next_id: 1,
+            suspects: StdHashMap::new(),
+            spared: HashSet::new(),
         })
     }
 }
@@ -142,7 +219,18 @@ impl Capture {
         Ok(())
     }
 
-    /// Adds a deny entry; `ttl` None keeps it until removed or the monitor exits.
+    /// Names whose unusual spellings are never killed by the file-name check (the protected
+    /// programs' names; compared as the kernel keeps names, 15 bytes).
+    pub fn spare_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        self.enforcer.spared = names
+            .into_iter()
+            .filter_map(|name| exec_name_key(name).ok())
+            .collect();
+    }
+
+    /// Adds a deny entry; `ttl` None keeps it until removed or the monitor exits. Everything
+    /// is checked before the kernel is touched, and the entry itself is written last: a
+    /// request that fails leaves the tables as they were.
     pub fn deny(
         &mut self,
         target: DenyTarget,
@@ -151,27 +239,54 @@ impl Capture {
         if !self.enforcer.enabled {
             return Err(EnforceError::NotEnabled);
         }
+        let expires_ns = ttl
+            .map(|ttl| expiry_after(BootClock::monotonic_now(), ttl))
+            .transpose()?;
+        let key = TableKey::of(&target)?;
+        // Lapsed entries still take room in the kernel until removed: remove them first.
+        self.denies();
+        let replacing = self.enforcer.denies.iter().any(|d| d.target == target);
+        let table = target.table();
+        if !replacing && self.entries_in(table) >= DenyTable::CAPACITY {
+            return Err(EnforceError::TableFull {
+                table,
+                capacity: DenyTable::CAPACITY,
+            });
+        }
         let id = self.enforcer.next_id;
-        let expires_ns = ttl.map(|ttl| {
-            BootClock::monotonic_now()
-                .saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX))
-        });
-        let entry = DenyEntry {
-            expires_ns: expires_ns.unwrap_or(0),
-            id,
-            _pad: 0,
-        };
-        self.write_entry(&target, Some(entry))?;
-        self.enforcer.next_id += 1;
+        let next_id = id.checked_add(1).ok_or(EnforceError::IdsExhausted)?;
         let deny = Deny {
             id,
             target,
             expires_ns,
         };
+        let before = self.enforcer.denies.clone();
         self.enforcer.denies.retain(|d| d.target != deny.target);
         self.enforcer.denies.push(deny.clone());
-        self.sync_exec_switch()?;
+        let entry = DenyEntry {
+            expires_ns: expires_ns.unwrap_or(0),
+            id,
+            _pad: 0,
+        };
+        let written = self
+            .sync_exec_side()
+            .and_then(|()| self.write_entry(&key, Some(entry)));
+        if let Err(e) = written {
+            self.enforcer.denies = before;
+            let _ = self.sync_exec_side();
+            return Err(e);
+        }
+        self.enforcer.next_id = next_id;
         Ok(deny)
+    }
+
+    /// Live entries in one table.
+    pub fn entries_in(&self, table: DenyTable) -> usize {
+        self.enforcer
+            .denies
+            .iter()
+            .filter(|d| d.target.table() == table)
+            .count()
     }
 
     /// Removes the entry with this id; returns it, or None if there was none.
@@ -179,9 +294,11 @@ impl Capture {
         let Some(index) = self.enforcer.denies.iter().position(|d| d.id == id) else {
             return Ok(None);
         };
+        let key = TableKey::of(&self.enforcer.denies[index].target)?;
+        // The entry first: once it is gone nothing is killed on its account.
+        self.write_entry(&key, None)?;
         let deny = self.enforcer.denies.remove(index);
-        self.write_entry(&deny.target, None)?;
-        self.sync_exec_switch()?;
+        self.sync_exec_side()?;
         Ok(Some(deny))
     }
 
@@ -203,40 +320,67 @@ impl Capture {
 
     fn write_entry(
         &mut self,
-        target: &DenyTarget,
+        key: &TableKey,
         entry: Option<DenyEntry>,
     ) -> Result<(), EnforceError> {
         let e = &mut self.enforcer;
-        match target {
-            DenyTarget::ExecPath(path) => {
-                let key = exec_path_key(path)?;
-                match entry {
-                    Some(v) => e.exec_path.insert(key, v, 0)?,
-                    None => remove_ignoring_absent(e.exec_path.remove(&key))?,
-                }
-            }
-            DenyTarget::ExecName(name) => {
-                let key = exec_name_key(name)?;
-                match entry {
-                    Some(v) => e.exec_name.insert(key, v, 0)?,
-                    None => remove_ignoring_absent(e.exec_name.remove(&key))?,
-                }
-            }
-            DenyTarget::Connect(ip, port) => {
-                let key = net_key(*ip, *port);
-                match entry {
-                    Some(v) => e.net.insert(key, v, 0)?,
-                    None => remove_ignoring_absent(e.net.remove(&key))?,
-                }
-            }
+        match (key, entry) {
+            // By reference: no copy of the 256-byte key.
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            (TableKey::Path(key), Some(v)) => e.exec_path.insert(&**key, v, 0)?,
+            (TableKey::Path(key), None) => remove_ignoring_absent(e.exec_path.remove(&**key))?,
+            (TableKey::Name(key), Some(v)) => e.exec_name.insert(key, v, 0)?,
+            (TableKey::Name(key), None) => remove_ignoring_absent(e.exec_name.remove(key))?,
+            (TableKey::Net(key), Some(v)) => e.net.insert(key, v, 0)?,
+            (TableKey::Net(key), None) => remove_ignoring_absent(e.net.remove(key))?,
         }
         Ok(())
     }
 
-    /// Tells the exec probe whether there is anything to check.
-    fn sync_exec_switch(&mut self) -> Result<(), EnforceError> {
-        let any_exec = self
-            .enforcer
+    /// Brings the exec side in line with the list: the file names of denied paths
+    /// (`SM_DENY_EXEC_SUSPECT`, each lasting as long as its longest-lived path) and the switch
+    /// telling the exec probe whether there is anything to check.
+    fn sync_exec_side(&mut self) -> Result<(), EnforceError> {
+        let e = &mut self.enforcer;
+        let mut wanted: StdHashMap<ExecDenyName, DenyEntry> = StdHashMap::new();
+        for deny in &e.denies {
+            let DenyTarget::ExecPath(path) = &deny.target else {
+                continue;
+            };
+            let Ok(name) = exec_name_key(file_name(path)) else {
+                continue;
+            };
+            if e.spared.contains(&name) {
+                continue;
+            }
+            let expires_ns = deny.expires_ns.unwrap_or(0);
+            let slot = wanted.entry(name).or_insert(DenyEntry {
+                expires_ns,
+                id: deny.id,
+                _pad: 0,
+            });
+            // 0 (never) outlives everything.
+            if slot.expires_ns != 0 && (expires_ns == 0 || expires_ns > slot.expires_ns) {
+                slot.expires_ns = expires_ns;
+            }
+        }
+        let stale: Vec<ExecDenyName> = e
+            .suspects
+            .keys()
+            .filter(|name| !wanted.contains_key(name))
+            .copied()
+            .collect();
+        for name in stale {
+            remove_ignoring_absent(e.exec_suspect.remove(&name))?;
+            e.suspects.remove(&name);
+        }
+        for (name, entry) in wanted {
+            if e.suspects.get(&name) != Some(&entry) {
+                e.exec_suspect.insert(name, entry, 0)?;
+                e.suspects.insert(name, entry);
+            }
+        }
+        let any_exec = e
             .denies
             .iter()
             .any(|d| !matches!(d.target, DenyTarget::Connect(..)));
@@ -250,6 +394,37 @@ impl Capture {
     }
 }
 
+/// CLOCK_MONOTONIC ns `ttl` after `now`, or why not (checked: a huge TTL is an error, never
+/// a wrapped or saturated time).
+pub fn expiry_after(now_ns: u64, ttl: Duration) -> Result<u64, EnforceError> {
+    u64::try_from(ttl.as_nanos())
+        .ok()
+        .and_then(|ns| now_ns.checked_add(ns))
+        .ok_or(EnforceError::BadTtl(ttl))
+}
+
+/// A target's key in its kernel table, built (and checked) before anything is written.
+enum TableKey {
+    /// Boxed: 256 bytes against the others' 16 to 24.
+    Path(Box<ExecDenyPath>),
+    Name(ExecDenyName),
+    Net(NetDenyKey),
+}
+
+impl TableKey {
+    fn of(target: &DenyTarget) -> Result<TableKey, EnforceError> {
+        Ok(match target {
+            DenyTarget::ExecPath(path) => TableKey::Path(Box::new(exec_path_key(path)?)),
+            DenyTarget::ExecName(name) => TableKey::Name(exec_name_key(name)?),
+            DenyTarget::Connect(ip, port) => TableKey::Net(net_key(*ip, *port)),
+        })
+    }
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 fn remove_ignoring_absent(
     result: Result<(), aya::maps::MapError>,
 ) -> Result<(), aya::maps::MapError> {
@@ -259,9 +434,19 @@ fn remove_ignoring_absent(
     }
 }
 
+/// Longest deniable path + 1: the kernel reads at most `DENY_PATH_LEN - 1` bytes, so a longer
+/// path would be compared by its first bytes only (and such execs count as unusual spellings).
+pub const MAX_DENY_PATH: usize = DENY_PATH_LEN - 1;
+
 fn exec_path_key(path: &str) -> Result<ExecDenyPath, EnforceError> {
     let bytes = path.as_bytes();
-    if bytes.is_empty() || bytes.len() >= DENY_PATH_LEN {
+    if !path.starts_with('/') {
+        return Err(EnforceError::RelativePath(path.to_string()));
+    }
+    if paths::normalize(path) != path || bytes.contains(&0) {
+        return Err(EnforceError::NotNormalised(path.to_string()));
+    }
+    if bytes.len() >= MAX_DENY_PATH {
         return Err(EnforceError::PathTooLong(path.to_string()));
     }
     let mut key = ExecDenyPath {
@@ -314,12 +499,49 @@ mod tests {
         let key = exec_path_key("/tmp/x").expect("key");
         assert_eq!(&key.path[..7], b"/tmp/x\0");
         assert!(key.path[7..].iter().all(|b| *b == 0));
-        assert!(exec_path_key(&"a".repeat(DENY_PATH_LEN)).is_err());
+        let longest = format!("/{}", "a".repeat(MAX_DENY_PATH - 2));
+        assert!(exec_path_key(&longest).is_ok());
+        assert!(matches!(
+            exec_path_key(&format!("{longest}a")),
+            Err(EnforceError::PathTooLong(_))
+        ));
         assert!(exec_path_key("").is_err());
+        assert!(matches!(
+            exec_path_key("./x"),
+            Err(EnforceError::RelativePath(_))
+        ));
+        for odd in ["//tmp/x", "/tmp/./x", "/tmp/../tmp/x", "/tmp/x/"] {
+            assert!(
+                matches!(exec_path_key(odd), Err(EnforceError::NotNormalised(_))),
+                "{odd}"
+            );
+        }
         let name = exec_name_key("a-very-long-program-name").expect("name");
         assert_eq!(&name.comm[..15], b"a-very-long-pro");
         assert_eq!(name.comm[15], 0);
         assert!(exec_name_key("a/b").is_err());
+    }
+
+    #[test]
+    fn exec_path_targets_are_normalised() {
+        assert_eq!(
+            DenyTarget::exec_path("//tmp/./a/../x").expect("absolute"),
+            DenyTarget::ExecPath("/tmp/x".to_string())
+        );
+        assert!(matches!(
+            DenyTarget::exec_path("x/y"),
+            Err(EnforceError::RelativePath(_))
+        ));
+    }
+
+    #[test]
+    fn expiry_arithmetic_is_checked() {
+        assert_eq!(expiry_after(5, Duration::from_nanos(7)).expect("fits"), 12);
+        assert!(matches!(
+            expiry_after(u64::MAX - 1, Duration::from_nanos(2)),
+            Err(EnforceError::BadTtl(_))
+        ));
+        assert!(expiry_after(0, Duration::MAX).is_err());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The control socket: a Unix stream socket (default `/run/secmon/control.sock`, mode 0600 in
-//! a 0700 directory, and every peer's credentials checked: root or the monitor's own user only)
+//! a 0700 directory, and every peer's credentials checked with `SO_PEERCRED`: root only)
 //! through which `secmon-tui block list|add|remove` manage the running monitor's deny entries.
-//! Opened only while `[response] enforce = true`.
+//! Opened only while `[response] enforce = true`. A request line is at most [`MAX_LINE`] bytes
+//! (a longer one gets an error and the connection is closed), a client silent for [`IDLE`] is
+//! disconnected, and at most [`MAX_CLIENTS`] are served at once.
 //!
 //! Protocol: line-delimited JSON, one reply line per request line.
 //!
@@ -27,23 +29,32 @@ use std::{
     },
     path::{Path, PathBuf},
     sync::Arc,
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader},
+    io::{
+        AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+        BufReader as AsyncBufReader,
+    },
     net::{UnixListener, UnixStream},
+    sync::Semaphore,
     task::JoinHandle,
 };
 
-use super::enforce::{DenyRecord, Enforcer, Origin};
+use super::enforce::{DenyRecord, Enforcer, Origin, ttl_from_secs};
 use crate::capture::enforce::DenyTarget;
 
-/// Longest request line accepted.
-const MAX_LINE: usize = 16 * 1024;
-/// A client idle for this long is disconnected.
-const IDLE: Duration = Duration::from_secs(30);
+/// Longest request line accepted, in bytes.
+pub const MAX_LINE: usize = 16 * 1024;
+/// A client that sends nothing (or reads no reply) for this long is disconnected.
+pub const IDLE: Duration = Duration::from_secs(10);
+/// Clients served at once; more are closed at once.
+pub const MAX_CLIENTS: usize = 16;
+/// Refused peers reported on stderr (then only counted).
+const REPORTED_REFUSALS: u64 = 5;
 
 /// A request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,11 +90,11 @@ impl TargetSpec {
             TargetSpec::Exec(what) if what.is_empty() => Err("empty program".to_string()),
             TargetSpec::Exec(what) if what.contains('/') => {
                 if what.starts_with('/') {
-                    Ok(DenyTarget::ExecPath(what.clone()))
+                    DenyTarget::exec_path(what).map_err(|e| e.to_string())
                 } else {
                     Err(format!(
-                        "{what}: give an absolute path (the kernel compares the path given to \
-                         execve) or a bare program name"
+                        "{what}: give an absolute path (the kernel compares normalised absolute \
+                         paths) or a bare program name"
                     ))
                 }
             }
@@ -154,10 +165,10 @@ pub fn handle_line(enforcer: &Enforcer, line: &str, peer: &str) -> Reply {
                 Ok(target) => target,
                 Err(e) => return Reply::error(e),
             };
-            let ttl = match ttl_secs {
+            let ttl = match ttl_secs.map(ttl_from_secs) {
                 None => enforcer.default_ttl(),
-                Some(0) => None,
-                Some(secs) => Some(Duration::from_secs(secs)),
+                Some(Ok(ttl)) => ttl,
+                Some(Err(e)) => return Reply::error(e.to_string()),
             };
             let origin = Origin {
                 by: peer.to_string(),
@@ -278,57 +289,100 @@ impl Drop for ControlServer {
 }
 
 async fn serve(listener: UnixListener, enforcer: Arc<Enforcer>) {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let refused = AtomicU64::new(0);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // EMFILE and the like: back off a little instead of spinning.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Some(peer) = allowed_peer(&stream) else {
+        let peer = match peer_of(&stream) {
+            Ok(peer) => peer,
+            Err(why) => {
+                if refused.fetch_add(1, Ordering::Relaxed) < REPORTED_REFUSALS {
+                    eprintln!("secmon: warning: control socket: refused a client: {why}");
+                }
+                // One line saying why, then the connection is closed; nothing it sent is read.
+                tokio::spawn(refuse(stream, why));
+                continue;
+            }
+        };
+        // Dropping the stream closes it: a client over the limit gets EOF.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
-        tokio::spawn(client(stream, enforcer.clone(), peer));
+        let enforcer = enforcer.clone();
+        tokio::spawn(async move {
+            client(stream, &enforcer, &peer).await;
+            drop(slot);
+        });
     }
 }
 
-/// `control socket (pid P, uid U)` for a peer that may use the socket: root or the monitor's
-/// own effective user.
-fn allowed_peer(stream: &UnixStream) -> Option<String> {
-    let cred = stream.peer_cred().ok()?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+/// `control socket (pid P, uid 0)` for a peer that may use the socket (root only: its
+/// credentials come from the kernel, `SO_PEERCRED`), or why not.
+fn peer_of(stream: &UnixStream) -> Result<String, String> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read its credentials: {e}"))?;
     let uid = cred.uid();
-    if uid != 0 && uid != me {
-        return None;
+    if !peer_allowed(uid) {
+        return Err(format!("uid {uid} (root only)"));
     }
-    Some(match cred.pid() {
+    Ok(match cred.pid() {
         Some(pid) => format!("control socket (pid {pid}, uid {uid})"),
         None => format!("control socket (uid {uid})"),
     })
 }
 
-async fn client(stream: UnixStream, enforcer: Arc<Enforcer>, peer: String) {
-    let (read, mut write) = stream.into_split();
-    let mut lines = AsyncBufReader::new(read.take(MAX_LINE as u64 * 64)).lines();
+async fn refuse(mut stream: UnixStream, why: String) {
+    let reply = Reply::error(format!(
+        "permission denied: the control socket is root-only ({why})"
+    ));
+    if let Ok(mut text) = serde_json::to_string(&reply) {
+        text.push('\n');
+        let _ = tokio::time::timeout(IDLE, stream.write_all(text.as_bytes())).await;
+    }
+}
+
+/// Only root may change what the kernel denies.
+pub fn peer_allowed(uid: u32) -> bool {
+    uid == 0
+}
+
+/// Serves one client until it closes, idles, or sends a line longer than [`MAX_LINE`].
+pub async fn client<S: AsyncRead + AsyncWrite>(stream: S, enforcer: &Enforcer, peer: &str) {
+    let (read, mut write) = tokio::io::split(stream);
+    let mut reader = AsyncBufReader::new(read);
+    let mut line = Vec::new();
     loop {
-        let line = match tokio::time::timeout(IDLE, lines.next_line()).await {
-            Ok(Ok(Some(line))) => line,
-            _ => return,
+        line.clear();
+        // One byte more than allowed: a line that fills it has no end in sight.
+        let mut limited = (&mut reader).take(MAX_LINE as u64 + 1);
+        let read = tokio::time::timeout(IDLE, limited.read_until(b'\n', &mut line)).await;
+        let too_long = match read {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(_)) => line.len() > MAX_LINE && line.last() != Some(&b'\n'),
         };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let reply = if line.len() > MAX_LINE {
+        let reply = if too_long {
             Reply::error(format!("request longer than {MAX_LINE} bytes"))
         } else {
-            handle_line(&enforcer, &line, &peer)
+            let text = String::from_utf8_lossy(&line);
+            if text.trim().is_empty() {
+                continue;
+            }
+            handle_line(enforcer, text.trim_end(), peer)
         };
         let Ok(mut text) = serde_json::to_string(&reply) else {
             return;
         };
         text.push('\n');
-        if write.write_all(text.as_bytes()).await.is_err() {
-            return;
+        match tokio::time::timeout(IDLE, write.write_all(text.as_bytes())).await {
+            Ok(Ok(())) if !too_long => {}
+            // A client that sent too much is not read further: the rest of its line would be
+            // taken for requests.
+            _ => return,
         }
     }
 }
@@ -354,12 +408,18 @@ pub fn request(path: &Path, request: &Request) -> Result<Reply, ControlError> {
     let mut text =
         serde_json::to_string(request).map_err(|e| ControlError::BadReply(e.to_string()))?;
     text.push('\n');
-    stream.write_all(text.as_bytes()).map_err(io_error)?;
+    // A monitor that refuses this client answers and closes at once, perhaps before the
+    // request is written: its answer is read even when the write failed.
+    let written = stream.write_all(text.as_bytes());
     let mut line = String::new();
-    let n = BufReader::new(&stream)
+    let read = BufReader::new(&stream)
         .take(MAX_LINE as u64 * 1024)
-        .read_line(&mut line)
-        .map_err(io_error)?;
+        .read_line(&mut line);
+    let n = match (read, written) {
+        (Ok(n), _) if n > 0 => n,
+        (_, Err(e)) => return Err(io_error(e)),
+        (read, Ok(())) => read.map_err(io_error)?,
+    };
     if n == 0 {
         return Err(ControlError::BadReply(
             "the monitor closed the connection (is this user allowed? root only)".to_string(),
@@ -458,6 +518,127 @@ mod tests {
         assert_eq!(connect("[::1]"), Ok(DenyTarget::Connect(lo6, 0)));
         assert!(connect("localhost:80").is_err());
         assert!(connect("127.0.0.1:99999").is_err());
+    }
+
+    use crate::response::enforce::{EnforcePolicy, testing::FakeTables};
+    use crate::response::protect::Protected;
+    use crate::response::simulate::Allowlist;
+
+    fn enforcer() -> Enforcer {
+        let mut set = Protected::default();
+        set.add("/bin/sh", "a login shell (listed in /etc/shells)");
+        set.add(
+            "/usr/local/bin/secmon-tui",
+            "secmon itself (it undoes blocks)",
+        );
+        let (_fake, tables) = FakeTables::shared();
+        Enforcer::with_tables(
+            tables,
+            Allowlist::with_protected(&[], set),
+            EnforcePolicy::default(),
+            None,
+        )
+    }
+
+    fn add(target: TargetSpec, ttl_secs: Option<u64>) -> String {
+        serde_json::to_string(&Request::Add {
+            target,
+            ttl_secs,
+            reason: None,
+        })
+        .expect("json")
+    }
+
+    #[test]
+    fn protected_programs_and_bad_ttls_are_refused_over_the_socket() {
+        let e = enforcer();
+        for what in ["/bin/sh", "/bin//sh", "secmon-tui", "sh"] {
+            let reply = handle_line(&e, &add(TargetSpec::Exec(what.into()), None), "test");
+            assert!(!reply.ok, "{what}");
+            assert!(
+                reply
+                    .error
+                    .as_deref()
+                    .is_some_and(|m| m.contains("is not blocked")),
+                "{what}: {reply:?}"
+            );
+        }
+        let long = add(TargetSpec::Exec("/tmp/x".into()), Some(u64::MAX));
+        let reply = handle_line(&e, &long, "test");
+        assert!(
+            reply
+                .error
+                .as_deref()
+                .is_some_and(|m| m.contains("too long")),
+            "{reply:?}"
+        );
+        let year = add(TargetSpec::Exec("/tmp/x".into()), Some(365 * 24 * 3600));
+        assert!(handle_line(&e, &year, "test").ok);
+        let reply = handle_line(&e, r#"{"op":"list"}"#, "test");
+        assert_eq!(reply.denies.map(|d| d.len()), Some(1), "only the valid one");
+    }
+
+    #[test]
+    fn only_root_may_use_the_socket() {
+        assert!(peer_allowed(0));
+        assert!(!peer_allowed(1000));
+        assert!(!peer_allowed(65534));
+    }
+
+    async fn reply_line(stream: &mut tokio::io::DuplexStream) -> String {
+        let mut reader = AsyncBufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).await.expect("read");
+        line
+    }
+
+    #[tokio::test]
+    async fn an_over_long_request_gets_an_error_and_the_connection_is_closed() {
+        let e = enforcer();
+        let (mut near, far) = tokio::io::duplex(64 * 1024);
+        let server = client(far, &e, "test");
+        let talk = async {
+            let mut big = vec![b'x'; MAX_LINE + 10];
+            big.push(b'\n');
+            near.write_all(&big).await.expect("write");
+            let line = reply_line(&mut near).await;
+            assert!(line.contains("request longer than 16384 bytes"), "{line}");
+            let mut rest = Vec::new();
+            near.read_to_end(&mut rest).await.expect("eof");
+            assert!(rest.is_empty(), "closed after the error");
+        };
+        tokio::join!(server, talk);
+    }
+
+    #[tokio::test]
+    async fn a_request_of_the_largest_size_is_answered() {
+        let e = enforcer();
+        let (mut near, far) = tokio::io::duplex(64 * 1024);
+        let server = client(far, &e, "test");
+        let talk = async {
+            let mut line = br#"{"op":"list"}"#.to_vec();
+            line.resize(MAX_LINE, b' ');
+            line.push(b'\n');
+            near.write_all(&line).await.expect("write");
+            let reply = reply_line(&mut near).await;
+            assert!(reply.starts_with(r#"{"ok":true"#), "{reply}");
+            drop(near);
+        };
+        tokio::join!(server, talk);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_client_is_disconnected() {
+        let e = enforcer();
+        let (mut near, far) = tokio::io::duplex(1024);
+        let started = tokio::time::Instant::now();
+        let server = client(far, &e, "test");
+        let talk = async {
+            let mut rest = Vec::new();
+            near.read_to_end(&mut rest).await.expect("eof");
+        };
+        tokio::join!(server, talk);
+        assert!(started.elapsed() >= IDLE, "{:?}", started.elapsed());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub mod alert_log;
 pub mod control;
 pub mod enforce;
+pub mod protect;
 pub mod simulate;
 pub mod syslog;
 pub mod webhook;
@@ -30,7 +31,9 @@ use crate::{
     rules::{Action, Outcome, RuleSet},
 };
 use alert_log::{JsonLog, SharedLog};
-use enforce::{BlockError, Enforcer, Origin, SharedCapture};
+use enforce::{
+    BlockError, EnforcePolicy, Enforcer, Origin, PolicyStats, SharedCapture, SharedTables,
+};
 use simulate::{Allowlist, Plan};
 use syslog::{Syslog, SyslogStats};
 use webhook::{Webhook, WebhookOptions, WebhookStats};
@@ -66,8 +69,11 @@ pub struct ResponseStats {
     pub simulated: u64,
     /// Deny entries added by rules.
     pub blocks: u64,
-    /// Blocks that failed (kernel refused, bad target).
+    /// Blocks that failed (kernel refused, bad target, table full).
     pub block_failures: u64,
+    /// Deny requests refused or limited by the policy (protected targets, rules asking for a
+    /// system binary, rate limit, the rules' share of a table).
+    pub policy: PolicyStats,
     /// Events the kernel stopped (killed execs, refused connects).
     pub stopped: u64,
     /// Lines that could not be written to `log_file` or `alert_log`.
@@ -105,6 +111,14 @@ impl ResponseStats {
                 self.syslog.sent, self.syslog.dropped
             ));
         }
+        let p = &self.policy;
+        if *p != PolicyStats::default() {
+            line.push_str(&format!(
+                "; deny requests refused: {} protected, {} not for rules, {} over the rules' \
+                 limits, {} with a full table",
+                p.protected, p.refused_rules, p.limited, p.table_full
+            ));
+        }
         if self.write_errors > 0 {
             line.push_str(&format!("; {} log lines not written", self.write_errors));
         }
@@ -122,7 +136,7 @@ pub struct Responder {
     syslog: Option<Syslog>,
     enforcer: Option<Arc<Enforcer>>,
     allowlist: Allowlist,
-    ttl: Option<Duration>,
+    policy: EnforcePolicy,
     stats: ResponseStats,
     /// Whether a write error was already reported on stderr.
     warned_write: bool,
@@ -141,6 +155,18 @@ impl Responder {
     pub fn with_webhook_options(
         config: &config::Response,
         capture: Option<SharedCapture>,
+        webhook_options: WebhookOptions,
+    ) -> Result<Responder, ResponseError> {
+        let tables = capture.map(|capture| -> SharedTables { capture });
+        let allowlist = Allowlist::system(&config.allowlist);
+        Responder::build(config, tables, allowlist, webhook_options)
+    }
+
+    /// Over any deny tables and protected set (tests use stand-ins).
+    pub fn build(
+        config: &config::Response,
+        tables: Option<SharedTables>,
+        allowlist: Allowlist,
         webhook_options: WebhookOptions,
     ) -> Result<Responder, ResponseError> {
         let open = |key: &'static str, path: &PathBuf| {
@@ -184,13 +210,12 @@ impl Responder {
             })?),
             _ => None,
         };
-        let allowlist = Allowlist::new(&config.allowlist);
-        let ttl = (config.deny_ttl_secs > 0).then(|| Duration::from_secs(config.deny_ttl_secs));
-        let enforcer = capture.map(|capture| {
-            Arc::new(Enforcer::new(
-                capture,
+        let policy = EnforcePolicy::from_config(config);
+        let enforcer = tables.map(|tables| {
+            Arc::new(Enforcer::with_tables(
+                tables,
                 allowlist.clone(),
-                ttl,
+                policy.clone(),
                 alert_log.clone(),
             ))
         });
@@ -203,7 +228,7 @@ impl Responder {
             syslog,
             enforcer,
             allowlist,
-            ttl,
+            policy,
             stats: ResponseStats::default(),
             warned_write: false,
         })
@@ -218,9 +243,12 @@ impl Responder {
     pub fn describe(&self) -> String {
         let mut parts = vec![match &self.enforcer {
             Some(_) => format!(
-                "enforce on (allowlist: {}; deny entries last {})",
+                "enforce on ({} protected programs, allowlist: {}; rules deny at most {} a \
+                 minute; deny entries last {})",
+                self.allowlist.builtin().len(),
                 self.allowlist.entries().join(", "),
-                match self.ttl {
+                self.policy.rule_denies_per_minute,
+                match self.policy.default_ttl {
                     Some(ttl) => format!("{} s", ttl.as_secs()),
                     None => "until removed".to_string(),
                 }
@@ -436,12 +464,32 @@ impl Responder {
     /// Records what blocking would do, stopping nothing.
     fn simulate(&mut self, event: &mut Event, rule: String, kind: ResponseKind) {
         let plan = simulate::plan(event, &self.allowlist);
+        // The rule-deny policy applies to simulations too: they show what enforcement would do.
+        let refusal = match &plan {
+            Plan::Deny { target, .. } => simulate::rule_refusal(
+                target,
+                &rule,
+                self.policy.system_binary_rules.contains(&rule),
+            ),
+            _ => None,
+        };
+        if let (Some(why), Plan::Deny { target, .. }) = (refusal, &plan) {
+            event.response.push(ResponseAction {
+                action: kind,
+                result: ResponseResult::Skipped,
+                rule: Some(rule),
+                target: Some(target.to_string()),
+                deny_id: None,
+                detail: format!("would not block: {why}"),
+            });
+            return;
+        }
         let (result, target) = match &plan {
             Plan::Deny { target, .. } => {
                 self.stats.simulated += 1;
                 (ResponseResult::Simulated, Some(target.to_string()))
             }
-            Plan::Allowlisted { target, .. } => (ResponseResult::Skipped, Some(target.to_string())),
+            Plan::Protected { target, .. } => (ResponseResult::Skipped, Some(target.to_string())),
             Plan::Stopped { target, .. } => (
                 ResponseResult::Skipped,
                 target.as_ref().map(|t| t.to_string()),
@@ -489,7 +537,7 @@ impl Responder {
                         reason: event.analysis.label.clone(),
                     };
                     let shown = target.to_string();
-                    match enforcer.block(target, self.ttl, origin) {
+                    match enforcer.block(target, self.policy.default_ttl, origin) {
                         Ok(record) => {
                             self.stats.blocks += 1;
                             action(
@@ -503,11 +551,21 @@ impl Responder {
                                 ),
                             )
                         }
-                        Err(BlockError::Allowlisted { entry, .. }) => action(
+                        Err(BlockError::Protected { why, .. }) => action(
                             ResponseResult::Skipped,
                             Some(shown),
                             None,
-                            format!("not blocked: {entry} is allowlisted"),
+                            format!("not blocked: {why}"),
+                        ),
+                        Err(
+                            e @ (BlockError::RefusedForRule(_)
+                            | BlockError::RateLimited { .. }
+                            | BlockError::RuleShareFull { .. }),
+                        ) => action(
+                            ResponseResult::Skipped,
+                            Some(shown),
+                            None,
+                            format!("not blocked: {e}"),
                         ),
                         Err(e) => {
                             self.stats.block_failures += 1;
@@ -516,11 +574,11 @@ impl Responder {
                     }
                 }
             }
-            Plan::Allowlisted { target, entry } => action(
+            Plan::Protected { target, why } => action(
                 ResponseResult::Skipped,
                 Some(target.to_string()),
                 None,
-                format!("not blocked: {entry} is allowlisted"),
+                format!("not blocked: {why}"),
             ),
             Plan::Stopped { target, effect } => action(
                 ResponseResult::Done,
@@ -557,6 +615,9 @@ impl Responder {
 
     pub fn stats(&self) -> ResponseStats {
         let mut stats = self.stats;
+        if let Some(enforcer) = &self.enforcer {
+            stats.policy = enforcer.policy_stats();
+        }
         if let Some(hook) = &self.webhook {
             stats.webhook = hook.stats();
         }
@@ -570,6 +631,9 @@ impl Responder {
     pub fn finish(mut self, grace: Duration) -> ResponseStats {
         self.flush();
         let mut stats = self.stats;
+        if let Some(enforcer) = &self.enforcer {
+            stats.policy = enforcer.policy_stats();
+        }
         if let Some(hook) = self.webhook.take() {
             stats.webhook = hook.shutdown(grace);
         }

@@ -1,25 +1,56 @@
 //! What a block would do: the kernel deny entry real enforcement would add for an event, or why
 //! there is none. Shared by simulated blocks ("would block", nothing stopped) and real ones,
 //! so the simulation shows exactly what switching `enforce` on would do.
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
+use super::protect::{Protected, comm, file_name};
 use crate::capture::enforce::DenyTarget;
 use crate::event::{Event, EventType};
 
-/// The kernel keeps the first 15 bytes of a program's file name as its name (comm).
-const COMM_MAX: usize = 15;
-
-/// Programs that are never blocked (`[response] allowlist`): a name matches the process name
-/// or the executable's file name, an entry with a `/` the executable's path.
+/// Programs that are never blocked: the built-in [`Protected`] set, plus the config's
+/// `[response] allowlist` (a name matches the process name or the executable's file name, an
+/// entry with a `/` the executable's path). The config can add to the set, never remove.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Allowlist {
     entries: Vec<String>,
+    builtin: Arc<Protected>,
+}
+
+/// Why a program is never blocked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Protection {
+    /// A `[response] allowlist` entry.
+    Allowlisted(String),
+    /// The built-in protected set, with why.
+    Builtin(String),
+}
+
+impl std::fmt::Display for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protection::Allowlisted(entry) => {
+                write!(f, "{entry} is allowlisted ([response] allowlist)")
+            }
+            Protection::Builtin(why) => f.write_str(why),
+        }
+    }
 }
 
 impl Allowlist {
+    /// The config's entries alone (tests, and views that stop nothing).
     pub fn new(entries: &[String]) -> Allowlist {
+        Allowlist::with_protected(entries, Protected::default())
+    }
+
+    /// The config's entries on top of this system's protected programs.
+    pub fn system(entries: &[String]) -> Allowlist {
+        Allowlist::with_protected(entries, Protected::discover())
+    }
+
+    pub fn with_protected(entries: &[String], builtin: Protected) -> Allowlist {
         Allowlist {
             entries: entries.iter().filter(|e| !e.is_empty()).cloned().collect(),
+            builtin: Arc::new(builtin),
         }
     }
 
@@ -27,9 +58,28 @@ impl Allowlist {
         &self.entries
     }
 
-    /// The entry protecting the program with this path (may be empty) and name (may be
-    /// empty): a path entry equal to `path`, or a name entry equal to the name or to the
-    /// path's file name (compared as the kernel keeps names: their first 15 bytes).
+    pub fn builtin(&self) -> &Protected {
+        &self.builtin
+    }
+
+    /// Every name the kernel must never kill on a file-name match: the protected programs'
+    /// and the allowlisted names.
+    pub fn spared_names(&self) -> Vec<String> {
+        let mut names = self.builtin.names();
+        names.extend(
+            self.entries
+                .iter()
+                .map(|e| file_name(e).to_string())
+                .filter(|n| !n.is_empty()),
+        );
+        names
+    }
+
+    /// The config entry protecting the program with this path (may be empty) and name (may
+    /// be empty): a path entry equal to `path`, or a name entry equal to the name or to the
+    /// path's file name (compared as the kernel keeps names: their first 15 bytes). Only the
+    /// config's entries: used for who makes a connection, where the built-in set does not
+    /// apply (a shell connecting out is exactly what a reverse-shell rule denies).
     pub fn protecting(&self, path: &str, name: &str) -> Option<&str> {
         let base = file_name(path);
         self.entries
@@ -45,11 +95,12 @@ impl Allowlist {
             .map(String::as_str)
     }
 
-    /// The entry a deny target would hit. A name target also hits every allowlisted path
-    /// with that file name (the kernel would kill it by name). Connect targets are
-    /// addresses: never a collision.
-    pub fn protecting_target(&self, target: &DenyTarget) -> Option<&str> {
-        match target {
+    /// What protects a deny target, if anything: a config entry, or the built-in set (by
+    /// path, real path, device and inode; names as the kernel keeps them). A name target
+    /// also hits every allowlisted path with that file name (the kernel would kill it by
+    /// name). Connect targets are addresses: never a collision.
+    pub fn protecting_target(&self, target: &DenyTarget) -> Option<Protection> {
+        let allowlisted = match target {
             DenyTarget::ExecPath(path) => self.protecting(path, ""),
             DenyTarget::ExecName(name) => self
                 .entries
@@ -57,18 +108,53 @@ impl Allowlist {
                 .find(|entry| comm(file_name(entry)) == comm(name))
                 .map(String::as_str),
             DenyTarget::Connect(..) => None,
+        };
+        if let Some(entry) = allowlisted {
+            return Some(Protection::Allowlisted(entry.to_string()));
         }
+        match target {
+            DenyTarget::ExecPath(path) => self.builtin.protecting_path(path),
+            DenyTarget::ExecName(name) => self.builtin.protecting_name(name),
+            DenyTarget::Connect(..) => None,
+        }
+        .map(Protection::Builtin)
     }
 }
 
-fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+/// Directories the system's packages own: a rule denies a program there only when the
+/// config lists the rule in `[response] system_binary_rules`.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/etc", "/snap",
+    "/nix",
+];
+
+/// Whether `path` (or the file it leads to) is in one of [`SYSTEM_DIRS`].
+pub fn is_system_binary(path: &str) -> bool {
+    let inside = |p: &str| {
+        SYSTEM_DIRS.iter().any(|dir| {
+            p.strip_prefix(dir)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    };
+    inside(&crate::enrich::paths::normalize(path))
+        || std::fs::canonicalize(path).is_ok_and(|real| inside(&real.to_string_lossy()))
 }
 
-/// A name as the kernel stores it (at most 15 bytes, cut on a byte boundary).
-fn comm(name: &str) -> &[u8] {
-    let bytes = name.as_bytes();
-    &bytes[..bytes.len().min(COMM_MAX)]
+/// Why a rule may not deny `target`, if it may not: a rule denies only what an attack
+/// brought, a program outside the system directories or a destination. Never a name (any
+/// process can take any name), and a system binary only when `opted_in` (the rule is listed
+/// in `[response] system_binary_rules`).
+pub fn rule_refusal(target: &DenyTarget, rule: &str, opted_in: bool) -> Option<String> {
+    match target {
+        DenyTarget::ExecName(name) => Some(format!(
+            "a rule never denies by name ({name}): any program can take any name"
+        )),
+        DenyTarget::ExecPath(path) if !opted_in && is_system_binary(path) => Some(format!(
+            "would deny system binary {path}: refused (rule {rule} is not listed in [response] \
+             system_binary_rules)"
+        )),
+        _ => None,
+    }
 }
 
 /// What blocking this event means.
@@ -76,8 +162,8 @@ fn comm(name: &str) -> &[u8] {
 pub enum Plan {
     /// Add `target` to the kernel deny table; `effect` says what the kernel then does.
     Deny { target: DenyTarget, effect: String },
-    /// The program is allowlisted: never blocked.
-    Allowlisted { target: DenyTarget, entry: String },
+    /// The program is protected (allowlisted or built in): never blocked.
+    Protected { target: DenyTarget, why: Protection },
     /// The kernel already stopped this one (a killed exec or a refused connect).
     Stopped {
         target: Option<DenyTarget>,
@@ -102,16 +188,17 @@ pub fn plan(event: &Event, allowlist: &Allowlist) -> Plan {
     // Who acts: for an exec the new program (the target itself), for a connect the process
     // connecting. Either way an allowlisted program is left alone.
     let protected = match &target {
-        DenyTarget::Connect(..) => allowlist.protecting(&event.exe, &event.process),
-        _ => allowlist
-            .protecting_target(&target)
-            .or_else(|| allowlist.protecting(&event.exe, &event.process)),
+        DenyTarget::Connect(..) => allowlist
+            .protecting(&event.exe, &event.process)
+            .map(|e| Protection::Allowlisted(e.to_string())),
+        _ => allowlist.protecting_target(&target).or_else(|| {
+            allowlist
+                .protecting(&event.exe, &event.process)
+                .map(|e| Protection::Allowlisted(e.to_string()))
+        }),
     };
-    if let Some(entry) = protected {
-        return Plan::Allowlisted {
-            target,
-            entry: entry.to_string(),
-        };
+    if let Some(why) = protected {
+        return Plan::Protected { target, why };
     }
     Plan::Deny {
         effect: effect(&target),
@@ -125,7 +212,7 @@ pub fn target_of(event: &Event) -> Result<DenyTarget, String> {
     match event.event_type {
         EventType::ProcessExec => {
             if event.exe.starts_with('/') {
-                Ok(DenyTarget::ExecPath(event.exe.clone()))
+                DenyTarget::exec_path(&event.exe).map_err(|e| e.to_string())
             } else if !event.process.is_empty() && !event.process.contains('/') {
                 Ok(DenyTarget::ExecName(event.process.clone()))
             } else {
@@ -185,9 +272,7 @@ pub fn would(plan: &Plan, enforce_on: bool) -> String {
         Plan::Deny { target, effect } => {
             format!("would block: deny {target} in the kernel, which would {effect} ({why_not})")
         }
-        Plan::Allowlisted { target, entry } => {
-            format!("would not block {target}: {entry} is allowlisted")
-        }
+        Plan::Protected { target, why } => format!("would not block {target}: {why}"),
         Plan::Stopped { effect, .. } => format!("already stopped: {effect}"),
         Plan::Unsupported(why) => format!("would not block: {why}"),
     }
@@ -232,7 +317,10 @@ mod tests {
         assert_eq!(list.protecting("/opt/tmux", "tmux"), None);
         // A name-only deny of tmux would hit the allowlisted /usr/bin/tmux.
         let target = DenyTarget::ExecName("tmux".to_string());
-        assert_eq!(list.protecting_target(&target), Some("/usr/bin/tmux"));
+        assert_eq!(
+            list.protecting_target(&target),
+            Some(Protection::Allowlisted("/usr/bin/tmux".to_string()))
+        );
         assert_eq!(
             list.protecting("/x/a-very-long-program-name", "a-very-long-pro"),
             Some("a-very-long-program-name")
@@ -240,7 +328,10 @@ mod tests {
         assert_eq!(list.protecting("/usr/bin/bash", "bash"), None);
         assert_eq!(list.protecting("/usr/bin/sshd-keygen", "sshd-keygen"), None);
         let target = DenyTarget::ExecName("sshd".to_string());
-        assert_eq!(list.protecting_target(&target), Some("sshd"));
+        assert_eq!(
+            list.protecting_target(&target),
+            Some(Protection::Allowlisted("sshd".to_string()))
+        );
         let target = DenyTarget::Connect("127.0.0.1".parse().expect("ip"), 22);
         assert_eq!(list.protecting_target(&target), None);
     }
@@ -262,7 +353,9 @@ mod tests {
              SIGKILL at every further exec (enforce is off)"
         );
         let sshd = super::plan(&exec("/usr/sbin/sshd", "sshd"), &list);
-        assert!(matches!(&sshd, Plan::Allowlisted { entry, .. } if entry == "sshd"));
+        assert!(
+            matches!(&sshd, Plan::Protected { why: Protection::Allowlisted(entry), .. } if entry == "sshd")
+        );
         assert!(would(&sshd, true).contains("sshd is allowlisted"));
     }
 
@@ -278,13 +371,61 @@ mod tests {
             }
         );
         let from_sshd = super::plan(&connect("10.0.0.1", 443, "sshd"), &list);
-        assert!(matches!(from_sshd, Plan::Allowlisted { .. }));
+        assert!(matches!(from_sshd, Plan::Protected { .. }));
         let mut blocked = connect("::1", 80, "curl");
         blocked.blocked = true;
         assert!(matches!(
             super::plan(&blocked, &list),
             Plan::Stopped { effect, .. } if effect == "refused by the kernel (connect [::1]:80: EPERM)"
         ));
+    }
+
+    #[test]
+    fn the_builtin_set_protects_what_the_config_does_not_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shell = dir.path().join("sh");
+        std::fs::write(&shell, b"").expect("write");
+        let mut builtin = Protected::default();
+        builtin.add(
+            &shell.to_string_lossy(),
+            "a login shell (listed in /etc/shells)",
+        );
+        // An empty allowlist removes nothing.
+        let list = Allowlist::with_protected(&[], builtin);
+        let spelled = format!("{}/./sh", dir.path().display());
+        let e = exec(&spelled, "sh");
+        let plan = plan(&e, &list);
+        assert!(
+            matches!(&plan, Plan::Protected { why: Protection::Builtin(why), .. } if why.contains("login shell")),
+            "{plan:?}"
+        );
+        assert!(would(&plan, true).contains("is protected: a login shell"));
+        // A connect by a protected shell is still denied: the destination is what the attack
+        // brought.
+        let mut c = connect("10.0.0.1", 4444, "sh");
+        c.exe = shell.to_string_lossy().into_owned();
+        assert!(matches!(super::plan(&c, &list), Plan::Deny { .. }));
+        assert!(list.spared_names().contains(&"sh".to_string()));
+    }
+
+    #[test]
+    fn rules_deny_only_what_an_attack_brought() {
+        let name = DenyTarget::ExecName("x".to_string());
+        assert!(rule_refusal(&name, "r", true).is_some_and(|w| w.contains("never denies by name")));
+        let curl = DenyTarget::ExecPath("/usr/bin/curl".to_string());
+        let why = rule_refusal(&curl, "r", false).expect("refused");
+        assert!(
+            why.starts_with("would deny system binary /usr/bin/curl"),
+            "{why}"
+        );
+        assert_eq!(rule_refusal(&curl, "r", true), None);
+        let dropped = DenyTarget::ExecPath("/tmp/x".to_string());
+        assert_eq!(rule_refusal(&dropped, "r", false), None);
+        let ip = DenyTarget::Connect("10.0.0.1".parse().expect("ip"), 80);
+        assert_eq!(rule_refusal(&ip, "r", false), None);
+        assert!(is_system_binary("/bin/../usr/bin/x"));
+        assert!(!is_system_binary("/usr2/x"));
+        assert!(!is_system_binary("/tmp/usr/x"));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use crate::app::{
     BlockTarget, EnforcePlan, HistoryReply, HistoryRequest, HistorySource, ProbeState, Probes,
     Response, SimulatedResponse, deny_target,
 };
-use crate::capture::enforce::DenyTarget;
 use crate::event::{Event as SecEvent, Family};
 use crate::history_cli::{HistoryArgs, build_filter};
 use crate::response::enforce::{DenyRecord, Enforcer, Origin, SharedCapture, lock_capture};
@@ -51,7 +50,7 @@ fn current_uid() -> u32 {
 }
 
 /// `b` simulates as [`SimulatedResponse`] does; `B` adds a deny entry through the
-/// [`Enforcer`] (allowlist checked, logged on stderr and in the alert log, removable with `D`
+/// [`Enforcer`] (protected set and allowlist checked, logged on stderr and in the alert log, removable with `D`
 /// then `u`, or `secmon-tui unblock ID`).
 pub struct EnforcingResponse {
     simulated: SimulatedResponse,
@@ -76,7 +75,10 @@ impl Response for EnforcingResponse {
     fn plan_enforce(&self, target: &BlockTarget, event: &SecEvent) -> Result<EnforcePlan, String> {
         let deny = deny_target(target, event)?;
         self.simulated.check_allowlist(&deny, event)?;
-        refuse_vital_programs(&deny)?;
+        // The same refusal the enforcer makes (the protected set), before the question.
+        if let Some(refusal) = self.enforcer.refusal(&deny) {
+            return Err(refusal.to_string());
+        }
         if let Some(existing) = self.enforcer.existing(&deny) {
             return Err(format!(
                 "{deny} is already blocked (entry #{}; D lists the entries)",
@@ -131,27 +133,6 @@ impl Response for EnforcingResponse {
             .map(|record| format!("unblocked #{id}: {}", record.target))
             .map_err(|e| e.to_string())
     }
-}
-
-/// Programs the UI never denies: secmon itself (`secmon-tui unblock` is the undo) and PID 1's
-/// program (the kernel spares PID 1, but not the per-user instances of the same init).
-fn refuse_vital_programs(deny: &DenyTarget) -> Result<(), String> {
-    let DenyTarget::ExecPath(path) = deny else {
-        return Ok(());
-    };
-    let vital = [
-        (std::env::current_exe().ok(), "secmon itself"),
-        (
-            std::fs::read_link("/proc/1/exe").ok(),
-            "the init system (PID 1's program)",
-        ),
-    ];
-    for (program, what) in vital {
-        if program.is_some_and(|p| p == Path::new(path)) {
-            return Err(format!("{deny} is not blocked: it is {what}"));
-        }
-    }
-    Ok(())
 }
 
 /// The options of `secmon-tui history`, parsed from the history view's query line.
@@ -334,8 +315,65 @@ mod tests {
     use chrono::{DateTime, TimeDelta, Utc};
 
     use super::*;
+    use crate::app::BlockTarget;
     use crate::event::EventType;
+    use crate::response::enforce::{EnforcePolicy, testing::FakeTables};
+    use crate::response::protect::Protected;
+    use crate::response::simulate::Allowlist;
     use crate::storage::{Store, WriterOptions, to_ns};
+
+    fn exec_event(exe: &str) -> SecEvent {
+        let mut e = SecEvent::new(EventType::ProcessExec, Utc::now());
+        e.exe = exe.to_string();
+        e.process = exe.rsplit('/').next().unwrap_or_default().to_string();
+        e.pid = 77;
+        e
+    }
+
+    /// The `B` key's path: a protected program is refused before the [y/N] question, and
+    /// nothing reaches the kernel; another program is planned and denied.
+    #[test]
+    fn the_block_key_refuses_protected_programs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shell = dir.path().join("shell");
+        std::fs::write(&shell, b"").expect("write");
+        let mut set = Protected::discover();
+        set.add(
+            &shell.to_string_lossy(),
+            "a login shell (listed in /etc/shells)",
+        );
+        let (fake, tables) = FakeTables::shared();
+        let enforcer = Enforcer::with_tables(
+            tables,
+            Allowlist::with_protected(&[], set),
+            EnforcePolicy::default(),
+            None,
+        );
+        let mut response = EnforcingResponse::new(Arc::new(enforcer));
+        let me = std::env::current_exe().expect("current exe");
+        for exe in [
+            format!("{}//shell", dir.path().display()),
+            me.to_string_lossy().into_owned(),
+        ] {
+            let event = exec_event(&exe);
+            let refused = response
+                .plan_enforce(&BlockTarget::Process(77), &event)
+                .map(|plan| plan.question)
+                .expect_err("protected");
+            assert!(refused.contains("is protected"), "{exe}: {refused}");
+        }
+        let event = exec_event("/tmp/dropper");
+        let plan = response
+            .plan_enforce(&BlockTarget::Process(77), &event)
+            .expect("a dropped program can be denied");
+        response.enforce(&plan).expect("denied");
+        let denies = &fake.lock().expect("lock").denies;
+        assert_eq!(denies.len(), 1);
+        assert_eq!(
+            denies[0].target,
+            crate::capture::enforce::DenyTarget::ExecPath("/tmp/dropper".to_string())
+        );
+    }
 
     fn request(generation: u64, before: Option<Cursor>, now: DateTime<Utc>) -> HistoryRequest {
         HistoryRequest {

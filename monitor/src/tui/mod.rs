@@ -352,8 +352,9 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
     let (history_tx, history_rx) = mpsc::unbounded_channel();
     let response: Box<dyn Response> = match responder.enforcer() {
         Some(enforcer) => Box::new(EnforcingResponse::new(enforcer.clone())),
+        // The protected set too, so that `b` shows what enforcement would really do.
         None => Box::new(SimulatedResponse::new(
-            Allowlist::new(&config.response.allowlist),
+            Allowlist::system(&config.response.allowlist),
             ENFORCE_OFF,
         )),
     };
