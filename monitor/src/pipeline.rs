@@ -5,7 +5,7 @@ use std::{
     io::{self, Write},
     path::PathBuf,
     sync::{Arc, Mutex, atomic::Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::{
@@ -20,7 +20,11 @@ use crate::{
     decode::Record,
     enrich::Enricher,
     event::Event,
-    output::json::JsonLines,
+    losses::{Loss, LossCounts, Losses},
+    output::{
+        json::{JsonLines, JsonOutput, OutputOptions, OutputSummary},
+        stats::StatsRecord,
+    },
     record::{RecordError, Recorder, Replay},
     response::{
         Responder, ResponseError,
@@ -28,7 +32,7 @@ use crate::{
         enforce::{SharedCapture, lock_capture},
     },
     rules::{self, RuleEngine},
-    storage::{Retention, Store, WriterOptions},
+    storage::{Retention, Store, StoreSummary, WriterOptions},
 };
 
 /// Batches in flight between the reader and the pipeline; beyond that the reader waits and
@@ -68,10 +72,30 @@ pub struct RunOptions {
 /// What a run did, printed to stderr at the end.
 #[derive(Clone, Debug, Default)]
 pub struct RunSummary {
+    /// Events written (`--json`) or received (the UI).
     pub events: u64,
     pub records: u64,
-    pub kernel_drops: u64,
-    pub decode_errors: u64,
+    /// Everything lost, by reason.
+    pub losses: LossCounts,
+}
+
+impl RunSummary {
+    /// The end of the `secmon: stopped:` line: `N events <verb>, M kernel records, D dropped
+    /// in the kernel, E undecodable; losses: none` (or `losses: T (reason n, …)`).
+    pub fn stopped_line(&self, verb: &str) -> String {
+        let losses = match self.losses.total() {
+            0 => "none".to_string(),
+            total => format!("{total} ({})", self.losses.describe()),
+        };
+        format!(
+            "{} events {verb}, {} kernel records, {} dropped in the kernel, {} undecodable; \
+             losses: {losses}",
+            self.events,
+            self.records,
+            self.losses.get(Loss::RingBufferFull),
+            self.losses.get(Loss::DecodeError),
+        )
+    }
 }
 
 /// Starts the capture and prints the start-up report on stderr: unavailable probe groups, the
@@ -172,7 +196,11 @@ fn report_ready(capture: &Capture, extra: &[String]) {
     }
 }
 
-pub async fn run_json<W: Write>(
+/// How long the JSON output may take, once the pipeline has stopped, to write what is queued:
+/// a stalled stdout must not hold up the stop (what it could not take is counted).
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
+pub async fn run_json<W: Write + Send + 'static>(
     config: &Config,
     options: &RunOptions,
     out: W,
@@ -184,6 +212,7 @@ pub async fn run_json<W: Write>(
     let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
     // Watching before `secmon: ready`: a rule file saved right after it is reloaded.
     let _rules_watcher = watch_rules(&engine);
+    let losses = Arc::new(Losses::new());
     let mut taps = Taps::open(options)?;
     let Started {
         capture,
@@ -193,13 +222,13 @@ pub async fn run_json<W: Write>(
     } = start_with_response(config, options)?;
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let stats = Arc::new(reader::ReaderStats::default());
+    let stats = Arc::new(reader::ReaderStats::new(losses.clone()));
     let reader_task = tokio::spawn(reader::run(ring, batch_tx, shutdown_rx, stats.clone()));
 
     let mut enricher = Enricher::new();
     let mut analyzer = Analyzer::new(engine.clone(), &config.threat_detection);
-    let mut sink = JsonLines::new(out);
-    let mut summary = RunSummary::default();
+    let mut output = JsonOutput::start(out, OutputOptions::default(), losses.clone())?;
+    let mut reporter = LossReporter::new(losses.clone());
     let deadline = async {
         match options.duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -219,17 +248,21 @@ pub async fn run_json<W: Write>(
                     analyzer: &mut analyzer,
                     responder: &mut responder,
                 };
-                match write_batch(&batch, stages, &mut sink, &mut taps) {
-                    Ok(n) => summary.events += n,
-                    // The reader of our stdout went away (`| head`): stop quietly.
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
-                    Err(e) => return Err(e.into()),
-                }
+                write_batch(&batch, stages, &mut output, &mut taps)?;
             }
+            // stdout failed or its reader went away (`| head`): stop.
+            _ = output.stopped() => break,
             _ = drop_check.tick() => {
                 drops_reported = report_new_drops(&lock_capture(&capture), drops_reported);
                 responder.tick();
                 taps.report();
+                reporter.gather(&LossSources {
+                    capture: &lock_capture(&capture),
+                    enricher: &enricher,
+                    taps: &taps,
+                    responder: &responder,
+                });
+                reporter.write_stats(&mut output, stats.records.load(Ordering::Relaxed), false)?;
             }
             _ = sigint.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
             _ = sigterm.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
@@ -239,23 +272,122 @@ pub async fn run_json<W: Write>(
     }
     let _ = shutdown_tx.send(true);
     let _ = reader_task.await;
-    match sink.flush() {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
-        _ => {}
-    }
-    summary.records = stats.records.load(Ordering::Relaxed);
-    summary.decode_errors = stats.decode_errors.load(Ordering::Relaxed);
+    // The final stats record, then the output drains on its own while the rest stops.
+    reporter.gather(&LossSources {
+        capture: &lock_capture(&capture),
+        enricher: &enricher,
+        taps: &taps,
+        responder: &responder,
+    });
+    let records = stats.records.load(Ordering::Relaxed);
+    reporter.write_stats(&mut output, records, true)?;
+    output.close();
     if let Some(control) = control {
         control.stop();
     }
-    if let Some(line) = responder.finish(Duration::from_secs(2)).summary() {
+    let responded = responder.finish(Duration::from_secs(2));
+    if let Some(line) = responded.summary() {
         eprintln!("{line}");
     }
-    summary.kernel_drops = lock_capture(&capture).total_drops();
+    losses.observe(Loss::WebhookQueueFull, responded.webhook.dropped);
+    lock_capture(&capture).kernel_losses().record(&losses);
     // The last reference: detaches every program, deny tables included.
     drop(capture);
-    taps.close();
-    Ok(summary)
+    if let Some(history) = taps.close() {
+        record_history_losses(&losses, history);
+    }
+    let written = output.finish(OUTPUT_GRACE).await;
+    report_output_losses(&written);
+    match written.error {
+        Some(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
+    Ok(RunSummary {
+        events: written.written,
+        records,
+        losses: losses.snapshot(),
+    })
+}
+
+/// Where losses are counted besides the stages that add to [`Losses`] themselves.
+pub(crate) struct LossSources<'a> {
+    pub capture: &'a Capture,
+    pub enricher: &'a Enricher,
+    pub taps: &'a Taps,
+    pub responder: &'a Responder,
+}
+
+impl LossSources<'_> {
+    /// Copies every source's totals into `losses`.
+    pub fn record(&self, losses: &Losses) {
+        self.capture.kernel_losses().record(losses);
+        self.enricher.record_losses(losses);
+        self.taps.record_losses(losses);
+        losses.observe(
+            Loss::WebhookQueueFull,
+            self.responder.stats().webhook.dropped,
+        );
+    }
+}
+
+/// Gathers the losses once a second, warns on stderr about new output losses, and writes the
+/// `stats` records of the JSON stream.
+struct LossReporter {
+    losses: Arc<Losses>,
+    started: Instant,
+    /// What the last `stats` record said (events, records, losses): none is written again
+    /// until something changed.
+    last_written: Option<(u64, u64, LossCounts)>,
+    output_reported: u64,
+}
+
+impl LossReporter {
+    fn new(losses: Arc<Losses>) -> LossReporter {
+        LossReporter {
+            losses,
+            started: Instant::now(),
+            last_written: None,
+            output_reported: 0,
+        }
+    }
+
+    fn gather(&mut self, sources: &LossSources<'_>) {
+        sources.record(&self.losses);
+        let output = self.losses.get(Loss::OutputQueueFull);
+        if output > self.output_reported {
+            eprintln!(
+                "secmon: warning: {} events not written (stdout is not keeping up; they were \
+                 still analysed, responded to and stored)",
+                output - self.output_reported
+            );
+            self.output_reported = output;
+        }
+    }
+
+    /// Queues a `stats` record when anything changed since the last one (always when `last`).
+    fn write_stats(&mut self, output: &mut JsonOutput, records: u64, last: bool) -> io::Result<()> {
+        let counts = self.losses.snapshot();
+        let now = (output.accepted(), records, counts);
+        if !last && self.last_written == Some(now) {
+            return Ok(());
+        }
+        let record = StatsRecord::new(now.0, records, counts, self.started.elapsed(), last);
+        if output.write_record(&record, last)? {
+            self.last_written = Some(now);
+        }
+        Ok(())
+    }
+}
+
+/// Output losses at the very end (stdout stalled at stop), which no `stats` record can carry.
+fn report_output_losses(output: &OutputSummary) {
+    if output.unwritten > 0 {
+        eprintln!(
+            "secmon: warning: {} events were still queued for stdout at stop and were not \
+             written (stdout stalled)",
+            output.unwritten
+        );
+    }
 }
 
 /// Reloads the rules when their files change; without a watcher, SIGHUP still reloads.
@@ -288,31 +420,29 @@ struct Stages<'a> {
     responder: &'a mut Responder,
 }
 
-fn write_batch<W: Write>(
+fn write_batch(
     batch: &[Record],
     Stages {
         enricher,
         analyzer,
         responder,
     }: Stages<'_>,
-    sink: &mut JsonLines<W>,
+    output: &mut JsonOutput,
     taps: &mut Taps,
-) -> io::Result<u64> {
-    let mut written = 0;
+) -> io::Result<()> {
     for record in batch {
         if let Some(mut event) = enricher.process(record) {
             taps.record(&event);
             let outcome = analyzer.analyze(&mut event);
             responder.respond_analyzed(&mut event, &outcome, analyzer);
-            sink.write(&event)?;
+            output.write(&event)?;
             taps.store(&event);
-            written += 1;
         }
     }
-    sink.flush()?;
+    output.end_batch();
     responder.flush();
     taps.end_batch();
-    Ok(written)
+    Ok(())
 }
 
 /// What happens to every event besides its output: the recording (`--record`, taken before
@@ -407,8 +537,16 @@ impl Taps {
         }
     }
 
-    /// Finishes the recording and lets the history writer commit what is queued.
-    pub fn close(mut self) {
+    /// Copies the history's losses so far into `losses`.
+    pub fn record_losses(&self, losses: &Losses) {
+        if let Some(store) = &self.store {
+            record_history_losses(losses, store.summary());
+        }
+    }
+
+    /// Finishes the recording and lets the history writer commit what is queued; returns the
+    /// history's counts (when it was on).
+    pub fn close(mut self) -> Option<StoreSummary> {
         self.end_batch();
         if let Some(recorder) = self.recorder.take() {
             let path = recorder.path().to_path_buf();
@@ -433,8 +571,15 @@ impl Taps {
             } else {
                 eprintln!("secmon: history: {} events stored in {path}", s.stored);
             }
+            return Some(s);
         }
+        None
     }
+}
+
+pub(crate) fn record_history_losses(losses: &Losses, history: StoreSummary) {
+    losses.observe(Loss::HistoryQueueFull, history.dropped);
+    losses.observe(Loss::HistoryWriteFailed, history.failed);
 }
 
 /// Opens the history for the monitor; on failure says so and returns `None` (monitoring goes

@@ -13,7 +13,10 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-use crate::decode::{Record, decode};
+use crate::{
+    decode::{Record, decode},
+    losses::{Loss, Losses},
+};
 
 /// How often the reader drains the ring without being woken: the kernel wakes it only when
 /// `capture::WAKEUP_BYTES` are waiting, so this bounds the delay of a quiet event stream.
@@ -22,11 +25,21 @@ pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 /// Largest batch handed on at once.
 pub const MAX_BATCH: usize = 4096;
 
-/// Counters the reader keeps (read by the status line and the end-of-run summary).
+/// Counters the reader keeps (read by the status line and the end-of-run summary). Records
+/// that do not decode are counted in `losses` ([`Loss::DecodeError`]).
 #[derive(Debug, Default)]
 pub struct ReaderStats {
     pub records: AtomicU64,
-    pub decode_errors: AtomicU64,
+    pub losses: Arc<Losses>,
+}
+
+impl ReaderStats {
+    pub fn new(losses: Arc<Losses>) -> ReaderStats {
+        ReaderStats {
+            records: AtomicU64::new(0),
+            losses,
+        }
+    }
 }
 
 /// Reads until `shutdown` turns true, then drains what is left in the ring and returns.
@@ -76,9 +89,7 @@ async fn drain(
         let Some(item) = ring.next() else { break };
         match decode(&item) {
             Ok(record) => batch.push(record),
-            Err(_) => {
-                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-            }
+            Err(_) => stats.losses.add(Loss::DecodeError, 1),
         }
         drop(item);
         if batch.len() >= MAX_BATCH {

@@ -55,6 +55,7 @@ use crate::{
     decode::Record,
     enrich::Enricher,
     event::Event as SecEvent,
+    losses::{Loss, Losses},
     pipeline::{self, PipelineError, RunOptions, RunSummary, Started, Taps},
     record::{Replay, ReplaySummary},
     response::{Responder, simulate::Allowlist},
@@ -211,6 +212,9 @@ struct Stages {
     /// The response layer (a live capture only: replays are not responded to).
     responder: Option<Responder>,
     taps: Taps,
+    /// Shared with the reader and the app; the enricher's, the history's and the webhook's
+    /// counts are copied in once a second.
+    losses: Arc<Losses>,
     last_report: Instant,
 }
 
@@ -220,13 +224,25 @@ impl Stages {
         engine: &RuleEngine,
         responder: Option<Responder>,
         taps: Taps,
+        losses: Arc<Losses>,
     ) -> Stages {
         Stages {
             enricher: Enricher::new(),
             analyzer: Analyzer::new(engine.clone(), &config.threat_detection),
             responder,
             taps,
+            losses,
             last_report: Instant::now(),
+        }
+    }
+
+    /// Copies the losses counted by the stages themselves into the shared counters.
+    fn record_losses(&self) {
+        self.enricher.record_losses(&self.losses);
+        self.taps.record_losses(&self.losses);
+        if let Some(responder) = &self.responder {
+            self.losses
+                .observe(Loss::WebhookQueueFull, responder.stats().webhook.dropped);
         }
     }
 
@@ -278,6 +294,7 @@ impl Stages {
             responder.tick();
         }
         self.taps.report();
+        self.record_losses();
     }
 }
 
@@ -337,7 +354,8 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
     } = pipeline::start_with_response(config, options)?;
     let (record_tx, record_rx) = mpsc::channel::<Vec<Record>>(pipeline::CHANNEL_BATCHES);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let stats = Arc::new(reader::ReaderStats::default());
+    let losses = Arc::new(Losses::new());
+    let stats = Arc::new(reader::ReaderStats::new(losses.clone()));
     let reader_task = tokio::spawn(reader::run(ring, record_tx, shutdown_rx, stats.clone()));
 
     let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
@@ -349,7 +367,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
             ENFORCE_OFF,
         )),
     };
-    let mut stages = Stages::new(config, &engine, Some(responder), taps);
+    let mut stages = Stages::new(config, &engine, Some(responder), taps, losses.clone());
     let controls = Controls {
         probes: Box::new(capture.clone()),
         rules: Box::new(engine.clone()),
@@ -359,6 +377,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
             "the history is off: [storage] enabled = false (--db PATH turns it on)",
             history_tx,
         ),
+        losses: losses.clone(),
     };
     let mut sources = Sources {
         records: Some(record_rx),
@@ -387,19 +406,24 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
     if let Some(control) = control {
         control.stop();
     }
-    if let Some(line) = stages
+    stages.record_losses();
+    if let Some(responded) = stages
         .responder
         .take()
-        .and_then(|r| r.finish(Duration::from_secs(2)).summary())
+        .map(|r| r.finish(Duration::from_secs(2)))
     {
-        eprintln!("{line}");
+        if let Some(line) = responded.summary() {
+            eprintln!("{line}");
+        }
+        losses.observe(Loss::WebhookQueueFull, responded.webhook.dropped);
     }
-    stages.taps.close();
+    if let Some(history) = stages.taps.close() {
+        pipeline::record_history_losses(&losses, history);
+    }
     let summary = RunSummary {
         events: app.received,
         records: stats.records.load(Ordering::Relaxed),
-        kernel_drops: app.kernel_drops(),
-        decode_errors: stats.decode_errors.load(Ordering::Relaxed),
+        losses: app.losses_now(),
     };
     // The last references: detaches and unloads every program, deny tables included.
     drop(app);
@@ -421,7 +445,8 @@ pub async fn run_replay(
     let (events_rx, feeder) = crate::record::spawn_replay(replay, pipeline::CHANNEL_BATCHES);
     let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
     let (history_tx, history_rx) = mpsc::unbounded_channel();
-    let mut stages = Stages::new(config, &engine, None, taps);
+    let losses = Arc::new(Losses::new());
+    let mut stages = Stages::new(config, &engine, None, taps, losses.clone());
     let controls = Controls {
         probes: Box::new(ReplayProbes),
         rules: Box::new(engine.clone()),
@@ -434,6 +459,7 @@ pub async fn run_replay(
             "a replay is stored only into a database named with --db PATH",
             history_tx,
         ),
+        losses,
     };
     let mut sources = Sources {
         records: None,
