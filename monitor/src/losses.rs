@@ -35,6 +35,9 @@ pub enum Loss {
     HistoryWriteFailed,
     /// The webhook's queue was full: alerts not sent.
     WebhookQueueFull,
+    /// Kernel records read but not yet processed when a stop's deadline passed (a backlog
+    /// longer than the stop may take).
+    UnprocessedAtStop,
     /// The JSON output's queue was full (stdout not keeping up): events not written.
     OutputQueueFull,
     /// Events still queued for stdout when the monitor had to stop (stdout stalled).
@@ -42,7 +45,7 @@ pub enum Loss {
 }
 
 impl Loss {
-    pub const ALL: [Loss; 10] = [
+    pub const ALL: [Loss; 11] = [
         Loss::RingBufferFull,
         Loss::PendingTableFull,
         Loss::DecodeError,
@@ -51,6 +54,7 @@ impl Loss {
         Loss::HistoryQueueFull,
         Loss::HistoryWriteFailed,
         Loss::WebhookQueueFull,
+        Loss::UnprocessedAtStop,
         Loss::OutputQueueFull,
         Loss::OutputUnwrittenAtStop,
     ];
@@ -66,6 +70,7 @@ impl Loss {
             Loss::HistoryQueueFull => "history_queue_full",
             Loss::HistoryWriteFailed => "history_write_failed",
             Loss::WebhookQueueFull => "webhook_queue_full",
+            Loss::UnprocessedAtStop => "unprocessed_at_stop",
             Loss::OutputQueueFull => "output_queue_full",
             Loss::OutputUnwrittenAtStop => "output_unwritten_at_stop",
         }

@@ -196,9 +196,14 @@ fn report_ready(capture: &Capture, extra: &[String]) {
     }
 }
 
+/// How long a stop may spend on what was captured before it (the ring drained, its records
+/// enriched, analysed and written); what a longer backlog leaves is counted
+/// ([`Loss::UnprocessedAtStop`]).
+const STOP_DRAIN: Duration = Duration::from_millis(500);
+
 /// How long the JSON output may take, once the pipeline has stopped, to write what is queued:
 /// a stalled stdout must not hold up the stop (what it could not take is counted).
-const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+const OUTPUT_GRACE: Duration = Duration::from_millis(250);
 
 pub async fn run_json<W: Write + Send + 'static>(
     config: &Config,
@@ -239,6 +244,9 @@ pub async fn run_json<W: Write + Send + 'static>(
     let mut drop_check = tokio::time::interval(Duration::from_secs(1));
     let mut drops_reported = 0;
     let mut stopping = false;
+    // Once stopping, what the reader hands over is processed until this deadline only.
+    let drain_deadline = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(drain_deadline);
     loop {
         tokio::select! {
             batch = batch_rx.recv() => {
@@ -264,13 +272,26 @@ pub async fn run_json<W: Write + Send + 'static>(
                 });
                 reporter.write_stats(&mut output, stats.records.load(Ordering::Relaxed), false)?;
             }
-            _ = sigint.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
-            _ = sigterm.recv(), if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
+            _ = sigint.recv(), if !stopping => {
+                stopping = begin_stop(&shutdown_tx, drain_deadline.as_mut());
+            }
+            _ = sigterm.recv(), if !stopping => {
+                stopping = begin_stop(&shutdown_tx, drain_deadline.as_mut());
+            }
+            // A backlog longer than STOP_DRAIN is cut short (and counted).
+            _ = &mut drain_deadline, if stopping => break,
             _ = sighup.recv() => { let _ = rules::reload_and_report(&engine); }
-            _ = &mut deadline, if !stopping => { stopping = true; let _ = shutdown_tx.send(true); }
+            _ = &mut deadline, if !stopping => {
+                stopping = begin_stop(&shutdown_tx, drain_deadline.as_mut());
+            }
         }
     }
     let _ = shutdown_tx.send(true);
+    // Records the deadline left unprocessed; the reader counts the batch it could not hand over.
+    while let Ok(batch) = batch_rx.try_recv() {
+        losses.add(Loss::UnprocessedAtStop, batch.len() as u64);
+    }
+    drop(batch_rx);
     let _ = reader_task.await;
     // The final stats record, then the output drains on its own while the rest stops.
     reporter.gather(&LossSources {
@@ -291,8 +312,15 @@ pub async fn run_json<W: Write + Send + 'static>(
     }
     losses.observe(Loss::WebhookQueueFull, responded.webhook.dropped);
     lock_capture(&capture).kernel_losses().record(&losses);
-    // The last reference: detaches every program, deny tables included.
+    // The last reference: detaches every program, deny tables included. The kernel's part
+    // (an RCU grace period per tracepoint) is said, so a slow stop can be told apart from a
+    // stalled output.
+    let detaching = Instant::now();
     drop(capture);
+    eprintln!(
+        "secmon: probes detached in {} ms",
+        detaching.elapsed().as_millis()
+    );
     if let Some(history) = taps.close() {
         record_history_losses(&losses, history);
     }
@@ -307,6 +335,16 @@ pub async fn run_json<W: Write + Send + 'static>(
         records,
         losses: losses.snapshot(),
     })
+}
+
+/// Asks the reader to drain the ring and stop, and starts the deadline of the drain.
+fn begin_stop(
+    shutdown: &watch::Sender<bool>,
+    drain: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> bool {
+    let _ = shutdown.send(true);
+    drain.reset(tokio::time::Instant::now() + STOP_DRAIN);
+    true
 }
 
 /// Where losses are counted besides the stages that add to [`Losses`] themselves.

@@ -10,6 +10,7 @@ mod control;
 mod enforce;
 mod file;
 mod kernel;
+mod losses;
 mod network;
 mod privilege;
 mod process;

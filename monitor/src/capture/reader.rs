@@ -92,20 +92,31 @@ async fn drain(
             Err(_) => stats.losses.add(Loss::DecodeError, 1),
         }
         drop(item);
-        if batch.len() >= MAX_BATCH {
-            stats
-                .records
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if batches.send(std::mem::take(&mut batch)).await.is_err() {
-                return false;
-            }
+        if batch.len() >= MAX_BATCH && !hand_over(std::mem::take(&mut batch), batches, stats).await
+        {
+            return false;
         }
     }
-    if batch.is_empty() {
-        return true;
-    }
+    batch.is_empty() || hand_over(batch, batches, stats).await
+}
+
+/// Sends a batch on; false when the consumer is gone (a stop cut short: the batch is counted
+/// as [`Loss::UnprocessedAtStop`]).
+async fn hand_over(
+    batch: Vec<Record>,
+    batches: &mpsc::Sender<Vec<Record>>,
+    stats: &ReaderStats,
+) -> bool {
     stats
         .records
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    batches.send(batch).await.is_ok()
+    match batches.send(batch).await {
+        Ok(()) => true,
+        Err(mpsc::error::SendError(batch)) => {
+            stats
+                .losses
+                .add(Loss::UnprocessedAtStop, batch.len() as u64);
+            false
+        }
+    }
 }
