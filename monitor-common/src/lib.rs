@@ -50,6 +50,15 @@ pub mod family {
     pub const ALL: u64 = bit(PROCESS) | bit(FILE) | bit(NETWORK) | bit(KERNEL);
 }
 
+/// Indexes of the `SM_LOSSES` per-CPU array: events lost in the kernel for another reason
+/// than a full ring buffer (those are counted per family in `SM_DROPS`).
+pub mod loss {
+    /// `SM_PENDING` was full at `sys_enter`: the syscall's arguments could not be kept, so its
+    /// `sys_exit` reports nothing.
+    pub const PENDING_TABLE_FULL: u32 = 0;
+    pub const COUNT: u32 = 2;
+}
+
 /// Common to every event.
 #[derive(Copy, Clone, Debug)]
 #[repr(C)]

@@ -6,7 +6,8 @@ use aya_ebpf::{
 };
 use monitor_common::{
     DENY_TABLE_LEN, DenyEntry, ExecArgs, ExecDenyName, ExecDenyPath, ExitData, Listener,
-    NetDenyKey, PendingSyscall, SocketKey, TcpConnection, config, family, ops::MAX_SYSCALL_NR,
+    NetDenyKey, PendingSyscall, SocketKey, TcpConnection, config, family, loss,
+    ops::MAX_SYSCALL_NR,
 };
 
 /// Every event goes through this one ring buffer (size set by userspace at load time).
@@ -24,6 +25,10 @@ pub static SM_OPS: Array<u32> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 /// Ring-buffer reservation failures per family, summed by userspace.
 #[map]
 pub static SM_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(family::COUNT, 0);
+
+/// Other losses in the kernel, by `monitor_common::loss` index, summed by userspace.
+#[map]
+pub static SM_LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::COUNT, 0);
 
 /// Syscall arguments saved at sys_enter until sys_exit, by thread id. A plain hash (cheaper
 /// than LRU on the hot path): a thread that dies inside a syscall never reaches sys_exit, so

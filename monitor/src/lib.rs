@@ -14,6 +14,7 @@ pub mod decode;
 pub mod enrich;
 pub mod event;
 pub mod history_cli;
+pub mod losses;
 pub mod output;
 pub mod pipeline;
 pub mod record;

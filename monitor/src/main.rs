@@ -101,8 +101,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .build()
         .wrap_err("starting the async runtime")?;
     let (result, verb) = if cli.json {
-        let stdout = std::io::stdout();
-        let result = runtime.block_on(pipeline::run_json(&config, &options, stdout.lock()));
+        let result = match stdout_file() {
+            Ok(stdout) => runtime.block_on(pipeline::run_json(&config, &options, stdout)),
+            Err(e) => Err(e.into()),
+        };
         (result, "written")
     } else {
         (runtime.block_on(tui::run(&config, &options)), "received")
@@ -111,14 +113,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     match result {
         Ok(summary) => {
-            eprintln!(
-                "secmon: stopped: {} events {verb}, {} kernel records, {} dropped in the kernel, {} undecodable{}",
-                summary.events,
-                summary.records,
-                summary.kernel_drops,
-                summary.decode_errors,
-                cut_short_suffix(&summary.cut_short)
-            );
+            eprintln!("secmon: stopped: {}", summary.stopped_line(verb));
             Ok(ExitCode::SUCCESS)
         }
         Err(PipelineError::Capture(CaptureError::NotPrivileged)) => {
@@ -202,6 +197,16 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         cut_short_suffix(&summary.cut_short)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// stdout as a file of its own for the JSON writer thread: unbuffered by std (the writer
+/// writes whole batches) and independent of std's stdout lock, which that thread may hold
+/// for ever on a stalled pipe while the process exits.
+fn stdout_file() -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    Ok(std::fs::File::from(
+        std::io::stdout().as_fd().try_clone_to_owned()?,
+    ))
 }
 
 /// Whether stdin and stdout are a terminal (the UI needs both).

@@ -5,7 +5,7 @@ use std::{
     io::{self, Write},
     path::PathBuf,
     sync::{Arc, Mutex, atomic::Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::{
@@ -20,7 +20,11 @@ use crate::{
     decode::Record,
     enrich::Enricher,
     event::Event,
-    output::json::JsonLines,
+    losses::{Loss, LossCounts, Losses},
+    output::{
+        json::{JsonLines, JsonOutput, OutputOptions, OutputSummary},
+        stats::StatsRecord,
+    },
     record::{RecordError, Recorder, Replay},
     response::{
         Responder, ResponseError,
@@ -28,8 +32,8 @@ use crate::{
         enforce::{SharedCapture, lock_capture},
     },
     rules::{self, RuleEngine},
-    shutdown::StopBudget,
-    storage::{Retention, Store, WriterOptions},
+    shutdown::{StopBudget, cut_short_suffix},
+    storage::{Retention, Store, StoreSummary, WriterOptions},
 };
 
 /// Batches in flight between the reader and the pipeline; beyond that the reader waits and
@@ -69,12 +73,33 @@ pub struct RunOptions {
 /// What a run did, printed to stderr at the end.
 #[derive(Clone, Debug, Default)]
 pub struct RunSummary {
+    /// Events written (`--json`) or received (the UI).
     pub events: u64,
     pub records: u64,
-    pub kernel_drops: u64,
-    pub decode_errors: u64,
+    /// Everything lost, by reason.
+    pub losses: LossCounts,
     /// The shutdown steps that ran out of time (see [`crate::shutdown`]).
     pub cut_short: Vec<String>,
+}
+
+impl RunSummary {
+    /// The end of the `secmon: stopped:` line: `N events <verb>, M kernel records, D dropped
+    /// in the kernel, E undecodable; losses: none` (or `losses: T (reason n, …)`).
+    pub fn stopped_line(&self, verb: &str) -> String {
+        let losses = match self.losses.total() {
+            0 => "none".to_string(),
+            total => format!("{total} ({})", self.losses.describe()),
+        };
+        format!(
+            "{} events {verb}, {} kernel records, {} dropped in the kernel, {} undecodable; \
+             losses: {losses}{}",
+            self.events,
+            self.records,
+            self.losses.get(Loss::RingBufferFull),
+            self.losses.get(Loss::DecodeError),
+            cut_short_suffix(&self.cut_short),
+        )
+    }
 }
 
 /// Starts the capture and prints the start-up report on stderr: unavailable probe groups, the
@@ -175,7 +200,11 @@ fn report_ready(capture: &Capture, extra: &[String]) {
     }
 }
 
-pub async fn run_json<W: Write>(
+/// How long the JSON output may take, once the pipeline has stopped, to write what is queued:
+/// a stalled stdout must not hold up the stop (what it could not take is counted).
+const OUTPUT_GRACE: Duration = Duration::from_millis(250);
+
+pub async fn run_json<W: Write + Send + 'static>(
     config: &Config,
     options: &RunOptions,
     out: W,
@@ -187,6 +216,7 @@ pub async fn run_json<W: Write>(
     let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
     // Watching before `secmon: ready`: a rule file saved right after it is reloaded.
     let _rules_watcher = watch_rules(&engine);
+    let losses = Arc::new(Losses::new());
     let mut taps = Taps::open(options)?;
     let Started {
         capture,
@@ -196,7 +226,7 @@ pub async fn run_json<W: Write>(
     } = start_with_response(config, options)?;
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let stats = Arc::new(reader::ReaderStats::default());
+    let stats = Arc::new(reader::ReaderStats::new(losses.clone()));
     let ring_bytes = lock_capture(&capture).ring_bytes();
     let reader_task = tokio::spawn(reader::run(
         ring,
@@ -208,8 +238,8 @@ pub async fn run_json<W: Write>(
 
     let mut enricher = Enricher::new();
     let mut analyzer = Analyzer::new(engine.clone(), &config.threat_detection);
-    let mut sink = JsonLines::new(out);
-    let mut summary = RunSummary::default();
+    let mut output = JsonOutput::start(out, OutputOptions::default(), losses.clone())?;
+    let mut reporter = LossReporter::new(losses.clone());
     let deadline = async {
         match options.duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -221,10 +251,10 @@ pub async fn run_json<W: Write>(
     let mut drops_reported = 0;
     // Set when a stop is asked for: the whole shutdown must fit in its budget.
     let mut budget: Option<StopBudget> = None;
-    // Armed when the stop begins; the reader's own limit normally ends the drain before.
-    let drain_timer = tokio::time::sleep(Duration::ZERO);
+    // Armed when the stop begins: the last events are processed until then, no longer.
+    let drain_timer = tokio::time::sleep(Duration::MAX);
     tokio::pin!(drain_timer);
-    'run: loop {
+    loop {
         let stopping = budget.is_some();
         tokio::select! {
             // Stop requests first: under a flood a batch is always ready.
@@ -238,18 +268,22 @@ pub async fn run_json<W: Write>(
             _ = &mut deadline, if !stopping => {
                 budget = Some(begin_stop(&capture, &shutdown_tx, drain_timer.as_mut()));
             }
-            _ = &mut drain_timer, if stopping => {
-                let left = records_left(&mut batch_rx);
-                if let Some(budget) = &mut budget {
-                    budget.cut_short(format!("processing the last events ({left} records not processed)"));
-                }
-                break;
-            }
+            // A backlog longer than LAST_EVENTS_LIMIT is cut short (and counted).
+            _ = &mut drain_timer, if stopping => break,
+            // stdout failed or its reader went away (`| head`): stop.
+            _ = output.stopped() => break,
             _ = sighup.recv() => { let _ = rules::reload_on_sighup(&engine); }
             _ = drop_check.tick() => {
                 drops_reported = report_new_drops(&lock_capture(&capture), drops_reported);
                 responder.tick();
                 taps.report();
+                reporter.gather(&LossSources {
+                    capture: &lock_capture(&capture),
+                    enricher: &enricher,
+                    taps: &taps,
+                    responder: &responder,
+                });
+                reporter.write_stats(&mut output, stats.records.load(Ordering::Relaxed), false)?;
             }
             batch = batch_rx.recv() => {
                 let Some(batch) = batch else { break };
@@ -257,67 +291,89 @@ pub async fn run_json<W: Write>(
                 // more, however slow each one is.
                 let slice = if stopping { STOPPING_SLICE } else { batch.len().max(1) };
                 let mut chunks = batch.chunks(slice);
-                let mut out_of_time = false;
                 for chunk in chunks.by_ref() {
                     let stages = Stages {
                         enricher: &mut enricher,
                         analyzer: &mut analyzer,
                         responder: &mut responder,
                     };
-                    match write_batch(chunk, stages, &mut sink, &mut taps) {
-                        Ok(n) => summary.events += n,
-                        // The reader of our stdout went away (`| head`): stop quietly.
-                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break 'run,
-                        Err(e) => return Err(e.into()),
-                    }
+                    write_batch(chunk, stages, &mut output, &mut taps)?;
                     if stopping && drain_timer.is_elapsed() {
-                        out_of_time = true;
                         break;
                     }
                 }
-                if out_of_time {
-                    let left = chunks.map(<[Record]>::len).sum::<usize>() + records_left(&mut batch_rx);
-                    if let Some(budget) = &mut budget {
-                        budget.cut_short(format!("processing the last events ({left} records not processed)"));
-                    }
+                let left: usize = chunks.map(<[Record]>::len).sum();
+                if left > 0 {
+                    losses.add(Loss::UnprocessedAtStop, left as u64);
                     break;
                 }
             }
         }
     }
-    let mut budget = budget.unwrap_or_else(StopBudget::start);
+    let mut budget = budget.unwrap_or_else(|| {
+        lock_capture(&capture).begin_stop();
+        StopBudget::start()
+    });
     let _ = shutdown_tx.send(true);
-    drop(batch_rx);
+    // Records the deadline left unprocessed; the reader counts the batch it could not hand over.
+    batch_rx.close();
+    while let Ok(batch) = batch_rx.try_recv() {
+        losses.add(Loss::UnprocessedAtStop, batch.len() as u64);
+    }
     if tokio::time::timeout(budget.remaining(), reader_task)
         .await
         .is_err()
     {
         budget.cut_short("the ring buffer reader");
     }
+    drop(batch_rx);
     if stats.stop_drain_cut_short.load(Ordering::Relaxed) {
         budget.cut_short("the last drain of the ring buffer");
     }
-    match sink.flush() {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
-        _ => {}
+    let unprocessed = losses.get(Loss::UnprocessedAtStop);
+    if unprocessed > 0 {
+        budget.cut_short(format!(
+            "processing the last events ({unprocessed} records not processed)"
+        ));
     }
-    summary.records = stats.records.load(Ordering::Relaxed);
-    summary.decode_errors = stats.decode_errors.load(Ordering::Relaxed);
+    // The final stats record, then the output drains on its own while the rest stops.
+    reporter.gather(&LossSources {
+        capture: &lock_capture(&capture),
+        enricher: &enricher,
+        taps: &taps,
+        responder: &responder,
+    });
+    let records = stats.records.load(Ordering::Relaxed);
+    reporter.write_stats(&mut output, records, true)?;
+    output.close();
     if let Some(control) = control {
         control.stop();
     }
-    finish_response(responder, &mut budget);
-    summary.kernel_drops = lock_capture(&capture).total_drops();
+    let responded = finish_response(responder, &mut budget);
+    losses.observe(Loss::WebhookQueueFull, responded.webhook.dropped);
+    lock_capture(&capture).kernel_losses().record(&losses);
     // The last reference: detaches every program, deny tables included.
     detach_capture(capture, &mut budget);
-    taps.close_within(&mut budget);
-    summary.cut_short = budget.into_cut_short();
-    Ok(summary)
+    if let Some(history) = taps.close_within(&mut budget) {
+        record_history_losses(&losses, history);
+    }
+    let written = output.finish(OUTPUT_GRACE).await;
+    report_output_losses(&written);
+    match written.error {
+        Some(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
+    Ok(RunSummary {
+        events: written.written,
+        records,
+        losses: losses.snapshot(),
+        cut_short: budget.into_cut_short(),
+    })
 }
 
 /// Starts the stop's clock, stops the kernel side from reporting (see
-/// [`Capture::begin_stop`]) and asks the reader for its last drain: the last events are
-/// processed until the reader's drain limit (plus a moment for what it handed on), no longer.
+/// [`Capture::begin_stop`]) and asks the reader for its last drain: what it hands on is
+/// processed until [`LAST_EVENTS_LIMIT`], no longer.
 fn begin_stop(
     capture: &SharedCapture,
     shutdown: &watch::Sender<bool>,
@@ -333,25 +389,22 @@ fn begin_stop(
 /// Records processed between two looks at the clock once stopping.
 const STOPPING_SLICE: usize = 256;
 
-/// How long, after a stop is asked for, the loop goes on processing the ring's last events.
-pub(crate) const LAST_EVENTS_LIMIT: Duration = Duration::from_millis(2500);
-
-/// Empties a stopped reader's channel; returns how many records it still held.
-fn records_left(batches: &mut mpsc::Receiver<Vec<Record>>) -> usize {
-    batches.close();
-    let mut left = 0;
-    while let Ok(batch) = batches.try_recv() {
-        left += batch.len();
-    }
-    left
-}
+/// How long a stop may spend on what was captured before it (the ring drained, its records
+/// enriched, analysed and written); what a longer backlog leaves is counted
+/// ([`Loss::UnprocessedAtStop`]) and named in the stopped line.
+pub(crate) const LAST_EVENTS_LIMIT: Duration = Duration::from_secs(1);
 
 /// Lets the response layer finish (the webhook's queue, the logs) within the stop's budget.
-pub(crate) fn finish_response(responder: Responder, budget: &mut StopBudget) {
+pub(crate) fn finish_response(
+    responder: Responder,
+    budget: &mut StopBudget,
+) -> crate::response::ResponseStats {
     let grace = budget.step(Duration::from_secs(2), DETACH_RESERVE);
-    if let Some(line) = responder.finish(grace).summary() {
+    let stats = responder.finish(grace);
+    if let Some(line) = stats.summary() {
         eprintln!("{line}");
     }
+    stats
 }
 
 /// Kept for detaching the programs when earlier steps run long.
@@ -359,10 +412,98 @@ const DETACH_RESERVE: Duration = Duration::from_millis(1500);
 
 /// Drops the last reference to the capture, which detaches and unloads every program, within
 /// the stop's budget (the kernel waits an RCU grace period per tracepoint, longer under load).
+/// How long it took is said, so a slow stop can be told apart from a stalled output.
 pub(crate) fn detach_capture(capture: SharedCapture, budget: &mut StopBudget) {
     let limit = budget.remaining().max(Duration::from_millis(500));
-    if !crate::shutdown::drop_within(capture, "secmon-detach", limit) {
+    let detaching = Instant::now();
+    if crate::shutdown::drop_within(capture, "secmon-detach", limit) {
+        eprintln!(
+            "secmon: probes detached in {} ms",
+            detaching.elapsed().as_millis()
+        );
+    } else {
         budget.cut_short("detaching the programs (the kernel finishes it as the process exits)");
+    }
+}
+
+/// Where losses are counted besides the stages that add to [`Losses`] themselves.
+pub(crate) struct LossSources<'a> {
+    pub capture: &'a Capture,
+    pub enricher: &'a Enricher,
+    pub taps: &'a Taps,
+    pub responder: &'a Responder,
+}
+
+impl LossSources<'_> {
+    /// Copies every source's totals into `losses`.
+    pub fn record(&self, losses: &Losses) {
+        self.capture.kernel_losses().record(losses);
+        self.enricher.record_losses(losses);
+        self.taps.record_losses(losses);
+        losses.observe(
+            Loss::WebhookQueueFull,
+            self.responder.stats().webhook.dropped,
+        );
+    }
+}
+
+/// Gathers the losses once a second, warns on stderr about new output losses, and writes the
+/// `stats` records of the JSON stream.
+struct LossReporter {
+    losses: Arc<Losses>,
+    started: Instant,
+    /// What the last `stats` record said (events, records, losses): none is written again
+    /// until something changed.
+    last_written: Option<(u64, u64, LossCounts)>,
+    output_reported: u64,
+}
+
+impl LossReporter {
+    fn new(losses: Arc<Losses>) -> LossReporter {
+        LossReporter {
+            losses,
+            started: Instant::now(),
+            last_written: None,
+            output_reported: 0,
+        }
+    }
+
+    fn gather(&mut self, sources: &LossSources<'_>) {
+        sources.record(&self.losses);
+        let output = self.losses.get(Loss::OutputQueueFull);
+        if output > self.output_reported {
+            eprintln!(
+                "secmon: warning: {} events not written (stdout is not keeping up; they were \
+                 still analysed, responded to and stored)",
+                output - self.output_reported
+            );
+            self.output_reported = output;
+        }
+    }
+
+    /// Queues a `stats` record when anything changed since the last one (always when `last`).
+    fn write_stats(&mut self, output: &mut JsonOutput, records: u64, last: bool) -> io::Result<()> {
+        let counts = self.losses.snapshot();
+        let now = (output.accepted(), records, counts);
+        if !last && self.last_written == Some(now) {
+            return Ok(());
+        }
+        let record = StatsRecord::new(now.0, records, counts, self.started.elapsed(), last);
+        if output.write_record(&record, last)? {
+            self.last_written = Some(now);
+        }
+        Ok(())
+    }
+}
+
+/// Output losses at the very end (stdout stalled at stop), which no `stats` record can carry.
+fn report_output_losses(output: &OutputSummary) {
+    if output.unwritten > 0 {
+        eprintln!(
+            "secmon: warning: {} events were still queued for stdout at stop and were not \
+             written (stdout stalled)",
+            output.unwritten
+        );
     }
 }
 
@@ -396,31 +537,29 @@ struct Stages<'a> {
     responder: &'a mut Responder,
 }
 
-fn write_batch<W: Write>(
+fn write_batch(
     batch: &[Record],
     Stages {
         enricher,
         analyzer,
         responder,
     }: Stages<'_>,
-    sink: &mut JsonLines<W>,
+    output: &mut JsonOutput,
     taps: &mut Taps,
-) -> io::Result<u64> {
-    let mut written = 0;
+) -> io::Result<()> {
     for record in batch {
         if let Some(mut event) = enricher.process(record) {
             taps.record(&event);
             let outcome = analyzer.analyze(&mut event);
             responder.respond_analyzed(&mut event, &outcome, analyzer);
-            sink.write(&event)?;
+            output.write(&event)?;
             taps.store(&event);
-            written += 1;
         }
     }
-    sink.flush()?;
+    output.end_batch();
     responder.flush();
     taps.end_batch();
-    Ok(written)
+    Ok(())
 }
 
 /// What happens to every event besides its output: the recording (`--record`, taken before
@@ -515,9 +654,16 @@ impl Taps {
         }
     }
 
-    /// Finishes the recording and lets the history writer commit what is queued, within what
-    /// is left of the stop's budget (what the writer could not commit in time is counted).
-    pub fn close_within(mut self, budget: &mut StopBudget) {
+    /// Copies the history's losses so far into `losses`.
+    pub fn record_losses(&self, losses: &Losses) {
+        if let Some(store) = &self.store {
+            record_history_losses(losses, store.summary());
+        }
+    }
+
+    /// Finishes the recording and lets the history writer commit what is queued; returns the
+    /// history's counts (when it was on).
+    pub fn close_within(mut self, budget: &mut StopBudget) -> Option<StoreSummary> {
         self.end_batch();
         if let Some(recorder) = self.recorder.take() {
             let path = recorder.path().to_path_buf();
@@ -526,29 +672,35 @@ impl Taps {
                 Err(e) => eprintln!("secmon: warning: finishing {}: {e}", path.display()),
             }
         }
-        if let Some(mut store) = self.store.take() {
-            for line in store.take_report() {
-                eprintln!("secmon: {line}");
-            }
-            let path = store.path().display().to_string();
-            let s = store.close_within(budget.remaining());
-            if s.abandoned > 0 {
-                budget.cut_short(format!(
-                    "the history writer ({} events not stored)",
-                    s.abandoned
-                ));
-            }
-            let lost = s.dropped + s.failed + s.abandoned;
-            if lost > 0 {
-                eprintln!(
-                    "secmon: history: {} events stored in {path}, {lost} not stored",
-                    s.stored
-                );
-            } else {
-                eprintln!("secmon: history: {} events stored in {path}", s.stored);
-            }
+        let mut store = self.store.take()?;
+        for line in store.take_report() {
+            eprintln!("secmon: {line}");
         }
+        let path = store.path().display().to_string();
+        let s = store.close_within(budget.remaining());
+        if s.abandoned > 0 {
+            budget.cut_short(format!(
+                "the history writer ({} events not stored)",
+                s.abandoned
+            ));
+        }
+        let lost = s.dropped + s.failed + s.abandoned;
+        if lost > 0 {
+            eprintln!(
+                "secmon: history: {} events stored in {path}, {lost} not stored",
+                s.stored
+            );
+        } else {
+            eprintln!("secmon: history: {} events stored in {path}", s.stored);
+        }
+        Some(s)
     }
+}
+
+pub(crate) fn record_history_losses(losses: &Losses, history: StoreSummary) {
+    losses.observe(Loss::HistoryQueueFull, history.dropped);
+    losses.observe(Loss::HistoryWriteFailed, history.failed);
+    losses.observe(Loss::HistoryUnwrittenAtStop, history.abandoned);
 }
 
 /// Opens the history for the monitor; on failure says so and returns `None` (monitoring goes

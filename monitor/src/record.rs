@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::event::{Analysis, Event};
+use crate::output::stats::is_stats_record;
 use crate::secure_fs;
 
 /// The `format` value of a recording's header line.
@@ -319,7 +320,7 @@ impl Recording {
                 });
             }
             recording.header = Some(header);
-        } else {
+        } else if !is_stats_record(&value) {
             // `--json` output: no header, the first line is already an event.
             recording.first = Some(recording.event_from(value)?);
         }
@@ -445,19 +446,24 @@ impl Recording {
         if self.done {
             return Ok(None);
         }
-        let line = match self.next_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                self.done = true;
-                return Ok(None);
+        loop {
+            let line = match self.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => {
+                    self.done = true;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
+                }
+            };
+            let value = serde_json::from_str(&line).map_err(|e| self.bad_line(e.to_string()))?;
+            // `--json` output carries `stats` records between its events.
+            if !is_stats_record(&value) {
+                return self.event_from(value).map(Some);
             }
-            Err(e) => {
-                self.done = true;
-                return Err(e);
-            }
-        };
-        let value = serde_json::from_str(&line).map_err(|e| self.bad_line(e.to_string()))?;
-        self.event_from(value).map(Some)
+        }
     }
 }
 
@@ -935,6 +941,36 @@ mod tests {
         assert!(header.is_none());
         assert_eq!(events.len(), 3);
         assert!(events.iter().all(|e| e.analysis.risk_score == 0.0));
+    }
+
+    #[test]
+    fn json_output_with_stats_records_replays_only_the_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let stats = |last| {
+            let record = crate::output::stats::StatsRecord::new(
+                1,
+                1,
+                crate::losses::LossCounts::default(),
+                Duration::ZERO,
+                last,
+            );
+            serde_json::to_string(&record).expect("json")
+        };
+        let event = |i| serde_json::to_string(&event(i, 7)).expect("json");
+        // A stats record first (a quiet first second), between events, and last.
+        let text = format!(
+            "{}\n{}\n{}\n{}\n{}\n",
+            stats(false),
+            event(0),
+            stats(false),
+            event(1),
+            stats(true)
+        );
+        std::fs::write(&path, text).expect("write");
+        let (header, events) = read_all(&path).expect("read");
+        assert!(header.is_none());
+        assert_eq!(events.len(), 2);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod enforce;
 mod file;
 mod hostile_files;
 mod kernel;
+mod losses;
 mod network;
 mod privilege;
 mod process;

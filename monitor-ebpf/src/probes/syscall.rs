@@ -16,10 +16,10 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use monitor_common::{ExitData, PendingSyscall, THREAD_EXIT_KEY, family, ops};
+use monitor_common::{ExitData, PendingSyscall, THREAD_EXIT_KEY, family, loss, ops};
 
 use super::{current_tgid, current_tid, file, ignored, kernel, net, process, read_user, tp_field};
-use crate::maps::{SM_EXIT_STATUS, SM_OPS, SM_PENDING};
+use crate::maps::{SM_EXIT_STATUS, SM_LOSSES, SM_OPS, SM_PENDING};
 
 const BPF_PROG_LOAD: u64 = 5;
 const F_DUPFD: u64 = 0;
@@ -159,6 +159,7 @@ fn syscall_args(regs: *const pt_regs) -> Option<[u64; 6]> {
 }
 
 /// Saves `args` for the current thread until its `sys_exit` (see `ops::stashed_until_exit`).
+/// A full table loses the call's event (its `sys_exit` finds nothing): counted in `SM_LOSSES`.
 #[inline(always)]
 fn stash(op: u32, args: [u64; 6]) -> Option<()> {
     let pending = PendingSyscall {
@@ -167,7 +168,13 @@ fn stash(op: u32, args: [u64; 6]) -> Option<()> {
         uid_gid: bpf_get_current_uid_gid(),
         args,
     };
-    SM_PENDING.insert(current_tid(), pending, 0).ok()
+    let saved = SM_PENDING.insert(current_tid(), pending, 0);
+    if saved.is_err()
+        && let Some(lost) = SM_LOSSES.get_ptr_mut(loss::PENDING_TABLE_FULL)
+    {
+        unsafe { *lost += 1 };
+    }
+    saved.ok()
 }
 
 /// At `sys_exit`: takes the saved call of the current thread if it is the one returning.

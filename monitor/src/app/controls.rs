@@ -3,10 +3,12 @@
 //! list) and [`Response`] (simulated and real blocking, the deny entries).
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::{BlockTarget, HistorySource, NoHistory};
-use crate::capture::{Capture, enforce::DenyTarget};
+use crate::capture::{Capture, KernelLosses, enforce::DenyTarget};
 use crate::event::{Event as SecEvent, Family};
+use crate::losses::Losses;
 use crate::response::{
     enforce::DenyRecord,
     simulate::{self, Allowlist, Protection},
@@ -32,8 +34,8 @@ pub trait Probes {
     fn state(&self, family: Family) -> ProbeState;
     /// Switches a family in the kernel; the error is one line.
     fn set_enabled(&mut self, family: Family, on: bool) -> Result<(), String>;
-    /// Events the kernel dropped (ring buffer full) since start.
-    fn drops(&self) -> u64;
+    /// What the kernel lost since start (ring buffer full, pending table full).
+    fn kernel_losses(&self) -> KernelLosses;
     /// Why a family is unavailable (the first refused group).
     fn unavailable_reason(&self, family: Family) -> Option<String>;
 }
@@ -53,8 +55,8 @@ impl Probes for Capture {
         Capture::set_enabled(self, family, on).map_err(|e| e.to_string())
     }
 
-    fn drops(&self) -> u64 {
-        self.total_drops()
+    fn kernel_losses(&self) -> KernelLosses {
+        Capture::kernel_losses(self)
     }
 
     fn unavailable_reason(&self, family: Family) -> Option<String> {
@@ -95,8 +97,11 @@ impl Probes for StaticProbes {
         Ok(())
     }
 
-    fn drops(&self) -> u64 {
-        self.drops
+    fn kernel_losses(&self) -> KernelLosses {
+        KernelLosses {
+            ring_buffer_full: self.drops,
+            pending_table_full: 0,
+        }
     }
 
     fn unavailable_reason(&self, family: Family) -> Option<String> {
@@ -122,8 +127,8 @@ impl Probes for ReplayProbes {
         Err(REPLAY_NO_PROBES.to_string())
     }
 
-    fn drops(&self) -> u64 {
-        0
+    fn kernel_losses(&self) -> KernelLosses {
+        KernelLosses::default()
     }
 
     fn unavailable_reason(&self, _family: Family) -> Option<String> {
@@ -325,6 +330,9 @@ pub struct Controls {
     pub rules: Box<dyn RuleControl>,
     pub response: Box<dyn Response>,
     pub history: Box<dyn HistorySource>,
+    /// Every loss, shared with the stages that count them (the header shows the total, the
+    /// detail view each reason).
+    pub losses: Arc<Losses>,
 }
 
 impl Controls {
@@ -335,6 +343,7 @@ impl Controls {
             rules: Box::new(RuleEngine::empty()),
             response: Box::new(SimulatedResponse::default()),
             history: Box::new(NoHistory("no history in this view".to_string())),
+            losses: Arc::default(),
         }
     }
 }

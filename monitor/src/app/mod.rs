@@ -30,6 +30,8 @@ use std::collections::{HashMap, VecDeque};
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::losses::LossCounts;
+
 use chrono::{DateTime, FixedOffset, Utc};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -525,7 +527,8 @@ pub struct App {
     pub status: Option<Status>,
     pub blocked: HashMap<BlockTarget, BlockMark>,
     pub rates: [Rate; 4],
-    pub drops: u64,
+    /// Every loss since start, by reason (read once a second).
+    pub losses: LossCounts,
     /// Live deny entries in the kernel (read once a second).
     pub deny_count: usize,
     pub probe_states: [ProbeState; 4],
@@ -564,7 +567,7 @@ impl App {
             status: None,
             blocked: HashMap::new(),
             rates: Default::default(),
-            drops: 0,
+            losses: LossCounts::default(),
             deny_count: 0,
             probe_states: [ProbeState::On; 4],
             now,
@@ -584,9 +587,13 @@ impl App {
         self.quit
     }
 
-    /// Events the kernel dropped since start, read now.
-    pub fn kernel_drops(&self) -> u64 {
-        self.controls.probes.drops()
+    /// Every loss since start, the kernel's read now.
+    pub fn losses_now(&self) -> LossCounts {
+        self.controls
+            .probes
+            .kernel_losses()
+            .record(&self.controls.losses);
+        self.controls.losses.snapshot()
     }
 
     /// Whether the screen is out of date; clears the flag.
@@ -725,7 +732,7 @@ impl App {
 
     /// What is read from the kernel and the engine once a second.
     fn refresh_slow(&mut self) {
-        self.drops = self.controls.probes.drops();
+        self.losses = self.losses_now();
         for family in FAMILY_KEYS {
             self.probe_states[family_index(family)] = self.controls.probes.state(family);
         }

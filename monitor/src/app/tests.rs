@@ -4,6 +4,7 @@ use crossterm::event::KeyEventState;
 
 use super::*;
 use crate::event::Analysis;
+use crate::losses::Loss;
 use crate::response::enforce::{DenyRecord, Origin};
 use crate::storage::Cursor;
 
@@ -50,8 +51,11 @@ impl Probes for FakeProbes {
         self.log.push(format!("set {family} {on}"));
         self.inner.set_enabled(family, on)
     }
-    fn drops(&self) -> u64 {
-        7
+    fn kernel_losses(&self) -> crate::capture::KernelLosses {
+        crate::capture::KernelLosses {
+            ring_buffer_full: 7,
+            pending_table_full: 2,
+        }
     }
     fn unavailable_reason(&self, family: Family) -> Option<String> {
         self.inner.unavailable_reason(family)
@@ -260,6 +264,7 @@ fn app_from(
         }),
         response: response(log.clone()),
         history,
+        losses: StdArc::default(),
     };
     let app = App::new(
         controls,
@@ -929,7 +934,9 @@ fn ticks_roll_rates_and_expire_status() {
     app.handle(Event::Tick(t0() + chrono::TimeDelta::seconds(1)));
     assert_eq!(app.rates[0].per_second(), 1);
     assert_eq!(app.rates[1].per_second(), 2);
-    assert_eq!(app.drops, 7);
+    assert_eq!(app.losses.get(Loss::RingBufferFull), 7);
+    assert_eq!(app.losses.get(Loss::PendingTableFull), 2);
+    assert_eq!(app.losses.total(), 9);
     app.handle(Event::Tick(t0() + chrono::TimeDelta::seconds(4)));
     assert_eq!(app.rates[1].per_second(), 0);
     assert_eq!(app.rates[1].history.len(), 4);

@@ -19,7 +19,10 @@ use monitor_common::{
     ops::{self, MAX_SYSCALL_NR},
 };
 
-use crate::event::Family;
+use crate::{
+    event::Family,
+    losses::{Loss, Losses},
+};
 
 /// The kernel wakes the reader when the waiting data crosses an eighth of the ring (at least
 /// this much); below that the reader's own [`reader::DRAIN_INTERVAL`] picks records up. Each
@@ -143,6 +146,8 @@ pub struct Capture {
     enforcer: enforce::Enforcer,
     config: Array<MapData, u64>,
     drops: PerCpuArray<MapData, u64>,
+    /// `SM_LOSSES`: the kernel's other losses (see `monitor_common::loss`).
+    losses: PerCpuArray<MapData, u64>,
     enabled: u64,
     report: ProbeReport,
     ring_bytes: u32,
@@ -234,6 +239,7 @@ impl Capture {
         }
         let ring = take_map(&mut ebpf, "SM_EVENTS", RingBuf::try_from)?;
         let drops = take_map(&mut ebpf, "SM_DROPS", PerCpuArray::try_from)?;
+        let losses = take_map(&mut ebpf, "SM_LOSSES", PerCpuArray::try_from)?;
         let enforcer = enforce::Enforcer::new(&mut ebpf)?;
         Ok((
             Capture {
@@ -242,6 +248,7 @@ impl Capture {
                 enforcer,
                 config,
                 drops,
+                losses,
                 enabled,
                 report,
                 ring_bytes: options.ring_bytes,
@@ -323,6 +330,34 @@ impl Capture {
 
     pub fn total_drops(&self) -> u64 {
         self.drops().values().sum()
+    }
+
+    /// What the kernel lost since start: ring-buffer drops and full pending tables.
+    pub fn kernel_losses(&self) -> KernelLosses {
+        let pending = self
+            .losses
+            .get(&monitor_common::loss::PENDING_TABLE_FULL, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0);
+        KernelLosses {
+            ring_buffer_full: self.total_drops(),
+            pending_table_full: pending,
+        }
+    }
+}
+
+/// The kernel's loss counters, totals since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLosses {
+    pub ring_buffer_full: u64,
+    pub pending_table_full: u64,
+}
+
+impl KernelLosses {
+    /// Copies the totals into the shared counters.
+    pub fn record(self, losses: &Losses) {
+        losses.observe(Loss::RingBufferFull, self.ring_buffer_full);
+        losses.observe(Loss::PendingTableFull, self.pending_table_full);
     }
 }
 

@@ -16,7 +16,10 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-use crate::decode::{Record, decode};
+use crate::{
+    decode::{Record, decode},
+    losses::{Loss, Losses},
+};
 
 /// How often the reader drains the ring without being woken: the kernel wakes it only when
 /// `capture::WAKEUP_BYTES` are waiting, so this bounds the delay of a quiet event stream.
@@ -27,19 +30,30 @@ pub const MAX_BATCH: usize = 4096;
 
 /// How long the final drain may take once a stop is asked for. It normally ends far sooner:
 /// it takes at most one ring's worth of records (see [`run`]).
-pub const STOP_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+pub const STOP_DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
 /// The kernel's header in front of every ring buffer record (`BPF_RINGBUF_HDR_SZ`); records
 /// are padded to 8 bytes.
 const RING_RECORD_OVERHEAD: usize = 8;
 
-/// Counters the reader keeps (read by the status line and the end-of-run summary).
+/// Counters the reader keeps (read by the status line and the end-of-run summary). Records
+/// that do not decode are counted in `losses` ([`Loss::DecodeError`]).
 #[derive(Debug, Default)]
 pub struct ReaderStats {
     pub records: AtomicU64,
-    pub decode_errors: AtomicU64,
+    pub losses: Arc<Losses>,
     /// The final drain ran out of time ([`STOP_DRAIN_LIMIT`]) with records still in the ring.
     pub stop_drain_cut_short: AtomicBool,
+}
+
+impl ReaderStats {
+    pub fn new(losses: Arc<Losses>) -> ReaderStats {
+        ReaderStats {
+            records: AtomicU64::new(0),
+            losses,
+            stop_drain_cut_short: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Reads until `shutdown` turns true, then drains what was in the ring at that moment and
@@ -117,27 +131,36 @@ async fn drain_up_to(
         taken = taken.saturating_add(ring_footprint(item.len()));
         match decode(&item) {
             Ok(record) => batch.push(record),
-            Err(_) => {
-                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-            }
+            Err(_) => stats.losses.add(Loss::DecodeError, 1),
         }
         drop(item);
-        if batch.len() >= MAX_BATCH {
-            stats
-                .records
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if batches.send(std::mem::take(&mut batch)).await.is_err() {
-                return false;
-            }
+        if batch.len() >= MAX_BATCH && !hand_over(std::mem::take(&mut batch), batches, stats).await
+        {
+            return false;
         }
     }
-    if batch.is_empty() {
-        return true;
-    }
+    batch.is_empty() || hand_over(batch, batches, stats).await
+}
+
+/// Sends a batch on; false when the consumer is gone (a stop cut short: the batch is counted
+/// as [`Loss::UnprocessedAtStop`]).
+async fn hand_over(
+    batch: Vec<Record>,
+    batches: &mpsc::Sender<Vec<Record>>,
+    stats: &ReaderStats,
+) -> bool {
     stats
         .records
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    batches.send(batch).await.is_ok()
+    match batches.send(batch).await {
+        Ok(()) => true,
+        Err(mpsc::error::SendError(batch)) => {
+            stats
+                .losses
+                .add(Loss::UnprocessedAtStop, batch.len() as u64);
+            false
+        }
+    }
 }
 
 /// The room a record of `len` bytes takes in the ring.

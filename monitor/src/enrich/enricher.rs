@@ -23,6 +23,7 @@ use super::{
 use crate::{
     decode::Record,
     event::{Event, EventType},
+    losses::{Loss, Losses},
     sanitize::lossy,
 };
 
@@ -81,6 +82,8 @@ pub struct Enricher {
     /// What each fd seen opened names, by (pid, fd). fd numbers are reused, so a process's
     /// entries stay few; they are dropped when it exits.
     open_fds: FxHashMap<(u32, i32), KnownPath>,
+    /// fd entries forgotten when `open_fds` hit its bound (later events on them lack a path).
+    fds_forgotten: u64,
 }
 
 impl Enricher {
@@ -99,11 +102,18 @@ impl Enricher {
             proc_root: proc_root.to_path_buf(),
             records_since_evict: 0,
             open_fds: FxHashMap::default(),
+            fds_forgotten: 0,
         }
     }
 
     pub fn processes(&self) -> &ProcessTable {
         &self.procs
+    }
+
+    /// Copies what this stage lost so far (context forgotten to stay bounded) into `losses`.
+    pub fn record_losses(&self, losses: &Losses) {
+        losses.observe(Loss::ProcessTableEviction, self.procs.live_evictions());
+        losses.observe(Loss::FdTableReset, self.fds_forgotten);
     }
 
     /// Turns a kernel record into an event; `None` for records that only update state (chdir).
@@ -196,6 +206,7 @@ impl Enricher {
             // Bounded: a process that opens directories without ever exiting cannot grow it
             // forever (entries are dropped at exit; this is the backstop).
             if self.open_fds.len() > MAX_OPEN_FDS {
+                self.fds_forgotten += self.open_fds.len() as u64;
                 self.open_fds.clear();
             }
         }

@@ -87,6 +87,8 @@ pub struct ProcessTable {
     clock: u64,
     /// `sysconf(_SC_CLK_TCK)`: the unit of `/proc/<pid>/stat` times.
     clk_tck: u64,
+    /// Live processes forgotten to make room (what their later events lose is counted).
+    live_evictions: u64,
 }
 
 impl ProcessTable {
@@ -97,6 +99,7 @@ impl ProcessTable {
             capacity: capacity.max(1),
             clock: 0,
             clk_tck: clock_ticks_per_second(),
+            live_evictions: 0,
         }
     }
 
@@ -106,6 +109,11 @@ impl ProcessTable {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Live (not exited) processes evicted since start because the table was full.
+    pub fn live_evictions(&self) -> u64 {
+        self.live_evictions
     }
 
     pub fn is_empty(&self) -> bool {
@@ -348,6 +356,7 @@ impl ProcessTable {
         for &(_, pid) in &live {
             self.entries.remove(&pid);
         }
+        self.live_evictions += live.len() as u64;
     }
 }
 
@@ -1070,6 +1079,7 @@ mod tests {
         assert!(table.get(5).is_some());
         assert!(table.get(1).is_some());
         assert!(table.get(9).is_some());
+        assert_eq!(table.live_evictions(), 0, "an exited entry is no loss");
     }
 
     #[test]
@@ -1087,6 +1097,11 @@ mod tests {
         for pid in [1, 2, 4, 5, 6, 7, 8, 9] {
             assert!(table.get(pid).is_some(), "{pid} evicted");
         }
+        assert_eq!(
+            table.live_evictions(),
+            1,
+            "a live process forgotten is counted"
+        );
         // A fork whose parent is the next in line: the parent's data is copied first.
         table.on_fork(5, 10, 40);
         assert_eq!(table.get(10).map(|p| p.comm.as_str()), Some("p"));

@@ -1,7 +1,31 @@
-//! One JSON object per event, newline-delimited, flushed per batch.
-use std::io::{self, BufWriter, Write};
+//! One JSON object per event, newline-delimited.
+//!
+//! [`JsonLines`] writes straight to its writer. [`JsonOutput`] is what `--json` uses: the
+//! pipeline serialises each batch into one buffer and hands it to a dedicated writer thread
+//! through a queue bounded in bytes ([`OutputOptions::queue_bytes`]). When stdout does not keep
+//! up (a stalled pipe, a stopped terminal) the queue fills and whole batches are dropped and
+//! counted ([`Loss::OutputQueueFull`]): the pipeline never waits on stdout, so analysis,
+//! enforcement, the history and signal handling go on. At stop the writer gets a bounded time
+//! to write what is queued; what it could not write is counted too
+//! ([`Loss::OutputUnwrittenAtStop`]).
+use std::{
+    io::{self, BufWriter, Write},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
 
-use crate::event::Event;
+use serde::Serialize;
+use tokio::sync::{oneshot, watch};
+
+use crate::{
+    event::Event,
+    losses::{Loss, Losses},
+};
 
 pub struct JsonLines<W: Write> {
     out: BufWriter<W>,
@@ -24,8 +48,239 @@ impl<W: Write> JsonLines<W> {
     }
 }
 
+#[derive(Clone, Copy, Debug)]
+pub struct OutputOptions {
+    /// Bytes of JSON waiting for the writer thread; a batch that would go beyond is dropped.
+    pub queue_bytes: usize,
+}
+
+impl Default for OutputOptions {
+    fn default() -> Self {
+        // About 10 000 events: several seconds of a busy machine, a short stall absorbed.
+        OutputOptions {
+            queue_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// One item of the queue: lines of JSON, and how many of them are events.
+struct Chunk {
+    bytes: Vec<u8>,
+    events: u64,
+}
+
+/// What the pipeline and the writer thread share.
+#[derive(Default)]
+struct Shared {
+    queued_bytes: AtomicUsize,
+    queued_events: AtomicU64,
+    written_events: AtomicU64,
+    error: Mutex<Option<io::Error>>,
+}
+
+/// How the output ended.
+#[derive(Debug, Default)]
+pub struct OutputSummary {
+    /// Events written to the output.
+    pub written: u64,
+    /// Events accepted but never written: the writer was stalled (or failed) at stop.
+    pub unwritten: u64,
+    /// The write error that stopped the writer, if any (a broken pipe included).
+    pub error: Option<io::Error>,
+}
+
+/// The `--json` output: a bounded queue and its writer thread (see the module documentation).
+pub struct JsonOutput {
+    tx: Option<mpsc::Sender<Chunk>>,
+    shared: Arc<Shared>,
+    options: OutputOptions,
+    losses: Arc<Losses>,
+    /// The batch being serialised.
+    batch: Vec<u8>,
+    batch_events: u64,
+    /// Events accepted into the queue since start: each is before any later record in the
+    /// stream.
+    accepted: u64,
+    /// Turns true when the writer thread stops on an error (a closed pipe, a full disk).
+    stopped: watch::Receiver<bool>,
+    done: Option<oneshot::Receiver<()>>,
+    closed_at: Option<Instant>,
+}
+
+impl JsonOutput {
+    /// Starts the writer thread on `out`.
+    pub fn start<W: Write + Send + 'static>(
+        out: W,
+        options: OutputOptions,
+        losses: Arc<Losses>,
+    ) -> io::Result<JsonOutput> {
+        let (tx, rx) = mpsc::channel::<Chunk>();
+        let shared = Arc::new(Shared::default());
+        let (stopped_tx, stopped) = watch::channel(false);
+        let (done_tx, done) = oneshot::channel();
+        let thread_shared = shared.clone();
+        thread::Builder::new()
+            .name("secmon-output".into())
+            .spawn(move || {
+                write_queue(out, &rx, &thread_shared, &stopped_tx);
+                let _ = done_tx.send(());
+            })?;
+        Ok(JsonOutput {
+            tx: Some(tx),
+            shared,
+            options,
+            losses,
+            batch: Vec::with_capacity(256 * 1024),
+            batch_events: 0,
+            accepted: 0,
+            stopped,
+            done: Some(done),
+            closed_at: None,
+        })
+    }
+
+    /// Serialises one event into the current batch.
+    pub fn write(&mut self, event: &Event) -> io::Result<()> {
+        serde_json::to_writer(&mut self.batch, event).map_err(io::Error::other)?;
+        self.batch.push(b'\n');
+        self.batch_events += 1;
+        Ok(())
+    }
+
+    /// Queues the current batch, or drops and counts it when the queue has no room. Never
+    /// blocks.
+    pub fn end_batch(&mut self) {
+        if self.batch_events == 0 {
+            self.batch.clear();
+            return;
+        }
+        let bytes = std::mem::replace(&mut self.batch, Vec::with_capacity(256 * 1024));
+        let events = std::mem::take(&mut self.batch_events);
+        if self.enqueue(bytes, events, false) {
+            self.accepted += events;
+        } else {
+            self.losses.add(Loss::OutputQueueFull, events);
+        }
+    }
+
+    /// Queues one record that is not an event (a `stats` record) when the queue has room;
+    /// returns whether it did. `force` queues it whatever the room (the final record).
+    pub fn write_record<T: Serialize>(&mut self, record: &T, force: bool) -> io::Result<bool> {
+        let mut bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        Ok(self.enqueue(bytes, 0, force))
+    }
+
+    fn enqueue(&mut self, bytes: Vec<u8>, events: u64, force: bool) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let len = bytes.len();
+        let before = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if !force && before + len > self.options.queue_bytes {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        self.shared
+            .queued_events
+            .fetch_add(events, Ordering::AcqRel);
+        if tx.send(Chunk { bytes, events }).is_err() {
+            // The writer thread has stopped (its error is kept): nothing will be written.
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.shared
+                .queued_events
+                .fetch_sub(events, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Events accepted for output since start (written, or still queued).
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Events written to the output so far.
+    pub fn written(&self) -> u64 {
+        self.shared.written_events.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the writer thread has stopped on an error (never otherwise). Borrows
+    /// nothing, so it can wait in a `select!` beside branches that write.
+    pub fn stopped(&self) -> impl Future<Output = ()> + use<> {
+        let mut stopped = self.stopped.clone();
+        async move {
+            if stopped.wait_for(|stopped| *stopped).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Stops taking records: the writer thread writes what is queued and ends.
+    pub fn close(&mut self) {
+        self.end_batch();
+        self.tx = None;
+        self.closed_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Closes the output and gives the writer until `grace` after [`JsonOutput::close`] to
+    /// write what is queued; events it could not write are counted as
+    /// [`Loss::OutputUnwrittenAtStop`]. The writer thread, if still blocked on a stalled
+    /// output, is left behind (the process is ending).
+    pub async fn finish(mut self, grace: Duration) -> OutputSummary {
+        self.close();
+        let deadline = self.closed_at.unwrap_or_else(Instant::now) + grace;
+        if let Some(done) = self.done.take() {
+            let _ = tokio::time::timeout_at(deadline.into(), done).await;
+        }
+        let unwritten = self.shared.queued_events.load(Ordering::Acquire);
+        self.losses.add(Loss::OutputUnwrittenAtStop, unwritten);
+        let error = self
+            .shared
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        OutputSummary {
+            written: self.written(),
+            unwritten,
+            error,
+        }
+    }
+}
+
+/// The writer thread: writes chunks in order until the queue closes or a write fails. A chunk
+/// counts as written only once all of it is; after a failure the rest stays counted as queued.
+fn write_queue<W: Write>(
+    mut out: W,
+    rx: &mpsc::Receiver<Chunk>,
+    shared: &Shared,
+    stopped: &watch::Sender<bool>,
+) {
+    for chunk in rx {
+        let result = out.write_all(&chunk.bytes).and_then(|()| out.flush());
+        if let Err(error) = result {
+            *shared
+                .error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+            stopped.send_replace(true);
+            return;
+        }
+        shared
+            .written_events
+            .fetch_add(chunk.events, Ordering::AcqRel);
+        shared
+            .queued_events
+            .fetch_sub(chunk.events, Ordering::AcqRel);
+        shared
+            .queued_bytes
+            .fetch_sub(chunk.bytes.len(), Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Condvar;
+
     use chrono::DateTime;
 
     use super::*;
@@ -45,5 +300,153 @@ mod tests {
         assert!(lines[0].contains("\\u001b[31mred\\nline"));
         let back: Event = serde_json::from_str(lines[0]).expect("parse");
         assert_eq!(back, event);
+    }
+
+    /// Whether the valve is open, and what went through.
+    type ValveState = Mutex<(bool, Vec<u8>)>;
+
+    /// A writer that blocks until opened, then appends to a shared buffer.
+    #[derive(Clone, Default)]
+    struct Valve {
+        state: Arc<(ValveState, Condvar)>,
+    }
+
+    impl Valve {
+        fn open(&self) {
+            let (lock, cv) = &*self.state;
+            lock.lock().expect("lock").0 = true;
+            cv.notify_all();
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.state.0.lock().expect("lock").1.clone()).expect("utf8")
+        }
+    }
+
+    impl Write for Valve {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let (lock, cv) = &*self.state;
+            let mut state = lock.lock().expect("lock");
+            while !state.0 {
+                state = cv.wait(state).expect("wait");
+            }
+            state.1.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn event() -> Event {
+        Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn a_stalled_output_drops_and_counts_instead_of_blocking() {
+        let valve = Valve::default();
+        let losses = Arc::new(Losses::new());
+        let line = serde_json::to_vec(&event()).expect("json").len() + 1;
+        // Room for three events' lines.
+        let options = OutputOptions {
+            queue_bytes: 3 * line,
+        };
+        let mut out = JsonOutput::start(valve.clone(), options, losses.clone()).expect("start");
+        let mut sent = 0;
+        for _ in 0..10 {
+            out.write(&event()).expect("write");
+            out.end_batch();
+            sent += 1;
+        }
+        // The writer thread holds at most one chunk (blocked in write), the queue three: at
+        // least six of the ten batches were dropped, none blocked this thread.
+        let dropped = losses.get(Loss::OutputQueueFull);
+        assert!(dropped >= 6, "dropped {dropped}");
+        assert_eq!(out.accepted() + dropped, sent);
+        valve.open();
+        let summary = runtime().block_on(out.finish(Duration::from_secs(10)));
+        assert_eq!(summary.written + dropped, sent);
+        assert_eq!(summary.unwritten, 0);
+        assert_eq!(valve.text().lines().count() as u64, summary.written);
+    }
+
+    #[test]
+    fn what_a_stalled_output_never_wrote_is_counted_at_stop() {
+        let valve = Valve::default();
+        let losses = Arc::new(Losses::new());
+        let mut out = JsonOutput::start(valve.clone(), OutputOptions::default(), losses.clone())
+            .expect("start");
+        for _ in 0..5 {
+            out.write(&event()).expect("write");
+        }
+        out.end_batch();
+        let started = std::time::Instant::now();
+        let summary = runtime().block_on(out.finish(Duration::from_millis(50)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(summary.written, 0);
+        assert_eq!(summary.unwritten, 5);
+        assert_eq!(losses.get(Loss::OutputUnwrittenAtStop), 5);
+        valve.open();
+    }
+
+    #[test]
+    fn a_write_error_stops_the_writer_and_is_reported() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let losses = Arc::new(Losses::new());
+        let mut out =
+            JsonOutput::start(Closed, OutputOptions::default(), losses.clone()).expect("start");
+        out.write(&event()).expect("write");
+        out.end_batch();
+        let rt = runtime();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), out.stopped())
+                .await
+                .expect("the writer reports its failure");
+        });
+        let summary = rt.block_on(out.finish(Duration::from_secs(1)));
+        assert_eq!(
+            summary.error.map(|e| e.kind()),
+            Some(io::ErrorKind::BrokenPipe)
+        );
+        assert_eq!(summary.unwritten, 1);
+    }
+
+    #[test]
+    fn records_keep_their_place_among_the_events() {
+        let valve = Valve::default();
+        valve.open();
+        let losses = Arc::new(Losses::new());
+        let mut out =
+            JsonOutput::start(valve.clone(), OutputOptions::default(), losses).expect("start");
+        out.write(&event()).expect("write");
+        out.end_batch();
+        assert!(
+            out.write_record(&serde_json::json!({"record": "stats"}), false)
+                .expect("record")
+        );
+        out.write(&event()).expect("write");
+        out.end_batch();
+        let summary = runtime().block_on(out.finish(Duration::from_secs(10)));
+        assert_eq!(summary.written, 2);
+        let text = valve.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1], r#"{"record":"stats"}"#);
     }
 }

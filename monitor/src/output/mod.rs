@@ -1,3 +1,4 @@
 //! Last stage: where analysed events go. JSON lines now; the TUI, alerts and storage are
 //! further sinks fed from the same pipeline.
 pub mod json;
+pub mod stats;

@@ -453,7 +453,8 @@ impl Store {
         summary
     }
 
-    fn summary(&self) -> StoreSummary {
+    /// The counts so far (stored, dropped, failed, expired).
+    pub fn summary(&self) -> StoreSummary {
         StoreSummary {
             stored: self.stats.stored.load(Ordering::Relaxed),
             dropped: self.stats.dropped.load(Ordering::Relaxed),

@@ -27,8 +27,8 @@ impl Probes for SharedCapture {
         Probes::set_enabled(&mut *lock_capture(self), family, on)
     }
 
-    fn drops(&self) -> u64 {
-        lock_capture(self).total_drops()
+    fn kernel_losses(&self) -> crate::capture::KernelLosses {
+        lock_capture(self).kernel_losses()
     }
 
     fn unavailable_reason(&self, family: Family) -> Option<String> {

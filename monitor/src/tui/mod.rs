@@ -55,6 +55,7 @@ use crate::{
     decode::Record,
     enrich::Enricher,
     event::Event as SecEvent,
+    losses::{Loss, Losses},
     pipeline::{self, PipelineError, RunOptions, RunSummary, Started, Taps},
     record::{Replay, ReplaySummary},
     response::{Responder, simulate::Allowlist},
@@ -212,6 +213,9 @@ struct Stages {
     /// The response layer (a live capture only: replays are not responded to).
     responder: Option<Responder>,
     taps: Taps,
+    /// Shared with the reader and the app; the enricher's, the history's and the webhook's
+    /// counts are copied in once a second.
+    losses: Arc<Losses>,
     last_report: Instant,
 }
 
@@ -221,13 +225,25 @@ impl Stages {
         engine: &RuleEngine,
         responder: Option<Responder>,
         taps: Taps,
+        losses: Arc<Losses>,
     ) -> Stages {
         Stages {
             enricher: Enricher::new(),
             analyzer: Analyzer::new(engine.clone(), &config.threat_detection),
             responder,
             taps,
+            losses,
             last_report: Instant::now(),
+        }
+    }
+
+    /// Copies the losses counted by the stages themselves into the shared counters.
+    fn record_losses(&self) {
+        self.enricher.record_losses(&self.losses);
+        self.taps.record_losses(&self.losses);
+        if let Some(responder) = &self.responder {
+            self.losses
+                .observe(Loss::WebhookQueueFull, responder.stats().webhook.dropped);
         }
     }
 
@@ -279,6 +295,7 @@ impl Stages {
             responder.tick();
         }
         self.taps.report();
+        self.record_losses();
     }
 }
 
@@ -338,7 +355,8 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
     } = pipeline::start_with_response(config, options)?;
     let (record_tx, record_rx) = mpsc::channel::<Vec<Record>>(pipeline::CHANNEL_BATCHES);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let stats = Arc::new(reader::ReaderStats::default());
+    let losses = Arc::new(Losses::new());
+    let stats = Arc::new(reader::ReaderStats::new(losses.clone()));
     let ring_bytes = crate::response::enforce::lock_capture(&capture).ring_bytes();
     let reader_task = tokio::spawn(reader::run(
         ring,
@@ -358,7 +376,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
             ENFORCE_OFF,
         )),
     };
-    let mut stages = Stages::new(config, &engine, Some(responder), taps);
+    let mut stages = Stages::new(config, &engine, Some(responder), taps, losses.clone());
     let controls = Controls {
         probes: Box::new(capture.clone()),
         rules: Box::new(engine.clone()),
@@ -368,6 +386,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
             "the history is off: [storage] enabled = false (--db PATH turns it on)",
             history_tx,
         ),
+        losses: losses.clone(),
     };
     let mut sources = Sources {
         records: Some(record_rx),
@@ -404,20 +423,30 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, Pi
     if let Some(control) = control {
         control.stop();
     }
+    stages.record_losses();
     if let Some(responder) = stages.responder.take() {
-        pipeline::finish_response(responder, &mut budget);
+        let responded = pipeline::finish_response(responder, &mut budget);
+        losses.observe(Loss::WebhookQueueFull, responded.webhook.dropped);
     }
-    let kernel_drops = app.kernel_drops();
+    // The kernel's counts, read while the capture is still there.
+    let kernel_losses = app.losses_now();
     let received = app.received;
     // The last references: detaches and unloads every program, deny tables included.
     drop(app);
     pipeline::detach_capture(capture, &mut budget);
-    stages.taps.close_within(&mut budget);
+    if let Some(history) = stages.taps.close_within(&mut budget) {
+        pipeline::record_history_losses(&losses, history);
+    }
+    let unprocessed = kernel_losses.get(Loss::UnprocessedAtStop);
+    if unprocessed > 0 {
+        budget.cut_short(format!(
+            "processing the last events ({unprocessed} records not processed)"
+        ));
+    }
     let summary = RunSummary {
         events: received,
         records: stats.records.load(Ordering::Relaxed),
-        kernel_drops,
-        decode_errors: stats.decode_errors.load(Ordering::Relaxed),
+        losses: losses.snapshot(),
         cut_short: budget.into_cut_short(),
     };
     report_stop(outcome?);
@@ -437,7 +466,8 @@ pub async fn run_replay(
     let (events_rx, feeder) = crate::record::spawn_replay(replay, pipeline::CHANNEL_BATCHES);
     let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
     let (history_tx, history_rx) = mpsc::unbounded_channel();
-    let mut stages = Stages::new(config, &engine, None, taps);
+    let losses = Arc::new(Losses::new());
+    let mut stages = Stages::new(config, &engine, None, taps, losses.clone());
     let controls = Controls {
         probes: Box::new(ReplayProbes),
         rules: Box::new(engine.clone()),
@@ -450,6 +480,7 @@ pub async fn run_replay(
             "a replay is stored only into a database named with --db PATH",
             history_tx,
         ),
+        losses,
     };
     let mut sources = Sources {
         records: None,

@@ -180,6 +180,27 @@ fn lines<'a>(app: &App, entry: &crate::app::Entry, styles: &Styles) -> Vec<Line<
             "yes: the kernel cut a path or argument",
         ));
     }
+    out.push(Line::raw(""));
+    out.extend(loss_lines(app, styles));
+    out
+}
+
+/// What the monitor lost since start, by reason: events missing around this one, or
+/// context (process, fd) that its fields may lack.
+fn loss_lines<'a>(app: &App, styles: &Styles) -> Vec<Line<'a>> {
+    if app.losses.total() == 0 {
+        return vec![field(styles, "monitor losses", "none since start")];
+    }
+    let mut out = vec![Line::from(vec![
+        Span::styled(format!(" {:<15}", "monitor losses"), styles.bold()),
+        Span::styled(
+            format!("{} since start, by reason:", app.losses.total()),
+            styles.error(),
+        ),
+    ])];
+    for (reason, n) in app.losses.nonzero() {
+        out.push(Line::raw(format!("   • {reason} {n}")));
+    }
     out
 }
 

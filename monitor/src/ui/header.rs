@@ -1,4 +1,4 @@
-//! The header: probe families (key, on/off/unavailable, events/s, sparkline), kernel drops,
+//! The header: probe families (key, on/off/unavailable, events/s, sparkline), losses,
 //! rules and the last reload, filter/pause state, and the time.
 use ratatui::{
     Frame,
@@ -81,11 +81,15 @@ fn families_line<'a>(app: &App, styles: &Styles, width: u16) -> Line<'a> {
     Line::from(spans)
 }
 
-/// ` drops 0 │ rules 12, reload ok 12:00:05 │ filter "x" │ suspicious only │ PAUSED +12`
+/// ` lost 0 │ rules 12, reload ok 12:00:05 │ filter "x" │ suspicious only │ PAUSED +12`
+///
+/// `lost` is every loss since start, whatever the reason (the detail view, Enter, gives them
+/// by reason).
 fn status_line<'a>(app: &App, styles: &Styles) -> Line<'a> {
-    let mut spans = vec![Span::raw(" drops ")];
-    spans.push(if app.drops > 0 {
-        Span::styled(app.drops.to_string(), styles.error())
+    let mut spans = vec![Span::raw(" lost ")];
+    let lost = app.losses.total();
+    spans.push(if lost > 0 {
+        Span::styled(short_count(lost), styles.error())
     } else {
         Span::raw("0")
     });

@@ -8,6 +8,7 @@ use crate::{
         ProbeState, Response, SimulatedResponse, StaticProbes, Theme, deny_target,
     },
     event::{Analysis, Event, EventType, Severity},
+    losses::{Loss, Losses},
     response::enforce::{DenyRecord, Origin},
     rules::{RuleEngine, RuleSet},
     storage::Cursor,
@@ -360,7 +361,15 @@ pub fn controls() -> Controls {
         rules: Box::new(engine()),
         response: Box::new(SimulatedResponse::default()),
         history: Box::new(SampleHistory(Vec::new())),
+        losses: sample_losses(),
     }
+}
+
+/// Losses besides the kernel's 3 drops: the history writer fell behind for 5 events.
+fn sample_losses() -> std::sync::Arc<Losses> {
+    let losses = Losses::new();
+    losses.add(Loss::HistoryQueueFull, 5);
+    std::sync::Arc::new(losses)
 }
 
 /// [`app`] with other controls.
