@@ -32,8 +32,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(report) => {
-            // Expected failures (no privileges, bad config) are one line, not a backtrace.
-            eprintln!("secmon: error: {report:#}");
+            // Expected failures (no privileges, bad config) are one line, not a backtrace;
+            // escaped, since messages quote files (a config key, a recording's line).
+            eprintln!("{}", secmon::sanitize::error_line(&report));
             ExitCode::FAILURE
         }
     }

@@ -123,6 +123,13 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
+/// The line the binary prints for an error that ends it: `secmon: error: ` and the message
+/// with its causes (`{:#}`), escaped. Error messages quote files and peers (a config key, a
+/// recording's line, a control reply), so they are as untrusted as the files themselves.
+pub fn error_line(error: &dyn std::fmt::Display) -> String {
+    format!("secmon: error: {}", for_terminal(&format!("{error:#}")))
+}
+
 /// Converts a fixed-size, NUL-terminated buffer filled by the kernel into a `String`.
 ///
 /// Stops at the first NUL (or the end of the buffer when there is none) and replaces invalid UTF-8
