@@ -550,3 +550,5 @@ impl RuleEngine {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod reload_props;
