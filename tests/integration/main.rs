@@ -12,6 +12,7 @@ mod file;
 mod kernel;
 mod network;
 mod privilege;
+mod properties;
 mod process;
 mod replay;
 mod response;

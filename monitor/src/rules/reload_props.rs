@@ -25,7 +25,10 @@ const POOL: &[(&str, &[&str])] = &[
     ),
     (
         "shadow",
-        &["file.path == '/etc/shadow'", "file.path.startswith('/etc/')"],
+        &[
+            "file.path == '/etc/shadow'",
+            "file.path.startswith('/etc/')",
+        ],
     ),
     (
         "port",
