@@ -549,6 +549,6 @@ impl RuleEngine {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod reload_props;
+#[cfg(test)]
+mod tests;
