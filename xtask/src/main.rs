@@ -11,6 +11,7 @@ mod install;
 mod lint;
 mod run;
 mod setup;
+mod soak;
 mod test;
 mod util;
 
@@ -46,6 +47,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run the fuzz targets (cargo-fuzz, nightly) for a short time each.
     Fuzz(fuzz::FuzzArgs),
+    /// Long run under mixed load with enforcement, reloads, stalls and kill -9 (as root).
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Cmd::Test => test::run(),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Fuzz(args) => fuzz::run(args),
+        Cmd::Soak(args) => soak::run(args),
     };
     match result {
         Ok(code) => code,

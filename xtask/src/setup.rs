@@ -23,6 +23,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "hyperfine",
     "stress-ng",
     "iproute2",
+    // `cargo xtask soak` checks the history database with `PRAGMA integrity_check`.
+    "sqlite3",
     // The rule pack's benign workload (tests/integration/rules_e2e.rs) runs these.
     "make",
     "strace",
