@@ -38,8 +38,11 @@ const MAX_EVENTS: usize = 2_000;
 /// Screen sizes drawn: a normal one and a cramped one.
 const SCREENS: [(u16, u16); 2] = [(100, 30), (40, 10)];
 
+/// A fuzz target's check: the fuzzer's bytes in, a panic when an invariant breaks.
+pub type Check = fn(&[u8]);
+
 /// The fuzz targets: name (the file under `fuzz/fuzz_targets/`) and check.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Check); 5] = [
     ("replay_ui", replay_ui),
     ("decode_enrich", decode_enrich),
     ("rules_load", rules_load),
