@@ -13,6 +13,8 @@ pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod event;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod history_cli;
 pub mod losses;
 pub mod output;

@@ -37,19 +37,12 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(report) => {
-            // Expected failures (no privileges, bad config) are one line, not a backtrace.
-            print_error(&report);
+            // Expected failures (no privileges, bad config) are one line, not a backtrace;
+            // escaped, since messages quote files (a config key, a recording's line).
+            eprintln!("{}", secmon::sanitize::error_line(&report));
             ExitCode::FAILURE
         }
     }
-}
-
-/// Prints an error on stderr, escaped line by line: messages quote files anyone may have
-/// written (a recording's text in serde's messages, a rule file, the config).
-fn print_error(report: &color_eyre::Report) {
-    let text = format!("{report:#}");
-    let lines: Vec<_> = text.lines().map(sanitize::for_terminal).collect();
-    eprintln!("secmon: error: {}", lines.join("\n"));
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

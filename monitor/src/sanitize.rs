@@ -123,6 +123,19 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
+/// The line the binary prints for an error that ends it: `secmon: error: ` and the message
+/// with its causes (`{:#}`), escaped. Error messages quote files and peers (a config key, a
+/// recording's line, a control reply), so they are as untrusted as the files themselves.
+///
+/// A message of several lines (the probe groups a kernel refused, say) keeps them, each
+/// escaped and indented, so no quoted text can start a line of its own that would pass for
+/// one of secmon's.
+pub fn error_line(error: &dyn std::fmt::Display) -> String {
+    let text = format!("{error:#}");
+    let lines: Vec<_> = text.lines().map(for_terminal).collect();
+    format!("secmon: error: {}", lines.join("\n  "))
+}
+
 /// Converts a fixed-size, NUL-terminated buffer filled by the kernel into a `String`.
 ///
 /// Stops at the first NUL (or the end of the buffer when there is none) and replaces invalid UTF-8
@@ -273,5 +286,92 @@ mod tests {
     fn lossy_then_for_terminal() {
         let raw = b"evil\x1b[2J\xfe\0";
         assert_eq!(for_terminal(&lossy(raw)), "evil\\x1b[2J\u{fffd}");
+    }
+
+    /// Characters that stress the escaping: controls, C1, the backslash, bidi and invisible
+    /// formatting characters, and their neighbours; mixed with arbitrary characters.
+    fn tricky_char() -> impl proptest::strategy::Strategy<Value = char> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<char>(),
+            proptest::char::range('\0', '\u{a0}'),
+            proptest::sample::select(vec![
+                '\\',
+                'x',
+                'u',
+                '{',
+                '}',
+                '\u{ad}',
+                '\u{61c}',
+                '\u{180e}',
+                '\u{200b}',
+                '\u{200f}',
+                '\u{2028}',
+                '\u{202e}',
+                '\u{2066}',
+                '\u{feff}',
+                '\u{fffb}',
+                '\u{e0041}',
+                '\u{3164}',
+                '\u{1f980}',
+                'é',
+            ]),
+        ]
+    }
+
+    /// Reverses [`for_terminal`], to check that nothing is lost or ambiguous.
+    fn unescape(s: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next()? {
+                't' => out.push('\t'),
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                '\\' => out.push('\\'),
+                'x' => {
+                    let hex: String = chars.by_ref().take(2).collect();
+                    out.push(char::from(u8::from_str_radix(&hex, 16).ok()?));
+                }
+                'u' => {
+                    if chars.next()? != '{' {
+                        return None;
+                    }
+                    let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    proptest::proptest! {
+        /// Whatever the input, the escaped text holds no character that needs escaping other
+        /// than the backslashes of the escapes, and decodes back to the input exactly.
+        #[test]
+        fn sanitised_text_is_always_safe_and_lossless(
+            chars in proptest::collection::vec(tricky_char(), 0..64)
+        ) {
+            let input: String = chars.into_iter().collect();
+            let out = for_terminal(&input);
+            proptest::prop_assert!(
+                out.chars().all(|c| c == '\\' || !needs_escape(c)),
+                "{:?} escaped to {:?}", input, out
+            );
+            proptest::prop_assert!(!out.chars().any(char::is_control), "{:?}", out);
+            proptest::prop_assert_eq!(unescape(&out), Some(input.clone()));
+        }
+
+        /// Kernel byte buffers: whatever the bytes, lossy + for_terminal is safe.
+        #[test]
+        fn kernel_bytes_are_always_safe(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let out = for_terminal(&lossy(&bytes)).into_owned();
+            proptest::prop_assert!(out.chars().all(|c| c == '\\' || !needs_escape(c)), "{:?}", out);
+        }
     }
 }

@@ -195,3 +195,34 @@ fn unknown_config_key_is_rejected_with_location() {
     );
     assert_no_panic(&stderr);
 }
+
+/// Error messages quote the file (here a recording whose event type is spelled with ESC, which
+/// serde's "unknown variant" message repeats): what reaches stderr is escaped, never raw
+/// control characters (the `replay_ui` fuzz target checks the same for every input).
+#[test]
+fn errors_quoting_a_file_are_escaped_on_stderr() {
+    let fixture = |rel: &str| -> String {
+        let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", rel].iter().collect();
+        path_str(&path)
+    };
+    let out = run(
+        Command::new(BIN).args([
+            "--config",
+            &fixture("tests/valid_configs/minimal.toml"),
+            "--json",
+            "--replay",
+            &fixture("tests/fixtures/fuzz/replay_ui/escape-in-serde-message.jsonl"),
+        ]),
+        DEFAULT_TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("unknown variant `\\x1b[2Jevil`"),
+        "the bad value is quoted, escaped:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "no raw control character on stderr: {stderr:?}"
+    );
+}

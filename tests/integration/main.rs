@@ -15,6 +15,7 @@ mod losses;
 mod network;
 mod privilege;
 mod process;
+mod properties;
 mod replay;
 mod response;
 mod rules_e2e;

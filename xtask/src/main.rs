@@ -6,10 +6,12 @@
 //! declare it below and add a variant to `Cmd`.
 
 mod bench;
+mod fuzz;
 mod install;
 mod lint;
 mod run;
 mod setup;
+mod soak;
 mod test;
 mod util;
 
@@ -39,10 +41,14 @@ enum Cmd {
     Install(install::InstallArgs),
     /// cargo fmt --check and clippy (host crates, then the eBPF crate for the BPF target).
     Lint,
-    /// Setup, lint, then all tests (including privileged ones) as root.
+    /// Setup, lint, then all tests (including privileged ones) as root, then each fuzz target briefly.
     Test,
     /// Overhead (vs. no monitor and vs. bpftrace), drop-free throughput and criterion benches.
     Bench(bench::BenchArgs),
+    /// Run the fuzz targets (cargo-fuzz, nightly) for a short time each.
+    Fuzz(fuzz::FuzzArgs),
+    /// Long run under mixed load with enforcement, reloads, stalls and kill -9 (as root).
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +61,8 @@ fn main() -> ExitCode {
         Cmd::Lint => lint::run(),
         Cmd::Test => test::run(),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Fuzz(args) => fuzz::run(args),
+        Cmd::Soak(args) => soak::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: checks every prerequisite and installs what is missing.
 //!
-//! Each check is cheap (dpkg-query, rustup, `bpf-linker --version`, /proc/mounts), so a machine that
-//! already has everything is through in well under two seconds. One status line per prerequisite.
+//! Each check is cheap (dpkg-query, rustup, `bpf-linker --version`, `cargo-fuzz --version`,
+//! /proc/mounts), so a machine that already has everything is through in well under two
+//! seconds. One status line per prerequisite.
 
 use std::process::Command;
 use std::time::Instant;
@@ -22,6 +23,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "hyperfine",
     "stress-ng",
     "iproute2",
+    // `cargo xtask soak` checks the history database with `PRAGMA integrity_check`.
+    "sqlite3",
     // The rule pack's benign workload (tests/integration/rules_e2e.rs) runs these.
     "make",
     "strace",
@@ -39,6 +42,7 @@ pub fn run() -> Result<()> {
     rust_components()?;
     nightly()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     tracefs()?;
     eprintln!(
         "xtask setup: all prerequisites present ({:.1} s)",
@@ -294,6 +298,38 @@ fn bpf_linker() -> Result<()> {
                     .map(|d| d.display().to_string())
                     .unwrap_or_else(|| "~/.cargo/bin".into())
             );
+        }
+        Ok(())
+    })
+}
+
+// --- cargo-fuzz -------------------------------------------------------------------------------
+
+fn cargo_fuzz_version() -> Option<String> {
+    let out = Command::new("cargo-fuzz")
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// cargo-fuzz, for `cargo xtask fuzz` (and the short fuzzing pass of `cargo xtask test`).
+pub fn cargo_fuzz() -> Result<()> {
+    const NAME: &str = "cargo-fuzz";
+    if let Some(version) = cargo_fuzz_version() {
+        line(NAME, &format!("ok ({version})"));
+        return Ok(());
+    }
+    let manual = "cargo install cargo-fuzz --locked";
+    install(NAME, "(cargo install, about a minute)", manual, || {
+        let mut cmd = util::cargo();
+        cmd.args(["install", "cargo-fuzz", "--locked"]);
+        check(stdout_to_stderr(&mut cmd))?;
+        if cargo_fuzz_version().is_none() {
+            bail!("`cargo install` finished but `cargo-fuzz --version` still fails");
         }
         Ok(())
     })

@@ -1,8 +1,10 @@
-//! `cargo xtask test`: setup, lint, then every test as root (privileged tests load eBPF programs).
+//! `cargo xtask test`: setup, lint, then every test as root (privileged tests load eBPF programs),
+//! then every fuzz target for a few seconds (`cargo xtask fuzz`, as the invoking user).
 //!
 //! Works without a terminal (CI). Lint failures do not stop the tests, so one run reports both;
 //! the exit status is non-zero if anything failed and the last line is a one-line summary.
-//! `SECMON_TEST_FILTER="foo --skip slow"` is passed to the test binaries (after `--`).
+//! `SECMON_TEST_FILTER="foo --skip slow"` is passed to the test binaries (after `--`); with a
+//! filter, the fuzz targets are skipped.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
@@ -155,6 +157,7 @@ pub fn run() -> Result<ExitCode> {
 
     let mut tally = Tally::default();
     let st = run_tests(&mut tally)?;
+    let fuzz = run_fuzz_targets();
 
     if !tally.failed_names.is_empty() {
         eprintln!("xtask test: failed tests:");
@@ -182,11 +185,14 @@ pub fn run() -> Result<ExitCode> {
         }
         s
     };
-    let ok = lint_failed.is_empty() && st.success();
+    let ok = lint_failed.is_empty() && st.success() && fuzz.failed.is_empty();
     let verdict = if ok { "ok" } else { "FAILED" };
     let secs = started.elapsed().as_secs();
     // stdout, after all test output: the last line a CI log shows.
-    println!("xtask test: {verdict}: {lint}; {tests}; {secs} s");
+    println!(
+        "xtask test: {verdict}: {lint}; {tests}; {}; {secs} s",
+        fuzz.summary()
+    );
     Ok(if ok {
         ExitCode::SUCCESS
     } else if !st.success() {
@@ -194,6 +200,57 @@ pub fn run() -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The fuzz targets' results, for the summary line.
+struct FuzzTally {
+    ran: usize,
+    failed: Vec<String>,
+}
+
+impl FuzzTally {
+    fn summary(&self) -> String {
+        if self.failed.is_empty() {
+            format!("fuzz: {} targets ok", self.ran)
+        } else {
+            format!("fuzz FAILED ({})", self.failed.join(", "))
+        }
+    }
+}
+
+/// Every fuzz target for a short time (`fuzz::CI_SECONDS` each): what the suite cannot reach
+/// with its fixed inputs. A build or tool failure counts as a failed `build` step.
+fn run_fuzz_targets() -> FuzzTally {
+    if !filter_args().is_empty() {
+        eprintln!("xtask test: SECMON_TEST_FILTER is set: fuzz targets skipped");
+        return FuzzTally {
+            ran: 0,
+            failed: Vec::new(),
+        };
+    }
+    let names: Vec<&str> = crate::fuzz::TARGETS.iter().map(|(t, _)| *t).collect();
+    eprintln!(
+        "xtask test: fuzzing {} targets, {} s each",
+        names.len(),
+        crate::fuzz::CI_SECONDS
+    );
+    match crate::fuzz::run_targets(&names, crate::fuzz::CI_SECONDS) {
+        Ok(outcomes) => FuzzTally {
+            ran: outcomes.len(),
+            failed: outcomes
+                .into_iter()
+                .filter(|o| o.failure.is_some())
+                .map(|o| o.target)
+                .collect(),
+        },
+        Err(e) => {
+            eprintln!("xtask test: fuzzing failed: {e:#}");
+            FuzzTally {
+                ran: 0,
+                failed: vec!["build".to_string()],
+            }
+        }
+    }
 }
 
 #[cfg(test)]

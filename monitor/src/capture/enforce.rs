@@ -318,6 +318,25 @@ impl Capture {
         self.enforcer.denies.clone()
     }
 
+    /// The id and kind (`exec_path`, `exec_name`, `connect`) of every entry in the kernel's
+    /// deny tables, read back from the maps: for tests that compare what userspace reports
+    /// with what the kernel enforces.
+    pub fn kernel_deny_ids(&self) -> Result<Vec<(u32, &'static str)>, EnforceError> {
+        let e = &self.enforcer;
+        let mut ids = Vec::new();
+        for entry in e.exec_path.iter() {
+            ids.push((entry?.1.id, "exec_path"));
+        }
+        for entry in e.exec_name.iter() {
+            ids.push((entry?.1.id, "exec_name"));
+        }
+        for entry in e.net.iter() {
+            ids.push((entry?.1.id, "connect"));
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     fn write_entry(
         &mut self,
         key: &TableKey,

@@ -549,4 +549,6 @@ impl RuleEngine {
 }
 
 #[cfg(test)]
+mod reload_props;
+#[cfg(test)]
 mod tests;
