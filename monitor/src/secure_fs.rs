@@ -162,10 +162,40 @@ pub struct Untrusted {
 }
 
 /// Refuses `path` (whose metadata is `meta`, taken from the open file where there is one)
-/// unless root owns it and neither its group nor others may write to it. A directory with the
-/// sticky bit (`/tmp`) may be writable by all: nobody can then rename or remove what root put
-/// in it. `what` names it in the message ("rule file", "config file", …).
+/// unless a trusted user owns it (root, or the owner of secmon's own executable: whoever can
+/// replace the program can change what it reads anyway, so a developer's `sudo` run from their
+/// own checkout works while an installed, root-owned secmon trusts root alone) and neither its
+/// group nor others may write to it. A directory with the sticky bit (`/tmp`) may be writable
+/// by all: nobody can then rename or remove what root put in it. `what` names it in the message
+/// ("rule file", "config file", …).
 pub fn check_trusted(path: &Path, meta: &Metadata, what: &str) -> Result<(), Untrusted> {
+    check_trusted_by(path, meta, what, trusted_owners())
+}
+
+/// Root and the owner of the running executable.
+fn trusted_owners() -> &'static [u32] {
+    static OWNERS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    OWNERS.get_or_init(|| {
+        let mut owners = vec![0];
+        if let Some(uid) = std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .ok()
+            .map(|m| m.uid())
+            .filter(|uid| *uid != 0)
+        {
+            owners.push(uid);
+        }
+        owners
+    })
+}
+
+/// [`check_trusted`] with the trusted owners given.
+fn check_trusted_by(
+    path: &Path,
+    meta: &Metadata,
+    what: &str,
+    trusted: &[u32],
+) -> Result<(), Untrusted> {
     let mode = meta.permissions().mode() & 0o7777;
     let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
     let quoted = shell_quote(path);
@@ -173,7 +203,7 @@ pub fn check_trusted(path: &Path, meta: &Metadata, what: &str) -> Result<(), Unt
         let name = UserNames::system().name(meta.uid());
         format!("{name} (uid {})", meta.uid())
     };
-    if meta.uid() != 0 {
+    if !trusted.contains(&meta.uid()) {
         return Err(Untrusted {
             path: path.to_path_buf(),
             reason: format!(
@@ -390,6 +420,21 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_executables_owner_is_trusted_like_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("rules.json");
+        std::fs::write(&file, b"[]").expect("write");
+        let meta = std::fs::metadata(&file).expect("metadata");
+        let owner = meta.uid();
+        // Owned by the program's owner: trusted; by anyone else: not.
+        check_trusted_by(&file, &meta, "rule file", &[0, owner]).expect("the owner is trusted");
+        let other = owner.wrapping_add(1);
+        let refused = check_trusted_by(&file, &meta, "rule file", &[other])
+            .expect_err("another owner is not");
+        assert!(refused.reason.contains("it is owned by"), "{refused}");
     }
 
     #[test]
