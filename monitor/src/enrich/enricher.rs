@@ -139,7 +139,11 @@ impl Enricher {
                     event.exit_code = Some(e.data.exit_code);
                 } else if e.data.signal != 0 {
                     event.exit_signal = Some(e.data.signal);
-                    event.exit_code = Some(128 + e.data.signal as i32);
+                    // What a shell reports (128 + signal); the kernel's value is untrusted
+                    // input here, and no real signal is near the limit (found by fuzzing).
+                    event.exit_code = i32::try_from(e.data.signal)
+                        .ok()
+                        .and_then(|signal| signal.checked_add(128));
                 }
                 self.procs.on_exit(e.header.pid, e.header.timestamp_ns);
                 self.open_fds.retain(|(pid, _), _| *pid != e.header.pid);
