@@ -702,6 +702,15 @@ fn losses_in(stopped: &str) -> u64 {
         .split([' ', ',', ';', '(', ')'])
         .filter(|w| !w.is_empty())
         .collect();
+    // `…; losses: N (reason n, …)` counts every reason (the kernel's drops included).
+    if let Some(total) = words
+        .windows(2)
+        .find(|w| w[0] == "losses:")
+        .and_then(|w| w[1].parse::<u64>().ok())
+    {
+        return total;
+    }
+    // Before that field: the kernel's drops and undecodable records.
     words
         .windows(2)
         .filter(|w| {
@@ -1009,5 +1018,10 @@ mod tests {
             losses_in("secmon: stopped: 5 events written; lost: 7 lost (ring full)"),
             7
         );
+        // The line as it is now: every reason in one total (a stalled stdout's included).
+        let line = "secmon: stopped: 10 events written, 12 kernel records, 0 dropped in the \
+                    kernel, 0 undecodable; losses: 250 (output_queue_full 250); cut short: \
+                    processing the last events (3 records not processed)";
+        assert_eq!(losses_in(line), 250);
     }
 }
