@@ -93,6 +93,20 @@ fn exec(path: &Path) -> ExitStatus {
     status_of(&mut Command::new(path))
 }
 
+/// The `block` response of each exec of `exe` that has one.
+fn block_responses<'a>(events: &'a [Value], exe: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["event_type"] == "process_exec" && e["exe"] == exe)
+        .filter_map(|e| {
+            e["response"]
+                .as_array()?
+                .iter()
+                .find(|a| a["action"] == "block")
+        })
+        .collect()
+}
+
 /// The exec events of `path` in a monitor's output.
 fn execs_of<'a>(events: &'a [Value], path: &Path) -> Vec<&'a Value> {
     let path = path_str(path);
@@ -815,16 +829,7 @@ fn protected_programs_are_refused_from_every_entry_point() {
 
     let (status, events, stderr) = stop(monitor);
     assert!(status.success(), "{}", stderr_text(&stderr));
-    let shell_blocks: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event_type"] == "process_exec" && e["exe"] == "/bin/sh")
-        .filter_map(|e| {
-            e["response"]
-                .as_array()?
-                .iter()
-                .find(|a| a["action"] == "block")
-        })
-        .collect();
+    let shell_blocks = block_responses(&events, "/bin/sh");
     assert!(!shell_blocks.is_empty(), "the shell rule fired");
     for block in shell_blocks {
         assert_eq!(block["result"], "skipped", "{block}");
@@ -835,16 +840,7 @@ fn protected_programs_are_refused_from_every_entry_point() {
             "{block}"
         );
     }
-    let true_blocks: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event_type"] == "process_exec" && e["exe"] == "/usr/bin/true")
-        .filter_map(|e| {
-            e["response"]
-                .as_array()?
-                .iter()
-                .find(|a| a["action"] == "block")
-        })
-        .collect();
+    let true_blocks = block_responses(&events, "/usr/bin/true");
     assert!(!true_blocks.is_empty(), "the system binary rule fired");
     for block in true_blocks {
         assert_eq!(block["result"], "skipped", "{block}");

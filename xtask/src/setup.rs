@@ -257,7 +257,12 @@ fn nightly() -> Result<()> {
 // --- bpf-linker --------------------------------------------------------------------------------
 
 fn bpf_linker_version() -> Option<String> {
-    let out = Command::new("bpf-linker")
+    tool_version("bpf-linker")
+}
+
+/// `PROGRAM --version`, trimmed, when it runs and succeeds.
+fn tool_version(program: &str) -> Option<String> {
+    let out = Command::new(program)
         .arg("--version")
         .stdin(std::process::Stdio::null())
         .output()
@@ -306,14 +311,7 @@ fn bpf_linker() -> Result<()> {
 // --- cargo-fuzz -------------------------------------------------------------------------------
 
 fn cargo_fuzz_version() -> Option<String> {
-    let out = Command::new("cargo-fuzz")
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    tool_version("cargo-fuzz")
 }
 
 /// cargo-fuzz, for `cargo xtask fuzz` (and the short fuzzing pass of `cargo xtask test`).
