@@ -17,6 +17,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod history_cli;
 pub mod losses;
+pub mod notice;
 pub mod output;
 pub mod pipeline;
 pub mod record;

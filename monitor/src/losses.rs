@@ -45,10 +45,13 @@ pub enum Loss {
     OutputQueueFull,
     /// Events still queued for stdout when the monitor had to stop (stdout stalled).
     OutputUnwrittenAtStop,
+    /// A live view (the terminal UI) was behind and its queue full: events analysed,
+    /// responded to and stored, but not shown.
+    DisplayQueueFull,
 }
 
 impl Loss {
-    pub const ALL: [Loss; 12] = [
+    pub const ALL: [Loss; 13] = [
         Loss::RingBufferFull,
         Loss::PendingTableFull,
         Loss::DecodeError,
@@ -61,6 +64,7 @@ impl Loss {
         Loss::UnprocessedAtStop,
         Loss::OutputQueueFull,
         Loss::OutputUnwrittenAtStop,
+        Loss::DisplayQueueFull,
     ];
 
     /// The name used in JSON `stats` records, the stopped line and the UI.
@@ -78,6 +82,7 @@ impl Loss {
             Loss::UnprocessedAtStop => "unprocessed_at_stop",
             Loss::OutputQueueFull => "output_queue_full",
             Loss::OutputUnwrittenAtStop => "output_unwritten_at_stop",
+            Loss::DisplayQueueFull => "display_queue_full",
         }
     }
 

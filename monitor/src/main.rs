@@ -14,7 +14,7 @@ use secmon::{
     cli::{BlockCommand, BlockKind, Cli, Command, RulesCommand},
     config::{self, Config},
     history_cli,
-    pipeline::{self, PipelineError, RunOptions},
+    pipeline::{self, PipelineError, RunOptions, SourceSpec},
     record::Replay,
     rules::{self, RuleEngine},
     sanitize,
@@ -95,12 +95,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .wrap_err("starting the async runtime")?;
     let (result, verb) = if cli.json {
         let result = match stdout_file() {
-            Ok(stdout) => runtime.block_on(pipeline::run_json(&config, &options, stdout)),
+            Ok(stdout) => runtime.block_on(pipeline::run_json(
+                &config,
+                &options,
+                SourceSpec::Kernel,
+                stdout,
+            )),
             Err(e) => Err(e.into()),
         };
         (result, "written")
     } else {
-        (runtime.block_on(tui::run(&config, &options)), "received")
+        (
+            runtime.block_on(tui::run(&config, &options, SourceSpec::Kernel, None)),
+            "received",
+        )
     };
     // Tasks still running (a control-socket client, a replay's feeder) are not waited for.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
@@ -169,16 +177,16 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         .build()
         .wrap_err("starting the async runtime")?;
     let (summary, verb) = if cli.json {
-        let stdout = std::io::stdout();
-        let summary = runtime.block_on(pipeline::run_replay_json(
+        let summary = runtime.block_on(pipeline::run_json(
             &config,
             &options,
-            replay,
-            stdout.lock(),
+            SourceSpec::Replay(replay),
+            stdout_file()?,
         ))?;
         (summary, "written")
     } else {
-        let summary = runtime.block_on(tui::run_replay(&config, &options, replay, about))?;
+        let source = SourceSpec::Replay(replay);
+        let summary = runtime.block_on(tui::run(&config, &options, source, Some(about)))?;
         (summary, "shown")
     };
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);

@@ -661,10 +661,10 @@ fn raise_memlock_limit() {
     };
     // SAFETY: valid pointer to a stack value.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 && kernel_before_5_11() {
-        eprintln!(
-            "secmon: warning: cannot raise RLIMIT_MEMLOCK ({}); loading may fail on this kernel",
+        crate::notice::warn(format!(
+            "cannot raise RLIMIT_MEMLOCK ({}); loading may fail on this kernel",
             std::io::Error::last_os_error()
-        );
+        ));
     }
 }
 

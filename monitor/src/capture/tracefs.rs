@@ -38,7 +38,9 @@ fn mount_tracefs() -> io::Result<()> {
         )
     };
     if rc == 0 {
-        eprintln!("secmon: mounted tracefs at {TRACEFS} (tracepoints need it)");
+        crate::notice::info(format!(
+            "mounted tracefs at {TRACEFS} (tracepoints need it)"
+        ));
         Ok(())
     } else {
         Err(io::Error::last_os_error())

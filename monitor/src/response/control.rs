@@ -301,7 +301,7 @@ async fn serve(listener: UnixListener, enforcer: Arc<Enforcer>) {
             Ok(peer) => peer,
             Err(why) => {
                 if refused.fetch_add(1, Ordering::Relaxed) < REPORTED_REFUSALS {
-                    eprintln!("secmon: warning: control socket: refused a client: {why}");
+                    crate::notice::warn(format!("control socket: refused a client: {why}"));
                 }
                 // One line saying why, then the connection is closed; nothing it sent is read.
                 tokio::spawn(refuse(stream, why));

@@ -445,14 +445,14 @@ impl Enforcer {
         };
         // Targets, names and reasons come from the monitored system: escaped, so a path
         // cannot forge lines on a terminal (or in the UI's status line, which reads stderr).
-        eprintln!(
-            "secmon: block #{}: {}; who: {}; why: {}; {expiry} (undo: secmon-tui unblock {})",
+        crate::notice::info(format!(
+            "block #{}: {}; who: {}; why: {}; {expiry} (undo: secmon-tui unblock {})",
             record.id,
             for_terminal(&record.target),
             for_terminal(&record.by),
             for_terminal(&why),
             record.id
-        );
+        ));
         self.audit("block", &record, None);
         Ok(record)
     }
@@ -537,10 +537,10 @@ impl Enforcer {
         };
         drop(state);
         if report {
-            eprintln!(
-                "secmon: warning: {} (further ones are counted in the response summary)",
+            crate::notice::warn(format!(
+                "{} (further ones are counted in the response summary)",
                 for_terminal(&error.to_string())
-            );
+            ));
         }
     }
 
@@ -555,11 +555,11 @@ impl Enforcer {
         let record = known.unwrap_or_else(|| {
             DenyRecord::new(id, &deny.target, Utc::now(), None, Origin::default())
         });
-        eprintln!(
-            "secmon: unblock #{id}: {} (removed by {})",
+        crate::notice::info(format!(
+            "unblock #{id}: {} (removed by {})",
             for_terminal(&record.target),
             for_terminal(by)
-        );
+        ));
         self.audit("unblock", &record, Some(by));
         Ok(record)
     }
@@ -583,11 +583,11 @@ impl Enforcer {
                 .collect()
         };
         for record in &lapsed {
-            eprintln!(
-                "secmon: block #{} expired: {}",
+            crate::notice::info(format!(
+                "block #{} expired: {}",
                 record.id,
                 for_terminal(&record.target)
-            );
+            ));
             self.audit("expired", record, None);
         }
         self.records().values().map(|(_, r)| r.clone()).collect()
@@ -612,10 +612,10 @@ impl Enforcer {
         let mut log = alert_log::lock(log);
         if let Err(e) = log.append_now(&text) {
             log.errors += 1;
-            eprintln!(
-                "secmon: warning: cannot write to the alert log {}: {e}",
+            crate::notice::warn(format!(
+                "cannot write to the alert log {}: {e}",
                 log.path().display()
-            );
+            ));
         }
     }
 }

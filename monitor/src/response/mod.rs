@@ -432,7 +432,9 @@ impl Responder {
         self.stats.write_errors += 1;
         if !self.warned_write {
             self.warned_write = true;
-            eprintln!("secmon: warning: cannot write to the {why} (further failures are counted)");
+            crate::notice::warn(format!(
+                "cannot write to the {why} (further failures are counted)"
+            ));
         }
         self.mark(event, kind, |a| {
             a.result = ResponseResult::Failed;

@@ -430,12 +430,12 @@ impl Worker {
         self.counters.failed.fetch_add(n, Ordering::Relaxed);
         if !self.warned {
             self.warned = true;
-            eprintln!(
-                "secmon: warning: webhook {}: {}; {n} alerts not delivered (further \
+            crate::notice::warn(format!(
+                "webhook {}: {}; {n} alerts not delivered (further \
                  failures are counted in the stop summary)",
                 self.redacted,
                 crate::sanitize::for_terminal(error)
-            );
+            ));
         }
     }
 

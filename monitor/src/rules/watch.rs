@@ -1,5 +1,5 @@
-//! Reloading the rules when their files change (inotify through `notify`), and the one-line
-//! report every reload prints.
+//! Reloading the rules when their files change (inotify through `notify`), and the notice
+//! every reload gives.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -9,37 +9,54 @@ use std::time::Duration;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use super::{ReloadSummary, RuleEngine, RulesError};
+use crate::notice::{self, Notice};
 
 /// Changes closer together than this are one reload (editors write files in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Reloads `engine` and prints the outcome on stderr:
+/// Reloads `engine` and reports the outcome as a notice (on stderr:
 /// `secmon: rules reloaded: N rules from M files`, or
-/// `secmon: rules reload failed: <error>; keeping the previous N rules`.
+/// `secmon: rules reload failed: <error>; keeping the previous N rules`).
 pub fn reload_and_report(engine: &RuleEngine) -> Result<ReloadSummary, RulesError> {
-    let previous = engine.summary().rules;
-    let result = engine.reload();
-    eprintln!("{}", reload_message(&result, previous));
-    result
+    reload_reporting(engine, false)
 }
 
 /// [`reload_and_report`] for a SIGHUP: the report ends with ` (on SIGHUP)`, so it can be told
 /// from a reload the file watcher made at about the same time.
 pub fn reload_on_sighup(engine: &RuleEngine) -> Result<ReloadSummary, RulesError> {
+    reload_reporting(engine, true)
+}
+
+fn reload_reporting(engine: &RuleEngine, on_sighup: bool) -> Result<ReloadSummary, RulesError> {
     let previous = engine.summary().rules;
     let result = engine.reload();
-    eprintln!("{} (on SIGHUP)", reload_message(&result, previous));
+    notice::emit(reload_notice(&result, previous, on_sighup));
     result
 }
 
-pub fn reload_message(result: &Result<ReloadSummary, RulesError>, previous: usize) -> String {
+/// The notice a reload gives: the UI shows it in its rule list, `--json` mode prints it.
+pub fn reload_notice(
+    result: &Result<ReloadSummary, RulesError>,
+    previous: usize,
+    on_sighup: bool,
+) -> Notice {
     match result {
-        Ok(summary) => format!("secmon: rules reloaded: {summary}"),
-        Err(e) => format!(
-            "secmon: rules reload failed: {}; keeping the previous {previous} rules",
-            e.summary()
-        ),
+        Ok(summary) => Notice::RulesReloaded {
+            summary: summary.to_string(),
+            on_sighup,
+        },
+        Err(e) => Notice::RulesReloadFailed {
+            error: e.summary(),
+            kept: previous,
+            on_sighup,
+        },
     }
+}
+
+/// The line `--json` mode prints for a reload (not on SIGHUP).
+#[cfg(test)]
+pub fn reload_message(result: &Result<ReloadSummary, RulesError>, previous: usize) -> String {
+    format!("secmon: {}", reload_notice(result, previous, false))
 }
 
 /// Watches the engine's rule directories while it lives; reloads (and reports) after changes.

@@ -1,0 +1,705 @@
+//! The one lifecycle every front end shares: start, run, stop.
+//!
+//! [`Pipeline::start`] opens the taps, starts the source (for the kernel: capture, response
+//! layer, control socket, `secmon: ready`), registers the signals and spawns the driver task.
+//! The driver alone owns the stages: it takes input from the source, runs it through the
+//! stages and hands each analysed batch to the front ends. Once a second it does the
+//! periodic work (deny-entry expiry, warnings, loss counts, the JSON `stats` record).
+//!
+//! A stop (SIGINT, SIGTERM, SIGHUP in the UI, `--duration`, a front end asking, the source
+//! ending) has one time budget ([`StopBudget`]) from the request to exit. The loop part
+//! stops the source (kernel reporting off, the reader's last bounded drain) and processes
+//! what is left for at most [`LAST_EVENTS_LIMIT`]. [`Pipeline::finish`] then runs the ordered
+//! shutdown: reader, control socket, response layer, kernel programs, taps. A front end that
+//! owns the terminal restores it between the two, so the shutdown's reports reach stderr.
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc,
+    task::JoinHandle,
+};
+
+use super::{
+    PipelineError, RunOptions,
+    front::{Batch, Closed, FrontEnd},
+    source::{Input, Source, SourceSpec},
+    stages::Stages,
+    start::start_live,
+    taps::{Taps, record_history_losses},
+};
+use crate::{
+    analysis::Analyzer,
+    capture::{Capture, reader::MAX_BATCH},
+    config::Config,
+    enrich::Enricher,
+    event::Event,
+    losses::{Loss, LossCounts, Losses},
+    notice,
+    output::{json::JsonOutput, stats::StatsRecord},
+    record::ReplaySummary,
+    response::{
+        Responder,
+        control::ControlServer,
+        enforce::{Enforcer, SharedCapture, lock_capture},
+    },
+    rules::{self, RuleEngine, RulesWatcher},
+    shutdown::StopBudget,
+};
+
+/// Why a run stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Signal(&'static str),
+    /// `--duration` ran out.
+    Deadline,
+    /// The recording ended (or the kernel reader stopped).
+    SourceEnded,
+    /// A front end went away (stdout closed) or asked (the UI's `q`).
+    FrontEnd,
+}
+
+/// What SIGHUP means: reload the rules (a daemon's convention), or stop (the TUI: the SSH
+/// session that showed it is gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnSighup {
+    ReloadRules,
+    Stop,
+}
+
+/// A running pipeline (see the module documentation).
+pub struct Pipeline {
+    state: State,
+    stop: mpsc::UnboundedSender<StopReason>,
+    losses: Arc<Losses>,
+    capture: Option<SharedCapture>,
+    enforcer: Option<Arc<Enforcer>>,
+    engine: RuleEngine,
+}
+
+enum State {
+    Running(JoinHandle<Box<Driver>>),
+    Ended(Box<Driver>),
+    /// The driver task panicked.
+    Lost,
+}
+
+/// What a finished run did.
+pub struct Finished {
+    /// Events analysed and handed to the front ends.
+    pub events: u64,
+    /// Kernel records read (a replay: events read from the recording).
+    pub records: u64,
+    pub losses: Arc<Losses>,
+    pub cut_short: Vec<String>,
+    pub reason: StopReason,
+    /// The front ends, for those that finish after the pipeline (the JSON output's grace).
+    pub front_ends: Vec<FrontEnd>,
+    pub replay: Option<ReplaySummary>,
+    /// A front end's write error (not a closed pipe).
+    pub error: Option<io::Error>,
+}
+
+/// Requests a stop from another task (the UI's `q`).
+#[derive(Clone)]
+pub struct StopHandle(mpsc::UnboundedSender<StopReason>);
+
+impl StopHandle {
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self.0.send(reason);
+    }
+}
+
+impl Pipeline {
+    /// Starts `source` through the stages into `front_ends`. `losses` are the run's counters,
+    /// shared with the front ends that count their own.
+    pub fn start(
+        config: &Config,
+        options: &RunOptions,
+        source: SourceSpec,
+        front_ends: Vec<FrontEnd>,
+        on_sighup: OnSighup,
+        losses: Arc<Losses>,
+    ) -> Result<Pipeline, PipelineError> {
+        // Signal handlers first: a SIGTERM right after `secmon: ready` must stop us cleanly.
+        let signals = Signals::new()?;
+        let engine = options.rules.clone().unwrap_or_else(RuleEngine::empty);
+        // Watching before `secmon: ready`: a rule file saved right after it is reloaded.
+        let rules_watcher = watch_rules(&engine);
+        let taps = Taps::open(options)?;
+        let (source, responder, control) = match source {
+            SourceSpec::Kernel => {
+                let started = start_live(config, options)?;
+                let source = Source::kernel(started.capture, started.ring, losses.clone());
+                (source, Some(started.responder), started.control)
+            }
+            SourceSpec::Replay(replay) => (Source::replay(replay), None, None),
+        };
+        let capture = match &source {
+            Source::Kernel(kernel) => Some(kernel.capture.clone()),
+            Source::Replay(_) => None,
+        };
+        let enforcer = responder.as_ref().and_then(|r| r.enforcer().cloned());
+        let stages = Stages {
+            enricher: Enricher::new(),
+            analyzer: Analyzer::new(engine.clone(), &config.threat_detection),
+            responder,
+            taps,
+            losses: losses.clone(),
+        };
+        let (stop, stop_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            output_stopped: json_output(&front_ends).map(|o| Box::pin(o.stopped()) as _),
+            reporter: LossReporter::new(losses.clone()),
+            source,
+            stages,
+            front_ends,
+            control,
+            engine: engine.clone(),
+            signals,
+            on_sighup,
+            duration: options.duration,
+            stop_rx,
+            stopping: None,
+            drops_reported: 0,
+            events: 0,
+            error: None,
+            _rules_watcher: rules_watcher,
+        };
+        Ok(Pipeline {
+            state: State::Running(tokio::spawn(driver.run())),
+            stop,
+            losses,
+            capture,
+            enforcer,
+            engine,
+        })
+    }
+
+    pub fn stopper(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Shared loss counters (the UI shows them).
+    pub fn losses(&self) -> Arc<Losses> {
+        self.losses.clone()
+    }
+
+    /// The live capture (the UI's probe switches), `None` for a replay.
+    pub fn capture(&self) -> Option<SharedCapture> {
+        self.capture.clone()
+    }
+
+    /// Real enforcement, when `[response] enforce = true` (the UI's blocks go through it).
+    pub fn enforcer(&self) -> Option<Arc<Enforcer>> {
+        self.enforcer.clone()
+    }
+
+    pub fn engine(&self) -> &RuleEngine {
+        &self.engine
+    }
+
+    /// How the replay ended, once the driver has ([`Pipeline::ended`]).
+    pub fn replay_summary(&self) -> Option<ReplaySummary> {
+        match &self.state {
+            State::Ended(driver) => match &driver.source {
+                Source::Replay(replay) => replay.summary.clone(),
+                Source::Kernel(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Resolves when the driver's loop has ended, with why; then [`Pipeline::finish`].
+    /// Cancel-safe: it can wait in a `select!` beside other branches.
+    pub async fn ended(&mut self) -> StopReason {
+        if let State::Running(task) = &mut self.state {
+            self.state = match task.await {
+                Ok(driver) => State::Ended(driver),
+                Err(_) => State::Lost,
+            };
+        }
+        match &self.state {
+            State::Ended(driver) => driver.reason(),
+            _ => StopReason::SourceEnded,
+        }
+    }
+
+    /// Stops (if not stopped yet) and shuts down in order, within the stop's budget.
+    pub async fn finish(mut self) -> Result<Finished, PipelineError> {
+        // The driver's must be the last references: dropping the capture detaches it.
+        self.capture = None;
+        self.enforcer = None;
+        let _ = self.stop.send(StopReason::FrontEnd);
+        self.ended().await;
+        match std::mem::replace(&mut self.state, State::Lost) {
+            State::Ended(driver) => Ok(driver.shutdown().await),
+            _ => Err(PipelineError::Io(io::Error::other(
+                "the event pipeline's task ended abnormally",
+            ))),
+        }
+    }
+}
+
+fn json_output(front_ends: &[FrontEnd]) -> Option<&JsonOutput> {
+    front_ends.iter().find_map(|front| match front {
+        FrontEnd::Json(output) => Some(output),
+        _ => None,
+    })
+}
+
+/// Once stopping, the last events are processed until then, no longer (the rest is counted
+/// as `unprocessed_at_stop`).
+pub(super) const LAST_EVENTS_LIMIT: Duration = Duration::from_secs(1);
+/// Records processed between two looks at the clock once stopping.
+const STOPPING_SLICE: usize = 256;
+/// Kept for detaching the programs when earlier steps run long.
+const DETACH_RESERVE: Duration = Duration::from_millis(1500);
+
+/// SIGINT, SIGTERM and SIGHUP, registered before anything starts.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// A stop under way: its budget, and until when the last events are processed.
+struct Stopping {
+    reason: StopReason,
+    budget: StopBudget,
+    last_events_until: tokio::time::Instant,
+}
+
+/// The driver task's state: the one owner of the stages.
+struct Driver {
+    source: Source,
+    stages: Stages,
+    front_ends: Vec<FrontEnd>,
+    control: Option<ControlServer>,
+    engine: RuleEngine,
+    signals: Signals,
+    on_sighup: OnSighup,
+    duration: Option<Duration>,
+    stop_rx: mpsc::UnboundedReceiver<StopReason>,
+    stopping: Option<Stopping>,
+    /// Resolves when the JSON output's writer stopped on an error (stdout closed).
+    output_stopped: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    reporter: LossReporter,
+    drops_reported: u64,
+    events: u64,
+    error: Option<io::Error>,
+    _rules_watcher: Option<RulesWatcher>,
+}
+
+impl Driver {
+    async fn run(mut self) -> Box<Driver> {
+        let duration = self.duration;
+        let deadline = async move {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut output_stopped = self.output_stopped.take();
+        let mut every_second = tokio::time::interval(Duration::from_secs(1));
+        let last_events = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(last_events);
+        let mut analysed = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let stopping = self.stopping.is_some();
+            let stop = tokio::select! {
+                // Stop requests first: under a flood a batch is always ready.
+                biased;
+                _ = self.signals.int.recv(), if !stopping => Some(StopReason::Signal("SIGINT")),
+                _ = self.signals.term.recv(), if !stopping => Some(StopReason::Signal("SIGTERM")),
+                _ = self.signals.hup.recv() => match self.on_sighup {
+                    OnSighup::Stop if !stopping => Some(StopReason::Signal("SIGHUP")),
+                    OnSighup::Stop => None,
+                    OnSighup::ReloadRules => {
+                        let _ = rules::reload_on_sighup(&self.engine);
+                        None
+                    }
+                },
+                _ = &mut deadline, if !stopping => Some(StopReason::Deadline),
+                Some(reason) = self.stop_rx.recv(), if !stopping => Some(reason),
+                // A backlog longer than LAST_EVENTS_LIMIT is cut short (and counted).
+                _ = &mut last_events, if stopping => break,
+                // stdout failed or its reader went away (`| head`): stop at once.
+                _ = wait_for(&mut output_stopped) => {
+                    self.stop_now(StopReason::FrontEnd);
+                    break;
+                }
+                _ = every_second.tick() => {
+                    self.every_second();
+                    None
+                }
+                input = self.source.next() => {
+                    let more = match input {
+                        Input::End => false,
+                        input => self.process(input, &mut analysed, last_events.deadline()).await,
+                    };
+                    if !more {
+                        self.stop_now(StopReason::SourceEnded);
+                        break;
+                    }
+                    None
+                }
+            };
+            if let Some(reason) = stop {
+                if self.source.is_replay() {
+                    // Nothing to drain: a replay stops at once.
+                    self.stop_now(reason);
+                    break;
+                }
+                self.begin_stop(reason);
+                let until = self.stopping.as_ref().map(|s| s.last_events_until);
+                if let Some(until) = until {
+                    last_events.as_mut().reset(until);
+                }
+            }
+        }
+        Box::new(self)
+    }
+
+    /// Starts the stop's clock and stops the source (see [`Source::begin_stop`]).
+    fn begin_stop(&mut self, reason: StopReason) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let budget = StopBudget::start();
+        self.source.begin_stop();
+        self.stopping = Some(Stopping {
+            reason,
+            budget,
+            last_events_until: tokio::time::Instant::now() + LAST_EVENTS_LIMIT,
+        });
+    }
+
+    /// A stop with no last events to wait for.
+    fn stop_now(&mut self, reason: StopReason) {
+        self.begin_stop(reason);
+    }
+
+    fn reason(&self) -> StopReason {
+        self.stopping
+            .as_ref()
+            .map_or(StopReason::SourceEnded, |s| s.reason.clone())
+    }
+
+    /// Runs one input through the stages and hands it on. Once stopping, in slices: the last
+    /// events get until `until`, no more, however slow each one is. Returns false when the
+    /// output went away.
+    async fn process(
+        &mut self,
+        input: Input,
+        analysed: &mut Vec<Event>,
+        until: tokio::time::Instant,
+    ) -> bool {
+        match input {
+            Input::Records(batch) => {
+                let slice = if self.stopping.is_some() {
+                    STOPPING_SLICE
+                } else {
+                    batch.len().max(1)
+                };
+                let mut chunks = batch.chunks(slice);
+                for chunk in chunks.by_ref() {
+                    self.stages.process_records(chunk, analysed);
+                    if self.stopping.is_some() && tokio::time::Instant::now() >= until {
+                        break;
+                    }
+                }
+                let left: usize = chunks.map(<[_]>::len).sum();
+                self.stages.losses.add(Loss::UnprocessedAtStop, left as u64);
+            }
+            Input::Events(batch) => self.stages.process_events(batch, analysed),
+            Input::End => {}
+        }
+        self.stages.end_batch();
+        let delivered = self.deliver(analysed).await;
+        analysed.clear();
+        delivered
+    }
+
+    /// Hands the batch to every front end; drops those that went away. Returns false when
+    /// the output went away (stdout closed): the run ends.
+    async fn deliver(&mut self, events: &[Event]) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        self.events += events.len() as u64;
+        let wait = self.source.is_replay();
+        let mut shared: Option<Batch> = None;
+        let mut output_closed = false;
+        let mut index = 0;
+        while index < self.front_ends.len() {
+            let front = &mut self.front_ends[index];
+            match front
+                .deliver(events, &mut shared, wait, &self.stages.losses)
+                .await
+            {
+                Ok(()) => index += 1,
+                Err(Closed(error)) => {
+                    // stdout gone ends the run; a view closing (the UI quitting) does not:
+                    // the history still gets the last events.
+                    output_closed |= !front.is_queue();
+                    if let Some(e) = error
+                        && e.kind() != io::ErrorKind::BrokenPipe
+                    {
+                        self.error.get_or_insert(e);
+                    }
+                    self.front_ends.remove(index);
+                }
+            }
+        }
+        !output_closed
+    }
+
+    fn every_second(&mut self) {
+        if let Source::Kernel(kernel) = &self.source {
+            self.drops_reported =
+                report_new_drops(&lock_capture(&kernel.capture), self.drops_reported);
+        }
+        self.stages.every_second();
+        self.record_kernel_losses();
+        self.reporter.warn_about_output();
+        let records = self.source.records();
+        if let Some(output) = json_output_mut(&mut self.front_ends)
+            && let Err(e) = self.reporter.write_stats(output, records, false)
+        {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn record_kernel_losses(&self) {
+        if let Source::Kernel(kernel) = &self.source {
+            lock_capture(&kernel.capture)
+                .kernel_losses()
+                .record(&self.stages.losses);
+        }
+    }
+
+    /// The ordered shutdown: source, final counts, control socket, response layer, kernel
+    /// programs, taps, each within what is left of the budget.
+    async fn shutdown(mut self: Box<Self>) -> Finished {
+        let reason = self.reason();
+        let mut budget = match self.stopping.take() {
+            Some(stopping) => stopping.budget,
+            None => {
+                self.source.begin_stop();
+                StopBudget::start()
+            }
+        };
+        let losses = self.stages.losses.clone();
+        let mut replay = None;
+        match &mut self.source {
+            Source::Kernel(kernel) => kernel.finish(&mut budget, &losses).await,
+            Source::Replay(source) => replay = Some(source.finish(&mut budget).await),
+        }
+        let unprocessed = losses.get(Loss::UnprocessedAtStop);
+        if unprocessed > 0 {
+            budget.cut_short(format!(
+                "processing the last events ({unprocessed} records not processed)"
+            ));
+        }
+        // The final stats record, then the output drains on its own while the rest stops.
+        self.stages.record_losses();
+        self.record_kernel_losses();
+        let records = match &replay {
+            Some(summary) => summary.events,
+            None => self.source.records(),
+        };
+        if let Some(output) = json_output_mut(&mut self.front_ends) {
+            if let Err(e) = self.reporter.write_stats(output, records, true) {
+                self.error.get_or_insert(e);
+            }
+            output.close();
+        }
+        if let Some(control) = self.control.take() {
+            control.stop();
+        }
+        if let Some(responder) = self.stages.responder.take() {
+            let responded = finish_response(responder, &mut budget);
+            losses.observe(Loss::WebhookQueueFull, responded.webhook.dropped);
+        }
+        self.record_kernel_losses();
+        let Driver {
+            source,
+            stages,
+            front_ends,
+            events,
+            error,
+            ..
+        } = *self;
+        if let Source::Kernel(kernel) = source {
+            // The last reference: detaches every program, deny tables included.
+            detach_capture(kernel.capture, &mut budget);
+        }
+        if let Some(history) = stages.taps.close_within(&mut budget) {
+            record_history_losses(&losses, history);
+        }
+        if let Some(summary) = &replay {
+            report_replay(summary);
+        }
+        Finished {
+            events,
+            records,
+            losses,
+            cut_short: budget.into_cut_short(),
+            reason,
+            front_ends,
+            replay,
+            error,
+        }
+    }
+}
+
+fn json_output_mut(front_ends: &mut [FrontEnd]) -> Option<&mut JsonOutput> {
+    front_ends.iter_mut().find_map(|front| match front {
+        FrontEnd::Json(output) => Some(output),
+        _ => None,
+    })
+}
+
+/// Waits for an optional future; never resolves without one (nor once it has).
+async fn wait_for(future: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>) {
+    match future {
+        Some(f) => {
+            f.as_mut().await;
+            *future = None;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Lets the response layer finish (logs, webhook) within the budget, keeping time for the
+/// detach; its summary line, if any, is reported.
+fn finish_response(
+    responder: Responder,
+    budget: &mut StopBudget,
+) -> crate::response::ResponseStats {
+    let grace = budget.step(Duration::from_secs(2), DETACH_RESERVE);
+    let stats = responder.finish(grace);
+    if let Some(line) = stats.summary() {
+        notice::info(line.strip_prefix("secmon: ").unwrap_or(&line));
+    }
+    stats
+}
+
+/// Drops the last reference to the capture, which detaches and unloads every program, within
+/// the stop's budget (the kernel waits an RCU grace period per tracepoint, longer under load).
+/// How long it took is said, so a slow stop can be told apart from a stalled output.
+fn detach_capture(capture: SharedCapture, budget: &mut StopBudget) {
+    let limit = budget.remaining().max(Duration::from_millis(500));
+    let detaching = Instant::now();
+    if crate::shutdown::drop_within(capture, "secmon-detach", limit) {
+        notice::info(format!(
+            "probes detached in {} ms",
+            detaching.elapsed().as_millis()
+        ));
+    } else {
+        budget.cut_short("detaching the programs (the kernel finishes it as the process exits)");
+    }
+}
+
+/// What a replay's end has to say: a bad recording, fields cut to live limits.
+fn report_replay(summary: &ReplaySummary) {
+    if let Some(error) = &summary.error {
+        // The message may quote the recording's text.
+        notice::warn(crate::sanitize::for_terminal(error));
+    }
+    if summary.clamped > 0 {
+        notice::warn(format!(
+            "{} replayed events had fields longer than live capture allows; they were cut and \
+             marked truncated",
+            summary.clamped
+        ));
+    }
+}
+
+/// Reloads the rules when their files change; without a watcher, SIGHUP still reloads.
+fn watch_rules(engine: &RuleEngine) -> Option<RulesWatcher> {
+    if engine.dirs().is_empty() {
+        return None;
+    }
+    rules::watch(engine.clone())
+        .map_err(|e| notice::warn(format!("{e}; rules reload on SIGHUP only")))
+        .ok()
+}
+
+/// Overload is visible at once, not only in the final summary.
+fn report_new_drops(capture: &Capture, already_reported: u64) -> u64 {
+    let total = capture.total_drops();
+    if total > already_reported {
+        notice::warn(format!(
+            "{} events dropped in the kernel (ring buffer full; consumer too slow or burst too \
+             large, see --ring-buffer-mib)",
+            total - already_reported
+        ));
+    }
+    total
+}
+
+/// Warns about new output losses and writes the `stats` records of the JSON stream.
+struct LossReporter {
+    losses: Arc<Losses>,
+    started: Instant,
+    /// What the last `stats` record said (events, records, losses): none is written again
+    /// until something changed.
+    last_written: Option<(u64, u64, LossCounts)>,
+    output_reported: u64,
+}
+
+impl LossReporter {
+    fn new(losses: Arc<Losses>) -> LossReporter {
+        LossReporter {
+            losses,
+            started: Instant::now(),
+            last_written: None,
+            output_reported: 0,
+        }
+    }
+
+    fn warn_about_output(&mut self) {
+        let output = self.losses.get(Loss::OutputQueueFull);
+        if output > self.output_reported {
+            notice::warn(format!(
+                "{} events not written (stdout is not keeping up; they were still analysed, \
+                 responded to and stored)",
+                output - self.output_reported
+            ));
+            self.output_reported = output;
+        }
+    }
+
+    /// Queues a `stats` record when anything changed since the last one (always when `last`).
+    fn write_stats(&mut self, output: &mut JsonOutput, records: u64, last: bool) -> io::Result<()> {
+        let counts = self.losses.snapshot();
+        let now = (output.accepted(), records, counts);
+        if !last && self.last_written == Some(now) {
+            return Ok(());
+        }
+        let record = StatsRecord::new(now.0, records, counts, self.started.elapsed(), last);
+        if output.write_record(&record, last)? {
+            self.last_written = Some(now);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! The front ends: where analysed batches go. Each has a bounded queue of its own and counts
+//! what it could not take, so a slow one never holds up another, the history or the kernel
+//! reader.
+//!
+//! - [`FrontEnd::Json`]: `--json` on a live capture. The batch is serialised here and queued,
+//!   bounded in bytes, for the output thread ([`JsonOutput`]); a full queue drops the batch
+//!   ([`Loss::OutputQueueFull`]).
+//! - [`FrontEnd::JsonLines`]: `--json` over a recording. Written directly: a replay has no
+//!   kernel to protect, so it goes at the pace of stdout and loses nothing.
+//! - [`FrontEnd::Queue`]: a front end with a loop of its own (the terminal UI; next the web
+//!   controller's live stream) receives shared batches through a [`Subscriber`] queue.
+use std::{
+    io::{self, Write},
+    sync::Arc,
+};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    event::Event,
+    losses::{Loss, Losses},
+    output::json::{JsonLines, JsonOutput},
+};
+
+/// One batch of analysed events, shared by the front ends that take it.
+pub type Batch = Arc<Vec<Event>>;
+
+/// Batches a [`Subscriber`] queue holds by default (each at most a reader batch, 4096 events).
+pub const SUBSCRIBER_BATCHES: usize = 16;
+
+pub enum FrontEnd {
+    Json(JsonOutput),
+    JsonLines(JsonLines<Box<dyn Write + Send>>),
+    Queue(Subscriber),
+}
+
+/// A front end that stopped taking batches and why (`None`: it went away on purpose).
+pub struct Closed(pub Option<io::Error>);
+
+impl FrontEnd {
+    /// Hands over one batch. Waits only where the source allows it (`wait`: a replay) and the
+    /// front end has no room; otherwise drops and counts.
+    pub(super) async fn deliver(
+        &mut self,
+        events: &[Event],
+        shared: &mut Option<Batch>,
+        wait: bool,
+        losses: &Losses,
+    ) -> Result<(), Closed> {
+        match self {
+            FrontEnd::Json(output) => {
+                for event in events {
+                    output.write(event).map_err(|e| Closed(Some(e)))?;
+                }
+                output.end_batch();
+                Ok(())
+            }
+            FrontEnd::JsonLines(lines) => {
+                let written = events
+                    .iter()
+                    .try_for_each(|event| lines.write(event))
+                    .and_then(|()| lines.flush());
+                written.map_err(|e| Closed(Some(e)))
+            }
+            FrontEnd::Queue(subscriber) => {
+                let batch = shared.get_or_insert_with(|| Arc::new(events.to_vec()));
+                subscriber.deliver(batch.clone(), wait, losses).await
+            }
+        }
+    }
+
+    pub(super) fn is_queue(&self) -> bool {
+        matches!(self, FrontEnd::Queue(_))
+    }
+}
+
+/// The pipeline's end of a front end's queue.
+pub struct Subscriber {
+    tx: mpsc::Sender<Batch>,
+    /// What a batch dropped on a full queue counts as.
+    loss: Loss,
+}
+
+impl Subscriber {
+    /// A queue of `capacity` batches; the receiver is the front end's.
+    pub fn new(capacity: usize, loss: Loss) -> (Subscriber, mpsc::Receiver<Batch>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Subscriber { tx, loss }, rx)
+    }
+
+    async fn deliver(&mut self, batch: Batch, wait: bool, losses: &Losses) -> Result<(), Closed> {
+        if wait {
+            return self.tx.send(batch).await.map_err(|_| Closed(None));
+        }
+        match self.tx.try_send(batch) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(batch)) => {
+                losses.add(self.loss, batch.len() as u64);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed(None)),
+        }
+    }
+}
+
+/// The events of a batch, moved out when the receiver holds the only reference (the usual
+/// case: one queue front end), copied otherwise.
+pub fn take_events(batch: Batch) -> Vec<Event> {
+    Arc::try_unwrap(batch).unwrap_or_else(|shared| shared.as_ref().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::event::EventType;
+
+    fn events(n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|_| Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let losses = Losses::new();
+        let (subscriber, mut rx) = Subscriber::new(1, Loss::DisplayQueueFull);
+        let mut front = FrontEnd::Queue(subscriber);
+        for _ in 0..3 {
+            let mut shared = None;
+            let delivered = front.deliver(&events(5), &mut shared, false, &losses).await;
+            assert!(delivered.is_ok());
+        }
+        assert_eq!(losses.get(Loss::DisplayQueueFull), 10);
+        assert_eq!(rx.try_recv().map(|b| b.len()).ok(), Some(5));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_replay_waits_for_room_and_loses_nothing() {
+        let losses = Losses::new();
+        let (subscriber, mut rx) = Subscriber::new(1, Loss::DisplayQueueFull);
+        let mut front = FrontEnd::Queue(subscriber);
+        let reader = tokio::spawn(async move {
+            let mut seen = 0;
+            while let Some(batch) = rx.recv().await {
+                seen += take_events(batch).len();
+            }
+            seen
+        });
+        for _ in 0..20 {
+            let mut shared = None;
+            let delivered = front.deliver(&events(3), &mut shared, true, &losses).await;
+            assert!(delivered.is_ok());
+        }
+        drop(front);
+        assert_eq!(reader.await.ok(), Some(60));
+        assert_eq!(losses.get(Loss::DisplayQueueFull), 0);
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_went_away_closes_the_front_end() {
+        let losses = Losses::new();
+        let (subscriber, rx) = Subscriber::new(4, Loss::DisplayQueueFull);
+        drop(rx);
+        let mut front = FrontEnd::Queue(subscriber);
+        let mut shared = None;
+        let delivered = front.deliver(&events(1), &mut shared, false, &losses).await;
+        assert!(matches!(delivered, Err(Closed(None))));
+    }
+}

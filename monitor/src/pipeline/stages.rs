@@ -1,0 +1,82 @@
+//! The stages between a source and the front ends, run by one task: enrich (kernel records
+//! only: a replay's events are enriched already), the recording tap, analysis by the rules,
+//! the response, the history tap. Every event is made, analysed and handed on by this one
+//! task, batch by batch.
+use std::sync::Arc;
+
+use super::taps::Taps;
+use crate::{
+    analysis::Analyzer,
+    decode::Record,
+    enrich::Enricher,
+    event::Event,
+    losses::{Loss, Losses},
+    response::Responder,
+};
+
+pub(super) struct Stages {
+    pub enricher: Enricher,
+    pub analyzer: Analyzer,
+    /// The response layer (a live capture only: a replay is not acted on).
+    pub responder: Option<Responder>,
+    pub taps: Taps,
+    /// Shared with the reader, the front ends and the UI; the enricher's, the history's and
+    /// the webhook's own counts are copied in once a second ([`Stages::record_losses`]).
+    pub losses: Arc<Losses>,
+}
+
+impl Stages {
+    /// Appends the events of `records` (kernel records) to `analysed`.
+    pub fn process_records(&mut self, records: &[Record], analysed: &mut Vec<Event>) {
+        for record in records {
+            if let Some(event) = self.enricher.process(record) {
+                self.analyse(event, analysed);
+            }
+        }
+    }
+
+    /// Appends a replayed batch to `analysed`.
+    pub fn process_events(&mut self, batch: Vec<Event>, analysed: &mut Vec<Event>) {
+        for event in batch {
+            self.analyse(event, analysed);
+        }
+    }
+
+    fn analyse(&mut self, mut event: Event, analysed: &mut Vec<Event>) {
+        self.taps.record(&event);
+        let outcome = self.analyzer.analyze(&mut event);
+        if let Some(responder) = &mut self.responder {
+            responder.respond_analyzed(&mut event, &outcome, &self.analyzer);
+        }
+        self.taps.store(&event);
+        analysed.push(event);
+    }
+
+    /// After each batch: hands it to the history and flushes the response logs.
+    pub fn end_batch(&mut self) {
+        self.taps.end_batch();
+        if let Some(responder) = &mut self.responder {
+            responder.flush();
+        }
+    }
+
+    /// Once a second: expiring deny entries, the webhook's and the history's warnings, the
+    /// stages' loss counts.
+    pub fn every_second(&mut self) {
+        if let Some(responder) = &mut self.responder {
+            responder.tick();
+        }
+        self.taps.report();
+        self.record_losses();
+    }
+
+    /// Copies the losses counted by the stages themselves into the shared counters.
+    pub fn record_losses(&self) {
+        self.enricher.record_losses(&self.losses);
+        self.taps.record_losses(&self.losses);
+        if let Some(responder) = &self.responder {
+            self.losses
+                .observe(Loss::WebhookQueueFull, responder.stats().webhook.dropped);
+        }
+    }
+}
