@@ -134,7 +134,7 @@ pub async fn run_json<W: Write + Send + 'static>(
             losses.clone(),
         )?),
     };
-    let pipeline = Pipeline::start(
+    let mut pipeline = Pipeline::start(
         config,
         options,
         source,
@@ -142,6 +142,8 @@ pub async fn run_json<W: Write + Send + 'static>(
         OnSighup::ReloadRules,
         losses,
     )?;
+    // Runs until a signal, `--duration`, the recording's end or stdout closing.
+    pipeline.ended().await;
     let finished = pipeline.finish().await?;
     let mut events = finished.events;
     let mut error = finished.error;
