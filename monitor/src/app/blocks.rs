@@ -1,12 +1,30 @@
 //! The deny-entries view (`D`): what the kernel blocks right now, who asked and why, and `u`
 //! to remove the selected entry.
+use chrono::{DateTime, Utc};
+
 use super::{App, StatusKind};
-use crate::response::enforce::DenyRecord;
+
+/// One live deny entry as the view lists it: what is blocked, since and until when, who
+/// asked and why. The view's own type (the response layer's record converts into it), so that
+/// `app` does not import `response`, whose adapters import `app`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DenyRow {
+    pub id: u32,
+    /// As people read it: `exec path /tmp/x`, `connect 10.0.0.1:443`.
+    pub target: String,
+    pub created: DateTime<Utc>,
+    /// When it lapses (`None`: until removed or the monitor exits).
+    pub expires: Option<DateTime<Utc>>,
+    pub by: String,
+    /// The rule that asked for it.
+    pub rule: Option<String>,
+    pub reason: String,
+}
 
 /// The deny entries as last read, or why there are none (enforcement off, a replay).
 #[derive(Clone, Debug)]
 pub struct BlocksView {
-    pub denies: Result<Vec<DenyRecord>, String>,
+    pub denies: Result<Vec<DenyRow>, String>,
     pub selected: usize,
 }
 
@@ -28,7 +46,7 @@ impl BlocksView {
         self.len() == 0
     }
 
-    pub fn selected_record(&self) -> Option<&DenyRecord> {
+    pub fn selected_record(&self) -> Option<&DenyRow> {
         self.denies.as_ref().ok()?.get(self.selected)
     }
 }

@@ -1,28 +1,31 @@
 //! The terminal UI's state and its transitions, without a terminal.
 //!
-//! One [`App`] owns everything the screen shows. The event loop ([`crate::tui`]) feeds it
-//! [`Event`]s — key presses, batches of analysed kernel events, ticks, log lines — and draws it
-//! with [`crate::ui::draw`] when [`App::needs_redraw`] says something changed. Key presses
-//! become [`Action`]s ([`App::action_for_key`]) and [`App::update`] applies them; both are
-//! unit-tested below without a terminal.
+//! One [`App`] owns everything the screen shows. The event loop (`tui`) feeds it [`Event`]s —
+//! key presses, ticks, log lines, history pages — and batches of analysed kernel events
+//! ([`App::ingest`]), and draws it with `ui::draw` when [`App::needs_redraw`] says something
+//! changed. Key presses become [`Action`]s ([`App::action_for_key`]) and [`App::update`]
+//! applies them; both are unit-tested without a terminal.
 //!
-//! The kernel, the rule engine and the response layer are reached through three small traits
-//! ([`controls`]), so the state machine can be driven with fakes: [`Probes`] (the capture's
-//! family switches), [`RuleControl`] (reload, per-rule enable, list) and [`Response`]
-//! (simulated and real blocking, the deny entries).
+//! The kernel, the rule engine, the response layer and the history are reached through small
+//! traits ([`controls`]), so the state machine can be driven with fakes: [`Probes`] (the
+//! capture's family switches), [`RuleControl`] (reload, per-rule enable, list), [`Response`]
+//! (simulated and real blocking, the deny entries) and [`HistorySource`]. Their adapters live
+//! beside what they adapt (`response::ui_adapter`, `storage::ui_adapter`); how it all looks
+//! (colours, severity markers) is `ui`'s. This module imports neither `ui`, `tui`, `response`
+//! nor `storage`.
 mod blocks;
 mod controls;
 mod history;
 
-pub use blocks::BlocksView;
+pub use blocks::{BlocksView, DenyRow};
 pub use history::{
-    DEFAULT_HISTORY_QUERY, HISTORY_MAX_ROWS, HISTORY_PAGE, HISTORY_SEQ, HistoryReply,
-    HistoryRequest, HistorySource, HistoryView, NoHistory,
+    DEFAULT_HISTORY_QUERY, HISTORY_MAX_ROWS, HISTORY_PAGE, HISTORY_SEQ, HistoryCursor,
+    HistoryReply, HistoryRequest, HistorySource, HistoryView, NoHistory,
 };
 
 pub use controls::{
-    Controls, ENFORCE_OFF, EnforcePlan, ProbeState, Probes, REPLAY_NO_PROBES, ReplayProbes,
-    Response, ResponseRecord, RuleControl, SimulatedResponse, StaticProbes, deny_target,
+    Controls, EnforcePlan, ProbeState, Probes, REPLAY_NO_PROBES, ReplayProbes, Response,
+    RuleControl, StaticProbes,
 };
 
 use std::cell::Cell;
@@ -65,8 +68,6 @@ pub enum Event {
     Tick(DateTime<Utc>),
     /// A key press, resize, etc.
     Input(TermEvent),
-    /// A batch of enriched and analysed kernel events, oldest first.
-    Kernel(Vec<SecEvent>),
     /// A line secmon itself wrote to stderr while the UI runs (e.g. the rule watcher's
     /// reload report), shown in the status line instead of garbling the screen.
     Log(String),
@@ -378,43 +379,6 @@ pub struct BlockMark {
     pub what: String,
 }
 
-/// Colours or not (NO_COLOR, TERM=vt100/dumb); severity markers are text either way.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Theme {
-    pub color: bool,
-}
-
-impl Theme {
-    /// From the environment: no colour when `NO_COLOR` is set (non-empty) or the terminal is
-    /// monochrome (`TERM` dumb, vt52/vt100/vt102/vt220).
-    pub fn from_env() -> Theme {
-        Theme::from_vars(
-            std::env::var_os("NO_COLOR").as_deref(),
-            std::env::var("TERM").ok().as_deref(),
-        )
-    }
-
-    pub fn from_vars(no_color: Option<&std::ffi::OsStr>, term: Option<&str>) -> Theme {
-        let no_color = no_color.is_some_and(|v| !v.is_empty());
-        let mono_term = term.is_some_and(|t| {
-            let t = t.to_ascii_lowercase();
-            t == "dumb" || t.starts_with("vt52") || t.starts_with("vt1") || t.starts_with("vt2")
-        });
-        Theme {
-            color: !no_color && !mono_term,
-        }
-    }
-}
-
-/// The severity marker column: readable without colour.
-pub fn severity_marker(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Benign => "  ",
-        Severity::Suspicious => "! ",
-        Severity::Malicious => "!!",
-    }
-}
-
 /// Kind of status message (the footer styles them differently).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum StatusKind {
@@ -536,7 +500,6 @@ pub struct App {
     pub now: DateTime<Utc>,
     /// How times are shown (the local offset at start; UTC in tests).
     pub offset: FixedOffset,
-    pub theme: Theme,
     /// Events received since start.
     pub received: u64,
     next_seq: u64,
@@ -546,7 +509,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(controls: Controls, theme: Theme, offset: FixedOffset, now: DateTime<Utc>) -> App {
+    pub fn new(controls: Controls, offset: FixedOffset, now: DateTime<Utc>) -> App {
         let mut app = App {
             panes: Default::default(),
             alerts: VecDeque::new(),
@@ -572,7 +535,6 @@ impl App {
             probe_states: [ProbeState::On; 4],
             now,
             offset,
-            theme,
             received: 0,
             next_seq: 1,
             quit: false,
@@ -639,7 +601,6 @@ impl App {
             }
             Event::Input(TermEvent::Resize(..)) => self.dirty = true,
             Event::Input(_) => {}
-            Event::Kernel(events) => self.ingest(events),
             Event::Log(line) => self.log_line(&line),
             Event::History(reply) => self.history_reply(reply),
         }

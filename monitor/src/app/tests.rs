@@ -5,8 +5,9 @@ use crossterm::event::KeyEventState;
 use super::*;
 use crate::event::Analysis;
 use crate::losses::Loss;
+// The real simulated response, so that these tests see the status lines a user sees.
 use crate::response::enforce::{DenyRecord, Origin};
-use crate::storage::Cursor;
+use crate::response::ui_adapter::{ENFORCE_OFF, SimulatedResponse, deny_target};
 
 fn key(code: KeyCode) -> KeyEvent {
     KeyEvent {
@@ -98,7 +99,7 @@ impl RuleControl for FakeRules {
 /// Blocks in a list instead of the kernel.
 struct FakeEnforcer {
     log: Log,
-    denies: Vec<DenyRecord>,
+    denies: Vec<DenyRow>,
 }
 
 impl Response for FakeEnforcer {
@@ -124,10 +125,10 @@ impl Response for FakeEnforcer {
             reason: plan.reason.clone(),
         };
         self.denies
-            .push(DenyRecord::new(id, &plan.deny, t0(), None, origin));
+            .push(DenyRecord::new(id, &plan.deny, t0(), None, origin).into());
         Ok(format!("blocked #{id}"))
     }
-    fn denies(&self) -> Result<Vec<DenyRecord>, String> {
+    fn denies(&self) -> Result<Vec<DenyRow>, String> {
         Ok(self.denies.clone())
     }
     fn unblock(&mut self, id: u32) -> Result<String, String> {
@@ -162,7 +163,7 @@ impl HistorySource for FakeHistory {
             let from = before.map_or(0, |c| c.id as usize + 1);
             Ok((from..self.stored.min(from + limit))
                 .map(|i| {
-                    let cursor = Cursor {
+                    let cursor = HistoryCursor {
                         ts_ns: 0,
                         id: i as i64,
                     };
@@ -266,12 +267,7 @@ fn app_from(
         history,
         losses: StdArc::default(),
     };
-    let app = App::new(
-        controls,
-        Theme { color: true },
-        FixedOffset::east_opt(0).expect("offset"),
-        t0(),
-    );
+    let app = App::new(controls, FixedOffset::east_opt(0).expect("offset"), t0());
     (app, log)
 }
 
@@ -955,26 +951,9 @@ fn release_events_are_ignored() {
 }
 
 #[test]
-fn theme_from_environment() {
-    use std::ffi::OsStr;
-    assert!(Theme::from_vars(None, Some("xterm-256color")).color);
-    assert!(!Theme::from_vars(Some(OsStr::new("1")), Some("xterm")).color);
-    assert!(Theme::from_vars(Some(OsStr::new("")), Some("xterm")).color);
-    assert!(!Theme::from_vars(None, Some("vt100")).color);
-    assert!(!Theme::from_vars(None, Some("dumb")).color);
-}
-
-#[test]
 fn case_insensitive_contains() {
     assert!(contains_ignore_case("/etc/Passwd", "passwd"));
     assert!(contains_ignore_case("abc", ""));
     assert!(!contains_ignore_case("ab", "abc"));
     assert!(contains_ignore_case("日本/x", "/X"));
-}
-
-#[test]
-fn markers_read_without_colour() {
-    assert_eq!(severity_marker(Severity::Benign), "  ");
-    assert_eq!(severity_marker(Severity::Suspicious), "! ");
-    assert_eq!(severity_marker(Severity::Malicious), "!!");
 }

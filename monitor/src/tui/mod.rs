@@ -9,8 +9,8 @@
 //! kernel's drop counter (shown in the header) tells of it. [`run_replay`] runs the same loop
 //! over a recording instead: no root, no eBPF, the probe and enforcement keys say so.
 //!
-//! [`controls`] connects the UI's keys to the real thing: probe switches, blocking through the
-//! response layer's enforcer, the history database.
+//! The UI's keys reach the real thing through adapters beside what they adapt: probe switches
+//! and blocking in `response::ui_adapter`, the history database in `storage::ui_adapter`.
 //!
 //! Terminal hygiene: [`TerminalGuard`] enters raw mode and the alternate screen and leaves
 //! both on drop; a panic hook restores the terminal before the panic is printed. While the UI
@@ -42,28 +42,28 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-pub mod controls;
-
 use crate::{
     analysis::Analyzer,
-    app::{
-        self, App, Controls, ENFORCE_OFF, HistorySource, NoHistory, ReplayProbes, Response,
-        SimulatedResponse, StatusKind, Theme,
-    },
+    app::{self, App, Controls, HistorySource, NoHistory, ReplayProbes, Response, StatusKind},
     capture::reader,
     config::Config,
     decode::Record,
     enrich::Enricher,
     event::Event as SecEvent,
+    history_cli,
     losses::{Loss, Losses},
     pipeline::{self, PipelineError, RunOptions, RunSummary, Started, Taps},
     record::{Replay, ReplaySummary},
-    response::{Responder, simulate::Allowlist},
+    response::{
+        Responder,
+        simulate::Allowlist,
+        ui_adapter::{ENFORCE_OFF, EnforcingResponse, SimulatedResponse},
+    },
     rules::RuleEngine,
     shutdown::StopBudget,
-    ui,
+    storage::ui_adapter::StoredHistory,
+    ui::{self, Theme},
 };
-use controls::{EnforcingResponse, StoredHistory};
 
 /// Records enriched, analysed and stored between two looks at the keyboard (a few ms of work;
 /// a whole reader batch can take tens of ms under a flood).
@@ -335,7 +335,11 @@ fn history_source(
     replies: mpsc::UnboundedSender<app::HistoryReply>,
 ) -> Box<dyn HistorySource> {
     match &options.storage {
-        Some(storage) if storage.enabled => Box::new(StoredHistory::start(&storage.path, replies)),
+        Some(storage) if storage.enabled => Box::new(StoredHistory::start(
+            &storage.path,
+            history_cli::query_filter,
+            replies,
+        )),
         _ => Box::new(NoHistory(why_not.to_string())),
     }
 }
@@ -564,7 +568,7 @@ async fn run_ui(
     about: Option<String>,
 ) -> (App, io::Result<Stop>) {
     let offset = Local::now().offset().fix();
-    let mut app = App::new(controls, Theme::from_env(), offset, Utc::now());
+    let mut app = App::new(controls, offset, Utc::now());
     if let Some(about) = about {
         app.set_status(about, StatusKind::Info);
     }
@@ -624,6 +628,7 @@ async fn event_loop(
     duration: Option<Duration>,
     signals: &mut Signals,
 ) -> io::Result<Stop> {
+    let theme = Theme::from_env();
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -651,7 +656,7 @@ async fn event_loop(
                     // A key's effect is drawn at once, not at the next tick: keys are rare,
                     // and this is what an operator waits for.
                     if app.needs_redraw() {
-                        guard.terminal.draw(|frame| ui::draw(frame, app))?;
+                        guard.terminal.draw(|frame| ui::draw(frame, app, theme))?;
                     }
                     None
                 }
@@ -666,7 +671,7 @@ async fn event_loop(
                 app.handle(app::Event::Tick(Utc::now()));
                 stages.every_second();
                 if app.needs_redraw() {
-                    guard.terminal.draw(|frame| ui::draw(frame, app))?;
+                    guard.terminal.draw(|frame| ui::draw(frame, app, theme))?;
                 }
                 None
             }
