@@ -1,9 +1,9 @@
 use std::sync::{Arc as StdArc, Mutex};
 
-use crossterm::event::KeyEventState;
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 
 use super::*;
-use crate::event::Analysis;
+use crate::event::{Analysis, Event as SecEvent, EventType, Severity};
 use crate::losses::Loss;
 // The real simulated response, so that these tests see the status lines a user sees.
 use crate::response::enforce::{DenyRecord, Origin};
