@@ -7,7 +7,7 @@
 //! applies them; both are unit-tested without a terminal.
 //!
 //! The kernel, the rule engine, the response layer and the history are reached through small
-//! traits ([`controls`]), so the state machine can be driven with fakes: [`Probes`] (the
+//! traits (`controls.rs`), so the state machine can be driven with fakes: [`Probes`] (the
 //! capture's family switches), [`RuleControl`] (reload, per-rule enable, list), [`Response`]
 //! (simulated and real blocking, the deny entries) and [`HistorySource`]. Their adapters live
 //! beside what they adapt (`response::ui_adapter`, `storage::ui_adapter`); how it all looks
@@ -15,9 +15,9 @@
 //! nor `storage`.
 //!
 //! Here: [`App`], the loop's [`Event`]s, [`App::update`] and the views' small state. Beside
-//! it: [`pane`] (the live panes, selection and scrolling), [`keymap`] (key → [`Action`]),
-//! [`filter`] (`/` and the suspicious-only switch), [`blocks`] (`b`, `B` and the `D` view),
-//! [`history`] (the `h` view) and [`controls`] (the ports).
+//! it: `pane.rs` (the live panes, selection and scrolling), `keymap.rs` (key → [`Action`]),
+//! `filter.rs` (`/` and the suspicious-only switch), `blocks.rs` (`b`, `B` and the `D` view),
+//! `history.rs` (the `h` view) and `controls.rs` (the ports).
 mod blocks;
 mod controls;
 mod filter;
