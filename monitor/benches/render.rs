@@ -22,12 +22,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::{Terminal, backend::TestBackend};
 use secmon::{
-    app::{App, Event, PANE_CAPACITY, Theme},
-    ui::{self, sample},
+    app::{App, Event, PANE_CAPACITY},
+    ui::{self, Theme, sample},
 };
 
 fn full_app() -> App {
-    sample::app(Theme { color: true }, sample::flood(PANE_CAPACITY))
+    sample::app(sample::flood(PANE_CAPACITY))
 }
 
 fn press(app: &mut App, code: KeyCode) {
@@ -44,7 +44,7 @@ fn frame(c: &mut Criterion, name: &str, app: &App, width: u16, height: u16) {
     };
     c.bench_function(name, |b| {
         b.iter(|| {
-            let _ = terminal.draw(|f| ui::draw(f, black_box(app)));
+            let _ = terminal.draw(|f| ui::draw(f, black_box(app), Theme { color: true }));
         })
     });
 }

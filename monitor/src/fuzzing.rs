@@ -18,7 +18,6 @@ use ratatui::{Terminal, backend::TestBackend};
 
 use crate::{
     analysis::Analyzer,
-    app::Theme,
     config::{Config, ThreatDetection},
     decode,
     enrich::{Enricher, UserNames},
@@ -27,7 +26,7 @@ use crate::{
     response::control::{self, Reply, Request},
     rules::{RuleEngine, RuleSet, SourceFile},
     sanitize::{self, needs_escape},
-    ui,
+    ui::{self, Theme},
 };
 
 /// Inputs longer than this are ignored (libFuzzer is run with a smaller `-max_len`; this keeps
@@ -136,7 +135,7 @@ fn draw_screens(mut app: crate::app::App) {
                 Ok(terminal) => terminal,
                 Err(e) => panic!("a test terminal: {e}"),
             };
-            if let Err(e) = terminal.draw(|f| ui::draw(f, &app)) {
+            if let Err(e) = terminal.draw(|f| ui::draw(f, &app, Theme { color: true })) {
                 panic!("drawing: {e}");
             }
             let buffer = terminal.backend().buffer();
@@ -178,11 +177,7 @@ pub fn replay_ui(data: &[u8]) {
             break;
         }
     }
-    draw_screens(ui::sample::app_with(
-        ui::sample::controls(),
-        Theme { color: true },
-        events,
-    ));
+    draw_screens(ui::sample::app_with(ui::sample::controls(), events));
 }
 
 /// The kernel record kinds, and each one's size, for [`decode_enrich`]'s selector byte.

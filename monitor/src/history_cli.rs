@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use chrono::{DateTime, Offset, TimeZone, Utc};
-use clap::Args;
+use clap::{Args, Parser};
 
 use crate::event::{Event, EventType, Family};
 use crate::sanitize;
@@ -203,6 +203,35 @@ pub fn build_filter<Tz: TimeZone>(
     filter.rule.clone_from(&args.rule);
     filter.limit = (args.limit > 0).then_some(args.limit);
     Ok(filter)
+}
+
+/// The options of `secmon-tui history`, parsed from the history view's query line.
+#[derive(Debug, Parser)]
+#[command(name = "history", no_binary_name = true, disable_help_flag = true)]
+struct QueryLine {
+    #[command(flatten)]
+    args: HistoryArgs,
+}
+
+/// The query line's options, or the first problem in one line.
+pub fn parse_query(query: &str) -> Result<HistoryArgs, String> {
+    let words = shlex::split(query).ok_or_else(|| "unbalanced quotes in the query".to_string())?;
+    let line = QueryLine::try_parse_from(words).map_err(|e| {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("bad query").trim();
+        first.strip_prefix("error: ").unwrap_or(first).to_string()
+    })?;
+    if line.args.stats.is_some() {
+        return Err("--stats is not shown here: use secmon-tui history --stats".to_string());
+    }
+    Ok(line.args)
+}
+
+/// The filter of the history view's query line (`--last 2h --min-risk 0.6`), with `--last`
+/// counted back from `now`; or the first problem in one line.
+pub fn query_filter(query: &str, now: DateTime<Utc>) -> Result<Filter, String> {
+    let args = parse_query(query)?;
+    build_filter(&args, now, &chrono::Local).map_err(|e| e.to_string())
 }
 
 /// Runs the query and prints it to `out`. Returns notes for stderr (e.g. that more events
@@ -643,6 +672,22 @@ mod tests {
             limit: 1000,
             ..HistoryArgs::default()
         }
+    }
+
+    #[test]
+    fn query_lines_parse_or_say_why() {
+        let error = query_filter("--last soon", now()).expect_err("bad duration");
+        assert!(error.starts_with("--last: "), "{error}");
+        assert_eq!(
+            parse_query("--label 'Credential File Read' --min-risk 0.6")
+                .map(|a| a.label)
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("Credential File Read")
+        );
+        assert!(parse_query("--stats").is_err());
+        assert!(parse_query("--label 'open").is_err());
     }
 
     #[test]

@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 
 use super::{App, Entry, Stored};
 use crate::event::Event as SecEvent;
-use crate::storage::Cursor;
 
 /// The query the view starts with.
 pub const DEFAULT_HISTORY_QUERY: &str = "--last 24h";
@@ -21,6 +20,17 @@ pub const HISTORY_MAX_ROWS: usize = 50_000;
 /// The arrival number of stored events (live events count from 1).
 pub const HISTORY_SEQ: u64 = 0;
 
+/// Where a page ends: the view only hands it back to ask for the page after it. (The
+/// storage's keyset cursor converts to and from it; the view's own type, so that `app` does
+/// not import `storage`, whose history reader imports `app`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryCursor {
+    /// The event's time, in nanoseconds since the epoch.
+    pub ts_ns: i64,
+    /// The event's row id.
+    pub id: i64,
+}
+
 /// One page to read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistoryRequest {
@@ -30,7 +40,7 @@ pub struct HistoryRequest {
     /// "Now" for `--last`, the same for every page of a query.
     pub now: DateTime<Utc>,
     /// Older than this (None: from the newest).
-    pub before: Option<Cursor>,
+    pub before: Option<HistoryCursor>,
     pub limit: usize,
 }
 
@@ -39,7 +49,7 @@ pub struct HistoryRequest {
 #[derive(Debug)]
 pub struct HistoryReply {
     pub generation: u64,
-    pub result: Result<Vec<(SecEvent, Cursor)>, String>,
+    pub result: Result<Vec<(SecEvent, HistoryCursor)>, String>,
 }
 
 /// The stored history, as the UI reads it.
@@ -77,7 +87,7 @@ pub struct HistoryView {
     pub rows: Vec<Entry>,
     pub selected: usize,
     /// Where the next page starts (None: no more events).
-    next: Option<Cursor>,
+    next: Option<HistoryCursor>,
     /// Why the last page failed.
     pub error: Option<String>,
     /// A page is being read.
@@ -148,7 +158,7 @@ impl App {
         }
     }
 
-    fn request_history_page(&mut self, before: Option<Cursor>) {
+    fn request_history_page(&mut self, before: Option<HistoryCursor>) {
         let view = &mut self.history;
         view.loading = true;
         let request = HistoryRequest {

@@ -1,12 +1,15 @@
 use std::sync::{Arc as StdArc, Mutex};
 
-use crossterm::event::KeyEventState;
+use crate::notice::Notice;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 
 use super::*;
-use crate::event::Analysis;
+use crate::event::{Analysis, Event as SecEvent, EventType, Severity};
 use crate::losses::Loss;
+// The real simulated response, so that these tests see the status lines a user sees.
 use crate::response::enforce::{DenyRecord, Origin};
-use crate::storage::Cursor;
+use crate::response::ui_adapter::{ENFORCE_OFF, SimulatedResponse, deny_target};
 
 fn key(code: KeyCode) -> KeyEvent {
     KeyEvent {
@@ -98,7 +101,7 @@ impl RuleControl for FakeRules {
 /// Blocks in a list instead of the kernel.
 struct FakeEnforcer {
     log: Log,
-    denies: Vec<DenyRecord>,
+    denies: Vec<DenyRow>,
 }
 
 impl Response for FakeEnforcer {
@@ -124,10 +127,10 @@ impl Response for FakeEnforcer {
             reason: plan.reason.clone(),
         };
         self.denies
-            .push(DenyRecord::new(id, &plan.deny, t0(), None, origin));
+            .push(DenyRecord::new(id, &plan.deny, t0(), None, origin).into());
         Ok(format!("blocked #{id}"))
     }
-    fn denies(&self) -> Result<Vec<DenyRecord>, String> {
+    fn denies(&self) -> Result<Vec<DenyRow>, String> {
         Ok(self.denies.clone())
     }
     fn unblock(&mut self, id: u32) -> Result<String, String> {
@@ -162,7 +165,7 @@ impl HistorySource for FakeHistory {
             let from = before.map_or(0, |c| c.id as usize + 1);
             Ok((from..self.stored.min(from + limit))
                 .map(|i| {
-                    let cursor = Cursor {
+                    let cursor = HistoryCursor {
                         ts_ns: 0,
                         id: i as i64,
                     };
@@ -266,12 +269,7 @@ fn app_from(
         history,
         losses: StdArc::default(),
     };
-    let app = App::new(
-        controls,
-        Theme { color: true },
-        FixedOffset::east_opt(0).expect("offset"),
-        t0(),
-    );
+    let app = App::new(controls, FixedOffset::east_opt(0).expect("offset"), t0());
     (app, log)
 }
 
@@ -512,19 +510,22 @@ fn reload_reports_success_and_failure() {
 #[test]
 fn watcher_reports_become_reload_results() {
     let (mut app, _) = app();
-    app.handle(Event::Log(
-        "secmon: rules reloaded: 2 rules from 1 files".into(),
-    ));
+    app.handle(Event::Notice(Notice::RulesReloaded {
+        summary: "2 rules from 1 files".into(),
+        on_sighup: false,
+    }));
     assert!(app.last_reload.as_ref().is_some_and(|r| r.ok));
-    app.handle(Event::Log(
-        "secmon: rules reload failed: x.json:1:2: bad; keeping the previous 2 rules".into(),
-    ));
+    app.handle(Event::Notice(Notice::RulesReloadFailed {
+        error: "x.json:1:2: bad".into(),
+        kept: 2,
+        on_sighup: false,
+    }));
     assert!(app.last_reload.as_ref().is_some_and(|r| !r.ok));
     assert_eq!(
         app.status.as_ref().map(|s| s.text.as_str()),
         Some("rules reload failed: x.json:1:2: bad; keeping the previous 2 rules")
     );
-    app.handle(Event::Log("secmon: warning: something".into()));
+    app.handle(Event::Notice(Notice::Warning("something".into())));
     assert_eq!(app.status.as_ref().map(|s| s.kind), Some(StatusKind::Error));
 }
 
@@ -955,26 +956,9 @@ fn release_events_are_ignored() {
 }
 
 #[test]
-fn theme_from_environment() {
-    use std::ffi::OsStr;
-    assert!(Theme::from_vars(None, Some("xterm-256color")).color);
-    assert!(!Theme::from_vars(Some(OsStr::new("1")), Some("xterm")).color);
-    assert!(Theme::from_vars(Some(OsStr::new("")), Some("xterm")).color);
-    assert!(!Theme::from_vars(None, Some("vt100")).color);
-    assert!(!Theme::from_vars(None, Some("dumb")).color);
-}
-
-#[test]
 fn case_insensitive_contains() {
     assert!(contains_ignore_case("/etc/Passwd", "passwd"));
     assert!(contains_ignore_case("abc", ""));
     assert!(!contains_ignore_case("ab", "abc"));
     assert!(contains_ignore_case("日本/x", "/X"));
-}
-
-#[test]
-fn markers_read_without_colour() {
-    assert_eq!(severity_marker(Severity::Benign), "  ");
-    assert_eq!(severity_marker(Severity::Suspicious), "! ");
-    assert_eq!(severity_marker(Severity::Malicious), "!!");
 }

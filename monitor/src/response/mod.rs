@@ -20,6 +20,7 @@ pub mod enforce;
 pub mod protect;
 pub mod simulate;
 pub mod syslog;
+pub mod ui_adapter;
 pub mod webhook;
 
 use std::{io, path::PathBuf, sync::Arc, time::Duration};

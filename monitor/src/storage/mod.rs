@@ -18,6 +18,7 @@ mod retention;
 mod row;
 mod schema;
 pub mod timespec;
+pub mod ui_adapter;
 mod writer;
 
 use std::fs::{self, DirBuilder};

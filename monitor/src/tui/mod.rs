@@ -11,8 +11,8 @@
 //! on. Over a recording the same loop runs with no root and no eBPF; the probe and
 //! enforcement keys say so.
 //!
-//! [`controls`] connects the UI's keys to the real thing: probe switches, blocking through the
-//! response layer's enforcer, the history database.
+//! The UI's keys reach the real thing through adapters beside what they adapt: probe switches
+//! and blocking in `response::ui_adapter`, the history database in `storage::ui_adapter`.
 //!
 //! Terminal hygiene: [`TerminalGuard`] enters raw mode and the alternate screen and leaves
 //! both on drop; a panic hook restores the terminal before the panic is printed. While the UI
@@ -38,24 +38,23 @@ use futures::StreamExt;
 use ratatui::{Terminal, backend::CrosstermBackend};
 use tokio::sync::mpsc;
 
-pub mod controls;
-
 use crate::{
-    app::{
-        self, App, Controls, ENFORCE_OFF, HistorySource, NoHistory, ReplayProbes, Response,
-        SimulatedResponse, StatusKind, Theme,
-    },
+    app::{self, App, Controls, HistorySource, NoHistory, ReplayProbes, Response, StatusKind},
     config::Config,
+    history_cli,
     losses::{Loss, Losses},
-    notice::{self, Notice},
+    notice,
     pipeline::{
         Batch, FrontEnd, OnSighup, Pipeline, PipelineError, RunOptions, RunSummary,
         SUBSCRIBER_BATCHES, SourceSpec, StopReason, Subscriber, take_events,
     },
-    response::simulate::Allowlist,
-    ui,
+    response::{
+        simulate::Allowlist,
+        ui_adapter::{ENFORCE_OFF, EnforcingResponse, SimulatedResponse},
+    },
+    storage::ui_adapter::StoredHistory,
+    ui::{self, Theme},
 };
-use controls::{EnforcingResponse, StoredHistory};
 
 /// Redraw period: at most ~30 frames a second, and only when something changed.
 pub const FRAME: Duration = Duration::from_millis(33);
@@ -162,7 +161,11 @@ fn history_source(
     replies: mpsc::UnboundedSender<app::HistoryReply>,
 ) -> Box<dyn HistorySource> {
     match &options.storage {
-        Some(storage) if storage.enabled => Box::new(StoredHistory::start(&storage.path, replies)),
+        Some(storage) if storage.enabled => Box::new(StoredHistory::start(
+            &storage.path,
+            history_cli::query_filter,
+            replies,
+        )),
         _ => Box::new(NoHistory(why_not.to_string())),
     }
 }
@@ -236,7 +239,7 @@ pub async fn run(
     let (history_tx, history_rx) = mpsc::unbounded_channel();
     let controls = controls(config, options, &pipeline, history_tx, losses.clone());
     let offset = Local::now().offset().fix();
-    let mut app = App::new(controls, Theme::from_env(), offset, Utc::now());
+    let mut app = App::new(controls, offset, Utc::now());
     if let Some(about) = about {
         app.set_status(about, StatusKind::Info);
     }
@@ -250,7 +253,7 @@ pub async fn run(
     };
     let outcome = match TerminalGuard::enter() {
         Ok(mut guard) => {
-            let stop = event_loop(&mut guard, &mut app, &mut sources, options.duration).await;
+            let stop = event_loop(&mut guard, &mut app, &mut sources).await;
             drop(guard);
             stop
         }
@@ -313,18 +316,11 @@ async fn event_loop(
     guard: &mut TerminalGuard,
     app: &mut App,
     sources: &mut Sources,
-    duration: Option<Duration>,
 ) -> io::Result<Stop> {
+    let theme = Theme::from_env();
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let deadline = async {
-        match duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(deadline);
     let panic_on_key = test_panic_requested();
     loop {
         let stop = tokio::select! {
@@ -339,18 +335,17 @@ async fn event_loop(
                     // A key's effect is drawn at once, not at the next tick: keys are rare,
                     // and this is what an operator waits for.
                     if app.needs_redraw() {
-                        guard.terminal.draw(|frame| ui::draw(frame, app))?;
+                        guard.terminal.draw(|frame| ui::draw(frame, app, theme))?;
                     }
                     None
                 }
                 Some(Err(e)) => Some(Stop::InputClosed(e.to_string())),
                 None => Some(Stop::InputClosed("end of input".to_string())),
             },
-            _ = &mut deadline => Some(Stop::Duration),
             _ = tick.tick() => {
                 app.handle(app::Event::Tick(Utc::now()));
                 if app.needs_redraw() {
-                    guard.terminal.draw(|frame| ui::draw(frame, app))?;
+                    guard.terminal.draw(|frame| ui::draw(frame, app, theme))?;
                 }
                 None
             }
@@ -359,7 +354,7 @@ async fn event_loop(
                 None
             }
             Some(notice) = sources.notices.recv() => {
-                show_notice(app, notice);
+                app.handle(app::Event::Notice(notice));
                 None
             }
             Some(batch) = sources.batches.recv() => {
@@ -385,9 +380,4 @@ async fn event_loop(
             return Ok(Stop::Quit);
         }
     }
-}
-
-/// Shows a notice in the status line (a reload also in the rule list).
-fn show_notice(app: &mut App, notice: Notice) {
-    app.handle(app::Event::Log(format!("secmon: {notice}")));
 }

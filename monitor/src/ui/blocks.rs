@@ -7,11 +7,11 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Row, Table},
 };
 
-use super::{Styles, clean, clock, hint};
+use super::{Styles, Theme, clean, clock, hint};
 use crate::app::App;
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    let styles = Styles::new(app.theme);
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let styles = Styles::new(theme);
     let view = &app.blocks;
     let title = Line::from(vec![
         Span::styled(

@@ -7,16 +7,16 @@ use ratatui::{
     widgets::{Block, Borders, Clear, Paragraph, Wrap},
 };
 
-use super::{Styles, clean};
+use super::{Styles, Theme, clean, severity_marker};
 use crate::{
-    app::{App, BlockTarget, severity_marker},
+    app::{App, BlockTarget},
     event::{Event, Severity},
 };
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let Some(detail) = &app.detail else { return };
     let Some(entry) = &detail.entry else { return };
-    let styles = Styles::new(app.theme);
+    let styles = Styles::new(theme);
     let lines = lines(app, entry, &styles);
     detail.lines.set(lines.len());
     let scroll = detail.scroll.min(lines.len().saturating_sub(1));

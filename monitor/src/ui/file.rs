@@ -1,14 +1,14 @@
 //! The files pane: opens (path and flags), writes, deletes, renames, chmods and links.
 use ratatui::{Frame, layout::Rect};
 
-use super::{clean, render_event_pane};
+use super::{Theme, clean, render_event_pane};
 use crate::{
     app::{App, PaneId},
     event::{Event, EventType},
 };
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    render_event_pane(frame, area, app, PaneId::File, facts);
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    render_event_pane(frame, area, app, theme, PaneId::File, facts);
 }
 
 /// The operation and the key facts of a file event (sanitised).

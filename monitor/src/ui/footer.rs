@@ -6,7 +6,7 @@ use ratatui::{
     widgets::Paragraph,
 };
 
-use super::{Styles, clean};
+use super::{Styles, Theme, clean};
 use crate::app::{App, Mode, StatusKind};
 
 const HINTS: &[(&str, &str)] = &[
@@ -26,8 +26,8 @@ const HINTS: &[(&str, &str)] = &[
     ("c", "clear"),
 ];
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    let styles = Styles::new(app.theme);
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let styles = Styles::new(theme);
     let line = if app.mode == Mode::Filter {
         Line::from(vec![
             Span::styled(" filter: ", styles.bold()),

@@ -7,14 +7,14 @@ use ratatui::{
     widgets::Paragraph,
 };
 
-use super::{Styles, clean, clock, short_count, sparkline};
+use super::{Styles, Theme, clean, clock, short_count, sparkline};
 use crate::app::{App, FAMILY_KEYS, ProbeState};
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     if area.height == 0 {
         return;
     }
-    let styles = Styles::new(app.theme);
+    let styles = Styles::new(theme);
     let [first, second] =
         Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
     frame.render_widget(

@@ -6,8 +6,7 @@ use ratatui::{
     widgets::{Block, Borders, Clear, Paragraph, Wrap},
 };
 
-use super::Styles;
-use crate::app::App;
+use super::{Styles, Theme};
 
 /// Every key and what it does (also in docs/tui.md).
 pub const KEYS: &[(&str, &str)] = &[
@@ -54,8 +53,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("q  Ctrl-C", "quit"),
 ];
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    let styles = Styles::new(app.theme);
+pub fn render(frame: &mut Frame, area: Rect, theme: Theme) {
+    let styles = Styles::new(theme);
     let mut lines: Vec<Line> = KEYS
         .iter()
         .map(|(key, what)| {

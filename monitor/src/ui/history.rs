@@ -7,11 +7,11 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Row, Table},
 };
 
-use super::{Styles, clean, file, network, process};
-use crate::app::{App, HISTORY_MAX_ROWS, Mode, PaneId, severity_marker};
+use super::{Styles, Theme, clean, file, network, process, severity_marker};
+use crate::app::{App, HISTORY_MAX_ROWS, Mode, PaneId};
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    let styles = Styles::new(app.theme);
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let styles = Styles::new(theme);
     let view = &app.history;
     let more = if view.has_more() { "+" } else { "" };
     let mut title = vec![

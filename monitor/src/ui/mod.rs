@@ -1,4 +1,5 @@
-//! Drawing the [`App`]: one file per pane, each with its own `render`.
+//! Drawing the [`App`]: one file per pane, each with its own `render`, in the colours of a
+//! [`Theme`] (or none: the severity markers carry the meaning).
 //!
 //! [`draw`] lays the screen out (header, the three event panes or the rules pane, the alerts
 //! strip, the footer, and the detail/help overlays on top) for whatever size the terminal has:
@@ -20,6 +21,9 @@ pub mod process;
 pub mod rules;
 #[doc(hidden)]
 pub mod sample;
+pub mod theme;
+
+pub use theme::{Theme, severity_marker};
 
 use std::borrow::Cow;
 
@@ -32,7 +36,7 @@ use ratatui::{
 };
 
 use crate::{
-    app::{App, Entry, PaneId, Theme, View, severity_marker},
+    app::{App, Entry, PaneId, View},
     event::{Event, Severity},
     sanitize,
 };
@@ -54,7 +58,7 @@ fn alerts_height(height: u16) -> u16 {
 }
 
 /// Draws the whole screen.
-pub fn draw(frame: &mut Frame, app: &App) {
+pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     let area = frame.area();
     if area.width == 0 || area.height == 0 {
         return;
@@ -74,37 +78,37 @@ pub fn draw(frame: &mut Frame, app: &App) {
     ])
     .areas(area);
 
-    header::render(frame, header_area, app);
+    header::render(frame, header_area, app, theme);
     if body.height > 0 {
         match app.view {
-            View::Live => render_panes(frame, body, app),
-            View::Rules => rules::render(frame, body, app),
-            View::Blocks => blocks::render(frame, body, app),
-            View::History => history::render(frame, body, app),
+            View::Live => render_panes(frame, body, app, theme),
+            View::Rules => rules::render(frame, body, app, theme),
+            View::Blocks => blocks::render(frame, body, app, theme),
+            View::History => history::render(frame, body, app, theme),
         }
     }
     if alerts_area.height > 0 {
-        alerts::render(frame, alerts_area, app);
+        alerts::render(frame, alerts_area, app, theme);
     }
     if footer_area.height > 0 {
-        footer::render(frame, footer_area, app);
+        footer::render(frame, footer_area, app, theme);
     }
     if app.detail.is_some() {
-        detail::render(frame, overlay_area(area), app);
+        detail::render(frame, overlay_area(area), app, theme);
     }
     if app.help {
-        help::render(frame, overlay_area(area), app);
+        help::render(frame, overlay_area(area), theme);
     }
 }
 
 /// The three event panes stacked; the focused one gets more rows on small screens, and is the
 /// only one shown when there is no room for three.
-fn render_panes(frame: &mut Frame, body: Rect, app: &App) {
+fn render_panes(frame: &mut Frame, body: Rect, app: &App, theme: Theme) {
     if body.height < 9 {
         for pane in PaneId::ALL {
             app.pane(pane).height.set(0);
         }
-        render_pane(frame, body, app, app.focus);
+        render_pane(frame, body, app, theme, app.focus);
         return;
     }
     let weight = |pane: PaneId| {
@@ -117,15 +121,15 @@ fn render_panes(frame: &mut Frame, body: Rect, app: &App) {
     let areas: [Rect; 3] =
         Layout::vertical(PaneId::ALL.map(|p| Constraint::Fill(weight(p)))).areas(body);
     for (pane, area) in PaneId::ALL.into_iter().zip(areas) {
-        render_pane(frame, area, app, pane);
+        render_pane(frame, area, app, theme, pane);
     }
 }
 
-fn render_pane(frame: &mut Frame, area: Rect, app: &App, pane: PaneId) {
+fn render_pane(frame: &mut Frame, area: Rect, app: &App, theme: Theme, pane: PaneId) {
     match pane {
-        PaneId::Process => process::render(frame, area, app),
-        PaneId::File => file::render(frame, area, app),
-        PaneId::Network => network::render(frame, area, app),
+        PaneId::Process => process::render(frame, area, app, theme),
+        PaneId::File => file::render(frame, area, app, theme),
+        PaneId::Network => network::render(frame, area, app, theme),
     }
 }
 
@@ -246,8 +250,15 @@ pub fn clock(app: &App, time: chrono::DateTime<chrono::Utc>) -> String {
 pub type Facts = fn(&Event) -> (&'static str, String);
 
 /// The table every event pane draws: marker, time, pid, process, operation, key facts, risk.
-pub fn render_event_pane(frame: &mut Frame, area: Rect, app: &App, pane: PaneId, facts: Facts) {
-    let styles = Styles::new(app.theme);
+pub fn render_event_pane(
+    frame: &mut Frame,
+    area: Rect,
+    app: &App,
+    theme: Theme,
+    pane: PaneId,
+    facts: Facts,
+) {
+    let styles = Styles::new(theme);
     let focused = app.focus == pane;
     let state = app.pane(pane);
     // Title row, then the column header when there is room.

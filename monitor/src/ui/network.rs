@@ -2,14 +2,14 @@
 //! and protocol.
 use ratatui::{Frame, layout::Rect};
 
-use super::{clean, render_event_pane};
+use super::{Theme, clean, render_event_pane};
 use crate::{
     app::{App, PaneId, endpoint},
     event::{Event, EventType},
 };
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    render_event_pane(frame, area, app, PaneId::Network, facts);
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    render_event_pane(frame, area, app, theme, PaneId::Network, facts);
 }
 
 fn side(ip: Option<&str>, port: Option<u16>) -> String {

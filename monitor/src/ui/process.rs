@@ -2,14 +2,14 @@
 //! changes, BPF program and kernel module loads.
 use ratatui::{Frame, layout::Rect};
 
-use super::{clean, render_event_pane};
+use super::{Theme, clean, render_event_pane};
 use crate::{
     app::{App, PaneId},
     event::{Event, EventType},
 };
 
-pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    render_event_pane(frame, area, app, PaneId::Process, facts);
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    render_event_pane(frame, area, app, theme, PaneId::Process, facts);
 }
 
 /// The operation and the key facts of a process event (sanitised).

@@ -4,14 +4,14 @@ use chrono::{DateTime, Offset, TimeDelta, Utc};
 
 use crate::{
     app::{
-        App, BlockTarget, Controls, EnforcePlan, HistoryReply, HistoryRequest, HistorySource,
-        ProbeState, Response, SimulatedResponse, StaticProbes, Theme, deny_target,
+        App, BlockTarget, Controls, DenyRow, EnforcePlan, HistoryCursor, HistoryReply,
+        HistoryRequest, HistorySource, ProbeState, Response, StaticProbes,
     },
     event::{Analysis, Event, EventType, Severity},
     losses::{Loss, Losses},
     response::enforce::{DenyRecord, Origin},
+    response::ui_adapter::{SimulatedResponse, deny_target},
     rules::{RuleEngine, RuleSet},
-    storage::Cursor,
 };
 
 /// 2023-11-14 22:13:20 UTC: every sample time is an offset from this.
@@ -338,12 +338,12 @@ pub fn flood(per_pane: usize) -> Vec<Event> {
 
 /// An app with fixed controls (every family on but kernel unavailable, 3 drops), the sample
 /// rules, UTC times, the clock at [`base_time`] + 1 s, and `events` ingested.
-pub fn app(theme: Theme, events: Vec<Event>) -> App {
+pub fn app(events: Vec<Event>) -> App {
     let controls = Controls {
         history: Box::new(SampleHistory(events.clone())),
         ..controls()
     };
-    app_with(controls, theme, events)
+    app_with(controls, events)
 }
 
 /// The sample's fixed controls.
@@ -373,8 +373,8 @@ fn sample_losses() -> std::sync::Arc<Losses> {
 }
 
 /// [`app`] with other controls.
-pub fn app_with(controls: Controls, theme: Theme, events: Vec<Event>) -> App {
-    let mut app = App::new(controls, theme, Utc.fix(), base_time());
+pub fn app_with(controls: Controls, events: Vec<Event>) -> App {
+    let mut app = App::new(controls, Utc.fix(), base_time());
     app.ingest(events);
     // The rates of the last 20 seconds, for the header's sparklines.
     for (i, rate) in app.rates.iter_mut().enumerate() {
@@ -400,7 +400,7 @@ impl HistorySource for SampleHistory {
             .skip(newer_than)
             .take(request.limit)
             .map(|(i, event)| {
-                let cursor = Cursor {
+                let cursor = HistoryCursor {
                     ts_ns: crate::storage::to_ns(event.timestamp),
                     id: i as i64,
                 };
@@ -421,7 +421,7 @@ impl HistorySource for SampleHistory {
 /// Enforcement into a list: the deny entries pane's sample.
 #[derive(Default)]
 pub struct SampleEnforcer {
-    pub denies: Vec<DenyRecord>,
+    pub denies: Vec<DenyRow>,
 }
 
 impl Response for SampleEnforcer {
@@ -450,17 +450,12 @@ impl Response for SampleEnforcer {
             rule: None,
             reason: plan.reason.clone(),
         };
-        self.denies.push(DenyRecord::new(
-            id,
-            &plan.deny,
-            base_time(),
-            expires,
-            origin,
-        ));
+        let record = DenyRecord::new(id, &plan.deny, base_time(), expires, origin);
+        self.denies.push(record.into());
         Ok(format!("blocked #{id}: {}", plan.deny))
     }
 
-    fn denies(&self) -> Result<Vec<DenyRecord>, String> {
+    fn denies(&self) -> Result<Vec<DenyRow>, String> {
         Ok(self.denies.clone())
     }
 

@@ -6,12 +6,12 @@ use ratatui::{Terminal, backend::TestBackend, buffer::Buffer, style::Color};
 
 use super::sample;
 use super::*;
-use crate::app::{Event as AppEvent, Theme};
+use crate::app::Event as AppEvent;
 
 const COLOUR: Theme = Theme { color: true };
 
 fn app() -> App {
-    sample::app(COLOUR, sample::events())
+    sample::app(sample::events())
 }
 
 fn keys(app: &mut App, keys: &str) {
@@ -30,8 +30,12 @@ fn keys(app: &mut App, keys: &str) {
 }
 
 fn screen(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    screen_in(COLOUR, app, width, height)
+}
+
+fn screen_in(theme: Theme, app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-    terminal.draw(|f| draw(f, app)).expect("draw");
+    terminal.draw(|f| draw(f, app, theme)).expect("draw");
     terminal
 }
 
@@ -112,7 +116,7 @@ fn blocks_pane() {
         response: Box::new(sample::SampleEnforcer::default()),
         ..sample::controls()
     };
-    let mut app = sample::app_with(controls, COLOUR, sample::events());
+    let mut app = sample::app_with(controls, sample::events());
     // Block the dropper's program and the reverse-shell destination (B, y), then list (D).
     let dropper = app
         .pane(PaneId::Process)
@@ -202,7 +206,7 @@ fn never_panics_at_any_size() {
         keys(&mut app, setup);
         apps.push(app);
     }
-    apps.push(sample::app(COLOUR, Vec::new()));
+    apps.push(sample::app(Vec::new()));
     // One terminal resized again and again, as resizes mid-stream do.
     let mut terminal = Terminal::new(TestBackend::new(1, 1)).expect("test terminal");
     for (i, app) in apps.iter_mut().enumerate() {
@@ -212,7 +216,7 @@ fn never_panics_at_any_size() {
         for &w in WIDTHS.iter().step_by(step) {
             for &h in HEIGHTS.iter().step_by(step) {
                 terminal.backend_mut().resize(w, h);
-                terminal.draw(|f| draw(f, app)).expect("draw");
+                terminal.draw(|f| draw(f, app, COLOUR)).expect("draw");
             }
             // Events keep arriving between sizes.
             if i == 0 {
@@ -261,9 +265,9 @@ fn severity_colours_and_no_colour() {
     let (x, y) = marker_cell(buffer, "! ").expect("a suspicious row");
     assert_eq!(buffer[(x, y)].fg, Color::Yellow);
 
-    let mut mono = sample::app(Theme { color: false }, sample::events());
+    let mut mono = sample::app(sample::events());
     keys(&mut mono, "\t\t");
-    let terminal = screen(&mono, 160, 48);
+    let terminal = screen_in(Theme { color: false }, &mono, 160, 48);
     let buffer = terminal.backend().buffer();
     assert!(
         buffer

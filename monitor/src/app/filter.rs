@@ -1,0 +1,112 @@
+//! The filter (`/`: a case-insensitive substring of names, paths and addresses) and the
+//! suspicious-only switch (`f`): which events the panes and the alerts strip show.
+use super::{Action, App, Mode, StatusKind, endpoint};
+use crate::event::{Event as SecEvent, Severity};
+
+impl App {
+    /// Whether an event passes the filter and the suspicious-only switch.
+    pub fn matches(&self, event: &SecEvent) -> bool {
+        if self.suspicious_only && event.analysis.severity < Severity::Suspicious {
+            return false;
+        }
+        self.filter.is_empty() || filter_matches(&self.filter, event)
+    }
+
+    pub(super) fn refilter(&mut self) {
+        let filter = std::mem::take(&mut self.filter);
+        let suspicious_only = self.suspicious_only;
+        let keep = |event: &SecEvent| {
+            (!suspicious_only || event.analysis.severity >= Severity::Suspicious)
+                && (filter.is_empty() || filter_matches(&filter, event))
+        };
+        for pane in &mut self.panes {
+            for entry in &mut pane.entries {
+                entry.visible = keep(&entry.event);
+            }
+            pane.follow();
+        }
+        for entry in &mut self.alerts {
+            entry.visible = keep(&entry.event);
+        }
+        self.filter = filter;
+        self.dirty = true;
+    }
+
+    /// Applies a filter key: typing, editing, accepting or clearing the filter, and the
+    /// suspicious-only switch.
+    pub(super) fn update_filter(&mut self, action: Action) {
+        match action {
+            Action::StartFilter => {
+                self.mode = Mode::Filter;
+                if self
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.kind == StatusKind::Prompt)
+                {
+                    self.status = None;
+                }
+            }
+            Action::FilterChar(c) if !c.is_control() => {
+                self.filter.push(c);
+                self.refilter();
+            }
+            Action::FilterBackspace => {
+                let removed = self.filter.pop().is_some();
+                if removed {
+                    self.refilter();
+                }
+            }
+            Action::FilterClearText => {
+                self.filter.clear();
+                self.refilter();
+            }
+            Action::FilterAccept => self.mode = Mode::Normal,
+            Action::ClearFilter => {
+                self.mode = Mode::Normal;
+                if !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.refilter();
+                }
+            }
+            Action::ToggleSuspiciousOnly => {
+                self.suspicious_only = !self.suspicious_only;
+                self.refilter();
+            }
+            // Other actions, and control characters (never typed into the filter).
+            _ => {}
+        }
+    }
+}
+
+/// Case-insensitive substring match of the filter against process name, executable, command
+/// line, paths and addresses (`ip` and `ip:port`).
+pub fn filter_matches(filter: &str, event: &SecEvent) -> bool {
+    let hit = |s: &str| contains_ignore_case(s, filter);
+    hit(&event.process)
+        || hit(&event.exe)
+        || hit(&event.cmdline)
+        || event.file_path.as_deref().is_some_and(hit)
+        || event.new_path.as_deref().is_some_and(hit)
+        || address_matches(filter, event.source_ip.as_deref(), event.source_port)
+        || address_matches(filter, event.target_ip.as_deref(), event.target_port)
+}
+
+fn address_matches(filter: &str, ip: Option<&str>, port: Option<u16>) -> bool {
+    let Some(ip) = ip else { return false };
+    if contains_ignore_case(ip, filter) {
+        return true;
+    }
+    port.is_some_and(|port| contains_ignore_case(&endpoint(ip, port), filter))
+}
+
+/// ASCII-case-insensitive `haystack.contains(needle)`, without allocating.
+pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    if n.is_empty() {
+        return true;
+    }
+    if n.len() > h.len() {
+        return false;
+    }
+    h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}

@@ -1,0 +1,299 @@
+//! The three live event panes: what each holds (bounded, newest last, shared with the alerts
+//! strip when suspicious), which rows are shown (the filter, a pause), and the selection and
+//! scrolling that keep it in view.
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use super::controls::family_index;
+use super::{ALERT_CAPACITY, App, View};
+use crate::event::{Event as SecEvent, EventType, Family, Severity};
+
+/// Events kept per pane (the newest); older ones are dropped, so memory stays flat.
+pub const PANE_CAPACITY: usize = 10_000;
+/// The three event panes, in focus order.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PaneId {
+    Process,
+    File,
+    Network,
+}
+
+impl PaneId {
+    pub const ALL: [PaneId; 3] = [PaneId::Process, PaneId::File, PaneId::Network];
+
+    pub fn index(self) -> usize {
+        match self {
+            PaneId::Process => 0,
+            PaneId::File => 1,
+            PaneId::Network => 2,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            PaneId::Process => "Processes",
+            PaneId::File => "Files",
+            PaneId::Network => "Network",
+        }
+    }
+
+    /// The pane an event type is shown in: processes (including privilege changes, ptrace,
+    /// BPF and module loads), files, network.
+    pub fn for_event(event_type: EventType) -> PaneId {
+        match event_type.family() {
+            Family::Process | Family::Kernel => PaneId::Process,
+            Family::File => PaneId::File,
+            Family::Network => PaneId::Network,
+        }
+    }
+
+    pub(super) fn next(self) -> PaneId {
+        PaneId::ALL[(self.index() + 1) % 3]
+    }
+
+    pub(super) fn prev(self) -> PaneId {
+        PaneId::ALL[(self.index() + 2) % 3]
+    }
+}
+
+/// An event as a pane holds it: by value, or shared with the alerts strip.
+///
+/// Allocations are what the UI pays for most at high event rates (a ring of 30,000 events
+/// churns the heap): a benign event costs no allocation of its own, and an alert is shared,
+/// not copied.
+#[derive(Clone, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the owned event would bring back the allocation this enum avoids"
+)]
+pub enum Stored {
+    Owned(SecEvent),
+    Shared(Arc<SecEvent>),
+}
+
+impl Deref for Stored {
+    type Target = SecEvent;
+
+    fn deref(&self) -> &SecEvent {
+        match self {
+            Stored::Owned(event) => event,
+            Stored::Shared(event) => event,
+        }
+    }
+}
+
+/// One stored event.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Arrival number, unique and increasing across all panes.
+    pub seq: u64,
+    pub event: Stored,
+    /// Whether it passes the current filter and the suspicious-only switch.
+    pub visible: bool,
+}
+
+/// A bounded, newest-last list of events with a selection.
+#[derive(Debug, Default)]
+pub struct Pane {
+    pub entries: VecDeque<Entry>,
+    /// The selected event (`None`: follow the newest).
+    pub selected: Option<u64>,
+    /// The event shown in the top row while browsing (`None`: the newest).
+    pub top: Option<u64>,
+    /// Data rows the pane had at the last draw (for paging and keeping the selection in view).
+    pub height: Cell<usize>,
+}
+
+impl Pane {
+    pub(super) fn push(&mut self, entry: Entry) {
+        if self.entries.len() >= PANE_CAPACITY {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+
+    /// The entries shown (visible and, when paused, arrived before the pause), newest first.
+    pub fn shown(&self, paused_at: Option<u64>) -> impl Iterator<Item = &Entry> + '_ {
+        self.entries
+            .iter()
+            .rev()
+            .filter(move |e| e.visible && paused_at.is_none_or(|p| e.seq <= p))
+    }
+
+    fn position(&self, paused_at: Option<u64>, seq: u64) -> Option<usize> {
+        self.shown(paused_at).position(|e| e.seq == seq)
+    }
+
+    /// The first shown row and the rows to draw for a pane `height` rows tall, keeping the
+    /// selection in view.
+    pub fn window(&self, paused_at: Option<u64>, height: usize) -> (usize, Vec<&Entry>) {
+        let height = height.max(1);
+        let top = self
+            .top
+            .and_then(|s| self.position(paused_at, s))
+            .unwrap_or(0);
+        let start = match self.selected.and_then(|s| self.position(paused_at, s)) {
+            Some(p) if p < top => p,
+            Some(p) if p >= top + height => p + 1 - height,
+            _ => top,
+        };
+        let rows = self.shown(paused_at).skip(start).take(height).collect();
+        (start, rows)
+    }
+
+    /// The selected entry, if it is still shown.
+    pub fn selected_entry(&self, paused_at: Option<u64>) -> Option<&Entry> {
+        let seq = self.selected?;
+        self.shown(paused_at).find(|e| e.seq == seq)
+    }
+
+    /// Moves the selection by `delta` rows (negative: newer) and keeps it in view.
+    pub(super) fn move_selection(&mut self, paused_at: Option<u64>, delta: isize) {
+        let shown: Vec<u64> = self.shown(paused_at).map(|e| e.seq).collect();
+        if shown.is_empty() {
+            self.selected = None;
+            self.top = None;
+            return;
+        }
+        let current = self
+            .selected
+            .and_then(|s| shown.iter().position(|&x| x == s));
+        let target = match current {
+            // Nothing selected: the first step down selects the newest row.
+            None if delta > 0 => delta.unsigned_abs() - 1,
+            None => return,
+            Some(p) if delta < 0 && p < delta.unsigned_abs() => {
+                // Past the newest row: follow the newest again.
+                self.selected = None;
+                self.top = None;
+                return;
+            }
+            Some(p) => p.saturating_add_signed(delta),
+        };
+        let target = target.min(shown.len() - 1);
+        self.select_position(&shown, target);
+    }
+
+    fn select_position(&mut self, shown: &[u64], target: usize) {
+        let height = self.height.get().max(1);
+        self.selected = Some(shown[target]);
+        let top = self
+            .top
+            .and_then(|s| shown.iter().position(|&x| x == s))
+            .unwrap_or(0);
+        let top = if target < top {
+            target
+        } else if target >= top + height {
+            target + 1 - height
+        } else {
+            top
+        };
+        self.top = Some(shown[top]);
+    }
+
+    pub(super) fn select_oldest(&mut self, paused_at: Option<u64>) {
+        let shown: Vec<u64> = self.shown(paused_at).map(|e| e.seq).collect();
+        if let Some(last) = shown.len().checked_sub(1) {
+            self.select_position(&shown, last);
+        }
+    }
+
+    pub(super) fn follow(&mut self) {
+        self.selected = None;
+        self.top = None;
+    }
+}
+
+impl App {
+    pub fn pane(&self, id: PaneId) -> &Pane {
+        &self.panes[id.index()]
+    }
+
+    /// Stores a batch of analysed events (`Vec::drain` keeps the caller's buffer for the next
+    /// batch: freeing a large buffer per batch made glibc consolidate its whole heap).
+    pub fn ingest(&mut self, events: impl IntoIterator<Item = SecEvent>) {
+        let before = self.next_seq;
+        for event in events {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.received += 1;
+            self.rates[family_index(event.family())].current += 1;
+            let visible = self.matches(&event);
+            let entry = if event.analysis.severity >= Severity::Suspicious {
+                let entry = Entry {
+                    seq,
+                    event: Stored::Shared(Arc::new(event)),
+                    visible,
+                };
+                if self.alerts.len() >= ALERT_CAPACITY {
+                    self.alerts.pop_front();
+                }
+                self.alerts.push_back(entry.clone());
+                entry
+            } else {
+                Entry {
+                    seq,
+                    event: Stored::Owned(event),
+                    visible,
+                }
+            };
+            self.panes[PaneId::for_event(entry.event.event_type).index()].push(entry);
+        }
+        if self.next_seq != before {
+            self.dirty = true;
+        }
+    }
+
+    pub(super) fn move_selection(&mut self, delta: isize) {
+        if let Some(detail) = &mut self.detail {
+            let last = detail.lines.get().saturating_sub(1);
+            detail.scroll = detail.scroll.saturating_add_signed(delta).min(last);
+            return;
+        }
+        if self.view != View::Live {
+            self.move_list_selection(delta);
+            return;
+        }
+        let paused = self.paused_at;
+        self.panes[self.focus.index()].move_selection(paused, delta);
+    }
+
+    /// Moves the selection of the rules, blocks or history list (clamped to it; the history
+    /// loads older events when the selection runs past the last one loaded).
+    pub(super) fn move_list_selection(&mut self, delta: isize) {
+        let (selected, len) = match self.view {
+            View::Rules => (&mut self.rule_selected, self.rules.len()),
+            View::Blocks => {
+                let len = self.blocks.len();
+                (&mut self.blocks.selected, len)
+            }
+            View::History => {
+                let wanted = self.history.selected.saturating_add_signed(delta);
+                if wanted >= self.history.rows.len() {
+                    self.load_more_history(wanted);
+                }
+                (&mut self.history.selected, self.history.rows.len())
+            }
+            View::Live => return,
+        };
+        *selected = selected
+            .saturating_add_signed(delta)
+            .min(len.saturating_sub(1));
+    }
+
+    /// The event `Enter`, `b` and `B` act on: the detail view's, else the history view's
+    /// selection, else the focused pane's selection, else its newest shown event.
+    pub fn target_entry(&self) -> Option<&Entry> {
+        if let Some(entry) = self.detail.as_ref().and_then(|d| d.entry.as_ref()) {
+            return Some(entry);
+        }
+        if self.view == View::History {
+            return self.history.rows.get(self.history.selected);
+        }
+        let pane = self.pane(self.focus);
+        pane.selected_entry(self.paused_at)
+            .or_else(|| pane.shown(self.paused_at).next())
+    }
+}
