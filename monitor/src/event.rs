@@ -164,6 +164,11 @@ pub enum Severity {
     Malicious,
 }
 
+/// The confidence of a verdict of the seed heuristic alone (what the seed's `classify_threat`
+/// reported). Here rather than in `rules`, which computes it, because [`Analysis`] derives it
+/// back from `detection_method` for stored and replayed events.
+pub const HEURISTIC_CONFIDENCE: f64 = 0.8;
+
 /// The rule engine's verdict, present on every event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
@@ -174,8 +179,6 @@ pub struct Analysis {
     /// How sure the method is of its verdict: 1.0 for rules, [`HEURISTIC_CONFIDENCE`] for the
     /// seed heuristic alone, 0.0 when nothing matched. Derived from `detection_method`
     /// ([`Analysis::confidence_of`]), so stored and replayed events get it back.
-    ///
-    /// [`HEURISTIC_CONFIDENCE`]: crate::rules::HEURISTIC_CONFIDENCE
     #[serde(default)]
     pub confidence: f64,
     pub recommendation: String,
@@ -192,7 +195,7 @@ impl Analysis {
     pub fn confidence_of(detection_method: &str) -> f64 {
         match detection_method {
             "rule_based" => 1.0,
-            "heuristic" => crate::rules::HEURISTIC_CONFIDENCE,
+            "heuristic" => HEURISTIC_CONFIDENCE,
             _ => 0.0,
         }
     }

@@ -57,7 +57,8 @@ pub const MIN_DECOMPRESSED_LIMIT: u64 = 64 << 20;
 
 /// What the live capture can put in a field, in bytes (see [`clamp_to_live_limits`]).
 mod live_limits {
-    use crate::enrich::{enricher, paths, proctable};
+    use crate::enrich::{enricher, proctable};
+    use crate::paths;
 
     /// comm, the parent's and the ancestors' names: the kernel's `TASK_COMM_LEN` less the NUL.
     pub const NAME: usize = monitor_common::COMM_LEN - 1;

@@ -136,7 +136,7 @@ pub fn is_system_binary(path: &str) -> bool {
                 .is_some_and(|rest| rest.starts_with('/'))
         })
     };
-    inside(&crate::enrich::paths::normalize(path))
+    inside(&crate::paths::normalize(path))
         || std::fs::canonicalize(path).is_ok_and(|real| inside(&real.to_string_lossy()))
 }
 
