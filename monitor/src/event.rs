@@ -8,9 +8,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The event types secmon reports. Their JSON names are a contract (`event_type`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
+/// The event types secmon reports. Their JSON names are a contract (`event_type`), spelled once,
+/// in [`EVENT_TYPES`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {
     ProcessExec,
     ProcessFork,
@@ -32,72 +32,109 @@ pub enum EventType {
     NetClose,
 }
 
-impl EventType {
-    pub const ALL: [EventType; 18] = [
-        EventType::ProcessExec,
-        EventType::ProcessFork,
-        EventType::ProcessExit,
-        EventType::Ptrace,
-        EventType::FileOpen,
-        EventType::FileWrite,
-        EventType::FileDelete,
-        EventType::FileRename,
-        EventType::FileChmod,
-        EventType::FileLink,
+/// Every event type with its name (JSON, history database, rules, `--type` filters) and the
+/// probe family that produces it, in declaration order. The one table: [`EventType::ALL`],
+/// [`EventType::NAMES`], `as_str`, `from_name`, `family` and the serde form derive from it.
+const EVENT_TYPES: [(EventType, &str, Family); 18] = [
+    (EventType::ProcessExec, "process_exec", Family::Process),
+    (EventType::ProcessFork, "process_fork", Family::Process),
+    (EventType::ProcessExit, "process_exit", Family::Process),
+    (EventType::Ptrace, "ptrace", Family::Process),
+    (EventType::FileOpen, "file_open", Family::File),
+    (EventType::FileWrite, "file_write", Family::File),
+    (EventType::FileDelete, "file_delete", Family::File),
+    (EventType::FileRename, "file_rename", Family::File),
+    (EventType::FileChmod, "file_chmod", Family::File),
+    (EventType::FileLink, "file_link", Family::File),
+    (
         EventType::PrivilegeChange,
-        EventType::ModuleLoad,
-        EventType::BpfLoad,
-        EventType::NetConnect,
-        EventType::NetAccept,
-        EventType::NetListen,
-        EventType::NetUdp,
-        EventType::NetClose,
-    ];
+        "privilege_change",
+        Family::Process,
+    ),
+    (EventType::ModuleLoad, "module_load", Family::Kernel),
+    (EventType::BpfLoad, "bpf_load", Family::Kernel),
+    (EventType::NetConnect, "net_connect", Family::Network),
+    (EventType::NetAccept, "net_accept", Family::Network),
+    (EventType::NetListen, "net_listen", Family::Network),
+    (EventType::NetUdp, "net_udp", Family::Network),
+    (EventType::NetClose, "net_close", Family::Network),
+];
+
+// `as_str` and `family` index the table by discriminant: a row out of order fails the build.
+const _: () = {
+    let mut i = 0;
+    while i < EVENT_TYPES.len() {
+        assert!(
+            EVENT_TYPES[i].0 as usize == i,
+            "EVENT_TYPES is out of order"
+        );
+        i += 1;
+    }
+};
+
+impl EventType {
+    pub const ALL: [EventType; EVENT_TYPES.len()] = {
+        let mut all = [EventType::ProcessExec; EVENT_TYPES.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = EVENT_TYPES[i].0;
+            i += 1;
+        }
+        all
+    };
+
+    /// The names, in [`EventType::ALL`] order.
+    pub const NAMES: [&'static str; EVENT_TYPES.len()] = {
+        let mut names = [""; EVENT_TYPES.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = EVENT_TYPES[i].1;
+            i += 1;
+        }
+        names
+    };
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::ProcessExec => "process_exec",
-            EventType::ProcessFork => "process_fork",
-            EventType::ProcessExit => "process_exit",
-            EventType::Ptrace => "ptrace",
-            EventType::FileOpen => "file_open",
-            EventType::FileWrite => "file_write",
-            EventType::FileDelete => "file_delete",
-            EventType::FileRename => "file_rename",
-            EventType::FileChmod => "file_chmod",
-            EventType::FileLink => "file_link",
-            EventType::PrivilegeChange => "privilege_change",
-            EventType::ModuleLoad => "module_load",
-            EventType::BpfLoad => "bpf_load",
-            EventType::NetConnect => "net_connect",
-            EventType::NetAccept => "net_accept",
-            EventType::NetListen => "net_listen",
-            EventType::NetUdp => "net_udp",
-            EventType::NetClose => "net_close",
-        }
+        EVENT_TYPES[self as usize].1
+    }
+
+    /// The event type with this name (exactly as [`EventType::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<EventType> {
+        EVENT_TYPES
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|&(t, _, _)| t)
     }
 
     /// The probe family that produces this event type.
     pub fn family(self) -> Family {
-        match self {
-            EventType::ProcessExec
-            | EventType::ProcessFork
-            | EventType::ProcessExit
-            | EventType::Ptrace
-            | EventType::PrivilegeChange => Family::Process,
-            EventType::FileOpen
-            | EventType::FileWrite
-            | EventType::FileDelete
-            | EventType::FileRename
-            | EventType::FileChmod
-            | EventType::FileLink => Family::File,
-            EventType::NetConnect
-            | EventType::NetAccept
-            | EventType::NetListen
-            | EventType::NetUdp
-            | EventType::NetClose => Family::Network,
-            EventType::ModuleLoad | EventType::BpfLoad => Family::Kernel,
+        EVENT_TYPES[self as usize].2
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = EventType;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event type name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<EventType, E> {
+                // The message serde's derive gave: `unknown variant `x`, expected one of …`.
+                EventType::from_name(name)
+                    .ok_or_else(|| E::unknown_variant(name, &EventType::NAMES))
+            }
         }
+        deserializer.deserialize_str(Name)
     }
 }
 
@@ -124,6 +161,11 @@ impl Family {
         Family::Network,
         Family::Kernel,
     ];
+
+    /// The family with this name (exactly as [`Family::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.as_str() == name)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -452,6 +494,27 @@ mod tests {
             let json = serde_json::to_string(&t).expect("serialise");
             assert_eq!(json, format!("\"{}\"", t.as_str()));
         }
+    }
+
+    #[test]
+    fn event_type_names_round_trip() {
+        for (i, t) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(EventType::NAMES[i], t.as_str());
+            assert_eq!(EventType::from_name(t.as_str()), Some(t));
+            let back: EventType =
+                serde_json::from_value(serde_json::Value::from(t.as_str())).expect("a name");
+            assert_eq!(back, t);
+        }
+        assert_eq!(EventType::from_name("file"), None);
+        assert_eq!(EventType::from_name("FILE_OPEN"), None);
+        let e = serde_json::from_str::<EventType>("\"nope\"").expect_err("unknown");
+        assert!(
+            e.to_string()
+                .starts_with("unknown variant `nope`, expected one of `process_exec`, "),
+            "{e}"
+        );
+        assert_eq!(Family::from_name("network"), Some(Family::Network));
+        assert_eq!(Family::from_name("net"), None);
     }
 
     #[test]

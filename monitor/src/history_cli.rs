@@ -118,21 +118,20 @@ fn usage(message: String) -> HistoryError {
 /// Event types for a `--type` value: a type name or a family name.
 fn parse_types(text: &str) -> Result<Vec<EventType>, HistoryError> {
     let t = text.trim().to_ascii_lowercase();
-    if let Some(family) = Family::ALL.into_iter().find(|f| f.as_str() == t) {
+    if let Some(family) = Family::from_name(&t) {
         return Ok(EventType::ALL
             .into_iter()
             .filter(|e| e.family() == family)
             .collect());
     }
-    if let Some(e) = EventType::ALL.into_iter().find(|e| e.as_str() == t) {
+    if let Some(e) = EventType::from_name(&t) {
         return Ok(vec![e]);
     }
-    let names: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
     Err(usage(format!(
         "--type: unknown event type `{}`; expected one of {}, or a family: process, file, \
          network, kernel",
         sanitize::for_terminal(text),
-        names.join(", ")
+        EventType::NAMES.join(", ")
     )))
 }
 

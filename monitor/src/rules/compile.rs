@@ -653,14 +653,14 @@ impl<'a> Compiler<'a> {
 }
 
 fn event_type_bit(name: &str, span: Span, src: SourceId) -> Result<TypeMask> {
-    match fields::event_type_named(name) {
+    match EventType::from_name(name) {
         Some(t) => Ok(type_bit(t)),
         None => Err(Compiler::err(
             src,
             span,
             format!(
                 "expected an event type ({}), found {name:?}",
-                EventType::ALL.map(|t| t.as_str()).join(", ")
+                EventType::NAMES.join(", ")
             ),
         )),
     }

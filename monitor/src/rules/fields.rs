@@ -23,10 +23,6 @@ pub fn types_in(mask: TypeMask) -> impl Iterator<Item = EventType> {
         .filter(move |&t| mask & type_bit(t) != 0)
 }
 
-pub fn event_type_named(name: &str) -> Option<EventType> {
-    EventType::ALL.into_iter().find(|t| t.as_str() == name)
-}
-
 /// Text fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StrField {
@@ -290,7 +286,7 @@ mod tests {
             types_in(mask_of(&[EventType::NetClose, EventType::ProcessExec])).collect::<Vec<_>>(),
             vec![EventType::ProcessExec, EventType::NetClose]
         );
-        assert_eq!(event_type_named("file_open"), Some(EventType::FileOpen));
-        assert_eq!(event_type_named("file"), None);
+        assert_eq!(EventType::from_name("file_open"), Some(EventType::FileOpen));
+        assert_eq!(EventType::from_name("file"), None);
     }
 }

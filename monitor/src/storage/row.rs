@@ -54,10 +54,6 @@ fn severity_from_code(code: i64) -> Severity {
     }
 }
 
-pub(crate) fn parse_event_type(name: &str) -> Option<EventType> {
-    EventType::ALL.into_iter().find(|t| t.as_str() == name)
-}
-
 /// The type-specific fields without a column of their own (borrowed, for writing).
 #[derive(Serialize)]
 struct ExtraRef<'a> {
@@ -447,7 +443,7 @@ fn json_column<T: for<'de> Deserialize<'de> + Default>(
 /// A row selected with [`SELECT_COLUMNS`], back as an event.
 pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
     let type_name: String = row.get(2)?;
-    let event_type = parse_event_type(&type_name).ok_or_else(|| {
+    let event_type = EventType::from_name(&type_name).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
             2,
             rusqlite::types::Type::Text,
