@@ -3,7 +3,8 @@
 //! One flat struct with optional fields keeps the JSON schema stable and simple to query: a field
 //! is present exactly when it applies to the event type (documented in docs/json-schema.md).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -335,12 +336,23 @@ pub struct Event {
     // network
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_ip: Option<String>,
+    /// Local address. Serialised as text (`127.0.0.1`, `::1`, `::ffff:10.0.0.1`: the standard
+    /// library's spelling, the same as before the field was typed); read with [`parse_ip`].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "address_from_text"
+    )]
+    pub source_ip: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_port: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_ip: Option<String>,
+    /// Remote address (see `source_ip`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "address_from_text"
+    )]
+    pub target_ip: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -429,6 +441,78 @@ pub struct ResponseAction {
     pub detail: String,
 }
 
+/// Parses an address as events spell it, also taking `[v6]` in brackets (as written next to a
+/// port), for addresses read back as text: recordings, rule test events, the history.
+pub fn parse_ip(text: &str) -> Option<IpAddr> {
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse().ok()
+}
+
+fn address_from_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<IpAddr>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    parse_ip(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::invalid_value(serde::de::Unexpected::Str(&text), &"an IP address")
+    })
+}
+
+/// An address, or an `ip:port` endpoint (`[v6]:port`), spelled as the JSON output and the UI
+/// spell it, formatted on the stack: text tests on addresses (a rule's `.startswith("10.")`,
+/// the UI's filter) run for every event and must not allocate.
+#[derive(Clone, Copy)]
+pub struct AddressText {
+    /// The longest, `[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535`, is 47 bytes.
+    bytes: [u8; 56],
+    len: u8,
+}
+
+impl AddressText {
+    pub fn ip(ip: IpAddr) -> AddressText {
+        AddressText::of(ip)
+    }
+
+    pub fn endpoint(ip: IpAddr, port: u16) -> AddressText {
+        AddressText::of(SocketAddr::new(ip, port))
+    }
+
+    fn of(value: impl fmt::Display) -> AddressText {
+        let mut text = AddressText {
+            bytes: [0; 56],
+            len: 0,
+        };
+        // Cannot fail: every address fits (see `bytes`), and `write_str` refuses rather than cut.
+        let _ = write!(text, "{value}");
+        text
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for AddressText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let start = usize::from(self.len);
+        let end = start + s.len();
+        let slot = self.bytes.get_mut(start..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = u8::try_from(end).map_err(|_| fmt::Error)?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AddressText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 impl Event {
     /// An event with every optional field empty; decoders fill in what applies.
     pub fn new(event_type: EventType, timestamp: DateTime<Utc>) -> Event {
@@ -515,6 +599,42 @@ mod tests {
         );
         assert_eq!(Family::from_name("network"), Some(Family::Network));
         assert_eq!(Family::from_name("net"), None);
+    }
+
+    #[test]
+    fn addresses_are_spelled_as_before_they_were_typed() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("an address");
+        let mut e = Event::new(EventType::NetConnect, DateTime::UNIX_EPOCH);
+        e.source_ip = Some(ip("::ffff:127.0.0.1"));
+        e.target_ip = Some(ip("2001:db8::1"));
+        let v = serde_json::to_value(&e).expect("serialise");
+        assert_eq!(v["source_ip"], "::ffff:127.0.0.1");
+        assert_eq!(v["target_ip"], "2001:db8::1");
+        let back: Event = serde_json::from_value(v).expect("deserialise");
+        assert_eq!(back, e);
+        assert_eq!(parse_ip("[::1]"), Some("::1".parse().expect("ip")));
+        assert_eq!(parse_ip("10.0.0.1"), Some(ip("10.0.0.1")));
+        assert_eq!(parse_ip("[10.0.0.1"), None);
+        assert_eq!(parse_ip("localhost"), None);
+        let bad = serde_json::json!({"timestamp": "1970-01-01T00:00:00Z",
+            "event_type": "net_connect", "pid": 1, "tid": 1, "ppid": 0, "uid": 0, "user": "",
+            "process": "", "exe": "", "cmdline": "", "cgroup_id": 0, "analysis": Analysis::default(),
+            "target_ip": "1.2.3"});
+        let e = serde_json::from_value::<Event>(bad).expect_err("no address");
+        assert!(e.to_string().contains("expected an IP address"), "{e}");
+        for (text, port, endpoint) in [
+            ("10.0.0.1", 443, "10.0.0.1:443"),
+            ("::1", 22, "[::1]:22"),
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+                65535,
+                "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            ),
+            ("::ffff:255.255.255.255", 1, "[::ffff:255.255.255.255]:1"),
+        ] {
+            assert_eq!(AddressText::ip(ip(text)).as_str(), ip(text).to_string());
+            assert_eq!(AddressText::endpoint(ip(text), port).as_str(), endpoint);
+        }
     }
 
     #[test]

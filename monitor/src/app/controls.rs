@@ -2,7 +2,6 @@
 //! [`Probes`] (the capture's family switches), [`RuleControl`] (reload, per-rule enable,
 //! list) and [`Response`] (simulated and real blocking, the deny entries).
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{BlockTarget, HistorySource, NoHistory};
@@ -224,10 +223,7 @@ pub fn deny_target(target: &BlockTarget, event: &SecEvent) -> Result<DenyTarget,
             "the program of process {pid} has no known path (names can be forged: \
              secmon-tui block add exec NAME denies a name deliberately)"
         )),
-        BlockTarget::Connection { ip, port } => ip
-            .parse::<IpAddr>()
-            .map(|ip| DenyTarget::Connect(ip, *port))
-            .map_err(|_| format!("{ip:?} is not an IP address")),
+        BlockTarget::Connection { ip, port } => Ok(DenyTarget::Connect(*ip, *port)),
     }
 }
 

@@ -27,6 +27,7 @@ pub use controls::{
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ use crate::losses::LossCounts;
 use chrono::{DateTime, FixedOffset, Utc};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::event::{Event as SecEvent, EventType, Family, Severity};
+use crate::event::{AddressText, Event as SecEvent, EventType, Family, Severity};
 use crate::rules::RuleInfo;
 use controls::family_index;
 
@@ -328,7 +329,7 @@ impl Pane {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum BlockTarget {
     Process(u32),
-    Connection { ip: String, port: u16 },
+    Connection { ip: IpAddr, port: u16 },
 }
 
 impl BlockTarget {
@@ -337,13 +338,9 @@ impl BlockTarget {
     /// connection's remote port is the peer's ephemeral one: denying it would stop nothing.)
     pub fn of(event: &SecEvent) -> Option<BlockTarget> {
         if matches!(event.event_type, EventType::NetConnect | EventType::NetUdp)
-            && let (Some(ip), Some(port)) = (&event.target_ip, event.target_port)
-            && !ip.is_empty()
+            && let (Some(ip), Some(port)) = (event.target_ip, event.target_port)
         {
-            return Some(BlockTarget::Connection {
-                ip: ip.clone(),
-                port,
-            });
+            return Some(BlockTarget::Connection { ip, port });
         }
         (event.pid != 0).then_some(BlockTarget::Process(event.pid))
     }
@@ -354,7 +351,7 @@ impl BlockTarget {
             BlockTarget::Process(pid) => format!("process {pid} ({})", event.process),
             BlockTarget::Connection { ip, port } => {
                 let proto = event.protocol.as_deref().unwrap_or("");
-                format!("{proto} connection to {}", endpoint(ip, *port))
+                format!("{proto} connection to {}", endpoint(*ip, *port))
                     .trim_start()
                     .to_string()
             }
@@ -363,12 +360,8 @@ impl BlockTarget {
 }
 
 /// `ip:port`, with brackets around IPv6 addresses.
-pub fn endpoint(ip: &str, port: u16) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    }
+pub fn endpoint(ip: IpAddr, port: u16) -> String {
+    AddressText::endpoint(ip, port).as_str().to_string()
 }
 
 /// A "would block" mark: events of the target from `since` on are shown as blocked.
@@ -1343,16 +1336,16 @@ pub fn filter_matches(filter: &str, event: &SecEvent) -> bool {
         || hit(&event.cmdline)
         || event.file_path.as_deref().is_some_and(hit)
         || event.new_path.as_deref().is_some_and(hit)
-        || address_matches(filter, event.source_ip.as_deref(), event.source_port)
-        || address_matches(filter, event.target_ip.as_deref(), event.target_port)
+        || address_matches(filter, event.source_ip, event.source_port)
+        || address_matches(filter, event.target_ip, event.target_port)
 }
 
-fn address_matches(filter: &str, ip: Option<&str>, port: Option<u16>) -> bool {
+fn address_matches(filter: &str, ip: Option<IpAddr>, port: Option<u16>) -> bool {
     let Some(ip) = ip else { return false };
-    if contains_ignore_case(ip, filter) {
+    if contains_ignore_case(AddressText::ip(ip).as_str(), filter) {
         return true;
     }
-    port.is_some_and(|port| contains_ignore_case(&endpoint(ip, port), filter))
+    port.is_some_and(|port| contains_ignore_case(AddressText::endpoint(ip, port).as_str(), filter))
 }
 
 /// ASCII-case-insensitive `haystack.contains(needle)`, without allocating.

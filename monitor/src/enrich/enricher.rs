@@ -4,7 +4,7 @@
 //! an absolute, normalised one (relative to the process's cwd or to the directory fd the
 //! syscall named), converts kernel timestamps to wall-clock time, and names users.
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -374,10 +374,10 @@ impl Enricher {
         self.add_process_context(&mut event);
         event.protocol = Some(if d.protocol == 17 { "udp" } else { "tcp" }.to_string());
         event.blocked = d.flags & monitor_common::net_flags::BLOCKED != 0;
-        let ip = |addr: &[u8; 16]| -> Option<String> {
+        let ip = |addr: &[u8; 16]| -> Option<IpAddr> {
             match d.family {
-                2 => Some(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string()),
-                10 => Some(Ipv6Addr::from(*addr).to_string()),
+                2 => Some(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into()),
+                10 => Some(Ipv6Addr::from(*addr).into()),
                 _ => None,
             }
         };
@@ -420,10 +420,10 @@ impl Enricher {
         remote_too: bool,
     ) {
         if let Some(found) = endpoints(&self.proc_root, event.pid, fd, protocol) {
-            event.source_ip = Some(found.local.0.to_string());
+            event.source_ip = Some(found.local.0);
             event.source_port = Some(found.local.1);
             if remote_too {
-                event.target_ip = Some(found.remote.0.to_string());
+                event.target_ip = Some(found.remote.0);
                 event.target_port = Some(found.remote.1);
             }
         }
