@@ -555,6 +555,12 @@ fn addresses_compare_as_addresses_and_read_as_text() {
     let v6 = net_event(EventType::NetConnect, "fe80::1", 22);
     assert!(check("net.dst_ip == 'fe80::1'", &v6));
     assert!(check("net.dst_ip.startswith('fe80:')", &v6));
+    let local = net_event(EventType::NetConnect, "::1", 22);
+    assert!(
+        check("net.dst_ip == '0:0::1'", &local),
+        "the same address, spelled longer"
+    );
+    assert!(check("net.dst_ip in ['::1']", &local));
     let mapped = net_event(EventType::NetConnect, "::ffff:10.1.2.3", 22);
     assert!(check("net.dst_ip == '::ffff:10.1.2.3'", &mapped));
     assert!(
