@@ -223,21 +223,21 @@ fn mix(only_opens: bool) -> Vec<Event> {
             90..95 => {
                 let mut e = base(EventType::NetConnect, p, n);
                 e.protocol = Some("tcp".to_string());
-                e.source_ip = Some("10.0.0.5".to_string());
+                e.source_ip = Some("10.0.0.5".parse().expect("an address"));
                 e.source_port = Some(40_000 + (n % 20_000) as u16);
                 let (ip, port) = match n % 97 {
                     0 => ("198.51.100.7", 3333),
                     1..40 => ("127.0.0.1", 5432),
                     _ => ("140.82.121.4", 443),
                 };
-                e.target_ip = Some(ip.to_string());
+                e.target_ip = Some(ip.parse().expect("an address"));
                 e.target_port = Some(port);
                 e
             }
             95..98 => {
                 let mut e = base(EventType::NetClose, p, n);
                 e.protocol = Some("tcp".to_string());
-                e.target_ip = Some("140.82.121.4".to_string());
+                e.target_ip = Some("140.82.121.4".parse().expect("an address"));
                 e.target_port = Some(443);
                 e.bytes_sent = Some(1024);
                 e.bytes_received = Some(65_536);

@@ -124,9 +124,9 @@ fn make_event(rng: &mut Rng, i: u64, start: DateTime<Utc>, step_ns: i64) -> Even
         EventType::ProcessExit => e.exit_code = Some(0),
         EventType::NetConnect | EventType::NetClose => {
             e.protocol = Some("tcp".to_string());
-            e.source_ip = Some("10.0.0.5".to_string());
+            e.source_ip = Some("10.0.0.5".parse().expect("an address"));
             e.source_port = Some(30000 + rng.below(30000) as u16);
-            e.target_ip = Some(format!("192.0.2.{}", rng.below(250)));
+            e.target_ip = Some([192, 0, 2, rng.below(250) as u8].into());
             e.target_port = Some(443);
         }
         _ => {}

@@ -803,15 +803,10 @@ impl Checker<'_> {
                 match kind {
                     // The URL may carry a secret: messages show it redacted.
                     Kind::Url => check_webhook(s).map_err(|why| {
-                        invalid(format!(
-                            "{:?} {why}",
-                            crate::response::webhook::redact_url(s)
-                        ))
+                        invalid(format!("{:?} {why}", crate::secrets::redact_url(s)))
                     }),
                     // Never quoted: the value is a secret.
-                    Kind::Header => crate::response::webhook::parse_header(s)
-                        .map(drop)
-                        .map_err(invalid),
+                    Kind::Header => crate::secrets::parse_header(s).map(drop).map_err(invalid),
                     Kind::Level if !LEVELS.contains(&s) => Err(invalid(format!(
                         "{s:?} is not one of {}",
                         LEVELS.join(", ")

@@ -3,14 +3,15 @@
 //! One flat struct with optional fields keeps the JSON schema stable and simple to query: a field
 //! is present exactly when it applies to the event type (documented in docs/json-schema.md).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The event types secmon reports. Their JSON names are a contract (`event_type`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
+/// The event types secmon reports. Their JSON names are a contract (`event_type`), spelled once,
+/// in [`EVENT_TYPES`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {
     ProcessExec,
     ProcessFork,
@@ -32,72 +33,109 @@ pub enum EventType {
     NetClose,
 }
 
-impl EventType {
-    pub const ALL: [EventType; 18] = [
-        EventType::ProcessExec,
-        EventType::ProcessFork,
-        EventType::ProcessExit,
-        EventType::Ptrace,
-        EventType::FileOpen,
-        EventType::FileWrite,
-        EventType::FileDelete,
-        EventType::FileRename,
-        EventType::FileChmod,
-        EventType::FileLink,
+/// Every event type with its name (JSON, history database, rules, `--type` filters) and the
+/// probe family that produces it, in declaration order. The one table: [`EventType::ALL`],
+/// [`EventType::NAMES`], `as_str`, `from_name`, `family` and the serde form derive from it.
+const EVENT_TYPES: [(EventType, &str, Family); 18] = [
+    (EventType::ProcessExec, "process_exec", Family::Process),
+    (EventType::ProcessFork, "process_fork", Family::Process),
+    (EventType::ProcessExit, "process_exit", Family::Process),
+    (EventType::Ptrace, "ptrace", Family::Process),
+    (EventType::FileOpen, "file_open", Family::File),
+    (EventType::FileWrite, "file_write", Family::File),
+    (EventType::FileDelete, "file_delete", Family::File),
+    (EventType::FileRename, "file_rename", Family::File),
+    (EventType::FileChmod, "file_chmod", Family::File),
+    (EventType::FileLink, "file_link", Family::File),
+    (
         EventType::PrivilegeChange,
-        EventType::ModuleLoad,
-        EventType::BpfLoad,
-        EventType::NetConnect,
-        EventType::NetAccept,
-        EventType::NetListen,
-        EventType::NetUdp,
-        EventType::NetClose,
-    ];
+        "privilege_change",
+        Family::Process,
+    ),
+    (EventType::ModuleLoad, "module_load", Family::Kernel),
+    (EventType::BpfLoad, "bpf_load", Family::Kernel),
+    (EventType::NetConnect, "net_connect", Family::Network),
+    (EventType::NetAccept, "net_accept", Family::Network),
+    (EventType::NetListen, "net_listen", Family::Network),
+    (EventType::NetUdp, "net_udp", Family::Network),
+    (EventType::NetClose, "net_close", Family::Network),
+];
+
+// `as_str` and `family` index the table by discriminant: a row out of order fails the build.
+const _: () = {
+    let mut i = 0;
+    while i < EVENT_TYPES.len() {
+        assert!(
+            EVENT_TYPES[i].0 as usize == i,
+            "EVENT_TYPES is out of order"
+        );
+        i += 1;
+    }
+};
+
+impl EventType {
+    pub const ALL: [EventType; EVENT_TYPES.len()] = {
+        let mut all = [EventType::ProcessExec; EVENT_TYPES.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = EVENT_TYPES[i].0;
+            i += 1;
+        }
+        all
+    };
+
+    /// The names, in [`EventType::ALL`] order.
+    pub const NAMES: [&'static str; EVENT_TYPES.len()] = {
+        let mut names = [""; EVENT_TYPES.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = EVENT_TYPES[i].1;
+            i += 1;
+        }
+        names
+    };
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::ProcessExec => "process_exec",
-            EventType::ProcessFork => "process_fork",
-            EventType::ProcessExit => "process_exit",
-            EventType::Ptrace => "ptrace",
-            EventType::FileOpen => "file_open",
-            EventType::FileWrite => "file_write",
-            EventType::FileDelete => "file_delete",
-            EventType::FileRename => "file_rename",
-            EventType::FileChmod => "file_chmod",
-            EventType::FileLink => "file_link",
-            EventType::PrivilegeChange => "privilege_change",
-            EventType::ModuleLoad => "module_load",
-            EventType::BpfLoad => "bpf_load",
-            EventType::NetConnect => "net_connect",
-            EventType::NetAccept => "net_accept",
-            EventType::NetListen => "net_listen",
-            EventType::NetUdp => "net_udp",
-            EventType::NetClose => "net_close",
-        }
+        EVENT_TYPES[self as usize].1
+    }
+
+    /// The event type with this name (exactly as [`EventType::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<EventType> {
+        EVENT_TYPES
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|&(t, _, _)| t)
     }
 
     /// The probe family that produces this event type.
     pub fn family(self) -> Family {
-        match self {
-            EventType::ProcessExec
-            | EventType::ProcessFork
-            | EventType::ProcessExit
-            | EventType::Ptrace
-            | EventType::PrivilegeChange => Family::Process,
-            EventType::FileOpen
-            | EventType::FileWrite
-            | EventType::FileDelete
-            | EventType::FileRename
-            | EventType::FileChmod
-            | EventType::FileLink => Family::File,
-            EventType::NetConnect
-            | EventType::NetAccept
-            | EventType::NetListen
-            | EventType::NetUdp
-            | EventType::NetClose => Family::Network,
-            EventType::ModuleLoad | EventType::BpfLoad => Family::Kernel,
+        EVENT_TYPES[self as usize].2
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = EventType;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event type name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<EventType, E> {
+                // The message serde's derive gave: `unknown variant `x`, expected one of …`.
+                EventType::from_name(name)
+                    .ok_or_else(|| E::unknown_variant(name, &EventType::NAMES))
+            }
         }
+        deserializer.deserialize_str(Name)
     }
 }
 
@@ -124,6 +162,11 @@ impl Family {
         Family::Network,
         Family::Kernel,
     ];
+
+    /// The family with this name (exactly as [`Family::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.as_str() == name)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -164,6 +207,11 @@ pub enum Severity {
     Malicious,
 }
 
+/// The confidence of a verdict of the seed heuristic alone (what the seed's `classify_threat`
+/// reported). Here rather than in `rules`, which computes it, because [`Analysis`] derives it
+/// back from `detection_method` for stored and replayed events.
+pub const HEURISTIC_CONFIDENCE: f64 = 0.8;
+
 /// The rule engine's verdict, present on every event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
@@ -174,8 +222,6 @@ pub struct Analysis {
     /// How sure the method is of its verdict: 1.0 for rules, [`HEURISTIC_CONFIDENCE`] for the
     /// seed heuristic alone, 0.0 when nothing matched. Derived from `detection_method`
     /// ([`Analysis::confidence_of`]), so stored and replayed events get it back.
-    ///
-    /// [`HEURISTIC_CONFIDENCE`]: crate::rules::HEURISTIC_CONFIDENCE
     #[serde(default)]
     pub confidence: f64,
     pub recommendation: String,
@@ -192,7 +238,7 @@ impl Analysis {
     pub fn confidence_of(detection_method: &str) -> f64 {
         match detection_method {
             "rule_based" => 1.0,
-            "heuristic" => crate::rules::HEURISTIC_CONFIDENCE,
+            "heuristic" => HEURISTIC_CONFIDENCE,
             _ => 0.0,
         }
     }
@@ -290,12 +336,23 @@ pub struct Event {
     // network
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_ip: Option<String>,
+    /// Local address. Serialised as text (`127.0.0.1`, `::1`, `::ffff:10.0.0.1`: the standard
+    /// library's spelling, the same as before the field was typed); read with [`parse_ip`].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "address_from_text"
+    )]
+    pub source_ip: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_port: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_ip: Option<String>,
+    /// Remote address (see `source_ip`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "address_from_text"
+    )]
+    pub target_ip: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -384,6 +441,78 @@ pub struct ResponseAction {
     pub detail: String,
 }
 
+/// Parses an address as events spell it, also taking `[v6]` in brackets (as written next to a
+/// port), for addresses read back as text: recordings, rule test events, the history.
+pub fn parse_ip(text: &str) -> Option<IpAddr> {
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse().ok()
+}
+
+fn address_from_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<IpAddr>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    parse_ip(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::invalid_value(serde::de::Unexpected::Str(&text), &"an IP address")
+    })
+}
+
+/// An address, or an `ip:port` endpoint (`[v6]:port`), spelled as the JSON output and the UI
+/// spell it, formatted on the stack: text tests on addresses (a rule's `.startswith("10.")`,
+/// the UI's filter) run for every event and must not allocate.
+#[derive(Clone, Copy)]
+pub struct AddressText {
+    /// The longest, `[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535`, is 47 bytes.
+    bytes: [u8; 56],
+    len: u8,
+}
+
+impl AddressText {
+    pub fn ip(ip: IpAddr) -> AddressText {
+        AddressText::of(ip)
+    }
+
+    pub fn endpoint(ip: IpAddr, port: u16) -> AddressText {
+        AddressText::of(SocketAddr::new(ip, port))
+    }
+
+    fn of(value: impl fmt::Display) -> AddressText {
+        let mut text = AddressText {
+            bytes: [0; 56],
+            len: 0,
+        };
+        // Cannot fail: every address fits (see `bytes`), and `write_str` refuses rather than cut.
+        let _ = write!(text, "{value}");
+        text
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for AddressText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let start = usize::from(self.len);
+        let end = start + s.len();
+        let slot = self.bytes.get_mut(start..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = u8::try_from(end).map_err(|_| fmt::Error)?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AddressText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 impl Event {
     /// An event with every optional field empty; decoders fill in what applies.
     pub fn new(event_type: EventType, timestamp: DateTime<Utc>) -> Event {
@@ -448,6 +577,63 @@ mod tests {
         for t in EventType::ALL {
             let json = serde_json::to_string(&t).expect("serialise");
             assert_eq!(json, format!("\"{}\"", t.as_str()));
+        }
+    }
+
+    #[test]
+    fn event_type_names_round_trip() {
+        for (i, t) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(EventType::NAMES[i], t.as_str());
+            assert_eq!(EventType::from_name(t.as_str()), Some(t));
+            let back: EventType =
+                serde_json::from_value(serde_json::Value::from(t.as_str())).expect("a name");
+            assert_eq!(back, t);
+        }
+        assert_eq!(EventType::from_name("file"), None);
+        assert_eq!(EventType::from_name("FILE_OPEN"), None);
+        let e = serde_json::from_str::<EventType>("\"nope\"").expect_err("unknown");
+        assert!(
+            e.to_string()
+                .starts_with("unknown variant `nope`, expected one of `process_exec`, "),
+            "{e}"
+        );
+        assert_eq!(Family::from_name("network"), Some(Family::Network));
+        assert_eq!(Family::from_name("net"), None);
+    }
+
+    #[test]
+    fn addresses_are_spelled_as_before_they_were_typed() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("an address");
+        let mut e = Event::new(EventType::NetConnect, DateTime::UNIX_EPOCH);
+        e.source_ip = Some(ip("::ffff:127.0.0.1"));
+        e.target_ip = Some(ip("2001:db8::1"));
+        let v = serde_json::to_value(&e).expect("serialise");
+        assert_eq!(v["source_ip"], "::ffff:127.0.0.1");
+        assert_eq!(v["target_ip"], "2001:db8::1");
+        let back: Event = serde_json::from_value(v).expect("deserialise");
+        assert_eq!(back, e);
+        assert_eq!(parse_ip("[::1]"), Some("::1".parse().expect("ip")));
+        assert_eq!(parse_ip("10.0.0.1"), Some(ip("10.0.0.1")));
+        assert_eq!(parse_ip("[10.0.0.1"), None);
+        assert_eq!(parse_ip("localhost"), None);
+        let bad = serde_json::json!({"timestamp": "1970-01-01T00:00:00Z",
+            "event_type": "net_connect", "pid": 1, "tid": 1, "ppid": 0, "uid": 0, "user": "",
+            "process": "", "exe": "", "cmdline": "", "cgroup_id": 0, "analysis": Analysis::default(),
+            "target_ip": "1.2.3"});
+        let e = serde_json::from_value::<Event>(bad).expect_err("no address");
+        assert!(e.to_string().contains("expected an IP address"), "{e}");
+        for (text, port, endpoint) in [
+            ("10.0.0.1", 443, "10.0.0.1:443"),
+            ("::1", 22, "[::1]:22"),
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+                65535,
+                "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            ),
+            ("::ffff:255.255.255.255", 1, "[::ffff:255.255.255.255]:1"),
+        ] {
+            assert_eq!(AddressText::ip(ip(text)).as_str(), ip(text).to_string());
+            assert_eq!(AddressText::endpoint(ip(text), port).as_str(), endpoint);
         }
     }
 

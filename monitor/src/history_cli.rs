@@ -4,7 +4,7 @@
 //! with `--stats` counts per hour or day by type, label and rule.
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use chrono::{DateTime, Offset, TimeZone, Utc};
@@ -118,21 +118,20 @@ fn usage(message: String) -> HistoryError {
 /// Event types for a `--type` value: a type name or a family name.
 fn parse_types(text: &str) -> Result<Vec<EventType>, HistoryError> {
     let t = text.trim().to_ascii_lowercase();
-    if let Some(family) = Family::ALL.into_iter().find(|f| f.as_str() == t) {
+    if let Some(family) = Family::from_name(&t) {
         return Ok(EventType::ALL
             .into_iter()
             .filter(|e| e.family() == family)
             .collect());
     }
-    if let Some(e) = EventType::ALL.into_iter().find(|e| e.as_str() == t) {
+    if let Some(e) = EventType::from_name(&t) {
         return Ok(vec![e]);
     }
-    let names: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
     Err(usage(format!(
         "--type: unknown event type `{}`; expected one of {}, or a family: process, file, \
          network, kernel",
         sanitize::for_terminal(text),
-        names.join(", ")
+        EventType::NAMES.join(", ")
     )))
 }
 
@@ -325,10 +324,9 @@ pub fn write_json<W: Write>(out: &mut W, events: &[HistoryEvent]) -> io::Result<
 /// The most telling field of an event, for the DETAIL column (unsanitised).
 pub fn detail(e: &Event) -> String {
     let opt = |s: &Option<String>| s.clone().unwrap_or_default();
-    let endpoint = |ip: &Option<String>, port: Option<u16>| match (ip, port) {
-        (Some(ip), Some(port)) if ip.contains(':') => format!("[{ip}]:{port}"),
-        (Some(ip), Some(port)) => format!("{ip}:{port}"),
-        (Some(ip), None) => ip.clone(),
+    let endpoint = |ip: &Option<IpAddr>, port: Option<u16>| match (*ip, port) {
+        (Some(ip), Some(port)) => SocketAddr::new(ip, port).to_string(),
+        (Some(ip), None) => ip.to_string(),
         (None, Some(port)) => format!(":{port}"),
         (None, None) => "?".to_string(),
     };
@@ -798,7 +796,7 @@ mod tests {
         exec.cmdline = "bash -c 'echo \u{1b}[2J'".to_string();
         let mut connect = event(EventType::NetConnect, 12345, "curl\u{7}");
         connect.protocol = Some("tcp".into());
-        connect.target_ip = Some("::1".into());
+        connect.target_ip = Some("::1".parse().expect("an address"));
         connect.target_port = Some(443);
         connect.analysis.risk_score = 0.8;
         connect.analysis.label = "Shell With Network Connection".into();

@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::event::{Analysis, Event};
+use crate::event::{Analysis, Event, parse_ip};
 use crate::output::stats::is_stats_record;
 use crate::secure_fs;
 
@@ -57,7 +57,8 @@ pub const MIN_DECOMPRESSED_LIMIT: u64 = 64 << 20;
 
 /// What the live capture can put in a field, in bytes (see [`clamp_to_live_limits`]).
 mod live_limits {
-    use crate::enrich::{enricher, paths, proctable};
+    use crate::enrich::{enricher, proctable};
+    use crate::paths;
 
     /// comm, the parent's and the ancestors' names: the kernel's `TASK_COMM_LEN` less the NUL.
     pub const NAME: usize = monitor_common::COMM_LEN - 1;
@@ -70,8 +71,6 @@ mod live_limits {
     pub const ANCESTORS: usize = enricher::MAX_ANCESTORS;
     /// User names (Linux's `LOGIN_NAME_MAX`), symbolic flags, syscall and request names.
     pub const WORD: usize = 256;
-    /// An IPv6 address as text, with room to spare.
-    pub const ADDRESS: usize = 64;
     /// A BPF program's name: `BPF_OBJ_NAME_LEN` less the NUL.
     pub const BPF_NAME: usize = 15;
     /// Module parameters as the kernel copies them.
@@ -426,12 +425,14 @@ impl Recording {
             map.remove("analysis");
             map.remove("response");
         }
+        let dropped_address = drop_unreadable_addresses(&mut value);
         let mut event: Event = match serde_json::from_value(with_empty_analysis(value)) {
             Ok(event) => event,
             Err(e) => return Err(self.bad_line(e.to_string())),
         };
         event.analysis = Analysis::default();
-        if clamp_to_live_limits(&mut event) {
+        if clamp_to_live_limits(&mut event) | dropped_address {
+            event.truncated = true;
             self.clamped += 1;
         }
         self.events += 1;
@@ -465,6 +466,26 @@ impl Recording {
             }
         }
     }
+}
+
+/// Removes a `source_ip` or `target_ip` text that is no IP address, which the live capture
+/// cannot produce (when addresses were text, a recording could carry any; they are typed
+/// now): the event is still replayed, without it and marked `truncated`, like a cut one.
+/// True when one was removed.
+fn drop_unreadable_addresses(value: &mut serde_json::Value) -> bool {
+    let Some(map) = value.as_object_mut() else {
+        return false;
+    };
+    let mut dropped = false;
+    for key in ["source_ip", "target_ip"] {
+        if let Some(serde_json::Value::String(text)) = map.get(key)
+            && parse_ip(text).is_none()
+        {
+            map.remove(key);
+            dropped = true;
+        }
+    }
+    dropped
 }
 
 fn with_empty_analysis(mut value: serde_json::Value) -> serde_json::Value {
@@ -624,9 +645,6 @@ pub fn clamp_to_live_limits(event: &mut Event) -> bool {
         &mut event.protocol,
     ] {
         cut_any |= cut_opt(word, max::WORD);
-    }
-    for address in [&mut event.source_ip, &mut event.target_ip] {
-        cut_any |= cut_opt(address, max::ADDRESS);
     }
     cut_any |= cut_opt(&mut event.bpf_prog_name, max::BPF_NAME);
     cut_any |= cut_opt(&mut event.module_params, max::PARAMS);
@@ -1276,6 +1294,25 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_address_that_is_none_is_dropped_and_the_event_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("addresses.jsonl");
+        let mut net = event(0, 1);
+        net.event_type = EventType::NetConnect;
+        net.target_port = Some(443);
+        let mut odd = serde_json::to_value(&net).expect("json");
+        odd["source_ip"] = serde_json::Value::from("localhost");
+        odd["target_ip"] = serde_json::Value::from("[::1]");
+        write_lines(&path, &[odd.to_string()]);
+        let mut r = Recording::open(&path).expect("open");
+        let e = r.next_event().expect("read").expect("an event");
+        assert_eq!(e.source_ip, None);
+        assert_eq!(e.target_ip, Some("::1".parse().expect("an address")));
+        assert_eq!((e.target_port, e.truncated), (Some(443), true));
+        assert_eq!((r.events(), r.clamped()), (1, 1));
+    }
+
+    #[test]
     fn replayed_fields_are_cut_to_the_live_limits() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("big.jsonl");
@@ -1290,12 +1327,17 @@ mod tests {
         big.file_path = Some("/".repeat(9000));
         big.new_path = Some("€".repeat(5000));
         big.flags = Some("O_".repeat(500));
-        big.target_ip = Some("1".repeat(500));
         big.bpf_prog_name = Some("b".repeat(64));
         big.module_params = Some("m".repeat(1000));
         big.duration_ms = Some(-5.0);
         let small = event(1, 2);
-        let lines = [&big, &small].map(|e| serde_json::to_string(e).expect("json"));
+        // Addresses are typed now: an overlong one can only come from a crafted line.
+        let mut big_line = serde_json::to_value(&big).expect("json");
+        big_line["target_ip"] = serde_json::Value::from("1".repeat(500));
+        let lines = [
+            big_line.to_string(),
+            serde_json::to_string(&small).expect("json"),
+        ];
         write_lines(&path, &lines);
         let mut r = Recording::open(&path).expect("open");
         let e = r.next_event().expect("read").expect("an event");
@@ -1316,7 +1358,7 @@ mod tests {
         assert_eq!(e.file_path.as_deref().map(str::len), Some(4096));
         assert_eq!(e.new_path.as_deref().map(str::len), Some(4095));
         assert_eq!(e.flags.as_deref().map(str::len), Some(256));
-        assert_eq!(e.target_ip.as_deref().map(str::len), Some(64));
+        assert_eq!(e.target_ip, None, "500 digits are no address: dropped");
         assert_eq!(e.bpf_prog_name.as_deref().map(str::len), Some(15));
         assert_eq!(e.module_params.as_deref().map(str::len), Some(128));
         assert_eq!(e.duration_ms, Some(0.0));

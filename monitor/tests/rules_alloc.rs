@@ -77,7 +77,7 @@ fn events() -> Vec<Event> {
         out.push(proc_open);
         let mut connect = base(EventType::NetConnect, secs);
         connect.protocol = Some("tcp".to_string());
-        connect.target_ip = Some("140.82.121.4".to_string());
+        connect.target_ip = Some("140.82.121.4".parse().expect("an address"));
         connect.target_port = Some(443);
         out.push(connect);
         let mut exec = base(EventType::ProcessExec, secs);

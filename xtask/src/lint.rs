@@ -1,12 +1,12 @@
-//! `cargo xtask lint`: rustfmt check, the generated rule reference, then clippy in the two passes
-//! aya-template recommends.
+//! `cargo xtask lint`: no module cycles in the monitor crate, rustfmt check, the generated rule
+//! reference, then clippy in the two passes aya-template recommends.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::util;
+use crate::{module_cycles, util};
 
 /// One lint step: a name for the summary and the command.
 fn steps() -> Vec<(&'static str, Command)> {
@@ -65,6 +65,15 @@ fn steps() -> Vec<(&'static str, Command)> {
 /// returns the names of the steps that failed.
 pub fn run_steps() -> Result<Vec<&'static str>> {
     let mut failed = Vec::new();
+    // Read from the sources, before anything is built: a cycle is cheap to report early.
+    let cycles = "module cycles (monitor/src)";
+    eprintln!("xtask lint: {cycles}");
+    if module_cycles::check(&util::repo_root().join("monitor").join("src"))? {
+        eprintln!("xtask lint: {cycles}: ok");
+    } else {
+        eprintln!("xtask lint: {cycles}: FAILED");
+        failed.push(cycles);
+    }
     for (name, mut cmd) in steps() {
         eprintln!("xtask lint: {name}: {}", util::display(&cmd));
         let t = Instant::now();

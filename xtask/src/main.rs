@@ -9,6 +9,7 @@ mod bench;
 mod fuzz;
 mod install;
 mod lint;
+mod module_cycles;
 mod run;
 mod setup;
 mod soak;

@@ -1,16 +1,18 @@
 //! Blocking from the UI: what `b` and `B` act on ([`BlockTarget`]), `b`'s simulated marks,
 //! `B`'s question and confirmed deny entry, and the deny-entries view (`D`): what the kernel
 //! blocks right now, who asked and why, and `u` to remove the selected entry.
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 
 use super::{App, Entry, HISTORY_SEQ, Mode, StatusKind};
-use crate::event::{Event as SecEvent, EventType};
+use crate::event::{AddressText, Event as SecEvent, EventType};
 
 /// What `b`/`B` act on: the process, or the remote end of a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum BlockTarget {
     Process(u32),
-    Connection { ip: String, port: u16 },
+    Connection { ip: IpAddr, port: u16 },
 }
 
 impl BlockTarget {
@@ -19,13 +21,9 @@ impl BlockTarget {
     /// connection's remote port is the peer's ephemeral one: denying it would stop nothing.)
     pub fn of(event: &SecEvent) -> Option<BlockTarget> {
         if matches!(event.event_type, EventType::NetConnect | EventType::NetUdp)
-            && let (Some(ip), Some(port)) = (&event.target_ip, event.target_port)
-            && !ip.is_empty()
+            && let (Some(ip), Some(port)) = (event.target_ip, event.target_port)
         {
-            return Some(BlockTarget::Connection {
-                ip: ip.clone(),
-                port,
-            });
+            return Some(BlockTarget::Connection { ip, port });
         }
         (event.pid != 0).then_some(BlockTarget::Process(event.pid))
     }
@@ -36,7 +34,7 @@ impl BlockTarget {
             BlockTarget::Process(pid) => format!("process {pid} ({})", event.process),
             BlockTarget::Connection { ip, port } => {
                 let proto = event.protocol.as_deref().unwrap_or("");
-                format!("{proto} connection to {}", endpoint(ip, *port))
+                format!("{proto} connection to {}", endpoint(*ip, *port))
                     .trim_start()
                     .to_string()
             }
@@ -45,12 +43,8 @@ impl BlockTarget {
 }
 
 /// `ip:port`, with brackets around IPv6 addresses.
-pub fn endpoint(ip: &str, port: u16) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    }
+pub fn endpoint(ip: IpAddr, port: u16) -> String {
+    AddressText::endpoint(ip, port).as_str().to_string()
 }
 
 /// A "would block" mark: events of the target from `since` on are shown as blocked.

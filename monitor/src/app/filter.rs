@@ -1,7 +1,9 @@
 //! The filter (`/`: a case-insensitive substring of names, paths and addresses) and the
 //! suspicious-only switch (`f`): which events the panes and the alerts strip show.
-use super::{Action, App, Mode, StatusKind, endpoint};
-use crate::event::{Event as SecEvent, Severity};
+use std::net::IpAddr;
+
+use super::{Action, App, Mode, StatusKind};
+use crate::event::{AddressText, Event as SecEvent, Severity};
 
 impl App {
     /// Whether an event passes the filter and the suspicious-only switch.
@@ -87,16 +89,16 @@ pub fn filter_matches(filter: &str, event: &SecEvent) -> bool {
         || hit(&event.cmdline)
         || event.file_path.as_deref().is_some_and(hit)
         || event.new_path.as_deref().is_some_and(hit)
-        || address_matches(filter, event.source_ip.as_deref(), event.source_port)
-        || address_matches(filter, event.target_ip.as_deref(), event.target_port)
+        || address_matches(filter, event.source_ip, event.source_port)
+        || address_matches(filter, event.target_ip, event.target_port)
 }
 
-fn address_matches(filter: &str, ip: Option<&str>, port: Option<u16>) -> bool {
+fn address_matches(filter: &str, ip: Option<IpAddr>, port: Option<u16>) -> bool {
     let Some(ip) = ip else { return false };
-    if contains_ignore_case(ip, filter) {
+    if contains_ignore_case(AddressText::ip(ip).as_str(), filter) {
         return true;
     }
-    port.is_some_and(|port| contains_ignore_case(&endpoint(ip, port), filter))
+    port.is_some_and(|port| contains_ignore_case(AddressText::endpoint(ip, port).as_str(), filter))
 }
 
 /// ASCII-case-insensitive `haystack.contains(needle)`, without allocating.

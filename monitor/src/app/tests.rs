@@ -591,7 +591,7 @@ fn block_marks_the_target_from_then_on() {
 fn block_of_a_connection() {
     let (mut app, _) = app();
     let mut conn = ev(EventType::NetConnect, 20, "curl");
-    conn.target_ip = Some("10.0.0.1".into());
+    conn.target_ip = Some("10.0.0.1".parse().expect("an address"));
     conn.target_port = Some(443);
     conn.protocol = Some("tcp".into());
     app.ingest(vec![conn.clone()]);
@@ -599,7 +599,7 @@ fn block_of_a_connection() {
     press(&mut app, key(KeyCode::Tab));
     press(&mut app, ch('b'));
     let target = BlockTarget::Connection {
-        ip: "10.0.0.1".into(),
+        ip: [10, 0, 0, 1].into(),
         port: 443,
     };
     assert_eq!(
@@ -816,7 +816,7 @@ fn filter_by_name_path_and_address() {
     let mut open = ev(EventType::FileOpen, 1, "cat");
     open.file_path = Some("/etc/Shadow".into());
     let mut conn = ev(EventType::NetConnect, 2, "curl");
-    conn.target_ip = Some("10.1.2.3".into());
+    conn.target_ip = Some("10.1.2.3".parse().expect("an address"));
     conn.target_port = Some(8443);
     app.ingest(vec![open, conn, ev(EventType::ProcessExec, 3, "bash")]);
     press(&mut app, ch('/'));

@@ -29,8 +29,9 @@ use monitor_common::{
     config,
 };
 
+use super::BootClock;
 use super::{Capture, CaptureError, write};
-use crate::enrich::{BootClock, paths};
+use crate::paths;
 
 /// The programs attached when enforcement is switched on.
 pub const CONNECT_PROGRAMS: [&str; 2] = ["sm_connect4", "sm_connect6"];

@@ -2,10 +2,13 @@
 //!
 //! [`Capture::start`] returns the running capture (which must stay alive: dropping it detaches
 //! and unloads every program and map) and the ring buffer that [`reader`] drains.
+mod clock;
 pub mod enforce;
 pub mod probes;
 pub mod reader;
 pub mod tracefs;
+
+pub use clock::BootClock;
 
 use std::{collections::BTreeMap, path::PathBuf};
 

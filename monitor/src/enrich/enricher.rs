@@ -4,11 +4,10 @@
 //! an absolute, normalised one (relative to the process's cwd or to the directory fd the
 //! syscall named), converts kernel timestamps to wall-clock time, and names users.
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
-use chrono::{DateTime, Utc};
 use monitor_common::{
     AT_FDCWD, EventHeader, ExecEvent, FileEvent, FilePairEvent, NetEvent, PrivilegeEvent,
     SYMLINK_TARGET_DIRFD, kind, ops,
@@ -17,13 +16,14 @@ use rustc_hash::FxHashMap;
 
 use super::{
     ProcessTable, UserNames,
-    paths::{self, KnownPath},
     sockets::{Protocol, endpoints},
 };
 use crate::{
+    capture::BootClock,
     decode::Record,
     event::{Event, EventType},
     losses::{Loss, Losses},
+    paths::{self, KnownPath},
     sanitize::lossy,
 };
 
@@ -35,43 +35,6 @@ const EXITED_GRACE_NS: u64 = 30_000_000_000;
 const MAX_OPEN_FDS: usize = 65_536;
 /// How far up the tree `ancestors` goes.
 pub const MAX_ANCESTORS: usize = 8;
-
-/// Converts CLOCK_MONOTONIC (what `bpf_ktime_get_ns` returns) to wall-clock time.
-#[derive(Clone, Copy, Debug)]
-pub struct BootClock {
-    /// Realtime minus monotonic, in nanoseconds, measured once at start.
-    offset_ns: i128,
-}
-
-impl BootClock {
-    pub fn now() -> BootClock {
-        let realtime = clock_ns(libc::CLOCK_REALTIME);
-        let monotonic = clock_ns(libc::CLOCK_MONOTONIC);
-        BootClock {
-            offset_ns: realtime - monotonic,
-        }
-    }
-
-    pub fn to_wall(self, monotonic_ns: u64) -> DateTime<Utc> {
-        let ns = i128::from(monotonic_ns) + self.offset_ns;
-        DateTime::from_timestamp_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
-    }
-
-    /// Current CLOCK_MONOTONIC time, the kernel's timestamp base.
-    pub fn monotonic_now() -> u64 {
-        u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0)
-    }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec on the stack.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
-}
 
 pub struct Enricher {
     procs: ProcessTable,
@@ -411,10 +374,10 @@ impl Enricher {
         self.add_process_context(&mut event);
         event.protocol = Some(if d.protocol == 17 { "udp" } else { "tcp" }.to_string());
         event.blocked = d.flags & monitor_common::net_flags::BLOCKED != 0;
-        let ip = |addr: &[u8; 16]| -> Option<String> {
+        let ip = |addr: &[u8; 16]| -> Option<IpAddr> {
             match d.family {
-                2 => Some(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string()),
-                10 => Some(Ipv6Addr::from(*addr).to_string()),
+                2 => Some(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into()),
+                10 => Some(Ipv6Addr::from(*addr).into()),
                 _ => None,
             }
         };
@@ -457,10 +420,10 @@ impl Enricher {
         remote_too: bool,
     ) {
         if let Some(found) = endpoints(&self.proc_root, event.pid, fd, protocol) {
-            event.source_ip = Some(found.local.0.to_string());
+            event.source_ip = Some(found.local.0);
             event.source_port = Some(found.local.1);
             if remote_too {
-                event.target_ip = Some(found.remote.0.to_string());
+                event.target_ip = Some(found.remote.0);
                 event.target_port = Some(found.remote.1);
             }
         }
@@ -605,13 +568,5 @@ mod tests {
         assert_eq!(op_name(ops::RENAMEAT2), "renameat2");
         assert_eq!(op_name(ops::SETRESUID), "setresuid");
         assert_eq!(op_name(9999), "unknown");
-    }
-
-    #[test]
-    fn clock_converts_monotonic_to_now() {
-        let clock = BootClock::now();
-        let wall = clock.to_wall(BootClock::monotonic_now());
-        let skew = (Utc::now() - wall).num_milliseconds().abs();
-        assert!(skew < 1000, "skew {skew} ms");
     }
 }

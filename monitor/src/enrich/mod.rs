@@ -3,9 +3,9 @@
 //! - [`proctable`]: the process table (ppid, exe, argv, uid, cwd, ancestry), rebuilt from
 //!   fork/exec/exit events and seeded/filled from `/proc`;
 //! - [`users`]: uid → user name from `/etc/passwd`;
-//! - [`paths`]: lexical normalisation of paths and resolution against a process's cwd.
+//! - [`crate::paths`] (shared with the capture and the response): lexical normalisation of
+//!   paths and resolution against a process's cwd.
 
-pub mod paths;
 pub mod proctable;
 pub mod sockets;
 pub mod users;
@@ -15,4 +15,4 @@ pub use users::UserNames;
 
 pub mod enricher;
 
-pub use enricher::{BootClock, Enricher};
+pub use enricher::Enricher;

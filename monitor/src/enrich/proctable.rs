@@ -27,7 +27,7 @@
 //! from `/proc` is its start time since boot (`/proc/<pid>/stat` field 22), which equals the
 //! monotonic clock unless the machine has been suspended.
 
-use crate::enrich::paths::KnownPath;
+use crate::paths::KnownPath;
 use rustc_hash::FxHashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};

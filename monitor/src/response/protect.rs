@@ -20,7 +20,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::enrich::paths;
+use crate::paths;
 
 /// The kernel keeps the first 15 bytes of a program's file name as its name (comm).
 const COMM_MAX: usize = 15;

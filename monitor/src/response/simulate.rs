@@ -1,7 +1,7 @@
 //! What a block would do: the kernel deny entry real enforcement would add for an event, or why
 //! there is none. Shared by simulated blocks ("would block", nothing stopped) and real ones,
 //! so the simulation shows exactly what switching `enforce` on would do.
-use std::{net::IpAddr, sync::Arc};
+use std::sync::Arc;
 
 use super::protect::{Protected, comm, file_name};
 use crate::capture::enforce::DenyTarget;
@@ -136,7 +136,7 @@ pub fn is_system_binary(path: &str) -> bool {
                 .is_some_and(|rest| rest.starts_with('/'))
         })
     };
-    inside(&crate::enrich::paths::normalize(path))
+    inside(&crate::paths::normalize(path))
         || std::fs::canonicalize(path).is_ok_and(|real| inside(&real.to_string_lossy()))
 }
 
@@ -222,8 +222,6 @@ pub fn target_of(event: &Event) -> Result<DenyTarget, String> {
         EventType::NetConnect => {
             let ip = event
                 .target_ip
-                .as_deref()
-                .and_then(|ip| ip.parse::<IpAddr>().ok())
                 .ok_or_else(|| "the connection has no destination address".to_string())?;
             Ok(DenyTarget::Connect(ip, event.target_port.unwrap_or(0)))
         }
@@ -293,7 +291,7 @@ mod tests {
 
     fn connect(ip: &str, port: u16, process: &str) -> Event {
         let mut e = Event::new(EventType::NetConnect, DateTime::UNIX_EPOCH);
-        e.target_ip = Some(ip.to_string());
+        e.target_ip = Some(ip.parse().expect("an address"));
         e.target_port = Some(port);
         e.process = process.to_string();
         e.exe = format!("/usr/bin/{process}");

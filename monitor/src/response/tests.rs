@@ -109,7 +109,7 @@ fn connect_block_simulation_names_the_destination() {
     let mut analyzer = analyzer();
     let mut e = Event::new(EventType::NetConnect, Utc::now());
     e.process = "nc".to_string();
-    e.target_ip = Some("127.0.0.1".to_string());
+    e.target_ip = Some("127.0.0.1".parse().expect("an address"));
     e.target_port = Some(4444);
     let e = run(&mut responder, &mut analyzer, e);
     assert_eq!(

@@ -6,7 +6,6 @@
 //! They live here, beside what they adapt, so that `app/` stays state and transitions: `app`
 //! never imports `response`.
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::enforce::{DenyRecord, Enforcer, Origin, SharedCapture, lock_capture};
@@ -92,10 +91,7 @@ pub fn deny_target(target: &BlockTarget, event: &SecEvent) -> Result<DenyTarget,
             "the program of process {pid} has no known path (names can be forged: \
              secmon-tui block add exec NAME denies a name deliberately)"
         )),
-        BlockTarget::Connection { ip, port } => ip
-            .parse::<IpAddr>()
-            .map(|ip| DenyTarget::Connect(ip, *port))
-            .map_err(|_| format!("{ip:?} is not an IP address")),
+        BlockTarget::Connection { ip, port } => Ok(DenyTarget::Connect(*ip, *port)),
     }
 }
 

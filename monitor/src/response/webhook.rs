@@ -25,8 +25,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use std::{fmt, io::Read, path::Path};
+use std::{io::Read, path::Path};
 
+use crate::secrets::{SecretHeader, parse_header, redact_url};
 use crate::{config, secure_fs};
 
 /// Tuning; [`WebhookOptions::default`] is what secmon uses.
@@ -97,57 +98,6 @@ impl Counters {
     }
 }
 
-/// An HTTP header whose value is a secret: `Debug` and messages never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretHeader {
-    pub name: String,
-    value: String,
-}
-
-impl SecretHeader {
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-}
-
-impl fmt::Debug for SecretHeader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ***", self.name)
-    }
-}
-
-/// Parses a header line, `Name: value`. Errors never quote the value.
-pub fn parse_header(line: &str) -> Result<SecretHeader, String> {
-    let Some((name, value)) = line.split_once(':') else {
-        return Err(
-            "expected an HTTP header line, \"Name: value\" (e.g. \"Authorization: \
-                    Bearer …\"); the value is not shown"
-                .to_string(),
-        );
-    };
-    let name = name.trim();
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(token) {
-        return Err(format!(
-            "`{}` is not an HTTP header name (letters, digits and -)",
-            crate::sanitize::for_terminal(name)
-        ));
-    }
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(format!("the header {name} has an empty value"));
-    }
-    if value.chars().any(|c| c.is_control()) {
-        return Err(format!(
-            "the value of the header {name} contains control characters (not shown)"
-        ));
-    }
-    Ok(SecretHeader {
-        name: name.to_string(),
-        value: value.to_string(),
-    })
-}
-
 /// The most a header file may hold.
 const MAX_HEADER_FILE: u64 = 8192;
 
@@ -195,49 +145,6 @@ pub fn configured_header(response: &config::Response) -> Result<Option<SecretHea
             .map_err(|e| format!("webhook_header_file: {e}")),
         None => Ok(None),
     }
-}
-
-/// `url` as it may be printed: the user and password replaced by `***`, and every query
-/// value too (`?token=***&x=***`); scheme, host, port, path and query keys are kept so the
-/// operator can tell which hook it is.
-pub fn redact_url(url: &str) -> String {
-    let (before_fragment, fragment) = match url.split_once('#') {
-        Some((u, _)) => (u, Some("***")),
-        None => (url, None),
-    };
-    let (base, query) = match before_fragment.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (before_fragment, None),
-    };
-    let mut out = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            let host = match authority.rsplit_once('@') {
-                Some((_, host)) => format!("***@{host}"),
-                None => authority.to_string(),
-            };
-            format!("{scheme}://{host}{path}")
-        }
-        None => base.to_string(),
-    };
-    if let Some(query) = query {
-        out.push('?');
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) => format!("{key}=***"),
-                None if pair.is_empty() => String::new(),
-                None => "***".to_string(),
-            })
-            .collect();
-        out.push_str(&redacted.join("&"));
-    }
-    if let Some(fragment) = fragment {
-        out.push('#');
-        out.push_str(fragment);
-    }
-    out
 }
 
 /// The running webhook sender.
@@ -651,25 +558,6 @@ mod tests {
     }
 
     #[test]
-    fn header_lines_are_checked_without_quoting_the_value() {
-        let h = parse_header("  X-Hook-Token :  abc def ").expect("parses");
-        assert_eq!((h.name.as_str(), h.value()), ("X-Hook-Token", "abc def"));
-        for bad in [
-            "no colon s3cret",
-            ": s3cret",
-            "Bad Name: s3cret",
-            "X-A:",
-            "X-A: s3\rcret",
-        ] {
-            let e = parse_header(bad).expect_err(bad);
-            assert!(
-                !e.contains("s3cret") && !e.contains("s3\rcret"),
-                "{bad}: {e}"
-            );
-        }
-    }
-
-    #[test]
     fn a_header_file_must_be_private_as_root() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -703,22 +591,7 @@ mod tests {
     }
 
     #[test]
-    fn printed_urls_are_redacted() {
-        for (url, shown) in [
-            (
-                "https://hooks.example.com/secmon",
-                "https://hooks.example.com/secmon",
-            ),
-            (
-                "https://user:pa55@hooks.example.com:8443/a/b?token=s3cret&x=1",
-                "https://***@hooks.example.com:8443/a/b?token=***&x=***",
-            ),
-            ("http://tok@[::1]:9/h?sig", "http://***@[::1]:9/h?***"),
-            ("http://h/p?a=1&&b=2#frag", "http://h/p?a=***&&b=***#***"),
-            ("http://a@b@host/", "http://***@host/"),
-        ] {
-            assert_eq!(redact_url(url), shown, "{url}");
-        }
+    fn the_webhook_shows_its_url_redacted() {
         let hook = Webhook::start("http://u:pw@127.0.0.1:9/h?token=s3cret", fast()).expect("start");
         assert_eq!(hook.url(), "http://***@127.0.0.1:9/h?token=***");
         let e = Webhook::start("http://u:pw@exa mple.com/?k=s3cret", fast())

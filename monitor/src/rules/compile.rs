@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::eval::{IpNet, Node, NumExpr, Number, Pattern, StrSet, StrTest};
-use super::fields::{self, ALL_TYPES, Field, StrField, TypeMask, type_bit};
+use super::fields::{self, ALL_TYPES, Field, IpField, StrField, TextField, TypeMask, type_bit};
 use super::parser::{Ast, CmpOp, Method, Operand, Span};
 use crate::event::EventType;
 
@@ -329,13 +329,18 @@ impl<'a> Compiler<'a> {
                 )),
             }
         };
+        if let (Val::Field(x), Val::Field(y)) = (&a, &b)
+            && let (Some(x), Some(y)) = (text_field(*x), text_field(*y))
+        {
+            return Ok(Node::StrPair(x, y, text_op(op)?));
+        }
         Ok(match (a, b) {
             (Val::Field(Field::Str(StrField::EventType)), Val::Str(name)) => {
                 let equal = text_op(op)?;
                 let bit = event_type_bit(&name, b_op.span(), src)?;
                 Node::Types(if equal { bit } else { ALL_TYPES & !bit })
             }
-            (Val::Field(Field::Str(f) | Field::Ip(f)), Val::Str(s)) => {
+            (Val::Field(Field::Str(f)), Val::Str(s)) => {
                 let s = s.into_boxed_str();
                 Node::Str(
                     f,
@@ -346,10 +351,10 @@ impl<'a> Compiler<'a> {
                     },
                 )
             }
-            (
-                Val::Field(Field::Str(f) | Field::Ip(f)),
-                Val::Field(Field::Str(g) | Field::Ip(g)),
-            ) => Node::StrPair(f, g, text_op(op)?),
+            // Text that is no address (a typo, `"localhost"`) stays accepted, as when addresses
+            // were compared as text: it equals no address.
+            (Val::Field(Field::Ip(f)), Val::Str(s)) => Node::IpEq(f, s.parse().ok(), text_op(op)?),
+
             (Val::Field(Field::List(_)), _) | (_, Val::Field(Field::List(_))) => {
                 return Err(Self::err(
                     src,
@@ -457,7 +462,8 @@ impl<'a> Compiler<'a> {
                     .fold(0, |m, t| m | type_bit(t));
                 Node::Types(mask)
             }
-            Field::Str(f) | Field::Ip(f) => Node::Str(f, test),
+            Field::Str(f) => Node::Str(f, test),
+            Field::Ip(f) => Node::IpText(f, test),
             // On a list, `contains(x)` means an element equals x.
             Field::List(f) => match test {
                 StrTest::Contains(v) => Node::List(f, StrTest::Eq(v)),
@@ -653,14 +659,14 @@ impl<'a> Compiler<'a> {
 }
 
 fn event_type_bit(name: &str, span: Span, src: SourceId) -> Result<TypeMask> {
-    match fields::event_type_named(name) {
+    match EventType::from_name(name) {
         Some(t) => Ok(type_bit(t)),
         None => Err(Compiler::err(
             src,
             span,
             format!(
                 "expected an event type ({}), found {name:?}",
-                EventType::ALL.map(|t| t.as_str()).join(", ")
+                EventType::NAMES.join(", ")
             ),
         )),
     }
@@ -671,6 +677,15 @@ fn memoized(slot: u32, node: Node) -> Node {
     match node {
         cheap @ (Node::Const(_) | Node::Types(_) | Node::Memo(..)) => cheap,
         other => Node::Memo(slot, Box::new(other)),
+    }
+}
+
+/// The field as text, for comparing two fields (numbers and lists are not text).
+fn text_field(field: Field) -> Option<TextField> {
+    match field {
+        Field::Str(f) => Some(TextField::Str(f)),
+        Field::Ip(f) => Some(TextField::Ip(f)),
+        Field::Int(_) | Field::List(_) | Field::Risk => None,
     }
 }
 
@@ -815,9 +830,12 @@ pub fn type_bounds(node: &Node) -> (TypeMask, TypeMask) {
             let (m, s) = type_bounds(n);
             (may | m, must | s)
         }),
-        Node::Str(f, _) | Node::Ip(f, _) => (presence(FieldRef::Str(*f)), 0),
+        Node::Str(f, _) => (presence(FieldRef::Str(*f)), 0),
+        Node::Ip(f, _) | Node::IpEq(f, _, _) | Node::IpText(f, _) => {
+            (presence(FieldRef::Ip(*f)), 0)
+        }
         Node::List(f, _) => (presence(FieldRef::List(*f)), 0),
-        Node::StrPair(a, b, _) => (presence(FieldRef::Str(*a)) & presence(FieldRef::Str(*b)), 0),
+        Node::StrPair(a, b, _) => (text_presence(*a) & text_presence(*b), 0),
         Node::Num(a, _, b) => (num_presence(a) & num_presence(b), 0),
         Node::NumIn(a, _) => (num_presence(a), 0),
         Node::Memo(_, inner) => type_bounds(inner),
@@ -826,6 +844,7 @@ pub fn type_bounds(node: &Node) -> (TypeMask, TypeMask) {
 
 enum FieldRef {
     Str(StrField),
+    Ip(IpField),
     Int(fields::IntField),
     List(fields::ListField),
 }
@@ -834,12 +853,20 @@ fn presence(field: FieldRef) -> TypeMask {
     fields::FIELDS
         .iter()
         .filter(|(_, f, _)| match (&field, f) {
-            (FieldRef::Str(a), Field::Str(b) | Field::Ip(b)) => a == b,
+            (FieldRef::Str(a), Field::Str(b)) => a == b,
+            (FieldRef::Ip(a), Field::Ip(b)) => a == b,
             (FieldRef::Int(a), Field::Int(b)) => a == b,
             (FieldRef::List(a), Field::List(b)) => a == b,
             _ => false,
         })
         .fold(0, |m, (_, _, mask)| m | mask)
+}
+
+fn text_presence(field: TextField) -> TypeMask {
+    match field {
+        TextField::Str(f) => presence(FieldRef::Str(f)),
+        TextField::Ip(f) => presence(FieldRef::Ip(f)),
+    }
 }
 
 fn num_presence(expr: &NumExpr) -> TypeMask {

@@ -15,12 +15,11 @@ use super::eval::{Ctx, Memo};
 use super::state::{Hit, MAX_TREE_DEPTH, ProcTable};
 use super::{Action, Record, RuleEngine, RuleSet, Scope};
 use crate::config::ThreatDetection;
+pub use crate::event::HEURISTIC_CONFIDENCE;
 use crate::event::{Analysis, Event, EventType, Severity};
 
 /// From this risk on, an event is `malicious`.
 pub const MALICIOUS_THRESHOLD: f64 = 0.85;
-/// What the seed's `classify_threat` reported as its confidence.
-pub const HEURISTIC_CONFIDENCE: f64 = 0.8;
 /// The seed heuristic: +0.3 for a path under /tmp/, +0.4 for a shell.
 const HEURISTIC_TMP: f64 = 0.3;
 const HEURISTIC_SHELL: f64 = 0.4;

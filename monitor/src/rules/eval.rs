@@ -8,16 +8,16 @@
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use memchr::memmem::Finder;
 use regex::Regex;
 use regex_syntax::hir::{Hir, HirKind};
 
-use super::fields::{self, IntField, ListField, StrField, TypeMask, type_bit};
+use super::fields::{self, IntField, IpField, ListField, StrField, TextField, TypeMask, type_bit};
 use super::parser::CmpOp;
 use super::state::ProcTable;
-use crate::event::Event;
+use crate::event::{AddressText, Event};
 
 /// What a condition is evaluated against: the event and the engine's process state.
 pub struct Ctx<'a> {
@@ -210,6 +210,18 @@ impl Ctx<'_> {
             other => fields::str_value(self.event, other),
         }
     }
+
+    fn ip_value(&self, field: IpField) -> Option<IpAddr> {
+        fields::ip_value(self.event, field)
+    }
+
+    /// The field as text; an address is spelled into `buf` (on the caller's stack).
+    fn text<'b>(&'b self, field: TextField, buf: &'b mut Option<AddressText>) -> Option<&'b str> {
+        match field {
+            TextField::Str(f) => self.str_value(f),
+            TextField::Ip(f) => Some(buf.insert(AddressText::ip(self.ip_value(f)?)).as_str()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -388,18 +400,6 @@ fn unmap(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Parses an address as events carry it (also tolerating `[v6]` brackets).
-fn parse_ip(text: &str) -> Option<IpAddr> {
-    let text = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(text);
-    text.parse::<Ipv4Addr>()
-        .map(IpAddr::V4)
-        .or_else(|_| text.parse::<Ipv6Addr>().map(IpAddr::V6))
-        .ok()
-}
-
 #[derive(Clone, Debug)]
 pub enum Node {
     Const(bool),
@@ -411,10 +411,16 @@ pub enum Node {
     Str(StrField, StrTest),
     /// Any element of the list passes the test.
     List(ListField, StrTest),
-    /// Two text fields equal (`true`) or differ (`false`).
-    StrPair(StrField, StrField, bool),
+    /// Two fields equal (`true`) or differ (`false`): two addresses as addresses, otherwise as
+    /// text.
+    StrPair(TextField, TextField, bool),
+    /// The address equals (`true`) or differs from (`false`) the one a rule names (`None`: the
+    /// rule's text is no address, so equal to none).
+    IpEq(IpField, Option<IpAddr>, bool),
     /// The address is in one of the networks.
-    Ip(StrField, Box<[IpNet]>),
+    Ip(IpField, Box<[IpNet]>),
+    /// The address's text passes the test (`.startswith("10.")` and the other methods).
+    IpText(IpField, StrTest),
     Num(NumExpr, CmpOp, NumExpr),
     NumIn(NumExpr, Box<[Number]>),
     /// A macro's condition, evaluated at most once per event (the slot is its memo entry).
@@ -432,14 +438,28 @@ impl Node {
             Node::Str(field, test) => ctx.str_value(*field).is_some_and(|s| test.test(s)),
             Node::List(field, test) => fields::list_value(ctx.event, *field)
                 .is_some_and(|items| items.iter().any(|s| test.test(s))),
-            Node::StrPair(a, b, equal) => match (ctx.str_value(*a), ctx.str_value(*b)) {
-                (Some(a), Some(b)) => (a == b) == *equal,
-                _ => false,
-            },
+            Node::StrPair(TextField::Ip(a), TextField::Ip(b), equal) => {
+                match (ctx.ip_value(*a), ctx.ip_value(*b)) {
+                    (Some(a), Some(b)) => (a == b) == *equal,
+                    _ => false,
+                }
+            }
+            Node::StrPair(a, b, equal) => {
+                let (mut a_buf, mut b_buf) = (None, None);
+                match (ctx.text(*a, &mut a_buf), ctx.text(*b, &mut b_buf)) {
+                    (Some(a), Some(b)) => (a == b) == *equal,
+                    _ => false,
+                }
+            }
+            Node::IpEq(field, ip, equal) => ctx
+                .ip_value(*field)
+                .is_some_and(|value| (Some(value) == *ip) == *equal),
             Node::Ip(field, nets) => ctx
-                .str_value(*field)
-                .and_then(parse_ip)
+                .ip_value(*field)
                 .is_some_and(|ip| nets.iter().any(|n| n.contains(ip))),
+            Node::IpText(field, test) => ctx
+                .ip_value(*field)
+                .is_some_and(|ip| test.test(AddressText::ip(ip).as_str())),
             Node::Num(a, op, b) => match (a.eval(ctx), b.eval(ctx)) {
                 (Some(a), Some(b)) => a.compare(*op, b),
                 _ => false,
@@ -490,7 +510,6 @@ mod tests {
         ] {
             assert_eq!(IpNet::parse(bad), None, "{bad}");
         }
-        assert_eq!(parse_ip("[::1]"), Some("::1".parse().expect("ip")));
     }
 
     #[test]

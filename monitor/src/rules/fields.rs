@@ -1,6 +1,8 @@
 //! The fields a condition can read, how each maps onto [`Event`], and on which event types
 //! each can be present (used to narrow the event types a rule is indexed under).
 
+use std::net::IpAddr;
+
 use crate::event::{Event, EventType};
 
 /// A set of event types as bits, bit `t as usize` for each [`EventType`] `t`.
@@ -23,10 +25,6 @@ pub fn types_in(mask: TypeMask) -> impl Iterator<Item = EventType> {
         .filter(move |&t| mask & type_bit(t) != 0)
 }
 
-pub fn event_type_named(name: &str) -> Option<EventType> {
-    EventType::ALL.into_iter().find(|t| t.as_str() == name)
-}
-
 /// Text fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StrField {
@@ -40,14 +38,27 @@ pub enum StrField {
     FilePath,
     FileNewPath,
     FileFlags,
-    NetDstIp,
-    NetSrcIp,
     NetProtocol,
     PtraceRequest,
     BpfProgName,
     Syscall,
     ModuleParams,
     EventType,
+}
+
+/// Address fields: compared as addresses (`==`, `in [...]`, `in cidr(...)`), and as their text
+/// (`127.0.0.1`, `::1`, as the JSON output spells them) by the text methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpField {
+    NetDstIp,
+    NetSrcIp,
+}
+
+/// A field read as text, for comparing two fields: a text field, or an address's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextField {
+    Str(StrField),
+    Ip(IpField),
 }
 
 /// Integer fields.
@@ -83,8 +94,8 @@ pub enum ListField {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
     Str(StrField),
-    /// `net.dst_ip` / `net.src_ip`: text that `in` compares as addresses and networks.
-    Ip(StrField),
+    /// `net.dst_ip` / `net.src_ip`.
+    Ip(IpField),
     Int(IntField),
     List(ListField),
     /// `process.risk`: the process's accumulated risk (engine state).
@@ -143,9 +154,9 @@ pub const FIELDS: &[(&str, Field, TypeMask)] = &[
     ("file.new_path", Field::Str(StrField::FileNewPath), FILE),
     ("file.flags", Field::Str(StrField::FileFlags), FILE),
     ("file.mode", Field::Int(IntField::FileMode), FILE),
-    ("net.dst_ip", Field::Ip(StrField::NetDstIp), NET),
+    ("net.dst_ip", Field::Ip(IpField::NetDstIp), NET),
     ("net.dst_port", Field::Int(IntField::NetDstPort), NET),
-    ("net.src_ip", Field::Ip(StrField::NetSrcIp), NET),
+    ("net.src_ip", Field::Ip(IpField::NetSrcIp), NET),
     ("net.src_port", Field::Int(IntField::NetSrcPort), NET),
     ("net.protocol", Field::Str(StrField::NetProtocol), NET),
     ("net.bytes_sent", Field::Int(IntField::NetBytesSent), NET),
@@ -223,8 +234,6 @@ pub fn str_value(event: &Event, field: StrField) -> Option<&str> {
         StrField::FilePath => event.file_path.as_deref()?,
         StrField::FileNewPath => event.new_path.as_deref()?,
         StrField::FileFlags => event.flags.as_deref()?,
-        StrField::NetDstIp => event.target_ip.as_deref()?,
-        StrField::NetSrcIp => event.source_ip.as_deref()?,
         StrField::NetProtocol => event.protocol.as_deref()?,
         StrField::PtraceRequest => event.ptrace_request.as_deref()?,
         StrField::BpfProgName => event.bpf_prog_name.as_deref()?,
@@ -232,6 +241,13 @@ pub fn str_value(event: &Event, field: StrField) -> Option<&str> {
         StrField::ModuleParams => event.module_params.as_deref()?,
         StrField::EventType => event.event_type.as_str(),
     })
+}
+
+pub fn ip_value(event: &Event, field: IpField) -> Option<IpAddr> {
+    match field {
+        IpField::NetDstIp => event.target_ip,
+        IpField::NetSrcIp => event.source_ip,
+    }
 }
 
 pub fn int_value(event: &Event, field: IntField) -> Option<i64> {
@@ -290,7 +306,7 @@ mod tests {
             types_in(mask_of(&[EventType::NetClose, EventType::ProcessExec])).collect::<Vec<_>>(),
             vec![EventType::ProcessExec, EventType::NetClose]
         );
-        assert_eq!(event_type_named("file_open"), Some(EventType::FileOpen));
-        assert_eq!(event_type_named("file"), None);
+        assert_eq!(EventType::from_name("file_open"), Some(EventType::FileOpen));
+        assert_eq!(EventType::from_name("file"), None);
     }
 }

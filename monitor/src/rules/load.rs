@@ -752,12 +752,12 @@ impl Loader {
                 }
                 let mut mask = 0;
                 for (item, offset) in items {
-                    match fields::event_type_named(&item) {
+                    match EventType::from_name(&item) {
                         Some(t) => mask |= type_bit(t),
                         None => {
                             let msg = format!(
                                 "expected an event type ({}), found {item:?}",
-                                EventType::ALL.map(|t| t.as_str()).join(", ")
+                                EventType::NAMES.join(", ")
                             );
                             self.diag_at(file, offset, msg);
                         }

@@ -101,7 +101,7 @@ fn build(spec: (u8, u32, u8, u8, u8), secs: i64) -> Event {
         }
         EventType::NetConnect => {
             e.protocol = Some("tcp".to_string());
-            e.target_ip = Some("192.0.2.7".to_string());
+            e.target_ip = Some("192.0.2.7".parse().expect("an address"));
             e.target_port = Some([4444, 80, 8080][usize::from(port)]);
         }
         _ => {}

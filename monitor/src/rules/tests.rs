@@ -76,9 +76,9 @@ fn file_event(t: EventType, path: &str) -> Event {
 fn net_event(t: EventType, dst: &str, port: u16) -> Event {
     let mut e = event(t);
     e.protocol = Some("tcp".to_string());
-    e.target_ip = Some(dst.to_string());
+    e.target_ip = Some(dst.parse().expect("an address"));
     e.target_port = Some(port);
-    e.source_ip = Some("10.0.0.5".to_string());
+    e.source_ip = Some("10.0.0.5".parse().expect("an address"));
     e.source_port = Some(40000);
     e
 }
@@ -528,6 +528,52 @@ fn network_fields_and_cidr() {
     let mut close = net_event(EventType::NetClose, "1.1.1.1", 443);
     close.bytes_sent = Some(10_000_000);
     assert!(check("net.bytes_sent > 1000000", &close));
+}
+
+/// Addresses are typed: `==` compares addresses, the text methods read the JSON spelling, and
+/// everything the language accepted when addresses were text is still accepted.
+#[test]
+fn addresses_compare_as_addresses_and_read_as_text() {
+    let e = net_event(EventType::NetConnect, "192.168.1.20", 4444);
+    assert!(check("net.dst_ip != '192.168.1.21'", &e));
+    assert!(!check("net.dst_ip != '192.168.1.20'", &e));
+    assert!(check("net.dst_ip.startswith('192.168.')", &e));
+    assert!(check("net.dst_ip.endswith('.20')", &e));
+    assert!(check("net.dst_ip.contains('168.1')", &e));
+    assert!(check("net.dst_ip.matches('^192[.]168[.]')", &e));
+    assert!(check("net.src_ip != net.dst_ip", &e));
+    assert!(!check("net.src_ip == net.dst_ip", &e));
+    // Text that is no address compiles as before and equals no address.
+    assert!(!check("net.dst_ip == 'localhost'", &e));
+    assert!(check("net.dst_ip != 'localhost'", &e));
+    // An address compared with a text field compares the spelling.
+    let mut named = e.clone();
+    named.process = "192.168.1.20".to_string();
+    assert!(check("net.dst_ip == process.name", &named));
+    assert!(check("process.name == net.dst_ip", &named));
+    assert!(!check("net.src_ip == process.name", &named));
+    let v6 = net_event(EventType::NetConnect, "fe80::1", 22);
+    assert!(check("net.dst_ip == 'fe80::1'", &v6));
+    assert!(check("net.dst_ip.startswith('fe80:')", &v6));
+    let local = net_event(EventType::NetConnect, "::1", 22);
+    assert!(
+        check("net.dst_ip == '0:0::1'", &local),
+        "the same address, spelled longer"
+    );
+    assert!(check("net.dst_ip in ['::1']", &local));
+    let mapped = net_event(EventType::NetConnect, "::ffff:10.1.2.3", 22);
+    assert!(check("net.dst_ip == '::ffff:10.1.2.3'", &mapped));
+    assert!(
+        !check("net.dst_ip == '10.1.2.3'", &mapped),
+        "as the text compared"
+    );
+    assert!(check("net.dst_ip.startswith('::ffff:10.')", &mapped));
+    // Absent on a listen: every test of it is false, `!=` included.
+    let mut listen = event(EventType::NetListen);
+    listen.source_ip = Some("0.0.0.0".parse().expect("an address"));
+    assert!(!check("net.dst_ip != '10.0.0.1'", &listen));
+    assert!(!check("net.dst_ip.startswith('')", &listen));
+    assert!(!check("net.src_ip != net.dst_ip", &listen));
 }
 
 #[test]

@@ -2,12 +2,13 @@
 //! JSON object and turning a selected row back into an event.
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Analysis, Event, EventType, ResponseAction, Severity};
+use crate::event::{AddressText, Analysis, Event, EventType, ResponseAction, Severity, parse_ip};
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events (ts, event_type, pid, tid, ppid, uid, \
     process, ctx, file_path, new_path, src_ip, dst_ip, dst_port, label, severity, risk, method, \
@@ -52,10 +53,6 @@ fn severity_from_code(code: i64) -> Severity {
         1 => Severity::Suspicious,
         _ => Severity::Benign,
     }
-}
-
-pub(crate) fn parse_event_type(name: &str) -> Option<EventType> {
-    EventType::ALL.into_iter().find(|t| t.as_str() == name)
 }
 
 /// The type-specific fields without a column of their own (borrowed, for writing).
@@ -405,8 +402,14 @@ pub(crate) fn insert(
         ctx,
         e.file_path,
         e.new_path,
-        e.source_ip,
-        e.target_ip,
+        e.source_ip
+            .map(AddressText::ip)
+            .as_ref()
+            .map(AddressText::as_str),
+        e.target_ip
+            .map(AddressText::ip)
+            .as_ref()
+            .map(AddressText::as_str),
         e.target_port,
         a.label,
         severity_code(a.severity),
@@ -432,6 +435,20 @@ fn text_or_empty(row: &Row<'_>, idx: usize) -> rusqlite::Result<String> {
     Ok(row.get::<_, Option<String>>(idx)?.unwrap_or_default())
 }
 
+/// An address column: stored as the JSON output spells it.
+fn address_column(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<IpAddr>> {
+    let Some(text) = row.get::<_, Option<String>>(idx)? else {
+        return Ok(None);
+    };
+    parse_ip(&text).map(Some).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            "not an IP address".into(),
+        )
+    })
+}
+
 fn json_column<T: for<'de> Deserialize<'de> + Default>(
     row: &Row<'_>,
     idx: usize,
@@ -447,7 +464,7 @@ fn json_column<T: for<'de> Deserialize<'de> + Default>(
 /// A row selected with [`SELECT_COLUMNS`], back as an event.
 pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
     let type_name: String = row.get(2)?;
-    let event_type = parse_event_type(&type_name).ok_or_else(|| {
+    let event_type = EventType::from_name(&type_name).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
             2,
             rusqlite::types::Type::Text,
@@ -470,8 +487,8 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
     e.ancestors = json_column(row, 13)?;
     e.file_path = row.get(14)?;
     e.new_path = row.get(15)?;
-    e.source_ip = row.get(16)?;
-    e.target_ip = row.get(17)?;
+    e.source_ip = address_column(row, 16)?;
+    e.target_ip = address_column(row, 17)?;
     e.target_port = row.get(18)?;
     e.analysis = Analysis {
         label: row.get(19)?,

@@ -118,9 +118,9 @@ fn every_kind() -> Vec<Event> {
     out.push(privilege);
     let mut close = event(EventType::NetClose, t(), 104, "python3");
     close.protocol = Some("tcp".into());
-    close.source_ip = Some("127.0.0.1".into());
+    close.source_ip = Some("127.0.0.1".parse().expect("an address"));
     close.source_port = Some(40000);
-    close.target_ip = Some("::1".into());
+    close.target_ip = Some("::1".parse().expect("an address"));
     close.target_port = Some(443);
     close.bytes_sent = Some(10);
     close.bytes_received = Some(u64::from(u32::MAX) + 7);
@@ -235,8 +235,9 @@ fn known_set() -> Vec<Event> {
             2 => {
                 let mut e = event(EventType::NetConnect, at, 1000 + i, "curl");
                 e.protocol = Some("tcp".into());
-                e.source_ip = Some("10.0.0.2".into());
-                e.target_ip = Some(if i == 6 { "203.0.113.9" } else { "127.0.0.1" }.into());
+                e.source_ip = Some("10.0.0.2".parse().expect("an address"));
+                let target = if i == 6 { "203.0.113.9" } else { "127.0.0.1" };
+                e.target_ip = Some(target.parse().expect("an address"));
                 e.target_port = Some(80);
                 e
             }
@@ -798,7 +799,7 @@ fn an_older_schema_migrates() {
     // Opening for writing migrates, keeps the rows, and moves the source address.
     let store = open_store(&path);
     let mut e = event(EventType::NetConnect, base() + Span::hours(1), 9, "nc");
-    e.source_ip = Some("10.2.2.2".into());
+    e.source_ip = Some("10.2.2.2".parse().expect("an address"));
     e.response = respond(ResponseKind::Alert, "r");
     assert!(store.submit(vec![e]));
     drop(store);
@@ -810,14 +811,20 @@ fn an_older_schema_migrates() {
     let all = h.query(&Filter::default()).expect("query");
     assert_eq!(pids_raw(&all), vec![7, 8, 9]);
     let old = &all[0].event;
-    assert_eq!(old.source_ip.as_deref(), Some("10.1.1.1"));
+    assert_eq!(
+        old.source_ip.map(|ip| ip.to_string()).as_deref(),
+        Some("10.1.1.1")
+    );
     assert_eq!(old.source_port, Some(5000));
     assert_eq!(old.protocol.as_deref(), Some("tcp"));
     assert_eq!(old.exe, "/usr/bin/curl");
     assert_eq!(old.ancestors, vec!["bash".to_string()]);
     assert_eq!(old.analysis.rules, vec!["r".to_string()]);
     assert_eq!(old.analysis.severity, Severity::Malicious);
-    assert_eq!(all[1].event.source_ip.as_deref(), Some("10.9.9.9"));
+    assert_eq!(
+        all[1].event.source_ip.map(|ip| ip.to_string()).as_deref(),
+        Some("10.9.9.9")
+    );
     let extra: Option<String> = h
         .connection()
         .query_row("SELECT extra FROM events WHERE pid = 8", [], |r| r.get(0))

@@ -229,16 +229,16 @@ fn specific_fields(e: &Event) -> Vec<(&'static str, String)> {
         ("protocol", text(&e.protocol)),
         (
             "local",
-            e.source_ip.as_deref().map(|ip| match e.source_port {
-                Some(p) => crate::app::endpoint(&clean(ip), p),
-                None => clean(ip).into_owned(),
+            e.source_ip.map(|ip| match e.source_port {
+                Some(p) => crate::app::endpoint(ip, p),
+                None => ip.to_string(),
             }),
         ),
         (
             "remote",
-            e.target_ip.as_deref().map(|ip| match e.target_port {
-                Some(p) => crate::app::endpoint(&clean(ip), p),
-                None => clean(ip).into_owned(),
+            e.target_ip.map(|ip| match e.target_port {
+                Some(p) => crate::app::endpoint(ip, p),
+                None => ip.to_string(),
             }),
         ),
         ("bytes sent", number(e.bytes_sent)),

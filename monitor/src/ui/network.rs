@@ -1,5 +1,7 @@
 //! The network pane: connects, accepts, listens, UDP sends and closes, with addresses, ports
 //! and protocol.
+use std::net::IpAddr;
+
 use ratatui::{Frame, layout::Rect};
 
 use super::{Theme, clean, render_event_pane};
@@ -12,10 +14,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     render_event_pane(frame, area, app, theme, PaneId::Network, facts);
 }
 
-fn side(ip: Option<&str>, port: Option<u16>) -> String {
+fn side(ip: Option<IpAddr>, port: Option<u16>) -> String {
     match (ip, port) {
-        (Some(ip), Some(port)) => endpoint(&clean(ip), port),
-        (Some(ip), None) => clean(ip).into_owned(),
+        (Some(ip), Some(port)) => endpoint(ip, port),
+        (Some(ip), None) => ip.to_string(),
         (None, Some(port)) => format!("?:{port}"),
         (None, None) => "?".to_string(),
     }
@@ -25,8 +27,8 @@ fn side(ip: Option<&str>, port: Option<u16>) -> String {
 /// first, so it survives truncation on narrow screens.
 pub fn facts(event: &Event) -> (&'static str, String) {
     let proto = clean(event.protocol.as_deref().unwrap_or("?"));
-    let local = side(event.source_ip.as_deref(), event.source_port);
-    let remote = side(event.target_ip.as_deref(), event.target_port);
+    let local = side(event.source_ip, event.source_port);
+    let remote = side(event.target_ip, event.target_port);
     match event.event_type {
         EventType::NetConnect => ("connect", format!("{proto} → {remote}  from {local}")),
         EventType::NetAccept => ("accept", format!("{proto} ← {remote}  on {local}")),

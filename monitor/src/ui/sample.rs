@@ -78,9 +78,9 @@ fn net(
 ) -> Event {
     let mut e = base(event_type, ms, pid, process, &format!("/usr/bin/{process}"));
     e.protocol = Some("tcp".to_string());
-    e.source_ip = Some(local.0.to_string());
+    e.source_ip = local.0.parse().ok();
     e.source_port = Some(local.1);
-    e.target_ip = Some(remote.0.to_string());
+    e.target_ip = remote.0.parse().ok();
     e.target_port = Some(remote.1);
     e
 }
@@ -141,7 +141,7 @@ pub fn events() -> Vec<Event> {
 
     let mut e = base(EventType::NetListen, 500, 812, "sshd", "/usr/sbin/sshd");
     e.protocol = Some("tcp".into());
-    e.source_ip = Some("0.0.0.0".into());
+    e.source_ip = "0.0.0.0".parse().ok();
     e.source_port = Some(22);
     out.push(e);
 
