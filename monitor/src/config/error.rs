@@ -273,7 +273,7 @@ fn locate(table: &DeTable<'_>, span: &Range<usize>, section: &str) -> Option<Loc
         }
         match value.get_ref() {
             DeValue::Table(inner) => {
-                if let Some(found) = locate(inner, span, name) {
+                if let Some(found) = locate(inner, span, &printable(name)) {
                     return Some(found);
                 }
             }
@@ -286,7 +286,7 @@ fn locate(table: &DeTable<'_>, span: &Range<usize>, section: &str) -> Option<Loc
                         });
                     }
                     if let DeValue::Table(inner) = item.get_ref()
-                        && let Some(found) = locate(inner, span, name)
+                        && let Some(found) = locate(inner, span, &printable(name))
                     {
                         return Some(found);
                     }
