@@ -29,7 +29,7 @@ use monitor_common::{
     AT_FDCWD, COMM_LEN, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent, kind,
     ops,
 };
-use secmon::decode::{Record, as_bytes, decode};
+use secmon::decode::{Record, as_bytes, decode, zeroed};
 use secmon::enrich::{Enricher, UserNames};
 use secmon::output::json::JsonLines;
 
@@ -43,11 +43,6 @@ const CHILD_PID: u32 = 3000;
 const UID: u32 = 1000;
 /// A process known from the fake /proc that does nothing but open files.
 const OPENER_PID: u32 = 2100;
-
-fn zeroed<T>() -> T {
-    // SAFETY: only used for the monitor_common record types, plain integers and byte arrays.
-    unsafe { std::mem::zeroed() }
-}
 
 fn copy_str(dest: &mut [u8], text: &str) {
     let n = text.len().min(dest.len() - 1);
