@@ -358,15 +358,95 @@ pub struct Listener {
     pub addr: [u8; 16],
 }
 
+/// Record sizes both sides rely on: the kernel reserves `size_of::<T>()` bytes in the ring buffer
+/// and userspace's decoder checks each record's length against the same number. Each size is
+/// also the sum of the fields' sizes, so no type has implicit padding (uninitialised bytes the
+/// kernel would copy out, and that `aya::Pod` must not have). A change here changes the ring
+/// buffer's format: update the number deliberately, never to make the build pass.
+mod layout {
+    use core::mem::size_of;
+
+    use super::*;
+
+    const _: () = assert!(size_of::<EventHeader>() == 56);
+
+    const _: () = assert!(size_of::<ExecArgs>() == 2056);
+    const _: () = assert!(size_of::<ExecData>() == 2576);
+    const _: () = assert!(size_of::<ForkData>() == 8);
+    const _: () = assert!(size_of::<ExitData>() == 16);
+    const _: () = assert!(size_of::<PtraceData>() == 16);
+    const _: () = assert!(size_of::<ChdirData>() == 520);
+    const _: () = assert!(size_of::<FileData>() == 536);
+    const _: () = assert!(size_of::<FilePairData>() == 1048);
+    const _: () = assert!(size_of::<PrivilegeData>() == 40);
+    const _: () = assert!(size_of::<NetData>() == 72);
+    const _: () = assert!(size_of::<BpfLoadData>() == 24);
+    const _: () = assert!(size_of::<ModuleLoadData>() == 136);
+
+    // Header + payload with nothing between (the header's 56 bytes keep any payload aligned).
+    const _: () = assert!(size_of::<ExecEvent>() == 2632);
+    const _: () = assert!(size_of::<ForkEvent>() == 64);
+    const _: () = assert!(size_of::<ExitEvent>() == 72);
+    const _: () = assert!(size_of::<PtraceEvent>() == 72);
+    const _: () = assert!(size_of::<ChdirEvent>() == 576);
+    const _: () = assert!(size_of::<FileEvent>() == 592);
+    const _: () = assert!(size_of::<FilePairEvent>() == 1104);
+    const _: () = assert!(size_of::<PrivilegeEvent>() == 96);
+    const _: () = assert!(size_of::<NetEvent>() == 128);
+    const _: () = assert!(size_of::<BpfLoadEvent>() == 80);
+    const _: () = assert!(size_of::<ModuleLoadEvent>() == 192);
+
+    // Map keys and values (userspace writes and reads them through aya's typed maps).
+    const _: () = assert!(size_of::<PendingSyscall>() == 64);
+    const _: () = assert!(size_of::<TcpConnection>() == 144);
+    const _: () = assert!(size_of::<SocketKey>() == 8);
+    const _: () = assert!(size_of::<Listener>() == 24);
+    const _: () = assert!(size_of::<ExecDenyPath>() == 256);
+    const _: () = assert!(size_of::<ExecDenyName>() == 16);
+    const _: () = assert!(size_of::<NetDenyKey>() == 24);
+    const _: () = assert!(size_of::<DenyEntry>() == 16);
+}
+
+/// `aya::Pod` for every record and map type: userspace decodes ring-buffer bytes into them
+/// (`secmon::decode`) and reads and writes them through aya's maps.
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    unsafe impl aya::Pod for PendingSyscall {}
-    unsafe impl aya::Pod for TcpConnection {}
-    unsafe impl aya::Pod for SocketKey {}
-    unsafe impl aya::Pod for Listener {}
-    unsafe impl aya::Pod for ExecDenyPath {}
-    unsafe impl aya::Pod for ExecDenyName {}
-    unsafe impl aya::Pod for NetDenyKey {}
-    unsafe impl aya::Pod for DenyEntry {}
+
+    /// Implements `aya::Pod` for types that are plain old data.
+    macro_rules! plain_old_data {
+        ($($record:ty),+ $(,)?) => {
+            $(
+                // SAFETY: `$record` is `#[repr(C)]` + `Copy` and built only from integers and
+                // byte arrays (no references, enums, bools or floats), so every bit pattern is a
+                // valid value; `layout` asserts its size is the sum of its fields', so it has no
+                // padding and all of its bytes are initialised.
+                unsafe impl aya::Pod for $record {}
+            )+
+        };
+    }
+
+    plain_old_data!(
+        EventHeader,
+        ExecArgs,
+        ExecEvent,
+        ForkEvent,
+        ExitEvent,
+        PtraceEvent,
+        ChdirEvent,
+        FileEvent,
+        FilePairEvent,
+        PrivilegeEvent,
+        NetEvent,
+        BpfLoadEvent,
+        ModuleLoadEvent,
+        PendingSyscall,
+        TcpConnection,
+        SocketKey,
+        Listener,
+        ExecDenyPath,
+        ExecDenyName,
+        NetDenyKey,
+        DenyEntry,
+    );
 }

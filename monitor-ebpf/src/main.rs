@@ -21,6 +21,8 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 }
 
 // GPL: bpf_probe_read_user_str and bpf_send_signal are GPL-only helpers.
+// SAFETY (both attributes): the loader reads the program's license from the ELF section named
+// `license`, which holds nothing else; no other symbol in the object is called `LICENSE`.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";

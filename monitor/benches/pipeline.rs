@@ -17,6 +17,10 @@
 //!   record stream of the `open/close` loop and of the throughput test of `cargo xtask bench`.
 //!
 //! The rule engine (analysis stage) is not included: it is a placeholder for now.
+// A benchmark whose set-up fails should stop with its message; the workspace's unwrap/expect
+// denial is for the monitor itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 /// The binary's allocator (src/main.rs), so the figures are the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,7 +33,7 @@ use monitor_common::{
     AT_FDCWD, COMM_LEN, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent, kind,
     ops,
 };
-use secmon::decode::{Record, as_bytes, decode};
+use secmon::decode::{Record, as_bytes, decode, zeroed};
 use secmon::enrich::{Enricher, UserNames};
 use secmon::output::json::JsonLines;
 
@@ -43,11 +47,6 @@ const CHILD_PID: u32 = 3000;
 const UID: u32 = 1000;
 /// A process known from the fake /proc that does nothing but open files.
 const OPENER_PID: u32 = 2100;
-
-fn zeroed<T>() -> T {
-    // SAFETY: only used for the monitor_common record types, plain integers and byte arrays.
-    unsafe { std::mem::zeroed() }
-}
 
 fn copy_str(dest: &mut [u8], text: &str) {
     let n = text.len().min(dest.len() - 1);

@@ -16,6 +16,9 @@
 //!   (the types most rules are indexed under: persistence and execution rules).
 //! - `rules/no_rules`: the same mix with no rules loaded (the analysis stage's floor).
 //! - `rules/load_pack`: parsing, validating and compiling the whole pack (a reload's cost).
+// A benchmark whose set-up fails should stop with its message; the workspace's unwrap/expect
+// denial is for the monitor itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 /// The binary's allocator (src/main.rs), so the figures are the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -11,6 +11,10 @@
 //!   database of `SECMON_BENCH_EVENTS` events (default 1,000,000) spread over 7 days, 2 % of
 //!   them scored ≥ 0.6. The database is generated once (through the same writer; the time it
 //!   took is printed) and kept in `target/bench-history/` for later runs.
+// A benchmark whose set-up fails should stop with its message; the workspace's unwrap/expect
+// denial is for the monitor itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 /// The binary's allocator (src/main.rs), so the figures are the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

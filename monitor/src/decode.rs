@@ -1,7 +1,11 @@
 //! Ring-buffer bytes → typed kernel records, with a length and kind check and no `transmute`
 //! into Rust enums: every kernel struct is plain integers and byte arrays, so any bit pattern
-//! of the right length is a valid value, and we copy it out with `read_unaligned`.
+//! of the right length is a valid value, and we copy it out with `read_unaligned`. The copy is
+//! generic only over `aya::Pod` (implemented by `monitor-common` for exactly those structs), so
+//! a type for which that is not true cannot be decoded.
 use std::mem::size_of;
+
+use aya::Pod;
 
 use monitor_common::{
     BpfLoadEvent, ChdirEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, FilePairEvent,
@@ -53,10 +57,7 @@ pub enum DecodeError {
 }
 
 /// Copies a `T` out of the front of `bytes` after checking the length.
-///
-/// Only used with the `monitor_common` record types, which are `#[repr(C)]` integers and byte
-/// arrays: every bit pattern is a valid value.
-fn read_record<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
+fn read_record<T: Pod>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
     let need = size_of::<T>();
     if bytes.len() < need {
         return Err(DecodeError::TooShort {
@@ -65,7 +66,8 @@ fn read_record<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
             need,
         });
     }
-    // SAFETY: length checked above; T is plain old data (see above); unaligned read.
+    // SAFETY: `bytes` holds at least `size_of::<T>()` bytes (checked above), the read does not
+    // need alignment (the slice may come from the fuzzer or a test at any address), and `T: Pod` makes any bit pattern of that length a valid `T`.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
@@ -103,20 +105,34 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
 }
 
 /// The bytes of a record, for tests and benchmarks that build kernel records by hand.
-pub fn as_bytes<T: Copy>(value: &T) -> &[u8] {
-    // SAFETY: reading the bytes of a Copy value; padding bytes of the repr(C) record types are
-    // explicit fields, so every byte is initialised.
+///
+/// Only for `aya::Pod` types: a type with padding (uninitialised bytes) is refused.
+/// ```compile_fail
+/// let padded: (u8, u32) = (1, 2);
+/// secmon::decode::as_bytes(&padded);
+/// ```
+pub fn as_bytes<T: Pod>(value: &T) -> &[u8] {
+    // SAFETY: the slice covers exactly the `size_of::<T>()` bytes of `*value`, which stays
+    // borrowed (so alive and unchanged) for the slice's lifetime; `T: Pod` has no padding, so
+    // every one of those bytes is initialised.
     unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// An all-zero record, for tests and benchmarks that build kernel records by hand.
+///
+/// Only for `aya::Pod` types: a type for which zero is not a valid value is refused.
+/// ```compile_fail
+/// let never_zero: std::num::NonZeroU32 = secmon::decode::zeroed();
+/// ```
+pub fn zeroed<T: Pod>() -> T {
+    // SAFETY: `T: Pod` is integers and byte arrays only, for which all-zero bytes are a valid
+    // value.
+    unsafe { std::mem::zeroed() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn zeroed<T>() -> T {
-        // SAFETY: test-only, for the plain-old-data record types.
-        unsafe { std::mem::zeroed() }
-    }
 
     #[test]
     fn round_trips_every_kind() {

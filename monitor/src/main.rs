@@ -180,12 +180,12 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         let summary = runtime.block_on(pipeline::run_json(
             &config,
             &options,
-            SourceSpec::Replay(replay),
+            SourceSpec::Replay(Box::new(replay)),
             stdout_file()?,
         ))?;
         (summary, "written")
     } else {
-        let source = SourceSpec::Replay(replay);
+        let source = SourceSpec::Replay(Box::new(replay));
         let summary = runtime.block_on(tui::run(&config, &options, source, Some(about)))?;
         (summary, "shown")
     };

@@ -275,7 +275,7 @@ mod tests {
 
     fn mkfifo(path: &Path) {
         let c = CString::new(path.as_os_str().as_bytes()).expect("no NUL");
-        // SAFETY: a valid NUL-terminated path.
+        // SAFETY: `c` is a NUL-terminated string that outlives the call; mkfifo only reads it.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
     }
 

@@ -4,6 +4,11 @@
 //! `cargo test -p monitor --test integration`. Most tests share one monitor started on first use
 //! (see `common`); `safety` and `cli` start their own instances as well.
 
+// Test code through and through: a failed `expect` is a test failure with its message. The
+// workspace denies unwrap/expect outside tests, and clippy's `allow-*-in-tests` only covers
+// `#[test]` functions, not the helpers they share (`common`) or call.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod common;
 mod control;

@@ -30,6 +30,7 @@ fn protected() -> bool {
 
 #[inline(always)]
 fn live(entry: &DenyEntry) -> bool {
+    // SAFETY: helper without arguments or preconditions, allowed in every program type here.
     entry.expires_ns == 0 || unsafe { bpf_ktime_get_ns() } < entry.expires_ns
 }
 
@@ -43,9 +44,14 @@ pub fn kill_if_denied(filename: *const u8, comm: &[u8; 16]) -> bool {
         return false;
     }
     let by_name = ExecDenyName { comm: *comm };
+    // SAFETY: the value is read at once and never written through; a deny entry is integers
+    // only, so one that userspace replaces under us (the aliasing `HashMap::get` warns of)
+    // reads as another valid entry, never as undefined behaviour.
     let denied =
         unsafe { SM_DENY_EXEC_NAME.get(by_name) }.is_some_and(live) || path_denied(filename, comm);
     if denied {
+        // SAFETY: takes no pointer; it signals the current task, the program that just
+        // exec'd (never PID 1, the monitor or its parent: `protected` returned false).
         unsafe { bpf_send_signal(SIGKILL) };
     }
     denied
@@ -60,6 +66,9 @@ fn path_denied(filename: *const u8, comm: &[u8; 16]) -> bool {
     let Some(key) = SM_DENY_KEY.get_ptr_mut(0) else {
         return false;
     };
+    // SAFETY: a successful lookup of this CPU's slot of a per-CPU array, alive as long as the
+    // map; only this function uses `SM_DENY_KEY`, from `sched_process_exec` (task context,
+    // never nested on one CPU), so no other reference to the slot exists while this one does.
     let key = unsafe { &mut *key };
     // Keys are NUL-padded: clear what the previous use left behind.
     let mut i = 0;
@@ -68,17 +77,25 @@ fn path_denied(filename: *const u8, comm: &[u8; 16]) -> bool {
         i += 1;
     }
     // An unreadable name counts as an unusual spelling (len 0).
+    // SAFETY: the helper copies with fault handling (an unreadable `filename` gives an error,
+    // never a fault) and writes at most `key.path.len()` bytes.
     let len = match unsafe { bpf_probe_read_kernel_str_bytes(filename, &mut key.path) } {
         Ok(bytes) => bytes.len(),
         Err(_) => 0,
     };
     // By reference: a copy of the 256-byte key would take half the BPF stack.
     #[allow(clippy::needless_borrows_for_generic_args)]
+    // SAFETY: the value is read at once and never written through; a deny entry is integers
+    // only, so one that userspace replaces under us (the aliasing `HashMap::get` warns of)
+    // reads as another valid entry, never as undefined behaviour.
     let exact = unsafe { SM_DENY_EXEC_PATH.get(&*key) };
     if exact.is_some_and(live) {
         return true;
     }
     let suspect = ExecDenyName { comm: *comm };
+    // SAFETY: the value is read at once and never written through; a deny entry is integers
+    // only, so one that userspace replaces under us (the aliasing `HashMap::get` warns of)
+    // reads as another valid entry, never as undefined behaviour.
     unsafe { SM_DENY_EXEC_SUSPECT.get(suspect) }.is_some_and(live)
         && !plain_spelling(&key.path, len)
 }
@@ -138,8 +155,12 @@ pub fn sm_connect4(ctx: SockAddrContext) -> i32 {
     let sa = ctx.sock_addr;
     let mut addr = [0u8; 16];
     // Each field is a separate 4-byte context load, as the verifier requires.
+    // SAFETY: `sa` is this program's context, a `struct bpf_sock_addr` the kernel keeps valid
+    // for the whole run; `user_ip4` is a 4-byte field the verifier lets us load directly
+    // (volatile, so LLVM does not merge it with other loads into one the verifier refuses).
     let ip4 = unsafe { core::ptr::read_volatile(&(*sa).user_ip4) };
     addr[..4].copy_from_slice(&ip4.to_ne_bytes());
+    // SAFETY: as for `user_ip4` above.
     let port = unsafe { core::ptr::read_volatile(&(*sa).user_port) };
     verdict(AF_INET, addr, port)
 }
@@ -151,10 +172,13 @@ pub fn sm_connect6(ctx: SockAddrContext) -> i32 {
     let mut addr = [0u8; 16];
     let mut i = 0;
     while i < 4 {
+        // SAFETY: as in `sm_connect4`: `sa` is the context, valid for the run, and
+        // `user_ip6[i]` (i < 4) a 4-byte field the verifier lets us load directly.
         let word = unsafe { core::ptr::read_volatile(&(*sa).user_ip6[i]) };
         addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
         i += 1;
     }
+    // SAFETY: as for `user_ip6` above.
     let port = unsafe { core::ptr::read_volatile(&(*sa).user_port) };
     verdict(AF_INET6, addr, port)
 }
@@ -170,9 +194,15 @@ fn verdict(family_id: u16, addr: [u8; 16], user_port: u32) -> i32 {
         _pad: 0,
         addr,
     };
+    // SAFETY: the value is read at once and never written through; a deny entry is integers
+    // only, so one that userspace replaces under us (the aliasing `HashMap::get` warns of)
+    // reads as another valid entry, never as undefined behaviour.
     let mut entry = unsafe { SM_DENY_NET.get(key) }.copied();
     if entry.is_none() {
         key.port = 0;
+        // SAFETY: the value is read at once and never written through; a deny entry is integers
+        // only, so one that userspace replaces under us (the aliasing `HashMap::get` warns of)
+        // reads as another valid entry, never as undefined behaviour.
         entry = unsafe { SM_DENY_NET.get(key) }.copied();
     }
     match entry {
@@ -189,6 +219,9 @@ fn report_blocked(family_id: u16, addr: [u8; 16], port: u16) {
     let Some(mut entry) = reserve::<NetEvent>(family::NETWORK) else {
         return;
     };
+    // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the record,
+    // that nothing else touches until `submit`; the record is integers and byte arrays only,
+    // so whatever bytes the ring held there already form a valid value.
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut event.header, kind::NET_CONNECT);
     let data = &mut event.data;

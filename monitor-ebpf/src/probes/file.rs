@@ -68,6 +68,9 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
 #[inline(always)]
 fn report_single(op: u32, call: &FileCall, ret: i64) -> Option<()> {
     let mut entry = reserve::<FileEvent>(family::FILE)?;
+    // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the record,
+    // that nothing else touches until `submit`; the record is integers and byte arrays only,
+    // so whatever bytes the ring held there already form a valid value.
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut event.header, call.kind);
     let data = &mut event.data;
@@ -100,6 +103,9 @@ fn report_pair(op: u32, a: [u64; 6]) -> Option<()> {
         _ => return None,
     };
     let mut entry = reserve::<FilePairEvent>(family::FILE)?;
+    // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the record,
+    // that nothing else touches until `submit`; the record is integers and byte arrays only,
+    // so whatever bytes the ring held there already form a valid value.
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut event.header, kind);
     let data = &mut event.data;

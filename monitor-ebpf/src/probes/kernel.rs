@@ -19,6 +19,9 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
     match pending.op {
         ops::BPF => {
             let mut entry = reserve::<BpfLoadEvent>(family::KERNEL)?;
+            // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the
+            // record, that nothing else touches until `submit`; the record is integers and byte
+            // arrays only, so whatever bytes the ring held there already form a valid value.
             let event = unsafe { &mut *entry.as_mut_ptr() };
             fill_header(&mut event.header, kind::BPF_LOAD);
             // union bpf_attr { u32 prog_type; u32 insn_cnt; ... char prog_name[16] @48 }
@@ -30,6 +33,9 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
         }
         ops::INIT_MODULE | ops::FINIT_MODULE => {
             let mut entry = reserve::<ModuleLoadEvent>(family::KERNEL)?;
+            // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the
+            // record, that nothing else touches until `submit`; the record is integers and byte
+            // arrays only, so whatever bytes the ring held there already form a valid value.
             let event = unsafe { &mut *entry.as_mut_ptr() };
             fill_header(&mut event.header, kind::MODULE_LOAD);
             event.data.op = pending.op;

@@ -24,6 +24,11 @@ use crate::maps::{SM_CONFIG, SM_DROPS, SM_EVENTS};
 /// `net::tuple_of`.
 #[inline(always)]
 pub fn tp_field<T: Copy>(ctx: &impl EbpfContext, offset: usize) -> T {
+    // SAFETY: the verifier checks every direct context read against the tracepoint record's
+    // size when the program loads (a read past it fails the load, so it never runs): the
+    // read stays inside the record, which the kernel keeps alive for the whole program.
+    // Unaligned because tracepoint fields sit at packed offsets; callers read integers, for
+    // which every bit pattern is valid.
     unsafe { core::ptr::read_unaligned((ctx.as_ptr() as *const u8).add(offset) as *const T) }
 }
 
@@ -63,11 +68,13 @@ pub fn fill_header(header: &mut EventHeader, kind: u32) {
     let uid_gid = bpf_get_current_uid_gid();
     header.kind = kind;
     header.truncated = 0;
+    // SAFETY: helper without arguments or preconditions, allowed in every program type here.
     header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
     header.pid = (pid_tgid >> 32) as u32;
     header.tid = pid_tgid as u32;
     header.uid = uid_gid as u32;
     header.gid = (uid_gid >> 32) as u32;
+    // SAFETY: helper without arguments or preconditions, allowed in every program type here.
     header.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     header.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 }
@@ -79,6 +86,10 @@ pub fn reserve<T: 'static>(family: u32) -> Option<RingBufEntry<T>> {
     if entry.is_none()
         && let Some(drops) = SM_DROPS.get_ptr_mut(family)
     {
+        // SAFETY: the pointer comes from a successful lookup of this CPU's slot of a per-CPU
+        // array, which lives as long as the map; only programs on this CPU touch it, and the
+        // one possible overlap (a softirq's program interrupting ours) can lose a count, not
+        // corrupt memory: the slot is a plain u64.
         unsafe { *drops += 1 };
     }
     entry
@@ -115,6 +126,8 @@ pub fn read_user_str(src: u64, dest: &mut [u8]) -> bool {
         return false;
     }
     let capacity = dest.len();
+    // SAFETY: the helper copies with fault handling (a bad `src` gives an error, never a
+    // fault) and writes at most `dest.len()` bytes into the borrowed buffer.
     match unsafe { bpf_probe_read_user_str_bytes(src as *const u8, dest) } {
         Ok(bytes) => bytes.len() + 1 >= capacity,
         Err(_) => {
@@ -129,5 +142,7 @@ pub fn read_user<T>(src: u64) -> Option<T> {
     if src == 0 {
         return None;
     }
+    // SAFETY: the helper copies with fault handling (a bad `src` gives an error, never a
+    // fault); callers read integers and byte arrays, for which any bytes are a valid `T`.
     unsafe { bpf_probe_read_user(src as *const T) }.ok()
 }

@@ -70,11 +70,15 @@ fn empty_net(family: u16, protocol: u16) -> NetData {
 #[inline(always)]
 fn submit_net(kind: u32, header: Option<&EventHeader>, net: &NetData) -> Option<()> {
     let mut entry = reserve::<NetEvent>(family::NETWORK)?;
+    // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the record,
+    // that nothing else touches until `submit`; the record is integers and byte arrays only,
+    // so whatever bytes the ring held there already form a valid value.
     let event = unsafe { &mut *entry.as_mut_ptr() };
     match header {
         Some(owner) => {
             event.header = *owner;
             event.header.kind = kind;
+            // SAFETY: helper without arguments or preconditions.
             event.header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
         }
         None => fill_header(&mut event.header, kind),
@@ -103,6 +107,9 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
         }
         // accept(fd, upeer_sockaddr, upeer_addrlen) / accept4(..., flags): returns the new fd.
         ops::ACCEPT | ops::ACCEPT4 if ret >= 0 => {
+            // SAFETY: the value is only read; a `Listener` is integers only, so an entry evicted
+            // and reused under us (LRU) reads as another valid listener, never as undefined
+            // behaviour.
             let listener = unsafe {
                 SM_LISTENERS.get(SocketKey {
                     tgid: current_tgid(),
@@ -181,9 +188,15 @@ fn try_sock_state(ctx: &TracePointContext) -> Option<()> {
             SM_TCP.insert(sk, conn, 0).ok()
         }
         (TCP_SYN_SENT, TCP_ESTABLISHED) => {
+            // SAFETY: a successful lookup in `SM_TCP`, a preallocated map whose slots are reused
+            // (LRU), never freed, so the pointer stays valid for the program. Programs on
+            // different CPUs are not serialised: another may update this connection at the
+            // same time (two sends on one socket), which can lose a byte count (accepted, see
+            // `count_bytes`) but cannot make a value invalid, being integers only.
             let conn = unsafe { &mut *SM_TCP.get_ptr_mut(sk)? };
             conn.net = net;
             conn.established = 1;
+            // SAFETY: helper without arguments or preconditions.
             conn.start_ns = unsafe { bpf_ktime_get_ns() };
             submit_net(kind::NET_CONNECT, Some(&conn.owner), &conn.net)
         }
@@ -221,10 +234,14 @@ fn tuple_of(ctx: &TracePointContext) -> NetData {
     // Byte arrays are copied with a helper: the verifier refuses loads through a context
     // pointer that LLVM has offset, which is how it lowers multi-byte copies.
     if family == AF_INET6 {
+        // SAFETY: saddr_v6 is 16 bytes at 40 in the record; the read is fault-handled.
         net.src_addr = unsafe { ctx.read_at::<[u8; 16]>(40) }.unwrap_or([0; 16]);
+        // SAFETY: daddr_v6 is 16 bytes at 56 in the record; the read is fault-handled.
         net.dst_addr = unsafe { ctx.read_at::<[u8; 16]>(56) }.unwrap_or([0; 16]);
     } else {
+        // SAFETY: saddr is 4 bytes at 32 in the record; the read is fault-handled.
         let s = unsafe { ctx.read_at::<[u8; 4]>(32) }.unwrap_or([0; 4]);
+        // SAFETY: daddr is 4 bytes at 36 in the record; the read is fault-handled.
         let d = unsafe { ctx.read_at::<[u8; 4]>(36) }.unwrap_or([0; 4]);
         net.src_addr[..4].copy_from_slice(&s);
         net.dst_addr[..4].copy_from_slice(&d);
@@ -234,11 +251,13 @@ fn tuple_of(ctx: &TracePointContext) -> NetData {
 
 #[inline(always)]
 fn new_connection(net: NetData, role: u32) -> TcpConnection {
+    // SAFETY: `EventHeader` is integers and byte arrays, for which all-zero bytes are valid.
     let mut owner: EventHeader = unsafe { core::mem::zeroed() };
     owner.kind = role;
     TcpConnection {
         owner,
         net,
+        // SAFETY: helper without arguments or preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
         role,
         established: 0,
@@ -249,6 +268,9 @@ fn new_connection(net: NetData, role: u32) -> TcpConnection {
 #[inline(always)]
 fn mark_tcp_connect() {
     if let Some(pending) = SM_PENDING.get_ptr_mut(current_tid()) {
+        // SAFETY: `SM_PENDING` is keyed by thread id and only the current thread's own programs,
+        // which never run concurrently with this one, insert or remove its entry, so no other
+        // reference to the value exists while this one does (userspace never writes this map).
         let pending = unsafe { &mut *pending };
         if pending.op == ops::CONNECT {
             pending.marks |= marks::TCP_CONNECT;
@@ -263,6 +285,9 @@ fn report_listen(net: &NetData) -> Option<()> {
     }
     let mut listen = *net;
     // Remember which fd listens, so accept() can name its local address.
+    // SAFETY: `SM_PENDING` is keyed by thread id and only the current thread's own programs,
+    // which never run concurrently with this one, insert or remove its entry, so the value
+    // cannot be replaced while we read it (userspace never writes this map).
     if let Some(pending) = unsafe { SM_PENDING.get(current_tid()) }
         && pending.op == ops::LISTEN
     {
@@ -284,6 +309,8 @@ fn report_listen(net: &NetData) -> Option<()> {
 
 #[inline(always)]
 fn report_close(sk: u64) -> Option<()> {
+    // SAFETY: the value is copied out at once; a `TcpConnection` is integers and byte arrays,
+    // so an entry evicted and reused under us (LRU) reads as another valid value.
     let conn = unsafe { SM_TCP.get(sk) }.copied();
     let _ = SM_TCP.remove(sk);
     let conn = conn?;
@@ -291,6 +318,7 @@ fn report_close(sk: u64) -> Option<()> {
         return None;
     }
     let mut net = conn.net;
+    // SAFETY: helper without arguments or preconditions.
     net.duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(conn.start_ns);
     submit_net(kind::NET_CLOSE, Some(&conn.owner), &net)
 }
@@ -323,6 +351,11 @@ fn count_bytes(ctx: &TracePointContext, sent: bool) {
     let Some(conn) = SM_TCP.get_ptr_mut(sk) else {
         return;
     };
+    // SAFETY: a successful lookup in `SM_TCP`, a preallocated map whose slots are reused
+    // (LRU), never freed, so the pointer stays valid for the program. Programs on different
+    // CPUs are not serialised: another may update this connection at the same time (two sends
+    // on one socket), which can lose a byte count (accepted, see `count_bytes`) but cannot
+    // make a value invalid, the entry being integers and byte arrays only.
     let conn = unsafe { &mut *conn };
     let counter = if sent {
         &mut conn.net.bytes_sent

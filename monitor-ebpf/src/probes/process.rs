@@ -29,6 +29,9 @@ pub fn save_argv(op: u32, args: &[u64; 6]) -> Option<()> {
     } else {
         args[1]
     };
+    // SAFETY: a successful lookup of this CPU's slot of a per-CPU array, alive as long as the
+    // map; only `save_argv` uses `SM_SCRATCH`, at syscall entry in task context (never nested
+    // on one CPU), so no other reference to the slot exists while this one does.
     let scratch = unsafe { &mut *SM_SCRATCH.get_ptr_mut(0)? };
     copy_argv(argv, scratch);
     // By reference: a copy of the 2 KiB value would not fit on the 512-byte BPF stack.
@@ -70,6 +73,9 @@ pub fn sm_sched_exec(ctx: TracePointContext) -> u32 {
 
 fn try_sched_exec(ctx: &TracePointContext) -> Option<()> {
     let filename_loc: u32 = tp_field(ctx, 8);
+    // SAFETY: the low 16 bits of a `__data_loc` field are the string's offset inside this same
+    // record, so the pointer stays within it; it is only read through the fault-handling
+    // `bpf_probe_read_kernel_str_bytes`.
     let filename = unsafe { (ctx.as_ptr() as *const u8).add((filename_loc & 0xffff) as usize) };
     // Enforcement first: neither a switched-off family nor a full ring buffer may let a
     // denied program run.
@@ -80,11 +86,16 @@ fn try_sched_exec(ctx: &TracePointContext) -> Option<()> {
     }
     let old_pid: u32 = tp_field(ctx, 16);
     let mut entry = reserve::<ExecEvent>(family::PROCESS)?;
+    // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the record,
+    // that nothing else touches until `submit`; the record is integers and byte arrays only,
+    // so whatever bytes the ring held there already form a valid value.
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut event.header, kind::PROCESS_EXEC);
     event.data.old_pid = old_pid;
     event.data.killed = u32::from(killed);
     let capacity = event.data.filename.len();
+    // SAFETY: the helper copies with fault handling (an unreadable `filename` gives an error,
+    // never a fault) and writes at most `event.data.filename.len()` bytes.
     match unsafe { bpf_probe_read_kernel_str_bytes(filename, &mut event.data.filename) } {
         Ok(bytes) if bytes.len() + 1 >= capacity => event.header.truncated = 1,
         Ok(_) => {}
@@ -92,12 +103,18 @@ fn try_sched_exec(ctx: &TracePointContext) -> Option<()> {
     }
     match SM_EXEC_ARGS.get_ptr(old_pid) {
         Some(saved) => {
+            // SAFETY: the slice covers exactly `event.data.argv`, borrowed mutably (and not
+            // otherwise used) while the slice lives; `ExecArgs` is integers and byte arrays, so
+            // any bytes written into it leave a valid value.
             let dest = unsafe {
                 core::slice::from_raw_parts_mut(
                     (&mut event.data.argv as *mut ExecArgs).cast::<u8>(),
                     core::mem::size_of::<ExecArgs>(),
                 )
             };
+            // SAFETY: the helper copies with fault handling (an entry evicted under us gives an
+            // error or another entry's bytes, never a fault) and writes exactly `dest.len()`
+            // bytes, the size of the `ExecArgs` that `saved` points to.
             if unsafe { bpf_probe_read_kernel_buf(saved.cast::<u8>(), dest) }.is_err() {
                 event.data.argv.argc = 0;
             }
@@ -131,6 +148,9 @@ fn try_sched_fork(ctx: &TracePointContext) -> Option<()> {
     }
     let child_pid: u32 = tp_field(ctx, 20);
     let mut entry = reserve::<ForkEvent>(family::PROCESS)?;
+    // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the record,
+    // that nothing else touches until `submit`; the record is integers and byte arrays only,
+    // so whatever bytes the ring held there already form a valid value.
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut event.header, kind::PROCESS_FORK);
     event.data.child_pid = child_pid;
@@ -143,6 +163,9 @@ fn try_sched_fork(ctx: &TracePointContext) -> Option<()> {
 /// `sm_sys_enter`). Kernel threads and fork/vfork have no CLONE_THREAD.
 #[inline(always)]
 fn creating_thread() -> bool {
+    // SAFETY: `SM_PENDING` is keyed by thread id and only the current thread's own programs,
+    // which never run concurrently with this one, insert or remove its entry, so the value
+    // cannot be replaced while we read it (userspace never writes this map).
     let Some(pending) = (unsafe { SM_PENDING.get(current_tid()) }) else {
         return false;
     };
@@ -173,6 +196,9 @@ fn try_sched_exit(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let tgid = current_tgid();
+    // SAFETY: the value is copied out at once; `ExitData` is integers only, so an entry that
+    // another CPU evicts and reuses under us (LRU) reads as some valid `ExitData`, never as
+    // undefined behaviour.
     let status = unsafe {
         SM_EXIT_STATUS
             .get(tgid)
@@ -192,6 +218,9 @@ fn try_sched_exit(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let mut entry = reserve::<ExitEvent>(family::PROCESS)?;
+    // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the record,
+    // that nothing else touches until `submit`; the record is integers and byte arrays only,
+    // so whatever bytes the ring held there already form a valid value.
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut event.header, kind::PROCESS_EXIT);
     event.data = status;
@@ -222,6 +251,8 @@ pub fn sm_signal(ctx: TracePointContext) -> u32 {
         if sig == SIGKILL {
             // A fatal SIGTERM, SIGHUP… arrives here as the SIGKILL the kernel sends the whole
             // group: the signal last sent to this process or thread says which it was.
+            // SAFETY: the value is a u32 copied out at once: an entry evicted and reused under
+            // us (LRU) reads as another signal number, never as undefined behaviour.
             let sent = unsafe {
                 SM_LAST_SIGNAL
                     .get(current_tgid())
@@ -266,6 +297,9 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
         }
         ops::PTRACE if ret >= 0 && reported_ptrace_request(args[0]) => {
             let mut entry = reserve::<PtraceEvent>(family::PROCESS)?;
+            // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the
+            // record, that nothing else touches until `submit`; the record is integers and byte
+            // arrays only, so whatever bytes the ring held there already form a valid value.
             let event = unsafe { &mut *entry.as_mut_ptr() };
             fill_header(&mut event.header, kind::PTRACE);
             event.data.request = args[0] as i64;
@@ -275,6 +309,9 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
         }
         ops::CHDIR | ops::FCHDIR if ret == 0 => {
             let mut entry = reserve::<ChdirEvent>(family::PROCESS)?;
+            // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the
+            // record, that nothing else touches until `submit`; the record is integers and byte
+            // arrays only, so whatever bytes the ring held there already form a valid value.
             let event = unsafe { &mut *entry.as_mut_ptr() };
             fill_header(&mut event.header, kind::CHDIR);
             if pending.op == ops::CHDIR {
@@ -318,6 +355,9 @@ fn report_privilege_change(pending: &monitor_common::PendingSyscall, ret: i64) -
         return None;
     }
     let mut entry = reserve::<PrivilegeEvent>(family::PROCESS)?;
+    // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the record,
+    // that nothing else touches until `submit`; the record is integers and byte arrays only,
+    // so whatever bytes the ring held there already form a valid value.
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut event.header, kind::PRIVILEGE_CHANGE);
     let data = &mut event.data;

@@ -46,7 +46,11 @@ fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
     // Six argument slots copied at once, not as context reads: the kernel refuses to attach a
     // program whose direct context reads go past the shortest record (EACCES). The slots past
     // a syscall's own arguments hold stale kernel stack; no handler reads them.
+    // SAFETY: every `syscalls:sys_enter_*` record holds its argument array at offset 16, so
+    // the pointer stays within the record; it is only read through `bpf_probe_read_kernel`.
     let first = unsafe { (ctx.as_ptr() as *const u8).add(ENTER_ARGS_OFFSET) } as *const [u64; 6];
+    // SAFETY: the helper copies with fault handling (a short record leaves stale stack bytes
+    // in the last slots, never a fault), and any bytes are a valid `[u64; 6]`.
     let args = unsafe { bpf_probe_read_kernel(first) }.ok()?;
     on_sys_enter(op, args)
 }
@@ -96,6 +100,9 @@ pub fn sm_sys_exit(ctx: RawTracePointContext) -> u32 {
 fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     let regs: *const pt_regs = ctx.arg(0);
     // The syscall number; rax itself now holds the return value.
+    // SAFETY: `regs` is the raw tracepoint's `struct pt_regs *`, the current task's saved user
+    // registers, valid for the whole program; taking the field's address reads nothing, and
+    // the helper copies it with fault handling into a u64.
     let id = unsafe { bpf_probe_read_kernel(&(*regs).orig_rax) }.ok()?;
     let op = op_of(id as i64)?;
     let pending = if ops::stashed_until_exit(op) {
@@ -151,6 +158,8 @@ fn op_of(id: i64) -> Option<u32> {
 /// The six syscall arguments (x86_64 syscall convention: rdi, rsi, rdx, r10, r8, r9).
 #[inline(always)]
 fn syscall_args(regs: *const pt_regs) -> Option<[u64; 6]> {
+    // SAFETY: the helper copies with fault handling (a bad `regs` gives an error, never a
+    // fault); `pt_regs` is integers only, so any bytes are a valid value.
     let regs = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
     if regs.cs == USER32_CS {
         return None;
@@ -172,6 +181,9 @@ fn stash(op: u32, args: [u64; 6]) -> Option<()> {
     if saved.is_err()
         && let Some(lost) = SM_LOSSES.get_ptr_mut(loss::PENDING_TABLE_FULL)
     {
+        // SAFETY: a successful lookup of this CPU's slot of a per-CPU array, alive as long as
+        // the map; a program interrupting ours on this CPU can at worst lose a count of this
+        // plain u64, not corrupt memory.
         unsafe { *lost += 1 };
     }
     saved.ok()
@@ -181,6 +193,9 @@ fn stash(op: u32, args: [u64; 6]) -> Option<()> {
 #[inline(always)]
 fn take_pending(op: u32) -> Option<PendingSyscall> {
     let tid = current_tid();
+    // SAFETY: `SM_PENDING` is keyed by thread id and only the current thread's own programs,
+    // which never run concurrently with this one, insert or remove its entry, so the value
+    // cannot be replaced while we read it (userspace never writes this map).
     let pending = *unsafe { SM_PENDING.get(tid)? };
     let _ = SM_PENDING.remove(tid);
     (pending.op == op).then_some(pending)

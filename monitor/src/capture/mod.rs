@@ -662,7 +662,8 @@ fn raise_memlock_limit() {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
-    // SAFETY: valid pointer to a stack value.
+    // SAFETY: `&unlimited` points to an initialised `rlimit` that outlives the call, and
+    // setrlimit only reads it.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 && kernel_before_5_11() {
         crate::notice::warn(format!(
             "cannot raise RLIMIT_MEMLOCK ({}); loading may fail on this kernel",

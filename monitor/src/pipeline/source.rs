@@ -28,7 +28,7 @@ pub enum SourceSpec {
     /// The live capture (needs root).
     Kernel,
     /// A recording, at its own pace or as fast as possible.
-    Replay(Replay),
+    Replay(Box<Replay>),
 }
 
 /// The next thing a source has.
@@ -87,8 +87,8 @@ impl Source {
     }
 
     /// Starts the feeder task on the recording.
-    pub fn replay(replay: Replay) -> Source {
-        let (events, feeder) = crate::record::spawn_replay(replay, CHANNEL_BATCHES);
+    pub fn replay(replay: Box<Replay>) -> Source {
+        let (events, feeder) = crate::record::spawn_replay(*replay, CHANNEL_BATCHES);
         Source::Replay(ReplaySource {
             events: Some(events),
             feeder: Some(feeder),

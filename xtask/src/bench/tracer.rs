@@ -245,6 +245,7 @@ mod tests {
         );
         assert_eq!(Stopped::parse("secmon: ready"), None);
         let stat = "42 (secmon (x) y) S 1 42 42 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 3 0 100 1 1";
+        // SAFETY: sysconf takes an integer name and only reads the system's configuration.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         assert_eq!(cpu_secs_from_stat(stat), Some(300.0 / ticks));
         assert_eq!(Stopped::parse("secmon: stopped: x events written"), None);
