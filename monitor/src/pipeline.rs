@@ -551,7 +551,7 @@ fn write_batch(
         if let Some(mut event) = enricher.process(record) {
             taps.record(&event);
             let outcome = analyzer.analyze(&mut event);
-            responder.respond_analyzed(&mut event, &outcome, analyzer);
+            responder.respond_analyzed(&mut event, &outcome);
             output.write(&event)?;
             taps.store(&event);
         }

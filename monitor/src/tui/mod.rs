@@ -269,7 +269,7 @@ impl Stages {
         self.taps.record(&event);
         let outcome = self.analyzer.analyze(&mut event);
         if let Some(responder) = &mut self.responder {
-            responder.respond_analyzed(&mut event, &outcome, &self.analyzer);
+            responder.respond_analyzed(&mut event, &outcome);
         }
         self.taps.store(&event);
         analysed.push(event);
