@@ -129,6 +129,81 @@ fn file_shapes_rule_array_and_pack() {
 }
 
 #[test]
+fn documentation_keys_are_carried_to_the_compiled_rule() {
+    let set = compile(
+        r#"{"name": "doc", "condition": "process.name == 'x'", "risk_score": 0.5,
+            "tactic": "execution", "techniques": ["T1059.004", "T1204"],
+            "what": "w", "why": "y", "false_positives": "fp"}"#,
+    );
+    let doc = &set.get("doc").expect("rule").meta.doc;
+    assert_eq!(doc.tactics, vec![attack::Tactic::Execution]);
+    assert_eq!(doc.techniques, vec!["T1059.004", "T1204"]);
+    assert_eq!(
+        (
+            doc.what.as_str(),
+            doc.why.as_str(),
+            doc.false_positives.as_str()
+        ),
+        ("w", "y", "fp")
+    );
+    assert_eq!(&set.info()[0].doc, doc, "listed with the rule");
+
+    let set = compile(&rule_json(
+        "true",
+        r#", "tactic": ["execution", "defense_evasion"]"#,
+    ));
+    assert_eq!(
+        set.rules()[0].meta.doc.tactic_keys(),
+        "execution, defense_evasion"
+    );
+    // All optional.
+    let set = compile(&rule_json("true", ""));
+    assert_eq!(set.rules()[0].meta.doc, RuleDoc::default());
+}
+
+#[test]
+fn documentation_keys_are_checked() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#", "tactic": "Execution""#,
+            "t.json:1:65: expected an ATT&CK tactic (reconnaissance, resource_development, \
+             initial_access, execution, persistence, privilege_escalation, defense_evasion, \
+             credential_access, discovery, lateral_movement, collection, command_and_control, \
+             exfiltration, impact), found \"Execution\"",
+        ),
+        (
+            r#", "tactic": ["execution", "evasion"]"#,
+            "t.json:1:79: expected an ATT&CK tactic (",
+        ),
+        (
+            r#", "tactic": []"#,
+            "t.json:1:65: expected an ATT&CK tactic or a non-empty array of them for `tactic`, \
+             found an empty array",
+        ),
+        (
+            r#", "techniques": ["T1059.4"]"#,
+            "t.json:1:70: expected an ATT&CK technique id such as T1059 or T1059.004 in \
+             `techniques`, found \"T1059.4\"",
+        ),
+        (
+            r#", "techniques": "T1059""#,
+            "t.json:1:69: expected an array of strings for `techniques`, found a string",
+        ),
+        (
+            r#", "false_positives": ["none"]"#,
+            "t.json:1:74: expected a string for `false_positives`, found an array",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let got = first_error(&rule_json("true", extra));
+        assert!(
+            got.starts_with(expected),
+            "{extra}:\n  got      {got}\n  expected {expected}"
+        );
+    }
+}
+
+#[test]
 fn all_rule_keys() {
     let set = compile(
         r#"{"name": "full", "description": "d", "condition": "process.name == 'x'",
@@ -1393,7 +1468,13 @@ fn rules_cli_check_test_list() {
             .all(|l| l[col..].starts_with("true") || l[col..].starts_with("false"))
     );
 
-    let (ok, out, _) = run(RulesCommand::List { dir: None }, valid);
+    let (ok, out, _) = run(
+        RulesCommand::List {
+            dir: None,
+            markdown: false,
+        },
+        valid,
+    );
     assert!(ok);
     assert!(out.starts_with("NAME"), "{out}");
     assert!(out.contains("T1059.004"), "{out}");

@@ -21,7 +21,7 @@ use std::fmt;
 use super::compile::{CompileError, Compiler, ListItem};
 use super::fields::TypeMask;
 use super::json::{self, Json, JsonString, JsonValue};
-use super::{CompiledRule, Record, Requirement, RuleMeta, RuleSet, Scope};
+use super::{CompiledRule, Definitions, Record, Requirement, RuleMeta, RuleSet, Scope};
 
 #[cfg(test)]
 pub(crate) use files::read_dirs_with;
@@ -51,6 +51,7 @@ pub fn compile_files(files: Vec<SourceFile>) -> Result<RuleSet, Vec<Diagnostic>>
         files,
         diags: Vec::new(),
         sources: Vec::new(),
+        definitions: Definitions::default(),
     };
     match loader.run() {
         Some(set) if loader.diags.is_empty() => Ok(set),
@@ -80,6 +81,8 @@ struct Loader {
     diags: Vec<Diagnostic>,
     /// Condition and macro texts: (file index, the string).
     sources: Vec<(usize, JsonString)>,
+    /// Lists and macros as written, for [`RuleSet::definitions`].
+    definitions: Definitions,
 }
 
 /// A rule between parsing and linking.
@@ -265,12 +268,17 @@ impl Loader {
             return None;
         }
         let files = self.files.iter().map(|f| f.path.clone()).collect();
-        Some(RuleSet::new(
-            rules,
-            files,
-            uses_parent_path || tree_chains,
-            memo_slots,
-        ))
+        let mut set = RuleSet::new(rules, files, uses_parent_path || tree_chains, memo_slots);
+        set.definitions = std::mem::take(&mut self.definitions);
+        Some(set)
+    }
+
+    /// Remembers that `file` defines lists or macros.
+    fn defines(&mut self, file: usize) {
+        let path = &self.files[file].path;
+        if !self.definitions.files.contains(path) {
+            self.definitions.files.push(path.clone());
+        }
     }
 
     fn string<'j>(&mut self, file: usize, v: &'j Json, key: &str) -> Option<&'j JsonString> {

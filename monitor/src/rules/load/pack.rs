@@ -164,11 +164,18 @@ impl Loader {
             };
             // A list defined in several files is the union of its definitions.
             let entry = lists.entry(name.text.clone()).or_default();
+            let mut written = Vec::with_capacity(items.len());
             for item in items {
                 match item.value {
-                    JsonValue::String(s) => entry.push(ListItem::Str(s.text)),
+                    JsonValue::String(s) => {
+                        written.push(s.text.clone());
+                        entry.push(ListItem::Str(s.text));
+                    }
                     JsonValue::Number(n) => match parse_number(&n) {
-                        Some(n) => entry.push(ListItem::Num(n)),
+                        Some(number) => {
+                            written.push(n);
+                            entry.push(ListItem::Num(number));
+                        }
                         None => self.diag_at(
                             file,
                             item.span.start,
@@ -188,6 +195,12 @@ impl Loader {
                     }
                 }
             }
+            self.defines(file);
+            self.definitions
+                .lists
+                .entry(name.text)
+                .or_default()
+                .extend(written);
         }
     }
 
@@ -220,6 +233,10 @@ impl Loader {
             self.sources.push((file, body.clone()));
             match parser::parse(&body.text) {
                 Ok(ast) => {
+                    self.defines(file);
+                    self.definitions
+                        .macros
+                        .insert(name.clone(), body.text.clone());
                     macros.insert(name, MacroDef { source, ast });
                 }
                 Err(e) => self.diag_at(file, body.source_offset(e.span.start), e.message),

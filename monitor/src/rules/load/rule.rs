@@ -4,16 +4,22 @@ use std::collections::HashMap;
 
 use super::{Loader, Pending, RawRule};
 use crate::event::EventType;
+use crate::rules::attack::{self, Tactic};
 use crate::rules::compile::{Compiler, type_bounds};
 use crate::rules::fields::{self, TypeMask, type_bit, types_in};
 use crate::rules::json::{self, Json, JsonValue};
 use crate::rules::parser;
-use crate::rules::{Action, RuleMeta, Scope};
+use crate::rules::{Action, RuleDoc, RuleMeta, Scope};
 
 /// Keys a rule object may have.
 const RULE_KEYS: &[&str] = &[
     "name",
     "description",
+    "tactic",
+    "techniques",
+    "what",
+    "why",
+    "false_positives",
     "condition",
     "event_types",
     "risk_score",
@@ -84,6 +90,7 @@ impl Loader {
             this.string(file, v, key).map(|s| s.text.clone())
         };
         let description = text(self, "description").unwrap_or_default();
+        let doc = self.rule_doc(file, &get);
         let recommendation = text(self, "recommendation").unwrap_or_default();
         let label = text(self, "label").unwrap_or_else(|| name.clone());
 
@@ -245,6 +252,7 @@ impl Loader {
             meta: RuleMeta {
                 name,
                 description,
+                doc,
                 label,
                 recommendation,
                 tags,
@@ -262,6 +270,72 @@ impl Loader {
             tests: get.get("tests").map(|t| (*t).clone()),
             file,
         })
+    }
+
+    /// The documentation keys: each optional, each checked.
+    fn rule_doc(&mut self, file: usize, get: &HashMap<&str, &Json>) -> RuleDoc {
+        let mut doc = RuleDoc::default();
+        if let Some(v) = get.get("tactic") {
+            doc.tactics = self.tactics(file, v);
+        }
+        if let Some(v) = get.get("techniques") {
+            for (id, offset) in self.strings(file, v, "techniques") {
+                if attack::is_technique_id(&id) {
+                    doc.techniques.push(id);
+                } else {
+                    let msg = format!(
+                        "expected an ATT&CK technique id such as T1059 or T1059.004 in `techniques`, found {id:?}"
+                    );
+                    self.diag_at(file, offset, msg);
+                }
+            }
+        }
+        for (key, target) in [
+            ("what", &mut doc.what),
+            ("why", &mut doc.why),
+            ("false_positives", &mut doc.false_positives),
+        ] {
+            if let Some(v) = get.get(key)
+                && let Some(s) = self.string(file, v, key)
+            {
+                *target = s.text.clone();
+            }
+        }
+        doc
+    }
+
+    /// `"tactic": "execution"`, or several, the main one first: `["execution", "defense_evasion"]`.
+    fn tactics(&mut self, file: usize, v: &Json) -> Vec<Tactic> {
+        let named: Vec<(String, usize)> = match &v.value {
+            JsonValue::String(s) => vec![(s.text.clone(), v.span.start)],
+            JsonValue::Array(items) if !items.is_empty() => self.strings(file, v, "tactic"),
+            other => {
+                let msg = format!(
+                    "expected an ATT&CK tactic or a non-empty array of them for `tactic`, found {}",
+                    match other {
+                        JsonValue::Array(_) => "an empty array",
+                        other => other.kind(),
+                    }
+                );
+                self.diag_at(file, v.span.start, msg);
+                return Vec::new();
+            }
+        };
+        let mut tactics = Vec::new();
+        for (key, offset) in named {
+            match Tactic::from_key(&key) {
+                Some(tactic) => tactics.push(tactic),
+                None => {
+                    let known: Vec<&str> = Tactic::ALL.iter().map(|t| t.key()).collect();
+                    let msg = format!(
+                        "expected an ATT&CK tactic ({}), found {key:?}",
+                        known.join(", ")
+                    );
+                    self.diag_at(file, offset, msg);
+                }
+            }
+        }
+        tactics
     }
 
     fn requires(&mut self, file: usize, v: &Json) -> Option<(String, usize, i64, Scope)> {
