@@ -204,6 +204,30 @@ fn documentation_keys_are_checked() {
 }
 
 #[test]
+fn rules_list_shows_the_tactic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "r.json",
+        &rule_json("true", r#", "tactic": ["execution", "defense_evasion"]"#),
+    );
+    let command = crate::cli::RulesCommand::List {
+        dir: None,
+        markdown: false,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let ok = cli::run(&command, &[dir.path().to_path_buf()], &mut out, &mut err).expect("writes");
+    let out = String::from_utf8(out).expect("utf-8");
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let col = lines[0].find("TACTIC").expect("a TACTIC column");
+    assert!(
+        lines[1][col..].starts_with("execution,defense_evasion"),
+        "{out}"
+    );
+}
+
+#[test]
 fn all_rule_keys() {
     let set = compile(
         r#"{"name": "full", "description": "d", "condition": "process.name == 'x'",
