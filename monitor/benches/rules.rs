@@ -28,9 +28,9 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use secmon::analysis::Analyzer;
 use secmon::config::ThreatDetection;
 use secmon::event::{Event, EventType};
+use secmon::rules::Evaluator;
 use secmon::rules::{RuleEngine, RuleSet, SOURCE_RULES_DIR};
 
 const EVENTS: usize = 1000;
@@ -296,12 +296,12 @@ fn pack_dirs() -> Vec<PathBuf> {
     vec![PathBuf::from(SOURCE_RULES_DIR)]
 }
 
-fn analyzer() -> Analyzer {
+fn analyzer() -> Evaluator {
     let engine = match RuleEngine::load(pack_dirs()) {
         Ok(engine) => engine,
         Err(e) => panic!("the shipped rule pack must load:\n{e}"),
     };
-    Analyzer::new(engine, &ThreatDetection::default())
+    Evaluator::for_config(engine, &ThreatDetection::default())
 }
 
 fn bench(c: &mut Criterion) {
@@ -353,7 +353,7 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    let mut none = Analyzer::default();
+    let mut none = Evaluator::default();
     group.bench_function("no_rules", |b| {
         b.iter(|| {
             for e in events.iter_mut() {

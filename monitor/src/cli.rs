@@ -175,10 +175,15 @@ pub enum RulesCommand {
         /// Rule directory to test.
         dir: Option<PathBuf>,
     },
-    /// List the rules: name, score, action, enabled, tags.
+    /// List the rules: name, score, action, enabled, tactic, tags.
     List {
         /// Rule directory to list.
         dir: Option<PathBuf>,
+        /// Print the rule reference of docs/rules.md instead (every rule's ATT&CK
+        /// classification, what, why, false positives and condition; the shared lists and
+        /// macros). Paths in it are as given: run from the repository root with `rules`.
+        #[arg(long)]
+        markdown: bool,
     },
 }
 
@@ -187,7 +192,7 @@ impl RulesCommand {
         match self {
             RulesCommand::Check { dir }
             | RulesCommand::Test { dir }
-            | RulesCommand::List { dir } => dir.as_deref(),
+            | RulesCommand::List { dir, .. } => dir.as_deref(),
         }
     }
 }

@@ -17,14 +17,13 @@ use std::{
 use ratatui::{Terminal, backend::TestBackend};
 
 use crate::{
-    analysis::Analyzer,
     config::{Config, ThreatDetection},
     decode,
     enrich::{Enricher, UserNames},
     event::Event,
     record::{Replay, Speed},
     response::control::{self, Reply, Request},
-    rules::{RuleEngine, RuleSet, SourceFile},
+    rules::{Evaluator, RuleEngine, RuleSet, SourceFile},
     sanitize::{self, needs_escape},
     ui::{self, Theme},
 };
@@ -90,13 +89,13 @@ fn bundled_lists() -> &'static SourceFile {
     })
 }
 
-fn analyzer() -> Analyzer {
+fn analyzer() -> Evaluator {
     let engine = bundled_rules();
     let detection = ThreatDetection {
         enable_heuristics: true,
         ..ThreatDetection::default()
     };
-    Analyzer::new(engine, &detection)
+    Evaluator::for_config(engine, &detection)
 }
 
 /// A file of this process's own for inputs that must come from a path (a recording's format
@@ -284,7 +283,7 @@ pub fn rules_load(data: &[u8]) {
     match RuleSet::from_sources(vec![bundled_lists().clone(), file]) {
         Ok(set) => {
             let engine = RuleEngine::with_set(set, Vec::new());
-            let mut analyzer = Analyzer::new(engine, &ThreatDetection::default());
+            let mut analyzer = Evaluator::for_config(engine, &ThreatDetection::default());
             for mut event in ui::sample::events() {
                 analyzer.analyze(&mut event);
             }

@@ -2,10 +2,11 @@
 //!
 //! kernel probes (`monitor-ebpf`) → [`capture`] (load, attach, ring buffer reader task)
 //! → [`decode`] (bytes → typed record) → [`enrich`] (process table: ppid, exe, cmdline, user,
-//! ancestry, cwd) → [`analysis`] (the [`rules`] engine) → [`output`] (JSON lines) or the
-//! terminal UI ([`tui`]: event loop, [`app`]: state, [`ui`]: drawing) and [`storage`] (the
-//! SQLite event history). [`record`] writes and replays event streams.
-pub mod analysis;
+//! ancestry, cwd) → analysis (the [`rules`] engine's `Evaluator`) → [`response`] → front ends:
+//! [`output`] (JSON lines), the terminal UI ([`tui`]: event loop, [`app`]: state, [`ui`]:
+//! drawing); beside them [`storage`] (the SQLite event history) and [`record`] (recordings and
+//! replays). [`pipeline`] drives all of it, one driver for every front end; [`notice`] carries
+//! the operator's messages.
 pub mod app;
 pub mod capture;
 pub mod cli;

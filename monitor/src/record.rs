@@ -830,7 +830,7 @@ pub struct ReplaySummary {
 
 /// Sends the replay's batches into `tx` at their due times (from now). Ends at the end of the
 /// recording, or when the receiver is dropped. The events are not analysed: the consumer runs
-/// them through its [`crate::analysis::Analyzer`], as it would kernel events.
+/// them through its [`crate::rules::Evaluator`], as it would kernel events.
 pub async fn feed(mut replay: Replay, tx: mpsc::Sender<Vec<Event>>) -> ReplaySummary {
     let start = tokio::time::Instant::now();
     let mut summary = ReplaySummary::default();

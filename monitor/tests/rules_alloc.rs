@@ -11,9 +11,9 @@ use std::cell::Cell;
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta};
-use secmon::analysis::Analyzer;
 use secmon::config::ThreatDetection;
 use secmon::event::{Event, EventType, Severity};
+use secmon::rules::Evaluator;
 use secmon::rules::{RuleEngine, SOURCE_RULES_DIR};
 
 struct Counting;
@@ -101,7 +101,7 @@ fn non_matching_events_allocate_nothing() {
         Ok(engine) => engine,
         Err(e) => panic!("the shipped pack must load:\n{e}"),
     };
-    let mut analyzer = Analyzer::new(engine, &ThreatDetection::default());
+    let mut analyzer = Evaluator::for_config(engine, &ThreatDetection::default());
     let mut events = events();
     // Warm-up: regex caches, the process map entry, the memo table.
     for e in events.iter_mut() {

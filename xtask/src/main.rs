@@ -10,6 +10,7 @@ mod fuzz;
 mod install;
 mod lint;
 mod module_cycles;
+mod rule_docs;
 mod run;
 mod setup;
 mod soak;
@@ -40,8 +41,12 @@ enum Cmd {
     Run(run::RunArgs),
     /// Setup, release build, then install secmon-tui, the default config and the rules.
     Install(install::InstallArgs),
-    /// cargo fmt --check and clippy (host crates, then the eBPF crate for the BPF target).
+    /// cargo fmt --check, the rule reference in docs/rules.md, and clippy (host crates, then
+    /// the eBPF crate for the BPF target).
     Lint,
+    /// Rewrite the rule reference in docs/rules.md from the rule files (`secmon-tui rules list
+    /// --markdown rules`).
+    RuleDocs,
     /// Setup, lint, then all tests (including privileged ones) as root, then each fuzz target briefly.
     Test,
     /// Overhead (vs. no monitor and vs. bpftrace), drop-free throughput and criterion benches.
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run::run(args),
         Cmd::Install(args) => install::run(args),
         Cmd::Lint => lint::run(),
+        Cmd::RuleDocs => rule_docs::run(),
         Cmd::Test => test::run(),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Fuzz(args) => fuzz::run(args),

@@ -194,6 +194,7 @@ fn rule(name: &str) -> RuleInfo {
         name: name.to_string(),
         label: String::new(),
         description: String::new(),
+        doc: Default::default(),
         score: 0.5,
         action: crate::rules::Action::Alert,
         tags: Vec::new(),

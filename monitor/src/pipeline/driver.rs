@@ -35,7 +35,6 @@ use super::{
     taps::{Taps, record_history_losses},
 };
 use crate::{
-    analysis::Analyzer,
     capture::{Capture, reader::MAX_BATCH},
     config::Config,
     enrich::Enricher,
@@ -49,7 +48,7 @@ use crate::{
         control::ControlServer,
         enforce::{Enforcer, SharedCapture, lock_capture},
     },
-    rules::{self, RuleEngine, RulesWatcher},
+    rules::{self, Evaluator, RuleEngine, RulesWatcher},
     shutdown::StopBudget,
 };
 
@@ -148,7 +147,7 @@ impl Pipeline {
         let enforcer = responder.as_ref().and_then(|r| r.enforcer().cloned());
         let stages = Stages {
             enricher: Enricher::new(),
-            analyzer: Analyzer::new(engine.clone(), &config.threat_detection),
+            evaluator: Evaluator::for_config(engine.clone(), &config.threat_detection),
             responder,
             taps,
             losses: losses.clone(),

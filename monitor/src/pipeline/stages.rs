@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use super::taps::Taps;
 use crate::{
-    analysis::Analyzer,
     decode::Record,
     enrich::Enricher,
     event::Event,
     losses::{Loss, Losses},
     response::Responder,
+    rules::Evaluator,
 };
 
 pub(super) struct Stages {
     pub enricher: Enricher,
-    pub analyzer: Analyzer,
+    pub evaluator: Evaluator,
     /// The response layer (a live capture only: a replay is not acted on).
     pub responder: Option<Responder>,
     pub taps: Taps,
@@ -44,9 +44,9 @@ impl Stages {
 
     fn analyse(&mut self, mut event: Event, analysed: &mut Vec<Event>) {
         self.taps.record(&event);
-        let outcome = self.analyzer.analyze(&mut event);
+        let outcome = self.evaluator.analyze(&mut event);
         if let Some(responder) = &mut self.responder {
-            responder.respond_analyzed(&mut event, &outcome, &self.analyzer);
+            responder.respond_analyzed(&mut event, &outcome);
         }
         self.taps.store(&event);
         analysed.push(event);

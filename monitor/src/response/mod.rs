@@ -26,10 +26,9 @@ pub mod webhook;
 use std::{io, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
-    analysis::Analyzer,
     config,
     event::{Event, ResponseAction, ResponseKind, ResponseResult, Severity},
-    rules::{Action, Outcome, RuleSet},
+    rules::{Action, Outcome},
 };
 use alert_log::{JsonLog, SharedLog};
 use enforce::{
@@ -274,47 +273,14 @@ impl Responder {
         parts.join(", ")
     }
 
-    /// Acts on an analysed event (as [`Responder::respond`]), looking the matched rules'
-    /// actions up in the analyzer's rule set.
-    pub fn respond_analyzed(&mut self, event: &mut Event, outcome: &Outcome, analyzer: &Analyzer) {
-        if event.analysis.rules.is_empty() {
-            self.respond(event, outcome, None);
-        } else {
-            let set = analyzer.engine().map(|engine| engine.current());
-            self.respond(event, outcome, set.as_deref());
-        }
-    }
-
-    /// Acts on an analysed event and lists what was done in `event.response`. `rules` is the
-    /// set the event was analysed with (for each matched rule's own action).
-    pub fn respond(&mut self, event: &mut Event, outcome: &Outcome, rules: Option<&RuleSet>) {
+    /// Acts on an analysed event and lists what was done in `event.response`. The outcome
+    /// names the rules asking for a block, from the rule set that scored the event.
+    pub fn respond_analyzed(&mut self, event: &mut Event, outcome: &Outcome) {
         event.response.clear();
         let severity = event.analysis.severity;
         let log_all = self.event_log.is_some() && self.log_level == Severity::Benign;
         if outcome.action.is_none() && severity == Severity::Benign && !event.blocked && !log_all {
             return;
-        }
-        // The first (highest-scoring) rule asking for each kind of block.
-        let (mut block_rule, mut simulate_rule) = (None, None);
-        if let Some(set) = rules {
-            for name in &event.analysis.rules {
-                match set.get(name).map(|rule| rule.meta.action) {
-                    Some(Action::Block) if block_rule.is_none() => block_rule = Some(name.clone()),
-                    Some(Action::SimulateBlock) if simulate_rule.is_none() => {
-                        simulate_rule = Some(name.clone());
-                    }
-                    _ => {}
-                }
-            }
-        }
-        // Without the rule set, trust the outcome's strongest action.
-        if rules.is_none() {
-            let first = event.analysis.rules.first().cloned();
-            match outcome.action {
-                Some(Action::Block) => block_rule = first,
-                Some(Action::SimulateBlock) => simulate_rule = first,
-                _ => {}
-            }
         }
         let mut strongest = outcome.action;
         if strongest.is_none() && severity > Severity::Benign {
@@ -325,10 +291,10 @@ impl Responder {
         let mut blockish = true;
         if event.blocked {
             self.stopped(event);
-        } else if let Some(rule) = block_rule {
-            self.block(event, rule);
-        } else if let Some(rule) = simulate_rule {
-            self.simulate(event, rule, ResponseKind::SimulateBlock);
+        } else if let Some(rule) = &outcome.block_rule {
+            self.block(event, rule.clone());
+        } else if let Some(rule) = &outcome.simulate_rule {
+            self.simulate(event, rule.clone(), ResponseKind::SimulateBlock);
         } else {
             blockish = false;
         }

@@ -7,6 +7,7 @@ use chrono::Utc;
 use super::*;
 use crate::config::{Response, ThreatDetection};
 use crate::event::EventType;
+use crate::rules::Evaluator;
 use crate::rules::{RuleEngine, RuleSet};
 
 const RULES: &str = r#"{"rules": [
@@ -18,9 +19,9 @@ const RULES: &str = r#"{"rules": [
   {"name": "bad_port", "condition": "net.dst_port == 4444", "event_types": ["net_connect"], "risk_score": 0.9, "action": "block", "label": "C2 port"}
 ]}"#;
 
-fn analyzer() -> Analyzer {
+fn analyzer() -> Evaluator {
     let set = RuleSet::from_json("test.json", RULES).expect("rules compile");
-    Analyzer::new(
+    Evaluator::for_config(
         RuleEngine::with_set(set, Vec::new()),
         &ThreatDetection::default(),
     )
@@ -34,9 +35,9 @@ fn exec(exe: &str) -> Event {
     e
 }
 
-fn run(responder: &mut Responder, analyzer: &mut Analyzer, mut event: Event) -> Event {
+fn run(responder: &mut Responder, analyzer: &mut Evaluator, mut event: Event) -> Event {
     let outcome = analyzer.analyze(&mut event);
-    responder.respond_analyzed(&mut event, &outcome, analyzer);
+    responder.respond_analyzed(&mut event, &outcome);
     responder.flush();
     event
 }
@@ -87,6 +88,36 @@ fn block_rules_are_simulated_when_enforce_is_off() {
     assert!(json["response"][0].get("deny_id").is_none());
     let stats = responder.stats();
     assert_eq!((stats.simulated, stats.blocks, stats.alerts), (2, 0, 2));
+}
+
+#[test]
+fn a_reload_between_scoring_and_responding_does_not_change_the_response() {
+    let mut responder = Responder::new(&Response::default(), None).expect("responder");
+    let mut analyzer = analyzer();
+    let mut event = exec("/tmp/block/x");
+    let outcome = analyzer.analyze(&mut event);
+    // The new set turns `tmp_block` into an alert and drops `tmp_sim`: the event was scored by
+    // the old set, so it is answered as the old set asked.
+    let reloaded = RuleSet::from_json(
+        "reloaded.json",
+        r#"{"name": "tmp_block", "condition": "process.path.startswith('/tmp/block/')", "risk_score": 0.9, "action": "alert"}"#,
+    )
+    .expect("rules compile");
+    analyzer.engine().expect("rules loaded").replace(reloaded);
+    responder.respond_analyzed(&mut event, &outcome);
+    assert_eq!(event.response[0].action, ResponseKind::Block);
+    assert_eq!(event.response[0].rule.as_deref(), Some("tmp_block"));
+
+    let mut event = exec("/tmp/sim/y");
+    let mut analyzer = self::analyzer();
+    let outcome = analyzer.analyze(&mut event);
+    analyzer
+        .engine()
+        .expect("rules loaded")
+        .replace(RuleSet::empty());
+    responder.respond_analyzed(&mut event, &outcome);
+    assert_eq!(event.response[0].action, ResponseKind::SimulateBlock);
+    assert_eq!(event.response[0].rule.as_deref(), Some("tmp_sim"));
 }
 
 #[test]

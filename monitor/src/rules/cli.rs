@@ -1,4 +1,4 @@
-//! `secmon-tui rules check|test|list`: what each prints (no root needed).
+//! `secmon-tui rules check|test|list [--markdown]`: what each prints (no root needed).
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -47,6 +47,10 @@ pub fn run(
             Ok(true)
         }
         RulesCommand::Test { .. } => test(&set, out),
+        RulesCommand::List { markdown: true, .. } => {
+            out.write_all(super::reference::markdown(&set).as_bytes())?;
+            Ok(true)
+        }
         RulesCommand::List { .. } => {
             list(&set, out)?;
             Ok(true)
@@ -162,15 +166,19 @@ fn list(set: &RuleSet, out: &mut dyn Write) -> io::Result<()> {
                 format!("{:.2}", r.score),
                 r.action.to_string(),
                 if r.enabled { "yes" } else { "no" }.to_string(),
+                match r.doc.tactic_keys() {
+                    keys if keys.is_empty() => "-".to_string(),
+                    keys => keys.replace(' ', ""),
+                },
                 for_terminal(&r.tags.join(",")).into_owned(),
             ]
         })
         .collect();
     table(
         out,
-        &["NAME", "SCORE", "ACTION", "ENABLED", "TAGS"],
+        &["NAME", "SCORE", "ACTION", "ENABLED", "TACTIC", "TAGS"],
         &rows,
-        &[false, true, false, false, false],
+        &[false, true, false, false, false, false],
     )?;
     writeln!(out, "{} rules in {} files", set.len(), set.files().len())
 }

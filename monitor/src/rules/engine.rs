@@ -48,18 +48,24 @@ impl From<&ThreatDetection> for EvaluatorOptions {
     }
 }
 
-/// What the analysis of one event asks for beyond `event.analysis`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// What the analysis of one event asks for beyond `event.analysis`. Everything the response
+/// stage needs comes from the rule set that scored the event: a reload between scoring and
+/// responding cannot change what is blocked or in whose name.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcome {
     /// The strongest action among the matched rules.
     pub action: Option<Action>,
     /// 1.0 for rule-based verdicts, [`HEURISTIC_CONFIDENCE`] when only the heuristic fired,
     /// 0.0 when nothing fired.
     pub confidence: f64,
+    /// The highest-scoring matched rule whose action is `block`.
+    pub block_rule: Option<String>,
+    /// The highest-scoring matched rule whose action is `simulate_block`.
+    pub simulate_rule: Option<String>,
 }
 
-/// Evaluates events against the engine's current rules. One per analysis stage (it is not
-/// shared: it owns the per-process state).
+/// Evaluates events against the engine's current rules: the analysis stage. One per pipeline
+/// (it is not shared: it owns the per-process state).
 pub struct Evaluator {
     engine: Option<RuleEngine>,
     set: Arc<RuleSet>,
@@ -78,6 +84,13 @@ pub struct Evaluator {
     process_risk: f64,
 }
 
+impl Default for Evaluator {
+    /// No rules and no heuristics: every event is benign (a cheap path).
+    fn default() -> Self {
+        Evaluator::for_config(RuleEngine::empty(), &ThreatDetection::default())
+    }
+}
+
 impl Evaluator {
     pub fn new(engine: RuleEngine, options: EvaluatorOptions) -> Evaluator {
         let generation = engine.generation();
@@ -94,6 +107,12 @@ impl Evaluator {
             testing: false,
             process_risk: 0.0,
         }
+    }
+
+    /// The pipeline's analysis stage: `engine`'s rules with the options of
+    /// `[threat_detection]`.
+    pub fn for_config(engine: RuleEngine, detection: &ThreatDetection) -> Evaluator {
+        Evaluator::new(engine, EvaluatorOptions::from(detection))
     }
 
     /// An evaluator over a fixed set, with every rule enabled and no hit counting.
@@ -295,10 +314,19 @@ impl Evaluator {
         let rules = &self.set.rules;
         let mut keep = 1.0;
         let mut action = None;
+        let (mut block_rule, mut simulate_rule) = (None, None);
+        // `matched` is in score order, so the first rule asking for each kind of block wins.
         for &i in &self.matched {
             let meta = &rules[i as usize].meta;
             keep *= 1.0 - meta.score;
             action = action.max(Some(meta.action));
+            match meta.action {
+                Action::Block if block_rule.is_none() => block_rule = Some(meta.name.clone()),
+                Action::SimulateBlock if simulate_rule.is_none() => {
+                    simulate_rule = Some(meta.name.clone());
+                }
+                _ => {}
+            }
         }
         keep *= 1.0 - heuristic.score;
         let risk = round_score(1.0 - keep);
@@ -335,7 +363,12 @@ impl Evaluator {
             analysis.rules.push("heuristic:shell".to_string());
         }
         analysis.confidence = confidence;
-        Outcome { action, confidence }
+        Outcome {
+            action,
+            confidence,
+            block_rule,
+            simulate_rule,
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //!   hits for `requires` chains, parent links), scoring, and filling `event.analysis`.
 //! - [`watch`]: reloads on changes in the rule directories.
 
+pub mod attack;
 pub mod cli;
 mod compile;
 mod engine;
@@ -21,11 +22,12 @@ mod json;
 mod lexer;
 mod load;
 mod parser;
+mod reference;
 mod state;
 pub mod testing;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -165,11 +167,33 @@ pub(crate) enum Record {
     ProcessAndParent,
 }
 
+/// What a rule documents about itself (its optional `tactic`, `techniques`, `what`, `why` and
+/// `false_positives` keys): shown by `rules list --markdown` and where a rule's details are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleDoc {
+    /// The ATT&CK tactics, the main one first.
+    pub tactics: Vec<attack::Tactic>,
+    /// ATT&CK technique ids (`T1059.004`), checked by shape.
+    pub techniques: Vec<String>,
+    pub what: String,
+    pub why: String,
+    pub false_positives: String,
+}
+
+impl RuleDoc {
+    /// `execution, defense_evasion` (empty without a tactic).
+    pub fn tactic_keys(&self) -> String {
+        let keys: Vec<&str> = self.tactics.iter().map(|t| t.key()).collect();
+        keys.join(", ")
+    }
+}
+
 /// A rule's descriptive part.
 #[derive(Clone, Debug)]
 pub struct RuleMeta {
     pub name: String,
     pub description: String,
+    pub doc: RuleDoc,
     pub label: String,
     pub recommendation: String,
     pub tags: Vec<String>,
@@ -262,6 +286,7 @@ pub struct RuleInfo {
     pub name: String,
     pub label: String,
     pub description: String,
+    pub doc: RuleDoc,
     pub score: f64,
     pub action: Action,
     pub tags: Vec<String>,
@@ -270,6 +295,18 @@ pub struct RuleInfo {
     pub file: PathBuf,
     pub line: usize,
     pub event_types: Vec<EventType>,
+}
+
+/// The shared lists and macros of the loaded files as written (for the rule reference; the
+/// compiled rules have them inlined).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Definitions {
+    /// Each list's entries (numbers as written), over every file that defines it.
+    pub lists: BTreeMap<String, Vec<String>>,
+    /// Each macro's condition text.
+    pub macros: BTreeMap<String, String>,
+    /// The files defining lists or macros, in load order.
+    pub files: Vec<PathBuf>,
 }
 
 /// A compiled, validated set of rules.
@@ -287,6 +324,7 @@ pub struct RuleSet {
     /// Macro memo entries an evaluation needs.
     pub(crate) memo_slots: usize,
     index: HashMap<String, u32>,
+    pub(crate) definitions: Definitions,
 }
 
 /// The result of a (re)load.
@@ -337,6 +375,7 @@ impl RuleSet {
             track_all,
             memo_slots,
             index,
+            definitions: Definitions::default(),
         }
     }
 
@@ -386,6 +425,11 @@ impl RuleSet {
         &self.rules
     }
 
+    /// The shared lists and macros, as written in the files.
+    pub fn definitions(&self) -> &Definitions {
+        &self.definitions
+    }
+
     pub fn get(&self, name: &str) -> Option<&CompiledRule> {
         self.index.get(name).map(|&i| &self.rules[i as usize])
     }
@@ -404,6 +448,7 @@ impl RuleSet {
                 name: r.meta.name.clone(),
                 label: r.meta.label.clone(),
                 description: r.meta.description.clone(),
+                doc: r.meta.doc.clone(),
                 score: r.meta.score,
                 action: r.meta.action,
                 tags: r.meta.tags.clone(),

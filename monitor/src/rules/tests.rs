@@ -129,6 +129,105 @@ fn file_shapes_rule_array_and_pack() {
 }
 
 #[test]
+fn documentation_keys_are_carried_to_the_compiled_rule() {
+    let set = compile(
+        r#"{"name": "doc", "condition": "process.name == 'x'", "risk_score": 0.5,
+            "tactic": "execution", "techniques": ["T1059.004", "T1204"],
+            "what": "w", "why": "y", "false_positives": "fp"}"#,
+    );
+    let doc = &set.get("doc").expect("rule").meta.doc;
+    assert_eq!(doc.tactics, vec![attack::Tactic::Execution]);
+    assert_eq!(doc.techniques, vec!["T1059.004", "T1204"]);
+    assert_eq!(
+        (
+            doc.what.as_str(),
+            doc.why.as_str(),
+            doc.false_positives.as_str()
+        ),
+        ("w", "y", "fp")
+    );
+    assert_eq!(&set.info()[0].doc, doc, "listed with the rule");
+
+    let set = compile(&rule_json(
+        "true",
+        r#", "tactic": ["execution", "defense_evasion"]"#,
+    ));
+    assert_eq!(
+        set.rules()[0].meta.doc.tactic_keys(),
+        "execution, defense_evasion"
+    );
+    // All optional.
+    let set = compile(&rule_json("true", ""));
+    assert_eq!(set.rules()[0].meta.doc, RuleDoc::default());
+}
+
+#[test]
+fn documentation_keys_are_checked() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#", "tactic": "Execution""#,
+            "t.json:1:65: expected an ATT&CK tactic (reconnaissance, resource_development, \
+             initial_access, execution, persistence, privilege_escalation, defense_evasion, \
+             credential_access, discovery, lateral_movement, collection, command_and_control, \
+             exfiltration, impact), found \"Execution\"",
+        ),
+        (
+            r#", "tactic": ["execution", "evasion"]"#,
+            "t.json:1:79: expected an ATT&CK tactic (",
+        ),
+        (
+            r#", "tactic": []"#,
+            "t.json:1:65: expected an ATT&CK tactic or a non-empty array of them for `tactic`, \
+             found an empty array",
+        ),
+        (
+            r#", "techniques": ["T1059.4"]"#,
+            "t.json:1:70: expected an ATT&CK technique id such as T1059 or T1059.004 in \
+             `techniques`, found \"T1059.4\"",
+        ),
+        (
+            r#", "techniques": "T1059""#,
+            "t.json:1:69: expected an array of strings for `techniques`, found a string",
+        ),
+        (
+            r#", "false_positives": ["none"]"#,
+            "t.json:1:74: expected a string for `false_positives`, found an array",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let got = first_error(&rule_json("true", extra));
+        assert!(
+            got.starts_with(expected),
+            "{extra}:\n  got      {got}\n  expected {expected}"
+        );
+    }
+}
+
+#[test]
+fn rules_list_shows_the_tactic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "r.json",
+        &rule_json("true", r#", "tactic": ["execution", "defense_evasion"]"#),
+    );
+    let command = crate::cli::RulesCommand::List {
+        dir: None,
+        markdown: false,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let ok = cli::run(&command, &[dir.path().to_path_buf()], &mut out, &mut err).expect("writes");
+    let out = String::from_utf8(out).expect("utf-8");
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let col = lines[0].find("TACTIC").expect("a TACTIC column");
+    assert!(
+        lines[1][col..].starts_with("execution,defense_evasion"),
+        "{out}"
+    );
+}
+
+#[test]
 fn all_rule_keys() {
     let set = compile(
         r#"{"name": "full", "description": "d", "condition": "process.name == 'x'",
@@ -1439,7 +1538,13 @@ fn rules_cli_check_test_list() {
             .all(|l| l[col..].starts_with("true") || l[col..].starts_with("false"))
     );
 
-    let (ok, out, _) = run(RulesCommand::List { dir: None }, valid);
+    let (ok, out, _) = run(
+        RulesCommand::List {
+            dir: None,
+            markdown: false,
+        },
+        valid,
+    );
     assert!(ok);
     assert!(out.starts_with("NAME"), "{out}");
     assert!(out.contains("T1059.004"), "{out}");
@@ -1596,4 +1701,33 @@ fn as_root_rule_files_owned_by_another_user_are_refused() {
         "{e}"
     );
     assert!(e.contains("fix: sudo chown root:root"), "{e}");
+}
+
+// The analysis stage as the pipeline builds it (`Evaluator::for_config`, `Evaluator::default`).
+#[test]
+fn no_rules_means_benign() {
+    let mut analyzer = Evaluator::default();
+    let mut event = Event::new(EventType::ProcessExec, DateTime::UNIX_EPOCH);
+    event.process = "bash".to_string();
+    event.exe = "/tmp/bash".to_string();
+    analyzer.analyze(&mut event);
+    assert_eq!(event.analysis, crate::event::Analysis::default());
+}
+
+#[test]
+fn rules_fill_the_analysis() {
+    let set = RuleSet::from_json(
+    "seed.json",
+    r#"{"name": "tmp_exec", "condition": "process.path.contains('/tmp/')", "risk_score": 0.7, "action": "alert", "label": "Execution from /tmp"}"#,
+)
+.expect("valid");
+    let engine = RuleEngine::with_set(set, Vec::new());
+    let mut analyzer = Evaluator::for_config(engine, &crate::config::ThreatDetection::default());
+    let mut event = Event::new(EventType::ProcessExec, DateTime::UNIX_EPOCH);
+    event.exe = "/tmp/x".to_string();
+    analyzer.analyze(&mut event);
+    assert_eq!(event.analysis.severity, Severity::Suspicious);
+    assert_eq!(event.analysis.label, "Execution from /tmp");
+    assert_eq!(event.analysis.detection_method, "rule_based");
+    assert_eq!(event.analysis.rules, vec!["tmp_exec".to_string()]);
 }

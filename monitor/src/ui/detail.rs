@@ -98,7 +98,17 @@ fn lines<'a>(app: &App, entry: &crate::app::Entry, styles: &Styles) -> Vec<Line<
         for name in &analysis.rules {
             let score = app
                 .rule_info(name)
-                .map(|r| format!("  score {:.2}, {}", r.score, r.action))
+                .map(|r| {
+                    let mut text = format!("  score {:.2}, {}", r.score, r.action);
+                    // ATT&CK, when the rule documents it.
+                    for part in [r.doc.tactic_keys(), r.doc.techniques.join(" ")] {
+                        if !part.is_empty() {
+                            text.push_str(", ");
+                            text.push_str(&clean(&part));
+                        }
+                    }
+                    text
+                })
                 .unwrap_or_default();
             out.push(Line::raw(format!("   • {}{score}", clean(name))));
         }

@@ -103,6 +103,37 @@ fn detail_view() {
     snapshot_sizes!("detail", app);
 }
 
+/// A rule that documents its ATT&CK classification shows it next to its score.
+#[test]
+fn detail_view_names_the_attack_classification() {
+    let documented = sample::RULES_JSON.replace(
+        r#""label": "Connection to a reverse-shell port","#,
+        r#""label": "Connection to a reverse-shell port", "tactic": "command_and_control", "techniques": ["T1571"],"#,
+    );
+    let set = crate::rules::RuleSet::from_json("rules/sample.json", &documented).expect("valid");
+    let controls = crate::app::Controls {
+        rules: Box::new(crate::rules::RuleEngine::with_set(set, Vec::new())),
+        ..sample::controls()
+    };
+    let mut app = sample::app_with(controls, sample::events());
+    keys(&mut app, "\t\t");
+    let target = app
+        .pane(PaneId::Network)
+        .shown(None)
+        .position(|e| e.event.target_port == Some(4444))
+        .expect("the sample has a connection to port 4444");
+    for _ in 0..=target {
+        keys(&mut app, "j");
+    }
+    keys(&mut app, "\n");
+    let shown = text(screen(&app, 160, 48).backend().buffer());
+    assert!(
+        shown
+            .contains("reverse_shell_port  score 0.90, simulate_block, command_and_control, T1571"),
+        "{shown}"
+    );
+}
+
 #[test]
 fn rules_pane() {
     let mut app = app();
