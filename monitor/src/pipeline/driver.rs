@@ -29,19 +29,20 @@ use tokio::{
 use super::{
     PipelineError, RunOptions,
     front::{Batch, Closed, FrontEnd},
+    report::{LossReporter, report_new_drops, report_replay, watch_rules},
     source::{Input, Source, SourceSpec},
     stages::Stages,
     start::start_live,
     taps::{Taps, record_history_losses},
 };
 use crate::{
-    capture::{Capture, reader::MAX_BATCH},
+    capture::reader::MAX_BATCH,
     config::Config,
     enrich::Enricher,
     event::Event,
-    losses::{Loss, LossCounts, Losses},
+    losses::{Loss, Losses},
     notice,
-    output::{json::JsonOutput, stats::StatsRecord},
+    output::json::JsonOutput,
     record::ReplaySummary,
     response::{
         Responder,
@@ -342,7 +343,7 @@ impl Driver {
                 _ = &mut last_events, if stopping => break,
                 // stdout failed or its reader went away (`| head`): stop at once.
                 _ = wait_for(&mut output_stopped) => {
-                    self.stop_now(StopReason::FrontEnd);
+                    self.begin_stop(StopReason::FrontEnd);
                     break;
                 }
                 _ = every_second.tick() => {
@@ -355,7 +356,7 @@ impl Driver {
                         input => self.process(input, &mut analysed, last_events.deadline()).await,
                     };
                     if !more {
-                        self.stop_now(StopReason::SourceEnded);
+                        self.begin_stop(StopReason::SourceEnded);
                         break;
                     }
                     None
@@ -364,7 +365,7 @@ impl Driver {
             if let Some(reason) = stop {
                 if self.source.is_replay() {
                     // Nothing to drain: a replay stops at once.
-                    self.stop_now(reason);
+                    self.begin_stop(reason);
                     break;
                 }
                 self.begin_stop(reason);
@@ -389,11 +390,6 @@ impl Driver {
             budget,
             last_events_until: tokio::time::Instant::now() + LAST_EVENTS_LIMIT,
         });
-    }
-
-    /// A stop with no last events to wait for.
-    fn stop_now(&mut self, reason: StopReason) {
-        self.begin_stop(reason);
     }
 
     fn reason(&self) -> StopReason {
@@ -615,90 +611,5 @@ fn detach_capture(capture: SharedCapture, budget: &mut StopBudget) {
         ));
     } else {
         budget.cut_short("detaching the programs (the kernel finishes it as the process exits)");
-    }
-}
-
-/// What a replay's end has to say: a bad recording, fields cut to live limits.
-fn report_replay(summary: &ReplaySummary) {
-    if let Some(error) = &summary.error {
-        // The message may quote the recording's text.
-        notice::warn(crate::sanitize::for_terminal(error));
-    }
-    if summary.clamped > 0 {
-        notice::warn(format!(
-            "{} replayed events had fields longer than live capture allows; they were cut and \
-             marked truncated",
-            summary.clamped
-        ));
-    }
-}
-
-/// Reloads the rules when their files change; without a watcher, SIGHUP still reloads.
-fn watch_rules(engine: &RuleEngine) -> Option<RulesWatcher> {
-    if engine.dirs().is_empty() {
-        return None;
-    }
-    rules::watch(engine.clone())
-        .map_err(|e| notice::warn(format!("{e}; rules reload on SIGHUP only")))
-        .ok()
-}
-
-/// Overload is visible at once, not only in the final summary.
-fn report_new_drops(capture: &Capture, already_reported: u64) -> u64 {
-    let total = capture.total_drops();
-    if total > already_reported {
-        notice::warn(format!(
-            "{} events dropped in the kernel (ring buffer full; consumer too slow or burst too \
-             large, see --ring-buffer-mib)",
-            total - already_reported
-        ));
-    }
-    total
-}
-
-/// Warns about new output losses and writes the `stats` records of the JSON stream.
-struct LossReporter {
-    losses: Arc<Losses>,
-    started: Instant,
-    /// What the last `stats` record said (events, records, losses): none is written again
-    /// until something changed.
-    last_written: Option<(u64, u64, LossCounts)>,
-    output_reported: u64,
-}
-
-impl LossReporter {
-    fn new(losses: Arc<Losses>) -> LossReporter {
-        LossReporter {
-            losses,
-            started: Instant::now(),
-            last_written: None,
-            output_reported: 0,
-        }
-    }
-
-    fn warn_about_output(&mut self) {
-        let output = self.losses.get(Loss::OutputQueueFull);
-        if output > self.output_reported {
-            notice::warn(format!(
-                "{} events not written (stdout is not keeping up; they were still analysed, \
-                 responded to and stored)",
-                output - self.output_reported
-            ));
-            self.output_reported = output;
-        }
-    }
-
-    /// Queues a `stats` record when anything changed since the last one (always when `last`).
-    fn write_stats(&mut self, output: &mut JsonOutput, records: u64, last: bool) -> io::Result<()> {
-        let counts = self.losses.snapshot();
-        let now = (output.accepted(), records, counts);
-        if !last && self.last_written == Some(now) {
-            return Ok(());
-        }
-        let record = StatsRecord::new(now.0, records, counts, self.started.elapsed(), last);
-        if output.write_record(&record, last)? {
-            self.last_written = Some(now);
-        }
-        Ok(())
     }
 }

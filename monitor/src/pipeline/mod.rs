@@ -12,7 +12,7 @@
 //! - [`taps`]: the recording and the history, which see every event whatever the front ends do.
 //! - [`front`]: the front ends, each behind a bounded queue of its own with a loss counter.
 //! - [`driver`]: the lifecycle — start, signals, deadline, the per-second work, and the
-//!   ordered, bounded stop.
+//!   ordered, bounded stop; [`report`]: its warnings, `stats` records and the rule watcher.
 //!
 //! Operator messages travel as typed [`crate::notice::Notice`]s, not through the pipeline.
 use std::{
@@ -24,6 +24,7 @@ use std::{
 
 mod driver;
 pub mod front;
+mod report;
 mod source;
 mod stages;
 mod start;
