@@ -25,8 +25,10 @@ use crate::{
 /// One batch of analysed events, shared by the front ends that take it.
 pub type Batch = Arc<Vec<Event>>;
 
-/// Batches a [`Subscriber`] queue holds by default (each at most a reader batch, 4096 events).
-pub const SUBSCRIBER_BATCHES: usize = 16;
+/// Batches a [`Subscriber`] queue holds by default: each is at most a reader batch (4096
+/// events), so a view that stops reading holds at most ~32k events (tens of MB), and one that
+/// keeps up never waits (a batch is taken as soon as it is queued).
+pub const SUBSCRIBER_BATCHES: usize = 8;
 
 pub enum FrontEnd {
     Json(JsonOutput),
