@@ -25,5 +25,6 @@ mod replay;
 mod response;
 mod rules_e2e;
 mod safety;
+mod slow_front_end;
 mod storage;
 mod tui;
