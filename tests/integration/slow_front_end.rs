@@ -8,8 +8,9 @@
 //! the kernel ring and lost events for the history too.
 
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -63,10 +64,12 @@ fn a_stalled_terminal_slows_neither_the_history_nor_the_kernel() {
             .env("TERM", "xterm-256color"),
     );
     let mut screen = Vec::new();
-    // Read up to the alternate screen: the UI is drawing. From here on nothing is read.
+    // Read up to the alternate screen: the UI is drawing. From here on nothing is read, and
+    // the terminal's buffer is filled up first, so the UI's next frame blocks at once.
     terminal.read_until(&mut screen, READY_TIMEOUT, |seen| {
         contains(seen, b"\x1b[?1049h")
     });
+    terminal.fill();
 
     let target = dir.join("stalled-screen");
     fs::write(&target, b"x").expect("create the file");
@@ -189,6 +192,38 @@ impl Pty {
             });
         }
         cmd.spawn().expect("start secmon-tui on the terminal")
+    }
+
+    /// Fills the terminal's output buffer (through a descriptor of the test's own, so the UI's
+    /// writes stay blocking): from now on a write of the UI blocks until the test reads.
+    fn fill(&self) {
+        let mut name = [0 as libc::c_char; 128];
+        // SAFETY: the buffer is valid for its length; the descriptor is the open master.
+        let rc = unsafe { libc::ptsname_r(self.master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+        assert_eq!(
+            rc,
+            0,
+            "ptsname_r: {}",
+            std::io::Error::from_raw_os_error(rc)
+        );
+        // SAFETY: ptsname_r wrote a NUL-terminated name into `name`.
+        let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+        let path = path.to_str().expect("a UTF-8 terminal name").to_string();
+        let mut writer = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {path}: {e}"));
+        let junk = [b'.'; 4096];
+        let mut filled = 0;
+        loop {
+            match writer.write(&junk) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("fill {path}: {e}"),
+            }
+        }
+        assert!(filled > 0, "the terminal took nothing");
     }
 
     /// Reads what the UI wrote until `done` says so; panics at the timeout.
