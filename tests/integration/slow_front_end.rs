@@ -54,14 +54,16 @@ fn a_stalled_terminal_slows_neither_the_history_nor_the_kernel() {
     .expect("write the config");
 
     let terminal = Pty::open(80, 24);
-    let mut ui = terminal.spawn(
-        die_with_parent(&mut Command::new(BIN))
-            .arg("--config")
-            .arg(&config)
-            .arg("--rules")
-            .arg(&rules)
-            .env("HOME", conf.path())
-            .env("TERM", "xterm-256color"),
+    let mut ui = Reaped(
+        terminal.spawn(
+            die_with_parent(&mut Command::new(BIN))
+                .arg("--config")
+                .arg(&config)
+                .arg("--rules")
+                .arg(&rules)
+                .env("HOME", conf.path())
+                .env("TERM", "xterm-256color"),
+        ),
     );
     let mut screen = Vec::new();
     // Read up to the alternate screen: the UI is drawing. From here on nothing is read, and
@@ -89,12 +91,12 @@ fn a_stalled_terminal_slows_neither_the_history_nor_the_kernel() {
 
     // Stop; reading the terminal again lets the UI finish its frame and leave.
     // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-    unsafe { libc::kill(ui.id() as libc::pid_t, libc::SIGTERM) };
+    unsafe { libc::kill(ui.0.id() as libc::pid_t, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut exited = None;
     while exited.is_none() && Instant::now() < deadline {
         terminal.read_available(&mut screen, Duration::from_millis(100));
-        exited = wait_timeout(&mut ui, Duration::ZERO);
+        exited = wait_timeout(&mut ui.0, Duration::ZERO);
     }
     terminal.read_available(&mut screen, Duration::from_millis(200));
     let text = String::from_utf8_lossy(&screen).into_owned();
@@ -134,6 +136,16 @@ fn wait_for_stored(db: &std::path::Path, path: &str, expected: usize) -> usize {
         thread::sleep(Duration::from_millis(200));
     }
     stored
+}
+
+/// The UI's process, killed and reaped however the test ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
