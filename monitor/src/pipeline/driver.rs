@@ -22,8 +22,7 @@ use std::{
 
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
-    sync::mpsc,
-    task::JoinHandle,
+    sync::{mpsc, oneshot},
 };
 
 use super::{
@@ -84,7 +83,8 @@ pub struct Pipeline {
 }
 
 enum State {
-    Running(JoinHandle<Box<Driver>>),
+    /// The driver's thread hands the driver back when its loop ends.
+    Running(oneshot::Receiver<Box<Driver>>),
     Ended(Box<Driver>),
     /// The driver task panicked.
     Lost,
@@ -173,7 +173,7 @@ impl Pipeline {
             _rules_watcher: rules_watcher,
         };
         Ok(Pipeline {
-            state: State::Running(tokio::spawn(driver.run())),
+            state: State::Running(spawn_driver(driver)?),
             stop,
             losses,
             capture,
@@ -219,8 +219,8 @@ impl Pipeline {
     /// Resolves when the driver's loop has ended, with why; then [`Pipeline::finish`].
     /// Cancel-safe: it can wait in a `select!` beside other branches.
     pub async fn ended(&mut self) -> StopReason {
-        if let State::Running(task) = &mut self.state {
-            self.state = match task.await {
+        if let State::Running(driver) = &mut self.state {
+            self.state = match driver.await {
                 Ok(driver) => State::Ended(driver),
                 Err(_) => State::Lost,
             };
@@ -245,6 +245,21 @@ impl Pipeline {
             ))),
         }
     }
+}
+
+/// Runs the driver on a thread of its own, as the runtime's main thread ran `--json`'s loop
+/// before: the reader task then has the worker threads to itself. (As a spawned task, tokio's
+/// scheduler ran the driver on the reader's worker right after each batch it woke it for,
+/// which cost `--json` about half as much CPU again under a flood of opens.)
+fn spawn_driver(driver: Driver) -> io::Result<oneshot::Receiver<Box<Driver>>> {
+    let runtime = tokio::runtime::Handle::current();
+    let (done, ended) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("secmon-pipeline".into())
+        .spawn(move || {
+            let _ = done.send(runtime.block_on(driver.run()));
+        })?;
+    Ok(ended)
 }
 
 fn json_output(front_ends: &[FrontEnd]) -> Option<&JsonOutput> {
@@ -434,34 +449,48 @@ impl Driver {
     }
 
     /// Hands the batch to every front end; drops those that went away. Returns false when
-    /// the output went away (stdout closed): the run ends.
-    async fn deliver(&mut self, events: &[Event]) -> bool {
-        if events.is_empty() {
+    /// the output went away (stdout closed): the run ends. The queue front ends share the
+    /// batch itself (moved out of `analysed`, never copied).
+    async fn deliver(&mut self, analysed: &mut Vec<Event>) -> bool {
+        if analysed.is_empty() {
             return true;
         }
-        self.events += events.len() as u64;
-        let wait = self.source.is_replay();
-        let mut shared: Option<Batch> = None;
-        let mut output_closed = false;
-        let mut index = 0;
-        while index < self.front_ends.len() {
-            let front = &mut self.front_ends[index];
-            match front
-                .deliver(events, &mut shared, wait, &self.stages.losses)
-                .await
-            {
-                Ok(()) => index += 1,
-                Err(Closed(error)) => {
-                    // stdout gone ends the run; a view closing (the UI quitting) does not:
-                    // the history still gets the last events.
-                    output_closed |= !front.is_queue();
-                    if let Some(e) = error
-                        && e.kind() != io::ErrorKind::BrokenPipe
-                    {
-                        self.error.get_or_insert(e);
-                    }
-                    self.front_ends.remove(index);
+        self.events += analysed.len() as u64;
+        let mut closed = Vec::new();
+        for (index, front) in self.front_ends.iter_mut().enumerate() {
+            if let Err(e) = front.deliver_events(analysed) {
+                closed.push((index, e));
+            }
+        }
+        if self.front_ends.iter().any(FrontEnd::is_queue) {
+            let capacity = analysed.len();
+            let batch: Batch = Arc::new(std::mem::replace(analysed, Vec::with_capacity(capacity)));
+            let wait = self.source.is_replay();
+            for (index, front) in self.front_ends.iter_mut().enumerate() {
+                if let Err(e) = front
+                    .deliver_shared(&batch, wait, &self.stages.losses)
+                    .await
+                {
+                    closed.push((index, e));
                 }
+            }
+        }
+        self.remove_closed(closed)
+    }
+
+    /// Drops the front ends that went away; false when one of them was the output (stdout
+    /// gone ends the run; a view closing, the UI quitting, does not: the history still gets
+    /// the last events).
+    fn remove_closed(&mut self, mut closed: Vec<(usize, Closed)>) -> bool {
+        let mut output_closed = false;
+        closed.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
+        for (index, Closed(error)) in closed {
+            let front = self.front_ends.remove(index);
+            output_closed |= !front.is_queue();
+            if let Some(e) = error
+                && e.kind() != io::ErrorKind::BrokenPipe
+            {
+                self.error.get_or_insert(e);
             }
         }
         !output_closed

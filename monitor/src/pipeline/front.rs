@@ -40,15 +40,9 @@ pub enum FrontEnd {
 pub struct Closed(pub Option<io::Error>);
 
 impl FrontEnd {
-    /// Hands over one batch. Waits only where the source allows it (`wait`: a replay) and the
-    /// front end has no room; otherwise drops and counts.
-    pub(super) async fn deliver(
-        &mut self,
-        events: &[Event],
-        shared: &mut Option<Batch>,
-        wait: bool,
-        losses: &Losses,
-    ) -> Result<(), Closed> {
+    /// The JSON front ends write (or queue) the batch's events; a queue front end takes the
+    /// shared batch instead ([`FrontEnd::deliver_shared`]).
+    pub(super) fn deliver_events(&mut self, events: &[Event]) -> Result<(), Closed> {
         match self {
             FrontEnd::Json(output) => {
                 for event in events {
@@ -64,10 +58,21 @@ impl FrontEnd {
                     .and_then(|()| lines.flush());
                 written.map_err(|e| Closed(Some(e)))
             }
-            FrontEnd::Queue(subscriber) => {
-                let batch = shared.get_or_insert_with(|| Arc::new(events.to_vec()));
-                subscriber.deliver(batch.clone(), wait, losses).await
-            }
+            FrontEnd::Queue(_) => Ok(()),
+        }
+    }
+
+    /// Hands a queue front end the shared batch. Waits only where the source allows it
+    /// (`wait`: a replay) and the queue is full; otherwise drops and counts.
+    pub(super) async fn deliver_shared(
+        &mut self,
+        batch: &Batch,
+        wait: bool,
+        losses: &Losses,
+    ) -> Result<(), Closed> {
+        match self {
+            FrontEnd::Queue(subscriber) => subscriber.deliver(batch.clone(), wait, losses).await,
+            FrontEnd::Json(_) | FrontEnd::JsonLines(_) => Ok(()),
         }
     }
 
@@ -130,8 +135,9 @@ mod tests {
         let (subscriber, mut rx) = Subscriber::new(1, Loss::DisplayQueueFull);
         let mut front = FrontEnd::Queue(subscriber);
         for _ in 0..3 {
-            let mut shared = None;
-            let delivered = front.deliver(&events(5), &mut shared, false, &losses).await;
+            let delivered = front
+                .deliver_shared(&Arc::new(events(5)), false, &losses)
+                .await;
             assert!(delivered.is_ok());
         }
         assert_eq!(losses.get(Loss::DisplayQueueFull), 10);
@@ -152,8 +158,9 @@ mod tests {
             seen
         });
         for _ in 0..20 {
-            let mut shared = None;
-            let delivered = front.deliver(&events(3), &mut shared, true, &losses).await;
+            let delivered = front
+                .deliver_shared(&Arc::new(events(3)), true, &losses)
+                .await;
             assert!(delivered.is_ok());
         }
         drop(front);
@@ -167,8 +174,9 @@ mod tests {
         let (subscriber, rx) = Subscriber::new(4, Loss::DisplayQueueFull);
         drop(rx);
         let mut front = FrontEnd::Queue(subscriber);
-        let mut shared = None;
-        let delivered = front.deliver(&events(1), &mut shared, false, &losses).await;
+        let delivered = front
+            .deliver_shared(&Arc::new(events(1)), false, &losses)
+            .await;
         assert!(matches!(delivered, Err(Closed(None))));
     }
 }
