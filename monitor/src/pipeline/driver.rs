@@ -247,6 +247,45 @@ impl Pipeline {
     }
 }
 
+/// Where the stages put each analysed event: the JSON front ends write it at once, and it is
+/// kept for the queue front ends' shared batch only if there are any.
+struct Emit<'a> {
+    front_ends: &'a mut Vec<FrontEnd>,
+    /// Front ends that failed (a closed stdout), by index; they get nothing more.
+    closed: Vec<(usize, Closed)>,
+    keep: &'a mut Vec<Event>,
+    keep_events: bool,
+    count: u64,
+}
+
+impl Emit<'_> {
+    fn event(&mut self, event: Event) {
+        self.count += 1;
+        for (index, front) in self.front_ends.iter_mut().enumerate() {
+            if self.closed.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            if let Err(e) = front.write_event(&event) {
+                self.closed.push((index, e));
+            }
+        }
+        if self.keep_events {
+            self.keep.push(event);
+        }
+    }
+
+    fn end_batch(&mut self) {
+        for (index, front) in self.front_ends.iter_mut().enumerate() {
+            if self.closed.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            if let Err(e) = front.end_batch() {
+                self.closed.push((index, e));
+            }
+        }
+    }
+}
+
 /// Runs the driver on a thread of its own, as the runtime's main thread ran `--json`'s loop
 /// before: the reader task then has the worker threads to itself. (As a spawned task, tokio's
 /// scheduler ran the driver on the reader's worker right after each batch it woke it for,
@@ -422,6 +461,14 @@ impl Driver {
         analysed: &mut Vec<Event>,
         until: tokio::time::Instant,
     ) -> bool {
+        let mut emit = Emit {
+            front_ends: &mut self.front_ends,
+            closed: Vec::new(),
+            keep: analysed,
+            keep_events: false,
+            count: 0,
+        };
+        emit.keep_events = emit.front_ends.iter().any(FrontEnd::is_queue);
         match input {
             Input::Records(batch) => {
                 let slice = if self.stopping.is_some() {
@@ -431,7 +478,8 @@ impl Driver {
                 };
                 let mut chunks = batch.chunks(slice);
                 for chunk in chunks.by_ref() {
-                    self.stages.process_records(chunk, analysed);
+                    self.stages
+                        .process_records(chunk, &mut |event| emit.event(event));
                     if self.stopping.is_some() && tokio::time::Instant::now() >= until {
                         break;
                     }
@@ -439,34 +487,35 @@ impl Driver {
                 let left: usize = chunks.map(<[_]>::len).sum();
                 self.stages.losses.add(Loss::UnprocessedAtStop, left as u64);
             }
-            Input::Events(batch) => self.stages.process_events(batch, analysed),
+            Input::Events(batch) => self
+                .stages
+                .process_events(batch, &mut |event| emit.event(event)),
             Input::End => {}
         }
         self.stages.end_batch();
-        let delivered = self.deliver(analysed).await;
+        emit.end_batch();
+        let Emit { closed, count, .. } = emit;
+        self.events += count;
+        let open = self.deliver_shared(analysed, closed).await;
         analysed.clear();
-        delivered
+        open
     }
 
-    /// Hands the batch to every front end; drops those that went away. Returns false when
-    /// the output went away (stdout closed): the run ends. The queue front ends share the
-    /// batch itself (moved out of `analysed`, never copied).
-    async fn deliver(&mut self, analysed: &mut Vec<Event>) -> bool {
-        if analysed.is_empty() {
-            return true;
-        }
-        self.events += analysed.len() as u64;
-        let mut closed = Vec::new();
-        for (index, front) in self.front_ends.iter_mut().enumerate() {
-            if let Err(e) = front.deliver_events(analysed) {
-                closed.push((index, e));
-            }
-        }
-        if self.front_ends.iter().any(FrontEnd::is_queue) {
+    /// Hands the batch to the queue front ends, sharing it (moved out of `analysed`, never
+    /// copied); then drops the front ends that went away.
+    async fn deliver_shared(
+        &mut self,
+        analysed: &mut Vec<Event>,
+        mut closed: Vec<(usize, Closed)>,
+    ) -> bool {
+        if !analysed.is_empty() {
             let capacity = analysed.len();
             let batch: Batch = Arc::new(std::mem::replace(analysed, Vec::with_capacity(capacity)));
             let wait = self.source.is_replay();
             for (index, front) in self.front_ends.iter_mut().enumerate() {
+                if closed.iter().any(|(i, _)| *i == index) {
+                    continue;
+                }
                 if let Err(e) = front
                     .deliver_shared(&batch, wait, &self.stages.losses)
                     .await

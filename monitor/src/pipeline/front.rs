@@ -40,24 +40,26 @@ pub enum FrontEnd {
 pub struct Closed(pub Option<io::Error>);
 
 impl FrontEnd {
-    /// The JSON front ends write (or queue) the batch's events; a queue front end takes the
-    /// shared batch instead ([`FrontEnd::deliver_shared`]).
-    pub(super) fn deliver_events(&mut self, events: &[Event]) -> Result<(), Closed> {
+    /// The JSON front ends serialise each event as soon as it is analysed (it is still in the
+    /// cache); a queue front end takes the whole batch instead ([`FrontEnd::deliver_shared`]).
+    pub(super) fn write_event(&mut self, event: &Event) -> Result<(), Closed> {
+        match self {
+            FrontEnd::Json(output) => output.write(event),
+            FrontEnd::JsonLines(lines) => lines.write(event),
+            FrontEnd::Queue(_) => Ok(()),
+        }
+        .map_err(|e| Closed(Some(e)))
+    }
+
+    /// The end of a batch: the JSON output queues it (or drops and counts it), the replay's
+    /// JSON lines are flushed.
+    pub(super) fn end_batch(&mut self) -> Result<(), Closed> {
         match self {
             FrontEnd::Json(output) => {
-                for event in events {
-                    output.write(event).map_err(|e| Closed(Some(e)))?;
-                }
                 output.end_batch();
                 Ok(())
             }
-            FrontEnd::JsonLines(lines) => {
-                let written = events
-                    .iter()
-                    .try_for_each(|event| lines.write(event))
-                    .and_then(|()| lines.flush());
-                written.map_err(|e| Closed(Some(e)))
-            }
+            FrontEnd::JsonLines(lines) => lines.flush().map_err(|e| Closed(Some(e))),
             FrontEnd::Queue(_) => Ok(()),
         }
     }

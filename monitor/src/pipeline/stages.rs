@@ -26,30 +26,30 @@ pub(super) struct Stages {
 }
 
 impl Stages {
-    /// Appends the events of `records` (kernel records) to `analysed`.
-    pub fn process_records(&mut self, records: &[Record], analysed: &mut Vec<Event>) {
+    /// Hands each event of `records` (kernel records), analysed, to `emit`.
+    pub fn process_records(&mut self, records: &[Record], emit: &mut impl FnMut(Event)) {
         for record in records {
             if let Some(event) = self.enricher.process(record) {
-                self.analyse(event, analysed);
+                self.analyse(event, emit);
             }
         }
     }
 
-    /// Appends a replayed batch to `analysed`.
-    pub fn process_events(&mut self, batch: Vec<Event>, analysed: &mut Vec<Event>) {
+    /// Hands each event of a replayed batch, analysed, to `emit`.
+    pub fn process_events(&mut self, batch: Vec<Event>, emit: &mut impl FnMut(Event)) {
         for event in batch {
-            self.analyse(event, analysed);
+            self.analyse(event, emit);
         }
     }
 
-    fn analyse(&mut self, mut event: Event, analysed: &mut Vec<Event>) {
+    fn analyse(&mut self, mut event: Event, emit: &mut impl FnMut(Event)) {
         self.taps.record(&event);
         let outcome = self.evaluator.analyze(&mut event);
         if let Some(responder) = &mut self.responder {
             responder.respond_analyzed(&mut event, &outcome);
         }
         self.taps.store(&event);
-        analysed.push(event);
+        emit(event);
     }
 
     /// After each batch: hands it to the history and flushes the response logs.
