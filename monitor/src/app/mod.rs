@@ -196,6 +196,10 @@ pub struct App {
     /// Events received since start.
     pub received: u64,
     next_seq: u64,
+    /// Events the bounded panes let go of since the last [`App::take_evicted`]: the event loop
+    /// hands them back to the thread that made them (freeing memory another thread
+    /// allocated is several times dearer with mimalloc).
+    evicted: Vec<crate::event::Event>,
     quit: bool,
     dirty: bool,
     controls: Controls,
@@ -230,6 +234,7 @@ impl App {
             offset,
             received: 0,
             next_seq: 1,
+            evicted: Vec::new(),
             quit: false,
             dirty: true,
             controls,

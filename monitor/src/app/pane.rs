@@ -94,6 +94,9 @@ pub struct Entry {
     pub visible: bool,
 }
 
+/// Evicted events kept for [`App::take_evicted`] at most.
+const EVICTED_LIMIT: usize = 65_536;
+
 /// A bounded, newest-last list of events with a selection.
 #[derive(Debug, Default)]
 pub struct Pane {
@@ -107,11 +110,15 @@ pub struct Pane {
 }
 
 impl Pane {
-    pub(super) fn push(&mut self, entry: Entry) {
-        if self.entries.len() >= PANE_CAPACITY {
-            self.entries.pop_front();
-        }
+    /// Appends `entry`; returns the oldest one when the pane was full.
+    pub(super) fn push(&mut self, entry: Entry) -> Option<Entry> {
+        let evicted = if self.entries.len() >= PANE_CAPACITY {
+            self.entries.pop_front()
+        } else {
+            None
+        };
         self.entries.push_back(entry);
+        evicted
     }
 
     /// The entries shown (visible and, when paused, arrived before the pause), newest first.
@@ -228,7 +235,8 @@ impl App {
                     visible,
                 };
                 if self.alerts.len() >= ALERT_CAPACITY {
-                    self.alerts.pop_front();
+                    let evicted = self.alerts.pop_front();
+                    self.keep_evicted(evicted);
                 }
                 self.alerts.push_back(entry.clone());
                 entry
@@ -239,11 +247,35 @@ impl App {
                     visible,
                 }
             };
-            self.panes[PaneId::for_event(entry.event.event_type).index()].push(entry);
+            let evicted = self.panes[PaneId::for_event(entry.event.event_type).index()].push(entry);
+            self.keep_evicted(evicted);
         }
         if self.next_seq != before {
             self.dirty = true;
         }
+    }
+
+    /// Keeps an event the panes let go of for [`App::take_evicted`] (one still shown in the
+    /// alerts strip or a pane is only a reference going away).
+    fn keep_evicted(&mut self, entry: Option<Entry>) {
+        let event = match entry.map(|e| e.event) {
+            Some(Stored::Owned(event)) => event,
+            Some(Stored::Shared(shared)) => match Arc::try_unwrap(shared) {
+                Ok(event) => event,
+                Err(_) => return,
+            },
+            None => return,
+        };
+        // Bounded, should nobody take them: then they are simply freed here.
+        if self.evicted.len() < EVICTED_LIMIT {
+            self.evicted.push(event);
+        }
+    }
+
+    /// Moves the events the panes let go of since the last call into `into` (the app's own
+    /// buffer keeps its capacity, so a steady flood allocates nothing here).
+    pub fn take_evicted(&mut self, into: &mut Vec<SecEvent>) {
+        into.append(&mut self.evicted);
     }
 
     pub(super) fn move_selection(&mut self, delta: isize) {

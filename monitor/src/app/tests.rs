@@ -963,3 +963,21 @@ fn case_insensitive_contains() {
     assert!(!contains_ignore_case("ab", "abc"));
     assert!(contains_ignore_case("日本/x", "/X"));
 }
+
+/// The panes hand back the events they let go of (the UI returns them to the pipeline's
+/// thread to be freed there), oldest first, and keep their capacity.
+#[test]
+fn evicted_events_are_handed_back_oldest_first() {
+    let (mut app, _) = app();
+    let events = (0..PANE_CAPACITY as u32 + 3).map(|pid| ev(EventType::FileOpen, pid, "cat"));
+    app.ingest(events);
+    let mut back = Vec::new();
+    app.take_evicted(&mut back);
+    assert_eq!(
+        back.iter().map(|e| e.pid).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(app.pane(PaneId::File).entries.len(), PANE_CAPACITY);
+    app.take_evicted(&mut back);
+    assert_eq!(back.len(), 3, "nothing is handed back twice");
+}

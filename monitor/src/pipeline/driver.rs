@@ -27,7 +27,7 @@ use tokio::{
 
 use super::{
     PipelineError, RunOptions,
-    front::{Batch, Closed, FrontEnd},
+    front::{Batch, Closed, FrontEnd, Recycler},
     report::{LossReporter, report_new_drops, report_replay, watch_rules},
     source::{Input, Source, SourceSpec},
     stages::Stages,
@@ -75,6 +75,7 @@ pub enum OnSighup {
 /// A running pipeline (see the module documentation).
 pub struct Pipeline {
     state: State,
+    recycler: Recycler,
     stop: mpsc::UnboundedSender<StopReason>,
     losses: Arc<Losses>,
     capture: Option<SharedCapture>,
@@ -154,7 +155,10 @@ impl Pipeline {
             losses: losses.clone(),
         };
         let (stop, stop_rx) = mpsc::unbounded_channel();
+        let (recycler, returned) = Recycler::new();
         let driver = Driver {
+            returned,
+            spare: Vec::new(),
             output_stopped: json_output(&front_ends).map(|o| Box::pin(o.stopped()) as _),
             reporter: LossReporter::new(losses.clone()),
             source,
@@ -174,6 +178,7 @@ impl Pipeline {
         };
         Ok(Pipeline {
             state: State::Running(spawn_driver(driver)?),
+            recycler,
             stop,
             losses,
             capture,
@@ -184,6 +189,11 @@ impl Pipeline {
 
     pub fn stopper(&self) -> StopHandle {
         StopHandle(self.stop.clone())
+    }
+
+    /// Where a front end gives back the events it is done with (see [`Recycler`]).
+    pub fn recycler(&self) -> Recycler {
+        self.recycler.clone()
     }
 
     /// Shared loss counters (the UI shows them).
@@ -313,6 +323,8 @@ fn json_output(front_ends: &[FrontEnd]) -> Option<&JsonOutput> {
 pub(super) const LAST_EVENTS_LIMIT: Duration = Duration::from_secs(1);
 /// Records processed between two looks at the clock once stopping.
 const STOPPING_SLICE: usize = 256;
+/// Emptied batch vectors kept for reuse.
+const SPARE_BATCHES: usize = 4;
 /// Kept for detaching the programs when earlier steps run long.
 const DETACH_RESERVE: Duration = Duration::from_millis(1500);
 
@@ -342,6 +354,11 @@ struct Stopping {
 
 /// The driver task's state: the one owner of the stages.
 struct Driver {
+    /// Events and batch vectors the front ends gave back, freed (and reused) here.
+    returned: mpsc::Receiver<Vec<Event>>,
+    /// Emptied batch vectors given back, for the next batches (a few, as a batch may start
+    /// before the last one comes back).
+    spare: Vec<Vec<Event>>,
     source: Source,
     stages: Stages,
     front_ends: Vec<FrontEnd>,
@@ -402,6 +419,13 @@ impl Driver {
                 }
                 _ = every_second.tick() => {
                     self.every_second();
+                    None
+                }
+                Some(mut events) = self.returned.recv() => {
+                    events.clear();
+                    if self.spare.len() < SPARE_BATCHES {
+                        self.spare.push(events);
+                    }
                     None
                 }
                 input = self.source.next() => {
@@ -509,8 +533,8 @@ impl Driver {
         mut closed: Vec<(usize, Closed)>,
     ) -> bool {
         if !analysed.is_empty() {
-            let capacity = analysed.len();
-            let batch: Batch = Arc::new(std::mem::replace(analysed, Vec::with_capacity(capacity)));
+            let next = self.spare.pop().unwrap_or_default();
+            let batch: Batch = Arc::new(std::mem::replace(analysed, next));
             let wait = self.source.is_replay();
             for (index, front) in self.front_ends.iter_mut().enumerate() {
                 if closed.iter().any(|(i, _)| *i == index) {

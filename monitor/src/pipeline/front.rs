@@ -112,6 +112,30 @@ impl Subscriber {
     }
 }
 
+/// Gives events back to the pipeline's thread to be freed there: memory is cheapest to free on
+/// the thread that allocated it (with mimalloc, a front end freeing the pipeline's events cost
+/// the UI about 80 % more CPU under a flood). A front end hands back the events it lets go of
+/// and the emptied batch vectors (which the pipeline reuses).
+#[derive(Clone)]
+pub struct Recycler(mpsc::Sender<Vec<Event>>);
+
+impl Recycler {
+    pub(super) fn new() -> (Recycler, mpsc::Receiver<Vec<Event>>) {
+        let (tx, rx) = mpsc::channel(RECYCLE_QUEUE);
+        (Recycler(tx), rx)
+    }
+
+    /// Hands `events` back; when the pipeline is behind (or gone) they are freed here.
+    pub fn give_back(&self, events: Vec<Event>) {
+        if events.capacity() > 0 {
+            let _ = self.0.try_send(events);
+        }
+    }
+}
+
+/// Vectors waiting to be freed on the pipeline's thread.
+const RECYCLE_QUEUE: usize = 64;
+
 /// The events of a batch, moved out when the receiver holds the only reference (the usual
 /// case: one queue front end), copied otherwise.
 pub fn take_events(batch: Batch) -> Vec<Event> {

@@ -31,7 +31,7 @@ mod start;
 mod taps;
 
 pub use driver::{Finished, OnSighup, Pipeline, StopHandle, StopReason};
-pub use front::{Batch, FrontEnd, SUBSCRIBER_BATCHES, Subscriber, take_events};
+pub use front::{Batch, FrontEnd, Recycler, SUBSCRIBER_BATCHES, Subscriber, take_events};
 pub use source::SourceSpec;
 
 use crate::{

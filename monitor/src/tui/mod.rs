@@ -45,7 +45,7 @@ use crate::{
     losses::{Loss, Losses},
     notice,
     pipeline::{
-        Batch, FrontEnd, OnSighup, Pipeline, PipelineError, RunOptions, RunSummary,
+        Batch, FrontEnd, OnSighup, Pipeline, PipelineError, Recycler, RunOptions, RunSummary,
         SUBSCRIBER_BATCHES, SourceSpec, StopReason, Subscriber, take_events,
     },
     response::{
@@ -149,6 +149,8 @@ struct Sources {
     /// Pages of the history view's queries.
     history: mpsc::UnboundedReceiver<app::HistoryReply>,
     notices: notice::Subscription,
+    /// Hands the events the panes let go of back to the pipeline's thread.
+    recycler: Recycler,
     /// The pipeline's loop has ended (a recording is over: the operator keeps looking).
     ended: bool,
 }
@@ -244,6 +246,7 @@ pub async fn run(
         app.set_status(about, StatusKind::Info);
     }
     let mut sources = Sources {
+        recycler: pipeline.recycler(),
         pipeline,
         batches,
         history: history_rx,
@@ -358,7 +361,11 @@ async fn event_loop(
                 None
             }
             Some(batch) = sources.batches.recv() => {
-                app.ingest(take_events(batch));
+                let mut events = take_events(batch);
+                app.ingest(events.drain(..));
+                // The emptied batch (the pipeline's buffer) carries the evicted events back.
+                app.take_evicted(&mut events);
+                sources.recycler.give_back(events);
                 None
             }
             reason = sources.pipeline.ended(), if !sources.ended => {
