@@ -66,6 +66,7 @@ fn count(v: &Value, reason: &str) -> u64 {
 #[test]
 fn ring_overflow_is_counted_end_to_end() {
     require_root();
+    let _flood = crate::common::flooding_the_machine();
     let marker = marker();
     let dir = TestDir::new(&marker);
     let target = dir.join("flood");
@@ -240,6 +241,7 @@ impl Drop for Stalled {
 #[test]
 fn sigterm_exits_within_2s_with_stdout_stalled() {
     require_root();
+    let _flood = crate::common::flooding_the_machine();
     let marker = marker();
     let dir = TestDir::new(&marker);
     let target = dir.join("stall");

@@ -433,6 +433,7 @@ fn open_flood(
 #[test]
 fn stop_is_bounded_under_a_flood() {
     require_root();
+    let _flood = crate::common::flooding_the_machine();
     let dir = TestDir::new(&marker());
     let mut instance = Instance::start(&["--json", "--ring-buffer-mib", "1"]);
     instance.wait_ready();

@@ -525,6 +525,7 @@ fn the_monitor_keeps_running_without_a_usable_database() {
 #[test]
 fn kill_9_of_the_monitor_under_load_leaves_a_clean_database() {
     require_root();
+    let _flood = crate::common::flooding_the_machine();
     let dir = TestDir::new(&marker());
     let db = dir.join("events.db");
     let target = dir.join("hot");

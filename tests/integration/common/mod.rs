@@ -54,6 +54,25 @@ pub fn next_id() -> u32 {
 }
 
 /// A marker unique across tests and test runs: `secmon-test-<pid>-<n>`.
+/// Tests that flood the whole machine with events (every monitor running sees them) take
+/// this exclusively; a test that needs every one of its own events through a monitor that is
+/// not made to overflow takes it shared. Floods still run beside the other tests.
+static MACHINE_FLOOD: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held while a test floods the machine (see [`MACHINE_FLOOD`]).
+pub fn flooding_the_machine() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE_FLOOD
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Held while a test needs no other test to flood the machine (see [`MACHINE_FLOOD`]).
+pub fn no_machine_flood() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE_FLOOD
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub fn marker() -> String {
     format!("secmon-test-{}-{}", std::process::id(), next_id())
 }
