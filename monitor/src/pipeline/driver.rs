@@ -124,7 +124,7 @@ impl Pipeline {
         config: &Config,
         options: &RunOptions,
         source: SourceSpec,
-        front_ends: Vec<FrontEnd>,
+        mut front_ends: Vec<FrontEnd>,
         on_sighup: OnSighup,
         losses: Arc<Losses>,
     ) -> Result<Pipeline, PipelineError> {
@@ -159,7 +159,7 @@ impl Pipeline {
         let driver = Driver {
             returned,
             spare: Vec::new(),
-            output_stopped: json_output(&front_ends).map(|o| Box::pin(o.stopped()) as _),
+            output_stopped: json_output_mut(&mut front_ends).map(|o| Box::pin(o.stopped()) as _),
             reporter: LossReporter::new(losses.clone()),
             source,
             stages,
@@ -271,29 +271,32 @@ struct Emit<'a> {
 impl Emit<'_> {
     fn event(&mut self, event: Event) {
         self.count += 1;
-        for (index, front) in self.front_ends.iter_mut().enumerate() {
-            if self.closed.iter().any(|(i, _)| *i == index) {
-                continue;
-            }
-            if let Err(e) = front.write_event(&event) {
-                self.closed.push((index, e));
-            }
-        }
+        self.on_open_front_ends(|front| front.write_event(&event));
         if self.keep_events {
             self.keep.push(event);
         }
     }
 
     fn end_batch(&mut self) {
+        self.on_open_front_ends(FrontEnd::end_batch);
+    }
+
+    /// Runs `step` on every front end that has not failed; notes those that fail now.
+    fn on_open_front_ends(&mut self, mut step: impl FnMut(&mut FrontEnd) -> Result<(), Closed>) {
         for (index, front) in self.front_ends.iter_mut().enumerate() {
-            if self.closed.iter().any(|(i, _)| *i == index) {
+            if has_failed(&self.closed, index) {
                 continue;
             }
-            if let Err(e) = front.end_batch() {
+            if let Err(e) = step(front) {
                 self.closed.push((index, e));
             }
         }
     }
+}
+
+/// Whether the front end at `index` is among those that failed.
+fn has_failed(closed: &[(usize, Closed)], index: usize) -> bool {
+    closed.iter().any(|(i, _)| *i == index)
 }
 
 /// Runs the driver on a thread of its own, as the runtime's main thread ran `--json`'s loop
@@ -309,13 +312,6 @@ fn spawn_driver(driver: Driver) -> io::Result<oneshot::Receiver<Box<Driver>>> {
             let _ = done.send(runtime.block_on(driver.run()));
         })?;
     Ok(ended)
-}
-
-fn json_output(front_ends: &[FrontEnd]) -> Option<&JsonOutput> {
-    front_ends.iter().find_map(|front| match front {
-        FrontEnd::Json(output) => Some(output),
-        _ => None,
-    })
 }
 
 /// Once stopping, the last events are processed until then, no longer (the rest is counted
@@ -537,7 +533,7 @@ impl Driver {
             let batch: Batch = Arc::new(std::mem::replace(analysed, next));
             let wait = self.source.is_replay();
             for (index, front) in self.front_ends.iter_mut().enumerate() {
-                if closed.iter().any(|(i, _)| *i == index) {
+                if has_failed(&closed, index) {
                     continue;
                 }
                 if let Err(e) = front
@@ -695,7 +691,7 @@ fn finish_response(
     let grace = budget.step(Duration::from_secs(2), DETACH_RESERVE);
     let stats = responder.finish(grace);
     if let Some(line) = stats.summary() {
-        notice::info(line.strip_prefix("secmon: ").unwrap_or(&line));
+        notice::info(line);
     }
     stats
 }

@@ -83,14 +83,15 @@ pub struct ResponseStats {
 }
 
 impl ResponseStats {
-    /// The `secmon: response summary: …` stop line, or None when nothing happened.
+    /// The `response summary: …` stop notice (`secmon: response summary: …` on stderr), or
+    /// None when nothing happened.
     pub fn summary(&self) -> Option<String> {
         if *self == ResponseStats::default() {
             return None;
         }
         let w = &self.webhook;
         let mut line = format!(
-            "secmon: response summary: {} alerts, {} logged, {} blocks ({} failed), {} simulated blocks, \
+            "response summary: {} alerts, {} logged, {} blocks ({} failed), {} simulated blocks, \
              {} stopped by the kernel",
             self.alerts,
             self.logged,

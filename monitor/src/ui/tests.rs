@@ -86,20 +86,25 @@ fn help_overlay() {
     snapshot_sizes!("help", app);
 }
 
-#[test]
-fn detail_view() {
-    let mut app = app();
-    // The malicious connection: network pane, second newest row... select it by walking down.
-    keys(&mut app, "\t\t");
+/// Opens the detail view of the sample's malicious connection (to port 4444): network pane,
+/// then down to its row.
+fn open_reverse_shell_connection(app: &mut App) {
+    keys(app, "\t\t");
     let target = app
         .pane(PaneId::Network)
         .shown(None)
         .position(|e| e.event.target_port == Some(4444))
         .expect("the sample has a connection to port 4444");
     for _ in 0..=target {
-        keys(&mut app, "j");
+        keys(app, "j");
     }
-    keys(&mut app, "\n");
+    keys(app, "\n");
+}
+
+#[test]
+fn detail_view() {
+    let mut app = app();
+    open_reverse_shell_connection(&mut app);
     snapshot_sizes!("detail", app);
 }
 
@@ -116,16 +121,7 @@ fn detail_view_names_the_attack_classification() {
         ..sample::controls()
     };
     let mut app = sample::app_with(controls, sample::events());
-    keys(&mut app, "\t\t");
-    let target = app
-        .pane(PaneId::Network)
-        .shown(None)
-        .position(|e| e.event.target_port == Some(4444))
-        .expect("the sample has a connection to port 4444");
-    for _ in 0..=target {
-        keys(&mut app, "j");
-    }
-    keys(&mut app, "\n");
+    open_reverse_shell_connection(&mut app);
     let shown = text(screen(&app, 160, 48).backend().buffer());
     assert!(
         shown
