@@ -737,6 +737,13 @@ fn terminal_restored_on_panic() {
         screen.contains("test panic"),
         "the panic message is readable:\n{screen}"
     );
+    // Once: the pipeline still running on its own thread while the runtime shut down once
+    // panicked a second time, and that message, cut off at exit, ate the next character.
+    assert_eq!(
+        screen.matches("panicked").count(),
+        1,
+        "one panic, the test's:\n{screen}"
+    );
     assert_eq!(
         tmux.display("#{alternate_on}"),
         "0",

@@ -16,11 +16,12 @@ use std::{
     future::Future,
     io,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, mpsc as std_mpsc},
     time::{Duration, Instant},
 };
 
 use tokio::{
+    runtime::Handle,
     signal::unix::{Signal, SignalKind, signal},
     sync::{mpsc, oneshot},
 };
@@ -49,7 +50,7 @@ use crate::{
         enforce::{Enforcer, SharedCapture, lock_capture},
     },
     rules::{self, Evaluator, RuleEngine, RulesWatcher},
-    shutdown::StopBudget,
+    shutdown::{STOP_BUDGET, StopBudget},
 };
 
 /// Why a run stopped.
@@ -81,6 +82,8 @@ pub struct Pipeline {
     capture: Option<SharedCapture>,
     enforcer: Option<Arc<Enforcer>>,
     engine: RuleEngine,
+    /// Closes when the driver's thread has ended (see [`Pipeline`]'s `Drop`).
+    driver_thread: std_mpsc::Receiver<()>,
 }
 
 enum State {
@@ -176,8 +179,10 @@ impl Pipeline {
             error: None,
             _rules_watcher: rules_watcher,
         };
+        let (ended, driver_thread) = spawn_driver(driver)?;
         Ok(Pipeline {
-            state: State::Running(spawn_driver(driver)?),
+            state: State::Running(ended),
+            driver_thread,
             recycler,
             stop,
             losses,
@@ -303,16 +308,70 @@ fn has_failed(closed: &[(usize, Closed)], index: usize) -> bool {
 /// before: the reader task then has the worker threads to itself. (As a spawned task, tokio's
 /// scheduler ran the driver on the reader's worker right after each batch it woke it for,
 /// which cost `--json` about half as much CPU again under a flood of opens.)
-fn spawn_driver(driver: Driver) -> io::Result<oneshot::Receiver<Box<Driver>>> {
-    let runtime = tokio::runtime::Handle::current();
+///
+/// The driver is handed back when its loop ends; if nobody takes it (the front end's task
+/// panicked or returned early), the thread runs the ordered shutdown itself. The second
+/// receiver closes when the thread has ended.
+fn spawn_driver(
+    driver: Driver,
+) -> io::Result<(oneshot::Receiver<Box<Driver>>, std_mpsc::Receiver<()>)> {
+    let runtime = Handle::current();
     let (done, ended) = oneshot::channel();
+    let (alive, thread_ended) = std_mpsc::sync_channel::<()>(0);
     std::thread::Builder::new()
         .name("secmon-pipeline".into())
         .spawn(move || {
-            let _ = done.send(runtime.block_on(driver.run()));
+            let _alive = alive;
+            let driver = runtime.block_on(driver.run());
+            if let Err(driver) = done.send(driver) {
+                runtime.block_on(driver.shutdown());
+            }
         })?;
-    Ok(ended)
+    Ok((ended, thread_ended))
 }
+
+/// Runs the ordered shutdown of a driver nobody will finish, on a thread of its own (a
+/// `Drop` cannot wait for a future); the receiver closes when it is done.
+fn shut_down_on_a_thread(driver: Box<Driver>) -> Option<std_mpsc::Receiver<()>> {
+    let runtime = Handle::try_current().ok()?;
+    let (alive, thread_ended) = std_mpsc::sync_channel::<()>(0);
+    std::thread::Builder::new()
+        .name("secmon-stop".into())
+        .spawn(move || {
+            let _alive = alive;
+            runtime.block_on(driver.shutdown());
+        })
+        .ok()?;
+    Some(thread_ended)
+}
+
+/// A pipeline dropped without [`Pipeline::finish`] (the UI panicked, or a front end's setup
+/// failed after the start) still stops in order, and before the caller goes on to drop the
+/// runtime: a driver still running when the runtime shuts down panics in its timers, and a
+/// second panic message over the first, cut off at exit, left the terminal mid-escape.
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.capture = None;
+        self.enforcer = None;
+        let _ = self.stop.send(StopReason::FrontEnd);
+        let stopping_elsewhere = match std::mem::replace(&mut self.state, State::Lost) {
+            State::Running(mut ended) => {
+                // Closed first, so the driver is either ours now or the thread's for good.
+                ended.close();
+                ended.try_recv().ok().and_then(shut_down_on_a_thread)
+            }
+            State::Ended(driver) => shut_down_on_a_thread(driver),
+            State::Lost => None,
+        };
+        let _ = self.driver_thread.recv_timeout(DROP_WAIT);
+        if let Some(stop) = stopping_elsewhere {
+            let _ = stop.recv_timeout(DROP_WAIT);
+        }
+    }
+}
+
+/// How long a dropped pipeline waits for its stop: the stop's own budget and a margin.
+const DROP_WAIT: Duration = Duration::from_secs(STOP_BUDGET.as_secs() + 2);
 
 /// Once stopping, the last events are processed until then, no longer (the rest is counted
 /// as `unprocessed_at_stop`).
