@@ -43,15 +43,15 @@ pub struct Cli {
     pub json: bool,
 
     /// Stop after this many seconds, e.g. 10 or 0.5 (default: run until Ctrl-C / SIGTERM).
-    #[arg(long, value_name = "SECS", value_parser = parse_duration_secs, allow_hyphen_values = true)]
+    #[arg(long, value_name = "SECS", value_parser = parse_duration_secs, allow_hyphen_values = true, global = true)]
     pub duration: Option<Duration>,
 
     /// TOML configuration file ([monitoring], [threat_detection], [response], [storage]).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
     /// Kernel ring buffer size in MiB (a power of two); more absorbs longer bursts.
-    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib)]
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib, global = true)]
     pub ring_buffer_mib: u32,
 
     /// Rule directory (default: /usr/local/share/secmon/rules if it exists, else the source
@@ -66,18 +66,33 @@ pub struct Cli {
 
     /// Save the event stream (enriched events, before analysis) to FILE while monitoring, for
     /// --replay. zstd-compressed when FILE ends in .zst.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub record: Option<PathBuf>,
 
     /// Replay a recording (or saved --json output) instead of capturing: no root and no eBPF
     /// needed; the events go through the current rules.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub replay: Option<PathBuf>,
 
     /// Replay speed: a multiple of real time (1, 2, 10, ...) or max (as fast as possible; the
     /// --json output is then deterministic).
-    #[arg(long, value_name = "1|2|10|max", requires = "replay")]
+    #[arg(long, value_name = "1|2|10|max", requires = "replay", global = true)]
     pub speed: Option<Speed>,
+
+    /// Also serve the web controller (API and dashboard, see `serve --help`) beside the
+    /// terminal UI or --json. Same as [controller] enabled = true.
+    #[arg(long)]
+    pub serve: bool,
+
+    /// The controller's address and port (default: [controller] listen, 127.0.0.1:9988).
+    /// Port 0 picks a free one (the URL printed says which).
+    #[arg(long, value_name = "ADDR:PORT", global = true)]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Serve the controller over plain HTTP on a non-loopback address (without TLS anyone on
+    /// the network can read the token, the session and the events: use TLS instead).
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -94,6 +109,20 @@ pub enum Command {
     /// true`), through its control socket. Root only.
     #[command(subcommand)]
     Block(BlockCommand),
+    /// Run headless with the web controller: an authenticated HTTP/WebSocket API (/api/v1)
+    /// and a live dashboard, on 127.0.0.1:9988 by default ([controller] in the config).
+    ///
+    /// Prints the URL and where the access token is once ready; open the URL, paste the token
+    /// (`sudo cat /var/lib/secmon/controller.token`). API clients send it as
+    /// `Authorization: Bearer TOKEN` (docs/api.md). A non-loopback --listen needs tls_cert and
+    /// tls_key in [controller] (or --insecure-http). With --replay FILE it serves a recording
+    /// (no root needed). Every change made through it is written to [controller] audit_log.
+    #[command(after_help = "Examples:\n  \
+        sudo secmon-tui serve                                   dashboard on http://127.0.0.1:9988/\n  \
+        sudo secmon-tui serve --listen 0.0.0.0:9988 --config /etc/secmon/secmon.toml   (with TLS set up)\n  \
+        secmon-tui serve --replay story.jsonl --listen 127.0.0.1:0   a recording, no root\n  \
+        curl -H \"Authorization: Bearer $(sudo cat /var/lib/secmon/controller.token)\" http://127.0.0.1:9988/api/v1/status")]
+    Serve,
     /// Removes a deny entry of the running monitor (same as `block remove ID`).
     Unblock {
         /// The entry's id (`block list`, or the `deny_id` of the event's response).

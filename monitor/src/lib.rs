@@ -11,6 +11,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod decode;
 pub mod enrich;
 pub mod event;

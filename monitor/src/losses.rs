@@ -48,10 +48,13 @@ pub enum Loss {
     /// A live view (the terminal UI) was behind and its queue full: events analysed,
     /// responded to and stored, but not shown.
     DisplayQueueFull,
+    /// The web controller's queue was full (its clients' own queues are counted per client
+    /// and told to each): events analysed, responded to and stored, not sent to the web.
+    WebQueueFull,
 }
 
 impl Loss {
-    pub const ALL: [Loss; 13] = [
+    pub const ALL: [Loss; 14] = [
         Loss::RingBufferFull,
         Loss::PendingTableFull,
         Loss::DecodeError,
@@ -65,6 +68,7 @@ impl Loss {
         Loss::OutputQueueFull,
         Loss::OutputUnwrittenAtStop,
         Loss::DisplayQueueFull,
+        Loss::WebQueueFull,
     ];
 
     /// The name used in JSON `stats` records, the stopped line and the UI.
@@ -83,6 +87,7 @@ impl Loss {
             Loss::OutputQueueFull => "output_queue_full",
             Loss::OutputUnwrittenAtStop => "output_unwritten_at_stop",
             Loss::DisplayQueueFull => "display_queue_full",
+            Loss::WebQueueFull => "web_queue_full",
         }
     }
 

@@ -13,8 +13,9 @@ use secmon::{
     capture::{self, CaptureError},
     cli::{BlockCommand, BlockKind, Cli, Command, RulesCommand},
     config::{self, Config},
+    controller::{self, ControllerCompanion},
     history_cli,
-    pipeline::{self, PipelineError, RunOptions, SourceSpec},
+    pipeline::{self, Companion, PipelineError, RunOptions, SourceSpec},
     record::Replay,
     rules::{self, RuleEngine},
     sanitize,
@@ -72,7 +73,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         eprintln!("secmon: {}", CaptureError::NotPrivileged);
         return Ok(ExitCode::FAILURE);
     }
-    if !(cli.json || has_terminal()) {
+    let serve_only = matches!(cli.command, Some(Command::Serve));
+    if !(cli.json || serve_only || has_terminal()) {
         eprintln!(
             "secmon: the terminal UI needs a terminal on stdin and stdout; use --json to \
              stream events to a pipe or a file (see --help)"
@@ -87,26 +89,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
         storage: Some(storage_settings(&cli, &config)),
         record: cli.record.clone(),
     };
+    let settings = controller_settings(&cli, &config)?;
     eprintln!("secmon: config: {source}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
-    let (result, verb) = if cli.json {
+    let companion = companion(settings.clone(), &config, &options, serve_only);
+    let (result, verb) = if let (true, Some(settings)) = (serve_only, settings) {
+        let served = controller::serve(&config, &options, SourceSpec::Kernel, settings);
+        (runtime.block_on(served), "analysed")
+    } else if cli.json {
         let result = match stdout_file() {
             Ok(stdout) => runtime.block_on(pipeline::run_json(
                 &config,
                 &options,
                 SourceSpec::Kernel,
                 stdout,
+                companion,
             )),
             Err(e) => Err(e.into()),
         };
         (result, "written")
     } else {
         (
-            runtime.block_on(tui::run(&config, &options, SourceSpec::Kernel, None)),
+            runtime.block_on(tui::run(
+                &config,
+                &options,
+                SourceSpec::Kernel,
+                None,
+                companion,
+            )),
             "received",
         )
     };
@@ -125,6 +139,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The controller's settings when it is to run (`serve`, `--serve`, `[controller] enabled`),
+/// checked before anything starts: a plain-HTTP address off loopback without
+/// `--insecure-http`, or half a TLS setup, is refused here.
+fn controller_settings(cli: &Cli, config: &Config) -> Result<Option<controller::Settings>> {
+    let serving =
+        matches!(cli.command, Some(Command::Serve)) || cli.serve || config.controller.enabled;
+    if !serving {
+        return Ok(None);
+    }
+    let mut section = config.controller.clone();
+    if let Some(listen) = cli.listen {
+        section.listen = listen;
+    }
+    let settings = controller::Settings::from_config(&section, cli.insecure_http);
+    settings.check(&section)?;
+    Ok(Some(settings))
+}
+
+/// The controller beside the main front end (not for `serve`, where it is the only one).
+fn companion(
+    settings: Option<controller::Settings>,
+    config: &Config,
+    options: &RunOptions,
+    serve_only: bool,
+) -> Option<Box<dyn Companion>> {
+    let settings = settings.filter(|_| !serve_only)?;
+    Some(Box::new(ControllerCompanion::new(
+        settings, config, options,
+    )))
+}
+
 /// The config's `[storage]`, with `--db PATH` (which also switches storage on) applied.
 fn storage_settings(cli: &Cli, config: &Config) -> config::Storage {
     let mut storage = config.storage.clone();
@@ -138,7 +183,8 @@ fn storage_settings(cli: &Cli, config: &Config) -> config::Storage {
 /// `--replay FILE`: no root, no eBPF; the recording through the current rules, in the terminal
 /// UI or (`--json`) as JSON lines.
 fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
-    if !cli.json && !has_terminal() {
+    let serve_only = matches!(cli.command, Some(Command::Serve));
+    if !cli.json && !serve_only && !has_terminal() {
         eprintln!(
             "secmon: the terminal UI needs a terminal on stdin and stdout; use --json with \
              --replay to write the replayed events as JSON lines (see --help)"
@@ -176,17 +222,24 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
-    let (summary, verb) = if cli.json {
+    let settings = controller_settings(cli, &config)?;
+    let companion = companion(settings.clone(), &config, &options, serve_only);
+    let source = SourceSpec::Replay(Box::new(replay));
+    let (summary, verb) = if let (true, Some(settings)) = (serve_only, settings) {
+        let served = controller::serve(&config, &options, source, settings);
+        (runtime.block_on(served)?, "analysed")
+    } else if cli.json {
         let summary = runtime.block_on(pipeline::run_json(
             &config,
             &options,
-            SourceSpec::Replay(Box::new(replay)),
+            source,
             stdout_file()?,
+            companion,
         ))?;
         (summary, "written")
     } else {
-        let source = SourceSpec::Replay(Box::new(replay));
-        let summary = runtime.block_on(tui::run(&config, &options, source, Some(about)))?;
+        let summary =
+            runtime.block_on(tui::run(&config, &options, source, Some(about), companion))?;
         (summary, "shown")
     };
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);

@@ -28,7 +28,8 @@ use toml::de::DeTable;
 
 pub use error::{ConfigError, ConfigWarning, Position};
 pub use sections::{
-    DEFAULT_CONTROL_SOCKET, DEFAULT_HISTORY_PATH, DEFAULT_SYSLOG_SOCKET, MAX_DENY_TTL_SECS,
+    Controller, DEFAULT_CONTROL_SOCKET, DEFAULT_CONTROLLER_AUDIT, DEFAULT_CONTROLLER_LISTEN,
+    DEFAULT_CONTROLLER_TOKEN, DEFAULT_HISTORY_PATH, DEFAULT_SYSLOG_SOCKET, MAX_DENY_TTL_SECS,
     MAX_HISTORY_MB, MAX_RETENTION_DAYS, MAX_RULE_DENIES_PER_MINUTE, Monitoring, Response, Storage,
     ThreatDetection,
 };
@@ -60,6 +61,9 @@ pub struct Config {
     /// `[storage]`: the event history (SQLite).
     #[serde(deserialize_with = "value::section")]
     pub storage: Storage,
+    /// `[controller]`: the HTTP API and web dashboard.
+    #[serde(deserialize_with = "value::section")]
+    pub controller: Controller,
 }
 
 /// Where the configuration in use came from (for the startup status line).

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::value::{
-    DeniesPerMinute, DenyTtlSecs, Directory, FilePath, Flag, HeaderLine, LogLevel, Mebibytes,
-    NameList, Program, RetentionDays, RuleName, Threshold, WebhookUrl, via, via_some,
+    DeniesPerMinute, DenyTtlSecs, Directory, FilePath, Flag, HeaderLine, ListenAddr, LogLevel,
+    Mebibytes, NameList, Program, RetentionDays, RuleName, Threshold, WebOrigin, WebhookUrl, via,
+    via_some,
 };
 use crate::event::{Family, Severity};
 
@@ -232,6 +233,62 @@ impl Default for Storage {
             path: PathBuf::from(DEFAULT_HISTORY_PATH),
             retention_days: 30,
             max_size_mb: 1024,
+        }
+    }
+}
+
+/// The controller's address by default: loopback only, the project's port.
+pub const DEFAULT_CONTROLLER_LISTEN: &str = "127.0.0.1:9988";
+/// Where the controller keeps its access token by default (created `0600` on first start).
+pub const DEFAULT_CONTROLLER_TOKEN: &str = "/var/lib/secmon/controller.token";
+/// Where the controller writes what its clients changed, by default.
+pub const DEFAULT_CONTROLLER_AUDIT: &str = "/var/log/secmon/controller-audit.log";
+
+/// `[controller]`: the HTTP/WebSocket API and the web dashboard (`secmon-tui serve`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Controller {
+    /// Serve the controller beside the terminal UI or `--json` (`secmon-tui serve` always does).
+    #[serde(deserialize_with = "via::<Flag, _, _>")]
+    pub enabled: bool,
+    /// Address and port; anything but loopback needs `tls_cert` and `tls_key`.
+    #[serde(deserialize_with = "via::<ListenAddr, _, _>")]
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain for HTTPS.
+    #[serde(
+        deserialize_with = "via_some::<FilePath, _, _>",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[serde(
+        deserialize_with = "via_some::<FilePath, _, _>",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// The access token's file (created with a new random token if missing).
+    #[serde(deserialize_with = "via::<FilePath, _, _>")]
+    pub token_file: PathBuf,
+    /// Web origins besides the controller's own whose pages may change state (CSRF check).
+    #[serde(deserialize_with = "via::<NameList<WebOrigin>, _, _>")]
+    pub allowed_origins: Vec<String>,
+    /// Every state change made through the controller, one JSON object per line.
+    #[serde(deserialize_with = "via::<FilePath, _, _>")]
+    pub audit_log: PathBuf,
+}
+
+impl Default for Controller {
+    fn default() -> Self {
+        Controller {
+            enabled: false,
+            listen: DEFAULT_CONTROLLER_LISTEN
+                .parse()
+                .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 9988))),
+            tls_cert: None,
+            tls_key: None,
+            token_file: PathBuf::from(DEFAULT_CONTROLLER_TOKEN),
+            allowed_origins: Vec::new(),
+            audit_log: PathBuf::from(DEFAULT_CONTROLLER_AUDIT),
         }
     }
 }

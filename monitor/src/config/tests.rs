@@ -172,7 +172,7 @@ fn every_key() -> Vec<(String, Vec<String>)> {
             (section, keys)
         })
         .collect();
-    assert_eq!(sections.len(), 4);
+    assert_eq!(sections.len(), 5);
     assert!(sections.iter().map(|(_, keys)| keys.len()).sum::<usize>() >= 27);
     sections
 }
@@ -235,6 +235,7 @@ max_size_mb = 0x100
                 retention_days: 7,
                 max_size_mb: 256,
             },
+            controller: crate::config::Controller::default(),
         }
     );
     assert_eq!(
@@ -308,7 +309,7 @@ fn unknown_top_level_key() {
     assert_eq!(
         e.to_string(),
         "x.toml:1:1: unknown key `verbose` at the top level; expected one of \
-         [monitoring], [threat_detection], [response], [storage]"
+         [monitoring], [threat_detection], [response], [storage], [controller]"
     );
 }
 
@@ -319,7 +320,7 @@ fn unknown_section() {
     assert_eq!(
         e.to_string(),
         "x.toml:4:2: unknown section `[monitorng]`; expected one of \
-         [monitoring], [threat_detection], [response], [storage]"
+         [monitoring], [threat_detection], [response], [storage], [controller]"
     );
 }
 
@@ -951,5 +952,27 @@ fn provider_is_deprecated() {
         !toml::to_string(&Config::default())
             .expect("serialise")
             .contains("provider")
+    );
+}
+
+#[test]
+fn controller_section_is_read_and_checked() {
+    let c = parse(
+        "[controller]\nenabled = true\nlisten = \"[::1]:9000\"\ntls_cert = \"/c.pem\"\n\
+         tls_key = \"/k.pem\"\nallowed_origins = [\"https://admin.example:9988\"]\n",
+    )
+    .expect("parse");
+    assert!(c.controller.enabled);
+    assert_eq!(c.controller.listen.to_string(), "[::1]:9000");
+    assert_eq!(c.controller.tls_key, Some(PathBuf::from("/k.pem")));
+    assert_eq!(
+        c.controller.allowed_origins,
+        vec!["https://admin.example:9988"]
+    );
+    let bad = parse("[controller]\nlisten = \"localhost:9988\"\n");
+    let message = bad.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("x.toml:2:") && message.contains("not an address and port"),
+        "{message}"
     );
 }

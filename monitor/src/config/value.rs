@@ -503,3 +503,37 @@ pub(super) fn check_webhook(url: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// `[controller] listen`: an address and port, `127.0.0.1:9988` or `[::1]:9988`.
+pub(super) struct ListenAddr(std::net::SocketAddr);
+
+impl From<ListenAddr> for std::net::SocketAddr {
+    fn from(addr: ListenAddr) -> std::net::SocketAddr {
+        addr.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_string(
+            deserializer,
+            "a string (an address and port, e.g. \"127.0.0.1:9988\")",
+            |s| {
+                s.parse().map(ListenAddr).map_err(|_| {
+                    format!(
+                        "{s:?} is not an address and port (e.g. \"127.0.0.1:9988\" or \
+                         \"[::1]:9988\"; a host name is not accepted)"
+                    )
+                })
+            },
+        )
+    }
+}
+
+/// `[controller] allowed_origins`.
+pub(super) struct WebOrigin;
+impl ListItem for WebOrigin {
+    const WHAT: &'static str = "a web origin (https://host or https://host:port)";
+    const LIST: &'static str =
+        "an array of web origins (strings such as \"https://admin.example:9988\")";
+}

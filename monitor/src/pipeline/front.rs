@@ -120,7 +120,7 @@ impl Subscriber {
 pub struct Recycler(mpsc::Sender<Vec<Event>>);
 
 impl Recycler {
-    pub(super) fn new() -> (Recycler, mpsc::Receiver<Vec<Event>>) {
+    pub(crate) fn new() -> (Recycler, mpsc::Receiver<Vec<Event>>) {
         let (tx, rx) = mpsc::channel(RECYCLE_QUEUE);
         (Recycler(tx), rx)
     }

@@ -16,8 +16,10 @@
 //!
 //! Operator messages travel as typed [`crate::notice::Notice`]s, not through the pipeline.
 use std::{
+    future::Future,
     io::{self, Write},
     path::PathBuf,
+    pin::Pin,
     sync::Arc,
     time::Duration,
 };
@@ -64,6 +66,51 @@ pub enum PipelineError {
     /// `[response] enforce = true` but this kernel or system cannot enforce.
     #[error("[response] enforce = true, but real enforcement cannot start: {0}")]
     Enforce(#[from] EnforceError),
+    /// A companion front end (the web controller) cannot start.
+    #[error("{0}")]
+    Companion(String),
+}
+
+/// What starting a [`Companion`] gives: a guard that keeps it running, or why it could not
+/// start.
+pub type CompanionStart<'a> = Pin<Box<dyn Future<Output = Result<Box<dyn Send>, String>> + 'a>>;
+
+/// A front end started beside the main one once the pipeline runs (the web controller): it
+/// reads its own bounded queue and may use the running pipeline's switches. What `start`
+/// returns keeps it running; it is dropped (and so stopped) before the pipeline's stop.
+pub trait Companion: Send {
+    fn start<'a>(
+        self: Box<Self>,
+        pipeline: &'a Pipeline,
+        batches: tokio::sync::mpsc::Receiver<Batch>,
+    ) -> CompanionStart<'a>;
+}
+
+/// The companion's queue: added to `front_ends`, its receiver kept for [`start_companion`].
+pub fn companion_queue(
+    companion: &Option<Box<dyn Companion>>,
+    front_ends: &mut Vec<FrontEnd>,
+) -> Option<tokio::sync::mpsc::Receiver<Batch>> {
+    companion.as_ref()?;
+    let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, Loss::WebQueueFull);
+    front_ends.push(FrontEnd::Queue(subscriber));
+    Some(batches)
+}
+
+/// Starts the companion, if any, on its queue; an error stops the pipeline first.
+pub async fn start_companion(
+    companion: Option<Box<dyn Companion>>,
+    batches: Option<tokio::sync::mpsc::Receiver<Batch>>,
+    pipeline: &Pipeline,
+) -> Result<Option<Box<dyn Send>>, PipelineError> {
+    match (companion, batches) {
+        (Some(companion), Some(batches)) => companion
+            .start(pipeline, batches)
+            .await
+            .map(Some)
+            .map_err(PipelineError::Companion),
+        _ => Ok(None),
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -125,6 +172,7 @@ pub async fn run_json<W: Write + Send + 'static>(
     options: &RunOptions,
     source: SourceSpec,
     out: W,
+    companion: Option<Box<dyn Companion>>,
 ) -> Result<RunSummary, PipelineError> {
     let losses = Arc::new(Losses::new());
     let front = match source {
@@ -135,16 +183,20 @@ pub async fn run_json<W: Write + Send + 'static>(
             losses.clone(),
         )?),
     };
+    let mut front_ends = vec![front];
+    let companion_batches = companion_queue(&companion, &mut front_ends);
     let mut pipeline = Pipeline::start(
         config,
         options,
         source,
-        vec![front],
+        front_ends,
         OnSighup::ReloadRules,
         losses,
     )?;
+    let running = start_companion(companion, companion_batches, &pipeline).await?;
     // Runs until a signal, `--duration`, the recording's end or stdout closing.
     pipeline.ended().await;
+    drop(running);
     let finished = pipeline.finish().await?;
     let mut events = finished.events;
     let mut error = finished.error;

@@ -146,10 +146,15 @@ impl Reply {
 
 /// Answers one request line (`peer` describes the client for the log).
 pub fn handle_line(enforcer: &Enforcer, line: &str, peer: &str) -> Reply {
-    let request: Request = match serde_json::from_str(line) {
-        Ok(request) => request,
-        Err(e) => return Reply::error(format!("bad request: {e}")),
-    };
+    match serde_json::from_str(line) {
+        Ok(request) => handle(enforcer, request, peer),
+        Err(e) => Reply::error(format!("bad request: {e}")),
+    }
+}
+
+/// Answers one request (the control socket's, or the web controller's): the enforcer's own
+/// checks (protected set, allowlist, limits) apply whoever asks.
+pub fn handle(enforcer: &Enforcer, request: Request, peer: &str) -> Reply {
     match request {
         Request::List => Reply {
             ok: true,

@@ -45,8 +45,8 @@ use crate::{
     losses::{Loss, Losses},
     notice,
     pipeline::{
-        Batch, FrontEnd, OnSighup, Pipeline, PipelineError, Recycler, RunOptions, RunSummary,
-        SUBSCRIBER_BATCHES, SourceSpec, StopReason, Subscriber, take_events,
+        self, Batch, Companion, FrontEnd, OnSighup, Pipeline, PipelineError, Recycler, RunOptions,
+        RunSummary, SUBSCRIBER_BATCHES, SourceSpec, StopReason, Subscriber, take_events,
     },
     response::{
         simulate::Allowlist,
@@ -226,10 +226,12 @@ pub async fn run(
     options: &RunOptions,
     source: SourceSpec,
     about: Option<String>,
+    companion: Option<Box<dyn Companion>>,
 ) -> Result<RunSummary, PipelineError> {
     let losses = Arc::new(Losses::new());
     let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, Loss::DisplayQueueFull);
-    let front_ends = vec![FrontEnd::Queue(subscriber)];
+    let mut front_ends = vec![FrontEnd::Queue(subscriber)];
+    let companion_batches = pipeline::companion_queue(&companion, &mut front_ends);
     let pipeline = Pipeline::start(
         config,
         options,
@@ -238,6 +240,8 @@ pub async fn run(
         OnSighup::Stop,
         losses.clone(),
     )?;
+    // Before the UI's notice subscription: the controller's URL goes to stderr, above the UI.
+    let companion = pipeline::start_companion(companion, companion_batches, &pipeline).await?;
     let (history_tx, history_rx) = mpsc::unbounded_channel();
     let controls = controls(config, options, &pipeline, history_tx, losses.clone());
     let offset = Local::now().offset().fix();
@@ -269,6 +273,7 @@ pub async fn run(
         pipeline, notices, ..
     } = sources;
     drop(notices);
+    drop(companion);
     let received = app.received;
     drop(app);
     let finished = pipeline.finish().await?;

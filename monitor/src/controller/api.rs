@@ -1,0 +1,726 @@
+//! `/api/v1`: JSON for API clients (described by `/api/v1/openapi.json`). The actions here
+//! ([`set_probe`], [`set_rule`], [`reload_rules`], [`add_deny`], [`remove_deny`],
+//! [`simulate_deny`]) are the only way the controller changes anything; the pages call the
+//! same functions. Each is written to the audit log with the client's address, and blocks
+//! go through the enforcer's own checks (the protected set, the allowlist), as from the
+//! terminal UI and the control socket.
+use axum::{
+    Extension, Json, Router,
+    extract::{Path, Query, State, WebSocketUpgrade},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{delete, get, post, put},
+};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{
+    AppState, MAX_HISTORY_PAGE, SimulatedBlock, assets,
+    hub::{RECENT_ALERTS, family_index},
+    live::{self, LiveFilter},
+    security::{Caller, error},
+};
+use crate::{
+    app::{ProbeState, Probes, RuleControl},
+    event::{EventType, Family},
+    history_cli::{self, HistoryArgs},
+    losses::Loss,
+    response::control::{self, Request as ControlRequest, TargetSpec},
+    storage::{Bucket, Cursor, Filter, History},
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/status", get(status))
+        .route("/events", get(events))
+        .route("/alerts", get(alerts))
+        .route("/history", get(history))
+        .route("/history/counts", get(history_counts))
+        .route("/rules", get(rules))
+        .route("/rules/reload", post(rules_reload))
+        .route("/rules/validate", post(rules_validate))
+        .route("/rules/{name}", put(rule_put))
+        .route("/probes", get(probes))
+        .route("/probes/{family}", put(probe_put))
+        .route("/denies", get(denies).post(deny_add))
+        .route("/denies/simulate", post(deny_simulate))
+        .route("/denies/{id}", delete(deny_remove))
+}
+
+/// A failed action: the status and what to tell the client.
+pub type ActionError = (StatusCode, String);
+
+fn failed((status, message): ActionError) -> Response {
+    error(status, &message)
+}
+
+async fn openapi() -> Response {
+    match assets::find("openapi.json") {
+        Some((kind, bytes)) => ([(axum::http::header::CONTENT_TYPE, kind)], bytes).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+// ---- status -------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+pub struct Status {
+    pub host: String,
+    pub version: &'static str,
+    pub started: String,
+    pub uptime_secs: u64,
+    pub probes: Vec<ProbeRow>,
+    pub events_total: u64,
+    pub alerts_total: u64,
+    pub events_per_sec_1s: f64,
+    pub events_per_sec_60s: f64,
+    pub losses: serde_json::Map<String, Value>,
+    pub lost_total: u64,
+    pub rules: usize,
+    pub enforcement: &'static str,
+    pub web_clients: usize,
+    pub history: Option<String>,
+}
+
+pub fn status_of(shared: &AppState) -> Status {
+    let totals = shared.hub.totals();
+    let snapshot = shared.controls.losses.snapshot();
+    let mut losses = serde_json::Map::new();
+    let mut lost_total = 0;
+    for (loss, count) in crate::losses::Loss::ALL
+        .into_iter()
+        .map(|l| (l, snapshot.get(l)))
+    {
+        lost_total += count;
+        losses.insert(loss.as_str().to_string(), json!(count));
+    }
+    Status {
+        host: shared.host.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        started: shared.hub.started_at.to_rfc3339(),
+        uptime_secs: shared.hub.started.elapsed().as_secs(),
+        probes: probe_rows(shared),
+        events_total: totals.events,
+        alerts_total: totals.alerts,
+        events_per_sec_1s: shared.hub.rate(1),
+        events_per_sec_60s: shared.hub.rate(60),
+        losses,
+        lost_total,
+        rules: shared.controls.rules.count(),
+        enforcement: shared.controls.enforce_mode,
+        web_clients: shared.hub.clients(),
+        history: shared
+            .controls
+            .history
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    }
+}
+
+async fn status(State(shared): State<AppState>) -> Json<Status> {
+    Json(status_of(&shared))
+}
+
+// ---- live events and alerts ---------------------------------------------------------------
+
+async fn events(
+    State(shared): State<AppState>,
+    Query(filter): Query<LiveFilter>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let filter = match filter.compile() {
+        Ok(filter) => filter,
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
+    };
+    let Some(feed) = shared.hub.subscribe() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live clients connected; try again later",
+        );
+    };
+    upgrade
+        .max_message_size(live::MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| live::json_session(socket, feed, filter))
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn alerts(State(shared): State<AppState>, Query(q): Query<Limit>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(RECENT_ALERTS);
+    Json(json!({ "alerts": shared.hub.recent_alerts(limit) })).into_response()
+}
+
+// ---- history ------------------------------------------------------------------------------
+
+/// The query string of `/api/v1/history`: the options of `secmon-tui history`, same meaning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    pub last: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Comma-separated types or families.
+    #[serde(rename = "type")]
+    pub types: Option<String>,
+    pub process: Option<String>,
+    pub pid: Option<u32>,
+    pub path: Option<String>,
+    pub ip: Option<String>,
+    pub min_risk: Option<f64>,
+    pub label: Option<String>,
+    pub rule: Option<String>,
+    /// Page size (at most [`MAX_HISTORY_PAGE`]).
+    pub limit: Option<usize>,
+    /// Events older than this one (`next` of the previous page): `TS_NS:ID`.
+    pub before: Option<String>,
+    /// `/history/counts`: `hour` or `day`.
+    pub bucket: Option<String>,
+}
+
+impl HistoryQuery {
+    fn args(&self) -> HistoryArgs {
+        HistoryArgs {
+            last: self.last.clone().filter(|s| !s.is_empty()),
+            since: self.since.clone().filter(|s| !s.is_empty()),
+            until: self.until.clone().filter(|s| !s.is_empty()),
+            types: self
+                .types
+                .iter()
+                .flat_map(|t| t.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
+            process: self.process.clone().filter(|s| !s.is_empty()),
+            pid: self.pid,
+            path: self.path.clone().filter(|s| !s.is_empty()),
+            ip: self.ip.clone().filter(|s| !s.is_empty()),
+            min_risk: self.min_risk,
+            label: self.label.clone().filter(|s| !s.is_empty()),
+            rule: self.rule.clone().filter(|s| !s.is_empty()),
+            limit: 0,
+            json: true,
+            table: false,
+            stats: None,
+        }
+    }
+
+    /// The storage filter, or what is wrong with the query.
+    pub fn filter(&self) -> Result<Filter, String> {
+        let mut filter = history_cli::build_filter(&self.args(), Utc::now(), &chrono::Local)
+            .map_err(|e| e.to_string())?;
+        filter.limit = Some(self.limit.unwrap_or(100).clamp(1, MAX_HISTORY_PAGE));
+        if let Some(before) = &self.before {
+            let parsed = before
+                .split_once(':')
+                .and_then(|(ts, id)| Some((ts.parse().ok()?, id.parse().ok()?)));
+            let Some((ts_ns, id)) = parsed else {
+                return Err(format!(
+                    "before: {before:?} is not a page cursor (TS_NS:ID)"
+                ));
+            };
+            filter.before = Some(Cursor { ts_ns, id });
+        }
+        Ok(filter)
+    }
+}
+
+/// One page of stored events, newest first, and the cursor of the next page.
+#[derive(Serialize)]
+pub struct HistoryPage {
+    pub events: Vec<crate::event::Event>,
+    pub next: Option<String>,
+}
+
+/// Runs `query` against the history database on a blocking thread.
+pub async fn history_page(
+    shared: &AppState,
+    query: HistoryQuery,
+) -> Result<HistoryPage, ActionError> {
+    let Some(path) = shared.controls.history.clone() else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "the history is off ([storage] enabled = false)".to_string(),
+        ));
+    };
+    let filter = query.filter().map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    let limit = filter.limit.unwrap_or(MAX_HISTORY_PAGE);
+    let rows = tokio::task::spawn_blocking(move || {
+        History::open(&path).and_then(|history| history.query(&filter))
+    })
+    .await
+    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let next = (rows.len() >= limit)
+        .then(|| rows.last().map(|r| r.cursor()))
+        .flatten()
+        .map(|c| format!("{}:{}", c.ts_ns, c.id));
+    Ok(HistoryPage {
+        events: rows.into_iter().map(|r| r.event).collect(),
+        next,
+    })
+}
+
+async fn history(State(shared): State<AppState>, Query(query): Query<HistoryQuery>) -> Response {
+    match history_page(&shared, query).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// Counts per bucket and event type, label and rule.
+pub async fn history_counts_of(
+    shared: &AppState,
+    query: HistoryQuery,
+) -> Result<Value, ActionError> {
+    let Some(path) = shared.controls.history.clone() else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "the history is off ([storage] enabled = false)".to_string(),
+        ));
+    };
+    let bucket = match query.bucket.as_deref().unwrap_or("hour") {
+        "hour" => Bucket::Hour,
+        "day" => Bucket::Day,
+        other => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("bucket: {other:?} is neither hour nor day"),
+            ));
+        }
+    };
+    let mut filter = query.filter().map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    filter.limit = None;
+    let offset = chrono::Local::now().offset().local_minus_utc();
+    let rows = tokio::task::spawn_blocking(move || {
+        History::open(&path).and_then(|history| history.stats(&filter, bucket, offset))
+    })
+    .await
+    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let counts: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "start": r.start.to_rfc3339(),
+                "by": r.by.as_str(),
+                "key": r.key,
+                "count": r.count,
+            })
+        })
+        .collect();
+    Ok(json!({ "bucket": bucket.as_str(), "counts": counts }))
+}
+
+async fn history_counts(
+    State(shared): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    match history_counts_of(&shared, query).await {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+// ---- rules --------------------------------------------------------------------------------
+
+async fn rules(State(shared): State<AppState>) -> Response {
+    let rules: Vec<Value> = shared
+        .controls
+        .rules
+        .list()
+        .into_iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "label": r.label,
+                "description": r.description,
+                "score": r.score,
+                "action": r.action.as_str(),
+                "tags": r.tags,
+                "enabled": r.enabled,
+                "hits": r.hits,
+                "file": r.file.display().to_string(),
+                "line": r.line,
+                "event_types": r.event_types.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "rules": rules })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switch {
+    pub enabled: bool,
+}
+
+/// Switches rule `name` on or off.
+pub fn set_rule(
+    shared: &AppState,
+    caller: &Caller,
+    name: &str,
+    on: bool,
+) -> Result<String, ActionError> {
+    let action = if on { "enable rule" } else { "disable rule" };
+    let result = RuleControl::set_enabled(&shared.controls.rules, name, on)
+        .map(|()| format!("rule {name} {}", if on { "enabled" } else { "disabled" }));
+    audit(shared, caller, action, name, &result);
+    result.map_err(|e| (StatusCode::NOT_FOUND, e))
+}
+
+async fn rule_put(
+    State(shared): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(switch): Json<Switch>,
+) -> Response {
+    match set_rule(&shared, &caller, &name, switch.enabled) {
+        Ok(done) => Json(json!({ "ok": true, "done": done })).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// Re-reads the rule files; on an error the previous rules stay in force.
+pub fn reload_rules(shared: &AppState, caller: &Caller) -> Result<String, ActionError> {
+    let result = RuleControl::reload(&shared.controls.rules);
+    audit(shared, caller, "reload rules", "", &result);
+    result.map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e))
+}
+
+async fn rules_reload(
+    State(shared): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    match reload_rules(&shared, &caller) {
+        Ok(summary) => Json(json!({ "ok": true, "summary": summary })).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ValidateQuery {
+    /// The file's name (`x.json`): a loaded file of that name is replaced by the body.
+    name: Option<String>,
+}
+
+/// Checks a rule file's text (the body) beside the loaded files, as `secmon-tui rules check`
+/// would; nothing is loaded.
+async fn rules_validate(
+    State(shared): State<AppState>,
+    Query(q): Query<ValidateQuery>,
+    body: String,
+) -> Response {
+    let name = q.name.unwrap_or_else(|| "uploaded.json".to_string());
+    if name.contains('/') || !name.ends_with(".json") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name: a file name ending in .json, no directory",
+        );
+    }
+    let dirs = shared.controls.rules.dirs().to_vec();
+    let checked =
+        tokio::task::spawn_blocking(move || crate::rules::RuleSet::check_text(&dirs, &name, &body))
+            .await;
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    match checked {
+        Ok(summary) => Json(json!({ "ok": true, "summary": summary })).into_response(),
+        Err(problem) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "ok": false, "error": problem })),
+        )
+            .into_response(),
+    }
+}
+
+// ---- probes -------------------------------------------------------------------------------
+
+#[derive(Serialize, Clone)]
+pub struct ProbeRow {
+    pub family: &'static str,
+    /// `on`, `off`, `unavailable` or `replay`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why_unavailable: Option<String>,
+}
+
+pub fn probe_rows(shared: &AppState) -> Vec<ProbeRow> {
+    Family::ALL
+        .iter()
+        .map(|&family| {
+            let (state, why) = match &shared.controls.capture {
+                Some(capture) => (capture.state(family), capture.unavailable_reason(family)),
+                None => (ProbeState::Replay, None),
+            };
+            ProbeRow {
+                family: family.as_str(),
+                state: match state {
+                    ProbeState::On => "on",
+                    ProbeState::Off => "off",
+                    ProbeState::Unavailable => "unavailable",
+                    ProbeState::Replay => "replay",
+                },
+                why_unavailable: why,
+            }
+        })
+        .collect()
+}
+
+async fn probes(State(shared): State<AppState>) -> Response {
+    Json(json!({ "probes": probe_rows(&shared) })).into_response()
+}
+
+/// Switches a probe family on or off in the kernel.
+pub fn set_probe(
+    shared: &AppState,
+    caller: &Caller,
+    family: &str,
+    on: bool,
+) -> Result<String, ActionError> {
+    let Some(parsed) = Family::ALL.iter().copied().find(|f| f.as_str() == family) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("no probe family {family:?} (process, file, network, kernel)"),
+        ));
+    };
+    let action = if on {
+        "enable probes"
+    } else {
+        "disable probes"
+    };
+    let result = match &shared.controls.capture {
+        Some(capture) => capture.clone().set_enabled(parsed, on),
+        None => Err("replaying a recording: there are no probes".to_string()),
+    }
+    .map(|()| format!("{family} probes {}", if on { "on" } else { "off" }));
+    audit(shared, caller, action, family, &result);
+    result.map_err(|e| (StatusCode::CONFLICT, e))
+}
+
+async fn probe_put(
+    State(shared): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(family): Path<String>,
+    Json(switch): Json<Switch>,
+) -> Response {
+    match set_probe(&shared, &caller, &family, switch.enabled) {
+        Ok(done) => Json(json!({ "ok": true, "done": done })).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+// ---- deny entries -------------------------------------------------------------------------
+
+async fn denies(State(shared): State<AppState>) -> Response {
+    let simulated: Vec<SimulatedBlock> = shared
+        .controls
+        .simulated
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .rev()
+        .cloned()
+        .collect();
+    match &shared.controls.enforcer {
+        Some(enforcer) => Json(json!({
+            "enforcement": shared.controls.enforce_mode,
+            "denies": enforcer.list(),
+            "simulated": simulated,
+        }))
+        .into_response(),
+        None => Json(json!({
+            "enforcement": shared.controls.enforce_mode,
+            "denies": [],
+            "simulated": simulated,
+        }))
+        .into_response(),
+    }
+}
+
+/// `POST /denies` and `/denies/simulate`: what to deny.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyRequest {
+    pub target: TargetSpec,
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Adds a deny entry through the enforcer (its protected set and allowlist checks apply).
+pub fn add_deny(
+    shared: &AppState,
+    caller: &Caller,
+    request: DenyRequest,
+) -> Result<Value, ActionError> {
+    let target_text = describe_target(&request.target);
+    let Some(enforcer) = &shared.controls.enforcer else {
+        let why = "real enforcement is off ([response] enforce = false): simulate instead";
+        shared
+            .audit
+            .record(caller.addr, "block", &target_text, false, why);
+        return Err((StatusCode::CONFLICT, why.to_string()));
+    };
+    let reply = control::handle(
+        enforcer,
+        ControlRequest::Add {
+            target: request.target,
+            ttl_secs: request.ttl_secs,
+            reason: request.reason,
+        },
+        &format!("web controller ({})", caller.addr),
+    );
+    match (reply.ok, reply.deny) {
+        (true, Some(deny)) => {
+            shared.audit.record(
+                caller.addr,
+                "block",
+                &target_text,
+                true,
+                &format!("deny entry {}", deny.id),
+            );
+            Ok(json!({ "ok": true, "deny": deny }))
+        }
+        _ => {
+            let why = reply.error.unwrap_or_else(|| "refused".to_string());
+            shared
+                .audit
+                .record(caller.addr, "block", &target_text, false, &why);
+            Err((StatusCode::UNPROCESSABLE_ENTITY, why))
+        }
+    }
+}
+
+async fn deny_add(
+    State(shared): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(request): Json<DenyRequest>,
+) -> Response {
+    match add_deny(&shared, &caller, request) {
+        Ok(value) => (StatusCode::CREATED, Json(value)).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// Lifts deny entry `id`.
+pub fn remove_deny(shared: &AppState, caller: &Caller, id: u32) -> Result<Value, ActionError> {
+    let Some(enforcer) = &shared.controls.enforcer else {
+        return Err((
+            StatusCode::CONFLICT,
+            "real enforcement is off: there are no deny entries".to_string(),
+        ));
+    };
+    let reply = control::handle(
+        enforcer,
+        ControlRequest::Remove { id },
+        &format!("web controller ({})", caller.addr),
+    );
+    let outcome: Result<String, String> = match (&reply.ok, &reply.deny) {
+        (true, Some(deny)) => Ok(format!("lifted {}", deny.target)),
+        _ => Err(reply.error.clone().unwrap_or_else(|| "refused".to_string())),
+    };
+    audit(shared, caller, "unblock", &id.to_string(), &outcome);
+    match outcome {
+        Ok(_) => Ok(json!({ "ok": true, "deny": reply.deny })),
+        Err(why) => Err((StatusCode::NOT_FOUND, why)),
+    }
+}
+
+async fn deny_remove(
+    State(shared): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u32>,
+) -> Response {
+    match remove_deny(&shared, &caller, id) {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// What a block of the target would do, without doing it (kept for the deny entries page).
+pub fn simulate_deny(
+    shared: &AppState,
+    caller: &Caller,
+    target: &TargetSpec,
+) -> Result<SimulatedBlock, ActionError> {
+    let deny = target.resolve().map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    let outcome = match shared.controls.allowlist.protecting_target(&deny) {
+        Some(why) => format!("{deny} would not be blocked: {why}"),
+        None => format!(
+            "would deny {deny}, which would {} (simulated; nothing enforced)",
+            crate::response::simulate::effect(&deny)
+        ),
+    };
+    let block = SimulatedBlock {
+        time: Utc::now(),
+        target: describe_target(target),
+        outcome,
+        client: caller.addr.to_string(),
+    };
+    shared.audit.record(
+        caller.addr,
+        "simulate block",
+        &block.target,
+        true,
+        &block.outcome,
+    );
+    shared.controls.remember_simulated(block.clone());
+    Ok(block)
+}
+
+async fn deny_simulate(
+    State(shared): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(request): Json<DenyRequest>,
+) -> Response {
+    match simulate_deny(&shared, &caller, &request.target) {
+        Ok(block) => Json(json!({ "ok": true, "simulated": block })).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+pub fn describe_target(target: &TargetSpec) -> String {
+    match target {
+        TargetSpec::Exec(what) => format!("exec {what}"),
+        TargetSpec::Connect(addr) => format!("connect {addr}"),
+    }
+}
+
+fn audit<T>(
+    shared: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    result: &Result<T, String>,
+) where
+    T: std::fmt::Display,
+{
+    match result {
+        Ok(done) => shared
+            .audit
+            .record(caller.addr, action, target, true, &done.to_string()),
+        Err(why) => shared.audit.record(caller.addr, action, target, false, why),
+    }
+}
+
+/// The family index of an event type name (for filters).
+pub fn family_of_type(name: &str) -> Option<usize> {
+    EventType::ALL
+        .iter()
+        .find(|t| t.as_str() == name)
+        .map(|t| family_index(t.family()))
+}
+
+/// The loss reasons with a count (for pages).
+pub fn loss_rows(shared: &AppState) -> Vec<(Loss, u64)> {
+    shared.controls.losses.snapshot().nonzero().collect()
+}

@@ -1,0 +1,283 @@
+//! The controller's end of the pipeline: one task takes the analysed batches from the
+//! controller's [`Subscriber`](crate::pipeline::Subscriber) queue and hands each to every live
+//! WebSocket client through a bounded queue of the client's own. A client whose queue is full
+//! loses that batch (counted, and told as `lost N events`); nobody waits for it. The hub also
+//! keeps what a page load shows: the most recent events, the recent alerts, rates and counts.
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::{
+    event::{Event, Family, Severity},
+    pipeline::{Batch, Recycler},
+};
+
+/// Batches a WebSocket client's queue holds (a batch is at most a reader batch, 4096 events).
+pub const CLIENT_BATCHES: usize = 16;
+/// WebSocket clients served at once; more are refused with 503.
+pub const MAX_CLIENTS: usize = 64;
+/// Recent events kept for page loads and the process view (in whole batches).
+const RECENT_EVENTS: usize = 4096;
+/// Recent alerts (events the rules marked suspicious or malicious) kept.
+pub const RECENT_ALERTS: usize = 500;
+/// Per-second samples kept for the rate figures (a minute's worth).
+const RATE_SAMPLES: usize = 60;
+
+/// One client's queue and its loss counter.
+struct Client {
+    tx: mpsc::Sender<Batch>,
+    lost: Arc<AtomicU64>,
+}
+
+/// What a client receives: batches, and the number of events it lost so far.
+pub struct ClientFeed {
+    pub id: u64,
+    pub batches: mpsc::Receiver<Batch>,
+    pub lost: Arc<AtomicU64>,
+}
+
+/// Counters since the start.
+#[derive(Default, Clone, Debug, serde::Serialize)]
+pub struct Totals {
+    pub events: u64,
+    pub alerts: u64,
+    pub by_family: [u64; 4],
+    pub by_severity: [u64; 3],
+}
+
+#[derive(Default)]
+struct Recent {
+    batches: VecDeque<Batch>,
+    events: usize,
+    alerts: VecDeque<Event>,
+    totals: Totals,
+    /// (second, events that second), newest last.
+    rates: VecDeque<(i64, u64)>,
+}
+
+pub struct Hub {
+    clients: Mutex<Vec<Client>>,
+    next_id: AtomicU64,
+    recent: Mutex<Recent>,
+    recycler: Recycler,
+    pub started: Instant,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Hub {
+    pub fn new(recycler: Recycler) -> Hub {
+        Hub {
+            clients: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            recent: Mutex::new(Recent::default()),
+            recycler,
+            started: Instant::now(),
+            started_at: Utc::now(),
+        }
+    }
+
+    /// A new client's feed, or `None` when [`MAX_CLIENTS`] are connected.
+    pub fn subscribe(&self) -> Option<ClientFeed> {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        clients.retain(|c| !c.tx.is_closed());
+        if clients.len() >= MAX_CLIENTS {
+            return None;
+        }
+        let (tx, batches) = mpsc::channel(CLIENT_BATCHES);
+        let lost = Arc::new(AtomicU64::new(0));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        clients.push(Client {
+            tx,
+            lost: lost.clone(),
+        });
+        Some(ClientFeed { id, batches, lost })
+    }
+
+    pub fn clients(&self) -> usize {
+        let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        clients.iter().filter(|c| !c.tx.is_closed()).count()
+    }
+
+    /// Takes one analysed batch: to every client (or its loss counter), then into the recent
+    /// events, alerts and counts.
+    pub fn publish(&self, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        {
+            let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+            clients.retain(|client| match client.tx.try_send(batch.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    client.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        }
+        let evicted = self.remember(batch);
+        for batch in evicted {
+            if let Ok(events) = Arc::try_unwrap(batch) {
+                self.recycler.give_back(events);
+            }
+        }
+    }
+
+    fn remember(&self, batch: Batch) -> Vec<Batch> {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let second = Utc::now().timestamp();
+        match recent.rates.back_mut() {
+            Some((s, n)) if *s == second => *n += batch.len() as u64,
+            _ => {
+                recent.rates.push_back((second, batch.len() as u64));
+                while recent.rates.len() > RATE_SAMPLES {
+                    recent.rates.pop_front();
+                }
+            }
+        }
+        for event in batch.iter() {
+            recent.totals.events += 1;
+            recent.totals.by_family[family_index(event.family())] += 1;
+            recent.totals.by_severity[severity_index(event.analysis.severity)] += 1;
+            if is_alert(event) {
+                recent.totals.alerts += 1;
+                if recent.alerts.len() >= RECENT_ALERTS {
+                    recent.alerts.pop_front();
+                }
+                recent.alerts.push_back(event.clone());
+            }
+        }
+        recent.events += batch.len();
+        recent.batches.push_back(batch);
+        let mut evicted = Vec::new();
+        while recent.events > RECENT_EVENTS && recent.batches.len() > 1 {
+            if let Some(old) = recent.batches.pop_front() {
+                recent.events -= old.len();
+                evicted.push(old);
+            }
+        }
+        evicted
+    }
+
+    /// The most recent events that pass `keep`, newest first, at most `limit`.
+    pub fn recent_events(&self, limit: usize, keep: impl Fn(&Event) -> bool) -> Vec<Event> {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent
+            .batches
+            .iter()
+            .rev()
+            .flat_map(|batch| batch.iter().rev())
+            .filter(|e| keep(e))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// The most recent alerts, newest first.
+    pub fn recent_alerts(&self, limit: usize) -> Vec<Event> {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.alerts.iter().rev().take(limit).cloned().collect()
+    }
+
+    pub fn totals(&self) -> Totals {
+        self.recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .totals
+            .clone()
+    }
+
+    /// Events per second over the last `seconds` complete seconds.
+    pub fn rate(&self, seconds: i64) -> f64 {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Utc::now().timestamp();
+        let sum: u64 = recent
+            .rates
+            .iter()
+            .filter(|(s, _)| *s < now && *s >= now - seconds)
+            .map(|(_, n)| n)
+            .sum();
+        sum as f64 / seconds.max(1) as f64
+    }
+}
+
+/// An event the rules marked: suspicious or malicious.
+pub fn is_alert(event: &Event) -> bool {
+    event.analysis.severity != Severity::Benign
+}
+
+pub fn family_index(family: Family) -> usize {
+    match family {
+        Family::Process => 0,
+        Family::File => 1,
+        Family::Network => 2,
+        Family::Kernel => 3,
+    }
+}
+
+pub fn severity_index(severity: Severity) -> usize {
+    match severity {
+        Severity::Benign => 0,
+        Severity::Suspicious => 1,
+        Severity::Malicious => 2,
+    }
+}
+
+/// Runs until the pipeline closes the queue.
+pub async fn run(hub: Arc<Hub>, mut batches: mpsc::Receiver<Batch>) {
+    while let Some(batch) = batches.recv().await {
+        hub.publish(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+
+    fn batch(n: usize) -> Batch {
+        Arc::new(
+            (0..n)
+                .map(|_| Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH))
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_loses_batches_and_others_do_not_wait() {
+        let (recycler, _rx) = Recycler::new();
+        let hub = Hub::new(recycler);
+        let slow = hub.subscribe().map(|f| (f.batches, f.lost));
+        let fast = hub.subscribe();
+        let (Some((_slow_rx, slow_lost)), Some(mut fast)) = (slow, fast) else {
+            panic!("subscribing failed");
+        };
+        for _ in 0..CLIENT_BATCHES + 3 {
+            hub.publish(batch(10));
+            assert!(fast.batches.try_recv().is_ok());
+        }
+        assert_eq!(slow_lost.load(Ordering::Relaxed), 30);
+        assert_eq!(fast.lost.load(Ordering::Relaxed), 0);
+        assert_eq!(hub.totals().events, (CLIENT_BATCHES as u64 + 3) * 10);
+    }
+
+    #[tokio::test]
+    async fn recent_events_are_bounded() {
+        let (recycler, _rx) = Recycler::new();
+        let hub = Hub::new(recycler);
+        for _ in 0..100 {
+            hub.publish(batch(100));
+        }
+        let recent = hub.recent_events(usize::MAX, |_| true);
+        assert!(recent.len() <= RECENT_EVENTS, "{}", recent.len());
+        assert!(recent.len() > RECENT_EVENTS - 100, "{}", recent.len());
+    }
+}

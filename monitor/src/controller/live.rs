@@ -1,0 +1,321 @@
+//! WebSocket sessions: `/api/v1/events` sends API clients JSON, `/ui/live` sends the dashboard
+//! HTML fragments that HTMX swaps into the page. Each session reads its own bounded queue
+//! from the hub; what it could not take is reported to the client as lost, and a client that
+//! stops reading for [`SEND_TIMEOUT`] is disconnected.
+use std::{sync::atomic::Ordering, time::Duration};
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::hub::{ClientFeed, family_index, is_alert};
+use crate::event::{Event, EventType, Family};
+
+/// Largest message accepted from a client (filters only).
+pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// A client that takes longer than this to accept one message is disconnected.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The dashboard's live view is redrawn at most this often…
+const HTML_FLUSH: Duration = Duration::from_millis(250);
+/// …with at most this many new rows per tab and alerts (the newest; the page keeps the rest).
+const HTML_ROWS_PER_FLUSH: usize = 40;
+
+/// Server-side filters of a live stream (query string of `/api/v1/events`, or the dashboard's
+/// filter form): every condition given must hold.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct LiveFilter {
+    /// Comma-separated event types (`process_exec,file_open`).
+    #[serde(rename = "type", default)]
+    pub types: Option<String>,
+    /// `process`, `file`, `network` or `kernel` (comma-separated for several).
+    #[serde(default)]
+    pub family: Option<String>,
+    /// Only events scored at least this (0 to 1).
+    #[serde(default, deserialize_with = "number_or_text")]
+    pub min_risk: Option<f64>,
+    /// Text that must appear (any case) in the process name, executable, command line, path or
+    /// address.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// Accepts `0.5` and `"0.5"` (an HTML form sends text), and `""` as absent.
+fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(f64),
+        Text(String),
+    }
+    match Option::<Either>::deserialize(d)? {
+        None => Ok(None),
+        Some(Either::Number(n)) => Ok(Some(n)),
+        Some(Either::Text(t)) if t.trim().is_empty() => Ok(None),
+        Some(Either::Text(t)) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("min_risk: {t:?} is not a number"))),
+    }
+}
+
+/// A checked [`LiveFilter`].
+#[derive(Clone, Debug, Default)]
+pub struct Compiled {
+    types: Option<Vec<bool>>,
+    families: Option<[bool; 4]>,
+    min_risk: f64,
+    text: Option<String>,
+}
+
+impl LiveFilter {
+    pub fn compile(&self) -> Result<Compiled, String> {
+        let types = match self
+            .types
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            None => None,
+            Some(list) => {
+                let mut wanted = vec![false; EventType::ALL.len()];
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let Some(index) = EventType::ALL.iter().position(|t| t.as_str() == name) else {
+                        return Err(format!("type: {name:?} is not an event type"));
+                    };
+                    wanted[index] = true;
+                }
+                Some(wanted)
+            }
+        };
+        let families = match self
+            .family
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            None => None,
+            Some(list) => {
+                let mut wanted = [false; 4];
+                for name in list.split(',').map(str::trim) {
+                    let Some(family) = Family::ALL.iter().find(|f| f.as_str() == name) else {
+                        return Err(format!(
+                            "family: {name:?} is not process, file, network or kernel"
+                        ));
+                    };
+                    wanted[family_index(*family)] = true;
+                }
+                Some(wanted)
+            }
+        };
+        let min_risk = self.min_risk.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&min_risk) {
+            return Err(format!("min_risk: {min_risk} is not between 0 and 1"));
+        }
+        let text = self
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_lowercase);
+        Ok(Compiled {
+            types,
+            families,
+            min_risk,
+            text,
+        })
+    }
+}
+
+impl Compiled {
+    pub fn matches(&self, event: &Event) -> bool {
+        if let Some(types) = &self.types
+            && !types
+                .get(event.event_type as usize)
+                .copied()
+                .unwrap_or(false)
+        {
+            return false;
+        }
+        if let Some(families) = &self.families
+            && !families[family_index(event.family())]
+        {
+            return false;
+        }
+        if event.analysis.risk_score < self.min_risk {
+            return false;
+        }
+        match &self.text {
+            None => true,
+            Some(text) => searchable(event).any(|field| field.to_lowercase().contains(text)),
+        }
+    }
+}
+
+fn searchable(event: &Event) -> impl Iterator<Item = String> + '_ {
+    [
+        Some(event.process.clone()),
+        Some(event.exe.clone()),
+        Some(event.cmdline.clone()),
+        event.file_path.clone(),
+        event.new_path.clone(),
+        event.target_ip.map(|ip| ip.to_string()),
+        event.source_ip.map(|ip| ip.to_string()),
+        Some(event.analysis.label.clone()),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Sends `text`, or gives up after [`SEND_TIMEOUT`].
+async fn send(socket: &mut WebSocket, text: String) -> bool {
+    matches!(
+        tokio::time::timeout(
+            SEND_TIMEOUT,
+            socket.send(Message::Text(Utf8Bytes::from(text)))
+        )
+        .await,
+        Ok(Ok(()))
+    )
+}
+
+/// New losses since `reported`, as a count to tell the client.
+fn new_losses(feed: &ClientFeed, reported: &mut u64) -> Option<u64> {
+    let lost = feed.lost.load(Ordering::Relaxed);
+    (lost > *reported).then(|| {
+        let new = lost - *reported;
+        *reported = lost;
+        new
+    })
+}
+
+/// The API's live stream: `{"type":"events","events":[…]}` per analysed batch (only the
+/// events that pass the filter), and `{"type":"lost","events":N,"total":T}` when this client's
+/// queue overflowed.
+pub async fn json_session(mut socket: WebSocket, mut feed: ClientFeed, filter: Compiled) {
+    let mut reported = 0;
+    loop {
+        tokio::select! {
+            batch = feed.batches.recv() => {
+                let Some(batch) = batch else { break };
+                if let Some(lost) = new_losses(&feed, &mut reported) {
+                    let text = json!({"type": "lost", "events": lost, "total": reported}).to_string();
+                    if !send(&mut socket, text).await { break }
+                }
+                let matched: Vec<&Event> = batch.iter().filter(|e| filter.matches(e)).collect();
+                if matched.is_empty() { continue }
+                let text = json!({"type": "events", "events": matched}).to_string();
+                drop(batch);
+                if !send(&mut socket, text).await { break }
+            }
+            message = socket.recv() => match message {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// The dashboard's live stream: at most every [`HTML_FLUSH`], the newest rows of each tab and
+/// the new alerts as out-of-band HTMX swaps, and the header's figures. The page's filter form
+/// sends its fields (JSON, by the HTMX WebSocket extension) to change the filter.
+pub async fn html_session(
+    mut socket: WebSocket,
+    mut feed: ClientFeed,
+    mut filter: Compiled,
+    shared: super::AppState,
+) {
+    let mut reported = 0;
+    let mut pending: [Vec<Event>; 3] = Default::default();
+    let mut alerts: Vec<Event> = Vec::new();
+    let mut skipped = 0u64;
+    let mut tick = tokio::time::interval(HTML_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            batch = feed.batches.recv() => {
+                let Some(batch) = batch else { break };
+                for event in batch.iter().filter(|e| filter.matches(e)) {
+                    let tab = tab_of(event);
+                    keep_newest(&mut pending[tab], event, &mut skipped);
+                    if is_alert(event) {
+                        keep_newest(&mut alerts, event, &mut skipped);
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let lost = new_losses(&feed, &mut reported);
+                let html = super::pages::live_update(&shared, &mut pending, &mut alerts, skipped, lost);
+                skipped = 0;
+                if let Some(html) = html && !send(&mut socket, html).await {
+                    break;
+                }
+            }
+            message = socket.recv() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(new) = serde_json::from_str::<LiveFilter>(&text)
+                        && let Ok(compiled) = new.compile()
+                    {
+                        filter = compiled;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// The live page's tab of an event: process (and kernel), file, network.
+pub fn tab_of(event: &Event) -> usize {
+    match event.family() {
+        Family::Process | Family::Kernel => 0,
+        Family::File => 1,
+        Family::Network => 2,
+    }
+}
+
+fn keep_newest(rows: &mut Vec<Event>, event: &Event, skipped: &mut u64) {
+    if rows.len() >= HTML_ROWS_PER_FLUSH {
+        rows.remove(0);
+        *skipped += 1;
+    }
+    rows.push(event.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::event::EventType;
+
+    #[test]
+    fn filters_check_their_input_and_match() -> Result<(), String> {
+        let mut event = Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH);
+        event.file_path = Some("/etc/Shadow".into());
+        event.analysis.risk_score = 0.7;
+        let filter = LiveFilter {
+            types: Some("file_open,process_exec".into()),
+            family: Some("file".into()),
+            min_risk: Some(0.5),
+            text: Some("shadow".into()),
+        };
+        assert!(filter.compile()?.matches(&event));
+        let stricter = LiveFilter {
+            min_risk: Some(0.8),
+            ..filter.clone()
+        };
+        assert!(!stricter.compile()?.matches(&event));
+        let bad = LiveFilter {
+            types: Some("file_opn".into()),
+            ..LiveFilter::default()
+        };
+        assert!(bad.compile().is_err());
+        let from_form: LiveFilter =
+            serde_json::from_str(r#"{"min_risk":"","text":"x","HEADERS":{}}"#)
+                .map_err(|e| e.to_string())?;
+        assert_eq!(from_form.min_risk, None);
+        Ok(())
+    }
+}

@@ -1,0 +1,487 @@
+//! The controller: an HTTP/WebSocket API (`/api/v1`) and a web dashboard, served by the
+//! monitor itself (`secmon-tui serve`, or `--serve` beside the terminal UI). It is one more
+//! front end of the pipeline: its [`hub`] takes the analysed batches from a bounded queue of
+//! its own and fans them out to WebSocket clients, each behind a bounded queue too, so neither
+//! a slow browser nor a hundred of them can slow the capture.
+//!
+//! ```text
+//! pipeline ──Subscriber──► hub ──per-client queues──► /api/v1/events (JSON), /ui/live (HTML)
+//!                           └── recent events, alerts, rates ──► pages and /api/v1/status
+//! requests ──► security layer (auth, CSRF, limits, headers) ──► api.rs (JSON) / pages.rs (HTML)
+//!                                                        └──► probes, rules, deny entries
+//! ```
+//!
+//! Files: [`auth`] (token, sessions, failures), [`audit`] (who changed what), [`hub`]
+//! (fan-out), [`security`] (the layer every request passes), [`api`] (JSON), [`pages`]
+//! (HTML, HTMX fragments, the live stream), [`assets`] (embedded CSS, JS, HTMX), [`live`]
+//! (WebSocket sessions).
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::Router;
+use tokio::{sync::Semaphore, task::JoinHandle};
+
+pub mod api;
+pub mod assets;
+pub mod audit;
+pub mod auth;
+pub mod hub;
+pub mod live;
+pub mod pages;
+pub mod security;
+
+use crate::{
+    config::{self, Config},
+    losses::Losses,
+    pipeline::{
+        self, Companion, OnSighup, Pipeline, PipelineError, RunOptions, RunSummary, SourceSpec,
+    },
+    response::{
+        enforce::{Enforcer, SharedCapture},
+        simulate::Allowlist,
+    },
+    rules::RuleEngine,
+};
+
+/// Requests served at once (WebSocket sessions count separately, see [`hub::MAX_CLIENTS`]).
+pub const MAX_REQUESTS: usize = 128;
+/// Largest request body accepted (a rule file to validate is the largest expected).
+pub const MAX_BODY: usize = 256 * 1024;
+/// A history query returns at most this many events per page.
+pub const MAX_HISTORY_PAGE: usize = 1000;
+/// Simulated blocks remembered for the deny entries page.
+const SIMULATED_KEPT: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(
+        "the controller would listen on {0}, which is not a loopback address, without TLS: set \
+         tls_cert and tls_key in [controller], or pass --insecure-http to accept that anyone on \
+         the network can read the token and the events"
+    )]
+    NeedsTls(SocketAddr),
+    #[error("[controller] tls_cert and tls_key go together: {0} is missing")]
+    HalfTls(&'static str),
+    #[error("controller: {0}")]
+    Token(#[from] auth::TokenError),
+    #[error("controller: audit log {0}")]
+    Audit(String),
+    #[error("controller: TLS: {0}")]
+    Tls(String),
+    #[error("controller: cannot listen on {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+/// How to serve, from `[controller]` and the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub insecure_http: bool,
+    pub token_file: PathBuf,
+    pub allowed_origins: Vec<String>,
+    pub audit_log: PathBuf,
+}
+
+impl Settings {
+    pub fn from_config(controller: &config::Controller, insecure_http: bool) -> Settings {
+        let tls = match (&controller.tls_cert, &controller.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => None,
+        };
+        Settings {
+            listen: controller.listen,
+            tls,
+            insecure_http,
+            token_file: controller.token_file.clone(),
+            allowed_origins: controller.allowed_origins.clone(),
+            audit_log: controller.audit_log.clone(),
+        }
+    }
+
+    /// Refuses what must not start: half a TLS setup, plain HTTP off loopback without
+    /// `--insecure-http`.
+    pub fn check(&self, controller: &config::Controller) -> Result<(), ControllerError> {
+        match (&controller.tls_cert, &controller.tls_key) {
+            (Some(_), None) => return Err(ControllerError::HalfTls("tls_key")),
+            (None, Some(_)) => return Err(ControllerError::HalfTls("tls_cert")),
+            _ => {}
+        }
+        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.insecure_http {
+            return Err(ControllerError::NeedsTls(self.listen));
+        }
+        Ok(())
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The URL to open, as printed once ready.
+    pub fn url(&self) -> String {
+        self.url_for(self.listen)
+    }
+
+    /// The URL of the address actually bound (`listen` may ask for port 0).
+    pub fn url_for(&self, addr: SocketAddr) -> String {
+        format!("{}://{addr}/", self.scheme())
+    }
+}
+
+/// What requests act on: the pipeline's switches, shared with the other front ends.
+pub struct Controls {
+    /// The live capture's probe switches (`None`: a replay).
+    pub capture: Option<SharedCapture>,
+    pub rules: RuleEngine,
+    /// Real enforcement (`[response] enforce = true`).
+    pub enforcer: Option<Arc<Enforcer>>,
+    /// The protected set and the allowlist, for simulated blocks.
+    pub allowlist: Allowlist,
+    pub losses: Arc<Losses>,
+    /// The history database, when stored.
+    pub history: Option<PathBuf>,
+    pub enforce_mode: &'static str,
+    /// Recent simulated blocks, newest last.
+    pub simulated: Mutex<std::collections::VecDeque<SimulatedBlock>>,
+}
+
+/// A simulated block, as the deny entries page lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SimulatedBlock {
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub target: String,
+    pub outcome: String,
+    pub client: String,
+}
+
+impl Controls {
+    pub fn remember_simulated(&self, block: SimulatedBlock) {
+        let mut kept = self
+            .simulated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() >= SIMULATED_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(block);
+    }
+}
+
+/// Everything a request handler sees.
+pub struct Shared {
+    pub settings: Settings,
+    pub hub: Arc<hub::Hub>,
+    pub auth: auth::Auth,
+    pub audit: audit::AuditLog,
+    pub controls: Controls,
+    pub host: String,
+    pub requests: Semaphore,
+}
+
+pub type AppState = Arc<Shared>;
+
+/// A running controller; [`RunningController::stop`] (or dropping it) stops serving.
+pub struct RunningController {
+    server: JoinHandle<()>,
+    hub: JoinHandle<()>,
+    handle: axum_server::Handle<SocketAddr>,
+    pub shared: AppState,
+}
+
+impl RunningController {
+    /// Where it listens (the port chosen when `listen` asked for port 0).
+    pub async fn local_addr(&self) -> Option<SocketAddr> {
+        self.handle.listening().await
+    }
+
+    pub fn stop(self) {
+        self.handle
+            .graceful_shutdown(Some(Duration::from_millis(500)));
+        self.hub.abort();
+        self.server.abort();
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        self.hub.abort();
+        self.server.abort();
+    }
+}
+
+/// Starts serving on the current runtime. `batches` is the controller's queue from the
+/// pipeline ([`crate::pipeline::FrontEnd::Queue`]).
+pub async fn start(
+    settings: Settings,
+    config: &Config,
+    pipeline: &Pipeline,
+    history: Option<PathBuf>,
+    batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
+) -> Result<RunningController, ControllerError> {
+    settings.check(&config.controller)?;
+    if settings.tls.is_none() && !settings.listen.ip().is_loopback() {
+        crate::notice::warn(format!(
+            "controller: --insecure-http: serving plain HTTP on {}; the token, the session \
+             cookie and every event cross the network unencrypted",
+            settings.listen
+        ));
+    }
+    let (token, created) = auth::load_or_create_token(&settings.token_file)?;
+    if created {
+        crate::notice::info(format!(
+            "controller: a new access token was written to {} (root only)",
+            settings.token_file.display()
+        ));
+    }
+    let audit = audit::AuditLog::open(&settings.audit_log).map_err(ControllerError::Audit)?;
+    let controls = controls(config, pipeline, history);
+    let hub = Arc::new(hub::Hub::new(pipeline.recycler()));
+    let shared = Arc::new(Shared {
+        settings: settings.clone(),
+        hub: hub.clone(),
+        auth: auth::Auth::new(token),
+        audit,
+        controls,
+        host: hostname(),
+        requests: Semaphore::new(MAX_REQUESTS),
+    });
+    let app = router(shared.clone());
+    let handle = axum_server::Handle::new();
+    let listener =
+        std::net::TcpListener::bind(settings.listen).map_err(|error| ControllerError::Bind {
+            addr: settings.listen,
+            error,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|error| ControllerError::Bind {
+            addr: settings.listen,
+            error,
+        })?;
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server = match &settings.tls {
+        Some((cert, key)) => {
+            let tls = tls_config(cert, key).await?;
+            let server = axum_server::from_tcp_rustls(listener, tls)
+                .map_err(|error| ControllerError::Bind {
+                    addr: settings.listen,
+                    error,
+                })?
+                .handle(handle.clone());
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(service).await {
+                    crate::notice::warn(format!("controller: stopped serving: {e}"));
+                }
+            })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)
+                .map_err(|error| ControllerError::Bind {
+                    addr: settings.listen,
+                    error,
+                })?
+                .handle(handle.clone());
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(service).await {
+                    crate::notice::warn(format!("controller: stopped serving: {e}"));
+                }
+            })
+        }
+    };
+    let hub_task = tokio::spawn(hub::run(hub, batches));
+    Ok(RunningController {
+        server,
+        hub: hub_task,
+        handle,
+        shared,
+    })
+}
+
+async fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<axum_server::tls_rustls::RustlsConfig, ControllerError> {
+    // One process-wide provider; a second install (a test starting two) is not an error.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| {
+            ControllerError::Tls(format!(
+                "cannot use {} and {}: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })
+}
+
+fn controls(config: &Config, pipeline: &Pipeline, history: Option<PathBuf>) -> Controls {
+    let capture = pipeline.capture();
+    let enforcer = pipeline.enforcer();
+    let enforce_mode = match (&capture, &enforcer) {
+        (None, _) => "replay (nothing is enforced)",
+        (Some(_), Some(_)) => "enforce",
+        (Some(_), None) => "simulate (enforce = false)",
+    };
+    Controls {
+        capture,
+        rules: pipeline.engine().clone(),
+        enforcer,
+        allowlist: Allowlist::system(&config.response.allowlist),
+        losses: pipeline.losses(),
+        history,
+        enforce_mode,
+        simulated: Mutex::new(std::collections::VecDeque::new()),
+    }
+}
+
+fn router(shared: AppState) -> Router {
+    Router::new()
+        .merge(pages::routes())
+        .nest("/api/v1", api::routes())
+        .merge(assets::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            security::layer,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
+}
+
+/// The machine's name, as the dashboard and the status show it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The controller as a companion front end of `--json` or the terminal UI (`--serve`,
+/// `[controller] enabled = true`), or the only one (`secmon-tui serve`).
+pub struct ControllerCompanion {
+    settings: Settings,
+    config: Config,
+    history: Option<PathBuf>,
+}
+
+impl ControllerCompanion {
+    pub fn new(settings: Settings, config: &Config, options: &RunOptions) -> ControllerCompanion {
+        let history = options
+            .storage
+            .as_ref()
+            .filter(|s| s.enabled)
+            .map(|s| s.path.clone());
+        ControllerCompanion {
+            settings,
+            config: config.clone(),
+            history,
+        }
+    }
+}
+
+impl Companion for ControllerCompanion {
+    fn start<'a>(
+        self: Box<Self>,
+        pipeline: &'a Pipeline,
+        batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
+    ) -> pipeline::CompanionStart<'a> {
+        Box::pin(async move {
+            let token_file = self.settings.token_file.clone();
+            let running = start(self.settings, &self.config, pipeline, self.history, batches)
+                .await
+                .map_err(|e| e.to_string())?;
+            let url = match running.local_addr().await {
+                Some(addr) => running.shared.settings.url_for(addr),
+                None => running.shared.settings.url(),
+            };
+            crate::notice::info(format!(
+                "controller: serving {url} (log in with the token in {}, root only)",
+                token_file.display()
+            ));
+            Ok(Box::new(running) as Box<dyn Send>)
+        })
+    }
+}
+
+/// `secmon-tui serve`: the monitor with the controller as its only front end, until a signal
+/// or `--duration` (SIGHUP reloads the rules, as under `--json`).
+pub async fn serve(
+    config: &Config,
+    options: &RunOptions,
+    source: SourceSpec,
+    settings: Settings,
+) -> Result<RunSummary, PipelineError> {
+    let started = std::time::Instant::now();
+    let source_kind = match &source {
+        SourceSpec::Kernel => Kind::Kernel,
+        SourceSpec::Replay(_) => Kind::Replay,
+    };
+    let losses = Arc::new(Losses::new());
+    let companion: Option<Box<dyn Companion>> = Some(Box::new(ControllerCompanion::new(
+        settings, config, options,
+    )));
+    let mut front_ends = Vec::new();
+    let batches = pipeline::companion_queue(&companion, &mut front_ends);
+    let mut pipeline = Pipeline::start(
+        config,
+        options,
+        source,
+        front_ends,
+        OnSighup::ReloadRules,
+        losses,
+    )?;
+    let replay = matches!(source_kind, Kind::Replay);
+    let running = pipeline::start_companion(companion, batches, &pipeline).await?;
+    let reason = pipeline.ended().await;
+    if replay && reason == crate::pipeline::StopReason::SourceEnded {
+        // A served recording stays on view until the operator stops it.
+        crate::notice::info("the recording is over; still serving it (Ctrl-C or SIGTERM stops)");
+        wait_for_stop(
+            options
+                .duration
+                .map(|d| d.saturating_sub(started.elapsed())),
+        )
+        .await;
+    }
+    drop(running);
+    let finished = pipeline.finish().await?;
+    Ok(RunSummary {
+        events: finished.events,
+        records: finished.records,
+        losses: finished.losses.snapshot(),
+        cut_short: finished.cut_short,
+    })
+}
+
+enum Kind {
+    Kernel,
+    Replay,
+}
+
+/// Until SIGINT, SIGTERM or `left` has passed.
+async fn wait_for_stop(left: Option<Duration>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let deadline = async {
+        match left {
+            Some(left) => tokio::time::sleep(left).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        _ = deadline => {}
+    }
+}
