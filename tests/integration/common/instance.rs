@@ -233,9 +233,12 @@ fn private_args(args: &[&str], home: &TestDir) -> Vec<String> {
             format!(
                 "# A test monitor's own state (tests/integration/common/instance.rs).\n\
                  [storage]\nenabled = true\npath = {:?}\n\n\
-                 [response]\ncontrol_socket = {:?}\n",
+                 [response]\ncontrol_socket = {:?}\n\n\
+                 [controller]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\naudit_log = {:?}\n",
                 path_str(&home.join("events.db")),
                 path_str(&home.join("control.sock")),
+                path_str(&home.join("controller.token")),
+                path_str(&home.join("controller-audit.log")),
             ),
         )
         .expect("write the instance's config");
