@@ -21,6 +21,7 @@ mod loadgen;
 mod report;
 mod tracer;
 mod tui;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -92,6 +93,9 @@ pub struct BenchArgs {
     /// Do not measure the terminal UI under a flood (key latency, CPU beside --json).
     #[arg(long)]
     pub skip_tui: bool,
+    /// Do not measure the web controller with 20 WebSocket clients under a flood.
+    #[arg(long)]
+    pub skip_web: bool,
     /// Write the results into docs/benchmarks.md (the default without --quick).
     #[arg(long, conflicts_with = "no_doc")]
     pub doc: bool,
@@ -137,6 +141,7 @@ struct Plan {
     criterion_args: Vec<&'static str>,
     /// Seconds of flood for the terminal UI measurement (None: skipped).
     tui_secs: Option<u64>,
+    web_secs: Option<u64>,
     doc: bool,
 }
 
@@ -177,6 +182,7 @@ impl Plan {
                 vec!["--warm-up-time", "1", "--measurement-time", "3"]
             },
             tui_secs: (!args.skip_tui).then_some(if quick { 6 } else { 15 }),
+            web_secs: (!args.skip_web).then_some(if quick { 6 } else { 15 }),
             doc: if quick { args.doc } else { !args.no_doc },
         }
     }
@@ -247,6 +253,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         match tui::measure(&bins.secmon, &bins.loadgen, &config, TUI_RATE, secs) {
             Ok(result) => results.tui = Some(result),
             Err(e) => notes.push(format!("terminal UI not measured: {e:#}")),
+        }
+    }
+    if let Some(secs) = plan.web_secs {
+        eprintln!(
+            "xtask bench: the web controller under {TUI_RATE} opens/s for {secs} s, without and with {} WebSocket clients",
+            web::CLIENTS
+        );
+        match web::measure(&bins.secmon, &bins.loadgen, &config, TUI_RATE, secs) {
+            Ok(result) => results.web = Some(result),
+            Err(e) => notes.push(format!("web controller not measured: {e:#}")),
         }
     }
     let _ = std::fs::remove_file(&script);

@@ -341,6 +341,7 @@ pub struct Results {
     /// `monitor/benches/rules.rs`: the rule engine with the shipped pack.
     pub rules: Vec<CriterionResult>,
     pub tui: Option<TuiResult>,
+    pub web: Option<WebResult>,
     pub notes: Vec<String>,
     pub elapsed_secs: f64,
 }
@@ -363,6 +364,34 @@ pub struct TuiResult {
     pub ui_drops: u64,
     pub json_events: u64,
     pub json_drops: u64,
+}
+
+/// One phase of the web controller's measurement.
+#[derive(Debug, Clone, Default)]
+pub struct WebPhase {
+    pub clients: usize,
+    pub generated: u64,
+    pub load_secs: f64,
+    /// The monitor's CPU over the load.
+    pub cpu_secs: f64,
+    /// Resident memory before the load, and the peak over the phase (KiB).
+    pub rss_before_kib: u64,
+    pub peak_kib: u64,
+    /// From the stop line: events analysed, kernel drops.
+    pub events: u64,
+    pub drops: u64,
+    /// Per client: events received, events reported lost.
+    pub delivered: Vec<u64>,
+    pub lost: Vec<u64>,
+}
+
+/// `secmon-tui serve` under a flood, without and with WebSocket clients.
+#[derive(Debug, Clone, Default)]
+pub struct WebResult {
+    pub rate: u64,
+    pub secs: u64,
+    pub alone: WebPhase,
+    pub with_clients: WebPhase,
 }
 
 /// The history's insert-rate target (issue 7), events per second with every index.
@@ -435,6 +464,61 @@ fn render_rules(s: &mut String, results: &[CriterionResult]) {
 
 /// Key-to-screen latency target of the terminal UI, in milliseconds.
 pub const KEY_LATENCY_TARGET_MS: f64 = 100.0;
+
+fn render_web(s: &mut String, w: &WebResult) {
+    let _ = writeln!(
+        s,
+        "\n#### Web controller under {} opens/s for {} s (`secmon-tui serve`, WebSocket clients on `/api/v1/events` reading everything)\n",
+        thousands(w.rate),
+        w.secs
+    );
+    let _ = writeln!(
+        s,
+        "| clients | opens made | monitor CPU over the load | kernel drops | events analysed | peak RSS | events per client (min–max) | lost per client (max) |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for p in [&w.alone, &w.with_clients] {
+        let min = p.delivered.iter().min().copied().unwrap_or(0);
+        let max = p.delivered.iter().max().copied().unwrap_or(0);
+        let lost = p.lost.iter().max().copied().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "| {} | {} in {:.1} s | {:.2} s | {} | {} | {:.1} MiB ({:.1} MiB) | {} | {} |",
+            p.clients,
+            thousands(p.generated),
+            p.load_secs,
+            p.cpu_secs,
+            thousands(p.drops),
+            thousands(p.events),
+            p.peak_kib as f64 / 1024.0,
+            p.rss_before_kib as f64 / 1024.0,
+            if p.clients == 0 {
+                "–".to_string()
+            } else {
+                format!("{}–{}", thousands(min), thousands(max))
+            },
+            if p.clients == 0 {
+                "–".to_string()
+            } else {
+                thousands(lost)
+            },
+        );
+    }
+    let (a, c) = (&w.alone, &w.with_clients);
+    if a.cpu_secs > 0.0 && c.clients > 0 {
+        let extra_kib = c.peak_kib.saturating_sub(a.peak_kib);
+        let _ = writeln!(
+            s,
+            "\nWith {} clients: CPU **{:.2}×** the monitor alone, kernel drops {} → {}, peak memory +{:.1} MiB (**{:.0} KiB per client**; each client's queue is bounded at 16 batches).",
+            c.clients,
+            c.cpu_secs / a.cpu_secs,
+            thousands(a.drops),
+            thousands(c.drops),
+            extra_kib as f64 / 1024.0,
+            extra_kib as f64 / c.clients as f64
+        );
+    }
+}
 
 fn render_tui(s: &mut String, t: &TuiResult) {
     let mut sorted = t.latencies_ms.clone();
@@ -740,6 +824,9 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(t) = &r.tui {
         render_tui(&mut s, t);
+    }
+    if let Some(w) = &r.web {
+        render_web(&mut s, w);
     }
     if !r.notes.is_empty() {
         let _ = writeln!(s, "\nNotes from the run:\n");

@@ -89,7 +89,7 @@ impl Drop for Tmux {
 }
 
 /// User + system CPU time of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) are space-separated; utime and
     // stime are the 14th and 15th fields.
@@ -102,7 +102,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// `secmon: stopped: N events …, M dropped in the kernel …` → (N, M).
-fn stop_counts(stderr: &str) -> (u64, u64) {
+pub(super) fn stop_counts(stderr: &str) -> (u64, u64) {
     let Some(line) = stderr
         .lines()
         .rev()
@@ -153,7 +153,7 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn start_load(loadgen: &Path, rate: u64, secs: u64) -> Result<Child> {
+pub(super) fn start_load(loadgen: &Path, rate: u64, secs: u64) -> Result<Child> {
     Command::new(loadgen)
         .args([
             "bench",
@@ -168,7 +168,7 @@ fn start_load(loadgen: &Path, rate: u64, secs: u64) -> Result<Child> {
         .context("starting the load generator")
 }
 
-fn finish_load(load: Child) -> Result<super::loadgen::LoadResult> {
+pub(super) fn finish_load(load: Child) -> Result<super::loadgen::LoadResult> {
     let out = load.wait_with_output()?;
     let line = String::from_utf8_lossy(&out.stdout).into_owned();
     super::loadgen::LoadResult::parse(&line)
