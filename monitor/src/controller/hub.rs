@@ -6,11 +6,13 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Mutex, OnceLock, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
     time::Instant,
 };
+
+use axum::extract::ws::Utf8Bytes;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
@@ -31,16 +33,41 @@ pub const RECENT_ALERTS: usize = 500;
 /// Per-second samples kept for the rate figures (a minute's worth).
 const RATE_SAMPLES: usize = 60;
 
+/// A batch as the clients receive it: the events, and their JSON for the API's unfiltered
+/// stream, made once by the first client that needs it and shared by the others (twenty
+/// clients must not serialise every event twenty times).
+pub struct Published {
+    pub batch: Batch,
+    json: OnceLock<Utf8Bytes>,
+}
+
+impl Published {
+    /// `{"type":"events","events":[…every event…]}`.
+    pub fn all_events_json(&self) -> Utf8Bytes {
+        self.json
+            .get_or_init(|| {
+                let events: Vec<&Event> = self.batch.iter().collect();
+                Utf8Bytes::from(events_message(&events))
+            })
+            .clone()
+    }
+}
+
+/// The API stream's message for `events`.
+pub fn events_message(events: &[&Event]) -> String {
+    serde_json::json!({ "type": "events", "events": events }).to_string()
+}
+
 /// One client's queue and its loss counter.
 struct Client {
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<Arc<Published>>,
     lost: Arc<AtomicU64>,
 }
 
 /// What a client receives: batches, and the number of events it lost so far.
 pub struct ClientFeed {
     pub id: u64,
-    pub batches: mpsc::Receiver<Batch>,
+    pub batches: mpsc::Receiver<Arc<Published>>,
     pub lost: Arc<AtomicU64>,
 }
 
@@ -114,7 +141,11 @@ impl Hub {
         }
         {
             let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-            clients.retain(|client| match client.tx.try_send(batch.clone()) {
+            let published = Arc::new(Published {
+                batch: batch.clone(),
+                json: OnceLock::new(),
+            });
+            clients.retain(|client| match client.tx.try_send(published.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     client.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);

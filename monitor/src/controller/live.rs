@@ -8,7 +8,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::hub::{ClientFeed, family_index, is_alert};
+use super::hub::{ClientFeed, events_message, family_index, is_alert};
 use crate::event::{Event, EventType, Family};
 
 /// Largest message accepted from a client (filters only).
@@ -128,6 +128,14 @@ impl LiveFilter {
 }
 
 impl Compiled {
+    /// No condition: every event passes.
+    pub fn is_everything(&self) -> bool {
+        self.types.is_none()
+            && self.families.is_none()
+            && self.min_risk <= 0.0
+            && self.text.is_none()
+    }
+
     pub fn matches(&self, event: &Event) -> bool {
         if let Some(types) = &self.types
             && !types
@@ -169,12 +177,12 @@ fn searchable(event: &Event) -> impl Iterator<Item = String> + '_ {
 
 /// Sends `text`, or gives up after [`SEND_TIMEOUT`].
 async fn send(socket: &mut WebSocket, text: String) -> bool {
+    send_bytes(socket, Utf8Bytes::from(text)).await
+}
+
+async fn send_bytes(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
     matches!(
-        tokio::time::timeout(
-            SEND_TIMEOUT,
-            socket.send(Message::Text(Utf8Bytes::from(text)))
-        )
-        .await,
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await,
         Ok(Ok(()))
     )
 }
@@ -202,11 +210,16 @@ pub async fn json_session(mut socket: WebSocket, mut feed: ClientFeed, filter: C
                     let text = json!({"type": "lost", "events": lost, "total": reported}).to_string();
                     if !send(&mut socket, text).await { break }
                 }
-                let matched: Vec<&Event> = batch.iter().filter(|e| filter.matches(e)).collect();
-                if matched.is_empty() { continue }
-                let text = json!({"type": "events", "events": matched}).to_string();
+                let text = if filter.is_everything() {
+                    batch.all_events_json()
+                } else {
+                    let matched: Vec<&Event> =
+                        batch.batch.iter().filter(|e| filter.matches(e)).collect();
+                    if matched.is_empty() { continue }
+                    Utf8Bytes::from(events_message(&matched))
+                };
                 drop(batch);
-                if !send(&mut socket, text).await { break }
+                if !send_bytes(&mut socket, text).await { break }
             }
             message = socket.recv() => match message {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
@@ -235,13 +248,7 @@ pub async fn html_session(
         tokio::select! {
             batch = feed.batches.recv() => {
                 let Some(batch) = batch else { break };
-                for event in batch.iter().filter(|e| filter.matches(e)) {
-                    let tab = tab_of(event);
-                    keep_newest(&mut pending[tab], event, &mut skipped);
-                    if is_alert(event) {
-                        keep_newest(&mut alerts, event, &mut skipped);
-                    }
-                }
+                take_newest(&batch.batch, &filter, &mut pending, &mut alerts, &mut skipped);
             }
             _ = tick.tick() => {
                 let lost = new_losses(&feed, &mut reported);
@@ -275,12 +282,44 @@ pub fn tab_of(event: &Event) -> usize {
     }
 }
 
-fn keep_newest(rows: &mut Vec<Event>, event: &Event, skipped: &mut u64) {
-    if rows.len() >= HTML_ROWS_PER_FLUSH {
-        rows.remove(0);
-        *skipped += 1;
+/// Adds the newest rows of `batch` that pass `filter` to what waits for the next flush, at
+/// most [`HTML_ROWS_PER_FLUSH`] per tab and of alerts, oldest first. Only those are copied:
+/// under a flood the rest of the batch is counted in `skipped`, not cloned.
+fn take_newest(
+    batch: &[Event],
+    filter: &Compiled,
+    pending: &mut [Vec<Event>; 3],
+    alerts: &mut Vec<Event>,
+    skipped: &mut u64,
+) {
+    let mut fresh: [Vec<Event>; 3] = Default::default();
+    let mut fresh_alerts = Vec::new();
+    for event in batch.iter().rev().filter(|e| filter.matches(e)) {
+        let rows = &mut fresh[tab_of(event)];
+        if rows.len() < HTML_ROWS_PER_FLUSH {
+            rows.push(event.clone());
+        } else {
+            *skipped += 1;
+        }
+        if is_alert(event) && fresh_alerts.len() < HTML_ROWS_PER_FLUSH {
+            fresh_alerts.push(event.clone());
+        }
     }
-    rows.push(event.clone());
+    for (kept, mut new) in pending.iter_mut().zip(fresh) {
+        new.reverse();
+        append_bounded(kept, new, skipped);
+    }
+    fresh_alerts.reverse();
+    append_bounded(alerts, fresh_alerts, skipped);
+}
+
+fn append_bounded(kept: &mut Vec<Event>, new: Vec<Event>, skipped: &mut u64) {
+    kept.extend(new);
+    if kept.len() > HTML_ROWS_PER_FLUSH {
+        let excess = kept.len() - HTML_ROWS_PER_FLUSH;
+        kept.drain(..excess);
+        *skipped += excess as u64;
+    }
 }
 
 #[cfg(test)]
@@ -317,5 +356,38 @@ mod tests {
                 .map_err(|e| e.to_string())?;
         assert_eq!(from_form.min_risk, None);
         Ok(())
+    }
+
+    #[test]
+    fn a_flush_keeps_the_newest_rows_of_each_tab_oldest_first() {
+        let events: Vec<Event> = (0..100)
+            .map(|i| {
+                let mut e = Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH);
+                e.pid = i;
+                e
+            })
+            .collect();
+        let mut pending: [Vec<Event>; 3] = Default::default();
+        let mut alerts = Vec::new();
+        let mut skipped = 0;
+        let everything = Compiled::default();
+        take_newest(
+            &events[..60],
+            &everything,
+            &mut pending,
+            &mut alerts,
+            &mut skipped,
+        );
+        take_newest(
+            &events[60..],
+            &everything,
+            &mut pending,
+            &mut alerts,
+            &mut skipped,
+        );
+        let pids: Vec<u32> = pending[1].iter().map(|e| e.pid).collect();
+        assert_eq!(pids, (60..100).collect::<Vec<u32>>());
+        assert_eq!(skipped, 60);
+        assert!(pending[0].is_empty() && alerts.is_empty());
     }
 }
