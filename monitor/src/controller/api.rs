@@ -7,7 +7,7 @@
 use axum::{
     Extension, Json, Router,
     extract::{Path, Query, State, WebSocketUpgrade},
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{delete, get, post, put},
 };
@@ -47,6 +47,59 @@ pub fn routes() -> Router<AppState> {
         .route("/denies", get(denies).post(deny_add))
         .route("/denies/simulate", post(deny_simulate))
         .route("/denies/{id}", delete(deny_remove))
+        .fallback(no_such_endpoint)
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+async fn no_such_endpoint() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint (the API is described at /api/v1/openapi.json)",
+    )
+}
+
+/// Largest body of one of axum's own refusals read back to be wrapped (they are one line).
+const REFUSAL_TEXT: usize = 4096;
+
+/// axum's own refusals (a body that is not the JSON expected, or too large; a query that does
+/// not parse; a method the endpoint does not take) come as plain text: they are sent as
+/// `{"error": "..."}` like every other error of the API, with their status.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|kind| kind.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REFUSAL_TEXT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "the request body is larger than the {} KiB accepted",
+            super::MAX_BODY / 1024
+        )
+    } else if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let mut answer = error(status, &message);
+    // What else the refusal said (`Allow` on a 405) goes along.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// A failed action: the status and what to tell the client.
@@ -58,7 +111,7 @@ fn failed((status, message): ActionError) -> Response {
 
 async fn openapi() -> Response {
     match assets::find("openapi.json") {
-        Some((kind, bytes)) => ([(axum::http::header::CONTENT_TYPE, kind)], bytes).into_response(),
+        Some((kind, bytes)) => ([(header::CONTENT_TYPE, kind)], bytes).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -724,3 +777,4 @@ pub fn family_of_type(name: &str) -> Option<usize> {
 pub fn loss_rows(shared: &AppState) -> Vec<(Loss, u64)> {
     shared.controls.losses.snapshot().nonzero().collect()
 }
+
