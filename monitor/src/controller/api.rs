@@ -265,6 +265,12 @@ impl HistoryQuery {
 
     /// The storage filter, or what is wrong with the query.
     pub fn filter(&self) -> Result<Filter, String> {
+        if self.last.as_deref().is_some_and(|s| !s.is_empty())
+            && self.since.as_deref().is_some_and(|s| !s.is_empty())
+        {
+            // As `secmon-tui history` refuses --last with --since.
+            return Err("last and since exclude each other: give one".to_string());
+        }
         let mut filter = history_cli::build_filter(&self.args(), Utc::now(), &chrono::Local)
             .map_err(|e| e.to_string())?;
         filter.limit = Some(self.limit.unwrap_or(100).clamp(1, MAX_HISTORY_PAGE));
@@ -309,12 +315,13 @@ pub async fn history_page(
     .await
     .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    // The storage gives the page's rows oldest first: the next page starts below the oldest.
     let next = (rows.len() >= limit)
-        .then(|| rows.last().map(|r| r.cursor()))
+        .then(|| rows.first().map(|r| r.cursor()))
         .flatten()
         .map(|c| format!("{}:{}", c.ts_ns, c.id));
     Ok(HistoryPage {
-        events: rows.into_iter().map(|r| r.event).collect(),
+        events: rows.into_iter().rev().map(|r| r.event).collect(),
         next,
     })
 }
