@@ -785,3 +785,114 @@ pub fn loss_rows(shared: &AppState) -> Vec<(Loss, u64)> {
     shared.controls.losses.snapshot().nonzero().collect()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(method, path)` of every route [`routes`] declares, read from this file's source: a
+    /// route added there without a word in openapi.json fails the test below.
+    fn declared_routes() -> Vec<(String, String)> {
+        let source = include_str!("api.rs");
+        let body = source
+            .split("pub fn routes()")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .expect("routes() in api.rs");
+        let route = regex::Regex::new(r#"\.route\("([^"]+)",\s*(.+)\)\s*$"#).expect("regex");
+        let method = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").expect("regex");
+        let mut found = Vec::new();
+        for line in body.lines() {
+            if let Some(caps) = route.captures(line.trim()) {
+                for m in method.captures_iter(&caps[2]) {
+                    found.push((m[1].to_string(), format!("/api/v1{}", &caps[1])));
+                }
+            }
+        }
+        found
+    }
+
+    fn description() -> Value {
+        let (_, bytes) = assets::find("openapi.json").expect("openapi.json is embedded");
+        serde_json::from_slice(bytes).expect("openapi.json is JSON")
+    }
+
+    #[test]
+    fn every_route_is_described_and_every_description_is_a_route() {
+        let routes = declared_routes();
+        assert!(
+            routes.len() >= 16,
+            "the routes were not all found: {routes:?}"
+        );
+        let doc = description();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (method, path) in &routes {
+            let operation = &paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is not in openapi.json"))[method];
+            assert!(
+                operation.is_object(),
+                "{method} {path} is not in openapi.json"
+            );
+            assert!(
+                operation["responses"]
+                    .as_object()
+                    .is_some_and(|r| r.keys().any(|k| k.starts_with('2') || k == "101")),
+                "{method} {path}: no success response described"
+            );
+        }
+        for (path, item) in paths {
+            for method in item.as_object().expect("a path item").keys() {
+                assert!(
+                    routes.iter().any(|(m, p)| m == method && p == path),
+                    "openapi.json describes {method} {path}, which api.rs does not serve"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_description_refers_only_to_what_it_defines() {
+        let doc = description();
+        let text = doc.to_string();
+        let reference = regex::Regex::new(r##""\$ref":"#/components/([a-zA-Z]+)/([a-zA-Z]+)""##)
+            .expect("regex");
+        let mut checked = 0;
+        for caps in reference.captures_iter(&text) {
+            assert!(
+                doc["components"][&caps[1]][&caps[2]].is_object(),
+                "{}/{} is referred to but not defined",
+                &caps[1],
+                &caps[2]
+            );
+            checked += 1;
+        }
+        assert!(checked > 50, "{checked} references");
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["bearer"]["scheme"], "bearer");
+        assert_eq!(
+            schemes["cookie"]["name"],
+            crate::controller::security::SESSION_COOKIE
+        );
+        // Every error is `{"error": ...}`.
+        assert_eq!(
+            doc["components"]["schemas"]["Error"]["required"],
+            json!(["error"])
+        );
+    }
+
+    #[test]
+    fn history_pages_refuse_last_with_since() {
+        let query = HistoryQuery {
+            last: Some("1h".into()),
+            since: Some("2026-01-01".into()),
+            ..HistoryQuery::default()
+        };
+        assert!(query.filter().is_err());
+        let query = HistoryQuery {
+            before: Some("12:x".into()),
+            ..HistoryQuery::default()
+        };
+        assert!(query.filter().is_err());
+    }
+}
