@@ -1,21 +1,37 @@
 //! The controller's audit log: every state change a client made (probe and rule switches,
 //! reloads, blocks and unblocks, logins that failed), one JSON object per line, with the
 //! client's address. Also said as a notice, so the operator at the terminal sees it.
+//!
+//! Refusals of requests nobody authenticated (another web origin) come from whoever can reach
+//! the port, as fast as they like: [`AuditLog::record_refusal`] writes at most
+//! [`REFUSALS_LOGGED`] a minute per client address, so that they fill neither the disk nor the
+//! operator's terminal.
 use std::{
+    collections::HashMap,
     fs,
     io::Write,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use chrono::Utc;
 use serde_json::json;
 
+/// Refusals written per client address and [`REFUSAL_WINDOW`]; past them, one line says the
+/// rest go unwritten.
+pub const REFUSALS_LOGGED: u32 = 20;
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses whose refusals are counted at once.
+const MAX_TRACKED_CLIENTS: usize = 4096;
+
 pub struct AuditLog {
     path: PathBuf,
     file: Mutex<Option<fs::File>>,
+    /// Per client address: refusals in the current window and when it began.
+    refusals: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
 impl AuditLog {
@@ -39,6 +55,7 @@ impl AuditLog {
         Ok(AuditLog {
             path: path.to_path_buf(),
             file: Mutex::new(Some(file)),
+            refusals: Mutex::new(HashMap::new()),
         })
     }
 
@@ -56,10 +73,13 @@ impl AuditLog {
             "ok": ok,
             "outcome": outcome,
         });
-        let said = format!(
+        // Targets come from clients (a rule name, a path to block): no escape sequence of
+        // theirs reaches the terminal. (The JSON line escapes them.)
+        let said = crate::sanitize::for_terminal(&format!(
             "controller: {client} {action} {target}: {}{outcome}",
             if ok { "" } else { "refused: " }
-        );
+        ))
+        .into_owned();
         if ok {
             crate::notice::info(said);
         } else {
@@ -76,5 +96,90 @@ impl AuditLog {
             ));
             *file = None;
         }
+    }
+
+    /// Records a refused request, unless `client`'s address had [`REFUSALS_LOGGED`] written in
+    /// the current window already (the last one written says so).
+    pub fn record_refusal(&self, client: SocketAddr, action: &str, target: &str, outcome: &str) {
+        let count = {
+            let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+            if refusals.len() >= MAX_TRACKED_CLIENTS {
+                refusals.retain(|_, (_, since)| since.elapsed() < REFUSAL_WINDOW);
+            }
+            let entry = refusals.entry(client.ip()).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= REFUSAL_WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 = entry.0.saturating_add(1);
+            entry.0
+        };
+        match count.cmp(&REFUSALS_LOGGED) {
+            std::cmp::Ordering::Less => self.record(client, action, target, false, outcome),
+            std::cmp::Ordering::Equal => self.record(
+                client,
+                action,
+                target,
+                false,
+                &format!(
+                    "{outcome} (further refusals from {} go unwritten for the rest of the minute)",
+                    client.ip()
+                ),
+            ),
+            std::cmp::Ordering::Greater => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_written_up_to_a_bound_per_address() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("logs/audit.log");
+        let log = AuditLog::open(&path)?;
+        let (noisy, other): (SocketAddr, SocketAddr) =
+            ("127.0.0.5:4000".parse()?, "127.0.0.6:4000".parse()?);
+        for _ in 0..REFUSALS_LOGGED + 30 {
+            log.record_refusal(noisy, "request", "/api/v1/rules/reload", "cross-origin");
+        }
+        log.record_refusal(other, "request", "/x", "cross-origin");
+        log.record(noisy, "reload rules", "", true, "46 rules");
+        let text = fs::read_to_string(&path)?;
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let from = |ip: &str| {
+            lines
+                .iter()
+                .filter(|l| l["client"].as_str().is_some_and(|c| c.starts_with(ip)))
+                .count()
+        };
+        assert_eq!(from("127.0.0.5:"), REFUSALS_LOGGED as usize + 1, "{text}");
+        assert_eq!(from("127.0.0.6:"), 1, "{text}");
+        assert!(text.contains("go unwritten"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn notices_and_lines_keep_escape_sequences_harmless() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path)?;
+        let mut notices = crate::notice::subscribe(1024, crate::notice::Terminal::Shared);
+        let target = "exec /tmp/audit-escape-test\x1b]0;owned\x07\x1b[2J\n";
+        log.record("127.0.0.1:1".parse()?, "block", target, false, "no");
+        let text = fs::read_to_string(&path)?;
+        assert_eq!(text.lines().count(), 1, "one line: {text:?}");
+        assert!(!text.contains('\x1b'), "{text:?}");
+        let said = std::iter::from_fn(|| notices.try_recv())
+            .map(|n| n.to_string())
+            .find(|n| n.contains("audit-escape-test"))
+            .ok_or("no notice")?;
+        assert!(!said.chars().any(char::is_control), "{said:?}");
+        Ok(())
     }
 }
