@@ -4,8 +4,8 @@
 //!
 //! Refusals of requests nobody authenticated (another web origin) come from whoever can reach
 //! the port, as fast as they like: [`AuditLog::record_refusal`] writes at most
-//! [`REFUSALS_LOGGED`] a minute per client address, so that they fill neither the disk nor the
-//! operator's terminal.
+//! [`REFUSALS_LOGGED`] a minute per client address and [`ALL_REFUSALS_LOGGED`] in all, so
+//! that they fill neither the disk nor the operator's terminal.
 use std::{
     collections::HashMap,
     fs,
@@ -23,6 +23,9 @@ use serde_json::json;
 /// Refusals written per client address and [`REFUSAL_WINDOW`]; past them, one line says the
 /// rest go unwritten.
 pub const REFUSALS_LOGGED: u32 = 20;
+/// Refusals written per [`REFUSAL_WINDOW`] from all addresses together (many addresses are
+/// easy to have: all of 127.0.0.0/8 reaches a loopback listener).
+pub const ALL_REFUSALS_LOGGED: u32 = 200;
 pub const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
 /// Client addresses whose refusals are counted at once.
 const MAX_TRACKED_CLIENTS: usize = 4096;
@@ -30,8 +33,7 @@ const MAX_TRACKED_CLIENTS: usize = 4096;
 pub struct AuditLog {
     path: PathBuf,
     file: Mutex<Option<fs::File>>,
-    /// Per client address: refusals in the current window and when it began.
-    refusals: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    refusals: Mutex<Refusals>,
 }
 
 impl AuditLog {
@@ -55,7 +57,7 @@ impl AuditLog {
         Ok(AuditLog {
             path: path.to_path_buf(),
             file: Mutex::new(Some(file)),
-            refusals: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(Refusals::new()),
         })
     }
 
@@ -99,34 +101,99 @@ impl AuditLog {
     }
 
     /// Records a refused request, unless `client`'s address had [`REFUSALS_LOGGED`] written in
-    /// the current window already (the last one written says so).
+    /// the current window already, or all addresses together [`ALL_REFUSALS_LOGGED`] (the
+    /// last line written says so).
     pub fn record_refusal(&self, client: SocketAddr, action: &str, target: &str, outcome: &str) {
-        let count = {
+        let (mine, all) = {
             let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
-            if refusals.len() >= MAX_TRACKED_CLIENTS {
-                refusals.retain(|_, (_, since)| since.elapsed() < REFUSAL_WINDOW);
-            }
-            let entry = refusals.entry(client.ip()).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= REFUSAL_WINDOW {
-                *entry = (0, Instant::now());
-            }
-            entry.0 = entry.0.saturating_add(1);
-            entry.0
+            let mine = refusals.count(client.ip());
+            // A refusal one address may not write does not use up everyone's.
+            let all = if mine <= REFUSALS_LOGGED {
+                refusals.all.bump()
+            } else {
+                refusals.all.count
+            };
+            (mine, all)
         };
-        match count.cmp(&REFUSALS_LOGGED) {
-            std::cmp::Ordering::Less => self.record(client, action, target, false, outcome),
-            std::cmp::Ordering::Equal => self.record(
-                client,
-                action,
-                target,
-                false,
-                &format!(
-                    "{outcome} (further refusals from {} go unwritten for the rest of the minute)",
-                    client.ip()
-                ),
-            ),
-            std::cmp::Ordering::Greater => {}
+        if mine > REFUSALS_LOGGED || all > ALL_REFUSALS_LOGGED {
+            return;
         }
+        let outcome = if all == ALL_REFUSALS_LOGGED {
+            format!("{outcome} (further refusals go unwritten for the rest of the minute)")
+        } else if mine == REFUSALS_LOGGED {
+            format!(
+                "{outcome} (further refusals from {} go unwritten for the rest of the minute)",
+                client.ip()
+            )
+        } else {
+            outcome.to_string()
+        };
+        self.record(client, action, target, false, &outcome);
+    }
+}
+
+/// A count in the current [`REFUSAL_WINDOW`].
+#[derive(Clone, Copy)]
+struct Window {
+    count: u32,
+    since: Instant,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            count: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.since.elapsed() >= REFUSAL_WINDOW
+    }
+
+    /// One more; the count in the current window.
+    fn bump(&mut self) -> u32 {
+        if self.is_over() {
+            *self = Window::new();
+        }
+        self.count = self.count.saturating_add(1);
+        self.count
+    }
+}
+
+/// Refusals counted per client address (at most [`MAX_TRACKED_CLIENTS`]) and in all.
+struct Refusals {
+    all: Window,
+    by_client: HashMap<IpAddr, Window>,
+}
+
+impl Refusals {
+    fn new() -> Refusals {
+        Refusals {
+            all: Window::new(),
+            by_client: HashMap::new(),
+        }
+    }
+
+    /// One more refusal from `client`; its count in the current window.
+    fn count(&mut self, client: IpAddr) -> u32 {
+        if !self.by_client.contains_key(&client) && self.by_client.len() >= MAX_TRACKED_CLIENTS {
+            self.by_client.retain(|_, w| !w.is_over());
+            // Still full (many addresses at once): the oldest window goes.
+            if self.by_client.len() >= MAX_TRACKED_CLIENTS
+                && let Some(oldest) = self
+                    .by_client
+                    .iter()
+                    .min_by_key(|(_, w)| w.since)
+                    .map(|(ip, _)| *ip)
+            {
+                self.by_client.remove(&oldest);
+            }
+        }
+        self.by_client
+            .entry(client)
+            .or_insert_with(Window::new)
+            .bump()
     }
 }
 
@@ -160,6 +227,18 @@ mod tests {
         assert_eq!(from("127.0.0.5:"), REFUSALS_LOGGED as usize + 1, "{text}");
         assert_eq!(from("127.0.0.6:"), 1, "{text}");
         assert!(text.contains("go unwritten"), "{text}");
+
+        // Many addresses: the total is bounded too.
+        for n in 0..2 * ALL_REFUSALS_LOGGED {
+            let [_, _, a, b] = (0x7f00_0000u32 + 0x100 + n).to_be_bytes();
+            let client = SocketAddr::from(([127, 1, a, b], 4000));
+            log.record_refusal(client, "request", "/x", "cross-origin");
+        }
+        let written = fs::read_to_string(&path)?.lines().count();
+        assert!(
+            written <= ALL_REFUSALS_LOGGED as usize + 2,
+            "{written} lines written"
+        );
         Ok(())
     }
 
