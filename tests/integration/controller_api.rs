@@ -1967,9 +1967,10 @@ const FLOOD_ROUNDS: usize = 200;
 const FLOOD_OPENS: usize = 50;
 const FLOOD_PAUSE: Duration = Duration::from_millis(10);
 
-/// A WebSocket client that stops reading during a flood of real events loses only its own
-/// share: when it reads again it is told `lost` (how many, in all), while a second client
-/// received every event and the kernel dropped none because of it.
+/// A WebSocket client that stops reading during a flood of real events loses, alone: when it
+/// reads again it is told `lost`, and what it heard and was told of cover the flood; a second
+/// client kept receiving (every open, unless the machine is so starved of CPU that its own or
+/// the controller's queue overflowed, which is then counted too); the kernel dropped nothing.
 #[test]
 fn a_slow_websocket_client_loses_alone_and_is_told() {
     require_root();
@@ -2023,59 +2024,113 @@ fn a_slow_websocket_client_loses_alone_and_is_told() {
     }
     let flood = FLOOD_ROUNDS * FLOOD_OPENS;
 
-    // It reads again: what its socket held, then the news.
-    let (lost, heard) = rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut heard = 0usize;
+    // It reads again: what its socket held, then the news, up to a sync point: an open made
+    // after the flood (one more every 200 ms, in case its batch is lost as well).
+    let sync_prefix = path_str(&dir.join("sync-"));
+    let is_sync = |e: &Value| {
+        e["event_type"] == "file_open"
+            && e["file_path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(&sync_prefix))
+    };
+    let mut syncs = 0;
+    let mut sync_open = || {
+        syncs += 1;
+        let path = dir.join(format!("sync-{syncs}"));
+        fs::write(&path, b"x").expect("create a sync file");
+        open(&path);
+    };
+    let (told, heard) = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut told, mut heard) = (Vec::new(), 0usize);
+        let mut next_sync = Instant::now();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = match tokio::time::timeout(left, slow.next()).await {
+            assert!(
+                Instant::now() < deadline,
+                "the slow client never heard a sync open ({heard} flood events heard, told \
+                 {told:?})"
+            );
+            if Instant::now() >= next_sync {
+                sync_open();
+                next_sync = Instant::now() + Duration::from_millis(200);
+            }
+            let message = match tokio::time::timeout(Duration::from_millis(200), slow.next()).await
+            {
                 Ok(Some(Ok(message))) => message,
                 Ok(other) => panic!("the slow client's stream ended: {other:?}"),
-                Err(_) => panic!("no lost message within 30 s ({heard} flood events heard)"),
+                Err(_) => continue,
             };
             let Ok(text) = message.to_text() else {
                 continue;
             };
             let value: Value = serde_json::from_str(text).expect("JSON");
             match value["type"].as_str() {
-                Some("lost") => break (value, heard),
+                Some("lost") => told.push(value),
                 Some("events") => {
-                    heard += value["events"]
-                        .as_array()
-                        .expect("events")
+                    let events = value["events"].as_array().expect("events");
+                    heard += events
                         .iter()
                         .filter(|e| is_file_open_of(e, &target_s))
                         .count();
+                    if events.iter().any(is_sync) {
+                        break (told, heard);
+                    }
                 }
                 _ => panic!("unexpected message: {value}"),
             }
         }
     });
-    let lost_events = lost["events"].as_u64().expect("a count");
-    assert!(lost_events > 0, "{lost}");
-    assert!(
-        lost["total"].as_u64().is_some_and(|t| t >= lost_events),
-        "{lost}"
-    );
-    assert!(heard < flood, "the slow client heard all {flood} opens");
-
-    // The other client missed nothing.
-    let got = fast.wait_for_count(from, flood, STORE_TIMEOUT, |e| {
-        is_file_open_of(e, &target_s)
-    });
-    assert_eq!(got, flood, "the second client received every open");
-    assert!(
-        fast.lost().is_empty(),
-        "the second client lost: {:?}",
-        fast.lost()
-    );
-    let losses_after = served.get_ok("/api/v1/status")["losses"].clone();
-    for reason in ["ring_buffer_full", "pending_table_full", "web_queue_full"] {
-        assert_eq!(
-            losses_after[reason], losses_before[reason],
-            "{reason} moved: before {losses_before}, after {losses_after}"
+    // The second client's sync point.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fast.wait_for_count(from, 1, Duration::from_millis(500), is_sync) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second client never heard a sync open"
         );
+        sync_open();
+    }
+    let got = fast
+        .events_since(from)
+        .iter()
+        .filter(|e| is_file_open_of(e, &target_s))
+        .count();
+    let losses_after = served.get_ok("/api/v1/status")["losses"].clone();
+    let sum = |messages: &[Value]| -> u64 {
+        messages
+            .iter()
+            .map(|m| m["events"].as_u64().expect("a count"))
+            .sum()
+    };
+    let (slow_told, fast_told) = (sum(&told), sum(&fast.lost()));
+    let count = |losses: &Value, reason: &str| losses[reason].as_u64().expect("a count");
+    let dropped = count(&losses_after, "web_queue_full") - count(&losses_before, "web_queue_full");
+    let seen = format!(
+        "{flood} opens: the slow client heard {heard} and was told of {slow_told} lost \
+         ({told:?}); the second client got {got}, told of {fast_told} lost; the controller's \
+         queue dropped {dropped}; losses before the flood {losses_before}, after {losses_after}"
+    );
+    let flood = flood as u64;
+
+    // The kernel lost nothing (every open was read and analysed).
+    for reason in ["ring_buffer_full", "pending_table_full"] {
+        assert_eq!(
+            count(&losses_after, reason),
+            count(&losses_before, reason),
+            "{reason} moved: {seen}"
+        );
+    }
+    // The slow client lost, and was told: what it heard and what it was told of cover the
+    // flood (a lost batch is told whole, other events and all).
+    assert!(!told.is_empty() && slow_told > 0, "{seen}");
+    assert!((heard as u64) < flood, "{seen}");
+    assert!(heard as u64 + slow_told + dropped >= flood, "{seen}");
+    // The second client kept receiving: far more than the slow one held, and every open it
+    // missed is accounted for. (On a machine starved of CPU the controller's own queue, or this
+    // client's, may overflow too; on one that is not, it gets every open.)
+    assert!(got > heard, "{seen}");
+    assert!(got as u64 + fast_told + dropped >= flood, "{seen}");
+    if dropped == 0 && fast_told == 0 {
+        assert_eq!(got as u64, flood, "{seen}");
     }
     drop(slow);
     drop(fast);
