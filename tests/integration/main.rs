@@ -12,6 +12,7 @@
 mod cli;
 mod common;
 mod control;
+mod controller_api;
 mod enforce;
 mod file;
 mod hostile_files;

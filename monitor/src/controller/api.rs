@@ -7,7 +7,7 @@
 use axum::{
     Extension, Json, Router,
     extract::{Path, Query, State, WebSocketUpgrade},
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{delete, get, post, put},
 };
@@ -47,6 +47,59 @@ pub fn routes() -> Router<AppState> {
         .route("/denies", get(denies).post(deny_add))
         .route("/denies/simulate", post(deny_simulate))
         .route("/denies/{id}", delete(deny_remove))
+        .fallback(no_such_endpoint)
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+async fn no_such_endpoint() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint (the API is described at /api/v1/openapi.json)",
+    )
+}
+
+/// Largest body of one of axum's own refusals read back to be wrapped (they are one line).
+const REFUSAL_TEXT: usize = 4096;
+
+/// axum's own refusals (a body that is not the JSON expected, or too large; a query that does
+/// not parse; a method the endpoint does not take) come as plain text: they are sent as
+/// `{"error": "..."}` like every other error of the API, with their status.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|kind| kind.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REFUSAL_TEXT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "the request body is larger than the {} KiB accepted",
+            super::MAX_BODY / 1024
+        )
+    } else if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let mut answer = error(status, &message);
+    // What else the refusal said (`Allow` on a 405) goes along.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// A failed action: the status and what to tell the client.
@@ -58,7 +111,7 @@ fn failed((status, message): ActionError) -> Response {
 
 async fn openapi() -> Response {
     match assets::find("openapi.json") {
-        Some((kind, bytes)) => ([(axum::http::header::CONTENT_TYPE, kind)], bytes).into_response(),
+        Some((kind, bytes)) => ([(header::CONTENT_TYPE, kind)], bytes).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -212,6 +265,12 @@ impl HistoryQuery {
 
     /// The storage filter, or what is wrong with the query.
     pub fn filter(&self) -> Result<Filter, String> {
+        if self.last.as_deref().is_some_and(|s| !s.is_empty())
+            && self.since.as_deref().is_some_and(|s| !s.is_empty())
+        {
+            // As `secmon-tui history` refuses --last with --since.
+            return Err("last and since exclude each other: give one".to_string());
+        }
         let mut filter = history_cli::build_filter(&self.args(), Utc::now(), &chrono::Local)
             .map_err(|e| e.to_string())?;
         filter.limit = Some(self.limit.unwrap_or(100).clamp(1, MAX_HISTORY_PAGE));
@@ -256,12 +315,13 @@ pub async fn history_page(
     .await
     .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    // The storage gives the page's rows oldest first: the next page starts below the oldest.
     let next = (rows.len() >= limit)
-        .then(|| rows.last().map(|r| r.cursor()))
+        .then(|| rows.first().map(|r| r.cursor()))
         .flatten()
         .map(|c| format!("{}:{}", c.ts_ns, c.id));
     Ok(HistoryPage {
-        events: rows.into_iter().map(|r| r.event).collect(),
+        events: rows.into_iter().rev().map(|r| r.event).collect(),
         next,
     })
 }
@@ -723,4 +783,116 @@ pub fn family_of_type(name: &str) -> Option<usize> {
 /// The loss reasons with a count (for pages).
 pub fn loss_rows(shared: &AppState) -> Vec<(Loss, u64)> {
     shared.controls.losses.snapshot().nonzero().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(method, path)` of every route [`routes`] declares, read from this file's source: a
+    /// route added there without a word in openapi.json fails the test below.
+    fn declared_routes() -> Vec<(String, String)> {
+        let source = include_str!("api.rs");
+        let body = source
+            .split("pub fn routes()")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .expect("routes() in api.rs");
+        let route = regex::Regex::new(r#"\.route\("([^"]+)",\s*(.+)\)\s*$"#).expect("regex");
+        let method = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").expect("regex");
+        let mut found = Vec::new();
+        for line in body.lines() {
+            if let Some(caps) = route.captures(line.trim()) {
+                for m in method.captures_iter(&caps[2]) {
+                    found.push((m[1].to_string(), format!("/api/v1{}", &caps[1])));
+                }
+            }
+        }
+        found
+    }
+
+    fn description() -> Value {
+        let (_, bytes) = assets::find("openapi.json").expect("openapi.json is embedded");
+        serde_json::from_slice(bytes).expect("openapi.json is JSON")
+    }
+
+    #[test]
+    fn every_route_is_described_and_every_description_is_a_route() {
+        let routes = declared_routes();
+        assert!(
+            routes.len() >= 16,
+            "the routes were not all found: {routes:?}"
+        );
+        let doc = description();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (method, path) in &routes {
+            let operation = &paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is not in openapi.json"))[method];
+            assert!(
+                operation.is_object(),
+                "{method} {path} is not in openapi.json"
+            );
+            assert!(
+                operation["responses"]
+                    .as_object()
+                    .is_some_and(|r| r.keys().any(|k| k.starts_with('2') || k == "101")),
+                "{method} {path}: no success response described"
+            );
+        }
+        for (path, item) in paths {
+            for method in item.as_object().expect("a path item").keys() {
+                assert!(
+                    routes.iter().any(|(m, p)| m == method && p == path),
+                    "openapi.json describes {method} {path}, which api.rs does not serve"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_description_refers_only_to_what_it_defines() {
+        let doc = description();
+        let text = doc.to_string();
+        let reference = regex::Regex::new(r##""\$ref":"#/components/([a-zA-Z]+)/([a-zA-Z]+)""##)
+            .expect("regex");
+        let mut checked = 0;
+        for caps in reference.captures_iter(&text) {
+            assert!(
+                doc["components"][&caps[1]][&caps[2]].is_object(),
+                "{}/{} is referred to but not defined",
+                &caps[1],
+                &caps[2]
+            );
+            checked += 1;
+        }
+        assert!(checked > 50, "{checked} references");
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["bearer"]["scheme"], "bearer");
+        assert_eq!(
+            schemes["cookie"]["name"],
+            crate::controller::security::SESSION_COOKIE
+        );
+        // Every error is `{"error": ...}`.
+        assert_eq!(
+            doc["components"]["schemas"]["Error"]["required"],
+            json!(["error"])
+        );
+    }
+
+    #[test]
+    fn history_pages_refuse_last_with_since() {
+        let query = HistoryQuery {
+            last: Some("1h".into()),
+            since: Some("2026-01-01".into()),
+            ..HistoryQuery::default()
+        };
+        assert!(query.filter().is_err());
+        let query = HistoryQuery {
+            before: Some("12:x".into()),
+            ..HistoryQuery::default()
+        };
+        assert!(query.filter().is_err());
+    }
 }

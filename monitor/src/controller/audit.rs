@@ -1,21 +1,39 @@
 //! The controller's audit log: every state change a client made (probe and rule switches,
 //! reloads, blocks and unblocks, logins that failed), one JSON object per line, with the
 //! client's address. Also said as a notice, so the operator at the terminal sees it.
+//!
+//! Refusals of requests nobody authenticated (another web origin) come from whoever can reach
+//! the port, as fast as they like: [`AuditLog::record_refusal`] writes at most
+//! [`REFUSALS_LOGGED`] a minute per client address and [`ALL_REFUSALS_LOGGED`] in all, so
+//! that they fill neither the disk nor the operator's terminal.
 use std::{
+    collections::HashMap,
     fs,
     io::Write,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use chrono::Utc;
 use serde_json::json;
 
+/// Refusals written per client address and [`REFUSAL_WINDOW`]; past them, one line says the
+/// rest go unwritten.
+pub const REFUSALS_LOGGED: u32 = 20;
+/// Refusals written per [`REFUSAL_WINDOW`] from all addresses together (many addresses are
+/// easy to have: all of 127.0.0.0/8 reaches a loopback listener).
+pub const ALL_REFUSALS_LOGGED: u32 = 200;
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses whose refusals are counted at once.
+const MAX_TRACKED_CLIENTS: usize = 4096;
+
 pub struct AuditLog {
     path: PathBuf,
     file: Mutex<Option<fs::File>>,
+    refusals: Mutex<Refusals>,
 }
 
 impl AuditLog {
@@ -39,6 +57,7 @@ impl AuditLog {
         Ok(AuditLog {
             path: path.to_path_buf(),
             file: Mutex::new(Some(file)),
+            refusals: Mutex::new(Refusals::new()),
         })
     }
 
@@ -56,10 +75,13 @@ impl AuditLog {
             "ok": ok,
             "outcome": outcome,
         });
-        let said = format!(
+        // Targets come from clients (a rule name, a path to block): no escape sequence of
+        // theirs reaches the terminal. (The JSON line escapes them.)
+        let said = crate::sanitize::for_terminal(&format!(
             "controller: {client} {action} {target}: {}{outcome}",
             if ok { "" } else { "refused: " }
-        );
+        ))
+        .into_owned();
         if ok {
             crate::notice::info(said);
         } else {
@@ -76,5 +98,167 @@ impl AuditLog {
             ));
             *file = None;
         }
+    }
+
+    /// Records a refused request, unless `client`'s address had [`REFUSALS_LOGGED`] written in
+    /// the current window already, or all addresses together [`ALL_REFUSALS_LOGGED`] (the
+    /// last line written says so).
+    pub fn record_refusal(&self, client: SocketAddr, action: &str, target: &str, outcome: &str) {
+        let (mine, all) = {
+            let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+            let mine = refusals.count(client.ip());
+            // A refusal one address may not write does not use up everyone's.
+            let all = if mine <= REFUSALS_LOGGED {
+                refusals.all.bump()
+            } else {
+                refusals.all.count
+            };
+            (mine, all)
+        };
+        if mine > REFUSALS_LOGGED || all > ALL_REFUSALS_LOGGED {
+            return;
+        }
+        let outcome = if all == ALL_REFUSALS_LOGGED {
+            format!("{outcome} (further refusals go unwritten for the rest of the minute)")
+        } else if mine == REFUSALS_LOGGED {
+            format!(
+                "{outcome} (further refusals from {} go unwritten for the rest of the minute)",
+                client.ip()
+            )
+        } else {
+            outcome.to_string()
+        };
+        self.record(client, action, target, false, &outcome);
+    }
+}
+
+/// A count in the current [`REFUSAL_WINDOW`].
+#[derive(Clone, Copy)]
+struct Window {
+    count: u32,
+    since: Instant,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            count: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.since.elapsed() >= REFUSAL_WINDOW
+    }
+
+    /// One more; the count in the current window.
+    fn bump(&mut self) -> u32 {
+        if self.is_over() {
+            *self = Window::new();
+        }
+        self.count = self.count.saturating_add(1);
+        self.count
+    }
+}
+
+/// Refusals counted per client address (at most [`MAX_TRACKED_CLIENTS`]) and in all.
+struct Refusals {
+    all: Window,
+    by_client: HashMap<IpAddr, Window>,
+}
+
+impl Refusals {
+    fn new() -> Refusals {
+        Refusals {
+            all: Window::new(),
+            by_client: HashMap::new(),
+        }
+    }
+
+    /// One more refusal from `client`; its count in the current window.
+    fn count(&mut self, client: IpAddr) -> u32 {
+        if !self.by_client.contains_key(&client) && self.by_client.len() >= MAX_TRACKED_CLIENTS {
+            self.by_client.retain(|_, w| !w.is_over());
+            // Still full (many addresses at once): the oldest window goes.
+            if self.by_client.len() >= MAX_TRACKED_CLIENTS
+                && let Some(oldest) = self
+                    .by_client
+                    .iter()
+                    .min_by_key(|(_, w)| w.since)
+                    .map(|(ip, _)| *ip)
+            {
+                self.by_client.remove(&oldest);
+            }
+        }
+        self.by_client
+            .entry(client)
+            .or_insert_with(Window::new)
+            .bump()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_written_up_to_a_bound_per_address() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("logs/audit.log");
+        let log = AuditLog::open(&path)?;
+        let (noisy, other): (SocketAddr, SocketAddr) =
+            ("127.0.0.5:4000".parse()?, "127.0.0.6:4000".parse()?);
+        for _ in 0..REFUSALS_LOGGED + 30 {
+            log.record_refusal(noisy, "request", "/api/v1/rules/reload", "cross-origin");
+        }
+        log.record_refusal(other, "request", "/x", "cross-origin");
+        log.record(noisy, "reload rules", "", true, "46 rules");
+        let text = fs::read_to_string(&path)?;
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let from = |ip: &str| {
+            lines
+                .iter()
+                .filter(|l| l["client"].as_str().is_some_and(|c| c.starts_with(ip)))
+                .count()
+        };
+        assert_eq!(from("127.0.0.5:"), REFUSALS_LOGGED as usize + 1, "{text}");
+        assert_eq!(from("127.0.0.6:"), 1, "{text}");
+        assert!(text.contains("go unwritten"), "{text}");
+
+        // Many addresses: the total is bounded too.
+        for n in 0..2 * ALL_REFUSALS_LOGGED {
+            let [_, _, a, b] = (0x7f00_0000u32 + 0x100 + n).to_be_bytes();
+            let client = SocketAddr::from(([127, 1, a, b], 4000));
+            log.record_refusal(client, "request", "/x", "cross-origin");
+        }
+        let written = fs::read_to_string(&path)?.lines().count();
+        assert!(
+            written <= ALL_REFUSALS_LOGGED as usize + 2,
+            "{written} lines written"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn notices_and_lines_keep_escape_sequences_harmless() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path)?;
+        let mut notices = crate::notice::subscribe(1024, crate::notice::Terminal::Shared);
+        let target = "exec /tmp/audit-escape-test\x1b]0;owned\x07\x1b[2J\n";
+        log.record("127.0.0.1:1".parse()?, "block", target, false, "no");
+        let text = fs::read_to_string(&path)?;
+        assert_eq!(text.lines().count(), 1, "one line: {text:?}");
+        assert!(!text.contains('\x1b'), "{text:?}");
+        let said = std::iter::from_fn(|| notices.try_recv())
+            .map(|n| n.to_string())
+            .find(|n| n.contains("audit-escape-test"))
+            .ok_or("no notice")?;
+        assert!(!said.chars().any(char::is_control), "{said:?}");
+        Ok(())
     }
 }

@@ -196,8 +196,18 @@ impl Auth {
     /// Counts a failed attempt; returns how many `client` made in the current window.
     pub fn record_failure(&self, client: IpAddr) -> u32 {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if failures.len() >= MAX_TRACKED_CLIENTS {
+        if !failures.contains_key(&client) && failures.len() >= MAX_TRACKED_CLIENTS {
             failures.retain(|_, f| f.since.elapsed() < FAILURE_WINDOW);
+            // Still full (failures from many addresses at once): the oldest count goes, so the
+            // table stays bounded.
+            if failures.len() >= MAX_TRACKED_CLIENTS
+                && let Some(oldest) = failures
+                    .iter()
+                    .min_by_key(|(_, f)| f.since)
+                    .map(|(ip, _)| *ip)
+            {
+                failures.remove(&oldest);
+            }
         }
         let entry = failures.entry(client).or_insert(Failures {
             count: 0,
@@ -254,6 +264,20 @@ mod tests {
         auth.record_failure(client);
         assert!(auth.is_locked_out(client));
         assert!(!auth.is_locked_out([127, 0, 0, 10].into()));
+    }
+
+    #[test]
+    fn failures_from_many_addresses_stay_bounded() {
+        let auth = Auth::new("x".repeat(64));
+        for n in 0..MAX_TRACKED_CLIENTS as u32 + 100 {
+            auth.record_failure(std::net::Ipv4Addr::from(0x7f00_0000 + n).into());
+        }
+        let tracked = auth
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        assert!(tracked <= MAX_TRACKED_CLIENTS, "{tracked}");
     }
 
     #[test]

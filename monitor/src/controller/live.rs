@@ -15,6 +15,8 @@ use crate::event::{Event, EventType, Family};
 pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// A client that takes longer than this to accept one message is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an API client's losses are looked at when no batch comes to carry the news.
+const LOSS_CHECK: Duration = Duration::from_secs(1);
 /// The dashboard's live view is redrawn at most this often…
 const HTML_FLUSH: Duration = Duration::from_millis(250);
 /// …with at most this many new rows per tab and alerts (the newest; the page keeps the rest).
@@ -202,14 +204,15 @@ fn new_losses(feed: &ClientFeed, reported: &mut u64) -> Option<u64> {
 /// queue overflowed.
 pub async fn json_session(mut socket: WebSocket, mut feed: ClientFeed, filter: Compiled) {
     let mut reported = 0;
+    // Losses are told before the next batch, or within a tick when none follows (a flood
+    // that ended, a replay that is over).
+    let mut tick = tokio::time::interval(LOSS_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             batch = feed.batches.recv() => {
                 let Some(batch) = batch else { break };
-                if let Some(lost) = new_losses(&feed, &mut reported) {
-                    let text = json!({"type": "lost", "events": lost, "total": reported}).to_string();
-                    if !send(&mut socket, text).await { break }
-                }
+                if !tell_losses(&mut socket, &feed, &mut reported).await { break }
                 let text = if filter.is_everything() {
                     batch.all_events_json()
                 } else {
@@ -221,11 +224,26 @@ pub async fn json_session(mut socket: WebSocket, mut feed: ClientFeed, filter: C
                 drop(batch);
                 if !send_bytes(&mut socket, text).await { break }
             }
+            _ = tick.tick() => {
+                if !tell_losses(&mut socket, &feed, &mut reported).await { break }
+            }
             message = socket.recv() => match message {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+/// Sends `{"type":"lost",…}` if the client lost events since the last report; false when the
+/// client is gone.
+async fn tell_losses(socket: &mut WebSocket, feed: &ClientFeed, reported: &mut u64) -> bool {
+    match new_losses(feed, reported) {
+        Some(lost) => {
+            let text = json!({"type": "lost", "events": lost, "total": *reported}).to_string();
+            send(socket, text).await
+        }
+        None => true,
     }
 }
 

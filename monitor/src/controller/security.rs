@@ -91,12 +91,11 @@ fn check(
     );
     let upgrade = headers.contains_key(header::UPGRADE);
     if (changes_state || upgrade) && !origin_allowed(shared, headers, false) {
-        shared.audit.record(
+        shared.audit.record_refusal(
             addr,
             "request",
             path,
-            false,
-            "refused: cross-origin request (Origin is not this controller's)",
+            "cross-origin request (Origin is not this controller's)",
         );
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
@@ -113,12 +112,11 @@ fn check(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if !origin_allowed(shared, headers, true) || !csrf_matches(csrf, given) {
-            shared.audit.record(
+            shared.audit.record_refusal(
                 addr,
                 "request",
                 path,
-                false,
-                "refused: missing or wrong CSRF token or Origin",
+                "missing or wrong CSRF token or Origin",
             );
             return Err(Box::new(error(
                 StatusCode::FORBIDDEN,

@@ -103,6 +103,17 @@ impl Instance {
         self.wait_for_line(what, DEFAULT_TIMEOUT, pred)
     }
 
+    /// [`Instance::wait_for_stderr`] with an explicit timeout.
+    #[track_caller]
+    pub fn wait_for_stderr_within(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        self.wait_for_line(what, timeout, pred)
+    }
+
     #[track_caller]
     fn wait_for_line(
         &mut self,
