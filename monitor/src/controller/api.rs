@@ -256,8 +256,13 @@ pub async fn history_page(
     .await
     .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    // The next page is older than the oldest event of this one.
     let next = (rows.len() >= limit)
-        .then(|| rows.last().map(|r| r.cursor()))
+        .then(|| {
+            rows.iter()
+                .map(|r| r.cursor())
+                .min_by_key(|c| (c.ts_ns, c.id))
+        })
         .flatten()
         .map(|c| format!("{}:{}", c.ts_ns, c.id));
     Ok(HistoryPage {
