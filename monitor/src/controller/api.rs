@@ -395,6 +395,9 @@ async fn rule_put(
 pub fn reload_rules(shared: &AppState, caller: &Caller) -> Result<String, ActionError> {
     let result = RuleControl::reload(&shared.controls.rules);
     audit(shared, caller, "reload rules", "", &result);
+    shared
+        .controls
+        .remember_reload(&format!("client {}", caller.addr), &result);
     result.map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 
