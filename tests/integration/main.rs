@@ -28,3 +28,4 @@ mod safety;
 mod slow_front_end;
 mod storage;
 mod tui;
+mod web;
