@@ -536,6 +536,20 @@ fn web_login_refuses_a_wrong_token_and_every_page_fits_a_phone() {
                     "{path} is wider than a phone ({} px too wide); see {shot}.png",
                     browser.overflow()
                 );
+                // Nothing to press is hidden sideways (in a table that scrolls, say).
+                let out_of_reach = browser.js(
+                    "return Array.from(document.querySelectorAll('main button, main input, main select, main a'))
+                        .filter(e => e.getClientRects().length > 0)
+                        .filter(e => { const r = e.getBoundingClientRect();
+                                       return r.left < 0 || r.right > window.innerWidth + 1; })
+                        .map(e => e.outerHTML.slice(0, 120))",
+                    vec![],
+                );
+                assert_eq!(
+                    out_of_reach,
+                    json!([]),
+                    "{path}: controls beyond a phone's width; see {shot}.png"
+                );
             }
         }
     }

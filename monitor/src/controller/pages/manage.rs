@@ -65,7 +65,8 @@ fn rules_table(shared: &AppState, problem: Option<&str>, out_of_band: bool) -> M
                                     button.switch type="button" hx-post="/ui/rules/switch"
                                         hx-vals=(serde_json::json!({"name": rule.name, "to": if rule.enabled { "off" } else { "on" }}).to_string())
                                         hx-target="#rules-table" hx-swap="outerHTML"
-                                        aria-pressed=(if rule.enabled { "true" } else { "false" }) {
+                                        aria-pressed=(if rule.enabled { "true" } else { "false" })
+                                        title=(if rule.enabled { "enabled: press to switch it off" } else { "disabled: press to switch it on" }) {
                                         @if rule.enabled { "on" } @else { "off" }
                                     }
                                 }
