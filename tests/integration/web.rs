@@ -590,6 +590,19 @@ fn web_live_page_shows_a_real_exec_and_hostile_names_as_text() {
     let browser = Browser::start(&served.base);
     assert!(browser.log_in(&served.token), "the token was refused");
     browser.filter_live(&mark);
+    // Enter in the filter's field sends it again rather than leaving the page.
+    let field = browser.run(
+        "find the filter",
+        browser.client().find(Locator::Css("#filter-text")),
+    );
+    browser.run("press Enter", field.send_keys("\u{E007}"));
+    browser.wait_live();
+    let url = browser.run("the URL", browser.client().current_url());
+    assert_eq!(
+        (url.path(), url.query()),
+        ("/", None),
+        "Enter in the filter left the live page"
+    );
     let title = browser.title();
 
     // A real exec is on the page within a second.
@@ -599,6 +612,7 @@ fn web_live_page_shows_a_real_exec_and_hostile_names_as_text() {
     let ran = Instant::now();
     browser.wait_for_row("#rows-process .row", "exec", &exe_s, PAGE_TIMEOUT);
     let took = ran.elapsed();
+    eprintln!("web: the exec was on the live page after {took:?}");
     assert!(
         took <= LIVE_WITHIN,
         "the exec took {took:?} to show on the live page (at most {LIVE_WITHIN:?})"

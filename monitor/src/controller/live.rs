@@ -361,4 +361,16 @@ mod tests {
         assert_eq!(from_form.min_risk, None);
         Ok(())
     }
+
+    #[test]
+    fn a_filter_is_described_in_words() {
+        assert_eq!(LiveFilter::default().describe(), "");
+        let filter = LiveFilter {
+            types: Some(" ".into()),
+            family: Some("file".into()),
+            min_risk: Some(0.6),
+            text: Some(" shadow ".into()),
+        };
+        assert_eq!(filter.describe(), "family file, risk ≥ 0.6, “shadow”");
+    }
 }
