@@ -98,8 +98,14 @@ impl Served {
             .unwrap_or_else(|| panic!("no URL in {line:?}"))
             .trim_end_matches('/')
             .to_string();
-        let token = fs::read_to_string(instance.home().join("controller.token"))
-            .expect("read the controller's token")
+        // `(log in with the token in FILE, root only)`
+        let token_file = line
+            .split_once("the token in ")
+            .and_then(|(_, rest)| rest.rsplit_once(", root only"))
+            .map(|(file, _)| file.to_string())
+            .unwrap_or_else(|| panic!("no token file in {line:?}"));
+        let token = fs::read_to_string(&token_file)
+            .unwrap_or_else(|e| panic!("read the controller's token {token_file}: {e}"))
             .trim()
             .to_string();
         Served {
@@ -445,6 +451,17 @@ fn run_program(path: &Path, args: &[&str]) -> u32 {
     let pid = child.id();
     wait_child(&mut child, Duration::from_secs(30));
     pid
+}
+
+/// How `path` ends when run.
+fn run_status(path: &Path) -> std::process::ExitStatus {
+    let mut child = spawn(
+        Command::new(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_child(&mut child, Duration::from_secs(30))
 }
 
 /// Removes files this test put at the top of /tmp, however it ends.
@@ -950,4 +967,85 @@ fn web_history_finds_earlier_events_pages_and_charts_them() {
     ));
     let rows = browser.rows("#history-rows .row");
     assert_eq!(rows.len(), 3, "{rows:?}");
+}
+
+#[test]
+fn web_block_from_the_deny_page_kills_the_program_until_lifted() {
+    use std::os::unix::process::ExitStatusExt;
+    require_root();
+    let _no_flood = no_machine_flood();
+    let dir = TestDir::new(&marker());
+    let config = dir.join("secmon.toml");
+    let audit = dir.join("audit.log");
+    fs::write(
+        &config,
+        format!(
+            "[storage]\nenabled = false\n\n\
+             [response]\nenforce = true\ncontrol_socket = {:?}\n\n\
+             [controller]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\naudit_log = {:?}\n",
+            path_str(&dir.join("control.sock")),
+            path_str(&dir.join("controller.token")),
+            path_str(&audit),
+        ),
+    )
+    .expect("write the config");
+    let served = Served::start(&["--config", &path_str(&config)]);
+    let program = copy_executable("/bin/true", &dir.join("webblock"));
+    let program_s = path_str(&program);
+    assert!(run_status(&program).success(), "it runs before the block");
+
+    let browser = Browser::start(&served.base);
+    assert!(browser.log_in(&served.token), "the token was refused");
+    browser.goto("/denies");
+    assert_eq!(browser.text("b.mode").as_deref(), Some("enforce"));
+    browser.type_into("form.deny input[name=exec]", &program_s);
+    browser.type_into("form.deny input[name=reason]", "web test");
+    browser.click("form.deny button.danger");
+    // Confirmed first (hx-confirm).
+    let question = wait_until("the confirmation", PAGE_TIMEOUT, || {
+        browser.open_alert().ok_or_else(|| "no dialog".to_string())
+    });
+    assert!(question.contains("deny entry"), "{question}");
+    browser.run("confirm", browser.client().accept_alert());
+    let done = wait_until("the block's outcome", PAGE_TIMEOUT, || {
+        browser
+            .text("#deny-result .msg")
+            .ok_or_else(|| browser.text("#deny-result").unwrap_or_default())
+    });
+    assert!(
+        done.contains(&format!("denied: exec path {program_s}")),
+        "{done}"
+    );
+    let listed = wait_until("the entry in the list", PAGE_TIMEOUT, || {
+        browser
+            .text("table.denies tbody")
+            .filter(|t| t.contains(&program_s))
+            .ok_or_else(|| browser.text("#denies").unwrap_or_default())
+    });
+    assert!(listed.contains("web test"), "{listed}");
+    browser.screenshot("denies-enforcing");
+    let status = run_status(&program);
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "blocked: {status:?}");
+
+    // Lifted (confirmed too): it runs again.
+    browser.click("table.denies button");
+    wait_until("the lift's confirmation", PAGE_TIMEOUT, || {
+        browser.open_alert().ok_or_else(|| "no dialog".to_string())
+    });
+    browser.run("confirm", browser.client().accept_alert());
+    wait_until("the list without the entry", PAGE_TIMEOUT, || {
+        let list = browser.text("#denies").unwrap_or_default();
+        list.contains("No deny entry.").then_some(()).ok_or(list)
+    });
+    assert!(run_status(&program).success(), "it runs once lifted");
+
+    // Both are in the audit log, with the browser's address.
+    let log = fs::read_to_string(&audit).expect("read the audit log");
+    for action in ["\"block\"", "\"unblock\""] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(action) && l.contains("127.0.0.1") && l.contains("true")),
+            "no {action} in the audit log:\n{log}"
+        );
+    }
 }

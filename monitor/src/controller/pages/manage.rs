@@ -310,7 +310,7 @@ async fn denies_page(
             label { "program (absolute path or name) " input type="text" name="exec" placeholder="/tmp/dropper" autocomplete="off"; }
             label { "or destination " input type="text" name="connect" placeholder="203.0.113.7:443" autocomplete="off"; }
             @if enforcing {
-                label { "expires after (s) " input type="number" name="ttl_secs" min="1" placeholder="never" inputmode="numeric"; }
+                label title="empty: [response] deny_ttl_secs" { "expires after (s) " input type="number" name="ttl_secs" min="1" placeholder="default" inputmode="numeric"; }
                 label { "why " input type="text" name="reason" placeholder="incident 42" autocomplete="off"; }
             }
             button type="submit" { "Simulate" }
