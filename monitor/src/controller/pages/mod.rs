@@ -1,6 +1,11 @@
 //! The dashboard: HTML pages rendered here (maud, escaped), made live by HTMX. A page load
 //! gets the whole page, an HTMX request only the fragment it swaps in. Actions post to
 //! `/ui/...` and call the same functions as the JSON API ([`super::api`]).
+//!
+//! Files: [`layout`] (the page shell, event rows, markers), [`live_page`] (the live page and
+//! its WebSocket updates), `process` (the process view), `manage` (rules, probes, deny
+//! entries), `history` (search, paging, the chart) and `status`. No markup is built from
+//! input without escaping: there is no `PreEscaped` here.
 use axum::{
     Extension, Form, Router,
     extract::{ConnectInfo, State},
