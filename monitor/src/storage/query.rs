@@ -522,7 +522,8 @@ fn stats_by(
     Ok(())
 }
 
-/// The events of one bucket of a [`timeline`], by severity (benign, suspicious, malicious).
+/// The events of one bucket of a [timeline](super::History::timeline), by severity (benign,
+/// suspicious, malicious).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimelineRow {
     pub start: DateTime<Utc>,
