@@ -29,3 +29,4 @@ mod safety;
 mod slow_front_end;
 mod storage;
 mod tui;
+mod web;

@@ -30,6 +30,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "strace",
     "openssh-client",
     "vim",
+    // The dashboard's browser tests (tests/integration/web.rs) drive a headless Chromium.
+    "chromium",
+    "chromium-driver",
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

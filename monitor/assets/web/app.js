@@ -1,5 +1,6 @@
 // secmon dashboard: the few things HTMX does not do. No inline script anywhere (the
-// Content-Security-Policy allows scripts from this server only).
+// Content-Security-Policy allows scripts from this server only), no eval, and no HTML built
+// here: everything shown comes escaped from the server.
 (function () {
   "use strict";
   // Rows kept per live list: the page stays light however long it stays open.
@@ -20,17 +21,55 @@
     });
   }
 
+  function setState(text) {
+    var s = document.getElementById("ws-state");
+    if (s) s.textContent = text;
+  }
+
+  // The rules page's search box: hides the rows that do not contain the text.
+  function filterRules() {
+    var box = document.getElementById("rule-search");
+    if (!box) return;
+    var text = box.value.trim().toLowerCase();
+    document.querySelectorAll("#rules-table tbody tr").forEach(function (row) {
+      row.hidden = text !== "" && row.textContent.toLowerCase().indexOf(text) < 0;
+    });
+  }
+
+  // The history form: the from/to fields matter only for a custom period.
+  function periodChanged() {
+    var period = document.getElementById("period");
+    if (!period) return;
+    var custom = period.value === "custom";
+    ["since", "until"].forEach(function (id) {
+      var input = document.getElementById(id);
+      if (input) input.disabled = !custom;
+    });
+  }
+
   document.addEventListener("click", function (e) {
     var tab = e.target.closest && e.target.closest(".tabs [data-tab]");
     if (tab) showTab(tab.dataset.tab);
   });
+  document.addEventListener("input", function (e) {
+    if (e.target && e.target.id === "rule-search") filterRules();
+  });
+  document.addEventListener("change", function (e) {
+    if (e.target && e.target.id === "period") periodChanged();
+  });
+  // The rules table is redrawn after a switch or a reload: keep the search applied.
+  document.addEventListener("htmx:afterSettle", filterRules);
   document.addEventListener("htmx:wsAfterMessage", trim);
   document.addEventListener("htmx:wsOpen", function () {
-    var s = document.getElementById("ws-state");
-    if (s) s.textContent = "live";
+    setState("live");
+    // After a reconnection the server knows no filter: send the form's again.
+    var form = document.getElementById("filter");
+    if (form && (form.elements.text.value !== "" || form.elements.min_risk.value !== "")) {
+      form.dispatchEvent(new Event("change"));
+    }
   });
   document.addEventListener("htmx:wsClose", function () {
-    var s = document.getElementById("ws-state");
-    if (s) s.textContent = "disconnected: reconnecting…";
+    setState("disconnected: reconnecting…");
   });
+  document.addEventListener("DOMContentLoaded", periodChanged);
 })();

@@ -315,9 +315,13 @@ pub async fn history_page(
     .await
     .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    // The storage gives the page's rows oldest first: the next page starts below the oldest.
+    // The next page is older than the oldest event of this one.
     let next = (rows.len() >= limit)
-        .then(|| rows.first().map(|r| r.cursor()))
+        .then(|| {
+            rows.iter()
+                .map(|r| r.cursor())
+                .min_by_key(|c| (c.ts_ns, c.id))
+        })
         .flatten()
         .map(|c| format!("{}:{}", c.ts_ns, c.id));
     Ok(HistoryPage {
@@ -450,6 +454,9 @@ async fn rule_put(
 pub fn reload_rules(shared: &AppState, caller: &Caller) -> Result<String, ActionError> {
     let result = RuleControl::reload(&shared.controls.rules);
     audit(shared, caller, "reload rules", "", &result);
+    shared
+        .controls
+        .remember_reload(&format!("client {}", caller.addr), &result);
     result.map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 

@@ -71,6 +71,30 @@ pub struct Compiled {
 }
 
 impl LiveFilter {
+    /// The filter in words, for the page to show (empty: everything passes).
+    pub fn describe(&self) -> String {
+        let given = |t: &Option<String>| {
+            t.as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+        };
+        let mut parts = Vec::new();
+        if let Some(types) = given(&self.types) {
+            parts.push(format!("type {types}"));
+        }
+        if let Some(families) = given(&self.family) {
+            parts.push(format!("family {families}"));
+        }
+        if let Some(risk) = self.min_risk.filter(|r| *r > 0.0) {
+            parts.push(format!("risk ≥ {risk}"));
+        }
+        if let Some(text) = given(&self.text) {
+            parts.push(format!("“{text}”"));
+        }
+        parts.join(", ")
+    }
+
     pub fn compile(&self) -> Result<Compiled, String> {
         let types = match self
             .types
@@ -249,13 +273,16 @@ async fn tell_losses(socket: &mut WebSocket, feed: &ClientFeed, reported: &mut u
 
 /// The dashboard's live stream: at most every [`HTML_FLUSH`], the newest rows of each tab and
 /// the new alerts as out-of-band HTMX swaps, and the header's figures. The page's filter form
-/// sends its fields (JSON, by the HTMX WebSocket extension) to change the filter.
+/// sends its fields (JSON, by the HTMX WebSocket extension); a new filter redoes the page's
+/// lists from the recent events that pass it.
 pub async fn html_session(
     mut socket: WebSocket,
     mut feed: ClientFeed,
     mut filter: Compiled,
+    mut described: String,
     shared: super::AppState,
 ) {
+    use super::pages::live_page::{live_refused, live_reset, live_update};
     let mut reported = 0;
     let mut pending: [Vec<Event>; 3] = Default::default();
     let mut alerts: Vec<Event> = Vec::new();
@@ -270,7 +297,7 @@ pub async fn html_session(
             }
             _ = tick.tick() => {
                 let lost = new_losses(&feed, &mut reported);
-                let html = super::pages::live_update(&shared, &mut pending, &mut alerts, skipped, lost);
+                let html = live_update(&shared, &mut pending, &mut alerts, skipped, lost, &described);
                 skipped = 0;
                 if let Some(html) = html && !send(&mut socket, html).await {
                     break;
@@ -278,10 +305,26 @@ pub async fn html_session(
             }
             message = socket.recv() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    if let Ok(new) = serde_json::from_str::<LiveFilter>(&text)
-                        && let Ok(compiled) = new.compile()
-                    {
-                        filter = compiled;
+                    let parsed = serde_json::from_str::<LiveFilter>(&text)
+                        .map_err(|e| e.to_string())
+                        .and_then(|new| new.compile().map(|compiled| (new.describe(), compiled)));
+                    let html = match parsed {
+                        Ok((words, compiled)) => {
+                            filter = compiled;
+                            described = words;
+                            // What is queued is in the hub's recent events already.
+                            while feed.batches.try_recv().is_ok() {}
+                            for rows in &mut pending {
+                                rows.clear();
+                            }
+                            alerts.clear();
+                            skipped = 0;
+                            live_reset(&shared, &filter, &described)
+                        }
+                        Err(why) => live_refused(&why, &described),
+                    };
+                    if !send(&mut socket, html).await {
+                        break;
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
@@ -407,5 +450,17 @@ mod tests {
         assert_eq!(pids, (60..100).collect::<Vec<u32>>());
         assert_eq!(skipped, 60);
         assert!(pending[0].is_empty() && alerts.is_empty());
+    }
+
+    #[test]
+    fn a_filter_is_described_in_words() {
+        assert_eq!(LiveFilter::default().describe(), "");
+        let filter = LiveFilter {
+            types: Some(" ".into()),
+            family: Some("file".into()),
+            min_risk: Some(0.6),
+            text: Some(" shadow ".into()),
+        };
+        assert_eq!(filter.describe(), "family file, risk ≥ 0.6, “shadow”");
     }
 }

@@ -55,6 +55,8 @@ pub const MAX_BODY: usize = 256 * 1024;
 pub const MAX_HISTORY_PAGE: usize = 1000;
 /// Simulated blocks remembered for the deny entries page.
 const SIMULATED_KEPT: usize = 100;
+/// Rule reloads remembered for the status page.
+const RELOADS_KEPT: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -150,6 +152,19 @@ pub struct Controls {
     pub enforce_mode: &'static str,
     /// Recent simulated blocks, newest last.
     pub simulated: Mutex<std::collections::VecDeque<SimulatedBlock>>,
+    /// Recent rule reloads, whoever asked (a client, the rule watcher, SIGHUP), newest last.
+    pub reloads: Mutex<std::collections::VecDeque<RuleReload>>,
+}
+
+/// A rule reload and how it went, as the status page lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RuleReload {
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// Who asked: a web or API client, `the rule files changed`, `SIGHUP`.
+    pub by: String,
+    pub ok: bool,
+    /// `N rules from M files`, or the error (the previous rules then stay in force).
+    pub result: String,
 }
 
 /// A simulated block, as the deny entries page lists it.
@@ -172,6 +187,67 @@ impl Controls {
         }
         kept.push_back(block);
     }
+
+    /// Keeps the outcome of a reload `by` someone for the status page.
+    pub fn remember_reload(&self, by: &str, result: &Result<String, String>) {
+        let reload = RuleReload {
+            time: chrono::Utc::now(),
+            by: by.to_string(),
+            ok: result.is_ok(),
+            result: match result {
+                Ok(summary) => summary.clone(),
+                Err(why) => why.clone(),
+            },
+        };
+        let mut kept = self
+            .reloads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() >= RELOADS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(reload);
+    }
+
+    /// The kept reloads, newest first.
+    pub fn recent_reloads(&self) -> Vec<RuleReload> {
+        self.reloads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .rev()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Keeps the reloads the rule watcher and SIGHUP make (they are told as notices; a client's
+/// reload is kept by [`api::reload_rules`]).
+async fn watch_reloads(shared: AppState, mut notices: crate::notice::Subscription) {
+    use crate::notice::Notice;
+    let by = |on_sighup: bool| {
+        if on_sighup {
+            "SIGHUP"
+        } else {
+            "the rule files changed"
+        }
+    };
+    while let Some(notice) = notices.recv().await {
+        match notice {
+            Notice::RulesReloaded { summary, on_sighup } => {
+                shared.controls.remember_reload(by(on_sighup), &Ok(summary));
+            }
+            Notice::RulesReloadFailed {
+                error,
+                kept,
+                on_sighup,
+            } => shared.controls.remember_reload(
+                by(on_sighup),
+                &Err(format!("{error}; keeping the previous {kept} rules")),
+            ),
+            Notice::Warning(_) | Notice::Info(_) => {}
+        }
+    }
 }
 
 /// Everything a request handler sees.
@@ -191,6 +267,7 @@ pub type AppState = Arc<Shared>;
 pub struct RunningController {
     server: JoinHandle<()>,
     hub: JoinHandle<()>,
+    reloads: JoinHandle<()>,
     handle: axum_server::Handle<SocketAddr>,
     pub shared: AppState,
 }
@@ -205,6 +282,7 @@ impl RunningController {
         self.handle
             .graceful_shutdown(Some(Duration::from_millis(500)));
         self.hub.abort();
+        self.reloads.abort();
         self.server.abort();
     }
 }
@@ -213,6 +291,7 @@ impl Drop for RunningController {
     fn drop(&mut self) {
         self.handle.shutdown();
         self.hub.abort();
+        self.reloads.abort();
         self.server.abort();
     }
 }
@@ -243,6 +322,8 @@ pub async fn start(
     }
     let audit = audit::AuditLog::open(&settings.audit_log).map_err(ControllerError::Audit)?;
     let controls = controls(config, pipeline, history);
+    // Subscribed before serving, so that no reload after the first page is missed.
+    let notices = crate::notice::subscribe(16, crate::notice::Terminal::Shared);
     let hub = Arc::new(hub::Hub::new(pipeline.recycler()));
     let shared = Arc::new(Shared {
         settings: settings.clone(),
@@ -297,9 +378,11 @@ pub async fn start(
         }
     };
     let hub_task = tokio::spawn(hub::run(hub, batches));
+    let reloads = tokio::spawn(watch_reloads(shared.clone(), notices));
     Ok(RunningController {
         server,
         hub: hub_task,
+        reloads,
         handle,
         shared,
     })
@@ -339,6 +422,7 @@ fn controls(config: &Config, pipeline: &Pipeline, history: Option<PathBuf>) -> C
         history,
         enforce_mode,
         simulated: Mutex::new(std::collections::VecDeque::new()),
+        reloads: Mutex::new(std::collections::VecDeque::new()),
     }
 }
 

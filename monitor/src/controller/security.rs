@@ -289,7 +289,10 @@ fn with_headers(mut response: Response, shared: &AppState) -> Response {
     set(headers, "content-security-policy", CONTENT_SECURITY_POLICY);
     set(headers, "x-content-type-options", "nosniff");
     set(headers, "x-frame-options", "DENY");
-    set(headers, "referrer-policy", "no-referrer");
+    // Not `no-referrer`: under it a browser sends `Origin: null` with every form post and
+    // HTMX request, which the origin check refuses (the dashboard could not log in).
+    // `same-origin` still sends nothing to other sites.
+    set(headers, "referrer-policy", "same-origin");
     set(headers, "cross-origin-opener-policy", "same-origin");
     set(headers, "cross-origin-resource-policy", "same-origin");
     if !headers.contains_key(header::CACHE_CONTROL) {

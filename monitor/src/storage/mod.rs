@@ -35,7 +35,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::event::Event;
 use crate::secure_fs;
 
-pub use query::{Bucket, Cursor, Dimension, Filter, StatsRow, TextMatch};
+pub use query::{Bucket, Cursor, Dimension, Filter, StatsRow, TextMatch, TimelineRow};
 pub use retention::{CHUNK as RETENTION_CHUNK, Retention, Step as RetentionStep, used_bytes};
 pub use row::{HistoryEvent, from_ns, to_ns};
 pub use schema::SCHEMA_VERSION;
@@ -542,6 +542,17 @@ impl History {
         offset_secs: i32,
     ) -> Result<Vec<StatsRow>, StorageError> {
         query::stats(&self.conn, filter, bucket, offset_secs)
+            .map_err(|e| StorageError::from_sqlite(&self.path, &e))
+    }
+
+    /// Events per bucket of `width_secs` (local time `offset_secs` east of UTC) by severity.
+    pub fn timeline(
+        &self,
+        filter: &Filter,
+        width_secs: i64,
+        offset_secs: i32,
+    ) -> Result<Vec<TimelineRow>, StorageError> {
+        query::timeline(&self.conn, filter, width_secs, offset_secs)
             .map_err(|e| StorageError::from_sqlite(&self.path, &e))
     }
 }

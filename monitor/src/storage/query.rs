@@ -522,6 +522,81 @@ fn stats_by(
     Ok(())
 }
 
+/// The events of one bucket of a [timeline](super::History::timeline), by severity (benign,
+/// suspicious, malicious).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineRow {
+    pub start: DateTime<Utc>,
+    pub by_severity: [u64; 3],
+}
+
+/// Events per bucket of `width_secs` (aligned to local time `offset_secs` east of UTC) by
+/// severity, oldest first; buckets without events are left out. `filter`'s limit and cursor
+/// are ignored.
+///
+/// Two GROUP BYs in one read transaction rather than one over `severity` (which no index
+/// covers, so that would read every row of the period): the count of every event, from the
+/// time index where the filter allows, and the count of the suspicious and malicious ones,
+/// from the partial risk index (a severity above benign implies a risk above 0, see
+/// `rules::engine::severity`). Benign is the difference.
+pub(crate) fn timeline(
+    conn: &Connection,
+    filter: &Filter,
+    width_secs: i64,
+    offset_secs: i32,
+) -> rusqlite::Result<Vec<TimelineRow>> {
+    let filter = Filter {
+        limit: None,
+        before: None,
+        ..filter.clone()
+    };
+    let tx = conn
+        .is_autocommit()
+        .then(|| conn.unchecked_transaction())
+        .transpose()?;
+    let generations = Generations::of(conn)?;
+    let width = width_secs.max(1).saturating_mul(1_000_000_000);
+    let offset = i64::from(offset_secs) * 1_000_000_000;
+    let mut buckets: std::collections::BTreeMap<i64, [u64; 3]> = std::collections::BTreeMap::new();
+
+    let query = |w: Where, select: &str, group: &str| -> rusqlite::Result<Vec<(i64, i64, i64)>> {
+        let sql = format!(
+            "SELECT (e.ts + ?) / ? AS b, {select}, count(*) FROM events e WHERE {} \
+             GROUP BY b{group}",
+            w.sql()
+        );
+        let mut params = vec![Value::Integer(offset), Value::Integer(width)];
+        params.extend(w.params);
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(params), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        rows.collect()
+    };
+    for (b, _, n) in query(build_where(&filter, &generations), "0", "")? {
+        buckets.entry(b).or_default()[0] += u64::try_from(n).unwrap_or(0);
+    }
+    let mut risky = build_where(&filter, &generations);
+    risky.terms.push("e.risk > 0".to_string());
+    risky.terms.push("e.severity > 0".to_string());
+    for (b, severity, n) in query(risky, "e.severity", ", e.severity")? {
+        let n = u64::try_from(n).unwrap_or(0);
+        let counts = buckets.entry(b).or_default();
+        counts[if severity >= 2 { 2 } else { 1 }] += n;
+        counts[0] = counts[0].saturating_sub(n);
+    }
+    if let Some(tx) = tx {
+        tx.commit()?;
+    }
+    Ok(buckets
+        .into_iter()
+        .map(|(b, by_severity)| TimelineRow {
+            start: from_ns(b.saturating_mul(width).saturating_sub(offset)),
+            by_severity,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::{Filter, Generations, Value, build_where};

@@ -597,6 +597,70 @@ fn stats_per_hour_and_day() {
 }
 
 #[test]
+fn timeline_counts_each_bucket_by_severity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    write_all(&path, known_set());
+    let h = History::open(&path).expect("open");
+    let rows = |filter: &Filter, width: i64, offset: i32| -> Vec<(String, [u64; 3])> {
+        h.timeline(filter, width, offset)
+            .expect("timeline")
+            .into_iter()
+            .map(|r| (r.start.format("%H:%M").to_string(), r.by_severity))
+            .collect()
+    };
+    let hour = |h: &str, counts: [u64; 3]| (h.to_string(), counts);
+    // 08:00–11:50, an event every 10 minutes; suspicious at 08:50, 09:30 and 11:20, malicious
+    // at 09:00.
+    assert_eq!(
+        rows(&Filter::default(), 3600, 0),
+        vec![
+            hour("08:00", [5, 1, 0]),
+            hour("09:00", [4, 1, 1]),
+            hour("10:00", [6, 0, 0]),
+            hour("11:00", [5, 1, 0]),
+        ]
+    );
+    // Empty buckets are left out; a bucket of 20 minutes aligned to a zone 10 minutes ahead
+    // starts at :50, :10, :30 UTC.
+    let narrow = rows(
+        &Filter {
+            since: Some(base() - Span::minutes(50)),
+            ..Filter::default()
+        },
+        20 * 60,
+        600,
+    );
+    assert_eq!(
+        narrow,
+        vec![
+            hour("11:10", [1, 1, 0]),
+            hour("11:30", [2, 0, 0]),
+            hour("11:50", [1, 0, 0]),
+        ]
+    );
+    // The filter applies; its limit and cursor do not.
+    let risky = Filter {
+        min_risk: Some(0.5),
+        limit: Some(1),
+        before: Some(Cursor { ts_ns: 0, id: 0 }),
+        ..Filter::default()
+    };
+    assert_eq!(rows(&risky, 86_400, 0), vec![hour("00:00", [0, 2, 1])]);
+    assert_eq!(
+        rows(
+            &Filter {
+                types: vec![EventType::NetConnect],
+                ..Filter::default()
+            },
+            86_400,
+            0
+        ),
+        vec![hour("00:00", [5, 0, 1])]
+    );
+}
+
+#[test]
 fn age_retention_deletes_exactly_what_is_old() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("events.db");

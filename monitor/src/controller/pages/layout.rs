@@ -7,7 +7,7 @@ use axum::{
     http::HeaderMap,
     response::{Html, IntoResponse, Response},
 };
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use crate::{
     controller::{AppState, security::Caller},
@@ -90,6 +90,15 @@ pub fn marker(severity: Severity) -> &'static str {
     ui::theme::severity_marker(severity).trim_end()
 }
 
+/// `benign`, `suspicious`, `malicious`.
+pub fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Benign => "benign",
+        Severity::Suspicious => "suspicious",
+        Severity::Malicious => "malicious",
+    }
+}
+
 pub fn severity_class(severity: Severity) -> &'static str {
     match severity {
         Severity::Benign => "sev-0",
@@ -107,27 +116,64 @@ pub fn facts(event: &Event) -> (&'static str, String) {
     }
 }
 
+/// What a block of the event's subject would deny: its destination for a network event,
+/// its program (by path) otherwise. `(form field, value)` for `/ui/simulate` and `/ui/block`;
+/// `None` when there is nothing to name (a program without a known path).
+pub fn block_target(event: &Event) -> Option<(&'static str, String)> {
+    if event.family() == Family::Network
+        && let (Some(ip), Some(port)) = (event.target_ip, event.target_port)
+    {
+        return Some(("connect", std::net::SocketAddr::new(ip, port).to_string()));
+    }
+    event
+        .exe
+        .starts_with('/')
+        .then(|| ("exec", event.exe.clone()))
+}
+
+/// The `hx-vals` of a block action on `event` (JSON; maud escapes it as an attribute).
+pub fn block_vals(event: &Event) -> Option<String> {
+    block_target(event).map(|(field, value)| serde_json::json!({ field: value }).to_string())
+}
+
 /// One event as a row: marker, time, process (linking to its view), operation, facts, risk
-/// and the rules that matched.
+/// and the label (the matched rules' names in its tooltip).
 pub fn event_row(event: &Event) -> Markup {
+    row(event, None)
+}
+
+/// An alert's row, with a "simulate block" button whose outcome goes to `#{result}`.
+pub fn alert_row(event: &Event, result: &str) -> Markup {
+    row(event, Some(result))
+}
+
+fn row(event: &Event, simulate_into: Option<&str>) -> Markup {
     let (op, what) = facts(event);
     let severity = event.analysis.severity;
+    let rules = event.analysis.rules.join(", ");
+    let simulate = simulate_into.zip(block_vals(event));
     html! {
-        div.row.(severity_class(severity)) data-type=(event.event_type.as_str()) {
-            span.marker { (marker(severity)) }
-            span.time { (event.timestamp.format("%H:%M:%S%.3f")) }
+        div.row.(severity_class(severity)) data-type=(event.event_type.as_str()) data-pid=(event.pid) {
+            span.marker title=(severity_name(severity)) { (marker(severity)) }
+            span.time title=(event.timestamp.to_rfc3339()) { (event.timestamp.with_timezone(&chrono::Local).format("%H:%M:%S")) span.ms { (event.timestamp.format("%.3f")) } }
             a.proc href=(format!("/process/{}", event.pid)) title=(clean(&event.exe)) {
                 (clean(&event.process)) " " span.pid { (event.pid) }
             }
             span.op { (op) }
             span.what { (clean(&what)) }
             span.risk { @if event.analysis.risk_score > 0.0 { (format!("{:.2}", event.analysis.risk_score)) } }
-            span.rules {
+            span.rules title=(clean(&rules)) {
                 @if !event.analysis.label.is_empty() && severity != Severity::Benign {
                     (clean(&event.analysis.label))
                 }
             }
             @if event.blocked { span.blocked { "blocked" } }
+            @if let Some((into, vals)) = simulate {
+                span.act {
+                    button.small.simulate type="button" hx-post="/ui/simulate" hx-vals=(vals)
+                        hx-target=(format!("#{into}")) { "simulate block" }
+                }
+            }
         }
     }
 }
@@ -142,9 +188,4 @@ pub fn message(ok: bool, text: &str) -> Markup {
 /// `1234567` → `1.2M`.
 pub fn short(n: u64) -> String {
     ui::short_count(n)
-}
-
-/// Raw markup known to be safe (built here, not from input).
-pub fn trusted(text: &'static str) -> PreEscaped<&'static str> {
-    PreEscaped(text)
 }

@@ -1,7 +1,8 @@
-//! The management pages: rules, probes, deny entries, history and status.
+//! The management pages: rules (switch, reload, hits), probes (switch families) and deny
+//! entries (list, block when enforcing, lift, simulate, the simulated blocks).
 use axum::{
     Extension, Form, Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::HeaderMap,
     response::{Html, IntoResponse, Response},
     routing::{get, post},
@@ -9,56 +10,101 @@ use axum::{
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{
-    TargetForm,
-    layout::{clean, event_row, message, page},
-};
-use crate::controller::{AppState, api, security::Caller};
+use super::layout::{clean, message, page};
+use crate::controller::{AppState, RuleReload, api, security::Caller};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/rules", get(rules_page))
         .route("/ui/rules/reload", post(rules_reload))
-        .route("/ui/rules/{name}", post(rule_switch))
+        .route("/ui/rules/switch", post(rule_switch))
         .route("/probes", get(probes_page))
         .route("/ui/probes/{family}", post(probe_switch))
         .route("/denies", get(denies_page))
         .route("/ui/denies/{id}/remove", post(deny_remove))
-        .route("/history", get(history_page))
-        .route("/status", get(status_page))
 }
 
+/// `to=on|off`.
 #[derive(Deserialize)]
 struct SwitchForm {
-    /// `on` or `off`.
+    to: String,
+}
+
+/// `name=RULE&to=on|off`.
+#[derive(Deserialize)]
+struct RuleSwitchForm {
+    name: String,
     to: String,
 }
 
 // ---- rules --------------------------------------------------------------------------------
 
-fn rules_table(shared: &AppState) -> Markup {
+/// The rules with their switches (`#rules-table`; out of band after a reload).
+fn rules_table(shared: &AppState, problem: Option<&str>, out_of_band: bool) -> Markup {
     let rules = shared.controls.rules.list();
+    let on = rules.iter().filter(|r| r.enabled).count();
     html! {
-        table #rules-table.grid {
-            thead { tr { th { "rule" } th { "hits" } th { "score" } th { "action" } th { "state" } } }
-            tbody {
-                @for rule in &rules {
-                    tr.(if rule.enabled { "on" } else { "off" }) {
-                        td { b { (clean(&rule.name)) } br; small { (clean(&rule.description)) } }
-                        td.num { (rule.hits) }
-                        td.num { (format!("{:.2}", rule.score)) }
-                        td { (rule.action.as_str()) }
-                        td {
-                            button hx-post=(format!("/ui/rules/{}", rule.name))
-                                hx-vals=(serde_json::json!({"to": if rule.enabled { "off" } else { "on" }}).to_string())
-                                hx-target="#rules-table" hx-swap="outerHTML"
-                                data-rule=(rule.name) {
-                                @if rule.enabled { "enabled — disable" } @else { "disabled — enable" }
+        div #rules-table hx-swap-oob=[out_of_band.then_some("true")] {
+            @if let Some(why) = problem { (message(false, why)) }
+            p.count { (rules.len()) " rules, " (on) " enabled · "
+                (rules.iter().map(|r| r.hits).sum::<u64>()) " hits since the monitor started" }
+            div.scroll {
+                table.grid.rules {
+                    thead { tr { th { "rule" } th.num { "hits" } th.num { "score" } th { "action" } th { "state" } } }
+                    tbody {
+                        @for rule in &rules {
+                            tr.(if rule.enabled { "on" } else { "off" }) data-rule=(rule.name) {
+                                td {
+                                    b.rule-name { (clean(&rule.name)) } " " span.label { (clean(&rule.label)) }
+                                    @if !rule.description.is_empty() { br; small { (clean(&rule.description)) } }
+                                }
+                                td.num.hits { (rule.hits) }
+                                td.num { (format!("{:.2}", rule.score)) }
+                                td { (rule.action.as_str()) }
+                                td {
+                                    button.switch type="button" hx-post="/ui/rules/switch"
+                                        hx-vals=(serde_json::json!({"name": rule.name, "to": if rule.enabled { "off" } else { "on" }}).to_string())
+                                        hx-target="#rules-table" hx-swap="outerHTML"
+                                        aria-pressed=(if rule.enabled { "true" } else { "false" })
+                                        title=(if rule.enabled { "enabled: press to switch it off" } else { "disabled: press to switch it on" }) {
+                                        @if rule.enabled { "on" } @else { "off" }
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// The last few reloads, newest first.
+pub fn reloads_list(reloads: &[RuleReload], at_most: usize) -> Markup {
+    html! {
+        @if reloads.is_empty() {
+            p.note { "No reload since the controller started." }
+        } @else {
+            ul.reloads {
+                @for reload in reloads.iter().take(at_most) {
+                    li.(if reload.ok { "ok" } else { "err" }) {
+                        (reload.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S")) " · "
+                        (clean(&reload.by)) " · "
+                        @if reload.ok { "reloaded: " } @else { "FAILED: " }
+                        (clean(&reload.result))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn rules_body(shared: &AppState, result: Option<Markup>) -> Markup {
+    html! {
+        div #rules-reload {
+            @if let Some(result) = result { (result) }
+            h2 { "Recent reloads" }
+            (reloads_list(&shared.controls.recent_reloads(), 5))
         }
     }
 }
@@ -70,11 +116,13 @@ async fn rules_page(
 ) -> Response {
     let body = html! {
         h1 { "Rules" }
+        p { "A rule switched off stops matching at once (until the monitor restarts). A reload re-reads the rule files; if one is broken, the previous rules stay in force." }
         div.actions {
-            button hx-post="/ui/rules/reload" hx-target="#rules-msg" { "Reload the rule files" }
-            div #rules-msg {}
+            button type="button" hx-post="/ui/rules/reload" hx-target="#rules-reload" hx-swap="outerHTML" { "Reload the rule files" }
+            label { "find " input #rule-search type="search" placeholder="name, label, description" autocomplete="off"; }
         }
-        (rules_table(&shared))
+        (rules_body(&shared, None))
+        (rules_table(&shared, None, false))
     };
     page(&shared, &caller, &headers, "/rules", "Rules", body)
 }
@@ -82,14 +130,11 @@ async fn rules_page(
 async fn rule_switch(
     State(shared): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
-    Form(form): Form<SwitchForm>,
+    Form(form): Form<RuleSwitchForm>,
 ) -> Response {
-    let result = api::set_rule(&shared, &caller, &name, form.to == "on");
-    let markup = html! {
-        @if let Err((_, why)) = &result { (message(false, why)) }
-        (rules_table(&shared))
-    };
+    let result = api::set_rule(&shared, &caller, &form.name, form.to == "on");
+    let problem = result.err().map(|(_, why)| why);
+    let markup = rules_table(&shared, problem.as_deref(), false);
     Html(markup.into_string()).into_response()
 }
 
@@ -97,33 +142,60 @@ async fn rules_reload(
     State(shared): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
-    let markup = match api::reload_rules(&shared, &caller) {
+    let result = match api::reload_rules(&shared, &caller) {
         Ok(summary) => message(true, &format!("reloaded: {summary}")),
         Err((_, why)) => message(
             false,
             &format!("reload failed, the previous rules stay in force: {why}"),
         ),
     };
+    let markup = html! {
+        (rules_body(&shared, Some(result)))
+        // The table too: hit counts and switches follow the new rules.
+        (rules_table(&shared, None, true))
+    };
     Html(markup.into_string()).into_response()
 }
 
 // ---- probes -------------------------------------------------------------------------------
 
-fn probes_table(shared: &AppState) -> Markup {
+/// What each family's probes report.
+fn family_covers(family: &str) -> &'static str {
+    match family {
+        "process" => "exec, fork, exit, ptrace, privilege changes",
+        "file" => "opens, writes, renames, deletions, permission changes",
+        "network" => "connects, accepts, listens",
+        "kernel" => "module loads, BPF program loads",
+        _ => "",
+    }
+}
+
+fn probes_table(shared: &AppState, problem: Option<&str>) -> Markup {
     html! {
-        table #probes-table.grid {
-            thead { tr { th { "family" } th { "state" } th {} } }
-            tbody {
-                @for row in api::probe_rows(shared) {
-                    tr.(row.state) {
-                        td { b { (row.family) } }
-                        td { (row.state) @if let Some(why) = &row.why_unavailable { br; small { (clean(why)) } } }
-                        td {
-                            @if row.state == "on" || row.state == "off" {
-                                button hx-post=(format!("/ui/probes/{}", row.family))
-                                    hx-vals=(serde_json::json!({"to": if row.state == "on" { "off" } else { "on" }}).to_string())
-                                    hx-target="#probes-table" hx-swap="outerHTML" data-family=(row.family) {
-                                    @if row.state == "on" { "switch off" } @else { "switch on" }
+        div #probes-table {
+            @if let Some(why) = problem { (message(false, why)) }
+            div.scroll {
+                table.grid.probes {
+                    thead { tr { th { "family" } th { "reports" } th { "state" } th {} } }
+                    tbody {
+                        @for row in api::probe_rows(shared) {
+                            tr.(row.state) data-family=(row.family) {
+                                td { b { (row.family) } }
+                                td { small { (family_covers(row.family)) } }
+                                td.state {
+                                    span.probe-state { (row.state) }
+                                    @if let Some(why) = &row.why_unavailable { br; small.why { (clean(why)) } }
+                                    @if row.state == "replay" { br; small.why { "a recording is served: there are no probes to switch" } }
+                                }
+                                td {
+                                    @if row.state == "on" || row.state == "off" {
+                                        button.switch type="button" hx-post=(format!("/ui/probes/{}", row.family))
+                                            hx-vals=(serde_json::json!({"to": if row.state == "on" { "off" } else { "on" }}).to_string())
+                                            hx-target="#probes-table" hx-swap="outerHTML" data-family=(row.family)
+                                            aria-pressed=(if row.state == "on" { "true" } else { "false" }) {
+                                            @if row.state == "on" { "switch off" } @else { "switch on" }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -141,8 +213,8 @@ async fn probes_page(
 ) -> Response {
     let body = html! {
         h1 { "Probes" }
-        p { "Switching a family off stops its events in the kernel (the programs stay attached and report nothing)." }
-        (probes_table(&shared))
+        p { "Switching a family off stops its events in the kernel: the programs stay attached and report nothing, so nothing of that family is analysed, stored or shown until it is switched on again." }
+        (probes_table(&shared, None))
     };
     page(&shared, &caller, &headers, "/probes", "Probes", body)
 }
@@ -154,16 +226,16 @@ async fn probe_switch(
     Form(form): Form<SwitchForm>,
 ) -> Response {
     let result = api::set_probe(&shared, &caller, &family, form.to == "on");
-    let markup = html! {
-        @if let Err((_, why)) = &result { (message(false, why)) }
-        (probes_table(&shared))
-    };
+    let problem = result.err().map(|(_, why)| why);
+    let markup = probes_table(&shared, problem.as_deref());
     Html(markup.into_string()).into_response()
 }
 
 // ---- deny entries -------------------------------------------------------------------------
 
-fn denies_markup(shared: &AppState) -> Markup {
+/// The kernel's deny entries and the simulated blocks (`#denies`; out of band for a
+/// simulation made from the page's form).
+pub fn denies_lists(shared: &AppState, out_of_band: bool) -> Markup {
     let simulated = shared
         .controls
         .simulated
@@ -174,29 +246,50 @@ fn denies_markup(shared: &AppState) -> Markup {
         .cloned()
         .collect::<Vec<_>>();
     html! {
-        div #denies {
-            p { "Enforcement: " b { (shared.controls.enforce_mode) } }
-            @if let Some(enforcer) = &shared.controls.enforcer {
-                table.grid {
-                    thead { tr { th { "id" } th { "target" } th { "expires" } th { "by" } th { "why" } th {} } }
-                    tbody {
-                        @for deny in enforcer.list() {
-                            tr {
-                                td.num { (deny.id) }
-                                td { (clean(&deny.target)) }
-                                td { @match deny.expires { Some(t) => (t.format("%Y-%m-%d %H:%M:%S UTC")), None => "never" } }
-                                td { (clean(&deny.by)) }
-                                td { (clean(&deny.reason)) }
-                                td { button hx-post=(format!("/ui/denies/{}/remove", deny.id)) hx-target="#denies" hx-swap="outerHTML" { "lift" } }
+        div #denies hx-swap-oob=[out_of_band.then_some("true")] {
+            h2 { "In the kernel" }
+            @match &shared.controls.enforcer {
+                None => p.note { "Real enforcement is off (" (shared.controls.enforce_mode) "): nothing is denied in the kernel. Set "
+                    code { "[response] enforce = true" } " to block for real; simulations work either way." },
+                Some(enforcer) => {
+                    @let denies = enforcer.list();
+                    @if denies.is_empty() {
+                        p.note { "No deny entry." }
+                    } @else {
+                        div.scroll {
+                            table.grid.denies {
+                                thead { tr { th.num { "id" } th { "target" } th { "expires" } th { "by" } th { "why" } th {} } }
+                                tbody {
+                                    @for deny in denies {
+                                        tr {
+                                            td.num { (deny.id) }
+                                            td { (clean(&deny.target)) }
+                                            td { @match deny.expires { Some(t) => (t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S")), None => "never" } }
+                                            td { (clean(&deny.by)) }
+                                            td { (clean(&deny.reason)) }
+                                            td { button type="button" hx-post=(format!("/ui/denies/{}/remove", deny.id)) hx-target="#denies" hx-swap="outerHTML"
+                                                hx-confirm=(format!("Lift deny entry {}?", deny.id)) { "lift" } }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
-            h2 { "Simulated blocks" }
-            ul.simulated {
-                @for block in &simulated {
-                    li { (block.time.format("%H:%M:%S")) " " b { (clean(&block.target)) } ": " (clean(&block.outcome)) }
+            h2 { "Simulated blocks " small { "(newest first; nothing enforced)" } }
+            @if simulated.is_empty() {
+                p.note { "None yet: simulate one with the form above, from an alert on the live page, or from a process's view." }
+            } @else {
+                ul.simulated {
+                    @for block in &simulated {
+                        li {
+                            span.time { (block.time.with_timezone(&chrono::Local).format("%H:%M:%S")) } " "
+                            b.target { (clean(&block.target)) } ": "
+                            span.outcome { (clean(&block.outcome)) }
+                            " " small { "(" (clean(&block.client)) ")" }
+                        }
+                    }
                 }
             }
         }
@@ -208,18 +301,26 @@ async fn denies_page(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Response {
+    let enforcing = shared.controls.enforcer.is_some();
     let body = html! {
         h1 { "Deny entries" }
+        p { "Enforcement: " b.mode { (shared.controls.enforce_mode) } }
         form.deny hx-post="/ui/simulate" hx-target="#deny-result" {
-            label { "program (path or name) " input type="text" name="exec" placeholder="/tmp/dropper"; }
-            label { "or destination " input type="text" name="connect" placeholder="10.0.0.1:443"; }
+            input type="hidden" name="view" value="denies";
+            label { "program (absolute path or name) " input type="text" name="exec" placeholder="/tmp/dropper" autocomplete="off"; }
+            label { "or destination " input type="text" name="connect" placeholder="203.0.113.7:443" autocomplete="off"; }
+            @if enforcing {
+                label title="empty: [response] deny_ttl_secs" { "expires after (s) " input type="number" name="ttl_secs" min="1" placeholder="default" inputmode="numeric"; }
+                label { "why " input type="text" name="reason" placeholder="incident 42" autocomplete="off"; }
+            }
             button type="submit" { "Simulate" }
-            @if shared.controls.enforcer.is_some() {
-                button.danger type="submit" hx-post="/ui/block" hx-target="#deny-result" hx-confirm="Add this deny entry in the kernel?" { "Block" }
+            @if enforcing {
+                button.danger type="submit" hx-post="/ui/block" hx-target="#deny-result"
+                    hx-confirm="Add this deny entry in the kernel?" { "Block" }
             }
         }
-        div #deny-result {}
-        (denies_markup(&shared))
+        div #deny-result aria-live="polite" {}
+        (denies_lists(&shared, false))
     };
     page(&shared, &caller, &headers, "/denies", "Deny entries", body)
 }
@@ -232,72 +333,7 @@ async fn deny_remove(
     let result = api::remove_deny(&shared, &caller, id);
     let markup = html! {
         @if let Err((_, why)) = &result { (message(false, why)) }
-        (denies_markup(&shared))
+        (denies_lists(&shared, false))
     };
     Html(markup.into_string()).into_response()
-}
-
-/// Keeps `TargetForm` used by the deny form's fields.
-#[allow(dead_code)]
-fn _fields(_: TargetForm) {}
-
-// ---- history ------------------------------------------------------------------------------
-
-async fn history_page(
-    State(shared): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    Query(query): Query<api::HistoryQuery>,
-) -> Response {
-    let last = query.last.clone().unwrap_or_else(|| "1h".to_string());
-    let query = api::HistoryQuery {
-        last: (query.since.is_none()).then(|| last.clone()),
-        ..query
-    };
-    let result = api::history_page(&shared, query).await;
-    let body = html! {
-        h1 { "History" }
-        form.history method="get" action="/history" {
-            label { "last " select name="last" {
-                @for (value, name) in [("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")] {
-                    option value=(value) selected[last == value] { (name) }
-                }
-            } }
-            button type="submit" { "Search" }
-        }
-        @match &result {
-            Err((_, why)) => (message(false, why)),
-            Ok(page) => {
-                p { (page.events.len()) " events" @if page.next.is_some() { " (more: narrow the query)" } }
-                div.rows { @for event in &page.events { (event_row(event)) } }
-            }
-        }
-    };
-    page(&shared, &caller, &headers, "/history", "History", body)
-}
-
-// ---- status -------------------------------------------------------------------------------
-
-async fn status_page(
-    State(shared): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-) -> Response {
-    let status = api::status_of(&shared);
-    let body = html! {
-        h1 { "Status" }
-        dl.facts {
-            dt { "host" } dd { (clean(&status.host)) }
-            dt { "version" } dd { (status.version) }
-            dt { "up since" } dd { (status.started) " (" (status.uptime_secs) " s)" }
-            dt { "events" } dd { (status.events_total) " (" (format!("{:.0}", status.events_per_sec_60s)) "/s over a minute)" }
-            dt { "alerts" } dd { (status.alerts_total) }
-            dt { "rules" } dd { (status.rules) }
-            dt { "enforcement" } dd { (status.enforcement) }
-            dt { "web clients" } dd { (status.web_clients) }
-            dt { "lost events" } dd { (status.lost_total)
-                @for (reason, n) in &status.losses { @if n.as_u64().unwrap_or(0) > 0 { br; small { (reason) ": " (n) } } } }
-        }
-    };
-    page(&shared, &caller, &headers, "/status", "Status", body)
 }

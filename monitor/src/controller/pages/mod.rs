@@ -1,11 +1,14 @@
 //! The dashboard: HTML pages rendered here (maud, escaped), made live by HTMX. A page load
 //! gets the whole page, an HTMX request only the fragment it swaps in. Actions post to
 //! `/ui/...` and call the same functions as the JSON API ([`super::api`]).
-use std::collections::BTreeMap;
-
+//!
+//! Files: [`layout`] (the page shell, event rows, markers), [`live_page`] (the live page and
+//! its WebSocket updates), `process` (the process view), `manage` (rules, probes, deny
+//! entries), `history` (search, paging, the chart) and `status`. No markup is built from
+//! input without escaping: there is no `PreEscaped` here.
 use axum::{
     Extension, Form, Router,
-    extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade},
+    extract::{ConnectInfo, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -13,28 +16,32 @@ use axum::{
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
+mod history;
 pub mod layout;
+pub mod live_page;
 mod manage;
+mod process;
+mod status;
 
-use layout::{clean, event_row, message, page, short};
+use layout::message;
 
 use super::{
     AppState, api,
-    hub::is_alert,
-    live::{self, LiveFilter},
     security::{self, Caller, SESSION_COOKIE},
 };
-use crate::{event::Event, response::control::TargetSpec};
+use crate::response::control::TargetSpec;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
-        .route("/", get(live_page))
-        .route("/ui/live", get(live_socket))
-        .route("/process/{pid}", get(process_page))
+        .route("/", get(live_page::live_page))
+        .route("/ui/live", get(live_page::live_socket))
+        .route("/process/{pid}", get(process::process_page))
         .route("/ui/simulate", post(simulate))
         .route("/ui/block", post(block))
+        .route("/history", get(history::history_page))
+        .route("/status", get(status::status_page))
         .merge(manage::routes())
 }
 
@@ -137,215 +144,6 @@ async fn logout(State(shared): State<AppState>, headers: HeaderMap) -> Response 
     response
 }
 
-// ---- live ---------------------------------------------------------------------------------
-
-const TABS: [(&str, &str); 3] = [
-    ("process", "Processes"),
-    ("file", "Files"),
-    ("network", "Network"),
-];
-/// Rows a page load starts with, per tab.
-const INITIAL_ROWS: usize = 100;
-
-fn stats_markup(shared: &AppState, lost: u64) -> Markup {
-    let status = api::status_of(shared);
-    html! {
-        span #live-stats hx-swap-oob="true" {
-            (format!("{:.0}", status.events_per_sec_1s)) " events/s · "
-            (short(status.events_total)) " events · "
-            (short(status.alerts_total)) " alerts · "
-            span.(if status.lost_total + lost > 0 { "lost" } else { "" }) {
-                (short(status.lost_total)) " lost"
-            }
-        }
-    }
-}
-
-async fn live_page(
-    State(shared): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-) -> Response {
-    let recent = shared.hub.recent_events(INITIAL_ROWS * 4, |_| true);
-    let mut by_tab: [Vec<&Event>; 3] = Default::default();
-    for event in &recent {
-        let rows = &mut by_tab[live::tab_of(event)];
-        if rows.len() < INITIAL_ROWS {
-            rows.push(event);
-        }
-    }
-    let alerts = shared.hub.recent_alerts(INITIAL_ROWS);
-    let body = html! {
-        div.live hx-ext="ws" ws-connect="/ui/live" {
-            div.toolbar {
-                (stats_markup(&shared, 0))
-                form #filter ws-send hx-trigger="change, keyup delay:300ms from:#filter-text" {
-                    label { "min risk "
-                        select name="min_risk" {
-                            option value="" { "any" }
-                            option value="0.3" { "≥ 0.3" }
-                            option value="0.6" { "≥ 0.6" }
-                            option value="0.9" { "≥ 0.9" }
-                        }
-                    }
-                    label { "text " input #filter-text type="search" name="text" placeholder="process, path, address"; }
-                }
-                span.ws-state #ws-state { "connecting…" }
-            }
-            div.columns {
-                section.events {
-                    div.tabs role="tablist" {
-                        @for (i, (id, name)) in TABS.iter().enumerate() {
-                            button type="button" role="tab" data-tab=(id) aria-selected=(if i == 0 { "true" } else { "false" }) { (name) }
-                        }
-                    }
-                    @for (i, (id, _)) in TABS.iter().enumerate() {
-                        div.tab-panel #{"tab-" (id)} hidden[i != 0] {
-                            div.rows #{"rows-" (id)} {
-                                @for event in &by_tab[i] { (event_row(event)) }
-                            }
-                        }
-                    }
-                }
-                aside.alerts {
-                    h2 { "Alerts" }
-                    div.rows #rows-alerts {
-                        @for event in &alerts { (event_row(event)) }
-                    }
-                }
-            }
-        }
-    };
-    page(&shared, &caller, &headers, "/", "Live", body)
-}
-
-async fn live_socket(
-    State(shared): State<AppState>,
-    Query(filter): Query<LiveFilter>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let filter = filter.compile().unwrap_or_default();
-    let Some(feed) = shared.hub.subscribe() else {
-        return security::error(StatusCode::SERVICE_UNAVAILABLE, "too many live clients");
-    };
-    upgrade
-        .max_message_size(live::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| live::html_session(socket, feed, filter, shared))
-}
-
-/// One flush of the live stream: the new rows of each tab and the new alerts (newest first),
-/// the figures, and a note when rows were skipped or lost. `None` when there is nothing new.
-pub fn live_update(
-    shared: &AppState,
-    pending: &mut [Vec<Event>; 3],
-    alerts: &mut Vec<Event>,
-    skipped: u64,
-    lost: Option<u64>,
-) -> Option<String> {
-    let nothing_new = pending.iter().all(Vec::is_empty) && alerts.is_empty() && lost.is_none();
-    let markup = html! {
-        @for (i, (id, _)) in TABS.iter().enumerate() {
-            @if !pending[i].is_empty() {
-                div #{"rows-" (id)} hx-swap-oob="afterbegin" {
-                    @for event in pending[i].iter().rev() { (event_row(event)) }
-                }
-            }
-        }
-        @if !alerts.is_empty() {
-            div #rows-alerts hx-swap-oob="afterbegin" {
-                @for event in alerts.iter().rev() { (event_row(event)) }
-            }
-        }
-        (stats_markup(shared, lost.unwrap_or(0)))
-        span #ws-state hx-swap-oob="true" {
-            @match lost {
-                Some(n) => span.lost { "live · this page lost " (n) " events (too slow)" },
-                None if skipped > 0 => { "live · busy: showing the newest rows" },
-                None => { "live" },
-            }
-        }
-    };
-    for rows in pending.iter_mut() {
-        rows.clear();
-    }
-    alerts.clear();
-    (!nothing_new || skipped > 0).then(|| markup.into_string())
-}
-
-// ---- process view -------------------------------------------------------------------------
-
-async fn process_page(
-    State(shared): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    Path(pid): Path<u32>,
-) -> Response {
-    let events = shared.hub.recent_events(200, |e| e.pid == pid);
-    let rules: BTreeMap<String, String> = shared
-        .controls
-        .rules
-        .list()
-        .into_iter()
-        .map(|r| (r.name, r.description))
-        .collect();
-    let latest = events.first();
-    let body = html! {
-        h1 { "Process " (pid) }
-        @match latest {
-            None => p { "No recent event of this process (the live view keeps the last few thousand events; the history page searches the database: "
-                a href=(format!("/history?pid={pid}&last=24h")) { "its last 24 hours" } ")." },
-            Some(e) => {
-                dl.facts {
-                    dt { "name" } dd { (clean(&e.process)) }
-                    dt { "executable" } dd { (clean(&e.exe)) }
-                    dt { "command line" } dd { (clean(&e.cmdline)) }
-                    dt { "user" } dd { (clean(&e.user)) " (" (e.uid) ")" }
-                    dt { "parent" } dd { (clean(&e.parent_process)) " (" a href=(format!("/process/{}", e.ppid)) { (e.ppid) } ")" }
-                    dt { "ancestry" } dd.ancestry {
-                        (clean(&e.process))
-                        @for name in &e.ancestors { " ← " (clean(name)) }
-                    }
-                    dt { "accumulated risk" } dd { (format!("{:.2}", e.analysis.process_risk)) }
-                }
-                div.actions {
-                    button hx-post="/ui/simulate" hx-vals=(serde_json::json!({"exec": e.exe}).to_string()) hx-target="#action-result" {
-                        "Simulate blocking " (clean(&e.exe))
-                    }
-                    @if shared.controls.enforcer.is_some() {
-                        button.danger hx-post="/ui/block" hx-vals=(serde_json::json!({"exec": e.exe}).to_string())
-                            hx-target="#action-result" hx-confirm=(format!("Deny {} (killed at every further exec)?", clean(&e.exe))) {
-                            "Block"
-                        }
-                    }
-                    div #action-result {}
-                }
-                h2 { "Its recent events" }
-                div.rows {
-                    @for event in &events {
-                        (event_row(event))
-                        @if !event.analysis.rules.is_empty() {
-                            ul.why {
-                                @for rule in &event.analysis.rules {
-                                    li { b { (clean(rule)) } ": " (clean(rules.get(rule).map(String::as_str).unwrap_or("(rule no longer loaded)"))) }
-                                }
-                                li.how { "risk " (format!("{:.2}", event.analysis.risk_score)) " from the rules' scores (" (clean(&event.analysis.detection_method)) "); the process's accumulated risk became " (format!("{:.2}", event.analysis.process_risk)) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    page(
-        &shared,
-        &caller,
-        &headers,
-        "/",
-        &format!("Process {pid}"),
-        body,
-    )
-}
-
 // ---- actions ------------------------------------------------------------------------------
 
 /// `exec=PATH_OR_NAME` or `connect=ADDR` (a form, or HTMX `hx-vals`).
@@ -357,6 +155,9 @@ pub struct TargetForm {
     ttl_secs: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    /// `denies` from the deny entries page: its lists are redone too.
+    #[serde(default)]
+    view: Option<String>,
 }
 
 impl TargetForm {
@@ -381,9 +182,12 @@ async fn simulate(
         .target()
         .map_err(|e| (StatusCode::BAD_REQUEST, e))
         .and_then(|target| api::simulate_deny(&shared, &caller, &target));
-    let markup = match result {
-        Ok(block) => message(true, &block.outcome),
-        Err((_, why)) => message(false, &why),
+    let markup = html! {
+        @match result {
+            Ok(block) => (message(true, &block.outcome)),
+            Err((_, why)) => (message(false, &why)),
+        }
+        @if form.view.as_deref() == Some("denies") { (manage::denies_lists(&shared, true)) }
     };
     Html(markup.into_string()).into_response()
 }
@@ -411,10 +215,9 @@ async fn block(
         ),
         Err((_, why)) => message(false, &why),
     };
+    let markup = html! {
+        (markup)
+        @if form.view.as_deref() == Some("denies") { (manage::denies_lists(&shared, true)) }
+    };
     Html(markup.into_string()).into_response()
-}
-
-/// Whether an event is worth the alerts column (re-exported for the pages).
-pub fn alert(event: &Event) -> bool {
-    is_alert(event)
 }
