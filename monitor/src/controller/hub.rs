@@ -1,13 +1,16 @@
 //! The controller's end of the pipeline: one task takes the analysed batches from the
-//! controller's [`Subscriber`](crate::pipeline::Subscriber) queue and hands each to every live
-//! WebSocket client through a bounded queue of the client's own. A client whose queue is full
-//! loses that batch (counted, and told as `lost N events`); nobody waits for it. The hub also
-//! keeps what a page load shows: the most recent events, the recent alerts, rates and counts.
+//! controller's [`Subscriber`](crate::pipeline::Subscriber) queue and publishes each on one
+//! bounded broadcast ring of [`CLIENT_BATCHES`] batches that every live WebSocket client reads
+//! at its own pace. A client that falls a whole ring behind skips ahead and is told how many
+//! events it lost (`lost N events`); nobody waits for it, and memory is one ring however many
+//! clients there are (with a queue per client, twenty slow clients pinned twenty queues of
+//! batches). The hub also keeps what a page load shows: the most recent events, the recent
+//! alerts, rates and counts.
 use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex, OnceLock, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Instant,
 };
@@ -15,14 +18,15 @@ use std::{
 use axum::extract::ws::Utf8Bytes;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::{
     event::{Event, Family, Severity},
     pipeline::{Batch, Recycler},
 };
 
-/// Batches a WebSocket client's queue holds (a batch is at most a reader batch, 4096 events).
+/// Batches the broadcast ring holds (a batch is at most a reader batch, 4096 events): how far
+/// a client may fall behind before it loses events.
 pub const CLIENT_BATCHES: usize = 16;
 /// WebSocket clients served at once; more are refused with 503.
 pub const MAX_CLIENTS: usize = 64;
@@ -38,6 +42,9 @@ const RATE_SAMPLES: usize = 60;
 /// clients must not serialise every event twenty times).
 pub struct Published {
     pub batch: Batch,
+    /// Events published before this batch: a client that skipped ahead counts its losses
+    /// from it.
+    offset: u64,
     json: OnceLock<Utf8Bytes>,
 }
 
@@ -58,17 +65,63 @@ pub fn events_message(events: &[&Event]) -> String {
     serde_json::json!({ "type": "events", "events": events }).to_string()
 }
 
-/// One client's queue and its loss counter.
-struct Client {
-    tx: mpsc::Sender<Arc<Published>>,
-    lost: Arc<AtomicU64>,
-}
-
 /// What a client receives: batches, and the number of events it lost so far.
 pub struct ClientFeed {
     pub id: u64,
-    pub batches: mpsc::Receiver<Arc<Published>>,
+    rx: broadcast::Receiver<Arc<Published>>,
+    /// Events received or lost so far, as an offset in the published stream.
+    next_offset: u64,
     pub lost: Arc<AtomicU64>,
+    _slot: ClientSlot,
+}
+
+impl ClientFeed {
+    /// The next batch (after any this client fell too far behind to get, counted in
+    /// `lost`), or `None` once the hub has stopped.
+    pub async fn recv(&mut self) -> Option<Arc<Published>> {
+        loop {
+            match self.rx.recv().await {
+                Ok(published) => return Some(self.account(published)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// A batch already waiting, if any.
+    pub fn try_recv(&mut self) -> Option<Arc<Published>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(published) => return Some(self.account(published)),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn account(&mut self, published: Arc<Published>) -> Arc<Published> {
+        if published.offset > self.next_offset {
+            self.lost
+                .fetch_add(published.offset - self.next_offset, Ordering::Relaxed);
+        }
+        self.next_offset = published.offset + published.batch.len() as u64;
+        published
+    }
+}
+
+/// Holds one of the [`MAX_CLIENTS`] places while a client is connected.
+struct ClientSlot(Arc<AtomicUsize>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The broadcast side: the ring, and how many events went through it.
+struct Stream {
+    tx: broadcast::Sender<Arc<Published>>,
+    published: u64,
 }
 
 /// Counters since the start.
@@ -91,7 +144,8 @@ struct Recent {
 }
 
 pub struct Hub {
-    clients: Mutex<Vec<Client>>,
+    stream: Mutex<Stream>,
+    clients: Arc<AtomicUsize>,
     next_id: AtomicU64,
     recent: Mutex<Recent>,
     recycler: Recycler,
@@ -101,8 +155,10 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(recycler: Recycler) -> Hub {
+        let (tx, _) = broadcast::channel(CLIENT_BATCHES);
         Hub {
-            clients: Mutex::new(Vec::new()),
+            stream: Mutex::new(Stream { tx, published: 0 }),
+            clients: Arc::new(AtomicUsize::new(0)),
             next_id: AtomicU64::new(1),
             recent: Mutex::new(Recent::default()),
             recycler,
@@ -113,24 +169,23 @@ impl Hub {
 
     /// A new client's feed, or `None` when [`MAX_CLIENTS`] are connected.
     pub fn subscribe(&self) -> Option<ClientFeed> {
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        clients.retain(|c| !c.tx.is_closed());
-        if clients.len() >= MAX_CLIENTS {
+        let taken = self.clients.fetch_add(1, Ordering::Relaxed);
+        let slot = ClientSlot(self.clients.clone());
+        if taken >= MAX_CLIENTS {
             return None;
         }
-        let (tx, batches) = mpsc::channel(CLIENT_BATCHES);
-        let lost = Arc::new(AtomicU64::new(0));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        clients.push(Client {
-            tx,
-            lost: lost.clone(),
-        });
-        Some(ClientFeed { id, batches, lost })
+        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(ClientFeed {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            rx: stream.tx.subscribe(),
+            next_offset: stream.published,
+            lost: Arc::new(AtomicU64::new(0)),
+            _slot: slot,
+        })
     }
 
     pub fn clients(&self) -> usize {
-        let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        clients.iter().filter(|c| !c.tx.is_closed()).count()
+        self.clients.load(Ordering::Relaxed)
     }
 
     /// Takes one analysed batch: to every client (or its loss counter), then into the recent
@@ -140,19 +195,15 @@ impl Hub {
             return;
         }
         {
-            let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
             let published = Arc::new(Published {
                 batch: batch.clone(),
+                offset: stream.published,
                 json: OnceLock::new(),
             });
-            clients.retain(|client| match client.tx.try_send(published.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    client.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    true
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
+            stream.published += batch.len() as u64;
+            // No receiver: nobody is watching, nothing to do.
+            let _ = stream.tx.send(published);
         }
         let evicted = self.remember(batch);
         for batch in evicted {
@@ -286,18 +337,36 @@ mod tests {
     async fn a_slow_client_loses_batches_and_others_do_not_wait() {
         let (recycler, _rx) = Recycler::new();
         let hub = Hub::new(recycler);
-        let slow = hub.subscribe().map(|f| (f.batches, f.lost));
-        let fast = hub.subscribe();
-        let (Some((_slow_rx, slow_lost)), Some(mut fast)) = (slow, fast) else {
+        let (Some(mut slow), Some(mut fast)) = (hub.subscribe(), hub.subscribe()) else {
             panic!("subscribing failed");
         };
         for _ in 0..CLIENT_BATCHES + 3 {
             hub.publish(batch(10));
-            assert!(fast.batches.try_recv().is_ok());
+            assert!(fast.try_recv().is_some());
         }
-        assert_eq!(slow_lost.load(Ordering::Relaxed), 30);
+        // The slow one reads now: the three oldest batches are gone, and counted.
+        let mut received = 0;
+        while let Some(published) = slow.try_recv() {
+            received += published.batch.len();
+        }
+        assert_eq!(received, CLIENT_BATCHES * 10);
+        assert_eq!(slow.lost.load(Ordering::Relaxed), 30);
         assert_eq!(fast.lost.load(Ordering::Relaxed), 0);
         assert_eq!(hub.totals().events, (CLIENT_BATCHES as u64 + 3) * 10);
+        assert_eq!(hub.clients(), 2);
+        drop(slow);
+        assert_eq!(hub.clients(), 1);
+    }
+
+    #[tokio::test]
+    async fn clients_are_limited() {
+        let (recycler, _rx) = Recycler::new();
+        let hub = Hub::new(recycler);
+        let feeds: Vec<ClientFeed> = (0..MAX_CLIENTS).filter_map(|_| hub.subscribe()).collect();
+        assert_eq!(feeds.len(), MAX_CLIENTS);
+        assert!(hub.subscribe().is_none());
+        drop(feeds);
+        assert!(hub.subscribe().is_some());
     }
 
     #[tokio::test]

@@ -234,7 +234,7 @@ pub async fn json_session(mut socket: WebSocket, mut feed: ClientFeed, filter: C
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            batch = feed.batches.recv() => {
+            batch = feed.recv() => {
                 let Some(batch) = batch else { break };
                 if !tell_losses(&mut socket, &feed, &mut reported).await { break }
                 let text = if filter.is_everything() {
@@ -291,7 +291,7 @@ pub async fn html_session(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            batch = feed.batches.recv() => {
+            batch = feed.recv() => {
                 let Some(batch) = batch else { break };
                 take_newest(&batch.batch, &filter, &mut pending, &mut alerts, &mut skipped);
             }
@@ -313,7 +313,7 @@ pub async fn html_session(
                             filter = compiled;
                             described = words;
                             // What is queued is in the hub's recent events already.
-                            while feed.batches.try_recv().is_ok() {}
+                            while feed.try_recv().is_some() {}
                             for rows in &mut pending {
                                 rows.clear();
                             }

@@ -23,7 +23,7 @@ use std::{
 };
 
 use axum::Router;
-use tokio::{sync::Semaphore, task::JoinHandle};
+use tokio::sync::Semaphore;
 
 pub mod api;
 pub mod assets;
@@ -265,39 +265,59 @@ pub type AppState = Arc<Shared>;
 
 /// A running controller; [`RunningController::stop`] (or dropping it) stops serving.
 pub struct RunningController {
-    server: JoinHandle<()>,
-    hub: JoinHandle<()>,
-    reloads: JoinHandle<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
     handle: axum_server::Handle<SocketAddr>,
+    local_addr: SocketAddr,
     pub shared: AppState,
 }
 
 impl RunningController {
     /// Where it listens (the port chosen when `listen` asked for port 0).
-    pub async fn local_addr(&self) -> Option<SocketAddr> {
-        self.handle.listening().await
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
-    pub fn stop(self) {
-        self.handle
-            .graceful_shutdown(Some(Duration::from_millis(500)));
-        self.hub.abort();
-        self.reloads.abort();
-        self.server.abort();
+    /// Stops serving (connections are closed) and waits for the controller's thread.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        self.handle.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 impl Drop for RunningController {
     fn drop(&mut self) {
-        self.handle.shutdown();
-        self.hub.abort();
-        self.reloads.abort();
-        self.server.abort();
+        self.shut_down();
     }
 }
 
-/// Starts serving on the current runtime. `batches` is the controller's queue from the
-/// pipeline ([`crate::pipeline::FrontEnd::Queue`]).
+/// The controller's threads run at this nice value: the web is best effort, and under a flood
+/// the kernel reader and the driver (nice 0) come first. (With the controller on the
+/// runtime's two workers, twenty WebSocket clients reading everything made the kernel drop
+/// events: its work delayed the reader.)
+const WEB_NICE: libc::c_int = 10;
+
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions; setpriority(PRIO_PROCESS, tid) changes only the
+    // calling thread's nice value and fails harmlessly (ignored) without CAP_SYS_NICE.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, WEB_NICE);
+    }
+}
+
+/// How long the controller's runtime may take to end its tasks once serving stopped (a
+/// history query on its blocking thread included).
+const RUNTIME_STOP: Duration = Duration::from_secs(1);
+
+/// Starts serving on a thread of its own, with a current-thread runtime at a lower priority
+/// ([`WEB_NICE`]), and returns once it listens (or why it cannot). `batches` is the
+/// controller's queue from the pipeline ([`crate::pipeline::FrontEnd::Queue`]).
 pub async fn start(
     settings: Settings,
     config: &Config,
@@ -334,58 +354,124 @@ pub async fn start(
         host: hostname(),
         requests: Semaphore::new(MAX_REQUESTS),
     });
-    let app = router(shared.clone());
-    let handle = axum_server::Handle::new();
-    let listener =
-        std::net::TcpListener::bind(settings.listen).map_err(|error| ControllerError::Bind {
-            addr: settings.listen,
-            error,
-        })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|error| ControllerError::Bind {
-            addr: settings.listen,
-            error,
-        })?;
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = match &settings.tls {
-        Some((cert, key)) => {
-            let tls = tls_config(cert, key).await?;
-            let server = axum_server::from_tcp_rustls(listener, tls)
-                .map_err(|error| ControllerError::Bind {
-                    addr: settings.listen,
-                    error,
-                })?
-                .handle(handle.clone());
-            tokio::spawn(async move {
-                if let Err(e) = server.serve(service).await {
-                    crate::notice::warn(format!("controller: stopped serving: {e}"));
-                }
-            })
-        }
-        None => {
-            let server = axum_server::from_tcp(listener)
-                .map_err(|error| ControllerError::Bind {
-                    addr: settings.listen,
-                    error,
-                })?
-                .handle(handle.clone());
-            tokio::spawn(async move {
-                if let Err(e) = server.serve(service).await {
-                    crate::notice::warn(format!("controller: stopped serving: {e}"));
-                }
-            })
-        }
+    let bind_error = |error| ControllerError::Bind {
+        addr: settings.listen,
+        error,
     };
-    let hub_task = tokio::spawn(hub::run(hub, batches));
-    let reloads = tokio::spawn(watch_reloads(shared.clone(), notices));
-    Ok(RunningController {
-        server,
-        hub: hub_task,
-        reloads,
+    let listener = std::net::TcpListener::bind(settings.listen).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+    let handle = axum_server::Handle::new();
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let serving = Serving {
+        shared: shared.clone(),
+        handle: handle.clone(),
+        listener,
+        hub,
+        batches,
+        notices,
+    };
+    let thread = std::thread::Builder::new()
+        .name("secmon-web".into())
+        .spawn(move || serving.run(ready_tx))
+        .map_err(bind_error)?;
+    let mut running = RunningController {
+        thread: Some(thread),
         handle,
+        local_addr,
         shared,
-    })
+    };
+    match ready.await {
+        Ok(Ok(())) => Ok(running),
+        Ok(Err(e)) => {
+            running.shut_down();
+            Err(e)
+        }
+        Err(_) => {
+            running.shut_down();
+            Err(ControllerError::Tls(
+                "the controller's thread ended before serving".to_string(),
+            ))
+        }
+    }
+}
+
+/// What the controller's thread runs.
+struct Serving {
+    shared: AppState,
+    handle: axum_server::Handle<SocketAddr>,
+    listener: std::net::TcpListener,
+    hub: Arc<hub::Hub>,
+    batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
+    notices: crate::notice::Subscription,
+}
+
+impl Serving {
+    fn run(self, ready: tokio::sync::oneshot::Sender<Result<(), ControllerError>>) {
+        lower_priority();
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_start(lower_priority)
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = ready.send(Err(ControllerError::Tls(format!(
+                    "cannot start the controller's runtime: {e}"
+                ))));
+                return;
+            }
+        };
+        runtime.block_on(self.serve(ready));
+        runtime.shutdown_timeout(RUNTIME_STOP);
+    }
+
+    async fn serve(self, ready: tokio::sync::oneshot::Sender<Result<(), ControllerError>>) {
+        let Serving {
+            shared,
+            handle,
+            listener,
+            hub,
+            batches,
+            notices,
+        } = self;
+        let addr = shared.settings.listen;
+        let bind_error = |error| ControllerError::Bind { addr, error };
+        let service = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(hub::run(hub, batches));
+        tokio::spawn(watch_reloads(shared.clone(), notices));
+        let served = match shared.settings.tls.clone() {
+            Some((cert, key)) => {
+                let server = match tls_config(&cert, &key).await {
+                    Ok(tls) => axum_server::from_tcp_rustls(listener, tls).map_err(bind_error),
+                    Err(e) => Err(e),
+                };
+                match server {
+                    Ok(server) => {
+                        let _ = ready.send(Ok(()));
+                        server.handle(handle).serve(service).await
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                }
+            }
+            None => match axum_server::from_tcp(listener).map_err(bind_error) {
+                Ok(server) => {
+                    let _ = ready.send(Ok(()));
+                    server.handle(handle).serve(service).await
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            },
+        };
+        if let Err(e) = served {
+            crate::notice::warn(format!("controller: stopped serving: {e}"));
+        }
+    }
 }
 
 async fn tls_config(
@@ -480,10 +566,7 @@ impl Companion for ControllerCompanion {
             let running = start(self.settings, &self.config, pipeline, self.history, batches)
                 .await
                 .map_err(|e| e.to_string())?;
-            let url = match running.local_addr().await {
-                Some(addr) => running.shared.settings.url_for(addr),
-                None => running.shared.settings.url(),
-            };
+            let url = running.shared.settings.url_for(running.local_addr());
             crate::notice::info(format!(
                 "controller: serving {url} (log in with the token in {}, root only)",
                 token_file.display()

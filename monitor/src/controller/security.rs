@@ -58,7 +58,8 @@ pub async fn layer(
             &shared,
         );
     };
-    let answer = match check(&shared, addr, &request) {
+    let has_body = request_has_body(request.headers());
+    let mut answer = match check(&shared, addr, &request) {
         Ok(caller) => {
             if let Some(caller) = caller {
                 request.extensions_mut().insert(caller);
@@ -67,7 +68,24 @@ pub async fn layer(
         }
         Err(refusal) => *refusal,
     };
+    // A refusal may leave the body unread, and then the connection cannot carry another
+    // request: say so, or a client that pools connections sends its next request on one the
+    // server is closing ("peer disconnected").
+    if has_body && (answer.status().is_client_error() || answer.status().is_server_error()) {
+        answer
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     with_headers(answer, &shared)
+}
+
+fn request_has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
 }
 
 /// `Ok(Some(caller))` for an authenticated request, `Ok(None)` for a public path, or the
