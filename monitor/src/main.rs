@@ -192,6 +192,7 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let (config, source) = Config::load_or_default(cli.config.as_deref())?;
+    let settings = controller_settings(cli, &config)?;
     let speed = cli.speed.unwrap_or_default();
     let replay = Replay::open(recording, speed)?;
     let options = RunOptions {
@@ -222,7 +223,6 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
-    let settings = controller_settings(cli, &config)?;
     let companion = companion(settings.clone(), &config, &options, serve_only);
     let source = SourceSpec::Replay(Box::new(replay));
     let (summary, verb) = if let (true, Some(settings)) = (serve_only, settings) {

@@ -16,7 +16,7 @@ use std::{
     fs,
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpStream},
-    os::unix::process::ExitStatusExt,
+    os::unix::{fs::PermissionsExt, process::ExitStatusExt},
     path::{Path, PathBuf},
     process::Command,
     sync::{Arc, Condvar, Mutex, PoisonError},
@@ -1459,6 +1459,40 @@ fn tls_serves_https_only_with_secure_cookies() {
         text.contains("tls_cert and tls_key go together: tls_key is missing"),
         "{text}"
     );
+
+    // A key others may read, and a certificate that is no PEM, are refused before anything
+    // starts (no `ready`, no probes).
+    let readable_key = dir.join("readable-key.pem");
+    fs::copy(&key, &readable_key).expect("copy the key");
+    fs::set_permissions(&readable_key, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let not_pem = dir.join("not-pem.pem");
+    fs::write(&not_pem, "hello\n").expect("write");
+    for (cert_path, key_path, expected) in [
+        (&cert, &readable_key, "readable or writable by other users"),
+        (&not_pem, &key, "no PEM certificate"),
+    ] {
+        let config = controller_config(
+            &dir,
+            &format!(
+                "tls_cert = {:?}\ntls_key = {:?}",
+                path_str(cert_path),
+                path_str(key_path)
+            ),
+            "[storage]\nenabled = false",
+        );
+        let config_s = path_str(&config);
+        let refused = Instance::start(&[
+            "serve", "--replay", &recording, "--config", &config_s, "--rules", &rules,
+        ]);
+        let (status, _, stderr) = refused.finish(STOP_TIMEOUT);
+        let text = stderr.join("\n");
+        assert!(!status.success(), "{text}");
+        assert!(text.contains(expected), "{expected}: {text}");
+        assert!(
+            !text.contains("replaying"),
+            "refused only after starting: {text}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -119,6 +119,9 @@ impl Settings {
         if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.insecure_http {
             return Err(ControllerError::NeedsTls(self.listen));
         }
+        if let Some((cert, key)) = &self.tls {
+            check_tls_files(cert, key)?;
+        }
         Ok(())
     }
 
@@ -472,6 +475,36 @@ impl Serving {
             crate::notice::warn(format!("controller: stopped serving: {e}"));
         }
     }
+}
+
+/// Reads the certificate chain and the key before anything starts, so that a wrong path or a
+/// file that is not PEM is said at once, not after the probes are attached; a key file that
+/// others may read is refused (whoever reads it can pose as this controller).
+fn check_tls_files(cert: &std::path::Path, key: &std::path::Path) -> Result<(), ControllerError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    use std::os::unix::fs::PermissionsExt;
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ControllerError::Tls(format!("tls_cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ControllerError::Tls(format!(
+            "tls_cert {}: no PEM certificate in it",
+            cert.display()
+        )));
+    }
+    PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ControllerError::Tls(format!("tls_key {}: {e}", key.display())))?;
+    let mode = std::fs::metadata(key)
+        .map(|m| m.permissions().mode())
+        .map_err(|e| ControllerError::Tls(format!("tls_key {}: {e}", key.display())))?;
+    if mode & 0o077 != 0 {
+        return Err(ControllerError::Tls(format!(
+            "tls_key {}: readable or writable by other users (mode {:o}); chmod 600 it",
+            key.display(),
+            mode & 0o777
+        )));
+    }
+    Ok(())
 }
 
 async fn tls_config(
