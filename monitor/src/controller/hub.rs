@@ -27,7 +27,7 @@ use crate::{
 
 /// Batches the broadcast ring holds (a batch is at most a reader batch, 4096 events): how far
 /// a client may fall behind before it loses events.
-pub const CLIENT_BATCHES: usize = 16;
+pub const CLIENT_BATCHES: usize = 8;
 /// WebSocket clients served at once; more are refused with 503.
 pub const MAX_CLIENTS: usize = 64;
 /// Recent events kept for page loads and the process view (in whole batches).
@@ -45,24 +45,35 @@ pub struct Published {
     /// Events published before this batch: a client that skipped ahead counts its losses
     /// from it.
     offset: u64,
-    json: OnceLock<Utf8Bytes>,
+    json: OnceLock<Vec<Utf8Bytes>>,
 }
 
+/// Events per WebSocket message: a message is copied whole into each client's write buffer,
+/// so a reader batch (4096 events, a few MB of JSON) as one message cost every client that
+/// much memory while it was being sent.
+pub const EVENTS_PER_MESSAGE: usize = 256;
+
 impl Published {
-    /// `{"type":"events","events":[…every event…]}`.
-    pub fn all_events_json(&self) -> Utf8Bytes {
+    /// `{"type":"events","events":[…]}` messages holding every event of the batch, at most
+    /// [`EVENTS_PER_MESSAGE`] each.
+    pub fn all_events_json(&self) -> Vec<Utf8Bytes> {
         self.json
             .get_or_init(|| {
                 let events: Vec<&Event> = self.batch.iter().collect();
-                Utf8Bytes::from(events_message(&events))
+                events_messages(&events)
             })
             .clone()
     }
 }
 
-/// The API stream's message for `events`.
-pub fn events_message(events: &[&Event]) -> String {
-    serde_json::json!({ "type": "events", "events": events }).to_string()
+/// The API stream's messages for `events`, at most [`EVENTS_PER_MESSAGE`] each.
+pub fn events_messages(events: &[&Event]) -> Vec<Utf8Bytes> {
+    events
+        .chunks(EVENTS_PER_MESSAGE)
+        .map(|part| {
+            Utf8Bytes::from(serde_json::json!({ "type": "events", "events": part }).to_string())
+        })
+        .collect()
 }
 
 /// What a client receives: batches, and the number of events it lost so far.

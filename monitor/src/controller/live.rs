@@ -8,7 +8,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::hub::{ClientFeed, events_message, family_index, is_alert};
+use super::hub::{ClientFeed, events_messages, family_index, is_alert};
 use crate::event::{Event, EventType, Family};
 
 /// Largest message accepted from a client (filters only).
@@ -223,7 +223,8 @@ fn new_losses(feed: &ClientFeed, reported: &mut u64) -> Option<u64> {
     })
 }
 
-/// The API's live stream: `{"type":"events","events":[…]}` per analysed batch (only the
+/// The API's live stream: `{"type":"events","events":[…]}` per analysed batch, or per
+/// part of one (at most [`super::hub::EVENTS_PER_MESSAGE`] events; only the
 /// events that pass the filter), and `{"type":"lost","events":N,"total":T}` when this client's
 /// queue overflowed.
 pub async fn json_session(mut socket: WebSocket, mut feed: ClientFeed, filter: Compiled) {
@@ -237,16 +238,22 @@ pub async fn json_session(mut socket: WebSocket, mut feed: ClientFeed, filter: C
             batch = feed.recv() => {
                 let Some(batch) = batch else { break };
                 if !tell_losses(&mut socket, &feed, &mut reported).await { break }
-                let text = if filter.is_everything() {
+                let messages = if filter.is_everything() {
                     batch.all_events_json()
                 } else {
                     let matched: Vec<&Event> =
                         batch.batch.iter().filter(|e| filter.matches(e)).collect();
-                    if matched.is_empty() { continue }
-                    Utf8Bytes::from(events_message(&matched))
+                    events_messages(&matched)
                 };
                 drop(batch);
-                if !send_bytes(&mut socket, text).await { break }
+                let mut gone = false;
+                for text in messages {
+                    if !send_bytes(&mut socket, text).await {
+                        gone = true;
+                        break;
+                    }
+                }
+                if gone { break }
             }
             _ = tick.tick() => {
                 if !tell_losses(&mut socket, &feed, &mut reported).await { break }

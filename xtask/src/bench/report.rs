@@ -509,7 +509,7 @@ fn render_web(s: &mut String, w: &WebResult) {
         let extra_kib = c.peak_kib.saturating_sub(a.peak_kib);
         let _ = writeln!(
             s,
-            "\nWith {} clients: CPU **{:.2}×** the monitor alone, kernel drops {} → {}, peak memory +{:.1} MiB (**{:.0} KiB per client**; each client's queue is bounded at 16 batches).",
+            "\nWith {} clients: CPU **{:.2}×** the monitor alone, kernel drops {} → {}, peak memory +{:.1} MiB (**{:.0} KiB per client**; the clients share one ring of 8 batches, so this does not grow with their number).",
             c.clients,
             c.cpu_secs / a.cpu_secs,
             thousands(a.drops),
