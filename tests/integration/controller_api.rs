@@ -2175,3 +2175,32 @@ fn a_slow_websocket_client_loses_alone_and_is_told() {
         .expect("a stopped line");
     assert!(stopped.contains(" 0 dropped in the kernel"), "{stopped}");
 }
+
+/// A client that opens a connection and never finishes its request's headers is cut off
+/// after the header-read timeout (10 s), instead of holding the connection forever.
+#[test]
+fn a_request_left_unfinished_is_cut_off() {
+    let served = replay_server();
+    let mut stream = TcpStream::connect(served.addr).expect("connect");
+    stream
+        .write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .expect("write half a request");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    // EOF (or a 408 and then EOF) when the server gives up; a read timeout error otherwise.
+    let read = stream.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "still open after {waited:?}: {read:?}");
+    assert!(
+        waited >= Duration::from_secs(8) && waited < Duration::from_secs(25),
+        "closed after {waited:?}"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "answer: {text}"
+    );
+}

@@ -450,7 +450,8 @@ impl Serving {
                     Err(e) => Err(e),
                 };
                 match server {
-                    Ok(server) => {
+                    Ok(mut server) => {
+                        limit_slow_clients(server.http_builder());
                         let _ = ready.send(Ok(()));
                         server.handle(handle).serve(service).await
                     }
@@ -461,7 +462,8 @@ impl Serving {
                 }
             }
             None => match axum_server::from_tcp(listener).map_err(bind_error) {
-                Ok(server) => {
+                Ok(mut server) => {
+                    limit_slow_clients(server.http_builder());
                     let _ = ready.send(Ok(()));
                     server.handle(handle).serve(service).await
                 }
@@ -475,6 +477,19 @@ impl Serving {
             crate::notice::warn(format!("controller: stopped serving: {e}"));
         }
     }
+}
+
+/// A connection that does not finish sending a request's headers within this time is closed
+/// (a client holding many connections open byte by byte would otherwise keep them forever).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn limit_slow_clients(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
 }
 
 /// Reads the certificate chain and the key before anything starts, so that a wrong path or a
