@@ -23,7 +23,7 @@
 use std::{
     fs::{File, Metadata, OpenOptions},
     io,
-    os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -36,6 +36,18 @@ pub enum Existing {
     Append,
     /// The file is emptied once it passed the checks (recordings).
     Truncate,
+}
+
+/// Creates the directory of `path` (and any missing parents) with mode `0700` if it is
+/// missing: where the monitor keeps a private file (a log, the database, a socket, a token).
+pub fn create_private_parent(path: &Path) -> io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir),
+        _ => Ok(()),
+    }
 }
 
 /// Opens (creating if needed) `path` for writing, refusing symbolic links, FIFOs and other

@@ -7,18 +7,19 @@
 //! [`REFUSALS_LOGGED`] a minute per client address and [`ALL_REFUSALS_LOGGED`] in all, so
 //! that they fill neither the disk nor the operator's terminal.
 use std::{
-    collections::HashMap,
     fs,
     io::Write,
-    net::{IpAddr, SocketAddr},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chrono::Utc;
 use serde_json::json;
+
+use super::window::{PerClient, Window};
+use crate::secure_fs;
 
 /// Refusals written per client address and [`REFUSAL_WINDOW`]; past them, one line says the
 /// rest go unwritten.
@@ -27,8 +28,6 @@ pub const REFUSALS_LOGGED: u32 = 20;
 /// easy to have: all of 127.0.0.0/8 reaches a loopback listener).
 pub const ALL_REFUSALS_LOGGED: u32 = 200;
 pub const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
-/// Client addresses whose refusals are counted at once.
-const MAX_TRACKED_CLIENTS: usize = 4096;
 
 pub struct AuditLog {
     path: PathBuf,
@@ -39,20 +38,10 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens (creates `0600`, appends to) the log; its directory is created `0700`.
     pub fn open(path: &Path) -> Result<AuditLog, String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.exists()
-        {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| format!("{}: cannot create its directory: {e}", path.display()))?;
-        }
-        let file = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
+        secure_fs::create_private_parent(path)
+            .map_err(|e| format!("{}: cannot create its directory: {e}", path.display()))?;
+        // Written as root where the config says: no symbolic link, FIFO or hard link followed.
+        let file = secure_fs::open_for_writing(path, 0o600, secure_fs::Existing::Append)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(AuditLog {
             path: path.to_path_buf(),
@@ -106,12 +95,12 @@ impl AuditLog {
     pub fn record_refusal(&self, client: SocketAddr, action: &str, target: &str, outcome: &str) {
         let (mine, all) = {
             let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
-            let mine = refusals.count(client.ip());
+            let mine = refusals.by_client.bump(client.ip());
             // A refusal one address may not write does not use up everyone's.
             let all = if mine <= REFUSALS_LOGGED {
-                refusals.all.bump()
+                refusals.all.bump(REFUSAL_WINDOW)
             } else {
-                refusals.all.count
+                refusals.all.current(REFUSAL_WINDOW)
             };
             (mine, all)
         };
@@ -132,68 +121,18 @@ impl AuditLog {
     }
 }
 
-/// A count in the current [`REFUSAL_WINDOW`].
-#[derive(Clone, Copy)]
-struct Window {
-    count: u32,
-    since: Instant,
-}
-
-impl Window {
-    fn new() -> Window {
-        Window {
-            count: 0,
-            since: Instant::now(),
-        }
-    }
-
-    fn is_over(&self) -> bool {
-        self.since.elapsed() >= REFUSAL_WINDOW
-    }
-
-    /// One more; the count in the current window.
-    fn bump(&mut self) -> u32 {
-        if self.is_over() {
-            *self = Window::new();
-        }
-        self.count = self.count.saturating_add(1);
-        self.count
-    }
-}
-
-/// Refusals counted per client address (at most [`MAX_TRACKED_CLIENTS`]) and in all.
+/// Refusals counted per client address and from all addresses together.
 struct Refusals {
     all: Window,
-    by_client: HashMap<IpAddr, Window>,
+    by_client: PerClient,
 }
 
 impl Refusals {
     fn new() -> Refusals {
         Refusals {
             all: Window::new(),
-            by_client: HashMap::new(),
+            by_client: PerClient::new(REFUSAL_WINDOW),
         }
-    }
-
-    /// One more refusal from `client`; its count in the current window.
-    fn count(&mut self, client: IpAddr) -> u32 {
-        if !self.by_client.contains_key(&client) && self.by_client.len() >= MAX_TRACKED_CLIENTS {
-            self.by_client.retain(|_, w| !w.is_over());
-            // Still full (many addresses at once): the oldest window goes.
-            if self.by_client.len() >= MAX_TRACKED_CLIENTS
-                && let Some(oldest) = self
-                    .by_client
-                    .iter()
-                    .min_by_key(|(_, w)| w.since)
-                    .map(|(ip, _)| *ip)
-            {
-                self.by_client.remove(&oldest);
-            }
-        }
-        self.by_client
-            .entry(client)
-            .or_insert_with(Window::new)
-            .bump()
     }
 }
 

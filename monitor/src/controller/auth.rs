@@ -8,13 +8,15 @@ use std::{
     fs,
     io::{self, Write},
     net::IpAddr,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
 use subtle::ConstantTimeEq;
+
+use super::window::PerClient;
 
 /// Bytes of randomness in the access token and in each session id.
 const TOKEN_BYTES: usize = 32;
@@ -25,8 +27,6 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at once (the oldest goes first): a bound, not a feature.
 const MAX_SESSIONS: usize = 256;
-/// Client addresses whose failures are remembered at once.
-const MAX_TRACKED_CLIENTS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -72,15 +72,8 @@ pub fn load_or_create_token(path: &Path) -> Result<(String, bool), TokenError> {
             Ok((token, false))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-                && !dir.exists()
-            {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| fail(format!("cannot create its directory: {e}")))?;
-            }
+            crate::secure_fs::create_private_parent(path)
+                .map_err(|e| fail(format!("cannot create its directory: {e}")))?;
             let token = random_hex(TOKEN_BYTES)?;
             let mut file = fs::OpenOptions::new()
                 .write(true)
@@ -101,12 +94,6 @@ struct Session {
     last_used: Instant,
 }
 
-/// A client address's recent failures.
-struct Failures {
-    count: u32,
-    since: Instant,
-}
-
 /// What a credential check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
@@ -119,7 +106,7 @@ pub enum Identity {
 pub struct Auth {
     token: String,
     sessions: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    failures: Mutex<PerClient>,
 }
 
 impl Auth {
@@ -127,7 +114,7 @@ impl Auth {
         Auth {
             token,
             sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(PerClient::new(FAILURE_WINDOW)),
         }
     }
 
@@ -188,39 +175,15 @@ impl Auth {
     /// Whether `client` has used up its failed attempts for now.
     pub fn is_locked_out(&self, client: IpAddr) -> bool {
         let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        failures
-            .get(&client)
-            .is_some_and(|f| f.since.elapsed() < FAILURE_WINDOW && f.count >= FAILURES_ALLOWED)
+        failures.current(client) >= FAILURES_ALLOWED
     }
 
     /// Counts a failed attempt; returns how many `client` made in the current window.
     pub fn record_failure(&self, client: IpAddr) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if !failures.contains_key(&client) && failures.len() >= MAX_TRACKED_CLIENTS {
-            failures.retain(|_, f| f.since.elapsed() < FAILURE_WINDOW);
-            // Still full (failures from many addresses at once): the oldest count goes, so the
-            // table stays bounded.
-            if failures.len() >= MAX_TRACKED_CLIENTS
-                && let Some(oldest) = failures
-                    .iter()
-                    .min_by_key(|(_, f)| f.since)
-                    .map(|(ip, _)| *ip)
-            {
-                failures.remove(&oldest);
-            }
-        }
-        let entry = failures.entry(client).or_insert(Failures {
-            count: 0,
-            since: Instant::now(),
-        });
-        if entry.since.elapsed() >= FAILURE_WINDOW {
-            *entry = Failures {
-                count: 0,
-                since: Instant::now(),
-            };
-        }
-        entry.count = entry.count.saturating_add(1);
-        entry.count
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bump(client)
     }
 }
 
@@ -231,6 +194,7 @@ pub fn csrf_matches(expected: &str, given: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::window::MAX_TRACKED_CLIENTS;
     use super::*;
 
     #[test]
@@ -276,7 +240,7 @@ mod tests {
             .failures
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .len();
+            .tracked();
         assert!(tracked <= MAX_TRACKED_CLIENTS, "{tracked}");
     }
 

@@ -33,6 +33,7 @@ pub mod hub;
 pub mod live;
 pub mod pages;
 pub mod security;
+pub mod window;
 
 use crate::{
     config::{self, Config},
@@ -179,16 +180,20 @@ pub struct SimulatedBlock {
     pub client: String,
 }
 
+/// Keeps `item` as the newest of at most `limit`.
+fn push_bounded<T>(kept: &Mutex<std::collections::VecDeque<T>>, item: T, limit: usize) {
+    let mut kept = kept
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if kept.len() >= limit {
+        kept.pop_front();
+    }
+    kept.push_back(item);
+}
+
 impl Controls {
     pub fn remember_simulated(&self, block: SimulatedBlock) {
-        let mut kept = self
-            .simulated
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if kept.len() >= SIMULATED_KEPT {
-            kept.pop_front();
-        }
-        kept.push_back(block);
+        push_bounded(&self.simulated, block, SIMULATED_KEPT);
     }
 
     /// Keeps the outcome of a reload `by` someone for the status page.
@@ -202,14 +207,7 @@ impl Controls {
                 Err(why) => why.clone(),
             },
         };
-        let mut kept = self
-            .reloads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if kept.len() >= RELOADS_KEPT {
-            kept.pop_front();
-        }
-        kept.push_back(reload);
+        push_bounded(&self.reloads, reload, RELOADS_KEPT);
     }
 
     /// The kept reloads, newest first.
@@ -633,10 +631,7 @@ pub async fn serve(
     settings: Settings,
 ) -> Result<RunSummary, PipelineError> {
     let started = std::time::Instant::now();
-    let source_kind = match &source {
-        SourceSpec::Kernel => Kind::Kernel,
-        SourceSpec::Replay(_) => Kind::Replay,
-    };
+    let replay = matches!(source, SourceSpec::Replay(_));
     let losses = Arc::new(Losses::new());
     let companion: Option<Box<dyn Companion>> = Some(Box::new(ControllerCompanion::new(
         settings, config, options,
@@ -651,7 +646,6 @@ pub async fn serve(
         OnSighup::ReloadRules,
         losses,
     )?;
-    let replay = matches!(source_kind, Kind::Replay);
     let running = pipeline::start_companion(companion, batches, &pipeline).await?;
     let reason = pipeline.ended().await;
     if replay && reason == crate::pipeline::StopReason::SourceEnded {
@@ -672,11 +666,6 @@ pub async fn serve(
         losses: finished.losses.snapshot(),
         cut_short: finished.cut_short,
     })
-}
-
-enum Kind {
-    Kernel,
-    Replay,
 }
 
 /// Until SIGINT, SIGTERM or `left` has passed.

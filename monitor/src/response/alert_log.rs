@@ -5,7 +5,6 @@
 use std::{
     fs::{self, File},
     io::{self, BufWriter, Write},
-    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
 };
@@ -36,14 +35,7 @@ impl JsonLog {
     /// Opens (creating, mode 0600) `path` for appending; its directory is created (0700) if
     /// missing. `max_mb` 0 turns rotation off.
     pub fn open(path: &Path, max_mb: u64) -> io::Result<JsonLog> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.exists()
-        {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-        }
+        secure_fs::create_private_parent(path)?;
         let file = open_file(path)?;
         let size = file.metadata()?.len();
         Ok(JsonLog {

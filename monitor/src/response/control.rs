@@ -24,7 +24,7 @@ use std::{
     io::{self, BufRead, BufReader, Read, Write},
     net::{IpAddr, SocketAddr},
     os::unix::{
-        fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
+        fs::{FileTypeExt, PermissionsExt},
         net::UnixStream as StdUnixStream,
     },
     path::{Path, PathBuf},
@@ -234,15 +234,8 @@ impl ControlServer {
             path: path.to_path_buf(),
             message,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.exists()
-        {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| setup(format!("cannot create its directory: {e}")))?;
-        }
+        crate::secure_fs::create_private_parent(path)
+            .map_err(|e| setup(format!("cannot create its directory: {e}")))?;
         match fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => {
                 if StdUnixStream::connect(path).is_ok() {

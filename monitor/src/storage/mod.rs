@@ -21,9 +21,8 @@ pub mod timespec;
 pub mod ui_adapter;
 mod writer;
 
-use std::fs::{self, DirBuilder};
+use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -117,18 +116,10 @@ impl StorageError {
 /// existing file's mode to `0600` on the open file. A symbolic link, a FIFO or another
 /// non-regular file at `path` is refused ([`secure_fs::open_for_writing`]).
 fn prepare_file(path: &Path) -> Result<(), StorageError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.is_dir()
-    {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|error| StorageError::CreateDir {
-                path: dir.to_path_buf(),
-                error,
-            })?;
-    }
+    secure_fs::create_private_parent(path).map_err(|error| StorageError::CreateDir {
+        path: path.parent().unwrap_or(path).to_path_buf(),
+        error,
+    })?;
     secure_fs::open_for_writing(path, 0o600, secure_fs::Existing::Append)
         .map(drop)
         .map_err(|e| StorageError::io(path, e))
