@@ -205,18 +205,21 @@ impl Hub {
         if batch.is_empty() {
             return;
         }
+        // Remembered before it is sent: whatever a client receives is already among the recent
+        // events, which a live page redraws from when its filter changes (it then drops what
+        // it had queued).
+        let evicted = self.remember(batch.clone());
         {
             let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
             let published = Arc::new(Published {
-                batch: batch.clone(),
                 offset: stream.published,
                 json: OnceLock::new(),
+                batch,
             });
-            stream.published += batch.len() as u64;
+            stream.published += published.batch.len() as u64;
             // No receiver: nobody is watching, nothing to do.
             let _ = stream.tx.send(published);
         }
-        let evicted = self.remember(batch);
         for batch in evicted {
             if let Ok(events) = Arc::try_unwrap(batch) {
                 self.recycler.give_back(events);
