@@ -161,12 +161,12 @@ fn base(t: EventType, p: &Proc, n: usize) -> Event {
     e.tid = p.pid;
     e.ppid = p.ppid;
     e.uid = p.uid;
-    e.user = p.user.to_string();
-    e.process = p.comm.to_string();
-    e.exe = p.exe.to_string();
-    e.cmdline = p.cmdline.to_string();
-    e.parent_process = p.ancestors[0].to_string();
-    e.ancestors = p.ancestors.iter().map(|a| a.to_string()).collect();
+    e.user = p.user.into();
+    e.process = p.comm.into();
+    e.exe = p.exe.into();
+    e.cmdline = p.cmdline.into();
+    e.parent_process = p.ancestors[0].into();
+    e.ancestors = p.ancestors.iter().map(|&a| a.into()).collect();
     e
 }
 
@@ -203,8 +203,8 @@ fn mix(only_opens: bool) -> Vec<Event> {
             80..84 => {
                 let mut e = base(EventType::ProcessExec, p, n);
                 if n % 100 == 3 {
-                    e.exe = "/tmp/xmrig".to_string();
-                    e.process = "xmrig".to_string();
+                    e.exe = "/tmp/xmrig".into();
+                    e.process = "xmrig".into();
                     e.argv = Some(vec!["/tmp/xmrig".to_string(), "-o".to_string()]);
                 } else {
                     e.argv = Some(e.cmdline.split(' ').map(str::to_string).collect());
@@ -279,7 +279,7 @@ fn only(t: EventType) -> Vec<Event> {
             for (i, e) in events.iter_mut().enumerate() {
                 e.timestamp += TimeDelta::seconds(round);
                 if e.event_type == EventType::ProcessExec && i % 7 == round as usize % 7 {
-                    e.cmdline = format!("{} --round {round}", e.cmdline);
+                    e.cmdline = format!("{} --round {round}", e.cmdline).into();
                 }
             }
             events

@@ -91,13 +91,13 @@ fn make_event(rng: &mut Rng, i: u64, start: DateTime<Utc>, step_ns: i64) -> Even
     e.tid = e.pid;
     e.ppid = 1;
     e.uid = if p < 4 { 0 } else { 1000 };
-    e.user = if e.uid == 0 { "root" } else { "alice" }.to_string();
-    e.process = process.to_string();
-    e.exe = format!("/usr/bin/{process}");
-    e.cmdline = format!("{process} --job {}", e.pid);
+    e.user = if e.uid == 0 { "root" } else { "alice" }.into();
+    e.process = process.into();
+    e.exe = format!("/usr/bin/{process}").into();
+    e.cmdline = format!("{process} --job {}", e.pid).into();
     e.cgroup_id = 1;
-    e.parent_process = "systemd".to_string();
-    e.ancestors = vec!["systemd".to_string()];
+    e.parent_process = "systemd".into();
+    e.ancestors = vec!["systemd".into()];
     match event_type {
         EventType::FileOpen | EventType::FileWrite | EventType::FileDelete => {
             e.file_path = Some(if uniform() {

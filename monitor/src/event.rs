@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::shared_str::SharedStr;
+
 /// The event types secmon reports. Their JSON names are a contract (`event_type`), spelled once,
 /// in [`EVENT_TYPES`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -276,20 +278,20 @@ pub struct Event {
     pub ppid: u32,
     pub uid: u32,
     /// User name for `uid` (the number as text when it has no name).
-    pub user: String,
+    pub user: SharedStr,
     /// The task's comm (at most 15 bytes, set by the kernel from the executable name).
-    pub process: String,
+    pub process: SharedStr,
     /// Executable path (absolute, from the process table; empty when unknown).
-    pub exe: String,
+    pub exe: SharedStr,
     /// Arguments joined by spaces.
-    pub cmdline: String,
+    pub cmdline: SharedStr,
     pub cgroup_id: u64,
     /// Name of the parent process.
     #[serde(default)]
-    pub parent_process: String,
+    pub parent_process: SharedStr,
     /// Names up the process tree, nearest first (bounded).
     #[serde(default)]
-    pub ancestors: Vec<String>,
+    pub ancestors: Vec<SharedStr>,
 
     // process_exec
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -523,12 +525,12 @@ impl Event {
             tid: 0,
             ppid: 0,
             uid: 0,
-            user: String::new(),
-            process: String::new(),
-            exe: String::new(),
-            cmdline: String::new(),
+            user: SharedStr::default(),
+            process: SharedStr::default(),
+            exe: SharedStr::default(),
+            cmdline: SharedStr::default(),
             cgroup_id: 0,
-            parent_process: String::new(),
+            parent_process: SharedStr::default(),
             ancestors: Vec::new(),
             argv: None,
             exit_code: None,

@@ -333,9 +333,9 @@ pub fn detail(e: &Event) -> String {
     let mut d = match e.event_type {
         EventType::ProcessExec => {
             if e.cmdline.is_empty() {
-                e.exe.clone()
+                e.exe.to_string()
             } else {
-                e.cmdline.clone()
+                e.cmdline.to_string()
             }
         }
         EventType::ProcessFork => format!("child of {} ({})", e.ppid, e.parent_process),
@@ -786,14 +786,14 @@ mod tests {
     fn event(t: EventType, pid: u32, process: &str) -> Event {
         let mut e = Event::new(t, now());
         e.pid = pid;
-        e.process = process.to_string();
+        e.process = process.into();
         e
     }
 
     #[test]
     fn table_is_aligned_sanitised_and_fits_the_width() {
         let mut exec = event(EventType::ProcessExec, 7, "bash");
-        exec.cmdline = "bash -c 'echo \u{1b}[2J'".to_string();
+        exec.cmdline = "bash -c 'echo \u{1b}[2J'".into();
         let mut connect = event(EventType::NetConnect, 12345, "curl\u{7}");
         connect.protocol = Some("tcp".into());
         connect.target_ip = Some("::1".parse().expect("an address"));

@@ -29,6 +29,7 @@ pub mod rules;
 pub mod sanitize;
 pub mod secrets;
 pub mod secure_fs;
+pub mod shared_str;
 pub mod shutdown;
 pub mod storage;
 pub mod tui;

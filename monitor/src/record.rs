@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::event::{Analysis, Event, parse_ip};
+use crate::event::{Analysis, Event, SharedStr, parse_ip};
 use crate::output::stats::is_stats_record;
 use crate::secure_fs;
 
@@ -609,6 +609,26 @@ fn cut_opt(text: &mut Option<String>, max: usize) -> bool {
     text.as_mut().is_some_and(|t| cut(t, max))
 }
 
+/// [`cut`] for a shared string: a new string only when it is cut.
+fn cut_shared(text: &mut SharedStr, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut owned = text.to_string();
+    cut(&mut owned, max);
+    *text = owned.into();
+    true
+}
+
+fn cut_shared_list(items: &mut Vec<SharedStr>, count: usize, each: usize) -> bool {
+    let mut changed = items.len() > count;
+    items.truncate(count);
+    for item in items.iter_mut() {
+        changed |= cut_shared(item, each);
+    }
+    changed
+}
+
 fn cut_list(items: &mut Vec<String>, count: usize, each: usize) -> bool {
     let mut changed = items.len() > count;
     items.truncate(count);
@@ -626,12 +646,12 @@ pub fn clamp_to_live_limits(event: &mut Event) -> bool {
     use live_limits as max;
     let mut cut_any = false;
     for name in [&mut event.process, &mut event.parent_process] {
-        cut_any |= cut(name, max::NAME);
+        cut_any |= cut_shared(name, max::NAME);
     }
-    cut_any |= cut_list(&mut event.ancestors, max::ANCESTORS, max::NAME);
-    cut_any |= cut(&mut event.exe, max::PATH);
-    cut_any |= cut(&mut event.cmdline, max::CMDLINE);
-    cut_any |= cut(&mut event.user, max::WORD);
+    cut_any |= cut_shared_list(&mut event.ancestors, max::ANCESTORS, max::NAME);
+    cut_any |= cut_shared(&mut event.exe, max::PATH);
+    cut_any |= cut_shared(&mut event.cmdline, max::CMDLINE);
+    cut_any |= cut_shared(&mut event.user, max::WORD);
     if let Some(argv) = &mut event.argv {
         cut_any |= cut_list(argv, max::ARGS, max::ARG);
     }
@@ -903,8 +923,8 @@ mod tests {
                 .expect("valid"),
         );
         e.pid = pid;
-        e.process = format!("p{pid}");
-        e.cmdline = "sh -c 'echo \u{1b}[31m'".to_string();
+        e.process = format!("p{pid}").into();
+        e.cmdline = "sh -c 'echo \u{1b}[31m'".into();
         e
     }
 
@@ -1198,7 +1218,7 @@ mod tests {
         let path = dir.path().join("long.jsonl");
         let good = serde_json::to_string(&event(0, 1)).expect("json");
         let mut long = event(0, 2);
-        long.cmdline = "a".repeat(MAX_LINE_BYTES);
+        long.cmdline = "a".repeat(MAX_LINE_BYTES).into();
         let long = serde_json::to_string(&long).expect("json");
         write_lines(&path, &[good.clone(), long, good]);
         let mut r = Recording::open(&path).expect("open");
@@ -1317,13 +1337,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("big.jsonl");
         let mut big = event(0, 1);
-        big.process = "p".repeat(100);
-        big.parent_process = "é".repeat(100);
-        big.ancestors = vec!["x".repeat(40); 50];
-        big.exe = format!("/{}", "e".repeat(20_000));
+        big.process = "p".repeat(100).into();
+        big.parent_process = "é".repeat(100).into();
+        big.ancestors = vec!["x".repeat(40).into(); 50];
+        big.exe = format!("/{}", "e".repeat(20_000)).into();
         big.argv = Some(vec!["a".repeat(10_000); 40]);
-        big.cmdline = "c".repeat(200_000);
-        big.user = "u".repeat(1000);
+        big.cmdline = "c".repeat(200_000).into();
+        big.user = "u".repeat(1000).into();
         big.file_path = Some("/".repeat(9000));
         big.new_path = Some("€".repeat(5000));
         big.flags = Some("O_".repeat(500));

@@ -55,16 +55,12 @@ fn base(t: EventType, secs: i64) -> Event {
     e.tid = 4242;
     e.ppid = 4000;
     e.uid = 1000;
-    e.user = "alice".to_string();
-    e.process = "cat".to_string();
-    e.exe = "/usr/bin/cat".to_string();
-    e.cmdline = "cat notes.txt".to_string();
-    e.parent_process = "bash".to_string();
-    e.ancestors = vec![
-        "bash".to_string(),
-        "sshd".to_string(),
-        "systemd".to_string(),
-    ];
+    e.user = "alice".into();
+    e.process = "cat".into();
+    e.exe = "/usr/bin/cat".into();
+    e.cmdline = "cat notes.txt".into();
+    e.parent_process = "bash".into();
+    e.ancestors = vec!["bash".into(), "sshd".into(), "systemd".into()];
     e
 }
 

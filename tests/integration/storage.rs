@@ -41,9 +41,9 @@ fn sequence_event(seq: u32) -> Event {
     // The sequence number is the pid: the test checks it has no holes.
     e.pid = seq;
     e.tid = seq;
-    e.process = "writer".to_string();
-    e.exe = "/usr/bin/writer".to_string();
-    e.cmdline = format!("writer {}", seq % 97);
+    e.process = "writer".into();
+    e.exe = "/usr/bin/writer".into();
+    e.cmdline = format!("writer {}", seq % 97).into();
     e.file_path = Some(format!("/data/{}/f{}", seq % 1000, seq));
     e
 }
@@ -386,7 +386,7 @@ fn history_table_sanitises_control_characters() {
     let db = dir.join("h.db");
     let mut e = sequence_event(1);
     e.file_path = Some("/tmp/\u{1b}]0;pwned\u{7}\u{1b}[2J".to_string());
-    e.process = "evil\u{1b}[31m".to_string();
+    e.process = "evil\u{1b}[31m".into();
     e.timestamp = Utc::now();
     let store = Store::open(&db, WriterOptions::default()).expect("open");
     assert!(store.submit(vec![e]));

@@ -281,7 +281,7 @@ fn app() -> (App, Log) {
 fn ev(event_type: EventType, pid: u32, process: &str) -> SecEvent {
     let mut e = SecEvent::new(event_type, t0());
     e.pid = pid;
-    e.process = process.to_string();
+    e.process = process.into();
     e
 }
 

@@ -188,9 +188,9 @@ impl Compiled {
 
 fn searchable(event: &Event) -> impl Iterator<Item = String> + '_ {
     [
-        Some(event.process.clone()),
-        Some(event.exe.clone()),
-        Some(event.cmdline.clone()),
+        Some(event.process.to_string()),
+        Some(event.exe.to_string()),
+        Some(event.cmdline.to_string()),
         event.file_path.clone(),
         event.new_path.clone(),
         event.target_ip.map(|ip| ip.to_string()),

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     capture::BootClock,
     decode::Record,
-    event::{Event, EventType},
+    event::{Event, EventType, SharedStr},
     losses::{Loss, Losses},
     paths::{self, KnownPath},
     sanitize::lossy,
@@ -186,10 +186,20 @@ impl Enricher {
         event.tid = header.tid;
         event.uid = header.uid;
         event.user = self.users.name(header.uid);
-        event.process = lossy(&header.comm);
+        event.process = self.comm_of(header.pid, &header.comm);
         event.cgroup_id = header.cgroup_id;
         event.truncated = header.truncated != 0;
         event
+    }
+
+    /// The kernel's comm for `pid`, shared with the process table's when they are the same text
+    /// (nearly always: a comm changes only at exec or a rename).
+    fn comm_of(&self, pid: u32, raw: &[u8]) -> SharedStr {
+        let bytes = raw.split(|&b| b == 0).next().unwrap_or_default();
+        match self.procs.get(pid) {
+            Some(info) if info.comm.as_bytes() == bytes => info.comm.clone(),
+            _ => SharedStr::from(lossy(raw)),
+        }
     }
 
     /// ppid, exe, cmdline, parent and ancestors from the process table.
@@ -199,12 +209,12 @@ impl Enricher {
         }
         if let Some(info) = self.procs.get_or_load(event.pid, &self.proc_root) {
             event.ppid = info.ppid;
-            event.exe.clone_from(&info.exe);
+            event.exe = info.exe.clone();
             event.cmdline = info.cmdline();
         }
         let ancestors = self.procs.ancestors(event.pid, MAX_ANCESTORS);
         if let Some((_, parent)) = ancestors.first() {
-            event.parent_process.clone_from(parent);
+            event.parent_process = parent.clone();
         }
         event.ancestors = ancestors.into_iter().map(|(_, name)| name).collect();
     }

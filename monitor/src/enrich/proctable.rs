@@ -28,6 +28,7 @@
 //! monotonic clock unless the machine has been suspended.
 
 use crate::paths::KnownPath;
+use crate::shared_str::SharedStr;
 use rustc_hash::FxHashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -50,10 +51,12 @@ pub struct ProcessInfo {
     /// Parent's pid; 0 when unknown.
     pub ppid: u32,
     /// The task's comm (set by the kernel from the executable name, changeable by the process).
-    pub comm: String,
+    pub comm: SharedStr,
     /// Absolute path of the executable; empty when unknown (kernel threads).
-    pub exe: String,
+    pub exe: SharedStr,
     pub argv: Vec<String>,
+    /// The arguments joined by single spaces, made once at exec (every event carries it).
+    pub cmdline: SharedStr,
     /// Real uid; [`UID_UNKNOWN`] when unknown.
     pub uid: u32,
     /// Working directory (empty when unknown), and whether secmon had to cut it.
@@ -66,8 +69,8 @@ pub struct ProcessInfo {
 
 impl ProcessInfo {
     /// The arguments joined by single spaces.
-    pub fn cmdline(&self) -> String {
-        self.argv.join(" ")
+    pub fn cmdline(&self) -> SharedStr {
+        self.cmdline.clone()
     }
 }
 
@@ -186,6 +189,9 @@ impl ProcessTable {
         now_ns: u64,
     ) {
         let stamp = self.tick();
+        let comm = SharedStr::from(comm);
+        let exe = SharedStr::from(exe);
+        let cmdline = SharedStr::from(argv.join(" "));
         if let Some(entry) = self.entries.get_mut(&pid) {
             // An exec stamped before the exit is a late event of that same process.
             let same_process = entry.info.exited_ns.is_none_or(|exited| now_ns <= exited);
@@ -193,6 +199,7 @@ impl ProcessTable {
                 entry.info.comm = comm;
                 entry.info.exe = exe;
                 entry.info.argv = argv;
+                entry.info.cmdline = cmdline;
                 entry.info.uid = uid;
                 entry.touched = stamp;
                 return;
@@ -204,6 +211,7 @@ impl ProcessTable {
             comm,
             exe,
             argv,
+            cmdline,
             uid,
             cwd: KnownPath::default(),
             start_ns: now_ns,
@@ -254,8 +262,8 @@ impl ProcessTable {
     /// `(pid, comm)` of up to `max` ancestors of `pid`, parent first. Stops at an unknown pid, at
     /// ppid 0, and at the first pid seen twice (pid reuse can make the recorded tree cyclic).
     /// Costs O(max²) at worst; keep `max` small.
-    pub fn ancestors(&self, pid: u32, max: usize) -> Vec<(u32, String)> {
-        let mut out: Vec<(u32, String)> = Vec::new();
+    pub fn ancestors(&self, pid: u32, max: usize) -> Vec<(u32, SharedStr)> {
+        let mut out: Vec<(u32, SharedStr)> = Vec::new();
         let Some(mut current) = self.get(pid) else {
             return out;
         };
@@ -280,8 +288,8 @@ impl ProcessTable {
         pid: u32,
         max: usize,
         proc_root: &Path,
-    ) -> Vec<(u32, String)> {
-        let mut out: Vec<(u32, String)> = Vec::new();
+    ) -> Vec<(u32, SharedStr)> {
+        let mut out: Vec<(u32, SharedStr)> = Vec::new();
         let mut current = pid;
         while out.len() < max {
             let Some(ppid) = self.get_or_load(current, proc_root).map(|p| p.ppid) else {
@@ -407,8 +415,9 @@ fn load_from_proc(proc_root: &Path, pid: u32, clk_tck: u64) -> Option<ProcessInf
     Some(ProcessInfo {
         pid,
         ppid: stat.ppid,
-        comm,
-        exe: read_link_lossy(&dir.join("exe")),
+        comm: comm.into(),
+        exe: read_link_lossy(&dir.join("exe")).into(),
+        cmdline: argv.join(" ").into(),
         argv,
         uid,
         cwd: KnownPath::exact(read_link_lossy(&dir.join("cwd"))),
@@ -605,12 +614,14 @@ mod tests {
     }
 
     #[test]
-    fn cmdline_joins_argv() {
-        let info = ProcessInfo {
-            argv: vec!["ls".into(), "-la".into(), "/tmp dir".into()],
-            ..ProcessInfo::default()
-        };
+    fn cmdline_joins_argv_once_at_exec() {
+        let mut table = ProcessTable::new(8);
+        let argv = vec!["ls".to_string(), "-la".into(), "/tmp dir".into()];
+        table.on_exec(7, "ls".into(), "/usr/bin/ls".into(), argv, 0, 1);
+        let info = table.get(7).cloned().unwrap_or_default();
         assert_eq!(info.cmdline(), "ls -la /tmp dir");
+        let again = table.get(7).map(ProcessInfo::cmdline).unwrap_or_default();
+        assert!(again.ptr_eq(&info.cmdline), "made once, shared by every event");
         assert_eq!(ProcessInfo::default().cmdline(), "");
     }
 
@@ -807,8 +818,8 @@ mod tests {
         assert_eq!(
             table.ancestors(300, 8),
             [
-                (200, "we ird) (name".to_string()),
-                (1, "systemd".to_string())
+                (200, SharedStr::from("we ird) (name")),
+                (1, SharedStr::from("systemd"))
             ]
         );
 
@@ -887,7 +898,7 @@ mod tests {
         table.on_exit(11, 12);
         assert_eq!(table.get(11).and_then(|p| p.exited_ns), Some(9));
         // Exited entries still enrich late events.
-        assert_eq!(table.ancestors(11, 4), [(10, "bash".to_string())]);
+        assert_eq!(table.ancestors(11, 4), [(10, SharedStr::from("bash"))]);
 
         // Events for unknown pids are ignored or create minimal entries.
         table.on_exit(999, 1);
@@ -971,9 +982,9 @@ mod tests {
         assert_eq!(
             table.ancestors(300, 10),
             [
-                (200, "bash".to_string()),
-                (100, "sshd".to_string()),
-                (1, "systemd".to_string())
+                (200, SharedStr::from("bash")),
+                (100, SharedStr::from("sshd")),
+                (1, SharedStr::from("systemd"))
             ]
         );
         assert_eq!(table.ancestors(300, 2).len(), 2);
@@ -1034,7 +1045,7 @@ mod tests {
         assert!(table.ancestors(60, 5).is_empty());
         assert_eq!(
             table.ancestors_or_load(60, 5, root),
-            [(50, "cron".to_string()), (1, "init".to_string())]
+            [(50, SharedStr::from("cron")), (1, SharedStr::from("init"))]
         );
         assert_eq!(table.len(), 3);
         assert_eq!(table.ancestors(60, 5).len(), 2);
@@ -1156,7 +1167,7 @@ mod tests {
 
         let me = table.get(pid).ok_or("own pid not found in /proc")?;
         assert_eq!(me.ppid, std::os::unix::process::parent_id());
-        assert_eq!(Path::new(&me.exe), expected_exe);
+        assert_eq!(Path::new(me.exe.as_str()), expected_exe);
         assert_eq!(Path::new(&me.cwd.path), expected_cwd);
         assert_eq!(
             me.argv.first().map(String::as_str),
@@ -1180,7 +1191,7 @@ mod tests {
             .cloned()
             .ok_or("lazy load")?;
         assert_eq!(loaded.ppid, std::os::unix::process::parent_id());
-        assert_eq!(Path::new(&loaded.exe), expected_exe);
+        assert_eq!(Path::new(loaded.exe.as_str()), expected_exe);
         Ok(())
     }
 }

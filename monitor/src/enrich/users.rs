@@ -4,6 +4,7 @@
 //! network I/O and run plugin code inside a root process on the event path. Users that exist only in
 //! such directories are shown by number.
 
+use crate::shared_str::SharedStr;
 use rustc_hash::FxHashMap;
 use std::fs::File;
 use std::io::{self, Read};
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 /// The passwd file is read again at most this often, and only when an unknown uid is asked for.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Nameless uids kept as text at most (a hostile stream of uids cannot grow the cache).
+const MAX_NUMBERS: usize = 4096;
+
 /// Larger passwd files are read only up to this size.
 const MAX_PASSWD_BYTES: u64 = 16 << 20;
 
@@ -20,7 +24,9 @@ const MAX_PASSWD_BYTES: u64 = 16 << 20;
 #[derive(Debug)]
 pub struct UserNames {
     path: PathBuf,
-    names: FxHashMap<u32, String>,
+    names: FxHashMap<u32, SharedStr>,
+    /// Uids without a name, as text: made once, not for every event of such a user.
+    numbers: FxHashMap<u32, SharedStr>,
     /// When the file was last read (successfully or not).
     last_load: Option<Instant>,
 }
@@ -32,6 +38,7 @@ impl UserNames {
         let mut names = UserNames {
             path: path.into(),
             names: FxHashMap::default(),
+            numbers: FxHashMap::default(),
             last_load: None,
         };
         names.reload(Instant::now());
@@ -47,11 +54,11 @@ impl UserNames {
     ///
     /// An unknown uid makes us re-read the file if the last read was at least
     /// [`REFRESH_INTERVAL`] ago, so users created while we run get their names.
-    pub fn name(&mut self, uid: u32) -> String {
+    pub fn name(&mut self, uid: u32) -> SharedStr {
         self.name_at(uid, Instant::now())
     }
 
-    fn name_at(&mut self, uid: u32, now: Instant) -> String {
+    fn name_at(&mut self, uid: u32, now: Instant) -> SharedStr {
         if let Some(name) = self.names.get(&uid) {
             return name.clone();
         }
@@ -64,7 +71,13 @@ impl UserNames {
                 return name.clone();
             }
         }
-        uid.to_string()
+        if self.numbers.len() >= MAX_NUMBERS {
+            self.numbers.clear();
+        }
+        self.numbers
+            .entry(uid)
+            .or_insert_with(|| uid.to_string().into())
+            .clone()
     }
 
     /// How many uids have a name.
@@ -80,7 +93,10 @@ impl UserNames {
     fn reload(&mut self, now: Instant) {
         self.last_load = Some(now);
         if let Ok(bytes) = read_bounded(&self.path) {
-            self.names = parse_passwd(&String::from_utf8_lossy(&bytes));
+            self.names = parse_passwd(&String::from_utf8_lossy(&bytes))
+                .into_iter()
+                .map(|(uid, name)| (uid, SharedStr::from(name)))
+                .collect();
         }
     }
 }

@@ -214,7 +214,7 @@ pub fn target_of(event: &Event) -> Result<DenyTarget, String> {
             if event.exe.starts_with('/') {
                 DenyTarget::exec_path(&event.exe).map_err(|e| e.to_string())
             } else if !event.process.is_empty() && !event.process.contains('/') {
-                Ok(DenyTarget::ExecName(event.process.clone()))
+                Ok(DenyTarget::ExecName(event.process.to_string()))
             } else {
                 Err("the program's path and name are unknown".to_string())
             }
@@ -284,8 +284,8 @@ mod tests {
 
     fn exec(exe: &str, name: &str) -> Event {
         let mut e = Event::new(EventType::ProcessExec, DateTime::UNIX_EPOCH);
-        e.exe = exe.to_string();
-        e.process = name.to_string();
+        e.exe = exe.into();
+        e.process = name.into();
         e
     }
 
@@ -293,8 +293,8 @@ mod tests {
         let mut e = Event::new(EventType::NetConnect, DateTime::UNIX_EPOCH);
         e.target_ip = Some(ip.parse().expect("an address"));
         e.target_port = Some(port);
-        e.process = process.to_string();
-        e.exe = format!("/usr/bin/{process}");
+        e.process = process.into();
+        e.exe = format!("/usr/bin/{process}").into();
         e
     }
 
@@ -401,7 +401,7 @@ mod tests {
         // A connect by a protected shell is still denied: the destination is what the attack
         // brought.
         let mut c = connect("10.0.0.1", 4444, "sh");
-        c.exe = shell.to_string_lossy().into_owned();
+        c.exe = shell.to_string_lossy().into_owned().into();
         assert!(matches!(super::plan(&c, &list), Plan::Deny { .. }));
         assert!(list.spared_names().contains(&"sh".to_string()));
     }

@@ -158,8 +158,8 @@ mod tests {
     #[test]
     fn a_long_event_is_sent_as_valid_json() {
         let mut long = event(Severity::Malicious);
-        long.cmdline = "é".repeat(MAX_MESSAGE);
-        long.exe = "x".repeat(5000);
+        long.cmdline = "é".repeat(MAX_MESSAGE).into();
+        long.exe = "x".repeat(5000).into();
         let json = serde_json::to_string(&long).expect("json");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log.sock");

@@ -29,8 +29,8 @@ fn analyzer() -> Evaluator {
 
 fn exec(exe: &str) -> Event {
     let mut e = Event::new(EventType::ProcessExec, Utc::now());
-    e.exe = exe.to_string();
-    e.process = exe.rsplit('/').next().unwrap_or_default().to_string();
+    e.exe = exe.into();
+    e.process = exe.rsplit('/').next().unwrap_or_default().into();
     e.pid = 4242;
     e
 }
@@ -139,7 +139,7 @@ fn connect_block_simulation_names_the_destination() {
     let mut responder = Responder::new(&Response::default(), None).expect("responder");
     let mut analyzer = analyzer();
     let mut e = Event::new(EventType::NetConnect, Utc::now());
-    e.process = "nc".to_string();
+    e.process = "nc".into();
     e.target_ip = Some("127.0.0.1".parse().expect("an address"));
     e.target_port = Some(4444);
     let e = run(&mut responder, &mut analyzer, e);

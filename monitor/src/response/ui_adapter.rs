@@ -309,8 +309,8 @@ mod tests {
 
     fn exec_event(exe: &str) -> SecEvent {
         let mut e = SecEvent::new(EventType::ProcessExec, Utc::now());
-        e.exe = exe.to_string();
-        e.process = exe.rsplit('/').next().unwrap_or_default().to_string();
+        e.exe = exe.into();
+        e.process = exe.rsplit('/').next().unwrap_or_default().into();
         e.pid = 77;
         e
     }

@@ -436,8 +436,7 @@ impl Node {
             Node::Not(n) => !n.eval(ctx),
             Node::Types(mask) => mask & type_bit(ctx.event.event_type) != 0,
             Node::Str(field, test) => ctx.str_value(*field).is_some_and(|s| test.test(s)),
-            Node::List(field, test) => fields::list_value(ctx.event, *field)
-                .is_some_and(|items| items.iter().any(|s| test.test(s))),
+            Node::List(field, test) => fields::any_list_item(ctx.event, *field, |s| test.test(s)),
             Node::StrPair(TextField::Ip(a), TextField::Ip(b), equal) => {
                 match (ctx.ip_value(*a), ctx.ip_value(*b)) {
                     (Some(a), Some(b)) => (a == b) == *equal,

@@ -273,10 +273,14 @@ pub fn int_value(event: &Event, field: IntField) -> Option<i64> {
     })
 }
 
-pub fn list_value(event: &Event, field: ListField) -> Option<&[String]> {
+/// Whether any item of the list `field` passes `test` (`false` when the event has no such list).
+pub fn any_list_item(event: &Event, field: ListField, mut test: impl FnMut(&str) -> bool) -> bool {
     match field {
-        ListField::Args => event.argv.as_deref(),
-        ListField::Ancestors => Some(&event.ancestors),
+        ListField::Args => event
+            .argv
+            .as_deref()
+            .is_some_and(|items| items.iter().any(|s| test(s))),
+        ListField::Ancestors => event.ancestors.iter().any(|s| test(s)),
     }
 }
 

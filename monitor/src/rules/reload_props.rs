@@ -91,9 +91,9 @@ fn build(spec: (u8, u32, u8, u8, u8), secs: i64) -> Event {
     e.pid = pid;
     e.tid = pid;
     e.ppid = 1;
-    e.process = ["bash", "curl", "python3"][usize::from(name)].to_string();
-    e.exe = ["/usr/bin/", "/tmp/", "/opt/x/"][usize::from(path)].to_string() + &e.process;
-    e.cmdline = format!("{} -x", e.process);
+    e.process = ["bash", "curl", "python3"][usize::from(name)].into();
+    e.exe = (["/usr/bin/", "/tmp/", "/opt/x/"][usize::from(path)].to_string() + &e.process).into();
+    e.cmdline = format!("{} -x", e.process).into();
     match event_type {
         EventType::FileOpen => {
             e.file_path =

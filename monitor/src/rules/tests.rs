@@ -41,12 +41,12 @@ fn event(t: EventType) -> Event {
     e.tid = 100;
     e.ppid = 1;
     e.uid = 1000;
-    e.user = "alice".to_string();
-    e.process = "bash".to_string();
-    e.exe = "/usr/bin/bash".to_string();
-    e.cmdline = "bash -i".to_string();
-    e.parent_process = "sshd".to_string();
-    e.ancestors = vec!["sshd".to_string(), "systemd".to_string()];
+    e.user = "alice".into();
+    e.process = "bash".into();
+    e.exe = "/usr/bin/bash".into();
+    e.cmdline = "bash -i".into();
+    e.parent_process = "sshd".into();
+    e.ancestors = vec!["sshd".into(), "systemd".into()];
     e
 }
 
@@ -98,7 +98,7 @@ fn seed_rule_loads_and_matches() {
     assert!(rule.meta.enabled);
     assert_eq!(rule.meta.event_types.len(), EventType::ALL.len());
     let mut e = event(EventType::ProcessExec);
-    e.exe = "/tmp/x/evil".to_string();
+    e.exe = "/tmp/x/evil".into();
     let (_, mut ev) = evaluator(set);
     assert_eq!(ev.matching_rules(&e), vec!["tmp_exec".to_string()]);
 }
@@ -124,7 +124,7 @@ fn file_shapes_rule_array_and_pack() {
         vec!["shell".to_string()]
     );
     let mut e = net_event(EventType::NetConnect, "1.2.3.4", 4444);
-    e.process = "nc".to_string();
+    e.process = "nc".into();
     assert_eq!(ev.matching_rules(&e), vec!["port".to_string()]);
 }
 
@@ -437,7 +437,7 @@ fn lists_and_macros() {
     let (_, mut ev) = evaluator(compile(pack));
     let mut e = event(EventType::ProcessExec);
     assert_eq!(ev.matching_rules(&e).len(), 1);
-    e.process = "vim".to_string();
+    e.process = "vim".into();
     assert_eq!(ev.matching_rules(&e).len(), 1);
     e.uid = 0;
     assert!(ev.matching_rules(&e).is_empty());
@@ -647,7 +647,7 @@ fn addresses_compare_as_addresses_and_read_as_text() {
     assert!(check("net.dst_ip != 'localhost'", &e));
     // An address compared with a text field compares the spelling.
     let mut named = e.clone();
-    named.process = "192.168.1.20".to_string();
+    named.process = "192.168.1.20".into();
     assert!(check("net.dst_ip == process.name", &named));
     assert!(check("process.name == net.dst_ip", &named));
     assert!(!check("net.src_ip == process.name", &named));
@@ -902,7 +902,7 @@ fn label_and_order_come_from_the_highest_score() {
     assert_eq!(e.analysis.rules, vec!["r1", "r3", "r2", "r0"]);
     // No match: the benign default.
     let mut e = event(EventType::ProcessExec);
-    e.process = "ls".to_string();
+    e.process = "ls".into();
     let out = scored(&[0.9], 0.6, false, &mut e);
     assert_eq!(e.analysis, crate::event::Analysis::default());
     assert_eq!(out, Outcome::default());
@@ -911,7 +911,7 @@ fn label_and_order_come_from_the_highest_score() {
 #[test]
 fn heuristics_only_when_enabled() {
     let mut e = event(EventType::FileWrite);
-    e.process = "bash".to_string();
+    e.process = "bash".into();
     e.file_path = Some("/tmp/x".to_string());
     let (_, mut off) = evaluator(RuleSet::empty());
     off.analyze(&mut e);
@@ -939,17 +939,17 @@ fn heuristics_only_when_enabled() {
     assert_eq!(out.action, None);
 
     // /tmp alone: 0.3, benign.
-    e.process = "cc1".to_string();
+    e.process = "cc1".into();
     on.analyze(&mut e);
     assert!((e.analysis.risk_score - 0.3).abs() < 1e-9);
     assert_eq!(e.analysis.severity, Severity::Benign);
     assert_eq!(e.analysis.label, "Activity in /tmp");
     // A shell alone: 0.4 (exe under /tmp/ counts as the path).
-    e.process = "zsh".to_string();
+    e.process = "zsh".into();
     e.file_path = None;
     on.analyze(&mut e);
     assert!((e.analysis.risk_score - 0.4).abs() < 1e-9);
-    e.exe = "/tmp/zsh".to_string();
+    e.exe = "/tmp/zsh".into();
     on.analyze(&mut e);
     assert!((e.analysis.risk_score - 0.7).abs() < 1e-9);
 
@@ -1016,14 +1016,14 @@ fn parent_path_from_exec_events() {
     let (_, mut ev) = evaluator(set);
     let mut nginx = event(EventType::ProcessExec);
     nginx.pid = 50;
-    nginx.process = "nginx".to_string();
-    nginx.exe = "/usr/sbin/nginx".to_string();
+    nginx.process = "nginx".into();
+    nginx.exe = "/usr/sbin/nginx".into();
     ev.matching_rules(&nginx);
     let mut sh = event(EventType::ProcessExec);
     sh.pid = 51;
     sh.ppid = 50;
-    sh.process = "sh".to_string();
-    sh.exe = "/bin/sh".to_string();
+    sh.process = "sh".into();
+    sh.exe = "/bin/sh".into();
     assert_eq!(ev.matching_rules(&sh), vec!["t"]);
     sh.ppid = 49;
     assert!(ev.matching_rules(&sh).is_empty());
@@ -1057,8 +1057,8 @@ fn write_tmp(pid: u32, ppid: u32, secs: i64) -> Event {
 
 fn exec_tmp(pid: u32, ppid: u32, secs: i64) -> Event {
     let mut e = proc_event(EventType::ProcessExec, pid, ppid, secs);
-    e.exe = "/tmp/payload".to_string();
-    e.process = "payload".to_string();
+    e.exe = "/tmp/payload".into();
+    e.process = "payload".into();
     e
 }
 
@@ -1708,8 +1708,8 @@ fn as_root_rule_files_owned_by_another_user_are_refused() {
 fn no_rules_means_benign() {
     let mut analyzer = Evaluator::default();
     let mut event = Event::new(EventType::ProcessExec, DateTime::UNIX_EPOCH);
-    event.process = "bash".to_string();
-    event.exe = "/tmp/bash".to_string();
+    event.process = "bash".into();
+    event.exe = "/tmp/bash".into();
     analyzer.analyze(&mut event);
     assert_eq!(event.analysis, crate::event::Analysis::default());
 }
@@ -1724,7 +1724,7 @@ fn rules_fill_the_analysis() {
     let engine = RuleEngine::with_set(set, Vec::new());
     let mut analyzer = Evaluator::for_config(engine, &crate::config::ThreatDetection::default());
     let mut event = Event::new(EventType::ProcessExec, DateTime::UNIX_EPOCH);
-    event.exe = "/tmp/x".to_string();
+    event.exe = "/tmp/x".into();
     analyzer.analyze(&mut event);
     assert_eq!(event.analysis.severity, Severity::Suspicious);
     assert_eq!(event.analysis.label, "Execution from /tmp");

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{AddressText, Analysis, Event, EventType, ResponseAction, Severity, parse_ip};
+use crate::event::{
+    AddressText, Analysis, Event, EventType, ResponseAction, Severity, SharedStr, parse_ip,
+};
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events (ts, event_type, pid, tid, ppid, uid, \
     process, ctx, file_path, new_path, src_ip, dst_ip, dst_port, label, severity, risk, method, \
@@ -240,12 +242,12 @@ pub(crate) struct ContextCache {
 }
 
 struct CachedContext {
-    user: String,
-    exe: String,
-    cmdline: String,
+    user: SharedStr,
+    exe: SharedStr,
+    cmdline: SharedStr,
     cgroup_id: u64,
-    parent: String,
-    ancestors: Vec<String>,
+    parent: SharedStr,
+    ancestors: Vec<SharedStr>,
 }
 
 impl CachedContext {
@@ -336,7 +338,7 @@ impl ContextCache {
 }
 
 /// A JSON array of strings, appended to `out`.
-fn write_json_strings(out: &mut String, items: &[String]) {
+fn write_json_strings<T: Serialize>(out: &mut String, items: &[T]) {
     // Serialising strings into a String cannot fail.
     if let Ok(text) = serde_json::to_string(items) {
         out.push_str(&text);
@@ -431,8 +433,8 @@ pub struct HistoryEvent {
     pub event: Event,
 }
 
-fn text_or_empty(row: &Row<'_>, idx: usize) -> rusqlite::Result<String> {
-    Ok(row.get::<_, Option<String>>(idx)?.unwrap_or_default())
+fn text_or_empty(row: &Row<'_>, idx: usize) -> rusqlite::Result<SharedStr> {
+    Ok(row.get::<_, Option<SharedStr>>(idx)?.unwrap_or_default())
 }
 
 /// An address column: stored as the JSON output spells it.
@@ -496,7 +498,7 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
         risk_score: row.get(21)?,
         confidence: Analysis::confidence_of(&row.get::<_, String>(22)?),
         detection_method: row.get(22)?,
-        recommendation: text_or_empty(row, 23)?,
+        recommendation: text_or_empty(row, 23)?.to_string(),
         rules: json_column(row, 24)?,
         process_risk: 0.0,
     };

@@ -20,13 +20,13 @@ fn event(t: EventType, at: DateTime<Utc>, pid: u32, process: &str) -> Event {
     e.tid = pid;
     e.ppid = 1;
     e.uid = 1000;
-    e.user = "alice".to_string();
-    e.process = process.to_string();
-    e.exe = format!("/usr/bin/{process}");
-    e.cmdline = format!("{process} --flag");
+    e.user = "alice".into();
+    e.process = process.into();
+    e.exe = format!("/usr/bin/{process}").into();
+    e.cmdline = format!("{process} --flag").into();
     e.cgroup_id = 42;
-    e.parent_process = "bash".to_string();
-    e.ancestors = vec!["bash".to_string(), "sshd".to_string()];
+    e.parent_process = "bash".into();
+    e.ancestors = vec!["bash".into(), "sshd".into()];
     e
 }
 
@@ -220,7 +220,7 @@ fn known_set() -> Vec<Event> {
         let e = match i % 4 {
             0 => {
                 let mut e = event(EventType::ProcessExec, at, 1000 + i, "bash");
-                e.cmdline = format!("bash -c step{i}");
+                e.cmdline = format!("bash -c step{i}").into();
                 e
             }
             1 => {
@@ -672,7 +672,7 @@ fn age_retention_deletes_exactly_what_is_old() {
         let at = now - Span::days(*days) + Span::seconds(if *days == 30 { 1 } else { 0 });
         let mut e = event(EventType::ProcessExec, at, i as u32, "p");
         // The oldest two have contexts of their own, which must go with them.
-        e.cmdline = format!("p {days}");
+        e.cmdline = format!("p {days}").into();
         events.push(stored(e));
     }
     let extra_old = stored(event(EventType::FileOpen, now - Span::days(45), 9, "p"));
@@ -1253,7 +1253,7 @@ fn paths_are_found_in_every_generation() {
                 e.file_path = Some("/etc/shadow".to_string());
                 e.event_type = EventType::FileWrite;
                 e.pid = 1;
-                e.process = "vi".to_string();
+                e.process = "vi".into();
             }
             e
         })

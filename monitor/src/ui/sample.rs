@@ -45,12 +45,12 @@ fn base(event_type: EventType, ms: i64, pid: u32, process: &str, exe: &str) -> E
     e.tid = pid;
     e.ppid = 1000;
     e.uid = 1000;
-    e.user = "alice".to_string();
-    e.process = process.to_string();
-    e.exe = exe.to_string();
-    e.cmdline = process.to_string();
+    e.user = "alice".into();
+    e.process = process.into();
+    e.exe = exe.into();
+    e.cmdline = process.into();
     e.cgroup_id = 4242;
-    e.parent_process = "bash".to_string();
+    e.parent_process = "bash".into();
     e.ancestors = vec!["bash".into(), "sshd".into(), "systemd".into()];
     e
 }

@@ -128,7 +128,7 @@ pub fn block_target(event: &Event) -> Option<(&'static str, String)> {
     event
         .exe
         .starts_with('/')
-        .then(|| ("exec", event.exe.clone()))
+        .then(|| ("exec", event.exe.to_string()))
 }
 
 /// The `hx-vals` of a block action on `event` (JSON; maud escapes it as an attribute).

@@ -71,7 +71,7 @@ pub async fn process_page(
         .hub
         .recent_events(usize::MAX, |e| e.ppid == pid && e.pid != pid)
         .into_iter()
-        .map(|e| (e.pid, e.process))
+        .map(|e| (e.pid, e.process.to_string()))
         .collect();
     let rules: BTreeMap<String, RuleInfo> = shared
         .controls
