@@ -15,7 +15,7 @@ use crate::common::{marker, require_root};
 
 /// Collects file records until one names `needle` or `wait` passes.
 async fn saw_file_event(
-    rx: &mut mpsc::Receiver<Vec<Record>>,
+    rx: &mut mpsc::Receiver<reader::RecordBatch>,
     needle: &str,
     wait: Duration,
 ) -> bool {
@@ -24,7 +24,7 @@ async fn saw_file_event(
         let Ok(Some(batch)) = tokio::time::timeout(left, rx.recv()).await else {
             return false;
         };
-        let found = batch.iter().any(|record| match record {
+        let found = batch.records.iter().any(|record| match record {
             Record::File(e) => lossy(&e.data.path).contains(needle),
             _ => false,
         });
@@ -55,7 +55,7 @@ fn file_family_switch_takes_effect_in_the_kernel() {
     runtime.block_on(async {
         let (mut capture, ring) =
             Capture::start(&CaptureOptions::default()).expect("capture starts");
-        let (tx, mut rx) = mpsc::channel(1024);
+        let (tx, mut rx) = reader::record_queue();
         let (stop_tx, stop_rx) = watch::channel(false);
         let stats = std::sync::Arc::new(reader::ReaderStats::default());
         let ring_bytes = capture.ring_bytes();

@@ -1,7 +1,11 @@
 //! Stage 2: the one async task that drains the ring buffer, decodes records and hands them on
-//! in batches. It never blocks on anything but the ring buffer's readiness and the channel: a
-//! slow consumer makes the channel push back, the kernel ring fills, and the kernel's drop
+//! in batches. It never blocks on anything but the ring buffer's readiness and the queue: a
+//! slow consumer makes the queue push back, the kernel ring fills, and the kernel's drop
 //! counter — not unbounded memory here — tells of the overload.
+//!
+//! The queue is bounded in bytes ([`QUEUE_BYTES`]), not in batches: a batch of file records
+//! (a 512-byte path buffer each) weighs a hundred times a batch of exits, and a count bound
+//! let a flood park hundreds of MiB of decoded records here.
 use std::{
     sync::{
         Arc,
@@ -13,7 +17,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    sync::{mpsc, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
 };
 
 use crate::{
@@ -27,6 +31,52 @@ pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Largest batch handed on at once.
 pub const MAX_BATCH: usize = 4096;
+
+/// Decoded records waiting for the pipeline, at most (their size in the ring, which is what
+/// decoding copies). Past it the reader waits and the kernel ring absorbs the excess.
+pub const QUEUE_BYTES: usize = 8 << 20;
+
+/// Batches waiting for the pipeline, at most (a second bound, for batches of tiny records).
+pub const QUEUE_BATCHES: usize = 64;
+
+/// A batch of decoded records, holding its room in the reader's queue until dropped.
+pub struct RecordBatch {
+    pub records: Vec<Record>,
+    _room: OwnedSemaphorePermit,
+}
+
+/// The reader's end of the queue to the pipeline.
+pub struct RecordSender {
+    batches: mpsc::Sender<RecordBatch>,
+    room: Arc<Semaphore>,
+}
+
+/// The byte-bounded queue between the reader and the pipeline.
+pub fn record_queue() -> (RecordSender, mpsc::Receiver<RecordBatch>) {
+    let (batches, receiver) = mpsc::channel(QUEUE_BATCHES);
+    let room = Arc::new(Semaphore::new(QUEUE_BYTES));
+    (RecordSender { batches, room }, receiver)
+}
+
+impl RecordSender {
+    /// Waits for room for `bytes`, then queues `records`; gives them back when the pipeline is
+    /// gone.
+    async fn send(&self, records: Vec<Record>, bytes: usize) -> Result<(), Vec<Record>> {
+        // A batch larger than the whole queue waits for all of it.
+        let wanted = u32::try_from(bytes.min(QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let Ok(room) = self.room.clone().acquire_many_owned(wanted).await else {
+            return Err(records);
+        };
+        let batch = RecordBatch {
+            records,
+            _room: room,
+        };
+        self.batches
+            .send(batch)
+            .await
+            .map_err(|mpsc::error::SendError(batch)| batch.records)
+    }
+}
 
 /// How long the final drain may take once a stop is asked for. It normally ends far sooner:
 /// it takes at most one ring's worth of records (see [`run`]).
@@ -67,7 +117,7 @@ impl ReaderStats {
 pub async fn run(
     ring: RingBuf<MapData>,
     ring_bytes: u32,
-    batches: mpsc::Sender<Vec<Record>>,
+    batches: RecordSender,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<ReaderStats>,
 ) -> std::io::Result<()> {
@@ -109,52 +159,55 @@ pub async fn run(
 }
 
 /// Moves every record now in the ring into batches. Returns false when the consumer is gone.
-async fn drain(
-    ring: &mut RingBuf<MapData>,
-    batches: &mpsc::Sender<Vec<Record>>,
-    stats: &ReaderStats,
-) -> bool {
+async fn drain(ring: &mut RingBuf<MapData>, batches: &RecordSender, stats: &ReaderStats) -> bool {
     drain_up_to(ring, batches, stats, usize::MAX).await
 }
 
 /// [`drain`], stopping once records totalling `max_bytes` (kernel headers included) are read.
 async fn drain_up_to(
     ring: &mut RingBuf<MapData>,
-    batches: &mpsc::Sender<Vec<Record>>,
+    batches: &RecordSender,
     stats: &ReaderStats,
     max_bytes: usize,
 ) -> bool {
     let mut batch = Vec::with_capacity(256);
+    let mut batch_bytes = 0usize;
     let mut taken = 0usize;
     while taken < max_bytes {
         let Some(item) = ring.next() else { break };
         taken = taken.saturating_add(ring_footprint(item.len()));
         match decode(&item) {
-            Ok(record) => batch.push(record),
+            Ok(record) => {
+                batch.push(record);
+                batch_bytes += item.len();
+            }
             Err(_) => stats.losses.add(Loss::DecodeError, 1),
         }
         drop(item);
-        if batch.len() >= MAX_BATCH && !hand_over(std::mem::take(&mut batch), batches, stats).await
-        {
-            return false;
+        if batch.len() >= MAX_BATCH {
+            let full = std::mem::take(&mut batch);
+            if !hand_over(full, std::mem::take(&mut batch_bytes), batches, stats).await {
+                return false;
+            }
         }
     }
-    batch.is_empty() || hand_over(batch, batches, stats).await
+    batch.is_empty() || hand_over(batch, batch_bytes, batches, stats).await
 }
 
 /// Sends a batch on; false when the consumer is gone (a stop cut short: the batch is counted
 /// as [`Loss::UnprocessedAtStop`]).
 async fn hand_over(
     batch: Vec<Record>,
-    batches: &mpsc::Sender<Vec<Record>>,
+    bytes: usize,
+    batches: &RecordSender,
     stats: &ReaderStats,
 ) -> bool {
     stats
         .records
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    match batches.send(batch).await {
+    match batches.send(batch, bytes).await {
         Ok(()) => true,
-        Err(mpsc::error::SendError(batch)) => {
+        Err(batch) => {
             stats
                 .losses
                 .add(Loss::UnprocessedAtStop, batch.len() as u64);

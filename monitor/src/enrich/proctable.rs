@@ -621,7 +621,10 @@ mod tests {
         let info = table.get(7).cloned().unwrap_or_default();
         assert_eq!(info.cmdline(), "ls -la /tmp dir");
         let again = table.get(7).map(ProcessInfo::cmdline).unwrap_or_default();
-        assert!(again.ptr_eq(&info.cmdline), "made once, shared by every event");
+        assert!(
+            again.ptr_eq(&info.cmdline),
+            "made once, shared by every event"
+        );
         assert_eq!(ProcessInfo::default().cmdline(), "");
     }
 

@@ -553,9 +553,9 @@ impl Driver {
                 let slice = if self.stopping.is_some() {
                     STOPPING_SLICE
                 } else {
-                    batch.len().max(1)
+                    batch.records.len().max(1)
                 };
-                let mut chunks = batch.chunks(slice);
+                let mut chunks = batch.records.chunks(slice);
                 for chunk in chunks.by_ref() {
                     self.stages
                         .process_records(chunk, &mut |event| emit.event(event));

@@ -14,8 +14,7 @@ use tokio::{
 
 use super::CHANNEL_BATCHES;
 use crate::{
-    capture::reader::{self, ReaderStats},
-    decode::Record,
+    capture::reader::{self, ReaderStats, RecordBatch},
     event::Event,
     losses::{Loss, Losses},
     record::{Replay, ReplaySummary},
@@ -33,7 +32,7 @@ pub enum SourceSpec {
 
 /// The next thing a source has.
 pub(super) enum Input {
-    Records(Vec<Record>),
+    Records(RecordBatch),
     Events(Vec<Event>),
     /// Nothing more will come.
     End,
@@ -46,7 +45,7 @@ pub(super) enum Source {
 
 pub(super) struct KernelSource {
     pub capture: SharedCapture,
-    records: mpsc::Receiver<Vec<Record>>,
+    records: mpsc::Receiver<RecordBatch>,
     shutdown: watch::Sender<bool>,
     reader: Option<JoinHandle<io::Result<()>>>,
     pub stats: Arc<ReaderStats>,
@@ -66,7 +65,7 @@ impl Source {
         ring: aya::maps::RingBuf<aya::maps::MapData>,
         losses: Arc<Losses>,
     ) -> Source {
-        let (records_tx, records) = mpsc::channel(CHANNEL_BATCHES);
+        let (records_tx, records) = reader::record_queue();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let stats = Arc::new(ReaderStats::new(losses));
         let ring_bytes = lock_capture(&capture).ring_bytes();
@@ -154,7 +153,7 @@ impl KernelSource {
         // The reader counts the batch it could not hand over once the channel is closed.
         self.records.close();
         while let Ok(batch) = self.records.try_recv() {
-            losses.add(Loss::UnprocessedAtStop, batch.len() as u64);
+            losses.add(Loss::UnprocessedAtStop, batch.records.len() as u64);
         }
         if let Some(reader) = self.reader.take()
             && tokio::time::timeout(budget.remaining(), reader)
