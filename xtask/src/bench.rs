@@ -38,19 +38,31 @@ use crate::util;
 
 /// The bpftrace peer, written to a temporary file for each run.
 const BPFTRACE_SCRIPT: &str = include_str!("bench/secmon-equivalent.bt");
-/// secmon's configuration for every run, written to a temporary file: every probe family on and
-/// nothing else, so neither an /etc/secmon/secmon.toml on the machine nor later defaults (rules,
-/// alerts) change what is measured without anyone noticing.
-const CONFIG: &str = "\
-# Written by `cargo xtask bench`.
+/// secmon's configuration for the headline runs: the shipped defaults (history on, rules on,
+/// every probe family on), written to a temporary file so neither an /etc/secmon/secmon.toml
+/// on the machine nor its history database change what is measured. `{history}` is replaced
+/// by a database path in a temporary directory, emptied before every run.
+const DEFAULTS_CONFIG: &str = "\
+# Written by `cargo xtask bench`: the shipped defaults, history in a temporary directory.
 [monitoring]
 enable_process = true
 enable_network = true
 enable_filesystem = true
 enable_kernel = true
 
-# History is measured on its own (docs/benchmarks.md, \"History (SQLite)\"): this run measures
-# the capture pipeline, and on 2 cores the SQLite writer would take CPU from it.
+[storage]
+enabled = true
+path = \"{history}\"
+";
+/// The extra row: the same with the history off, to show what the history costs.
+const NO_HISTORY_CONFIG: &str = "\
+# Written by `cargo xtask bench`: the shipped defaults without the history.
+[monitoring]
+enable_process = true
+enable_network = true
+enable_filesystem = true
+enable_kernel = true
+
 [storage]
 enabled = false
 ";
@@ -167,11 +179,11 @@ impl Plan {
             throughput: !args.skip_throughput,
             rate_secs: if quick { 2.0 } else { 5.0 },
             ladder: if quick {
-                vec![100_000, 300_000, 600_000, 1_000_000]
+                vec![100_000, 300_000, 450_000, 600_000, 1_000_000]
             } else {
                 vec![
-                    100_000, 200_000, 300_000, 400_000, 500_000, 600_000, 800_000, 1_000_000,
-                    1_200_000, 1_500_000,
+                    100_000, 200_000, 300_000, 400_000, 450_000, 500_000, 600_000, 800_000,
+                    1_000_000, 1_200_000, 1_500_000,
                 ]
             },
             bisect: if quick { 0 } else { 2 },
@@ -192,7 +204,7 @@ impl Plan {
 const TUI_RATE: u64 = 100_000;
 
 /// The target events per second sustained without a drop.
-pub const THROUGHPUT_TARGET: f64 = 300_000.0;
+pub const THROUGHPUT_TARGET: f64 = 450_000.0;
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(BenchCmd::Loadgen { load }) = &args.cmd {
@@ -234,12 +246,28 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let script = write_temp("bt", BPFTRACE_SCRIPT)?;
-    let config = write_temp("toml", CONFIG)?;
+    let script = write_temp("peer.bt", BPFTRACE_SCRIPT)?;
+    let history_dir = temp_dir("history")?;
+    let history = history_dir.join("events.db");
+    let config = write_temp(
+        "defaults.toml",
+        &DEFAULTS_CONFIG.replace("{history}", &history.display().to_string()),
+    )?;
+    let config_no_history = write_temp("no-history.toml", NO_HISTORY_CONFIG)?;
+    // The `--json` run beside the UI in the terminal UI's measurement: its own database.
+    let config_beside = write_temp(
+        "beside.toml",
+        &DEFAULTS_CONFIG.replace(
+            "{history}",
+            &history_dir.join("beside.db").display().to_string(),
+        ),
+    )?;
     let ctx = Ctx {
         loadgen: bins.loadgen.clone(),
         secmon: bins.secmon.clone(),
         config: config.clone(),
+        config_no_history: config_no_history.clone(),
+        history,
         bpftrace,
         script: script.clone(),
     };
@@ -250,7 +278,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     if let Some(secs) = plan.tui_secs {
         eprintln!("xtask bench: the terminal UI under {TUI_RATE} opens/s for {secs} s");
-        match tui::measure(&bins.secmon, &bins.loadgen, &config, TUI_RATE, secs) {
+        ctx.fresh_history();
+        let (ui, json) = (&config, &config_beside);
+        match tui::measure(&bins.secmon, &bins.loadgen, ui, json, TUI_RATE, secs) {
             Ok(result) => results.tui = Some(result),
             Err(e) => notes.push(format!("terminal UI not measured: {e:#}")),
         }
@@ -260,6 +290,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             "xtask bench: the web controller under {TUI_RATE} opens/s for {secs} s, without and with {} WebSocket clients",
             web::CLIENTS
         );
+        ctx.fresh_history();
         match web::measure(&bins.secmon, &bins.loadgen, &config, TUI_RATE, secs) {
             Ok(result) => results.web = Some(result),
             Err(e) => notes.push(format!("web controller not measured: {e:#}")),
@@ -267,6 +298,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     let _ = std::fs::remove_file(&script);
     let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&config_no_history);
+    let _ = std::fs::remove_file(&config_beside);
+    let _ = std::fs::remove_dir_all(&history_dir);
     if plan.criterion {
         results.criterion = criterion(&plan, "pipeline")?;
         results.storage = criterion(&plan, "storage")?;
@@ -367,9 +401,21 @@ fn reexec_as_root() -> Result<ExitCode> {
 }
 
 /// `/tmp/secmon-bench-<pid>.<ext>` holding `text`.
-fn write_temp(ext: &str, text: &str) -> Result<PathBuf> {
-    let path = std::env::temp_dir().join(format!("secmon-bench-{}.{ext}", std::process::id()));
+fn write_temp(name: &str, text: &str) -> Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("secmon-bench-{}-{name}", std::process::id()));
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// A private temporary directory (0700: the history written there is root's).
+fn temp_dir(name: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let path = std::env::temp_dir().join(format!("secmon-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
     Ok(path)
 }
 
@@ -437,9 +483,24 @@ fn wait_until_quiet(notes: &mut Vec<String>) {
 struct Ctx {
     loadgen: PathBuf,
     secmon: PathBuf,
+    /// The shipped defaults ([`DEFAULTS_CONFIG`]) and the history-off row.
     config: PathBuf,
+    config_no_history: PathBuf,
+    /// The defaults' history database, removed before each run (every run starts as a new
+    /// install does).
+    history: PathBuf,
     bpftrace: Option<PathBuf>,
     script: PathBuf,
+}
+
+impl Ctx {
+    fn fresh_history(&self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.history.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Runs `xtask bench loadgen <load>` and parses its result line.
@@ -494,7 +555,10 @@ fn run_load(loadgen: &Path, load: &Load) -> Result<LoadResult> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Setup {
     Baseline,
+    /// `secmon-tui --json` with the shipped defaults (history on, rules on).
     Secmon,
+    /// The same with `[storage] enabled = false`.
+    SecmonNoHistory,
     Bpftrace,
 }
 
@@ -553,7 +617,11 @@ fn measure(ctx: &Ctx, setup: Setup, load: &Load) -> Result<(LoadResult, report::
     let disturbed_before = gate();
     let tracer = match setup {
         Setup::Baseline => None,
-        Setup::Secmon => Some(Tracer::secmon(&ctx.secmon, &ctx.config)?),
+        Setup::Secmon => {
+            ctx.fresh_history();
+            Some(Tracer::secmon(&ctx.secmon, &ctx.config)?)
+        }
+        Setup::SecmonNoHistory => Some(Tracer::secmon(&ctx.secmon, &ctx.config_no_history)?),
         Setup::Bpftrace => {
             let bpftrace = ctx.bpftrace.as_deref().context("bpftrace missing")?;
             Some(Tracer::bpftrace(bpftrace, &ctx.script)?)
@@ -562,12 +630,14 @@ fn measure(ctx: &Ctx, setup: Setup, load: &Load) -> Result<(LoadResult, report::
     if tracer.is_some() {
         std::thread::sleep(SETTLE);
     }
+    let idle_rss_kib = tracer.as_ref().and_then(Tracer::peak_rss_kib);
     let cpu_before = tracer.as_ref().and_then(Tracer::cpu_secs);
     let result = run_load(&ctx.loadgen, load);
     let tracer_cpu = tracer.as_ref().and_then(|t| {
         wait_idle(t);
         Some(t.cpu_secs()? - cpu_before?)
     });
+    let peak_rss_kib = tracer.as_ref().and_then(Tracer::peak_rss_kib);
     // Always stop the tracer (even when the loop failed), and before the next run starts.
     let report = tracer.map(Tracer::stop).transpose()?;
     let result = result?;
@@ -579,12 +649,14 @@ fn measure(ctx: &Ctx, setup: Setup, load: &Load) -> Result<(LoadResult, report::
             stopped: report.and_then(|r| r.stopped),
             tracer_cpu,
             disturbed,
+            idle_rss_kib,
+            peak_rss_kib,
         },
     ))
 }
 
 fn overhead(ctx: &Ctx, plan: &Plan) -> Result<Vec<report::LoopResult>> {
-    let mut setups = vec![Setup::Baseline, Setup::Secmon];
+    let mut setups = vec![Setup::Baseline, Setup::Secmon, Setup::SecmonNoHistory];
     if ctx.bpftrace.is_some() {
         setups.push(Setup::Bpftrace);
     }
@@ -623,6 +695,9 @@ fn overhead(ctx: &Ctx, plan: &Plan) -> Result<Vec<report::LoopResult>> {
                 if let Some(st) = sample.stopped {
                     line.push_str(&format!(", {} events, {} dropped", st.events, st.dropped));
                 }
+                if let Some(peak) = sample.peak_rss_kib {
+                    line.push_str(&format!(", peak RSS {} MiB", peak / 1024));
+                }
                 if sample.disturbed {
                     line.push_str(" (disturbed)");
                 }
@@ -630,6 +705,7 @@ fn overhead(ctx: &Ctx, plan: &Plan) -> Result<Vec<report::LoopResult>> {
                 match setup {
                     Setup::Baseline => result.baseline.push(sample),
                     Setup::Secmon => result.secmon.push(sample),
+                    Setup::SecmonNoHistory => result.secmon_no_history.push(sample),
                     Setup::Bpftrace => result.bpftrace.push(sample),
                 }
             }

@@ -103,6 +103,10 @@ pub struct Sample {
     pub tracer_cpu: Option<f64>,
     /// Another tracer or a compiler was running just before or after this run.
     pub disturbed: bool,
+    /// The tracer's peak resident memory (VmHWM, KiB) once ready and settled, before the loop.
+    pub idle_rss_kib: Option<u64>,
+    /// ... and once it had handled the loop's events.
+    pub peak_rss_kib: Option<u64>,
 }
 
 fn median_of(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
@@ -114,7 +118,10 @@ fn median_of(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<f
 pub struct LoopResult {
     pub spec: LoopSpec,
     pub baseline: Vec<Sample>,
+    /// The shipped defaults (history on, rules on).
     pub secmon: Vec<Sample>,
+    /// The same with the history off.
+    pub secmon_no_history: Vec<Sample>,
     pub bpftrace: Vec<Sample>,
 }
 
@@ -124,6 +131,7 @@ impl LoopResult {
             spec,
             baseline: Vec::new(),
             secmon: Vec::new(),
+            secmon_no_history: Vec::new(),
             bpftrace: Vec::new(),
         }
     }
@@ -132,42 +140,10 @@ impl LoopResult {
         median_of(samples, |s| Some(s.secs))
     }
 
-    pub fn secmon_ratio(&self) -> Option<f64> {
-        Some(Self::secs(&self.secmon)? / Self::secs(&self.baseline)?)
-    }
-
-    pub fn bpftrace_ratio(&self) -> Option<f64> {
-        Some(Self::secs(&self.bpftrace)? / Self::secs(&self.baseline)?)
-    }
-
+    /// The fastest run: on a shared machine, where noise only ever adds time, the fastest
+    /// traced run over the fastest baseline run is the estimate least affected by other work.
     fn fastest(samples: &[Sample]) -> Option<f64> {
         samples.iter().map(|s| s.secs).min_by(f64::total_cmp)
-    }
-
-    /// fastest traced run / fastest baseline run: on a shared machine, where noise only ever
-    /// adds time, the estimate least affected by other work.
-    pub fn secmon_ratio_fastest(&self) -> Option<f64> {
-        Some(Self::fastest(&self.secmon)? / Self::fastest(&self.baseline)?)
-    }
-
-    pub fn bpftrace_ratio_fastest(&self) -> Option<f64> {
-        Some(Self::fastest(&self.bpftrace)? / Self::fastest(&self.baseline)?)
-    }
-
-    pub fn passed(&self) -> Option<bool> {
-        self.secmon_ratio().map(|r| r <= self.spec.target)
-    }
-
-    fn dropped(&self) -> u64 {
-        self.secmon
-            .iter()
-            .filter_map(|s| s.stopped)
-            .map(|s| s.dropped)
-            .sum()
-    }
-
-    fn events(&self) -> Option<f64> {
-        median_of(&self.secmon, |s| s.stopped.map(|st| st.events as f64))
     }
 }
 
@@ -364,7 +340,13 @@ pub struct TuiResult {
     pub ui_drops: u64,
     pub json_events: u64,
     pub json_drops: u64,
+    /// The UI's and `--json`'s peak resident memory over the run (VmHWM, KiB).
+    pub ui_peak_rss_kib: Option<u64>,
+    pub json_peak_rss_kib: Option<u64>,
 }
+
+/// Peak RSS target of issue 19 for the terminal UI with full panes (KiB).
+pub const UI_PEAK_RSS_TARGET_KIB: u64 = 96 * 1024;
 
 /// One phase of the web controller's measurement.
 #[derive(Debug, Clone, Default)]
@@ -557,23 +539,39 @@ fn render_tui(s: &mut String, t: &TuiResult) {
     );
     let _ = writeln!(
         s,
-        "| process | CPU (user + system) | events | kernel drops |"
+        "| process | CPU (user + system) | events | kernel drops | peak RSS |"
     );
-    let _ = writeln!(s, "| --- | --- | --- | --- |");
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- |");
+    let peak = |kib: Option<u64>| opt(kib.map(|k| k as f64), mib);
     let _ = writeln!(
         s,
-        "| `secmon-tui` (UI) | {:.2} s | {} | {} |",
+        "| `secmon-tui` (UI) | {:.2} s | {} | {} | {} |",
         t.ui_cpu_secs,
         thousands(t.ui_events),
-        thousands(t.ui_drops)
+        thousands(t.ui_drops),
+        peak(t.ui_peak_rss_kib),
     );
     let _ = writeln!(
         s,
-        "| `secmon-tui --json > /dev/null` | {:.2} s | {} | {} |",
+        "| `secmon-tui --json > /dev/null` | {:.2} s | {} | {} | {} |",
         t.json_cpu_secs,
         thousands(t.json_events),
-        thousands(t.json_drops)
+        thousands(t.json_drops),
+        peak(t.json_peak_rss_kib),
     );
+    if let Some(ui) = t.ui_peak_rss_kib {
+        let verdict = if ui <= UI_PEAK_RSS_TARGET_KIB {
+            "pass"
+        } else {
+            "**MISS**"
+        };
+        let _ = writeln!(
+            s,
+            "\nThe UI's peak RSS with full panes: **{}** (target ≤ {}: {verdict}).",
+            mib(ui as f64),
+            mib(UI_PEAK_RSS_TARGET_KIB as f64)
+        );
+    }
     if t.json_cpu_secs > 0.0 {
         let _ = writeln!(
             s,
@@ -621,6 +619,60 @@ fn plural(n: u32) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// Peak RSS targets of issue 19 for `--json` (KiB): after start, and under load.
+pub const IDLE_RSS_TARGET_KIB: u64 = 32 * 1024;
+pub const PEAK_RSS_TARGET_KIB: u64 = 64 * 1024;
+
+fn mib(kib: f64) -> String {
+    format!("{:.0} MiB", kib / 1024.0)
+}
+
+/// One configuration's row of the overhead table.
+fn overhead_row(s: &mut String, l: &LoopResult, name: &str, samples: &[Sample], headline: bool) {
+    let ratio =
+        |samples: &[Sample]| Some(LoopResult::secs(samples)? / LoopResult::secs(&l.baseline)?);
+    let fastest = |samples: &[Sample]| {
+        Some(LoopResult::fastest(samples)? / LoopResult::fastest(&l.baseline)?)
+    };
+    let result = match ratio(samples) {
+        Some(r) if r <= l.spec.target => "pass",
+        Some(_) => "**MISS**",
+        None => "–",
+    };
+    let dropped: Option<u64> = samples.iter().map(|x| x.stopped.map(|st| st.dropped)).sum();
+    let events = median_of(samples, |x| x.stopped.map(|st| st.events as f64));
+    let ratio_text = opt(ratio(samples), |v| format!("{v:.2}×"));
+    let ratio_text = if headline {
+        format!("**{ratio_text}**")
+    } else {
+        ratio_text
+    };
+    let _ = writeln!(
+        s,
+        "| {} | {} | {name} | {} | {ratio_text} ({}) | ≤ {:.2}× | {result} | {} | {} / {} | {} | {} |",
+        l.spec.name,
+        thousands(l.spec.ops),
+        opt(LoopResult::secs(samples), secs3),
+        opt(fastest(samples), |v| format!("{v:.2}×")),
+        l.spec.target,
+        opt(median_of(samples, |x| x.tracer_cpu), secs2),
+        opt(events, |v| thousands(v.round() as u64)),
+        dropped.map_or_else(|| "–".to_string(), thousands),
+        opt(
+            median_of(samples, |x| x.idle_rss_kib.map(|k| k as f64)),
+            mib
+        ),
+        opt(
+            samples
+                .iter()
+                .filter_map(|x| x.peak_rss_kib)
+                .max()
+                .map(|k| k as f64),
+            mib
+        ),
+    );
+}
+
 fn render_overhead(s: &mut String, r: &Results) {
     let _ = writeln!(
         s,
@@ -630,47 +682,33 @@ fn render_overhead(s: &mut String, r: &Results) {
     );
     let _ = writeln!(
         s,
-        "| loop | operations | baseline (s) | secmon (s) | **secmon ratio** (fastest runs) | target | result | bpftrace (s) | bpftrace ratio (fastest runs) | secmon CPU (s) | bpftrace CPU (s) | secmon events / dropped |"
+        "The headline rows are `secmon-tui --json > /dev/null` with the **shipped defaults** \
+         (history on, rules on, every probe family), what a user runs after installing; the \
+         history-off row and the bpftrace peer (`xtask/src/bench/secmon-equivalent.bt`) run \
+         beside them, interleaved, in the same rounds.\n"
     );
     let _ = writeln!(
         s,
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+        "| loop | operations | configuration | time (s) | ratio (fastest runs) | target | result | CPU (s) | events / dropped in the kernel | RSS after start | peak RSS |"
     );
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|");
     for l in &r.loops {
-        let result = match (l.passed(), l.secmon_ratio(), l.bpftrace_ratio()) {
-            (Some(pass), Some(ours), theirs) => {
-                let mut v = if pass { "pass" } else { "**MISS**" }.to_string();
-                if let Some(theirs) = theirs {
-                    v.push_str(if ours < theirs {
-                        ", beats bpftrace"
-                    } else {
-                        ", slower than bpftrace"
-                    });
-                }
-                v
-            }
-            _ => "–".to_string(),
-        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | **{}** ({}) | ≤ {:.2}× | {} | {} | {} ({}) | {} | {} | {} / {} |",
+            "| {} | {} | no tracer | {} | – | – | – | – | – | – | – |",
             l.spec.name,
             thousands(l.spec.ops),
             opt(LoopResult::secs(&l.baseline), secs3),
-            opt(LoopResult::secs(&l.secmon), secs3),
-            opt(l.secmon_ratio(), |v| format!("{v:.2}×")),
-            opt(l.secmon_ratio_fastest(), |v| format!("{v:.2}×")),
-            l.spec.target,
-            result,
-            opt(LoopResult::secs(&l.bpftrace), secs3),
-            opt(l.bpftrace_ratio(), |v| format!("{v:.2}×")),
-            opt(l.bpftrace_ratio_fastest(), |v| format!("{v:.2}×")),
-            opt(median_of(&l.secmon, |x| x.tracer_cpu), secs2),
-            opt(median_of(&l.bpftrace, |x| x.tracer_cpu), secs2),
-            opt(l.events(), |v| thousands(v.round() as u64)),
-            thousands(l.dropped()),
         );
+        overhead_row(s, l, "**secmon, defaults**", &l.secmon, true);
+        if !l.secmon_no_history.is_empty() {
+            overhead_row(s, l, "secmon, history off", &l.secmon_no_history, false);
+        }
+        if !l.bpftrace.is_empty() {
+            overhead_row(s, l, "bpftrace peer", &l.bpftrace, false);
+        }
     }
+    render_memory_verdict(s, r);
     let _ = writeln!(
         s,
         "\nPer-round loop times in seconds (`*`: another tracer or a compiler was running around that run):\n"
@@ -678,11 +716,14 @@ fn render_overhead(s: &mut String, r: &Results) {
     for l in &r.loops {
         let _ = write!(
             s,
-            "- {}: baseline {}; secmon {}",
+            "- {}: baseline {}; secmon defaults {}",
             l.spec.name,
             list(&l.baseline),
             list(&l.secmon)
         );
+        if !l.secmon_no_history.is_empty() {
+            let _ = write!(s, "; history off {}", list(&l.secmon_no_history));
+        }
         if !l.bpftrace.is_empty() {
             let _ = write!(s, "; bpftrace {}", list(&l.bpftrace));
         }
@@ -693,8 +734,33 @@ fn render_overhead(s: &mut String, r: &Results) {
         "\nResult: the median ratio against the target. Times are medians; (fastest runs): \
          the fastest traced run over the fastest baseline run, the estimate least affected by \
          other work on a shared machine. CPU: user + system seconds the tracer process used from the start of the loop until it \
-         had handled the loop's events (median). secmon events: events written per run (median), \
-         the rest of the machine's activity included; dropped: summed over the rounds."
+         had handled the loop's events (median). Events: events written per run (median), \
+         the rest of the machine's activity included; dropped: summed over the rounds. RSS \
+         after start: VmHWM once the tracer is ready and settled (median); peak RSS: the \
+         highest VmHWM once it has handled a loop. secmon's RSS counts its kernel ring \
+         buffer twice (the kernel maps its pages twice, so records can wrap around)."
+    );
+}
+
+/// The `--json` memory targets against the defaults' runs.
+fn render_memory_verdict(s: &mut String, r: &Results) {
+    let defaults = r.loops.iter().flat_map(|l| l.secmon.iter());
+    let idle = defaults.clone().filter_map(|x| x.idle_rss_kib).max();
+    let peak = defaults.filter_map(|x| x.peak_rss_kib).max();
+    let (Some(idle), Some(peak)) = (idle, peak) else {
+        return;
+    };
+    let verdict = |v: u64, target: u64| if v <= target { "pass" } else { "**MISS**" };
+    let _ = writeln!(
+        s,
+        "\nMemory, `--json` with the defaults: after start **{}** (target ≤ {}: {}), peak \
+         under the loops **{}** (target ≤ {}: {}).",
+        mib(idle as f64),
+        mib(IDLE_RSS_TARGET_KIB as f64),
+        verdict(idle, IDLE_RSS_TARGET_KIB),
+        mib(peak as f64),
+        mib(PEAK_RSS_TARGET_KIB as f64),
+        verdict(peak, PEAK_RSS_TARGET_KIB),
     );
 }
 

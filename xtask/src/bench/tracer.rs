@@ -167,6 +167,12 @@ impl Tracer {
         cpu_secs_from_stat(&stat)
     }
 
+    /// The tracer's peak resident memory so far (VmHWM, KiB).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        vm_hwm_kib(&status)
+    }
+
     /// SIGINT, then waits for the tracer to drain and exit (SIGKILL after [`STOP_TIMEOUT`]).
     pub fn stop(mut self) -> Result<TracerReport> {
         let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
@@ -202,6 +208,17 @@ impl Tracer {
         }
         Ok(TracerReport { stopped })
     }
+}
+
+/// `VmHWM:` of proc(5)'s status, in KiB.
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// utime + stime (fields 14 and 15 of proc(5)'s stat) in seconds.
@@ -244,6 +261,11 @@ mod tests {
             })
         );
         assert_eq!(Stopped::parse("secmon: ready"), None);
+        assert_eq!(
+            vm_hwm_kib("Name:\tsecmon-tui\nVmPeak:\t 900 kB\nVmHWM:\t   45120 kB\n"),
+            Some(45120)
+        );
+        assert_eq!(vm_hwm_kib("Name:\tx\n"), None);
         let stat = "42 (secmon (x) y) S 1 42 42 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 3 0 100 1 1";
         // SAFETY: sysconf takes an integer name and only reads the system's configuration.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;

@@ -177,10 +177,13 @@ pub(super) fn finish_load(load: Child) -> Result<super::loadgen::LoadResult> {
 
 /// Runs the measurement: `rate` opens/s for `secs` seconds, twice: the UI alone (key
 /// latency), then the UI and `--json` side by side (CPU).
+/// `config` is the UI's, `json_config` the `--json` run's beside it (the same settings with a
+/// history database of its own: two monitors cannot share one).
 pub fn measure(
     secmon: &Path,
     loadgen: &Path,
     config: &Path,
+    json_config: &Path,
     rate: u64,
     secs: u64,
 ) -> Result<TuiResult> {
@@ -247,7 +250,7 @@ pub fn measure(
     // Phase 2, the comparison: `--json` beside the UI, both under the same flood.
     let mut json = Command::new(secmon)
         .args(["--json", "--config"])
-        .arg(config)
+        .arg(json_config)
         .arg("--rules")
         .arg(&rules)
         .stdin(Stdio::null())
@@ -262,6 +265,8 @@ pub fn measure(
 
     // Let both drain, then stop them and read their stop lines.
     std::thread::sleep(Duration::from_secs(2));
+    let ui_peak_rss_kib = peak_rss_kib(ui);
+    let json_peak_rss_kib = peak_rss_kib(json.id());
     tmux.key("q")?;
     stop(&mut json);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -287,7 +292,13 @@ pub fn measure(
         ui_drops,
         json_events,
         json_drops,
+        ui_peak_rss_kib,
+        json_peak_rss_kib,
     })
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    super::tracer::vm_hwm_kib(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
 #[cfg(test)]
