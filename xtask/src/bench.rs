@@ -172,8 +172,8 @@ impl Plan {
             rounds: args.rounds.unwrap_or(if quick { 1 } else { 3 }),
             loops: vec![
                 spec("open/close", |n| Load::Open { n }, 1_000_000, 1.30),
-                spec("fork+exec", |n| Load::Exec { n }, 20_000, 1.10),
-                spec("tcp connect", |n| Load::Connect { n }, 50_000, 1.20),
+                spec("fork+exec", |n| Load::Exec { n }, 20_000, 1.05),
+                spec("tcp connect", |n| Load::Connect { n }, 50_000, 1.10),
             ],
             bpftrace: !args.skip_bpftrace,
             throughput: !args.skip_throughput,
