@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    DENY_TABLE_LEN, DenyEntry, ExecArgs, ExecDenyName, ExecDenyPath, ExitData, Listener,
+    DENY_TABLE_LEN, DenyEntry, ExecArgs, ExecDenyName, ExecDenyPath, ExitData, FileEvent, Listener,
     NetDenyKey, PendingSyscall, SocketKey, TcpConnection, config, family, loss,
     ops::MAX_SYSCALL_NR,
 };
@@ -43,6 +43,12 @@ pub static SM_EXEC_ARGS: LruHashMap<u32, ExecArgs> = LruHashMap::with_max_entrie
 /// Per-CPU scratch space to build an `ExecArgs` (too large for the 512-byte stack).
 #[map]
 pub static SM_SCRATCH: PerCpuArray<ExecArgs> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch space to build a file record before copying its used part into the ring
+/// (`probes::file`). Used only at `sys_exit`, in task context, so never by two programs at
+/// once on one CPU.
+#[map]
+pub static SM_FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Exit status by tgid, recorded at exit_group()/fatal signal, reported at sched_process_exit.
 #[map]

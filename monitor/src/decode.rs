@@ -8,8 +8,8 @@ use std::mem::size_of;
 use aya::Pod;
 
 use monitor_common::{
-    BpfLoadEvent, ChdirEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, FilePairEvent,
-    ForkEvent, ModuleLoadEvent, NetEvent, PrivilegeEvent, PtraceEvent, kind,
+    BpfLoadEvent, ChdirEvent, EventHeader, ExecEvent, ExitEvent, FILE_PATH_OFFSET, FileEvent,
+    FilePairEvent, ForkEvent, ModuleLoadEvent, NetEvent, PrivilegeEvent, PtraceEvent, kind,
 };
 
 /// One record from the kernel. Large ones are boxed so the enum stays small in batches.
@@ -29,6 +29,25 @@ pub enum Record {
 }
 
 impl Record {
+    /// The memory the decoded record takes (its boxed payload included), for queues bounded
+    /// in bytes.
+    pub fn footprint(&self) -> usize {
+        size_of::<Record>()
+            + match self {
+                Record::Exec(_) => size_of::<ExecEvent>(),
+                Record::Chdir(_) => size_of::<ChdirEvent>(),
+                Record::File(_) => size_of::<FileEvent>(),
+                Record::FilePair(_) => size_of::<FilePairEvent>(),
+                Record::ModuleLoad(_) => size_of::<ModuleLoadEvent>(),
+                Record::Fork(_)
+                | Record::Exit(_)
+                | Record::Ptrace(_)
+                | Record::Privilege(_)
+                | Record::Net(_)
+                | Record::BpfLoad(_) => 0,
+            }
+    }
+
     pub fn header(&self) -> &EventHeader {
         match self {
             Record::Exec(e) => &e.header,
@@ -71,6 +90,29 @@ fn read_record<T: Pod>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// Like [`read_record`] for a record the kernel may send cut after its trailing string: at
+/// least `min` bytes, the rest of `T` zeroed (so the string keeps its NUL).
+fn read_record_cut<T: Pod>(bytes: &[u8], kind: u32, min: usize) -> Result<T, DecodeError> {
+    let full = size_of::<T>();
+    if bytes.len() >= full {
+        return read_record(bytes, kind);
+    }
+    if bytes.len() < min {
+        return Err(DecodeError::TooShort {
+            kind,
+            len: bytes.len(),
+            need: min,
+        });
+    }
+    let mut value: T = zeroed();
+    // SAFETY: `value` is a `T` of `full` bytes and `bytes.len() < full`, so the copy stays
+    // within it; `T: Pod` makes any bytes a valid `T`, and the slices cannot overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut value).cast::<u8>(), bytes.len());
+    }
+    Ok(value)
+}
+
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let need = size_of::<EventHeader>();
     if bytes.len() < need {
@@ -87,9 +129,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::PTRACE => Record::Ptrace(read_record(bytes, kind)?),
         kind::CHDIR => Record::Chdir(Box::new(read_record(bytes, kind)?)),
         kind::PRIVILEGE_CHANGE => Record::Privilege(read_record(bytes, kind)?),
-        kind::FILE_OPEN | kind::FILE_DELETE | kind::FILE_CHMOD | kind::FD_DUP => {
-            Record::File(Box::new(read_record(bytes, kind)?))
-        }
+        kind::FILE_OPEN | kind::FILE_DELETE | kind::FILE_CHMOD | kind::FD_DUP => Record::File(
+            Box::new(read_record_cut(bytes, kind, FILE_PATH_OFFSET + 1)?),
+        ),
         kind::FILE_RENAME | kind::FILE_LINK => {
             Record::FilePair(Box::new(read_record(bytes, kind)?))
         }
@@ -152,6 +194,40 @@ mod tests {
             net.header.kind = k;
             assert!(matches!(decode(as_bytes(&net)), Ok(Record::Net(_))));
         }
+    }
+
+    #[test]
+    fn a_file_record_cut_after_its_path_decodes_with_the_rest_zeroed() {
+        let mut open: FileEvent = zeroed();
+        open.header.kind = kind::FILE_OPEN;
+        open.header.pid = 7;
+        open.data.ret = 3;
+        open.data.path[..10].copy_from_slice(b"/etc/motd\0");
+        // What the kernel sends: up to the path's NUL. Garbage after it must not matter.
+        let mut bytes = as_bytes(&open)[..FILE_PATH_OFFSET + 10].to_vec();
+        match decode(&bytes) {
+            Ok(Record::File(e)) => {
+                assert_eq!((e.header.pid, e.data.ret), (7, 3));
+                assert_eq!(&e.data.path[..10], b"/etc/motd\0");
+                assert!(e.data.path[10..].iter().all(|&b| b == 0));
+            }
+            _ => panic!("a cut file record did not decode"),
+        }
+        // Not even one byte of path: refused, not read past the end.
+        bytes.truncate(FILE_PATH_OFFSET);
+        assert_eq!(
+            decode(&bytes).err(),
+            Some(DecodeError::TooShort {
+                kind: kind::FILE_OPEN,
+                len: FILE_PATH_OFFSET,
+                need: FILE_PATH_OFFSET + 1,
+            })
+        );
+        // Every other kind still needs its whole record.
+        let mut pair: FilePairEvent = zeroed();
+        pair.header.kind = kind::FILE_RENAME;
+        let cut = &as_bytes(&pair)[..size_of::<FilePairEvent>() - 1];
+        assert!(matches!(decode(cut), Err(DecodeError::TooShort { .. })));
     }
 
     #[test]

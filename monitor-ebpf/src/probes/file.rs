@@ -2,10 +2,12 @@
 //! Everything is reported at `sys_exit` when the call succeeded; paths are read from the
 //! caller's memory then and resolved to absolute paths in userspace.
 use monitor_common::{
-    AT_FDCWD, FileEvent, FilePairEvent, PendingSyscall, SYMLINK_TARGET_DIRFD, family, kind, ops,
+    AT_FDCWD, FILE_PATH_OFFSET, FileEvent, FilePairEvent, PendingSyscall, SYMLINK_TARGET_DIRFD,
+    family, kind, ops,
 };
 
-use super::{fill_header, read_user, read_user_str, reserve, submit};
+use super::{count_drop, fill_header, read_user, read_user_str, reserve, submit, wakeup_flags};
+use crate::maps::{SM_EVENTS, SM_FILE_SCRATCH};
 
 const AT_REMOVEDIR: u64 = 0x200;
 /// O_WRONLY | O_TRUNC: the flags a truncation to length 0 is reported with.
@@ -65,13 +67,14 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
     report_single(pending.op, &single, ret)
 }
 
+/// Builds the record in the per-CPU scratch and copies into the ring only its used part: up
+/// to the path's NUL (see `monitor_common::FILE_PATH_OFFSET`).
 #[inline(always)]
 fn report_single(op: u32, call: &FileCall, ret: i64) -> Option<()> {
-    let mut entry = reserve::<FileEvent>(family::FILE)?;
-    // SAFETY: `entry` is a fresh ring-buffer reservation, sized and aligned for the record,
-    // that nothing else touches until `submit`; the record is integers and byte arrays only,
-    // so whatever bytes the ring held there already form a valid value.
-    let event = unsafe { &mut *entry.as_mut_ptr() };
+    // SAFETY: a successful lookup of this CPU's only slot, alive as long as the map; only this
+    // function uses it, at `sys_exit` in task context, so no other program touches it while we
+    // do. The record is integers and byte arrays only: any bytes form a valid value.
+    let event = unsafe { &mut *SM_FILE_SCRATCH.get_ptr_mut(0)? };
     fill_header(&mut event.header, call.kind);
     let data = &mut event.data;
     data.op = op;
@@ -79,11 +82,46 @@ fn report_single(op: u32, call: &FileCall, ret: i64) -> Option<()> {
     data.flags = call.flags;
     data.mode = call.mode as u32;
     data.ret = ret as i32;
-    if read_user_str(call.path, &mut data.path) {
+    let (path_len, cut) = read_user_str_len(call.path, &mut data.path);
+    if cut {
         event.header.truncated = 1;
     }
-    submit(entry);
+    // Bounded for the verifier: never past the scratch record.
+    let mut len = FILE_PATH_OFFSET + path_len;
+    if len > core::mem::size_of::<FileEvent>() {
+        len = core::mem::size_of::<FileEvent>();
+    }
+    // SAFETY: `len` is at most the record's size, so the slice stays within the scratch
+    // record, which outlives this call; it is only read (copied into the ring).
+    let bytes =
+        unsafe { core::slice::from_raw_parts((event as *const FileEvent).cast::<u8>(), len) };
+    if SM_EVENTS.output::<[u8]>(bytes, wakeup_flags(len)).is_err() {
+        count_drop(family::FILE);
+    }
     Some(())
+}
+
+/// [`read_user_str`], also giving the bytes written (the NUL included; 1 for an empty or
+/// unreadable string).
+#[inline(always)]
+fn read_user_str_len(src: u64, dest: &mut [u8]) -> (usize, bool) {
+    if src == 0 {
+        dest[0] = 0;
+        return (1, false);
+    }
+    let capacity = dest.len();
+    // SAFETY: the helper copies with fault handling (a bad `src` gives an error, never a
+    // fault) and writes at most `dest.len()` bytes into the borrowed buffer.
+    match unsafe { aya_ebpf::helpers::bpf_probe_read_user_str_bytes(src as *const u8, dest) } {
+        Ok(bytes) => {
+            let written = bytes.len() + 1;
+            (written.min(capacity), written >= capacity)
+        }
+        Err(_) => {
+            dest[0] = 0;
+            (1, false)
+        }
+    }
 }
 
 /// rename*, link* and symlink*: two paths.

@@ -83,16 +83,22 @@ pub fn fill_header(header: &mut EventHeader, kind: u32) {
 #[inline(always)]
 pub fn reserve<T: 'static>(family: u32) -> Option<RingBufEntry<T>> {
     let entry = SM_EVENTS.reserve::<T>(0);
-    if entry.is_none()
-        && let Some(drops) = SM_DROPS.get_ptr_mut(family)
-    {
+    if entry.is_none() {
+        count_drop(family);
+    }
+    entry
+}
+
+/// Counts a record of `family` the full ring buffer could not take.
+#[inline(always)]
+pub fn count_drop(family: u32) {
+    if let Some(drops) = SM_DROPS.get_ptr_mut(family) {
         // SAFETY: the pointer comes from a successful lookup of this CPU's slot of a per-CPU
         // array, which lives as long as the map; only programs on this CPU touch it, and the
         // one possible overlap (a softirq's program interrupting ours) can lose a count, not
         // corrupt memory: the slot is a plain u64.
         unsafe { *drops += 1 };
     }
-    entry
 }
 
 /// Makes a record visible to userspace. Waking the reader costs an interrupt, so it is woken
@@ -101,16 +107,30 @@ pub fn reserve<T: 'static>(family: u32) -> Option<RingBufEntry<T>> {
 /// drains on a short timer, which bounds the latency of a quiet stream.
 #[inline(always)]
 pub fn submit<T>(entry: RingBufEntry<T>) {
-    let threshold = SM_CONFIG.get(config::WAKEUP_BYTES).copied().unwrap_or(0);
-    // The reservation is already counted in the available data (plus its 8-byte header).
+    // The reservation is already counted in the available data.
     let waiting = SM_EVENTS.query(BPF_RB_AVAIL_DATA);
-    let before = waiting.saturating_sub(core::mem::size_of::<T>() as u64 + 8);
-    let flags = if threshold == 0 || (before < threshold && waiting >= threshold) {
+    entry.submit(wakeup_for(waiting, core::mem::size_of::<T>()));
+}
+
+/// The wakeup flag for a record of `len` bytes about to be written with `bpf_ringbuf_output`
+/// (not yet counted in the available data).
+#[inline(always)]
+pub fn wakeup_flags(len: usize) -> u64 {
+    let waiting = SM_EVENTS.query(BPF_RB_AVAIL_DATA) + len as u64 + 8;
+    wakeup_for(waiting, len)
+}
+
+/// Wakes the reader when the data waiting, this record's `len` bytes (plus its 8-byte header)
+/// included, crosses the threshold.
+#[inline(always)]
+fn wakeup_for(waiting: u64, len: usize) -> u64 {
+    let threshold = SM_CONFIG.get(config::WAKEUP_BYTES).copied().unwrap_or(0);
+    let before = waiting.saturating_sub(len as u64 + 8);
+    if threshold == 0 || (before < threshold && waiting >= threshold) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
-    };
-    entry.submit(flags);
+    }
 }
 
 const BPF_RB_AVAIL_DATA: u64 = 0;

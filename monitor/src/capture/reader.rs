@@ -3,8 +3,8 @@
 //! slow consumer makes the queue push back, the kernel ring fills, and the kernel's drop
 //! counter — not unbounded memory here — tells of the overload.
 //!
-//! The queue is bounded in bytes ([`QUEUE_BYTES`]), not in batches: a batch of file records
-//! (a 512-byte path buffer each) weighs a hundred times a batch of exits, and a count bound
+//! The queue is bounded in bytes ([`QUEUE_BYTES`]), not in batches: a batch of decoded file
+//! records (a 512-byte path buffer each) weighs ten times a batch of exits, and a count bound
 //! let a flood park hundreds of MiB of decoded records here.
 use std::{
     sync::{
@@ -32,8 +32,8 @@ pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 /// Largest batch handed on at once.
 pub const MAX_BATCH: usize = 4096;
 
-/// Decoded records waiting for the pipeline, at most (their size in the ring, which is what
-/// decoding copies). Past it the reader waits and the kernel ring absorbs the excess.
+/// Decoded records waiting for the pipeline, at most ([`Record::footprint`]). Past it the
+/// reader waits and the kernel ring absorbs the excess.
 pub const QUEUE_BYTES: usize = 8 << 20;
 
 /// Batches waiting for the pipeline, at most (a second bound, for batches of tiny records).
@@ -178,8 +178,8 @@ async fn drain_up_to(
         taken = taken.saturating_add(ring_footprint(item.len()));
         match decode(&item) {
             Ok(record) => {
+                batch_bytes += record.footprint();
                 batch.push(record);
-                batch_bytes += item.len();
             }
             Err(_) => stats.losses.add(Loss::DecodeError, 1),
         }
