@@ -9,7 +9,7 @@
 //! to write what is queued; what it could not write is counted too
 //! ([`Loss::OutputUnwrittenAtStop`]).
 use std::{
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -25,26 +25,55 @@ use tokio::sync::{oneshot, watch};
 use crate::{
     event::Event,
     losses::{Loss, Losses},
+    output::event_json::write_event,
 };
 
+/// Bytes of lines [`JsonLines`] holds before writing them out.
+const JSON_LINES_BUFFER: usize = 256 * 1024;
+
+/// Events as JSON lines to a writer, buffered. The lines are serialised straight into the
+/// buffer (a `BufWriter` would copy each line once more).
 pub struct JsonLines<W: Write> {
-    out: BufWriter<W>,
+    out: W,
+    /// Lines not yet written to `out`.
+    pending: Vec<u8>,
 }
 
 impl<W: Write> JsonLines<W> {
     pub fn new(out: W) -> JsonLines<W> {
         JsonLines {
-            out: BufWriter::with_capacity(256 * 1024, out),
+            out,
+            pending: Vec::with_capacity(JSON_LINES_BUFFER),
         }
     }
 
     pub fn write(&mut self, event: &Event) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, event).map_err(io::Error::other)?;
-        self.out.write_all(b"\n")
+        write_event(&mut self.pending, event);
+        self.pending.push(b'\n');
+        if self.pending.len() >= JSON_LINES_BUFFER {
+            self.write_pending()?;
+        }
+        Ok(())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
         self.out.flush()
+    }
+
+    /// Hands the pending lines to `out`. After an error they are dropped: the caller stops
+    /// writing (a closed pipe), and a buffer kept for a dead output would only grow.
+    fn write_pending(&mut self) -> io::Result<()> {
+        let written = self.out.write_all(&self.pending);
+        self.pending.clear();
+        written
+    }
+}
+
+impl<W: Write> Drop for JsonLines<W> {
+    /// Writes what is pending, as the `BufWriter` it replaces did; an error has no one to go to.
+    fn drop(&mut self) {
+        let _ = self.write_pending();
     }
 }
 
@@ -141,7 +170,7 @@ impl JsonOutput {
 
     /// Serialises one event into the current batch.
     pub fn write(&mut self, event: &Event) -> io::Result<()> {
-        serde_json::to_writer(&mut self.batch, event).map_err(io::Error::other)?;
+        write_event(&mut self.batch, event);
         self.batch.push(b'\n');
         self.batch_events += 1;
         Ok(())
@@ -290,16 +319,40 @@ mod tests {
     fn writes_one_line_per_event_with_escaped_control_characters() {
         let mut event = Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH);
         event.file_path = Some("/tmp/\u{1b}[31mred\nline".to_string());
-        let mut sink = JsonLines::new(Vec::new());
+        let mut out = Vec::new();
+        let mut sink = JsonLines::new(&mut out);
         sink.write(&event).expect("write");
         sink.write(&event).expect("write");
         sink.flush().expect("flush");
-        let text = String::from_utf8(sink.out.into_inner().expect("inner")).expect("utf8");
+        drop(sink);
+        let text = String::from_utf8(out).expect("utf8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains("\\u001b[31mred\\nline"));
+        assert_eq!(lines[0], serde_json::to_string(&event).expect("json"));
         let back: Event = serde_json::from_str(lines[0]).expect("parse");
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn json_lines_are_written_whole_once_the_buffer_fills_and_the_rest_at_drop() {
+        let mut out = Vec::new();
+        let mut sink = JsonLines::new(&mut out);
+        let line = serde_json::to_string(&event()).expect("json") + "\n";
+        let events = 2 * JSON_LINES_BUFFER / line.len();
+        for _ in 0..events {
+            sink.write(&event()).expect("write");
+        }
+        drop(sink);
+        assert_eq!(out, line.repeat(events).into_bytes());
+        let mut early = Vec::new();
+        let mut sink = JsonLines::new(&mut early);
+        for _ in 0..events {
+            sink.write(&event()).expect("write");
+        }
+        let before_drop = sink.out.len();
+        assert!(before_drop >= JSON_LINES_BUFFER, "{before_drop}");
+        assert_eq!(before_drop % line.len(), 0);
     }
 
     /// Whether the valve is open, and what went through.
