@@ -21,6 +21,21 @@ use serde_json::ser::{CompactFormatter, Formatter as _};
 
 use crate::event::{AddressText, Analysis, Event, ResponseAction, ResponseResult, Severity};
 
+/// `event` as a JSON text: what `serde_json::to_string(event)` returns.
+pub fn event_to_string(event: &Event) -> String {
+    let mut json = Vec::with_capacity(1024);
+    write_event(&mut json, event);
+    into_text(json)
+}
+
+/// What the writer wrote, as a `String`. It is UTF-8 by construction (strings are copied
+/// whole, or cut only before and after ASCII bytes), so the check never fails; it is kept
+/// rather than trusted, and would replace, not panic.
+pub fn into_text(json: Vec<u8>) -> String {
+    String::from_utf8(json)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned())
+}
+
 /// `,"name":` — a key after an object's first, quoted and with its colon, as one literal.
 macro_rules! key {
     ($name:literal) => {
