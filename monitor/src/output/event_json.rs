@@ -203,12 +203,18 @@ fn write_number(out: &mut Vec<u8>, value: impl itoa::Integer) {
 
 /// A float exactly as serde_json writes one: `null` when not finite, otherwise serde_json's
 /// own formatter (whichever shortest-representation algorithm the linked serde_json uses).
+/// 0 and 1, most scores and confidences, are spelled directly.
 fn write_float(out: &mut Vec<u8>, value: f64) {
-    if value.is_finite() {
-        // Writing to a Vec cannot fail.
-        let _ = CompactFormatter.write_f64(out, value);
-    } else {
-        out.extend_from_slice(b"null");
+    const ZERO: u64 = 0.0f64.to_bits();
+    const ONE: u64 = 1.0f64.to_bits();
+    match value.to_bits() {
+        ZERO => out.extend_from_slice(b"0.0"),
+        ONE => out.extend_from_slice(b"1.0"),
+        _ if value.is_finite() => {
+            // Writing to a Vec cannot fail.
+            let _ = CompactFormatter.write_f64(out, value);
+        }
+        _ => out.extend_from_slice(b"null"),
     }
 }
 
@@ -223,14 +229,24 @@ fn write_opt_str(out: &mut Vec<u8>, key: &[u8], value: Option<&str>) {
     }
 }
 
-/// Addresses as serde writes them to a human-readable format: their `Display` text.
+/// Addresses as serde writes them to a human-readable format: their `Display` text (IPv4's
+/// four numbers written directly, without the formatting machinery).
 fn write_opt_ip(out: &mut Vec<u8>, key: &[u8], value: Option<IpAddr>) {
-    if let Some(ip) = value {
-        out.extend_from_slice(key);
-        out.push(b'"');
-        out.extend_from_slice(AddressText::ip(ip).as_str().as_bytes());
-        out.push(b'"');
+    let Some(ip) = value else { return };
+    out.extend_from_slice(key);
+    out.push(b'"');
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            write_number(out, a);
+            for octet in [b, c, d] {
+                out.push(b'.');
+                write_number(out, octet);
+            }
+        }
+        IpAddr::V6(_) => out.extend_from_slice(AddressText::ip(ip).as_str().as_bytes()),
     }
+    out.push(b'"');
 }
 
 /// chrono's serde form: RFC 3339 in UTC with `Z`, and the fraction of a second in the fewest
@@ -308,15 +324,43 @@ const ESCAPE: [u8; 256] = {
     table
 };
 
-/// A string, quoted and escaped.
+/// A string, quoted and escaped. Most strings need no escape: they are checked a word at a
+/// time and copied whole.
 fn write_str(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
     out.push(b'"');
-    write_escaped(out, text.as_bytes());
+    if needs_escape(bytes) {
+        write_escaped(out, bytes);
+    } else {
+        out.extend_from_slice(bytes);
+    }
     out.push(b'"');
 }
 
-/// The contents of a JSON string: runs of bytes that need no escape are copied whole, found
-/// eight bytes at a time; the rest is escaped one byte at a time.
+/// Whether any byte of `bytes` is one JSON escapes. Whole words, the last one overlapping the
+/// one before; a string shorter than a word is read as overlapping halves, or as its first,
+/// middle and last bytes (padded with spaces, which need no escape).
+fn needs_escape(bytes: &[u8]) -> bool {
+    let flagged = |word: u64| first_escaped_in_word(word).is_some();
+    let len = bytes.len();
+    if let Some(last) = bytes.last_chunk::<8>() {
+        let (words, _) = bytes.as_chunks::<8>();
+        words.iter().any(|word| flagged(u64::from_le_bytes(*word)))
+            || flagged(u64::from_le_bytes(*last))
+    } else if let (Some(first), Some(last)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        flagged(u64::from(u32::from_le_bytes(*first)) | u64::from(u32::from_le_bytes(*last)) << 32)
+    } else if let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) {
+        let middle = bytes[len / 2];
+        flagged(u64::from_le_bytes([
+            first, middle, last, b' ', b' ', b' ', b' ', b' ',
+        ]))
+    } else {
+        false
+    }
+}
+
+/// The contents of a JSON string with escapes: runs of bytes that need no escape are copied
+/// whole, found eight bytes at a time; the rest is escaped one byte at a time.
 fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut clean_from = 0;
     let mut at = 0;
@@ -1131,6 +1175,12 @@ mod tests {
         fn any_event_is_written_as_serde_json_writes_it(e in event()) {
             let (reference, ours) = both(&e);
             prop_assert_eq!(ours, reference);
+        }
+
+        #[test]
+        fn the_string_check_finds_any_escaped_byte(s in text()) {
+            let slowly = s.bytes().any(|b| ESCAPE[usize::from(b)] != 0);
+            prop_assert_eq!(needs_escape(s.as_bytes()), slowly);
         }
 
         #[test]
