@@ -18,6 +18,8 @@
 //!
 //! - `json/write_event`: JSON only, the mix's enriched events written as `--json` writes them;
 //!   `json/serde_json`: the same with serde_json's derived serialiser, which it replaced.
+//! - `json/output_batches`: the `--json` output (`JsonOutput`) taking reader-sized batches of
+//!   those events (4000), its writer thread writing them to nowhere.
 //!
 //! The rule engine (analysis stage) is not included: it is a placeholder for now.
 // A benchmark whose set-up fails should stop with its message; the workspace's unwrap/expect
@@ -39,8 +41,9 @@ use monitor_common::{
 use secmon::decode::{Record, as_bytes, decode, zeroed};
 use secmon::enrich::{Enricher, UserNames};
 use secmon::event::Event;
+use secmon::losses::Losses;
 use secmon::output::event_json::write_event;
-use secmon::output::json::JsonLines;
+use secmon::output::json::{JsonLines, JsonOutput, OutputOptions};
 
 /// Records per benchmark iteration.
 const RECORDS: usize = 1000;
@@ -379,6 +382,25 @@ fn benches(c: &mut Criterion) {
                 out.push(b'\n');
             }
             out.len()
+        })
+    });
+
+    let mut output = JsonOutput::start(
+        std::io::sink(),
+        OutputOptions::default(),
+        std::sync::Arc::new(Losses::new()),
+    )
+    .expect("output");
+    const COPIES: usize = 4;
+    group.throughput(Throughput::Elements((COPIES * events.len()) as u64));
+    group.bench_function("output_batches", |b| {
+        b.iter(|| {
+            for _ in 0..COPIES {
+                for event in black_box(&events) {
+                    output.write(event).expect("write");
+                }
+            }
+            output.end_batch();
         })
     });
     group.finish();
