@@ -16,6 +16,11 @@
 //! - `pipeline/file_open`: decode + enrich + JSON for a stream of opens from one process, the
 //!   record stream of the `open/close` loop and of the throughput test of `cargo xtask bench`.
 //!
+//! - `json/write_event`: JSON only, the mix's enriched events written as `--json` writes them;
+//!   `json/serde_json`: the same with serde_json's derived serialiser, which it replaced.
+//! - `json/output_batches`: the `--json` output (`JsonOutput`) taking reader-sized batches of
+//!   those events (4000), its writer thread writing them to nowhere.
+//!
 //! The rule engine (analysis stage) is not included: it is a placeholder for now.
 // A benchmark whose set-up fails should stop with its message; the workspace's unwrap/expect
 // denial is for the monitor itself.
@@ -35,7 +40,10 @@ use monitor_common::{
 };
 use secmon::decode::{Record, as_bytes, decode, zeroed};
 use secmon::enrich::{Enricher, UserNames};
-use secmon::output::json::JsonLines;
+use secmon::event::Event;
+use secmon::losses::Losses;
+use secmon::output::event_json::write_event;
+use secmon::output::json::{JsonLines, JsonOutput, OutputOptions};
 
 /// Records per benchmark iteration.
 const RECORDS: usize = 1000;
@@ -346,6 +354,55 @@ fn benches(c: &mut Criterion) {
             b.iter(|| run_batch(black_box(records), &mut fx.enricher, &mut sink))
         });
     }
+    group.finish();
+
+    let mut fx = fixture();
+    let events: Vec<Event> = mix
+        .iter()
+        .filter_map(|bytes| fx.enricher.process(&decode(bytes).expect("decodes")))
+        .collect();
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut group = c.benchmark_group("json");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("write_event", |b| {
+        b.iter(|| {
+            out.clear();
+            for event in black_box(&events) {
+                write_event(&mut out, event);
+                out.push(b'\n');
+            }
+            out.len()
+        })
+    });
+    group.bench_function("serde_json", |b| {
+        b.iter(|| {
+            out.clear();
+            for event in black_box(&events) {
+                serde_json::to_writer(&mut out, event).expect("serialises");
+                out.push(b'\n');
+            }
+            out.len()
+        })
+    });
+
+    let mut output = JsonOutput::start(
+        std::io::sink(),
+        OutputOptions::default(),
+        std::sync::Arc::new(Losses::new()),
+    )
+    .expect("output");
+    const COPIES: usize = 4;
+    group.throughput(Throughput::Elements((COPIES * events.len()) as u64));
+    group.bench_function("output_batches", |b| {
+        b.iter(|| {
+            for _ in 0..COPIES {
+                for event in black_box(&events) {
+                    output.write(event).expect("write");
+                }
+            }
+            output.end_batch();
+        })
+    });
     group.finish();
 }
 

@@ -21,6 +21,7 @@ use crate::{
     decode,
     enrich::{Enricher, UserNames},
     event::Event,
+    output::event_json::write_event,
     record::{Replay, Speed},
     response::control::{self, Reply, Request},
     rules::{Evaluator, RuleEngine, RuleSet, SourceFile},
@@ -209,7 +210,8 @@ fn record_kinds() -> [(u32, usize); 20] {
 }
 
 /// A sequence of kernel records → decode → enrich (a process table that starts empty and never
-/// reads this machine's /proc) → analysis → JSON lines.
+/// reads this machine's /proc) → analysis → JSON lines, the hand-written serialiser's
+/// exactly serde_json's.
 ///
 /// Input: records one after another, each a selector byte then its bytes. A selector below
 /// the number of kinds picks a kind and takes that record's size (zero-filled when the input
@@ -226,6 +228,7 @@ pub fn decode_enrich(data: &[u8]) {
     });
     let mut analyzer = analyzer();
     let mut out = Vec::new();
+    let mut written = Vec::new();
     let mut rest = data;
     while let Some((&selector, tail)) = rest.split_first() {
         let (bytes, tail) = match kinds.get(usize::from(selector)) {
@@ -260,6 +263,14 @@ pub fn decode_enrich(data: &[u8]) {
         if let Err(e) = serde_json::to_writer(&mut out, &event) {
             panic!("an event that cannot be written as JSON: {e}");
         }
+        written.clear();
+        write_event(&mut written, &event);
+        assert!(
+            written == out,
+            "write_event wrote\n{}\nwhere serde_json wrote\n{}",
+            String::from_utf8_lossy(&written),
+            String::from_utf8_lossy(&out)
+        );
         // A JSON line: one line, no raw C0 control (JSON escapes them; DEL and C1 controls
         // are legal raw in JSON and go through as they are).
         if let Some(b) = out.iter().find(|&&b| b < 0x20) {

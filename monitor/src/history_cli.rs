@@ -11,6 +11,7 @@ use chrono::{DateTime, Offset, TimeZone, Utc};
 use clap::{Args, Parser};
 
 use crate::event::{Event, EventType, Family};
+use crate::output::event_json::write_event;
 use crate::sanitize;
 use crate::storage::timespec;
 use crate::storage::{
@@ -314,9 +315,12 @@ fn auto_bucket(args: &HistoryArgs, filter: &Filter, now: DateTime<Utc>) -> Bucke
 
 /// `--json`: one event per line, as `--json` monitoring prints it.
 pub fn write_json<W: Write>(out: &mut W, events: &[HistoryEvent]) -> io::Result<()> {
+    let mut line = Vec::with_capacity(1024);
     for e in events {
-        serde_json::to_writer(&mut *out, &e.event).map_err(io::Error::other)?;
-        out.write_all(b"\n")?;
+        line.clear();
+        write_event(&mut line, &e.event);
+        line.push(b'\n');
+        out.write_all(&line)?;
     }
     Ok(())
 }

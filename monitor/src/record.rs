@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::event::{Analysis, Event, SharedStr, parse_ip};
+use crate::output::event_json::write_event;
 use crate::output::stats::is_stats_record;
 use crate::secure_fs;
 
@@ -167,6 +168,8 @@ pub struct Recorder {
     sink: Sink,
     path: PathBuf,
     events: u64,
+    /// The line being written, kept between events for its capacity.
+    line: Vec<u8>,
 }
 
 impl Recorder {
@@ -190,6 +193,7 @@ impl Recorder {
             sink,
             path: path.to_path_buf(),
             events: 0,
+            line: Vec::with_capacity(1024),
         };
         let header = Header::new(Utc::now());
         serde_json::to_writer(recorder.sink.writer(), &header)
@@ -210,9 +214,10 @@ impl Recorder {
 
     /// Appends one event (call it before analysis).
     pub fn write(&mut self, event: &Event) -> io::Result<()> {
-        let out = self.sink.writer();
-        serde_json::to_writer(&mut *out, event).map_err(io::Error::other)?;
-        out.write_all(b"\n")?;
+        self.line.clear();
+        write_event(&mut self.line, event);
+        self.line.push(b'\n');
+        self.sink.writer().write_all(&self.line)?;
         self.events += 1;
         Ok(())
     }

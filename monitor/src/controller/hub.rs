@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::{
     event::{Event, Family, Severity},
+    output::event_json::{into_text, write_event},
     pipeline::{Batch, Recycler},
 };
 
@@ -70,10 +71,23 @@ impl Published {
 pub fn events_messages(events: &[&Event]) -> Vec<Utf8Bytes> {
     events
         .chunks(EVENTS_PER_MESSAGE)
-        .map(|part| {
-            Utf8Bytes::from(serde_json::json!({ "type": "events", "events": part }).to_string())
-        })
+        .map(events_message)
         .collect()
+}
+
+/// One `{"type":"events","events":[…]}` message. Written directly: through `json!` every
+/// event became a tree of `Value`s (a map and a string per field) before it became text.
+fn events_message(events: &[&Event]) -> Utf8Bytes {
+    let mut json = Vec::with_capacity(64 + events.len() * 1024);
+    json.extend_from_slice(br#"{"type":"events","events":["#);
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        write_event(&mut json, event);
+    }
+    json.extend_from_slice(b"]}");
+    Utf8Bytes::from(into_text(json))
 }
 
 /// What a client receives: batches, and the number of events it lost so far.
@@ -345,6 +359,28 @@ mod tests {
                 .map(|_| Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn event_messages_hold_what_json_made_of_them() {
+        let mut events: Vec<Event> = batch(EVENTS_PER_MESSAGE + 3).to_vec();
+        events[1].file_path = Some("/tmp/\"quoted\"\n".to_string());
+        events[2].duration_ms = Some(f64::NAN);
+        let refs: Vec<&Event> = events.iter().collect();
+        let messages = events_messages(&refs);
+        assert_eq!(messages.len(), 2);
+        for (message, part) in messages.iter().zip(refs.chunks(EVENTS_PER_MESSAGE)) {
+            let parsed: serde_json::Value = serde_json::from_str(message.as_str()).expect("json");
+            assert_eq!(
+                parsed,
+                serde_json::json!({ "type": "events", "events": part })
+            );
+            assert!(
+                message
+                    .as_str()
+                    .starts_with(r#"{"type":"events","events":[{"#)
+            );
+        }
     }
 
     #[tokio::test]

@@ -496,14 +496,16 @@ impl Default for Enricher {
     }
 }
 
-/// `O_WRONLY|O_CREAT|O_TRUNC` style names for open flags.
+/// `O_WRONLY|O_CREAT|O_TRUNC` style names for open flags. Written into one string (this runs
+/// for every open).
 pub fn open_flags(flags: i32) -> String {
     let access = match flags & libc::O_ACCMODE {
         libc::O_WRONLY => "O_WRONLY",
         libc::O_RDWR => "O_RDWR",
         _ => "O_RDONLY",
     };
-    let mut names = vec![access];
+    let mut names = String::with_capacity(64);
+    names.push_str(access);
     let named = [
         (libc::O_CREAT, "O_CREAT"),
         (libc::O_EXCL, "O_EXCL"),
@@ -519,10 +521,11 @@ pub fn open_flags(flags: i32) -> String {
     ];
     for (bit, name) in named {
         if flags & bit == bit && bit != 0 {
-            names.push(name);
+            names.push('|');
+            names.push_str(name);
         }
     }
-    names.join("|")
+    names
 }
 
 pub fn ptrace_request_name(request: i64) -> String {

@@ -9,7 +9,7 @@
 //! to write what is queued; what it could not write is counted too
 //! ([`Loss::OutputUnwrittenAtStop`]).
 use std::{
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -25,26 +25,55 @@ use tokio::sync::{oneshot, watch};
 use crate::{
     event::Event,
     losses::{Loss, Losses},
+    output::event_json::write_event,
 };
 
+/// Bytes of lines [`JsonLines`] holds before writing them out.
+const JSON_LINES_BUFFER: usize = 256 * 1024;
+
+/// Events as JSON lines to a writer, buffered. The lines are serialised straight into the
+/// buffer (a `BufWriter` would copy each line once more).
 pub struct JsonLines<W: Write> {
-    out: BufWriter<W>,
+    out: W,
+    /// Lines not yet written to `out`.
+    pending: Vec<u8>,
 }
 
 impl<W: Write> JsonLines<W> {
     pub fn new(out: W) -> JsonLines<W> {
         JsonLines {
-            out: BufWriter::with_capacity(256 * 1024, out),
+            out,
+            pending: Vec::with_capacity(JSON_LINES_BUFFER),
         }
     }
 
     pub fn write(&mut self, event: &Event) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, event).map_err(io::Error::other)?;
-        self.out.write_all(b"\n")
+        write_event(&mut self.pending, event);
+        self.pending.push(b'\n');
+        if self.pending.len() >= JSON_LINES_BUFFER {
+            self.write_pending()?;
+        }
+        Ok(())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
         self.out.flush()
+    }
+
+    /// Hands the pending lines to `out`. After an error they are dropped: the caller stops
+    /// writing (a closed pipe), and a buffer kept for a dead output would only grow.
+    fn write_pending(&mut self) -> io::Result<()> {
+        let written = self.out.write_all(&self.pending);
+        self.pending.clear();
+        written
+    }
+}
+
+impl<W: Write> Drop for JsonLines<W> {
+    /// Writes what is pending, as the `BufWriter` it replaces did; an error has no one to go to.
+    fn drop(&mut self) {
+        let _ = self.write_pending();
     }
 }
 
@@ -62,6 +91,16 @@ impl Default for OutputOptions {
         }
     }
 }
+
+/// What a batch's buffer starts with.
+const BATCH_CAPACITY: usize = 256 * 1024;
+/// Emptied batch buffers the writer thread hands back, so that the next batch is serialised
+/// into memory already grown and mapped (a reader batch is a few MB of JSON: growing a fresh
+/// buffer to that copied it four times over and faulted every page in again). At most this
+/// many wait.
+const SPARE_BATCHES: usize = 2;
+/// A larger buffer is freed rather than handed back: one huge batch must not pin its memory.
+const MAX_SPARE_BYTES: usize = 8 * 1024 * 1024;
 
 /// One item of the queue: lines of JSON, and how many of them are events.
 struct Chunk {
@@ -97,6 +136,8 @@ pub struct JsonOutput {
     losses: Arc<Losses>,
     /// The batch being serialised.
     batch: Vec<u8>,
+    /// Buffers of written batches, back from the writer thread.
+    spare: mpsc::Receiver<Vec<u8>>,
     batch_events: u64,
     /// Events accepted into the queue since start: each is before any later record in the
     /// stream.
@@ -115,6 +156,7 @@ impl JsonOutput {
         losses: Arc<Losses>,
     ) -> io::Result<JsonOutput> {
         let (tx, rx) = mpsc::channel::<Chunk>();
+        let (spare_tx, spare) = mpsc::sync_channel(SPARE_BATCHES);
         let shared = Arc::new(Shared::default());
         let (stopped_tx, stopped) = watch::channel(false);
         let (done_tx, done) = oneshot::channel();
@@ -122,7 +164,7 @@ impl JsonOutput {
         thread::Builder::new()
             .name("secmon-output".into())
             .spawn(move || {
-                write_queue(out, &rx, &thread_shared, &stopped_tx);
+                write_queue(out, &rx, &thread_shared, &stopped_tx, &spare_tx);
                 let _ = done_tx.send(());
             })?;
         Ok(JsonOutput {
@@ -130,7 +172,8 @@ impl JsonOutput {
             shared,
             options,
             losses,
-            batch: Vec::with_capacity(256 * 1024),
+            batch: Vec::with_capacity(BATCH_CAPACITY),
+            spare,
             batch_events: 0,
             accepted: 0,
             stopped,
@@ -141,7 +184,7 @@ impl JsonOutput {
 
     /// Serialises one event into the current batch.
     pub fn write(&mut self, event: &Event) -> io::Result<()> {
-        serde_json::to_writer(&mut self.batch, event).map_err(io::Error::other)?;
+        write_event(&mut self.batch, event);
         self.batch.push(b'\n');
         self.batch_events += 1;
         Ok(())
@@ -154,7 +197,11 @@ impl JsonOutput {
             self.batch.clear();
             return;
         }
-        let bytes = std::mem::replace(&mut self.batch, Vec::with_capacity(256 * 1024));
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_CAPACITY));
+        let bytes = std::mem::replace(&mut self.batch, next);
         let events = std::mem::take(&mut self.batch_events);
         if self.enqueue(bytes, events, false) {
             self.accepted += events;
@@ -249,11 +296,13 @@ impl JsonOutput {
 
 /// The writer thread: writes chunks in order until the queue closes or a write fails. A chunk
 /// counts as written only once all of it is; after a failure the rest stays counted as queued.
+/// Written batch buffers go back to the pipeline through `spare` when it has room for them.
 fn write_queue<W: Write>(
     mut out: W,
     rx: &mpsc::Receiver<Chunk>,
     shared: &Shared,
     stopped: &watch::Sender<bool>,
+    spare: &mpsc::SyncSender<Vec<u8>>,
 ) {
     for chunk in rx {
         let result = out.write_all(&chunk.bytes).and_then(|()| out.flush());
@@ -265,15 +314,17 @@ fn write_queue<W: Write>(
             stopped.send_replace(true);
             return;
         }
-        shared
-            .written_events
-            .fetch_add(chunk.events, Ordering::AcqRel);
-        shared
-            .queued_events
-            .fetch_sub(chunk.events, Ordering::AcqRel);
-        shared
-            .queued_bytes
-            .fetch_sub(chunk.bytes.len(), Ordering::AcqRel);
+        let Chunk { mut bytes, events } = chunk;
+        let len = bytes.len();
+        // Handed back before the chunk counts as written: whoever sees it written can count
+        // on the buffer being back. Records (a few hundred bytes) are not worth it.
+        if (BATCH_CAPACITY..=MAX_SPARE_BYTES).contains(&bytes.capacity()) {
+            bytes.clear();
+            let _ = spare.try_send(bytes);
+        }
+        shared.written_events.fetch_add(events, Ordering::AcqRel);
+        shared.queued_events.fetch_sub(events, Ordering::AcqRel);
+        shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
     }
 }
 
@@ -290,16 +341,40 @@ mod tests {
     fn writes_one_line_per_event_with_escaped_control_characters() {
         let mut event = Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH);
         event.file_path = Some("/tmp/\u{1b}[31mred\nline".to_string());
-        let mut sink = JsonLines::new(Vec::new());
+        let mut out = Vec::new();
+        let mut sink = JsonLines::new(&mut out);
         sink.write(&event).expect("write");
         sink.write(&event).expect("write");
         sink.flush().expect("flush");
-        let text = String::from_utf8(sink.out.into_inner().expect("inner")).expect("utf8");
+        drop(sink);
+        let text = String::from_utf8(out).expect("utf8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains("\\u001b[31mred\\nline"));
+        assert_eq!(lines[0], serde_json::to_string(&event).expect("json"));
         let back: Event = serde_json::from_str(lines[0]).expect("parse");
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn json_lines_are_written_whole_once_the_buffer_fills_and_the_rest_at_drop() {
+        let mut out = Vec::new();
+        let mut sink = JsonLines::new(&mut out);
+        let line = serde_json::to_string(&event()).expect("json") + "\n";
+        let events = 2 * JSON_LINES_BUFFER / line.len();
+        for _ in 0..events {
+            sink.write(&event()).expect("write");
+        }
+        drop(sink);
+        assert_eq!(out, line.repeat(events).into_bytes());
+        let mut early = Vec::new();
+        let mut sink = JsonLines::new(&mut early);
+        for _ in 0..events {
+            sink.write(&event()).expect("write");
+        }
+        let before_drop = sink.out.len();
+        assert!(before_drop >= JSON_LINES_BUFFER, "{before_drop}");
+        assert_eq!(before_drop % line.len(), 0);
     }
 
     /// Whether the valve is open, and what went through.
@@ -341,6 +416,31 @@ mod tests {
 
     fn event() -> Event {
         Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn the_writer_hands_written_batch_buffers_back() {
+        let losses = Arc::new(Losses::new());
+        let mut out =
+            JsonOutput::start(io::sink(), OutputOptions::default(), losses).expect("start");
+        let line = serde_json::to_vec(&event()).expect("json").len() + 1;
+        let events = 2 * BATCH_CAPACITY / line;
+        for _ in 0..events {
+            out.write(&event()).expect("write");
+        }
+        let grown = out.batch.capacity();
+        assert!(grown > BATCH_CAPACITY);
+        out.end_batch();
+        // Waits for the writer thread (a hang here is the failure, not a slow machine).
+        while out.written() < events as u64 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        out.write(&event()).expect("write");
+        out.end_batch();
+        assert_eq!(out.batch.capacity(), grown);
+        assert!(out.batch.is_empty());
+        let summary = runtime().block_on(out.finish(Duration::from_secs(10)));
+        assert_eq!(summary.written, events as u64 + 1);
     }
 
     fn runtime() -> tokio::runtime::Runtime {

@@ -28,6 +28,7 @@ use std::{io, path::PathBuf, sync::Arc, time::Duration};
 use crate::{
     config,
     event::{Event, ResponseAction, ResponseKind, ResponseResult, Severity},
+    output::event_json::event_to_string,
     rules::{Action, Outcome},
 };
 use alert_log::{JsonLog, SharedLog};
@@ -346,10 +347,7 @@ impl Responder {
         if !(alert || write_log) {
             return;
         }
-        let json = match serde_json::to_string(&*event) {
-            Ok(json) => json,
-            Err(_) => return,
-        };
+        let json = event_to_string(event);
         if alert {
             let mut failed = None;
             if let Some(log) = &self.alert_log {
