@@ -55,6 +55,10 @@ impl UserNames {
     /// An unknown uid makes us re-read the file if the last read was at least
     /// [`REFRESH_INTERVAL`] ago, so users created while we run get their names.
     pub fn name(&mut self, uid: u32) -> SharedStr {
+        // A hit needs no clock (this runs for every event).
+        if let Some(name) = self.names.get(&uid) {
+            return name.clone();
+        }
         self.name_at(uid, Instant::now())
     }
 
