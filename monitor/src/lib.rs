@@ -23,6 +23,7 @@ pub mod notice;
 pub mod output;
 pub mod paths;
 pub mod pipeline;
+pub mod priority;
 pub mod record;
 pub mod response;
 pub mod rules;

@@ -51,10 +51,13 @@ pub enum Loss {
     /// The web controller's queue was full (its clients' own queues are counted per client
     /// and told to each): events analysed, responded to and stored, not sent to the web.
     WebQueueFull,
+    /// The recording's writer (`--record`: disk, compression) was behind: events analysed
+    /// and shown, not recorded.
+    RecordingQueueFull,
 }
 
 impl Loss {
-    pub const ALL: [Loss; 14] = [
+    pub const ALL: [Loss; 15] = [
         Loss::RingBufferFull,
         Loss::PendingTableFull,
         Loss::DecodeError,
@@ -69,6 +72,7 @@ impl Loss {
         Loss::OutputUnwrittenAtStop,
         Loss::DisplayQueueFull,
         Loss::WebQueueFull,
+        Loss::RecordingQueueFull,
     ];
 
     /// The name used in JSON `stats` records, the stopped line and the UI.
@@ -88,6 +92,7 @@ impl Loss {
             Loss::OutputUnwrittenAtStop => "output_unwritten_at_stop",
             Loss::DisplayQueueFull => "display_queue_full",
             Loss::WebQueueFull => "web_queue_full",
+            Loss::RecordingQueueFull => "recording_queue_full",
         }
     }
 

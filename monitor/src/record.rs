@@ -24,6 +24,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -163,13 +165,44 @@ impl Sink {
     }
 }
 
-/// Writes a recording: the header at creation, then one line per event.
+/// Recorded lines waiting for the recording's writer thread, at most. Past it a batch is
+/// dropped and counted ([`Recorder::dropped`]): a slow disk or compression loses recorded
+/// events, never the pipeline's time.
+pub const RECORDING_QUEUE_BYTES: usize = 16 << 20;
+
+/// What the writer thread and the pipeline share.
+#[derive(Default)]
+struct RecorderShared {
+    /// Bytes queued for the thread.
+    queued: AtomicUsize,
+    /// Events the thread has written.
+    written: AtomicU64,
+    /// The first write error; the thread stops writing there.
+    error: Mutex<Option<io::Error>>,
+}
+
+impl RecorderShared {
+    fn take_error(&self) -> Option<io::Error> {
+        self.error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Writes a recording: the header at creation, then one line per event. Lines are made on the
+/// caller's thread (the pipeline's: cheap) and written, compressed, by a thread of its own
+/// behind a queue bounded in bytes, so the disk and zstd never slow capture.
 pub struct Recorder {
-    sink: Sink,
     path: PathBuf,
-    events: u64,
-    /// The line being written, kept between events for its capacity.
-    line: Vec<u8>,
+    /// Lines of the current batch, handed to the thread by [`Recorder::flush`].
+    batch: Vec<u8>,
+    batch_events: u64,
+    queue: Option<mpsc::UnboundedSender<(Vec<u8>, u64)>>,
+    shared: Arc<RecorderShared>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+    /// Events dropped because the queue was full.
+    dropped: u64,
 }
 
 impl Recorder {
@@ -184,23 +217,32 @@ impl Recorder {
         let file = secure_fs::open_for_writing(path, 0o600, secure_fs::Existing::Truncate)
             .map_err(io_err)?;
         let out = BufWriter::with_capacity(256 * 1024, file);
-        let sink = if path.extension().is_some_and(|e| e == "zst") {
+        let mut sink = if path.extension().is_some_and(|e| e == "zst") {
             Sink::Zstd(zstd::stream::write::Encoder::new(out, 3).map_err(io_err)?)
         } else {
             Sink::Plain(out)
         };
-        let mut recorder = Recorder {
-            sink,
-            path: path.to_path_buf(),
-            events: 0,
-            line: Vec::with_capacity(1024),
-        };
         let header = Header::new(Utc::now());
-        serde_json::to_writer(recorder.sink.writer(), &header)
+        serde_json::to_writer(sink.writer(), &header)
             .map_err(io::Error::other)
             .map_err(io_err)?;
-        recorder.sink.writer().write_all(b"\n").map_err(io_err)?;
-        Ok(recorder)
+        sink.writer().write_all(b"\n").map_err(io_err)?;
+        let shared = Arc::new(RecorderShared::default());
+        let (queue, batches) = mpsc::unbounded_channel();
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("secmon-record".to_string())
+            .spawn(move || write_batches(sink, batches, &thread_shared))
+            .map_err(io_err)?;
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            batch: Vec::with_capacity(64 * 1024),
+            batch_events: 0,
+            queue: Some(queue),
+            shared,
+            thread: Some(thread),
+            dropped: 0,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -209,31 +251,99 @@ impl Recorder {
 
     /// Events written so far.
     pub fn events(&self) -> u64 {
-        self.events
+        self.shared.written.load(Ordering::Acquire)
     }
 
-    /// Appends one event (call it before analysis).
+    /// Events dropped so far because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Appends one event (call it before analysis). An error is the writer's: the recording
+    /// has stopped.
     pub fn write(&mut self, event: &Event) -> io::Result<()> {
-        self.line.clear();
-        write_event(&mut self.line, event);
-        self.line.push(b'\n');
-        self.sink.writer().write_all(&self.line)?;
-        self.events += 1;
+        write_event(&mut self.batch, event);
+        self.batch.push(b'\n');
+        self.batch_events += 1;
         Ok(())
     }
 
-    /// Pushes what is buffered to the file (once per batch).
+    /// Hands the batch to the writer thread (once per batch), or drops and counts it when the
+    /// queue is full. Returns the writer's error, if it has stopped.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.sink.writer().flush()
+        if let Some(error) = self.shared.take_error() {
+            return Err(error);
+        }
+        if self.batch_events == 0 {
+            return Ok(());
+        }
+        let bytes = self.batch.len();
+        let events = std::mem::take(&mut self.batch_events);
+        if self.shared.queued.load(Ordering::Acquire) + bytes > RECORDING_QUEUE_BYTES {
+            self.dropped += events;
+            self.batch.clear();
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(64 * 1024));
+        self.shared.queued.fetch_add(bytes, Ordering::AcqRel);
+        if let Some(queue) = &self.queue
+            && queue.send((batch, events)).is_err()
+        {
+            self.dropped += events;
+        }
+        Ok(())
     }
 
-    /// Flushes, ends the compressed stream, and returns the number of events written.
-    pub fn finish(self) -> io::Result<u64> {
-        match self.sink {
-            Sink::Plain(mut w) => w.flush()?,
-            Sink::Zstd(w) => w.finish()?.flush()?,
+    /// Hands over what is left, waits for the writer to write it and end the compressed
+    /// stream; returns the number of events written.
+    pub fn finish(mut self) -> io::Result<u64> {
+        self.flush()?;
+        self.queue = None;
+        let finished = match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the recording's writer panicked"))),
+            None => Ok(()),
+        };
+        finished?;
+        Ok(self.events())
+    }
+}
+
+/// The writer thread: batches to the sink, flushed after each; at the end, the stream is
+/// finished. Stops at the first error (kept for the pipeline to report).
+fn write_batches(
+    mut sink: Sink,
+    mut batches: mpsc::UnboundedReceiver<(Vec<u8>, u64)>,
+    shared: &RecorderShared,
+) -> io::Result<()> {
+    crate::priority::lower_this_thread();
+    while let Some((batch, events)) = batches.blocking_recv() {
+        let written = sink
+            .writer()
+            .write_all(&batch)
+            .and_then(|()| sink.writer().flush());
+        shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        if let Err(error) = written {
+            let shown = io::Error::new(error.kind(), error.to_string());
+            *shared
+                .error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+            return Err(shown);
         }
-        Ok(self.events)
+        shared.written.fetch_add(events, Ordering::AcqRel);
+    }
+    match sink {
+        Sink::Plain(mut w) => w.flush(),
+        Sink::Zstd(w) => w.finish()?.flush(),
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // Without `finish` (an error path): let the thread end on its own.
+        self.queue = None;
     }
 }
 
@@ -966,6 +1076,27 @@ mod tests {
             expected[3].analysis = Analysis::default();
             assert_eq!(back, expected);
         }
+    }
+
+    #[test]
+    fn batches_handed_to_the_writer_thread_are_all_written_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("batches.jsonl.zst");
+        let mut r = Recorder::create(&path).expect("create");
+        let mut expected = Vec::new();
+        for batch in 0..20u32 {
+            for i in 0..500u32 {
+                let e = event(i64::from(batch * 500 + i), batch * 500 + i);
+                r.write(&e).expect("write");
+                expected.push(e);
+            }
+            r.flush().expect("flush");
+        }
+        assert_eq!(r.dropped(), 0);
+        assert_eq!(r.finish().expect("finish"), 10_000);
+        let (_, back) = read_all(&path).expect("read");
+        let pids: Vec<u32> = back.iter().map(|e| e.pid).collect();
+        assert_eq!(pids, (0..10_000).collect::<Vec<u32>>());
     }
 
     #[test]

@@ -297,19 +297,12 @@ impl Drop for RunningController {
     }
 }
 
-/// The controller's threads run at this nice value: the web is best effort, and under a flood
-/// the kernel reader and the driver (nice 0) come first. (With the controller on the
-/// runtime's two workers, twenty WebSocket clients reading everything made the kernel drop
-/// events: its work delayed the reader.)
-const WEB_NICE: libc::c_int = 10;
-
+/// The controller's threads run at [`crate::priority::BACKGROUND_NICE`]: the web is best
+/// effort, and under a flood the kernel reader and the driver (nice 0) come first. (With the
+/// controller on the runtime's two workers, twenty WebSocket clients reading everything made
+/// the kernel drop events: its work delayed the reader.)
 fn lower_priority() {
-    // SAFETY: gettid has no preconditions; setpriority(PRIO_PROCESS, tid) changes only the
-    // calling thread's nice value and fails harmlessly (ignored) without CAP_SYS_NICE.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, WEB_NICE);
-    }
+    crate::priority::lower_this_thread();
 }
 
 /// How long the controller's runtime may take to end its tasks once serving stopped (a
@@ -317,7 +310,7 @@ fn lower_priority() {
 const RUNTIME_STOP: Duration = Duration::from_secs(1);
 
 /// Starts serving on a thread of its own, with a current-thread runtime at a lower priority
-/// ([`WEB_NICE`]), and returns once it listens (or why it cannot). `batches` is the
+/// ([`crate::priority::BACKGROUND_NICE`]), and returns once it listens (or why it cannot). `batches` is the
 /// controller's queue from the pipeline ([`crate::pipeline::FrontEnd::Queue`]).
 pub async fn start(
     settings: Settings,

@@ -704,7 +704,7 @@ impl Driver {
             // The last reference: detaches every program, deny tables included.
             detach_capture(kernel.capture, &mut budget);
         }
-        if let Some(history) = stages.taps.close_within(&mut budget) {
+        if let Some(history) = stages.taps.close_within(&mut budget, &losses) {
             record_history_losses(&losses, history);
         }
         if let Some(summary) = &replay {

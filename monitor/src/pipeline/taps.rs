@@ -1,9 +1,9 @@
 //! The taps: what happens to every event besides the front ends. The recording (`--record`)
 //! takes each event as enriched, before analysis, so a replay analyses it again with the rules
 //! of its day; the history (`[storage]`) takes each event once analysed and responded to. Both
-//! have bounded costs: the recording is a buffered file that stops (with a warning) when it
-//! cannot be written, and the history writer has its own thread and bounded queue, counting
-//! what it cannot take.
+//! have bounded costs: the recording and the history each have a writer thread of their own
+//! behind a bounded queue, counting what it cannot take (`recording_queue_full`,
+//! `history_queue_full`); a recording that cannot be written stops with a warning.
 use std::io;
 
 use super::{PipelineError, RunOptions};
@@ -97,8 +97,11 @@ impl Taps {
         }
     }
 
-    /// Copies the history's losses so far into `losses`.
+    /// Copies the recording's and the history's losses so far into `losses`.
     pub fn record_losses(&self, losses: &Losses) {
+        if let Some(recorder) = &self.recorder {
+            losses.observe(Loss::RecordingQueueFull, recorder.dropped());
+        }
         if let Some(store) = &self.store {
             record_history_losses(losses, store.summary());
         }
@@ -106,11 +109,21 @@ impl Taps {
 
     /// Finishes the recording and lets the history writer commit what is queued; returns the
     /// history's counts (when it was on).
-    pub fn close_within(mut self, budget: &mut StopBudget) -> Option<StoreSummary> {
+    pub fn close_within(
+        mut self,
+        budget: &mut StopBudget,
+        losses: &Losses,
+    ) -> Option<StoreSummary> {
         self.end_batch();
         if let Some(recorder) = self.recorder.take() {
             let path = recorder.path().to_path_buf();
+            let dropped = recorder.dropped();
+            losses.observe(Loss::RecordingQueueFull, dropped);
             match recorder.finish() {
+                Ok(n) if dropped > 0 => notice::warn(format!(
+                    "recorded {n} events to {}; {dropped} not recorded (the writer was behind)",
+                    path.display()
+                )),
                 Ok(n) => notice::info(format!("recorded {n} events to {}", path.display())),
                 Err(e) => notice::warn(format!("finishing {}: {e}", path.display())),
             }

@@ -36,6 +36,7 @@ fn loss_words(loss: Loss) -> &'static str {
         Loss::OutputUnwrittenAtStop => "JSON output stalled at the stop",
         Loss::DisplayQueueFull => "the terminal UI was behind: events not shown",
         Loss::WebQueueFull => "the web controller was behind: events not sent to the web",
+        Loss::RecordingQueueFull => "the recording's writer was behind: events not recorded",
     }
 }
 
