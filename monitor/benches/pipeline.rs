@@ -21,7 +21,15 @@
 //! - `json/output_batches`: the `--json` output (`JsonOutput`) taking reader-sized batches of
 //!   those events (4000), its writer thread writing them to nowhere.
 //!
-//! The rule engine (analysis stage) is not included: it is a placeholder for now.
+//! Enrichment as the number of live processes grows (issue 19), decode + enrich without JSON,
+//! [`CURVE_RECORDS`] records per iteration:
+//! - `enrich/procs_1000`, `enrich/procs_30000`: a fake `/proc` of 1,000 or 30,000 processes
+//!   (a tree under sshd, up to 6 deep, of a dozen programs and five users) and a stream whose
+//!   records come from processes drawn at random among all of them: absolute, relative and
+//!   created-file opens, TCP connects and closes, re-execs, and short-lived children (fork,
+//!   an open, exit). How long seeding the table from that `/proc` took is printed.
+//!
+//! The rule engine (the analysis stage) is measured on its own, in `benches/rules.rs`.
 // A benchmark whose set-up fails should stop with its message; the workspace's unwrap/expect
 // denial is for the monitor itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -32,6 +40,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use monitor_common::{
@@ -55,6 +64,26 @@ const CHILD_PID: u32 = 3000;
 const UID: u32 = 1000;
 /// A process known from the fake /proc that does nothing but open files.
 const OPENER_PID: u32 = 2100;
+/// Records per iteration of the `enrich/procs_*` benchmarks.
+const CURVE_RECORDS: usize = 10_000;
+/// First pid of the generated processes of the `enrich/procs_*` benchmarks.
+const FIRST_PID: u32 = 10_000;
+/// First pid of the short-lived children in their stream.
+const CHILD_BASE: u32 = 100_000;
+const PROGRAMS: [&str; 12] = [
+    "bash",
+    "python3",
+    "nginx",
+    "postgres",
+    "node",
+    "java",
+    "sshd",
+    "cron",
+    "gcc",
+    "make",
+    "git",
+    "redis-server",
+];
 
 fn copy_str(dest: &mut [u8], text: &str) {
     let n = text.len().min(dest.len() - 1);
@@ -222,6 +251,38 @@ fn opens() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// One process of a fake /proc: `stat`, `comm`, `status`, `cmdline`, and the `exe` and `cwd`
+/// links.
+#[allow(clippy::too_many_arguments)]
+fn write_proc(
+    root: &Path,
+    pid: u32,
+    comm: &str,
+    ppid: u32,
+    uid: u32,
+    exe: &str,
+    cwd: &str,
+    cmdline: &str,
+) {
+    let dir = root.join(pid.to_string());
+    std::fs::create_dir_all(&dir).expect("proc dir");
+    let stat = format!(
+        "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1234 0 0 0 5 3 0 0 20 0 1 0 \
+         {start} 12345678 890 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+        start = 100 + pid
+    );
+    std::fs::write(dir.join("stat"), stat).expect("stat");
+    std::fs::write(dir.join("comm"), format!("{comm}\n")).expect("comm");
+    std::fs::write(
+        dir.join("status"),
+        format!("Name:\t{comm}\nPPid:\t{ppid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+    )
+    .expect("status");
+    std::fs::write(dir.join("cmdline"), cmdline).expect("cmdline");
+    std::os::unix::fs::symlink(exe, dir.join("exe")).expect("exe");
+    std::os::unix::fs::symlink(cwd, dir.join("cwd")).expect("cwd");
+}
+
 /// A fake /proc: init → sshd → bash (the shell), and an opener under init.
 fn fake_proc(root: &Path) {
     let procs: [(u32, &str, u32, &str, &str, &str); 4] = [
@@ -259,51 +320,172 @@ fn fake_proc(root: &Path) {
         ),
     ];
     for (pid, comm, ppid, exe, cwd, cmdline) in procs {
-        let dir = root.join(pid.to_string());
-        std::fs::create_dir_all(&dir).expect("proc dir");
-        let stat = format!(
-            "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1234 0 0 0 5 3 0 0 20 0 1 0 \
-             {start} 12345678 890 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
-            start = 100 + pid
-        );
-        std::fs::write(dir.join("stat"), stat).expect("stat");
-        std::fs::write(dir.join("comm"), format!("{comm}\n")).expect("comm");
         let uid = if pid == SHELL_PID || pid == OPENER_PID {
             UID
         } else {
             0
         };
-        std::fs::write(
-            dir.join("status"),
-            format!("Name:\t{comm}\nPPid:\t{ppid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
-        )
-        .expect("status");
-        std::fs::write(dir.join("cmdline"), cmdline).expect("cmdline");
-        std::os::unix::fs::symlink(exe, dir.join("exe")).expect("exe");
-        std::os::unix::fs::symlink(cwd, dir.join("cwd")).expect("cwd");
+        write_proc(root, pid, comm, ppid, uid, exe, cwd, cmdline);
     }
+}
+
+/// Generated process `i` of the `enrich/procs_*` benchmarks: (pid, parent, program, uid). The
+/// first 64 are children of sshd (900), each later one a child of an earlier one (eight
+/// children each), so the tree is up to 6 deep at 30,000.
+fn generated_proc(i: u32) -> (u32, u32, &'static str, u32) {
+    let parent = if i < 64 { 900 } else { FIRST_PID + i / 8 - 8 };
+    let uid = if i.is_multiple_of(3) { 0 } else { 1000 + i % 4 };
+    (
+        FIRST_PID + i,
+        parent,
+        PROGRAMS[i as usize % PROGRAMS.len()],
+        uid,
+    )
+}
+
+/// The small fake /proc's init and sshd, and `n` generated processes.
+fn fake_proc_n(root: &Path, n: u32) {
+    write_proc(
+        root,
+        1,
+        "systemd",
+        0,
+        0,
+        "/usr/lib/systemd/systemd",
+        "/",
+        "/sbin/init\0",
+    );
+    write_proc(
+        root,
+        900,
+        "sshd",
+        1,
+        0,
+        "/usr/sbin/sshd",
+        "/",
+        "sshd: alice [priv]\0",
+    );
+    for i in 0..n {
+        let (pid, ppid, comm, uid) = generated_proc(i);
+        let cmdline = format!("{comm}\0--worker\0{i}\0--config\0/etc/{comm}/{comm}.conf\0");
+        let cwd = format!("/srv/app{}", i % 50);
+        write_proc(
+            root,
+            pid,
+            comm,
+            ppid,
+            uid,
+            &format!("/usr/bin/{comm}"),
+            &cwd,
+            &cmdline,
+        );
+    }
+}
+
+/// The `enrich/procs_*` stream: [`CURVE_RECORDS`] records from processes drawn at random among
+/// the `n` generated ones.
+fn curve_stream(n: u32) -> Vec<Vec<u8>> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut records = Vec::with_capacity(CURVE_RECORDS);
+    let mut ts = 1_000_000_000u64;
+    let mut child = CHILD_BASE;
+    while records.len() < CURVE_RECORDS {
+        ts += 1_000;
+        let i = (next() % u64::from(n)) as u32;
+        let (pid, _, comm, _) = generated_proc(i);
+        let k = records.len();
+        match next() % 100 {
+            0..60 => records.push(open(
+                pid,
+                comm,
+                &format!("/srv/app{}/data/{}.dat", i % 50, k % 100),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+                ts,
+            )),
+            60..68 => records.push(open(pid, comm, "notes/../todo.txt", libc::O_RDONLY, ts)),
+            68..76 => records.push(open(
+                pid,
+                comm,
+                &format!("/tmp/{comm}-{pid}.log"),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
+                ts,
+            )),
+            76..84 => records.push(tcp(
+                kind::NET_CONNECT,
+                pid,
+                comm,
+                40_000 + (k % 20_000) as u16,
+                ts,
+            )),
+            84..88 => records.push(tcp(
+                kind::NET_CLOSE,
+                pid,
+                comm,
+                40_000 + (k % 20_000) as u16,
+                ts,
+            )),
+            88..92 => records.push(exec(
+                pid,
+                &format!("/usr/bin/{comm}"),
+                &[comm, "--worker", &i.to_string()],
+                ts,
+            )),
+            _ => {
+                // A short-lived child: fork, one open, exit.
+                child += 1;
+                records.push(fork(pid, child, ts));
+                records.push(open(
+                    child,
+                    comm,
+                    "/etc/ld.so.cache",
+                    libc::O_RDONLY,
+                    ts + 100,
+                ));
+                records.push(exit(child, comm, ts + 200));
+            }
+        }
+    }
+    records.truncate(CURVE_RECORDS);
+    records
 }
 
 struct Fixture {
     _dir: tempfile::TempDir,
     enricher: Enricher,
+    /// How long seeding the process table from the fake /proc took.
+    seed_secs: f64,
 }
 
-fn fixture() -> Fixture {
+/// An enricher over a fake /proc made by `make` (in a temporary directory), with five users.
+fn fixture_with(make: impl FnOnce(&Path)) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let proc_root = dir.path().join("proc");
-    fake_proc(&proc_root);
+    make(&proc_root);
     let passwd = dir.path().join("passwd");
     std::fs::write(
         &passwd,
-        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n",
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n\
+         bob:x:1001:1001::/home/bob:/bin/bash\nwww-data:x:1002:1002::/var/www:/usr/sbin/nologin\n\
+         postgres:x:1003:1003::/var/lib/postgresql:/bin/bash\n",
     )
     .expect("passwd");
+    let began = Instant::now();
     let enricher = Enricher::with_proc_root(&proc_root, UserNames::from_path(passwd));
     Fixture {
         _dir: dir,
         enricher,
+        seed_secs: began.elapsed().as_secs_f64(),
     }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(fake_proc)
 }
 
 /// What the pipeline does per batch: decode each record, enrich it, write it as a JSON line.
@@ -403,6 +585,33 @@ fn benches(c: &mut Criterion) {
             output.end_batch();
         })
     });
+    group.finish();
+
+    let mut group = c.benchmark_group("enrich");
+    group.throughput(Throughput::Elements(CURVE_RECORDS as u64));
+    group.sample_size(30);
+    for n in [1_000u32, 30_000] {
+        let mut fx = fixture_with(|root| fake_proc_n(root, n));
+        eprintln!(
+            "enrich/procs_{n}: process table seeded from the fake /proc in {:.2} s ({} processes)",
+            fx.seed_secs,
+            fx.enricher.processes().len()
+        );
+        let records = curve_stream(n);
+        let enrich = |records: &[Vec<u8>], enricher: &mut Enricher| {
+            let mut events = 0u64;
+            for bytes in records {
+                let record = decode(bytes).expect("decodes");
+                events += u64::from(black_box(enricher.process(&record)).is_some());
+            }
+            events
+        };
+        assert_eq!(enrich(&records, &mut fx.enricher), CURVE_RECORDS as u64);
+        assert!(fx.enricher.processes().len() >= n as usize);
+        group.bench_function(format!("procs_{n}"), |b| {
+            b.iter(|| enrich(black_box(&records), &mut fx.enricher))
+        });
+    }
     group.finish();
 }
 

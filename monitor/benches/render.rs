@@ -11,6 +11,11 @@
 //! - `render/160x48_browsing_filtered`: a filter that hides most events and a selection deep
 //!   in the history (the rows shown are found by scanning the buffers).
 //! - `render/80x24` and `render/160x48_detail`: a small screen; the detail overlay.
+//! - `render/frame_100k` (issue 19: frame time as the events held grow): `render/160x48` after
+//!   100,002 events went through [`App::ingest`] instead of 30,000. The panes keep the newest
+//!   [`PANE_CAPACITY`] each (30,000 in all) and hand the rest back for freeing, so this should
+//!   equal `render/160x48`: what it checks is that nothing else the app keeps (counters, the
+//!   alerts strip, evicted events waiting to be handed back) grows with the count.
 //! - `ingest/4096`: storing one reader batch (4096 analysed events) into full panes.
 /// The binary's allocator (src/main.rs), so the figures are the binary's.
 #[global_allocator]
@@ -72,6 +77,15 @@ fn render(c: &mut Criterion) {
     let mut detail = full_app();
     press(&mut detail, KeyCode::Enter);
     frame(c, "render/160x48_detail", &detail, 160, 48);
+
+    let mut many = sample::app(sample::flood(100_000 / 3 + 1));
+    // What the pipeline does with the events the panes dropped (they are freed elsewhere).
+    many.take_evicted(&mut Vec::new());
+    assert_eq!(many.received, 100_002);
+    for pane in many.panes.iter() {
+        assert_eq!(pane.entries.len(), PANE_CAPACITY);
+    }
+    frame(c, "render/frame_100k", &many, 160, 48);
 }
 
 fn ingest(c: &mut Criterion) {

@@ -15,7 +15,16 @@
 //! - `rules/file_write`, `rules/process_exec`: the events of that type from the mix, repeated
 //!   (the types most rules are indexed under: persistence and execution rules).
 //! - `rules/no_rules`: the same mix with no rules loaded (the analysis stage's floor).
+//! - `rules/generated_500`, `rules/generated_5000`: the mix through the shipped pack plus 500
+//!   or 5,000 generated rules (issue 19: how the cost grows with the rule count; target at
+//!   5,000: at least 1,000,000 events/s/core). The generated rules look like what sites
+//!   write on top of a pack (see [`generated_rule`]): every event type the pack covers, tests
+//!   of equality, `in` lists (inline and the pack's), prefixes, suffixes, substrings, regexes,
+//!   ancestors, ports and networks, with the pack's macros. Each names its own tool, path or
+//!   port, a tenth of them a process of the mix, so some are candidates for mix events without
+//!   matching them, as most rules are for most events.
 //! - `rules/load_pack`: parsing, validating and compiling the whole pack (a reload's cost).
+//! - `rules/load_generated_5000`: the same for the pack and 5,000 generated rules.
 // A benchmark whose set-up fails should stop with its message; the workspace's unwrap/expect
 // denial is for the monitor itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -24,14 +33,14 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use secmon::config::ThreatDetection;
 use secmon::event::{Event, EventType};
 use secmon::rules::Evaluator;
-use secmon::rules::{RuleEngine, RuleSet, SOURCE_RULES_DIR};
+use secmon::rules::{RuleEngine, RuleSet, SOURCE_RULES_DIR, SourceFile};
 
 const EVENTS: usize = 1000;
 
@@ -304,6 +313,122 @@ fn analyzer() -> Evaluator {
     Evaluator::for_config(engine, &ThreatDetection::default())
 }
 
+/// The pack's files (every `*.json` under `rules/`, sorted), read into memory.
+fn pack_files() -> Vec<SourceFile> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("the rule pack") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    walk(Path::new(SOURCE_RULES_DIR), &mut paths);
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| SourceFile {
+            text: std::fs::read_to_string(&path).expect("a rule file"),
+            path,
+        })
+        .collect()
+}
+
+/// Processes of the mix, named by a tenth of the generated rules.
+const MIX_NAMES: &[&str] = &["bash", "gcc", "git", "python3", "nginx", "cc1"];
+
+/// Generated rule `i`'s condition: one of 16 shapes, each with its own names, paths and ports.
+fn generated_condition(i: usize) -> String {
+    let name = if i.is_multiple_of(10) {
+        MIX_NAMES[(i / 10) % MIX_NAMES.len()].to_string()
+    } else {
+        format!("tool{i}")
+    };
+    match i % 16 {
+        0 => format!(
+            "event.type == 'process_exec' && process.name == '{name}' && !package_management"
+        ),
+        1 => format!(
+            "event.type == 'process_exec' && process.name in ['{name}', '{name}-cli', '{name}d'] && process.args in ['--exec', '-e', '--upload']"
+        ),
+        2 => format!(
+            "event.type == 'process_exec' && process.path.endswith('/bin/{name}') && process.user != 'root'"
+        ),
+        3 => format!("event.type == 'process_exec' && process.cmdline.contains('--payload-{i} ')"),
+        4 => format!(
+            "event.type == 'process_exec' && process.cmdline.matches('implant{i}[[:space:]]+(-c|--connect)[[:space:]]')"
+        ),
+        5 => format!(
+            "event.type == 'process_exec' && ancestors in ['svc{i}', 'svc{i}-worker'] && shell_process"
+        ),
+        6 => format!(
+            "event.type == 'file_open' && file.path == '/opt/app{i}/secret.key' && !(process.name in ['app{i}', 'backup'])"
+        ),
+        7 => format!(
+            "event.type == 'file_open' && file.path.startswith('/srv/tenant{i}/keys/') && !(process.name in ['vault', 'app{i}'])"
+        ),
+        8 => format!(
+            "event.type == 'file_write' && file.path.startswith('/etc/app{i}/') && !package_management && !(process.name in etc_writers)"
+        ),
+        9 => format!(
+            "event.type in ['file_write', 'file_rename'] && file.path.endswith('.app{i}.conf') && process.user != 'app{i}'"
+        ),
+        10 => format!(
+            "event.type == 'file_open' && file.path.matches('^/var/lib/app{i}/[0-9]+/token$') && !(process.name in ['app{i}'])"
+        ),
+        11 => format!(
+            "event.type == 'net_connect' && net.dst_port == {} && !(process.name in ['app{i}', 'curl'])",
+            20_000 + i
+        ),
+        12 => format!(
+            "event.type == 'net_connect' && net.dst_ip in cidr('10.{}.{}.0/24') && process.name in shell_binaries",
+            (i / 256) % 256,
+            i % 256
+        ),
+        13 => format!(
+            "event.type == 'file_open' && process.name == '{name}' && file.path.startswith('/home/') && file.path.contains('/.secret{i}/')"
+        ),
+        14 => format!(
+            "event.type == 'file_delete' && process.user == 'svc{i}' && file.path.startswith('/var/')"
+        ),
+        _ => format!("event.type == 'process_exec' && parent.name == 'daemon{i}' && shell_process"),
+    }
+}
+
+/// Generated rule `i` as a JSON object.
+fn generated_rule(i: usize) -> String {
+    let condition = serde_json::to_string(&generated_condition(i)).expect("a JSON string");
+    format!(
+        r#"{{"name": "generated_{i:05}", "label": "Generated Rule {i}", "condition": {condition}, "risk_score": {}, "action": "alert", "recommendation": "Check it."}}"#,
+        [0.3, 0.5, 0.7][i % 3]
+    )
+}
+
+/// The pack and `n` generated rules in a file of their own.
+fn generated_files(n: usize) -> Vec<SourceFile> {
+    let rules: Vec<String> = (0..n).map(generated_rule).collect();
+    let mut files = pack_files();
+    files.push(SourceFile {
+        path: PathBuf::from("generated/rules.json"),
+        text: format!("{{\"rules\": [\n{}\n]}}\n", rules.join(",\n")),
+    });
+    files
+}
+
+fn generated_analyzer(n: usize) -> Evaluator {
+    let set = match RuleSet::from_sources(generated_files(n)) {
+        Ok(set) => set,
+        Err(e) => panic!("the generated rules must load:\n{e}"),
+    };
+    Evaluator::for_config(
+        RuleEngine::with_set(set, Vec::new()),
+        &ThreatDetection::default(),
+    )
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("rules");
     group.throughput(Throughput::Elements(EVENTS as u64));
@@ -353,6 +478,30 @@ fn bench(c: &mut Criterion) {
         });
     }
 
+    for n in [500, 5000] {
+        let mut generated = generated_analyzer(n);
+        let mut events = mix(false);
+        let flagged = events
+            .iter_mut()
+            .map(|e| {
+                generated.analyze(e);
+                e.analysis.rules.len()
+            })
+            .filter(|&n| n > 0)
+            .count();
+        eprintln!(
+            "rules/generated_{n}: {} rules, {flagged} of {EVENTS} events matched at least one",
+            generated.engine().map_or(0, |e| e.summary().rules)
+        );
+        group.bench_function(format!("generated_{n}"), |b| {
+            b.iter(|| {
+                for e in events.iter_mut() {
+                    black_box(generated.analyze(e));
+                }
+            })
+        });
+    }
+
     let mut none = Evaluator::default();
     group.bench_function("no_rules", |b| {
         b.iter(|| {
@@ -367,6 +516,16 @@ fn bench(c: &mut Criterion) {
     load.sample_size(20);
     load.bench_function("load_pack", |b| {
         b.iter(|| black_box(RuleSet::load(&pack_dirs()).map(|s| s.len()).unwrap_or(0)))
+    });
+    let files = generated_files(5000);
+    load.bench_function("load_generated_5000", |b| {
+        b.iter(|| {
+            black_box(
+                RuleSet::from_sources(files.clone())
+                    .map(|s| s.len())
+                    .unwrap_or(0),
+            )
+        })
     });
     load.finish();
 }

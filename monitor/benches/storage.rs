@@ -1,5 +1,5 @@
-//! The event history (SQLite): sustained insert rate through the real writer, and the
-//! `history --last 24h --min-risk 0.6` query over a large database.
+//! The event history (SQLite): sustained insert rate through the real writer, and query time as
+//! the history grows.
 //!
 //! `cargo bench -p monitor --bench storage` (also run by `cargo xtask bench`).
 //!
@@ -7,10 +7,26 @@
 //!   does), timed until the writer has committed them all ([`Store::flush`]), into a database
 //!   already holding [`PREFILL`] events (`SECMON_BENCH_PREFILL` overrides), with every index.
 //!   Throughput in events/s.
-//! - `storage/query_last24h_min_risk`: `--last 24h --min-risk 0.6 --limit 1000` over a
-//!   database of `SECMON_BENCH_EVENTS` events (default 1,000,000) spread over 7 days, 2 % of
-//!   them scored ≥ 0.6. The database is generated once (through the same writer; the time it
-//!   took is printed) and kept in `target/bench-history/` for later runs.
+//! - `storage/query_last24h_min_risk`: `--last 24h --min-risk 0.6` (and its default `--limit
+//!   1000`) over the history curve's database of `SECMON_BENCH_EVENTS` events (default
+//!   1,000,000), with criterion's statistics.
+//! - The history curve (issue 19): `history/last24h_min_risk/<size>` and
+//!   `history/stats_day/<size>` — `secmon-tui history --last 24h --min-risk 0.6` and
+//!   `secmon-tui history --stats day` (the filters the command line builds,
+//!   [`history_cli::query_filter`]) over databases of 1M and 10M events; 100M too with
+//!   `SECMON_BENCH_HISTORY_SCALE=100m` (`cargo xtask bench --history-scale 100m`), `1m` for
+//!   the first size only. Target: the query under 200 ms at 10M. These are timed here rather
+//!   than by criterion, which runs everything at least ten times (`--stats` over 10M events
+//!   took ~20 s a run with schema 3): one untimed run (warming the page cache), then runs until
+//!   five and one second, at most ten seconds (one run for queries over 5 s). Each is printed
+//!   in criterion's format, `[fastest median slowest]`, for `cargo xtask bench` to collect.
+//!   Criterion's name filter applies to them too.
+//!
+//! The history curve's databases are generated once through the writer ([`Store`]) and kept in
+//! `target/bench-data/history-v<schema>-<events>.db` (the time it took is printed); a new
+//! schema version builds new ones and deletes the old. Events are the realistic mix of
+//! [`make_event`] spread evenly over 48 hours ending when the database was built: mostly benign,
+//! 2 % scored 0.6 or more; "now" for `--last 24h` is the newest event.
 // A benchmark whose set-up fails should stop with its message; the workspace's unwrap/expect
 // denial is for the monitor itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -26,7 +42,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use secmon::event::{Analysis, Event, EventType, Severity};
-use secmon::storage::{Filter, History, Store, WriterOptions};
+use secmon::history_cli;
+use secmon::storage::{Bucket, Filter, History, SCHEMA_VERSION, Store, WriterOptions};
 
 /// Events per timed insert iteration.
 const INSERT_BATCH: usize = 100_000;
@@ -172,11 +189,18 @@ fn insert(store: &Store, rng: &mut Rng, first: u64, n: usize, start: DateTime<Ut
     store.flush();
 }
 
-fn bench_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-history")
+/// Where the history curve's databases are kept between runs.
+fn bench_data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data")
 }
 
+/// Hours of events in a curve database.
+const CURVE_HOURS: i64 = 48;
+
 fn insert_rate(c: &mut Criterion) {
+    if !selected("storage/insert") {
+        return;
+    }
     let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
     let path = dir.path().join("events.db");
     let store = Store::open(&path, WriterOptions::default()).expect("open");
@@ -210,18 +234,40 @@ fn insert_rate(c: &mut Criterion) {
     assert_eq!(store.close().failed, 0);
 }
 
-/// The large database for the query benchmark: built once, reused.
-fn large_db(events: usize) -> PathBuf {
-    let dir = bench_dir();
-    let path = dir.join(format!("events-{events}.db"));
+/// The history curve's database of `events` events: built once, reused while the schema
+/// version stays the same.
+fn curve_db(events: usize) -> PathBuf {
+    let dir = bench_data_dir();
+    std::fs::create_dir_all(&dir).expect("bench-data directory");
+    let name = format!("history-v{SCHEMA_VERSION}-{events}.db");
+    let path = dir.join(&name);
     if path.exists() {
         return path;
     }
-    let building = dir.join(format!("events-{events}.db.building"));
-    let _ = std::fs::remove_file(&building);
+    // Databases of other schema versions: gigabytes each at 10M events.
+    let suffix = format!("-{events}.db");
+    for entry in std::fs::read_dir(&dir)
+        .expect("bench-data directory")
+        .flatten()
+    {
+        let old = entry.file_name().to_string_lossy().into_owned();
+        let base = old.trim_end_matches("-wal").trim_end_matches("-shm");
+        if base.starts_with("history-v") && base.ends_with(&suffix) && base != name {
+            eprintln!("history: removing {old} (another schema version)");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let building = dir.join(format!("{name}.building"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", building.display()));
+    }
+    eprintln!(
+        "history: building {} with {events} events over {CURVE_HOURS} h (once; kept for later runs)",
+        path.display()
+    );
     let store = Store::open(&building, WriterOptions::default()).expect("open");
-    let mut rng = Rng(0xbeef);
-    let span_ns: i64 = 7 * 86_400 * 1_000_000_000;
+    let mut rng = Rng(0xc0ffee + events as u64);
+    let span_ns: i64 = CURVE_HOURS * 3600 * 1_000_000_000;
     let step = span_ns / events as i64;
     let start = Utc::now() - chrono::Duration::nanoseconds(span_ns);
     let began = Instant::now();
@@ -229,44 +275,53 @@ fn large_db(events: usize) -> PathBuf {
     let summary = store.close();
     let took = began.elapsed();
     assert_eq!(summary.failed, 0);
-    eprintln!(
-        "storage: generated {events} events in {:.1} s ({:.0} events/s) into {}",
-        took.as_secs_f64(),
-        events as f64 / took.as_secs_f64(),
-        path.display()
-    );
+    assert_eq!(summary.stored, events as u64);
+    let mut bytes = 0;
     for suffix in ["", "-wal", "-shm"] {
         let from = PathBuf::from(format!("{}{suffix}", building.display()));
         let to = PathBuf::from(format!("{}{suffix}", path.display()));
         if from.exists() {
+            bytes += std::fs::metadata(&from).map_or(0, |m| m.len());
             std::fs::rename(&from, &to).expect("rename");
         }
     }
+    eprintln!(
+        "history: built {events} events in {:.1} s ({:.0} events/s), {:.2} GiB",
+        took.as_secs_f64(),
+        events as f64 / took.as_secs_f64(),
+        bytes as f64 / f64::from(1u32 << 30)
+    );
     path
 }
 
-fn query_last_day(c: &mut Criterion) {
-    let events: usize = std::env::var("SECMON_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(1_000_000);
-    let path = large_db(events);
-    let history = History::open(&path).expect("open");
-    // "Now" is when the database was generated (it may be reused days later).
-    let newest = history
+/// The time of the newest event: "now" for `--last` (a database may be reused days later).
+fn newest(history: &History) -> DateTime<Utc> {
+    history
         .query(&Filter {
             limit: Some(1),
             ..Filter::default()
         })
         .expect("newest")
         .first()
-        .map_or_else(Utc::now, |e| e.event.timestamp);
-    let filter = Filter {
-        since: Some(newest - chrono::Duration::hours(24)),
-        min_risk: Some(0.6),
-        limit: Some(1000),
-        ..Filter::default()
-    };
+        .map_or_else(Utc::now, |e| e.event.timestamp)
+}
+
+/// The filter `secmon-tui history QUERY` builds at `now`.
+fn cli_filter(query: &str, now: DateTime<Utc>) -> Filter {
+    history_cli::query_filter(query, now).expect("a valid query")
+}
+
+fn query_last_day(c: &mut Criterion) {
+    if !selected("storage/query_last24h_min_risk") {
+        return;
+    }
+    let events: usize = std::env::var("SECMON_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(1_000_000);
+    let path = curve_db(events);
+    let history = History::open(&path).expect("open");
+    let filter = cli_filter("--last 24h --min-risk 0.6", newest(&history));
     let found = history.query(&filter).expect("query");
     eprintln!(
         "storage: query over {events} events returns {} events",
@@ -280,5 +335,146 @@ fn query_last_day(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, insert_rate, query_last_day);
+/// The history curve's sizes: every size up to `SECMON_BENCH_HISTORY_SCALE` (`1m`, `10m`, the
+/// default, or `100m`).
+fn curve_sizes() -> Vec<(usize, &'static str)> {
+    let all = [
+        (1_000_000, "1M"),
+        (10_000_000, "10M"),
+        (100_000_000, "100M"),
+    ];
+    let scale = std::env::var("SECMON_BENCH_HISTORY_SCALE").unwrap_or_else(|_| "10m".into());
+    let upto = match scale.trim().to_ascii_lowercase().as_str() {
+        "1m" => 1,
+        "10m" | "" => 2,
+        "100m" => 3,
+        other => panic!("SECMON_BENCH_HISTORY_SCALE: expected 1m, 10m or 100m, found {other:?}"),
+    };
+    all[..upto].to_vec()
+}
+
+/// Criterion's options that take a value (so the value is not the name filter).
+const VALUED_OPTIONS: &[&str] = &[
+    "--warm-up-time",
+    "--measurement-time",
+    "--sample-size",
+    "--nresamples",
+    "--noise-threshold",
+    "--confidence-level",
+    "--significance-level",
+    "--save-baseline",
+    "--baseline",
+    "--baseline-lenient",
+    "--load-baseline",
+    "--profile-time",
+    "--output-format",
+    "--color",
+    "--plotting-backend",
+    "--format",
+    "--logfile",
+];
+
+/// Whether criterion's command line selects the benchmark `id` (its name filter, a regex, as
+/// criterion applies it), and this is a measuring run (not `--list` or `--test`).
+fn selected(id: &str) -> bool {
+    let mut args = std::env::args().skip(1);
+    let mut filter = None;
+    while let Some(arg) = args.next() {
+        if arg == "--list" || arg == "--test" {
+            return false;
+        }
+        if VALUED_OPTIONS.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') && filter.is_none() {
+            filter = Some(arg);
+        }
+    }
+    filter.is_none_or(|f| regex::Regex::new(&f).is_ok_and(|re| re.is_match(id)))
+}
+
+/// A duration as criterion prints it (`12.345 ms`).
+fn criterion_time(d: Duration) -> String {
+    let ns = d.as_secs_f64() * 1e9;
+    let (value, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    let decimals = if value >= 100.0 {
+        2
+    } else if value >= 10.0 {
+        3
+    } else {
+        4
+    };
+    format!("{value:.decimals$} {unit}")
+}
+
+/// Times `run` (see the module documentation) and prints the result as criterion would.
+fn time_query(id: &str, mut run: impl FnMut() -> usize) {
+    let began = Instant::now();
+    let rows = run();
+    let first = began.elapsed();
+    let mut times = Vec::new();
+    let budget = Instant::now();
+    loop {
+        let t = Instant::now();
+        black_box(run());
+        times.push(t.elapsed());
+        let spent = budget.elapsed();
+        let enough = (times.len() >= 5 && spent >= Duration::from_secs(1))
+            || first >= Duration::from_secs(5)
+            || spent >= Duration::from_secs(10);
+        if enough {
+            break;
+        }
+    }
+    times.sort();
+    eprintln!(
+        "{id}: {rows} rows; {} timed runs after an untimed one of {}",
+        times.len(),
+        criterion_time(first)
+    );
+    // A name too long for criterion's column gets a line of its own, as criterion does it.
+    let name = if id.len() < 24 {
+        format!("{id:<24}")
+    } else {
+        format!("{id}\n{:24}", "")
+    };
+    println!(
+        "{name}time:   [{} {} {}]",
+        criterion_time(times[0]),
+        criterion_time(times[times.len() / 2]),
+        criterion_time(times[times.len() - 1])
+    );
+}
+
+fn history_curve(_: &mut Criterion) {
+    for (events, label) in curve_sizes() {
+        let query = format!("history/last24h_min_risk/{label}");
+        let stats = format!("history/stats_day/{label}");
+        if !selected(&query) && !selected(&stats) {
+            continue;
+        }
+        let history = History::open(&curve_db(events)).expect("open");
+        let now = newest(&history);
+        if selected(&query) {
+            let filter = cli_filter("--last 24h --min-risk 0.6", now);
+            time_query(&query, || history.query(&filter).expect("query").len());
+        }
+        if selected(&stats) {
+            // `--stats day` without a range: the whole history, in days of UTC.
+            let filter = cli_filter("", now);
+            time_query(&stats, || {
+                history.stats(&filter, Bucket::Day, 0).expect("stats").len()
+            });
+        }
+    }
+}
+
+criterion_group!(benches, insert_rate, query_last_day, history_curve);
 criterion_main!(benches);

@@ -9,7 +9,11 @@
 //! 2. **Throughput**: secmon running while opens are issued at increasing rates; the highest rate
 //!    whose events were all written with nothing dropped in the kernel.
 //! 3. **Criterion** micro-benchmarks of the userspace stages (`monitor/benches/`: the pipeline's
-//!    decode + enrich + JSON, the SQLite history, the rule engine over the shipped pack).
+//!    decode + enrich + JSON, the SQLite history, the rule engine over the shipped pack, the
+//!    terminal UI's frames), and how their cost grows with the work (issue 19: enrichment with
+//!    1,000 and 30,000 live processes, history queries over 1M and 10M stored events — 100M
+//!    with `--history-scale 100m` —, the rule engine with 500 and 5,000 more rules, a frame
+//!    after 100k events).
 //!
 //! Then it prints the tables and (unless `--quick`) rewrites the generated part of
 //! `docs/benchmarks.md`. Loading eBPF needs root: as another user everything is built first, then
@@ -114,6 +118,11 @@ pub struct BenchArgs {
     /// Do not write docs/benchmarks.md.
     #[arg(long)]
     pub no_doc: bool,
+    /// The largest history measured (databases of 1M, 10M, 100M events; each is built once
+    /// into target/bench-data/, 100M taking about 25 GB and tens of minutes). Default 10m
+    /// (1m with --quick).
+    #[arg(long, value_name = "SIZE", value_parser = ["1m", "10m", "100m"])]
+    pub history_scale: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +160,8 @@ struct Plan {
     bisect: u32,
     criterion: bool,
     criterion_args: Vec<&'static str>,
+    /// `SECMON_BENCH_HISTORY_SCALE` for the storage benchmark.
+    history_scale: String,
     /// Seconds of flood for the terminal UI measurement (None: skipped).
     tui_secs: Option<u64>,
     web_secs: Option<u64>,
@@ -193,6 +204,10 @@ impl Plan {
             } else {
                 vec!["--warm-up-time", "1", "--measurement-time", "3"]
             },
+            history_scale: args
+                .history_scale
+                .clone()
+                .unwrap_or_else(|| if quick { "1m" } else { "10m" }.to_string()),
             tui_secs: (!args.skip_tui).then_some(if quick { 6 } else { 15 }),
             web_secs: (!args.skip_web).then_some(if quick { 6 } else { 15 }),
             doc: if quick { args.doc } else { !args.no_doc },
@@ -305,6 +320,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         results.criterion = criterion(&plan, "pipeline")?;
         results.storage = criterion(&plan, "storage")?;
         results.rules = criterion(&plan, "rules")?;
+        results.render = criterion(&plan, "render")?;
     }
     notes.extend(foreign_tracers().into_iter().map(|p| {
         format!("{p} was running at the end of the run: its probes may have added to every configuration")
@@ -789,7 +805,8 @@ fn throughput(ctx: &Ctx, plan: &Plan) -> Result<report::Throughput> {
 fn criterion(plan: &Plan, bench: &str) -> Result<Vec<report::CriterionResult>> {
     let mut cmd = util::cargo();
     cmd.args(["bench", "-p", "monitor", "--bench", bench, "--"])
-        .args(&plan.criterion_args);
+        .args(&plan.criterion_args)
+        .env("SECMON_BENCH_HISTORY_SCALE", &plan.history_scale);
     eprintln!("xtask bench: {}", util::display(&cmd));
     let out = cmd
         .stdin(Stdio::null())
@@ -845,6 +862,11 @@ mod tests {
         );
         assert_eq!(quick.loops[0].ops, 200_000);
         assert!(Plan::new(&parse(&["--quick", "--doc"])).doc);
+        assert_eq!(full.history_scale, "10m");
+        assert_eq!(quick.history_scale, "1m");
+        let scaled = Plan::new(&parse(&["--quick", "--history-scale", "100m"]));
+        assert_eq!(scaled.history_scale, "100m");
+        assert!(Cli::try_parse_from(["bench", "--history-scale", "5m"]).is_err());
         assert!(!Plan::new(&parse(&["--no-doc", "--rounds", "5"])).doc);
         assert!(Cli::try_parse_from(["bench", "--doc", "--no-doc"]).is_err());
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::eval::{Ctx, Memo};
+use super::index::Scratch;
 use super::state::{Hit, MAX_TREE_DEPTH, ProcTable};
 use super::{Action, Record, RuleEngine, RuleSet, Scope};
 use crate::config::ThreatDetection;
@@ -78,6 +79,8 @@ pub struct Evaluator {
     matched: Vec<u32>,
     /// Prerequisite rules matched by the current event (hits recorded after the event).
     pending: Vec<u32>,
+    /// The candidate rules of the current event, when its type is indexed.
+    candidates: Scratch,
     /// Treat every rule as enabled and count no hits (for running rule tests).
     testing: bool,
     /// The current event's process's accumulated risk, after the event.
@@ -104,6 +107,7 @@ impl Evaluator {
             options,
             matched: Vec::new(),
             pending: Vec::new(),
+            candidates: Scratch::default(),
             testing: false,
             process_risk: 0.0,
         }
@@ -129,6 +133,7 @@ impl Evaluator {
             },
             matched: Vec::new(),
             pending: Vec::new(),
+            candidates: Scratch::default(),
             testing: true,
             process_risk: 0.0,
         }
@@ -217,6 +222,7 @@ impl Evaluator {
             memo,
             matched,
             pending,
+            candidates,
             testing,
             process_risk,
             ..
@@ -240,7 +246,12 @@ impl Evaluator {
             now_ns,
             memo,
         };
-        for &i in set.by_type[event.event_type as usize].iter() {
+        let order = &set.by_type[event.event_type as usize];
+        let rules = match &set.indexes[event.event_type as usize] {
+            Some(index) => index.candidates(order, event, candidates),
+            None => order,
+        };
+        for &i in rules {
             let rule = &set.rules[i as usize];
             let enabled = *testing || rule.enabled.load(Ordering::Relaxed);
             if !enabled && !set.required[i as usize] {

@@ -164,6 +164,13 @@ impl Pattern {
         self.re.is_match(s)
     }
 
+    /// Literals of which every match contains one (`None`: no such set is known).
+    pub fn required_literals(&self) -> Option<Vec<&[u8]>> {
+        self.required
+            .as_ref()
+            .map(|finders| finders.iter().map(|f| f.needle()).collect())
+    }
+
     #[cfg(test)]
     pub fn required(&self) -> Vec<String> {
         self.required
@@ -299,6 +306,17 @@ impl StrSet {
             Items::Many(items.into_iter().collect())
         };
         StrSet { lengths, items }
+    }
+
+    pub fn items(&self) -> impl Iterator<Item = &str> {
+        let (few, many) = match &self.items {
+            Items::Few(items) => (Some(items.iter()), None),
+            Items::Many(set) => (None, Some(set.iter())),
+        };
+        few.into_iter()
+            .flatten()
+            .chain(many.into_iter().flatten())
+            .map(|s| &**s)
     }
 
     pub fn contains(&self, s: &str) -> bool {

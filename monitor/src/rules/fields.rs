@@ -26,7 +26,7 @@ pub fn types_in(mask: TypeMask) -> impl Iterator<Item = EventType> {
 }
 
 /// Text fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StrField {
     ProcessName,
     ProcessPath,
@@ -62,7 +62,7 @@ pub enum TextField {
 }
 
 /// Integer fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IntField {
     Pid,
     Tid,
@@ -85,7 +85,7 @@ pub enum IntField {
 }
 
 /// Lists of text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ListField {
     Args,
     Ancestors,

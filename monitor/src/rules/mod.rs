@@ -18,6 +18,7 @@ mod compile;
 mod engine;
 mod eval;
 mod fields;
+mod index;
 mod json;
 mod lexer;
 mod load;
@@ -315,6 +316,8 @@ pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
     /// For each event type, the rules to evaluate, prerequisites first.
     pub(crate) by_type: Vec<Box<[u32]>>,
+    /// For each event type with many rules, which of them an event's values can match.
+    pub(crate) indexes: Vec<Option<index::TypeIndex>>,
     /// Rules that another rule `requires` (evaluated even when disabled, silently).
     pub(crate) required: Vec<bool>,
     files: Vec<PathBuf>,
@@ -356,6 +359,10 @@ impl RuleSet {
             ids.sort_by_key(|&i| (rules[i as usize].depth, i));
             by_type.push(ids.into_boxed_slice());
         }
+        let indexes = by_type
+            .iter()
+            .map(|order| index::TypeIndex::build(&rules, order))
+            .collect();
         let mut required = vec![false; rules.len()];
         for r in &rules {
             if let Some(req) = &r.requires {
@@ -370,6 +377,7 @@ impl RuleSet {
         RuleSet {
             rules,
             by_type,
+            indexes,
             required,
             files,
             track_all,
@@ -381,6 +389,13 @@ impl RuleSet {
 
     pub fn empty() -> RuleSet {
         RuleSet::new(Vec::new(), Vec::new(), false, 0)
+    }
+
+    /// The set with every event type scanned rule by rule (to compare with the index).
+    #[cfg(test)]
+    pub(crate) fn without_indexes(mut self) -> RuleSet {
+        self.indexes.iter_mut().for_each(|i| *i = None);
+        self
     }
 
     /// Loads every `*.json` file under the directories.
@@ -624,6 +639,8 @@ impl RuleEngine {
     }
 }
 
+#[cfg(test)]
+mod index_props;
 #[cfg(test)]
 mod reload_props;
 #[cfg(test)]

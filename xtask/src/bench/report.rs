@@ -244,6 +244,23 @@ impl CriterionResult {
     }
 }
 
+impl CriterionResult {
+    /// The time per iteration in seconds.
+    pub fn seconds(&self) -> Option<f64> {
+        let mut words = self.time.split_whitespace();
+        let value: f64 = words.next()?.parse().ok()?;
+        let scale = match words.next()? {
+            "ps" => 1e-12,
+            "ns" => 1e-9,
+            "µs" | "us" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            _ => return None,
+        };
+        Some(value * scale)
+    }
+}
+
 /// The middle of criterion's `[low estimate high]` triple: `[1.2 ms 1.3 ms 1.4 ms]` → `1.3 ms`.
 fn middle(bracketed: &str) -> Option<String> {
     let inner = bracketed.trim().strip_prefix('[')?.strip_suffix(']')?;
@@ -316,6 +333,8 @@ pub struct Results {
     pub storage: Vec<CriterionResult>,
     /// `monitor/benches/rules.rs`: the rule engine with the shipped pack.
     pub rules: Vec<CriterionResult>,
+    /// `monitor/benches/render.rs`: the terminal UI's frames.
+    pub render: Vec<CriterionResult>,
     pub tui: Option<TuiResult>,
     pub web: Option<WebResult>,
     pub notes: Vec<String>,
@@ -410,10 +429,17 @@ fn verdict(rate: f64, target: f64) -> &'static str {
 }
 
 fn render_storage(s: &mut String, results: &[CriterionResult]) {
+    // The history curve (`history/…`) has a table of its own.
+    let results: Vec<CriterionResult> = results
+        .iter()
+        .filter(|c| !c.name.starts_with("history/"))
+        .cloned()
+        .collect();
+    let results = &results[..];
     render_with_targets(
         s,
-        "History (SQLite): `monitor/benches/storage.rs` (criterion; the database of its first \
-         run is kept in `target/bench-history/`)",
+        "History (SQLite): `monitor/benches/storage.rs` (criterion; the databases queried are \
+         built once and kept in `target/bench-data/`)",
         results,
         |c| match c.per_second() {
             Some(rate) => (
@@ -442,6 +468,202 @@ fn render_rules(s: &mut String, results: &[CriterionResult]) {
             _ => ("–".to_string(), "–"),
         },
     );
+}
+
+/// The rule engine's target with 5,000 rules (issue 19), events per second on one core.
+pub const RULES_5000_TARGET: f64 = 1_000_000.0;
+/// History query time target over 10M stored events (issues 7 and 19), in seconds.
+pub const HISTORY_TARGET_SECS: f64 = 0.2;
+/// Frame time target of the terminal UI at 160×48, in seconds.
+pub const FRAME_TARGET_SECS: f64 = 0.002;
+
+fn find<'a>(results: &'a [CriterionResult], name: &str) -> Option<&'a CriterionResult> {
+    results.iter().find(|c| c.name == name)
+}
+
+fn ms(secs: f64) -> String {
+    if secs >= 1.0 {
+        format!("{secs:.2} s")
+    } else {
+        format!("{:.2} ms", secs * 1e3)
+    }
+}
+
+/// `rules/mix`, `rules/generated_500`, `rules/generated_5000`: events/s as the rules grow.
+fn render_rules_curve(s: &mut String, rules: &[CriterionResult]) {
+    let points = [
+        ("the shipped pack", "rules/mix"),
+        ("pack + 500 generated", "rules/generated_500"),
+        ("pack + 5,000 generated", "rules/generated_5000"),
+    ];
+    if !points.iter().any(|(_, name)| find(rules, name).is_some()) {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n##### Rule engine as the rules grow (`rules/mix` and `rules/generated_*`, one thread)\n"
+    );
+    let _ = writeln!(s, "| rules | benchmark | events/s/core | target | result |");
+    let _ = writeln!(s, "|---|---|---:|---|---|");
+    for (rules_label, name) in points {
+        let Some(c) = find(rules, name) else {
+            continue;
+        };
+        let (target, result) = match (name, c.per_second()) {
+            ("rules/generated_5000", Some(rate)) => (
+                format!("≥ {}", thousands(RULES_5000_TARGET as u64)),
+                verdict(rate, RULES_5000_TARGET),
+            ),
+            ("rules/mix", Some(rate)) => (
+                format!("≥ {}", thousands(RULES_TARGET as u64)),
+                verdict(rate, RULES_TARGET),
+            ),
+            _ => ("–".to_string(), "–"),
+        };
+        let _ = writeln!(
+            s,
+            "| {rules_label} | {name} | {} | {target} | {result} |",
+            opt(c.per_second(), |v| thousands(v.round() as u64)),
+        );
+    }
+}
+
+/// `enrich/procs_*`: events/s as the live processes grow.
+fn render_enrich_curve(s: &mut String, pipeline: &[CriterionResult]) {
+    let points: Vec<&CriterionResult> = pipeline
+        .iter()
+        .filter(|c| c.name.starts_with("enrich/procs_"))
+        .collect();
+    if points.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n##### Enrichment as the live processes grow (`enrich/procs_*`: decode + enrich, one thread)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| live processes | benchmark | time per 10,000 records | events/s |"
+    );
+    let _ = writeln!(s, "|---:|---|---:|---:|");
+    for c in points {
+        let procs = c
+            .name
+            .trim_start_matches("enrich/procs_")
+            .parse::<u64>()
+            .map_or_else(|_| "?".to_string(), thousands);
+        let _ = writeln!(
+            s,
+            "| {procs} | {} | {} | {} |",
+            c.name,
+            c.time,
+            opt(c.per_second(), |v| thousands(v.round() as u64)),
+        );
+    }
+}
+
+/// `history/<query>/<size>`: query time as the stored events grow.
+fn render_history_curve(s: &mut String, storage: &[CriterionResult]) {
+    let mut sizes: Vec<&str> = Vec::new();
+    for c in storage {
+        if let Some(size) = c
+            .name
+            .strip_prefix("history/")
+            .and_then(|r| r.split('/').nth(1))
+            && !sizes.contains(&size)
+        {
+            sizes.push(size);
+        }
+    }
+    if sizes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n##### History queries as the stored events grow (`history/*` in `monitor/benches/storage.rs`; median of the runs)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| events stored | `--last 24h --min-risk 0.6` | `--stats day` | target | result |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---|---|");
+    for size in sizes {
+        let time = |query: &str| find(storage, &format!("history/{query}/{size}"));
+        let (query, stats) = (time("last24h_min_risk"), time("stats_day"));
+        let (target, result) = if size == "10M" {
+            let verdict = |c: Option<&CriterionResult>| match c.and_then(|c| c.seconds()) {
+                Some(t) if t < HISTORY_TARGET_SECS => "pass",
+                Some(_) => "**MISS**",
+                None => "–",
+            };
+            (
+                format!("< {:.0} ms each", HISTORY_TARGET_SECS * 1e3),
+                format!("query {}, stats {}", verdict(query), verdict(stats)),
+            )
+        } else {
+            ("–".to_string(), "–".to_string())
+        };
+        let shown = |c: Option<&CriterionResult>| opt(c.and_then(|c| c.seconds()), ms);
+        let _ = writeln!(
+            s,
+            "| {size} | {} | {} | {target} | {result} |",
+            shown(query),
+            shown(stats)
+        );
+    }
+}
+
+/// `render/160x48` and `render/frame_100k`: a frame as the events received grow.
+fn render_frame_curve(s: &mut String, render: &[CriterionResult]) {
+    let points = [
+        ("30,000", "render/160x48"),
+        ("100,002", "render/frame_100k"),
+    ];
+    if !points.iter().any(|(_, name)| find(render, name).is_some()) {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n##### Terminal UI frame as the events received grow (`monitor/benches/render.rs`, 160×48; the panes hold the newest 10,000 each)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| events received | benchmark | time per frame | target | result |"
+    );
+    let _ = writeln!(s, "|---:|---|---:|---|---|");
+    for (received, name) in points {
+        let Some(c) = find(render, name) else {
+            continue;
+        };
+        let result = match c.seconds() {
+            Some(t) if t < FRAME_TARGET_SECS => "pass",
+            Some(_) => "**MISS**",
+            None => "–",
+        };
+        let _ = writeln!(
+            s,
+            "| {received} | {name} | {} | < {:.0} ms | {result} |",
+            c.time,
+            FRAME_TARGET_SECS * 1e3
+        );
+    }
+}
+
+/// The issue-19 curves: how each stage's cost grows with its work.
+fn render_curves(s: &mut String, r: &Results) {
+    let mut curves = String::new();
+    render_rules_curve(&mut curves, &r.rules);
+    render_enrich_curve(&mut curves, &r.criterion);
+    render_history_curve(&mut curves, &r.storage);
+    render_frame_curve(&mut curves, &r.render);
+    if !curves.is_empty() {
+        let _ = writeln!(s, "\n#### Cost as work grows (issue 19)\n");
+        let _ = writeln!(
+            s,
+            "Points picked out of the benchmarks above: each stage with more of what it works on."
+        );
+        s.push_str(&curves);
+    }
 }
 
 /// Key-to-screen latency target of the terminal UI, in milliseconds.
@@ -832,7 +1054,12 @@ fn render_criterion(s: &mut String, r: &Results) {
         "| benchmark | time per 1000 records | events/s | µs per event |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|");
-    for c in &r.criterion {
+    // The enrichment curve (`enrich/…`, 10,000 records per iteration) has a table of its own.
+    for c in r
+        .criterion
+        .iter()
+        .filter(|c| !c.name.starts_with("enrich/"))
+    {
         let per_sec = c.per_second();
         let _ = writeln!(
             s,
@@ -888,6 +1115,7 @@ pub fn render(r: &Results) -> String {
     if !r.rules.is_empty() {
         render_rules(&mut s, &r.rules);
     }
+    render_curves(&mut s, r);
     if let Some(t) = &r.tui {
         render_tui(&mut s, t);
     }
@@ -1016,6 +1244,169 @@ storage/other           time:   [1.0000 ms 2.0000 ms 3.0000 ms]
             doc.contains("| storage/insert | 800.00 ms | 125,000 | ≥ 100,000 events/s | pass |"),
             "{doc}"
         );
+    }
+
+    #[test]
+    fn times_in_seconds() {
+        let at = |time: &str| CriterionResult {
+            name: "x".into(),
+            time: time.into(),
+            throughput: String::new(),
+        };
+        assert_eq!(at("12.5 ms").seconds(), Some(0.0125));
+        assert_eq!(at("305.43 µs").seconds(), Some(305.43e-6));
+        assert_eq!(at("2.0000 s").seconds(), Some(2.0));
+        let ns = at("250 ns").seconds().expect("a time");
+        assert!((ns - 250e-9).abs() < 1e-18, "{ns}");
+        assert_eq!(at("soon").seconds(), None);
+        assert_eq!(at("3 days").seconds(), None);
+    }
+
+    #[test]
+    fn rules_curve_has_the_target_at_5000() {
+        let text = "\
+rules/mix               time:   [180.00 µs 183.26 µs 190.00 µs]
+                        thrpt:  [5.2632 Melem/s 5.4568 Melem/s 5.5556 Melem/s]
+rules/generated_500     time:   [290.00 µs 300.00 µs 310.00 µs]
+                        thrpt:  [3.2258 Melem/s 3.3333 Melem/s 3.4483 Melem/s]
+rules/generated_5000    time:   [1.1000 ms 1.2500 ms 1.3000 ms]
+                        thrpt:  [769.23 Kelem/s 800.00 Kelem/s 909.09 Kelem/s]
+rules/load_generated_5000
+                        time:   [150.00 ms 160.00 ms 170.00 ms]
+";
+        let r = parse_criterion(text);
+        assert_eq!(r.len(), 4, "{r:?}");
+        let mut doc = String::new();
+        render_rules_curve(&mut doc, &r);
+        assert!(
+            doc.contains("| the shipped pack | rules/mix | 5,456,800 | ≥ 2,000,000 | pass |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| pack + 500 generated | rules/generated_500 | 3,333,300 | – | – |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains(
+                "| pack + 5,000 generated | rules/generated_5000 | 800,000 | ≥ 1,000,000 | **MISS** |"
+            ),
+            "{doc}"
+        );
+        // Nothing to show without the points.
+        let mut empty = String::new();
+        render_rules_curve(&mut empty, &r[3..]);
+        assert_eq!(empty, "");
+    }
+
+    #[test]
+    fn enrichment_curve_by_process_count() {
+        let text = "\
+pipeline/mix            time:   [1.0000 ms 1.0433 ms 1.1000 ms]
+                        thrpt:  [909.09 Kelem/s 958.47 Kelem/s 1.0000 Melem/s]
+enrich/procs_1000       time:   [12.000 ms 13.214 ms 14.000 ms]
+                        thrpt:  [714.29 Kelem/s 756.76 Kelem/s 833.33 Kelem/s]
+enrich/procs_30000      time:   [32.000 ms 33.769 ms 35.000 ms]
+                        thrpt:  [285.71 Kelem/s 296.13 Kelem/s 312.50 Kelem/s]
+";
+        let r = parse_criterion(text);
+        let mut doc = String::new();
+        render_enrich_curve(&mut doc, &r);
+        assert!(
+            doc.contains("| 1,000 | enrich/procs_1000 | 13.214 ms | 756,760 |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| 30,000 | enrich/procs_30000 | 33.769 ms | 296,130 |"),
+            "{doc}"
+        );
+        assert!(!doc.contains("pipeline/mix"), "{doc}");
+        // And the pipeline's own table leaves them out.
+        let results = Results {
+            criterion: r,
+            ..Results::default()
+        };
+        let mut table = String::new();
+        render_criterion(&mut table, &results);
+        assert!(table.contains("| pipeline/mix |"), "{table}");
+        assert!(!table.contains("enrich/"), "{table}");
+    }
+
+    #[test]
+    fn history_curve_from_the_storage_benchmark() {
+        // As monitor/benches/storage.rs prints it: criterion's format, long names alone.
+        let text = "\
+storage/insert          time:   [700.00 ms 800.00 ms 900.00 ms]
+                        thrpt:  [111.11 Kelem/s 125.00 Kelem/s 142.86 Kelem/s]
+history/last24h_min_risk/1M
+                        time:   [6.0499 ms 9.6813 ms 27.866 ms]
+history/stats_day/1M    time:   [2.2213 s 2.4513 s 3.3144 s]
+history/last24h_min_risk/10M
+                        time:   [60.000 ms 65.432 ms 70.000 ms]
+history/stats_day/10M   time:   [24.000 s 24.500 s 25.000 s]
+";
+        let r = parse_criterion(text);
+        assert_eq!(r.len(), 5, "{r:?}");
+        assert_eq!(r[3].name, "history/last24h_min_risk/10M");
+        assert_eq!(r[3].time, "65.432 ms");
+        let mut doc = String::new();
+        render_history_curve(&mut doc, &r);
+        assert!(doc.contains("| 1M | 9.68 ms | 2.45 s | – | – |"), "{doc}");
+        assert!(
+            doc.contains(
+                "| 10M | 65.43 ms | 24.50 s | < 200 ms each | query pass, stats **MISS** |"
+            ),
+            "{doc}"
+        );
+        assert!(!doc.contains("100M"), "{doc}");
+        // The storage table keeps only its own.
+        let mut table = String::new();
+        render_storage(&mut table, &r);
+        assert!(table.contains("storage/insert"), "{table}");
+        assert!(!table.contains("| history/"), "{table}");
+        // 100M when it was run.
+        let more = parse_criterion(
+            "history/last24h_min_risk/100M\n                        time:   [1.0 s 1.5 s 2.0 s]\n",
+        );
+        let mut doc = String::new();
+        render_history_curve(&mut doc, &more);
+        assert!(doc.contains("| 100M | 1.50 s | – | – | – |"), "{doc}");
+    }
+
+    #[test]
+    fn frame_curve_and_the_whole_section() {
+        let text = "\
+render/160x48           time:   [297.97 µs 305.43 µs 313.46 µs]
+render/80x24            time:   [140.00 µs 141.00 µs 142.00 µs]
+render/frame_100k       time:   [296.22 µs 311.23 µs 330.51 µs]
+";
+        let render = parse_criterion(text);
+        let mut doc = String::new();
+        render_frame_curve(&mut doc, &render);
+        assert!(
+            doc.contains("| 30,000 | render/160x48 | 305.43 µs | < 2 ms | pass |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| 100,002 | render/frame_100k | 311.23 µs | < 2 ms | pass |"),
+            "{doc}"
+        );
+        assert!(!doc.contains("80x24"), "{doc}");
+        // In the report, under one heading; absent when nothing was measured.
+        let results = Results {
+            render,
+            ..Results::default()
+        };
+        let text = render_report(&results);
+        assert!(
+            text.contains("#### Cost as work grows (issue 19)"),
+            "{text}"
+        );
+        assert!(text.contains("##### Terminal UI frame"), "{text}");
+        assert!(!render_report(&Results::default()).contains("Cost as work grows"));
+    }
+
+    fn render_report(r: &Results) -> String {
+        render(r)
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::Loader;
 use crate::event::{Event, EventType};
 use crate::rules::RuleTest;
 use crate::rules::fields::{ALL_TYPES, TypeMask, types_in};
-use crate::rules::json::{self, Json, JsonValue};
+use crate::rules::json::{Json, JsonValue};
 
 impl Loader {
     pub(super) fn tests(&mut self, file: usize, v: &Json, types: TypeMask) -> Vec<RuleTest> {
@@ -74,7 +74,7 @@ impl Loader {
                     event,
                     after,
                     expect,
-                    line: json::line_col(&self.files[file].text, item.span.start).0,
+                    line: self.line(file, item.span.start),
                 }),
                 (_, None) => self.diag_at(
                     file,

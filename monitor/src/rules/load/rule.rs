@@ -259,7 +259,7 @@ impl Loader {
                 action,
                 score,
                 file: self.files[file].path.clone(),
-                line: json::line_col(&self.files[file].text, raw.span_start).0,
+                line: self.line(file, raw.span_start),
                 enabled,
                 event_types: types_in(types).collect(),
                 condition: condition.text,
