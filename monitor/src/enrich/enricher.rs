@@ -33,6 +33,42 @@ const PROCESS_TABLE_CAPACITY: usize = 32_768;
 const EXITED_GRACE_NS: u64 = 30_000_000_000;
 /// fds remembered across all processes before the table is reset.
 const MAX_OPEN_FDS: usize = 65_536;
+/// What the fds processes opened name, by pid then fd: a process's exit forgets its entries
+/// at once (a scan of every entry on every exit cost ~23 % of enrichment with 30,000
+/// processes).
+#[derive(Debug, Default)]
+struct FdTable {
+    by_pid: FxHashMap<u32, FxHashMap<i32, KnownPath>>,
+    len: usize,
+}
+
+impl FdTable {
+    fn get(&self, pid: u32, fd: i32) -> Option<&KnownPath> {
+        self.by_pid.get(&pid)?.get(&fd)
+    }
+
+    fn insert(&mut self, pid: u32, fd: i32, path: KnownPath) {
+        if self.by_pid.entry(pid).or_default().insert(fd, path).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn forget_process(&mut self, pid: u32) {
+        if let Some(fds) = self.by_pid.remove(&pid) {
+            self.len -= fds.len();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.by_pid.clear();
+        self.len = 0;
+    }
+}
+
 /// How far up the tree `ancestors` goes.
 pub const MAX_ANCESTORS: usize = 8;
 
@@ -42,9 +78,9 @@ pub struct Enricher {
     clock: BootClock,
     proc_root: PathBuf,
     records_since_evict: u32,
-    /// What each fd seen opened names, by (pid, fd). fd numbers are reused, so a process's
+    /// What each fd seen opened names, by pid then fd. fd numbers are reused, so a process's
     /// entries stay few; they are dropped when it exits.
-    open_fds: FxHashMap<(u32, i32), KnownPath>,
+    open_fds: FdTable,
     /// fd entries forgotten when `open_fds` hit its bound (later events on them lack a path).
     fds_forgotten: u64,
 }
@@ -64,7 +100,7 @@ impl Enricher {
             clock: BootClock::now(),
             proc_root: proc_root.to_path_buf(),
             records_since_evict: 0,
-            open_fds: FxHashMap::default(),
+            open_fds: FdTable::default(),
             fds_forgotten: 0,
         }
     }
@@ -109,7 +145,7 @@ impl Enricher {
                         .and_then(|signal| signal.checked_add(128));
                 }
                 self.procs.on_exit(e.header.pid, e.header.timestamp_ns);
-                self.open_fds.retain(|(pid, _), _| *pid != e.header.pid);
+                self.open_fds.forget_process(e.header.pid);
                 event
             }
             Record::Ptrace(e) => {
@@ -132,8 +168,8 @@ impl Enricher {
             }
             Record::File(e) if e.header.kind == kind::FD_DUP => {
                 let pid = e.header.pid;
-                if let Some(path) = self.open_fds.get(&(pid, e.data.dirfd)).cloned() {
-                    self.open_fds.insert((pid, e.data.ret), path);
+                if let Some(path) = self.open_fds.get(pid, e.data.dirfd).cloned() {
+                    self.open_fds.insert(pid, e.data.ret, path);
                 }
                 return None;
             }
@@ -297,7 +333,7 @@ impl Enricher {
             && d.op != ops::TRUNCATE
             && let Some(known) = known
         {
-            self.open_fds.insert((pid, d.ret), known);
+            self.open_fds.insert(pid, d.ret, known);
         }
         let creates = d.flags as i32 & libc::O_CREAT != 0;
         if event_type == EventType::FileChmod || creates {
@@ -465,7 +501,7 @@ impl Enricher {
     }
 
     fn fd_path(&self, pid: u32, fd: i32) -> Option<KnownPath> {
-        self.open_fds.get(&(pid, fd)).cloned().or_else(|| {
+        self.open_fds.get(pid, fd).cloned().or_else(|| {
             self.read_link(pid, &format!("fd/{fd}"))
                 .map(KnownPath::exact)
         })
