@@ -12,8 +12,8 @@ use crate::event::{AddressText, Analysis, Event, EventType, ResponseAction, Seve
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events (ts, event_type, pid, tid, ppid, uid, \
     process, ctx, file_path, new_path, src_ip, dst_ip, dst_port, label, severity, risk, method, \
-    recommendation, rules, extra, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
+    recommendation, rules, extra, response, count, last_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+    ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
 
 const INSERT_CONTEXT: &str = "INSERT INTO contexts (user, exe, cmdline, cgroup_id, parent, \
     ancestors, last_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -24,7 +24,7 @@ const TOUCH_CONTEXT: &str = "UPDATE contexts SET last_ts = ?2 WHERE id = ?1 AND 
 pub(crate) const SELECT_COLUMNS: &str = "e.id, e.ts, e.event_type, e.pid, e.tid, e.ppid, e.uid, \
     e.process, c.user, c.exe, c.cmdline, c.cgroup_id, c.parent, c.ancestors, e.file_path, \
     e.new_path, e.src_ip, e.dst_ip, e.dst_port, e.label, e.severity, e.risk, e.method, \
-    e.recommendation, e.rules, e.extra, e.response";
+    e.recommendation, e.rules, e.extra, e.response, e.count, e.last_ts";
 
 /// Nanoseconds since the Unix epoch (saturating outside 1677–2262).
 pub fn to_ns(t: DateTime<Utc>) -> i64 {
@@ -419,16 +419,25 @@ pub(crate) fn insert(
         rules,
         extra,
         response,
+        1,
+        None::<i64>,
     ])?;
     Ok(())
 }
 
-/// One stored event read back.
+/// One stored event read back: a row of the history.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistoryEvent {
     /// The row id: increases with insertion order.
     pub id: i64,
+    /// The event (for a coalesced row, the first of its events: `event.timestamp` is the first
+    /// one's time).
     pub event: Event,
+    /// How many identical consecutive events the row stands for: 1, or more when they were
+    /// coalesced.
+    pub count: u64,
+    /// The last of them, when `count` is more than 1.
+    pub last_timestamp: Option<DateTime<Utc>>,
 }
 
 fn text_or_empty(row: &Row<'_>, idx: usize) -> rusqlite::Result<String> {
@@ -509,8 +518,11 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
         .get::<_, Option<String>>(26)?
         .and_then(|text| serde_json::from_str::<Vec<ResponseAction>>(&text).ok())
         .unwrap_or_default();
+    let count = row.get::<_, i64>(27)?;
     Ok(HistoryEvent {
         id: row.get(0)?,
         event: e,
+        count: u64::try_from(count).unwrap_or(1).max(1),
+        last_timestamp: row.get::<_, Option<i64>>(28)?.map(from_ns),
     })
 }

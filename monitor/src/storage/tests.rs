@@ -953,7 +953,10 @@ fn a_version_2_database_migrates() {
         .expect("v2 rows");
     }
     let h = History::open(&path).expect("open");
-    assert_eq!(schema::version(h.connection()).expect("version"), 3);
+    assert_eq!(
+        schema::version(h.connection()).expect("version"),
+        SCHEMA_VERSION
+    );
     let names: Vec<String> = {
         let mut stmt = h
             .connection()
@@ -996,6 +999,68 @@ fn a_version_2_database_migrates() {
     ] {
         assert_eq!(pids_raw(&h.query(&f).expect("query")), vec![8], "{f:?}");
     }
+}
+
+/// A version-3 database (before coalesced rows) gets `count` and `last_ts`: its rows stand for
+/// one event each, new rows go in beside them, and queries and counts answer as before.
+#[test]
+fn a_version_3_database_migrates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    {
+        let mut conn = Connection::open(&path).expect("create");
+        conn.execute_batch("PRAGMA journal_mode = WAL")
+            .expect("wal");
+        schema::migrate(&mut conn, 3).expect("v3");
+        assert_eq!(schema::version(&conn).expect("version"), 3);
+        conn.execute_batch(
+            "INSERT INTO contexts VALUES (1, 'root', '/usr/bin/cat', 'cat x', 1, 'bash', '[]', 1);
+             INSERT INTO events (ts, event_type, pid, tid, ppid, uid, process, ctx, file_path,
+                 label, severity, risk, method)
+             VALUES (1777636801000000000, 'file_open', 8, 8, 1, 0, 'cat', 1, '/etc/passwd',
+                 'Benign', 0, 0.0, 'none'),
+                    (1777636802000000000, 'file_open', 8, 8, 1, 0, 'cat', 1, '/etc/passwd',
+                 'Benign', 0, 0.0, 'none');",
+        )
+        .expect("v3 rows");
+    }
+    let mut new = event(EventType::FileOpen, base() + Span::seconds(3), 9, "cat");
+    new.file_path = Some("/etc/passwd".to_string());
+    write_all(&path, vec![new.clone()]);
+    let h = History::open(&path).expect("open");
+    assert_eq!(
+        schema::version(h.connection()).expect("version"),
+        SCHEMA_VERSION
+    );
+    let all = h.query(&Filter::default()).expect("query");
+    assert_eq!(pids_raw(&all), vec![8, 8, 9]);
+    assert!(
+        all.iter()
+            .all(|e| e.count == 1 && e.last_timestamp.is_none()),
+        "{all:?}"
+    );
+    assert_eq!(all[2].event, new);
+    let passwd = Filter {
+        path: Some(TextMatch::parse_path("/etc/passwd")),
+        ..Filter::default()
+    };
+    assert_eq!(h.count(&passwd).expect("count"), 3);
+    let stats = h.stats(&Filter::default(), Bucket::Day, 0).expect("stats");
+    let opens: u64 = stats
+        .iter()
+        .filter(|r| r.by == Dimension::Type && r.key == "file_open")
+        .map(|r| r.count)
+        .sum();
+    assert_eq!(opens, 3);
+    let index: String = h
+        .connection()
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'events_ts'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("events_ts");
+    assert!(index.contains("count"), "{index}");
 }
 
 #[test]
