@@ -13,7 +13,7 @@ use crate::{
     notice,
     record::Recorder,
     shutdown::StopBudget,
-    storage::{Retention, Store, StoreSummary, WriterOptions},
+    storage::{Retention, Rows, Store, StoreSummary, WriterOptions},
 };
 
 /// What happens to every event besides its output: the recording (`--record`, taken before
@@ -23,7 +23,8 @@ use crate::{
 pub struct Taps {
     recorder: Option<Recorder>,
     store: Option<Store>,
-    pending: Vec<Event>,
+    /// This batch's events for the history, encoded (a copy of their bytes, not a clone).
+    pending: Rows,
 }
 
 impl Taps {
@@ -46,7 +47,7 @@ impl Taps {
         Ok(Taps {
             recorder,
             store,
-            pending: Vec::new(),
+            pending: Rows::new(),
         })
     }
 
@@ -62,7 +63,7 @@ impl Taps {
     /// Call with each event once analysed (and responded to).
     pub fn store(&mut self, event: &Event) {
         if self.store.is_some() {
-            self.pending.push(event.clone());
+            self.pending.push(event);
         }
     }
 
@@ -76,7 +77,7 @@ impl Taps {
         if let Some(store) = &self.store
             && !self.pending.is_empty()
         {
-            store.submit(std::mem::take(&mut self.pending));
+            store.submit_rows(std::mem::take(&mut self.pending));
         }
     }
 

@@ -70,8 +70,11 @@ fn open_store(path: &Path) -> Store {
 
 fn write_all(path: &Path, events: Vec<Event>) {
     let store = open_store(path);
-    assert!(store.submit(events));
-    store.flush();
+    // In batches the queue takes (it is bounded in bytes), each committed before the next.
+    for batch in events.chunks(4096) {
+        assert!(store.submit(batch.to_vec()));
+        store.flush();
+    }
     let summary = store.close();
     assert_eq!((summary.dropped, summary.failed), (0, 0));
 }
@@ -174,6 +177,29 @@ fn events_round_trip_exactly() {
         .query_row("SELECT count(*) FROM contexts", [], |r| r.get(0))
         .expect("count");
     assert!(contexts < events.len() as i64, "{contexts} contexts");
+}
+
+/// The queue's encoding keeps every field, in order.
+#[test]
+fn rows_carry_every_field() {
+    let events = every_kind();
+    let rows = Rows::from_events(&events);
+    assert_eq!(
+        (rows.len(), rows.events()),
+        (events.len(), events.len() as u64)
+    );
+    let back: Vec<Event> = rows
+        .iter()
+        .map(|d| {
+            assert_eq!(d.count, 1);
+            d.row.expect("decodes").to_event()
+        })
+        .collect();
+    assert_eq!(back, events);
+    // Its size is what the bytes took, not the events' in-memory form.
+    let encoded: usize = rows.iter().map(|_| 1).sum();
+    assert_eq!(encoded, events.len());
+    assert!(rows.bytes() < events.len() * std::mem::size_of::<Event>());
 }
 
 #[test]
@@ -1176,19 +1202,20 @@ fn corrupted_locked_and_missing_databases_give_clear_errors() {
 fn a_full_queue_drops_and_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("events.db");
-    let mut store = Store::open(
-        &path,
-        WriterOptions {
-            queue_events: 10,
-            ..WriterOptions::default()
-        },
-    )
-    .expect("open");
     let batch = |n: u32| -> Vec<Event> {
         (0..n)
             .map(|i| stored(event(EventType::FileOpen, base(), i, "p")))
             .collect()
     };
+    // The queue holds ten of these events (in bytes, as encoded).
+    let mut store = Store::open(
+        &path,
+        WriterOptions {
+            queue_bytes: Rows::from_events(&batch(10)).bytes(),
+            ..WriterOptions::default()
+        },
+    )
+    .expect("open");
     // Larger than the whole queue: dropped at once, whatever the writer does.
     assert!(!store.submit(batch(11)));
     assert!(store.submit(batch(10)));
