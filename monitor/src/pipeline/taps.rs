@@ -13,7 +13,7 @@ use crate::{
     notice,
     record::Recorder,
     shutdown::StopBudget,
-    storage::{Retention, Rows, Store, StoreSummary, WriterOptions},
+    storage::{Coalescer, Retention, Store, StoreSummary, WriterOptions},
 };
 
 /// What happens to every event besides its output: the recording (`--record`, taken before
@@ -23,8 +23,9 @@ use crate::{
 pub struct Taps {
     recorder: Option<Recorder>,
     store: Option<Store>,
-    /// This batch's events for the history, encoded (a copy of their bytes, not a clone).
-    pending: Rows,
+    /// The events for the history, encoded (a copy of their bytes, not a clone), identical
+    /// consecutive ones counted in one row (`storage::coalesce`).
+    pending: Coalescer,
 }
 
 impl Taps {
@@ -47,7 +48,7 @@ impl Taps {
         Ok(Taps {
             recorder,
             store,
-            pending: Rows::new(),
+            pending: Coalescer::new(),
         })
     }
 
@@ -74,10 +75,17 @@ impl Taps {
         {
             self.stop_recording(&e);
         }
-        if let Some(store) = &self.store
-            && !self.pending.is_empty()
-        {
-            store.submit_rows(std::mem::take(&mut self.pending));
+        self.submit_history();
+    }
+
+    /// Hands the rows ready (and the coalesced rows whose time is over) to the history writer.
+    fn submit_history(&mut self) {
+        if let Some(store) = &self.store {
+            self.pending.expire(std::time::Instant::now());
+            let rows = self.pending.take();
+            if !rows.is_empty() {
+                store.submit_rows(rows);
+            }
         }
     }
 
@@ -91,8 +99,10 @@ impl Taps {
         }
     }
 
-    /// Prints new history warnings (drops, failed writes); call about once a second.
+    /// Queues the coalesced rows whose time is over, prints new history warnings (drops,
+    /// failed writes); call about once a second.
     pub fn report(&mut self) {
+        self.submit_history();
         if let Some(store) = &mut self.store {
             report_history(store);
         }
@@ -108,6 +118,7 @@ impl Taps {
     /// Finishes the recording and lets the history writer commit what is queued; returns the
     /// history's counts (when it was on).
     pub fn close_within(mut self, budget: &mut StopBudget) -> Option<StoreSummary> {
+        self.pending.close_all();
         self.end_batch();
         if let Some(recorder) = self.recorder.take() {
             let path = recorder.path().to_path_buf();

@@ -7,6 +7,8 @@
 //!   ([`Store::take_report`] turns new drops and write failures into warning lines). The writer
 //!   commits what it has in one transaction per round, so a burst becomes few, large
 //!   transactions, and runs retention between rounds.
+//! - [`Coalescer`]: the pipeline's side: turns analysed events into [`Rows`], counting
+//!   identical consecutive events in one row ([`coalesce`]).
 //! - [`History`]: the reading side (`secmon-tui history`, the TUI's history view):
 //!   [`History::query`] with a [`Filter`], [`History::stats`].
 //! - [`timespec`]: `--last 2h`, `--since "2026-05-01 14:00"`.
@@ -14,6 +16,7 @@
 //! Durability: WAL with `synchronous = NORMAL`. A committed batch survives the monitor being
 //! killed (it is in the WAL file); after a power loss the last batches may be lost, but the
 //! database stays consistent.
+pub mod coalesce;
 mod query;
 mod retention;
 mod row;
@@ -36,6 +39,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::event::Event;
 use crate::secure_fs;
 
+pub use coalesce::Coalescer;
 pub use query::{Bucket, Cursor, Dimension, Filter, StatsRow, TextMatch, TimelineRow};
 pub use retention::{CHUNK as RETENTION_CHUNK, Retention, Step as RetentionStep, used_bytes};
 pub use row::{HistoryEvent, from_ns, to_ns};

@@ -51,6 +51,14 @@ impl Rows {
         self.end_row(at);
     }
 
+    /// Appends a row of `count` events, the first at `first_ns` and the last at `last_ns`,
+    /// whose body [`encode_body`] wrote.
+    pub(crate) fn push_body(&mut self, first_ns: i64, last_ns: i64, count: u64, body: &[u8]) {
+        let at = self.start_row(first_ns, last_ns, count);
+        self.buf.extend_from_slice(body);
+        self.end_row(at);
+    }
+
     fn start_row(&mut self, first_ns: i64, last_ns: i64, count: u64) -> usize {
         let at = self.buf.len();
         put_u32(&mut self.buf, 0);
