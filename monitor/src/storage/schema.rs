@@ -124,7 +124,7 @@ CREATE INDEX events_pid_gen ON events(id >> 14, pid);
 /// coalesces them, docs/history.md): `count` of them (1 for every older row), the first at
 /// `ts`, the last at `last_ts` (NULL when `count` is 1). The time index also covers `count`,
 /// so that counting events per bucket (`--stats` by type, the UI's timeline) sums it without
-/// reading rows; rebuilding it is the migration's only cost (about 15 s per 10 million events).
+/// reading rows; rebuilding it is the migration's only cost (about 1 s per million events).
 const V3_TO_V4: &str = "
 ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE events ADD COLUMN last_ts INTEGER;
