@@ -265,17 +265,18 @@ impl RowRef<'_> {
         use crate::event::{Analysis, ResponseAction};
         let mut e = Event::new(self.event_type, super::row::from_ns(self.first_ns));
         let ctx = self.context().expect("context");
-        e.user = ctx.user.to_string();
-        e.exe = ctx.exe.to_string();
-        e.cmdline = ctx.cmdline.to_string();
+        // `into`: these fields may become a shared string type.
+        e.user = ctx.user.into();
+        e.exe = ctx.exe.into();
+        e.cmdline = ctx.cmdline.into();
         e.cgroup_id = ctx.cgroup_id;
-        e.parent_process = ctx.parent.to_string();
-        e.ancestors = ctx.ancestors.to_vec();
+        e.parent_process = ctx.parent.into();
+        e.ancestors = ctx.ancestors.iter().map(Into::into).collect();
         e.pid = self.pid;
         e.tid = self.tid;
         e.ppid = self.ppid;
         e.uid = self.uid;
-        e.process = self.process.to_string();
+        e.process = self.process.into();
         let own = |s: Option<&str>| s.map(str::to_string);
         e.file_path = own(self.file_path);
         e.new_path = own(self.new_path);

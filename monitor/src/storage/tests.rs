@@ -1534,8 +1534,8 @@ fn events_that_differ_or_matched_a_rule_are_never_coalesced() {
     vary("flags", &|e| e.flags = Some("O_RDWR".to_string()));
     vary("mode", &|e| e.mode = Some(0o600));
     vary("syscall", &|e| e.syscall = Some("open".to_string()));
-    vary("process", &|e| e.process = "python3.12".to_string());
-    vary("cmdline", &|e| e.cmdline = "python3 other".to_string());
+    vary("process", &|e| e.process = "python3.12".into());
+    vary("cmdline", &|e| e.cmdline = "python3 other".into());
     vary("uid", &|e| e.uid = 0);
     vary("port", &|e| e.target_port = Some(443));
     vary("truncated", &|e| e.truncated = true);
