@@ -7,6 +7,10 @@
 //!   does), timed until the writer has committed them all ([`Store::flush`]), into a database
 //!   already holding [`PREFILL`] events (`SECMON_BENCH_PREFILL` overrides), with every index.
 //!   Throughput in events/s.
+//! - `storage/insert_flood`: the stream of a loop opening one file (one thread, identical
+//!   events 3 µs apart) through the pipeline's side ([`Coalescer`]: identical consecutive
+//!   events become one row with a count) and the real writer, timed until committed, into the
+//!   same database. Throughput in events/s (most of them are counted, not inserted).
 //! - `storage/query_last24h_min_risk`: `--last 24h --min-risk 0.6` (and its default `--limit
 //!   1000`) over the history curve's database of `SECMON_BENCH_EVENTS` events (default
 //!   1,000,000), with criterion's statistics.
@@ -43,7 +47,7 @@ use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use secmon::event::{Analysis, Event, EventType, Severity};
 use secmon::history_cli;
-use secmon::storage::{Bucket, Filter, History, SCHEMA_VERSION, Store, WriterOptions};
+use secmon::storage::{Bucket, Coalescer, Filter, History, SCHEMA_VERSION, Store, WriterOptions};
 
 /// Events per timed insert iteration.
 const INSERT_BATCH: usize = 100_000;
@@ -189,6 +193,89 @@ fn insert(store: &Store, rng: &mut Rng, first: u64, n: usize, start: DateTime<Ut
     store.flush();
 }
 
+/// CPU time (user + system) the history writer thread (`secmon-history`) has used so far: unlike
+/// wall time, it hardly depends on what else the machine runs.
+fn writer_cpu() -> Option<Duration> {
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = entry.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "secmon-history" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        // After the command name: state, ppid, … utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // USER_HZ: 100 on Linux.
+        return Some(Duration::from_millis(ticks * 10));
+    }
+    None
+}
+
+/// The open/close loop's stream: one thread opening one file, 3 µs apart.
+struct Flood {
+    event: Event,
+    start: DateTime<Utc>,
+    next: i64,
+    coalescer: Coalescer,
+    rows: usize,
+}
+
+impl Flood {
+    fn new(start: DateTime<Utc>) -> Flood {
+        let mut e = Event::new(EventType::FileOpen, start);
+        e.pid = 4242;
+        e.tid = 4242;
+        e.ppid = 1;
+        e.uid = 1000;
+        e.user = "alice".into();
+        e.process = "python3".into();
+        e.exe = "/usr/bin/python3.12".into();
+        e.cmdline = "python3 loop.py".into();
+        e.cgroup_id = 1;
+        e.parent_process = "bash".into();
+        e.ancestors = vec!["bash".into(), "sshd".into()];
+        e.file_path = Some("/tmp/secmon-bench/hot".to_string());
+        e.flags = Some("O_RDONLY|O_CLOEXEC".to_string());
+        e.syscall = Some("openat".to_string());
+        Flood {
+            event: e,
+            start,
+            next: 0,
+            coalescer: Coalescer::new(),
+            rows: 0,
+        }
+    }
+
+    /// `n` more events of the loop, handed over in pipeline-sized batches as the tap does, then
+    /// every row closed and committed.
+    fn run(&mut self, store: &Store, n: usize) {
+        for k in 0..n {
+            self.event.timestamp = self.start + chrono::Duration::nanoseconds(self.next * 3000);
+            self.next += 1;
+            self.coalescer.push(&self.event);
+            if (k + 1) % SUBMIT == 0 {
+                self.submit(store);
+            }
+        }
+        self.coalescer.close_all();
+        self.submit(store);
+        store.flush();
+    }
+
+    fn submit(&mut self, store: &Store) {
+        self.coalescer.expire(Instant::now());
+        let rows = self.coalescer.take();
+        if rows.is_empty() {
+            return;
+        }
+        self.rows += rows.len();
+        // The queue is far larger than what is in flight here.
+        assert!(store.submit_rows(rows));
+    }
+}
+
 /// Where the history curve's databases are kept between runs.
 fn bench_data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data")
@@ -213,6 +300,7 @@ fn insert_rate(c: &mut Criterion) {
         .unwrap_or(PREFILL);
     insert(&store, &mut rng, 0, prefill, start, step);
     let mut next = prefill as u64;
+    let cpu_before = writer_cpu();
     let mut group = c.benchmark_group("storage");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
@@ -229,6 +317,40 @@ fn insert_rate(c: &mut Criterion) {
             total
         });
     });
+    if let (Some(before), Some(after)) = (cpu_before, writer_cpu()) {
+        let events = next - prefill as u64;
+        eprintln!(
+            "storage: insert: writer CPU {:.2} µs per event ({events} events)",
+            (after - before).as_secs_f64() * 1e6 / events.max(1) as f64
+        );
+    }
+    let mut flood = Flood::new(Utc::now() - chrono::Duration::minutes(30));
+    let commits_before = store
+        .stats()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut flooded = 0u64;
+    group.bench_function("insert_flood", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let began = Instant::now();
+                flood.run(&store, INSERT_BATCH);
+                total += began.elapsed();
+                flooded += INSERT_BATCH as u64;
+            }
+            total
+        });
+    });
+    eprintln!(
+        "storage: insert_flood: {flooded} events in {} rows, {} commits",
+        flood.rows,
+        store
+            .stats()
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - commits_before
+    );
     group.finish();
     // (Batches refused while the queue was full were resubmitted, not lost.)
     assert_eq!(store.close().failed, 0);

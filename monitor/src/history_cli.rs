@@ -313,12 +313,23 @@ fn auto_bucket(args: &HistoryArgs, filter: &Filter, now: DateTime<Utc>) -> Bucke
     }
 }
 
-/// `--json`: one event per line, as `--json` monitoring prints it.
+/// `--json`: one event per line, as `--json` monitoring prints it; a coalesced row adds
+/// `"count"` and `"last_timestamp"` (docs/json-schema.md).
 pub fn write_json<W: Write>(out: &mut W, events: &[HistoryEvent]) -> io::Result<()> {
     let mut line = Vec::with_capacity(1024);
     for e in events {
         line.clear();
         write_event(&mut line, &e.event);
+        if e.count > 1 && line.last() == Some(&b'}') {
+            // The event's object, then the row's own fields (as a flattened struct would).
+            line.pop();
+            line.extend_from_slice(format!(",\"count\":{}", e.count).as_bytes());
+            if let Some(last) = e.last_timestamp {
+                line.extend_from_slice(b",\"last_timestamp\":");
+                serde_json::to_writer(&mut line, &last).map_err(io::Error::other)?;
+            }
+            line.push(b'}');
+        }
         line.push(b'\n');
         out.write_all(&line)?;
     }
@@ -428,7 +439,9 @@ fn fit(s: &str, width: usize) -> String {
 
 const LABEL_WIDTH: usize = 34;
 
-/// The aligned table: TIME TYPE PID PROCESS RISK LABEL [RESPONSE] DETAIL.
+/// The aligned table: TIME TYPE PID PROCESS RISK LABEL [RESPONSE] [COUNT] DETAIL. COUNT
+/// (`×N`) is there when a row stands for several identical consecutive events (TIME is the
+/// first one's).
 pub fn write_table<W: Write, Tz: TimeZone>(
     out: &mut W,
     events: &[HistoryEvent],
@@ -439,10 +452,14 @@ where
     Tz::Offset: std::fmt::Display,
 {
     let with_response = events.iter().any(|e| !e.event.response.is_empty());
+    let with_count = events.iter().any(|e| e.count > 1);
     let mut rows: Vec<Vec<String>> = Vec::with_capacity(events.len() + 1);
     let mut header = vec!["TIME", "TYPE", "PID", "PROCESS", "RISK", "LABEL"];
     if with_response {
         header.push("RESPONSE");
+    }
+    if with_count {
+        header.push("COUNT");
     }
     header.push("DETAIL");
     rows.push(header.iter().map(ToString::to_string).collect());
@@ -471,6 +488,13 @@ where
                 actions.join(",")
             });
         }
+        if with_count {
+            row.push(if h.count > 1 {
+                format!("×{}", h.count)
+            } else {
+                String::new()
+            });
+        }
         row.push(sanitize::for_terminal(&detail(e)).into_owned());
         rows.push(row);
     }
@@ -496,7 +520,7 @@ where
             } else {
                 let pad = widths[i] - cell.chars().count();
                 // Numbers align right.
-                if matches!(rows[0][i].as_str(), "PID" | "RISK") {
+                if matches!(rows[0][i].as_str(), "PID" | "RISK" | "COUNT") {
                     line.extend(std::iter::repeat_n(' ', pad));
                     line.push_str(cell);
                 } else {
@@ -820,6 +844,8 @@ mod tests {
             .map(|(i, event)| HistoryEvent {
                 id: i as i64 + 1,
                 event,
+                count: 1,
+                last_timestamp: None,
             })
             .collect();
         let mut out = Vec::new();
@@ -859,6 +885,55 @@ mod tests {
         let mut out = Vec::new();
         write_table(&mut out, &rows[..1], &Utc, None).expect("write");
         assert!(!String::from_utf8(out).expect("utf8").contains("RESPONSE"));
+    }
+
+    #[test]
+    fn coalesced_rows_show_their_count() {
+        let mut open = event(EventType::FileOpen, 9, "cat");
+        open.file_path = Some("/etc/hosts".into());
+        let rows = vec![
+            HistoryEvent {
+                id: 1,
+                event: open.clone(),
+                count: 300_000,
+                last_timestamp: Some(now() + chrono::Duration::milliseconds(999)),
+            },
+            HistoryEvent {
+                id: 2,
+                event: open.clone(),
+                count: 1,
+                last_timestamp: None,
+            },
+        ];
+        let mut out = Vec::new();
+        write_table(&mut out, &rows, &Utc, None).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains(" COUNT "), "{text}");
+        assert!(lines[1].contains(" ×300000 "), "{text}");
+        assert!(!lines[2].contains('×'), "{text}");
+        // Without a coalesced row there is no COUNT column.
+        let mut out = Vec::new();
+        write_table(&mut out, &rows[1..], &Utc, None).expect("write");
+        assert!(!String::from_utf8(out).expect("utf8").contains("COUNT"));
+
+        let mut out = Vec::new();
+        write_json(&mut out, &rows).expect("write");
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines[0]["count"], 300_000);
+        assert_eq!(lines[0]["last_timestamp"], "2026-05-01T12:00:00.999Z");
+        // Otherwise exactly the event as `--json` prints it.
+        let mut first = lines[0].clone();
+        let fields = first.as_object_mut().expect("object");
+        fields.remove("count");
+        fields.remove("last_timestamp");
+        let plain = serde_json::to_value(&open).expect("json");
+        assert_eq!(first, plain);
+        assert_eq!(lines[1], plain);
     }
 
     #[test]

@@ -137,8 +137,8 @@ fn loss_count(stopped: &str, reason: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Events of `path` in the history database, once there are `expected`, the count has not
-/// moved for [`STORE_SETTLED`], or at the timeout.
+/// Events of `path` in the history database (a coalesced row counts all of its events), once
+/// there are `expected`, the count has not moved for [`STORE_SETTLED`], or at the timeout.
 fn wait_for_stored(db: &std::path::Path, path: &str, expected: usize) -> usize {
     let deadline = Instant::now() + STORE_TIMEOUT;
     let mut stored = 0;
@@ -148,7 +148,8 @@ fn wait_for_stored(db: &std::path::Path, path: &str, expected: usize) -> usize {
         if let Ok(conn) = rusqlite::Connection::open(db) {
             stored = conn
                 .query_row(
-                    "SELECT count(*) FROM events WHERE event_type = 'file_open' AND file_path = ?1",
+                    "SELECT coalesce(sum(count), 0) FROM events \
+                     WHERE event_type = 'file_open' AND file_path = ?1",
                     [path],
                     |row| row.get::<_, i64>(0),
                 )

@@ -48,7 +48,13 @@ impl FdTable {
     }
 
     fn insert(&mut self, pid: u32, fd: i32, path: KnownPath) {
-        if self.by_pid.entry(pid).or_default().insert(fd, path).is_none() {
+        if self
+            .by_pid
+            .entry(pid)
+            .or_default()
+            .insert(fd, path)
+            .is_none()
+        {
             self.len += 1;
         }
     }

@@ -13,7 +13,7 @@ use crate::{
     notice,
     record::Recorder,
     shutdown::StopBudget,
-    storage::{Retention, Store, StoreSummary, WriterOptions},
+    storage::{Coalescer, Retention, Store, StoreSummary, WriterOptions},
 };
 
 /// What happens to every event besides its output: the recording (`--record`, taken before
@@ -23,7 +23,9 @@ use crate::{
 pub struct Taps {
     recorder: Option<Recorder>,
     store: Option<Store>,
-    pending: Vec<Event>,
+    /// The events for the history, encoded (a copy of their bytes, not a clone), identical
+    /// consecutive ones counted in one row (`storage::coalesce`).
+    pending: Coalescer,
 }
 
 impl Taps {
@@ -46,7 +48,7 @@ impl Taps {
         Ok(Taps {
             recorder,
             store,
-            pending: Vec::new(),
+            pending: Coalescer::new(),
         })
     }
 
@@ -62,7 +64,7 @@ impl Taps {
     /// Call with each event once analysed (and responded to).
     pub fn store(&mut self, event: &Event) {
         if self.store.is_some() {
-            self.pending.push(event.clone());
+            self.pending.push(event);
         }
     }
 
@@ -73,10 +75,17 @@ impl Taps {
         {
             self.stop_recording(&e);
         }
-        if let Some(store) = &self.store
-            && !self.pending.is_empty()
-        {
-            store.submit(std::mem::take(&mut self.pending));
+        self.submit_history();
+    }
+
+    /// Hands the rows ready (and the coalesced rows whose time is over) to the history writer.
+    fn submit_history(&mut self) {
+        if let Some(store) = &self.store {
+            self.pending.expire(std::time::Instant::now());
+            let rows = self.pending.take();
+            if !rows.is_empty() {
+                store.submit_rows(rows);
+            }
         }
     }
 
@@ -90,8 +99,10 @@ impl Taps {
         }
     }
 
-    /// Prints new history warnings (drops, failed writes); call about once a second.
+    /// Queues the coalesced rows whose time is over, prints new history warnings (drops,
+    /// failed writes); call about once a second.
     pub fn report(&mut self) {
+        self.submit_history();
         if let Some(store) = &mut self.store {
             report_history(store);
         }
@@ -114,6 +125,7 @@ impl Taps {
         budget: &mut StopBudget,
         losses: &Losses,
     ) -> Option<StoreSummary> {
+        self.pending.close_all();
         self.end_batch();
         if let Some(recorder) = self.recorder.take() {
             let path = recorder.path().to_path_buf();

@@ -63,6 +63,14 @@ fn rule_set() -> impl Strategy<Value = String> {
                     )
                 })
                 .collect();
+            // Enough rules under process_exec that its list is always indexed (the random
+            // shapes alone sometimes fell short of MIN_INDEXED and failed the test).
+            out.extend((0..super::index::MIN_INDEXED).map(|i| {
+                format!(
+                    r#"{{"name": "x{i}", "condition": "event.type == 'process_exec' && process.name == 'v{}'", "risk_score": 0.1}}"#,
+                    i % 4
+                )
+            }));
             if chain {
                 // Prerequisites of the same type, hit by the same events (in the indexed
                 // process_exec list): the dependant sees them fire on its own event.

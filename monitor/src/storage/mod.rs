@@ -2,10 +2,13 @@
 //!
 //! - [`Store`]: the monitor's side. [`Store::open`] creates the database (directory `0700`,
 //!   file `0600`, WAL mode, schema migrations) and starts one writer thread; the pipeline hands
-//!   it batches with [`Store::submit`], which never blocks: past [`WriterOptions::queue_events`]
-//!   queued events a batch is dropped and counted ([`Store::take_report`] turns new drops and
-//!   write failures into warning lines). The writer commits what it has in one transaction per
-//!   round, so a burst becomes few, large transactions, and runs retention between rounds.
+//!   it batches of encoded rows ([`Rows`]) with [`Store::submit_rows`], which never blocks: past
+//!   [`WriterOptions::queue_bytes`] queued bytes a batch is dropped and counted
+//!   ([`Store::take_report`] turns new drops and write failures into warning lines). The writer
+//!   commits what it has in one transaction per round, so a burst becomes few, large
+//!   transactions, and runs retention between rounds.
+//! - [`Coalescer`]: the pipeline's side: turns analysed events into [`Rows`], counting
+//!   identical consecutive events in one row ([`coalesce`]).
 //! - [`History`]: the reading side (`secmon-tui history`, the TUI's history view):
 //!   [`History::query`] with a [`Filter`], [`History::stats`].
 //! - [`timespec`]: `--last 2h`, `--since "2026-05-01 14:00"`.
@@ -13,9 +16,11 @@
 //! Durability: WAL with `synchronous = NORMAL`. A committed batch survives the monitor being
 //! killed (it is in the WAL file); after a power loss the last batches may be lost, but the
 //! database stays consistent.
+pub mod coalesce;
 mod query;
 mod retention;
 mod row;
+mod rows;
 mod schema;
 pub mod timespec;
 pub mod ui_adapter;
@@ -34,9 +39,11 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::event::Event;
 use crate::secure_fs;
 
+pub use coalesce::Coalescer;
 pub use query::{Bucket, Cursor, Dimension, Filter, StatsRow, TextMatch, TimelineRow};
 pub use retention::{CHUNK as RETENTION_CHUNK, Retention, Step as RetentionStep, used_bytes};
 pub use row::{HistoryEvent, from_ns, to_ns};
+pub use rows::Rows;
 pub use schema::SCHEMA_VERSION;
 
 /// How long opening waits for a lock another connection holds before calling the database
@@ -125,6 +132,16 @@ fn prepare_file(path: &Path) -> Result<(), StorageError> {
         .map_err(|e| StorageError::io(path, e))
 }
 
+/// SQLite's page cache per reading connection (`PRAGMA cache_size`, in KiB): queries scan large
+/// ranges.
+const READER_CACHE_KIB: u32 = 65_536;
+
+/// The writer's page cache, in KiB. Its inserts touch few pages (the table's and time index's
+/// right edge, the current id generation of the path and pid indexes: schema.rs), so a larger
+/// cache does not make it faster (measured: 4, 8 and 64 MiB alike); it is the monitor's
+/// memory.
+const WRITER_CACHE_KIB: u32 = 8192;
+
 /// Opens (`create`: creating if needed) and migrates the database, in WAL mode.
 pub fn open_connection(path: &Path, create: bool) -> Result<Connection, StorageError> {
     if create {
@@ -174,12 +191,12 @@ pub fn open_connection(path: &Path, create: bool) -> Result<Connection, StorageE
             message: format!("cannot switch to WAL mode (journal mode is {mode})"),
         });
     }
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA synchronous = NORMAL;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -65536;
-         PRAGMA journal_size_limit = 67108864;",
-    )
+         PRAGMA cache_size = -{READER_CACHE_KIB};
+         PRAGMA journal_size_limit = 67108864;"
+    ))
     .map_err(sql_err)?;
     match schema::migrate(&mut conn, SCHEMA_VERSION).map_err(sql_err)? {
         schema::Migration::TooNew(found) => Err(StorageError::TooNew {
@@ -194,9 +211,10 @@ pub fn open_connection(path: &Path, create: bool) -> Result<Connection, StorageE
 /// Tuning of the writer.
 #[derive(Clone, Debug)]
 pub struct WriterOptions {
-    /// Events waiting for the writer; beyond this, batches are dropped (and counted).
-    pub queue_events: usize,
-    /// The most events one transaction takes.
+    /// Bytes of rows waiting for the writer ([`Rows::bytes`], its transaction's included);
+    /// beyond this, batches are dropped (and counted).
+    pub queue_bytes: usize,
+    /// The most rows one transaction takes.
     pub max_batch: usize,
     pub retention: Retention,
     /// How often retention runs (it also runs at start).
@@ -206,7 +224,8 @@ pub struct WriterOptions {
 impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
-            queue_events: 200_000,
+            // About 40,000 rows of a busy host's mix (~200 bytes each).
+            queue_bytes: 8 << 20,
             max_batch: 20_000,
             retention: Retention::default(),
             retention_interval: Duration::from_secs(60),
@@ -214,7 +233,8 @@ impl Default for WriterOptions {
     }
 }
 
-/// Counters shared by the pipeline and the writer.
+/// Counters shared by the pipeline and the writer, in events (a coalesced row counts all of
+/// its events), except `queued`.
 #[derive(Debug, Default)]
 pub struct WriterStats {
     /// Events committed.
@@ -229,7 +249,10 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// The writer stopped writing for good (corrupted database).
     pub disabled: AtomicBool,
+    /// Bytes queued for the writer or in its transaction ([`Rows::bytes`]).
     pub(crate) queued: AtomicUsize,
+    /// Events queued for the writer or in its transaction.
+    pub(crate) queued_events: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
@@ -284,7 +307,7 @@ fn spawn_checkpointer(path: &Path, stop: mpsc::Receiver<()>) -> Option<JoinHandl
 }
 
 pub(crate) enum Msg {
-    Events(Vec<Event>),
+    Rows(Rows),
     /// Acknowledged once everything sent before it is committed.
     Flush(mpsc::SyncSender<()>),
 }
@@ -305,6 +328,8 @@ impl Store {
     /// Opens (creating) the database at `path` and starts the writer thread.
     pub fn open(path: &Path, options: WriterOptions) -> Result<Store, StorageError> {
         let conn = open_connection(path, true)?;
+        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}"))
+            .map_err(|e| StorageError::from_sqlite(path, &e))?;
         let (stop_tx, stop_rx) = mpsc::channel();
         let checkpointer = spawn_checkpointer(path, stop_rx).map(|thread| (stop_tx, thread));
         if checkpointer.is_some() {
@@ -313,7 +338,7 @@ impl Store {
         }
         let stats = Arc::new(WriterStats::default());
         let (tx, rx) = mpsc::channel();
-        let capacity = options.queue_events.max(1);
+        let capacity = options.queue_bytes.max(1);
         let writer = writer::Writer::new(conn, path.to_path_buf(), stats.clone(), options);
         let thread = std::thread::Builder::new()
             .name("secmon-history".to_string())
@@ -339,31 +364,50 @@ impl Store {
         &self.stats
     }
 
+    /// [`Store::submit_rows`] with each event a row of its own.
+    pub fn submit(&self, events: Vec<Event>) -> bool {
+        self.submit_rows(Rows::from_events(&events))
+    }
+
     /// Queues a batch of analysed events (with their responses) for the writer without ever
     /// blocking. Returns `false` when the batch was dropped (queue full, or the history is
-    /// disabled); the drop is counted.
-    pub fn submit(&self, events: Vec<Event>) -> bool {
-        let n = events.len();
-        if n == 0 {
+    /// disabled); the drop is counted (in events: a coalesced row counts all of its events).
+    pub fn submit_rows(&self, rows: Rows) -> bool {
+        if rows.is_empty() {
             return true;
         }
+        let bytes = rows.bytes();
         let drop_batch = || {
-            self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            self.stats
+                .dropped
+                .fetch_add(rows.events(), Ordering::Relaxed);
             false
         };
         if self.stats.disabled.load(Ordering::Relaxed) {
             return drop_batch();
         }
-        let before = self.stats.queued.fetch_add(n, Ordering::AcqRel);
-        if before + n > self.capacity {
-            self.stats.queued.fetch_sub(n, Ordering::AcqRel);
+        let before = self.stats.queued.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > self.capacity {
+            self.stats.queued.fetch_sub(bytes, Ordering::AcqRel);
             return drop_batch();
         }
-        match &self.tx {
-            Some(tx) if tx.send(Msg::Events(events)).is_ok() => true,
-            _ => {
-                self.stats.queued.fetch_sub(n, Ordering::AcqRel);
-                drop_batch()
+        let Some(tx) = &self.tx else {
+            self.stats.queued.fetch_sub(bytes, Ordering::AcqRel);
+            return drop_batch();
+        };
+        let events = rows.events();
+        self.stats.queued_events.fetch_add(events, Ordering::AcqRel);
+        match tx.send(Msg::Rows(rows)) {
+            Ok(()) => true,
+            Err(mpsc::SendError(msg)) => {
+                self.stats.queued.fetch_sub(bytes, Ordering::AcqRel);
+                self.stats.queued_events.fetch_sub(events, Ordering::AcqRel);
+                if let Msg::Rows(rows) = msg {
+                    self.stats
+                        .dropped
+                        .fetch_add(rows.events(), Ordering::Relaxed);
+                }
+                false
             }
         }
     }
@@ -431,7 +475,7 @@ impl Store {
                 let _ = writer.join();
             } else {
                 // The handle is dropped: the thread is detached, not waited for.
-                abandoned = self.stats.queued.load(Ordering::Acquire) as u64;
+                abandoned = self.stats.queued_events.load(Ordering::Acquire);
             }
         }
         if let Some((stop, checkpointer)) = self.checkpointer.take() {

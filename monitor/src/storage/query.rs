@@ -402,7 +402,11 @@ pub(crate) fn count(conn: &Connection, filter: &Filter) -> rusqlite::Result<u64>
 }
 
 fn count_in(conn: &Connection, w: &Where) -> rusqlite::Result<u64> {
-    let sql = format!("SELECT count(*) FROM events e WHERE {}", w.sql());
+    // Events, not rows: a coalesced row counts all of its events.
+    let sql = format!(
+        "SELECT coalesce(sum(e.count), 0) FROM events e WHERE {}",
+        w.sql()
+    );
     let n: i64 = conn.query_row(&sql, params_from_iter(&w.params), |r| r.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
@@ -450,7 +454,8 @@ impl Dimension {
     }
 }
 
-/// `count` events of `key` (a type, label or rule name) in the bucket starting at `start`.
+/// `count` events of `key` (a type, label or rule name) in the bucket starting at `start`. A
+/// coalesced row counts all of its events (at its first event's time).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatsRow {
     pub start: DateTime<Utc>,
@@ -459,7 +464,7 @@ pub struct StatsRow {
     pub count: u64,
 }
 
-/// Counts per bucket and type, label and rule; buckets are aligned to local time
+/// Events (not rows) per bucket and type, label and rule; buckets are aligned to local time
 /// `offset_secs` east of UTC. Ordered by dimension, bucket, then key.
 pub(crate) fn stats(
     conn: &Connection,
@@ -499,7 +504,7 @@ fn stats_by(
         ""
     };
     let sql = format!(
-        "SELECT (e.ts + ?) / ? AS b, {key} AS k, count(*) FROM {from} WHERE {}{extra} \
+        "SELECT (e.ts + ?) / ? AS b, {key} AS k, sum(e.count) FROM {from} WHERE {}{extra} \
          GROUP BY b, k ORDER BY b, k",
         w.sql()
     );
@@ -561,7 +566,7 @@ pub(crate) fn timeline(
 
     let query = |w: Where, select: &str, group: &str| -> rusqlite::Result<Vec<(i64, i64, i64)>> {
         let sql = format!(
-            "SELECT (e.ts + ?) / ? AS b, {select}, count(*) FROM events e WHERE {} \
+            "SELECT (e.ts + ?) / ? AS b, {select}, sum(e.count) FROM events e WHERE {} \
              GROUP BY b{group}",
             w.sql()
         );

@@ -1,21 +1,24 @@
-//! [`Event`] ↔ table rows: the insert statement, the shared process contexts, the `extra`
-//! JSON object and turning a selected row back into an event.
+//! Rows ([`super::rows`]) → table rows and back to [`Event`]s: the insert statement, the
+//! shared process contexts, the `extra` JSON object and turning a selected row back into an
+//! event.
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Row, Transaction, params};
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{CachedStatement, Row, Statement, Transaction, params};
 use serde::{Deserialize, Serialize};
 
+use super::rows::{RowRef, StrList};
 use crate::event::{
     AddressText, Analysis, Event, EventType, ResponseAction, Severity, SharedStr, parse_ip,
 };
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events (ts, event_type, pid, tid, ppid, uid, \
     process, ctx, file_path, new_path, src_ip, dst_ip, dst_port, label, severity, risk, method, \
-    recommendation, rules, extra, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
+    recommendation, rules, extra, response, count, last_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+    ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
 
 const INSERT_CONTEXT: &str = "INSERT INTO contexts (user, exe, cmdline, cgroup_id, parent, \
     ancestors, last_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -26,7 +29,7 @@ const TOUCH_CONTEXT: &str = "UPDATE contexts SET last_ts = ?2 WHERE id = ?1 AND 
 pub(crate) const SELECT_COLUMNS: &str = "e.id, e.ts, e.event_type, e.pid, e.tid, e.ppid, e.uid, \
     e.process, c.user, c.exe, c.cmdline, c.cgroup_id, c.parent, c.ancestors, e.file_path, \
     e.new_path, e.src_ip, e.dst_ip, e.dst_port, e.label, e.severity, e.risk, e.method, \
-    e.recommendation, e.rules, e.extra, e.response";
+    e.recommendation, e.rules, e.extra, e.response, e.count, e.last_ts";
 
 /// Nanoseconds since the Unix epoch (saturating outside 1677–2262).
 pub fn to_ns(t: DateTime<Utc>) -> i64 {
@@ -61,7 +64,7 @@ fn severity_from_code(code: i64) -> Severity {
 #[derive(Serialize)]
 struct ExtraRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    argv: Option<&'a Vec<String>>,
+    argv: Option<StrList<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,32 +115,32 @@ struct ExtraRef<'a> {
 }
 
 impl<'a> ExtraRef<'a> {
-    fn of(e: &'a Event) -> ExtraRef<'a> {
+    fn of(e: &RowRef<'a>) -> ExtraRef<'a> {
         ExtraRef {
-            argv: e.argv.as_ref(),
+            argv: e.argv,
             exit_code: e.exit_code,
             exit_signal: e.exit_signal,
-            ptrace_request: e.ptrace_request.as_deref(),
+            ptrace_request: e.ptrace_request,
             target_pid: e.target_pid,
-            flags: e.flags.as_deref(),
+            flags: e.flags,
             mode: e.mode,
-            syscall: e.syscall.as_deref(),
+            syscall: e.syscall,
             old_uid: e.old_uid,
             new_uid: e.new_uid,
             old_gid: e.old_gid,
             new_gid: e.new_gid,
             capabilities: e.capabilities,
-            protocol: e.protocol.as_deref(),
+            protocol: e.protocol,
             source_port: e.source_port,
             bytes_sent: e.bytes_sent,
             bytes_received: e.bytes_received,
             duration_ms: e.duration_ms,
             bpf_prog_type: e.bpf_prog_type,
-            bpf_prog_name: e.bpf_prog_name.as_deref(),
-            module_params: e.module_params.as_deref(),
+            bpf_prog_name: e.bpf_prog_name,
+            module_params: e.module_params,
             blocked: e.blocked,
             truncated: e.truncated,
-            process_risk: Some(e.analysis.process_risk).filter(|&r| r > 0.0),
+            process_risk: Some(e.process_risk).filter(|&r| r > 0.0),
         }
     }
 
@@ -228,45 +231,33 @@ impl Extra {
     }
 }
 
-/// Context rows already written, so an event of a known process costs no extra row. Bounded:
-/// cleared when it holds [`ContextCache::MAX_ENTRIES`] contexts (a context written twice is
-/// harmless), and after anything that may invalidate ids (a rolled-back transaction, retention
-/// deleting unreferenced contexts).
+/// Context rows already written, so an event of a known process costs no extra row. A
+/// context is recognised by its encoding ([`RowRef::context_bytes`]): first against the one
+/// its pid used last (a comparison of bytes, no hashing: most events of a process repeat it),
+/// then through a map keyed by a hash of the bytes. Bounded: cleared when it holds
+/// [`ContextCache::MAX_BYTES`] of contexts (a context written twice is harmless), and after
+/// anything that may invalidate ids (a rolled-back transaction, retention deleting unreferenced
+/// contexts).
 #[derive(Default)]
 pub(crate) struct ContextCache {
     hasher: RandomState,
-    map: HashMap<u64, Vec<(CachedContext, i64)>>,
-    entries: usize,
+    /// Hash of the bytes → the contexts with that hash.
+    map: HashMap<u64, Vec<Known>>,
+    bytes: usize,
+    /// The hash and id of the context each pid used last.
+    by_pid: HashMap<u32, (u64, i64)>,
     /// The newest event time per context used in the current transaction.
     used: HashMap<i64, i64>,
 }
 
-struct CachedContext {
-    user: SharedStr,
-    exe: SharedStr,
-    cmdline: SharedStr,
-    cgroup_id: u64,
-    parent: SharedStr,
-    ancestors: Vec<SharedStr>,
-}
-
-impl CachedContext {
-    fn matches(&self, e: &Event) -> bool {
-        self.cgroup_id == e.cgroup_id
-            && self.exe == e.exe
-            && self.cmdline == e.cmdline
-            && self.user == e.user
-            && self.parent == e.parent_process
-            && self.ancestors == e.ancestors
-    }
-}
-
 impl ContextCache {
-    const MAX_ENTRIES: usize = 65_536;
+    const MAX_BYTES: usize = 4 << 20;
+    const MAX_PIDS: usize = 65_536;
 
     pub(crate) fn clear(&mut self) {
         self.map.clear();
-        self.entries = 0;
+        self.by_pid.clear();
+        self.bytes = 0;
         self.used.clear();
     }
 
@@ -284,117 +275,136 @@ impl ContextCache {
         Ok(())
     }
 
-    fn key(&self, e: &Event) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        e.user.hash(&mut h);
-        e.exe.hash(&mut h);
-        e.cmdline.hash(&mut h);
-        e.cgroup_id.hash(&mut h);
-        e.parent_process.hash(&mut h);
-        e.ancestors.hash(&mut h);
-        h.finish()
+    fn find(&self, key: u64, bytes: &[u8]) -> Option<i64> {
+        self.map
+            .get(&key)?
+            .iter()
+            .find(|(b, _)| **b == *bytes)
+            .map(|&(_, id)| id)
     }
 
-    /// The id of `e`'s context, written now if it is not known yet.
-    fn id(&mut self, tx: &Transaction<'_>, e: &Event, json: &mut String) -> rusqlite::Result<i64> {
-        let key = self.key(e);
-        let ts = to_ns(e.timestamp);
-        if let Some(bucket) = self.map.get(&key)
-            && let Some(&(_, id)) = bucket.iter().find(|(c, _)| c.matches(e))
+    /// The id of `row`'s context, written now (with `insert`) if it is not known yet.
+    fn id(
+        &mut self,
+        insert: &mut Statement<'_>,
+        row: &RowRef<'_>,
+        json: &mut Vec<u8>,
+    ) -> rusqlite::Result<i64> {
+        let bytes = row.context_bytes;
+        let ts = row.last_ns;
+        if let Some(&(key, id)) = self.by_pid.get(&row.pid)
+            && self.find(key, bytes) == Some(id)
         {
             self.used(id, ts);
             return Ok(id);
         }
-        json.clear();
-        write_json_strings(json, &e.ancestors);
-        let cgroup = i64::try_from(e.cgroup_id).unwrap_or(i64::MAX);
-        tx.prepare_cached(INSERT_CONTEXT)?.execute(params![
-            e.user,
-            e.exe,
-            e.cmdline,
-            cgroup,
-            e.parent_process,
-            json.as_str(),
-            ts,
-        ])?;
-        let id = tx.last_insert_rowid();
-        if self.entries >= Self::MAX_ENTRIES {
-            self.clear();
+        let key = self.hasher.hash_one(bytes);
+        let id = match self.find(key, bytes) {
+            Some(id) => id,
+            None => {
+                let ctx = row.context().ok_or_else(|| {
+                    rusqlite::Error::ToSqlConversionFailure("undecodable context".into())
+                })?;
+                json.clear();
+                // Serialising strings into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *json, &ctx.ancestors);
+                let cgroup = i64::try_from(ctx.cgroup_id).unwrap_or(i64::MAX);
+                let id = insert.insert(params![
+                    ctx.user,
+                    ctx.exe,
+                    ctx.cmdline,
+                    cgroup,
+                    ctx.parent,
+                    Text(json),
+                    ts,
+                ])?;
+                if self.bytes + bytes.len() > Self::MAX_BYTES {
+                    self.clear();
+                }
+                self.bytes += bytes.len();
+                self.map.entry(key).or_default().push((bytes.into(), id));
+                id
+            }
+        };
+        if self.by_pid.len() >= Self::MAX_PIDS {
+            self.by_pid.clear();
         }
-        self.entries += 1;
-        self.map.entry(key).or_default().push((
-            CachedContext {
-                user: e.user.clone(),
-                exe: e.exe.clone(),
-                cmdline: e.cmdline.clone(),
-                cgroup_id: e.cgroup_id,
-                parent: e.parent_process.clone(),
-                ancestors: e.ancestors.clone(),
-            },
-            id,
-        ));
+        self.by_pid.insert(row.pid, (key, id));
+        self.used(id, ts);
         Ok(id)
     }
 }
 
-/// A JSON array of strings, appended to `out`.
-fn write_json_strings<T: Serialize>(out: &mut String, items: &[T]) {
-    // Serialising strings into a String cannot fail.
-    if let Ok(text) = serde_json::to_string(items) {
-        out.push_str(&text);
+/// A context written before: its encoding and row id.
+type Known = (Box<[u8]>, i64);
+
+/// Text already encoded as UTF-8 (JSON that serde_json wrote), bound without checking it again.
+struct Text<'a>(&'a [u8]);
+
+impl ToSql for Text<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
     }
 }
 
 /// Scratch buffers reused from one insert to the next.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    ancestors: String,
-    rules: String,
-    extra: String,
-    response: String,
+    ancestors: Vec<u8>,
+    rules: Vec<u8>,
+    extra: Vec<u8>,
 }
 
-/// Inserts one event (and its context, when new) inside `tx`.
+/// The statements of one transaction, prepared once for all its rows.
+pub(crate) struct Statements<'c> {
+    event: CachedStatement<'c>,
+    context: CachedStatement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    pub(crate) fn new(tx: &'c Transaction<'_>) -> rusqlite::Result<Statements<'c>> {
+        Ok(Statements {
+            event: tx.prepare_cached(INSERT_EVENT)?,
+            context: tx.prepare_cached(INSERT_CONTEXT)?,
+        })
+    }
+}
+
+/// Inserts one row (and its context, when new).
 pub(crate) fn insert(
-    tx: &Transaction<'_>,
+    statements: &mut Statements<'_>,
     contexts: &mut ContextCache,
     scratch: &mut Scratch,
-    e: &Event,
+    e: &RowRef<'_>,
 ) -> rusqlite::Result<()> {
-    let ctx = contexts.id(tx, e, &mut scratch.ancestors)?;
-    let a = &e.analysis;
-    let rules = if a.rules.is_empty() {
+    let ctx = contexts.id(&mut statements.context, e, &mut scratch.ancestors)?;
+    let rules = if e.rules.is_empty() {
         None
     } else {
         scratch.rules.clear();
-        write_json_strings(&mut scratch.rules, &a.rules);
-        Some(scratch.rules.as_str())
+        // Serialising strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut scratch.rules, &e.rules);
+        Some(Text(&scratch.rules))
     };
     let extra_fields = ExtraRef::of(e);
     let extra = if extra_fields.is_empty() {
         None
     } else {
         scratch.extra.clear();
-        // Serialising plain fields into a String cannot fail; were it to, the event is
-        // stored without them rather than not at all.
-        match serde_json::to_string(&extra_fields) {
-            Ok(text) => scratch.extra.push_str(&text),
-            Err(_) => scratch.extra.push_str("{}"),
+        // Serialising plain fields into a Vec cannot fail; were it to, the event is stored
+        // without them rather than not at all.
+        if serde_json::to_writer(&mut scratch.extra, &extra_fields).is_err() {
+            scratch.extra.clear();
+            scratch.extra.extend_from_slice(b"{}");
         }
-        Some(scratch.extra.as_str())
+        Some(Text(&scratch.extra))
     };
-    let recommendation = (!a.recommendation.is_empty()).then_some(a.recommendation.as_str());
-    let response = if e.response.is_empty() {
-        None
-    } else {
-        scratch.response.clear();
-        if let Ok(text) = serde_json::to_string(&e.response) {
-            scratch.response.push_str(&text);
-        }
-        Some(scratch.response.as_str())
-    };
-    tx.prepare_cached(INSERT_EVENT)?.execute(params![
-        to_ns(e.timestamp),
+    let recommendation = (!e.recommendation.is_empty()).then_some(e.recommendation);
+    let response = (!e.response_json.is_empty()).then_some(e.response_json);
+    let source = e.source_ip.map(AddressText::ip);
+    let target = e.target_ip.map(AddressText::ip);
+    statements.event.execute(params![
+        e.first_ns,
         e.event_type.as_str(),
         e.pid,
         e.tid,
@@ -404,33 +414,36 @@ pub(crate) fn insert(
         ctx,
         e.file_path,
         e.new_path,
-        e.source_ip
-            .map(AddressText::ip)
-            .as_ref()
-            .map(AddressText::as_str),
-        e.target_ip
-            .map(AddressText::ip)
-            .as_ref()
-            .map(AddressText::as_str),
+        source.as_ref().map(AddressText::as_str),
+        target.as_ref().map(AddressText::as_str),
         e.target_port,
-        a.label,
-        severity_code(a.severity),
-        a.risk_score,
-        a.detection_method,
+        e.label,
+        severity_code(e.severity),
+        e.risk_score,
+        e.detection_method,
         recommendation,
         rules,
         extra,
         response,
+        i64::try_from(e.count).unwrap_or(i64::MAX),
+        (e.count > 1).then_some(e.last_ns),
     ])?;
     Ok(())
 }
 
-/// One stored event read back.
+/// One stored event read back: a row of the history.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistoryEvent {
     /// The row id: increases with insertion order.
     pub id: i64,
+    /// The event (for a coalesced row, the first of its events: `event.timestamp` is the first
+    /// one's time).
     pub event: Event,
+    /// How many identical consecutive events the row stands for: 1, or more when they were
+    /// coalesced.
+    pub count: u64,
+    /// The last of them, when `count` is more than 1.
+    pub last_timestamp: Option<DateTime<Utc>>,
 }
 
 fn text_or_empty(row: &Row<'_>, idx: usize) -> rusqlite::Result<SharedStr> {
@@ -511,8 +524,11 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
         .get::<_, Option<String>>(26)?
         .and_then(|text| serde_json::from_str::<Vec<ResponseAction>>(&text).ok())
         .unwrap_or_default();
+    let count = row.get::<_, i64>(27)?;
     Ok(HistoryEvent {
         id: row.get(0)?,
         event: e,
+        count: u64::try_from(count).unwrap_or(1).max(1),
+        last_timestamp: row.get::<_, Option<i64>>(28)?.map(from_ns),
     })
 }

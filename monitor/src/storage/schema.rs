@@ -4,9 +4,10 @@
 //! database from version `i` to `i + 1`; a new database runs all of them, so every migration is
 //! exercised on every fresh install too. Never edit a shipped migration: add one.
 //!
-//! Layout (version 3):
+//! Layout (version 4):
 //!
-//! - `events`: one row per event. The fields queries filter on have their own columns
+//! - `events`: one row per event, or per run of identical consecutive events (`count` of them,
+//!   from `ts` to `last_ts`). The fields queries filter on have their own columns
 //!   (`ts` in nanoseconds since the Unix epoch, UTC); the process context most events of a
 //!   process share (user, exe, cmdline, cgroup, parent, ancestors) is kept once in `contexts`
 //!   and referenced by `ctx`; the remaining type-specific fields are a small JSON object in
@@ -19,8 +20,9 @@
 //! large index costs a page rewritten in the WAL at the next commit, and each index costs its
 //! own descent, so there are few indexes and their inserts stay near the right edge:
 //!
-//! - `events_ts`: time, covering type, pid and process name. Filters on those are checked in
-//!   this index while scanning a time range backwards, without reading rows.
+//! - `events_ts`: time, covering type, pid, process name and count. Filters on those are
+//!   checked in this index while scanning a time range backwards, and events counted per time
+//!   bucket and type, without reading rows.
 //! - `events_path_gen`, `events_pid_gen`: the file path, the pid, within each *generation* of
 //!   [`GENERATION_SHIFT`] bits of the row id (16,384 events). Ids grow with insertion, so
 //!   inserts only touch the current generation's few pages; a lookup probes every generation
@@ -31,10 +33,11 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `MIGRATIONS[i]`: version `i` → `i + 1`.
-pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V0_TO_V1, V1_TO_V2, V2_TO_V3];
+pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
+    [V0_TO_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4];
 
 /// `events_path_gen` and `events_pid_gen` are keyed by `id >> GENERATION_SHIFT` first: queries must spell the
 /// expression exactly as the index does (`id >> 14`) for SQLite to use it.
@@ -115,6 +118,18 @@ DROP INDEX events_ts;
 CREATE INDEX events_ts ON events(ts, event_type, pid, process);
 CREATE INDEX events_path_gen ON events(id >> 14, file_path) WHERE file_path IS NOT NULL;
 CREATE INDEX events_pid_gen ON events(id >> 14, pid);
+";
+
+/// Version 4: a row may stand for several identical consecutive events (the history's tap
+/// coalesces them, docs/history.md): `count` of them (1 for every older row), the first at
+/// `ts`, the last at `last_ts` (NULL when `count` is 1). The time index also covers `count`,
+/// so that counting events per bucket (`--stats` by type, the UI's timeline) sums it without
+/// reading rows; rebuilding it is the migration's only cost (about 1 s per million events).
+const V3_TO_V4: &str = "
+ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE events ADD COLUMN last_ts INTEGER;
+DROP INDEX events_ts;
+CREATE INDEX events_ts ON events(ts, event_type, pid, process, count);
 ";
 
 /// The version a database is at: 0 for an empty database.

@@ -70,8 +70,11 @@ fn open_store(path: &Path) -> Store {
 
 fn write_all(path: &Path, events: Vec<Event>) {
     let store = open_store(path);
-    assert!(store.submit(events));
-    store.flush();
+    // In batches the queue takes (it is bounded in bytes), each committed before the next.
+    for batch in events.chunks(4096) {
+        assert!(store.submit(batch.to_vec()));
+        store.flush();
+    }
     let summary = store.close();
     assert_eq!((summary.dropped, summary.failed), (0, 0));
 }
@@ -174,6 +177,29 @@ fn events_round_trip_exactly() {
         .query_row("SELECT count(*) FROM contexts", [], |r| r.get(0))
         .expect("count");
     assert!(contexts < events.len() as i64, "{contexts} contexts");
+}
+
+/// The queue's encoding keeps every field, in order.
+#[test]
+fn rows_carry_every_field() {
+    let events = every_kind();
+    let rows = Rows::from_events(&events);
+    assert_eq!(
+        (rows.len(), rows.events()),
+        (events.len(), events.len() as u64)
+    );
+    let back: Vec<Event> = rows
+        .iter()
+        .map(|d| {
+            assert_eq!(d.count, 1);
+            d.row.expect("decodes").to_event()
+        })
+        .collect();
+    assert_eq!(back, events);
+    // Its size is what the bytes took, not the events' in-memory form.
+    let encoded: usize = rows.iter().map(|_| 1).sum();
+    assert_eq!(encoded, events.len());
+    assert!(rows.bytes() < events.len() * std::mem::size_of::<Event>());
 }
 
 #[test]
@@ -953,7 +979,10 @@ fn a_version_2_database_migrates() {
         .expect("v2 rows");
     }
     let h = History::open(&path).expect("open");
-    assert_eq!(schema::version(h.connection()).expect("version"), 3);
+    assert_eq!(
+        schema::version(h.connection()).expect("version"),
+        SCHEMA_VERSION
+    );
     let names: Vec<String> = {
         let mut stmt = h
             .connection()
@@ -996,6 +1025,68 @@ fn a_version_2_database_migrates() {
     ] {
         assert_eq!(pids_raw(&h.query(&f).expect("query")), vec![8], "{f:?}");
     }
+}
+
+/// A version-3 database (before coalesced rows) gets `count` and `last_ts`: its rows stand for
+/// one event each, new rows go in beside them, and queries and counts answer as before.
+#[test]
+fn a_version_3_database_migrates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    {
+        let mut conn = Connection::open(&path).expect("create");
+        conn.execute_batch("PRAGMA journal_mode = WAL")
+            .expect("wal");
+        schema::migrate(&mut conn, 3).expect("v3");
+        assert_eq!(schema::version(&conn).expect("version"), 3);
+        conn.execute_batch(
+            "INSERT INTO contexts VALUES (1, 'root', '/usr/bin/cat', 'cat x', 1, 'bash', '[]', 1);
+             INSERT INTO events (ts, event_type, pid, tid, ppid, uid, process, ctx, file_path,
+                 label, severity, risk, method)
+             VALUES (1777636801000000000, 'file_open', 8, 8, 1, 0, 'cat', 1, '/etc/passwd',
+                 'Benign', 0, 0.0, 'none'),
+                    (1777636802000000000, 'file_open', 8, 8, 1, 0, 'cat', 1, '/etc/passwd',
+                 'Benign', 0, 0.0, 'none');",
+        )
+        .expect("v3 rows");
+    }
+    let mut new = event(EventType::FileOpen, base() + Span::seconds(3), 9, "cat");
+    new.file_path = Some("/etc/passwd".to_string());
+    write_all(&path, vec![new.clone()]);
+    let h = History::open(&path).expect("open");
+    assert_eq!(
+        schema::version(h.connection()).expect("version"),
+        SCHEMA_VERSION
+    );
+    let all = h.query(&Filter::default()).expect("query");
+    assert_eq!(pids_raw(&all), vec![8, 8, 9]);
+    assert!(
+        all.iter()
+            .all(|e| e.count == 1 && e.last_timestamp.is_none()),
+        "{all:?}"
+    );
+    assert_eq!(all[2].event, new);
+    let passwd = Filter {
+        path: Some(TextMatch::parse_path("/etc/passwd")),
+        ..Filter::default()
+    };
+    assert_eq!(h.count(&passwd).expect("count"), 3);
+    let stats = h.stats(&Filter::default(), Bucket::Day, 0).expect("stats");
+    let opens: u64 = stats
+        .iter()
+        .filter(|r| r.by == Dimension::Type && r.key == "file_open")
+        .map(|r| r.count)
+        .sum();
+    assert_eq!(opens, 3);
+    let index: String = h
+        .connection()
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'events_ts'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("events_ts");
+    assert!(index.contains("count"), "{index}");
 }
 
 #[test]
@@ -1111,19 +1202,20 @@ fn corrupted_locked_and_missing_databases_give_clear_errors() {
 fn a_full_queue_drops_and_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("events.db");
-    let mut store = Store::open(
-        &path,
-        WriterOptions {
-            queue_events: 10,
-            ..WriterOptions::default()
-        },
-    )
-    .expect("open");
     let batch = |n: u32| -> Vec<Event> {
         (0..n)
             .map(|i| stored(event(EventType::FileOpen, base(), i, "p")))
             .collect()
     };
+    // The queue holds ten of these events (in bytes, as encoded).
+    let mut store = Store::open(
+        &path,
+        WriterOptions {
+            queue_bytes: Rows::from_events(&batch(10)).bytes(),
+            ..WriterOptions::default()
+        },
+    )
+    .expect("open");
     // Larger than the whole queue: dropped at once, whatever the writer does.
     assert!(!store.submit(batch(11)));
     assert!(store.submit(batch(10)));
@@ -1344,4 +1436,237 @@ fn close_within_gives_up_on_a_locked_database() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity_check");
     assert_eq!(check, "ok");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coalescing identical consecutive events
+
+fn open_event(at: DateTime<Utc>, pid: u32) -> Event {
+    let mut e = event(EventType::FileOpen, at, pid, "python3");
+    e.file_path = Some("/srv/hot".to_string());
+    e.flags = Some("O_RDONLY".to_string());
+    e.syscall = Some("openat".to_string());
+    e
+}
+
+/// (count, first, last time) of each row, in order.
+fn runs(rows: &Rows) -> Vec<(u64, i64, i64)> {
+    rows.iter()
+        .map(|d| {
+            let r = d.row.expect("decodes");
+            assert_eq!(r.count, d.count);
+            (r.count, r.first_ns, r.last_ns)
+        })
+        .collect()
+}
+
+fn coalesced(events: &[Event]) -> Vec<(u64, i64, i64)> {
+    let mut c = Coalescer::new();
+    for e in events {
+        c.push(e);
+    }
+    c.close_all();
+    runs(&c.take())
+}
+
+fn ns(at: DateTime<Utc>) -> i64 {
+    to_ns(at)
+}
+
+#[test]
+fn identical_benign_events_coalesce_with_an_exact_count() {
+    let step = Span::microseconds(9);
+    let events: Vec<Event> = (0..100_000)
+        .map(|i| open_event(base() + step * i, 7))
+        .collect();
+    assert_eq!(
+        coalesced(&events),
+        vec![(100_000, ns(base()), ns(base() + step * 99_999))]
+    );
+    // Interleaved processes: each pid has its own row.
+    let mut other = open_event(base(), 8);
+    other.file_path = Some("/srv/other".to_string());
+    let mut mixed = Vec::new();
+    for i in 0..5 {
+        let at = base() + Span::milliseconds(i);
+        mixed.push(open_event(at, 7));
+        other.timestamp = at;
+        mixed.push(other.clone());
+    }
+    let rows = coalesced(&mixed);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.0 == 5), "{rows:?}");
+}
+
+#[test]
+fn a_row_covers_at_most_its_window() {
+    let at = |ms: i64| base() + Span::milliseconds(ms);
+    let events: Vec<Event> = [0, 500, 999, 1000, 1500]
+        .iter()
+        .map(|&ms| open_event(at(ms), 7))
+        .collect();
+    assert_eq!(
+        coalesced(&events),
+        vec![(3, ns(at(0)), ns(at(999))), (2, ns(at(1000)), ns(at(1500)))]
+    );
+    // Time going backwards starts a new row.
+    let events = vec![open_event(at(5), 7), open_event(at(4), 7)];
+    assert_eq!(
+        coalesced(&events),
+        vec![(1, ns(at(5)), ns(at(5))), (1, ns(at(4)), ns(at(4)))]
+    );
+}
+
+#[test]
+fn events_that_differ_or_matched_a_rule_are_never_coalesced() {
+    let a = open_event(base(), 7);
+    let mut variants: Vec<(&str, Event)> = Vec::new();
+    let mut vary = |name: &'static str, change: &dyn Fn(&mut Event)| {
+        let mut e = a.clone();
+        change(&mut e);
+        assert_ne!(e, a, "{name}");
+        variants.push((name, e));
+    };
+    vary("tid", &|e| e.tid += 1);
+    vary("type", &|e| e.event_type = EventType::FileWrite);
+    vary("path", &|e| e.file_path = Some("/srv/cold".to_string()));
+    vary("new path", &|e| e.new_path = Some("/srv/x".to_string()));
+    vary("flags", &|e| e.flags = Some("O_RDWR".to_string()));
+    vary("mode", &|e| e.mode = Some(0o600));
+    vary("syscall", &|e| e.syscall = Some("open".to_string()));
+    vary("process", &|e| e.process = "python3.12".into());
+    vary("cmdline", &|e| e.cmdline = "python3 other".into());
+    vary("uid", &|e| e.uid = 0);
+    vary("port", &|e| e.target_port = Some(443));
+    vary("truncated", &|e| e.truncated = true);
+    vary("process risk", &|e| e.analysis.process_risk = 0.1);
+    for (name, b) in variants {
+        let mut events = vec![a.clone(), b, a.clone()];
+        for (i, e) in events.iter_mut().enumerate() {
+            e.timestamp = base() + Span::microseconds(i as i64);
+        }
+        let rows = coalesced(&events);
+        assert_eq!(rows.len(), 3, "{name}: {rows:?}");
+        assert!(rows.iter().all(|r| r.0 == 1), "{name}: {rows:?}");
+    }
+
+    // What a rule found (or the response did) is never counted into a row, nor joins one.
+    let hit = flagged(a.clone(), "Hot File Read", 0.7, &["hot_file"]);
+    let mut logged = a.clone();
+    logged.response = respond(ResponseKind::Alert, "hot_file");
+    let mut blocked = a.clone();
+    blocked.blocked = true;
+    let mut weak = a.clone();
+    weak.analysis.rules = vec!["weak".to_string()];
+    for special in [hit, logged, blocked, weak] {
+        let events: Vec<Event> = [a.clone(), special.clone(), special, a.clone(), a.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut e)| {
+                e.timestamp = base() + Span::microseconds(i as i64);
+                e
+            })
+            .collect();
+        let counts: Vec<u64> = coalesced(&events).iter().map(|r| r.0).collect();
+        assert_eq!(counts, vec![1, 1, 1, 2]);
+    }
+}
+
+#[test]
+fn a_quiet_process_row_is_queued_after_its_window() {
+    let mut c = Coalescer::new();
+    let start = std::time::Instant::now();
+    c.push(&open_event(base(), 7));
+    c.push(&open_event(base() + Span::milliseconds(1), 7));
+    c.expire(start);
+    assert!(c.take().is_empty(), "still counting");
+    assert_eq!(c.open_rows(), 1);
+    c.expire(start + coalesce::WINDOW + coalesce::SWEEP_EVERY);
+    assert_eq!(
+        runs(&c.take()),
+        vec![(2, ns(base()), ns(base() + Span::milliseconds(1)))]
+    );
+    assert_eq!(c.open_rows(), 0);
+}
+
+/// Coalesced rows through the writer: stored with their count and times, read back with them,
+/// and counted as all of their events.
+#[test]
+fn coalesced_rows_are_stored_queried_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let store = open_store(&path);
+    let mut c = Coalescer::new();
+    for i in 0..1000 {
+        c.push(&open_event(base() + Span::microseconds(i), 7));
+    }
+    let hit = flagged(
+        open_event(base() + Span::milliseconds(2), 7),
+        "Hot File Read",
+        0.7,
+        &["hot_file"],
+    );
+    c.push(&hit);
+    let mut again = hit.clone();
+    again.timestamp += Span::microseconds(1);
+    c.push(&again);
+    for i in 0..10 {
+        c.push(&open_event(
+            base() + Span::milliseconds(3) + Span::microseconds(i),
+            7,
+        ));
+    }
+    c.close_all();
+    let rows = c.take();
+    assert_eq!((rows.len(), rows.events()), (4, 1012));
+    assert!(store.submit_rows(rows));
+    let summary = store.close();
+    assert_eq!(
+        (summary.stored, summary.dropped, summary.failed),
+        (1012, 0, 0)
+    );
+
+    let h = History::open(&path).expect("open");
+    let all = h.query(&Filter::default()).expect("query");
+    let counts: Vec<u64> = all.iter().map(|e| e.count).collect();
+    assert_eq!(counts, vec![1000, 1, 1, 10]);
+    assert_eq!(all[0].event, open_event(base(), 7));
+    assert_eq!(
+        all[0].last_timestamp,
+        Some(base() + Span::microseconds(999))
+    );
+    assert_eq!(all[1].event, hit);
+    assert_eq!(all[1].last_timestamp, None);
+    assert_eq!(
+        all[3].last_timestamp,
+        Some(base() + Span::milliseconds(3) + Span::microseconds(9))
+    );
+    let hot = Filter {
+        path: Some(TextMatch::parse_path("/srv/hot")),
+        ..Filter::default()
+    };
+    assert_eq!(h.count(&hot).expect("count"), 1012);
+    assert_eq!(h.count(&Filter::default()).expect("count"), 1012);
+    let stats = h.stats(&Filter::default(), Bucket::Hour, 0).expect("stats");
+    let of = |by: Dimension, key: &str| -> u64 {
+        stats
+            .iter()
+            .filter(|r| r.by == by && r.key == key)
+            .map(|r| r.count)
+            .sum()
+    };
+    assert_eq!(of(Dimension::Type, "file_open"), 1012);
+    assert_eq!(of(Dimension::Label, "Benign"), 1010);
+    assert_eq!(of(Dimension::Rule, "hot_file"), 2);
+    let timeline = h.timeline(&Filter::default(), 60, 0).expect("timeline");
+    let total: u64 = timeline
+        .iter()
+        .map(|r| r.by_severity.iter().sum::<u64>())
+        .sum();
+    assert_eq!(total, 1012);
+    assert_eq!(
+        timeline.iter().map(|r| r.by_severity[1]).sum::<u64>(),
+        2,
+        "{timeline:?}"
+    );
 }

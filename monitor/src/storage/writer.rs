@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::row::{ContextCache, Scratch, insert};
+use super::row::{ContextCache, Scratch, Statements, insert};
+use super::rows::Rows;
 use super::{Msg, StorageError, WriterOptions, WriterStats, retention};
-use crate::event::Event;
 
 pub(crate) struct Writer {
     conn: Connection,
@@ -45,6 +45,16 @@ pub(crate) fn lower_priority() {
 /// next transaction restart it.
 const SELF_CHECKPOINT_EVENTS: usize = 100_000;
 
+/// What the writer has taken from the queue and not written yet.
+#[derive(Default)]
+struct Pending {
+    batches: Vec<Rows>,
+    rows: usize,
+    events: u64,
+    /// As the queue counted them ([`Rows::bytes`]).
+    bytes: usize,
+}
+
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
@@ -67,7 +77,7 @@ impl Writer {
         lower_priority();
         let mut next_retention = Instant::now();
         let mut trimming = false;
-        let mut pending: Vec<Event> = Vec::new();
+        let mut pending = Pending::default();
         let mut acks: Vec<SyncSender<()>> = Vec::new();
         let mut open = true;
         while open {
@@ -81,8 +91,8 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
-            // Everything already queued joins this transaction, up to max_batch events.
-            while open && pending.len() < self.options.max_batch {
+            // Everything already queued joins this transaction, up to max_batch rows.
+            while open && pending.rows < self.options.max_batch {
                 match rx.try_recv() {
                     Ok(msg) => self.take(msg, &mut pending, &mut acks),
                     Err(TryRecvError::Empty) => break,
@@ -96,7 +106,7 @@ impl Writer {
             for ack in acks.drain(..) {
                 let _ = ack.send(());
             }
-            let shallow = self.stats.queued.load(Ordering::Acquire) < self.options.queue_events / 4;
+            let shallow = self.stats.queued.load(Ordering::Acquire) < self.options.queue_bytes / 4;
             if open
                 && (trimming || Instant::now() >= next_retention)
                 && shallow
@@ -112,32 +122,38 @@ impl Writer {
         let _ = self.conn.execute_batch("PRAGMA optimize");
     }
 
-    fn take(&self, msg: Msg, pending: &mut Vec<Event>, acks: &mut Vec<SyncSender<()>>) {
+    fn take(&self, msg: Msg, pending: &mut Pending, acks: &mut Vec<SyncSender<()>>) {
         match msg {
-            Msg::Events(mut events) => {
-                if pending.is_empty() {
-                    *pending = events;
-                } else {
-                    pending.append(&mut events);
-                }
+            Msg::Rows(rows) => {
+                pending.rows += rows.len();
+                pending.events += rows.events();
+                pending.bytes += rows.bytes();
+                pending.batches.push(rows);
             }
             Msg::Flush(ack) => acks.push(ack),
         }
     }
 
-    fn write(&mut self, pending: &mut Vec<Event>) {
-        if pending.is_empty() {
+    fn write(&mut self, pending: &mut Pending) {
+        if pending.batches.is_empty() {
             return;
         }
-        let n = pending.len();
+        let events = pending.events;
         if self.stats.disabled.load(Ordering::Relaxed) {
-            self.stats.failed.fetch_add(n as u64, Ordering::Relaxed);
+            self.stats.failed.fetch_add(events, Ordering::Relaxed);
         } else {
-            match self.write_batch(pending) {
-                Ok(()) => {
-                    self.stats.stored.fetch_add(n as u64, Ordering::Release);
+            match self.write_batch(&pending.batches) {
+                Ok(undecodable) => {
+                    self.stats
+                        .stored
+                        .fetch_add(events - undecodable, Ordering::Release);
+                    if undecodable > 0 {
+                        self.stats.failed.fetch_add(undecodable, Ordering::Relaxed);
+                        self.stats
+                            .set_error("a queued event could not be decoded".to_string());
+                    }
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    self.since_checkpoint += n;
+                    self.since_checkpoint += pending.rows;
                     if self.since_checkpoint >= SELF_CHECKPOINT_EVENTS {
                         self.since_checkpoint = 0;
                         // Best effort: a failure only leaves the WAL longer for a while.
@@ -149,7 +165,7 @@ impl Writer {
                 Err(e) => {
                     // Ids handed out in the rolled-back transaction are gone.
                     self.contexts.clear();
-                    self.stats.failed.fetch_add(n as u64, Ordering::Relaxed);
+                    self.stats.failed.fetch_add(events, Ordering::Relaxed);
                     let error = StorageError::from_sqlite(&self.path, &e);
                     if error.is_fatal() {
                         self.stats.disabled.store(true, Ordering::Relaxed);
@@ -158,19 +174,34 @@ impl Writer {
                 }
             }
         }
-        self.stats.queued.fetch_sub(n, Ordering::AcqRel);
-        pending.clear();
+        self.stats.queued.fetch_sub(pending.bytes, Ordering::AcqRel);
+        self.stats.queued_events.fetch_sub(events, Ordering::AcqRel);
+        *pending = Pending::default();
     }
 
-    fn write_batch(&mut self, batch: &[Event]) -> rusqlite::Result<()> {
+    /// Writes `batches` in one transaction; returns how many events were lost to rows that
+    /// did not decode.
+    fn write_batch(&mut self, batches: &[Rows]) -> rusqlite::Result<u64> {
         // In the order submitted: no index has random keys across the whole table any more
         // (schema.rs), so sorting the batch (by path, as version 2 did) no longer pays.
         let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
-        for e in batch {
-            insert(&tx, &mut self.contexts, &mut self.scratch, e)?;
+        let mut undecodable = 0;
+        {
+            let mut statements = Statements::new(&tx)?;
+            for rows in batches {
+                for decoded in rows.iter() {
+                    match decoded.row {
+                        Some(row) => {
+                            insert(&mut statements, &mut self.contexts, &mut self.scratch, &row)?;
+                        }
+                        None => undecodable += decoded.count,
+                    }
+                }
+            }
         }
         self.contexts.touch_used(&tx)?;
-        tx.commit()
+        tx.commit()?;
+        Ok(undecodable)
     }
 
     /// One retention step; returns whether more remains to be deleted.
