@@ -292,8 +292,32 @@ impl HistoryQuery {
 /// One page of stored events, newest first, and the cursor of the next page.
 #[derive(Serialize)]
 pub struct HistoryPage {
-    pub events: Vec<crate::event::Event>,
+    pub events: Vec<HistoryRow>,
     pub next: Option<String>,
+}
+
+/// One row of `/api/v1/history`: the event as `--json` writes it, plus `count` and
+/// `last_timestamp` when the row stands for several identical consecutive events (as
+/// `secmon-tui history --json` prints it; docs/history.md, "Coalesced events").
+#[derive(Debug, Serialize)]
+pub struct HistoryRow {
+    #[serde(flatten)]
+    pub event: crate::event::Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_timestamp: Option<chrono::DateTime<Utc>>,
+}
+
+impl From<crate::storage::HistoryEvent> for HistoryRow {
+    fn from(row: crate::storage::HistoryEvent) -> HistoryRow {
+        let coalesced = row.count > 1;
+        HistoryRow {
+            event: row.event,
+            count: coalesced.then_some(row.count),
+            last_timestamp: row.last_timestamp.filter(|_| coalesced),
+        }
+    }
 }
 
 /// Runs `query` against the history database on a blocking thread.
@@ -325,7 +349,7 @@ pub async fn history_page(
         .flatten()
         .map(|c| format!("{}:{}", c.ts_ns, c.id));
     Ok(HistoryPage {
-        events: rows.into_iter().rev().map(|r| r.event).collect(),
+        events: rows.into_iter().rev().map(HistoryRow::from).collect(),
         next,
     })
 }
@@ -795,6 +819,30 @@ pub fn loss_rows(shared: &AppState) -> Vec<(Loss, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Event, EventType};
+    use crate::storage::HistoryEvent;
+
+    fn row(count: u64) -> HistoryRow {
+        let event = Event::new(EventType::FileOpen, chrono::DateTime::UNIX_EPOCH);
+        let last = chrono::DateTime::UNIX_EPOCH + chrono::Duration::milliseconds(900);
+        HistoryRow::from(HistoryEvent {
+            id: 1,
+            event,
+            count,
+            last_timestamp: Some(last),
+        })
+    }
+
+    #[test]
+    fn a_coalesced_row_carries_its_count_and_last_time_as_history_json_does() {
+        let one = serde_json::to_value(row(1)).expect("json");
+        assert!(one.get("count").is_none() && one.get("last_timestamp").is_none());
+        assert_eq!(one["event_type"], "file_open");
+        let three = serde_json::to_value(row(3)).expect("json");
+        assert_eq!(three["count"], 3);
+        assert_eq!(three["last_timestamp"], "1970-01-01T00:00:00.900Z");
+        assert_eq!(three["event_type"], "file_open");
+    }
 
     /// `(method, path)` of every route [`routes`] declares, read from this file's source: a
     /// route added there without a word in openapi.json fails the test below.

@@ -264,7 +264,12 @@ pub async fn history_page(
                     }
                 }
                 div.rows.history #history-rows {
-                    @for event in &page.events { (event_row(event)) }
+                    @for row in &page.events {
+                        (event_row(&row.event))
+                        @if let Some(count) = row.count {
+                            p.count { "× " (count) " identical events until " (row.last_timestamp.map(|t| t.to_rfc3339()).unwrap_or_default()) }
+                        }
+                    }
                 }
                 nav.pager {
                     @if given(&form.before).is_some() { a href=(form.href(None)) { "« newest" } }
@@ -291,7 +296,8 @@ async fn search(
         .await
         .map_err(|(_, why)| why)?;
     // Newest first, whatever order the page came in.
-    page.events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
+    page.events
+        .sort_by_key(|row| std::cmp::Reverse(row.event.timestamp));
     let Some(path) = shared.controls.history.clone() else {
         return Ok((page, None));
     };

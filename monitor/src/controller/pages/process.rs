@@ -59,7 +59,7 @@ pub async fn process_page(
         };
         source = match api::history_page(&shared, query).await {
             Ok(page) if !page.events.is_empty() => {
-                events = page.events;
+                events = page.events.into_iter().map(|row| row.event).collect();
                 events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
                 Source::History
             }
