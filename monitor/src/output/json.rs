@@ -12,7 +12,7 @@ use std::{
     io::{self, Write},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc,
     },
     thread,
@@ -115,6 +115,9 @@ struct Shared {
     queued_events: AtomicU64,
     written_events: AtomicU64,
     error: Mutex<Option<io::Error>>,
+    /// Set when the stop's grace is over: the writer stops at the next line boundary, so
+    /// whoever reads stdout never gets half a line when the process exits.
+    abandon: AtomicBool,
 }
 
 /// How the output ended.
@@ -275,8 +278,15 @@ impl JsonOutput {
     pub async fn finish(mut self, grace: Duration) -> OutputSummary {
         self.close();
         let deadline = self.closed_at.unwrap_or_else(Instant::now) + grace;
-        if let Some(done) = self.done.take() {
-            let _ = tokio::time::timeout_at(deadline.into(), done).await;
+        if let Some(mut done) = self.done.take()
+            && tokio::time::timeout_at(deadline.into(), &mut done)
+                .await
+                .is_err()
+        {
+            // Out of time: stop at a line boundary, which a reader that still reads reaches
+            // within one slice.
+            self.shared.abandon.store(true, Ordering::Release);
+            let _ = tokio::time::timeout(ABANDON_WAIT, done).await;
         }
         let unwritten = self.shared.queued_events.load(Ordering::Acquire);
         self.losses.add(Loss::OutputUnwrittenAtStop, unwritten);
@@ -305,14 +315,23 @@ fn write_queue<W: Write>(
     spare: &mpsc::SyncSender<Vec<u8>>,
 ) {
     for chunk in rx {
-        let result = out.write_all(&chunk.bytes).and_then(|()| out.flush());
-        if let Err(error) = result {
-            *shared
-                .error
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
-            stopped.send_replace(true);
-            return;
+        match write_lines(&mut out, &chunk.bytes, &shared.abandon) {
+            Ok(Written::All) => {}
+            Ok(Written::Lines(lines)) => {
+                // Abandoned at a line boundary: the lines written count, the rest stays queued.
+                let events = lines.min(chunk.events);
+                shared.written_events.fetch_add(events, Ordering::AcqRel);
+                shared.queued_events.fetch_sub(events, Ordering::AcqRel);
+                return;
+            }
+            Err(error) => {
+                *shared
+                    .error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+                stopped.send_replace(true);
+                return;
+            }
         }
         let Chunk { mut bytes, events } = chunk;
         let len = bytes.len();
@@ -328,6 +347,39 @@ fn write_queue<W: Write>(
     }
 }
 
+/// A chunk goes to the output in slices of about this size, each ending at a line's end.
+const SLICE_BYTES: usize = 64 * 1024;
+/// How long a stop waits, once its grace is over, for the writer to reach a line boundary.
+const ABANDON_WAIT: Duration = Duration::from_millis(500);
+
+enum Written {
+    All,
+    /// `abandon` was set: this many whole lines were written, then nothing more.
+    Lines(u64),
+}
+
+/// Writes `bytes` (whole lines) in slices that end at a line's end, checking `abandon`
+/// between them.
+fn write_lines<W: Write>(out: &mut W, bytes: &[u8], abandon: &AtomicBool) -> io::Result<Written> {
+    let mut rest = bytes;
+    let mut lines = 0u64;
+    while !rest.is_empty() {
+        if abandon.load(Ordering::Acquire) {
+            return Ok(Written::Lines(lines));
+        }
+        let end = match memchr::memchr(b'\n', &rest[SLICE_BYTES.min(rest.len()) - 1..]) {
+            Some(at) => SLICE_BYTES.min(rest.len()) + at,
+            None => rest.len(),
+        };
+        let (slice, tail) = rest.split_at(end);
+        out.write_all(slice)?;
+        out.flush()?;
+        lines += memchr::memchr_iter(b'\n', slice).count() as u64;
+        rest = tail;
+    }
+    Ok(Written::All)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Condvar;
@@ -336,6 +388,40 @@ mod tests {
 
     use super::*;
     use crate::event::EventType;
+
+    #[test]
+    fn an_abandoned_write_stops_at_a_line_boundary() {
+        let line = format!("{{\"pad\":\"{}\"}}\n", "x".repeat(1000));
+        let bytes = line.repeat(200);
+        let abandon = AtomicBool::new(false);
+        let mut all = Vec::new();
+        assert!(matches!(
+            write_lines(&mut all, bytes.as_bytes(), &abandon),
+            Ok(Written::All)
+        ));
+        assert_eq!(all, bytes.as_bytes());
+
+        /// Sets `abandon` after its first write, as a stop's deadline would mid-chunk.
+        struct StopAfterFirst<'a>(Vec<u8>, &'a AtomicBool);
+        impl Write for StopAfterFirst<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.extend_from_slice(buf);
+                self.1.store(true, Ordering::Release);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let abandon = AtomicBool::new(false);
+        let mut out = StopAfterFirst(Vec::new(), &abandon);
+        let Ok(Written::Lines(lines)) = write_lines(&mut out, bytes.as_bytes(), &abandon) else {
+            panic!("not abandoned");
+        };
+        assert!(lines > 0 && lines < 200, "{lines}");
+        assert_eq!(out.0.len(), lines as usize * line.len(), "whole lines only");
+        assert!(out.0.ends_with(b"}\n"));
+    }
 
     #[test]
     fn writes_one_line_per_event_with_escaped_control_characters() {
