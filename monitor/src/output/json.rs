@@ -118,6 +118,8 @@ struct Shared {
     /// Set when the stop's grace is over: the writer stops at the next line boundary, so
     /// whoever reads stdout never gets half a line when the process exits.
     abandon: AtomicBool,
+    /// Slices written so far: a stop waits on while this moves.
+    slices: AtomicU64,
 }
 
 /// How the output ended.
@@ -278,15 +280,30 @@ impl JsonOutput {
     pub async fn finish(mut self, grace: Duration) -> OutputSummary {
         self.close();
         let deadline = self.closed_at.unwrap_or_else(Instant::now) + grace;
-        if let Some(mut done) = self.done.take()
-            && tokio::time::timeout_at(deadline.into(), &mut done)
-                .await
-                .is_err()
-        {
-            // Out of time: stop at a line boundary, which a reader that still reads reaches
-            // within one slice.
-            self.shared.abandon.store(true, Ordering::Release);
-            let _ = tokio::time::timeout(ABANDON_WAIT, done).await;
+        if let Some(mut done) = self.done.take() {
+            // `grace` is how long stdout may make no progress: a reader that keeps reading
+            // gets the whole backlog (up to MAX_DRAIN), a stalled one holds up nothing.
+            let give_up = Instant::now() + MAX_DRAIN;
+            let mut deadline = deadline;
+            let mut seen = self.shared.slices.load(Ordering::Acquire);
+            loop {
+                if tokio::time::timeout_at(deadline.into(), &mut done)
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                let now = self.shared.slices.load(Ordering::Acquire);
+                if now == seen || Instant::now() >= give_up {
+                    // Stop at a line boundary, which a reader that still reads reaches within
+                    // one slice.
+                    self.shared.abandon.store(true, Ordering::Release);
+                    let _ = tokio::time::timeout(ABANDON_WAIT, done).await;
+                    break;
+                }
+                seen = now;
+                deadline = Instant::now() + grace;
+            }
         }
         let unwritten = self.shared.queued_events.load(Ordering::Acquire);
         self.losses.add(Loss::OutputUnwrittenAtStop, unwritten);
@@ -315,7 +332,7 @@ fn write_queue<W: Write>(
     spare: &mpsc::SyncSender<Vec<u8>>,
 ) {
     for chunk in rx {
-        match write_lines(&mut out, &chunk.bytes, &shared.abandon) {
+        match write_lines(&mut out, &chunk.bytes, &shared.abandon, &shared.slices) {
             Ok(Written::All) => {}
             Ok(Written::Lines(lines)) => {
                 // Abandoned at a line boundary: the lines written count, the rest stays queued.
@@ -349,6 +366,8 @@ fn write_queue<W: Write>(
 
 /// A chunk goes to the output in slices of about this size, each ending at a line's end.
 const SLICE_BYTES: usize = 64 * 1024;
+/// The longest a stop waits for stdout to take the backlog while it keeps taking it.
+const MAX_DRAIN: Duration = Duration::from_secs(5);
 /// How long a stop waits, once its grace is over, for the writer to reach a line boundary.
 const ABANDON_WAIT: Duration = Duration::from_millis(500);
 
@@ -360,7 +379,12 @@ enum Written {
 
 /// Writes `bytes` (whole lines) in slices that end at a line's end, checking `abandon`
 /// between them.
-fn write_lines<W: Write>(out: &mut W, bytes: &[u8], abandon: &AtomicBool) -> io::Result<Written> {
+fn write_lines<W: Write>(
+    out: &mut W,
+    bytes: &[u8],
+    abandon: &AtomicBool,
+    slices: &AtomicU64,
+) -> io::Result<Written> {
     let mut rest = bytes;
     let mut lines = 0u64;
     while !rest.is_empty() {
@@ -375,6 +399,7 @@ fn write_lines<W: Write>(out: &mut W, bytes: &[u8], abandon: &AtomicBool) -> io:
         out.write_all(slice)?;
         out.flush()?;
         lines += memchr::memchr_iter(b'\n', slice).count() as u64;
+        slices.fetch_add(1, Ordering::AcqRel);
         rest = tail;
     }
     Ok(Written::All)
@@ -396,7 +421,7 @@ mod tests {
         let abandon = AtomicBool::new(false);
         let mut all = Vec::new();
         assert!(matches!(
-            write_lines(&mut all, bytes.as_bytes(), &abandon),
+            write_lines(&mut all, bytes.as_bytes(), &abandon, &AtomicU64::new(0)),
             Ok(Written::All)
         ));
         assert_eq!(all, bytes.as_bytes());
@@ -415,7 +440,9 @@ mod tests {
         }
         let abandon = AtomicBool::new(false);
         let mut out = StopAfterFirst(Vec::new(), &abandon);
-        let Ok(Written::Lines(lines)) = write_lines(&mut out, bytes.as_bytes(), &abandon) else {
+        let slices = AtomicU64::new(0);
+        let Ok(Written::Lines(lines)) = write_lines(&mut out, bytes.as_bytes(), &abandon, &slices)
+        else {
             panic!("not abandoned");
         };
         assert!(lines > 0 && lines < 200, "{lines}");

@@ -158,8 +158,9 @@ impl RunSummary {
     }
 }
 
-/// How long the JSON output may take, once the pipeline has stopped, to write what is queued:
-/// a stalled stdout must not hold up the stop (what it could not take is counted).
+/// How long the JSON output may go without progress, once the pipeline has stopped, writing
+/// what is queued: a stalled stdout must not hold up the stop (what it could not take is
+/// counted), a reader that keeps reading gets the backlog (up to 5 s, `output::json`).
 const OUTPUT_GRACE: Duration = Duration::from_millis(250);
 
 /// `--json`: `source` through the pipeline into JSON lines on `out`, until a signal,
