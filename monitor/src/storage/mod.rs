@@ -297,7 +297,7 @@ fn spawn_checkpointer(path: &Path, stop: mpsc::Receiver<()>) -> Option<JoinHandl
     std::thread::Builder::new()
         .name("secmon-checkpoint".to_string())
         .spawn(move || {
-            writer::lower_priority();
+            crate::priority::lower_this_thread();
             while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
                 // A failed checkpoint is retried next time; the WAL only grows meanwhile.
                 let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));

@@ -24,20 +24,6 @@ pub(crate) struct Writer {
     since_checkpoint: usize,
 }
 
-/// Nice value of the history threads: when CPUs are scarce, capture, analysis and output go
-/// first, and the history falls behind (then drops, counted) instead of slowing them.
-const HISTORY_NICE: libc::c_int = 10;
-
-/// Lowers the calling thread's scheduling priority (best effort).
-pub(crate) fn lower_priority() {
-    // SAFETY: gettid and setpriority have no memory-safety preconditions; on Linux,
-    // PRIO_PROCESS with a thread id applies to that thread only.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HISTORY_NICE);
-    }
-}
-
 /// After this many events the writer checkpoints itself. The checkpointer thread does most of
 /// the copying, but under a sustained stream the WAL is never fully copied at the moment a
 /// transaction starts, so it could never restart from its beginning and would grow without
@@ -74,7 +60,9 @@ impl Writer {
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
-        lower_priority();
+        // When CPUs are scarce, capture, analysis and output go first; the history falls
+        // behind (then drops, counted) instead of slowing them.
+        crate::priority::lower_this_thread();
         let mut next_retention = Instant::now();
         let mut trimming = false;
         let mut pending = Pending::default();
