@@ -140,6 +140,75 @@ fn denied_destination_refuses_connect_and_other_ports_work() {
     );
 }
 
+/// A child forked by another thread holds a copy of every descriptor of the process, the
+/// capture's BPF links and programs among them, until it execs. Under load that can be long
+/// after the monitor let go of them; the denies must still end when the capture does.
+#[test]
+fn denies_end_with_the_capture_while_a_forked_child_holds_its_descriptors() {
+    require_root();
+    let denied = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let denied_port = denied.local_addr().expect("addr").port();
+    let (mut capture, _ring) = start();
+    capture.enable_enforcement().expect("enforcement on");
+    capture
+        .deny(
+            DenyTarget::Connect("127.0.0.1".parse().expect("ip"), denied_port),
+            None,
+        )
+        .expect("deny");
+    assert!(
+        !child_connects(denied_port),
+        "denied while the capture runs"
+    );
+
+    let held = hold_descriptors_in_a_child(Duration::from_secs(3));
+    drop(capture);
+    assert!(
+        child_connects(denied_port),
+        "connect works once the capture is gone, whoever still holds its descriptors"
+    );
+    held.join().expect("holder");
+}
+
+/// Forks a child (on a thread of its own: `spawn` waits for the exec) that sleeps for `hold`
+/// before it execs, so it keeps copies of all this process's descriptors that long; returns
+/// once the child has forked.
+fn hold_descriptors_in_a_child(hold: Duration) -> std::thread::JoinHandle<()> {
+    use std::os::unix::process::CommandExt;
+    let (forked_tx, forked) = std::sync::mpsc::channel();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let [read_end, write_end] = fds;
+    let holder = std::thread::spawn(move || {
+        let seconds = hold.as_secs() as libc::c_uint;
+        let mut command = Command::new("true");
+        // SAFETY: only async-signal-safe calls (write, sleep) run in the forked child.
+        unsafe {
+            command.pre_exec(move || {
+                libc::write(write_end, b"f".as_ptr().cast(), 1);
+                libc::sleep(seconds);
+                Ok(())
+            });
+        }
+        let status = command.status().expect("run the holder");
+        let _ = forked_tx.send(status.success());
+    });
+    let mut byte = [0u8; 1];
+    // SAFETY: `read_end` is the pipe's open read end and `byte` is one writable byte.
+    let n = unsafe { libc::read(read_end, byte.as_mut_ptr().cast(), 1) };
+    assert_eq!(n, 1, "the holder forked");
+    // SAFETY: both ends are ours and closed once each.
+    unsafe {
+        libc::close(read_end);
+        libc::close(write_end);
+    }
+    std::thread::spawn(move || {
+        assert_eq!(forked.recv().ok(), Some(true), "the holder ran");
+        holder.join().expect("holder thread");
+    })
+}
+
 /// Exit status of `sh -c 'cd DIR && exec SPELLING'`: execve gets the path exactly as spelled.
 fn run_spelled(dir: &std::path::Path, spelling: &str) -> std::process::ExitStatus {
     for _ in 0..50 {

@@ -303,6 +303,15 @@ impl Capture {
         Ok(Some(deny))
     }
 
+    /// Removes every deny entry from the kernel's tables (best effort: at stop, an entry that
+    /// cannot be removed is left to go with its program).
+    pub(super) fn withdraw_all_denies(&mut self) {
+        let ids: Vec<u32> = self.enforcer.denies.iter().map(|d| d.id).collect();
+        for id in ids {
+            let _ = self.undeny(id);
+        }
+    }
+
     /// Live deny entries (lapsed ones are dropped from the list and the kernel table).
     pub fn denies(&mut self) -> Vec<Deny> {
         let now = BootClock::monotonic_now();

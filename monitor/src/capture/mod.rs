@@ -165,6 +165,9 @@ impl Drop for Capture {
     /// of the wait overlaps (~1.0 s). The rest (raw tracepoint, maps, programs) goes with
     /// `ebpf` afterwards.
     fn drop(&mut self) {
+        // The entries first: a child forked by another thread keeps copies of the programs'
+        // links until it execs, so detaching alone may leave them enforcing for a while.
+        self.withdraw_all_denies();
         match self.detaching.take() {
             Some(detaching) => {
                 let _ = detaching.join();
