@@ -636,6 +636,169 @@ fn discovery_burst_is_rated() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Coverage beyond the first pack: anti-analysis, masquerading, secrets, downloads
+
+/// PTRACE_TRACEME from Python, the anti-debugging trick: the process makes its parent (this
+/// test) its tracer so that no debugger can attach. It then exits; nothing else stops it.
+const TRACEME_SCRIPT: &str = r#"
+import ctypes, os, sys
+print(os.getpid(), flush=True)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+libc.ptrace.restype = ctypes.c_long
+if libc.ptrace(0, 0, None, None) != 0:  # PTRACE_TRACEME
+    sys.exit("PTRACE_TRACEME: " + os.strerror(ctypes.get_errno()))
+"#;
+
+#[test]
+fn ptrace_traceme_is_reported_by_name_and_rated() {
+    let mon = monitor();
+    let cp = mon.checkpoint();
+    let (pid, _) = run_ok(Command::new("python3").args(["-c", TRACEME_SCRIPT]));
+    expect_rated(
+        mon,
+        &cp,
+        "ptrace",
+        &format!("PTRACE_TRACEME by python3 (pid {pid})"),
+        "ptrace_traceme_anti_debug",
+        |e| e["pid"] == pid && e["ptrace_request"] == "PTRACE_TRACEME",
+    );
+}
+
+/// A process renames itself to a kernel thread's name with prctl(PR_SET_NAME) after exec, then
+/// opens a file and starts a child: the open carries the new name and is rated, and the child's
+/// `parent_process` is the new name too.
+const RENAME_SCRIPT: &str = r#"
+import ctypes, os, subprocess, sys
+print(os.getpid(), flush=True)
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(15, b"kworker/0:7", 0, 0, 0) != 0:  # PR_SET_NAME
+    sys.exit("PR_SET_NAME: " + os.strerror(ctypes.get_errno()))
+with open(sys.argv[1], "rb") as f:
+    f.read()
+# A child started after the rename sees the new name as its parent's.
+subprocess.run(["/bin/true"], check=True)
+"#;
+
+#[test]
+fn process_renamed_to_a_kernel_thread_is_rated() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let target = dir.join("read-me");
+    fs::write(&target, b"x").expect("write the file to read");
+    let target_s = path_str(&target);
+    let cp = mon.checkpoint();
+    let (pid, _) = run_ok(Command::new("python3").args(["-c", RENAME_SCRIPT, &target_s]));
+    let e = expect_rated(
+        mon,
+        &cp,
+        "file_open",
+        &format!("python3 (pid {pid}) renamed to kworker/0:7 opening {target_s}"),
+        "kernel_thread_name_masquerade",
+        |e| e["pid"] == pid && e["file_path"] == target_s.as_str(),
+    );
+    assert_eq!(
+        e["process"], "kworker/0:7",
+        "the event carries the new name"
+    );
+    // The process table followed the rename: the child's ancestry shows the new name.
+    let child = mon.expect(
+        &cp,
+        "process_exec",
+        &format!("/bin/true started by the renamed pid {pid}"),
+        |e| e["ppid"] == pid && e["exe"] == "/bin/true",
+    );
+    assert_eq!(
+        child["parent_process"], "kworker/0:7",
+        "the child's parent_process is the renamed name: {child}"
+    );
+}
+
+#[test]
+fn search_for_private_keys_is_rated() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let cp = mon.checkpoint();
+    // grep finds nothing in the empty directory and exits 1: only its exec matters.
+    let mut grep = Command::new("grep");
+    grep.args(["-r", "BEGIN OPENSSH PRIVATE KEY"])
+        .arg(dir.path());
+    let mut child = spawn(grep.stdout(Stdio::null()).stderr(Stdio::null()));
+    let pid = child.id();
+    wait_child(&mut child, CHILD_TIMEOUT);
+    expect_rated(
+        mon,
+        &cp,
+        "process_exec",
+        &format!("grep -r for a private key header (pid {pid})"),
+        "credential_search_command",
+        |e| e["pid"] == pid,
+    );
+}
+
+/// Serves one HTTP response holding a shell script on a loopback port; returns the URL.
+fn serve_one_script(script: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("the listener's address");
+    thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let response = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{script}",
+                script.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    format!("http://{addr}/payload")
+}
+
+/// `curl -o payload URL; chmod +x payload; ./payload` in one child shell, from a loopback server.
+#[test]
+fn download_made_executable_and_run_is_rated() {
+    let mon = monitor();
+    let dir = TestDir::new(&marker());
+    let url = serve_one_script("#!/bin/sh\nexit 0\n");
+    let payload = path_str(&dir.join("payload"));
+    let cp = mon.checkpoint();
+    let sh = run_quiet(
+        Command::new("/bin/sh")
+            .args([
+                "-c",
+                r#"cd "$1" && curl -fsS -o payload "$2" && chmod +x payload && ./payload"#,
+                "sh",
+            ])
+            .arg(dir.path())
+            .arg(&url),
+    );
+    expect_rated(
+        mon,
+        &cp,
+        "process_exec",
+        &format!("the downloaded {payload} run by sh (pid {sh})"),
+        "downloaded_file_executed",
+        |e| e["exe"] == payload.as_str() && e["ppid"] == sh,
+    );
+}
+
+#[test]
+fn decoded_payload_piped_into_a_shell_is_rated() {
+    let mon = monitor();
+    let cp = mon.checkpoint();
+    // "exit 0", base64-encoded.
+    let sh = run_quiet(Command::new("/bin/sh").args(["-c", "echo ZXhpdCAw | base64 -d | sh"]));
+    expect_rated(
+        mon,
+        &cp,
+        "process_exec",
+        &format!("sh -c 'echo … | base64 -d | sh' (pid {sh})"),
+        "encoded_payload_to_shell",
+        |e| e["pid"] == sh && e["process"] == "sh",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Normal activity stays quiet
 
 /// Ordinary developer and admin work: write and compile a C program and run it, a git

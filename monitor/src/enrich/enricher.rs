@@ -228,20 +228,31 @@ impl Enricher {
         event.tid = header.tid;
         event.uid = header.uid;
         event.user = self.users.name(header.uid);
-        event.process = self.comm_of(header.pid, &header.comm);
+        event.process = self.comm_of(header.pid, header.tid, &header.comm);
         event.cgroup_id = header.cgroup_id;
         event.truncated = header.truncated != 0;
         event
     }
 
-    /// The kernel's comm for `pid`, shared with the process table's when they are the same text
-    /// (nearly always: a comm changes only at exec or a rename).
-    fn comm_of(&self, pid: u32, raw: &[u8]) -> SharedStr {
+    /// The kernel's comm for the acting thread `tid` of `pid`, shared with the process table's
+    /// when they are the same text (nearly always: a comm changes only at exec or a rename).
+    ///
+    /// A different comm on the main thread (`tid == pid`) means the process renamed itself
+    /// (`prctl(PR_SET_NAME)`, a write to `/proc/<pid>/comm`): the table follows, so that its
+    /// children's `parent_process` and `ancestors`, and the rules that read them, show the name
+    /// the kernel shows. Other threads' names are their own and leave the process's alone.
+    fn comm_of(&mut self, pid: u32, tid: u32, raw: &[u8]) -> SharedStr {
         let bytes = raw.split(|&b| b == 0).next().unwrap_or_default();
-        match self.procs.get(pid) {
-            Some(info) if info.comm.as_bytes() == bytes => info.comm.clone(),
-            _ => SharedStr::from(lossy(raw)),
+        if let Some(info) = self.procs.get(pid)
+            && info.comm.as_bytes() == bytes
+        {
+            return info.comm.clone();
         }
+        let comm = SharedStr::from(lossy(raw));
+        if tid == pid {
+            self.procs.on_rename(pid, comm.clone());
+        }
+        comm
     }
 
     /// ppid, exe, cmdline, parent and ancestors from the process table.

@@ -219,6 +219,18 @@ impl ProcessTable {
         });
     }
 
+    /// `pid` renamed itself to `comm` (seen on its main thread's events). Unknown and exited
+    /// pids are ignored: a late event of an exited process says nothing about a pid's new owner.
+    pub fn on_rename(&mut self, pid: u32, comm: SharedStr) {
+        let stamp = self.tick();
+        if let Some(entry) = self.entries.get_mut(&pid)
+            && entry.info.exited_ns.is_none()
+        {
+            entry.info.comm = comm;
+            entry.touched = stamp;
+        }
+    }
+
     /// `pid` exited at `now_ns`. The entry stays until [`ProcessTable::evict_exited`] removes it
     /// after a grace period, or room is needed. A second exit keeps the first time. Unknown pids
     /// are ignored.
@@ -998,6 +1010,34 @@ mod tests {
         // An unknown ancestor ends the chain.
         table.on_fork(777, 778, 7);
         assert!(table.ancestors(778, 10).is_empty());
+    }
+
+    #[test]
+    fn a_rename_shows_in_the_childrens_ancestors() {
+        let mut table = ProcessTable::new(100);
+        exec(&mut table, 100, "bash", 0);
+        table.on_fork(100, 200, 1);
+        exec(&mut table, 200, "python3", 2);
+        table.on_rename(200, SharedStr::from("kworker/0:7"));
+        table.on_fork(200, 300, 3);
+        exec(&mut table, 300, "true", 4);
+        assert_eq!(
+            table.ancestors(300, 10),
+            [
+                (200, SharedStr::from("kworker/0:7")),
+                (100, SharedStr::from("bash"))
+            ]
+        );
+
+        // Unknown pids stay unknown, and an exited process keeps its last name.
+        table.on_rename(999, SharedStr::from("ghost"));
+        assert!(table.get(999).is_none());
+        table.on_exit(300, 5);
+        table.on_rename(300, SharedStr::from("reused"));
+        assert_eq!(
+            table.get(300).map(|p| p.comm.clone()),
+            Some(SharedStr::from("true"))
+        );
     }
 
     #[test]
