@@ -868,7 +868,63 @@ chmod 755 pkg/DEBIAN/postinst "pkg/usr/bin/$PKG"
 dpkg-deb -b pkg pkg.deb > /dev/null
 dpkg -i pkg.deb > /dev/null
 "$PKG"
+# ...upgraded to version 2.0 in place, then removed.
+sed -i 's/^Version: 1.0$/Version: 2.0/' pkg/DEBIAN/control
+dpkg-deb -b pkg pkg2.deb > /dev/null
+dpkg -i pkg2.deb > /dev/null
+echo "version $(dpkg-query -W -f='${Version}' "$PKG")"
 dpkg -r "$PKG" > /dev/null
+# Backups: an archive, a restore, a copy that keeps modes and times.
+tar czf backup.tgz repo notes.txt
+mkdir restore
+tar xzf backup.tgz -C restore
+cp -a repo repo.mirror
+# Log rotation as logrotate's copytruncate does it.
+printf 'request 1\nrequest 2\n' > app.log
+cp app.log app.log.1
+: > app.log
+gzip -f app.log.1
+# git: clone, branch, commit, merge.
+git clone -q repo clone
+cd clone
+git config user.name "Secmon Test"
+git config user.email "secmon-test@example.invalid"
+git checkout -q -b feature
+echo '/* more */' >> hello.c
+git commit -qam "More"
+git checkout -q -
+git merge -q feature
+cd ..
+# Python packaging: a wheel installed into a virtualenv with pip (offline), used, removed.
+python3 - <<'PY'
+import zipfile
+d = "benignpkg-1.0.dist-info"
+files = {
+    "benignpkg/__init__.py": 'def hello():\n    return "pip ok"\n',
+    f"{d}/METADATA": "Metadata-Version: 2.1\nName: benignpkg\nVersion: 1.0\n",
+    f"{d}/WHEEL": "Wheel-Version: 1.0\nGenerator: secmon-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+files[f"{d}/RECORD"] = "".join(f"{name},,\n" for name in files) + f"{d}/RECORD,,\n"
+with zipfile.ZipFile("benignpkg-1.0-py3-none-any.whl", "w") as z:
+    for name, text in files.items():
+        z.writestr(name, text)
+PY
+python3 -m venv pipvenv
+./pipvenv/bin/python -m pip install -q --no-index benignpkg-1.0-py3-none-any.whl
+./pipvenv/bin/python -c 'import benignpkg; print(benignpkg.hello())'
+./pipvenv/bin/python -m pip uninstall -q -y benignpkg
+# npm: a local package installed offline into a project, then required.
+mkdir -p npkg app
+printf '{"name":"benign-npm","version":"1.0.0","main":"index.js"}\n' > npkg/package.json
+echo 'module.exports = () => "npm ok";' > npkg/index.js
+printf '{"name":"app","version":"1.0.0","private":true}\n' > app/package.json
+(cd app && npm install --offline --no-audit --no-fund ../npkg > /dev/null && node -e 'console.log(require("benign-npm")())')
+# cargo: a new crate built offline and run.
+cargo new -q --vcs none hello_rs
+(cd hello_rs && CARGO_TARGET_DIR="$WORK/hello_rs/target" cargo build -q --offline && ./target/debug/hello_rs)
+# Process listings.
+ps aux > /dev/null
+ps e -p $$ > /dev/null
 "#;
 
 /// The pid of `root` and of every process it forked, transitively (from `process_fork` events,
@@ -889,6 +945,16 @@ fn process_tree(events: &[Value], root: u32) -> BTreeSet<u64> {
             return tree;
         }
     }
+}
+
+/// `$VAR`, or `~/DEFAULT` of the test's own home: where rustup or cargo keep their state.
+fn tool_home(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(default)
+        })
 }
 
 /// Runs [`BENIGN_SCRIPT`] in a fresh directory outside any temp directory and returns the pid
@@ -919,6 +985,9 @@ fn run_benign_workload() -> u32 {
         .env("HOME", &work_path)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("PKG", &package)
+        // HOME is the work directory: keep rustup's and cargo's own homes where they are.
+        .env("RUSTUP_HOME", tool_home("RUSTUP_HOME", ".rustup"))
+        .env("CARGO_HOME", tool_home("CARGO_HOME", ".cargo"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -944,7 +1013,15 @@ fn run_benign_workload() -> u32 {
         status.success(),
         "the benign workload (sh pid {sh}) failed ({status}); stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    for output in ["hello, secmon", "venv ok", "package ok"] {
+    for output in [
+        "hello, secmon",
+        "venv ok",
+        "package ok",
+        "version 2.0",
+        "pip ok",
+        "npm ok",
+        "Hello, world!",
+    ] {
         assert!(
             stdout.contains(output),
             "the workload printed {output:?}: {stdout}"
@@ -1003,6 +1080,12 @@ fn benign_workload_is_not_rated() {
         ("ssh-keygen", execs.contains("ssh-keygen")),
         ("dpkg", execs.contains("dpkg")),
         ("vim", execs.contains("vim")),
+        ("tar", execs.contains("tar")),
+        ("gzip", execs.contains("gzip")),
+        ("npm", execs.contains("npm") || execs.contains("node")),
+        ("cargo", execs.contains("cargo")),
+        ("rustc", execs.contains("rustc")),
+        ("ps", execs.contains("ps")),
     ] {
         assert!(
             found,
