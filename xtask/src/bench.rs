@@ -21,6 +21,7 @@
 //!
 //! The load generators are `xtask bench loadgen <load>` (hidden), run from the release build.
 
+mod latency;
 mod loadgen;
 mod report;
 mod tracer;
@@ -112,6 +113,10 @@ pub struct BenchArgs {
     /// Do not measure the web controller with 20 WebSocket clients under a flood.
     #[arg(long)]
     pub skip_web: bool,
+    /// Do not measure the detection latency (syscall to alert line, idle and under 100,000
+    /// opens/s).
+    #[arg(long)]
+    pub skip_latency: bool,
     /// Write the results into docs/benchmarks.md (the default without --quick).
     #[arg(long, conflicts_with = "no_doc")]
     pub doc: bool,
@@ -165,6 +170,8 @@ struct Plan {
     /// Seconds of flood for the terminal UI measurement (None: skipped).
     tui_secs: Option<u64>,
     web_secs: Option<u64>,
+    /// Alerts timed per phase of the latency measurement (None: skipped).
+    latency_samples: Option<usize>,
     doc: bool,
 }
 
@@ -210,6 +217,7 @@ impl Plan {
                 .unwrap_or_else(|| if quick { "1m" } else { "10m" }.to_string()),
             tui_secs: (!args.skip_tui).then_some(if quick { 6 } else { 15 }),
             web_secs: (!args.skip_web).then_some(if quick { 6 } else { 15 }),
+            latency_samples: (!args.skip_latency).then_some(if quick { 50 } else { 300 }),
             doc: if quick { args.doc } else { !args.no_doc },
         }
     }
@@ -309,6 +317,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         match web::measure(&bins.secmon, &bins.loadgen, &config, TUI_RATE, secs) {
             Ok(result) => results.web = Some(result),
             Err(e) => notes.push(format!("web controller not measured: {e:#}")),
+        }
+    }
+    if let Some(samples) = plan.latency_samples {
+        eprintln!(
+            "xtask bench: detection latency, {samples} alerts idle and {samples} under {TUI_RATE} opens/s"
+        );
+        ctx.fresh_history();
+        match latency::measure(&bins.secmon, &bins.loadgen, &config, TUI_RATE, samples) {
+            Ok(result) => results.latency = Some(result),
+            Err(e) => notes.push(format!("detection latency not measured: {e:#}")),
         }
     }
     let _ = std::fs::remove_file(&script);

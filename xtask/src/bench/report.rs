@@ -337,6 +337,7 @@ pub struct Results {
     pub render: Vec<CriterionResult>,
     pub tui: Option<TuiResult>,
     pub web: Option<WebResult>,
+    pub latency: Option<LatencyResult>,
     pub notes: Vec<String>,
     pub elapsed_secs: f64,
 }
@@ -393,6 +394,38 @@ pub struct WebResult {
     pub secs: u64,
     pub alone: WebPhase,
     pub with_clients: WebPhase,
+}
+
+/// Detection latency, syscall to alert line (`bench/latency.rs`): idle, then under a flood.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyResult {
+    pub idle: LatencyPhase,
+    pub loaded: LatencyPhase,
+    /// Kernel drops over both phases.
+    pub drops: u64,
+}
+
+/// One phase of [`LatencyResult`].
+#[derive(Debug, Clone, Default)]
+pub struct LatencyPhase {
+    /// The flood's target rate (0: idle).
+    pub rate: u64,
+    /// Opens the generator made, and in how many seconds (0 when idle).
+    pub generated: u64,
+    pub load_secs: f64,
+    pub latencies_ms: Vec<f64>,
+    /// Triggers whose alert did not arrive in time.
+    pub missed: u32,
+}
+
+impl LatencyPhase {
+    /// The value below which `q` (0–1) of the samples lie (nearest rank).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let mut sorted = self.latencies_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+        sorted.get(rank - 1).copied()
+    }
 }
 
 /// The history's insert-rate target (issue 19; issue 7's was 100,000), events per second
@@ -724,6 +757,50 @@ fn render_web(s: &mut String, w: &WebResult) {
             extra_kib as f64 / c.clients as f64
         );
     }
+}
+
+fn render_latency(s: &mut String, l: &LatencyResult) {
+    let _ = writeln!(
+        s,
+        "\n#### Detection latency: syscall to alert line (`secmon-tui --json`, shipped defaults: history and rules on)\n"
+    );
+    let _ = writeln!(
+        s,
+        "The trigger reads `/etc/shadow` (rule `shadow_file_read`, suspicious); the clock runs from just before the `open` to the moment the alert line is read from the monitor's standard output.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| load | alerts | median | 99th percentile | worst | missed (> 5 s) |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
+    for p in [&l.idle, &l.loaded] {
+        let load = if p.rate == 0 {
+            "idle".to_string()
+        } else if p.load_secs > 0.0 {
+            format!(
+                "{} opens/s asked, {} made",
+                thousands(p.rate),
+                thousands((p.generated as f64 / p.load_secs) as u64)
+            )
+        } else {
+            format!("{} opens/s", thousands(p.rate))
+        };
+        let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2} ms"));
+        let _ = writeln!(
+            s,
+            "| {load} | {} | {} | {} | {} | {} |",
+            p.latencies_ms.len(),
+            ms(p.quantile(0.5)),
+            ms(p.quantile(0.99)),
+            ms(p.quantile(1.0)),
+            p.missed
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nKernel drops over both phases: {}.",
+        thousands(l.drops)
+    );
 }
 
 fn render_tui(s: &mut String, t: &TuiResult) {
@@ -1123,6 +1200,9 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(w) = &r.web {
         render_web(&mut s, w);
+    }
+    if let Some(l) = &r.latency {
+        render_latency(&mut s, l);
     }
     if !r.notes.is_empty() {
         let _ = writeln!(s, "\nNotes from the run:\n");
