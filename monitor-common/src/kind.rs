@@ -23,6 +23,8 @@ pub const NET_ACCEPT: u32 = 301;
 pub const NET_LISTEN: u32 = 302;
 pub const NET_UDP: u32 = 303;
 pub const NET_CLOSE: u32 = 304;
+/// A TCP connect that never reached ESTABLISHED (refused, timed out, unreachable, aborted).
+pub const NET_CONNECT_FAILED: u32 = 305;
 
 pub const MODULE_LOAD: u32 = 400;
 pub const BPF_LOAD: u32 = 401;

@@ -195,7 +195,7 @@ pub struct PrivilegeData {
     pub _pad: u32,
 }
 
-/// Every network event: connect, accept, listen, UDP send, close.
+/// Every network event: connect, failed connect, accept, listen, UDP send, close.
 #[derive(Copy, Clone, Debug)]
 #[repr(C)]
 pub struct NetData {
@@ -216,6 +216,10 @@ pub struct NetData {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub duration_ns: u64,
+    /// [`crate::kind::NET_CONNECT_FAILED`]: the errno the connect failed with, 0 when it is not
+    /// known (a non-blocking connect whose failure only the socket saw).
+    pub error: i32,
+    pub _pad: u32,
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -331,6 +335,9 @@ pub const AT_FDCWD: i32 = -100;
 pub mod marks {
     /// The connect reached TCP SYN_SENT: it is reported when established, not at sys_exit.
     pub const TCP_CONNECT: u32 = 1;
+    /// That connect already failed, inside the syscall (loopback answers synchronously): its
+    /// sys_exit reports it, whatever it returns.
+    pub const TCP_FAILED: u32 = 2;
 }
 
 /// Where a TCP socket came from, kept from its first state change to TCP_CLOSE.
@@ -386,7 +393,7 @@ mod layout {
     const _: () = assert!(size_of::<FileData>() == 536);
     const _: () = assert!(size_of::<FilePairData>() == 1048);
     const _: () = assert!(size_of::<PrivilegeData>() == 40);
-    const _: () = assert!(size_of::<NetData>() == 72);
+    const _: () = assert!(size_of::<NetData>() == 80);
     const _: () = assert!(size_of::<BpfLoadData>() == 24);
     const _: () = assert!(size_of::<ModuleLoadData>() == 136);
 
@@ -399,13 +406,13 @@ mod layout {
     const _: () = assert!(size_of::<FileEvent>() == 592);
     const _: () = assert!(size_of::<FilePairEvent>() == 1104);
     const _: () = assert!(size_of::<PrivilegeEvent>() == 96);
-    const _: () = assert!(size_of::<NetEvent>() == 128);
+    const _: () = assert!(size_of::<NetEvent>() == 136);
     const _: () = assert!(size_of::<BpfLoadEvent>() == 80);
     const _: () = assert!(size_of::<ModuleLoadEvent>() == 192);
 
     // Map keys and values (userspace writes and reads them through aya's typed maps).
     const _: () = assert!(size_of::<PendingSyscall>() == 64);
-    const _: () = assert!(size_of::<TcpConnection>() == 144);
+    const _: () = assert!(size_of::<TcpConnection>() == 152);
     const _: () = assert!(size_of::<SocketKey>() == 8);
     const _: () = assert!(size_of::<Listener>() == 24);
     const _: () = assert!(size_of::<ExecDenyPath>() == 256);

@@ -139,7 +139,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | kind::NET_ACCEPT
         | kind::NET_LISTEN
         | kind::NET_UDP
-        | kind::NET_CLOSE => Record::Net(read_record(bytes, kind)?),
+        | kind::NET_CLOSE
+        | kind::NET_CONNECT_FAILED => Record::Net(read_record(bytes, kind)?),
         kind::BPF_LOAD => Record::BpfLoad(read_record(bytes, kind)?),
         kind::MODULE_LOAD => Record::ModuleLoad(Box::new(read_record(bytes, kind)?)),
         other => return Err(DecodeError::UnknownKind(other)),
@@ -190,7 +191,7 @@ mod tests {
         exec.data.filename[..4].copy_from_slice(b"/bin");
         assert!(matches!(decode(as_bytes(&exec)), Ok(Record::Exec(_))));
         let mut net: NetEvent = zeroed();
-        for k in [kind::NET_CONNECT, kind::NET_CLOSE] {
+        for k in [kind::NET_CONNECT, kind::NET_CLOSE, kind::NET_CONNECT_FAILED] {
             net.header.kind = k;
             assert!(matches!(decode(as_bytes(&net)), Ok(Record::Net(_))));
         }

@@ -33,12 +33,13 @@ pub enum EventType {
     NetListen,
     NetUdp,
     NetClose,
+    NetConnectFailed,
 }
 
 /// Every event type with its name (JSON, history database, rules, `--type` filters) and the
 /// probe family that produces it, in declaration order. The one table: [`EventType::ALL`],
 /// [`EventType::NAMES`], `as_str`, `from_name`, `family` and the serde form derive from it.
-const EVENT_TYPES: [(EventType, &str, Family); 18] = [
+const EVENT_TYPES: [(EventType, &str, Family); 19] = [
     (EventType::ProcessExec, "process_exec", Family::Process),
     (EventType::ProcessFork, "process_fork", Family::Process),
     (EventType::ProcessExit, "process_exit", Family::Process),
@@ -61,6 +62,11 @@ const EVENT_TYPES: [(EventType, &str, Family); 18] = [
     (EventType::NetListen, "net_listen", Family::Network),
     (EventType::NetUdp, "net_udp", Family::Network),
     (EventType::NetClose, "net_close", Family::Network),
+    (
+        EventType::NetConnectFailed,
+        "net_connect_failed",
+        Family::Network,
+    ),
 ];
 
 // `as_str` and `family` index the table by discriminant: a row out of order fails the build.
@@ -363,6 +369,14 @@ pub struct Event {
     pub bytes_received: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<f64>,
+    /// `net_connect_failed`: the errno name (`ECONNREFUSED`, `ETIMEDOUT`...); absent when the
+    /// failure was seen only by the socket (a non-blocking connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `net_connect_failed`: failed connects of this process to this address in the current
+    /// window, this one included (see `enrich::failed_connects`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u64>,
 
     // kernel
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -555,6 +569,8 @@ impl Event {
             bytes_sent: None,
             bytes_received: None,
             duration_ms: None,
+            error: None,
+            attempts: None,
             bpf_prog_type: None,
             bpf_prog_name: None,
             module_params: None,

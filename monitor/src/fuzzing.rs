@@ -181,7 +181,7 @@ pub fn replay_ui(data: &[u8]) {
 }
 
 /// The kernel record kinds, and each one's size, for [`decode_enrich`]'s selector byte.
-fn record_kinds() -> [(u32, usize); 20] {
+fn record_kinds() -> [(u32, usize); 21] {
     use monitor_common::{kind::*, *};
     use std::mem::size_of;
     [
@@ -202,6 +202,7 @@ fn record_kinds() -> [(u32, usize); 20] {
         (NET_LISTEN, size_of::<NetEvent>()),
         (NET_UDP, size_of::<NetEvent>()),
         (NET_CLOSE, size_of::<NetEvent>()),
+        (NET_CONNECT_FAILED, size_of::<NetEvent>()),
         (MODULE_LOAD, size_of::<ModuleLoadEvent>()),
         (BPF_LOAD, size_of::<BpfLoadEvent>()),
         // A kind the decoder does not know.

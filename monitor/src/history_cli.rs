@@ -419,9 +419,27 @@ pub fn detail(e: &Event) -> String {
             }
             d
         }
+        EventType::NetConnectFailed => {
+            failed_connect_text(e, &endpoint(&e.target_ip, e.target_port))
+        }
     };
     if e.blocked {
         d.push_str(" [blocked]");
+    }
+    d
+}
+
+/// `tcp -> 10.0.0.5:22 failed: ECONNREFUSED (10th attempt)`: a failed connect in one line.
+pub fn failed_connect_text(e: &Event, remote: &str) -> String {
+    let mut d = format!(
+        "{} -> {remote} failed",
+        e.protocol.as_deref().unwrap_or("tcp")
+    );
+    if let Some(error) = &e.error {
+        let _ = write!(d, ": {error}");
+    }
+    if let Some(n) = e.attempts.filter(|&n| n > 1) {
+        let _ = write!(d, " ({n} attempts to this address in 10 s)");
     }
     d
 }
@@ -737,8 +755,8 @@ mod tests {
         assert_eq!(f.since, Some(now() - chrono::Duration::hours(2)));
         assert_eq!(
             f.types.len(),
-            6,
-            "five network types, net_udp once, file_open"
+            7,
+            "six network types, net_udp once, file_open"
         );
         assert_eq!(f.ip.as_deref(), Some("::1"));
         assert_eq!(f.process, Some(TextMatch::Wildcard("python*".into())));

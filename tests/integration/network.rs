@@ -234,3 +234,83 @@ fn tcp_close_reports_bytes_server_side() {
     assert_bytes(&e, "bytes_received", CLIENT_SENDS);
     assert_duration(&e);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Failed connects. Each test uses a loopback address of its own (all of 127.0.0.0/8 reaches
+// `lo`, where nothing listens on them): failures are counted per process and address, and this
+// test binary is one process.
+
+/// A blocking connect refused by the peer: reported with its errno.
+#[test]
+fn refused_connect_is_net_connect_failed_with_its_errno() {
+    let mon = monitor();
+    let target: SocketAddr = "127.77.1.1:9".parse().expect("an address");
+    let cp = mon.checkpoint();
+    let err = TcpStream::connect(target).expect_err("nothing listens there");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+
+    let e = mon.expect(
+        &cp,
+        "net_connect_failed",
+        &format!("the refused connect to {target}"),
+        |e| e["target_ip"] == "127.77.1.1" && e["target_port"] == 9,
+    );
+    assert_field(&e, "protocol", "tcp");
+    assert_field(&e, "pid", test_pid());
+    assert_field(&e, "tid", gettid());
+    assert_field(&e, "error", "ECONNREFUSED");
+    assert_field(&e, "attempts", 1);
+}
+
+/// A non-blocking connect (std's `connect_timeout`) that fails while the thread waits in
+/// poll(): the socket saw the failure, the errno is not known.
+#[test]
+fn refused_non_blocking_connect_is_net_connect_failed() {
+    let mon = monitor();
+    let target: SocketAddr = "127.77.1.2:9".parse().expect("an address");
+    let cp = mon.checkpoint();
+    TcpStream::connect_timeout(&target, Duration::from_secs(5)).expect_err("nothing listens");
+
+    let e = mon.expect(
+        &cp,
+        "net_connect_failed",
+        &format!("the refused non-blocking connect to {target}"),
+        |e| e["target_ip"] == "127.77.1.2" && e["target_port"] == 9,
+    );
+    assert_field(&e, "pid", test_pid());
+    assert_field(&e, "attempts", 1);
+    assert!(e.get("error").is_none(), "no errno is known: {e}");
+}
+
+/// 150 refused connects to one address are three events (the 1st, 10th and 100th failure),
+/// each with the count so far; the scan rule matches the last.
+#[test]
+fn a_port_scan_is_a_few_counted_events() {
+    let mon = monitor();
+    let cp = mon.checkpoint();
+    for port in 1000..1150 {
+        let target = SocketAddr::from(([127, 77, 1, 3], port));
+        TcpStream::connect(target).expect_err("nothing listens");
+    }
+    let last = mon.expect(
+        &cp,
+        "net_connect_failed",
+        "the 100th refused connect to 127.77.1.3",
+        |e| e["target_ip"] == "127.77.1.3" && e["attempts"] == 100,
+    );
+    let rules: Vec<&str> = last["analysis"]["rules"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(rules.contains(&"connection_failures_burst"), "{last}");
+
+    // Everything the scan caused has arrived once a later event has.
+    mon.sync_point(crate::common::TestDir::new(&crate::common::marker()).path());
+    let attempts: Vec<u64> = mon
+        .events()
+        .iter()
+        .filter(|e| e["event_type"] == "net_connect_failed" && e["target_ip"] == "127.77.1.3")
+        .filter_map(|e| e["attempts"].as_u64())
+        .collect();
+    assert_eq!(attempts, [1, 10, 100], "one event per power of ten");
+}

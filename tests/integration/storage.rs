@@ -233,7 +233,7 @@ fn history_queries_a_replayed_story() {
         .map(|e| e["analysis"]["label"].as_str().expect("label"))
         .collect();
     for wanted in [
-        "Execution From Temp Directory Root",
+        "Downloaded File Made Executable And Run",
         "Reverse Shell Via /dev/tcp",
         "Password Hash File Read",
         "Shell Startup File Modified",

@@ -18,7 +18,12 @@ const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
+const EINTR: i64 = 4;
+const EALREADY: i64 = 114;
 const EINPROGRESS: i64 = 115;
+/// The kernel's "restart the syscall" codes, seen at sys_exit when a signal interrupts it.
+const ERESTARTSYS: i64 = 512;
+const ERESTARTNOHAND: i64 = 514;
 const MSG_PEEK: i32 = 2;
 
 const TCP_ESTABLISHED: i32 = 1;
@@ -64,6 +69,8 @@ fn empty_net(family: u16, protocol: u16) -> NetData {
         bytes_sent: 0,
         bytes_received: 0,
         duration_ns: 0,
+        error: 0,
+        _pad: 0,
     }
 }
 
@@ -105,6 +112,23 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
             net.fd = a[0] as i32;
             submit_net(kind::NET_CONNECT, None, &net)
         }
+        // A blocking TCP connect that failed: the socket already closed (see report_close),
+        // which left the report to us, because only the syscall knows the errno.
+        ops::CONNECT
+            if pending.marks & marks::TCP_CONNECT != 0
+                && (connect_failed(ret) || pending.marks & marks::TCP_FAILED != 0) =>
+        {
+            let peer = read_sockaddr(a[1])?;
+            let mut net = empty_net(peer.family, IPPROTO_TCP);
+            net.dst_port = peer.port;
+            net.dst_addr = peer.addr;
+            net.fd = a[0] as i32;
+            // A non-blocking connect that failed within the call still returns EINPROGRESS.
+            if connect_failed(ret) {
+                net.error = (-ret) as i32;
+            }
+            submit_net(kind::NET_CONNECT_FAILED, None, &net)
+        }
         // accept(fd, upeer_sockaddr, upeer_addrlen) / accept4(..., flags): returns the new fd.
         ops::ACCEPT | ops::ACCEPT4 if ret >= 0 => {
             // SAFETY: the value is only read; a `Listener` is integers only, so an entry evicted
@@ -140,6 +164,17 @@ pub fn on_sys_exit(pending: &PendingSyscall, ret: i64) -> Option<()> {
         ops::SENDMSG if ret >= 0 => report_datagram(a[0], read_user::<u64>(a[1])?),
         _ => None,
     }
+}
+
+/// Whether a TCP connect's return value is a failure. In progress (non-blocking), already in
+/// progress and interrupted connects go on in the background: the socket reports their end.
+#[inline(always)]
+fn connect_failed(ret: i64) -> bool {
+    ret < 0
+        && !matches!(
+            -ret,
+            EINPROGRESS | EALREADY | EINTR | ERESTARTSYS | ERESTARTNOHAND
+        )
 }
 
 #[inline(always)]
@@ -314,13 +349,56 @@ fn report_close(sk: u64) -> Option<()> {
     let conn = unsafe { SM_TCP.get(sk) }.copied();
     let _ = SM_TCP.remove(sk);
     let conn = conn?;
-    if conn.established == 0 || ignored_softirq_safe() || is_self(conn.owner.pid) {
+    if ignored_softirq_safe() || is_self(conn.owner.pid) {
         return None;
+    }
+    if conn.established == 0 {
+        return report_failed_connect(&conn);
     }
     let mut net = conn.net;
     // SAFETY: helper without arguments or preconditions.
     net.duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(conn.start_ns);
     submit_net(kind::NET_CLOSE, Some(&conn.owner), &net)
+}
+
+/// A connect that closed before it was established: refused, timed out, unreachable, or
+/// given up by its program. While its thread is still inside connect(), the syscall's exit
+/// reports it (with the errno, when connect returns one); otherwise (a non-blocking connect
+/// failing later) it is reported here, without one.
+#[inline(always)]
+fn report_failed_connect(conn: &TcpConnection) -> Option<()> {
+    if conn.role != kind::NET_CONNECT || conn.owner.pid == 0 {
+        return None;
+    }
+    if conn.owner.tid == current_tid() {
+        // On loopback the answer is handled synchronously, inside the connect call: tell its
+        // sys_exit, which may return EINPROGRESS all the same.
+        if let Some(pending) = SM_PENDING.get_ptr_mut(conn.owner.tid) {
+            // SAFETY: `SM_PENDING` is keyed by thread id and this is the current thread's own
+            // entry: only its own programs, which never run concurrently with this one, insert
+            // or remove it, so no other reference to the value exists while this one does.
+            let pending = unsafe { &mut *pending };
+            if pending.op == ops::CONNECT && pending.marks & marks::TCP_CONNECT != 0 {
+                pending.marks |= marks::TCP_FAILED;
+                return None;
+            }
+        }
+    } else {
+        // Another context (a softirq on another CPU) while the owner sleeps in a blocking
+        // connect(): its exit reports the failure with the errno.
+        // SAFETY: the value is only read; a `PendingSyscall` is integers only, so an entry
+        // replaced under us reads as another valid value.
+        if let Some(pending) = unsafe { SM_PENDING.get(conn.owner.tid) }
+            && pending.op == ops::CONNECT
+            && pending.marks & marks::TCP_CONNECT != 0
+        {
+            return None;
+        }
+    }
+    let mut net = conn.net;
+    // SAFETY: helper without arguments or preconditions.
+    net.duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(conn.start_ns);
+    submit_net(kind::NET_CONNECT_FAILED, Some(&conn.owner), &net)
 }
 
 /// `sock:sock_send_length(sk @8, family @16, protocol @18, ret @20, flags @24)`.

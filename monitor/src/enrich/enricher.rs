@@ -9,13 +9,14 @@ use std::{
 };
 
 use monitor_common::{
-    AT_FDCWD, EventHeader, ExecEvent, FileEvent, FilePairEvent, NetEvent, PrivilegeEvent,
+    AT_FDCWD, EventHeader, ExecEvent, FileEvent, FilePairEvent, NetData, NetEvent, PrivilegeEvent,
     SYMLINK_TARGET_DIRFD, kind, ops,
 };
 use rustc_hash::FxHashMap;
 
 use super::{
     ProcessTable, UserNames,
+    failed_connects::{FailedConnects, errno_name},
     sockets::{Protocol, endpoints},
 };
 use crate::{
@@ -89,6 +90,8 @@ pub struct Enricher {
     open_fds: FdTable,
     /// fd entries forgotten when `open_fds` hit its bound (later events on them lack a path).
     fds_forgotten: u64,
+    /// Failed connects per process and address: most are counted, not reported.
+    failed_connects: FailedConnects,
 }
 
 impl Enricher {
@@ -108,6 +111,7 @@ impl Enricher {
             records_since_evict: 0,
             open_fds: FdTable::default(),
             fds_forgotten: 0,
+            failed_connects: FailedConnects::default(),
         }
     }
 
@@ -152,6 +156,7 @@ impl Enricher {
                 }
                 self.procs.on_exit(e.header.pid, e.header.timestamp_ns);
                 self.open_fds.forget_process(e.header.pid);
+                self.failed_connects.forget_process(e.header.pid);
                 event
             }
             Record::Ptrace(e) => {
@@ -431,6 +436,7 @@ impl Enricher {
             kind::NET_ACCEPT => EventType::NetAccept,
             kind::NET_LISTEN => EventType::NetListen,
             kind::NET_UDP => EventType::NetUdp,
+            kind::NET_CONNECT_FAILED => EventType::NetConnectFailed,
             _ => EventType::NetClose,
         };
         let mut event = self.base(&e.header, event_type);
@@ -468,6 +474,26 @@ impl Enricher {
         if event_type == EventType::NetClose {
             event.bytes_sent = Some(d.bytes_sent);
             event.bytes_received = Some(d.bytes_received);
+            event.duration_ms = Some(d.duration_ns as f64 / 1e6);
+        }
+        if event_type == EventType::NetConnectFailed {
+            return self.failed_connect(event, d, e.header.timestamp_ns);
+        }
+        Some(event)
+    }
+
+    /// A failed connect: reported, with the count of its window, or only counted (see
+    /// [`FailedConnects`]).
+    fn failed_connect(&mut self, mut event: Event, d: &NetData, now_ns: u64) -> Option<Event> {
+        // The kernel reports the local end only of connects that got as far as a SYN.
+        if event.source_port == Some(0) {
+            event.source_ip = None;
+            event.source_port = None;
+        }
+        let addr = event.target_ip?;
+        event.attempts = Some(self.failed_connects.count(event.pid, addr, now_ns)?);
+        event.error = errno_name(d.error);
+        if d.duration_ns > 0 {
             event.duration_ms = Some(d.duration_ns as f64 / 1e6);
         }
         Some(event)

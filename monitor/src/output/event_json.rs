@@ -119,6 +119,8 @@ fn write_specifics(out: &mut Vec<u8>, e: &Event) {
         out.extend_from_slice(key!("duration_ms"));
         write_float(out, ms);
     }
+    write_opt_str(out, key!("error"), e.error.as_deref());
+    write_opt_int(out, key!("attempts"), e.attempts);
     write_opt_int(out, key!("bpf_prog_type"), e.bpf_prog_type);
     write_opt_str(out, key!("bpf_prog_name"), e.bpf_prog_name.as_deref());
     write_opt_str(out, key!("module_params"), e.module_params.as_deref());
@@ -503,6 +505,8 @@ mod tests {
         e.bytes_sent = Some(517);
         e.bytes_received = Some(u64::MAX);
         e.duration_ms = Some(35.5);
+        e.error = Some("ECONNREFUSED".into());
+        e.attempts = Some(1000);
         e.bpf_prog_type = Some(2);
         e.bpf_prog_name = Some("sniffer".into());
         e.module_params = Some("debug=1".into());
@@ -573,6 +577,8 @@ mod tests {
             bytes_sent,
             bytes_received,
             duration_ms,
+            error,
+            attempts,
             bpf_prog_type,
             bpf_prog_name,
             module_params,
@@ -581,6 +587,7 @@ mod tests {
             analysis,
             response,
         } = e;
+        assert!(error.is_some() && attempts.is_some());
         assert!([*pid, *tid, *ppid, *uid].iter().all(|&n| n != 0));
         assert!(*cgroup_id != 0 && *blocked && *truncated);
         let texts = [user, process, exe, cmdline, parent_process];
@@ -645,8 +652,8 @@ mod tests {
         let parsed = serde_json::from_slice(&ours).expect("write_event writes JSON");
         key_paths(&parsed, "", &mut written);
         assert_eq!(written, derived);
-        // 43 fields, 8 of the analysis, 6 of a response action.
-        assert_eq!(derived.len(), 43 + 8 + 6);
+        // 45 fields, 8 of the analysis, 6 of a response action.
+        assert_eq!(derived.len(), 45 + 8 + 6);
         assert_same(&e);
         let back: Event = serde_json::from_slice(&ours).expect("reads back");
         assert_eq!(back, e);
@@ -681,7 +688,7 @@ mod tests {
     fn each_optional_field_alone_matches() {
         let full = full_event();
         let base = Event::new(EventType::FileOpen, at(1_700_000_000, 0));
-        let fields: [fn(&mut Event, &Event); 30] = [
+        let fields: [fn(&mut Event, &Event); 32] = [
             |e, f| e.argv = f.argv.clone(),
             |e, f| e.exit_code = f.exit_code,
             |e, f| e.exit_signal = f.exit_signal,
@@ -705,6 +712,8 @@ mod tests {
             |e, f| e.bytes_sent = f.bytes_sent,
             |e, f| e.bytes_received = f.bytes_received,
             |e, f| e.duration_ms = f.duration_ms,
+            |e, f| e.error = f.error.clone(),
+            |e, f| e.attempts = f.attempts,
             |e, f| e.bpf_prog_type = f.bpf_prog_type,
             |e, f| e.bpf_prog_name = f.bpf_prog_name.clone(),
             |e, f| e.module_params = f.module_params.clone(),

@@ -39,6 +39,7 @@ pub enum StrField {
     FileNewPath,
     FileFlags,
     NetProtocol,
+    NetError,
     PtraceRequest,
     BpfProgName,
     Syscall,
@@ -73,6 +74,7 @@ pub enum IntField {
     NetSrcPort,
     NetBytesSent,
     NetBytesReceived,
+    NetAttempts,
     PtraceTargetPid,
     Cgroup,
     ExitCode,
@@ -124,7 +126,9 @@ const NET: TypeMask = (1 << EventType::NetConnect as u32)
     | (1 << EventType::NetAccept as u32)
     | (1 << EventType::NetListen as u32)
     | (1 << EventType::NetUdp as u32)
-    | (1 << EventType::NetClose as u32);
+    | (1 << EventType::NetClose as u32)
+    | (1 << EventType::NetConnectFailed as u32);
+const NET_FAILED: TypeMask = 1 << EventType::NetConnectFailed as u32;
 const EXEC: TypeMask = 1 << EventType::ProcessExec as u32;
 const EXIT: TypeMask = 1 << EventType::ProcessExit as u32;
 const PTRACE: TypeMask = 1 << EventType::Ptrace as u32;
@@ -164,6 +168,12 @@ pub const FIELDS: &[(&str, Field, TypeMask)] = &[
         "net.bytes_received",
         Field::Int(IntField::NetBytesReceived),
         NET,
+    ),
+    ("net.error", Field::Str(StrField::NetError), NET_FAILED),
+    (
+        "net.attempts",
+        Field::Int(IntField::NetAttempts),
+        NET_FAILED,
     ),
     ("event.type", Field::Str(StrField::EventType), ALL_TYPES),
     ("event.syscall", Field::Str(StrField::Syscall), ALL_TYPES),
@@ -235,6 +245,7 @@ pub fn str_value(event: &Event, field: StrField) -> Option<&str> {
         StrField::FileNewPath => event.new_path.as_deref()?,
         StrField::FileFlags => event.flags.as_deref()?,
         StrField::NetProtocol => event.protocol.as_deref()?,
+        StrField::NetError => event.error.as_deref()?,
         StrField::PtraceRequest => event.ptrace_request.as_deref()?,
         StrField::BpfProgName => event.bpf_prog_name.as_deref()?,
         StrField::Syscall => event.syscall.as_deref()?,
@@ -261,6 +272,7 @@ pub fn int_value(event: &Event, field: IntField) -> Option<i64> {
         IntField::NetSrcPort => event.source_port?.into(),
         IntField::NetBytesSent => i64::try_from(event.bytes_sent?).unwrap_or(i64::MAX),
         IntField::NetBytesReceived => i64::try_from(event.bytes_received?).unwrap_or(i64::MAX),
+        IntField::NetAttempts => i64::try_from(event.attempts?).unwrap_or(i64::MAX),
         IntField::PtraceTargetPid => event.target_pid?.into(),
         IntField::Cgroup => i64::try_from(event.cgroup_id).unwrap_or(i64::MAX),
         IntField::ExitCode => event.exit_code?.into(),

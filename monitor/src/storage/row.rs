@@ -100,6 +100,10 @@ struct ExtraRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     bpf_prog_type: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bpf_prog_name: Option<&'a str>,
@@ -135,6 +139,8 @@ impl<'a> ExtraRef<'a> {
             bytes_sent: e.bytes_sent,
             bytes_received: e.bytes_received,
             duration_ms: e.duration_ms,
+            error: e.error,
+            attempts: e.attempts,
             bpf_prog_type: e.bpf_prog_type,
             bpf_prog_name: e.bpf_prog_name,
             module_params: e.module_params,
@@ -163,6 +169,8 @@ impl<'a> ExtraRef<'a> {
             && self.bytes_sent.is_none()
             && self.bytes_received.is_none()
             && self.duration_ms.is_none()
+            && self.error.is_none()
+            && self.attempts.is_none()
             && self.bpf_prog_type.is_none()
             && self.bpf_prog_name.is_none()
             && self.module_params.is_none()
@@ -194,6 +202,8 @@ struct Extra {
     bytes_sent: Option<u64>,
     bytes_received: Option<u64>,
     duration_ms: Option<f64>,
+    error: Option<String>,
+    attempts: Option<u64>,
     bpf_prog_type: Option<u32>,
     bpf_prog_name: Option<String>,
     module_params: Option<String>,
@@ -222,6 +232,8 @@ impl Extra {
         e.bytes_sent = self.bytes_sent;
         e.bytes_received = self.bytes_received;
         e.duration_ms = self.duration_ms;
+        e.error = self.error;
+        e.attempts = self.attempts;
         e.bpf_prog_type = self.bpf_prog_type;
         e.bpf_prog_name = self.bpf_prog_name;
         e.module_params = self.module_params;

@@ -210,6 +210,7 @@ pub(crate) struct RowRef<'a> {
     pub protocol: Option<&'a str>,
     pub bpf_prog_name: Option<&'a str>,
     pub module_params: Option<&'a str>,
+    pub error: Option<&'a str>,
     pub exit_signal: Option<u32>,
     pub target_pid: Option<u32>,
     pub mode: Option<u32>,
@@ -227,6 +228,7 @@ pub(crate) struct RowRef<'a> {
     pub bytes_sent: Option<u64>,
     pub bytes_received: Option<u64>,
     pub duration_ms: Option<f64>,
+    pub attempts: Option<u64>,
     pub blocked: bool,
     pub truncated: bool,
     pub argv: Option<StrList<'a>>,
@@ -286,6 +288,7 @@ impl RowRef<'_> {
         e.protocol = own(self.protocol);
         e.bpf_prog_name = own(self.bpf_prog_name);
         e.module_params = own(self.module_params);
+        e.error = own(self.error);
         e.exit_signal = self.exit_signal;
         e.target_pid = self.target_pid;
         e.mode = self.mode;
@@ -303,6 +306,7 @@ impl RowRef<'_> {
         e.bytes_sent = self.bytes_sent;
         e.bytes_received = self.bytes_received;
         e.duration_ms = self.duration_ms;
+        e.attempts = self.attempts;
         e.blocked = self.blocked;
         e.truncated = self.truncated;
         e.argv = self.argv.map(StrList::to_vec);
@@ -356,6 +360,7 @@ pub(crate) fn encode_body(e: &Event, out: &mut Vec<u8>) {
         &e.protocol,
         &e.bpf_prog_name,
         &e.module_params,
+        &e.error,
     ] {
         put_opt(out, s.as_deref(), put_str);
     }
@@ -384,6 +389,7 @@ pub(crate) fn encode_body(e: &Event, out: &mut Vec<u8>) {
     put_opt(out, e.bytes_sent, put_u64);
     put_opt(out, e.bytes_received, put_u64);
     put_opt(out, e.duration_ms, |o, v| put_u64(o, v.to_bits()));
+    put_opt(out, e.attempts, put_u64);
     out.push(u8::from(e.blocked) | u8::from(e.truncated) << 1);
     put_opt(out, e.argv.as_ref(), |o, argv| {
         put_list(o, argv.iter().map(String::as_str), argv.len());
@@ -419,7 +425,7 @@ fn decode_body(body: &[u8], first_ns: i64, last_ns: i64, count: u64) -> Option<R
     let ppid = r.u32()?;
     let uid = r.u32()?;
     let process = r.str()?;
-    let mut strs = [None; 8];
+    let mut strs = [None; 9];
     for s in &mut strs {
         *s = r.opt(Reader::str)?;
     }
@@ -432,6 +438,7 @@ fn decode_body(body: &[u8], first_ns: i64, last_ns: i64, count: u64) -> Option<R
         protocol,
         bpf_prog_name,
         module_params,
+        error,
     ] = strs;
     let mut nums = [None; 8];
     for n in &mut nums {
@@ -456,6 +463,7 @@ fn decode_body(body: &[u8], first_ns: i64, last_ns: i64, count: u64) -> Option<R
     let bytes_sent = r.opt(Reader::u64)?;
     let bytes_received = r.opt(Reader::u64)?;
     let duration_ms = r.opt(|r| r.u64().map(f64::from_bits))?;
+    let attempts = r.opt(Reader::u64)?;
     let bits = r.u8()?;
     let argv = r.opt(Reader::list)?;
     let label = r.str()?;
@@ -489,6 +497,7 @@ fn decode_body(body: &[u8], first_ns: i64, last_ns: i64, count: u64) -> Option<R
         protocol,
         bpf_prog_name,
         module_params,
+        error,
         exit_signal,
         target_pid,
         mode,
@@ -506,6 +515,7 @@ fn decode_body(body: &[u8], first_ns: i64, last_ns: i64, count: u64) -> Option<R
         bytes_sent,
         bytes_received,
         duration_ms,
+        attempts,
         blocked: bits & 1 != 0,
         truncated: bits & 2 != 0,
         argv,

@@ -45,6 +45,16 @@ pub fn facts(event: &Event) -> (&'static str, String) {
             text.push_str(&format!("  from {local}"));
             ("close", text)
         }
+        EventType::NetConnectFailed => {
+            let mut text = format!("{proto} → {remote}  failed");
+            if let Some(error) = &event.error {
+                text.push_str(&format!(": {}", clean(error)));
+            }
+            if let Some(n) = event.attempts.filter(|&n| n > 1) {
+                text.push_str(&format!(" ×{n}"));
+            }
+            ("fail", text)
+        }
         other => (other.as_str(), format!("{proto} → {remote}  from {local}")),
     }
 }
