@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/history", get(history::history_page))
         .route("/status", get(status::status_page))
         .merge(manage::routes())
+        .merge(super::machines::pages::routes())
 }
 
 // ---- login --------------------------------------------------------------------------------
