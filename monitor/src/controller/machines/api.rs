@@ -211,7 +211,7 @@ pub fn merged_alerts(shared: &AppState) -> Vec<HostAlert> {
             event,
         }));
     }
-    alerts.sort_by(|a, b| b.event.timestamp.cmp(&a.event.timestamp));
+    alerts.sort_by_key(|alert| std::cmp::Reverse(alert.event.timestamp));
     alerts.truncate(MERGED_ALERTS);
     alerts
 }
