@@ -678,3 +678,94 @@ fn all_machines_merges_every_machines_alerts() {
     remote.stop();
     local.stop();
 }
+
+/// In a real browser (headless Chromium): log in to the local controller, add the live
+/// machine on the Machines page, show it, see its live events (a program the test runs there)
+/// and switch one of its probe families off and on from its probes page. The pages never
+/// hold the machine's token.
+#[test]
+fn web_a_machine_is_added_shown_watched_and_its_probe_switched() {
+    use crate::web::{Browser, PAGE_TIMEOUT, run_program, wait_until};
+    require_root();
+    let _no_flood = crate::common::no_machine_flood();
+    let dir = TestDir::new(&marker());
+    let (local, _) = local_controller(&dir);
+    let home = RemoteHome::new("web");
+    let remote = home.serve_live();
+    let browser = Browser::start(&local.base);
+    let no_token_in_page = |what: &str| {
+        let html = browser.js("return document.documentElement.outerHTML", vec![]);
+        let html = html.as_str().unwrap_or_default();
+        assert!(
+            !html.is_empty() && !html.contains(&remote.token),
+            "the token is in {what}"
+        );
+    };
+    assert!(browser.log_in(&local.token), "the token was refused");
+
+    browser.goto("/machines");
+    browser.type_into("#add-machine input[name=name]", "lab");
+    browser.type_into("#add-machine input[name=url]", &remote.base);
+    browser.type_into("#add-machine input[name=token]", &remote.token);
+    browser.type_into("#add-machine input[name=ca_file]", &path_str(&home.cert));
+    browser.click("#add-machine button[type=submit]");
+    wait_until("the machine reachable on the page", HEALTH_TIMEOUT, || {
+        let state = browser
+            .text("#machines-table tr[data-machine=lab] .machine-state")
+            .unwrap_or_default();
+        (state == "reachable").then_some(()).ok_or(state)
+    });
+    no_token_in_page("the Machines page");
+    browser.screenshot("machines");
+
+    // Show it: the live page is now the lab machine's, and the header says so.
+    browser.click("#machines-table tr[data-machine=lab] td.act button");
+    wait_until("the lab machine shown", PAGE_TIMEOUT, || {
+        let shown = browser.js("return document.body.dataset.machine", vec![]);
+        (browser.path() == "/" && shown == "lab")
+            .then_some(())
+            .ok_or_else(|| format!("{} {shown}", browser.path()))
+    });
+    assert!(
+        browser
+            .text(".remote-banner")
+            .is_some_and(|t| t.contains("lab"))
+    );
+    let mark = marker();
+    let program = crate::common::copy_executable("/bin/true", &dir.join(&mark));
+    browser.filter_live(&mark);
+    run_program(&program, &[]);
+    browser.wait_for_row(
+        "#rows-process .row",
+        "exec",
+        &path_str(&program),
+        PAGE_TIMEOUT,
+    );
+    no_token_in_page("the live page");
+    browser.screenshot("machines-live-remote");
+
+    // Its probes: switch the kernel family off, then on again.
+    for to in ["off", "on"] {
+        browser.goto("/probes");
+        browser.click("#probes-table button[data-family=kernel]");
+        wait_until(
+            &format!("the lab machine's kernel probes {to}"),
+            PAGE_TIMEOUT,
+            || {
+                let state = browser
+                    .text("#probes-table tr[data-family=kernel] .probe-state")
+                    .unwrap_or_default();
+                (state == to).then_some(()).ok_or(state)
+            },
+        );
+        assert_eq!(probe_state(&remote.get_ok("/api/v1/probes"), "kernel"), to);
+        assert_eq!(
+            probe_state(&local.get_ok("/api/v1/probes"), "kernel"),
+            "replay"
+        );
+    }
+    no_token_in_page("the probes page");
+    drop(browser);
+    remote.stop();
+    local.stop();
+}
