@@ -715,6 +715,11 @@ fn web_a_machine_is_added_shown_watched_and_its_probe_switched() {
             .unwrap_or_default();
         (state == "reachable").then_some(()).ok_or(state)
     });
+    let typed = browser.js(
+        "return document.querySelector('#add-machine input[name=token]').value",
+        vec![],
+    );
+    assert_eq!(typed, "", "the token stays in the form once the machine is added");
     no_token_in_page("the Machines page");
     browser.screenshot("machines");
 
