@@ -649,6 +649,22 @@ fn endpoints() -> Vec<(&'static str, String, Option<String>, u16)> {
             Some(simulate),
             200,
         ),
+        ("GET", "/api/v1/alerts/counts".into(), None, 200),
+        // Machines: a registration refused for what it asks (plain http off loopback), and
+        // a machine nobody registered.
+        ("GET", "/api/v1/machines".into(), None, 200),
+        (
+            "POST",
+            "/api/v1/machines".into(),
+            Some(
+                json!({"name": "m", "url": "http://192.0.2.1:9988", "token": "0".repeat(64)})
+                    .to_string(),
+            ),
+            400,
+        ),
+        ("DELETE", "/api/v1/machines/none".into(), None, 404),
+        ("GET", "/api/v1/machines/none/api/status".into(), None, 404),
+        ("GET", "/api/v1/all-machines/alerts".into(), None, 200),
     ]
 }
 

@@ -719,7 +719,10 @@ fn web_a_machine_is_added_shown_watched_and_its_probe_switched() {
         "return document.querySelector('#add-machine input[name=token]').value",
         vec![],
     );
-    assert_eq!(typed, "", "the token stays in the form once the machine is added");
+    assert_eq!(
+        typed, "",
+        "the token stays in the form once the machine is added"
+    );
     no_token_in_page("the Machines page");
     browser.screenshot("machines");
 
