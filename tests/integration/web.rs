@@ -536,6 +536,8 @@ fn web_login_refuses_a_wrong_token_and_every_page_fits_a_phone() {
         ("/denies", Some("Deny entries"), "#denies"),
         ("/history", Some("History"), "#history-form"),
         ("/status", Some("Status"), "#losses"),
+        ("/machines", Some("Machines"), "#machines-table"),
+        ("/all-machines", Some("All machines"), "#all-machines"),
         (alert.href.as_str(), None, ".facts .proc-exe"),
     ] {
         for (size, name) in [(DESKTOP, "desktop"), (PHONE, "phone")] {

@@ -30,7 +30,7 @@ pub const MAX_REMOTE_MESSAGE: usize = 8 * 1024 * 1024;
 pub struct RemoteError(String);
 
 impl RemoteError {
-    fn new(what: impl std::fmt::Display) -> RemoteError {
+    pub fn new(what: impl std::fmt::Display) -> RemoteError {
         RemoteError(crate::sanitize::for_terminal(&what.to_string()).into_owned())
     }
 }

@@ -17,6 +17,9 @@ use crate::{controller::AppState, controller::hub::AlertCounts, event::Event};
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// Machines asked at once.
 pub const POLLS_AT_ONCE: usize = 8;
+/// One machine's poll (its three requests) may take this long: a machine that hangs must not
+/// hold the others' next round back for long.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Recent alerts kept per machine for the All machines view.
 pub const ALERTS_KEPT: usize = 100;
 
@@ -96,7 +99,13 @@ pub async fn run(shared: AppState) {
                 let Ok(_slot) = slots.acquire().await else {
                     return;
                 };
-                let result = poll(&machine).await;
+                let result = tokio::time::timeout(POLL_TIMEOUT, poll(&machine))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(client::RemoteError::new(format!(
+                            "no answer within {POLL_TIMEOUT:?}"
+                        )))
+                    });
                 shared.machines.record(&machine.name, result);
             });
         }

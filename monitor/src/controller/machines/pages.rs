@@ -265,17 +265,19 @@ fn all_machines_body(shared: &AppState) -> Markup {
     let alerts = api::merged_alerts(shared);
     html! {
         div #all-machines hx-get="/ui/all-machines/alerts" hx-trigger=(REFRESH) hx-swap="outerHTML" {
-            table.grid.counts {
-                thead { tr { th { "machine" } th { "host" } th { "state" } th.num { "malicious" } th.num { "suspicious" } } }
-                tbody {
-                    @for row in &counts {
-                        @let c = row.alerts_last_hour.unwrap_or_default();
-                        tr.(row.state.as_str()) data-machine=(row.machine) {
-                            td { b { (row.machine) } }
-                            td { (row.host.as_deref().unwrap_or("?")) }
-                            td { (row.state.as_str()) }
-                            td.num.malicious { @if row.state == Reach::Reachable || row.alerts_last_hour.is_some() { (c.malicious) } }
-                            td.num.suspicious { @if row.state == Reach::Reachable || row.alerts_last_hour.is_some() { (c.suspicious) } }
+            div.scroll {
+                table.grid.counts {
+                    thead { tr { th { "machine" } th { "host" } th { "state" } th.num { "malicious" } th.num { "suspicious" } } }
+                    tbody {
+                        @for row in &counts {
+                            @let c = row.alerts_last_hour.unwrap_or_default();
+                            tr.(row.state.as_str()) data-machine=(row.machine) {
+                                td { b { (row.machine) } }
+                                td { (row.host.as_deref().unwrap_or("?")) }
+                                td { (row.state.as_str()) }
+                                td.num.malicious { @if row.state == Reach::Reachable || row.alerts_last_hour.is_some() { (c.malicious) } }
+                                td.num.suspicious { @if row.state == Reach::Reachable || row.alerts_last_hour.is_some() { (c.suspicious) } }
+                            }
                         }
                     }
                 }

@@ -199,10 +199,16 @@ async fn page(
     let mut headers = forwarded_headers(request.headers());
     headers.insert(PAGE_BODY_HEADER, HeaderValue::from_static("1"));
     let nav_path = request.uri().path().to_string();
-    let title = NAV
-        .iter()
-        .find(|(href, _)| *href == nav_path)
-        .map_or("Page", |(_, title)| title);
+    let title = NAV.iter().find(|(href, _)| *href == nav_path).map_or_else(
+        || {
+            if nav_path.starts_with("/process/") {
+                "Process"
+            } else {
+                "Page"
+            }
+        },
+        |(_, title)| title,
+    );
     let body = match client::send(machine, Method::GET, path, headers, Bytes::new()).await {
         Ok(answer) if answer.status.is_success() && is_html(&answer.headers) => {
             // The remote controller's own markup, escaped there by the same code as here.

@@ -142,6 +142,11 @@ async fn logout(State(shared): State<AppState>, headers: HeaderMap) -> Response 
         header::SET_COOKIE,
         HeaderValue::from_static("secmon_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
     );
+    // The machine shown goes with the session: the next one starts on this machine.
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("secmon_machine=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
     response
 }
 
