@@ -376,7 +376,18 @@ fn the_active_machine_is_read_and_acted_on_through_this_controller() {
     // ---- the API path
     let rules = seen.keep(local.call("GET", "/api/v1/machines/replay/api/rules", None));
     assert_eq!(rules.status, 200, "{}", rules.body);
-    assert_eq!(rules.json(), replay.get_ok("/api/v1/rules"));
+    let switches = |rules: &Value| -> Vec<(String, bool)> {
+        rules["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| (r["name"].to_string(), r["enabled"] == true))
+            .collect()
+    };
+    assert_eq!(
+        switches(&rules.json()),
+        switches(&replay.get_ok("/api/v1/rules"))
+    );
     let probes = seen.keep(local.call("GET", "/api/v1/machines/live/api/probes", None));
     assert_eq!(
         probe_state(&probes.json(), "kernel"),
@@ -490,6 +501,13 @@ fn the_active_machine_is_read_and_acted_on_through_this_controller() {
     assert_eq!(on.status, 200, "{}", on.body);
     assert_eq!(probe_state(&live.get_ok("/api/v1/probes"), "kernel"), "on");
 
+    // The live machine's event stream, as an API client gets it through this controller.
+    let mark = marker();
+    let program = crate::common::copy_executable("/bin/true", &dir.join(&mark));
+    let exec = api_stream_through(&local, "live", &mark, &program);
+    seen.0.push(exec.clone());
+    assert!(exec.contains(&path_str(&program)), "{exec}");
+
     // Its rules page, and the live stream of the replay machine through this controller.
     let rules_page = seen.keep(local.request("GET", "/rules", &with_cookie(&cookies, &[]), None));
     assert!(
@@ -542,6 +560,51 @@ fn the_active_machine_is_read_and_acted_on_through_this_controller() {
     replay.stop();
     live.stop();
     local.stop();
+}
+
+/// Opens `/api/v1/machines/NAME/api/events?text=MARK` on the local controller with its token,
+/// runs `program` (on this host, which the live machine watches) and returns the first message
+/// holding its exec.
+fn api_stream_through(local: &Served, name: &str, mark: &str, program: &Path) -> String {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut request = format!(
+            "ws://{}/api/v1/machines/{name}/api/events?text={mark}",
+            local.addr
+        )
+        .into_client_request()
+        .expect("a WebSocket request");
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", local.token)).expect("value"),
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("the machine's event stream through the local controller");
+        let status = std::process::Command::new(program)
+            .status()
+            .expect("run the program");
+        assert!(status.success());
+        let exe = path_str(program);
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(15), socket.next())
+                .await
+                .expect("the exec within 15 s")
+                .expect("the stream is open")
+                .expect("a message");
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).expect("JSON messages");
+                let found = value["events"].as_array().is_some_and(|events| {
+                    events
+                        .iter()
+                        .any(|e| e["event_type"] == "process_exec" && e["exe"] == exe.as_str())
+                });
+                if found {
+                    return text.to_string();
+                }
+            }
+        }
+    })
 }
 
 /// `cookie: cookies` and `extra`.
@@ -606,6 +669,11 @@ fn all_machines_merges_every_machines_alerts() {
         "{own}"
     );
 
+    // Until the remote's replay is over and polled: its alerts are here, with its counts.
+    let remote_counts = || {
+        let counts = remote.get_ok("/api/v1/alerts/counts");
+        json!({"suspicious": counts["suspicious"], "malicious": counts["malicious"]})
+    };
     let deadline = Instant::now() + HEALTH_TIMEOUT;
     let all = loop {
         let all = seen
@@ -613,51 +681,41 @@ fn all_machines_merges_every_machines_alerts() {
             .json();
         let alerts = all["alerts"].as_array().expect("alerts");
         let from = |m: &str| alerts.iter().any(|a| a["machine"] == m);
-        if from("local") && from("remote") {
+        let counted = all["counts"]
+            .as_array()
+            .expect("counts")
+            .iter()
+            .find(|c| c["machine"] == "remote")
+            .map(|c| c["alerts_last_hour"].clone());
+        let marked = alerts
+            .iter()
+            .any(|a| a["machine"] == "remote" && a.to_string().contains(&home.mark));
+        if from("local") && marked && counted == Some(remote_counts()) {
             break all;
         }
         assert!(
             Instant::now() < deadline,
-            "not every machine's alerts: {all}"
+            "not every machine's alerts and counts: {all}"
         );
         thread::sleep(Duration::from_millis(200));
     };
     let alerts = all["alerts"].as_array().expect("alerts");
-    let times: Vec<&str> = alerts
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = alerts
         .iter()
         .filter_map(|a| a["timestamp"].as_str())
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).expect("an RFC 3339 time"))
         .collect();
+    assert_eq!(times.len(), alerts.len());
     assert!(
         times.windows(2).all(|w| w[0] >= w[1]),
         "newest first: {times:?}"
     );
     assert!(alerts.iter().all(|a| a["host"].is_string()), "{all}");
     assert!(
-        alerts
-            .iter()
-            .any(|a| a["machine"] == "remote" && a.to_string().contains(&home.mark)),
-        "the remote's own alerts: {all}"
-    );
-    assert!(
         !alerts
             .iter()
             .any(|a| a["machine"] == "remote" && a.to_string().contains(&local_mark)),
         "{all}"
-    );
-    let remote_counts = all["counts"]
-        .as_array()
-        .expect("counts")
-        .iter()
-        .find(|c| c["machine"] == "remote")
-        .cloned()
-        .expect("the remote's counts");
-    assert_eq!(
-        remote_counts["alerts_last_hour"],
-        remote
-            .get_ok("/api/v1/alerts/counts")
-            .as_object()
-            .map(|o| json!({"suspicious": o["suspicious"], "malicious": o["malicious"]}))
-            .unwrap_or_default()
     );
 
     let (cookie_id, _) = log_in(&local);
