@@ -180,3 +180,52 @@ impl Health {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(host: &str) -> Result<Polled, client::RemoteError> {
+        Ok(Polled {
+            status: serde_json::json!({
+                "host": host, "version": "9.9.9", "uptime_secs": 42,
+                "events_per_sec_60s": 1.5, "events_total": 90, "lost_total": 3,
+            }),
+            alerts: Vec::new(),
+            counts: Some(AlertCounts {
+                suspicious: 2,
+                malicious: 1,
+            }),
+        })
+    }
+
+    #[test]
+    fn a_machine_that_stops_answering_is_unreachable_with_why_and_comes_back() {
+        let mut health = Health::default();
+        assert_eq!(health.state, Reach::Unknown);
+        health.update(answered("web-1"));
+        assert_eq!(health.state, Reach::Reachable);
+        assert_eq!(health.version.as_deref(), Some("9.9.9"));
+        assert_eq!(health.lost_total, Some(3));
+        let seen = health.last_seen;
+        assert!(seen.is_some());
+
+        health.update(Err(client::RemoteError::new(
+            "cannot connect: refused\u{1b}[2J",
+        )));
+        assert_eq!(health.state, Reach::Unreachable);
+        let why = health.error.clone().unwrap_or_default();
+        assert!(
+            why.contains("refused") && !why.contains('\u{1b}'),
+            "{why:?}"
+        );
+        // What it last said stays, with when.
+        assert_eq!(health.last_seen, seen);
+        assert_eq!(health.host.as_deref(), Some("web-1"));
+
+        health.update(answered("web-1\u{7}"));
+        assert_eq!(health.state, Reach::Reachable);
+        assert_eq!(health.error, None);
+        assert!(!health.host.unwrap_or_default().contains('\u{7}'));
+    }
+}
