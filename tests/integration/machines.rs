@@ -48,11 +48,7 @@ impl Seen {
 
     #[track_caller]
     fn assert_no_token(&self, tokens: &[&str]) {
-        assert!(
-            self.0.len() > 5,
-            "too few answers looked at: {}",
-            self.0.len()
-        );
+        assert!(!self.0.is_empty(), "no answer was looked at");
         for answer in &self.0 {
             for token in tokens {
                 assert!(

@@ -88,7 +88,10 @@ pub async fn run(shared: AppState) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shared.machines.added() => {}
+        }
         let machines = shared.machines.list();
         shared.machines.forget_unregistered(&machines);
         let mut polls = tokio::task::JoinSet::new();

@@ -36,6 +36,8 @@ pub struct Machines {
     registry: Mutex<Registry>,
     health: Mutex<HashMap<String, Health>>,
     pub sockets: Arc<Semaphore>,
+    /// Wakes the poller at once (a machine was added: its state is wanted now).
+    poll_now: tokio::sync::Notify,
 }
 
 impl Machines {
@@ -45,6 +47,7 @@ impl Machines {
             registry: Mutex::new(Registry::load(path)?),
             health: Mutex::new(HashMap::new()),
             sockets: Arc::new(Semaphore::new(MAX_PROXIED_SOCKETS)),
+            poll_now: tokio::sync::Notify::new(),
         })
     }
 
@@ -67,7 +70,14 @@ impl Machines {
     }
 
     pub fn add(&self, new: NewMachine) -> Result<MachineInfo, RegistryError> {
-        self.registry().add(new)
+        let added = self.registry().add(new)?;
+        self.poll_now.notify_one();
+        Ok(added)
+    }
+
+    /// Until a machine is added.
+    async fn added(&self) {
+        self.poll_now.notified().await;
     }
 
     pub fn remove(&self, name: &str) -> Result<MachineInfo, RegistryError> {
@@ -87,6 +97,15 @@ impl Machines {
             .get(name)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The machine's last known state (without copying its alerts).
+    pub fn state(&self, name: &str) -> health::Reach {
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .map_or(health::Reach::Unknown, |h| h.state)
     }
 
     /// Takes in a poll of machine `name` (ignored if it was removed meanwhile).

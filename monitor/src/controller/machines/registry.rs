@@ -9,7 +9,7 @@
 use std::{
     fs,
     io::Write,
-    os::unix::fs::PermissionsExt,
+    os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -121,8 +121,16 @@ impl std::fmt::Debug for NewMachine {
 }
 
 impl NewMachine {
-    /// The machine, or the first thing wrong with it.
+    /// The machine, or the first thing wrong with it (its CA file is read: a wrong path is
+    /// said when the machine is added).
     pub fn check(self) -> Result<Machine, RegistryError> {
+        self.check_reading_ca(true)
+    }
+
+    /// As [`NewMachine::check`]; `read_ca` false when loading the file at start: a CA file
+    /// that went away makes that machine unreachable (with why), not the controller refuse to
+    /// start.
+    fn check_reading_ca(self, read_ca: bool) -> Result<Machine, RegistryError> {
         let name = self.name.trim().to_string();
         check_name(&name)?;
         let url = check_url(self.url.trim())?;
@@ -135,7 +143,7 @@ impl NewMachine {
         }
         let ca_file = match self.ca_file.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(path) => Some(check_ca_file(Path::new(path))?),
+            Some(path) => Some(check_ca_file(Path::new(path), read_ca)?),
         };
         Ok(Machine {
             name,
@@ -213,15 +221,17 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The CA file must be an absolute path to PEM certificates.
-fn check_ca_file(path: &Path) -> Result<PathBuf, RegistryError> {
+/// The CA file must be an absolute path to PEM certificates (read when `read` is true).
+fn check_ca_file(path: &Path, read: bool) -> Result<PathBuf, RegistryError> {
     if !path.is_absolute() {
         return Err(RegistryError::BadCaFile(format!(
             "{}: give an absolute path",
             path.display()
         )));
     }
-    super::client::read_ca_file(path).map_err(RegistryError::BadCaFile)?;
+    if read {
+        super::client::read_ca_file(path).map_err(RegistryError::BadCaFile)?;
+    }
     Ok(path.to_path_buf())
 }
 
@@ -261,6 +271,17 @@ impl Registry {
                 if !meta.is_file() {
                     return Err(fail("not a regular file".to_string()));
                 }
+                // Whoever may write it could point a machine's URL elsewhere and receive its
+                // token with the next poll.
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                let euid = unsafe { libc::geteuid() };
+                if meta.uid() != euid {
+                    return Err(fail(format!(
+                        "owned by uid {}, not by the monitor's user (uid {euid}); it holds \
+                         other machines' tokens: chown it",
+                        meta.uid()
+                    )));
+                }
                 let mode = meta.permissions().mode();
                 if mode & 0o077 != 0 {
                     return Err(fail(format!(
@@ -297,7 +318,7 @@ impl Registry {
                 token: entry.token,
                 ca_file: entry.ca_file.map(|p| p.display().to_string()),
             }
-            .check()
+            .check_reading_ca(false)
             .map_err(|e| fail(e.to_string()))?;
             if registry.find(&machine.name).is_some() {
                 return Err(fail(RegistryError::Duplicate(machine.name).to_string()));
@@ -445,6 +466,34 @@ mod tests {
             matches!(&refused, Err(e) if e.to_string().contains("readable or writable by other")),
             "{refused:?}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_of_another_user_or_a_lost_ca_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("machines.json");
+        let ca = dir.path().join("ca.pem");
+        fs::write(
+            &ca,
+            include_str!("../../../../tests/fixtures/tls/test-ca.pem"),
+        )?;
+        let mut registry = Registry::load(&path)?;
+        let mut with_ca = new("a", "https://a.example");
+        with_ca.ca_file = Some(ca.display().to_string());
+        registry.add(with_ca)?;
+        // The CA file went away: the file still loads (the machine will say why it fails).
+        fs::remove_file(&ca)?;
+        assert_eq!(Registry::load(&path)?.machines().len(), 1);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&path, Some(65534), None)?;
+            let refused = Registry::load(&path).map(|_| ());
+            assert!(
+                matches!(&refused, Err(e) if e.to_string().contains("owned by uid 65534")),
+                "{refused:?}"
+            );
+        }
         Ok(())
     }
 

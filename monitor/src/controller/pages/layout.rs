@@ -114,7 +114,11 @@ pub fn shell(
                                 select name="machine" aria-label="the machine to show and act on" {
                                     option value=(machines::LOCAL) selected[remote.is_none()] { "this machine" }
                                     @for machine in &registered {
-                                        option value=(machine.name) selected[shown_name == machine.name] { (machine.name) }
+                                        @let state = shared.machines.state(&machine.name);
+                                        option value=(machine.name) selected[shown_name == machine.name] {
+                                            (machine.name)
+                                            @if state == machines::health::Reach::Unreachable { " (unreachable)" }
+                                        }
                                     }
                                 }
                             }
