@@ -23,6 +23,9 @@ pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Recent alerts kept per machine for the All machines view.
 pub const ALERTS_KEPT: usize = 100;
 
+/// Longest host name or version taken from a remote.
+const MAX_TEXT: usize = 255;
+
 /// `unknown` (not asked yet), `reachable` or `unreachable`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -134,6 +137,7 @@ async fn poll(machine: &Machine) -> Result<Polled, client::RemoteError> {
                 .map(|alerts| {
                     alerts
                         .iter()
+                        .take(ALERTS_KEPT)
                         .filter_map(|a| serde_json::from_value::<Event>(a.clone()).ok())
                         .collect()
                 })
@@ -159,10 +163,12 @@ impl Health {
         match result {
             Ok(polled) => {
                 let status = &polled.status;
+                // A remote's words, shown here: escaped, and cut to a sane length.
                 let text = |key: &str| {
-                    status[key]
-                        .as_str()
-                        .map(|s| crate::sanitize::for_terminal(s).into_owned())
+                    status[key].as_str().map(|s| {
+                        let cut: String = s.chars().take(MAX_TEXT).collect();
+                        crate::sanitize::for_terminal(&cut).into_owned()
+                    })
                 };
                 self.state = Reach::Reachable;
                 self.error = None;
@@ -229,6 +235,8 @@ mod tests {
         health.update(answered("web-1\u{7}"));
         assert_eq!(health.state, Reach::Reachable);
         assert_eq!(health.error, None);
-        assert!(!health.host.unwrap_or_default().contains('\u{7}'));
+        assert!(!health.host.clone().unwrap_or_default().contains('\u{7}'));
+        health.update(answered(&"h".repeat(100_000)));
+        assert_eq!(health.host.map(|h| h.len()), Some(MAX_TEXT));
     }
 }
