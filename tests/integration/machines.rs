@@ -139,6 +139,23 @@ impl RemoteHome {
     }
 }
 
+/// A free loopback port below the kernel's ephemeral range (`ip_local_port_range`, 32768 and
+/// up by default): a machine that stops must find its port free when it comes back, and no
+/// outgoing connection of another test takes a port from here in the meantime (nor does a
+/// listener on port 0).
+fn port_outside_the_ephemeral_range() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(20_000).max(1);
+    let start = 20_000 + u16::try_from(std::process::id() % u32::from(span)).unwrap_or(0);
+    (0..span)
+        .map(|i| 20_000 + (start - 20_000 + i) % span)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free loopback port below the ephemeral range")
+}
+
 /// Registers `served` on `local` as `name`, trusting `ca_file`.
 #[track_caller]
 fn register(seen: &mut Seen, local: &Served, name: &str, served: &Served, ca_file: Option<&Path>) {
@@ -203,7 +220,7 @@ fn registered_machines_are_watched_and_come_back_by_themselves() {
     let home_1 = RemoteHome::new("one");
     let home_2 = RemoteHome::new("two");
     let one = home_1.serve_replay(0);
-    let two = home_2.serve_replay(0);
+    let two = home_2.serve_replay(port_outside_the_ephemeral_range());
     register(&mut seen, &local, "one", &one, Some(&home_1.cert));
     register(&mut seen, &local, "two", &two, Some(&home_2.cert));
     // The right address with no CA file: Mozilla's roots do not know the test's certificate.
