@@ -210,10 +210,8 @@ async fn page(
         |(_, title)| title,
     );
     let body = match client::send(machine, Method::GET, path, headers, Bytes::new()).await {
-        Ok(answer) if answer.status.is_success() && is_html(&answer.headers) => {
-            // The remote controller's own markup, escaped there by the same code as here.
-            PreEscaped(String::from_utf8_lossy(&answer.body).into_owned())
-        }
+        // The remote controller's own markup (its page, or its error page), escaped there by
+        // the same code as here.
         Ok(answer) if is_html(&answer.headers) => {
             PreEscaped(String::from_utf8_lossy(&answer.body).into_owned())
         }
