@@ -42,11 +42,11 @@ use crate::common::{
 };
 
 /// The recording served by tests that need no kernel.
-const RECORDING: &str = "tests/fixtures/recordings/attack-story.jsonl";
+pub(crate) const RECORDING: &str = "tests/fixtures/recordings/attack-story.jsonl";
 /// The line a controller prints once it accepts connections.
-const SERVING: &str = "secmon: controller: serving ";
+pub(crate) const SERVING: &str = "secmon: controller: serving ";
 /// A rule the shipped pack has (switched in the replay tests).
-const SHIPPED_RULE: &str = "shadow_file_read";
+pub(crate) const SHIPPED_RULE: &str = "shadow_file_read";
 /// How long a test waits for something the monitor does on its own time (a stored event).
 const STORE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -54,41 +54,41 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(30);
 // A served monitor and its clients
 
 /// A `secmon-tui serve` of the test's own and a blocking HTTP client for it.
-struct Served {
-    monitor: Instance,
+pub(crate) struct Served {
+    pub(crate) monitor: Instance,
     /// Where to connect (loopback, also when it listens on 0.0.0.0).
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// `http://127.0.0.1:PORT` (or https).
-    base: String,
-    token: String,
+    pub(crate) base: String,
+    pub(crate) token: String,
     agent: ureq::Agent,
     /// Its audit log (in the instance's directory unless the test's config says otherwise).
-    audit_log: PathBuf,
+    pub(crate) audit_log: PathBuf,
     /// Directories that go with the monitor (dropped after it).
-    _dirs: Vec<TestDir>,
+    pub(crate) _dirs: Vec<TestDir>,
 }
 
 /// An answer: status, headers and body text.
-struct Reply {
-    status: u16,
-    headers: ureq::http::HeaderMap,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: ureq::http::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Reply {
     #[track_caller]
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {}", self.status, self.body))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The `error` of a JSON error answer.
     #[track_caller]
-    fn error(&self) -> String {
+    pub(crate) fn error(&self) -> String {
         let json = self.json();
         json["error"]
             .as_str()
@@ -100,13 +100,13 @@ impl Reply {
 impl Served {
     /// `secmon-tui serve ARGS`: a replay when ARGS has `--replay`, else the live kernel (root).
     #[track_caller]
-    fn start(args: &[&str]) -> Served {
+    pub(crate) fn start(args: &[&str]) -> Served {
         Served::start_with(args, None)
     }
 
     /// As [`Served::start`]; `tls_root` is the certificate an https client trusts.
     #[track_caller]
-    fn start_with(args: &[&str], tls_root: Option<&Path>) -> Served {
+    pub(crate) fn start_with(args: &[&str], tls_root: Option<&Path>) -> Served {
         let mut all = vec!["serve"];
         all.extend_from_slice(args);
         let mut monitor = Instance::start(&all);
@@ -145,7 +145,7 @@ impl Served {
 
     /// METHOD `path` with `headers` and an optional body, nothing else.
     #[track_caller]
-    fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,
@@ -182,7 +182,7 @@ impl Served {
 
     /// METHOD `path` with the token (and `body` as JSON).
     #[track_caller]
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         let bearer = self.bearer();
         let text = body.map(|b| b.to_string());
         let mut headers = vec![("authorization", bearer.as_str())];
@@ -194,14 +194,14 @@ impl Served {
 
     /// GET `path` with the token; panics unless 200.
     #[track_caller]
-    fn get_ok(&self, path: &str) -> Value {
+    pub(crate) fn get_ok(&self, path: &str) -> Value {
         let reply = self.call("GET", path, None);
         assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
         reply.json()
     }
 
     /// The audit log's lines.
-    fn audit(&self) -> Vec<Value> {
+    pub(crate) fn audit(&self) -> Vec<Value> {
         audit_lines(&self.audit_log)
     }
 
@@ -241,7 +241,7 @@ impl Served {
 
     /// Stops the monitor (SIGTERM); asserts a clean exit and returns its stderr.
     #[track_caller]
-    fn stop(self) -> Vec<String> {
+    pub(crate) fn stop(self) -> Vec<String> {
         self.monitor.signal(libc::SIGTERM);
         let (status, _, stderr) = self.monitor.finish(STOP_TIMEOUT);
         assert!(status.success(), "monitor: {status}\n{}", stderr.join("\n"));
@@ -279,7 +279,7 @@ fn agent(tls_root: Option<&Path>) -> ureq::Agent {
     config.build().into()
 }
 
-fn runtime() -> Runtime {
+pub(crate) fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -649,6 +649,22 @@ fn endpoints() -> Vec<(&'static str, String, Option<String>, u16)> {
             Some(simulate),
             200,
         ),
+        ("GET", "/api/v1/alerts/counts".into(), None, 200),
+        // Machines: a registration refused for what it asks (plain http off loopback), and
+        // a machine nobody registered.
+        ("GET", "/api/v1/machines".into(), None, 200),
+        (
+            "POST",
+            "/api/v1/machines".into(),
+            Some(
+                json!({"name": "m", "url": "http://192.0.2.1:9988", "token": "0".repeat(64)})
+                    .to_string(),
+            ),
+            400,
+        ),
+        ("DELETE", "/api/v1/machines/none".into(), None, 404),
+        ("GET", "/api/v1/machines/none/api/status".into(), None, 404),
+        ("GET", "/api/v1/all-machines/alerts".into(), None, 200),
     ]
 }
 
@@ -878,7 +894,7 @@ fn session_cookie(reply: &Reply) -> (String, String) {
 
 /// Logs in with the form; the session cookie's id and its whole `Set-Cookie`.
 #[track_caller]
-fn log_in(served: &Served) -> (String, String) {
+pub(crate) fn log_in(served: &Served) -> (String, String) {
     let form = format!("token={}", served.token);
     let reply = served.request(
         "POST",
@@ -892,7 +908,7 @@ fn log_in(served: &Served) -> (String, String) {
 
 /// The CSRF token a page embeds for its session (`hx-headers` on the body).
 #[track_caller]
-fn csrf_of(served: &Served, cookie: &str) -> String {
+pub(crate) fn csrf_of(served: &Served, cookie: &str) -> String {
     let page = served.request("GET", "/", &[("cookie", cookie)], None);
     assert_eq!(page.status, 200, "{}", page.body);
     let at = page
@@ -1355,7 +1371,7 @@ fn plain_http_off_loopback_needs_insecure_http() {
 }
 
 /// A self-signed certificate for 127.0.0.1 and localhost (and its key), made with openssl.
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new("openssl")
         .args([
@@ -1385,7 +1401,7 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// A config of the test's own with the controller's private paths and `extra` in
 /// `[controller]`.
-fn controller_config(dir: &TestDir, controller: &str, rest: &str) -> PathBuf {
+pub(crate) fn controller_config(dir: &TestDir, controller: &str, rest: &str) -> PathBuf {
     let path = dir.join("secmon.toml");
     fs::write(
         &path,

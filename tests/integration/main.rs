@@ -18,6 +18,7 @@ mod file;
 mod hostile_files;
 mod kernel;
 mod losses;
+mod machines;
 mod network;
 mod privilege;
 mod process;

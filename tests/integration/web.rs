@@ -28,7 +28,7 @@ use crate::common::{
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long a test waits for the page to show what it caused.
-const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How soon a real exec must be on the live page (the page is redrawn every 250 ms).
 const LIVE_WITHIN: Duration = Duration::from_secs(1);
 /// How often the page is looked at while waiting.
@@ -43,7 +43,11 @@ const RERUN_AFTER: Duration = Duration::from_secs(3);
 /// Polls `f` until it gives something or `timeout` passes (then panics, saying `what` and
 /// what `last` says about the last state).
 #[track_caller]
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+pub(crate) fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         match f() {
@@ -64,7 +68,7 @@ fn free_port() -> u16 {
 
 /// One event row of the page, as the tests look at it.
 #[derive(Debug, Deserialize)]
-struct Row {
+pub(crate) struct Row {
     text: String,
     /// `exec`, `open`, `exit`…
     op: String,
@@ -140,7 +144,7 @@ impl Served {
 }
 
 /// chromedriver and a headless Chromium session; both end when this is dropped.
-struct Browser {
+pub(crate) struct Browser {
     client: Option<Client>,
     rt: tokio::runtime::Runtime,
     driver: Child,
@@ -151,7 +155,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn start(base: &str) -> Browser {
+    pub(crate) fn start(base: &str) -> Browser {
         let dir = TestDir::new(&format!("secmon-web-{}", marker()));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -259,12 +263,12 @@ impl Browser {
             .unwrap_or_else(|e| panic!("WebDriver: {what}: {e}"))
     }
 
-    fn goto(&self, path: &str) {
+    pub(crate) fn goto(&self, path: &str) {
         let url = format!("{}{path}", self.base);
         self.run(&format!("go to {url}"), self.client().goto(&url));
     }
 
-    fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         self.run("the URL", self.client().current_url())
             .path()
             .to_string()
@@ -275,12 +279,12 @@ impl Browser {
     }
 
     /// Runs `script` (a function body; `arguments[i]` are `args`) in the page.
-    fn js(&self, script: &str, args: Vec<Value>) -> Value {
+    pub(crate) fn js(&self, script: &str, args: Vec<Value>) -> Value {
         self.run("a script", self.client().execute(script, args))
     }
 
     /// The text of the first element matching `css`, if there is one.
-    fn text(&self, css: &str) -> Option<String> {
+    pub(crate) fn text(&self, css: &str) -> Option<String> {
         let value = self.js(
             "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
             vec![json!(css)],
@@ -288,7 +292,7 @@ impl Browser {
         value.as_str().map(String::from)
     }
 
-    fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let element = self.run(
             &format!("find {css}"),
             self.client().find(Locator::Css(css)),
@@ -304,7 +308,7 @@ impl Browser {
         self.run(&format!("click {xpath}"), element.click());
     }
 
-    fn type_into(&self, css: &str, text: &str) {
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
         let element = self.run(
             &format!("find {css}"),
             self.client().find(Locator::Css(css)),
@@ -346,7 +350,7 @@ impl Browser {
             .find(|r| (op.is_empty() || r.op == op) && r.text.contains(needle))
     }
 
-    fn wait_for_row(&self, css: &str, op: &str, needle: &str, timeout: Duration) -> Row {
+    pub(crate) fn wait_for_row(&self, css: &str, op: &str, needle: &str, timeout: Duration) -> Row {
         wait_until(
             &format!("a {op} row with {needle:?} in {css}"),
             timeout,
@@ -361,7 +365,7 @@ impl Browser {
     }
 
     /// Logs in with `token`; true when the live page opened.
-    fn log_in(&self, token: &str) -> bool {
+    pub(crate) fn log_in(&self, token: &str) -> bool {
         self.goto("/login");
         self.type_into("#token", token);
         self.click("form button[type=submit]");
@@ -386,7 +390,7 @@ impl Browser {
 
     /// Waits for the live page's WebSocket (the server's own "live" in the header).
     #[track_caller]
-    fn wait_live(&self) {
+    pub(crate) fn wait_live(&self) {
         wait_until("the live stream connected", PAGE_TIMEOUT, || {
             let state = self.text("#ws-state").unwrap_or_default();
             if state.starts_with("live") {
@@ -399,7 +403,7 @@ impl Browser {
 
     /// Types `text` into the live page's filter and waits for the server to apply it.
     #[track_caller]
-    fn filter_live(&self, text: &str) {
+    pub(crate) fn filter_live(&self, text: &str) {
         self.wait_live();
         self.type_into("#filter-text", text);
         wait_until("the filter in force", PAGE_TIMEOUT, || {
@@ -427,7 +431,7 @@ impl Browser {
     }
 
     /// Saves a screenshot as target/web-screenshots/NAME.png; returns its path.
-    fn screenshot(&self, name: &str) -> PathBuf {
+    pub(crate) fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.run("a screenshot", self.client().screenshot());
         fs::create_dir_all(&self.shots).expect("create target/web-screenshots");
         let path = self.shots.join(format!("{name}.png"));
@@ -450,7 +454,7 @@ impl Drop for Browser {
 }
 
 /// Runs `path ARGS` to its end.
-fn run_program(path: &Path, args: &[&str]) -> u32 {
+pub(crate) fn run_program(path: &Path, args: &[&str]) -> u32 {
     let mut child = spawn(
         Command::new(path)
             .args(args)
@@ -532,6 +536,8 @@ fn web_login_refuses_a_wrong_token_and_every_page_fits_a_phone() {
         ("/denies", Some("Deny entries"), "#denies"),
         ("/history", Some("History"), "#history-form"),
         ("/status", Some("Status"), "#losses"),
+        ("/machines", Some("Machines"), "#machines-table"),
+        ("/all-machines", Some("All machines"), "#all-machines"),
         (alert.href.as_str(), None, ".facts .proc-exe"),
     ] {
         for (size, name) in [(DESKTOP, "desktop"), (PHONE, "phone")] {

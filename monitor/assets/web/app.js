@@ -71,5 +71,14 @@
   document.addEventListener("htmx:wsClose", function () {
     setState("disconnected: reconnecting…");
   });
+  // The Machines page's form: emptied once a machine was added (the token is not kept on
+  // the page), kept as typed when the server refused it, to be corrected.
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var form = e.detail && e.detail.elt;
+    if (form && form.id === "add-machine" && e.detail.successful &&
+        e.detail.xhr.responseText.indexOf('class="msg ok"') >= 0) {
+      form.reset();
+    }
+  });
   document.addEventListener("DOMContentLoaded", periodChanged);
 })();

@@ -241,6 +241,8 @@ impl Default for Storage {
 pub const DEFAULT_CONTROLLER_LISTEN: &str = "127.0.0.1:9988";
 /// Where the controller keeps its access token by default (created `0600` on first start).
 pub const DEFAULT_CONTROLLER_TOKEN: &str = "/var/lib/secmon/controller.token";
+/// The registered machines' file, by default: this name beside the token file.
+pub const DEFAULT_MACHINES_FILE_NAME: &str = "machines.json";
 /// Where the controller writes what its clients changed, by default.
 pub const DEFAULT_CONTROLLER_AUDIT: &str = "/var/log/secmon/controller-audit.log";
 
@@ -275,6 +277,13 @@ pub struct Controller {
     /// Every state change made through the controller, one JSON object per line.
     #[serde(deserialize_with = "via::<FilePath, _, _>")]
     pub audit_log: PathBuf,
+    /// The other machines' controllers registered on the Machines page, with their tokens
+    /// (root only; default: `machines.json` beside `token_file`).
+    #[serde(
+        deserialize_with = "via_some::<FilePath, _, _>",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub machines_file: Option<PathBuf>,
 }
 
 impl Default for Controller {
@@ -289,6 +298,7 @@ impl Default for Controller {
             token_file: PathBuf::from(DEFAULT_CONTROLLER_TOKEN),
             allowed_origins: Vec::new(),
             audit_log: PathBuf::from(DEFAULT_CONTROLLER_AUDIT),
+            machines_file: None,
         }
     }
 }

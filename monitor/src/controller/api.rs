@@ -19,6 +19,7 @@ use super::{
     AppState, MAX_HISTORY_PAGE, SimulatedBlock, assets,
     hub::{RECENT_ALERTS, family_index},
     live::{self, LiveFilter},
+    machines,
     security::{Caller, error},
 };
 use crate::{
@@ -47,6 +48,20 @@ pub fn routes() -> Router<AppState> {
         .route("/denies", get(denies).post(deny_add))
         .route("/denies/simulate", post(deny_simulate))
         .route("/denies/{id}", delete(deny_remove))
+        .route("/alerts/counts", get(machines::api::alert_counts))
+        .route(
+            "/machines",
+            get(machines::api::list).post(machines::api::add),
+        )
+        .route("/machines/{name}", delete(machines::api::remove))
+        .route(
+            "/machines/{name}/api/{*rest}",
+            get(machines::api::remote_api)
+                .post(machines::api::remote_api)
+                .put(machines::api::remote_api)
+                .delete(machines::api::remote_api),
+        )
+        .route("/all-machines/alerts", get(machines::api::all_alerts))
         .fallback(no_such_endpoint)
         .layer(axum::middleware::map_response(json_errors))
 }
@@ -853,12 +868,13 @@ mod tests {
             .nth(1)
             .and_then(|rest| rest.split("\n}\n").next())
             .expect("routes() in api.rs");
-        let route = regex::Regex::new(r#"\.route\("([^"]+)",\s*(.+)\)\s*$"#).expect("regex");
+        // A route may span lines (rustfmt breaks the long ones): each `.route(` up to the next.
+        let path = regex::Regex::new(r#"^\s*"([^"]+)""#).expect("regex");
         let method = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").expect("regex");
         let mut found = Vec::new();
-        for line in body.lines() {
-            if let Some(caps) = route.captures(line.trim()) {
-                for m in method.captures_iter(&caps[2]) {
+        for route in body.split(".route(").skip(1) {
+            if let Some(caps) = path.captures(route) {
+                for m in method.captures_iter(route) {
                     found.push((m[1].to_string(), format!("/api/v1{}", &caps[1])));
                 }
             }

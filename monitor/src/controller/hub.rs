@@ -37,6 +37,8 @@ const RECENT_EVENTS: usize = 4096;
 pub const RECENT_ALERTS: usize = 500;
 /// Per-second samples kept for the rate figures (a minute's worth).
 const RATE_SAMPLES: usize = 60;
+/// Per-minute alert counts kept for [`Hub::alerts_last_hour`] (an hour's worth).
+const ALERT_MINUTES: i64 = 60;
 
 /// A batch as the clients receive it: the events, and their JSON for the API's unfiltered
 /// stream, made once by the first client that needs it and shared by the others (twenty
@@ -166,6 +168,16 @@ struct Recent {
     totals: Totals,
     /// (second, events that second), newest last.
     rates: VecDeque<(i64, u64)>,
+    /// (minute, suspicious and malicious alerts that minute), newest last.
+    alert_minutes: VecDeque<(i64, [u64; 2])>,
+}
+
+/// Alerts by severity over the last hour (as they arrived, whatever their timestamps say: a
+/// replay's events are old).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertCounts {
+    pub suspicious: u64,
+    pub malicious: u64,
 }
 
 pub struct Hub {
@@ -259,6 +271,11 @@ impl Hub {
             recent.totals.by_severity[severity_index(event.analysis.severity)] += 1;
             if is_alert(event) {
                 recent.totals.alerts += 1;
+                count_alert_minute(
+                    &mut recent.alert_minutes,
+                    second / 60,
+                    event.analysis.severity,
+                );
                 if recent.alerts.len() >= RECENT_ALERTS {
                     recent.alerts.pop_front();
                 }
@@ -297,6 +314,22 @@ impl Hub {
         recent.alerts.iter().rev().take(limit).cloned().collect()
     }
 
+    /// Alerts that arrived in the last hour, by severity.
+    pub fn alerts_last_hour(&self) -> AlertCounts {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Utc::now().timestamp() / 60;
+        let mut counts = AlertCounts::default();
+        for (_, [suspicious, malicious]) in recent
+            .alert_minutes
+            .iter()
+            .filter(|(minute, _)| *minute > now - ALERT_MINUTES)
+        {
+            counts.suspicious += suspicious;
+            counts.malicious += malicious;
+        }
+        counts
+    }
+
     pub fn totals(&self) -> Totals {
         self.recent
             .lock()
@@ -316,6 +349,22 @@ impl Hub {
             .map(|(_, n)| n)
             .sum();
         sum as f64 / seconds.max(1) as f64
+    }
+}
+
+/// Counts one alert of `severity` in `minute`, keeping [`ALERT_MINUTES`] minutes.
+fn count_alert_minute(minutes: &mut VecDeque<(i64, [u64; 2])>, minute: i64, severity: Severity) {
+    let slot = usize::from(severity == Severity::Malicious);
+    match minutes.back_mut() {
+        Some((m, counts)) if *m == minute => counts[slot] += 1,
+        _ => {
+            let mut counts = [0; 2];
+            counts[slot] = 1;
+            minutes.push_back((minute, counts));
+            while minutes.len() > ALERT_MINUTES as usize {
+                minutes.pop_front();
+            }
+        }
     }
 }
 
@@ -417,6 +466,19 @@ mod tests {
         assert!(hub.subscribe().is_none());
         drop(feeds);
         assert!(hub.subscribe().is_some());
+    }
+
+    #[test]
+    fn alert_minutes_keep_an_hour() {
+        let mut minutes = VecDeque::new();
+        for minute in 0..100 {
+            count_alert_minute(&mut minutes, minute, Severity::Suspicious);
+            count_alert_minute(&mut minutes, minute, Severity::Malicious);
+            count_alert_minute(&mut minutes, minute, Severity::Malicious);
+        }
+        assert_eq!(minutes.len(), ALERT_MINUTES as usize);
+        assert_eq!(minutes.back(), Some(&(99, [1, 2])));
+        assert_eq!(minutes.front().map(|(m, _)| *m), Some(40));
     }
 
     #[tokio::test]

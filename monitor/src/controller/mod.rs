@@ -31,6 +31,7 @@ pub mod audit;
 pub mod auth;
 pub mod hub;
 pub mod live;
+pub mod machines;
 pub mod pages;
 pub mod security;
 pub mod window;
@@ -73,6 +74,8 @@ pub enum ControllerError {
     Token(#[from] auth::TokenError),
     #[error("controller: audit log {0}")]
     Audit(String),
+    #[error("controller: {0}")]
+    Machines(#[from] machines::RegistryError),
     #[error("controller: TLS: {0}")]
     Tls(String),
     #[error("controller: cannot listen on {addr}: {error}")]
@@ -91,6 +94,8 @@ pub struct Settings {
     pub token_file: PathBuf,
     pub allowed_origins: Vec<String>,
     pub audit_log: PathBuf,
+    /// The registered machines and their tokens (root only).
+    pub machines_file: PathBuf,
 }
 
 impl Settings {
@@ -106,6 +111,11 @@ impl Settings {
             token_file: controller.token_file.clone(),
             allowed_origins: controller.allowed_origins.clone(),
             audit_log: controller.audit_log.clone(),
+            machines_file: controller.machines_file.clone().unwrap_or_else(|| {
+                controller
+                    .token_file
+                    .with_file_name(config::DEFAULT_MACHINES_FILE_NAME)
+            }),
         }
     }
 
@@ -260,6 +270,8 @@ pub struct Shared {
     pub controls: Controls,
     pub host: String,
     pub requests: Semaphore,
+    /// The other machines' controllers registered here.
+    pub machines: machines::Machines,
 }
 
 pub type AppState = Arc<Shared>;
@@ -335,6 +347,7 @@ pub async fn start(
         ));
     }
     let audit = audit::AuditLog::open(&settings.audit_log).map_err(ControllerError::Audit)?;
+    let machines = machines::Machines::load(&settings.machines_file)?;
     let controls = controls(config, pipeline, history);
     // Subscribed before serving, so that no reload after the first page is missed.
     let notices = crate::notice::subscribe(16, crate::notice::Terminal::Shared);
@@ -347,6 +360,7 @@ pub async fn start(
         controls,
         host: hostname(),
         requests: Semaphore::new(MAX_REQUESTS),
+        machines,
     });
     let bind_error = |error| ControllerError::Bind {
         addr: settings.listen,
@@ -434,6 +448,7 @@ impl Serving {
         let service = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(hub::run(hub, batches));
         tokio::spawn(watch_reloads(shared.clone(), notices));
+        tokio::spawn(machines::health::run(shared.clone()));
         let served = match shared.settings.tls.clone() {
             Some((cert, key)) => {
                 let server = match tls_config(&cert, &key).await {
@@ -556,6 +571,12 @@ fn router(shared: AppState) -> Router {
         .merge(pages::routes())
         .nest("/api/v1", api::routes())
         .merge(assets::routes())
+        // After the security layer (layers run outermost last-added first): only a request
+        // this controller accepted is forwarded to the active machine.
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            machines::proxy::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             security::layer,

@@ -10,7 +10,11 @@ use axum::{
 use maud::{DOCTYPE, Markup, html};
 
 use crate::{
-    controller::{AppState, security::Caller},
+    controller::{
+        AppState,
+        machines::{self, Machine},
+        security::Caller,
+    },
     event::{Event, Family, Severity},
     ui,
 };
@@ -23,6 +27,8 @@ pub const NAV: &[(&str, &str)] = &[
     ("/denies", "Deny entries"),
     ("/history", "History"),
     ("/status", "Status"),
+    ("/machines", "Machines"),
+    ("/all-machines", "All machines"),
 ];
 
 /// HTMX's settings: no indicator `<style>` (the CSP allows none), no eval, no inline scripts,
@@ -39,7 +45,12 @@ pub fn is_htmx(headers: &HeaderMap) -> bool {
     headers.contains_key("hx-request") && !headers.contains_key("hx-history-restore-request")
 }
 
-/// A whole page, or only `body` for an HTMX request.
+/// The request header under which a page answers with its body only, as for HTMX: sent by
+/// a controller that shows this machine's page inside its own shell (the Machines page's
+/// active machine, [`crate::controller::machines::proxy`]).
+pub const PAGE_BODY_HEADER: &str = "x-secmon-page-body";
+
+/// A whole page, or only `body` for an HTMX request (or a controller embedding it).
 pub fn page(
     shared: &AppState,
     caller: &Caller,
@@ -48,10 +59,35 @@ pub fn page(
     title: &str,
     body: Markup,
 ) -> Response {
-    if is_htmx(headers) {
+    if is_htmx(headers) || headers.contains_key(PAGE_BODY_HEADER) {
         return Html(body.into_string()).into_response();
     }
+    let active = machines::proxy::active_machine(shared, headers);
+    shell(shared, caller, path, title, active.as_ref(), body)
+}
+
+/// The page around `body`: head, the header (the machine shown, the machine selector, the
+/// navigation), the CSRF header HTMX sends. `remote` is the machine shown when it is not this
+/// one: the header then says so in a banner no page can miss.
+pub fn shell(
+    shared: &AppState,
+    caller: &Caller,
+    path: &str,
+    title: &str,
+    remote: Option<&Machine>,
+    body: Markup,
+) -> Response {
     let csrf = serde_json::json!({ "X-CSRF-Token": caller.csrf() }).to_string();
+    let registered = shared.machines.list();
+    let shown_name = remote.map_or(machines::LOCAL, |m| m.name.as_str());
+    let shown_host = match remote {
+        Some(machine) => shared
+            .machines
+            .health(&machine.name)
+            .host
+            .unwrap_or_else(|| machine.name.clone()),
+        None => clean(&shared.host).into_owned(),
+    };
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -59,16 +95,35 @@ pub fn page(
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="htmx-config" content=(HTMX_CONFIG);
-                title { (title) " · secmon on " (clean(&shared.host)) }
+                title { (title) " · secmon on " (shown_host) }
                 link rel="stylesheet" href="/assets/app.css";
                 script src="/assets/htmx.min.js" {}
                 script src="/assets/htmx-ext-ws.min.js" {}
                 script src="/assets/app.js" {}
             }
-            body hx-headers=(csrf) {
-                header.top {
+            body hx-headers=(csrf) data-machine=(shown_name) {
+                header.top.(if remote.is_some() { "remote" } else { "local" }) {
                     span.brand { "secmon" }
-                    span.host title="this machine" { (clean(&shared.host)) }
+                    span.host #shown-machine title="the machine these pages show and act on" {
+                        @if remote.is_some() { "machine " b { (shown_name) } " · " } (shown_host)
+                    }
+                    @if !registered.is_empty() && !caller.csrf().is_empty() {
+                        form.machine-select #machine-select hx-post="/ui/machines/select" hx-trigger="change" {
+                            input type="hidden" name="back" value=(path);
+                            label { "show "
+                                select name="machine" aria-label="the machine to show and act on" {
+                                    option value=(machines::LOCAL) selected[remote.is_none()] { "this machine" }
+                                    @for machine in &registered {
+                                        @let state = shared.machines.state(&machine.name);
+                                        option value=(machine.name) selected[shown_name == machine.name] {
+                                            (machine.name)
+                                            @if state == machines::health::Reach::Unreachable { " (unreachable)" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                     nav {
                         @for (href, name) in NAV {
                             a href=(href) aria-current=[(*href == path).then_some("page")] { (name) }
@@ -76,6 +131,12 @@ pub fn page(
                     }
                     @if !caller.csrf().is_empty() {
                         button.logout type="button" hx-post="/logout" { "Log out" }
+                    }
+                }
+                @if let Some(machine) = remote {
+                    p.remote-banner role="status" {
+                        "Showing and acting on " b { (machine.name) } " (" (machine.url) "), through this controller. "
+                        a href="/machines" { "Machines" }
                     }
                 }
                 main #main { (body) }

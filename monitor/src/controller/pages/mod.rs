@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/history", get(history::history_page))
         .route("/status", get(status::status_page))
         .merge(manage::routes())
+        .merge(super::machines::pages::routes())
 }
 
 // ---- login --------------------------------------------------------------------------------
@@ -140,6 +141,11 @@ async fn logout(State(shared): State<AppState>, headers: HeaderMap) -> Response 
     response.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static("secmon_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    // The machine shown goes with the session: the next one starts on this machine.
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("secmon_machine=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
     );
     response
 }
