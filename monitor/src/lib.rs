@@ -25,6 +25,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod priority;
 pub mod record;
+pub mod remote;
 pub mod response;
 pub mod rules;
 pub mod sanitize;
