@@ -238,7 +238,7 @@ mod tests {
         event["analysis"]["risk_score"] = json!(7.5);
         event["analysis"]["process_risk"] = json!(-3);
         event["response"] = json!(vec![
-            json!({"action": "alert", "result": "sent", "detail": "d".repeat(1 << 16)});
+            json!({"action": "alert", "result": "done", "detail": "d".repeat(1 << 16)});
             1000
         ]);
         let parsed = parse(&json!({"type": "events", "events": [event]}).to_string());

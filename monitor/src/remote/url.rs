@@ -45,7 +45,18 @@ impl RemoteUrl {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // The port as written (`Authority::port` is silent about one that does not parse).
+        let text = authority.as_str();
+        let after_host = text.rsplit_once(']').map_or(text, |(_, rest)| rest);
+        let port = match after_host.rsplit_once(':').map(|(_, port)| port) {
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
+            None if tls => 443,
+            None => 80,
+        };
         if !tls && !is_loopback(&host) {
             return Err(bad(
                 "plain http:// is only for a loopback address (127.0.0.1, ::1, localhost): \
@@ -182,7 +193,8 @@ mod tests {
             ("127.0.0.1:9988", "scheme"),
             ("https://user:pw@web1:9988", "user or password"),
             ("https://web1:9988/?token=x", "query"),
-            ("https://web1:99999", ""),
+            ("https://web1:99999", "port"),
+            ("https://web1:0", "port"),
             ("https://", ""),
             ("", ""),
             ("https://we b1", ""),
