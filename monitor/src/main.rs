@@ -271,20 +271,13 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
 
 /// `--connect URL --token-file FILE`: the terminal UI on a remote controller. No root, no
 /// config, no local rules or history; the address and the token are checked with one call
-/// before the terminal is taken, so a wrong token or address is a clear error, not a blank
-/// screen.
+/// before the terminal is taken (even before one is asked for), so a wrong token or address
+/// is a clear error, not a blank screen.
 fn run_connect(cli: &Cli, url: &str) -> Result<ExitCode> {
     if cli.command.is_some() {
         eprintln!(
             "secmon: --connect opens the terminal UI on the remote machine: it takes no \
              subcommand (use the remote's API for the rest, docs/api.md)"
-        );
-        return Ok(ExitCode::from(2));
-    }
-    if !has_terminal() {
-        eprintln!(
-            "secmon: the terminal UI needs a terminal on stdin and stdout; for a pipe, read the \
-             remote's stream from its API (/api/v1/events, docs/api.md)"
         );
         return Ok(ExitCode::from(2));
     }
@@ -309,6 +302,14 @@ fn run_connect(cli: &Cli, url: &str) -> Result<ExitCode> {
         sanitize::for_terminal(&status.host),
         sanitize::for_terminal(&status.version)
     );
+    // After the checks: a script can test an address and a token without a terminal.
+    if !has_terminal() {
+        eprintln!(
+            "secmon: the terminal UI needs a terminal on stdin and stdout; for a pipe, read the \
+             remote's stream from its API (/api/v1/events, docs/api.md)"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -18,8 +18,8 @@ use std::{
 use serde_json::Value;
 
 use crate::common::{
-    BIN, Instance, READY_TIMEOUT, STOP_TIMEOUT, TestDir, copy_executable, marker, next_id,
-    path_str, require_root, spawn, workspace,
+    BIN, DEFAULT_TIMEOUT, Instance, READY_TIMEOUT, STOP_TIMEOUT, TestDir, copy_executable, marker,
+    next_id, path_str, require_root, run, spawn, workspace,
 };
 use crate::tui::{EXITED, SCREEN_TIMEOUT, Tmux, set_filter, shell_says_exited, wrapper_script};
 
@@ -391,4 +391,78 @@ fn remote_tui_shows_live_events_and_switches_the_remotes_probes() {
     assert_eq!(remote.probe_state("file"), "on");
     quit(&tmux);
     remote.stop();
+}
+
+/// `secmon-tui --connect ARGS` without a terminal: its exit status and stderr.
+fn connect_fails(args: &[&str]) -> (i32, String) {
+    let out = run(
+        Command::new(BIN).arg("--connect").args(args),
+        DEFAULT_TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+/// A wrong token, an address where nothing listens, a plain-http address off loopback, a token
+/// file others can read, a certificate not trusted: each a clear one-line error before any
+/// terminal is taken, and a non-zero status.
+#[test]
+fn remote_tui_start_errors_are_clear() {
+    let dir = TestDir::new(&marker());
+    let mut remote = Remote::start(
+        dir.path(),
+        &["--replay", &workspace(RECORDING), "--speed", SLOW],
+    );
+    let url = remote.url();
+    let wrong = dir.join("wrong.token");
+    fs::write(&wrong, "0123456789abcdef\n").expect("write a wrong token");
+    fs::set_permissions(&wrong, fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    let (code, stderr) = connect_fails(&[&url, "--token-file", &path_str(&wrong)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the controller refused the token (401"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("0123456789abcdef"),
+        "the token was printed: {stderr}"
+    );
+
+    // The right token without a terminal: connected, then told a terminal is needed.
+    let right = dir.join("right.token");
+    fs::write(&right, &remote.token).expect("write the token");
+    fs::set_permissions(&right, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, stderr) = connect_fails(&[&url, "--token-file", &path_str(&right)]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("connected to vm"), "{stderr}");
+    assert!(stderr.contains("needs a terminal"), "{stderr}");
+
+    // A token file others can read is refused before anything is sent.
+    fs::set_permissions(&right, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, stderr) = connect_fails(&[&url, "--token-file", &path_str(&right)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    fs::set_permissions(&right, fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // https to a plain-http controller: a TLS error, not a hang.
+    let https = url.replace("http://", "https://");
+    let (code, stderr) = connect_fails(&[&https, "--token-file", &path_str(&right)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("secmon: error: --connect https://"),
+        "{stderr}"
+    );
+
+    // Plain http off loopback is refused before any connection.
+    let (code, stderr) =
+        connect_fails(&["http://192.0.2.1:9988", "--token-file", &path_str(&right)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("only for a loopback address"), "{stderr}");
+
+    // Nothing listening any more.
+    remote.stop();
+    let (code, stderr) = connect_fails(&[&url, "--token-file", &path_str(&right)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
 }
