@@ -325,7 +325,33 @@ impl App {
     fn refresh_slow(&mut self) {
         self.losses = self.losses_now();
         if let Some(source) = &self.link_source {
-            self.link = Some(source.view());
+            let view = source.view();
+            let before = self.link.as_ref().map(|l| l.phase.clone());
+            let was_connected = before == Some(LinkPhase::Connected);
+            let was_down = matches!(
+                before,
+                Some(LinkPhase::Reconnecting { .. } | LinkPhase::Unauthorised { .. })
+            );
+            let connected = view.phase == LinkPhase::Connected;
+            let change = match (was_connected, connected) {
+                (true, false) => Some((
+                    format!(
+                        "the link to {} dropped ({}): reconnecting by itself",
+                        view.host,
+                        view.why.as_deref().unwrap_or("no reason given")
+                    ),
+                    StatusKind::Error,
+                )),
+                (false, true) if was_down => Some((
+                    format!("the link to {} is back", view.host),
+                    StatusKind::Info,
+                )),
+                _ => None,
+            };
+            self.link = Some(view);
+            if let Some((text, kind)) = change {
+                self.set_status(text, kind);
+            }
         }
         for family in FAMILY_KEYS {
             self.probe_states[family_index(family)] = self.controls.probes.state(family);

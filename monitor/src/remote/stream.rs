@@ -360,3 +360,156 @@ impl Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::{
+        handshake::server::{ErrorResponse, Request, Response},
+        http,
+    };
+
+    use super::*;
+
+    const TOKEN: &str = "the-token";
+
+    fn event() -> serde_json::Value {
+        json!({
+            "timestamp": "2026-12-02T12:52:23.460478022Z", "event_type": "process_exec",
+            "pid": 7, "tid": 7, "ppid": 1, "uid": 0, "user": "root", "process": "curl",
+            "exe": "/usr/bin/curl", "cmdline": "curl", "cgroup_id": 1,
+            "analysis": {"label": "x", "severity": "benign", "risk_score": 0.1,
+                         "detection_method": "none", "recommendation": "", "rules": []}
+        })
+    }
+
+    fn events(n: usize) -> Message {
+        Message::text(json!({"type": "events", "events": vec![event(); n]}).to_string())
+    }
+
+    /// A fake controller's next connection: the token checked as the real one does (401
+    /// otherwise), then `messages`, then a close.
+    async fn serve_once(listener: &TcpListener, messages: Vec<Message>) {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+            let bearer = format!("Bearer {TOKEN}");
+            if request
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v.as_bytes() == bearer.as_bytes())
+            {
+                Ok(response)
+            } else {
+                Err(http::Response::builder()
+                    .status(401)
+                    .body(Some(r#"{"error":"wrong bearer token"}"#.to_string()))
+                    .expect("a response"))
+            }
+        };
+        if let Ok(mut socket) = tokio_tungstenite::accept_hdr_async(tcp, check).await {
+            for message in messages {
+                socket.send(message).await.expect("send");
+            }
+            let _ = socket.close(None).await;
+        }
+    }
+
+    async fn listener() -> (TcpListener, RemoteUrl) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let url = RemoteUrl::parse(&format!("http://127.0.0.1:{port}")).expect("a URL");
+        (listener, url)
+    }
+
+    /// Polls `done` (the link works on its own task) until it holds.
+    async fn wait_until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..2000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never happened: {what}");
+    }
+
+    #[tokio::test]
+    async fn hostile_messages_are_counted_and_the_link_comes_back_by_itself() {
+        let (listener, url) = listener().await;
+        let (tx, mut rx) = mpsc::channel(LINK_QUEUE);
+        let link = Link::start(url, Token::for_test(TOKEN), &Roots::default(), tx)
+            .expect("the link starts");
+        let shared = link.shared();
+        let mixed = json!({"type": "events", "events": [event(), {"pid": "x"}]}).to_string();
+        serve_once(
+            &listener,
+            vec![
+                events(2),
+                Message::text("not JSON \u{1b}[2J"),
+                Message::text(r#"{"type":"lost","events":7,"total":7}"#),
+                Message::text(mixed),
+                Message::binary(vec![0u8; 64]),
+            ],
+        )
+        .await;
+        assert_eq!(rx.recv().await.expect("a batch").len(), 2);
+        assert_eq!(rx.recv().await.expect("a batch").len(), 1);
+        wait_until("the losses counted", || {
+            let status = shared.status();
+            status.lost_remotely == 7 && status.lost_locally == 1
+        })
+        .await;
+        // The controller closed: the link waits, then connects again without being asked.
+        wait_until("the link reconnecting", || {
+            matches!(shared.status().state, LinkState::Reconnecting { .. })
+        })
+        .await;
+        serve_once(&listener, vec![events(3)]).await;
+        assert_eq!(
+            rx.recv().await.expect("a batch after the reconnect").len(),
+            3
+        );
+        assert_eq!(shared.status().connections, 2);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_loses_whole_counted_batches_never_the_link() {
+        let (listener, url) = listener().await;
+        let (tx, mut rx) = mpsc::channel(2);
+        let link = Link::start(url, Token::for_test(TOKEN), &Roots::default(), tx)
+            .expect("the link starts");
+        let shared = link.shared();
+        serve_once(&listener, (0..5).map(|_| events(3)).collect()).await;
+        wait_until("the overflow counted", || shared.status().lost_locally == 9).await;
+        assert_eq!(rx.recv().await.expect("the first batch").len(), 3);
+        assert_eq!(rx.recv().await.expect("the second batch").len(), 3);
+        assert!(rx.try_recv().is_err(), "only two batches fitted");
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_reported_not_retried_at_once() {
+        let (listener, url) = listener().await;
+        let (tx, _rx) = mpsc::channel(LINK_QUEUE);
+        let link = Link::start(url, Token::for_test("wrong"), &Roots::default(), tx)
+            .expect("the link starts");
+        let shared = link.shared();
+        serve_once(&listener, Vec::new()).await;
+        wait_until("the refusal", || {
+            matches!(shared.status().state, LinkState::Unauthorised { .. })
+        })
+        .await;
+        let status = shared.status();
+        assert!(
+            status.why.as_deref().is_some_and(|w| w.contains("401")),
+            "{status:?}"
+        );
+        let LinkState::Unauthorised { retry_at } = status.state else {
+            unreachable!("matched above")
+        };
+        assert!(
+            retry_at > Instant::now() + backoff::FIRST,
+            "retried too soon"
+        );
+        assert_eq!(status.connections, 0);
+    }
+}
