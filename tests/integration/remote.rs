@@ -43,14 +43,15 @@ struct Remote {
 }
 
 impl Remote {
-    /// Starts `serve ARGS` with the config in `dir`, on a free loopback port.
-    fn start(dir: &Path, args: &[&str]) -> Remote {
+    /// Starts `serve ARGS` with the config in `dir`, on a free loopback port; `enforce`:
+    /// real deny entries (`[response] enforce = true`).
+    fn start(dir: &Path, args: &[&str], enforce: bool) -> Remote {
         let config = dir.join("secmon.toml");
         fs::write(
             &config,
             format!(
                 "[storage]\nenabled = true\npath = {:?}\n\n\
-                 [response]\ncontrol_socket = {:?}\n\n\
+                 [response]\ncontrol_socket = {:?}\nenforce = {enforce}\n\n\
                  [controller]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\naudit_log = {:?}\n",
                 path_str(&dir.join("events.db")),
                 path_str(&dir.join("control.sock")),
@@ -269,6 +270,7 @@ fn remote_tui_follows_a_replayed_controller_through_a_restart() {
     let mut remote = Remote::start(
         dir.path(),
         &["--replay", &workspace(RECORDING), "--speed", SLOW],
+        false,
     );
     let client_dir = TestDir::new(&marker());
     let token = client_token(&remote, &client_dir);
@@ -346,7 +348,7 @@ fn remote_tui_follows_a_replayed_controller_through_a_restart() {
 fn remote_tui_shows_live_events_and_switches_the_remotes_probes() {
     require_root();
     let dir = TestDir::new(&marker());
-    let mut remote = Remote::start(dir.path(), &[]);
+    let mut remote = Remote::start(dir.path(), &[], true);
     let client_dir = TestDir::new(&marker());
     let token = client_token(&remote, &client_dir);
     let tmux = remote_tui(&remote, &token);
@@ -389,9 +391,98 @@ fn remote_tui_shows_live_events_and_switches_the_remotes_probes() {
         s.contains("file probes on")
     });
     assert_eq!(remote.probe_state("file"), "on");
+
+    // `b` asks the remote what a block would do; nothing is denied.
+    let exe_s = path_str(&exe);
+    tmux.keys(&["b"]);
+    tmux.wait_for("the remote's simulation", SCREEN_TIMEOUT, |s| {
+        s.contains(&format!("would deny exec path {exe_s}"))
+    });
+    assert_eq!(remote.get("/denies")["denies"], serde_json::json!([]));
+
+    // `B`, `y`: a real deny entry on the remote, made by its enforcer: the program is killed.
+    tmux.keys(&["B"]);
+    tmux.wait_for("the question", SCREEN_TIMEOUT, |s| {
+        s.contains(&format!("really deny exec path {exe_s} on vm"))
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the block", SCREEN_TIMEOUT, |s| {
+        s.contains(&format!("denied exec path {exe_s} on vm"))
+    });
+    let denies = remote.get("/denies")["denies"].clone();
+    assert_eq!(
+        denies[0]["target"],
+        format!("exec path {exe_s}"),
+        "{denies}"
+    );
+    let status = Command::new(&exe).status().expect("run the program");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the program blocked from the remote TUI ran: {status}"
+    );
+
+    // `D` lists the remote's entry, `u` lifts it there.
+    tmux.keys(&["D"]);
+    tmux.wait_for("the remote's deny entry", SCREEN_TIMEOUT, |s| {
+        s.contains("Blocked in the kernel (1)") && s.contains(&format!("exec path {exe_s}"))
+    });
+    tmux.keys(&["u"]);
+    tmux.wait_for("the entry lifted", SCREEN_TIMEOUT, |s| {
+        s.contains("Blocked in the kernel (0)") && s.contains(&format!("lifted exec path {exe_s}"))
+    });
+    assert_eq!(remote.get("/denies")["denies"], serde_json::json!([]));
+    assert!(Command::new(&exe).status().expect("run").success());
+
+    // `h`: the remote's history, queried with the history's options.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the live panes", SCREEN_TIMEOUT, |s| {
+        s.contains("▶ Processes")
+    });
+    tmux.keys(&["h"]);
+    tmux.wait_for("the remote's history", SCREEN_TIMEOUT, |s| {
+        s.contains("the history of vm")
+    });
+    tmux.keys(&["/", "C-u"]);
+    let query = format!("--last 1h --process {name} --type process_exec");
+    tmux.type_text(&query);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the query run", SCREEN_TIMEOUT, |s| {
+        s.contains(&format!("query: {query}"))
+    });
+    // The remote writes its history in batches: `r` asks again until the execs are stored.
+    let deadline = Instant::now() + STORE_TIMEOUT;
+    loop {
+        let screen = tmux.capture();
+        if history_rows(&screen).any(|l| l.contains(&exe_s) && l.contains(" exec ")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the remote's history never showed the program:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        tmux.keys(&["r"]);
+    }
+    // (`q` in a view closes it: back to the panes first.)
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the live panes", SCREEN_TIMEOUT, |s| {
+        s.contains("▶ Processes")
+    });
     quit(&tmux);
     remote.stop();
 }
+
+/// The rows of the history view (below its query line).
+fn history_rows(screen: &str) -> impl Iterator<Item = &str> {
+    screen
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("query:"))
+        .skip(1)
+}
+
+/// How long the remote may take to store an event (its history writes in batches).
+const STORE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `secmon-tui --connect ARGS` without a terminal: its exit status and stderr.
 fn connect_fails(args: &[&str]) -> (i32, String) {
@@ -412,6 +503,7 @@ fn remote_tui_start_errors_are_clear() {
     let mut remote = Remote::start(
         dir.path(),
         &["--replay", &workspace(RECORDING), "--speed", SLOW],
+        false,
     );
     let url = remote.url();
     let wrong = dir.join("wrong.token");

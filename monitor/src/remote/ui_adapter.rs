@@ -403,10 +403,10 @@ impl Response for RemoteResponse {
     fn unblock(&mut self, id: u32) -> Result<String, String> {
         self.0.reachable()?;
         let target = self.0.client.remove_deny(id).map_err(|e| e.one_line())?;
-        let mut snapshot = self.0.lock();
-        if let Some(Ok(rows)) = &mut snapshot.denies {
+        if let Some(Ok(rows)) = &mut self.0.lock().denies {
             rows.retain(|r| r.id != id);
         }
+        // (The lock above is released: `host` takes it again.)
         Ok(format!("lifted {target} on {}", self.0.host()))
     }
 }
