@@ -392,6 +392,8 @@ mod tests {
     /// otherwise), then `messages`, then a close.
     async fn serve_once(listener: &TcpListener, messages: Vec<Message>) {
         let (tcp, _) = listener.accept().await.expect("accept");
+        // The callback's type is tungstenite's.
+        #[allow(clippy::result_large_err)]
         let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
             let bearer = format!("Bearer {TOKEN}");
             if request

@@ -35,6 +35,9 @@ use crate::rules::{Action, RuleDoc, RuleInfo};
 const POLL: Duration = Duration::from_secs(1);
 /// The rule list is read while the UI asked for it this recently (the rules view is open).
 const RULES_WANTED_FOR: Duration = Duration::from_secs(3);
+/// Rules and deny entries kept from one answer at most (a real controller has dozens): the
+/// remote's word, bounded like everything else it sends.
+const MAX_ROWS: usize = 10_000;
 
 /// What the poller last read.
 #[derive(Default)]
@@ -144,7 +147,7 @@ impl Remote {
 
     fn read_rules(&self) {
         if let Ok(rules) = self.client.rules() {
-            self.lock().rules = Some(rules.into_iter().map(rule_info).collect());
+            self.lock().rules = Some(rules.into_iter().take(MAX_ROWS).map(rule_info).collect());
         }
     }
 
