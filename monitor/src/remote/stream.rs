@@ -119,15 +119,6 @@ impl LinkShared {
         *self.state.lock().unwrap_or_else(PoisonError::into_inner) = (state, why);
     }
 
-    /// Whether the stream is up now (the adapters refuse at once when it is not, rather than
-    /// wait for a call's timeout).
-    pub fn is_connected(&self) -> bool {
-        matches!(
-            self.state.lock().unwrap_or_else(PoisonError::into_inner).0,
-            LinkState::Connected
-        )
-    }
-
     /// Counts `events` dropped here (a full queue, unreadable events).
     pub fn count_local_loss(&self, events: u64) {
         self.lost_locally.fetch_add(events, Ordering::Relaxed);

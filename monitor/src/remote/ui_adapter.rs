@@ -159,14 +159,13 @@ impl Remote {
         }
     }
 
-    /// Refuses at once when the stream is down (a call would wait for its timeout).
+    /// Refuses at once when the stream is known to be down (a call would wait for its
+    /// timeout); while it connects, the call is tried.
     fn reachable(&self) -> Result<(), String> {
-        if self.link.is_connected() {
-            return Ok(());
-        }
         let why = match self.link.status().state {
+            LinkState::Connected | LinkState::Connecting => return Ok(()),
             LinkState::Unauthorised { .. } => "it refused the token",
-            _ => "the link is down, reconnecting",
+            LinkState::Reconnecting { .. } => "the link is down, reconnecting",
         };
         Err(format!("not connected to {}: {why}", self.host()))
     }
