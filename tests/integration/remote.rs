@@ -46,13 +46,19 @@ impl Remote {
     /// Starts `serve ARGS` with the config in `dir`, on a free loopback port; `enforce`:
     /// real deny entries (`[response] enforce = true`).
     fn start(dir: &Path, args: &[&str], enforce: bool) -> Remote {
+        Remote::start_with(dir, args, enforce, "")
+    }
+
+    /// [`Remote::start`] with `controller` added to its `[controller]` section (TLS).
+    fn start_with(dir: &Path, args: &[&str], enforce: bool, controller: &str) -> Remote {
         let config = dir.join("secmon.toml");
         fs::write(
             &config,
             format!(
                 "[storage]\nenabled = true\npath = {:?}\n\n\
                  [response]\ncontrol_socket = {:?}\nenforce = {enforce}\n\n\
-                 [controller]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\naudit_log = {:?}\n",
+                 [controller]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\naudit_log = {:?}\n\
+                 {controller}\n",
                 path_str(&dir.join("events.db")),
                 path_str(&dir.join("control.sock")),
                 path_str(&dir.join("controller.token")),
@@ -101,7 +107,7 @@ impl Remote {
         });
         let port = line
             .split_whitespace()
-            .find_map(|w| w.strip_prefix("http://127.0.0.1:"))
+            .find_map(|w| w.split_once("://127.0.0.1:").map(|(_, port)| port))
             .and_then(|rest| rest.trim_end_matches('/').parse().ok())
             .unwrap_or_else(|| panic!("no port in {line:?}"));
         self.port = port;
@@ -557,4 +563,84 @@ fn remote_tui_start_errors_are_clear() {
     let (code, stderr) = connect_fails(&[&url, "--token-file", &path_str(&right)]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("cannot reach"), "{stderr}");
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost (and its key), made with openssl
+/// (`CA:FALSE`: a server's own, which rustls accepts as a trusted root with --ca-file).
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// An https controller: refused without its certificate (a clear error naming --ca-file), and
+/// with `--ca-file` the JSON calls and the WebSocket stream both run over verified TLS.
+#[test]
+fn remote_tui_over_https_verifies_the_certificate() {
+    require_root(); // to run the TUI as another user
+    let dir = TestDir::new(&marker());
+    let client_dir = TestDir::new(&marker());
+    let (cert, key) = self_signed(client_dir.path());
+    fs::set_permissions(&cert, fs::Permissions::from_mode(0o644)).expect("chmod the cert");
+    let remote = Remote::start_with(
+        dir.path(),
+        &["--replay", &workspace(RECORDING), "--speed", SLOW],
+        false,
+        &format!(
+            "tls_cert = {:?}\ntls_key = {:?}",
+            path_str(&cert),
+            path_str(&key)
+        ),
+    );
+    let token = client_token(&remote, &client_dir);
+    let url = format!("https://localhost:{}", remote.port);
+
+    let (code, stderr) = connect_fails(&[&url, "--token-file", &path_str(&token)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("is not trusted") && stderr.contains("--ca-file"),
+        "{stderr}"
+    );
+
+    let uid = NOBODY.to_string();
+    let (cert_s, token_s) = (path_str(&cert), path_str(&token));
+    let tmux = Tmux::start(
+        &format!("secmon-remote-tls-{}-{}", std::process::id(), next_id()),
+        &wrapper_script("", ""),
+        &[
+            "setpriv",
+            "--reuid",
+            &uid,
+            "--regid",
+            &uid,
+            "--clear-groups",
+            BIN,
+            "--connect",
+            &url,
+            "--token-file",
+            &token_s,
+            "--ca-file",
+            &cert_s,
+        ],
+    );
+    tmux.wait_for("the remote's events over TLS", READY_TIMEOUT, |s| {
+        s.contains("secmon@vm") && s.contains("link connected") && events_shown(s) > 0
+    });
+    quit(&tmux);
 }
