@@ -30,7 +30,7 @@ impl Backoff {
         delay
     }
 
-    /// A connection held: the next drop starts from [`FIRST`] again.
+    /// A connection held: the next drop starts from `FIRST` again.
     pub fn reset(&mut self) {
         self.next = FIRST;
     }

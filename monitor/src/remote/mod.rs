@@ -117,7 +117,7 @@ impl RemoteError {
 /// The longest line of the remote's words the UI shows.
 const MAX_LINE: usize = 300;
 
-/// `text` on one line (line breaks become spaces), at most [`MAX_LINE`] characters.
+/// `text` on one line (line breaks become spaces), at most `MAX_LINE` characters.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace()
         .collect::<Vec<_>>()

@@ -59,7 +59,7 @@ pub enum LinkState {
     Reconnecting {
         retry_at: Instant,
     },
-    /// The controller refused the token; tried again after [`backoff::UNAUTHORISED`].
+    /// The controller refused the token; tried again after `backoff::UNAUTHORISED`.
     Unauthorised {
         retry_at: Instant,
     },

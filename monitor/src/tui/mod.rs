@@ -14,6 +14,10 @@
 //! The UI's keys reach the real thing through adapters beside what they adapt: probe switches
 //! and blocking in `response::ui_adapter`, the history database in `storage::ui_adapter`.
 //!
+//! [`run_remote`] (`remote.rs`, `--connect`) runs the same loop over a remote controller: the
+//! loop's `Feed` is then the remote's stream instead of a pipeline, and the keys' adapters
+//! are `remote::ui_adapter`'s.
+//!
 //! Terminal hygiene: [`TerminalGuard`] enters raw mode and the alternate screen and leaves
 //! both on drop; a panic hook restores the terminal before the panic is printed. While the UI
 //! runs it owns the terminal's notices ([`notice::Terminal::Owned`]): they go to the status
