@@ -642,5 +642,18 @@ fn remote_tui_over_https_verifies_the_certificate() {
     tmux.wait_for("the remote's events over TLS", READY_TIMEOUT, |s| {
         s.contains("secmon@vm") && s.contains("link connected") && events_shown(s) > 0
     });
-    quit(&tmux);
+
+    // A dropped SSH session (SIGHUP) stops it cleanly, the terminal given back.
+    let pid = libc::pid_t::try_from(tui_pid(&tmux)).expect("a pid");
+    // SAFETY: kill has no memory-safety preconditions; the pid is the test's own child's.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let screen = tmux.wait_for("the TUI's exit", SCREEN_TIMEOUT, shell_says_exited);
+    assert!(
+        screen.contains(&format!("{EXITED} 0")) && screen.contains("SIGHUP received; stopping"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("events received from vm"),
+        "no summary:\n{screen}"
+    );
 }
