@@ -115,7 +115,7 @@ impl LinkShared {
         }
     }
 
-    fn set(&self, state: LinkState, why: Option<String>) {
+    pub(super) fn set(&self, state: LinkState, why: Option<String>) {
         *self.state.lock().unwrap_or_else(PoisonError::into_inner) = (state, why);
     }
 

@@ -563,6 +563,172 @@ pub fn history_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::{RemoteUrl, Roots, Token};
+    use axum::{
+        Json, Router,
+        http::StatusCode,
+        routing::{delete, get, post, put},
+    };
+
+    /// A fake controller on loopback whose answers are hostile or refusals, served by a
+    /// runtime of its own (the adapters' calls block, as on the UI's loop).
+    fn fake_controller() -> (tokio::runtime::Runtime, RemoteUrl) {
+        let refuse = |status: StatusCode, error: &'static str| {
+            move || async move { (status, Json(json!({ "error": error }))) }
+        };
+        let app = Router::new()
+            .route(
+                "/api/v1/probes/{family}",
+                put(refuse(StatusCode::CONFLICT, "no probes\nhere: \u{1b}[2J")),
+            )
+            .route(
+                "/api/v1/rules/{name}",
+                put(refuse(
+                    StatusCode::FORBIDDEN,
+                    "cross-origin request refused",
+                )),
+            )
+            .route(
+                "/api/v1/denies",
+                post(refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "exec path /bin/bash is not blocked: /bin/bash is protected",
+                ))
+                .get(|| async {
+                    Json(json!({"enforcement": "enforce", "denies": [
+                        {"id": 1, "target": "exec path /tmp/x",
+                         "created": "2026-12-02T12:00:00Z", "by": "b", "reason": "r"}
+                    ]}))
+                }),
+            )
+            .route(
+                "/api/v1/denies/{id}",
+                delete(|| async {
+                    Json(json!({"ok": true, "deny": {"target": "exec path /tmp/x"}}))
+                }),
+            )
+            .route(
+                "/api/v1/rules/reload",
+                post(refuse(StatusCode::UNAUTHORIZED, "wrong bearer token")),
+            )
+            .route(
+                "/api/v1/status",
+                get(|| async { Json(json!({"host": "web1"})) }),
+            );
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        let url = RemoteUrl::parse(&format!("http://127.0.0.1:{port}")).expect("a URL");
+        (runtime, url)
+    }
+
+    fn remote(url: RemoteUrl, link: Arc<LinkShared>) -> (Arc<Remote>, Arc<Losses>) {
+        let client = Client::new(url, Token::for_test("t"), &Roots::default());
+        let losses = Arc::new(Losses::new());
+        let status = RemoteStatus {
+            host: "web1".to_string(),
+            enforcement: "enforce".to_string(),
+            probes: vec![super::super::ProbeRow {
+                family: "file".to_string(),
+                state: "on".to_string(),
+                why_unavailable: None,
+            }],
+            ..RemoteStatus::default()
+        };
+        (Remote::new(client, status, link, losses.clone()), losses)
+    }
+
+    #[test]
+    fn the_remotes_refusals_are_one_line_each_and_change_nothing() {
+        let (_runtime, url) = fake_controller();
+        let (remote, _) = remote(url, Arc::new(LinkShared::default()));
+        let mut probes = RemoteProbes(remote.clone());
+        let error = probes.set_enabled(Family::File, false).expect_err("409");
+        assert!(
+            error.contains("refused (409)") && error.contains("no probes here"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "{error:?}");
+        assert_eq!(
+            probes.state(Family::File),
+            ProbeState::On,
+            "a refusal changes nothing"
+        );
+        let error = RemoteRules(remote.clone())
+            .set_enabled("a", false)
+            .expect_err("403");
+        assert!(error.contains("refused (403)"), "{error}");
+        let error = RemoteRules(remote.clone()).reload().expect_err("401");
+        assert!(error.contains("refused the token"), "{error}");
+
+        let mut response = RemoteResponse(remote.clone());
+        let mut event = crate::event::Event::new(EventType::ProcessExec, chrono::Utc::now());
+        event.pid = 42;
+        event.exe = "/bin/bash".into();
+        let plan = response
+            .plan_enforce(&BlockTarget::Process(42), &event)
+            .expect("the remote enforces: the plan is the remote's to refuse");
+        assert_eq!(plan.question, "deny exec path /bin/bash on web1");
+        let error = response.enforce(&plan).expect_err("422");
+        assert!(error.contains("is protected"), "{error}");
+        assert_eq!(
+            response.unblock(1).expect("lifted"),
+            "lifted exec path /tmp/x on web1"
+        );
+    }
+
+    #[test]
+    fn keys_are_refused_at_once_while_the_link_is_down() {
+        let (_runtime, url) = fake_controller();
+        let link = Arc::new(LinkShared::default());
+        let (remote, _) = remote(url, link.clone());
+        link.set(
+            LinkState::Reconnecting {
+                retry_at: Instant::now(),
+            },
+            None,
+        );
+        let error = RemoteProbes(remote.clone())
+            .set_enabled(Family::File, false)
+            .expect_err("down");
+        assert_eq!(
+            error,
+            "not connected to web1: the link is down, reconnecting"
+        );
+        link.set(
+            LinkState::Unauthorised {
+                retry_at: Instant::now(),
+            },
+            None,
+        );
+        let error = RemoteResponse(remote).unblock(1).expect_err("refused");
+        assert_eq!(error, "not connected to web1: it refused the token");
+    }
+
+    #[test]
+    fn the_remotes_losses_are_added_once_and_again_after_its_restart() {
+        let (_runtime, url) = fake_controller();
+        let (remote, losses) = remote(url, Arc::new(LinkShared::default()));
+        let status = |n: u64| RemoteStatus {
+            losses: json!({ "ring_buffer_full": n, "not_a_reason": 99 })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            ..RemoteStatus::default()
+        };
+        remote.take_status(status(3));
+        remote.take_status(status(3));
+        assert_eq!(losses.get(Loss::RingBufferFull), 3);
+        remote.take_status(status(5));
+        assert_eq!(losses.get(Loss::RingBufferFull), 5);
+        // The remote restarted: its counts start again from zero, and all of them are new.
+        remote.take_status(status(2));
+        assert_eq!(losses.get(Loss::RingBufferFull), 7);
+        assert_eq!(losses.snapshot().total(), 7);
+    }
 
     #[test]
     fn history_queries_become_api_parameters() {
