@@ -31,7 +31,8 @@ use crate::record::Speed;
         secmon-tui --replay story.jsonl --speed 2     replay it in the UI (no root needed)\n  \
         secmon-tui --replay story.jsonl --json --speed max   replay it as JSON lines\n  \
         sudo secmon-tui block add exec /tmp/dropper   kill it at exec (needs [response] enforce)\n  \
-        sudo secmon-tui block list                    deny entries of the running monitor\n\n\
+        sudo secmon-tui block list                    deny entries of the running monitor\n  \
+        secmon-tui --connect https://web1:9988 --token-file web1.token   another machine's UI\n\n\
         In the UI: ? shows every key; h the stored history; D the deny entries; b simulates\n\
         and B (asking y/N, with [response] enforce = true) really blocks the selected event.\n\n\
         Config: /etc/secmon/secmon.toml if present, else built-in defaults (docs/config.md).\n\
@@ -78,6 +79,31 @@ pub struct Cli {
     /// --json output is then deterministic).
     #[arg(long, value_name = "1|2|10|max", requires = "replay", global = true)]
     pub speed: Option<Speed>,
+
+    /// Watch another machine: the terminal UI on the live stream of the controller at URL
+    /// (`secmon-tui serve` there), with the same panes and keys. The keys act on that
+    /// machine through its API and its own safety checks: probes (1-4), rules (r, R then
+    /// Space), blocks (b, B, D) and the history (h) are the remote's. No root, no eBPF, no
+    /// local rules or history here. https:// with a certificate this machine trusts (see
+    /// --ca-file); plain http:// only to a loopback address (an SSH tunnel, say). The link
+    /// reconnects by itself; the header says how it is and what it lost.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "token_file",
+        conflicts_with_all = ["json", "replay", "record", "serve", "db", "duration"]
+    )]
+    pub connect: Option<String>,
+
+    /// The remote controller's access token (its [controller] token_file, copied here with
+    /// mode 600): sent as `Authorization: Bearer` to --connect's URL only.
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM certificates the --connect controller's certificate must chain to (its own
+    /// self-signed certificate, or a private CA). Default: the built-in Mozilla roots.
+    #[arg(long, value_name = "PEM", requires = "connect")]
+    pub ca_file: Option<PathBuf>,
 
     /// Also serve the web controller (API and dashboard, see `serve --help`) beside the
     /// terminal UI or --json. Same as [controller] enabled = true.
@@ -330,6 +356,37 @@ mod tests {
         }
         let e = add("31536001").expect_err("too long");
         assert!(e.to_string().contains("0..=31536000"), "{e}");
+    }
+
+    #[test]
+    fn connect_needs_a_token_file_and_excludes_local_sources() {
+        let cli = Cli::try_parse_from([
+            "secmon-tui",
+            "--connect",
+            "https://web1:9988",
+            "--token-file",
+            "t",
+            "--ca-file",
+            "ca.pem",
+        ])
+        .expect("parses");
+        assert_eq!(cli.connect.as_deref(), Some("https://web1:9988"));
+        assert_eq!(cli.token_file, Some(PathBuf::from("t")));
+        assert_eq!(cli.ca_file, Some(PathBuf::from("ca.pem")));
+        usage_error(&["--connect", "https://web1:9988"]);
+        usage_error(&["--token-file", "t"]);
+        usage_error(&["--ca-file", "ca.pem"]);
+        for other in [
+            &["--json"][..],
+            &["--replay", "r.jsonl"],
+            &["--record", "r.jsonl"],
+            &["--serve"],
+            &["--db", "x.db"],
+        ] {
+            let mut args = vec!["--connect", "https://web1:9988", "--token-file", "t"];
+            args.extend_from_slice(other);
+            usage_error(&args);
+        }
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! [`output`] (JSON lines), the terminal UI ([`tui`]: event loop, [`app`]: state, [`ui`]:
 //! drawing); beside them [`storage`] (the SQLite event history) and [`record`] (recordings and
 //! replays). [`pipeline`] drives all of it, one driver for every front end; [`notice`] carries
-//! the operator's messages.
+//! the operator's messages. [`remote`] is a client of another machine's [`controller`]
+//! (`--connect`: the terminal UI over its stream and API).
 pub mod app;
 pub mod capture;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod priority;
 pub mod record;
+pub mod remote;
 pub mod response;
 pub mod rules;
 pub mod sanitize;

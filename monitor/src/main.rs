@@ -17,6 +17,7 @@ use secmon::{
     history_cli,
     pipeline::{self, Companion, PipelineError, RunOptions, SourceSpec},
     record::Replay,
+    remote,
     rules::{self, RuleEngine},
     sanitize,
     shutdown::cut_short_suffix,
@@ -59,6 +60,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(url) = &cli.connect {
+        return run_connect(&cli, url);
+    }
     if let Some(Command::Rules(command)) = &cli.command {
         return run_rules_command(&cli, command);
     }
@@ -261,6 +265,64 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         summary.records,
         recording.display(),
         cut_short_suffix(&summary.cut_short)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--connect URL --token-file FILE`: the terminal UI on a remote controller. No root, no
+/// config, no local rules or history; the address and the token are checked with one call
+/// before the terminal is taken (even before one is asked for), so a wrong token or address
+/// is a clear error, not a blank screen.
+fn run_connect(cli: &Cli, url: &str) -> Result<ExitCode> {
+    if cli.command.is_some() {
+        eprintln!(
+            "secmon: --connect opens the terminal UI on the remote machine: it takes no \
+             subcommand (use the remote's API for the rest, docs/api.md)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let url = remote::RemoteUrl::parse(url)?;
+    let Some(token_file) = &cli.token_file else {
+        eprintln!("secmon: --connect needs --token-file FILE (the remote controller's token)");
+        return Ok(ExitCode::from(2));
+    };
+    let token = remote::Token::read(token_file)?;
+    let roots = match &cli.ca_file {
+        Some(path) => remote::Roots::from_pem_file(path)?,
+        None => remote::Roots::default(),
+    };
+    let base = url.base();
+    let client = remote::Client::new(url, token, &roots);
+    eprintln!("secmon: connecting to {base}");
+    let status = client
+        .status()
+        .wrap_err_with(|| format!("--connect {base}"))?;
+    eprintln!(
+        "secmon: connected to {} (secmon {})",
+        sanitize::for_terminal(&status.host),
+        sanitize::for_terminal(&status.version)
+    );
+    // After the checks: a script can test an address and a token without a terminal.
+    if !has_terminal() {
+        eprintln!(
+            "secmon: the terminal UI needs a terminal on stdin and stdout; for a pipe, read the \
+             remote's stream from its API (/api/v1/events, docs/api.md)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("starting the async runtime")?;
+    let summary = runtime.block_on(tui::run_remote(client, status));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    let summary = summary?;
+    eprintln!(
+        "secmon: stopped: {} events received from {} ({} lost on the link)",
+        summary.events,
+        sanitize::for_terminal(&summary.host),
+        summary.lost_on_link
     );
     Ok(ExitCode::SUCCESS)
 }

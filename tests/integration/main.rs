@@ -23,6 +23,7 @@ mod network;
 mod privilege;
 mod process;
 mod properties;
+mod remote;
 mod replay;
 mod response;
 mod rules_e2e;

@@ -22,29 +22,29 @@ use crate::common::{
 };
 
 /// How long a test waits for something it caused to show on the screen.
-const SCREEN_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const SCREEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the screen is read while waiting.
 const POLL: Duration = Duration::from_millis(100);
 const WIDTH: u16 = 120;
 const HEIGHT: u16 = 40;
 /// The line the wrapper shell prints once `secmon-tui` has exited.
-const EXITED: &str = "secmon-tui exited with status";
+pub(crate) const EXITED: &str = "secmon-tui exited with status";
 
 /// The wrapper's own line, at the start of a line: the UI can show the wrapper's command line
 /// (which contains the same words) in its process pane before it exits.
-fn shell_says_exited(screen: &str) -> bool {
+pub(crate) fn shell_says_exited(screen: &str) -> bool {
     screen.lines().any(|l| l.starts_with(EXITED))
 }
 
 /// The shell line a session runs: `env` (environment changes) and the command given as
 /// arguments, then [`EXITED`] with its status, then `after` (more commands, `;`-terminated),
 /// then a sleep that keeps the pane (and what the command left on it) readable.
-fn wrapper_script(env: &str, after: &str) -> String {
+pub(crate) fn wrapper_script(env: &str, after: &str) -> String {
     format!(r#"{env}"$0" "$@"; echo "{EXITED} $?"; {after}exec sleep 600"#)
 }
 
 /// A detached tmux session on a private server.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
     session: String,
     /// The server's socket file (tmux leaves it behind when killed).
@@ -53,7 +53,7 @@ struct Tmux {
 
 impl Tmux {
     /// Starts `command` (run through `sh -c`) in a new `WIDTH`×`HEIGHT` session.
-    fn start(name: &str, script: &str, args: &[&str]) -> Tmux {
+    pub(crate) fn start(name: &str, script: &str, args: &[&str]) -> Tmux {
         let mut tmux = Tmux {
             socket: format!("{name}-sock"),
             session: name.to_string(),
@@ -99,7 +99,7 @@ impl Tmux {
     }
 
     /// Sends tmux key names (`Enter`, `Escape`, `Space`, `q`…).
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", &self.session];
         args.extend_from_slice(keys);
         let out = self.run(&args);
@@ -107,24 +107,29 @@ impl Tmux {
     }
 
     /// Types text literally.
-    fn type_text(&self, text: &str) {
+    pub(crate) fn type_text(&self, text: &str) {
         let out = self.run(&["send-keys", "-t", &self.session, "-l", "--", text]);
         assert!(out.status.success(), "send-keys -l {text:?}: {out:?}");
     }
 
-    fn capture(&self) -> String {
+    pub(crate) fn capture(&self) -> String {
         let out = self.run(&["capture-pane", "-p", "-t", &self.session]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn display(&self, format: &str) -> String {
+    pub(crate) fn display(&self, format: &str) -> String {
         let out = self.run(&["display-message", "-p", "-t", &self.session, format]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Polls the screen until `pred` holds; panics with the last screen after `timeout`.
     #[track_caller]
-    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.capture();
@@ -150,7 +155,7 @@ impl Drop for Tmux {
 
 /// The screen's lines, each with the pane it is in (`Processes`, `Files`, `Network`,
 /// `Alerts`, or `` above the first pane).
-fn lines_by_pane(screen: &str) -> Vec<(&'static str, &str)> {
+pub(crate) fn lines_by_pane(screen: &str) -> Vec<(&'static str, &str)> {
     let mut pane = "";
     let mut out = Vec::new();
     for line in screen.lines() {
@@ -166,7 +171,12 @@ fn lines_by_pane(screen: &str) -> Vec<(&'static str, &str)> {
 }
 
 /// A table row of `pane` that contains `needle` and starts with the risk marker `marker`.
-fn row_in<'a>(screen: &'a str, pane: &str, marker: &str, needle: &str) -> Option<&'a str> {
+pub(crate) fn row_in<'a>(
+    screen: &'a str,
+    pane: &str,
+    marker: &str,
+    needle: &str,
+) -> Option<&'a str> {
     lines_by_pane(screen)
         .into_iter()
         .find(|(p, line)| *p == pane && line.contains(needle) && line.starts_with(marker))
@@ -175,7 +185,7 @@ fn row_in<'a>(screen: &'a str, pane: &str, marker: &str, needle: &str) -> Option
 
 /// Sets the filter (`/`, clear, text, Enter) and waits for the header to show it. The text is
 /// typed in two halves, so that no tmux command line holds all of it (and matches it).
-fn set_filter(tmux: &Tmux, text: &str) {
+pub(crate) fn set_filter(tmux: &Tmux, text: &str) {
     tmux.keys(&["/", "C-u"]);
     let middle = text.len() / 2;
     tmux.type_text(&text[..middle]);

@@ -174,6 +174,39 @@ pub trait Response {
     fn unblock(&mut self, id: u32) -> Result<String, String>;
 }
 
+/// The link to a remote machine's controller (`--connect`), as the header shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkPhase {
+    Connecting,
+    Connected,
+    /// The link dropped; the next attempt is in this many seconds.
+    Reconnecting {
+        in_secs: u64,
+    },
+    /// The controller refused the token; the next attempt is in this many seconds.
+    Unauthorised {
+        in_secs: u64,
+    },
+}
+
+/// What the header says about the remote machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkView {
+    /// The remote machine's host name (from its status), or its address until it is known.
+    pub host: String,
+    pub phase: LinkPhase,
+    /// Events lost on the way here: the remote's `lost` messages (this terminal fell behind
+    /// its stream) and what was dropped here (a full queue, events that did not parse).
+    pub lost: u64,
+    /// Why the link last dropped, escaped (the status line shows it).
+    pub why: Option<String>,
+}
+
+/// A remote machine's link, read once a second (implemented by `remote::ui_adapter`).
+pub trait RemoteLink {
+    fn view(&self) -> LinkView;
+}
+
 /// What the UI controls.
 pub struct Controls {
     pub probes: Box<dyn Probes>,

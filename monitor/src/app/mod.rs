@@ -27,8 +27,8 @@ mod pane;
 
 pub use blocks::{BlockMark, BlockTarget, BlocksView, DenyRow, endpoint};
 pub use controls::{
-    Controls, EnforcePlan, ProbeState, Probes, REPLAY_NO_PROBES, ReplayProbes, Response,
-    RuleControl, StaticProbes,
+    Controls, EnforcePlan, LinkPhase, LinkView, ProbeState, Probes, REPLAY_NO_PROBES, RemoteLink,
+    ReplayProbes, Response, RuleControl, StaticProbes,
 };
 pub use filter::{contains_ignore_case, filter_matches};
 pub use history::{
@@ -195,6 +195,9 @@ pub struct App {
     pub offset: FixedOffset,
     /// Events received since start.
     pub received: u64,
+    /// The remote machine's link (`--connect`; read once a second), `None` on this machine.
+    pub link: Option<LinkView>,
+    link_source: Option<Box<dyn RemoteLink>>,
     next_seq: u64,
     /// Events the bounded panes let go of since the last [`App::take_evicted`]: the event loop
     /// hands them back to the thread that made them (freeing memory another thread
@@ -233,6 +236,8 @@ impl App {
             now,
             offset,
             received: 0,
+            link: None,
+            link_source: None,
             next_seq: 1,
             evicted: Vec::new(),
             quit: false,
@@ -241,6 +246,13 @@ impl App {
         };
         app.refresh_slow();
         app
+    }
+
+    /// Shows a remote machine's link in the header (`--connect`).
+    pub fn set_link(&mut self, link: Box<dyn RemoteLink>) {
+        self.link = Some(link.view());
+        self.link_source = Some(link);
+        self.dirty = true;
     }
 
     pub fn should_quit(&self) -> bool {
@@ -312,6 +324,35 @@ impl App {
     /// What is read from the kernel and the engine once a second.
     fn refresh_slow(&mut self) {
         self.losses = self.losses_now();
+        if let Some(source) = &self.link_source {
+            let view = source.view();
+            let before = self.link.as_ref().map(|l| l.phase.clone());
+            let was_connected = before == Some(LinkPhase::Connected);
+            let was_down = matches!(
+                before,
+                Some(LinkPhase::Reconnecting { .. } | LinkPhase::Unauthorised { .. })
+            );
+            let connected = view.phase == LinkPhase::Connected;
+            let change = match (was_connected, connected) {
+                (true, false) => Some((
+                    format!(
+                        "the link to {} dropped ({}): reconnecting by itself",
+                        view.host,
+                        view.why.as_deref().unwrap_or("no reason given")
+                    ),
+                    StatusKind::Error,
+                )),
+                (false, true) if was_down => Some((
+                    format!("the link to {} is back", view.host),
+                    StatusKind::Info,
+                )),
+                _ => None,
+            };
+            self.link = Some(view);
+            if let Some((text, kind)) = change {
+                self.set_status(text, kind);
+            }
+        }
         for family in FAMILY_KEYS {
             self.probe_states[family_index(family)] = self.controls.probes.state(family);
         }

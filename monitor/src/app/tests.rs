@@ -981,3 +981,64 @@ fn evicted_events_are_handed_back_oldest_first() {
     app.take_evicted(&mut back);
     assert_eq!(back.len(), 3, "nothing is handed back twice");
 }
+
+/// A remote link whose view the test changes (what `remote::ui_adapter` would report).
+struct SharedLink(std::rc::Rc<std::cell::RefCell<super::LinkView>>);
+
+impl super::RemoteLink for SharedLink {
+    fn view(&self) -> super::LinkView {
+        self.0.borrow().clone()
+    }
+}
+
+#[test]
+fn the_status_line_says_when_a_remote_link_drops_and_comes_back() {
+    use super::{LinkPhase, LinkView};
+    let (mut app, _) = app();
+    let view = std::rc::Rc::new(std::cell::RefCell::new(LinkView {
+        host: "web1".to_string(),
+        phase: LinkPhase::Connecting,
+        lost: 0,
+        why: None,
+    }));
+    app.set_link(Box::new(SharedLink(view.clone())));
+    let mut second = 0;
+    let mut tick = |app: &mut App| {
+        second += 1;
+        app.handle(Event::Tick(t0() + chrono::TimeDelta::seconds(second)));
+    };
+    // The first connection is not news.
+    view.borrow_mut().phase = LinkPhase::Connected;
+    tick(&mut app);
+    assert_eq!(
+        app.link.as_ref().map(|l| &l.phase),
+        Some(&LinkPhase::Connected)
+    );
+    assert!(app.status.is_none(), "{:?}", app.status);
+    // A drop is, with why.
+    *view.borrow_mut() = LinkView {
+        host: "web1".to_string(),
+        phase: LinkPhase::Reconnecting { in_secs: 2 },
+        lost: 5,
+        why: Some("the controller closed the stream".to_string()),
+    };
+    tick(&mut app);
+    let status = app.status.clone().expect("a status");
+    assert_eq!(status.kind, StatusKind::Error);
+    assert!(
+        status
+            .text
+            .contains("web1 dropped (the controller closed the stream)"),
+        "{}",
+        status.text
+    );
+    assert_eq!(app.link.as_ref().map(|l| l.lost), Some(5));
+    // And so is its return.
+    view.borrow_mut().phase = LinkPhase::Connected;
+    tick(&mut app);
+    let status = app.status.clone().expect("a status");
+    assert_eq!(
+        (status.kind, status.text.as_str()),
+        (StatusKind::Info, "the link to web1 is back")
+    );
+}

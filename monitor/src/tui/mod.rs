@@ -14,6 +14,10 @@
 //! The UI's keys reach the real thing through adapters beside what they adapt: probe switches
 //! and blocking in `response::ui_adapter`, the history database in `storage::ui_adapter`.
 //!
+//! [`run_remote`] (`remote.rs`, `--connect`) runs the same loop over a remote controller: the
+//! loop's `Feed` is then the remote's stream instead of a pipeline, and the keys' adapters
+//! are `remote::ui_adapter`'s.
+//!
 //! Terminal hygiene: [`TerminalGuard`] enters raw mode and the alternate screen and leaves
 //! both on drop; a panic hook restores the terminal before the panic is printed. While the UI
 //! runs it owns the terminal's notices ([`notice::Terminal::Owned`]): they go to the status
@@ -41,6 +45,7 @@ use tokio::sync::mpsc;
 use crate::{
     app::{self, App, Controls, HistorySource, NoHistory, ReplayProbes, Response, StatusKind},
     config::Config,
+    event::Event as SecEvent,
     history_cli,
     losses::{Loss, Losses},
     notice,
@@ -55,6 +60,10 @@ use crate::{
     storage::ui_adapter::StoredHistory,
     ui::{self, Theme},
 };
+
+mod remote;
+
+pub use remote::run_remote;
 
 /// Redraw period: at most ~30 frames a second, and only when something changed.
 pub const FRAME: Duration = Duration::from_millis(33);
@@ -123,7 +132,7 @@ fn install_panic_hook() {
 }
 
 /// Why the loop ended.
-enum Stop {
+pub(crate) enum Stop {
     Quit,
     Signal(&'static str),
     Duration,
@@ -142,17 +151,69 @@ impl From<StopReason> for Stop {
 }
 
 /// What the loop reads besides the keyboard.
-struct Sources {
-    pipeline: Pipeline,
-    /// Analysed batches (`None` once the pipeline has ended and they are all shown).
-    batches: mpsc::Receiver<Batch>,
+struct Sources<'a> {
+    /// Where the analysed events come from.
+    feed: Feed<'a>,
     /// Pages of the history view's queries.
     history: mpsc::UnboundedReceiver<app::HistoryReply>,
     notices: notice::Subscription,
-    /// Hands the events the panes let go of back to the pipeline's thread.
-    recycler: Recycler,
-    /// The pipeline's loop has ended (a recording is over: the operator keeps looking).
-    ended: bool,
+}
+
+/// Where the analysed events come from: this machine's pipeline, or a remote controller's
+/// stream (`--connect`, `remote.rs`).
+enum Feed<'a> {
+    Pipeline {
+        pipeline: &'a mut Pipeline,
+        /// Analysed batches (`None` once the pipeline has ended and they are all shown).
+        batches: mpsc::Receiver<Batch>,
+        /// Hands the events the panes let go of back to the pipeline's thread.
+        recycler: Recycler,
+        /// The pipeline's loop has ended (a recording is over: the operator keeps looking).
+        ended: bool,
+    },
+    Remote(remote::RemoteFeed),
+}
+
+/// What the feed brought.
+enum Arrival {
+    Events(Vec<SecEvent>),
+    /// Something for the status line (a recording is over).
+    Status(String, StatusKind),
+    Stop(Stop),
+}
+
+impl Feed<'_> {
+    async fn next(&mut self) -> Arrival {
+        match self {
+            Feed::Pipeline {
+                pipeline,
+                batches,
+                ended,
+                ..
+            } => tokio::select! {
+                Some(batch) = batches.recv() => Arrival::Events(take_events(batch)),
+                reason = pipeline.ended(), if !*ended => {
+                    *ended = true;
+                    match reason {
+                        StopReason::SourceEnded if pipeline.replay_summary().is_some() => {
+                            let (text, kind) = replay_finished(pipeline);
+                            Arrival::Status(text, kind)
+                        }
+                        reason => Arrival::Stop(Stop::from(reason)),
+                    }
+                }
+                else => std::future::pending().await,
+            },
+            Feed::Remote(feed) => feed.next().await,
+        }
+    }
+
+    /// Takes back the events the panes let go of (the pipeline reuses their memory).
+    fn give_back(&self, events: Vec<SecEvent>) {
+        if let Feed::Pipeline { recycler, .. } = self {
+            recycler.give_back(events);
+        }
+    }
 }
 
 /// The history view's source: a reader of the database the monitor writes (or `--db`),
@@ -232,7 +293,7 @@ pub async fn run(
     let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, Loss::DisplayQueueFull);
     let mut front_ends = vec![FrontEnd::Queue(subscriber)];
     let companion_batches = pipeline::companion_queue(&companion, &mut front_ends);
-    let pipeline = Pipeline::start(
+    let mut pipeline = Pipeline::start(
         config,
         options,
         source,
@@ -250,28 +311,21 @@ pub async fn run(
         app.set_status(about, StatusKind::Info);
     }
     let mut sources = Sources {
-        recycler: pipeline.recycler(),
-        pipeline,
-        batches,
+        feed: Feed::Pipeline {
+            recycler: pipeline.recycler(),
+            pipeline: &mut pipeline,
+            batches,
+            ended: false,
+        },
         history: history_rx,
         // Before the terminal is taken: from here on, notices are the UI's to show.
         notices: notice::subscribe(NOTICES, notice::Terminal::Owned),
-        ended: false,
     };
-    let outcome = match TerminalGuard::enter() {
-        Ok(mut guard) => {
-            let stop = event_loop(&mut guard, &mut app, &mut sources).await;
-            drop(guard);
-            stop
-        }
-        Err(e) => Err(e),
-    };
+    let outcome = run_terminal(&mut app, &mut sources).await;
     // The terminal is back: the shutdown's reports go to stderr. The app's probe switches
     // and enforcer are references to the capture: dropped first, so the pipeline's stop
     // detaches the programs.
-    let Sources {
-        pipeline, notices, ..
-    } = sources;
+    let Sources { notices, .. } = sources;
     drop(notices);
     drop(companion);
     let received = app.received;
@@ -285,6 +339,18 @@ pub async fn run(
     };
     report_stop(outcome?);
     Ok(summary)
+}
+
+/// Takes the terminal, runs the loop, gives the terminal back.
+async fn run_terminal(app: &mut App, sources: &mut Sources<'_>) -> io::Result<Stop> {
+    match TerminalGuard::enter() {
+        Ok(mut guard) => {
+            let stop = event_loop(&mut guard, app, sources).await;
+            drop(guard);
+            stop
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// What the status line says when a recording is over.
@@ -323,7 +389,7 @@ fn report_stop(stop: Stop) {
 async fn event_loop(
     guard: &mut TerminalGuard,
     app: &mut App,
-    sources: &mut Sources,
+    sources: &mut Sources<'_>,
 ) -> io::Result<Stop> {
     let theme = Theme::from_env();
     let mut input = EventStream::new();
@@ -365,25 +431,21 @@ async fn event_loop(
                 app.handle(app::Event::Notice(notice));
                 None
             }
-            Some(batch) = sources.batches.recv() => {
-                let mut events = take_events(batch);
-                app.ingest(events.drain(..));
-                // The emptied batch (the pipeline's buffer) carries the evicted events back.
-                app.take_evicted(&mut events);
-                sources.recycler.give_back(events);
-                None
-            }
-            reason = sources.pipeline.ended(), if !sources.ended => {
-                sources.ended = true;
-                match reason {
-                    StopReason::SourceEnded if sources.pipeline.replay_summary().is_some() => {
-                        let (text, kind) = replay_finished(&sources.pipeline);
-                        app.set_status(text, kind);
-                        None
-                    }
-                    reason => Some(Stop::from(reason)),
+            arrival = sources.feed.next() => match arrival {
+                Arrival::Events(mut events) => {
+                    app.ingest(events.drain(..));
+                    // The emptied batch (the pipeline's buffer) carries the evicted events
+                    // back.
+                    app.take_evicted(&mut events);
+                    sources.feed.give_back(events);
+                    None
                 }
-            }
+                Arrival::Status(text, kind) => {
+                    app.set_status(text, kind);
+                    None
+                }
+                Arrival::Stop(stop) => Some(stop),
+            },
         };
         if let Some(stop) = stop {
             return Ok(stop);

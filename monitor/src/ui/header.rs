@@ -1,5 +1,7 @@
 //! The header: probe families (key, on/off/unavailable, events/s, sparkline), losses,
-//! rules and the last reload, filter/pause state, and the time.
+//! rules and the last reload, filter/pause state, and the time. On a remote machine
+//! (`--connect`) the bar names its host, and the second line starts with the link's state
+//! and the events lost on the link, before the remote's own losses.
 use ratatui::{
     Frame,
     layout::{Constraint, Layout, Rect},
@@ -8,7 +10,10 @@ use ratatui::{
 };
 
 use super::{Styles, Theme, clean, clock, short_count, sparkline};
-use crate::app::{App, FAMILY_KEYS, ProbeState};
+use crate::app::{App, FAMILY_KEYS, LinkPhase, LinkView, ProbeState};
+
+/// The longest host name the bar shows (a longer one is cut: it is the remote's word).
+const HOST_WIDTH: usize = 24;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     if area.height == 0 {
@@ -46,7 +51,11 @@ fn families_line<'a>(app: &App, styles: &Styles, width: u16) -> Line<'a> {
         _ => 12,
     };
     let short = width < 110;
-    let mut spans = vec![Span::styled(" secmon ", styles.header_bar())];
+    let bar = match &app.link {
+        Some(link) => format!(" {} ", host_tag(link)),
+        None => " secmon ".to_string(),
+    };
+    let mut spans = vec![Span::styled(bar, styles.header_bar())];
     for (i, family) in FAMILY_KEYS.into_iter().enumerate() {
         spans.push(Span::styled(" │ ", styles.dim()));
         let name = match (short, family.as_str()) {
@@ -86,7 +95,11 @@ fn families_line<'a>(app: &App, styles: &Styles, width: u16) -> Line<'a> {
 /// `lost` is every loss since start, whatever the reason (the detail view, Enter, gives them
 /// by reason).
 fn status_line<'a>(app: &App, styles: &Styles) -> Line<'a> {
-    let mut spans = vec![Span::raw(" lost ")];
+    let mut spans = Vec::new();
+    if let Some(link) = &app.link {
+        link_spans(link, styles, &mut spans);
+    }
+    spans.push(Span::raw(" lost "));
     let lost = app.losses.total();
     spans.push(if lost > 0 {
         Span::styled(short_count(lost), styles.error())
@@ -136,4 +149,35 @@ fn status_line<'a>(app: &App, styles: &Styles) -> Line<'a> {
         }
     }
     Line::from(spans)
+}
+
+/// `secmon@web1`: the remote host, escaped and cut to [`HOST_WIDTH`] characters.
+fn host_tag(link: &LinkView) -> String {
+    let host: String = clean(&link.host).chars().take(HOST_WIDTH).collect();
+    format!("secmon@{host}")
+}
+
+/// ` link connected │ link lost 0 │` (or reconnecting in Ns, unauthorised).
+fn link_spans<'a>(link: &LinkView, styles: &Styles, spans: &mut Vec<Span<'a>>) {
+    let (text, style) = match link.phase {
+        LinkPhase::Connecting => ("connecting…".to_string(), styles.warn()),
+        LinkPhase::Connected => ("connected".to_string(), styles.ok()),
+        LinkPhase::Reconnecting { in_secs } => {
+            (format!("reconnecting in {in_secs}s"), styles.warn())
+        }
+        LinkPhase::Unauthorised { in_secs } => (
+            format!("UNAUTHORISED (token refused; again in {in_secs}s)"),
+            styles.error(),
+        ),
+    };
+    spans.push(Span::raw(" link "));
+    spans.push(Span::styled(text, style));
+    spans.push(Span::styled(" │ ", styles.dim()));
+    spans.push(Span::raw("link lost "));
+    spans.push(if link.lost > 0 {
+        Span::styled(short_count(link.lost), styles.error())
+    } else {
+        Span::raw("0")
+    });
+    spans.push(Span::styled(" │", styles.dim()));
 }

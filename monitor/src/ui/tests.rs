@@ -206,6 +206,67 @@ fn browsing_filter_pause_and_block() {
     snapshot_sizes!("blocked_filtered_paused", app);
 }
 
+/// A remote machine's link with fixed values (what `remote::ui_adapter` reports).
+struct FixedLink(crate::app::LinkView);
+
+impl crate::app::RemoteLink for FixedLink {
+    fn view(&self) -> crate::app::LinkView {
+        self.0.clone()
+    }
+}
+
+fn remote_app(host: &str, phase: crate::app::LinkPhase, lost: u64) -> App {
+    let mut app = app();
+    app.set_link(Box::new(FixedLink(crate::app::LinkView {
+        host: host.to_string(),
+        phase,
+        lost,
+        why: None,
+    })));
+    app
+}
+
+/// `--connect`: the bar names the remote host, the second line starts with the link's state
+/// and what the link lost, then the remote's own losses.
+#[test]
+fn remote_header_and_panes() {
+    use crate::app::LinkPhase;
+    snapshot_sizes!(
+        "remote_connected",
+        remote_app("web1", LinkPhase::Connected, 1234)
+    );
+    for (name, phase) in [
+        (
+            "remote_reconnecting",
+            LinkPhase::Reconnecting { in_secs: 4 },
+        ),
+        (
+            "remote_unauthorised",
+            LinkPhase::Unauthorised { in_secs: 30 },
+        ),
+        ("remote_connecting", LinkPhase::Connecting),
+    ] {
+        let terminal = screen(&remote_app("web1", phase, 0), 120, 14);
+        insta::assert_snapshot!(name, terminal.backend());
+    }
+}
+
+/// The host name is the remote's word: escaped and cut like any untrusted text.
+#[test]
+fn remote_host_names_are_escaped_and_cut() {
+    use crate::app::LinkPhase;
+    let app = remote_app(
+        "evil\x1b]0;owned\x07-host-with-a-very-long-name-indeed",
+        LinkPhase::Connected,
+        0,
+    );
+    let shown = text(screen(&app, 160, 10).backend().buffer());
+    let bar = shown.lines().next().expect("a first line");
+    assert!(!bar.contains('\u{1b}') && !bar.contains('\u{7}'), "{bar}");
+    assert!(bar.contains(r"secmon@evil\x1b]0;owned\x07-hos "), "{bar}");
+    assert!(!bar.contains("very-long"), "{bar}");
+}
+
 #[test]
 fn tiny_screens() {
     let app = app();
