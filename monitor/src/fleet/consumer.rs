@@ -157,37 +157,27 @@ impl Fleet {
     /// The stream's messages on `host`/`what` (as [`Fleet::subscribe`]) from `since` on, in
     /// stream order, then live ones as they come (an ordered consumer: no acks, nothing left
     /// on the server when dropped).
+    ///
+    /// `what` is one of the stream's subjects' last token (an event type, `alerts`, `status`):
+    /// the server filters. `>` (everything of `host`) reads the whole stream and keeps `host`'s
+    /// messages here: before 2.10 a consumer's filter must lie within one of the stream's
+    /// subjects, and the stream's subjects are per type (docs/fleet.md).
     pub async fn history(
         &self,
         host: &str,
         what: &str,
         since: DateTime<Utc>,
     ) -> Result<impl Stream<Item = FleetMessage> + use<>, FleetError> {
-        let stream = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| FleetError::Nats(format!("stream {}: {e}", self.stream)))?;
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                filter_subject: format!("{}.{host}.{what}", self.prefix),
-                deliver_policy: DeliverPolicy::ByStartTime { start_time: since },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| FleetError::Nats(format!("stream {}: consumer: {e}", self.stream)))?;
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| FleetError::Nats(format!("stream {}: reading: {e}", self.stream)))?;
-        let prefix = self.prefix.clone();
-        Ok(messages.filter_map(move |message| {
-            let message = message.ok().map(|m| FleetMessage::new(&prefix, m.message));
-            async move { message }
+        let (_, messages) = self.ordered(host, what, since).await?;
+        let host = host.to_string();
+        Ok(messages.filter(move |m| {
+            let keep = host == "*" || m.host == host;
+            async move { keep }
         }))
     }
 
-    /// The history of `host`/`what` since `since`, read until `idle` passes without a message.
+    /// What the stream holds for `host`/`what` since `since` (as [`Fleet::history`]), read
+    /// up to the last message stored when the read began; `idle` bounds the wait for each.
     pub async fn read_history(
         &self,
         host: &str,
@@ -195,12 +185,58 @@ impl Fleet {
         since: DateTime<Utc>,
         idle: Duration,
     ) -> Result<Vec<FleetMessage>, FleetError> {
-        let mut messages = Box::pin(self.history(host, what, since).await?);
+        let (stored, messages) = self.ordered(host, what, since).await?;
+        let mut messages = Box::pin(messages);
         let mut read = Vec::new();
-        while let Ok(Some(message)) = tokio::time::timeout(idle, messages.next()).await {
-            read.push(message);
+        for _ in 0..stored {
+            match tokio::time::timeout(idle, messages.next()).await {
+                Ok(Some(message)) if host == "*" || message.host == host => read.push(message),
+                Ok(Some(_)) => {}
+                _ => break,
+            }
         }
         Ok(read)
+    }
+
+    /// An ordered consumer on `host`/`what` from `since`, and how many messages it has to
+    /// deliver at its start.
+    async fn ordered(
+        &self,
+        host: &str,
+        what: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(u64, impl Stream<Item = FleetMessage> + use<>), FleetError> {
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| FleetError::Nats(format!("stream {}: {e}", self.stream)))?;
+        let filter_subject = if what == ">" {
+            String::new()
+        } else {
+            format!("{}.{host}.{what}", self.prefix)
+        };
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject,
+                deliver_policy: DeliverPolicy::ByStartTime { start_time: since },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| FleetError::Nats(format!("stream {}: consumer: {e}", self.stream)))?;
+        let stored = consumer.cached_info().num_pending;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| FleetError::Nats(format!("stream {}: reading: {e}", self.stream)))?;
+        let prefix = self.prefix.clone();
+        Ok((
+            stored,
+            messages.filter_map(move |message| {
+                let message = message.ok().map(|m| FleetMessage::new(&prefix, m.message));
+                async move { message }
+            }),
+        ))
     }
 
     /// Sends `action` to `host` with `token` and waits up to `timeout` for its reply.

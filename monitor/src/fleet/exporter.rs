@@ -534,7 +534,7 @@ impl Exporter {
     async fn ensure_stream(&mut self) {
         let config = stream::Config {
             name: self.settings.stream.clone(),
-            subjects: vec![super::stream_subjects(&self.settings.prefix)],
+            subjects: super::stream_subjects(&self.settings.prefix),
             max_age: self.settings.stream_max_age,
             max_bytes: i64::try_from(self.settings.stream_max_bytes)
                 .ok()
@@ -545,7 +545,12 @@ impl Exporter {
             ..stream::Config::default()
         };
         match tokio::time::timeout(ACK_TIMEOUT, self.js.get_or_create_stream(config)).await {
-            Ok(Ok(_)) => self.stream_ready = true,
+            Ok(Ok(mut stream)) => {
+                self.stream_ready = true;
+                if let Ok(info) = stream.info().await {
+                    self.check_stream_subjects(&info.config.subjects);
+                }
+            }
             Ok(Err(e)) => {
                 crate::notice::warn(format!(
                     "NATS: stream {}: {e}; events wait in the spool",
@@ -554,6 +559,30 @@ impl Exporter {
                 self.pause();
             }
             Err(_) => self.pause(),
+        }
+    }
+
+    /// An existing stream (made by hand, or by another tool) may not take our subjects, or may
+    /// take the control subject too: then the server itself answers control requests (with a
+    /// publish ack) and stores them, tokens included. Said once per connection.
+    fn check_stream_subjects(&self, subjects: &[String]) {
+        let takes = |subject: &str| subjects.iter().any(|p| super::subject_matches(p, subject));
+        let stream = &self.settings.stream;
+        if !takes(&self.subjects.event("process_exec")) || !takes(&self.subjects.alerts()) {
+            crate::notice::warn(format!(
+                "NATS: stream {stream} does not take {}: events are not stored (subjects: {})",
+                self.subjects.all(),
+                subjects.join(" ")
+            ));
+        }
+        if takes(&self.subjects.control()) {
+            crate::notice::warn(format!(
+                "NATS: stream {stream} also takes {} (subjects: {}): control requests would be \
+                 stored, tokens included, and answered by the server; give it the subjects of \
+                 docs/fleet.md",
+                self.subjects.control(),
+                subjects.join(" ")
+            ));
         }
     }
 
@@ -597,16 +626,36 @@ impl Exporter {
         }
     }
 
-    /// At stop: what is queued is taken, acks are awaited up to [`FLUSH_GRACE`], and what is
-    /// still unacknowledged is spooled (sent again at the next start; its id makes a second
-    /// copy harmless).
+    /// At stop: what is queued is taken; while the server is connected, the spool is sent and
+    /// acks are awaited, up to [`FLUSH_GRACE`] (a replay's events, spooled until the stream
+    /// was found, get out); what is still unacknowledged then is spooled (sent again at the
+    /// next start; its id makes a second copy harmless).
     async fn finish(mut self, mut batches: mpsc::Receiver<Batch>) {
         batches.close();
         while let Ok(batch) = batches.try_recv() {
             self.take(batch).await;
         }
         let deadline = tokio::time::Instant::now() + FLUSH_GRACE;
-        while !self.acks.is_empty() {
+        while tokio::time::Instant::now() < deadline
+            && (self.spool.has_backlog() || !self.acks.is_empty())
+        {
+            if self.client.connection_state() != State::Connected {
+                // Not yet (a short run ends before the first connection) or not any more:
+                // waited for within the grace, then what waits stays in the spool.
+                tokio::time::sleep(TICK / 2).await;
+                continue;
+            }
+            if !self.stream_ready {
+                self.ensure_stream().await;
+            }
+            if self.paused_until.is_some_and(|until| Instant::now() >= until) {
+                self.paused_until = None;
+            }
+            self.send_spooled().await;
+            if self.acks.is_empty() {
+                tokio::time::sleep(TICK / 2).await;
+                continue;
+            }
             match tokio::time::timeout_at(deadline, self.acks.next()).await {
                 Ok(Some(ok)) => self.settle(ok),
                 _ => break,
@@ -622,13 +671,17 @@ impl Exporter {
             crate::notice::warn(format!("NATS: closing the spool: {e}"));
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), self.client.flush()).await;
-        if self.spool.bytes() > 0 {
-            crate::notice::info(format!(
-                "NATS: {} bytes of events wait in the spool {} for the next start",
-                self.spool.bytes(),
-                self.settings.spool_dir.display()
-            ));
-        }
+        let losses = self.context.losses.snapshot();
+        crate::notice::info(format!(
+            "NATS: stopped: {} events taken, {} messages acknowledged, {} bytes left in the \
+             spool {}; lost: nats_queue_full {}, nats_spool_full {}",
+            self.stats.events,
+            self.stats.published,
+            self.spool.bytes(),
+            self.settings.spool_dir.display(),
+            losses.get(Loss::NatsQueueFull),
+            losses.get(Loss::NatsSpoolFull),
+        ));
     }
 }
 

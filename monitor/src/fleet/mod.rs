@@ -168,9 +168,32 @@ impl Subjects {
     }
 }
 
-/// The subjects a stream created by the exporter takes: `<prefix>.>`.
-pub fn stream_subjects(prefix: &str) -> String {
-    format!("{prefix}.>")
+/// The subjects of a stream the exporter creates: `<prefix>.*.<event_type>` for every event
+/// type, `<prefix>.*.alerts` and `<prefix>.*.status`. Not `<prefix>.>`: that would take
+/// `<prefix>.<host>.control` too, and the server would answer control requests itself (a
+/// publish ack) and store them, tokens included.
+pub fn stream_subjects(prefix: &str) -> Vec<String> {
+    crate::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .chain(["alerts", "status"])
+        .map(|last| format!("{prefix}.*.{last}"))
+        .collect()
+}
+
+/// Whether NATS subject pattern `pattern` (`*` one token, `>` the rest) takes `subject`.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for wanted in pattern.split('.') {
+        if wanted == ">" {
+            return tokens.next().is_some();
+        }
+        match tokens.next() {
+            Some(token) if wanted == "*" || wanted == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
 }
 
 /// `raw` (a hostname) as one subject token: `.`, `*`, `>`, whitespace and control characters
@@ -258,6 +281,18 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_match_as_nats_does() {
+        assert!(subject_matches("a.>", "a.b"));
+        assert!(subject_matches("a.>", "a.b.c"));
+        assert!(!subject_matches("a.>", "a"));
+        assert!(subject_matches("a.*.c", "a.b.c"));
+        assert!(!subject_matches("a.*.c", "a.b.d"));
+        assert!(!subject_matches("a.*", "a.b.c"));
+        assert!(subject_matches("a.b", "a.b"));
+        assert!(!subject_matches("a.b", "a.b.c"));
+    }
+
+    #[test]
     fn subjects_and_ids() {
         let s = Subjects::new("acme.secmon", "web-1");
         assert_eq!(s.event("file_open"), "acme.secmon.web-1.file_open");
@@ -265,7 +300,14 @@ mod tests {
         assert_eq!(s.status(), "acme.secmon.web-1.status");
         assert_eq!(s.control(), "acme.secmon.web-1.control");
         assert_eq!(s.all(), "acme.secmon.web-1.>");
-        assert_eq!(stream_subjects("acme.secmon"), "acme.secmon.>");
+        let subjects = stream_subjects("acme.secmon");
+        let takes = |subject: &str| subjects.iter().any(|p| subject_matches(p, subject));
+        assert!(takes("acme.secmon.web-1.file_open"));
+        assert!(takes("acme.secmon.web-1.alerts"));
+        assert!(takes("acme.secmon.web-1.status"));
+        assert!(!takes("acme.secmon.web-1.control"), "control requests are never stored");
+        assert!(!takes("acme.secmon.web-1.file_open.x"));
+        assert!(!takes("other.web-1.file_open"));
         assert_eq!(message_id("web-1", "ab12", 7), "web-1:ab12:7");
         assert_ne!(message_id("a", "b", 1), message_id("a", "b", 2));
     }
