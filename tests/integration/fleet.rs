@@ -119,9 +119,14 @@ fn replay_to_end(recording: &str, config: &str) -> (Vec<String>, String) {
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "replay failed: {stderr}");
-    let (events, bad) = parse_json_lines(&out.stdout);
+    let (_, bad) = parse_json_lines(&out.stdout);
     assert!(bad.is_empty(), "non-JSON output: {bad:?}");
-    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    // As printed, byte for byte.
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
     (lines, stderr)
 }
 

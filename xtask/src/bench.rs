@@ -22,6 +22,7 @@
 //! The load generators are `xtask bench loadgen <load>` (hidden), run from the release build.
 
 mod loadgen;
+mod nats;
 mod report;
 mod tracer;
 mod tui;
@@ -112,6 +113,9 @@ pub struct BenchArgs {
     /// Do not measure the web controller with 20 WebSocket clients under a flood.
     #[arg(long)]
     pub skip_web: bool,
+    /// Do not measure the NATS exporter under a flood.
+    #[arg(long)]
+    pub skip_nats: bool,
     /// Write the results into docs/benchmarks.md (the default without --quick).
     #[arg(long, conflicts_with = "no_doc")]
     pub doc: bool,
@@ -165,6 +169,7 @@ struct Plan {
     /// Seconds of flood for the terminal UI measurement (None: skipped).
     tui_secs: Option<u64>,
     web_secs: Option<u64>,
+    nats_secs: Option<u64>,
     doc: bool,
 }
 
@@ -210,6 +215,7 @@ impl Plan {
                 .unwrap_or_else(|| if quick { "1m" } else { "10m" }.to_string()),
             tui_secs: (!args.skip_tui).then_some(if quick { 6 } else { 15 }),
             web_secs: (!args.skip_web).then_some(if quick { 6 } else { 15 }),
+            nats_secs: (!args.skip_nats).then_some(if quick { 4 } else { 10 }),
             doc: if quick { args.doc } else { !args.no_doc },
         }
     }
@@ -217,6 +223,8 @@ impl Plan {
 
 /// The event rate the terminal UI is measured under (issue 5: 100k events/s).
 const TUI_RATE: u64 = 100_000;
+/// The load of the NATS row: the exporter's target (issue 15, `report::NATS_TARGET`).
+const NATS_RATE: u64 = 200_000;
 
 /// The target events per second sustained without a drop.
 pub const THROUGHPUT_TARGET: f64 = 450_000.0;
@@ -309,6 +317,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         match web::measure(&bins.secmon, &bins.loadgen, &config, TUI_RATE, secs) {
             Ok(result) => results.web = Some(result),
             Err(e) => notes.push(format!("web controller not measured: {e:#}")),
+        }
+    }
+    if let Some(secs) = plan.nats_secs {
+        eprintln!(
+            "xtask bench: the NATS exporter under {NATS_RATE} opens/s for {secs} s, without and with it"
+        );
+        match nats::measure(&bins.secmon, &bins.loadgen, NO_HISTORY_CONFIG, NATS_RATE, secs) {
+            Ok(result) => results.nats = Some(result),
+            Err(e) => notes.push(format!("NATS exporter not measured: {e:#}")),
         }
     }
     let _ = std::fs::remove_file(&script);

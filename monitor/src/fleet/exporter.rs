@@ -670,6 +670,10 @@ impl Exporter {
         if let Err(e) = self.spool.close() {
             crate::notice::warn(format!("NATS: closing the spool: {e}"));
         }
+        // A last status (a short run, a replay, may have ended before its first one).
+        if self.client.connection_state() == State::Connected {
+            self.publish_status().await;
+        }
         let _ = tokio::time::timeout(Duration::from_millis(500), self.client.flush()).await;
         let losses = self.context.losses.snapshot();
         crate::notice::info(format!(
