@@ -146,7 +146,9 @@ fn stopped_line(stderr: &str) -> Stopped {
         .find(|l| l.contains("NATS: stopped:"))
         .unwrap_or_else(|| panic!("no `NATS: stopped:` line in:\n{stderr}"));
     let number_before = |word: &str| -> u64 {
-        let at = line.find(word).unwrap_or_else(|| panic!("{word:?} in {line:?}"));
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word:?} in {line:?}"));
         line[..at]
             .split_whitespace()
             .last()
@@ -154,7 +156,10 @@ fn stopped_line(stderr: &str) -> Stopped {
             .unwrap_or_else(|| panic!("a number before {word:?} in {line:?}"))
     };
     let number_after = |word: &str| -> u64 {
-        let at = line.find(word).unwrap_or_else(|| panic!("{word:?} in {line:?}")) + word.len();
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word:?} in {line:?}"))
+            + word.len();
         line[at..]
             .split(|c: char| !c.is_ascii_digit())
             .find(|s| !s.is_empty())
@@ -257,7 +262,10 @@ fn three_hosts_publish_on_their_own_subjects() {
         .unwrap_or_else(|| panic!("the open of {wanted} never arrived on secmon.live.file_open"));
     assert_eq!(message.host, "live");
     assert!(
-        message.id.as_deref().is_some_and(|id| id.starts_with("live:")),
+        message
+            .id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("live:")),
         "{:?}",
         message.id
     );
@@ -269,7 +277,10 @@ fn three_hosts_publish_on_their_own_subjects() {
         let (lines, stderr) = replay_to_end(&story(), &config);
         let stopped = stopped_line(&stderr);
         assert_eq!(stopped.taken, lines.len() as u64, "{stderr}");
-        assert_eq!(stopped.left, 0, "everything was sent before the stop: {stderr}");
+        assert_eq!(
+            stopped.left, 0,
+            "everything was sent before the stop: {stderr}"
+        );
         printed.insert(host, lines);
     }
 
@@ -287,14 +298,18 @@ fn three_hosts_publish_on_their_own_subjects() {
         .into_iter()
         .collect();
     let live_status = hosts.get("live").expect("the live host says its status");
-    assert_eq!(live_status.probes.get("file").map(String::as_str), Some("on"));
+    assert_eq!(
+        live_status.probes.get("file").map(String::as_str),
+        Some("on")
+    );
 
     let mut seen_ids = BTreeSet::new();
     for (host, lines) in &printed {
         let messages = history(&rt, &fleet, host);
         assert!(
-            messages.iter().all(|m| m.host == *host
-                && m.subject.starts_with(&format!("secmon.{host}."))),
+            messages
+                .iter()
+                .all(|m| m.host == *host && m.subject.starts_with(&format!("secmon.{host}."))),
             "a read of {host} sees {host} only"
         );
         // Every event the replay printed is on the stream once, byte for byte, under its type.
@@ -306,8 +321,15 @@ fn three_hosts_publish_on_their_own_subjects() {
         let mut expected = lines.clone();
         published.sort();
         expected.sort();
-        assert_eq!(published.len(), expected.len(), "{host}: events on the stream");
-        assert_eq!(published, expected, "{host}: the published events are the printed ones");
+        assert_eq!(
+            published.len(),
+            expected.len(),
+            "{host}: events on the stream"
+        );
+        assert_eq!(
+            published, expected,
+            "{host}: the published events are the printed ones"
+        );
         for message in &events {
             let json = message.json().expect("JSON");
             let event_type = json["event_type"].as_str().expect("an event type");
@@ -326,7 +348,11 @@ fn three_hosts_publish_on_their_own_subjects() {
             })
             .count();
         assert!(marked > 0, "the story has alerts");
-        assert_eq!(alerts.len(), marked, "{host}: alerts on secmon.{host}.alerts");
+        assert_eq!(
+            alerts.len(),
+            marked,
+            "{host}: alerts on secmon.{host}.alerts"
+        );
         for alert in alerts {
             let json = alert.json().expect("JSON");
             assert_ne!(json["analysis"]["severity"], "benign");
@@ -347,13 +373,7 @@ fn a_server_that_goes_away_and_comes_back_gets_every_event_once() {
     let recording = paced_recording(dir.path(), 3000, Duration::from_millis(3));
     let config = publisher_config(&dir.join("gone"), &nats.url(), "gone", 64);
     let mut publisher = Instance::start(&[
-        "--replay",
-        &recording,
-        "--json",
-        "--speed",
-        "1",
-        "--config",
-        &config,
+        "--replay", &recording, "--json", "--speed", "1", "--config", &config,
     ]);
     publisher.wait_for_stderr("a connection", |l| l.contains("NATS: connected"));
     std::thread::sleep(Duration::from_secs(2));
@@ -379,14 +399,20 @@ fn a_server_that_goes_away_and_comes_back_gets_every_event_once() {
             .or_default() += 1;
     }
     let twice: Vec<_> = per_id.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "ids on the stream more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "ids on the stream more than once: {twice:?}"
+    );
     let lost = stopped.queue_full + stopped.spool_full;
     assert_eq!(
         per_id.len() as u64 + lost,
         3000,
         "each event arrived once or was counted as lost ({stopped:?}); stderr:\n{stderr}"
     );
-    assert_eq!(stopped.left, 0, "the spool was emptied once the server was back");
+    assert_eq!(
+        stopped.left, 0,
+        "the spool was emptied once the server was back"
+    );
 }
 
 /// With no server at all, events wait in the spool up to its bound and the rest is counted as
@@ -402,14 +428,20 @@ fn a_full_spool_counts_its_losses_and_the_next_start_sends_the_rest() {
     assert_eq!(lines.len(), 5000);
     let stopped = stopped_line(&stderr);
     assert_eq!(stopped.taken, 5000, "{stderr}");
-    assert!(stopped.spool_full > 0, "a 1 MiB spool cannot hold 5000 events: {stderr}");
+    assert!(
+        stopped.spool_full > 0,
+        "a 1 MiB spool cannot hold 5000 events: {stderr}"
+    );
     assert!(stopped.left <= 1024 * 1024, "{stopped:?}");
     let on_disk: u64 = fs::read_dir(dir.join("full/spool"))
         .expect("the spool directory")
         .map(|e| e.expect("an entry").metadata().expect("its size").len())
         .sum();
     assert_eq!(on_disk, stopped.left);
-    assert!(on_disk <= 1024 * 1024, "the spool stays within its bound: {on_disk}");
+    assert!(
+        on_disk <= 1024 * 1024,
+        "the spool stays within its bound: {on_disk}"
+    );
 
     // The server comes up; the next start (a one-event replay) sends what waited first.
     let nats = NatsServer::start_on(&dir.join("store"), port);
@@ -425,12 +457,25 @@ fn a_full_spool_counts_its_losses_and_the_next_start_sends_the_rest() {
     for message in &events {
         let id = message.id.clone().expect("an id");
         let mut parts = id.rsplitn(2, ':');
-        let sequence = parts.next().and_then(|n| n.parse().ok()).expect("a sequence");
-        by_run.entry(parts.next().unwrap_or_default().to_string()).or_default().push(sequence);
+        let sequence = parts
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a sequence");
+        by_run
+            .entry(parts.next().unwrap_or_default().to_string())
+            .or_default()
+            .push(sequence);
     }
     let runs: Vec<(String, usize, Option<&u64>, Option<&u64>)> = by_run
         .iter()
-        .map(|(run, seqs)| (run.clone(), seqs.len(), seqs.iter().min(), seqs.iter().max()))
+        .map(|(run, seqs)| {
+            (
+                run.clone(),
+                seqs.len(),
+                seqs.iter().min(),
+                seqs.iter().max(),
+            )
+        })
         .collect();
     // The new event queues behind the full spool: it fits once the spool is sent, or is
     // counted as lost if it came while the spool was still full.
@@ -521,7 +566,11 @@ fn a_control_request_reaches_only_its_host() {
         })
         .await
     });
-    assert_eq!(off.ok(), Some(true), "ctl-a's status shows its file probes off");
+    assert_eq!(
+        off.ok(),
+        Some(true),
+        "ctl-a's status shows its file probes off"
+    );
 
     // ctl-a's token is not ctl-b's: refused there, and audited there only.
     let reply = reply_of(&rt, &fleet, "ctl-b", &token_a, file_off.clone());

@@ -323,7 +323,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         eprintln!(
             "xtask bench: the NATS exporter under {NATS_RATE} opens/s for {secs} s, without and with it"
         );
-        match nats::measure(&bins.secmon, &bins.loadgen, NO_HISTORY_CONFIG, NATS_RATE, secs) {
+        match nats::measure(
+            &bins.secmon,
+            &bins.loadgen,
+            NO_HISTORY_CONFIG,
+            NATS_RATE,
+            secs,
+        ) {
             Ok(result) => results.nats = Some(result),
             Err(e) => notes.push(format!("NATS exporter not measured: {e:#}")),
         }

@@ -27,14 +27,13 @@ use serde::{Deserialize, Serialize};
 use toml::de::DeTable;
 
 pub use error::{ConfigError, ConfigWarning, Position};
-pub use value::subject_token_problem;
 pub use sections::{
-    Controller, DEFAULT_CONTROL_SOCKET, DEFAULT_NATS_SPOOL, Export, MAX_SPOOL_MB,
-    MAX_STREAM_AGE_HOURS, NatsExport, DEFAULT_CONTROLLER_AUDIT, DEFAULT_CONTROLLER_LISTEN,
-    DEFAULT_CONTROLLER_TOKEN, DEFAULT_HISTORY_PATH, DEFAULT_SYSLOG_SOCKET, MAX_DENY_TTL_SECS,
-    MAX_HISTORY_MB, MAX_RETENTION_DAYS, MAX_RULE_DENIES_PER_MINUTE, Monitoring, Response, Storage,
-    ThreatDetection,
+    Controller, DEFAULT_CONTROL_SOCKET, DEFAULT_CONTROLLER_AUDIT, DEFAULT_CONTROLLER_LISTEN,
+    DEFAULT_CONTROLLER_TOKEN, DEFAULT_HISTORY_PATH, DEFAULT_NATS_SPOOL, DEFAULT_SYSLOG_SOCKET,
+    Export, MAX_DENY_TTL_SECS, MAX_HISTORY_MB, MAX_RETENTION_DAYS, MAX_RULE_DENIES_PER_MINUTE,
+    MAX_SPOOL_MB, MAX_STREAM_AGE_HOURS, Monitoring, NatsExport, Response, Storage, ThreatDetection,
 };
+pub use value::subject_token_problem;
 
 use error::Source;
 

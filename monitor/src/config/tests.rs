@@ -1013,16 +1013,39 @@ fn nats_export_section_is_read_and_checked() {
     assert_eq!(nats.spool_max_mb, 8);
     assert_eq!(nats.stream_max_age_hours, 0);
     assert_eq!(nats.credentials, Some(PathBuf::from("/etc/secmon/n.creds")));
-    assert_eq!(nats.spool_dir, PathBuf::from(crate::config::DEFAULT_NATS_SPOOL));
+    assert_eq!(
+        nats.spool_dir,
+        PathBuf::from(crate::config::DEFAULT_NATS_SPOOL)
+    );
 
     for (text, position, wording) in [
-        ("[export.nats]\nurl = \"http://x:4222\"\n", (2, 7), "not a nats:// or tls://"),
-        ("[export.nats]\nurl = \"nats://x:port\"\n", (2, 7), "port that is not a number"),
-        ("[export.nats]\nhost = \"web.1\"\n", (2, 8), "must not contain `.`"),
+        (
+            "[export.nats]\nurl = \"http://x:4222\"\n",
+            (2, 7),
+            "not a nats:// or tls://",
+        ),
+        (
+            "[export.nats]\nurl = \"nats://x:port\"\n",
+            (2, 7),
+            "port that is not a number",
+        ),
+        (
+            "[export.nats]\nhost = \"web.1\"\n",
+            (2, 8),
+            "must not contain `.`",
+        ),
         ("[export.nats]\nhost = \"a b\"\n", (2, 8), "whitespace"),
         ("[export.nats]\nhost = \"\"\n", (2, 8), "must not be empty"),
-        ("[export.nats]\nsubject_prefix = \"a..b\"\n", (2, 18), "token between dots"),
-        ("[export.nats]\nsubject_prefix = \"a.>\"\n", (2, 18), "`*` or `>`"),
+        (
+            "[export.nats]\nsubject_prefix = \"a..b\"\n",
+            (2, 18),
+            "token between dots",
+        ),
+        (
+            "[export.nats]\nsubject_prefix = \"a.>\"\n",
+            (2, 18),
+            "`*` or `>`",
+        ),
         ("[export.nats]\nstream = \"S/1\"\n", (2, 10), "`/`"),
         ("[export.nats]\nspool_max_mb = -1\n", (2, 16), "negative"),
         (

@@ -583,19 +583,15 @@ impl From<NatsUrl> for String {
 
 impl<'de> Deserialize<'de> for NatsUrl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        read_string(
-            deserializer,
-            "a string (a nats:// or tls:// URL)",
-            |urls| {
-                for url in urls.split(',').map(str::trim) {
-                    check_nats_url(url).map_err(|why| {
-                        // A URL may carry a user and password: shown redacted.
-                        format!("{:?} {why}", crate::secrets::redact_url(url))
-                    })?;
-                }
-                Ok(NatsUrl(urls))
-            },
-        )
+        read_string(deserializer, "a string (a nats:// or tls:// URL)", |urls| {
+            for url in urls.split(',').map(str::trim) {
+                check_nats_url(url).map_err(|why| {
+                    // A URL may carry a user and password: shown redacted.
+                    format!("{:?} {why}", crate::secrets::redact_url(url))
+                })?;
+            }
+            Ok(NatsUrl(urls))
+        })
     }
 }
 

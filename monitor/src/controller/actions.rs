@@ -84,7 +84,8 @@ impl Acting<'_> {
         let target_text = describe_target(&request.target);
         let Some(enforcer) = &self.controls.enforcer else {
             let why = "real enforcement is off ([response] enforce = false): simulate instead";
-            self.audit.record_as(&self.client, "block", &target_text, false, why);
+            self.audit
+                .record_as(&self.client, "block", &target_text, false, why);
             return Err((StatusCode::CONFLICT, why.to_string()));
         };
         let reply = control::handle(

@@ -532,11 +532,7 @@ async fn tls_config(
 }
 
 /// What requests act on, from the running pipeline (also NATS control requests' targets).
-pub(crate) fn controls(
-    config: &Config,
-    pipeline: &Pipeline,
-    history: Option<PathBuf>,
-) -> Controls {
+pub(crate) fn controls(config: &Config, pipeline: &Pipeline, history: Option<PathBuf>) -> Controls {
     let capture = pipeline.capture();
     let enforcer = pipeline.enforcer();
     let enforce_mode = match (&capture, &enforcer) {

@@ -108,7 +108,10 @@ impl Fleet {
 
     /// The hosts whose status arrives within `listen` (a host says it every
     /// [`super::STATUS_EVERY`]), each with its latest status.
-    pub async fn hosts(&self, listen: Duration) -> Result<BTreeMap<String, HostStatus>, FleetError> {
+    pub async fn hosts(
+        &self,
+        listen: Duration,
+    ) -> Result<BTreeMap<String, HostStatus>, FleetError> {
         let mut statuses = Box::pin(self.statuses().await?);
         let mut hosts = BTreeMap::new();
         let deadline = tokio::time::Instant::now() + listen;

@@ -107,10 +107,7 @@ impl ControlSetup {
         ControlSetup {
             token_file: config.controller.token_file.clone(),
             audit_log: config.controller.audit_log.clone(),
-            history: config
-                .storage
-                .enabled
-                .then(|| config.storage.path.clone()),
+            history: config.storage.enabled.then(|| config.storage.path.clone()),
             config: config.clone(),
         }
     }

@@ -113,12 +113,13 @@ impl Companion for NatsCompanion {
     ) -> CompanionStart<'a> {
         Box::pin(async move {
             let settings = self.settings;
-            let spool = Spool::open(&settings.spool_dir, settings.spool_max_bytes).map_err(|e| {
-                format!(
-                    "[export.nats] spool_dir {}: {e}",
-                    settings.spool_dir.display()
-                )
-            })?;
+            let spool =
+                Spool::open(&settings.spool_dir, settings.spool_max_bytes).map_err(|e| {
+                    format!(
+                        "[export.nats] spool_dir {}: {e}",
+                        settings.spool_dir.display()
+                    )
+                })?;
             let control = self
                 .control
                 .start(pipeline)
@@ -133,7 +134,9 @@ impl Companion for NatsCompanion {
             let (ready_tx, ready) = oneshot::channel();
             let thread = std::thread::Builder::new()
                 .name("secmon-nats".into())
-                .spawn(move || run_thread(settings, spool, control, context, batches, stop, ready_tx))
+                .spawn(move || {
+                    run_thread(settings, spool, control, context, batches, stop, ready_tx)
+                })
                 .map_err(|e| format!("NATS exporter: cannot start its thread: {e}"))?;
             let running = RunningExporter {
                 stop: Some(stop_tx),
@@ -208,7 +211,10 @@ fn run_thread(
         }
     };
     runtime.block_on(async move {
-        let client = match settings.connection.connect(&format!("secmon {}", settings.host)).await
+        let client = match settings
+            .connection
+            .connect(&format!("secmon {}", settings.host))
+            .await
         {
             Ok(client) => client,
             Err(e) => {
@@ -412,7 +418,9 @@ impl Exporter {
     fn can_send(&self) -> bool {
         self.stream_ready
             && self.client.connection_state() == State::Connected
-            && self.paused_until.is_none_or(|until| Instant::now() >= until)
+            && self
+                .paused_until
+                .is_none_or(|until| Instant::now() >= until)
     }
 
     async fn send(&mut self, record: Record, from_spool: bool) {
@@ -485,7 +493,7 @@ impl Exporter {
     /// Hands spooled messages to the server while it takes them.
     async fn send_spooled(&mut self) {
         while self.sent.len() < MAX_IN_FLIGHT && self.spool.has_backlog() && self.can_send() {
-            let Some(record) = self.spool.next() else {
+            let Some(record) = self.spool.take_next() else {
                 break;
             };
             self.send(record, true).await;
@@ -511,7 +519,10 @@ impl Exporter {
                 ));
             }
         }
-        if self.paused_until.is_some_and(|until| Instant::now() >= until) {
+        if self
+            .paused_until
+            .is_some_and(|until| Instant::now() >= until)
+        {
             self.paused_until = None;
         }
         if connected && !self.stream_ready {
@@ -648,7 +659,10 @@ impl Exporter {
             if !self.stream_ready {
                 self.ensure_stream().await;
             }
-            if self.paused_until.is_some_and(|until| Instant::now() >= until) {
+            if self
+                .paused_until
+                .is_some_and(|until| Instant::now() >= until)
+            {
                 self.paused_until = None;
             }
             self.send_spooled().await;
@@ -690,9 +704,7 @@ impl Exporter {
 }
 
 /// The next control request, or never when control is off.
-async fn next_request(
-    control: &mut Option<control::Listening>,
-) -> Option<async_nats::Message> {
+async fn next_request(control: &mut Option<control::Listening>) -> Option<async_nats::Message> {
     match control {
         Some(listening) => listening.next().await,
         None => std::future::pending().await,
@@ -700,9 +712,7 @@ async fn next_request(
 }
 
 /// Probe family → state, as the controller's status says it.
-pub fn probe_states(
-    capture: Option<&SharedCapture>,
-) -> std::collections::BTreeMap<String, String> {
+pub fn probe_states(capture: Option<&SharedCapture>) -> std::collections::BTreeMap<String, String> {
     Family::ALL
         .iter()
         .map(|&family| {

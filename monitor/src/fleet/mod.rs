@@ -108,10 +108,9 @@ impl Connection {
     /// reconnects, by itself).
     pub async fn connect(&self, name: &str) -> Result<async_nats::Client, FleetError> {
         let options = self.options(name).await?;
-        options
-            .connect(self.url.as_str())
-            .await
-            .map_err(|e| FleetError::Nats(format!("{}: {e}", crate::secrets::redact_url(&self.url))))
+        options.connect(self.url.as_str()).await.map_err(|e| {
+            FleetError::Nats(format!("{}: {e}", crate::secrets::redact_url(&self.url)))
+        })
     }
 }
 
@@ -276,7 +275,11 @@ mod tests {
         assert_eq!(host_token(" \n"), "unknown");
         for raw in ["x.y", "a b", "*", ">", "\u{0}", "é.ü"] {
             let token = host_token(raw);
-            assert_eq!(crate::config::subject_token_problem(&token), None, "{raw:?}");
+            assert_eq!(
+                crate::config::subject_token_problem(&token),
+                None,
+                "{raw:?}"
+            );
         }
     }
 
@@ -305,7 +308,10 @@ mod tests {
         assert!(takes("acme.secmon.web-1.file_open"));
         assert!(takes("acme.secmon.web-1.alerts"));
         assert!(takes("acme.secmon.web-1.status"));
-        assert!(!takes("acme.secmon.web-1.control"), "control requests are never stored");
+        assert!(
+            !takes("acme.secmon.web-1.control"),
+            "control requests are never stored"
+        );
         assert!(!takes("acme.secmon.web-1.file_open.x"));
         assert!(!takes("other.web-1.file_open"));
         assert_eq!(message_id("web-1", "ab12", 7), "web-1:ab12:7");

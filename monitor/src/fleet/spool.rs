@@ -12,7 +12,7 @@
 //! New records are appended to the newest segment (one `write` each, so a crash tears at most
 //! the last record); a segment that reaches [`Spool::segment_bytes`] is closed and the next
 //! one begun. Segments are sent oldest first: the oldest is read whole, its records handed out
-//! in order ([`Spool::next`]), and the file is deleted once every one of them was settled
+//! in order ([`Spool::take_next`]), and the file is deleted once every one of them was settled
 //! ([`Spool::settled`]: acknowledged, or spooled again). Reading stops at the first record
 //! that is short or fails its checksum (a write torn by a crash or a full disk): what came
 //! before it is kept, the rest of that file is dropped.
@@ -204,7 +204,7 @@ impl Spool {
 
     /// The oldest record not yet handed out, if any. A segment's records are handed out
     /// once all of the previous segment's were settled.
-    pub fn next(&mut self) -> Option<Record> {
+    pub fn take_next(&mut self) -> Option<Record> {
         if let Some(sending) = &mut self.sending {
             let record = sending.records.pop_front()?;
             sending.outstanding += 1;
@@ -231,10 +231,10 @@ impl Spool {
             outstanding: 0,
         });
         self.settle_if_done();
-        self.next()
+        self.take_next()
     }
 
-    /// A record handed out by [`Spool::next`] was acknowledged (or spooled again).
+    /// A record handed out by [`Spool::take_next`] was acknowledged (or spooled again).
     pub fn settled(&mut self) {
         if let Some(sending) = &mut self.sending {
             sending.outstanding = sending.outstanding.saturating_sub(1);
@@ -362,7 +362,7 @@ mod tests {
 
     fn drain(spool: &mut Spool) -> Vec<Record> {
         let mut out = Vec::new();
-        while let Some(r) = spool.next() {
+        while let Some(r) = spool.take_next() {
             out.push(r);
             spool.settled();
         }
@@ -399,7 +399,10 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        assert!(taken > 50 && refused > 0, "taken {taken}, refused {refused}");
+        assert!(
+            taken > 50 && refused > 0,
+            "taken {taken}, refused {refused}"
+        );
         assert!(spool.bytes() <= 16 * 1024);
         let on_disk: u64 = fs::read_dir(dir.path())
             .expect("read")
@@ -426,7 +429,7 @@ mod tests {
             }
             // Ten were sent and acknowledged before the stop.
             for _ in 0..10 {
-                assert!(spool.next().is_some());
+                assert!(spool.take_next().is_some());
                 spool.settled();
             }
             spool.close().expect("close");

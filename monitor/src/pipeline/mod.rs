@@ -104,8 +104,7 @@ pub fn companion_queues(
     companions
         .iter()
         .map(|companion| {
-            let (subscriber, batches) =
-                Subscriber::new(SUBSCRIBER_BATCHES, companion.queue_loss());
+            let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, companion.queue_loss());
             front_ends.push(FrontEnd::Queue(subscriber));
             batches
         })

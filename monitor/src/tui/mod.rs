@@ -45,8 +45,8 @@ use crate::{
     losses::{Loss, Losses},
     notice,
     pipeline::{
-        self, Batch, FrontEnd, OnSighup, Pipeline, PipelineError, Recycler, RunOptions,
-        RunSummary, SUBSCRIBER_BATCHES, SourceSpec, StopReason, Subscriber, take_events,
+        self, Batch, FrontEnd, OnSighup, Pipeline, PipelineError, Recycler, RunOptions, RunSummary,
+        SUBSCRIBER_BATCHES, SourceSpec, StopReason, Subscriber, take_events,
     },
     response::{
         simulate::Allowlist,

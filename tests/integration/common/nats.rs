@@ -77,7 +77,10 @@ impl NatsServer {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("nats-server on port {} exited at start: {status}", self.port);
+                panic!(
+                    "nats-server on port {} exited at start: {status}",
+                    self.port
+                );
             }
             assert!(
                 Instant::now() < deadline,

@@ -159,7 +159,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 fn wait_for(stderr: &Path, what: &str) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < READY_TIMEOUT {
-        if fs::read_to_string(stderr).unwrap_or_default().contains(what) {
+        if fs::read_to_string(stderr)
+            .unwrap_or_default()
+            .contains(what)
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -277,7 +280,13 @@ fn stop(child: &mut Child) {
 }
 
 /// Both phases at `rate` opens/s for `secs` s: `--json` alone, then with the exporter.
-pub fn measure(secmon: &Path, loadgen: &Path, base_config: &str, rate: u64, secs: u64) -> Result<NatsResult> {
+pub fn measure(
+    secmon: &Path,
+    loadgen: &Path,
+    base_config: &str,
+    rate: u64,
+    secs: u64,
+) -> Result<NatsResult> {
     let dir = util::target_dir().join("bench").join("nats");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
@@ -320,9 +329,15 @@ mod tests {
     #[test]
     fn reads_event_times_and_the_exporter_line() {
         let json = br#"{"timestamp":"1970-01-02T00:00:01.5Z","event_type":"file_open"}"#;
-        assert_eq!(event_time_ns(json), Some((86_401 * 1_000_000_000 + 500_000_000) as i128));
+        assert_eq!(
+            event_time_ns(json),
+            Some(86_401_i128 * 1_000_000_000 + 500_000_000)
+        );
         let json = br#"{"timestamp":"2026-12-03T02:40:00.000000001Z"}"#;
-        assert_eq!(event_time_ns(json), Some(1_796_265_600 * 1_000_000_000 + 1));
+        assert_eq!(
+            event_time_ns(json),
+            Some(1_796_265_600_i128 * 1_000_000_000 + 1)
+        );
         assert_eq!(event_time_ns(b"{}"), None);
         let line = "secmon: NATS: stopped: 10 events taken, 9 messages acknowledged, 0 bytes \
                     left in the spool /x; lost: nats_queue_full 2, nats_spool_full 3";

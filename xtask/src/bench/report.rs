@@ -771,7 +771,10 @@ fn render_nats(s: &mut String, n: &NatsResult) {
         s,
         "| exporter | opens made | monitor CPU over the load | kernel drops | events analysed | published (acked) | published/s | lost (nats_*) | received by the subscriber | delay capture → subscriber p50 / p99 / max |"
     );
-    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        s,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
     for p in [&n.alone, &n.exporting] {
         let rate = if p.load_secs > 0.0 {
             p.published as f64 / p.load_secs
@@ -787,10 +790,26 @@ fn render_nats(s: &mut String, n: &NatsResult) {
             p.cpu_secs,
             thousands(p.drops),
             thousands(p.events),
-            if p.exporting { thousands(p.published) } else { "–".to_string() },
-            if p.exporting { thousands(rate as u64) } else { "–".to_string() },
-            if p.exporting { thousands(p.lost) } else { "–".to_string() },
-            if p.exporting { thousands(p.received) } else { "–".to_string() },
+            if p.exporting {
+                thousands(p.published)
+            } else {
+                "–".to_string()
+            },
+            if p.exporting {
+                thousands(rate as u64)
+            } else {
+                "–".to_string()
+            },
+            if p.exporting {
+                thousands(p.lost)
+            } else {
+                "–".to_string()
+            },
+            if p.exporting {
+                thousands(p.received)
+            } else {
+                "–".to_string()
+            },
             if p.exporting {
                 format!(
                     "{:.1} / {:.1} / {:.1} ms",
