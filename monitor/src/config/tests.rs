@@ -330,7 +330,7 @@ fn unknown_top_level_key() {
     assert_eq!(
         e.to_string(),
         "x.toml:1:1: unknown key `verbose` at the top level; expected one of \
-         [monitoring], [threat_detection], [response], [storage], [controller]"
+         [monitoring], [threat_detection], [response], [storage], [controller], [export]"
     );
 }
 
@@ -341,7 +341,7 @@ fn unknown_section() {
     assert_eq!(
         e.to_string(),
         "x.toml:4:2: unknown section `[monitorng]`; expected one of \
-         [monitoring], [threat_detection], [response], [storage], [controller]"
+         [monitoring], [threat_detection], [response], [storage], [controller], [export]"
     );
 }
 
@@ -1060,7 +1060,12 @@ fn nats_export_section_is_read_and_checked() {
         assert!(e.to_string().contains(wording), "{text}: {e}");
     }
     let e = parse_err("[export.nats]\nspool = 1\n");
-    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+    assert!(
+        matches!(&e, ConfigError::UnknownKey { key, section, .. }
+            if key == "spool" && section == "export.nats"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("in [export.nats]"), "{e}");
     let e = parse_err("[export.kafka]\nenabled = true\n");
     assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
 }

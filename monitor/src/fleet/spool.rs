@@ -372,7 +372,9 @@ mod tests {
     #[test]
     fn records_come_back_in_order_across_segments_and_files_go_once_settled() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut spool = Spool::open(dir.path(), 1024 * 1024).expect("open");
+        // Segments of 16 KiB (a quarter of the bound): 200 records of ~150 bytes span two.
+        let mut spool = Spool::open(dir.path(), 64 * 1024).expect("open");
+        assert_eq!(spool.segment_bytes(), 16 * 1024);
         let records: Vec<Record> = (0..200).map(record).collect();
         for r in &records {
             spool.push(r).expect("room");
