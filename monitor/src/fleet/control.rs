@@ -265,3 +265,144 @@ impl Listening {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A responder over a replay's controls (no probes, no enforcement), its audit log in `dir`.
+    fn responder(dir: &std::path::Path) -> Responder {
+        let controls = Controls {
+            capture: None,
+            rules: crate::rules::RuleEngine::empty(),
+            enforcer: None,
+            allowlist: crate::response::simulate::Allowlist::system(&[]),
+            losses: Arc::new(crate::losses::Losses::new()),
+            history: None,
+            enforce_mode: "replay (nothing is enforced)",
+            simulated: Mutex::new(Default::default()),
+            reloads: Mutex::new(Default::default()),
+        };
+        Responder {
+            auth: Auth::new("t".repeat(64)),
+            audit: AuditLog::open(&dir.join("audit.log")).expect("audit log"),
+            controls,
+            failures: Mutex::new(Window::new()),
+            client: "nats:secmon.h.control".to_string(),
+            host: "h".to_string(),
+        }
+    }
+
+    fn request(token: &str, action: &str) -> Vec<u8> {
+        format!("{{\"token\":\"{token}\",{action}}}").into_bytes()
+    }
+
+    fn audit(dir: &std::path::Path) -> Vec<Value> {
+        std::fs::read_to_string(dir.join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect()
+    }
+
+    #[test]
+    fn the_right_token_applies_the_action_through_the_controllers_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let responder = responder(dir.path());
+        let token = "t".repeat(64);
+        let reply = responder.handle(&request(
+            &token,
+            r#""action":"simulate_block","target":{"exec":"/opt/x/miner"}"#,
+        ));
+        assert!(reply.ok, "{reply:?}");
+        assert_eq!(reply.host, "h");
+        assert!(
+            reply
+                .done
+                .as_deref()
+                .is_some_and(|d| d.contains("would deny"))
+        );
+        let reply = responder.handle(&request(
+            &token,
+            r#""action":"set_probe","family":"file","enabled":false"#,
+        ));
+        assert_eq!(
+            reply.error.as_deref(),
+            Some("replaying a recording: there are no probes")
+        );
+        let lines = audit(dir.path());
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["action"], "simulate block");
+        assert_eq!(lines[0]["client"], "nats:secmon.h.control");
+        assert_eq!(lines[1]["ok"], false);
+    }
+
+    #[test]
+    fn wrong_tokens_are_refused_audited_and_then_locked_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let responder = responder(dir.path());
+        for n in 1..=FAILURES_ALLOWED {
+            let reply = responder.handle(&request("guess", r#""action":"reload_rules""#));
+            assert_eq!(reply.error.as_deref(), Some("wrong token"), "attempt {n}");
+        }
+        // Locked out: even the right token is refused, and nothing more is written.
+        let reply = responder.handle(&request(&"t".repeat(64), r#""action":"reload_rules""#));
+        assert!(
+            reply
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("too many"))
+        );
+        let lines = audit(dir.path());
+        assert_eq!(lines.len(), FAILURES_ALLOWED as usize);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["ok"] == false && l["action"] == "reload_rules")
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_request_is_answered_and_not_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let responder = responder(dir.path());
+        for junk in [
+            &b"not json"[..],
+            br#"{"action":"reload_rules"}"#,
+            br#"{"token":"x"}"#,
+        ] {
+            let reply = responder.handle(junk);
+            assert!(!reply.ok);
+            assert!(
+                reply
+                    .error
+                    .is_some_and(|e| e.starts_with("not a control request"))
+            );
+        }
+        assert!(audit(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn requests_read_and_write_the_documented_format() {
+        let request: ControlRequest = serde_json::from_str(
+            r#"{"token":"k","action":"add_deny","target":{"connect":"203.0.113.7:4444"},"ttl_secs":600,"reason":"c2"}"#,
+        )
+        .expect("the format of docs/fleet.md");
+        assert_eq!(
+            request.action,
+            Action::AddDeny {
+                target: TargetSpec::Connect("203.0.113.7:4444".to_string()),
+                ttl_secs: Some(600),
+                reason: Some("c2".to_string()),
+            }
+        );
+        let text = serde_json::to_string(&ControlRequest {
+            token: "k".to_string(),
+            action: Action::RemoveDeny { id: 3 },
+        })
+        .expect("serialise");
+        assert_eq!(text, r#"{"token":"k","action":"remove_deny","id":3}"#);
+    }
+}

@@ -267,6 +267,8 @@ struct Exporter {
     js: jetstream::Context,
     settings: ExportSettings,
     subjects: Subjects,
+    /// `<prefix>.<host>.<event_type>`, indexed by [`crate::event::EventType`] as `usize`.
+    event_subjects: Vec<String>,
     /// Random per start: ids stay unique across restarts.
     run: String,
     sequence: u64,
@@ -316,8 +318,14 @@ impl Exporter {
                     .unwrap_or(0)
             )
         });
+        let subjects = Subjects::new(&settings.prefix, &settings.host);
+        let mut event_subjects = vec![String::new(); crate::event::EventType::ALL.len()];
+        for event_type in crate::event::EventType::ALL {
+            event_subjects[event_type as usize] = subjects.event(event_type.as_str());
+        }
         Exporter {
-            subjects: Subjects::new(&settings.prefix, &settings.host),
+            event_subjects,
+            subjects,
             client,
             js,
             settings,
@@ -378,26 +386,20 @@ impl Exporter {
             let payload = Bytes::from(json);
             let id = message_id(&self.settings.host, &self.run, self.sequence);
             self.sequence += 1;
-            if crate::controller::hub::is_alert(event) {
-                let alert = Record {
-                    subject: self.subjects.alerts(),
-                    id: format!("{id}{ALERT_ID_SUFFIX}"),
-                    payload: payload.clone(),
-                };
-                self.accept(Record {
-                    subject: self.subjects.event(event.event_type.as_str()),
-                    id,
-                    payload,
-                })
-                .await;
+            let alert = crate::controller::hub::is_alert(event).then(|| Record {
+                subject: self.subjects.alerts(),
+                id: format!("{id}{ALERT_ID_SUFFIX}"),
+                payload: payload.clone(),
+            });
+            let subject = self.event_subjects[event.event_type as usize].clone();
+            self.accept(Record {
+                subject,
+                id,
+                payload,
+            })
+            .await;
+            if let Some(alert) = alert {
                 self.accept(alert).await;
-            } else {
-                self.accept(Record {
-                    subject: self.subjects.event(event.event_type.as_str()),
-                    id,
-                    payload,
-                })
-                .await;
             }
         }
         // Freed on the pipeline's thread when we hold the only reference.
