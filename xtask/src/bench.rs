@@ -14,6 +14,10 @@
 //!    1,000 and 30,000 live processes, history queries over 1M and 10M stored events — 100M
 //!    with `--history-scale 100m` —, the rule engine with 500 and 5,000 more rules, a frame
 //!    after 100k events).
+//! 4. Under a flood of opens: the terminal UI (key latency), the web controller with WebSocket
+//!    clients, and the NATS exporter (`bench/nats.rs`: `--json` without and with
+//!    `[export.nats]` to a local `nats-server -js`; kernel drops, events published per second,
+//!    capture → subscriber delay).
 //!
 //! Then it prints the tables and (unless `--quick`) rewrites the generated part of
 //! `docs/benchmarks.md`. Loading eBPF needs root: as another user everything is built first, then
