@@ -16,6 +16,7 @@ pub mod controller;
 pub mod decode;
 pub mod enrich;
 pub mod event;
+pub mod fleet;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod history_cli;

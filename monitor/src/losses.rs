@@ -54,10 +54,16 @@ pub enum Loss {
     /// The recording's writer (`--record`: disk, compression) was behind: events analysed
     /// and shown, not recorded.
     RecordingQueueFull,
+    /// The NATS exporter's queue was full (it could neither publish nor spool fast enough):
+    /// events not published.
+    NatsQueueFull,
+    /// The NATS server could not be reached (or did not acknowledge) and the on-disk spool
+    /// was full (`spool_max_mb`) or could not be written: events not published.
+    NatsSpoolFull,
 }
 
 impl Loss {
-    pub const ALL: [Loss; 15] = [
+    pub const ALL: [Loss; 17] = [
         Loss::RingBufferFull,
         Loss::PendingTableFull,
         Loss::DecodeError,
@@ -73,6 +79,8 @@ impl Loss {
         Loss::DisplayQueueFull,
         Loss::WebQueueFull,
         Loss::RecordingQueueFull,
+        Loss::NatsQueueFull,
+        Loss::NatsSpoolFull,
     ];
 
     /// The name used in JSON `stats` records, the stopped line and the UI.
@@ -93,6 +101,8 @@ impl Loss {
             Loss::DisplayQueueFull => "display_queue_full",
             Loss::WebQueueFull => "web_queue_full",
             Loss::RecordingQueueFull => "recording_queue_full",
+            Loss::NatsQueueFull => "nats_queue_full",
+            Loss::NatsSpoolFull => "nats_spool_full",
         }
     }
 

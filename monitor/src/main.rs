@@ -14,8 +14,9 @@ use secmon::{
     cli::{BlockCommand, BlockKind, Cli, Command, RulesCommand},
     config::{self, Config},
     controller::{self, ControllerCompanion},
+    fleet::NatsCompanion,
     history_cli,
-    pipeline::{self, Companion, PipelineError, RunOptions, SourceSpec},
+    pipeline::{self, PipelineError, RunOptions, SourceSpec},
     record::Replay,
     remote,
     rules::{self, RuleEngine},
@@ -112,9 +113,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
-    let companion = companion(settings.clone(), &config, &options, serve_only);
+    let companions = companions(settings.clone(), &config, &options, serve_only);
     let (result, verb) = if let (true, Some(settings)) = (serve_only, settings) {
-        let served = controller::serve(&config, &options, SourceSpec::Kernel, settings);
+        let exporter = companions;
+        let served = controller::serve(&config, &options, SourceSpec::Kernel, settings, exporter);
         (runtime.block_on(served), "analysed")
     } else if cli.json {
         let result = match stdout_file() {
@@ -123,7 +125,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &options,
                 SourceSpec::Kernel,
                 stdout,
-                companion,
+                companions,
             )),
             Err(e) => Err(e.into()),
         };
@@ -135,7 +137,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &options,
                 SourceSpec::Kernel,
                 None,
-                companion,
+                companions,
             )),
             "received",
         )
@@ -173,17 +175,24 @@ fn controller_settings(cli: &Cli, config: &Config) -> Result<Option<controller::
     Ok(Some(settings))
 }
 
-/// The controller beside the main front end (not for `serve`, where it is the only one).
-fn companion(
+/// The front ends beside the main one: the controller (not for `serve`, where it is the main
+/// one) and the NATS exporter (`[export.nats] enabled`).
+fn companions(
     settings: Option<controller::Settings>,
     config: &Config,
     options: &RunOptions,
     serve_only: bool,
-) -> Option<Box<dyn Companion>> {
-    let settings = settings.filter(|_| !serve_only)?;
-    Some(Box::new(ControllerCompanion::new(
-        settings, config, options,
-    )))
+) -> pipeline::Companions {
+    let mut companions: pipeline::Companions = Vec::new();
+    if let Some(settings) = settings.filter(|_| !serve_only) {
+        companions.push(Box::new(ControllerCompanion::new(
+            settings, config, options,
+        )));
+    }
+    if let Some(exporter) = NatsCompanion::from_config(config) {
+        companions.push(Box::new(exporter));
+    }
+    companions
 }
 
 /// The config's `[storage]`, with `--db PATH` (which also switches storage on) applied.
@@ -239,10 +248,10 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
-    let companion = companion(settings.clone(), &config, &options, serve_only);
+    let companions = companions(settings.clone(), &config, &options, serve_only);
     let source = SourceSpec::Replay(Box::new(replay));
     let (summary, verb) = if let (true, Some(settings)) = (serve_only, settings) {
-        let served = controller::serve(&config, &options, source, settings);
+        let served = controller::serve(&config, &options, source, settings, companions);
         (runtime.block_on(served)?, "analysed")
     } else if cli.json {
         let summary = runtime.block_on(pipeline::run_json(
@@ -250,12 +259,12 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
             &options,
             source,
             stdout_file()?,
-            companion,
+            companions,
         ))?;
         (summary, "written")
     } else {
         let summary =
-            runtime.block_on(tui::run(&config, &options, source, Some(about), companion))?;
+            runtime.block_on(tui::run(&config, &options, source, Some(about), companions))?;
         (summary, "shown")
     };
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);

@@ -15,6 +15,7 @@ mod control;
 mod controller_api;
 mod enforce;
 mod file;
+mod fleet;
 mod hostile_files;
 mod kernel;
 mod losses;

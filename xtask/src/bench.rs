@@ -14,6 +14,10 @@
 //!    1,000 and 30,000 live processes, history queries over 1M and 10M stored events — 100M
 //!    with `--history-scale 100m` —, the rule engine with 500 and 5,000 more rules, a frame
 //!    after 100k events).
+//! 4. Under a flood of opens: the terminal UI (key latency), the web controller with WebSocket
+//!    clients, and the NATS exporter (`bench/nats.rs`: `--json` without and with
+//!    `[export.nats]` to a local `nats-server -js`; kernel drops, events published per second,
+//!    capture → subscriber delay).
 //!
 //! Then it prints the tables and (unless `--quick`) rewrites the generated part of
 //! `docs/benchmarks.md`. Loading eBPF needs root: as another user everything is built first, then
@@ -23,6 +27,7 @@
 
 mod latency;
 mod loadgen;
+mod nats;
 mod report;
 mod tracer;
 mod tui;
@@ -117,6 +122,9 @@ pub struct BenchArgs {
     /// opens/s).
     #[arg(long)]
     pub skip_latency: bool,
+    /// Do not measure the NATS exporter under a flood.
+    #[arg(long)]
+    pub skip_nats: bool,
     /// Write the results into docs/benchmarks.md (the default without --quick).
     #[arg(long, conflicts_with = "no_doc")]
     pub doc: bool,
@@ -172,6 +180,7 @@ struct Plan {
     web_secs: Option<u64>,
     /// Alerts timed per phase of the latency measurement (None: skipped).
     latency_samples: Option<usize>,
+    nats_secs: Option<u64>,
     doc: bool,
 }
 
@@ -218,6 +227,7 @@ impl Plan {
             tui_secs: (!args.skip_tui).then_some(if quick { 6 } else { 15 }),
             web_secs: (!args.skip_web).then_some(if quick { 6 } else { 15 }),
             latency_samples: (!args.skip_latency).then_some(if quick { 50 } else { 300 }),
+            nats_secs: (!args.skip_nats).then_some(if quick { 4 } else { 10 }),
             doc: if quick { args.doc } else { !args.no_doc },
         }
     }
@@ -225,6 +235,8 @@ impl Plan {
 
 /// The event rate the terminal UI is measured under (issue 5: 100k events/s).
 const TUI_RATE: u64 = 100_000;
+/// The load of the NATS row: the exporter's target (issue 15, `report::NATS_TARGET`).
+const NATS_RATE: u64 = 200_000;
 
 /// The target events per second sustained without a drop.
 pub const THROUGHPUT_TARGET: f64 = 450_000.0;
@@ -327,6 +339,21 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         match latency::measure(&bins.secmon, &bins.loadgen, &config, TUI_RATE, samples) {
             Ok(result) => results.latency = Some(result),
             Err(e) => notes.push(format!("detection latency not measured: {e:#}")),
+        }
+    }
+    if let Some(secs) = plan.nats_secs {
+        eprintln!(
+            "xtask bench: the NATS exporter under {NATS_RATE} opens/s for {secs} s, without and with it"
+        );
+        match nats::measure(
+            &bins.secmon,
+            &bins.loadgen,
+            NO_HISTORY_CONFIG,
+            NATS_RATE,
+            secs,
+        ) {
+            Ok(result) => results.nats = Some(result),
+            Err(e) => notes.push(format!("NATS exporter not measured: {e:#}")),
         }
     }
     let _ = std::fs::remove_file(&script);

@@ -33,6 +33,9 @@ pub const APT_PACKAGES: &[&str] = &[
     // The dashboard's browser tests (tests/integration/web.rs) drive a headless Chromium.
     "chromium",
     "chromium-driver",
+    // The fleet tests (tests/integration/fleet.rs) and the NATS bench row start their own
+    // JetStream server on a loopback port.
+    "nats-server",
 ];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

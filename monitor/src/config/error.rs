@@ -271,9 +271,15 @@ fn locate(table: &DeTable<'_>, span: &Range<usize>, section: &str) -> Option<Loc
                 found: value.get_ref().type_str(),
             });
         }
+        // A nested table is named by its dotted path (`[export.nats]`).
+        let path = if section.is_empty() {
+            printable(name)
+        } else {
+            format!("{section}.{}", printable(name))
+        };
         match value.get_ref() {
             DeValue::Table(inner) => {
-                if let Some(found) = locate(inner, span, &printable(name)) {
+                if let Some(found) = locate(inner, span, &path) {
                     return Some(found);
                 }
             }
@@ -286,7 +292,7 @@ fn locate(table: &DeTable<'_>, span: &Range<usize>, section: &str) -> Option<Loc
                         });
                     }
                     if let DeValue::Table(inner) = item.get_ref()
-                        && let Some(found) = locate(inner, span, &printable(name))
+                        && let Some(found) = locate(inner, span, &path)
                     {
                         return Some(found);
                     }

@@ -29,10 +29,12 @@ use toml::de::DeTable;
 pub use error::{ConfigError, ConfigWarning, Position};
 pub use sections::{
     Controller, DEFAULT_CONTROL_SOCKET, DEFAULT_CONTROLLER_AUDIT, DEFAULT_CONTROLLER_LISTEN,
-    DEFAULT_CONTROLLER_TOKEN, DEFAULT_HISTORY_PATH, DEFAULT_MACHINES_FILE_NAME,
-    DEFAULT_SYSLOG_SOCKET, MAX_DENY_TTL_SECS, MAX_HISTORY_MB, MAX_RETENTION_DAYS,
-    MAX_RULE_DENIES_PER_MINUTE, Monitoring, Response, Storage, ThreatDetection,
+    DEFAULT_CONTROLLER_TOKEN, DEFAULT_HISTORY_PATH, DEFAULT_MACHINES_FILE_NAME, DEFAULT_NATS_SPOOL,
+    DEFAULT_SYSLOG_SOCKET, Export, MAX_DENY_TTL_SECS, MAX_HISTORY_MB, MAX_RETENTION_DAYS,
+    MAX_RULE_DENIES_PER_MINUTE, MAX_SPOOL_MB, MAX_STREAM_AGE_HOURS, Monitoring, NatsExport,
+    Response, Storage, ThreatDetection,
 };
+pub use value::subject_token_problem;
 
 use error::Source;
 
@@ -64,6 +66,9 @@ pub struct Config {
     /// `[controller]`: the HTTP API and web dashboard.
     #[serde(deserialize_with = "value::section")]
     pub controller: Controller,
+    /// `[export]`: `[export.nats]`, publishing to NATS JetStream.
+    #[serde(deserialize_with = "value::section")]
+    pub export: Export,
 }
 
 /// Where the configuration in use came from (for the startup status line).
@@ -147,7 +152,38 @@ impl Config {
                 reason: "give webhook_header or webhook_header_file, not both".to_string(),
             });
         }
-        Ok(())
+        self.check_nats_keys(tree, source)
+    }
+
+    /// `[export.nats]`: one way to authenticate, and a client certificate with its key.
+    fn check_nats_keys(&self, tree: &DeTable<'_>, source: &Source<'_>) -> Result<(), ConfigError> {
+        let nats = &self.export.nats;
+        let problem = if nats.token_file.is_some() && nats.credentials.is_some() {
+            Some(("credentials", "give token_file or credentials, not both"))
+        } else if nats.cert.is_some() != nats.key.is_some() {
+            if nats.cert.is_some() {
+                Some(("cert", "cert and key go together: key is missing"))
+            } else {
+                Some(("key", "cert and key go together: cert is missing"))
+            }
+        } else {
+            None
+        };
+        let Some((key, reason)) = problem else {
+            return Ok(());
+        };
+        let span = tree
+            .get("export")
+            .and_then(|export| export.get_ref().as_table())
+            .and_then(|export| export.get("nats"))
+            .and_then(|nats| nats.get_ref().as_table())
+            .and_then(|nats| nats.get(key))
+            .map(|value| value.span());
+        Err(ConfigError::InvalidValue {
+            at: source.at(span.unwrap_or(0..0)),
+            key: key.to_string(),
+            reason: reason.to_string(),
+        })
     }
 
     /// Read and parse the file at `path`.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::value::{
-    DeniesPerMinute, DenyTtlSecs, Directory, FilePath, Flag, HeaderLine, ListenAddr, LogLevel,
-    Mebibytes, NameList, Program, RetentionDays, RuleName, Threshold, WebOrigin, WebhookUrl, via,
-    via_some,
+    DeniesPerMinute, DenyTtlSecs, Directory, FilePath, Flag, HeaderLine, HostToken, ListenAddr,
+    LogLevel, Mebibytes, NameList, NatsUrl, Program, RetentionDays, RuleName, SpoolMebibytes,
+    StreamAgeHours, StreamName, SubjectPrefix, Threshold, WebOrigin, WebhookUrl, via, via_some,
 };
 use crate::event::{Family, Severity};
 
@@ -299,6 +299,110 @@ impl Default for Controller {
             allowed_origins: Vec::new(),
             audit_log: PathBuf::from(DEFAULT_CONTROLLER_AUDIT),
             machines_file: None,
+        }
+    }
+}
+
+/// `[export]`: where events go besides this machine's own front ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Export {
+    /// `[export.nats]`: publishing to NATS JetStream (docs/fleet.md).
+    #[serde(deserialize_with = "super::value::section")]
+    pub nats: NatsExport,
+}
+
+/// Where the NATS spool lives by default.
+pub const DEFAULT_NATS_SPOOL: &str = "/var/lib/secmon/nats-spool";
+/// The largest `spool_max_mb` accepted (1 TiB).
+pub const MAX_SPOOL_MB: u64 = 1024 * 1024;
+/// The largest `stream_max_age_hours` accepted (ten years).
+pub const MAX_STREAM_AGE_HOURS: u64 = 10 * 365 * 24;
+
+/// `[export.nats]`: every analysed event published to NATS JetStream as
+/// `<subject_prefix>.<host>.<event_type>` (alerts also to `.alerts`), with a bounded on-disk
+/// spool for when the server cannot be reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsExport {
+    #[serde(deserialize_with = "via::<Flag, _, _>")]
+    pub enabled: bool,
+    /// `nats://host:port` or `tls://host:port` (several separated by commas: a cluster).
+    #[serde(deserialize_with = "via::<NatsUrl, _, _>")]
+    pub url: String,
+    /// A file holding the server's auth token (root only).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "via_some::<FilePath, _, _>"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// A NATS `.creds` file (user JWT and NKey seed; root only).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "via_some::<FilePath, _, _>"
+    )]
+    pub credentials: Option<PathBuf>,
+    /// PEM CA certificate(s) the server's certificate is checked against (turns TLS on).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "via_some::<FilePath, _, _>"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that verify clients (with `key`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "via_some::<FilePath, _, _>"
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "via_some::<FilePath, _, _>"
+    )]
+    pub key: Option<PathBuf>,
+    /// The first tokens of every subject (`secmon`, or dotted: `acme.secmon`).
+    #[serde(deserialize_with = "via::<SubjectPrefix, _, _>")]
+    pub subject_prefix: String,
+    /// The JetStream stream (created with subjects `<subject_prefix>.>` when missing).
+    #[serde(deserialize_with = "via::<StreamName, _, _>")]
+    pub stream: String,
+    /// This machine's name in subjects; `None`: the hostname, made into one subject token.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "via_some::<HostToken, _, _>"
+    )]
+    pub host: Option<String>,
+    /// Where events wait while the server cannot be reached (created `0700`).
+    #[serde(deserialize_with = "via::<FilePath, _, _>")]
+    pub spool_dir: PathBuf,
+    /// The spool's bound in MiB; what does not fit is counted as lost (`nats_spool_full`).
+    #[serde(deserialize_with = "via::<SpoolMebibytes, _, _>")]
+    pub spool_max_mb: u64,
+    /// The stream's age limit when the exporter creates it, in hours (0: none).
+    #[serde(deserialize_with = "via::<StreamAgeHours, _, _>")]
+    pub stream_max_age_hours: u64,
+    /// The stream's size limit when the exporter creates it, in MiB (0: none).
+    #[serde(deserialize_with = "via::<Mebibytes, _, _>")]
+    pub stream_max_mb: u64,
+}
+
+impl Default for NatsExport {
+    fn default() -> Self {
+        NatsExport {
+            enabled: false,
+            url: "nats://127.0.0.1:4222".to_string(),
+            token_file: None,
+            credentials: None,
+            ca_file: None,
+            cert: None,
+            key: None,
+            subject_prefix: "secmon".to_string(),
+            stream: "SECMON".to_string(),
+            host: None,
+            spool_dir: PathBuf::from(DEFAULT_NATS_SPOOL),
+            spool_max_mb: 256,
+            stream_max_age_hours: 7 * 24,
+            stream_max_mb: 10 * 1024,
         }
     }
 }

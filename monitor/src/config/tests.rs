@@ -131,7 +131,14 @@ fn shipped_file_is_the_default() {
                     | "webhook_header_file"
                     | "log_file"
                     | "alert_log"
-            ) {
+                    | "token_file"
+                    | "credentials"
+                    | "ca_file"
+                    | "cert"
+                    | "key"
+                    | "host"
+            ) && section != "controller"
+            {
                 // Optional with no default: shown commented out.
                 assert!(
                     DEFAULT_CONFIG_TOML.contains(&format!("# {key} = ")),
@@ -157,22 +164,35 @@ fn every_key() -> Vec<(String, Vec<String>)> {
     response.webhook_header_file = Some(PathBuf::from("/h"));
     response.log_file = Some(PathBuf::from("/l"));
     response.alert_log = Some(PathBuf::from("/a"));
+    let nats = &mut config.export.nats;
+    nats.token_file = Some(PathBuf::from("/t"));
+    nats.credentials = Some(PathBuf::from("/c"));
+    nats.ca_file = Some(PathBuf::from("/ca"));
+    nats.cert = Some(PathBuf::from("/cert"));
+    nats.key = Some(PathBuf::from("/key"));
+    nats.host = Some("h".to_string());
     let toml::Value::Table(root) = toml::Value::try_from(&config).expect("serialise") else {
         panic!("a config serialises to a table");
     };
+    // `[export]` holds tables only (`[export.nats]`): their keys are listed.
     let sections: Vec<(String, Vec<String>)> = root
         .into_iter()
-        .map(|(section, table)| {
-            let keys = table
-                .as_table()
-                .expect("a section")
-                .keys()
-                .cloned()
-                .collect();
-            (section, keys)
+        .flat_map(|(section, table)| {
+            let table = table.as_table().expect("a section").clone();
+            if section == "export" {
+                table
+                    .into_iter()
+                    .map(|(sub, inner)| {
+                        let keys = inner.as_table().expect("a table").keys().cloned();
+                        (format!("export.{sub}"), keys.collect())
+                    })
+                    .collect::<Vec<(String, Vec<String>)>>()
+            } else {
+                vec![(section, table.keys().cloned().collect())]
+            }
         })
         .collect();
-    assert_eq!(sections.len(), 5);
+    assert_eq!(sections.len(), 6);
     assert!(sections.iter().map(|(_, keys)| keys.len()).sum::<usize>() >= 27);
     sections
 }
@@ -236,6 +256,7 @@ max_size_mb = 0x100
                 max_size_mb: 256,
             },
             controller: crate::config::Controller::default(),
+            export: crate::config::Export::default(),
         }
     );
     assert_eq!(
@@ -309,7 +330,7 @@ fn unknown_top_level_key() {
     assert_eq!(
         e.to_string(),
         "x.toml:1:1: unknown key `verbose` at the top level; expected one of \
-         [monitoring], [threat_detection], [response], [storage], [controller]"
+         [monitoring], [threat_detection], [response], [storage], [controller], [export]"
     );
 }
 
@@ -320,7 +341,7 @@ fn unknown_section() {
     assert_eq!(
         e.to_string(),
         "x.toml:4:2: unknown section `[monitorng]`; expected one of \
-         [monitoring], [threat_detection], [response], [storage], [controller]"
+         [monitoring], [threat_detection], [response], [storage], [controller], [export]"
     );
 }
 
@@ -975,4 +996,85 @@ fn controller_section_is_read_and_checked() {
         message.contains("x.toml:2:") && message.contains("not an address and port"),
         "{message}"
     );
+}
+
+#[test]
+fn nats_export_section_is_read_and_checked() {
+    let c = parse(
+        "[export.nats]\nenabled = true\nurl = \"nats://10.0.0.1:4222, tls://n2:4443\"\n\
+         credentials = \"/etc/secmon/n.creds\"\nsubject_prefix = \"acme.secmon\"\n\
+         stream = \"ACME\"\nhost = \"web-1\"\nspool_max_mb = 8\nstream_max_age_hours = 0\n",
+    )
+    .expect("parse");
+    let nats = &c.export.nats;
+    assert!(nats.enabled);
+    assert_eq!(nats.subject_prefix, "acme.secmon");
+    assert_eq!(nats.host.as_deref(), Some("web-1"));
+    assert_eq!(nats.spool_max_mb, 8);
+    assert_eq!(nats.stream_max_age_hours, 0);
+    assert_eq!(nats.credentials, Some(PathBuf::from("/etc/secmon/n.creds")));
+    assert_eq!(
+        nats.spool_dir,
+        PathBuf::from(crate::config::DEFAULT_NATS_SPOOL)
+    );
+
+    for (text, position, wording) in [
+        (
+            "[export.nats]\nurl = \"http://x:4222\"\n",
+            (2, 7),
+            "not a nats:// or tls://",
+        ),
+        (
+            "[export.nats]\nurl = \"nats://x:port\"\n",
+            (2, 7),
+            "port that is not a number",
+        ),
+        (
+            "[export.nats]\nhost = \"web.1\"\n",
+            (2, 8),
+            "must not contain `.`",
+        ),
+        ("[export.nats]\nhost = \"a b\"\n", (2, 8), "whitespace"),
+        ("[export.nats]\nhost = \"\"\n", (2, 8), "must not be empty"),
+        (
+            "[export.nats]\nsubject_prefix = \"a..b\"\n",
+            (2, 18),
+            "token between dots",
+        ),
+        (
+            "[export.nats]\nsubject_prefix = \"a.>\"\n",
+            (2, 18),
+            "`*` or `>`",
+        ),
+        ("[export.nats]\nstream = \"S/1\"\n", (2, 10), "`/`"),
+        ("[export.nats]\nspool_max_mb = -1\n", (2, 16), "negative"),
+        (
+            "[export.nats]\ntoken_file = \"/t\"\ncredentials = \"/c\"\n",
+            (3, 15),
+            "not both",
+        ),
+        ("[export.nats]\ncert = \"/c\"\n", (2, 8), "key is missing"),
+    ] {
+        let e = parse_err(text);
+        assert_eq!(line_col(&e), position, "{text}: {e}");
+        assert!(e.to_string().contains(wording), "{text}: {e}");
+    }
+    let e = parse_err("[export.nats]\nspool = 1\n");
+    assert!(
+        matches!(&e, ConfigError::UnknownKey { key, section, .. }
+            if key == "spool" && section == "export.nats"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("in [export.nats]"), "{e}");
+    let e = parse_err("[export.kafka]\nenabled = true\n");
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+}
+
+#[test]
+fn subject_tokens_refuse_separators_wildcards_and_blanks() {
+    use crate::config::subject_token_problem;
+    assert_eq!(subject_token_problem("web-1_x"), None);
+    for bad in ["", "a.b", "a*", ">", "a b", "a\tb", "a\u{7}"] {
+        assert!(subject_token_problem(bad).is_some(), "{bad:?}");
+    }
 }

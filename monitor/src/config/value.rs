@@ -12,7 +12,10 @@ use std::path::PathBuf;
 
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
-use super::{MAX_DENY_TTL_SECS, MAX_HISTORY_MB, MAX_RETENTION_DAYS, MAX_RULE_DENIES_PER_MINUTE};
+use super::{
+    MAX_DENY_TTL_SECS, MAX_HISTORY_MB, MAX_RETENTION_DAYS, MAX_RULE_DENIES_PER_MINUTE,
+    MAX_SPOOL_MB, MAX_STREAM_AGE_HOURS,
+};
 use crate::event::Severity;
 
 /// Reads a field through its checked type `C`, keeping the field's plain type `T`.
@@ -536,4 +539,156 @@ impl ListItem for WebOrigin {
     const WHAT: &'static str = "a web origin (https://host or https://host:port)";
     const LIST: &'static str =
         "an array of web origins (strings such as \"https://admin.example:9988\")";
+}
+
+bounded_whole_number!(
+    /// `[export.nats] spool_max_mb`: 0 (no spool: what the server does not take is lost) to
+    /// [`MAX_SPOOL_MB`].
+    SpoolMebibytes(u64),
+    max = MAX_SPOOL_MB,
+    expected = "a whole number of MiB (0: no spool)"
+);
+
+bounded_whole_number!(
+    /// `[export.nats] stream_max_age_hours`: 0 (no limit) to [`MAX_STREAM_AGE_HOURS`].
+    StreamAgeHours(u64),
+    max = MAX_STREAM_AGE_HOURS,
+    expected = "a whole number of hours (0: no limit)"
+);
+
+/// Why `token` cannot be one token of a NATS subject, if it cannot: tokens are separated by
+/// `.`, `*` and `>` are wildcards, and whitespace or control characters end a subject on the
+/// wire.
+pub fn subject_token_problem(token: &str) -> Option<&'static str> {
+    if token.is_empty() {
+        Some("must not be empty")
+    } else if token.contains(['.', '*', '>']) {
+        Some("must not contain `.`, `*` or `>`")
+    } else if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("must not contain whitespace or control characters")
+    } else {
+        None
+    }
+}
+
+/// `[export.nats] url`: `nats://`, `tls://` (or `ws://`-less plain `host:port`) URLs, several
+/// separated by commas.
+pub(super) struct NatsUrl(String);
+
+impl From<NatsUrl> for String {
+    fn from(url: NatsUrl) -> String {
+        url.0
+    }
+}
+
+impl<'de> Deserialize<'de> for NatsUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_string(deserializer, "a string (a nats:// or tls:// URL)", |urls| {
+            for url in urls.split(',').map(str::trim) {
+                check_nats_url(url).map_err(|why| {
+                    // A URL may carry a user and password: shown redacted.
+                    format!("{:?} {why}", crate::secrets::redact_url(url))
+                })?;
+            }
+            Ok(NatsUrl(urls))
+        })
+    }
+}
+
+fn check_nats_url(url: &str) -> Result<(), &'static str> {
+    let rest = ["nats://", "tls://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))
+        .ok_or("is not a nats:// or tls:// URL")?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace or control characters");
+    }
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, hp)| hp);
+    let host_port = host_port.trim_end_matches('/');
+    if host_port.is_empty() || host_port.starts_with(':') {
+        return Err("has no host");
+    }
+    if let Some((_, port)) = host_port.rsplit_once(':')
+        && !host_port.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err("has a port that is not a number from 0 to 65535");
+    }
+    Ok(())
+}
+
+/// `[export.nats] subject_prefix`: one or more subject tokens joined by `.`.
+pub(super) struct SubjectPrefix(String);
+
+impl From<SubjectPrefix> for String {
+    fn from(prefix: SubjectPrefix) -> String {
+        prefix.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SubjectPrefix {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_string(
+            deserializer,
+            "a string (subject tokens joined by `.`, e.g. \"secmon\")",
+            |prefix| {
+                for token in prefix.split('.') {
+                    if let Some(why) = subject_token_problem(token) {
+                        return Err(format!("{prefix:?}: each token between dots {why}"));
+                    }
+                }
+                Ok(SubjectPrefix(prefix))
+            },
+        )
+    }
+}
+
+/// `[export.nats] host`: one subject token.
+pub(super) struct HostToken(String);
+
+impl From<HostToken> for String {
+    fn from(host: HostToken) -> String {
+        host.0
+    }
+}
+
+impl<'de> Deserialize<'de> for HostToken {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_string(
+            deserializer,
+            "a string (one subject token, e.g. \"web-1\")",
+            |host| match subject_token_problem(&host) {
+                Some(why) => Err(format!("{:?} {why}", host.escape_debug().to_string())),
+                None => Ok(HostToken(host)),
+            },
+        )
+    }
+}
+
+/// `[export.nats] stream`: a JetStream stream name (one subject token, no path separators).
+pub(super) struct StreamName(String);
+
+impl From<StreamName> for String {
+    fn from(name: StreamName) -> String {
+        name.0
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_string(
+            deserializer,
+            "a string (a stream name, e.g. \"SECMON\")",
+            |name| {
+                let why = subject_token_problem(&name).or_else(|| {
+                    name.contains(['/', '\\'])
+                        .then_some("must not contain `/` or `\\`")
+                });
+                match why {
+                    Some(why) => Err(format!("{:?} {why}", name.escape_debug().to_string())),
+                    None => Ok(StreamName(name)),
+                }
+            },
+        )
+    }
 }

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    AppState, MAX_HISTORY_PAGE, SimulatedBlock, assets,
+    AppState, MAX_HISTORY_PAGE, SimulatedBlock,
+    actions::Acting,
+    assets,
     hub::{RECENT_ALERTS, family_index},
     live::{self, LiveFilter},
     machines,
@@ -27,7 +29,7 @@ use crate::{
     event::{EventType, Family},
     history_cli::{self, HistoryArgs},
     losses::Loss,
-    response::control::{self, Request as ControlRequest, TargetSpec},
+    response::control::TargetSpec,
     storage::{Bucket, Cursor, Filter, History},
 };
 
@@ -117,8 +119,7 @@ async fn json_errors(response: Response) -> Response {
     answer
 }
 
-/// A failed action: the status and what to tell the client.
-pub type ActionError = (StatusCode, String);
+pub use super::actions::{ActionError, DenyRequest, describe_target};
 
 fn failed((status, message): ActionError) -> Response {
     error(status, &message)
@@ -470,11 +471,7 @@ pub fn set_rule(
     name: &str,
     on: bool,
 ) -> Result<String, ActionError> {
-    let action = if on { "enable rule" } else { "disable rule" };
-    let result = RuleControl::set_enabled(&shared.controls.rules, name, on)
-        .map(|()| format!("rule {name} {}", if on { "enabled" } else { "disabled" }));
-    audit(shared, caller, action, name, &result);
-    result.map_err(|e| (StatusCode::NOT_FOUND, e))
+    acting(shared, caller).set_rule(name, on)
 }
 
 async fn rule_put(
@@ -491,12 +488,7 @@ async fn rule_put(
 
 /// Re-reads the rule files; on an error the previous rules stay in force.
 pub fn reload_rules(shared: &AppState, caller: &Caller) -> Result<String, ActionError> {
-    let result = RuleControl::reload(&shared.controls.rules);
-    audit(shared, caller, "reload rules", "", &result);
-    shared
-        .controls
-        .remember_reload(&format!("client {}", caller.addr), &result);
-    result.map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e))
+    acting(shared, caller).reload_rules()
 }
 
 async fn rules_reload(
@@ -591,24 +583,7 @@ pub fn set_probe(
     family: &str,
     on: bool,
 ) -> Result<String, ActionError> {
-    let Some(parsed) = Family::ALL.iter().copied().find(|f| f.as_str() == family) else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!("no probe family {family:?} (process, file, network, kernel)"),
-        ));
-    };
-    let action = if on {
-        "enable probes"
-    } else {
-        "disable probes"
-    };
-    let result = match &shared.controls.capture {
-        Some(capture) => capture.clone().set_enabled(parsed, on),
-        None => Err("replaying a recording: there are no probes".to_string()),
-    }
-    .map(|()| format!("{family} probes {}", if on { "on" } else { "off" }));
-    audit(shared, caller, action, family, &result);
-    result.map_err(|e| (StatusCode::CONFLICT, e))
+    acting(shared, caller).set_probe(family, on)
 }
 
 async fn probe_put(
@@ -651,59 +626,13 @@ async fn denies(State(shared): State<AppState>) -> Response {
     }
 }
 
-/// `POST /denies` and `/denies/simulate`: what to deny.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DenyRequest {
-    pub target: TargetSpec,
-    #[serde(default)]
-    pub ttl_secs: Option<u64>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
 /// Adds a deny entry through the enforcer (its protected set and allowlist checks apply).
 pub fn add_deny(
     shared: &AppState,
     caller: &Caller,
     request: DenyRequest,
 ) -> Result<Value, ActionError> {
-    let target_text = describe_target(&request.target);
-    let Some(enforcer) = &shared.controls.enforcer else {
-        let why = "real enforcement is off ([response] enforce = false): simulate instead";
-        shared
-            .audit
-            .record(caller.addr, "block", &target_text, false, why);
-        return Err((StatusCode::CONFLICT, why.to_string()));
-    };
-    let reply = control::handle(
-        enforcer,
-        ControlRequest::Add {
-            target: request.target,
-            ttl_secs: request.ttl_secs,
-            reason: request.reason,
-        },
-        &format!("web controller ({})", caller.addr),
-    );
-    match (reply.ok, reply.deny) {
-        (true, Some(deny)) => {
-            shared.audit.record(
-                caller.addr,
-                "block",
-                &target_text,
-                true,
-                &format!("deny entry {}", deny.id),
-            );
-            Ok(json!({ "ok": true, "deny": deny }))
-        }
-        _ => {
-            let why = reply.error.unwrap_or_else(|| "refused".to_string());
-            shared
-                .audit
-                .record(caller.addr, "block", &target_text, false, &why);
-            Err((StatusCode::UNPROCESSABLE_ENTITY, why))
-        }
-    }
+    acting(shared, caller).add_deny(request)
 }
 
 async fn deny_add(
@@ -719,26 +648,7 @@ async fn deny_add(
 
 /// Lifts deny entry `id`.
 pub fn remove_deny(shared: &AppState, caller: &Caller, id: u32) -> Result<Value, ActionError> {
-    let Some(enforcer) = &shared.controls.enforcer else {
-        return Err((
-            StatusCode::CONFLICT,
-            "real enforcement is off: there are no deny entries".to_string(),
-        ));
-    };
-    let reply = control::handle(
-        enforcer,
-        ControlRequest::Remove { id },
-        &format!("web controller ({})", caller.addr),
-    );
-    let outcome: Result<String, String> = match (&reply.ok, &reply.deny) {
-        (true, Some(deny)) => Ok(format!("lifted {}", deny.target)),
-        _ => Err(reply.error.clone().unwrap_or_else(|| "refused".to_string())),
-    };
-    audit(shared, caller, "unblock", &id.to_string(), &outcome);
-    match outcome {
-        Ok(_) => Ok(json!({ "ok": true, "deny": reply.deny })),
-        Err(why) => Err((StatusCode::NOT_FOUND, why)),
-    }
+    acting(shared, caller).remove_deny(id)
 }
 
 async fn deny_remove(
@@ -758,29 +668,7 @@ pub fn simulate_deny(
     caller: &Caller,
     target: &TargetSpec,
 ) -> Result<SimulatedBlock, ActionError> {
-    let deny = target.resolve().map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-    let outcome = match shared.controls.allowlist.protecting_target(&deny) {
-        Some(why) => format!("{deny} would not be blocked: {why}"),
-        None => format!(
-            "would deny {deny}, which would {} (simulated; nothing enforced)",
-            crate::response::simulate::effect(&deny)
-        ),
-    };
-    let block = SimulatedBlock {
-        time: Utc::now(),
-        target: describe_target(target),
-        outcome,
-        client: caller.addr.to_string(),
-    };
-    shared.audit.record(
-        caller.addr,
-        "simulate block",
-        &block.target,
-        true,
-        &block.outcome,
-    );
-    shared.controls.remember_simulated(block.clone());
-    Ok(block)
+    acting(shared, caller).simulate_deny(target)
 }
 
 async fn deny_simulate(
@@ -794,27 +682,13 @@ async fn deny_simulate(
     }
 }
 
-pub fn describe_target(target: &TargetSpec) -> String {
-    match target {
-        TargetSpec::Exec(what) => format!("exec {what}"),
-        TargetSpec::Connect(addr) => format!("connect {addr}"),
-    }
-}
-
-fn audit<T>(
-    shared: &AppState,
-    caller: &Caller,
-    action: &str,
-    target: &str,
-    result: &Result<T, String>,
-) where
-    T: std::fmt::Display,
-{
-    match result {
-        Ok(done) => shared
-            .audit
-            .record(caller.addr, action, target, true, &done.to_string()),
-        Err(why) => shared.audit.record(caller.addr, action, target, false, why),
+/// An API or page client acting through [`actions`].
+fn acting<'a>(shared: &'a AppState, caller: &Caller) -> Acting<'a> {
+    Acting {
+        controls: &shared.controls,
+        audit: &shared.audit,
+        client: caller.addr.to_string(),
+        origin: format!("web controller ({})", caller.addr),
     }
 }
 

@@ -56,9 +56,15 @@ impl AuditLog {
 
     /// Records `action` by `client`: `outcome` is what happened (or why it was refused).
     pub fn record(&self, client: SocketAddr, action: &str, target: &str, ok: bool, outcome: &str) {
+        self.record_as(&client.to_string(), action, target, ok, outcome);
+    }
+
+    /// [`AuditLog::record`] for a client named otherwise than by an address (a NATS control
+    /// request: `nats:<subject>`).
+    pub fn record_as(&self, client: &str, action: &str, target: &str, ok: bool, outcome: &str) {
         let line = json!({
             "time": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "client": client.to_string(),
+            "client": client,
             "action": action,
             "target": target,
             "ok": ok,

@@ -25,6 +25,7 @@ use std::{
 use axum::Router;
 use tokio::sync::Semaphore;
 
+pub mod actions;
 pub mod api;
 pub mod assets;
 pub mod audit;
@@ -545,7 +546,8 @@ async fn tls_config(
         })
 }
 
-fn controls(config: &Config, pipeline: &Pipeline, history: Option<PathBuf>) -> Controls {
+/// What requests act on, from the running pipeline (also NATS control requests' targets).
+pub(crate) fn controls(config: &Config, pipeline: &Pipeline, history: Option<PathBuf>) -> Controls {
     let capture = pipeline.capture();
     let enforcer = pipeline.enforcer();
     let enforce_mode = match (&capture, &enforcer) {
@@ -636,22 +638,25 @@ impl Companion for ControllerCompanion {
     }
 }
 
-/// `secmon-tui serve`: the monitor with the controller as its only front end, until a signal
-/// or `--duration` (SIGHUP reloads the rules, as under `--json`).
+/// `secmon-tui serve`: the monitor with the controller as its only front end (and `others`
+/// beside it: the NATS exporter), until a signal or `--duration` (SIGHUP reloads the rules, as
+/// under `--json`).
 pub async fn serve(
     config: &Config,
     options: &RunOptions,
     source: SourceSpec,
     settings: Settings,
+    others: pipeline::Companions,
 ) -> Result<RunSummary, PipelineError> {
     let started = std::time::Instant::now();
     let replay = matches!(source, SourceSpec::Replay(_));
     let losses = Arc::new(Losses::new());
-    let companion: Option<Box<dyn Companion>> = Some(Box::new(ControllerCompanion::new(
+    let mut companions: pipeline::Companions = vec![Box::new(ControllerCompanion::new(
         settings, config, options,
-    )));
+    ))];
+    companions.extend(others);
     let mut front_ends = Vec::new();
-    let batches = pipeline::companion_queue(&companion, &mut front_ends);
+    let batches = pipeline::companion_queues(&companions, &mut front_ends);
     let mut pipeline = Pipeline::start(
         config,
         options,
@@ -660,7 +665,7 @@ pub async fn serve(
         OnSighup::ReloadRules,
         losses,
     )?;
-    let running = pipeline::start_companion(companion, batches, &pipeline).await?;
+    let running = pipeline::start_companions(companions, batches, &pipeline).await?;
     let reason = pipeline.ended().await;
     if replay && reason == crate::pipeline::StopReason::SourceEnded {
         // A served recording stays on view until the operator stops it.

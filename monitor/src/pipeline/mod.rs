@@ -66,7 +66,7 @@ pub enum PipelineError {
     /// `[response] enforce = true` but this kernel or system cannot enforce.
     #[error("[response] enforce = true, but real enforcement cannot start: {0}")]
     Enforce(#[from] EnforceError),
-    /// A companion front end (the web controller) cannot start.
+    /// A companion front end (the web controller, the NATS exporter) cannot start.
     #[error("{0}")]
     Companion(String),
 }
@@ -75,42 +75,58 @@ pub enum PipelineError {
 /// start.
 pub type CompanionStart<'a> = Pin<Box<dyn Future<Output = Result<Box<dyn Send>, String>> + 'a>>;
 
-/// A front end started beside the main one once the pipeline runs (the web controller): it
-/// reads its own bounded queue and may use the running pipeline's switches. What `start`
-/// returns keeps it running; it is dropped (and so stopped) before the pipeline's stop.
+/// A front end started beside the main one once the pipeline runs (the web controller, the
+/// NATS exporter): it reads its own bounded queue and may use the running pipeline's switches.
+/// What `start` returns keeps it running; it is dropped (and so stopped) before the
+/// pipeline's stop.
 pub trait Companion: Send {
     fn start<'a>(
         self: Box<Self>,
         pipeline: &'a Pipeline,
         batches: tokio::sync::mpsc::Receiver<Batch>,
     ) -> CompanionStart<'a>;
+
+    /// What a batch dropped on its full queue counts as (the web controller's by default).
+    fn queue_loss(&self) -> Loss {
+        Loss::WebQueueFull
+    }
 }
 
-/// The companion's queue: added to `front_ends`, its receiver kept for [`start_companion`].
-pub fn companion_queue(
-    companion: &Option<Box<dyn Companion>>,
+/// The companions of a run, each with a queue of its own.
+pub type Companions = Vec<Box<dyn Companion>>;
+
+/// One queue per companion: added to `front_ends`, the receivers kept for
+/// [`start_companions`] (in the same order).
+pub fn companion_queues(
+    companions: &[Box<dyn Companion>],
     front_ends: &mut Vec<FrontEnd>,
-) -> Option<tokio::sync::mpsc::Receiver<Batch>> {
-    companion.as_ref()?;
-    let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, Loss::WebQueueFull);
-    front_ends.push(FrontEnd::Queue(subscriber));
-    Some(batches)
+) -> Vec<tokio::sync::mpsc::Receiver<Batch>> {
+    companions
+        .iter()
+        .map(|companion| {
+            let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, companion.queue_loss());
+            front_ends.push(FrontEnd::Queue(subscriber));
+            batches
+        })
+        .collect()
 }
 
-/// Starts the companion, if any, on its queue; an error stops the pipeline first.
-pub async fn start_companion(
-    companion: Option<Box<dyn Companion>>,
-    batches: Option<tokio::sync::mpsc::Receiver<Batch>>,
+/// Starts each companion on its queue; an error stops those already started (and then the
+/// pipeline).
+pub async fn start_companions(
+    companions: Companions,
+    queues: Vec<tokio::sync::mpsc::Receiver<Batch>>,
     pipeline: &Pipeline,
-) -> Result<Option<Box<dyn Send>>, PipelineError> {
-    match (companion, batches) {
-        (Some(companion), Some(batches)) => companion
+) -> Result<Vec<Box<dyn Send>>, PipelineError> {
+    let mut running = Vec::with_capacity(companions.len());
+    for (companion, batches) in companions.into_iter().zip(queues) {
+        let started = companion
             .start(pipeline, batches)
             .await
-            .map(Some)
-            .map_err(PipelineError::Companion),
-        _ => Ok(None),
+            .map_err(PipelineError::Companion)?;
+        running.push(started);
     }
+    Ok(running)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -173,7 +189,7 @@ pub async fn run_json<W: Write + Send + 'static>(
     options: &RunOptions,
     source: SourceSpec,
     out: W,
-    companion: Option<Box<dyn Companion>>,
+    companions: Companions,
 ) -> Result<RunSummary, PipelineError> {
     let losses = Arc::new(Losses::new());
     let front = match source {
@@ -185,7 +201,7 @@ pub async fn run_json<W: Write + Send + 'static>(
         )?),
     };
     let mut front_ends = vec![front];
-    let companion_batches = companion_queue(&companion, &mut front_ends);
+    let companion_batches = companion_queues(&companions, &mut front_ends);
     let mut pipeline = Pipeline::start(
         config,
         options,
@@ -194,7 +210,7 @@ pub async fn run_json<W: Write + Send + 'static>(
         OnSighup::ReloadRules,
         losses,
     )?;
-    let running = start_companion(companion, companion_batches, &pipeline).await?;
+    let running = start_companions(companions, companion_batches, &pipeline).await?;
     // Runs until a signal, `--duration`, the recording's end or stdout closing.
     pipeline.ended().await;
     drop(running);

@@ -50,8 +50,8 @@ use crate::{
     losses::{Loss, Losses},
     notice,
     pipeline::{
-        self, Batch, Companion, FrontEnd, OnSighup, Pipeline, PipelineError, Recycler, RunOptions,
-        RunSummary, SUBSCRIBER_BATCHES, SourceSpec, StopReason, Subscriber, take_events,
+        self, Batch, FrontEnd, OnSighup, Pipeline, PipelineError, Recycler, RunOptions, RunSummary,
+        SUBSCRIBER_BATCHES, SourceSpec, StopReason, Subscriber, take_events,
     },
     response::{
         simulate::Allowlist,
@@ -287,12 +287,12 @@ pub async fn run(
     options: &RunOptions,
     source: SourceSpec,
     about: Option<String>,
-    companion: Option<Box<dyn Companion>>,
+    companions: pipeline::Companions,
 ) -> Result<RunSummary, PipelineError> {
     let losses = Arc::new(Losses::new());
     let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, Loss::DisplayQueueFull);
     let mut front_ends = vec![FrontEnd::Queue(subscriber)];
-    let companion_batches = pipeline::companion_queue(&companion, &mut front_ends);
+    let companion_batches = pipeline::companion_queues(&companions, &mut front_ends);
     let mut pipeline = Pipeline::start(
         config,
         options,
@@ -302,7 +302,7 @@ pub async fn run(
         losses.clone(),
     )?;
     // Before the UI's notice subscription: the controller's URL goes to stderr, above the UI.
-    let companion = pipeline::start_companion(companion, companion_batches, &pipeline).await?;
+    let companion = pipeline::start_companions(companions, companion_batches, &pipeline).await?;
     let (history_tx, history_rx) = mpsc::unbounded_channel();
     let controls = controls(config, options, &pipeline, history_tx, losses.clone());
     let offset = Local::now().offset().fix();

@@ -6,7 +6,8 @@
 //! - [`instance`]: a monitor started by one test, with its own arguments and directory;
 //! - [`process`]: who the test is (root, pid, tid, comm) and child processes (bounded waits,
 //!   `ETXTBSY` retries, dying with the test);
-//! - [`files`]: temporary directories, paths as the monitor prints them, copied executables.
+//! - [`files`]: temporary directories, paths as the monitor prints them, copied executables;
+//! - [`nats`]: a NATS server with JetStream of the test's own (the fleet tests).
 //!
 //! Tests run in parallel against the shared monitor. Each test takes a [`Checkpoint`] before it
 //! acts and only looks at events that arrived after it, and it recognises its own events by
@@ -16,6 +17,7 @@ pub mod assert;
 pub mod files;
 pub mod instance;
 pub mod monitor;
+pub mod nats;
 pub mod process;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -338,6 +338,7 @@ pub struct Results {
     pub tui: Option<TuiResult>,
     pub web: Option<WebResult>,
     pub latency: Option<LatencyResult>,
+    pub nats: Option<NatsResult>,
     pub notes: Vec<String>,
     pub elapsed_secs: f64,
 }
@@ -427,6 +428,39 @@ impl LatencyPhase {
         sorted.get(rank - 1).copied()
     }
 }
+
+/// One phase of the NATS measurement (`bench/nats.rs`): `--json` alone, or with the exporter.
+#[derive(Debug, Clone, Default)]
+pub struct NatsPhase {
+    pub exporting: bool,
+    pub generated: u64,
+    pub load_secs: f64,
+    /// The monitor's CPU over the load.
+    pub cpu_secs: f64,
+    /// From the stop line: events analysed, kernel drops.
+    pub events: u64,
+    pub drops: u64,
+    /// From the exporter's stop line: messages JetStream acknowledged, events it lost.
+    pub published: u64,
+    pub lost: u64,
+    /// Messages the subscriber received, and their delay from capture (ms).
+    pub received: u64,
+    pub delay_p50_ms: f64,
+    pub delay_p99_ms: f64,
+    pub delay_max_ms: f64,
+}
+
+/// `secmon-tui --json` under a flood, without and with `[export.nats]`.
+#[derive(Debug, Clone, Default)]
+pub struct NatsResult {
+    pub rate: u64,
+    pub secs: u64,
+    pub alone: NatsPhase,
+    pub exporting: NatsPhase,
+}
+
+/// Events per second one monitor should publish to a local nats-server (issue 15).
+pub const NATS_TARGET: f64 = 200_000.0;
 
 /// The history's insert-rate target (issue 19; issue 7's was 100,000), events per second
 /// through the real writer with every index: `storage/insert` (a busy host's mix, nothing to
@@ -801,6 +835,87 @@ fn render_latency(s: &mut String, l: &LatencyResult) {
         "\nKernel drops over both phases: {}.",
         thousands(l.drops)
     );
+}
+
+fn render_nats(s: &mut String, n: &NatsResult) {
+    let _ = writeln!(
+        s,
+        "\n#### NATS export under {} opens/s for {} s (`secmon-tui --json`, history off, a local `nats-server -js`, a subscriber on the host's `file_open` subject)\n",
+        thousands(n.rate),
+        n.secs
+    );
+    let _ = writeln!(
+        s,
+        "| exporter | opens made | monitor CPU over the load | kernel drops | events analysed | published (acked) | published/s | lost (nats_*) | received by the subscriber | delay capture → subscriber p50 / p99 / max |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for p in [&n.alone, &n.exporting] {
+        let rate = if p.load_secs > 0.0 {
+            p.published as f64 / p.load_secs
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} in {:.1} s | {:.2} s | {} | {} | {} | {} | {} | {} | {} |",
+            if p.exporting { "on" } else { "off" },
+            thousands(p.generated),
+            p.load_secs,
+            p.cpu_secs,
+            thousands(p.drops),
+            thousands(p.events),
+            if p.exporting {
+                thousands(p.published)
+            } else {
+                "–".to_string()
+            },
+            if p.exporting {
+                thousands(rate as u64)
+            } else {
+                "–".to_string()
+            },
+            if p.exporting {
+                thousands(p.lost)
+            } else {
+                "–".to_string()
+            },
+            if p.exporting {
+                thousands(p.received)
+            } else {
+                "–".to_string()
+            },
+            if p.exporting {
+                format!(
+                    "{:.1} / {:.1} / {:.1} ms",
+                    p.delay_p50_ms, p.delay_p99_ms, p.delay_max_ms
+                )
+            } else {
+                "–".to_string()
+            },
+        );
+    }
+    let e = &n.exporting;
+    if e.load_secs > 0.0 {
+        let rate = e.published as f64 / e.load_secs;
+        let verdict = if rate >= NATS_TARGET && e.lost == 0 {
+            "ok"
+        } else if e.lost == 0 && e.events < (NATS_TARGET * e.load_secs) as u64 {
+            "not reached: fewer events than the target came (the load, not the exporter)"
+        } else {
+            "MISS"
+        };
+        let _ = writeln!(
+            s,
+            "\nPublished **{} events/s** (target ≥ {}: {verdict}); kernel drops {} → {} with the exporter on.",
+            thousands(rate as u64),
+            thousands(NATS_TARGET as u64),
+            thousands(n.alone.drops),
+            thousands(e.drops)
+        );
+    }
 }
 
 fn render_tui(s: &mut String, t: &TuiResult) {
@@ -1203,6 +1318,9 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(l) = &r.latency {
         render_latency(&mut s, l);
+    }
+    if let Some(n) = &r.nats {
+        render_nats(&mut s, n);
     }
     if !r.notes.is_empty() {
         let _ = writeln!(s, "\nNotes from the run:\n");

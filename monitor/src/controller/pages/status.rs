@@ -37,6 +37,8 @@ fn loss_words(loss: Loss) -> &'static str {
         Loss::DisplayQueueFull => "the terminal UI was behind: events not shown",
         Loss::WebQueueFull => "the web controller was behind: events not sent to the web",
         Loss::RecordingQueueFull => "the recording's writer was behind: events not recorded",
+        Loss::NatsQueueFull => "the NATS exporter was behind: events not published",
+        Loss::NatsSpoolFull => "NATS unreachable and its spool full: events not published",
     }
 }
 

@@ -1,0 +1,734 @@
+//! The NATS exporter: a front end of the pipeline ([`NatsCompanion`]) that publishes every
+//! analysed event to JetStream.
+//!
+//! It reads its own bounded queue (a full queue drops and counts `nats_queue_full`) on a thread
+//! of its own with a current-thread runtime at [`crate::priority::BACKGROUND_NICE`], so neither
+//! a slow server nor a slow network ever slows capture. Each event is serialised once
+//! ([`crate::output::event_json::write_event`]) and published with a `Nats-Msg-Id`
+//! ([`super::message_id`]); acknowledgements are awaited in order while later messages are
+//! already on the wire (up to [`MAX_IN_FLIGHT`]). A message that cannot be sent (no
+//! connection, no stream yet) or whose ack fails or times out goes to the [`Spool`], and while
+//! the spool holds anything new messages queue behind it, so they are sent in order once the
+//! server is back. What the spool cannot hold is counted as `nats_spool_full`.
+use std::{
+    collections::VecDeque,
+    future::Future,
+    path::PathBuf,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_nats::{
+    client::Client,
+    connection::State,
+    jetstream::{self, message::PublishMessage, stream},
+};
+use bytes::Bytes;
+use futures::{StreamExt, stream::FuturesOrdered};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    ALERT_ID_SUFFIX, Connection, FleetError, HostStatus, STATUS_EVERY, Subjects, control,
+    message_id,
+    spool::{Record, Spool, SpoolError},
+};
+use crate::{
+    app::{ProbeState, Probes},
+    config::Config,
+    event::Family,
+    losses::{Loss, Losses},
+    pipeline::{Batch, Companion, CompanionStart, Pipeline, Recycler},
+    response::enforce::SharedCapture,
+};
+
+/// Messages published and not yet acknowledged, at most (beyond, the queue waits: a server
+/// that acknowledges slower than events come fills it, and `nats_queue_full` counts).
+pub const MAX_IN_FLIGHT: usize = 32 * 1024;
+/// How long an acknowledgement may take before the message is spooled (and sent again).
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed publish or ack, how long new messages go straight to the spool before
+/// sending is tried again.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_millis(500);
+/// The housekeeping period: connection state, the stream, the status, the spool.
+const TICK: Duration = Duration::from_millis(100);
+/// At stop, how long acknowledgements are waited for before what is unacknowledged is spooled.
+const FLUSH_GRACE: Duration = Duration::from_secs(2);
+/// How long the exporter's runtime may take to end its tasks once the loop returned.
+const RUNTIME_STOP: Duration = Duration::from_millis(500);
+/// JetStream's duplicate window on a stream the exporter creates: a message sent again within
+/// it (after a lost ack, a restart) is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// `[export.nats]`, resolved.
+#[derive(Clone, Debug)]
+pub struct ExportSettings {
+    pub connection: Connection,
+    pub prefix: String,
+    pub stream: String,
+    pub host: String,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub stream_max_age: Duration,
+    pub stream_max_bytes: u64,
+}
+
+impl ExportSettings {
+    pub fn from_config(config: &Config) -> ExportSettings {
+        let nats = &config.export.nats;
+        ExportSettings {
+            connection: Connection::from_config(nats),
+            prefix: nats.subject_prefix.clone(),
+            stream: nats.stream.clone(),
+            host: super::host_of(nats),
+            spool_dir: nats.spool_dir.clone(),
+            spool_max_bytes: nats.spool_max_mb * 1024 * 1024,
+            stream_max_age: Duration::from_secs(nats.stream_max_age_hours * 3600),
+            stream_max_bytes: nats.stream_max_mb * 1024 * 1024,
+        }
+    }
+}
+
+/// The exporter as a companion front end of `--json`, the terminal UI or `serve`.
+pub struct NatsCompanion {
+    settings: ExportSettings,
+    control: control::ControlSetup,
+}
+
+impl NatsCompanion {
+    /// The exporter `[export.nats]` asks for (`None`: not enabled).
+    pub fn from_config(config: &Config) -> Option<NatsCompanion> {
+        config.export.nats.enabled.then(|| NatsCompanion {
+            settings: ExportSettings::from_config(config),
+            control: control::ControlSetup::from_config(config),
+        })
+    }
+}
+
+impl Companion for NatsCompanion {
+    fn start<'a>(
+        self: Box<Self>,
+        pipeline: &'a Pipeline,
+        batches: mpsc::Receiver<Batch>,
+    ) -> CompanionStart<'a> {
+        Box::pin(async move {
+            let settings = self.settings;
+            let spool =
+                Spool::open(&settings.spool_dir, settings.spool_max_bytes).map_err(|e| {
+                    format!(
+                        "[export.nats] spool_dir {}: {e}",
+                        settings.spool_dir.display()
+                    )
+                })?;
+            let control = self
+                .control
+                .start(pipeline)
+                .map_err(|e| format!("[export.nats] control: {e}"))?;
+            let context = Context {
+                losses: pipeline.losses(),
+                capture: pipeline.capture(),
+                recycler: pipeline.recycler(),
+            };
+            let host = settings.host.clone();
+            let (stop_tx, stop) = oneshot::channel();
+            let (ready_tx, ready) = oneshot::channel();
+            let thread = std::thread::Builder::new()
+                .name("secmon-nats".into())
+                .spawn(move || {
+                    run_thread(settings, spool, control, context, batches, stop, ready_tx)
+                })
+                .map_err(|e| format!("NATS exporter: cannot start its thread: {e}"))?;
+            let running = RunningExporter {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            };
+            match ready.await {
+                Ok(Ok(said)) => {
+                    crate::notice::info(format!("NATS: exporting as host {host}: {said}"));
+                    Ok(Box::new(running) as Box<dyn Send>)
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("NATS exporter: its thread ended before starting".to_string()),
+            }
+        })
+    }
+
+    fn queue_loss(&self) -> Loss {
+        Loss::NatsQueueFull
+    }
+}
+
+/// What the exporter reads from the running pipeline.
+struct Context {
+    losses: Arc<Losses>,
+    capture: Option<SharedCapture>,
+    recycler: Recycler,
+}
+
+/// Keeps the exporter running; dropping it stops it (acks awaited up to [`FLUSH_GRACE`], the
+/// rest spooled) and waits for its thread.
+struct RunningExporter {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RunningExporter {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lower_priority() {
+    crate::priority::lower_this_thread();
+}
+
+fn run_thread(
+    settings: ExportSettings,
+    spool: Spool,
+    control: Option<control::Responder>,
+    context: Context,
+    batches: mpsc::Receiver<Batch>,
+    stop: oneshot::Receiver<()>,
+    ready: oneshot::Sender<Result<String, FleetError>>,
+) {
+    lower_priority();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_start(lower_priority)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = ready.send(Err(FleetError::Nats(format!(
+                "cannot start the exporter's runtime: {e}"
+            ))));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let client = match settings
+            .connection
+            .connect(&format!("secmon {}", settings.host))
+            .await
+        {
+            Ok(client) => client,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let control = match control {
+            Some(responder) => match responder.subscribe(&client, &settings).await {
+                Ok(listening) => Some(listening),
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            },
+            None => None,
+        };
+        let said = format!(
+            "{} (stream {}, subjects {}.{}.*), spool {} ({} bytes waiting){}",
+            crate::secrets::redact_url(&settings.connection.url),
+            settings.stream,
+            settings.prefix,
+            settings.host,
+            settings.spool_dir.display(),
+            spool.bytes(),
+            if control.is_some() {
+                "; answering control requests"
+            } else {
+                ""
+            }
+        );
+        let _ = ready.send(Ok(said));
+        let exporter = Exporter::new(client, settings, spool, context, control.is_some());
+        exporter.run(batches, stop, control).await;
+    });
+    runtime.shutdown_timeout(RUNTIME_STOP);
+}
+
+/// A message handed to JetStream, kept until its ack says what became of it.
+struct Sent {
+    record: Record,
+    /// It came from the spool: settling it lets the spool delete its segment.
+    from_spool: bool,
+}
+
+type Ack = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+struct Exporter {
+    client: Client,
+    js: jetstream::Context,
+    settings: ExportSettings,
+    subjects: Subjects,
+    /// `<prefix>.<host>.<event_type>`, indexed by [`crate::event::EventType`] as `usize`.
+    event_subjects: Vec<String>,
+    /// Random per start: ids stay unique across restarts.
+    run: String,
+    sequence: u64,
+    spool: Spool,
+    /// Acks in publish order, and the messages they are for, in the same order.
+    acks: FuturesOrdered<Ack>,
+    sent: VecDeque<Sent>,
+    stream_ready: bool,
+    paused_until: Option<Instant>,
+    context: Context,
+    connected: bool,
+    spool_warned: bool,
+    control: bool,
+    stats: Stats,
+}
+
+#[derive(Default)]
+struct Stats {
+    events: u64,
+    published: u64,
+    events_at_last_status: u64,
+    last_status: Option<Instant>,
+    started: Option<Instant>,
+    started_at: String,
+}
+
+impl Exporter {
+    fn new(
+        client: Client,
+        settings: ExportSettings,
+        spool: Spool,
+        context: Context,
+        control: bool,
+    ) -> Exporter {
+        let js = jetstream::context::ContextBuilder::new()
+            .timeout(ACK_TIMEOUT)
+            // Never the limit: ours (MAX_IN_FLIGHT, checked per batch) comes first, and a
+            // publish waiting for a permit while we hold the acks unpolled would never end.
+            .max_ack_inflight(MAX_IN_FLIGHT * 4)
+            .build(client.clone());
+        let run = crate::controller::auth::random_hex(4).unwrap_or_else(|_| {
+            format!(
+                "{:08x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0)
+            )
+        });
+        let subjects = Subjects::new(&settings.prefix, &settings.host);
+        let mut event_subjects = vec![String::new(); crate::event::EventType::ALL.len()];
+        for event_type in crate::event::EventType::ALL {
+            event_subjects[event_type as usize] = subjects.event(event_type.as_str());
+        }
+        Exporter {
+            event_subjects,
+            subjects,
+            client,
+            js,
+            settings,
+            run,
+            sequence: 0,
+            spool,
+            acks: FuturesOrdered::new(),
+            sent: VecDeque::new(),
+            stream_ready: false,
+            paused_until: None,
+            context,
+            connected: false,
+            spool_warned: false,
+            control,
+            stats: Stats {
+                started: Some(Instant::now()),
+                started_at: chrono::Utc::now().to_rfc3339(),
+                ..Stats::default()
+            },
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut batches: mpsc::Receiver<Batch>,
+        mut stop: oneshot::Receiver<()>,
+        mut control: Option<control::Listening>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                Some(ok) = self.acks.next(), if !self.acks.is_empty() => self.settle(ok),
+                batch = batches.recv(), if self.sent.len() < MAX_IN_FLIGHT => match batch {
+                    Some(batch) => self.take(batch).await,
+                    None => break,
+                },
+                request = next_request(&mut control) => match (request, &control) {
+                    (Some(request), Some(listening)) => listening.answer(request).await,
+                    // The subscription ended (the client is closing): no more requests.
+                    _ => control = None,
+                },
+                _ = tick.tick() => self.housekeeping().await,
+            }
+            self.send_spooled().await;
+        }
+        self.finish(batches).await;
+    }
+
+    /// Every event of `batch` (and each alert again on `.alerts`): sent, or spooled.
+    async fn take(&mut self, batch: Batch) {
+        for event in batch.iter() {
+            self.stats.events += 1;
+            let mut json = Vec::with_capacity(768);
+            crate::output::event_json::write_event(&mut json, event);
+            let payload = Bytes::from(json);
+            let id = message_id(&self.settings.host, &self.run, self.sequence);
+            self.sequence += 1;
+            let alert = crate::controller::hub::is_alert(event).then(|| Record {
+                subject: self.subjects.alerts(),
+                id: format!("{id}{ALERT_ID_SUFFIX}"),
+                payload: payload.clone(),
+            });
+            let subject = self.event_subjects[event.event_type as usize].clone();
+            self.accept(Record {
+                subject,
+                id,
+                payload,
+            })
+            .await;
+            if let Some(alert) = alert {
+                self.accept(alert).await;
+            }
+        }
+        // Freed on the pipeline's thread when we hold the only reference.
+        if let Ok(events) = Arc::try_unwrap(batch) {
+            self.context.recycler.give_back(events);
+        }
+    }
+
+    /// Sends `record` if it can go now and nothing waits before it; else spools it.
+    async fn accept(&mut self, record: Record) {
+        if self.can_send() && !self.spool.has_backlog() {
+            self.send(record, false).await;
+        } else {
+            self.spool_record(record);
+        }
+    }
+
+    fn can_send(&self) -> bool {
+        self.stream_ready
+            && self.client.connection_state() == State::Connected
+            && self
+                .paused_until
+                .is_none_or(|until| Instant::now() >= until)
+    }
+
+    async fn send(&mut self, record: Record, from_spool: bool) {
+        let publish = PublishMessage::build()
+            .payload(record.payload.clone())
+            .message_id(&record.id);
+        match self.js.send_publish(record.subject.clone(), publish).await {
+            Ok(ack) => {
+                self.acks
+                    .push_back(Box::pin(async move { ack.await.is_ok() }));
+                self.sent.push_back(Sent { record, from_spool });
+            }
+            Err(_) => {
+                self.pause();
+                self.spool_record(record);
+                if from_spool {
+                    self.spool.settled();
+                }
+            }
+        }
+    }
+
+    /// The next ack, in publish order: a failed one spools its message again.
+    fn settle(&mut self, ok: bool) {
+        let Some(sent) = self.sent.pop_front() else {
+            return;
+        };
+        if ok {
+            self.stats.published += 1;
+        } else {
+            self.pause();
+            self.spool_record(sent.record);
+        }
+        if sent.from_spool {
+            self.spool.settled();
+        }
+    }
+
+    fn pause(&mut self) {
+        self.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
+    }
+
+    fn spool_record(&mut self, record: Record) {
+        let is_copy = record.id.ends_with(ALERT_ID_SUFFIX);
+        match self.spool.push(&record) {
+            Ok(()) => {}
+            Err(e) => {
+                // An alert's copy is the same event: counted once.
+                if !is_copy {
+                    self.context.losses.add(Loss::NatsSpoolFull, 1);
+                }
+                if !self.spool_warned {
+                    self.spool_warned = true;
+                    let why = match e {
+                        SpoolError::Full(_) => format!(
+                            "the spool is full ({} MiB, spool_max_mb)",
+                            self.settings.spool_max_bytes / (1024 * 1024)
+                        ),
+                        SpoolError::Io(e) => format!("cannot write the spool: {e}"),
+                    };
+                    crate::notice::warn(format!(
+                        "NATS: {why}; events are lost (nats_spool_full) until the server \
+                         takes them again"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Hands spooled messages to the server while it takes them.
+    async fn send_spooled(&mut self) {
+        while self.sent.len() < MAX_IN_FLIGHT && self.spool.has_backlog() && self.can_send() {
+            let Some(record) = self.spool.take_next() else {
+                break;
+            };
+            self.send(record, true).await;
+        }
+    }
+
+    async fn housekeeping(&mut self) {
+        let connected = self.client.connection_state() == State::Connected;
+        if connected != self.connected {
+            self.connected = connected;
+            if connected {
+                crate::notice::info(format!(
+                    "NATS: connected to {}",
+                    crate::secrets::redact_url(&self.settings.connection.url)
+                ));
+            } else {
+                // The stream is checked again after a reconnect (the server may be another).
+                self.stream_ready = false;
+                crate::notice::warn(format!(
+                    "NATS: {} cannot be reached; events wait in the spool {}",
+                    crate::secrets::redact_url(&self.settings.connection.url),
+                    self.settings.spool_dir.display()
+                ));
+            }
+        }
+        if self
+            .paused_until
+            .is_some_and(|until| Instant::now() >= until)
+        {
+            self.paused_until = None;
+        }
+        if connected && !self.stream_ready {
+            self.ensure_stream().await;
+        }
+        if connected
+            && self
+                .stats
+                .last_status
+                .is_none_or(|at| at.elapsed() >= STATUS_EVERY)
+        {
+            self.publish_status().await;
+        }
+        if self.spool_warned && !self.spool.has_backlog() {
+            self.spool_warned = false;
+        }
+    }
+
+    /// Finds the stream, or creates it (subjects `<prefix>.>`, the configured limits).
+    async fn ensure_stream(&mut self) {
+        let config = stream::Config {
+            name: self.settings.stream.clone(),
+            subjects: super::stream_subjects(&self.settings.prefix),
+            max_age: self.settings.stream_max_age,
+            max_bytes: i64::try_from(self.settings.stream_max_bytes)
+                .ok()
+                .filter(|&n| n > 0)
+                .unwrap_or(-1),
+            duplicate_window: DUPLICATE_WINDOW,
+            storage: stream::StorageType::File,
+            ..stream::Config::default()
+        };
+        match tokio::time::timeout(ACK_TIMEOUT, self.js.get_or_create_stream(config)).await {
+            Ok(Ok(mut stream)) => {
+                self.stream_ready = true;
+                if let Ok(info) = stream.info().await {
+                    self.check_stream_subjects(&info.config.subjects);
+                }
+            }
+            Ok(Err(e)) => {
+                crate::notice::warn(format!(
+                    "NATS: stream {}: {e}; events wait in the spool",
+                    self.settings.stream
+                ));
+                self.pause();
+            }
+            Err(_) => self.pause(),
+        }
+    }
+
+    /// An existing stream (made by hand, or by another tool) may not take our subjects, or may
+    /// take the control subject too: then the server itself answers control requests (with a
+    /// publish ack) and stores them, tokens included. Said once per connection.
+    fn check_stream_subjects(&self, subjects: &[String]) {
+        let takes = |subject: &str| subjects.iter().any(|p| super::subject_matches(p, subject));
+        let stream = &self.settings.stream;
+        if !takes(&self.subjects.event("process_exec")) || !takes(&self.subjects.alerts()) {
+            crate::notice::warn(format!(
+                "NATS: stream {stream} does not take {}: events are not stored (subjects: {})",
+                self.subjects.all(),
+                subjects.join(" ")
+            ));
+        }
+        if takes(&self.subjects.control()) {
+            crate::notice::warn(format!(
+                "NATS: stream {stream} also takes {} (subjects: {}): control requests would be \
+                 stored, tokens included, and answered by the server; give it the subjects of \
+                 docs/fleet.md",
+                self.subjects.control(),
+                subjects.join(" ")
+            ));
+        }
+    }
+
+    async fn publish_status(&mut self) {
+        let now = Instant::now();
+        let interval = self
+            .stats
+            .last_status
+            .map_or(0.0, |at| now.duration_since(at).as_secs_f64());
+        let events = self.stats.events - self.stats.events_at_last_status;
+        self.stats.last_status = Some(now);
+        self.stats.events_at_last_status = self.stats.events;
+        let losses = self.context.losses.snapshot();
+        let status = HostStatus {
+            host: self.settings.host.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started: self.stats.started_at.clone(),
+            uptime_secs: self.stats.started.map_or(0, |s| s.elapsed().as_secs()),
+            events: self.stats.events,
+            events_per_sec: if interval > 0.0 {
+                events as f64 / interval
+            } else {
+                0.0
+            },
+            published: self.stats.published,
+            spool_bytes: self.spool.bytes(),
+            connected: true,
+            losses: Loss::ALL
+                .into_iter()
+                .map(|reason| (reason.as_str().to_string(), losses.get(reason)))
+                .collect(),
+            lost_total: losses.total(),
+            probes: probe_states(self.context.capture.as_ref()),
+            control: self.control,
+        };
+        if let Ok(json) = serde_json::to_vec(&status) {
+            let _ = self
+                .client
+                .publish(self.subjects.status(), Bytes::from(json))
+                .await;
+        }
+    }
+
+    /// At stop: what is queued is taken; while the server is connected, the spool is sent and
+    /// acks are awaited, up to [`FLUSH_GRACE`] (a replay's events, spooled until the stream
+    /// was found, get out); what is still unacknowledged then is spooled (sent again at the
+    /// next start; its id makes a second copy harmless).
+    async fn finish(mut self, mut batches: mpsc::Receiver<Batch>) {
+        batches.close();
+        while let Ok(batch) = batches.try_recv() {
+            self.take(batch).await;
+        }
+        let deadline = tokio::time::Instant::now() + FLUSH_GRACE;
+        while tokio::time::Instant::now() < deadline
+            && (self.spool.has_backlog() || !self.acks.is_empty())
+        {
+            if self.client.connection_state() != State::Connected {
+                // Not yet (a short run ends before the first connection) or not any more:
+                // waited for within the grace, then what waits stays in the spool.
+                tokio::time::sleep(TICK / 2).await;
+                continue;
+            }
+            if !self.stream_ready {
+                self.ensure_stream().await;
+            }
+            if self
+                .paused_until
+                .is_some_and(|until| Instant::now() >= until)
+            {
+                self.paused_until = None;
+            }
+            self.send_spooled().await;
+            if self.acks.is_empty() {
+                tokio::time::sleep(TICK / 2).await;
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.acks.next()).await {
+                Ok(Some(ok)) => self.settle(ok),
+                _ => break,
+            }
+        }
+        while let Some(sent) = self.sent.pop_front() {
+            self.spool_record(sent.record);
+            if sent.from_spool {
+                self.spool.settled();
+            }
+        }
+        if let Err(e) = self.spool.close() {
+            crate::notice::warn(format!("NATS: closing the spool: {e}"));
+        }
+        // A last status (a short run, a replay, may have ended before its first one).
+        if self.client.connection_state() == State::Connected {
+            self.publish_status().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.client.flush()).await;
+        let losses = self.context.losses.snapshot();
+        crate::notice::info(format!(
+            "NATS: stopped: {} events taken, {} messages acknowledged, {} bytes left in the \
+             spool {}; lost: nats_queue_full {}, nats_spool_full {}",
+            self.stats.events,
+            self.stats.published,
+            self.spool.bytes(),
+            self.settings.spool_dir.display(),
+            losses.get(Loss::NatsQueueFull),
+            losses.get(Loss::NatsSpoolFull),
+        ));
+    }
+}
+
+/// The next control request, or never when control is off.
+async fn next_request(control: &mut Option<control::Listening>) -> Option<async_nats::Message> {
+    match control {
+        Some(listening) => listening.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Probe family → state, as the controller's status says it.
+pub fn probe_states(capture: Option<&SharedCapture>) -> std::collections::BTreeMap<String, String> {
+    Family::ALL
+        .iter()
+        .map(|&family| {
+            let state = match capture {
+                Some(capture) => capture.state(family),
+                None => ProbeState::Replay,
+            };
+            let state = match state {
+                ProbeState::On => "on",
+                ProbeState::Off => "off",
+                ProbeState::Unavailable => "unavailable",
+                ProbeState::Replay => "replay",
+            };
+            (family.as_str().to_string(), state.to_string())
+        })
+        .collect()
+}

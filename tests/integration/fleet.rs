@@ -1,0 +1,655 @@
+//! The fleet over NATS JetStream (`[export.nats]`, docs/fleet.md): each test starts its own
+//! `nats-server -js` on a free loopback port with its store in the test's directory, and
+//! monitors that publish to it (a live one with real probes, others replaying recordings under
+//! other host names). What arrives is read back through `secmon::fleet::consumer`, the library
+//! a hub uses.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use secmon::fleet::{
+    Connection, HostStatus,
+    consumer::{Fleet, FleetMessage},
+    control::{Action, ControlReply},
+};
+use serde_json::Value;
+
+use crate::common::{
+    BIN, Instance, STOP_TIMEOUT, TestDir, marker, nats::NatsServer, nats::free_port,
+    no_machine_flood, parse_json_lines, path_str, require_root, run, workspace,
+};
+
+/// How long a read of the stream waits for one more message before it counts as done.
+const STREAM_IDLE: Duration = Duration::from_secs(2);
+/// How long a test waits for something published to arrive.
+const ARRIVAL: Duration = Duration::from_secs(20);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the consumer")
+}
+
+/// A publisher's own directory and config: its spool, token, audit log and control socket
+/// there, no history, `[export.nats]` on with `host`.
+fn publisher_config(dir: &Path, url: &str, host: &str, spool_max_mb: u64) -> String {
+    fs::create_dir_all(dir).expect("the publisher's directory");
+    let config = dir.join("secmon.toml");
+    fs::write(
+        &config,
+        format!(
+            "[storage]\nenabled = false\n\n\
+             [response]\ncontrol_socket = {:?}\n\n\
+             [controller]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\naudit_log = {:?}\n\n\
+             [export.nats]\nenabled = true\nurl = {url:?}\nhost = {host:?}\n\
+             spool_dir = {:?}\nspool_max_mb = {spool_max_mb}\n",
+            path_str(&dir.join("control.sock")),
+            path_str(&dir.join("controller.token")),
+            path_str(&dir.join("audit.log")),
+            path_str(&dir.join("spool")),
+        ),
+    )
+    .expect("write the publisher's config");
+    path_str(&config)
+}
+
+/// Writes a controller token (as the controller would: 64 hex digits, mode 0600).
+fn write_token(dir: &Path, token: &str) {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join("controller.token"))
+        .expect("create the token file");
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).expect("write it");
+}
+
+fn story() -> String {
+    workspace("tests/fixtures/recordings/attack-story.jsonl")
+}
+
+/// A recording of `n` benign `file_open` events `spacing` apart (the story's header and its
+/// first `file_open`, retimed).
+fn paced_recording(dir: &Path, n: usize, spacing: Duration) -> String {
+    let text = fs::read_to_string(story()).expect("read the story");
+    let mut lines = text.lines();
+    let header = lines.next().expect("a header");
+    let template: Value = lines
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON event"))
+        .find(|e| e["event_type"] == "file_open" && e["analysis"]["severity"] == "benign")
+        .expect("a benign file_open in the story");
+    let start: DateTime<Utc> = "2026-11-23T16:40:00Z".parse().expect("a time");
+    let mut out = String::from(header);
+    out.push('\n');
+    for i in 0..n {
+        let mut event = template.clone();
+        let at = start + chrono::Duration::from_std(spacing * i as u32).expect("a duration");
+        event["timestamp"] = Value::from(at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+        out.push_str(&event.to_string());
+        out.push('\n');
+    }
+    let path = dir.join(format!("paced-{n}.jsonl"));
+    fs::write(&path, out).expect("write the recording");
+    path_str(&path)
+}
+
+/// `secmon-tui --replay FILE --json --speed max --config CONFIG` to its end: the events it
+/// printed (as lines) and its stderr.
+fn replay_to_end(recording: &str, config: &str) -> (Vec<String>, String) {
+    let out = run(
+        Command::new(BIN).args([
+            "--replay",
+            recording,
+            "--json",
+            "--speed",
+            "max",
+            "--config",
+            config,
+            "--rules",
+            &workspace("rules"),
+        ]),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "replay failed: {stderr}");
+    let (_, bad) = parse_json_lines(&out.stdout);
+    assert!(bad.is_empty(), "non-JSON output: {bad:?}");
+    // As printed, byte for byte.
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    (lines, stderr)
+}
+
+/// The exporter's last word: `NATS: stopped: N events taken, M messages acknowledged, B bytes
+/// left in the spool DIR; lost: nats_queue_full Q, nats_spool_full S`.
+#[derive(Debug)]
+struct Stopped {
+    taken: u64,
+    left: u64,
+    queue_full: u64,
+    spool_full: u64,
+}
+
+fn stopped_line(stderr: &str) -> Stopped {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("NATS: stopped:"))
+        .unwrap_or_else(|| panic!("no `NATS: stopped:` line in:\n{stderr}"));
+    let number_before = |word: &str| -> u64 {
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word:?} in {line:?}"));
+        line[..at]
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number before {word:?} in {line:?}"))
+    };
+    let number_after = |word: &str| -> u64 {
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word:?} in {line:?}"))
+            + word.len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|s| !s.is_empty())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number after {word:?} in {line:?}"))
+    };
+    Stopped {
+        taken: number_before(" events taken"),
+        left: number_before(" bytes left"),
+        queue_full: number_after("nats_queue_full "),
+        spool_full: number_after("nats_spool_full "),
+    }
+}
+
+fn connect(rt: &tokio::runtime::Runtime, url: &str) -> Fleet {
+    rt.block_on(Fleet::connect(&Connection::plain(url), "secmon", "SECMON"))
+        .expect("connect to the test's server")
+}
+
+/// Everything the stream holds for `host` (`*`: every host): one read per subject (event
+/// types, alerts, status), each filtered by the server, so a busy live host does not slow the
+/// reads of the others.
+fn history(rt: &tokio::runtime::Runtime, fleet: &Fleet, host: &str) -> Vec<FleetMessage> {
+    let since = Utc::now() - chrono::Duration::hours(1);
+    secmon::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .chain(["alerts", "status"])
+        .flat_map(|what| {
+            rt.block_on(fleet.read_history(host, what, since, STREAM_IDLE))
+                .expect("read the stream")
+        })
+        .collect()
+}
+
+/// The status messages the stream holds, from every host.
+fn statuses(rt: &tokio::runtime::Runtime, fleet: &Fleet) -> Vec<FleetMessage> {
+    let since = Utc::now() - chrono::Duration::hours(1);
+    rt.block_on(fleet.read_history("*", "status", since, STREAM_IDLE))
+        .expect("read the stream")
+}
+
+/// The event messages among `messages` (not the alert copies, not the status).
+fn events_of(messages: &[FleetMessage]) -> Vec<&FleetMessage> {
+    messages
+        .iter()
+        .filter(|m| !m.subject.ends_with(".alerts") && !m.subject.ends_with(".status"))
+        .collect()
+}
+
+fn on_subject<'a>(messages: &'a [FleetMessage], last: &str) -> Vec<&'a FleetMessage> {
+    messages
+        .iter()
+        .filter(|m| m.subject.rsplit('.').next() == Some(last))
+        .collect()
+}
+
+/// One live monitor (real probes) and two replays under other host names publish to one
+/// server: each host's events are on its own subjects, alerts also on `.alerts`, every host
+/// says its status, and a per-host read sees that host only.
+#[test]
+fn three_hosts_publish_on_their_own_subjects() {
+    require_root();
+    let _no_flood = no_machine_flood();
+    let dir = TestDir::new(&format!("fleet-{}", marker()));
+    let nats = NatsServer::start(&dir.join("store"));
+    let rt = runtime();
+    let fleet = connect(&rt, &nats.url());
+
+    let live_config = publisher_config(&dir.join("live"), &nats.url(), "live", 64);
+    let mut live = Instance::start(&["--json", "--config", &live_config]);
+    live.wait_ready();
+    live.wait_for_stderr("the exporter's start", |l| {
+        l.contains("NATS: exporting as host live")
+    });
+    // A real process opening a real file shows up on the live host's file_open subject.
+    let mut opens = Box::pin(
+        rt.block_on(fleet.subscribe("live", "file_open"))
+            .expect("subscribe"),
+    );
+    let opened = dir.join(format!("{}-opened", marker()));
+    fs::write(&opened, b"seen over NATS").expect("write the file");
+    drop(fs::File::open(&opened).expect("open it read-only"));
+    let wanted = path_str(&opened);
+    let arrived = rt.block_on(async {
+        tokio::time::timeout(ARRIVAL, async {
+            while let Some(message) = opens.next().await {
+                let json = message.json().expect("an event as JSON");
+                if json["file_path"].as_str() == Some(wanted.as_str()) {
+                    return Some(message);
+                }
+            }
+            None
+        })
+        .await
+    });
+    let message = arrived
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the open of {wanted} never arrived on secmon.live.file_open"));
+    assert_eq!(message.host, "live");
+    assert!(
+        message
+            .id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("live:")),
+        "{:?}",
+        message.id
+    );
+
+    // Two recordings replayed under their own names.
+    let mut printed = HashMap::new();
+    for host in ["rec-b", "rec-c"] {
+        let config = publisher_config(&dir.join(host), &nats.url(), host, 64);
+        let (lines, stderr) = replay_to_end(&story(), &config);
+        let stopped = stopped_line(&stderr);
+        assert_eq!(stopped.taken, lines.len() as u64, "{stderr}");
+        assert_eq!(
+            stopped.left, 0,
+            "everything was sent before the stop: {stderr}"
+        );
+        printed.insert(host, lines);
+    }
+
+    let statuses: BTreeSet<String> = statuses(&rt, &fleet)
+        .iter()
+        .map(|m| m.host.clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        BTreeSet::from(["live".to_string(), "rec-b".to_string(), "rec-c".to_string()])
+    );
+    let hosts: HashMap<String, HostStatus> = rt
+        .block_on(fleet.hosts(Duration::from_secs(3)))
+        .expect("listen to the statuses")
+        .into_iter()
+        .collect();
+    let live_status = hosts.get("live").expect("the live host says its status");
+    assert_eq!(
+        live_status.probes.get("file").map(String::as_str),
+        Some("on")
+    );
+
+    let mut seen_ids = BTreeSet::new();
+    for (host, lines) in &printed {
+        let messages = history(&rt, &fleet, host);
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.host == *host && m.subject.starts_with(&format!("secmon.{host}."))),
+            "a read of {host} sees {host} only"
+        );
+        // Every event the replay printed is on the stream once, byte for byte, under its type.
+        let events = events_of(&messages);
+        let mut published: Vec<String> = events
+            .iter()
+            .map(|m| String::from_utf8(m.payload.to_vec()).expect("UTF-8 JSON"))
+            .collect();
+        let mut expected = lines.clone();
+        published.sort();
+        expected.sort();
+        assert_eq!(
+            published.len(),
+            expected.len(),
+            "{host}: events on the stream"
+        );
+        assert_eq!(
+            published, expected,
+            "{host}: the published events are the printed ones"
+        );
+        for message in &events {
+            let json = message.json().expect("JSON");
+            let event_type = json["event_type"].as_str().expect("an event type");
+            assert_eq!(message.subject, format!("secmon.{host}.{event_type}"));
+            let id = message.id.clone().expect("every message has an id");
+            assert!(id.starts_with(&format!("{host}:")), "{id}");
+            assert!(seen_ids.insert(id.clone()), "id {id} twice");
+        }
+        // Alerts: the events the rules marked, again on `.alerts`.
+        let alerts = on_subject(&messages, "alerts");
+        let marked = lines
+            .iter()
+            .filter(|l| {
+                let e: Value = serde_json::from_str(l).expect("JSON");
+                e["analysis"]["severity"] != "benign"
+            })
+            .count();
+        assert!(marked > 0, "the story has alerts");
+        assert_eq!(
+            alerts.len(),
+            marked,
+            "{host}: alerts on secmon.{host}.alerts"
+        );
+        for alert in alerts {
+            let json = alert.json().expect("JSON");
+            assert_ne!(json["analysis"]["severity"], "benign");
+            assert!(alert.id.as_deref().is_some_and(|id| id.ends_with(":alert")));
+        }
+    }
+    live.signal(libc::SIGINT);
+    let (status, _, stderr) = live.finish(STOP_TIMEOUT);
+    assert!(status.success(), "{}", stderr.join("\n"));
+}
+
+/// The server stops in the middle of a paced stream and comes back (same port, same store):
+/// every event arrives exactly once per id, or is counted as lost.
+#[test]
+fn a_server_that_goes_away_and_comes_back_gets_every_event_once() {
+    let dir = TestDir::new(&format!("fleet-{}", marker()));
+    let mut nats = NatsServer::start(&dir.join("store"));
+    let recording = paced_recording(dir.path(), 3000, Duration::from_millis(3));
+    let config = publisher_config(&dir.join("gone"), &nats.url(), "gone", 64);
+    let mut publisher = Instance::start(&[
+        "--replay", &recording, "--json", "--speed", "1", "--config", &config,
+    ]);
+    publisher.wait_for_stderr("a connection", |l| l.contains("NATS: connected"));
+    std::thread::sleep(Duration::from_secs(2));
+    nats.stop();
+    publisher.wait_for_stderr("the spool in use", |l| l.contains("cannot be reached"));
+    std::thread::sleep(Duration::from_secs(2));
+    nats.restart();
+    let (status, stdout, stderr) = publisher.finish(Duration::from_secs(120));
+    let stderr = stderr.join("\n");
+    assert!(status.success(), "{stderr}");
+    let (printed, _) = parse_json_lines(&stdout);
+    assert_eq!(printed.len(), 3000);
+    let stopped = stopped_line(&stderr);
+    assert_eq!(stopped.taken, 3000, "{stderr}");
+
+    let rt = runtime();
+    let fleet = connect(&rt, &nats.url());
+    let messages = history(&rt, &fleet, "gone");
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for message in events_of(&messages) {
+        *per_id
+            .entry(message.id.clone().expect("an id"))
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = per_id.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "ids on the stream more than once: {twice:?}"
+    );
+    let lost = stopped.queue_full + stopped.spool_full;
+    assert_eq!(
+        per_id.len() as u64 + lost,
+        3000,
+        "each event arrived once or was counted as lost ({stopped:?}); stderr:\n{stderr}"
+    );
+    assert_eq!(
+        stopped.left, 0,
+        "the spool was emptied once the server was back"
+    );
+}
+
+/// With no server at all, events wait in the spool up to its bound and the rest is counted as
+/// lost; the next start sends what waited.
+#[test]
+fn a_full_spool_counts_its_losses_and_the_next_start_sends_the_rest() {
+    let dir = TestDir::new(&format!("fleet-{}", marker()));
+    let port = free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let config = publisher_config(&dir.join("full"), &url, "full", 1);
+    let recording = paced_recording(dir.path(), 5000, Duration::from_micros(10));
+    let (lines, stderr) = replay_to_end(&recording, &config);
+    assert_eq!(lines.len(), 5000);
+    let stopped = stopped_line(&stderr);
+    assert_eq!(stopped.taken, 5000, "{stderr}");
+    assert!(
+        stopped.spool_full > 0,
+        "a 1 MiB spool cannot hold 5000 events: {stderr}"
+    );
+    assert!(stopped.left <= 1024 * 1024, "{stopped:?}");
+    let on_disk: u64 = fs::read_dir(dir.join("full/spool"))
+        .expect("the spool directory")
+        .map(|e| e.expect("an entry").metadata().expect("its size").len())
+        .sum();
+    assert_eq!(on_disk, stopped.left);
+    assert!(
+        on_disk <= 1024 * 1024,
+        "the spool stays within its bound: {on_disk}"
+    );
+
+    // The server comes up; the next start (a one-event replay) sends what waited first.
+    let nats = NatsServer::start_on(&dir.join("store"), port);
+    let one = paced_recording(&dir.join("full"), 1, Duration::ZERO);
+    let (_, stderr) = replay_to_end(&one, &config);
+    let next = stopped_line(&stderr);
+    assert_eq!(next.left, 0, "{stderr}");
+    let rt = runtime();
+    let fleet = connect(&rt, &nats.url());
+    let messages = history(&rt, &fleet, "full");
+    let events = events_of(&messages);
+    let mut by_run: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for message in &events {
+        let id = message.id.clone().expect("an id");
+        let mut parts = id.rsplitn(2, ':');
+        let sequence = parts
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a sequence");
+        by_run
+            .entry(parts.next().unwrap_or_default().to_string())
+            .or_default()
+            .push(sequence);
+    }
+    let runs: Vec<(String, usize, Option<&u64>, Option<&u64>)> = by_run
+        .iter()
+        .map(|(run, seqs)| {
+            (
+                run.clone(),
+                seqs.len(),
+                seqs.iter().min(),
+                seqs.iter().max(),
+            )
+        })
+        .collect();
+    // The new event queues behind the full spool: it fits once the spool is sent, or is
+    // counted as lost if it came while the spool was still full.
+    assert!(next.spool_full <= 1, "{next:?}");
+    assert_eq!(
+        events.len() as u64,
+        5000 - stopped.spool_full + 1 - next.spool_full,
+        "the spooled events and the new one: {runs:?}; {stopped:?}; {stderr}"
+    );
+    assert_eq!(by_run.len() as u64, 2 - next.spool_full, "{runs:?}");
+    let first_run = by_run
+        .values()
+        .find(|seqs| seqs.len() > 1)
+        .expect("the first run's events");
+    let mut first_run = first_run.clone();
+    first_run.sort_unstable();
+    assert_eq!(
+        first_run,
+        (0..first_run.len() as u64).collect::<Vec<_>>(),
+        "the spool kept the oldest events, each once"
+    );
+}
+
+fn audit_lines(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+        .collect()
+}
+
+fn reply_of(
+    rt: &tokio::runtime::Runtime,
+    fleet: &Fleet,
+    host: &str,
+    token: &str,
+    action: Action,
+) -> ControlReply {
+    rt.block_on(fleet.control(host, token, action, Duration::from_secs(10)))
+        .expect("a reply")
+}
+
+/// A control request goes to one host, is checked against that host's token and applied by
+/// its own checks; a wrong token is refused and audited; repeated wrong tokens lock it out.
+#[test]
+fn a_control_request_reaches_only_its_host() {
+    require_root();
+    let dir = TestDir::new(&format!("fleet-{}", marker()));
+    let nats = NatsServer::start(&dir.join("store"));
+    let (dir_a, dir_b) = (dir.join("ctl-a"), dir.join("ctl-b"));
+    let config_a = publisher_config(&dir_a, &nats.url(), "ctl-a", 16);
+    let config_b = publisher_config(&dir_b, &nats.url(), "ctl-b", 16);
+    let token_a = "a".repeat(64);
+    let token_b = "b".repeat(64);
+    write_token(&dir_a, &token_a);
+    write_token(&dir_b, &token_b);
+    let mut a = Instance::start(&["--json", "--config", &config_a]);
+    a.wait_ready();
+    a.wait_for_stderr("control on", |l| {
+        l.contains("NATS: exporting as host ctl-a") && l.contains("answering control requests")
+    });
+    let mut b = Instance::start(&["serve", "--replay", &story(), "--config", &config_b]);
+    b.wait_for_stderr("control on", |l| {
+        l.contains("NATS: exporting as host ctl-b") && l.contains("answering control requests")
+    });
+    let rt = runtime();
+    let fleet = connect(&rt, &nats.url());
+    let file_off = Action::SetProbe {
+        family: "file".to_string(),
+        enabled: false,
+    };
+
+    // The right token: applied on ctl-a, seen in ctl-a's own state.
+    let reply = reply_of(&rt, &fleet, "ctl-a", &token_a, file_off.clone());
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.host, "ctl-a");
+    assert_eq!(reply.done.as_deref(), Some("file probes off"));
+    let mut statuses = Box::pin(rt.block_on(fleet.statuses()).expect("statuses"));
+    let off = rt.block_on(async {
+        tokio::time::timeout(ARRIVAL, async {
+            while let Some(status) = statuses.next().await {
+                let file = status.probes.get("file").map(String::as_str);
+                if status.host == "ctl-a" && file == Some("off") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+    });
+    assert_eq!(
+        off.ok(),
+        Some(true),
+        "ctl-a's status shows its file probes off"
+    );
+
+    // ctl-a's token is not ctl-b's: refused there, and audited there only.
+    let reply = reply_of(&rt, &fleet, "ctl-b", &token_a, file_off.clone());
+    assert!(!reply.ok);
+    assert_eq!(reply.host, "ctl-b");
+    assert_eq!(reply.error.as_deref(), Some("wrong token"));
+    let audit_a = audit_lines(&dir_a.join("audit.log"));
+    assert_eq!(audit_a.len(), 1, "ctl-a saw one request: {audit_a:?}");
+    assert_eq!(audit_a[0]["ok"], true);
+    assert_eq!(audit_a[0]["action"], "disable probes");
+    assert_eq!(audit_a[0]["client"], "nats:secmon.ctl-a.control");
+    let audit_b = audit_lines(&dir_b.join("audit.log"));
+    assert_eq!(audit_b.len(), 1, "{audit_b:?}");
+    assert_eq!(audit_b[0]["ok"], false);
+    assert_eq!(audit_b[0]["client"], "nats:secmon.ctl-b.control");
+    assert!(
+        audit_b[0]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("wrong token")),
+        "{audit_b:?}"
+    );
+
+    // ctl-b's own token: checked by ctl-b's own rules (a replay has no probes).
+    let reply = reply_of(&rt, &fleet, "ctl-b", &token_b, file_off.clone());
+    assert!(!reply.ok);
+    assert!(
+        reply
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("replaying a recording")),
+        "{reply:?}"
+    );
+    let simulated = reply_of(
+        &rt,
+        &fleet,
+        "ctl-b",
+        &token_b,
+        Action::SimulateBlock {
+            target: secmon::response::control::TargetSpec::Exec("/opt/x/miner".to_string()),
+        },
+    );
+    assert!(simulated.ok, "{simulated:?}");
+    assert!(
+        simulated
+            .done
+            .as_deref()
+            .is_some_and(|d| d.contains("would deny")),
+        "{simulated:?}"
+    );
+
+    // Wrong tokens, again and again: then even the right one is refused for a while.
+    for _ in 0..5 {
+        let reply = reply_of(&rt, &fleet, "ctl-b", "not-the-token", Action::ReloadRules);
+        assert!(!reply.ok);
+    }
+    let reply = reply_of(&rt, &fleet, "ctl-b", &token_b, Action::ReloadRules);
+    assert!(
+        reply
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("too many")),
+        "{reply:?}"
+    );
+    // A request that is not JSON is answered, not applied.
+    let raw = rt
+        .block_on(fleet.client().request("secmon.ctl-a.control", "no".into()))
+        .expect("a reply");
+    let raw: ControlReply = serde_json::from_slice(&raw.payload).expect("a control reply");
+    assert!(!raw.ok);
+
+    // Back on, then stop both.
+    let file_on = Action::SetProbe {
+        family: "file".to_string(),
+        enabled: true,
+    };
+    assert!(reply_of(&rt, &fleet, "ctl-a", &token_a, file_on).ok);
+    for instance in [a, b] {
+        instance.signal(libc::SIGINT);
+        let (status, _, stderr) = instance.finish(STOP_TIMEOUT);
+        assert!(status.success(), "{}", stderr.join("\n"));
+    }
+}
