@@ -15,3 +15,14 @@ pub fn lower_this_thread() {
         libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, BACKGROUND_NICE);
     }
 }
+
+/// A current-thread tokio runtime for a best-effort companion (web controller, NATS
+/// exporter): the calling thread and every thread the runtime starts run at
+/// [`BACKGROUND_NICE`].
+pub fn background_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    lower_this_thread();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_start(lower_this_thread)
+        .build()
+}

@@ -310,13 +310,11 @@ impl Drop for RunningController {
     }
 }
 
-/// The controller's threads run at [`crate::priority::BACKGROUND_NICE`]: the web is best
-/// effort, and under a flood the kernel reader and the driver (nice 0) come first. (With the
-/// controller on the runtime's two workers, twenty WebSocket clients reading everything made
-/// the kernel drop events: its work delayed the reader.)
-fn lower_priority() {
-    crate::priority::lower_this_thread();
-}
+// The controller's threads run at [`crate::priority::BACKGROUND_NICE`]
+// (`priority::background_runtime`): the web is best effort, and under a flood the kernel reader
+// and the driver (nice 0) come first. (With the controller on the runtime's two workers, twenty
+// WebSocket clients reading everything made the kernel drop events: its work delayed the
+// reader.)
 
 /// How long the controller's runtime may take to end its tasks once serving stopped (a
 /// history query on its blocking thread included).
@@ -417,12 +415,7 @@ struct Serving {
 
 impl Serving {
     fn run(self, ready: tokio::sync::oneshot::Sender<Result<(), ControllerError>>) {
-        lower_priority();
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_start(lower_priority)
-            .build()
-        {
+        let runtime = match crate::priority::background_runtime() {
             Ok(runtime) => runtime,
             Err(e) => {
                 let _ = ready.send(Err(ControllerError::Tls(format!(

@@ -183,10 +183,6 @@ impl Drop for RunningExporter {
     }
 }
 
-fn lower_priority() {
-    crate::priority::lower_this_thread();
-}
-
 fn run_thread(
     settings: ExportSettings,
     spool: Spool,
@@ -196,12 +192,7 @@ fn run_thread(
     stop: oneshot::Receiver<()>,
     ready: oneshot::Sender<Result<String, FleetError>>,
 ) {
-    lower_priority();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .on_thread_start(lower_priority)
-        .build()
-    {
+    let runtime = match crate::priority::background_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             let _ = ready.send(Err(FleetError::Nats(format!(
