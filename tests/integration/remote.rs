@@ -269,6 +269,13 @@ fn quit(tmux: &Tmux) {
 /// panes with the remote's analysis, a rule switched on the remote from the rules view, the
 /// remote stopped (reconnecting, the keys still answer) and started again on the same port
 /// (events again, without a key).
+/// The `rules N` the header shows (the rules loaded on the remote, from its status).
+fn rules_in_header(screen: &str) -> Option<usize> {
+    screen
+        .split('│')
+        .find_map(|cell| cell.trim().strip_prefix("rules ")?.parse().ok())
+}
+
 #[test]
 fn remote_tui_follows_a_replayed_controller_through_a_restart() {
     require_root(); // to run the TUI as another user
@@ -284,7 +291,10 @@ fn remote_tui_follows_a_replayed_controller_through_a_restart() {
 
     // The remote's host (from the recording), the link up, and its events with its analysis.
     let screen = tmux.wait_for("the remote's events", READY_TIMEOUT, |s| {
-        s.contains("secmon@vm") && s.contains("link connected") && events_shown(s) > 0
+        s.contains("secmon@vm")
+            && s.contains("link connected")
+            && events_shown(s) > 0
+            && rules_in_header(s).is_some_and(|n| n > 0)
     });
     assert!(screen.contains("Processes"), "{screen}");
     assert_unprivileged_without_bpf(tui_pid(&tmux));
@@ -295,10 +305,12 @@ fn remote_tui_follows_a_replayed_controller_through_a_restart() {
         s.contains("no kernel probes to switch")
     });
 
-    // The rules view lists the remote's rules; Space switches the first one off there.
+    // The rules view lists every rule the header counts on the remote; Space switches the
+    // first one off there.
+    let loaded = rules_in_header(&screen).expect("waited for it");
     tmux.keys(&["R"]);
     tmux.wait_for("the remote's rules", SCREEN_TIMEOUT, |s| {
-        s.contains("Rules (46)")
+        s.contains(&format!("Rules ({loaded})"))
     });
     tmux.keys(&["Space"]);
     let screen = tmux.wait_for("the switch", SCREEN_TIMEOUT, |s| {
