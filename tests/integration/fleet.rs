@@ -37,9 +37,21 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime for the consumer")
 }
 
+/// How long a publisher waits at its stop for the server to take what it sent and its spool:
+/// far longer than it needs on a loaded machine (the wait ends as soon as all is taken), so
+/// tests that expect everything sent do not depend on the machine's speed.
+const STOP_GRACE_SECS: u64 = 30;
+
 /// A publisher's own directory and config: its spool, token, audit log and control socket
-/// there, no history, `[export.nats]` on with `host`.
-fn publisher_config(dir: &Path, url: &str, host: &str, spool_max_mb: u64) -> String {
+/// there, no history, `[export.nats]` on with `host`; at stop it waits up to
+/// `stop_grace_secs` for the server.
+fn publisher_config(
+    dir: &Path,
+    url: &str,
+    host: &str,
+    spool_max_mb: u64,
+    stop_grace_secs: u64,
+) -> String {
     fs::create_dir_all(dir).expect("the publisher's directory");
     let config = dir.join("secmon.toml");
     fs::write(
@@ -49,7 +61,8 @@ fn publisher_config(dir: &Path, url: &str, host: &str, spool_max_mb: u64) -> Str
              [response]\ncontrol_socket = {:?}\n\n\
              [controller]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\naudit_log = {:?}\n\n\
              [export.nats]\nenabled = true\nurl = {url:?}\nhost = {host:?}\n\
-             spool_dir = {:?}\nspool_max_mb = {spool_max_mb}\n",
+             spool_dir = {:?}\nspool_max_mb = {spool_max_mb}\n\
+             stop_grace_secs = {stop_grace_secs}\n",
             path_str(&dir.join("control.sock")),
             path_str(&dir.join("controller.token")),
             path_str(&dir.join("audit.log")),
@@ -229,7 +242,7 @@ fn three_hosts_publish_on_their_own_subjects() {
     let rt = runtime();
     let fleet = connect(&rt, &nats.url());
 
-    let live_config = publisher_config(&dir.join("live"), &nats.url(), "live", 64);
+    let live_config = publisher_config(&dir.join("live"), &nats.url(), "live", 64, STOP_GRACE_SECS);
     let mut live = Instance::start(&["--json", "--config", &live_config]);
     live.wait_ready();
     live.wait_for_stderr("the exporter's start", |l| {
@@ -273,7 +286,7 @@ fn three_hosts_publish_on_their_own_subjects() {
     // Two recordings replayed under their own names.
     let mut printed = HashMap::new();
     for host in ["rec-b", "rec-c"] {
-        let config = publisher_config(&dir.join(host), &nats.url(), host, 64);
+        let config = publisher_config(&dir.join(host), &nats.url(), host, 64, STOP_GRACE_SECS);
         let (lines, stderr) = replay_to_end(&story(), &config);
         let stopped = stopped_line(&stderr);
         assert_eq!(stopped.taken, lines.len() as u64, "{stderr}");
@@ -371,7 +384,7 @@ fn a_server_that_goes_away_and_comes_back_gets_every_event_once() {
     let dir = TestDir::new(&format!("fleet-{}", marker()));
     let mut nats = NatsServer::start(&dir.join("store"));
     let recording = paced_recording(dir.path(), 3000, Duration::from_millis(3));
-    let config = publisher_config(&dir.join("gone"), &nats.url(), "gone", 64);
+    let config = publisher_config(&dir.join("gone"), &nats.url(), "gone", 64, STOP_GRACE_SECS);
     let mut publisher = Instance::start(&[
         "--replay", &recording, "--json", "--speed", "1", "--config", &config,
     ]);
@@ -422,7 +435,8 @@ fn a_full_spool_counts_its_losses_and_the_next_start_sends_the_rest() {
     let dir = TestDir::new(&format!("fleet-{}", marker()));
     let port = free_port();
     let url = format!("nats://127.0.0.1:{port}");
-    let config = publisher_config(&dir.join("full"), &url, "full", 1);
+    // No server at all: nothing to wait for at the stop.
+    let config = publisher_config(&dir.join("full"), &url, "full", 1, 0);
     let recording = paced_recording(dir.path(), 5000, Duration::from_micros(10));
     let (lines, stderr) = replay_to_end(&recording, &config);
     assert_eq!(lines.len(), 5000);
@@ -445,6 +459,7 @@ fn a_full_spool_counts_its_losses_and_the_next_start_sends_the_rest() {
 
     // The server comes up; the next start (a one-event replay) sends what waited first.
     let nats = NatsServer::start_on(&dir.join("store"), port);
+    let config = publisher_config(&dir.join("full"), &url, "full", 1, STOP_GRACE_SECS);
     let one = paced_recording(&dir.join("full"), 1, Duration::ZERO);
     let (_, stderr) = replay_to_end(&one, &config);
     let next = stopped_line(&stderr);
@@ -526,8 +541,8 @@ fn a_control_request_reaches_only_its_host() {
     let dir = TestDir::new(&format!("fleet-{}", marker()));
     let nats = NatsServer::start(&dir.join("store"));
     let (dir_a, dir_b) = (dir.join("ctl-a"), dir.join("ctl-b"));
-    let config_a = publisher_config(&dir_a, &nats.url(), "ctl-a", 16);
-    let config_b = publisher_config(&dir_b, &nats.url(), "ctl-b", 16);
+    let config_a = publisher_config(&dir_a, &nats.url(), "ctl-a", 16, STOP_GRACE_SECS);
+    let config_b = publisher_config(&dir_b, &nats.url(), "ctl-b", 16, STOP_GRACE_SECS);
     let token_a = "a".repeat(64);
     let token_b = "b".repeat(64);
     write_token(&dir_a, &token_a);

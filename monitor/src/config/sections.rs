@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::value::{
     DeniesPerMinute, DenyTtlSecs, Directory, FilePath, Flag, HeaderLine, HostToken, ListenAddr,
     LogLevel, Mebibytes, NameList, NatsUrl, Program, RetentionDays, RuleName, SpoolMebibytes,
-    StreamAgeHours, StreamName, SubjectPrefix, Threshold, WebOrigin, WebhookUrl, via, via_some,
+    StopGraceSecs, StreamAgeHours, StreamName, SubjectPrefix, Threshold, WebOrigin, WebhookUrl,
+    via, via_some,
 };
 use crate::event::{Family, Severity};
 
@@ -318,6 +319,8 @@ pub const DEFAULT_NATS_SPOOL: &str = "/var/lib/secmon/nats-spool";
 pub const MAX_SPOOL_MB: u64 = 1024 * 1024;
 /// The largest `stream_max_age_hours` accepted (ten years).
 pub const MAX_STREAM_AGE_HOURS: u64 = 10 * 365 * 24;
+/// `[export.nats] stop_grace_secs` at most: systemd's default stop timeout is 90 s.
+pub const MAX_STOP_GRACE_SECS: u64 = 60;
 
 /// `[export.nats]`: every analysed event published to NATS JetStream as
 /// `<subject_prefix>.<host>.<event_type>` (alerts also to `.alerts`), with a bounded on-disk
@@ -384,6 +387,10 @@ pub struct NatsExport {
     /// The stream's size limit when the exporter creates it, in MiB (0: none).
     #[serde(deserialize_with = "via::<Mebibytes, _, _>")]
     pub stream_max_mb: u64,
+    /// At stop, how long to wait for the server to acknowledge what was sent and to take the
+    /// spool, in seconds; what is left then stays in the spool for the next start.
+    #[serde(deserialize_with = "via::<StopGraceSecs, _, _>")]
+    pub stop_grace_secs: u64,
 }
 
 impl Default for NatsExport {
@@ -403,6 +410,7 @@ impl Default for NatsExport {
             spool_max_mb: 256,
             stream_max_age_hours: 7 * 24,
             stream_max_mb: 10 * 1024,
+            stop_grace_secs: 5,
         }
     }
 }

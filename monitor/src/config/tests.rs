@@ -1003,7 +1003,8 @@ fn nats_export_section_is_read_and_checked() {
     let c = parse(
         "[export.nats]\nenabled = true\nurl = \"nats://10.0.0.1:4222, tls://n2:4443\"\n\
          credentials = \"/etc/secmon/n.creds\"\nsubject_prefix = \"acme.secmon\"\n\
-         stream = \"ACME\"\nhost = \"web-1\"\nspool_max_mb = 8\nstream_max_age_hours = 0\n",
+         stream = \"ACME\"\nhost = \"web-1\"\nspool_max_mb = 8\nstream_max_age_hours = 0\n\
+         stop_grace_secs = 0\n",
     )
     .expect("parse");
     let nats = &c.export.nats;
@@ -1012,6 +1013,7 @@ fn nats_export_section_is_read_and_checked() {
     assert_eq!(nats.host.as_deref(), Some("web-1"));
     assert_eq!(nats.spool_max_mb, 8);
     assert_eq!(nats.stream_max_age_hours, 0);
+    assert_eq!(nats.stop_grace_secs, 0);
     assert_eq!(nats.credentials, Some(PathBuf::from("/etc/secmon/n.creds")));
     assert_eq!(
         nats.spool_dir,
@@ -1048,6 +1050,11 @@ fn nats_export_section_is_read_and_checked() {
         ),
         ("[export.nats]\nstream = \"S/1\"\n", (2, 10), "`/`"),
         ("[export.nats]\nspool_max_mb = -1\n", (2, 16), "negative"),
+        (
+            "[export.nats]\nstop_grace_secs = 61\n",
+            (2, 19),
+            "at most 60",
+        ),
         (
             "[export.nats]\ntoken_file = \"/t\"\ncredentials = \"/c\"\n",
             (3, 15),

@@ -14,7 +14,7 @@ use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
 use super::{
     MAX_DENY_TTL_SECS, MAX_HISTORY_MB, MAX_RETENTION_DAYS, MAX_RULE_DENIES_PER_MINUTE,
-    MAX_SPOOL_MB, MAX_STREAM_AGE_HOURS,
+    MAX_SPOOL_MB, MAX_STOP_GRACE_SECS, MAX_STREAM_AGE_HOURS,
 };
 use crate::event::Severity;
 
@@ -554,6 +554,14 @@ bounded_whole_number!(
     StreamAgeHours(u64),
     max = MAX_STREAM_AGE_HOURS,
     expected = "a whole number of hours (0: no limit)"
+);
+
+bounded_whole_number!(
+    /// `[export.nats] stop_grace_secs`: 0 (leave what is unacknowledged in the spool at once)
+    /// to [`MAX_STOP_GRACE_SECS`].
+    StopGraceSecs(u64),
+    max = MAX_STOP_GRACE_SECS,
+    expected = "a whole number of seconds"
 );
 
 /// Why `token` cannot be one token of a NATS subject, if it cannot: tokens are separated by

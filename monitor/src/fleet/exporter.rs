@@ -52,8 +52,6 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_millis(500);
 /// The housekeeping period: connection state, the stream, the status, the spool.
 const TICK: Duration = Duration::from_millis(100);
-/// At stop, how long acknowledgements are waited for before what is unacknowledged is spooled.
-const FLUSH_GRACE: Duration = Duration::from_secs(2);
 /// How long the exporter's runtime may take to end its tasks once the loop returned.
 const RUNTIME_STOP: Duration = Duration::from_millis(500);
 /// JetStream's duplicate window on a stream the exporter creates: a message sent again within
@@ -71,6 +69,8 @@ pub struct ExportSettings {
     pub spool_max_bytes: u64,
     pub stream_max_age: Duration,
     pub stream_max_bytes: u64,
+    /// At stop, how long acknowledgements and the spool's sending are waited for.
+    pub stop_grace: Duration,
 }
 
 impl ExportSettings {
@@ -85,6 +85,7 @@ impl ExportSettings {
             spool_max_bytes: nats.spool_max_mb * 1024 * 1024,
             stream_max_age: Duration::from_secs(nats.stream_max_age_hours * 3600),
             stream_max_bytes: nats.stream_max_mb * 1024 * 1024,
+            stop_grace: Duration::from_secs(nats.stop_grace_secs),
         }
     }
 }
@@ -165,7 +166,7 @@ struct Context {
     recycler: Recycler,
 }
 
-/// Keeps the exporter running; dropping it stops it (acks awaited up to [`FLUSH_GRACE`], the
+/// Keeps the exporter running; dropping it stops it (acks awaited up to `stop_grace_secs`, the
 /// rest spooled) and waits for its thread.
 struct RunningExporter {
     stop: Option<oneshot::Sender<()>>,
@@ -631,7 +632,7 @@ impl Exporter {
     }
 
     /// At stop: what is queued is taken; while the server is connected, the spool is sent and
-    /// acks are awaited, up to [`FLUSH_GRACE`] (a replay's events, spooled until the stream
+    /// acks are awaited, up to `stop_grace_secs` (a replay's events, spooled until the stream
     /// was found, get out); what is still unacknowledged then is spooled (sent again at the
     /// next start; its id makes a second copy harmless).
     async fn finish(mut self, mut batches: mpsc::Receiver<Batch>) {
@@ -639,7 +640,7 @@ impl Exporter {
         while let Ok(batch) = batches.try_recv() {
             self.take(batch).await;
         }
-        let deadline = tokio::time::Instant::now() + FLUSH_GRACE;
+        let deadline = tokio::time::Instant::now() + self.settings.stop_grace;
         while tokio::time::Instant::now() < deadline
             && (self.spool.has_backlog() || !self.acks.is_empty())
         {
