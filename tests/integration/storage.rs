@@ -82,6 +82,9 @@ fn crash_writer_child() {
     }
 }
 
+/// How many commits the writer reports before it is killed.
+const MIN_COMMITS_BEFORE_KILL: u32 = 5;
+
 #[test]
 fn kill_9_while_writing_keeps_every_committed_batch() {
     let dir = TestDir::new(&marker());
@@ -110,8 +113,9 @@ fn kill_9_while_writing_keeps_every_committed_batch() {
             committed = n.parse().expect("a count");
             commits_seen += 1;
         }
-        // Well into a high-rate run, many transactions in.
-        if (committed >= 200_000 && commits_seen >= 5) || Instant::now() > deadline {
+        // Several transactions into a run at full speed. A count of transactions, not a rate:
+        // a loaded machine commits fewer events per second, and the test is about the kill.
+        if commits_seen >= MIN_COMMITS_BEFORE_KILL || Instant::now() > deadline {
             break;
         }
     }
@@ -119,8 +123,8 @@ fn kill_9_while_writing_keeps_every_committed_batch() {
     child.kill().expect("kill -9 the writer");
     let status = child.wait().expect("reap");
     assert!(
-        committed >= 200_000,
-        "the writer reached only {committed} events"
+        commits_seen >= MIN_COMMITS_BEFORE_KILL,
+        "the writer committed only {commits_seen} times ({committed} events) in 60 s"
     );
     assert_eq!(status.signal_number(), Some(libc::SIGKILL));
     let wal = PathBuf::from(format!("{}-wal", db.display()));
