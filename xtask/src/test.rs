@@ -32,11 +32,19 @@ struct Tally {
     failed: u64,
     ignored: u64,
     failed_names: Vec<String>,
+    /// Each failed test's captured output (`---- name stdout ----` up to the next section),
+    /// so the summary at the end of a CI log can say why, not only what.
+    failure_output: Vec<(String, Vec<String>)>,
+    capturing: bool,
 }
+
+/// How many lines of a failed test's output the summary repeats, from its panic on.
+const FAILURE_EXCERPT_LINES: usize = 20;
 
 impl Tally {
     fn observe(&mut self, line: &str) {
         let line = line.trim_end();
+        self.capture_failure_output(line);
         if let Some(name) = line
             .strip_prefix("test ")
             .and_then(|l| l.strip_suffix(" ... FAILED"))
@@ -62,6 +70,46 @@ impl Tally {
                 _ => {}
             }
         }
+    }
+}
+
+impl Tally {
+    fn capture_failure_output(&mut self, line: &str) {
+        if let Some(name) = line
+            .strip_prefix("---- ")
+            .and_then(|l| l.strip_suffix(" stdout ----"))
+        {
+            self.failure_output.push((name.to_string(), Vec::new()));
+            self.capturing = true;
+            return;
+        }
+        // The list of names after the captured outputs, or the next binary's summary.
+        if line == "failures:" || line.starts_with("test result: ") {
+            self.capturing = false;
+            return;
+        }
+        if self.capturing
+            && let Some((_, lines)) = self.failure_output.last_mut()
+        {
+            lines.push(line.to_string());
+        }
+    }
+
+    /// The lines of `name`'s output from its first panic on (all of it if it did not panic),
+    /// at most `FAILURE_EXCERPT_LINES`.
+    fn failure_excerpt(&self, name: &str) -> Vec<&str> {
+        let Some((_, lines)) = self.failure_output.iter().find(|(n, _)| n == name) else {
+            return Vec::new();
+        };
+        let start = lines
+            .iter()
+            .position(|l| l.contains("panicked at"))
+            .unwrap_or(0);
+        lines[start..]
+            .iter()
+            .take(FAILURE_EXCERPT_LINES)
+            .map(String::as_str)
+            .collect()
     }
 }
 
@@ -110,20 +158,19 @@ fn test_command(filters: &[String]) -> Result<Command> {
     Ok(cmd)
 }
 
+/// Builds every test binary, as the invoking user so the artifacts in the shared target
+/// directory stay theirs (the root run then only executes the tests), and apart from the run so
+/// the summary can say how long each took.
+fn build_tests() -> Result<std::process::ExitStatus> {
+    let mut build = util::cargo();
+    build.args(TEST_ARGS).arg("--no-run");
+    eprintln!("xtask test: building tests: {}", util::display(&build));
+    util::status(util::stdout_to_stderr(&mut build))
+}
+
 /// Runs the tests, echoing their output line by line while counting results.
 fn run_tests(tally: &mut Tally) -> Result<std::process::ExitStatus> {
     let filters = filter_args();
-    if !util::is_root() {
-        // Build as the invoking user first, so the artifacts in the shared target directory stay
-        // owned by them; the root run below then only executes the tests.
-        let mut build = util::cargo();
-        build.args(TEST_ARGS).arg("--no-run");
-        eprintln!("xtask test: building tests: {}", util::display(&build));
-        let st = util::status(util::stdout_to_stderr(&mut build))?;
-        if !st.success() {
-            return Ok(st);
-        }
-    }
     let mut cmd = test_command(&filters)?;
     eprintln!("xtask test: {}", util::display(&cmd));
     let mut child = cmd
@@ -152,17 +199,31 @@ fn run_tests(tally: &mut Tally) -> Result<std::process::ExitStatus> {
 
 pub fn run() -> Result<ExitCode> {
     let started = Instant::now();
+    let mut phases = Phases::start();
     crate::setup::run()?;
+    phases.end("setup");
     let lint_failed = crate::lint::run_steps()?;
+    phases.end("lint");
 
     let mut tally = Tally::default();
-    let st = run_tests(&mut tally)?;
+    let built = build_tests()?;
+    phases.end("build");
+    let st = if built.success() {
+        run_tests(&mut tally)?
+    } else {
+        built
+    };
+    phases.end("tests");
     let fuzz = run_fuzz_targets();
+    phases.end("fuzz");
 
     if !tally.failed_names.is_empty() {
         eprintln!("xtask test: failed tests:");
         for name in &tally.failed_names {
             eprintln!("  {name}");
+            for line in tally.failure_excerpt(name) {
+                eprintln!("  | {line}");
+            }
         }
     }
     let lint = if lint_failed.is_empty() {
@@ -190,8 +251,9 @@ pub fn run() -> Result<ExitCode> {
     let secs = started.elapsed().as_secs();
     // stdout, after all test output: the last line a CI log shows.
     println!(
-        "xtask test: {verdict}: {lint}; {tests}; {}; {secs} s",
-        fuzz.summary()
+        "xtask test: {verdict}: {lint}; {tests}; {}; {secs} s ({})",
+        fuzz.summary(),
+        phases.summary()
     );
     Ok(if ok {
         ExitCode::SUCCESS
@@ -200,6 +262,37 @@ pub fn run() -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How long each phase took, for the summary line: CI has a time budget (45 minutes on the
+/// 2-core machine), and a run that nears it must say where the time went.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, u64)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Self {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done
+            .push((name, now.duration_since(self.last).as_secs()));
+        self.last = now;
+    }
+
+    fn summary(&self) -> String {
+        self.done
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// The fuzz targets' results, for the summary line.
@@ -272,5 +365,38 @@ mod tests {
         }
         assert_eq!((t.binaries, t.passed, t.failed, t.ignored), (2, 5, 2, 1));
         assert_eq!(t.failed_names, ["a::c", "src/lib.rs - f (line 3)"]);
+    }
+
+    #[test]
+    fn keeps_each_failures_output_from_its_panic_on() {
+        let mut t = Tally::default();
+        for line in [
+            "failures:",
+            "",
+            "---- a::c stdout ----",
+            "starting the server",
+            "thread 'a::c' panicked at tests/a.rs:3:5:",
+            "the open never arrived",
+            "",
+            "---- a::d stdout ----",
+            "no panic here",
+            "",
+            "failures:",
+            "    a::c",
+            "    a::d",
+            "test result: FAILED. 0 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        ] {
+            t.observe(line);
+        }
+        assert_eq!(
+            t.failure_excerpt("a::c"),
+            [
+                "thread 'a::c' panicked at tests/a.rs:3:5:",
+                "the open never arrived",
+                ""
+            ]
+        );
+        assert_eq!(t.failure_excerpt("a::d"), ["no panic here", ""]);
+        assert!(t.failure_excerpt("a::e").is_empty());
     }
 }
