@@ -925,6 +925,59 @@ cargo new -q --vcs none hello_rs
 # Process listings.
 ps aux > /dev/null
 ps e -p $$ > /dev/null
+# SSH: a login running a command, an interactive login shell on a terminal, and scp, to an
+# sshd of our own on a loopback port (host key, config and authorized key in $WORK). It runs in
+# a mount namespace of its own: /run and /var/log are empty tmpfs there (its privilege
+# separation directory, utmp, wtmp, lastlog), /etc/passwd is a copy with its privilege
+# separation user, and /usr/local/sbin is the directory where `cargo xtask setup` unpacked
+# Debian's sshd and sftp-server (so they run from a system path, as an installed sshd does).
+# The machine's files are not touched.
+mkdir -p ssh
+ssh-keygen -q -t ed25519 -N '' -f ssh/host_key
+ssh-keygen -q -t ed25519 -N '' -f ssh/id
+cp ssh/id.pub ssh/authorized_keys
+cp /etc/passwd ssh/passwd
+grep -q '^sshd:' ssh/passwd || echo 'sshd:x:65533:65534:sshd privsep:/run/sshd:/usr/sbin/nologin' >> ssh/passwd
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat > ssh/sshd_config <<EOF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $WORK/ssh/host_key
+AuthorizedKeysFile $WORK/ssh/authorized_keys
+PidFile $WORK/ssh/sshd.pid
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp /usr/local/sbin/sftp-server
+EOF
+unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && mount -t tmpfs tmpfs /var/log && mount --bind "$WORK/ssh/passwd" /etc/passwd && mount --bind "$SSHD_DIR" /usr/local/sbin && exec /usr/local/sbin/sshd -D -f "$WORK/ssh/sshd_config" -E "$WORK/ssh/sshd.log"' &
+sshd_pid=$!
+tries=0
+until [ -s ssh/sshd.pid ]; do
+    tries=$((tries + 1))
+    [ "$tries" -le 200 ] || { echo "sshd did not start:" >&2; cat ssh/sshd.log >&2; exit 1; }
+    sleep 0.05
+done
+set -- -i ssh/id -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o "UserKnownHostsFile=$WORK/ssh/known_hosts"
+ssh "$@" -p "$port" root@127.0.0.1 'echo "ssh ok"; uname -r > /dev/null; ls ~ > /dev/null'
+ssh -tt "$@" -p "$port" root@127.0.0.1 > ssh/session.txt 2>&1 <<'EOF'
+unset HISTFILE
+cd /etc && ls > /dev/null && cd
+echo "shell $((6 * 7))"
+exit
+EOF
+grep -q 'shell 42' ssh/session.txt && echo "shell ok"
+scp -q "$@" -P "$port" hello.c "root@127.0.0.1:$WORK/scp-copy.c"
+cmp hello.c scp-copy.c && echo "scp ok"
+kill "$sshd_pid"
+wait "$sshd_pid" || true
+# Cron's daily jobs, Debian's own (/etc/cron.daily: dpkg's database backup, man-db's cache
+# update), run as cron runs them, in a mount namespace where the directories they write are
+# copies in $WORK (an empty /var/backups, a copy of /var/cache/man).
+unshare --mount --propagation private sh -c 'mkdir -p "$WORK/cron/backups" "$WORK/cron/man" && { [ ! -d /var/cache/man ] || cp -a /var/cache/man/. "$WORK/cron/man/"; } && mount --bind "$WORK/cron/backups" /var/backups && { [ ! -d /var/cache/man ] || mount --bind "$WORK/cron/man" /var/cache/man; } && exec run-parts --report --regex "^(dpkg|man-db)$" /etc/cron.daily'
+[ -s cron/backups/dpkg.status.0 ] && echo "cron ok"
 "#;
 
 /// The pid of `root` and of every process it forked, transitively (from `process_fork` events,
@@ -945,6 +998,27 @@ fn process_tree(events: &[Value], root: u32) -> BTreeSet<u64> {
             return tree;
         }
     }
+}
+
+/// Where `cargo xtask setup` puts the OpenSSH server the workload logs in to, unpacked from
+/// Debian's packages (not installed: installing it would start a system sshd on the machine).
+const OPENSSH_DIR: &str = "openssh/sbin";
+
+/// A directory of tools that `cargo xtask setup` put under `target/test-tools`, checked to hold
+/// `programs`.
+fn test_tools(relative: &str, programs: &[&str]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-tools")
+        .join(relative);
+    for program in programs {
+        assert!(
+            dir.join(program).is_file(),
+            "{} is missing: run `cargo xtask setup` (it unpacks the test tools)",
+            dir.join(program).display()
+        );
+    }
+    dir.canonicalize()
+        .expect("canonicalise the test tools' directory")
 }
 
 /// `$VAR`, or `~/DEFAULT` of the test's own home: where rustup or cargo keep their state.
@@ -985,6 +1059,10 @@ fn run_benign_workload() -> u32 {
         .env("HOME", &work_path)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("PKG", &package)
+        .env(
+            "SSHD_DIR",
+            test_tools(OPENSSH_DIR, &["sshd", "sftp-server"]),
+        )
         // HOME is the work directory: keep rustup's and cargo's own homes where they are.
         .env("RUSTUP_HOME", tool_home("RUSTUP_HOME", ".rustup"))
         .env("CARGO_HOME", tool_home("CARGO_HOME", ".cargo"))
@@ -1021,6 +1099,10 @@ fn run_benign_workload() -> u32 {
         "pip ok",
         "npm ok",
         "Hello, world!",
+        "ssh ok",
+        "shell ok",
+        "scp ok",
+        "cron ok",
     ] {
         assert!(
             stdout.contains(output),
@@ -1086,6 +1168,11 @@ fn benign_workload_is_not_rated() {
         ("cargo", execs.contains("cargo")),
         ("rustc", execs.contains("rustc")),
         ("ps", execs.contains("ps")),
+        ("sshd", execs.contains("sshd")),
+        ("ssh", execs.contains("ssh")),
+        ("scp", execs.contains("scp")),
+        ("sftp-server", execs.contains("sftp-server")),
+        ("run-parts", execs.contains("run-parts")),
     ] {
         assert!(
             found,

@@ -4,6 +4,7 @@
 //! /proc/mounts), so a machine that already has everything is through in well under two
 //! seconds. One status line per prerequisite.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -36,7 +37,14 @@ pub const APT_PACKAGES: &[&str] = &[
     // The fleet tests (tests/integration/fleet.rs) and the NATS bench row start their own
     // JetStream server on a loopback port.
     "nats-server",
+    // The unpacked sshd of the benign workload (see `test_sshd`) links against it.
+    "libwrap0",
 ];
+
+/// Debian packages unpacked (not installed) into `target/test-tools/openssh`: the benign
+/// workload logs in to an sshd of its own, and installing openssh-server would start a system
+/// sshd on the machine.
+const SSHD_PACKAGES: &[&str] = &["openssh-server", "openssh-sftp-server"];
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -49,6 +57,7 @@ pub fn run() -> Result<()> {
     nightly()?;
     bpf_linker()?;
     cargo_fuzz()?;
+    test_sshd()?;
     tracefs()?;
     eprintln!(
         "xtask setup: all prerequisites present ({:.1} s)",
@@ -335,6 +344,72 @@ pub fn cargo_fuzz() -> Result<()> {
         if cargo_fuzz_version().is_none() {
             bail!("`cargo install` finished but `cargo-fuzz --version` still fails");
         }
+        Ok(())
+    })
+}
+
+// --- the benign workload's sshd ---------------------------------------------------------------
+
+/// `target/test-tools/openssh/sbin`: `sshd` and `sftp-server` from Debian's packages.
+fn test_sshd_dir() -> PathBuf {
+    util::repo_root().join("target/test-tools/openssh/sbin")
+}
+
+fn test_sshd() -> Result<()> {
+    const NAME: &str = "sshd for the tests (unpacked)";
+    let dir = test_sshd_dir();
+    if ["sshd", "sftp-server"]
+        .iter()
+        .all(|p| dir.join(p).is_file())
+    {
+        line(NAME, "ok");
+        return Ok(());
+    }
+    let tools = dir
+        .parent()
+        .expect("openssh/sbin has a parent")
+        .to_path_buf();
+    let manual = format!(
+        "cd {} && apt-get download {} && dpkg-deb -x openssh-server_*.deb root && \
+         dpkg-deb -x openssh-sftp-server_*.deb root && mkdir -p sbin && \
+         cp root/usr/sbin/sshd root/usr/lib/openssh/sftp-server sbin/",
+        tools.display(),
+        SSHD_PACKAGES.join(" ")
+    );
+    install(NAME, "(apt-get download, dpkg-deb -x)", &manual, || {
+        let debs = tools.join("debs");
+        let root = tools.join("root");
+        for stale in [&debs, &root, &dir] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale)
+                    .with_context(|| format!("removing {}", stale.display()))?;
+            }
+        }
+        std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+        let download = || {
+            let mut cmd = Command::new("apt-get");
+            cmd.arg("download").args(SSHD_PACKAGES).current_dir(&debs);
+            check(stdout_to_stderr(&mut cmd))
+        };
+        if download().is_err() {
+            // No package lists yet (a fresh machine that had every package already).
+            check(&mut apt_command(&["update"])?)?;
+            download()?;
+        }
+        for entry in std::fs::read_dir(&debs)? {
+            let deb = entry?.path();
+            check(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        for (from, name) in [
+            ("usr/sbin/sshd", "sshd"),
+            ("usr/lib/openssh/sftp-server", "sftp-server"),
+        ] {
+            std::fs::copy(root.join(from), dir.join(name))
+                .with_context(|| format!("copying {from} out of the unpacked packages"))?;
+        }
+        std::fs::remove_dir_all(&root)?;
+        std::fs::remove_dir_all(&debs)?;
         Ok(())
     })
 }
