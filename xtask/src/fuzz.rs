@@ -4,7 +4,7 @@
 //! Prints a progress line every few seconds and a summary table; exits non-zero when a target
 //! crashed (a panic, a timeout, too much memory) and says where the crashing input is. The
 //! corpus grows in `fuzz/corpus/<target>/` (not committed) from one run to the next.
-//! `cargo xtask test` runs every target for [`CI_SECONDS`].
+//! `cargo xtask test` runs every target for [`CI_SECONDS`], built with [`Build::Quick`].
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -40,6 +40,18 @@ const RSS_LIMIT_MB: u64 = 2048;
 const MAX_LEN: u64 = 64 * 1024;
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// How the targets are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// Optimised (`--release` with debug assertions, one codegen unit): many more runs per
+    /// second, for runs of minutes or hours. `cargo xtask fuzz`.
+    Optimised,
+    /// The fuzz crate's dev profile (opt-level 1, no debug info, parallel codegen): a cold
+    /// build takes a fraction of the optimised one, which matters more than speed for the
+    /// seconds-long runs of `cargo xtask test` within CI's time budget.
+    Quick,
+}
+
 #[derive(Debug, Args)]
 pub struct FuzzArgs {
     /// Seconds to run each target.
@@ -48,6 +60,9 @@ pub struct FuzzArgs {
     /// Run only this target (default: all).
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
+    /// Build as `cargo xtask test` does (fast to build, slower to run) instead of optimised.
+    #[arg(long)]
+    pub quick_build: bool,
 }
 
 /// How one target's run ended.
@@ -77,7 +92,12 @@ pub fn run(args: FuzzArgs) -> Result<ExitCode> {
         }
         None => TARGETS.iter().map(|(t, _)| *t).collect(),
     };
-    let outcomes = run_targets(&names, args.seconds)?;
+    let build = if args.quick_build {
+        Build::Quick
+    } else {
+        Build::Optimised
+    };
+    let outcomes = run_targets(&names, args.seconds, build)?;
     Ok(if outcomes.iter().all(|o| o.failure.is_none()) {
         ExitCode::SUCCESS
     } else {
@@ -86,9 +106,9 @@ pub fn run(args: FuzzArgs) -> Result<ExitCode> {
 }
 
 /// Builds the targets, runs each for `seconds`, prints the summary table.
-pub fn run_targets(names: &[&str], seconds: u64) -> Result<Vec<Outcome>> {
+pub fn run_targets(names: &[&str], seconds: u64, build: Build) -> Result<Vec<Outcome>> {
     crate::setup::cargo_fuzz()?;
-    build()?;
+    build_targets(build)?;
     let mut outcomes = Vec::new();
     for (i, name) in names.iter().enumerate() {
         eprintln!(
@@ -96,7 +116,7 @@ pub fn run_targets(names: &[&str], seconds: u64) -> Result<Vec<Outcome>> {
             i + 1,
             names.len()
         );
-        outcomes.push(run_one(name, seconds)?);
+        outcomes.push(run_one(name, seconds, build)?);
     }
     print_summary(&outcomes);
     Ok(outcomes)
@@ -108,20 +128,23 @@ fn fuzz_dir() -> PathBuf {
 
 /// `cargo +nightly fuzz <subcommand>` in `fuzz/`, with its own target directory (the fuzz
 /// build's flags differ from the workspace's: sharing would rebuild both every time).
-fn cargo_fuzz(subcommand: &str) -> Command {
+fn cargo_fuzz(subcommand: &str, build: Build) -> Command {
     let mut cmd = util::cargo();
     cmd.current_dir(fuzz_dir())
         .env_remove("CARGO_TARGET_DIR")
         // No AddressSanitizer: the code is safe Rust; panics, timeouts and the RSS limit are
         // what the targets check, and the build is much faster.
-        .args(["+nightly", "fuzz", subcommand, "--sanitizer", "none"])
-        .arg("--debug-assertions");
+        .args(["+nightly", "fuzz", subcommand, "--sanitizer", "none"]);
+    match build {
+        Build::Optimised => cmd.arg("--debug-assertions"),
+        Build::Quick => cmd.arg("--dev"),
+    };
     cmd
 }
 
-fn build() -> Result<()> {
+fn build_targets(build: Build) -> Result<()> {
     let started = Instant::now();
-    let mut cmd = cargo_fuzz("build");
+    let mut cmd = cargo_fuzz("build", build);
     eprintln!("xtask fuzz: building: {}", util::display(&cmd));
     util::check(util::stdout_to_stderr(&mut cmd)).context("building the fuzz targets")?;
     eprintln!(
@@ -140,10 +163,10 @@ fn seed_dirs(name: &str) -> Vec<PathBuf> {
     dirs.into_iter().filter(|d| d.is_dir()).collect()
 }
 
-fn run_one(name: &str, seconds: u64) -> Result<Outcome> {
+fn run_one(name: &str, seconds: u64, build: Build) -> Result<Outcome> {
     let corpus = fuzz_dir().join("corpus").join(name);
     std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
-    let mut cmd = cargo_fuzz("run");
+    let mut cmd = cargo_fuzz("run", build);
     cmd.arg(name)
         .arg(&corpus)
         .args(seed_dirs(name))

@@ -327,7 +327,7 @@ fn run_fuzz_targets() -> FuzzTally {
         names.len(),
         crate::fuzz::CI_SECONDS
     );
-    match crate::fuzz::run_targets(&names, crate::fuzz::CI_SECONDS) {
+    match crate::fuzz::run_targets(&names, crate::fuzz::CI_SECONDS, crate::fuzz::Build::Quick) {
         Ok(outcomes) => FuzzTally {
             ran: outcomes.len(),
             failed: outcomes
