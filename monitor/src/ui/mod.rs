@@ -47,14 +47,17 @@ pub fn clean(text: &str) -> Cow<'_, str> {
     sanitize::for_terminal(text)
 }
 
-/// Rows of the alerts strip (with its title), by screen height.
-fn alerts_height(height: u16) -> u16 {
-    match height {
+/// Rows of the alerts strip (with its title), by screen height; twice as many when it has
+/// the focus, as a focused event pane gets more rows (there is room: the body keeps at
+/// least 9 rows from a height of 20).
+fn alerts_height(height: u16, focused: bool) -> u16 {
+    let rows = match height {
         0..20 => 0,
         20..30 => 5,
         30..45 => 7,
         _ => 9,
-    }
+    };
+    if focused { rows * 2 - 1 } else { rows }
 }
 
 /// Draws the whole screen.
@@ -69,7 +72,8 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         _ => 2,
     };
     let footer_h = u16::from(area.height >= 4);
-    let alerts_h = alerts_height(area.height);
+    let alerts_focused = app.focus == PaneId::Alerts && app.view == View::Live;
+    let alerts_h = alerts_height(area.height, alerts_focused);
     let [header_area, body, alerts_area, footer_area] = Layout::vertical([
         Constraint::Length(header_h),
         Constraint::Fill(1),
@@ -81,6 +85,10 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     header::render(frame, header_area, app, theme);
     if body.height > 0 {
         match app.view {
+            // No room for the strip: a focused alerts pane takes the body.
+            View::Live if alerts_focused && alerts_h == 0 => {
+                alerts::render(frame, body, app, theme);
+            }
             View::Live => render_panes(frame, body, app, theme),
             View::Rules => rules::render(frame, body, app, theme),
             View::Blocks => blocks::render(frame, body, app, theme),
@@ -108,8 +116,10 @@ fn render_panes(frame: &mut Frame, body: Rect, app: &App, theme: Theme) {
         for pane in PaneId::ALL {
             app.pane(pane).height.set(0);
         }
-        render_pane(frame, body, app, theme, app.focus);
-        return;
+        if app.focus != PaneId::Alerts {
+            render_pane(frame, body, app, theme, app.focus);
+            return;
+        }
     }
     let weight = |pane: PaneId| {
         if pane == app.focus && body.height < 40 {
@@ -130,6 +140,7 @@ fn render_pane(frame: &mut Frame, area: Rect, app: &App, theme: Theme, pane: Pan
         PaneId::Process => process::render(frame, area, app, theme),
         PaneId::File => file::render(frame, area, app, theme),
         PaneId::Network => network::render(frame, area, app, theme),
+        PaneId::Alerts => alerts::render(frame, area, app, theme),
     }
 }
 
