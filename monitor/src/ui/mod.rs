@@ -390,6 +390,26 @@ pub fn hint(frame: &mut Frame, area: Rect, text: &str, styles: &Styles) {
     frame.render_widget(Line::styled(text.to_string(), styles.dim()), line);
 }
 
+/// `text`, or `…` and as much of its end as fits in `width` columns (display columns: wide
+/// characters count twice).
+pub fn keep_tail(text: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let columns = |c: char| c.width().unwrap_or(0);
+    if text.chars().map(columns).sum::<usize>() <= width || width < 2 {
+        return text.to_string();
+    }
+    let mut tail = Vec::new();
+    let mut used = 1; // the ellipsis
+    for c in text.chars().rev() {
+        if used + columns(c) > width {
+            break;
+        }
+        used += columns(c);
+        tail.push(c);
+    }
+    std::iter::once('…').chain(tail.into_iter().rev()).collect()
+}
+
 /// `1234`, `12k`, `1.2M`: short counts for the header.
 pub fn short_count(n: u64) -> String {
     match n {

@@ -9,7 +9,7 @@ use ratatui::{
 
 use std::path::{Component, Path, PathBuf};
 
-use super::{Styles, Theme, clean, hint};
+use super::{Styles, Theme, clean, hint, keep_tail};
 use crate::app::App;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
@@ -28,6 +28,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .borders(Borders::TOP)
         .title(title)
         .border_style(styles.bold());
+    let rule_width = if area.width >= 120 { 36 } else { 26 };
+    // What the fixed columns and the spaces between the six leave the file column: a path
+    // longer than that keeps its end (the file name and line) in view.
+    let file_width = usize::from(area.width).saturating_sub(rule_width + 3 + 5 + 14 + 8 + 5);
     let data_rows = usize::from(area.height.saturating_sub(2)).max(1);
     let start = app.rule_selected.saturating_sub(data_rows - 1);
     let rows = app
@@ -48,10 +52,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Cell::from(Line::from(format!("{:.2}", rule.score)).right_aligned()),
                 Cell::from(rule.action.as_str()),
                 Cell::from(Line::from(rule.hits.to_string()).right_aligned()),
-                Cell::from(format!(
-                    "{}:{}",
-                    clean(&shown_path(&rule.file, &app.rule_dirs)),
-                    rule.line
+                Cell::from(keep_tail(
+                    &format!(
+                        "{}:{}",
+                        clean(&shown_path(&rule.file, &app.rule_dirs)),
+                        rule.line
+                    ),
+                    file_width,
                 )),
             ]);
             if i == app.rule_selected {
@@ -63,7 +70,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         });
     let widths = [
         Constraint::Length(3),
-        Constraint::Length(if area.width >= 120 { 36 } else { 26 }),
+        Constraint::Length(rule_width as u16),
         Constraint::Length(5),
         Constraint::Length(14),
         Constraint::Length(8),
