@@ -48,7 +48,7 @@ const ITEM_COLUMN: usize = 5;
 /// `line` cut into lines at most `width` columns wide, each continuation indented to where
 /// the line's text starts (the value column of a field, the text of a `•` item); words stay
 /// whole where they fit. A line that fits is returned as it is.
-fn hang(line: Line<'_>, width: usize) -> Vec<Line<'_>> {
+pub(super) fn hang(line: Line<'_>, width: usize) -> Vec<Line<'_>> {
     if line.width() <= width || width == 0 {
         return vec![line];
     }
