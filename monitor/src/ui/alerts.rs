@@ -39,6 +39,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .borders(Borders::TOP)
         .title(Line::from(title))
         .border_style(if focused { styles.bold() } else { styles.dim() });
+    let wide = area.width >= 70;
     let rows = shown.into_iter().map(|entry| {
         let event = &entry.event;
         let analysis = &event.analysis;
@@ -60,28 +61,47 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         if state.selected == Some(entry.seq) {
             style = style.patch(styles.selected(focused));
         }
-        Row::new(vec![
-            Cell::from(severity_marker(analysis.severity))
-                .style(styles.severity(analysis.severity)),
-            Cell::from(clock(app, event.timestamp)),
-            Cell::from(Line::from(event.pid.to_string()).right_aligned()),
-            Cell::from(clean(&event.process).into_owned()),
-            Cell::from(format!("{:.2}", analysis.risk_score))
-                .style(styles.severity(analysis.severity)),
-            Cell::from(rule),
-            Cell::from(advice),
-        ])
-        .style(style)
+        let marker = Cell::from(severity_marker(analysis.severity))
+            .style(styles.severity(analysis.severity));
+        let pid = Cell::from(Line::from(event.pid.to_string()).right_aligned());
+        let process = Cell::from(clean(&event.process).into_owned());
+        let cells = if wide {
+            vec![
+                marker,
+                Cell::from(clock(app, event.timestamp)),
+                pid,
+                process,
+                Cell::from(format!("{:.2}", analysis.risk_score))
+                    .style(styles.severity(analysis.severity)),
+                Cell::from(rule),
+                Cell::from(advice),
+            ]
+        } else {
+            vec![marker, pid, process, Cell::from(rule)]
+        };
+        Row::new(cells).style(style)
     });
-    let widths = [
-        Constraint::Length(2),
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Length(15),
-        Constraint::Length(4),
-        Constraint::Length(if area.width >= 120 { 28 } else { 18 }),
-        Constraint::Fill(1),
-    ];
-    let table = Table::new(rows, widths).block(block).column_spacing(1);
+    let widths: &[Constraint] = if wide {
+        &[
+            Constraint::Length(2),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Length(15),
+            Constraint::Length(4),
+            Constraint::Length(if area.width >= 120 { 28 } else { 18 }),
+            Constraint::Fill(1),
+        ]
+    } else {
+        // As the event panes below 70 columns: the rule instead of time, score and advice.
+        &[
+            Constraint::Length(2),
+            Constraint::Length(6),
+            Constraint::Length(10),
+            Constraint::Fill(1),
+        ]
+    };
+    let table = Table::new(rows, widths.iter().copied())
+        .block(block)
+        .column_spacing(1);
     frame.render_widget(table, area);
 }

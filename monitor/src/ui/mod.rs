@@ -47,17 +47,21 @@ pub fn clean(text: &str) -> Cow<'_, str> {
     sanitize::for_terminal(text)
 }
 
-/// Rows of the alerts strip (with its title), by screen height; twice as many when it has
-/// the focus, as a focused event pane gets more rows (there is room: the body keeps at
-/// least 9 rows from a height of 20).
+/// Rows of the alerts strip (with its title), by screen height; nearly twice as many when it
+/// has the focus, as a focused event pane gets more rows (the three panes above keep a title
+/// and a row or more each).
 fn alerts_height(height: u16, focused: bool) -> u16 {
-    let rows = match height {
+    let rows: u16 = match height {
         0..20 => 0,
         20..30 => 5,
         30..45 => 7,
         _ => 9,
     };
-    if focused { rows * 2 - 1 } else { rows }
+    if focused {
+        (rows * 2).saturating_sub(1)
+    } else {
+        rows
+    }
 }
 
 /// Draws the whole screen.

@@ -376,6 +376,21 @@ fn tiny_screens() {
     }
 }
 
+/// Below 20 lines the alerts strip is not drawn: focused, it takes the body.
+#[test]
+fn focused_alerts_take_the_body_of_a_small_screen() {
+    let mut app = app();
+    keys(&mut app, "\t\t\t");
+    for (w, h) in [(60, 16), (40, 12), (20, 5)] {
+        let shown = text(screen(&app, w, h).backend().buffer());
+        assert!(shown.contains("▶ Alerts"), "{w}x{h}:\n{shown}");
+        if w >= 40 {
+            assert!(shown.contains("dropper"), "{w}x{h}:\n{shown}");
+            assert!(shown.contains("reverse_shell"), "{w}x{h}:\n{shown}");
+        }
+    }
+}
+
 /// Widths and heights around every layout threshold, the extremes, and the common sizes.
 const WIDTHS: &[u16] = &[
     0, 1, 2, 5, 10, 19, 20, 21, 30, 39, 40, 41, 59, 60, 61, 69, 70, 71, 79, 80, 81, 89, 90, 109,
@@ -389,7 +404,17 @@ const HEIGHTS: &[u16] = &[
 #[test]
 fn never_panics_at_any_size() {
     let mut apps = Vec::new();
-    for setup in ["", "?", "\n", "R", "\t\tjjj\n", "/x", " "] {
+    for setup in [
+        "",
+        "?",
+        "\n",
+        "R",
+        "\t\tjjj\n",
+        "/x",
+        " ",
+        "\t\t\tj",
+        "\t\t\tj\n",
+    ] {
         let mut app = app();
         keys(&mut app, setup);
         apps.push(app);
