@@ -464,10 +464,12 @@ fn alert_explained_and_followed_to_its_process() {
             && row_in(s, "Files", "  ", &read_s).is_some()
     });
 
-    // Tab ×3: the alerts strip has the focus (its title marked, its keys in the footer).
+    // Tab ×3: the alerts strip has the focus (its title marked, with its keys: not the
+    // footer's, which a status message may cover).
     tmux.keys(&["Tab", "Tab", "Tab"]);
     tmux.wait_for("the alerts strip focused", SCREEN_TIMEOUT, |s| {
-        s.lines().any(|l| l.starts_with(" ▶ Alerts")) && s.contains("Enter why it fired")
+        s.lines()
+            .any(|l| l.starts_with(" ▶ Alerts") && l.contains("Enter: why it fired"))
     });
     // Select the alert, Enter: why it fired.
     tmux.keys(&["Down", "Enter"]);

@@ -27,13 +27,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         ),
         styles.title(focused),
     )];
+    if state.selected.is_some() && start > 0 {
+        title.push(Span::styled(format!(" {start} newer above "), styles.dim()));
+    }
     if focused {
         title.push(Span::styled(
             " Enter: why it fired  e: its process's events ",
             styles.dim(),
         ));
-    } else if state.selected.is_some() && start > 0 {
-        title.push(Span::styled(format!(" {start} newer above "), styles.dim()));
     }
     let block = Block::new()
         .borders(Borders::TOP)
