@@ -445,7 +445,11 @@ fn alert_explained_and_followed_to_its_process() {
     });
     set_filter(&tmux, &mark);
 
-    // A copied `cat` (the exec fires the rule) reading a file: two events of one process.
+    // Another process the filter shows (and the rule flags) until `e` narrows it to one pid.
+    let other = copy_executable("/bin/true", &dir.join("tuiother"));
+    exec(&other);
+    // Then a copied `cat` (the exec fires the rule) reading a file: two events of one process,
+    // and the newest alert.
     let cat = copy_executable("/bin/cat", &dir.join("tuicat"));
     let read = dir.join("read-by-cat");
     fs::write(&read, b"x").expect("create the file cat reads");
@@ -459,9 +463,12 @@ fn alert_explained_and_followed_to_its_process() {
     assert!(child.wait().expect("wait for cat").success());
     let cat_s = cat.to_str().expect("UTF-8 path").to_string();
     let read_s = read.to_str().expect("UTF-8 path").to_string();
-    tmux.wait_for("the alert and cat's read", SCREEN_TIMEOUT, |s| {
-        row_in(s, "Alerts", "!!", "tui_alert_exec").is_some()
-            && row_in(s, "Files", "  ", &read_s).is_some()
+    tmux.wait_for("both alerts and cat's read", SCREEN_TIMEOUT, |s| {
+        let alerts = lines_by_pane(s)
+            .into_iter()
+            .filter(|(p, l)| *p == "Alerts" && l.starts_with("!!") && l.contains("tui_alert_exec"))
+            .count();
+        alerts == 2 && row_in(s, "Files", "  ", &read_s).is_some()
     });
 
     // Tab ×3: the alerts strip has the focus (its title marked, with its keys: not the
@@ -473,11 +480,15 @@ fn alert_explained_and_followed_to_its_process() {
     });
     // Select the alert, Enter: why it fired.
     tmux.keys(&["Down", "Enter"]);
-    let detail = tmux.wait_for("the alert's detail", SCREEN_TIMEOUT, |s| {
-        s.contains("Event detail") && s.contains("• tui_alert_exec")
+    // One wait for all of it: a capture can catch the terminal mid-frame (see
+    // `terminal_ui_end_to_end`), the rule drawn but not yet the process below it.
+    let process = format!("pid {pid}");
+    tmux.wait_for("the alert's detail", SCREEN_TIMEOUT, |s| {
+        s.contains("Event detail")
+            && s.contains("• tui_alert_exec")
+            && s.contains("follow it to its process")
+            && s.contains(&process)
     });
-    assert!(detail.contains(&format!("pid {pid}")), "{detail}");
-    assert!(detail.contains("follow it to its process"), "{detail}");
 
     // Esc closes it; `e` filters every pane to the alert's process and focuses its events.
     tmux.keys(&["Escape"]);
@@ -491,6 +502,9 @@ fn alert_explained_and_followed_to_its_process() {
             && s.lines().any(|l| l.starts_with(" ▶ Processes"))
             && row_in(s, "Processes", "!!", &cat_s).is_some_and(|l| l.contains(" exec "))
             && row_in(s, "Files", "  ", &read_s).is_some_and(|l| l.contains(" open "))
+            // The other process gone from every pane and the strip (and with it a frame
+            // caught half drawn).
+            && !s.contains("tuiother")
     });
     // Only that process: every row of the event panes names its pid.
     let pid_s = pid.to_string();
