@@ -395,6 +395,137 @@ fn terminal_ui_end_to_end() {
     );
 }
 
+/// A first-time user's path from an alert: `Tab` to the alerts strip, `Enter` on the alert
+/// shows why it fired (the rule's name), `Esc`, then `e` shows that process's events (its
+/// exec in the processes pane, the file it read in the files pane) under a `pid:N` filter.
+#[test]
+fn alert_explained_and_followed_to_its_process() {
+    require_root();
+    let mark = marker();
+    let dir = TestDir::new(&mark);
+    // The rules and config outside `dir`, as in `terminal_ui_end_to_end`: the filter matches
+    // only the actions below.
+    let conf_dir = tempfile::Builder::new()
+        .prefix("secmon-tui-alert-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let rules = conf_dir.path().join("rules");
+    fs::create_dir(&rules).expect("create the rules directory");
+    fs::write(
+        rules.join("alert.json"),
+        format!(
+            r#"[
+  {{"name": "tui_alert_exec", "condition": "event.type == 'process_exec' and process.path.contains('{mark}')", "risk_score": 0.9, "action": "alert", "label": "TUI alert exec", "recommendation": "follow it to its process"}}
+]"#
+        ),
+    )
+    .expect("write the rules");
+    let config = conf_dir.path().join("secmon.toml");
+    fs::write(
+        &config,
+        "[monitoring]\nenable_process = true\nenable_filesystem = true\nenable_network = true\n\n\
+         [threat_detection]\nconfidence_threshold = 0.6\n\n\
+         [storage]\nenabled = false\n",
+    )
+    .expect("write the config");
+    let script = wrapper_script("", "");
+    let tmux = Tmux::start(
+        &format!("secmon-tui-alert-{}-{}", std::process::id(), next_id()),
+        &script,
+        &[
+            BIN,
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+            "--rules",
+            rules.to_str().expect("UTF-8 path"),
+        ],
+    );
+    tmux.wait_for("the header and panes", READY_TIMEOUT, |s| {
+        s.contains(" secmon ") && s.contains("Processes") && s.contains("Alerts")
+    });
+    set_filter(&tmux, &mark);
+
+    // Another process the filter shows (and the rule flags) until `e` narrows it to one pid.
+    let other = copy_executable("/bin/true", &dir.join("tuiother"));
+    exec(&other);
+    // Then a copied `cat` (the exec fires the rule) reading a file: two events of one process,
+    // and the newest alert.
+    let cat = copy_executable("/bin/cat", &dir.join("tuicat"));
+    let read = dir.join("read-by-cat");
+    fs::write(&read, b"x").expect("create the file cat reads");
+    let mut child = spawn(
+        Command::new(&cat)
+            .arg(&read)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+    );
+    let pid = child.id();
+    assert!(child.wait().expect("wait for cat").success());
+    let cat_s = cat.to_str().expect("UTF-8 path").to_string();
+    let read_s = read.to_str().expect("UTF-8 path").to_string();
+    tmux.wait_for("both alerts and cat's read", SCREEN_TIMEOUT, |s| {
+        let alerts = lines_by_pane(s)
+            .into_iter()
+            .filter(|(p, l)| *p == "Alerts" && l.starts_with("!!") && l.contains("tui_alert_exec"))
+            .count();
+        alerts == 2 && row_in(s, "Files", "  ", &read_s).is_some()
+    });
+
+    // Tab ×3: the alerts strip has the focus (its title marked, with its keys: not the
+    // footer's, which a status message may cover).
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    tmux.wait_for("the alerts strip focused", SCREEN_TIMEOUT, |s| {
+        s.lines()
+            .any(|l| l.starts_with(" ▶ Alerts") && l.contains("Enter: why it fired"))
+    });
+    // Select the alert, Enter: why it fired.
+    tmux.keys(&["Down", "Enter"]);
+    // One wait for all of it: a capture can catch the terminal mid-frame (see
+    // `terminal_ui_end_to_end`), the rule drawn but not yet the process below it.
+    let process = format!("pid {pid}");
+    tmux.wait_for("the alert's detail", SCREEN_TIMEOUT, |s| {
+        s.contains("Event detail")
+            && s.contains("• tui_alert_exec")
+            && s.contains("follow it to its process")
+            && s.contains(&process)
+    });
+
+    // Esc closes it; `e` filters every pane to the alert's process and focuses its events.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the detail closed", SCREEN_TIMEOUT, |s| {
+        !s.contains("Event detail")
+    });
+    tmux.keys(&["e"]);
+    let filter = format!("filter \"pid:{pid}\"");
+    let screen = tmux.wait_for("the process's events", SCREEN_TIMEOUT, |s| {
+        s.contains(&filter)
+            && s.lines().any(|l| l.starts_with(" ▶ Processes"))
+            && row_in(s, "Processes", "!!", &cat_s).is_some_and(|l| l.contains(" exec "))
+            && row_in(s, "Files", "  ", &read_s).is_some_and(|l| l.contains(" open "))
+            // The other process gone from every pane and the strip (and with it a frame
+            // caught half drawn).
+            && !s.contains("tuiother")
+    });
+    // Only that process: every row of the event panes names its pid.
+    let pid_s = pid.to_string();
+    let mut rows = 0;
+    for (pane, line) in lines_by_pane(&screen) {
+        // A table row: the marker, a space, then the time (`HH:MM:SS`).
+        let bytes = line.as_bytes();
+        let is_row = bytes.len() > 11 && bytes[5] == b':' && bytes[8] == b':';
+        if ["Processes", "Files", "Network"].contains(&pane) && is_row {
+            assert!(
+                line.contains(&pid_s),
+                "a row of another process: {line}\n{screen}"
+            );
+            rows += 1;
+        }
+    }
+    assert!(rows >= 2, "the exec and the read at least:\n{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+}
+
 /// The pid of the wrapper shell's child (`secmon-tui`), once it has one.
 fn tui_pid(tmux: &Tmux) -> u32 {
     let shell = tmux.display("#{pane_pid}");

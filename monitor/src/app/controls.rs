@@ -7,6 +7,7 @@
 //! adapt: the capture's switches and blocking in `response::ui_adapter`, the history reader
 //! in `storage::ui_adapter`. Only the rule engine's is here, because the rules pane shows
 //! the engine's own [`RuleInfo`] (`app` imports `rules`, never the reverse).
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{BlockTarget, DenyRow, HistorySource};
@@ -123,6 +124,11 @@ pub trait RuleControl {
     fn reload(&self) -> Result<String, String>;
     fn list(&self) -> Vec<RuleInfo>;
     fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), String>;
+    /// The directories the rules were loaded from (the rules view shows each rule's file
+    /// relative to its directory); none when unknown, as on a remote machine.
+    fn dirs(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 impl RuleControl for RuleEngine {
@@ -142,6 +148,10 @@ impl RuleControl for RuleEngine {
 
     fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), String> {
         RuleEngine::set_enabled(self, name, enabled).map_err(|e| e.to_string())
+    }
+
+    fn dirs(&self) -> Vec<PathBuf> {
+        RuleEngine::dirs(self).to_vec()
     }
 }
 

@@ -1,5 +1,6 @@
-//! The filter (`/`: a case-insensitive substring of names, paths and addresses) and the
-//! suspicious-only switch (`f`): which events the panes and the alerts strip show.
+//! The filter (`/`: a case-insensitive substring of names, paths and addresses, or `pid:N`
+//! for one process, which `e` sets) and the suspicious-only switch (`f`): which events the
+//! panes and the alerts strip show.
 use std::net::IpAddr;
 
 use super::{Action, App, Mode, StatusKind};
@@ -27,9 +28,10 @@ impl App {
             }
             pane.follow();
         }
-        for entry in &mut self.alerts {
+        for entry in &mut self.alerts.entries {
             entry.visible = keep(&entry.event);
         }
+        self.alerts.follow();
         self.filter = filter;
         self.dirty = true;
     }
@@ -80,9 +82,25 @@ impl App {
     }
 }
 
-/// Case-insensitive substring match of the filter against process name, executable, command
-/// line, paths and addresses (`ip` and `ip:port`).
+/// The filter `e` sets: one process's events.
+pub fn pid_filter_text(pid: u32) -> String {
+    format!("{PID_PREFIX}{pid}")
+}
+
+const PID_PREFIX: &str = "pid:";
+
+/// The pid of a `pid:N` filter.
+fn pid_filter(filter: &str) -> Option<u32> {
+    filter.strip_prefix(PID_PREFIX)?.trim().parse().ok()
+}
+
+/// Whether `event` passes the filter: `pid:N` keeps that process's events; any other text is
+/// a case-insensitive substring of the process name, executable, command line, paths and
+/// addresses (`ip` and `ip:port`).
 pub fn filter_matches(filter: &str, event: &SecEvent) -> bool {
+    if let Some(pid) = pid_filter(filter) {
+        return event.pid == pid;
+    }
     let hit = |s: &str| contains_ignore_case(s, filter);
     hit(&event.process)
         || hit(&event.exe)

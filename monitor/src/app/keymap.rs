@@ -29,6 +29,9 @@ pub enum Action {
     SelectNewest,
     SelectOldest,
     OpenDetail,
+    /// `e`: the selected event's process — every pane filtered to its pid, the focus on its
+    /// process events.
+    ShowProcessEvents,
     /// Closes the detail view, the help overlay or the rules pane (the innermost open).
     Close,
     ToggleFamily(Family),
@@ -132,6 +135,7 @@ impl App {
                 KeyCode::PageDown => Some(Action::SelectOlder(PAGE_ROWS)),
                 KeyCode::Char('b') => Some(Action::SimulateBlock),
                 KeyCode::Char('B') => Some(Action::AskEnforce),
+                KeyCode::Char('e') => Some(Action::ShowProcessEvents),
                 KeyCode::Char('?') => Some(Action::ToggleHelp),
                 _ => None,
             };
@@ -183,6 +187,7 @@ impl App {
             KeyCode::Tab => Action::FocusNext,
             KeyCode::BackTab => Action::FocusPrev,
             KeyCode::Enter => Action::OpenDetail,
+            KeyCode::Char('e') => Action::ShowProcessEvents,
             KeyCode::Esc => Action::ClearFilter,
             KeyCode::Char(c @ '1'..='4') => Action::ToggleFamily(family_key(c)?),
             KeyCode::Char('p') => Action::ChooseProbe,

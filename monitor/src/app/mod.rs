@@ -163,8 +163,9 @@ impl Rate {
 /// The whole UI state.
 pub struct App {
     pub panes: [Pane; 3],
-    /// Suspicious and malicious events, newest last.
-    pub alerts: VecDeque<Entry>,
+    /// The alerts strip: suspicious and malicious events, newest last (shared with their
+    /// event pane), with its own selection.
+    pub alerts: Pane,
     pub focus: PaneId,
     pub mode: Mode,
     pub filter: String,
@@ -178,6 +179,8 @@ pub struct App {
     pub blocks: BlocksView,
     pub history: HistoryView,
     pub rules: Vec<RuleInfo>,
+    /// The directories the rules came from (see [`RuleControl::dirs`]).
+    pub rule_dirs: Vec<std::path::PathBuf>,
     pub rule_selected: usize,
     pub rule_count: usize,
     pub last_reload: Option<ReloadResult>,
@@ -212,7 +215,7 @@ impl App {
     pub fn new(controls: Controls, offset: FixedOffset, now: DateTime<Utc>) -> App {
         let mut app = App {
             panes: Default::default(),
-            alerts: VecDeque::new(),
+            alerts: Pane::default(),
             focus: PaneId::Process,
             mode: Mode::Normal,
             filter: String::new(),
@@ -224,6 +227,7 @@ impl App {
             blocks: BlocksView::default(),
             history: HistoryView::default(),
             rules: Vec::new(),
+            rule_dirs: Vec::new(),
             rule_selected: 0,
             rule_count: 0,
             last_reload: None,
@@ -367,6 +371,7 @@ impl App {
 
     fn refresh_rules(&mut self) {
         self.rules = self.controls.rules.list();
+        self.rule_dirs = self.controls.rules.dirs();
         self.rule_count = self.rules.len();
         self.rule_selected = self.rule_selected.min(self.rules.len().saturating_sub(1));
     }
@@ -445,20 +450,22 @@ impl App {
             Action::SelectOlder(n) => self.move_selection(n as isize),
             Action::SelectNewest => {
                 if self.view == View::Live {
-                    self.panes[self.focus.index()].follow();
+                    let focus = self.focus;
+                    self.pane_mut(focus).follow();
                 } else {
                     self.move_list_selection(isize::MIN);
                 }
             }
             Action::SelectOldest => {
                 if self.view == View::Live {
-                    let paused = self.paused_at;
-                    self.panes[self.focus.index()].select_oldest(paused);
+                    let (paused, focus) = (self.paused_at, self.focus);
+                    self.pane_mut(focus).select_oldest(paused);
                 } else {
                     self.move_list_selection(isize::MAX);
                 }
             }
             Action::OpenDetail => self.open_detail(),
+            Action::ShowProcessEvents => self.show_process_events(),
             Action::Close => {
                 if self.detail.is_some() {
                     self.detail = None;
@@ -550,11 +557,10 @@ impl App {
                 };
             }
             Action::Clear => {
-                for pane in &mut self.panes {
+                for pane in self.panes.iter_mut().chain([&mut self.alerts]) {
                     pane.entries.clear();
                     pane.follow();
                 }
-                self.alerts.clear();
                 if self.paused_at.is_some() {
                     self.paused_at = Some(self.next_seq - 1);
                 }
@@ -596,6 +602,38 @@ impl App {
                 StatusKind::Info,
             ),
         }
+    }
+
+    /// `e`: from an alert (or any selected event) to what its process did — the filter
+    /// `pid:N` on every pane, the detail view closed, and the focus on the process pane (or,
+    /// when that holds nothing of the pid, the pane of the event itself).
+    fn show_process_events(&mut self) {
+        let Some(entry) = self.target_entry() else {
+            let text = format!("no event in the {} pane", self.focus.title());
+            self.set_status(text, StatusKind::Info);
+            return;
+        };
+        let pid = entry.event.pid;
+        let own_pane = PaneId::for_event(entry.event.event_type);
+        self.detail = None;
+        self.view = View::Live;
+        self.mode = Mode::Normal;
+        self.filter = filter::pid_filter_text(pid);
+        self.refilter();
+        self.focus = if self
+            .pane(PaneId::Process)
+            .shown(self.paused_at)
+            .next()
+            .is_some()
+        {
+            PaneId::Process
+        } else {
+            own_pane
+        };
+        self.set_status(
+            format!("events of pid {pid} (Esc clears the filter)"),
+            StatusKind::Info,
+        );
     }
 
     fn toggle_family(&mut self, family: Family) {

@@ -1,6 +1,6 @@
-//! The three live event panes: what each holds (bounded, newest last, shared with the alerts
-//! strip when suspicious), which rows are shown (the filter, a pause), and the selection and
-//! scrolling that keep it in view.
+//! The three live event panes and the alerts strip: what each holds (bounded, newest last; an
+//! alert is shared between the strip and its event pane), which rows are shown (the filter, a
+//! pause), and the selection and scrolling that keep it in view.
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ops::Deref;
@@ -12,22 +12,33 @@ use crate::event::{Event as SecEvent, EventType, Family, Severity};
 
 /// Events kept per pane (the newest); older ones are dropped, so memory stays flat.
 pub const PANE_CAPACITY: usize = 10_000;
-/// The three event panes, in focus order.
+/// The panes that take the focus: the three event panes and the alerts strip.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PaneId {
     Process,
     File,
     Network,
+    /// The alerts strip (suspicious and malicious events of every family).
+    Alerts,
 }
 
 impl PaneId {
+    /// The three event panes, top to bottom.
     pub const ALL: [PaneId; 3] = [PaneId::Process, PaneId::File, PaneId::Network];
+    /// The order `Tab` moves the focus in: the event panes, then the alerts strip below them.
+    pub const FOCUS_ORDER: [PaneId; 4] = [
+        PaneId::Process,
+        PaneId::File,
+        PaneId::Network,
+        PaneId::Alerts,
+    ];
 
-    pub fn index(self) -> usize {
+    fn focus_position(self) -> usize {
         match self {
             PaneId::Process => 0,
             PaneId::File => 1,
             PaneId::Network => 2,
+            PaneId::Alerts => 3,
         }
     }
 
@@ -36,6 +47,7 @@ impl PaneId {
             PaneId::Process => "Processes",
             PaneId::File => "Files",
             PaneId::Network => "Network",
+            PaneId::Alerts => "Alerts",
         }
     }
 
@@ -50,11 +62,13 @@ impl PaneId {
     }
 
     pub(super) fn next(self) -> PaneId {
-        PaneId::ALL[(self.index() + 1) % 3]
+        let order = PaneId::FOCUS_ORDER;
+        order[(self.focus_position() + 1) % order.len()]
     }
 
     pub(super) fn prev(self) -> PaneId {
-        PaneId::ALL[(self.index() + 2) % 3]
+        let order = PaneId::FOCUS_ORDER;
+        order[(self.focus_position() + order.len() - 1) % order.len()]
     }
 }
 
@@ -110,9 +124,9 @@ pub struct Pane {
 }
 
 impl Pane {
-    /// Appends `entry`; returns the oldest one when the pane was full.
-    pub(super) fn push(&mut self, entry: Entry) -> Option<Entry> {
-        let evicted = if self.entries.len() >= PANE_CAPACITY {
+    /// Appends `entry`; returns the oldest one when the pane already held `capacity`.
+    pub(super) fn push(&mut self, entry: Entry, capacity: usize) -> Option<Entry> {
+        let evicted = if self.entries.len() >= capacity {
             self.entries.pop_front()
         } else {
             None
@@ -215,7 +229,21 @@ impl Pane {
 
 impl App {
     pub fn pane(&self, id: PaneId) -> &Pane {
-        &self.panes[id.index()]
+        match id {
+            PaneId::Process => &self.panes[0],
+            PaneId::File => &self.panes[1],
+            PaneId::Network => &self.panes[2],
+            PaneId::Alerts => &self.alerts,
+        }
+    }
+
+    pub(super) fn pane_mut(&mut self, id: PaneId) -> &mut Pane {
+        match id {
+            PaneId::Process => &mut self.panes[0],
+            PaneId::File => &mut self.panes[1],
+            PaneId::Network => &mut self.panes[2],
+            PaneId::Alerts => &mut self.alerts,
+        }
     }
 
     /// Stores a batch of analysed events (`Vec::drain` keeps the caller's buffer for the next
@@ -234,11 +262,8 @@ impl App {
                     event: Stored::Shared(Arc::new(event)),
                     visible,
                 };
-                if self.alerts.len() >= ALERT_CAPACITY {
-                    let evicted = self.alerts.pop_front();
-                    self.keep_evicted(evicted);
-                }
-                self.alerts.push_back(entry.clone());
+                let evicted = self.alerts.push(entry.clone(), ALERT_CAPACITY);
+                self.keep_evicted(evicted);
                 entry
             } else {
                 Entry {
@@ -247,7 +272,8 @@ impl App {
                     visible,
                 }
             };
-            let evicted = self.panes[PaneId::for_event(entry.event.event_type).index()].push(entry);
+            let pane = PaneId::for_event(entry.event.event_type);
+            let evicted = self.pane_mut(pane).push(entry, PANE_CAPACITY);
             self.keep_evicted(evicted);
         }
         if self.next_seq != before {
@@ -289,7 +315,8 @@ impl App {
             return;
         }
         let paused = self.paused_at;
-        self.panes[self.focus.index()].move_selection(paused, delta);
+        let focus = self.focus;
+        self.pane_mut(focus).move_selection(paused, delta);
     }
 
     /// Moves the selection of the rules, blocks or history list (clamped to it; the history
@@ -315,8 +342,9 @@ impl App {
             .min(len.saturating_sub(1));
     }
 
-    /// The event `Enter`, `b` and `B` act on: the detail view's, else the history view's
-    /// selection, else the focused pane's selection, else its newest shown event.
+    /// The event `Enter`, `b`, `B` and `e` act on: the detail view's, else the history view's
+    /// selection, else the focused pane's (or the alerts strip's) selection, else its newest
+    /// shown event.
     pub fn target_entry(&self) -> Option<&Entry> {
         if let Some(entry) = self.detail.as_ref().and_then(|d| d.entry.as_ref()) {
             return Some(entry);

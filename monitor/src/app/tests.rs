@@ -336,21 +336,183 @@ fn alerts_collect_suspicious_events() {
         ..Analysis::default()
     };
     app.ingest(vec![ev(EventType::ProcessExec, 1, "ok"), bad]);
-    assert_eq!(app.alerts.len(), 1);
-    assert_eq!(app.alerts[0].event.pid, 9);
+    assert_eq!(app.alerts.entries.len(), 1);
+    assert_eq!(app.alerts.entries[0].event.pid, 9);
 }
 
 #[test]
-fn tab_cycles_focus() {
+fn tab_cycles_focus_through_the_alerts() {
     let (mut app, _) = app();
     assert_eq!(app.focus, PaneId::Process);
     press(&mut app, key(KeyCode::Tab));
     assert_eq!(app.focus, PaneId::File);
     press(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.focus, PaneId::Network);
+    press(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.focus, PaneId::Alerts);
     press(&mut app, key(KeyCode::Tab));
     assert_eq!(app.focus, PaneId::Process);
     press(&mut app, key(KeyCode::BackTab));
+    assert_eq!(app.focus, PaneId::Alerts);
+    press(&mut app, key(KeyCode::BackTab));
     assert_eq!(app.focus, PaneId::Network);
+}
+
+/// An event of `pid` flagged by `rule`.
+fn alert(event_type: EventType, pid: u32, rule: &str) -> SecEvent {
+    let mut e = ev(event_type, pid, "evil");
+    e.analysis = Analysis {
+        severity: Severity::Suspicious,
+        risk_score: 0.7,
+        rules: vec![rule.to_string()],
+        ..Analysis::default()
+    };
+    e
+}
+
+/// Three alerts (pids 7, 8, 9, newest last) among benign events of the same processes.
+fn app_with_alerts() -> App {
+    let (mut app, _) = app();
+    app.ingest(vec![
+        ev(EventType::ProcessExec, 7, "seven"),
+        alert(EventType::FileOpen, 7, "rule_seven"),
+        ev(EventType::ProcessExec, 8, "eight"),
+        ev(EventType::FileOpen, 8, "eight"),
+        alert(EventType::NetConnect, 8, "rule_eight"),
+        ev(EventType::FileOpen, 10, "other"),
+        alert(EventType::ProcessExec, 9, "rule_nine"),
+        ev(EventType::ProcessExec, 11, "newest"),
+    ]);
+    app
+}
+
+fn opened_pid(app: &App) -> Option<u32> {
+    let detail = app.detail.as_ref()?;
+    detail.entry.as_ref().map(|e| e.event.pid)
+}
+
+#[test]
+fn alerts_pane_selects_and_opens_the_selected_alert() {
+    let mut app = app_with_alerts();
+    for _ in 0..3 {
+        press(&mut app, key(KeyCode::Tab));
+    }
+    assert_eq!(app.focus, PaneId::Alerts);
+    // Nothing selected: Enter explains the newest alert, not the newest event (pid 11).
+    press(&mut app, key(KeyCode::Enter));
+    assert_eq!(opened_pid(&app), Some(9));
+    press(&mut app, key(KeyCode::Esc));
+    // Down twice: the second newest alert.
+    press(&mut app, key(KeyCode::Down));
+    press(&mut app, key(KeyCode::Down));
+    assert_eq!(
+        app.pane(PaneId::Alerts)
+            .selected_entry(None)
+            .map(|e| e.event.pid),
+        Some(8)
+    );
+    // New alerts arriving do not move the selection.
+    app.ingest(vec![alert(EventType::ProcessExec, 12, "rule_twelve")]);
+    press(&mut app, key(KeyCode::Enter));
+    let opened = app.detail.as_ref().and_then(|d| d.entry.as_ref());
+    assert_eq!(opened.map(|e| e.event.pid), Some(8));
+    assert_eq!(
+        opened.map(|e| e.event.analysis.rules.clone()),
+        Some(vec!["rule_eight".to_string()])
+    );
+    press(&mut app, key(KeyCode::Esc));
+    // End: the oldest alert; Home: back to following the newest.
+    press(&mut app, key(KeyCode::End));
+    press(&mut app, key(KeyCode::Enter));
+    assert_eq!(opened_pid(&app), Some(7));
+    press(&mut app, key(KeyCode::Esc));
+    press(&mut app, key(KeyCode::Home));
+    assert_eq!(app.pane(PaneId::Alerts).selected, None);
+    // The event panes' selections were not touched.
+    assert_eq!(app.pane(PaneId::Process).selected, None);
+}
+
+#[test]
+fn enter_on_an_event_pane_opens_the_selected_row() {
+    let mut app = app_with_alerts();
+    // Process pane, newest first: 11, 9, 8, 7. Select the third.
+    for _ in 0..3 {
+        press(&mut app, ch('j'));
+    }
+    app.ingest(vec![ev(EventType::ProcessExec, 13, "later")]);
+    press(&mut app, key(KeyCode::Enter));
+    assert_eq!(opened_pid(&app), Some(8));
+}
+
+#[test]
+fn e_jumps_from_an_alert_to_its_process_events() {
+    let mut app = app_with_alerts();
+    press(&mut app, key(KeyCode::BackTab));
+    assert_eq!(app.focus, PaneId::Alerts);
+    press(&mut app, key(KeyCode::Down));
+    press(&mut app, key(KeyCode::Down));
+    press(&mut app, ch('e'));
+    assert_eq!(app.filter, "pid:8");
+    assert_eq!(app.focus, PaneId::Process);
+    assert_eq!(shown_pids(&app, PaneId::Process), vec![8]);
+    assert_eq!(shown_pids(&app, PaneId::File), vec![8]);
+    assert_eq!(shown_pids(&app, PaneId::Network), vec![8]);
+    assert_eq!(shown_pids(&app, PaneId::Alerts), vec![8]);
+    // Events of the process arriving later show too; others do not.
+    app.ingest(vec![
+        ev(EventType::FileOpen, 8, "eight"),
+        ev(EventType::FileOpen, 80, "not eight"),
+    ]);
+    assert_eq!(shown_pids(&app, PaneId::File), vec![8, 8]);
+    // Esc clears the filter: everything again.
+    press(&mut app, key(KeyCode::Esc));
+    assert!(app.filter.is_empty());
+    assert_eq!(shown_pids(&app, PaneId::Process), vec![11, 9, 8, 7]);
+}
+
+#[test]
+fn e_from_the_detail_view_closes_it_and_filters() {
+    let mut app = app_with_alerts();
+    press(&mut app, key(KeyCode::BackTab));
+    press(&mut app, key(KeyCode::End));
+    press(&mut app, key(KeyCode::Enter));
+    assert_eq!(opened_pid(&app), Some(7));
+    press(&mut app, ch('e'));
+    assert!(app.detail.is_none());
+    assert_eq!(app.filter, "pid:7");
+    assert_eq!(app.focus, PaneId::Process);
+    assert_eq!(shown_pids(&app, PaneId::Process), vec![7]);
+}
+
+#[test]
+fn e_focuses_the_events_own_pane_when_the_process_pane_has_none() {
+    let (mut app, _) = app();
+    app.ingest(vec![alert(EventType::NetConnect, 5, "net_rule")]);
+    press(&mut app, key(KeyCode::BackTab));
+    press(&mut app, ch('e'));
+    assert_eq!(app.focus, PaneId::Network);
+    assert_eq!(shown_pids(&app, PaneId::Network), vec![5]);
+}
+
+#[test]
+fn e_with_nothing_to_follow_says_so() {
+    let (mut app, _) = app();
+    press(&mut app, key(KeyCode::BackTab));
+    press(&mut app, ch('e'));
+    assert!(app.filter.is_empty());
+    let status = app.status.as_ref().map(|s| s.text.as_str());
+    assert_eq!(status, Some("no event in the Alerts pane"));
+}
+
+#[test]
+fn a_pid_filter_matches_that_pid_only() {
+    let mut e = ev(EventType::ProcessExec, 123, "pid:12");
+    e.cmdline = "run 12".into();
+    assert!(filter_matches("pid:123", &e));
+    assert!(!filter_matches("pid:12", &e), "a pid, not a substring");
+    // Not a number after the prefix: plain text.
+    assert!(!filter_matches("pid:1", &e));
+    assert!(filter_matches("pid:", &e));
 }
 
 #[test]
@@ -893,7 +1055,7 @@ fn clear_empties_panes_and_alerts() {
     app.ingest(vec![ev(EventType::ProcessExec, 1, "a"), bad]);
     press(&mut app, ch('c'));
     assert!(app.panes.iter().all(|p| p.entries.is_empty()));
-    assert!(app.alerts.is_empty());
+    assert!(app.alerts.entries.is_empty());
 }
 
 #[test]

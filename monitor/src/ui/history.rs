@@ -8,7 +8,8 @@ use ratatui::{
 };
 
 use super::{Styles, Theme, clean, file, network, process, severity_marker};
-use crate::app::{App, HISTORY_MAX_ROWS, Mode, PaneId};
+use crate::app::{App, HISTORY_MAX_ROWS, Mode};
+use crate::event::Family;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let styles = Styles::new(theme);
@@ -106,10 +107,10 @@ fn render_rows(frame: &mut Frame, area: Rect, app: &App, styles: &Styles) {
         .map(|(i, entry)| {
             let event = &entry.event;
             let severity = event.analysis.severity;
-            let facts = match PaneId::for_event(event.event_type) {
-                PaneId::Process => process::facts,
-                PaneId::File => file::facts,
-                PaneId::Network => network::facts,
+            let facts = match event.event_type.family() {
+                Family::Process | Family::Kernel => process::facts,
+                Family::File => file::facts,
+                Family::Network => network::facts,
             };
             let (op, details) = facts(event);
             let time = event

@@ -47,13 +47,20 @@ pub fn clean(text: &str) -> Cow<'_, str> {
     sanitize::for_terminal(text)
 }
 
-/// Rows of the alerts strip (with its title), by screen height.
-fn alerts_height(height: u16) -> u16 {
-    match height {
+/// Rows of the alerts strip (with its title), by screen height; nearly twice as many when it
+/// has the focus, as a focused event pane gets more rows (the three panes above keep a title
+/// and a row or more each).
+fn alerts_height(height: u16, focused: bool) -> u16 {
+    let rows: u16 = match height {
         0..20 => 0,
         20..30 => 5,
         30..45 => 7,
         _ => 9,
+    };
+    if focused {
+        (rows * 2).saturating_sub(1)
+    } else {
+        rows
     }
 }
 
@@ -69,7 +76,8 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         _ => 2,
     };
     let footer_h = u16::from(area.height >= 4);
-    let alerts_h = alerts_height(area.height);
+    let alerts_focused = app.focus == PaneId::Alerts && app.view == View::Live;
+    let alerts_h = alerts_height(area.height, alerts_focused);
     let [header_area, body, alerts_area, footer_area] = Layout::vertical([
         Constraint::Length(header_h),
         Constraint::Fill(1),
@@ -81,6 +89,10 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
     header::render(frame, header_area, app, theme);
     if body.height > 0 {
         match app.view {
+            // No room for the strip: a focused alerts pane takes the body.
+            View::Live if alerts_focused && alerts_h == 0 => {
+                alerts::render(frame, body, app, theme);
+            }
             View::Live => render_panes(frame, body, app, theme),
             View::Rules => rules::render(frame, body, app, theme),
             View::Blocks => blocks::render(frame, body, app, theme),
@@ -108,8 +120,10 @@ fn render_panes(frame: &mut Frame, body: Rect, app: &App, theme: Theme) {
         for pane in PaneId::ALL {
             app.pane(pane).height.set(0);
         }
-        render_pane(frame, body, app, theme, app.focus);
-        return;
+        if app.focus != PaneId::Alerts {
+            render_pane(frame, body, app, theme, app.focus);
+            return;
+        }
     }
     let weight = |pane: PaneId| {
         if pane == app.focus && body.height < 40 {
@@ -130,6 +144,7 @@ fn render_pane(frame: &mut Frame, area: Rect, app: &App, theme: Theme, pane: Pan
         PaneId::Process => process::render(frame, area, app, theme),
         PaneId::File => file::render(frame, area, app, theme),
         PaneId::Network => network::render(frame, area, app, theme),
+        PaneId::Alerts => alerts::render(frame, area, app, theme),
     }
 }
 
@@ -377,6 +392,26 @@ pub fn hint(frame: &mut Frame, area: Rect, text: &str, styles: &Styles) {
         ..area
     };
     frame.render_widget(Line::styled(text.to_string(), styles.dim()), line);
+}
+
+/// `text`, or `…` and as much of its end as fits in `width` columns (display columns: wide
+/// characters count twice).
+pub fn keep_tail(text: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let columns = |c: char| c.width().unwrap_or(0);
+    if text.chars().map(columns).sum::<usize>() <= width || width < 2 {
+        return text.to_string();
+    }
+    let mut tail = Vec::new();
+    let mut used = 1; // the ellipsis
+    for c in text.chars().rev() {
+        if used + columns(c) > width {
+            break;
+        }
+        used += columns(c);
+        tail.push(c);
+    }
+    std::iter::once('…').chain(tail.into_iter().rev()).collect()
 }
 
 /// `1234`, `12k`, `1.2M`: short counts for the header.

