@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -201,6 +201,57 @@ fn exec(path: &Path) {
     assert!(status.success(), "{} failed: {status}", path.display());
 }
 
+/// Rules of a test's own and a config (history off) in a temporary directory outside the
+/// test's marker directory, and the tmux session that runs the UI on them. The tests filter on
+/// their marker, which must match only their own actions, not tmux's or the shell's command
+/// lines that name these files.
+struct OwnRules {
+    _dir: tempfile::TempDir,
+    rules: PathBuf,
+    config: PathBuf,
+}
+
+impl OwnRules {
+    fn new(prefix: &str, file: &str, json: &str) -> OwnRules {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("create a temporary directory");
+        let rules = dir.path().join("rules");
+        fs::create_dir(&rules).expect("create the rules directory");
+        fs::write(rules.join(file), json).expect("write the rules");
+        let config = dir.path().join("secmon.toml");
+        fs::write(
+            &config,
+            "[monitoring]\nenable_process = true\nenable_filesystem = true\nenable_network = true\n\n\
+             [threat_detection]\nconfidence_threshold = 0.6\n\n\
+             # Not the machine's history: tests running beside it would share (and lock) it.\n\
+             [storage]\nenabled = false\n",
+        )
+        .expect("write the config");
+        OwnRules {
+            _dir: dir,
+            rules,
+            config,
+        }
+    }
+
+    /// `secmon-tui --config CONFIG --rules RULES` in a tmux session named after `session`.
+    fn start_tui(&self, session: &str) -> Tmux {
+        Tmux::start(
+            &format!("{session}-{}-{}", std::process::id(), next_id()),
+            &wrapper_script("", ""),
+            &[
+                BIN,
+                "--config",
+                self.config.to_str().expect("UTF-8 path"),
+                "--rules",
+                self.rules.to_str().expect("UTF-8 path"),
+            ],
+        )
+    }
+}
+
 #[test]
 fn terminal_ui_end_to_end() {
     require_root();
@@ -210,44 +261,19 @@ fn terminal_ui_end_to_end() {
     let port = listener.local_addr().expect("listener address").port();
 
     // Rules of our own: the exec is malicious (0.9), the open and the connect suspicious (0.7).
-    // They and the config live outside `dir`, and the tmux names do not contain the marker
-    // either: the filter must match only the actions below, not tmux's or the shell's own
-    // activity (their command lines hold these names).
-    let conf_dir = tempfile::Builder::new()
-        .prefix("secmon-tui-e2e-")
-        .tempdir()
-        .expect("create a temporary directory");
-    let rules = conf_dir.path().join("rules");
-    fs::create_dir(&rules).expect("create the rules directory");
-    fs::write(
-        rules.join("tui.json"),
-        format!(
+    let own = OwnRules::new(
+        "secmon-tui-e2e-",
+        "tui.json",
+        &format!(
             r#"[
   {{"name": "tui_test_exec", "condition": "event.type == 'process_exec' and process.path.contains('{mark}')", "risk_score": 0.9, "action": "alert", "label": "TUI test exec", "recommendation": "tui test recommendation"}},
   {{"name": "tui_test_file", "condition": "file.path.contains('{mark}')", "risk_score": 0.7, "action": "alert", "label": "TUI test file"}},
   {{"name": "tui_test_connect", "condition": "event.type == 'net_connect' and net.dst_port == {port}", "risk_score": 0.7, "action": "alert", "label": "TUI test connect"}}
 ]"#
         ),
-    )
-    .expect("write the rules");
-    let config = conf_dir.path().join("secmon.toml");
-    fs::write(
-        &config,
-        "[monitoring]\nenable_process = true\nenable_filesystem = true\nenable_network = true\n\n\
-         [threat_detection]\nconfidence_threshold = 0.6\n\n\
-         # Not the machine's history: tests running beside it would share (and lock) it.\n\
-         [storage]\nenabled = false\n",
-    )
-    .expect("write the config");
-    let rules_s = rules.to_str().expect("UTF-8 path");
-    let config_s = config.to_str().expect("UTF-8 path");
-
-    let script = wrapper_script("", "");
-    let tmux = Tmux::start(
-        &format!("secmon-tui-e2e-{}-{}", std::process::id(), next_id()),
-        &script,
-        &[BIN, "--config", config_s, "--rules", rules_s],
     );
+    let rules = &own.rules;
+    let tmux = own.start_tui("secmon-tui-e2e");
 
     // Ready: the header and the three panes.
     tmux.wait_for("the header and panes", READY_TIMEOUT, |s| {
@@ -403,43 +429,16 @@ fn alert_explained_and_followed_to_its_process() {
     require_root();
     let mark = marker();
     let dir = TestDir::new(&mark);
-    // The rules and config outside `dir`, as in `terminal_ui_end_to_end`: the filter matches
-    // only the actions below.
-    let conf_dir = tempfile::Builder::new()
-        .prefix("secmon-tui-alert-")
-        .tempdir()
-        .expect("create a temporary directory");
-    let rules = conf_dir.path().join("rules");
-    fs::create_dir(&rules).expect("create the rules directory");
-    fs::write(
-        rules.join("alert.json"),
-        format!(
+    let own = OwnRules::new(
+        "secmon-tui-alert-",
+        "alert.json",
+        &format!(
             r#"[
   {{"name": "tui_alert_exec", "condition": "event.type == 'process_exec' and process.path.contains('{mark}')", "risk_score": 0.9, "action": "alert", "label": "TUI alert exec", "recommendation": "follow it to its process"}}
 ]"#
         ),
-    )
-    .expect("write the rules");
-    let config = conf_dir.path().join("secmon.toml");
-    fs::write(
-        &config,
-        "[monitoring]\nenable_process = true\nenable_filesystem = true\nenable_network = true\n\n\
-         [threat_detection]\nconfidence_threshold = 0.6\n\n\
-         [storage]\nenabled = false\n",
-    )
-    .expect("write the config");
-    let script = wrapper_script("", "");
-    let tmux = Tmux::start(
-        &format!("secmon-tui-alert-{}-{}", std::process::id(), next_id()),
-        &script,
-        &[
-            BIN,
-            "--config",
-            config.to_str().expect("UTF-8 path"),
-            "--rules",
-            rules.to_str().expect("UTF-8 path"),
-        ],
     );
+    let tmux = own.start_tui("secmon-tui-alert");
     tmux.wait_for("the header and panes", READY_TIMEOUT, |s| {
         s.contains(" secmon ") && s.contains("Processes") && s.contains("Alerts")
     });
