@@ -7,7 +7,7 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Row, Table},
 };
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::{Styles, Theme, clean, hint, keep_tail};
 use crate::app::App;
@@ -112,24 +112,10 @@ pub fn shown_path(file: &Path, dirs: &[PathBuf]) -> String {
     relative.unwrap_or(file).display().to_string()
 }
 
-/// `path` with `.` dropped and each `..` taking away the name before it (a `..` at the root
-/// stays at the root; leading ones of a relative path are kept).
+/// `path` with `.` and `..` resolved by the text alone (the project's lexical rules for kernel
+/// paths, `crate::paths::normalize`).
 fn normalise(path: &Path) -> PathBuf {
-    let mut out: Vec<Component> = Vec::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => match out.last() {
-                Some(Component::Normal(_)) => {
-                    out.pop();
-                }
-                Some(Component::RootDir | Component::Prefix(_)) => {}
-                Some(Component::ParentDir | Component::CurDir) | None => out.push(component),
-            },
-            other => out.push(other),
-        }
-    }
-    out.iter().collect()
+    PathBuf::from(crate::paths::normalize(&path.to_string_lossy()))
 }
 
 #[cfg(test)]
