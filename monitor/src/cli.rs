@@ -149,6 +149,21 @@ pub enum Command {
         secmon-tui serve --replay story.jsonl --listen 127.0.0.1:0   a recording, no root\n  \
         curl -H \"Authorization: Bearer $(sudo cat /var/lib/secmon/controller.token)\" http://127.0.0.1:9988/api/v1/status")]
     Serve,
+    /// Check that the kernel accepts every eBPF program, without monitoring anything.
+    ///
+    /// Loads each program of the built-in eBPF object (or of --object FILE) into the kernel,
+    /// whose verifier checks it, attaches none, and unloads them again. One line per program,
+    /// then a summary; exit status 1 if the kernel refused one. Run it first on a new kernel
+    /// or architecture (an ARM64 board, a distribution kernel): a refusal prints the
+    /// verifier's reason. Root only.
+    #[command(after_help = "Examples:\n  \
+        sudo secmon-tui check-ebpf                  the programs built into this binary\n  \
+        sudo secmon-tui check-ebpf --object target/ebpf-cache/aarch64-*/monitor   another build's object")]
+    CheckEbpf {
+        /// An eBPF object file to check instead of the built-in one.
+        #[arg(long, value_name = "FILE")]
+        object: Option<PathBuf>,
+    },
     /// Removes a deny entry of the running monitor (same as `block remove ID`).
     Unblock {
         /// The entry's id (`block list`, or the `deny_id` of the event's response).

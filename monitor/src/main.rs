@@ -77,6 +77,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         };
         return run_block_command(&cli, &remove);
     }
+    if let Some(Command::CheckEbpf { object }) = &cli.command {
+        return run_check_ebpf(object.as_deref());
+    }
     if let Some(Command::History(args)) = &cli.command {
         // Arguments are checked before the configuration is read.
         let (config, _) = Config::load_or_default(cli.config.as_deref())?;
@@ -432,4 +435,57 @@ fn run_block_command(cli: &Cli, command: &BlockCommand) -> Result<ExitCode> {
         _ => writeln!(out, "ok").wrap_err("writing")?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lines of a refusal's verifier log printed per program (the end says why; the whole log is
+/// often thousands of lines).
+const VERIFIER_LOG_TAIL: usize = 12;
+
+fn run_check_ebpf(object: Option<&std::path::Path>) -> Result<ExitCode> {
+    let file_bytes;
+    let (bytes, what) = match object {
+        Some(path) => {
+            file_bytes = std::fs::read(path)
+                .wrap_err_with(|| format!("reading the eBPF object {}", path.display()))?;
+            (&file_bytes[..], path.display().to_string())
+        }
+        None => (
+            capture::verify::embedded_object(),
+            format!("the built-in object ({})", std::env::consts::ARCH),
+        ),
+    };
+    let checks = capture::verify::check_object(bytes)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut refused = 0;
+    for check in &checks {
+        let verdict = if check.refused.is_some() {
+            "REFUSED"
+        } else {
+            "ok"
+        };
+        writeln!(stdout, "{verdict:<8} {:<17} {}", check.kind, check.name)?;
+        if let Some(log) = &check.refused {
+            refused += 1;
+            let lines: Vec<&str> = log.lines().collect();
+            for line in &lines[lines.len().saturating_sub(VERIFIER_LOG_TAIL)..] {
+                writeln!(
+                    stdout,
+                    "         | {}",
+                    secmon::sanitize::for_terminal(line)
+                )?;
+            }
+        }
+    }
+    writeln!(
+        stdout,
+        "{}: {} programs, {} loaded, {refused} refused by this kernel",
+        secmon::sanitize::for_terminal(&what),
+        checks.len(),
+        checks.len() - refused
+    )?;
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -1,5 +1,7 @@
-//! `cargo xtask install [--prefix /usr/local]`: setup, release build, then install the binary,
-//! the default configuration (only if none exists) and the rule files.
+//! `cargo xtask install [--prefix /usr/local] [--destdir DIR] [--target TRIPLE]`: setup, release
+//! build, then install the binary, the default configuration (only if none exists) and the rule
+//! files. For another architecture (`--target`), everything goes into a staging directory
+//! packed as a tarball to unpack on the device (the binary cannot run here).
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -18,28 +20,66 @@ pub struct InstallArgs {
     /// Installation prefix: the binary goes to PREFIX/bin/secmon-tui.
     #[arg(long, default_value = "/usr/local", value_name = "PREFIX")]
     pub prefix: PathBuf,
+    /// Install under DIR instead of / (a staging root, as make's DESTDIR): DIR/PREFIX/bin,
+    /// DIR/etc/secmon, DIR/usr/local/share/secmon/rules.
+    #[arg(long, value_name = "DIR")]
+    pub destdir: Option<PathBuf>,
+    /// Cross-build for another architecture (e.g. aarch64-unknown-linux-gnu) and pack a
+    /// tarball to unpack on the device with `sudo tar -xzf FILE -C /`: staged in
+    /// target/TRIPLE/dist/root unless --destdir is given.
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Option<String>,
+}
+
+/// `path` (absolute) under the staging root `destdir`, or itself without one.
+fn staged(destdir: Option<&Path>, path: &Path) -> PathBuf {
+    match destdir {
+        Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+        None => path.to_path_buf(),
+    }
 }
 
 pub fn run(args: InstallArgs) -> Result<ExitCode> {
-    crate::setup::run()?;
-    let bin = util::build_release()?;
+    let target = crate::cross::resolve(args.target.as_deref())?;
+    crate::setup::run_for(target)?;
+    let bin = util::build_secmon(target, "release")?;
+    let tarball = target.map(|t| {
+        let dist = util::target_dir().join(t.triple).join("dist");
+        (
+            dist.join(format!("secmon-{}.tar.gz", t.triple)),
+            dist.join("root"),
+        )
+    });
+    let destdir = match (&args.destdir, &tarball) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Some((_, staging))) => {
+            // A fresh staging root, so the tarball holds this build only.
+            if staging.exists() {
+                std::fs::remove_dir_all(staging)
+                    .with_context(|| format!("removing {}", staging.display()))?;
+            }
+            Some(staging.clone())
+        }
+        (None, None) => None,
+    };
+    let destdir = destdir.as_deref();
     let root = util::repo_root();
     let mut installed = Vec::new();
     let mut skipped = Vec::new();
 
-    let bin_dst = args.prefix.join("bin").join("secmon-tui");
+    let bin_dst = staged(destdir, &args.prefix.join("bin").join("secmon-tui"));
     install_file(&bin, &bin_dst, 0o755)?;
     installed.push(bin_dst.display().to_string());
 
     let config_src = root.join("config").join("secmon.toml");
-    let config_dst = Path::new(CONFIG_DST);
+    let config_dst = &staged(destdir, Path::new(CONFIG_DST));
     if config_dst.exists() {
         skipped.push(format!("{CONFIG_DST} (already exists, left unchanged)"));
     } else if !config_src.is_file() {
         skipped.push(format!("{CONFIG_DST} ({} not found)", config_src.display()));
     } else {
         install_file(&config_src, config_dst, 0o644)?;
-        installed.push(CONFIG_DST.to_string());
+        installed.push(config_dst.display().to_string());
     }
 
     let rules_src = root.join("rules");
@@ -48,7 +88,11 @@ pub fn run(args: InstallArgs) -> Result<ExitCode> {
     rule_files.sort();
     for file in &rule_files {
         let rel = file.strip_prefix(&rules_src).unwrap_or(file);
-        install_file(file, &Path::new(RULES_DST).join(rel), 0o644)?;
+        install_file(
+            file,
+            &staged(destdir, Path::new(RULES_DST)).join(rel),
+            0o644,
+        )?;
     }
     if rule_files.is_empty() {
         skipped.push(format!("{RULES_DST} (no files in {})", rules_src.display()));
@@ -63,11 +107,36 @@ pub fn run(args: InstallArgs) -> Result<ExitCode> {
     for item in &skipped {
         eprintln!("  skipped {item}");
     }
-    eprintln!(
-        "xtask install: start the monitor with `sudo {}`",
-        bin_dst.display()
-    );
+    match (&tarball, destdir) {
+        (Some((file, _)), Some(staging)) if args.destdir.is_none() => {
+            pack(staging, file)?;
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            eprintln!("xtask install: packed {}", file.display());
+            eprintln!(
+                "xtask install: on the device: `sudo tar -xzf {name} -C /` (add \
+                 `--exclude=./etc/secmon/secmon.toml` to keep its configuration), then \
+                 `sudo secmon-tui check-ebpf` and `sudo {}`",
+                args.prefix.join("bin").join("secmon-tui").display()
+            );
+        }
+        (_, Some(_)) => eprintln!("xtask install: staged; copy the tree to its root"),
+        _ => eprintln!(
+            "xtask install: start the monitor with `sudo {}`",
+            bin_dst.display()
+        ),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tar -czf FILE -C STAGING .`, owned by root as on the device (the files are the user's here).
+fn pack(staging: &Path, file: &Path) -> Result<()> {
+    let mut tar = std::process::Command::new("tar");
+    tar.args(["--owner=0", "--group=0", "-czf"])
+        .arg(file)
+        .arg("-C")
+        .arg(staging)
+        .arg(".");
+    check(&mut tar).with_context(|| format!("packing {}", file.display()))
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

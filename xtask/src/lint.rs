@@ -1,5 +1,6 @@
 //! `cargo xtask lint`: no module cycles in the monitor crate, rustfmt check, the generated rule
-//! reference, then clippy in the two passes aya-template recommends.
+//! reference, then clippy in the two passes aya-template recommends (the eBPF pass once per
+//! architecture whose registers the syscall probes read).
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -46,10 +47,18 @@ fn steps() -> Vec<(&'static str, Command)> {
         "warnings",
     ]);
 
+    // The same for the other architecture's registers (probes/regs.rs): `bpf_target_arch`
+    // comes from the host unless AYA_BPF_TARGET_ARCH says otherwise (monitor-ebpf/build.rs).
+    let mut ebpf_aarch64 = util::cargo();
+    ebpf_aarch64
+        .args(ebpf.get_args())
+        .env("AYA_BPF_TARGET_ARCH", "aarch64");
+
     vec![
         ("rustfmt", fmt),
         ("clippy (host)", host),
         ("clippy (eBPF)", ebpf),
+        ("clippy (eBPF, aarch64)", ebpf_aarch64),
     ]
 }
 

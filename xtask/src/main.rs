@@ -6,6 +6,8 @@
 //! declare it below and add a variant to `Cmd`.
 
 mod bench;
+mod build;
+mod cross;
 mod fuzz;
 mod install;
 mod lint;
@@ -36,7 +38,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Install missing prerequisites (apt packages, nightly + rust-src, bpf-linker, tracefs).
-    Setup,
+    Setup(SetupArgs),
+    /// Setup, then build secmon-tui (release) with its eBPF programs inside; --target
+    /// cross-builds for another architecture (aarch64-unknown-linux-gnu).
+    Build(build::BuildArgs),
     /// Setup, release build, then run secmon-tui as root; arguments after `--` go to secmon-tui.
     Run(run::RunArgs),
     /// Setup, release build, then install secmon-tui, the default config and the rules.
@@ -57,11 +62,22 @@ enum Cmd {
     Soak(soak::SoakArgs),
 }
 
+#[derive(Debug, clap::Args)]
+struct SetupArgs {
+    /// Also install what cross-building for TRIPLE needs (e.g. aarch64-unknown-linux-gnu: its
+    /// gcc, C library and qemu-user, and the Rust standard library for it).
+    #[arg(long, value_name = "TRIPLE")]
+    target: Option<String>,
+}
+
 fn main() -> ExitCode {
     util::init_env();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Setup => setup::run().map(|()| ExitCode::SUCCESS),
+        Cmd::Setup(args) => cross::resolve(args.target.as_deref())
+            .and_then(setup::run_for)
+            .map(|()| ExitCode::SUCCESS),
+        Cmd::Build(args) => build::run(args),
         Cmd::Run(args) => run::run(args),
         Cmd::Install(args) => install::run(args),
         Cmd::Lint => lint::run(),

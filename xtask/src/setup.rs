@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::cross::Target;
 use crate::util::{self, as_root, check, output, stdout_to_stderr, sudo_hint};
 
 /// Debian packages: LLVM 22 to build bpf-linker, and the tools the tests and benchmarks drive.
@@ -50,9 +51,19 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 pub fn run() -> Result<()> {
+    run_for(None)
+}
+
+/// Setup, plus what building for `target` needs (its cross toolchain and qemu-user, and the
+/// Rust standard library for it).
+pub fn run_for(target: Option<&Target>) -> Result<()> {
     let started = Instant::now();
     eprintln!("xtask setup: checking prerequisites");
-    apt_packages()?;
+    apt_packages("apt packages", APT_PACKAGES)?;
+    if let Some(target) = target {
+        apt_packages(&format!("{} toolchain", target.triple), target.apt)?;
+        rust_target(target)?;
+    }
     rust_components()?;
     nightly()?;
     bpf_linker()?;
@@ -95,18 +106,18 @@ fn install(
 
 // --- apt packages -----------------------------------------------------------------------------
 
-fn apt_missing() -> Result<Vec<&'static str>> {
+fn apt_missing(packages: &[&'static str]) -> Result<Vec<&'static str>> {
     let mut cmd = Command::new("dpkg-query");
     cmd.arg("-W")
         .arg("-f=${Package}\t${Status}\n")
-        .args(APT_PACKAGES)
+        .args(packages)
         .stderr(std::process::Stdio::null());
     // dpkg-query exits 1 when a package is unknown but still prints the ones it knows.
     let out = cmd.output().with_context(|| {
         format!(
             "`dpkg-query` not found: automatic installation needs Debian/Ubuntu (apt); install these \
              packages by hand: {}",
-            APT_PACKAGES.join(" ")
+            packages.join(" ")
         )
     })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -116,7 +127,7 @@ fn apt_missing() -> Result<Vec<&'static str>> {
         .filter(|(_, status)| status.trim() == "install ok installed")
         .map(|(pkg, _)| pkg.split(':').next().unwrap_or(pkg))
         .collect();
-    Ok(APT_PACKAGES
+    Ok(packages
         .iter()
         .copied()
         .filter(|p| !installed.contains(p))
@@ -132,11 +143,10 @@ fn apt_command(args: &[&str]) -> Result<Command> {
     Ok(cmd)
 }
 
-fn apt_packages() -> Result<()> {
-    const NAME: &str = "apt packages";
-    let missing = apt_missing()?;
+fn apt_packages(name: &str, packages: &[&'static str]) -> Result<()> {
+    let missing = apt_missing(packages)?;
     if missing.is_empty() {
-        line(NAME, "ok");
+        line(name, "ok");
         return Ok(());
     }
     let sudo = sudo_hint();
@@ -144,12 +154,12 @@ fn apt_packages() -> Result<()> {
         "{sudo}apt-get update && {sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
         missing.join(" ")
     );
-    install(NAME, &format!("({})", missing.join(" ")), &manual, || {
+    install(name, &format!("({})", missing.join(" ")), &manual, || {
         check(&mut apt_command(&["update"])?)?;
         let mut args = vec!["install", "-y"];
         args.extend(missing.iter().copied());
         check(&mut apt_command(&args)?)?;
-        let still = apt_missing()?;
+        let still = apt_missing(packages)?;
         if !still.is_empty() {
             bail!("still not installed after apt-get: {}", still.join(" "));
         }
@@ -208,6 +218,22 @@ fn rust_components() -> Result<()> {
     let manual = format!("rustup component add {}", missing.join(" "));
     install(NAME, "", &manual, || {
         check(rustup().args(["component", "add"]).args(&missing))
+    })
+}
+
+/// The Rust standard library for a cross target (`rustup target add`).
+fn rust_target(target: &Target) -> Result<()> {
+    let name = format!("Rust std for {}", target.triple);
+    require_rustup()?;
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"]))?.unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == target.triple) {
+        line(&name, "ok");
+        return Ok(());
+    }
+    let manual = format!("rustup target add {}", target.triple);
+    install(&name, "", &manual, || {
+        check(rustup().args(["target", "add", target.triple]))
     })
 }
 

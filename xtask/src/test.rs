@@ -1,10 +1,11 @@
 //! `cargo xtask test`: setup, lint, then every test as root (privileged tests load eBPF programs),
-//! then every fuzz target for a few seconds (`cargo xtask fuzz`, as the invoking user).
+//! then every fuzz target for a few seconds (`cargo xtask fuzz`, as the invoking user), then the
+//! aarch64 stage (`cross`: its build, unit tests under qemu-user, replay, eBPF object).
 //!
 //! Works without a terminal (CI). Lint failures do not stop the tests, so one run reports both;
 //! the exit status is non-zero if anything failed and the last line is a one-line summary.
 //! `SECMON_TEST_FILTER="foo --skip slow"` is passed to the test binaries (after `--`); with a
-//! filter, the fuzz targets are skipped.
+//! filter, the fuzz targets and the aarch64 stage are skipped.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
-use crate::util;
+use crate::{cross, util};
 
 /// `cargo test` arguments. The eBPF crate is excluded: it is a `no_std`/`no_main` BPF program,
 /// its host test harness cannot link (and `--workspace` ignores default-members).
@@ -172,12 +173,17 @@ fn build_tests() -> Result<std::process::ExitStatus> {
 fn run_tests(tally: &mut Tally) -> Result<std::process::ExitStatus> {
     let filters = filter_args();
     let mut cmd = test_command(&filters)?;
-    eprintln!("xtask test: {}", util::display(&cmd));
+    run_counted(&mut cmd, tally)
+}
+
+/// Runs a `cargo test` command, echoing its output line by line while counting results.
+fn run_counted(cmd: &mut Command, tally: &mut Tally) -> Result<std::process::ExitStatus> {
+    eprintln!("xtask test: {}", util::display(cmd));
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
-        .with_context(|| format!("could not start `{}`", util::display(&cmd)))?;
+        .with_context(|| format!("could not start `{}`", util::display(cmd)))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut reader = BufReader::new(stdout);
     let mut out = std::io::stdout().lock();
@@ -200,7 +206,7 @@ fn run_tests(tally: &mut Tally) -> Result<std::process::ExitStatus> {
 pub fn run() -> Result<ExitCode> {
     let started = Instant::now();
     let mut phases = Phases::start();
-    crate::setup::run()?;
+    crate::setup::run_for(Some(&cross::AARCH64))?;
     phases.end("setup");
     let lint_failed = crate::lint::run_steps()?;
     phases.end("lint");
@@ -216,6 +222,8 @@ pub fn run() -> Result<ExitCode> {
     phases.end("tests");
     let fuzz = run_fuzz_targets();
     phases.end("fuzz");
+    let cross = run_cross_stage(&cross::AARCH64);
+    phases.end("aarch64");
 
     if !tally.failed_names.is_empty() {
         eprintln!("xtask test: failed tests:");
@@ -246,13 +254,14 @@ pub fn run() -> Result<ExitCode> {
         }
         s
     };
-    let ok = lint_failed.is_empty() && st.success() && fuzz.failed.is_empty();
+    let ok = lint_failed.is_empty() && st.success() && fuzz.failed.is_empty() && cross.ok();
     let verdict = if ok { "ok" } else { "FAILED" };
     let secs = started.elapsed().as_secs();
     // stdout, after all test output: the last line a CI log shows.
     println!(
-        "xtask test: {verdict}: {lint}; {tests}; {}; {secs} s ({})",
+        "xtask test: {verdict}: {lint}; {tests}; {}; {}; {secs} s ({})",
         fuzz.summary(),
+        cross.summary(),
         phases.summary()
     );
     Ok(if ok {
@@ -293,6 +302,92 @@ impl Phases {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The aarch64 stage's results, for the summary line.
+struct CrossTally {
+    triple: &'static str,
+    tests: Tally,
+    failed: Vec<String>,
+    skipped: bool,
+}
+
+impl CrossTally {
+    fn ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    fn summary(&self) -> String {
+        let t = &self.tests;
+        match (self.skipped, self.failed.is_empty()) {
+            (true, _) => format!("{}: skipped", self.triple),
+            (false, true) => format!(
+                "{}: {} unit tests passed under qemu, replay identical, eBPF object verified",
+                self.triple, t.passed
+            ),
+            (false, false) => format!("{} FAILED ({})", self.triple, self.failed.join(", ")),
+        }
+    }
+}
+
+/// The cross-architecture stage (see `cross`): the target's build, its unit tests under
+/// qemu-user (as the invoking user: they need no root), a replay that must print what the
+/// host build prints, and its eBPF object through this kernel's verifier. Skipped with a
+/// test filter, as the fuzz targets are.
+fn run_cross_stage(target: &'static cross::Target) -> CrossTally {
+    let mut outcome = CrossTally {
+        triple: target.triple,
+        tests: Tally::default(),
+        failed: Vec::new(),
+        skipped: !filter_args().is_empty(),
+    };
+    if outcome.skipped {
+        eprintln!(
+            "xtask test: SECMON_TEST_FILTER is set: {} stage skipped",
+            target.triple
+        );
+        return outcome;
+    }
+    eprintln!(
+        "xtask test: {}: build, unit tests under qemu-user, replay, eBPF object",
+        target.triple
+    );
+    let cross_bin = match util::build_secmon(Some(target), "dev") {
+        Ok(bin) => bin,
+        Err(e) => {
+            eprintln!("xtask test: {} build failed: {e:#}", target.triple);
+            outcome.failed.push("build".into());
+            return outcome;
+        }
+    };
+    let mut unit = util::cargo();
+    unit.args(["test", "--target", target.triple, "--no-fail-fast"])
+        .args(["-p", "monitor-common", "-p", "monitor", "--lib"]);
+    match run_counted(&mut unit, &mut outcome.tests) {
+        Ok(st) if st.success() && outcome.tests.passed > 0 => {}
+        Ok(_) => outcome.failed.push(format!(
+            "unit tests: {} failed ({})",
+            outcome.tests.failed,
+            outcome.tests.failed_names.join(", ")
+        )),
+        Err(e) => {
+            eprintln!("xtask test: {e:#}");
+            outcome.failed.push("unit tests".into());
+        }
+    }
+    let host_bin = cross::output_dir(None, "debug").join("secmon-tui");
+    match cross::check_replay(target, &host_bin, &cross_bin) {
+        Ok(lines) => eprintln!("xtask test: replay: {lines} JSON lines identical on both"),
+        Err(e) => {
+            eprintln!("xtask test: replay: {e:#}");
+            outcome.failed.push("replay".into());
+        }
+    }
+    if let Err(e) = cross::check_object(target, &host_bin) {
+        eprintln!("xtask test: eBPF object: {e:#}");
+        outcome.failed.push("eBPF object".into());
+    }
+    outcome
 }
 
 /// The fuzz targets' results, for the summary line.

@@ -218,11 +218,30 @@ pub fn target_dir() -> PathBuf {
 
 /// `cargo build --release -p monitor` (output on stderr); returns the path of `secmon-tui`.
 pub fn build_release() -> Result<PathBuf> {
-    eprintln!("xtask: building secmon (cargo build --release -p monitor)");
+    build_secmon(None, "release")
+}
+
+/// Builds `secmon-tui` for `target` (None: this machine) in `profile` (`release` or `dev`),
+/// its eBPF object compiled for that architecture and embedded; returns the binary's path.
+pub fn build_secmon(target: Option<&crate::cross::Target>, profile: &str) -> Result<PathBuf> {
     let mut cmd = cargo();
-    cmd.args(["build", "--release", "-p", "monitor"]);
-    check(stdout_to_stderr(&mut cmd)).context("release build failed")?;
-    let bin = target_dir().join("release").join("secmon-tui");
+    cmd.args([
+        "build",
+        "--profile",
+        profile,
+        "-p",
+        "monitor",
+        "--bin",
+        "secmon-tui",
+    ]);
+    if let Some(target) = target {
+        cmd.args(["--target", target.triple]);
+    }
+    eprintln!("xtask: building secmon ({})", display(&cmd));
+    check(stdout_to_stderr(&mut cmd)).context("build failed")?;
+    // Cargo names the dev profile's directory `debug`.
+    let dir = if profile == "dev" { "debug" } else { profile };
+    let bin = crate::cross::output_dir(target, dir).join("secmon-tui");
     if !bin.is_file() {
         bail!(
             "the build succeeded but {} does not exist (is CARGO_TARGET_DIR or build.target-dir set differently?)",

@@ -4,6 +4,7 @@ pub mod file;
 pub mod kernel;
 pub mod net;
 pub mod process;
+mod regs;
 pub mod syscall;
 
 use aya_ebpf::{

@@ -11,21 +11,23 @@
 //! tracepoints so the other syscalls of the machine do not run a program at entry at all.
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_NOEXIST, pt_regs},
+    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_uid_gid, bpf_probe_read_kernel},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
 use monitor_common::{ExitData, PendingSyscall, THREAD_EXIT_KEY, family, loss, ops};
 
-use super::{current_tgid, current_tid, file, ignored, kernel, net, process, read_user, tp_field};
+use super::{
+    current_tgid, current_tid, file, ignored, kernel, net, process, read_user,
+    regs::{syscall_args, syscall_id},
+    tp_field,
+};
 use crate::maps::{SM_EXIT_STATUS, SM_LOSSES, SM_OPS, SM_PENDING};
 
 const BPF_PROG_LOAD: u64 = 5;
 const F_DUPFD: u64 = 0;
 const F_DUPFD_CLOEXEC: u64 = 1030;
-/// Code segment of 32-bit user code: ia32 syscall numbers differ, and are not followed.
-const USER32_CS: u64 = 0x23;
 /// `syscalls:sys_enter_*` records: `int __syscall_nr` at 8, then one `unsigned long` per
 /// argument from 16. The kernel does not fire these for 32-bit callers.
 const ENTER_NR_OFFSET: usize = 8;
@@ -70,8 +72,7 @@ fn try_sys_enter_raw(ctx: &RawTracePointContext) -> Option<()> {
     if !ops::needs_sys_enter(op) {
         return None;
     }
-    let regs: *const pt_regs = ctx.arg(0);
-    on_sys_enter(op, syscall_args(regs)?)
+    on_sys_enter(op, syscall_args(ctx.arg(0))?)
 }
 
 /// Entry of a syscall in `ops::needs_sys_enter`.
@@ -98,13 +99,8 @@ pub fn sm_sys_exit(ctx: RawTracePointContext) -> u32 {
 }
 
 fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
-    let regs: *const pt_regs = ctx.arg(0);
-    // The syscall number; rax itself now holds the return value.
-    // SAFETY: `regs` is the raw tracepoint's `struct pt_regs *`, the current task's saved user
-    // registers, valid for the whole program; taking the field's address reads nothing, and
-    // the helper copies it with fault handling into a u64.
-    let id = unsafe { bpf_probe_read_kernel(&(*regs).orig_rax) }.ok()?;
-    let op = op_of(id as i64)?;
+    let regs: *const core::ffi::c_void = ctx.arg(0);
+    let op = op_of(syscall_id(regs)?)?;
     let pending = if ops::stashed_until_exit(op) {
         take_pending(op)?
     } else {
@@ -145,7 +141,7 @@ fn worth_reporting(op: u32, args: &[u64; 6]) -> bool {
     }
 }
 
-/// The op of syscall `id`, or None for syscalls we do not follow and for 32-bit callers.
+/// The op of syscall `id`, or None for syscalls we do not follow.
 #[inline(always)]
 fn op_of(id: i64) -> Option<u32> {
     if id < 0 {
@@ -153,18 +149,6 @@ fn op_of(id: i64) -> Option<u32> {
     }
     let op = *SM_OPS.get(id as u32)?;
     (op != ops::NONE).then_some(op)
-}
-
-/// The six syscall arguments (x86_64 syscall convention: rdi, rsi, rdx, r10, r8, r9).
-#[inline(always)]
-fn syscall_args(regs: *const pt_regs) -> Option<[u64; 6]> {
-    // SAFETY: the helper copies with fault handling (a bad `regs` gives an error, never a
-    // fault); `pt_regs` is integers only, so any bytes are a valid value.
-    let regs = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
-    if regs.cs == USER32_CS {
-        return None;
-    }
-    Some([regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9])
 }
 
 /// Saves `args` for the current thread until its `sys_exit` (see `ops::stashed_until_exit`).

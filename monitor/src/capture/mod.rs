@@ -7,6 +7,7 @@ pub mod enforce;
 pub mod probes;
 pub mod reader;
 pub mod tracefs;
+pub mod verify;
 
 pub use clock::BootClock;
 
@@ -198,10 +199,7 @@ impl Capture {
         let tracefs = tracefs::ensure_mounted()?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("SM_EVENTS", options.ring_bytes)
-            .load(aya::include_bytes_aligned!(concat!(
-                env!("OUT_DIR"),
-                "/monitor"
-            )))?;
+            .load(verify::embedded_object())?;
 
         let mut config = take_array::<u64>(&mut ebpf, "SM_CONFIG")?;
         let enabled = options

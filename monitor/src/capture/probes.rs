@@ -197,16 +197,13 @@ macro_rules! paste_nr {
     };
 }
 
-/// Every syscall followed (x86_64 numbering via libc; the legacy calls without an `at`
-/// variant exist on x86_64 only).
+/// Every syscall followed, numbered for the architecture built for (libc's `SYS_*`).
 pub fn syscalls() -> Vec<SyscallProbe> {
-    vec![
+    let mut all = vec![
         syscall!(Process, "exec", execve, EXECVE),
         syscall!(Process, "exec", execveat, EXECVEAT),
         syscall!(Process, "fork", clone, CLONE),
         syscall!(Process, "fork", clone3, CLONE3),
-        syscall!(Process, "fork", fork, FORK),
-        syscall!(Process, "fork", vfork, VFORK),
         syscall!(Process, "exit", exit, EXIT),
         syscall!(Process, "exit", exit_group, EXIT_GROUP),
         syscall!(Process, "ptrace", ptrace, PTRACE),
@@ -221,27 +218,19 @@ pub fn syscalls() -> Vec<SyscallProbe> {
         syscall!(Process, "privilege", setfsuid, SETFSUID),
         syscall!(Process, "privilege", setfsgid, SETFSGID),
         syscall!(Process, "privilege", capset, CAPSET),
-        syscall!(File, "open", open, OPEN),
         syscall!(File, "open", openat, OPENAT),
         syscall!(File, "open", openat2, OPENAT2),
-        syscall!(File, "delete", unlink, UNLINK),
         syscall!(File, "delete", unlinkat, UNLINKAT),
-        syscall!(File, "delete", rmdir, RMDIR),
-        syscall!(File, "rename", rename, RENAME),
         syscall!(File, "rename", renameat, RENAMEAT),
         syscall!(File, "rename", renameat2, RENAMEAT2),
-        syscall!(File, "chmod", chmod, CHMOD),
         syscall!(File, "chmod", fchmod, FCHMOD),
         syscall!(File, "chmod", fchmodat, FCHMODAT),
         syscall!(File, "chmod", fchmodat2, FCHMODAT2),
-        syscall!(File, "link", link, LINK),
         syscall!(File, "link", linkat, LINKAT),
-        syscall!(File, "link", symlink, SYMLINK),
         syscall!(File, "link", symlinkat, SYMLINKAT),
         syscall!(File, "truncate", truncate, TRUNCATE),
         syscall!(File, "truncate", ftruncate, FTRUNCATE),
         syscall!(File, "open", dup, DUP),
-        syscall!(File, "open", dup2, DUP2),
         syscall!(File, "open", dup3, DUP3),
         syscall!(File, "open", fcntl, FCNTL),
         syscall!(Network, "connect", connect, CONNECT),
@@ -253,7 +242,33 @@ pub fn syscalls() -> Vec<SyscallProbe> {
         syscall!(Kernel, "module_load", init_module, INIT_MODULE),
         syscall!(Kernel, "module_load", finit_module, FINIT_MODULE),
         syscall!(Kernel, "bpf_load", bpf, BPF),
+    ];
+    all.extend(legacy_syscalls());
+    all
+}
+
+/// The calls an `*at` form replaced, still in x86_64's table. Architectures that started
+/// after them (aarch64, riscv64: the generic syscall table) have only the `*at` forms, which
+/// `syscalls()` follows everywhere.
+#[cfg(target_arch = "x86_64")]
+fn legacy_syscalls() -> Vec<SyscallProbe> {
+    vec![
+        syscall!(Process, "fork", fork, FORK),
+        syscall!(Process, "fork", vfork, VFORK),
+        syscall!(File, "open", open, OPEN),
+        syscall!(File, "delete", unlink, UNLINK),
+        syscall!(File, "delete", rmdir, RMDIR),
+        syscall!(File, "rename", rename, RENAME),
+        syscall!(File, "chmod", chmod, CHMOD),
+        syscall!(File, "link", link, LINK),
+        syscall!(File, "link", symlink, SYMLINK),
+        syscall!(File, "open", dup2, DUP2),
     ]
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn legacy_syscalls() -> Vec<SyscallProbe> {
+    Vec::new()
 }
 
 /// A non-syscall tracepoint, with the record fields (name, offset) the program reads: checked
