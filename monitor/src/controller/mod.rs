@@ -33,6 +33,7 @@ pub mod auth;
 pub mod hub;
 pub mod live;
 pub mod machines;
+pub mod nats_hub;
 pub mod pages;
 pub mod security;
 pub mod window;
@@ -330,7 +331,28 @@ pub async fn start(
     history: Option<PathBuf>,
     batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
 ) -> Result<RunningController, ControllerError> {
-    settings.check(&config.controller)?;
+    let controls = controls(config, pipeline, history);
+    let hub = Arc::new(hub::Hub::new(pipeline.recycler()));
+    start_serving(settings, &config.controller, controls, hub, batches, None).await
+}
+
+/// What hub mode adds to serving: the hosts on NATS and their subscriptions, read on the
+/// controller's runtime.
+pub type NatsFeed = (
+    Arc<machines::nats::NatsHosts>,
+    futures::stream::SelectAll<machines::nats::FleetStream>,
+);
+
+/// Serves `controls` and `hub` (fed from `batches`, or by `nats` in hub mode): see [`start`].
+pub async fn start_serving(
+    settings: Settings,
+    controller: &config::Controller,
+    controls: Controls,
+    hub: Arc<hub::Hub>,
+    batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
+    nats: Option<NatsFeed>,
+) -> Result<RunningController, ControllerError> {
+    settings.check(controller)?;
     if settings.tls.is_none() && !settings.listen.ip().is_loopback() {
         crate::notice::warn(format!(
             "controller: --insecure-http: serving plain HTTP on {}; the token, the session \
@@ -347,10 +369,12 @@ pub async fn start(
     }
     let audit = audit::AuditLog::open(&settings.audit_log).map_err(ControllerError::Audit)?;
     let machines = machines::Machines::load(&settings.machines_file)?;
-    let controls = controls(config, pipeline, history);
+    let feed = nats.map(|(hosts, subscriptions)| {
+        let _ = machines.nats.set(hosts.clone());
+        (hosts, subscriptions)
+    });
     // Subscribed before serving, so that no reload after the first page is missed.
     let notices = crate::notice::subscribe(16, crate::notice::Terminal::Shared);
-    let hub = Arc::new(hub::Hub::new(pipeline.recycler()));
     let shared = Arc::new(Shared {
         settings: settings.clone(),
         hub: hub.clone(),
@@ -377,6 +401,7 @@ pub async fn start(
         hub,
         batches,
         notices,
+        feed,
     };
     let thread = std::thread::Builder::new()
         .name("secmon-web".into())
@@ -411,6 +436,7 @@ struct Serving {
     hub: Arc<hub::Hub>,
     batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
     notices: crate::notice::Subscription,
+    feed: Option<NatsFeed>,
 }
 
 impl Serving {
@@ -436,6 +462,7 @@ impl Serving {
             hub,
             batches,
             notices,
+            feed,
         } = self;
         let addr = shared.settings.listen;
         let bind_error = |error| ControllerError::Bind { addr, error };
@@ -443,6 +470,9 @@ impl Serving {
         tokio::spawn(hub::run(hub, batches));
         tokio::spawn(watch_reloads(shared.clone(), notices));
         tokio::spawn(machines::health::run(shared.clone()));
+        if let Some((hosts, subscriptions)) = feed {
+            tokio::spawn(hosts.run(subscriptions));
+        }
         let served = match shared.settings.tls.clone() {
             Some((cert, key)) => {
                 let server = match tls_config(&cert, &key).await {
@@ -681,7 +711,7 @@ pub async fn serve(
 }
 
 /// Until SIGINT, SIGTERM or `left` has passed.
-async fn wait_for_stop(left: Option<Duration>) {
+pub(crate) async fn wait_for_stop(left: Option<Duration>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

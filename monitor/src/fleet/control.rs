@@ -67,7 +67,8 @@ pub enum Action {
 }
 
 impl Action {
-    fn name(&self) -> &'static str {
+    /// The action's name in a request (`set_probe`, ...).
+    pub fn name(&self) -> &'static str {
         match self {
             Action::SetProbe { .. } => "set_probe",
             Action::SetRule { .. } => "set_rule",

@@ -3,6 +3,8 @@
 //! session shows and acts on ([`proxy`]: the browser only ever talks to this controller, which
 //! forwards to the active machine with that machine's token), the Machines and All machines
 //! pages ([`pages`]) and their API ([`api`]). [`client`] is the one way out to a remote.
+//! In hub mode the machines are also the hosts that publish on NATS ([`nats`], their pages
+//! and API in [`nats_pages`]).
 //!
 //! ```text
 //! browser ──session, CSRF, origin (security layer)──► proxy layer ──local machine──► pages, api
@@ -20,6 +22,8 @@ use tokio::sync::Semaphore;
 pub mod api;
 pub mod client;
 pub mod health;
+pub mod nats;
+pub mod nats_pages;
 pub mod pages;
 pub mod proxy;
 pub mod registry;
@@ -38,6 +42,8 @@ pub struct Machines {
     pub sockets: Arc<Semaphore>,
     /// Wakes the poller at once (a machine was added: its state is wanted now).
     poll_now: tokio::sync::Notify,
+    /// Hub mode: the hosts that publish on NATS (set once, at start).
+    pub nats: std::sync::OnceLock<Arc<nats::NatsHosts>>,
 }
 
 impl Machines {
@@ -48,6 +54,7 @@ impl Machines {
             health: Mutex::new(HashMap::new()),
             sockets: Arc::new(Semaphore::new(MAX_PROXIED_SOCKETS)),
             poll_now: tokio::sync::Notify::new(),
+            nats: std::sync::OnceLock::new(),
         })
     }
 

@@ -65,6 +65,10 @@ pub fn is_local_only(path: &str) -> bool {
         || path.starts_with("/ui/all-machines")
         || path.starts_with("/api/v1/machines")
         || path.starts_with("/api/v1/all-machines")
+        || path.starts_with("/hosts/")
+        || path.starts_with("/ui/hosts/")
+        || path == "/api/v1/hosts"
+        || path.starts_with("/api/v1/hosts/")
 }
 
 /// The registered machine this browser chose, if any (this machine otherwise).
