@@ -39,32 +39,34 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/hosts/{host}/control", post(control_form))
 }
 
+/// Why a request about a host cannot be answered: its status and text.
+type Refusal = (StatusCode, String);
+
 /// The hub's hosts, or why there are none (not a hub).
-fn hosts(shared: &AppState) -> Result<&NatsHosts, Response> {
-    shared
-        .machines
-        .nats
-        .get()
-        .map(AsRef::as_ref)
-        .ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                "not a hub: hosts on NATS are shown by `secmon-tui hub`",
-            )
-        })
+fn hosts(shared: &AppState) -> Result<&NatsHosts, Refusal> {
+    shared.machines.nats.get().map(AsRef::as_ref).ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            "not a hub: hosts on NATS are shown by `secmon-tui hub`".to_string(),
+        )
+    })
 }
 
 /// Host `host`, if the hub has seen it.
-fn known(shared: &AppState, host: &str) -> Result<HostRow, Response> {
+fn known(shared: &AppState, host: &str) -> Result<HostRow, Refusal> {
     hosts(shared)?.row_of(host).ok_or_else(|| {
-        error(
+        (
             StatusCode::NOT_FOUND,
-            &format!(
+            format!(
                 "no host {:?} has published on NATS",
                 crate::sanitize::for_terminal(host)
             ),
         )
     })
+}
+
+fn refused((status, why): Refusal) -> Response {
+    error(status, &why)
 }
 
 // ---- API ------------------------------------------------------------------------------------
@@ -73,7 +75,7 @@ fn known(shared: &AppState, host: &str) -> Result<HostRow, Response> {
 pub async fn list(State(shared): State<AppState>) -> Response {
     match hosts(&shared) {
         Ok(hosts) => Json(json!({ "hosts": hosts.rows(), "feed": &hosts.counts })).into_response(),
-        Err(response) => response,
+        Err(refusal) => refused(refusal),
     }
 }
 
@@ -95,7 +97,7 @@ pub async fn events(
 ) -> Response {
     let row = match known(&shared, &host) {
         Ok(row) => row,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal),
     };
     let events = recent(
         &shared,
@@ -171,7 +173,7 @@ pub async fn history(
 ) -> Response {
     let row = match known(&shared, &host) {
         Ok(row) => row,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal),
     };
     match read_history(&shared, &row.host, &query).await {
         Ok(events) => Json(json!({ "host": row.host, "events": events })).into_response(),
@@ -216,7 +218,7 @@ pub async fn control(
 ) -> Response {
     let row = match known(&shared, &host) {
         Ok(row) => row,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal),
     };
     match send_control(&shared, &caller, &row.host, action).await {
         Ok(reply) => Json(reply).into_response(),
@@ -338,7 +340,7 @@ async fn host_page(
 ) -> Response {
     let row = match known(&shared, &host) {
         Ok(row) => row,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal),
     };
     let body = html! {
         h1 { "Host " (row.host) }
@@ -361,7 +363,7 @@ async fn host_page(
 async fn host_view_fragment(State(shared): State<AppState>, Path(host): Path<String>) -> Response {
     match known(&shared, &host) {
         Ok(row) => Html(host_view(&shared, &row).into_string()).into_response(),
-        Err(response) => response,
+        Err(refusal) => refused(refusal),
     }
 }
 
@@ -372,7 +374,7 @@ async fn history_fragment(
 ) -> Response {
     let row = match known(&shared, &host) {
         Ok(row) => row,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal),
     };
     let markup = match read_history(&shared, &row.host, &query).await {
         Ok(events) if events.is_empty() => {
@@ -449,7 +451,7 @@ async fn control_form(
 ) -> Response {
     let row = match known(&shared, &host) {
         Ok(row) => row,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal),
     };
     let markup = match form.action() {
         Err(why) => message(false, &why),
@@ -473,12 +475,20 @@ mod tests {
     use super::*;
 
     fn form(pairs: &[(&str, &str)]) -> ControlForm {
-        let text: String = pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        serde_urlencoded::from_str(&text).expect("a form")
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        ControlForm {
+            action: field("action").unwrap_or_default(),
+            family: field("family"),
+            rule: field("rule"),
+            enabled: field("enabled"),
+            kind: field("kind"),
+            target: field("target"),
+        }
     }
 
     #[test]
