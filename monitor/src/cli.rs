@@ -127,6 +127,7 @@ pub struct Cli {
 /// `secmon-tui hub`'s options (the rest are the global --listen, --insecure-http, --config,
 /// --duration).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Hub options")]
 pub struct HubArgs {
     /// The NATS server the machines publish to: nats://HOST:PORT, tls://HOST:PORT (several,
     /// comma-separated, for a cluster). Default: [export.nats] url.
@@ -424,6 +425,37 @@ mod tests {
         }
         let e = add("31536001").expect_err("too long");
         assert!(e.to_string().contains("0..=31536000"), "{e}");
+    }
+
+    #[test]
+    fn hub_takes_its_nats_and_dashboard_flags() {
+        let cli = Cli::try_parse_from([
+            "secmon-tui",
+            "hub",
+            "--nats",
+            "nats://127.0.0.1:4222",
+            "--host-tokens",
+            "hosts",
+            "--listen",
+            "127.0.0.1:0",
+            "--subject-prefix",
+            "acme.secmon",
+        ])
+        .expect("parses");
+        let Some(Command::Hub(args)) = &cli.command else {
+            panic!("not the hub: {cli:?}");
+        };
+        assert_eq!(args.nats.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(
+            args.host_tokens.as_deref(),
+            Some(std::path::Path::new("hosts"))
+        );
+        assert_eq!(args.subject_prefix.as_deref(), Some("acme.secmon"));
+        assert!(cli.listen.is_some_and(|l| l.port() == 0));
+        // A half TLS or client-certificate setup, or two NATS logins, are usage errors.
+        usage_error(&["hub", "--tls-cert", "c.pem"]);
+        usage_error(&["hub", "--nats-key", "k.pem"]);
+        usage_error(&["hub", "--nats-token-file", "t", "--nats-credentials", "c"]);
     }
 
     #[test]

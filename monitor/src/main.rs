@@ -180,6 +180,18 @@ fn controller_settings(cli: &Cli, config: &Config) -> Result<Option<controller::
 
 /// `secmon-tui hub`: the dashboard for the hosts on NATS, until a signal or --duration.
 fn run_hub(cli: &Cli, args: &HubArgs) -> Result<ExitCode> {
+    // The hub captures, stores and records nothing: say so rather than ignore the flags.
+    for (given, flag) in [
+        (cli.replay.is_some(), "--replay"),
+        (cli.record.is_some(), "--record"),
+        (cli.db.is_some(), "--db"),
+    ] {
+        if given {
+            return Err(eyre!(
+                "hub: {flag} is not for the hub (it shows what the hosts publish)"
+            ));
+        }
+    }
     let (config, source) = Config::load_or_default(cli.config.as_deref())?;
     let (settings, controller, options) = hub_settings(cli, args, &config)?;
     eprintln!("secmon: config: {source}");

@@ -44,12 +44,17 @@ type Refusal = (StatusCode, String);
 
 /// The hub's hosts, or why there are none (not a hub).
 fn hosts(shared: &AppState) -> Result<&NatsHosts, Refusal> {
-    shared.machines.nats.get().map(AsRef::as_ref).ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            "not a hub: hosts on NATS are shown by `secmon-tui hub`".to_string(),
-        )
-    })
+    shared
+        .machines
+        .nats
+        .get()
+        .map(AsRef::as_ref)
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                "not a hub: hosts on NATS are shown by `secmon-tui hub`".to_string(),
+            )
+        })
 }
 
 /// Host `host`, if the hub has seen it.
