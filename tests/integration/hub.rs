@@ -559,3 +559,50 @@ fn the_hub_refuses_plain_http_off_loopback() {
     assert!(!status.success());
     assert!(!dir.join("hub.token").exists(), "nothing was made");
 }
+
+/// The hub needs no root: as `nobody`, with its files in a directory of its own, it connects,
+/// serves, makes its token file (mode 600) and stops at --duration.
+#[test]
+fn the_hub_runs_as_a_normal_user() {
+    use std::os::unix::fs::MetadataExt;
+    require_root();
+    let dir = TestDir::new(&format!("hub-{}", marker()));
+    let nats = NatsServer::start(&dir.join("store"));
+    let home = dir.join("nobody");
+    fs::create_dir(&home).expect("the hub's directory");
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).expect("chown it to nobody");
+    let config = home.join("secmon.toml");
+    fs::write(&config, "").expect("an empty config");
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        crate::common::BIN,
+        "hub",
+        "--nats",
+        &nats.url(),
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        &path_str(&config),
+        "--token-file",
+        &path_str(&home.join("hub.token")),
+        "--audit-log",
+        &path_str(&home.join("audit.log")),
+        "--duration",
+        "3",
+    ])
+    .current_dir("/");
+    let out = crate::common::run(&mut cmd, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("secmon: hub: serving http://127.0.0.1:"),
+        "{stderr}"
+    );
+    let token = fs::metadata(home.join("hub.token")).expect("the hub's token file");
+    assert_eq!(token.uid(), 65534);
+    assert_eq!(token.mode() & 0o777, 0o600);
+}
