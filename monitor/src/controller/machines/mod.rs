@@ -27,6 +27,7 @@ pub mod nats_pages;
 pub mod pages;
 pub mod proxy;
 pub mod registry;
+pub mod sanitize;
 
 pub use registry::{LOCAL, Machine, MachineInfo, NewMachine, Registry, RegistryError};
 
