@@ -200,7 +200,7 @@ fn run_hub(cli: &Cli, args: &HubArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
-    runtime.block_on(controller::nats_hub::run(settings, &controller, options))?;
+    runtime.block_on(secmon::fleet::hub::run(settings, &controller, options))?;
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     Ok(ExitCode::SUCCESS)
 }
@@ -213,7 +213,7 @@ fn hub_settings(
 ) -> Result<(
     controller::Settings,
     config::Controller,
-    controller::nats_hub::HubOptions,
+    secmon::fleet::hub::HubOptions,
 )> {
     let mut section = config.controller.clone();
     if let Some(listen) = cli.listen {
@@ -255,7 +255,7 @@ fn hub_settings(
             return Err(eyre!("--subject-prefix {prefix:?}: {problem}"));
         }
     }
-    let options = controller::nats_hub::HubOptions {
+    let options = secmon::fleet::hub::HubOptions {
         connection,
         prefix,
         stream: args.stream.clone().unwrap_or_else(|| nats.stream.clone()),

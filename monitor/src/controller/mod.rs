@@ -33,7 +33,6 @@ pub mod auth;
 pub mod hub;
 pub mod live;
 pub mod machines;
-pub mod nats_hub;
 pub mod pages;
 pub mod security;
 pub mod window;
@@ -336,13 +335,6 @@ pub async fn start(
     start_serving(settings, &config.controller, controls, hub, batches, None).await
 }
 
-/// What hub mode adds to serving: the hosts on NATS and their subscriptions, read on the
-/// controller's runtime.
-pub type NatsFeed = (
-    Arc<machines::nats::NatsHosts>,
-    futures::stream::SelectAll<machines::nats::FleetStream>,
-);
-
 /// Serves `controls` and `hub` (fed from `batches`, or by `nats` in hub mode): see [`start`].
 pub async fn start_serving(
     settings: Settings,
@@ -350,7 +342,7 @@ pub async fn start_serving(
     controls: Controls,
     hub: Arc<hub::Hub>,
     batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
-    nats: Option<NatsFeed>,
+    nats: Option<machines::hosts::HubFeed>,
 ) -> Result<RunningController, ControllerError> {
     settings.check(controller)?;
     if settings.tls.is_none() && !settings.listen.ip().is_loopback() {
@@ -369,9 +361,9 @@ pub async fn start_serving(
     }
     let audit = audit::AuditLog::open(&settings.audit_log).map_err(ControllerError::Audit)?;
     let machines = machines::Machines::load(&settings.machines_file)?;
-    let feed = nats.map(|(hosts, subscriptions)| {
-        let _ = machines.nats.set(hosts.clone());
-        (hosts, subscriptions)
+    let feed = nats.map(|hub_feed| {
+        let _ = machines.nats.set(hub_feed.hosts.clone());
+        hub_feed.feed
     });
     // Subscribed before serving, so that no reload after the first page is missed.
     let notices = crate::notice::subscribe(16, crate::notice::Terminal::Shared);
@@ -436,7 +428,8 @@ struct Serving {
     hub: Arc<hub::Hub>,
     batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
     notices: crate::notice::Subscription,
-    feed: Option<NatsFeed>,
+    /// Hub mode: the task that feeds the hosts.
+    feed: Option<futures::future::BoxFuture<'static, ()>>,
 }
 
 impl Serving {
@@ -470,8 +463,8 @@ impl Serving {
         tokio::spawn(hub::run(hub, batches));
         tokio::spawn(watch_reloads(shared.clone(), notices));
         tokio::spawn(machines::health::run(shared.clone()));
-        if let Some((hosts, subscriptions)) = feed {
-            tokio::spawn(hosts.run(subscriptions));
+        if let Some(feed) = feed {
+            tokio::spawn(feed);
         }
         let served = match shared.settings.tls.clone() {
             Some((cert, key)) => {

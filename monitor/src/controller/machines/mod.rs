@@ -3,8 +3,8 @@
 //! session shows and acts on ([`proxy`]: the browser only ever talks to this controller, which
 //! forwards to the active machine with that machine's token), the Machines and All machines
 //! pages ([`pages`]) and their API ([`api`]). [`client`] is the one way out to a remote.
-//! In hub mode the machines are also the hosts that publish on NATS ([`nats`], their pages
-//! and API in [`nats_pages`]).
+//! In hub mode the machines are also the hosts that publish on NATS ([`hosts`]: what the
+//! fleet's hub gives the controller; their pages and API in [`nats_pages`]).
 //!
 //! ```text
 //! browser ──session, CSRF, origin (security layer)──► proxy layer ──local machine──► pages, api
@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 pub mod api;
 pub mod client;
 pub mod health;
-pub mod nats;
+pub mod hosts;
 pub mod nats_pages;
 pub mod pages;
 pub mod proxy;
@@ -44,7 +44,7 @@ pub struct Machines {
     /// Wakes the poller at once (a machine was added: its state is wanted now).
     poll_now: tokio::sync::Notify,
     /// Hub mode: the hosts that publish on NATS (set once, at start).
-    pub nats: std::sync::OnceLock<Arc<nats::NatsHosts>>,
+    pub nats: std::sync::OnceLock<Arc<dyn hosts::HostSource>>,
 }
 
 impl Machines {

@@ -16,15 +16,15 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::nats::{HostRow, MAX_HISTORY, NatsHosts};
+use super::hosts::{HostRow, HostSource, MAX_HISTORY};
 use crate::{
     controller::{
         AppState,
+        actions::{Action, ControlReply},
         pages::layout::{clean, event_row, message, page, short},
         security::{Caller, error},
     },
     event::{Event, EventType},
-    fleet::control::{Action, ControlReply},
     response::control::TargetSpec,
 };
 
@@ -43,7 +43,7 @@ pub fn routes() -> Router<AppState> {
 type Refusal = (StatusCode, String);
 
 /// The hub's hosts, or why there are none (not a hub).
-fn hosts(shared: &AppState) -> Result<&NatsHosts, Refusal> {
+fn hosts(shared: &AppState) -> Result<&dyn HostSource, Refusal> {
     shared
         .machines
         .nats
@@ -79,7 +79,9 @@ fn refused((status, why): Refusal) -> Response {
 /// `GET /api/v1/hosts`: every host seen, with its state.
 pub async fn list(State(shared): State<AppState>) -> Response {
     match hosts(&shared) {
-        Ok(hosts) => Json(json!({ "hosts": hosts.rows(), "feed": &hosts.counts })).into_response(),
+        Ok(hosts) => {
+            Json(json!({ "hosts": hosts.rows(), "feed": hosts.feed_counts() })).into_response()
+        }
         Err(refusal) => refused(refusal),
     }
 }

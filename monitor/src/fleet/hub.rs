@@ -1,5 +1,10 @@
-//! Hub mode's machines: every host that publishes on the fleet's NATS subjects
-//! (`secmon-tui hub --nats URL`, docs/fleet.md). A host appears with its first `status`
+//! Hub mode, `secmon-tui hub --nats URL` (docs/fleet.md): the controller's web server, pages,
+//! API and live stream with no pipeline behind them ([`run`]); their data comes from every host
+//! that publishes on the fleet's NATS subjects ([`NatsHosts`], the controller's
+//! [`HostSource`]). No probes, no root: nothing is captured or enforced here, and the hub's own
+//! [`Controls`] have nothing to switch (acting on a host is a control request to it, answered
+//! by its own checks).
+//! A host appears with its first `status`
 //! message, is *unreachable* once its status has not come for [`UNREACHABLE_AFTER`], and is
 //! reachable again with the next one. Its events feed a [`Hub`] of its own (the host's page,
 //! its recent alerts and counts for the All machines view) and the controller's own hub (the
@@ -27,19 +32,30 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use futures::{FutureExt, StreamExt, stream::SelectAll};
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::SelectAll};
 use serde::Serialize;
 
-use super::health::{ALERTS_KEPT, Health, Reach};
+use super::{
+    Connection, FleetError, HostStatus,
+    consumer::{Fleet, FleetMessage},
+};
 use crate::{
-    controller::hub::Hub,
-    event::{Event, EventType},
-    fleet::{
-        FleetError, HostStatus,
-        consumer::{Fleet, FleetMessage},
-        control::{Action, ControlReply},
+    config,
+    controller::{
+        ControllerError, Controls, Settings,
+        actions::{Action, ControlReply},
+        hub::Hub,
+        machines::{
+            health::{ALERTS_KEPT, Health, Reach},
+            hosts::{HostRow, HostSource, HubFeed},
+        },
+        start_serving, wait_for_stop,
     },
+    event::{Event, EventType},
+    losses::Losses,
     pipeline::front::Recycler,
+    response::simulate::Allowlist,
+    rules::RuleEngine,
 };
 
 /// A host whose status has not come for this long is unreachable (it says it every
@@ -55,8 +71,6 @@ const BATCH: usize = 512;
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a history read waits for one more message of the stream.
 const HISTORY_IDLE: Duration = Duration::from_secs(1);
-/// Events a history read returns at most.
-pub const MAX_HISTORY: usize = 1000;
 
 /// One host seen on the stream.
 struct HostFeed {
@@ -113,22 +127,6 @@ pub struct NatsHosts {
     hosts: Mutex<BTreeMap<String, HostFeed>>,
     seen: Mutex<SeenIds>,
     pub counts: FeedCounts,
-}
-
-/// A host as the pages and the API show it.
-#[derive(Clone, Debug, Serialize)]
-pub struct HostRow {
-    pub host: String,
-    #[serde(flatten)]
-    pub health: Health,
-    /// Probe family → state, as the host last said.
-    pub probes: BTreeMap<String, String>,
-    /// Whether the host answers control requests.
-    pub control: bool,
-    /// Whether this hub has the host's control token.
-    pub token_here: bool,
-    pub spool_bytes: u64,
-    pub nats_connected: bool,
 }
 
 impl NatsHosts {
@@ -271,11 +269,6 @@ impl NatsHosts {
         self.hosts().get(host).map(|feed| feed.hub.clone())
     }
 
-    /// The hosts seen, by name.
-    pub fn names(&self) -> Vec<String> {
-        self.hosts().keys().cloned().collect()
-    }
-
     /// Every host seen, by name, with its state.
     pub fn rows(&self) -> Vec<HostRow> {
         let hosts = self.hosts();
@@ -377,10 +370,45 @@ impl NatsHosts {
             .take(limit)
             .collect())
     }
+}
 
-    /// The subject prefix (for the pages' explanations).
-    pub fn prefix(&self) -> &str {
+impl HostSource for NatsHosts {
+    fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    fn rows(&self) -> Vec<HostRow> {
+        NatsHosts::rows(self)
+    }
+
+    fn row_of(&self, host: &str) -> Option<HostRow> {
+        NatsHosts::row_of(self, host)
+    }
+
+    fn hub(&self, host: &str) -> Option<Arc<Hub>> {
+        NatsHosts::hub(self, host)
+    }
+
+    fn feed_counts(&self) -> serde_json::Value {
+        serde_json::to_value(&self.counts).unwrap_or_default()
+    }
+
+    fn control<'a>(
+        &'a self,
+        host: &'a str,
+        action: Action,
+    ) -> BoxFuture<'a, Result<ControlReply, String>> {
+        Box::pin(NatsHosts::control(self, host, action))
+    }
+
+    fn history<'a>(
+        &'a self,
+        host: &'a str,
+        what: &'a str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Event>, String>> {
+        Box::pin(NatsHosts::history(self, host, what, since, limit))
     }
 }
 
@@ -405,6 +433,88 @@ pub fn read_private_token(path: &Path) -> Result<String, String> {
         return Err(format!("{shown}: not a token"));
     }
     Ok(token.to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error("hub: {0}")]
+    Fleet(#[from] FleetError),
+}
+
+/// Where the hosts publish and how the hub acts on them.
+#[derive(Clone, Debug)]
+pub struct HubOptions {
+    pub connection: Connection,
+    pub prefix: String,
+    pub stream: String,
+    /// `<dir>/<host>.token`: each host's controller token, for control requests.
+    pub host_tokens: Option<PathBuf>,
+    pub duration: Option<Duration>,
+}
+
+/// Nothing to switch: the hub runs no probes and no rules of its own.
+fn hub_controls() -> Controls {
+    Controls {
+        capture: None,
+        rules: RuleEngine::empty(),
+        enforcer: None,
+        allowlist: Allowlist::system(&[]),
+        losses: Arc::new(Losses::new()),
+        history: None,
+        enforce_mode: "hub (nothing is captured or enforced here)",
+        simulated: std::sync::Mutex::new(Default::default()),
+        reloads: std::sync::Mutex::new(Default::default()),
+    }
+}
+
+/// Connects to NATS, serves until SIGINT, SIGTERM or `--duration`.
+pub async fn run(
+    settings: Settings,
+    controller: &config::Controller,
+    options: HubOptions,
+) -> Result<(), HubError> {
+    settings.check(controller)?;
+    let fleet = Fleet::connect(&options.connection, &options.prefix, &options.stream).await?;
+    // Events are freed here (no pipeline thread to give them back to).
+    let (recycler, _) = Recycler::new();
+    let merged = Arc::new(Hub::new(recycler.clone()));
+    let hosts = Arc::new(NatsHosts::new(
+        fleet,
+        &options.prefix,
+        options.host_tokens.clone(),
+        merged.clone(),
+        recycler,
+    ));
+    let subscriptions = hosts.subscribe().await?;
+    // No pipeline: the hub's queue is closed from the start; the hosts feed the hub directly.
+    let (_, batches) = tokio::sync::mpsc::channel(1);
+    let token_file = settings.token_file.clone();
+    let feed = HubFeed {
+        hosts: hosts.clone(),
+        feed: Box::pin(hosts.run(subscriptions)),
+    };
+    let running = start_serving(
+        settings,
+        controller,
+        hub_controls(),
+        merged,
+        batches,
+        Some(feed),
+    )
+    .await?;
+    let url = running.shared.settings.url_for(running.local_addr());
+    crate::notice::info(format!(
+        "hub: serving {url} for the hosts on {} (subjects {}.<host>.*; log in with the token \
+         in {})",
+        crate::secrets::redact_url(&options.connection.url),
+        options.prefix,
+        token_file.display()
+    ));
+    wait_for_stop(options.duration).await;
+    running.stop();
+    Ok(())
 }
 
 #[cfg(test)]
