@@ -71,6 +71,8 @@ const BATCH: usize = 512;
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a history read waits for one more message of the stream.
 const HISTORY_IDLE: Duration = Duration::from_secs(1);
+/// Messages one history read goes through at most (all hosts', reading everything).
+const HISTORY_SCAN: u64 = 200_000;
 
 /// One host seen on the stream.
 struct HostFeed {
@@ -356,7 +358,8 @@ impl NatsHosts {
     ) -> Result<Vec<Event>, String> {
         let messages = self
             .fleet
-            .read_history(host, what, since, HISTORY_IDLE)
+            // Twice the limit: alert copies and statuses are read too and dropped below.
+            .read_history_upto(host, what, since, HISTORY_IDLE, limit * 2, HISTORY_SCAN)
             .await
             .map_err(|e| e.to_string())?;
         let mut seen = HashSet::new();

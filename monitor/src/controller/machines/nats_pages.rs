@@ -28,6 +28,25 @@ use crate::{
     response::control::TargetSpec,
 };
 
+/// `/ui/hosts/<host><rest>`, the host's name percent-encoded: a subject token may hold `/`,
+/// `?`, `#` or `%`, which a path must not take as they are.
+fn host_path(host: &str, rest: &str) -> String {
+    format!("/ui/hosts/{}{rest}", path_segment(host))
+}
+
+/// `text` as one path segment: unreserved characters as they are, every other byte `%XX`.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Recent events a host's page and `/api/v1/hosts/{host}/events` show at most.
 const RECENT: usize = 200;
 
@@ -260,7 +279,7 @@ fn control_vals(host_action: serde_json::Value) -> String {
 }
 
 fn probes_table(row: &HostRow) -> Markup {
-    let post = format!("/ui/hosts/{}/control", row.host);
+    let post = host_path(&row.host, "/control");
     html! {
         table.grid.probes {
             thead { tr { th { "probe family" } th { "state" } th {} } }
@@ -290,7 +309,7 @@ fn host_view(shared: &AppState, row: &HostRow) -> Markup {
     let alerts = recent(shared, &row.host, 50, true);
     let events = recent(shared, &row.host, 100, false);
     html! {
-        div #host-view hx-get=(format!("/ui/hosts/{}/view", row.host)) hx-trigger=(REFRESH) hx-swap="outerHTML" {
+        div #host-view hx-get=(host_path(&row.host, "/view")) hx-trigger=(REFRESH) hx-swap="outerHTML" {
             (state_table(row))
             h2 { "Probes" }
             @if row.probes.is_empty() { p.note { "The host has not said its probes yet." } }
@@ -306,7 +325,7 @@ fn host_view(shared: &AppState, row: &HostRow) -> Markup {
 }
 
 fn control_forms(row: &HostRow) -> Markup {
-    let post = format!("/ui/hosts/{}/control", row.host);
+    let post = host_path(&row.host, "/control");
     html! {
         h2 { "Act on " (row.host) }
         @if !row.control {
@@ -334,7 +353,7 @@ fn control_forms(row: &HostRow) -> Markup {
             button type="submit" { "simulate block" }
         }
         h2 { "History " small { "(from the JetStream stream)" } }
-        button.small type="button" hx-get=(format!("/ui/hosts/{}/history", row.host)) hx-target="#host-history" { "last hour" }
+        button.small type="button" hx-get=(host_path(&row.host, "/history")) hx-target="#host-history" { "last hour" }
         div #host-history {}
     }
 }
@@ -534,6 +553,14 @@ mod tests {
                 .is_err()
         );
         assert!(form(&[("action", "add_deny")]).action().is_err());
+    }
+
+    #[test]
+    fn host_names_are_one_path_segment() {
+        assert_eq!(path_segment("web-1"), "web-1");
+        assert_eq!(path_segment("a/b?c#d%e f"), "a%2Fb%3Fc%23d%25e%20f");
+        assert_eq!(path_segment("é"), "%C3%A9");
+        assert_eq!(host_path("<x>", "/view"), "/ui/hosts/%3Cx%3E/view");
     }
 
     #[test]
