@@ -32,7 +32,8 @@ use crate::record::Speed;
         secmon-tui --replay story.jsonl --json --speed max   replay it as JSON lines\n  \
         sudo secmon-tui block add exec /tmp/dropper   kill it at exec (needs [response] enforce)\n  \
         sudo secmon-tui block list                    deny entries of the running monitor\n  \
-        secmon-tui --connect https://web1:9988 --token-file web1.token   another machine's UI\n\n\
+        secmon-tui --connect https://web1:9988 --token-file web1.token   another machine's UI\n  \
+        secmon-tui hub --nats nats://127.0.0.1:4222   the dashboard of every host on NATS\n\n\
         In the UI: ? shows every key; h the stored history; D the deny entries; b simulates\n\
         and B (asking y/N, with [response] enforce = true) really blocks the selected event.\n\n\
         Config: /etc/secmon/secmon.toml if present, else built-in defaults (docs/config.md).\n\
@@ -124,6 +125,56 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// `secmon-tui hub`'s options (the rest are the global --listen, --insecure-http, --config,
+/// --duration).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Hub options")]
+pub struct HubArgs {
+    /// The NATS server the machines publish to: nats://HOST:PORT, tls://HOST:PORT (several,
+    /// comma-separated, for a cluster). Default: [export.nats] url.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// A file holding the NATS server's auth token (mode 600).
+    #[arg(long, value_name = "FILE", conflicts_with = "nats_credentials")]
+    pub nats_token_file: Option<PathBuf>,
+    /// A NATS .creds file (user JWT and NKey seed) to log in with.
+    #[arg(long, value_name = "FILE")]
+    pub nats_credentials: Option<PathBuf>,
+    /// PEM CA certificate(s) the NATS server's certificate must chain to (turns TLS on).
+    #[arg(long, value_name = "PEM")]
+    pub nats_ca_file: Option<PathBuf>,
+    /// PEM client certificate for a server that verifies clients (with --nats-key).
+    #[arg(long, value_name = "PEM", requires = "nats_key")]
+    pub nats_cert: Option<PathBuf>,
+    /// The private key of --nats-cert.
+    #[arg(long, value_name = "PEM", requires = "nats_cert")]
+    pub nats_key: Option<PathBuf>,
+    /// The subjects' first tokens, as the machines' [export.nats] subject_prefix (default
+    /// secmon).
+    #[arg(long, value_name = "PREFIX")]
+    pub subject_prefix: Option<String>,
+    /// The JetStream stream the machines publish to, for history (default SECMON).
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// A directory of the hosts' control tokens: HOST.token holds a copy of that machine's
+    /// [controller] token_file (mode 600, this user's). Without it the hub only watches.
+    #[arg(long, value_name = "DIR")]
+    pub host_tokens: Option<PathBuf>,
+    /// The dashboard's own access token (made on first start, mode 600). Default: [controller]
+    /// token_file.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Where the hub writes who did what (default: [controller] audit_log).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// PEM certificate chain for serving HTTPS (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (mode 600).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work with rule files (no root needed).
@@ -164,6 +215,25 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         object: Option<PathBuf>,
     },
+    /// Hub mode: the web dashboard for every machine that publishes on NATS ([export.nats] on
+    /// each machine). No probes, no root.
+    ///
+    /// The Machines page fills itself from the hosts' status messages (a host whose status
+    /// stops is shown unreachable, and comes back by itself); each host has its page
+    /// (/hosts/NAME: state, probes, alerts, recent events, its history from the JetStream
+    /// stream); the All machines view merges their alerts; the live page shows every host's
+    /// events. Probe and rule switches and simulated blocks go to that host only, as NATS
+    /// requests on <prefix>.<host>.control with its own controller token (from
+    /// --host-tokens), and are applied by its own checks. Log in as on the controller, with the
+    /// token in --token-file (made on first start, mode 600). docs/fleet.md, docs/scaling.md.
+    #[command(after_help = "Examples:\n  \
+        secmon-tui hub --nats nats://127.0.0.1:4222 --token-file ~/.secmon/hub.token\n  \
+        secmon-tui hub --nats tls://nats.example:4222 --nats-ca-file ca.pem --nats-credentials hub.creds \\\n      \
+            --host-tokens ~/.secmon/hosts --token-file ~/.secmon/hub.token --listen 127.0.0.1:9990\n\n\
+        Defaults come from --config's [export.nats] (url, subject_prefix, stream, TLS, login) and\n\
+        [controller] (listen, token_file, audit_log, tls_cert, tls_key). A non-loopback --listen\n\
+        needs --tls-cert and --tls-key (or --insecure-http).")]
+    Hub(HubArgs),
     /// Removes a deny entry of the running monitor (same as `block remove ID`).
     Unblock {
         /// The entry's id (`block list`, or the `deny_id` of the event's response).
@@ -371,6 +441,37 @@ mod tests {
         }
         let e = add("31536001").expect_err("too long");
         assert!(e.to_string().contains("0..=31536000"), "{e}");
+    }
+
+    #[test]
+    fn hub_takes_its_nats_and_dashboard_flags() {
+        let cli = Cli::try_parse_from([
+            "secmon-tui",
+            "hub",
+            "--nats",
+            "nats://127.0.0.1:4222",
+            "--host-tokens",
+            "hosts",
+            "--listen",
+            "127.0.0.1:0",
+            "--subject-prefix",
+            "acme.secmon",
+        ])
+        .expect("parses");
+        let Some(Command::Hub(args)) = &cli.command else {
+            panic!("not the hub: {cli:?}");
+        };
+        assert_eq!(args.nats.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(
+            args.host_tokens.as_deref(),
+            Some(std::path::Path::new("hosts"))
+        );
+        assert_eq!(args.subject_prefix.as_deref(), Some("acme.secmon"));
+        assert!(cli.listen.is_some_and(|l| l.port() == 0));
+        // A half TLS or client-certificate setup, or two NATS logins, are usage errors.
+        usage_error(&["hub", "--tls-cert", "c.pem"]);
+        usage_error(&["hub", "--nats-key", "k.pem"]);
+        usage_error(&["hub", "--nats-token-file", "t", "--nats-credentials", "c"]);
     }
 
     #[test]

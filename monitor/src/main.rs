@@ -8,10 +8,10 @@ use std::{
 };
 
 use clap::Parser;
-use color_eyre::eyre::{Result, WrapErr};
+use color_eyre::eyre::{Result, WrapErr, eyre};
 use secmon::{
     capture::{self, CaptureError},
-    cli::{BlockCommand, BlockKind, Cli, Command, RulesCommand},
+    cli::{BlockCommand, BlockKind, Cli, Command, HubArgs, RulesCommand},
     config::{self, Config},
     controller::{self, ControllerCompanion},
     fleet::NatsCompanion,
@@ -85,6 +85,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         let (config, _) = Config::load_or_default(cli.config.as_deref())?;
         let db = cli.db.clone().unwrap_or(config.storage.path);
         return Ok(ExitCode::from(history_cli::main(args, &db)));
+    }
+    if let Some(Command::Hub(args)) = &cli.command {
+        return run_hub(&cli, args);
     }
     if let Some(recording) = &cli.replay {
         return run_replay(&cli, recording);
@@ -176,6 +179,93 @@ fn controller_settings(cli: &Cli, config: &Config) -> Result<Option<controller::
     let settings = controller::Settings::from_config(&section, cli.insecure_http);
     settings.check(&section)?;
     Ok(Some(settings))
+}
+
+/// `secmon-tui hub`: the dashboard for the hosts on NATS, until a signal or --duration.
+fn run_hub(cli: &Cli, args: &HubArgs) -> Result<ExitCode> {
+    // The hub captures, stores and records nothing: say so rather than ignore the flags.
+    for (given, flag) in [
+        (cli.replay.is_some(), "--replay"),
+        (cli.record.is_some(), "--record"),
+        (cli.db.is_some(), "--db"),
+    ] {
+        if given {
+            return Err(eyre!(
+                "hub: {flag} is not for the hub (it shows what the hosts publish)"
+            ));
+        }
+    }
+    let (config, source) = Config::load_or_default(cli.config.as_deref())?;
+    let (settings, controller, options) = hub_settings(cli, args, &config)?;
+    eprintln!("secmon: config: {source}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("starting the async runtime")?;
+    runtime.block_on(secmon::fleet::hub::run(settings, &controller, options))?;
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hub's settings: its flags over [controller] and [export.nats].
+fn hub_settings(
+    cli: &Cli,
+    args: &HubArgs,
+    config: &Config,
+) -> Result<(
+    controller::Settings,
+    config::Controller,
+    secmon::fleet::hub::HubOptions,
+)> {
+    let mut section = config.controller.clone();
+    if let Some(listen) = cli.listen {
+        section.listen = listen;
+    }
+    if let Some(token_file) = &args.token_file {
+        section.token_file = token_file.clone();
+    }
+    if let Some(audit_log) = &args.audit_log {
+        section.audit_log = audit_log.clone();
+    }
+    if args.tls_cert.is_some() {
+        section.tls_cert = args.tls_cert.clone();
+        section.tls_key = args.tls_key.clone();
+    }
+    let settings = controller::Settings::from_config(&section, cli.insecure_http);
+    settings.check(&section)?;
+    let nats = &config.export.nats;
+    let mut connection = secmon::fleet::Connection::from_config(nats);
+    if let Some(url) = &args.nats {
+        connection.url = url.clone();
+    }
+    if args.nats_token_file.is_some() || args.nats_credentials.is_some() {
+        connection.token_file = args.nats_token_file.clone();
+        connection.credentials = args.nats_credentials.clone();
+    }
+    if let Some(ca) = &args.nats_ca_file {
+        connection.ca_file = Some(ca.clone());
+    }
+    if let Some(pair) = args.nats_cert.clone().zip(args.nats_key.clone()) {
+        connection.client_cert = Some(pair);
+    }
+    let prefix = args
+        .subject_prefix
+        .clone()
+        .unwrap_or_else(|| nats.subject_prefix.clone());
+    for token in prefix.split('.') {
+        if let Some(problem) = config::subject_token_problem(token) {
+            return Err(eyre!("--subject-prefix {prefix:?}: {problem}"));
+        }
+    }
+    let options = secmon::fleet::hub::HubOptions {
+        connection,
+        prefix,
+        stream: args.stream.clone().unwrap_or_else(|| nats.stream.clone()),
+        host_tokens: args.host_tokens.clone(),
+        duration: cli.duration,
+    };
+    Ok((settings, section, options))
 }
 
 /// The front ends beside the main one: the controller (not for `serve`, where it is the main

@@ -139,6 +139,30 @@ impl Served {
         }
     }
 
+    /// A client for `monitor`, which serves `url` with the token in `token_file` (a server
+    /// that prints its own serving line: `secmon-tui hub`).
+    pub(crate) fn attach(monitor: Instance, url: &str, token_file: &Path) -> Served {
+        let port: u16 = url
+            .trim_end_matches('/')
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {url}"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let token = fs::read_to_string(token_file)
+            .unwrap_or_else(|e| panic!("read the token file {}: {e}", token_file.display()))
+            .trim()
+            .to_string();
+        Served {
+            addr,
+            base: format!("http://{addr}"),
+            token,
+            agent: agent(None),
+            audit_log: monitor.home().join("controller-audit.log"),
+            monitor,
+            _dirs: Vec::new(),
+        }
+    }
+
     fn bearer(&self) -> String {
         format!("Bearer {}", self.token)
     }

@@ -40,12 +40,12 @@ fn runtime() -> tokio::runtime::Runtime {
 /// How long a publisher waits at its stop for the server to take what it sent and its spool:
 /// far longer than it needs on a loaded machine (the wait ends as soon as all is taken), so
 /// tests that expect everything sent do not depend on the machine's speed.
-const STOP_GRACE_SECS: u64 = 30;
+pub(crate) const STOP_GRACE_SECS: u64 = 30;
 
 /// A publisher's own directory and config: its spool, token, audit log and control socket
 /// there, no history, `[export.nats]` on with `host`; at stop it waits up to
 /// `stop_grace_secs` for the server.
-fn publisher_config(
+pub(crate) fn publisher_config(
     dir: &Path,
     url: &str,
     host: &str,
@@ -74,7 +74,7 @@ fn publisher_config(
 }
 
 /// Writes a controller token (as the controller would: 64 hex digits, mode 0600).
-fn write_token(dir: &Path, token: &str) {
+pub(crate) fn write_token(dir: &Path, token: &str) {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -514,7 +514,7 @@ fn a_full_spool_counts_its_losses_and_the_next_start_sends_the_rest() {
     );
 }
 
-fn audit_lines(path: &Path) -> Vec<Value> {
+pub(crate) fn audit_lines(path: &Path) -> Vec<Value> {
     fs::read_to_string(path)
         .unwrap_or_default()
         .lines()

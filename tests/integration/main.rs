@@ -17,6 +17,7 @@ mod enforce;
 mod file;
 mod fleet;
 mod hostile_files;
+mod hub;
 mod kernel;
 mod losses;
 mod machines;

@@ -5,6 +5,7 @@
 //! the same way whichever way it came.
 use axum::http::StatusCode;
 use chrono::Utc;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Controls, SimulatedBlock, audit::AuditLog};
@@ -186,4 +187,59 @@ pub fn describe_target(target: &TargetSpec) -> String {
         TargetSpec::Exec(what) => format!("exec {what}"),
         TargetSpec::Connect(addr) => format!("connect {addr}"),
     }
+}
+
+// ---- control requests over NATS (fleet/control.rs answers them, a hub sends them) ----------
+
+/// What a control request asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Switch a probe family (`process`, `file`, `network`, `kernel`).
+    SetProbe { family: String, enabled: bool },
+    /// Switch a rule by name.
+    SetRule { rule: String, enabled: bool },
+    /// Re-read the rule files.
+    ReloadRules,
+    /// What blocking `target` would do, without doing it.
+    SimulateBlock { target: TargetSpec },
+    /// Add a deny entry (real enforcement only).
+    AddDeny {
+        target: TargetSpec,
+        #[serde(default)]
+        ttl_secs: Option<u64>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Lift deny entry `id`.
+    RemoveDeny { id: u32 },
+}
+
+impl Action {
+    /// The action's name in a request (`set_probe`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::SetProbe { .. } => "set_probe",
+            Action::SetRule { .. } => "set_rule",
+            Action::ReloadRules => "reload_rules",
+            Action::SimulateBlock { .. } => "simulate_block",
+            Action::AddDeny { .. } => "add_deny",
+            Action::RemoveDeny { .. } => "remove_deny",
+        }
+    }
+}
+
+/// The reply: `ok`, and what was done (`done`, `result`) or why not (`error`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlReply {
+    pub ok: bool,
+    /// The host that answered.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

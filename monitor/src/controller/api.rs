@@ -64,6 +64,10 @@ pub fn routes() -> Router<AppState> {
                 .delete(machines::api::remote_api),
         )
         .route("/all-machines/alerts", get(machines::api::all_alerts))
+        .route("/hosts", get(machines::nats_pages::list))
+        .route("/hosts/{host}/events", get(machines::nats_pages::events))
+        .route("/hosts/{host}/history", get(machines::nats_pages::history))
+        .route("/hosts/{host}/control", post(machines::nats_pages::control))
         .fallback(no_such_endpoint)
         .layer(axum::middleware::map_response(json_errors))
 }

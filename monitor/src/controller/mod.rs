@@ -330,7 +330,21 @@ pub async fn start(
     history: Option<PathBuf>,
     batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
 ) -> Result<RunningController, ControllerError> {
-    settings.check(&config.controller)?;
+    let controls = controls(config, pipeline, history);
+    let hub = Arc::new(hub::Hub::new(pipeline.recycler()));
+    start_serving(settings, &config.controller, controls, hub, batches, None).await
+}
+
+/// Serves `controls` and `hub` (fed from `batches`, or by `nats` in hub mode): see [`start`].
+pub async fn start_serving(
+    settings: Settings,
+    controller: &config::Controller,
+    controls: Controls,
+    hub: Arc<hub::Hub>,
+    batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
+    nats: Option<machines::hosts::HubFeed>,
+) -> Result<RunningController, ControllerError> {
+    settings.check(controller)?;
     if settings.tls.is_none() && !settings.listen.ip().is_loopback() {
         crate::notice::warn(format!(
             "controller: --insecure-http: serving plain HTTP on {}; the token, the session \
@@ -347,10 +361,12 @@ pub async fn start(
     }
     let audit = audit::AuditLog::open(&settings.audit_log).map_err(ControllerError::Audit)?;
     let machines = machines::Machines::load(&settings.machines_file)?;
-    let controls = controls(config, pipeline, history);
+    let feed = nats.map(|hub_feed| {
+        let _ = machines.nats.set(hub_feed.hosts.clone());
+        hub_feed.feed
+    });
     // Subscribed before serving, so that no reload after the first page is missed.
     let notices = crate::notice::subscribe(16, crate::notice::Terminal::Shared);
-    let hub = Arc::new(hub::Hub::new(pipeline.recycler()));
     let shared = Arc::new(Shared {
         settings: settings.clone(),
         hub: hub.clone(),
@@ -377,6 +393,7 @@ pub async fn start(
         hub,
         batches,
         notices,
+        feed,
     };
     let thread = std::thread::Builder::new()
         .name("secmon-web".into())
@@ -411,6 +428,8 @@ struct Serving {
     hub: Arc<hub::Hub>,
     batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
     notices: crate::notice::Subscription,
+    /// Hub mode: the task that feeds the hosts.
+    feed: Option<futures::future::BoxFuture<'static, ()>>,
 }
 
 impl Serving {
@@ -436,6 +455,7 @@ impl Serving {
             hub,
             batches,
             notices,
+            feed,
         } = self;
         let addr = shared.settings.listen;
         let bind_error = |error| ControllerError::Bind { addr, error };
@@ -443,6 +463,9 @@ impl Serving {
         tokio::spawn(hub::run(hub, batches));
         tokio::spawn(watch_reloads(shared.clone(), notices));
         tokio::spawn(machines::health::run(shared.clone()));
+        if let Some(feed) = feed {
+            tokio::spawn(feed);
+        }
         let served = match shared.settings.tls.clone() {
             Some((cert, key)) => {
                 let server = match tls_config(&cert, &key).await {
@@ -681,7 +704,7 @@ pub async fn serve(
 }
 
 /// Until SIGINT, SIGTERM or `left` has passed.
-async fn wait_for_stop(left: Option<Duration>) {
+pub(crate) async fn wait_for_stop(left: Option<Duration>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

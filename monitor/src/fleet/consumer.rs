@@ -188,10 +188,29 @@ impl Fleet {
         since: DateTime<Utc>,
         idle: Duration,
     ) -> Result<Vec<FleetMessage>, FleetError> {
+        self.read_history_upto(host, what, since, idle, usize::MAX, u64::MAX)
+            .await
+    }
+
+    /// [`Fleet::read_history`], stopping after `keep` messages of `host` or `scan` messages
+    /// read (reading everything, `>`, scans the whole stream from `since`: a hub's request
+    /// must end).
+    pub async fn read_history_upto(
+        &self,
+        host: &str,
+        what: &str,
+        since: DateTime<Utc>,
+        idle: Duration,
+        keep: usize,
+        scan: u64,
+    ) -> Result<Vec<FleetMessage>, FleetError> {
         let (stored, messages) = self.ordered(host, what, since).await?;
         let mut messages = Box::pin(messages);
         let mut read = Vec::new();
-        for _ in 0..stored {
+        for _ in 0..stored.min(scan) {
+            if read.len() >= keep {
+                break;
+            }
             match tokio::time::timeout(idle, messages.next()).await {
                 Ok(Some(message)) if host == "*" || message.host == host => read.push(message),
                 Ok(Some(_)) => {}

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{FleetError, Subjects, exporter::ExportSettings};
+// The actions and the reply are the controller's (a hub sends them): re-exported here, where
+// the request format is.
+pub use crate::controller::actions::{Action, ControlReply};
 use crate::{
     config::Config,
     controller::{
@@ -31,7 +34,6 @@ use crate::{
         window::Window,
     },
     pipeline::Pipeline,
-    response::control::TargetSpec,
 };
 
 /// A control request: the token and one action.
@@ -40,58 +42,6 @@ pub struct ControlRequest {
     pub token: String,
     #[serde(flatten)]
     pub action: Action,
-}
-
-/// What a control request asks for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// Switch a probe family (`process`, `file`, `network`, `kernel`).
-    SetProbe { family: String, enabled: bool },
-    /// Switch a rule by name.
-    SetRule { rule: String, enabled: bool },
-    /// Re-read the rule files.
-    ReloadRules,
-    /// What blocking `target` would do, without doing it.
-    SimulateBlock { target: TargetSpec },
-    /// Add a deny entry (real enforcement only).
-    AddDeny {
-        target: TargetSpec,
-        #[serde(default)]
-        ttl_secs: Option<u64>,
-        #[serde(default)]
-        reason: Option<String>,
-    },
-    /// Lift deny entry `id`.
-    RemoveDeny { id: u32 },
-}
-
-impl Action {
-    fn name(&self) -> &'static str {
-        match self {
-            Action::SetProbe { .. } => "set_probe",
-            Action::SetRule { .. } => "set_rule",
-            Action::ReloadRules => "reload_rules",
-            Action::SimulateBlock { .. } => "simulate_block",
-            Action::AddDeny { .. } => "add_deny",
-            Action::RemoveDeny { .. } => "remove_deny",
-        }
-    }
-}
-
-/// The reply: `ok`, and what was done (`done`, `result`) or why not (`error`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ControlReply {
-    pub ok: bool,
-    /// The host that answered.
-    #[serde(default)]
-    pub host: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub done: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// What control needs from the config, before the pipeline runs.
@@ -271,6 +221,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::response::control::TargetSpec;
 
     /// A responder over a replay's controls (no probes, no enforcement), its audit log in `dir`.
     fn responder(dir: &std::path::Path) -> Responder {

@@ -15,6 +15,8 @@
 //! - [`control`]: control requests, applied by the controller's own actions.
 //! - [`consumer`]: the other side, for a hub and for tests: hosts, live events, history,
 //!   control requests.
+//! - [`hub`]: hub mode, `secmon-tui hub --nats URL`: the controller's dashboard fed by
+//!   [`consumer`].
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub mod consumer;
 pub mod control;
 pub mod exporter;
+pub mod hub;
 pub mod spool;
 
 pub use exporter::NatsCompanion;

@@ -36,6 +36,9 @@ pub struct MachineRow {
     pub name: String,
     /// This machine (the controller answering).
     pub local: bool,
+    /// A host that publishes on NATS (hub mode): its page is `/hosts/{name}`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nats: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,6 +54,7 @@ fn local_row(shared: &AppState) -> MachineRow {
     MachineRow {
         name: LOCAL.to_string(),
         local: true,
+        nats: false,
         url: None,
         ca_file: None,
         health: Health {
@@ -79,10 +83,21 @@ pub fn rows(shared: &AppState) -> Vec<MachineRow> {
         rows.push(MachineRow {
             name,
             local: false,
+            nats: false,
             url: Some(url),
             ca_file,
             health,
         });
+    }
+    if let Some(nats) = shared.machines.nats.get() {
+        rows.extend(nats.rows().into_iter().map(|host| MachineRow {
+            url: Some(format!("nats: {}.{}.>", nats.prefix(), host.host)),
+            name: host.host,
+            local: false,
+            nats: true,
+            ca_file: None,
+            health: host.health,
+        }));
     }
     rows
 }
@@ -192,9 +207,15 @@ pub struct HostAlert {
 /// The newest alerts of every machine (this one's live, the others' as of their last poll),
 /// newest first, at most [`MERGED_ALERTS`].
 pub fn merged_alerts(shared: &AppState) -> Vec<HostAlert> {
+    // A hub's own stream is every host's, merged: they are listed under their own names.
+    let own = if shared.machines.nats.get().is_some() {
+        0
+    } else {
+        RECENT_ALERTS.min(MERGED_ALERTS)
+    };
     let mut alerts: Vec<HostAlert> = shared
         .hub
-        .recent_alerts(RECENT_ALERTS.min(MERGED_ALERTS))
+        .recent_alerts(own)
         .into_iter()
         .map(|event| HostAlert {
             machine: LOCAL.to_string(),
@@ -211,6 +232,15 @@ pub fn merged_alerts(shared: &AppState) -> Vec<HostAlert> {
             event,
         }));
     }
+    if let Some(nats) = shared.machines.nats.get() {
+        for host in nats.rows() {
+            alerts.extend(host.health.alerts.into_iter().map(|event| HostAlert {
+                machine: host.host.clone(),
+                host: host.host.clone(),
+                event,
+            }));
+        }
+    }
     alerts.sort_by_key(|alert| std::cmp::Reverse(alert.event.timestamp));
     alerts.truncate(MERGED_ALERTS);
     alerts
@@ -226,8 +256,10 @@ pub struct MachineCounts {
 }
 
 pub fn counts(shared: &AppState) -> Vec<MachineCounts> {
+    let hub_mode = shared.machines.nats.get().is_some();
     rows(shared)
         .into_iter()
+        .filter(|row| !(hub_mode && row.local))
         .map(|row| MachineCounts {
             machine: row.name,
             host: row.health.host,

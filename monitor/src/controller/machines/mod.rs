@@ -3,6 +3,8 @@
 //! session shows and acts on ([`proxy`]: the browser only ever talks to this controller, which
 //! forwards to the active machine with that machine's token), the Machines and All machines
 //! pages ([`pages`]) and their API ([`api`]). [`client`] is the one way out to a remote.
+//! In hub mode the machines are also the hosts that publish on NATS ([`hosts`]: what the
+//! fleet's hub gives the controller; their pages and API in [`nats_pages`]).
 //!
 //! ```text
 //! browser ──session, CSRF, origin (security layer)──► proxy layer ──local machine──► pages, api
@@ -20,9 +22,12 @@ use tokio::sync::Semaphore;
 pub mod api;
 pub mod client;
 pub mod health;
+pub mod hosts;
+pub mod nats_pages;
 pub mod pages;
 pub mod proxy;
 pub mod registry;
+pub mod sanitize;
 
 pub use registry::{LOCAL, Machine, MachineInfo, NewMachine, Registry, RegistryError};
 
@@ -38,6 +43,8 @@ pub struct Machines {
     pub sockets: Arc<Semaphore>,
     /// Wakes the poller at once (a machine was added: its state is wanted now).
     poll_now: tokio::sync::Notify,
+    /// Hub mode: the hosts that publish on NATS (set once, at start).
+    pub nats: std::sync::OnceLock<Arc<dyn hosts::HostSource>>,
 }
 
 impl Machines {
@@ -48,6 +55,7 @@ impl Machines {
             health: Mutex::new(HashMap::new()),
             sockets: Arc::new(Semaphore::new(MAX_PROXIED_SOCKETS)),
             poll_now: tokio::sync::Notify::new(),
+            nats: std::sync::OnceLock::new(),
         })
     }
 

@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/machines/select", post(select))
         .route("/all-machines", get(all_machines_page))
         .route("/ui/all-machines/alerts", get(all_alerts_fragment))
+        .merge(super::nats_pages::routes())
 }
 
 /// How often the pages redraw their figures.
@@ -81,13 +82,15 @@ fn machine_row(row: &MachineRow, active: &str) -> Markup {
             td.num { (counts.malicious) " / " (counts.suspicious) }
             td { (if row.local { "now".to_string() } else { ago(health.last_seen) }) }
             td.act {
-                @if row.name == active {
+                @if row.nats {
+                    a.button.small href=(format!("/hosts/{}", super::nats_pages::path_segment(&row.name))) { "show" }
+                } @else if row.name == active {
                     span.shown { "shown" }
                 } @else {
                     button.small type="button" hx-post="/ui/machines/select"
                         hx-vals=(serde_json::json!({"machine": row.name, "back": "/"}).to_string()) { "show" }
                 }
-                @if !row.local {
+                @if !row.local && !row.nats {
                     " "
                     button.small.danger type="button" hx-post=(format!("/ui/machines/{}/remove", row.name))
                         hx-target="#machines-table" hx-swap="outerHTML"

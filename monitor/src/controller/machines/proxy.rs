@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite;
 use super::{
     LOCAL, Machine,
     client::{self, Answer, RemoteError, RemoteSocket},
+    sanitize::remote_html,
 };
 use crate::controller::{
     AppState, MAX_BODY,
@@ -65,6 +66,10 @@ pub fn is_local_only(path: &str) -> bool {
         || path.starts_with("/ui/all-machines")
         || path.starts_with("/api/v1/machines")
         || path.starts_with("/api/v1/all-machines")
+        || path.starts_with("/hosts/")
+        || path.starts_with("/ui/hosts/")
+        || path == "/api/v1/hosts"
+        || path.starts_with("/api/v1/hosts/")
 }
 
 /// The registered machine this browser chose, if any (this machine otherwise).
@@ -116,7 +121,13 @@ fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
 
 /// A remote's answer as this controller's (the security layer adds its headers after).
 fn answer_response(answer: Answer) -> Response {
-    let mut response = (answer.status, answer.body).into_response();
+    // An HTMX fragment is markup from the remote: made harmless first (sanitize.rs).
+    let body = if is_html(&answer.headers) {
+        Bytes::from(remote_html(&String::from_utf8_lossy(&answer.body)))
+    } else {
+        answer.body
+    };
+    let mut response = (answer.status, body).into_response();
     let headers = response.headers_mut();
     headers.remove(header::CONTENT_TYPE);
     for name in FORWARDED_ANSWER {
@@ -211,9 +222,10 @@ async fn page(
     );
     let body = match client::send(machine, Method::GET, path, headers, Bytes::new()).await {
         // The remote controller's own markup (its page, or its error page), escaped there by
-        // the same code as here.
+        // the same code as here, and made harmless here in case the remote is not what it was
+        // (sanitize.rs).
         Ok(answer) if is_html(&answer.headers) => {
-            PreEscaped(String::from_utf8_lossy(&answer.body).into_owned())
+            PreEscaped(remote_html(&String::from_utf8_lossy(&answer.body)))
         }
         Ok(answer) => {
             let why = serde_json::from_slice::<serde_json::Value>(&answer.body)
@@ -251,6 +263,8 @@ async fn websocket(shared: &AppState, machine: &Machine, request: Request, path:
             "too many live streams from other machines at once; try again later",
         );
     };
+    // The dashboard's live stream carries HTML fragments; the API's, JSON.
+    let is_html_stream = path.starts_with("/ui/");
     let remote = match client::websocket(machine, path).await {
         Ok(remote) => remote,
         Err(why) => return unreachable(machine, &why),
@@ -258,7 +272,7 @@ async fn websocket(shared: &AppState, machine: &Machine, request: Request, path:
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
-            join(socket, remote).await;
+            join(socket, remote, is_html_stream).await;
             drop(place);
         })
 }
@@ -266,12 +280,12 @@ async fn websocket(shared: &AppState, machine: &Machine, request: Request, path:
 /// Passes messages both ways until either side closes. A browser that does not take a message
 /// within [`SEND_TIMEOUT`] is disconnected (the remote then counts what it could not send, as
 /// for any slow client).
-async fn join(browser: ws::WebSocket, remote: RemoteSocket) {
+async fn join(browser: ws::WebSocket, remote: RemoteSocket, html: bool) {
     let (mut to_browser, mut from_browser) = browser.split();
     let (mut to_remote, mut from_remote) = remote.split();
     let down = async {
         while let Some(Ok(message)) = from_remote.next().await {
-            let Some(message) = to_browser_message(message) else {
+            let Some(message) = to_browser_message(message, html) else {
                 continue;
             };
             let closing = matches!(message, ws::Message::Close(_));
@@ -297,8 +311,11 @@ async fn join(browser: ws::WebSocket, remote: RemoteSocket) {
     }
 }
 
-fn to_browser_message(message: tungstenite::Message) -> Option<ws::Message> {
+fn to_browser_message(message: tungstenite::Message, html: bool) -> Option<ws::Message> {
     Some(match message {
+        tungstenite::Message::Text(text) if html => {
+            ws::Message::Text(remote_html(text.as_str()).into())
+        }
         tungstenite::Message::Text(text) => ws::Message::Text(text.as_str().into()),
         tungstenite::Message::Binary(bytes) => ws::Message::Binary(bytes),
         tungstenite::Message::Close(_) => ws::Message::Close(None),
