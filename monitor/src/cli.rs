@@ -149,6 +149,13 @@ pub enum Command {
         secmon-tui serve --replay story.jsonl --listen 127.0.0.1:0   a recording, no root\n  \
         curl -H \"Authorization: Bearer $(sudo cat /var/lib/secmon/controller.token)\" http://127.0.0.1:9988/api/v1/status")]
     Serve,
+    /// Classroom mode: a narrated attack scenario, step by step, in a sandbox (root), with the
+    /// live monitor showing what the kernel sees (docs/classroom.md).
+    #[command(after_help = "Examples:\n  \
+        secmon-tui demo --list                  the scenarios (built in, and --dir's)\n  \
+        secmon-tui demo --check my-lesson.toml  validate a scenario file (file:line:column errors)\n  \
+        sudo secmon-tui demo webapp             play it live: n next step, a auto-play, ? keys")]
+    Demo(DemoArgs),
     /// Removes a deny entry of the running monitor (same as `block remove ID`).
     Unblock {
         /// The entry's id (`block list`, or the `deny_id` of the event's response).
@@ -156,6 +163,23 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+}
+
+/// `secmon-tui demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The scenario to play: a name from --list, or a scenario file.
+    #[arg(value_name = "SCENARIO", conflicts_with_all = ["list", "check"])]
+    pub scenario: Option<String>,
+    /// List the scenarios: name, title, steps and ATT&CK techniques.
+    #[arg(long)]
+    pub list: bool,
+    /// Validate a scenario file against the loaded rules (exit status 1 on an error).
+    #[arg(long, value_name = "FILE", conflicts_with = "list")]
+    pub check: Option<PathBuf>,
+    /// Also load the scenarios of DIR (`*.toml`; one named like a built-in one replaces it).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Vec<PathBuf>,
 }
 
 /// `--socket PATH`: the running monitor's control socket.
@@ -387,6 +411,21 @@ mod tests {
             args.extend_from_slice(other);
             usage_error(&args);
         }
+    }
+
+    #[test]
+    fn demo_parses() {
+        let cli = Cli::try_parse_from(["secmon-tui", "demo", "webapp", "--dir", "d"])
+            .expect("parses");
+        let Some(Command::Demo(args)) = &cli.command else {
+            panic!("demo: {cli:?}");
+        };
+        assert_eq!(args.scenario.as_deref(), Some("webapp"));
+        assert_eq!(args.dir, [PathBuf::from("d")]);
+        let cli = Cli::try_parse_from(["secmon-tui", "demo", "--check", "s.toml"]).expect("parses");
+        assert!(matches!(&cli.command, Some(Command::Demo(a)) if a.check.is_some()));
+        usage_error(&["demo", "webapp", "--list"]);
+        usage_error(&["demo", "--list", "--check", "s.toml"]);
     }
 
     #[test]

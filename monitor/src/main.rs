@@ -11,7 +11,8 @@ use clap::Parser;
 use color_eyre::eyre::{Result, WrapErr};
 use secmon::{
     capture::{self, CaptureError},
-    cli::{BlockCommand, BlockKind, Cli, Command, RulesCommand},
+    cli::{BlockCommand, BlockKind, Cli, Command, DemoArgs, RulesCommand},
+    demo,
     config::{self, Config},
     controller::{self, ControllerCompanion},
     fleet::NatsCompanion,
@@ -66,6 +67,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     if let Some(Command::Rules(command)) = &cli.command {
         return run_rules_command(&cli, command);
+    }
+    if let Some(Command::Demo(args)) = &cli.command {
+        return run_demo_command(&cli, args);
     }
     if let Some(Command::Block(command)) = &cli.command {
         return run_block_command(&cli, command);
@@ -431,5 +435,95 @@ fn run_block_command(cli: &Cli, command: &BlockCommand) -> Result<ExitCode> {
         }
         _ => writeln!(out, "ok").wrap_err("writing")?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the demo's sandbox directories go: a tmpfs, so that not even a power cut leaves one
+/// past the next boot.
+const DEMO_SANDBOX_BASE: &str = "/run";
+
+/// `secmon-tui demo [SCENARIO] | --list | --check FILE`.
+fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    let (config, source) = Config::load_or_default(cli.config.as_deref())?;
+    let engine = load_rules(cli, &config)?;
+    let rules = engine.current();
+    let known = |name: &str| rules.get(name).is_some();
+    if let Some(file) = &args.check {
+        return Ok(match demo::scenario::read(file, Some(&known)) {
+            Ok(s) => {
+                println!(
+                    "ok: {} ({} steps, every expected rule is loaded)",
+                    sanitize::for_terminal(&s.name),
+                    s.steps.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                // One problem a line, each escaped (they quote the file).
+                for line in e.to_string().lines() {
+                    eprintln!("{}", sanitize::for_terminal(line));
+                }
+                ExitCode::FAILURE
+            }
+        });
+    }
+    let scenarios = demo::scenario::load_all(&args.dir, Some(&known))?;
+    if args.list {
+        demo::write_list(&mut std::io::stdout().lock(), &scenarios).wrap_err("writing the list")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let wanted = args.scenario.as_deref().unwrap_or("webapp");
+    let scenario = demo::scenario::find(&scenarios, wanted, Some(&known))?;
+    if !capture::privileged() {
+        eprintln!(
+            "secmon: playing a demo live needs root (it loads eBPF programs and runs each step \
+             in a mount namespace): sudo secmon-tui demo {}",
+            sanitize::for_terminal(&scenario.name)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if !has_terminal() {
+        eprintln!("secmon: the demo needs a terminal on stdin and stdout");
+        return Ok(ExitCode::from(2));
+    }
+    let options = RunOptions {
+        duration: cli.duration,
+        ring_bytes: Some(cli.ring_buffer_mib * 1024 * 1024),
+        rules: Some(engine.clone()),
+        // A demo is not this machine's history: stored only into a database named with --db.
+        storage: cli.db.is_some().then(|| storage_settings(cli, &config)),
+        record: cli.record.clone(),
+    };
+    let settings = controller_settings(cli, &config)?;
+    eprintln!("secmon: config: {source}");
+    let sandbox = demo::sandbox::Sandbox::create(Path::new(DEMO_SANDBOX_BASE), &scenario)?;
+    eprintln!(
+        "secmon: demo {}: sandbox {}",
+        sanitize::for_terminal(&scenario.name),
+        sandbox.root().display()
+    );
+    let steps = tui::LiveSteps::new(sandbox, &scenario);
+    let state = secmon::app::DemoState::new(
+        scenario,
+        "live, in a sandbox".to_string(),
+        Box::new(steps),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("starting the async runtime")?;
+    let companions = companions(settings, &config, &options, false);
+    let result = runtime.block_on(tui::run_demo(
+        &config,
+        &options,
+        SourceSpec::Kernel,
+        companions,
+        state,
+    ));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    let summary = result?;
+    eprintln!("secmon: stopped: {}", summary.stopped_line("received"));
+    eprintln!("secmon: demo over: its sandbox and processes are gone");
     Ok(ExitCode::SUCCESS)
 }

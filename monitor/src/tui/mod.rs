@@ -61,7 +61,10 @@ use crate::{
     ui::{self, Theme},
 };
 
+mod demo;
 mod remote;
+
+pub use demo::LiveSteps;
 
 pub use remote::run_remote;
 
@@ -289,6 +292,29 @@ pub async fn run(
     about: Option<String>,
     companions: pipeline::Companions,
 ) -> Result<RunSummary, PipelineError> {
+    run_with(config, options, source, about, companions, None).await
+}
+
+/// [`run`], playing a classroom demo (`secmon-tui demo`): the narration pane and its keys.
+/// The demo (its sandbox) is dropped before the pipeline stops, on every way out.
+pub async fn run_demo(
+    config: &Config,
+    options: &RunOptions,
+    source: SourceSpec,
+    companions: pipeline::Companions,
+    demo: app::DemoState,
+) -> Result<RunSummary, PipelineError> {
+    run_with(config, options, source, None, companions, Some(demo)).await
+}
+
+async fn run_with(
+    config: &Config,
+    options: &RunOptions,
+    source: SourceSpec,
+    about: Option<String>,
+    companions: pipeline::Companions,
+    demo: Option<app::DemoState>,
+) -> Result<RunSummary, PipelineError> {
     let losses = Arc::new(Losses::new());
     let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, Loss::DisplayQueueFull);
     let mut front_ends = vec![FrontEnd::Queue(subscriber)];
@@ -309,6 +335,9 @@ pub async fn run(
     let mut app = App::new(controls, offset, Utc::now());
     if let Some(about) = about {
         app.set_status(about, StatusKind::Info);
+    }
+    if let Some(demo) = demo {
+        app.start_demo(demo);
     }
     let mut sources = Sources {
         feed: Feed::Pipeline {

@@ -16,6 +16,7 @@ pub mod footer;
 pub mod header;
 pub mod help;
 pub mod history;
+pub mod narration;
 pub mod network;
 pub mod process;
 pub mod rules;
@@ -93,6 +94,13 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
             View::Live if alerts_focused && alerts_h == 0 => {
                 alerts::render(frame, body, app, theme);
             }
+            View::Live if app.demo.is_some() => narration::render_with_panes(
+                frame,
+                body,
+                app,
+                theme,
+                |frame, area| render_panes(frame, area, app, theme),
+            ),
             View::Live => render_panes(frame, body, app, theme),
             View::Rules => rules::render(frame, body, app, theme),
             View::Blocks => blocks::render(frame, body, app, theme),
