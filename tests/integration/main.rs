@@ -12,6 +12,7 @@
 mod cli;
 mod common;
 mod control;
+mod demo;
 mod controller_api;
 mod enforce;
 mod file;

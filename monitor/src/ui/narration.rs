@@ -76,15 +76,15 @@ pub fn render(frame: &mut Frame, area: Rect, demo: &DemoState, theme: Theme) {
             let state = if demo.running {
                 "running"
             } else if demo.complete(index) {
-                "done, all rules fired"
+                "done, every expected rule fired"
             } else {
                 "done"
             };
             lines.push(Line::from(vec![
-                Span::styled(format!("Step {} of {total}: ", index + 1), heading),
-                Span::styled(clean(&step.title).into_owned(), bold),
-                Span::raw(format!("  ({state})")),
+                Span::styled(format!("Step {} of {total}", index + 1), heading),
+                Span::raw(format!(" · {state}")),
             ]));
+            lines.push(Line::styled(clean(&step.title).into_owned(), bold));
             lines.push(Line::styled("Attacker", heading));
             lines.push(Line::raw(clean(&step.narration).replace('\n', " ")));
             lines.push(Line::from(vec![
