@@ -415,8 +415,8 @@ mod tests {
 
     #[test]
     fn demo_parses() {
-        let cli = Cli::try_parse_from(["secmon-tui", "demo", "webapp", "--dir", "d"])
-            .expect("parses");
+        let cli =
+            Cli::try_parse_from(["secmon-tui", "demo", "webapp", "--dir", "d"]).expect("parses");
         let Some(Command::Demo(args)) = &cli.command else {
             panic!("demo: {cli:?}");
         };

@@ -12,9 +12,9 @@ use color_eyre::eyre::{Result, WrapErr};
 use secmon::{
     capture::{self, CaptureError},
     cli::{BlockCommand, BlockKind, Cli, Command, DemoArgs, RulesCommand},
-    demo,
     config::{self, Config},
     controller::{self, ControllerCompanion},
+    demo,
     fleet::NatsCompanion,
     history_cli,
     pipeline::{self, PipelineError, RunOptions, SourceSpec},
@@ -503,11 +503,8 @@ fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         sandbox.root().display()
     );
     let steps = tui::LiveSteps::new(sandbox, &scenario);
-    let state = secmon::app::DemoState::new(
-        scenario,
-        "live, in a sandbox".to_string(),
-        Box::new(steps),
-    );
+    let state =
+        secmon::app::DemoState::new(scenario, "live, in a sandbox".to_string(), Box::new(steps));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

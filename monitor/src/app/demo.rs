@@ -74,9 +74,10 @@ impl DemoState {
 
     /// Whether every expected rule of `step` has fired.
     pub fn complete(&self, step: usize) -> bool {
-        self.scenario.steps.get(step).is_some_and(|s| {
-            s.expect.iter().all(|rule| self.fired[step].contains(rule))
-        })
+        self.scenario
+            .steps
+            .get(step)
+            .is_some_and(|s| s.expect.iter().all(|rule| self.fired[step].contains(rule)))
     }
 
     /// Notes an event: grows the step trees and marks the expected rules it carries.
@@ -140,8 +141,14 @@ impl App {
             }
             let title = &demo.scenario.steps[index].title;
             messages.push(match failure {
-                Some(why) => (format!("step {}: {title}: {why}", index + 1), StatusKind::Error),
-                None => (format!("step {} done: {title}", index + 1), StatusKind::Info),
+                Some(why) => (
+                    format!("step {}: {title}: {why}", index + 1),
+                    StatusKind::Error,
+                ),
+                None => (
+                    format!("step {} done: {title}", index + 1),
+                    StatusKind::Info,
+                ),
             });
         }
         let auto_due = demo.auto && !demo.running && demo.next_at.is_some_and(|at| now >= at);
@@ -265,5 +272,162 @@ impl App {
         if let Some(demo) = &mut self.demo {
             demo.toggled = !demo.toggled;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+
+    use super::*;
+    use crate::app::{Event as AppEvent, Mode};
+    use crate::event::EventType;
+
+    const TWO_STEPS: &str = r#"
+name = "two"
+title = "Two steps"
+summary = "Two."
+
+[[steps]]
+title = "One"
+run = "one"
+narration = "First."
+technique = { id = "T1033", name = "System Owner/User Discovery" }
+expect = ["rule_a", "rule_b"]
+defender = "Look."
+
+[[steps]]
+title = "Two"
+run = "two"
+narration = "Second."
+technique = { id = "T1082", name = "System Information Discovery" }
+expect = ["rule_c"]
+defender = "Look again."
+"#;
+
+    /// What the fake driver was asked, and the steps it says ended.
+    #[derive(Default)]
+    struct Log {
+        started: Vec<usize>,
+        ended: Vec<(usize, Option<String>)>,
+    }
+
+    /// Starts step N as pid 100 + N.
+    struct Fake(Arc<Mutex<Log>>);
+
+    impl DemoDriver for Fake {
+        fn start(&mut self, index: usize) -> Result<u32, String> {
+            self.0.lock().expect("log").started.push(index);
+            Ok(100 + index as u32)
+        }
+        fn finished(&mut self) -> Vec<(usize, Option<String>)> {
+            std::mem::take(&mut self.0.lock().expect("log").ended)
+        }
+        fn busy(&self) -> bool {
+            false
+        }
+    }
+
+    fn demo() -> (App, Arc<Mutex<Log>>) {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let scenario = Scenario::parse("two.toml", TWO_STEPS, None).expect("parses");
+        let mut app = crate::ui::sample::app_with(crate::ui::sample::controls(), Vec::new());
+        app.start_demo(DemoState::new(
+            scenario,
+            "test".to_string(),
+            Box::new(Fake(log.clone())),
+        ));
+        (app, log)
+    }
+
+    fn key(app: &mut App, c: char) {
+        app.handle(AppEvent::Input(TermEvent::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        ))));
+    }
+
+    fn event(pid: u32, ppid: u32, rules: &[&str]) -> SecEvent {
+        let mut e = SecEvent::new(EventType::ProcessExec, Utc::now());
+        e.pid = pid;
+        e.ppid = ppid;
+        e.analysis.rules = rules.iter().map(ToString::to_string).collect();
+        e
+    }
+
+    fn end_step(app: &mut App, log: &Arc<Mutex<Log>>, index: usize, now: DateTime<Utc>) {
+        log.lock().expect("log").ended.push((index, None));
+        app.handle(AppEvent::Tick(now));
+    }
+
+    fn demo_state(app: &App) -> &DemoState {
+        app.demo.as_ref().expect("a demo")
+    }
+
+    #[test]
+    fn rules_fire_only_on_the_step_tree() {
+        let (mut app, log) = demo();
+        key(&mut app, 'n');
+        assert_eq!(log.lock().expect("log").started, [0]);
+        // Not in the tree (another machine's process): not counted.
+        app.ingest([event(7, 1, &["rule_a"])]);
+        assert!(demo_state(&app).fired[0].is_empty());
+        // A child of the step's pid (100) joins the tree; its grandchild too.
+        app.ingest([
+            event(200, 100, &["rule_a"]),
+            event(201, 200, &["rule_b", "other"]),
+        ]);
+        let demo = demo_state(&app);
+        assert_eq!(
+            demo.fired[0].iter().collect::<Vec<_>>(),
+            ["rule_a", "rule_b"]
+        );
+        assert!(demo.complete(0));
+        assert!(!demo.complete(1));
+    }
+
+    #[test]
+    fn n_waits_for_the_running_step_and_p_repeats_the_previous_one() {
+        let (mut app, log) = demo();
+        let now = app.now;
+        key(&mut app, 'n');
+        key(&mut app, 'n');
+        assert_eq!(log.lock().expect("log").started, [0], "step 1 still runs");
+        end_step(&mut app, &log, 0, now);
+        key(&mut app, 'n');
+        end_step(&mut app, &log, 1, now);
+        key(&mut app, 'n');
+        assert_eq!(
+            log.lock().expect("log").started,
+            [0, 1],
+            "no step after the last"
+        );
+        key(&mut app, 'p');
+        assert_eq!(log.lock().expect("log").started, [0, 1, 0]);
+        assert_eq!(demo_state(&app).current, Some(0));
+        // In a demo, `p` is not the probe prompt.
+        assert_eq!(app.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn auto_play_runs_the_next_step_after_the_pause_and_space_pauses_it() {
+        let (mut app, log) = demo();
+        let start = app.now;
+        key(&mut app, 'a');
+        assert_eq!(log.lock().expect("log").started, [0]);
+        end_step(&mut app, &log, 0, start);
+        app.handle(AppEvent::Tick(
+            start + Duration::seconds(AUTO_PAUSE_SECS - 1),
+        ));
+        assert_eq!(log.lock().expect("log").started, [0], "still pausing");
+        key(&mut app, ' ');
+        app.handle(AppEvent::Tick(
+            start + Duration::seconds(AUTO_PAUSE_SECS + 1),
+        ));
+        assert_eq!(log.lock().expect("log").started, [0], "paused");
+        key(&mut app, ' ');
+        assert_eq!(log.lock().expect("log").started, [0, 1], "resumed at once");
     }
 }

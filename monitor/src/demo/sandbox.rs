@@ -51,7 +51,15 @@ pub const BIND_MOUNTS: &[(&str, &str)] = &[
 
 /// The directories a sandbox is made of (relative to its root).
 const DIRS: &[&str] = &[
-    "tmp", "shm", "log", "home", "work", "www", "bin", "decoy", "decoy/cron.d",
+    "tmp",
+    "shm",
+    "log",
+    "home",
+    "work",
+    "www",
+    "bin",
+    "decoy",
+    "decoy/cron.d",
 ];
 
 /// Mounts the decoys (each only where the system path exists, so a step never creates one on
@@ -147,14 +155,14 @@ impl Sandbox {
         sandbox.web = local_port(&web);
         let lines = scenario.listener_commands.clone();
         let stop = sandbox.stop.clone();
-        sandbox
-            .servers
-            .push(thread::spawn(move || serve(listener, &stop, |c| talk(c, &lines))));
+        sandbox.servers.push(thread::spawn(move || {
+            serve(listener, &stop, |c| talk(c, &lines))
+        }));
         let www = sandbox.root.join("www");
         let stop = sandbox.stop.clone();
-        sandbox
-            .servers
-            .push(thread::spawn(move || serve(web, &stop, |c| serve_file(c, &www))));
+        sandbox.servers.push(thread::spawn(move || {
+            serve(web, &stop, |c| serve_file(c, &www))
+        }));
         for command in &scenario.setup {
             sandbox.setup(command)?;
         }
@@ -393,8 +401,9 @@ fn serve_file(mut conn: TcpStream, www: &Path) {
             "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         ),
-        None => "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            .to_string(),
+        None => {
+            "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+        }
     };
     let _ = conn.write_all(head.as_bytes());
     if let Some(body) = body {

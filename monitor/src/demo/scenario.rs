@@ -20,7 +20,10 @@ pub const MAX_STEPS: usize = 12;
 /// them (file name, text).
 pub const SHIPPED: &[(&str, &str)] = &[
     ("webapp.toml", include_str!("../../scenarios/webapp.toml")),
-    ("cryptominer.toml", include_str!("../../scenarios/cryptominer.toml")),
+    (
+        "cryptominer.toml",
+        include_str!("../../scenarios/cryptominer.toml"),
+    ),
     ("evasion.toml", include_str!("../../scenarios/evasion.toml")),
 ];
 
@@ -170,7 +173,10 @@ impl Problems<'_> {
 
     fn not_blank(&mut self, value: &Spanned<String>, what: &str) {
         if value.get_ref().trim().is_empty() {
-            self.at(Some(value.span()), format!("expected {what}, found an empty string"));
+            self.at(
+                Some(value.span()),
+                format!("expected {what}, found an empty string"),
+            );
         }
     }
 }
@@ -310,8 +316,8 @@ pub fn load_all(
 ) -> Result<Vec<Scenario>, ScenarioError> {
     let mut scenarios: Vec<Scenario> = Vec::new();
     let mut problems = Vec::new();
-    let mut add = |parsed: Result<Scenario, ScenarioError>, problems: &mut Vec<Problem>| {
-        match parsed {
+    let mut add =
+        |parsed: Result<Scenario, ScenarioError>, problems: &mut Vec<Problem>| match parsed {
             Ok(s) => {
                 scenarios.retain(|known| known.name != s.name);
                 scenarios.push(s);
@@ -322,8 +328,7 @@ pub fn load_all(
                 position: None,
                 message: e.to_string(),
             }),
-        }
-    };
+        };
     for (file, text) in SHIPPED {
         add(
             Scenario::parse(&format!("built-in {file}"), text, known_rule),
@@ -343,7 +348,10 @@ pub fn load_all(
 }
 
 /// Reads and checks one scenario file.
-pub fn read(path: &Path, known_rule: Option<&dyn Fn(&str) -> bool>) -> Result<Scenario, ScenarioError> {
+pub fn read(
+    path: &Path,
+    known_rule: Option<&dyn Fn(&str) -> bool>,
+) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
         path: path.to_path_buf(),
         source,
@@ -457,7 +465,10 @@ defender = "Look at the session."
             lines[0].contains("expected 1 to 12 [[steps]], found 0"),
             "{lines:?}"
         );
-        let step = format!("[[steps]]{}", MINIMAL.split("[[steps]]").nth(1).expect("a step"));
+        let step = format!(
+            "[[steps]]{}",
+            MINIMAL.split("[[steps]]").nth(1).expect("a step")
+        );
         let many = format!("{head}{}", step.repeat(13));
         let lines = error_lines(&many, None);
         assert!(lines[0].contains("found 13"), "{lines:?}");
