@@ -49,9 +49,11 @@ fn demo_list_and_check_every_shipped_scenario() {
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
     let broken = dir.path().join("broken.toml");
-    let text = SHIPPED[0]
-        .1
-        .replacen("expect = [\"web_server_spawned_shell\"]", "expect = [\"no_such_rule\"]", 1);
+    let text = SHIPPED[0].1.replacen(
+        "expect = [\"web_server_spawned_shell\"]",
+        "expect = [\"no_such_rule\"]",
+        1,
+    );
     fs::write(&broken, text).expect("write the broken scenario");
     let out = demo_command(&["--check", broken.to_str().expect("UTF-8 path")]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -62,7 +64,11 @@ fn demo_list_and_check_every_shipped_scenario() {
         .find(|l| l.starts_with(&expected))
         .unwrap_or_else(|| panic!("no file:line:column error:\n{stderr}"));
     assert!(
-        line.contains("found `no_such_rule`") && line.split(':').nth(1).is_some_and(|l| l.parse::<usize>().is_ok()),
+        line.contains("found `no_such_rule`")
+            && line
+                .split(':')
+                .nth(1)
+                .is_some_and(|l| l.parse::<usize>().is_ok()),
         "{line}"
     );
 }
@@ -81,10 +87,8 @@ fn processes_in(sandbox: &Path) -> Vec<u32> {
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|var| var == needle.as_bytes())
-            })
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
         })
         .collect()
 }
@@ -133,7 +137,10 @@ fn play_shipped(file: &str) {
     let total = scenario.steps.len();
     for (i, step) in scenario.steps.iter().enumerate() {
         tmux.keys(&["n"]);
-        let done = format!("Step {} of {total} · done, every expected rule fired", i + 1);
+        let done = format!(
+            "Step {} of {total} · done, every expected rule fired",
+            i + 1
+        );
         let screen = tmux.wait_for(&done, STEP_TIMEOUT, |s| s.contains(&done));
         for rule in &step.expect {
             assert!(
@@ -200,8 +207,14 @@ defender = "Look in /tmp."
         assert!(Instant::now() < deadline, "the step's processes never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(sandbox.join("tmp/.demo-left").exists(), "the step wrote into the sandbox");
-    assert!(!Path::new("/tmp/.demo-left").exists(), "the step wrote into the real /tmp");
+    assert!(
+        sandbox.join("tmp/.demo-left").exists(),
+        "the step wrote into the sandbox"
+    );
+    assert!(
+        !Path::new("/tmp/.demo-left").exists(),
+        "the step wrote into the real /tmp"
+    );
     tmux.keys(&["C-c"]);
     let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
     assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");

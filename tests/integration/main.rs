@@ -12,8 +12,8 @@
 mod cli;
 mod common;
 mod control;
-mod demo;
 mod controller_api;
+mod demo;
 mod enforce;
 mod file;
 mod fleet;
