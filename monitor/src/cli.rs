@@ -180,6 +180,10 @@ pub struct DemoArgs {
     /// Also load the scenarios of DIR (`*.toml`; one named like a built-in one replaces it).
     #[arg(long, value_name = "DIR")]
     pub dir: Vec<PathBuf>,
+    /// Play SCENARIO headless (no UI, root) and write its recording for the replay without
+    /// root into DIR (`cargo xtask demo-record` runs it for every shipped scenario).
+    #[arg(long, value_name = "DIR", hide = true, requires = "scenario")]
+    pub record_steps: Option<PathBuf>,
 }
 
 /// `--socket PATH`: the running monitor's control socket.

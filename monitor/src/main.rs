@@ -474,17 +474,15 @@ fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     }
     let wanted = args.scenario.as_deref().unwrap_or("webapp");
     let scenario = demo::scenario::find(&scenarios, wanted, Some(&known))?;
-    if !capture::privileged() {
-        eprintln!(
-            "secmon: playing a demo live needs root (it loads eBPF programs and runs each step \
-             in a mount namespace): sudo secmon-tui demo {}",
-            sanitize::for_terminal(&scenario.name)
-        );
-        return Ok(ExitCode::FAILURE);
+    if let Some(dir) = &args.record_steps {
+        return record_demo(cli, &config, engine, &scenario, dir);
     }
     if !has_terminal() {
         eprintln!("secmon: the demo needs a terminal on stdin and stdout");
         return Ok(ExitCode::from(2));
+    }
+    if !capture::privileged() {
+        return replay_demo(cli, &config, engine, scenario);
     }
     let options = RunOptions {
         duration: cli.duration,
@@ -523,4 +521,137 @@ fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     eprintln!("secmon: stopped: {}", summary.stopped_line("received"));
     eprintln!("secmon: demo over: its sandbox and processes are gone");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `secmon-tui demo SCENARIO` without root: the scenario's shipped recording, step by step
+/// (`n` hands the next step's recorded events to the rules), with the same narration and keys.
+fn replay_demo(
+    cli: &Cli,
+    config: &Config,
+    engine: RuleEngine,
+    scenario: demo::Scenario,
+) -> Result<ExitCode> {
+    let recorded = demo::recording::shipped(&scenario.name)?;
+    if recorded.steps.len() != scenario.steps.len() {
+        eprintln!(
+            "secmon: the recording of `{}` has {} steps, the scenario {}: regenerate it with \
+             cargo xtask demo-record",
+            sanitize::for_terminal(&scenario.name),
+            recorded.steps.len(),
+            scenario.steps.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let options = RunOptions {
+        duration: cli.duration,
+        ring_bytes: None,
+        rules: Some(engine),
+        storage: cli.db.is_some().then(|| storage_settings(cli, config)),
+        record: None,
+    };
+    let (steps, source) = tui::RecordedSteps::new(recorded);
+    let state = secmon::app::DemoState::new(
+        scenario,
+        "replay of a recording (no root)".to_string(),
+        Box::new(steps),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("starting the async runtime")?;
+    let result = runtime.block_on(tui::run_demo(config, &options, source, Vec::new(), state));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    let summary = result?;
+    eprintln!("secmon: stopped: {} events shown", summary.events);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long a headless recording waits after the capture started, and after each step, for
+/// the events to be read (a tool's pause, not a test's assertion).
+const RECORD_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `demo SCENARIO --record-steps DIR` (root, `cargo xtask demo-record`): plays every step in
+/// the sandbox with the capture on and `--json` to nowhere, records, then cuts the recording
+/// to the steps' process trees (`demo::recording`).
+fn record_demo(
+    cli: &Cli,
+    config: &Config,
+    engine: RuleEngine,
+    scenario: &demo::Scenario,
+    dir: &Path,
+) -> Result<ExitCode> {
+    if !capture::privileged() {
+        eprintln!("secmon: {}", CaptureError::NotPrivileged);
+        return Ok(ExitCode::FAILURE);
+    }
+    let work = tempfile_dir(dir, &scenario.name)?;
+    let raw = work.join("raw.jsonl");
+    let options = RunOptions {
+        duration: cli.duration,
+        ring_bytes: Some(cli.ring_buffer_mib * 1024 * 1024),
+        rules: Some(engine),
+        storage: None,
+        record: Some(raw.clone()),
+    };
+    let mut sandbox = demo::sandbox::Sandbox::create(Path::new(DEMO_SANDBOX_BASE), scenario)?;
+    let runs: Vec<String> = scenario.steps.iter().map(|s| s.run.clone()).collect();
+    let player = std::thread::spawn(move || -> Result<Vec<u32>, String> {
+        std::thread::sleep(RECORD_SETTLE);
+        let mut roots = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            roots.push(sandbox.start(i, run).map_err(|e| e.to_string())?);
+            while sandbox.busy() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                for (_, _, end) in sandbox.finished() {
+                    eprintln!("secmon: step {}: {end:?}", i + 1);
+                }
+            }
+            std::thread::sleep(RECORD_SETTLE);
+        }
+        drop(sandbox);
+        // The pipeline stops as on Ctrl-C.
+        // SAFETY: kill(2) on this process with a signal the pipeline handles.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGINT);
+        }
+        Ok(roots)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("starting the async runtime")?;
+    let sink = std::fs::File::create("/dev/null").wrap_err("opening /dev/null")?;
+    let result = runtime.block_on(pipeline::run_json(
+        config,
+        &options,
+        SourceSpec::Kernel,
+        sink,
+        Vec::new(),
+    ));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result?;
+    let roots = match player.join() {
+        Ok(Ok(roots)) => roots,
+        Ok(Err(e)) => return Err(color_eyre::eyre::eyre!("playing the steps: {e}")),
+        Err(_) => return Err(color_eyre::eyre::eyre!("the step player panicked")),
+    };
+    let kept = demo::recording::write_cut(&raw, &roots, dir, &scenario.name)?;
+    let _ = std::fs::remove_dir_all(&work);
+    eprintln!(
+        "secmon: {}: {kept} events of {} steps in {}",
+        sanitize::for_terminal(&scenario.name),
+        roots.len(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh work directory for a recording in `dir`.
+fn tempfile_dir(dir: &Path, name: &str) -> Result<std::path::PathBuf> {
+    let work = dir.join(format!(".{name}.recording"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).wrap_err_with(|| format!("creating {}", work.display()))?;
+    Ok(work)
 }

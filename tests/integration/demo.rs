@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use secmon::demo::scenario::{SHIPPED, Scenario};
 
-use crate::common::{BIN, READY_TIMEOUT, SHARED_CONFIG, next_id, require_root};
+use crate::common::{
+    BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, require_root,
+};
 use crate::tui::{EXITED, SCREEN_TIMEOUT, Tmux, shell_says_exited, tui_pid, wrapper_script};
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
@@ -121,12 +123,7 @@ fn start_demo(name: &str, extra: &[&str]) -> Tmux {
 /// Plays a shipped scenario with `n` and checks each step's narration and markers.
 fn play_shipped(file: &str) {
     require_root();
-    let text = SHIPPED
-        .iter()
-        .find(|(f, _)| *f == file)
-        .map(|(_, t)| *t)
-        .expect("a shipped scenario");
-    let scenario = Scenario::parse(file, text, None).expect("the shipped scenario parses");
+    let scenario = shipped(file);
     let tmux = start_demo(&scenario.name, &[]);
     tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
         s.contains(INTRODUCTION)
@@ -134,6 +131,27 @@ fn play_shipped(file: &str) {
     let pid = tui_pid(&tmux);
     let sandbox = sandbox_of(pid);
     assert!(sandbox.is_dir(), "the sandbox {} exists", sandbox.display());
+    play_steps(&tmux, &scenario);
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+    assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
+    assert!(screen.contains("secmon: demo over"), "{screen}");
+    assert_cleaned_up(&sandbox);
+}
+
+/// The shipped scenario of `file`.
+fn shipped(file: &str) -> Scenario {
+    let text = SHIPPED
+        .iter()
+        .find(|(f, _)| *f == file)
+        .map(|(_, t)| *t)
+        .expect("a shipped scenario");
+    Scenario::parse(file, text, None).expect("the shipped scenario parses")
+}
+
+/// Presses `n` for every step, waiting each time for the narration to say that every
+/// expected rule fired, and checks the markers.
+fn play_steps(tmux: &Tmux, scenario: &Scenario) {
     let total = scenario.steps.len();
     for (i, step) in scenario.steps.iter().enumerate() {
         tmux.keys(&["n"]);
@@ -150,11 +168,6 @@ fn play_shipped(file: &str) {
             );
         }
     }
-    tmux.keys(&["q"]);
-    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
-    assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
-    assert!(screen.contains("secmon: demo over"), "{screen}");
-    assert_cleaned_up(&sandbox);
 }
 
 #[test]
@@ -219,4 +232,54 @@ defender = "Look in /tmp."
     let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
     assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
     assert_cleaned_up(&sandbox);
+}
+
+/// Without root (as `nobody`), each shipped scenario plays from its built-in recording: the
+/// same narration, `n` replays the next step's events, and every expected rule fires.
+#[test]
+fn demo_replays_every_shipped_scenario_without_root() {
+    require_root();
+    // Everything nobody needs, where nobody can read it (the build tree may not be).
+    let dir = TestDir::new(&marker());
+    let bin = copy_executable(BIN, &dir.join("secmon-tui"));
+    let rules = dir.join("rules");
+    for (tool, args) in [
+        ("cp", vec!["-r", RULES, rules.to_str().expect("UTF-8 path")]),
+        (
+            "chmod",
+            vec!["-R", "a+rX", dir.path().to_str().expect("UTF-8 path")],
+        ),
+    ] {
+        let status = Command::new(tool).args(&args).status().expect(tool);
+        assert!(status.success(), "{tool} {args:?}: {status}");
+    }
+    for (file, _) in SHIPPED {
+        let scenario = shipped(file);
+        let tmux = Tmux::start(
+            &format!("demo-replay-{}-{}", std::process::id(), next_id()),
+            &wrapper_script("", ""),
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                bin.to_str().expect("UTF-8 path"),
+                "demo",
+                "--rules",
+                rules.to_str().expect("UTF-8 path"),
+                "--config",
+                "/dev/null",
+                &scenario.name,
+            ],
+        );
+        let screen = tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
+            s.contains(INTRODUCTION)
+        });
+        assert!(screen.contains("1 process replay"), "no kernel: {screen}");
+        play_steps(&tmux, &scenario);
+        tmux.keys(&["q"]);
+        let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+        assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
+    }
 }

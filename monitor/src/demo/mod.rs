@@ -7,6 +7,7 @@
 //! The demo's state in the UI (which step, which expected rules fired, its keys) is
 //! `app::demo`'s; the narration pane `ui::narration`; the wiring of the sandbox to the UI
 //! `tui::demo`.
+pub mod recording;
 pub mod sandbox;
 pub mod scenario;
 

@@ -52,3 +52,57 @@ impl DemoDriver for LiveSteps {
         self.sandbox.busy()
     }
 }
+
+/// Replays a scenario's recorded steps (no root): `start` hands the step's recorded events to
+/// the pipeline (an [`crate::pipeline::SourceSpec::Events`] source), which analyses them as it
+/// would live ones.
+pub struct RecordedSteps {
+    recorded: crate::demo::recording::RecordedSteps,
+    events: tokio::sync::mpsc::Sender<Vec<crate::event::Event>>,
+    /// Steps handed over, not yet reported as finished.
+    done: Vec<usize>,
+}
+
+/// Events a batch of a replayed step holds at most.
+const REPLAY_BATCH: usize = 256;
+
+impl RecordedSteps {
+    /// The steps, and the source the pipeline reads them from.
+    pub fn new(
+        recorded: crate::demo::recording::RecordedSteps,
+    ) -> (RecordedSteps, crate::pipeline::SourceSpec) {
+        let (events, rx) = tokio::sync::mpsc::channel(1024);
+        let steps = RecordedSteps {
+            recorded,
+            events,
+            done: Vec::new(),
+        };
+        (steps, crate::pipeline::SourceSpec::Events(rx))
+    }
+}
+
+impl DemoDriver for RecordedSteps {
+    fn start(&mut self, index: usize) -> Result<u32, String> {
+        let (Some(events), Some(&root)) = (
+            self.recorded.steps.get(index),
+            self.recorded.roots.get(index),
+        ) else {
+            return Err("the recording has no such step".to_string());
+        };
+        for batch in events.chunks(REPLAY_BATCH) {
+            self.events
+                .try_send(batch.to_vec())
+                .map_err(|e| format!("replaying the step: {e}"))?;
+        }
+        self.done.push(index);
+        Ok(root)
+    }
+
+    fn finished(&mut self) -> Vec<(usize, Option<String>)> {
+        self.done.drain(..).map(|i| (i, None)).collect()
+    }
+
+    fn busy(&self) -> bool {
+        false
+    }
+}

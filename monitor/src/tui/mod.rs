@@ -64,7 +64,7 @@ use crate::{
 mod demo;
 mod remote;
 
-pub use demo::LiveSteps;
+pub use demo::{LiveSteps, RecordedSteps};
 
 pub use remote::run_remote;
 
