@@ -444,7 +444,10 @@ const DEMO_SANDBOX_BASE: &str = "/run";
 
 /// `secmon-tui demo [SCENARIO] | --list | --check FILE`.
 fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
-    let (config, source) = Config::load_or_default(cli.config.as_deref())?;
+    let (mut config, source) = Config::load_or_default(cli.config.as_deref())?;
+    // A demo never enforces: blocking is simulated (`b`), whatever [response] says, so that
+    // no step leaves a deny entry in the kernel.
+    config.response.enforce = false;
     let engine = load_rules(cli, &config)?;
     let rules = engine.current();
     let known = |name: &str| rules.get(name).is_some();

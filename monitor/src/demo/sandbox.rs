@@ -77,6 +77,8 @@ exec sh -c "$DEMO_STEP"
 #[derive(Debug)]
 pub struct StepRun {
     pub index: usize,
+    /// Its `DEMO_RUN` value.
+    run: u64,
     /// The root of the step's process tree (`unshare`).
     pub pid: u32,
     child: Child,
@@ -99,6 +101,8 @@ pub struct Sandbox {
     stop: Arc<AtomicBool>,
     servers: Vec<thread::JoinHandle<()>>,
     running: Vec<StepRun>,
+    /// Runs started so far: each run's processes carry `DEMO_RUN=<n>` in their environment.
+    runs: u64,
 }
 
 /// Why the sandbox could not be made.
@@ -133,6 +137,7 @@ impl Sandbox {
             stop,
             servers: Vec::new(),
             running: Vec::new(),
+            runs: 0,
         };
         for dir in DIRS {
             let path = sandbox.root.join(dir);
@@ -241,11 +246,15 @@ impl Sandbox {
             PRELUDE,
         ]);
         self.env(&mut cmd);
-        cmd.env("DEMO_STEP", run).current_dir(&self.root);
+        self.runs += 1;
+        cmd.env("DEMO_STEP", run)
+            .env("DEMO_RUN", self.runs.to_string())
+            .current_dir(&self.root);
         let child = cmd.spawn()?;
         let pid = child.id();
         self.running.push(StepRun {
             index,
+            run: self.runs,
             pid,
             child,
             started: Instant::now(),
@@ -270,8 +279,10 @@ impl Sandbox {
                 }
                 Err(e) => StepEnd::Killed(e.to_string()),
             };
-            // Whatever the step left running in its group goes with it.
+            // Whatever the step left running goes with it: its group, and what left the group
+            // (an interactive shell's jobs) but still carries its run's mark.
             kill_group(step.pid);
+            kill_marked(&format!("DEMO_RUN={}", step.run), &self.root);
             ended.push((step.index, step.pid, end));
             false
         });
@@ -289,6 +300,7 @@ impl Sandbox {
             kill_group(step.pid);
             let _ = step.child.wait();
         }
+        kill_marked("", &self.root);
     }
 }
 
@@ -343,6 +355,36 @@ fn kill_group(pgid: u32) {
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
         }
+    }
+}
+
+/// SIGKILL to every process whose environment has `DEMO_DIR=<root>` and `mark` (when not
+/// empty): the sandbox's processes that left their step's process group. Repeated while it
+/// finds any (one may have been forking).
+fn kill_marked(mark: &str, root: &Path) {
+    let dir = format!("DEMO_DIR={}", root.display());
+    for _ in 0..10 {
+        let mut found = false;
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return;
+        };
+        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+            let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            let has = |var: &str| environ.split(|b| *b == 0).any(|v| v == var.as_bytes());
+            if pid > 1 && has(&dir) && (mark.is_empty() || has(mark)) {
+                found = true;
+                // SAFETY: kill(2) of one process of the demo's sandbox.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        if !found {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
