@@ -474,6 +474,31 @@ defender = "Look at the session."
         assert!(lines[0].contains("found 13"), "{lines:?}");
     }
 
+    /// Every shipped scenario checks against the shipped rule pack, and its recording has its
+    /// steps, each with events.
+    #[test]
+    fn shipped_scenarios_check_against_the_shipped_rules_and_have_recordings() {
+        let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+        let engine = crate::rules::RuleEngine::load(vec![rules]).expect("the shipped rules");
+        let set = engine.current();
+        let known = |name: &str| set.get(name).is_some();
+        let scenarios = load_all(&[], Some(&known)).expect("the shipped scenarios check");
+        assert_eq!(scenarios.len(), SHIPPED.len());
+        for s in &scenarios {
+            assert!((6..=MAX_STEPS).contains(&s.steps.len()), "{}", s.name);
+            let recorded = crate::demo::recording::shipped(&s.name).expect("a recording");
+            assert_eq!(recorded.steps.len(), s.steps.len(), "{}", s.name);
+            for (i, events) in recorded.steps.iter().enumerate() {
+                assert!(
+                    !events.is_empty(),
+                    "{} step {} has no events",
+                    s.name,
+                    i + 1
+                );
+            }
+        }
+    }
+
     #[test]
     fn line_column_counts_characters() {
         assert_eq!(line_column("ab\ncé d", 7), (2, 4));
