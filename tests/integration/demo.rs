@@ -185,16 +185,17 @@ fn demo_evasion_live() {
     play_shipped("evasion.toml");
 }
 
-/// A step still running (processes in the sandbox, a file in its /tmp) when Ctrl-C comes:
-/// the monitor stops, and the sandbox and the step's processes are gone.
+/// A step still running (processes in the sandbox, a file in its /tmp) when the demo is
+/// stopped — Ctrl-C, then SIGTERM —: the monitor stops, and the sandbox and the step's
+/// processes are gone.
 #[test]
-fn demo_cleans_up_after_ctrl_c_in_a_step() {
+fn demo_cleans_up_after_ctrl_c_or_sigterm_in_a_step() {
     require_root();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let scenario = r#"
 name = "slow"
 title = "A slow step"
-summary = "A step that is still running when the teacher presses Ctrl-C."
+summary = "A step that is still running when the teacher stops the demo."
 
 [[steps]]
 title = "Sleeps"
@@ -205,33 +206,46 @@ expect = ["hidden_file_in_temp_dir"]
 defender = "Look in /tmp."
 "#;
     fs::write(dir.path().join("slow.toml"), scenario).expect("write the scenario");
-    let tmux = start_demo("slow", &["--dir", dir.path().to_str().expect("UTF-8 path")]);
-    tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
-        s.contains(INTRODUCTION)
-    });
-    let sandbox = sandbox_of(tui_pid(&tmux));
-    tmux.keys(&["n"]);
-    tmux.wait_for("the hidden file's rule", STEP_TIMEOUT, |s| {
-        s.contains("[x] fired hidden_file_in_temp_dir")
-    });
-    // Both sleeps run in the sandbox (the step's shell execs into the second).
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while processes_in(&sandbox).len() < 3 {
-        assert!(Instant::now() < deadline, "the step's processes never ran");
-        std::thread::sleep(Duration::from_millis(100));
+    for stop in ["Ctrl-C", "SIGTERM"] {
+        let tmux = start_demo("slow", &["--dir", dir.path().to_str().expect("UTF-8 path")]);
+        tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
+            s.contains(INTRODUCTION)
+        });
+        let pid = tui_pid(&tmux);
+        let sandbox = sandbox_of(pid);
+        tmux.keys(&["n"]);
+        tmux.wait_for("the hidden file's rule", STEP_TIMEOUT, |s| {
+            s.contains("[x] fired hidden_file_in_temp_dir")
+        });
+        // unshare, the step's shell and its sleeps run in the sandbox.
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while processes_in(&sandbox).len() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{stop}: the step's processes never ran"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            sandbox.join("tmp/.demo-left").exists(),
+            "the step wrote into the sandbox"
+        );
+        assert!(
+            !Path::new("/tmp/.demo-left").exists(),
+            "the step wrote into the real /tmp"
+        );
+        if stop == "Ctrl-C" {
+            tmux.keys(&["C-c"]);
+        } else {
+            let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+            // SAFETY: kill has no memory-safety preconditions; the process is the test's own.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill {pid}");
+        }
+        let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+        assert!(screen.contains(&format!("{EXITED} 0")), "{stop}: {screen}");
+        assert!(screen.contains("secmon: demo over"), "{stop}: {screen}");
+        assert_cleaned_up(&sandbox);
     }
-    assert!(
-        sandbox.join("tmp/.demo-left").exists(),
-        "the step wrote into the sandbox"
-    );
-    assert!(
-        !Path::new("/tmp/.demo-left").exists(),
-        "the step wrote into the real /tmp"
-    );
-    tmux.keys(&["C-c"]);
-    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
-    assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
-    assert_cleaned_up(&sandbox);
 }
 
 /// Without root (as `nobody`), each shipped scenario plays from its built-in recording: the
