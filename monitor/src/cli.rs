@@ -32,7 +32,8 @@ use crate::record::Speed;
         secmon-tui --replay story.jsonl --json --speed max   replay it as JSON lines\n  \
         sudo secmon-tui block add exec /tmp/dropper   kill it at exec (needs [response] enforce)\n  \
         sudo secmon-tui block list                    deny entries of the running monitor\n  \
-        secmon-tui --connect https://web1:9988 --token-file web1.token   another machine's UI\n\n\
+        secmon-tui --connect https://web1:9988 --token-file web1.token   another machine's UI\n  \
+        sudo secmon-tui demo webapp                   a narrated attack, live, for a class\n\n\
         In the UI: ? shows every key; h the stored history; D the deny entries; b simulates\n\
         and B (asking y/N, with [response] enforce = true) really blocks the selected event.\n\n\
         Config: /etc/secmon/secmon.toml if present, else built-in defaults (docs/config.md).\n\
