@@ -181,6 +181,11 @@ pub struct DemoArgs {
     /// Also load the scenarios of DIR (`*.toml`; one named like a built-in one replaces it).
     #[arg(long, value_name = "DIR")]
     pub dir: Vec<PathBuf>,
+    /// Let `B` really block, in the kernel, the demo's own processes (and nothing else); by
+    /// default a demo only simulates (`b`), whatever [response] enforce says. Refused while a
+    /// loaded rule's action is `block` (it would act on the whole machine).
+    #[arg(long, conflicts_with_all = ["list", "check"])]
+    pub enforce: bool,
     /// Play SCENARIO headless (no UI, root) and write its recording for the replay without
     /// root into DIR (`cargo xtask demo-record` runs it for every shipped scenario).
     #[arg(long, value_name = "DIR", hide = true, requires = "scenario")]

@@ -445,9 +445,10 @@ const DEMO_SANDBOX_BASE: &str = "/run";
 /// `secmon-tui demo [SCENARIO] | --list | --check FILE`.
 fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let (mut config, source) = Config::load_or_default(cli.config.as_deref())?;
-    // A demo never enforces: blocking is simulated (`b`), whatever [response] says, so that
-    // no step leaves a deny entry in the kernel.
-    config.response.enforce = false;
+    // A demo simulates blocking (`b`) whatever [response] says; with --enforce, `B` really
+    // blocks the demo's own processes only (tui::DemoScopedResponse), and the deny entries
+    // go with the monitor.
+    config.response.enforce = args.enforce;
     let engine = load_rules(cli, &config)?;
     let rules = engine.current();
     let known = |name: &str| rules.get(name).is_some();
@@ -477,6 +478,19 @@ fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     }
     let wanted = args.scenario.as_deref().unwrap_or("webapp");
     let scenario = demo::scenario::find(&scenarios, wanted, Some(&known))?;
+    if args.enforce
+        && let Some(rule) = engine
+            .list()
+            .into_iter()
+            .find(|r| r.enabled && r.action == secmon::rules::Action::Block)
+    {
+        eprintln!(
+            "secmon: demo --enforce: the rule `{}` blocks on its own, anywhere on this machine, \
+             not only in the demo; use rules without `block` actions (--rules DIR)",
+            sanitize::for_terminal(&rule.name)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if let Some(dir) = &args.record_steps {
         return record_demo(cli, &config, engine, &scenario, dir);
     }
@@ -503,6 +517,7 @@ fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         sanitize::for_terminal(&scenario.name),
         sandbox.root().display()
     );
+    let enforce_in = args.enforce.then(|| sandbox.root().to_path_buf());
     let steps = tui::LiveSteps::new(sandbox, &scenario);
     let state =
         secmon::app::DemoState::new(scenario, "live, in a sandbox".to_string(), Box::new(steps));
@@ -518,6 +533,7 @@ fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         SourceSpec::Kernel,
         companions,
         state,
+        enforce_in,
     ));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     let summary = result?;
@@ -563,7 +579,14 @@ fn replay_demo(
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
-    let result = runtime.block_on(tui::run_demo(config, &options, source, Vec::new(), state));
+    let result = runtime.block_on(tui::run_demo(
+        config,
+        &options,
+        source,
+        Vec::new(),
+        state,
+        None,
+    ));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     let summary = result?;
     eprintln!("secmon: stopped: {} events shown", summary.events);

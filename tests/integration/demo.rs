@@ -12,7 +12,9 @@ use secmon::demo::scenario::{SHIPPED, Scenario};
 use crate::common::{
     BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, require_root,
 };
-use crate::tui::{EXITED, SCREEN_TIMEOUT, Tmux, shell_says_exited, tui_pid, wrapper_script};
+use crate::tui::{
+    EXITED, SCREEN_TIMEOUT, Tmux, set_filter, shell_says_exited, tui_pid, wrapper_script,
+};
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
@@ -296,4 +298,86 @@ fn demo_replays_every_shipped_scenario_without_root() {
         let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
         assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
     }
+}
+
+/// `demo --enforce`: `B` on the step's alert really blocks the demo's dropper (a deny entry,
+/// listed by `D`); after `q` the sandbox, the processes and the control socket are gone (the
+/// deny entries go with the monitor's programs).
+#[test]
+fn demo_enforce_blocks_the_demos_own_process_and_leaves_nothing() {
+    require_root();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let scenarios = dir.path().join("scenarios");
+    fs::create_dir(&scenarios).expect("create the scenario directory");
+    fs::write(
+        scenarios.join("drop.toml"),
+        r#"
+name = "drop"
+title = "A dropper"
+summary = "A program dropped into /tmp keeps running."
+
+[[steps]]
+title = "Dropped and run"
+run = "cp /bin/sleep /tmp/dropper && /tmp/dropper 25"
+narration = "The attacker runs a program from /tmp."
+technique = { id = "T1204.002", name = "User Execution: Malicious File" }
+expect = ["exec_from_tmp_root"]
+defender = "Block it."
+"#,
+    )
+    .expect("write the scenario");
+    let socket = dir.path().join("control.sock");
+    let config = dir.path().join("secmon.toml");
+    fs::write(
+        &config,
+        format!(
+            "[storage]\nenabled = false\n\n[response]\ncontrol_socket = \"{}\"\n",
+            socket.display()
+        ),
+    )
+    .expect("write the config");
+    let mut args = vec![BIN, "demo", "--enforce", "--rules", RULES];
+    let (scenarios_s, config_s) = (
+        scenarios.to_str().expect("UTF-8 path"),
+        config.to_str().expect("UTF-8 path"),
+    );
+    args.extend(["--config", config_s, "--dir", scenarios_s, "drop"]);
+    let tmux = Tmux::start(
+        &format!("demo-enforce-{}-{}", std::process::id(), next_id()),
+        &wrapper_script("", ""),
+        &args,
+    );
+    tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
+        s.contains(INTRODUCTION)
+    });
+    let sandbox = sandbox_of(tui_pid(&tmux));
+    tmux.keys(&["n"]);
+    tmux.wait_for("the dropper's rule", STEP_TIMEOUT, |s| {
+        s.contains("[x] fired exec_from_tmp_root")
+    });
+    // Only the dropper's events (the machine's other alerts are filtered out), the alerts
+    // focused, the dropper's alert selected.
+    set_filter(&tmux, "dropper");
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    tmux.wait_for("the alerts focused", SCREEN_TIMEOUT, |s| {
+        s.contains("▶ Alerts")
+    });
+    tmux.keys(&["j"]);
+    tmux.keys(&["B"]);
+    tmux.wait_for("the question", SCREEN_TIMEOUT, |s| {
+        s.contains("really deny exec path /tmp/dropper? [y/N]")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the block", SCREEN_TIMEOUT, |s| {
+        s.contains("block #1: exec path /tmp/dropper")
+    });
+    tmux.keys(&["D"]);
+    tmux.wait_for("the deny entry", SCREEN_TIMEOUT, |s| {
+        s.contains("#1 exec path /tmp/dropper")
+    });
+    tmux.keys(&["q", "q"]);
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+    assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
+    assert_cleaned_up(&sandbox);
+    assert!(!socket.exists(), "the control socket is left");
 }

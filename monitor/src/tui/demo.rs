@@ -106,3 +106,136 @@ impl DemoDriver for RecordedSteps {
         false
     }
 }
+
+/// `demo --enforce`: real blocking (`B`), limited to the demo's own processes — those whose
+/// environment carries the sandbox's `DEMO_DIR` (every step process does). Anything else is
+/// refused before a deny entry is planned; `b`, the list and removal are the inner
+/// response's.
+pub struct DemoScopedResponse {
+    inner: Box<dyn crate::app::Response>,
+    mark: String,
+}
+
+impl DemoScopedResponse {
+    pub fn new(inner: Box<dyn crate::app::Response>, sandbox: &std::path::Path) -> Self {
+        DemoScopedResponse {
+            inner,
+            mark: format!("DEMO_DIR={}", sandbox.display()),
+        }
+    }
+
+    /// Whether `pid` is one of the demo's processes (still running).
+    fn in_demo(&self, pid: u32) -> bool {
+        std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+            env.split(|b| *b == 0)
+                .any(|var| var == self.mark.as_bytes())
+        })
+    }
+}
+
+impl crate::app::Response for DemoScopedResponse {
+    fn simulate_block(
+        &mut self,
+        target: &crate::app::BlockTarget,
+        event: &crate::event::Event,
+    ) -> String {
+        self.inner.simulate_block(target, event)
+    }
+
+    fn plan_enforce(
+        &self,
+        target: &crate::app::BlockTarget,
+        event: &crate::event::Event,
+    ) -> Result<crate::app::EnforcePlan, String> {
+        if !self.in_demo(event.pid) {
+            return Err(format!(
+                "demo --enforce blocks only the demo's own running processes: pid {} is not \
+                 one (or has exited); b simulates",
+                event.pid
+            ));
+        }
+        self.inner.plan_enforce(target, event)
+    }
+
+    fn enforce(&mut self, plan: &crate::app::EnforcePlan) -> Result<String, String> {
+        self.inner.enforce(plan)
+    }
+
+    fn denies(&self) -> Result<Vec<crate::app::DenyRow>, String> {
+        self.inner.denies()
+    }
+
+    fn unblock(&mut self, id: u32) -> Result<String, String> {
+        self.inner.unblock(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+
+    use super::*;
+    use crate::app::{BlockTarget, EnforcePlan, Response};
+    use crate::event::{Event, EventType};
+
+    /// Plans every block it is asked for.
+    struct Planner;
+
+    impl Response for Planner {
+        fn simulate_block(&mut self, _: &BlockTarget, _: &Event) -> String {
+            "simulated".to_string()
+        }
+        fn plan_enforce(&self, target: &BlockTarget, _: &Event) -> Result<EnforcePlan, String> {
+            Ok(EnforcePlan {
+                target: target.clone(),
+                deny: crate::capture::enforce::DenyTarget::ExecPath("/x".into()),
+                question: "deny".to_string(),
+                by: String::new(),
+                reason: String::new(),
+            })
+        }
+        fn enforce(&mut self, _: &EnforcePlan) -> Result<String, String> {
+            Ok("done".to_string())
+        }
+        fn denies(&self) -> Result<Vec<crate::app::DenyRow>, String> {
+            Ok(Vec::new())
+        }
+        fn unblock(&mut self, _: u32) -> Result<String, String> {
+            Ok(String::new())
+        }
+    }
+
+    fn exec_of(pid: u32) -> Event {
+        let mut e = Event::new(EventType::ProcessExec, chrono::Utc::now());
+        e.pid = pid;
+        e
+    }
+
+    #[test]
+    fn only_the_demos_running_processes_can_be_blocked() {
+        let sandbox = std::path::Path::new("/run/secmon-demo.test");
+        let scoped = DemoScopedResponse::new(Box::new(Planner), sandbox);
+        let mut step = Command::new("sleep")
+            .arg("30")
+            .env("DEMO_DIR", sandbox)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start a sleep");
+        let mut other = Command::new("sleep")
+            .arg("30")
+            .env("DEMO_DIR", "/run/secmon-demo.other")
+            .spawn()
+            .expect("start another sleep");
+        let target = |pid| BlockTarget::Process(pid);
+        let ok = scoped.plan_enforce(&target(step.id()), &exec_of(step.id()));
+        let mine = scoped.plan_enforce(&target(std::process::id()), &exec_of(std::process::id()));
+        let theirs = scoped.plan_enforce(&target(other.id()), &exec_of(other.id()));
+        for child in [&mut step, &mut other] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(ok.is_ok(), "{ok:?}");
+        assert!(mine.is_err_and(|e| e.contains("only the demo's own")));
+        assert!(theirs.is_err());
+    }
+}
