@@ -33,7 +33,8 @@ use crate::record::Speed;
         sudo secmon-tui block add exec /tmp/dropper   kill it at exec (needs [response] enforce)\n  \
         sudo secmon-tui block list                    deny entries of the running monitor\n  \
         secmon-tui --connect https://web1:9988 --token-file web1.token   another machine's UI\n  \
-        secmon-tui hub --nats nats://127.0.0.1:4222   the dashboard of every host on NATS\n\n\
+        secmon-tui hub --nats nats://127.0.0.1:4222   the dashboard of every host on NATS\n  \
+        sudo secmon-tui demo webapp                   a narrated attack, live, for a class\n\n\
         In the UI: ? shows every key; h the stored history; D the deny entries; b simulates\n\
         and B (asking y/N, with [response] enforce = true) really blocks the selected event.\n\n\
         Config: /etc/secmon/secmon.toml if present, else built-in defaults (docs/config.md).\n\
@@ -234,6 +235,13 @@ pub enum Command {
         [controller] (listen, token_file, audit_log, tls_cert, tls_key). A non-loopback --listen\n\
         needs --tls-cert and --tls-key (or --insecure-http).")]
     Hub(HubArgs),
+    /// Classroom mode: a narrated attack scenario, step by step, in a sandbox (root), with the
+    /// live monitor showing what the kernel sees (docs/classroom.md).
+    #[command(after_help = "Examples:\n  \
+        secmon-tui demo --list                  the scenarios (built in, and --dir's)\n  \
+        secmon-tui demo --check my-lesson.toml  validate a scenario file (file:line:column errors)\n  \
+        sudo secmon-tui demo webapp             play it live: n next step, a auto-play, ? keys")]
+    Demo(DemoArgs),
     /// Removes a deny entry of the running monitor (same as `block remove ID`).
     Unblock {
         /// The entry's id (`block list`, or the `deny_id` of the event's response).
@@ -241,6 +249,32 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+}
+
+/// `secmon-tui demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The scenario to play: a name from --list, or a scenario file.
+    #[arg(value_name = "SCENARIO", conflicts_with_all = ["list", "check"])]
+    pub scenario: Option<String>,
+    /// List the scenarios: name, title, steps and ATT&CK techniques.
+    #[arg(long)]
+    pub list: bool,
+    /// Validate a scenario file against the loaded rules (exit status 1 on an error).
+    #[arg(long, value_name = "FILE", conflicts_with = "list")]
+    pub check: Option<PathBuf>,
+    /// Also load the scenarios of DIR (`*.toml`; one named like a built-in one replaces it).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Vec<PathBuf>,
+    /// Let `B` really block, in the kernel, the demo's own processes (and nothing else); by
+    /// default a demo only simulates (`b`), whatever [response] enforce says. Refused while a
+    /// loaded rule's action is `block` (it would act on the whole machine).
+    #[arg(long, conflicts_with_all = ["list", "check"])]
+    pub enforce: bool,
+    /// Play SCENARIO headless (no UI, root) and write its recording for the replay without
+    /// root into DIR (`cargo xtask demo-record` runs it for every shipped scenario).
+    #[arg(long, value_name = "DIR", hide = true, requires = "scenario")]
+    pub record_steps: Option<PathBuf>,
 }
 
 /// `--socket PATH`: the running monitor's control socket.
@@ -503,6 +537,21 @@ mod tests {
             args.extend_from_slice(other);
             usage_error(&args);
         }
+    }
+
+    #[test]
+    fn demo_parses() {
+        let cli =
+            Cli::try_parse_from(["secmon-tui", "demo", "webapp", "--dir", "d"]).expect("parses");
+        let Some(Command::Demo(args)) = &cli.command else {
+            panic!("demo: {cli:?}");
+        };
+        assert_eq!(args.scenario.as_deref(), Some("webapp"));
+        assert_eq!(args.dir, [PathBuf::from("d")]);
+        let cli = Cli::try_parse_from(["secmon-tui", "demo", "--check", "s.toml"]).expect("parses");
+        assert!(matches!(&cli.command, Some(Command::Demo(a)) if a.check.is_some()));
+        usage_error(&["demo", "webapp", "--list"]);
+        usage_error(&["demo", "--list", "--check", "s.toml"]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod decode;
+pub mod demo;
 pub mod enrich;
 pub mod event;
 pub mod fleet;

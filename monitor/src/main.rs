@@ -11,9 +11,10 @@ use clap::Parser;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use secmon::{
     capture::{self, CaptureError},
-    cli::{BlockCommand, BlockKind, Cli, Command, HubArgs, RulesCommand},
+    cli::{BlockCommand, BlockKind, Cli, Command, DemoArgs, HubArgs, RulesCommand},
     config::{self, Config},
     controller::{self, ControllerCompanion},
+    demo,
     fleet::NatsCompanion,
     history_cli,
     pipeline::{self, PipelineError, RunOptions, SourceSpec},
@@ -66,6 +67,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     if let Some(Command::Rules(command)) = &cli.command {
         return run_rules_command(&cli, command);
+    }
+    if let Some(Command::Demo(args)) = &cli.command {
+        return run_demo_command(&cli, args);
     }
     if let Some(Command::Block(command)) = &cli.command {
         return run_block_command(&cli, command);
@@ -578,4 +582,248 @@ fn run_check_ebpf(object: Option<&std::path::Path>) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Where the demo's sandbox directories go: a tmpfs, so that not even a power cut leaves one
+/// past the next boot.
+const DEMO_SANDBOX_BASE: &str = "/run";
+
+/// `secmon-tui demo [SCENARIO] | --list | --check FILE`.
+fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    let (mut config, source) = Config::load_or_default(cli.config.as_deref())?;
+    // A demo simulates blocking (`b`) whatever [response] says; with --enforce, `B` really
+    // blocks the demo's own processes only (tui::DemoScopedResponse), and the deny entries
+    // go with the monitor.
+    config.response.enforce = args.enforce;
+    let engine = load_rules(cli, &config)?;
+    let rules = engine.current();
+    let known = |name: &str| rules.get(name).is_some();
+    if let Some(file) = &args.check {
+        return Ok(match demo::scenario::read(file, Some(&known)) {
+            Ok(s) => {
+                println!(
+                    "ok: {} ({} steps, every expected rule is loaded)",
+                    sanitize::for_terminal(&s.name),
+                    s.steps.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                // One problem a line, each escaped (they quote the file).
+                for line in e.to_string().lines() {
+                    eprintln!("{}", sanitize::for_terminal(line));
+                }
+                ExitCode::FAILURE
+            }
+        });
+    }
+    let scenarios = demo::scenario::load_all(&args.dir, Some(&known))?;
+    if args.list {
+        demo::write_list(&mut std::io::stdout().lock(), &scenarios).wrap_err("writing the list")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let wanted = args.scenario.as_deref().unwrap_or("webapp");
+    let scenario = demo::scenario::find(&scenarios, wanted, Some(&known))?;
+    if args.enforce
+        && let Some(rule) = engine
+            .list()
+            .into_iter()
+            .find(|r| r.enabled && r.action == secmon::rules::Action::Block)
+    {
+        eprintln!(
+            "secmon: demo --enforce: the rule `{}` blocks on its own, anywhere on this machine, \
+             not only in the demo; use rules without `block` actions (--rules DIR)",
+            sanitize::for_terminal(&rule.name)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(dir) = &args.record_steps {
+        return record_demo(cli, &config, engine, &scenario, dir);
+    }
+    if !has_terminal() {
+        eprintln!("secmon: the demo needs a terminal on stdin and stdout");
+        return Ok(ExitCode::from(2));
+    }
+    if !capture::privileged() {
+        return replay_demo(cli, &config, engine, scenario);
+    }
+    let options = RunOptions {
+        duration: cli.duration,
+        ring_bytes: Some(cli.ring_buffer_mib * 1024 * 1024),
+        rules: Some(engine.clone()),
+        // A demo is not this machine's history: stored only into a database named with --db.
+        storage: cli.db.is_some().then(|| storage_settings(cli, &config)),
+        record: cli.record.clone(),
+    };
+    let settings = controller_settings(cli, &config)?;
+    eprintln!("secmon: config: {source}");
+    let sandbox = demo::sandbox::Sandbox::create(Path::new(DEMO_SANDBOX_BASE), &scenario)?;
+    eprintln!(
+        "secmon: demo {}: sandbox {}",
+        sanitize::for_terminal(&scenario.name),
+        sandbox.root().display()
+    );
+    let enforce_in = args.enforce.then(|| sandbox.root().to_path_buf());
+    let steps = tui::LiveSteps::new(sandbox, &scenario);
+    let state =
+        secmon::app::DemoState::new(scenario, "live, in a sandbox".to_string(), Box::new(steps));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("starting the async runtime")?;
+    let companions = companions(settings, &config, &options, false);
+    let result = runtime.block_on(tui::run_demo(
+        &config,
+        &options,
+        SourceSpec::Kernel,
+        companions,
+        state,
+        enforce_in,
+    ));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    let summary = result?;
+    eprintln!("secmon: stopped: {}", summary.stopped_line("received"));
+    eprintln!("secmon: demo over: its sandbox and processes are gone");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `secmon-tui demo SCENARIO` without root: the scenario's shipped recording, step by step
+/// (`n` hands the next step's recorded events to the rules), with the same narration and keys.
+fn replay_demo(
+    cli: &Cli,
+    config: &Config,
+    engine: RuleEngine,
+    scenario: demo::Scenario,
+) -> Result<ExitCode> {
+    let recorded = demo::recording::shipped(&scenario.name)?;
+    if recorded.steps.len() != scenario.steps.len() {
+        eprintln!(
+            "secmon: the recording of `{}` has {} steps, the scenario {}: regenerate it with \
+             cargo xtask demo-record",
+            sanitize::for_terminal(&scenario.name),
+            recorded.steps.len(),
+            scenario.steps.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let options = RunOptions {
+        duration: cli.duration,
+        ring_bytes: None,
+        rules: Some(engine),
+        storage: cli.db.is_some().then(|| storage_settings(cli, config)),
+        record: None,
+    };
+    let (steps, source) = tui::RecordedSteps::new(recorded);
+    let state = secmon::app::DemoState::new(
+        scenario,
+        "replay of a recording (no root)".to_string(),
+        Box::new(steps),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("starting the async runtime")?;
+    let result = runtime.block_on(tui::run_demo(
+        config,
+        &options,
+        source,
+        Vec::new(),
+        state,
+        None,
+    ));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    let summary = result?;
+    eprintln!("secmon: stopped: {} events shown", summary.events);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long a headless recording waits after the capture started, and after each step, for
+/// the events to be read (a tool's pause, not a test's assertion).
+const RECORD_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `demo SCENARIO --record-steps DIR` (root, `cargo xtask demo-record`): plays every step in
+/// the sandbox with the capture on and `--json` to nowhere, records, then cuts the recording
+/// to the steps' process trees (`demo::recording`).
+fn record_demo(
+    cli: &Cli,
+    config: &Config,
+    engine: RuleEngine,
+    scenario: &demo::Scenario,
+    dir: &Path,
+) -> Result<ExitCode> {
+    if !capture::privileged() {
+        eprintln!("secmon: {}", CaptureError::NotPrivileged);
+        return Ok(ExitCode::FAILURE);
+    }
+    let work = tempfile_dir(dir, &scenario.name)?;
+    let raw = work.join("raw.jsonl");
+    let options = RunOptions {
+        duration: cli.duration,
+        ring_bytes: Some(cli.ring_buffer_mib * 1024 * 1024),
+        rules: Some(engine),
+        storage: None,
+        record: Some(raw.clone()),
+    };
+    let mut sandbox = demo::sandbox::Sandbox::create(Path::new(DEMO_SANDBOX_BASE), scenario)?;
+    let runs: Vec<String> = scenario.steps.iter().map(|s| s.run.clone()).collect();
+    let player = std::thread::spawn(move || -> Result<Vec<u32>, String> {
+        std::thread::sleep(RECORD_SETTLE);
+        let mut roots = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            roots.push(sandbox.start(i, run).map_err(|e| e.to_string())?);
+            while sandbox.busy() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                for (_, _, end) in sandbox.finished() {
+                    eprintln!("secmon: step {}: {end:?}", i + 1);
+                }
+            }
+            std::thread::sleep(RECORD_SETTLE);
+        }
+        drop(sandbox);
+        // The pipeline stops as on Ctrl-C.
+        // SAFETY: kill(2) on this process with a signal the pipeline handles.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGINT);
+        }
+        Ok(roots)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("starting the async runtime")?;
+    let sink = std::fs::File::create("/dev/null").wrap_err("opening /dev/null")?;
+    let result = runtime.block_on(pipeline::run_json(
+        config,
+        &options,
+        SourceSpec::Kernel,
+        sink,
+        Vec::new(),
+    ));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result?;
+    let roots = match player.join() {
+        Ok(Ok(roots)) => roots,
+        Ok(Err(e)) => return Err(color_eyre::eyre::eyre!("playing the steps: {e}")),
+        Err(_) => return Err(color_eyre::eyre::eyre!("the step player panicked")),
+    };
+    let kept = demo::recording::write_cut(&raw, &roots, dir, &scenario.name)?;
+    let _ = std::fs::remove_dir_all(&work);
+    eprintln!(
+        "secmon: {}: {kept} events of {} steps in {}",
+        sanitize::for_terminal(&scenario.name),
+        roots.len(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh work directory for a recording in `dir`.
+fn tempfile_dir(dir: &Path, name: &str) -> Result<std::path::PathBuf> {
+    let work = dir.join(format!(".{name}.recording"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).wrap_err_with(|| format!("creating {}", work.display()))?;
+    Ok(work)
 }

@@ -13,6 +13,7 @@ mod cli;
 mod common;
 mod control;
 mod controller_api;
+mod demo;
 mod enforce;
 mod file;
 mod fleet;

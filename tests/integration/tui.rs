@@ -526,7 +526,7 @@ fn alert_explained_and_followed_to_its_process() {
 }
 
 /// The pid of the wrapper shell's child (`secmon-tui`), once it has one.
-fn tui_pid(tmux: &Tmux) -> u32 {
+pub(crate) fn tui_pid(tmux: &Tmux) -> u32 {
     let shell = tmux.display("#{pane_pid}");
     let path = format!("/proc/{shell}/task/{shell}/children");
     let deadline = Instant::now() + SCREEN_TIMEOUT;

@@ -8,6 +8,7 @@
 mod bench;
 mod build;
 mod cross;
+mod demo_record;
 mod fuzz;
 mod install;
 mod lint;
@@ -54,6 +55,9 @@ enum Cmd {
     RuleDocs,
     /// Setup, lint, then all tests (including privileged ones) as root, then each fuzz target briefly.
     Test,
+    /// Regenerate the recordings `secmon-tui demo` replays without root, from the live
+    /// scenarios (as root).
+    DemoRecord,
     /// Overhead (vs. no monitor and vs. bpftrace), drop-free throughput and criterion benches.
     Bench(bench::BenchArgs),
     /// Run the fuzz targets (cargo-fuzz, nightly) for a short time each.
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Cmd::Lint => lint::run(),
         Cmd::RuleDocs => rule_docs::run(),
         Cmd::Test => test::run(),
+        Cmd::DemoRecord => demo_record::run(),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Fuzz(args) => fuzz::run(args),
         Cmd::Soak(args) => soak::run(args),

@@ -133,7 +133,15 @@ impl App {
     }
 
     pub(super) fn simulate_block(&mut self) {
-        let Some((entry, target)) = self.block_target() else {
+        let Some((entry, _)) = self.block_target() else {
+            return;
+        };
+        self.simulate_block_entry(entry);
+    }
+
+    /// `b` on `entry`: what blocking its target would do, and the mark on its events.
+    pub(super) fn simulate_block_entry(&mut self, entry: Entry) {
+        let Some(target) = BlockTarget::of(&entry.event) else {
             return;
         };
         let recorded = self.controls.response.simulate_block(&target, &entry.event);

@@ -72,6 +72,18 @@ pub enum Action {
     ToggleHelp,
     /// Nothing to do (a key that only cancels a prompt).
     Cancel,
+    /// Demo `n`: the next step.
+    DemoNext,
+    /// Demo `p`: the previous step again.
+    DemoPrevious,
+    /// Demo `a`: auto-play on or off.
+    DemoAuto,
+    /// Demo `Space`: pause or resume auto-play.
+    DemoPause,
+    /// Demo `b`: simulate blocking the step's offender.
+    DemoBlock,
+    /// Demo `N`: the narration instead of (or beside) the event panes.
+    DemoToggleNarration,
 }
 
 impl App {
@@ -181,6 +193,11 @@ impl App {
             }
             View::Live => {}
         }
+        if self.demo.is_some()
+            && let Some(action) = demo_action(key.code)
+        {
+            return Some(action);
+        }
         Some(match key.code {
             KeyCode::Char('q') => Action::Quit,
             KeyCode::Char('?') => Action::ToggleHelp,
@@ -201,6 +218,19 @@ impl App {
             _ => return None,
         })
     }
+}
+
+/// The demo's keys over the live view (`p` is no longer the probe prompt there).
+fn demo_action(code: KeyCode) -> Option<Action> {
+    Some(match code {
+        KeyCode::Char('n') => Action::DemoNext,
+        KeyCode::Char('p') => Action::DemoPrevious,
+        KeyCode::Char('a') => Action::DemoAuto,
+        KeyCode::Char(' ') => Action::DemoPause,
+        KeyCode::Char('b') => Action::DemoBlock,
+        KeyCode::Char('N') => Action::DemoToggleNarration,
+        _ => return None,
+    })
 }
 
 /// Keys that move a selection, the same in every view.

@@ -20,6 +20,7 @@
 //! `history.rs` (the `h` view) and `controls.rs` (the ports).
 mod blocks;
 mod controls;
+mod demo;
 mod filter;
 mod history;
 mod keymap;
@@ -30,6 +31,7 @@ pub use controls::{
     Controls, EnforcePlan, LinkPhase, LinkView, ProbeState, Probes, REPLAY_NO_PROBES, RemoteLink,
     ReplayProbes, Response, RuleControl, StaticProbes,
 };
+pub use demo::{AUTO_PAUSE_SECS, DemoDriver, DemoState, WIDE};
 pub use filter::{contains_ignore_case, filter_matches};
 pub use history::{
     DEFAULT_HISTORY_QUERY, HISTORY_MAX_ROWS, HISTORY_PAGE, HISTORY_SEQ, HistoryCursor,
@@ -201,6 +203,8 @@ pub struct App {
     /// The remote machine's link (`--connect`; read once a second), `None` on this machine.
     pub link: Option<LinkView>,
     link_source: Option<Box<dyn RemoteLink>>,
+    /// Classroom mode (`secmon-tui demo`): the scenario played.
+    pub demo: Option<DemoState>,
     next_seq: u64,
     /// Events the bounded panes let go of since the last [`App::take_evicted`]: the event loop
     /// hands them back to the thread that made them (freeing memory another thread
@@ -242,6 +246,7 @@ impl App {
             received: 0,
             link: None,
             link_source: None,
+            demo: None,
             next_seq: 1,
             evicted: Vec::new(),
             quit: false,
@@ -304,6 +309,7 @@ impl App {
     }
 
     fn tick(&mut self, now: DateTime<Utc>) {
+        self.tick_demo(now);
         let elapsed = now.timestamp() - self.now.timestamp();
         if elapsed != 0 {
             // Once a second: the clock, rates, drops, rule count.
@@ -541,6 +547,12 @@ impl App {
             }
             Action::ToggleSelectedRule => self.toggle_selected_rule(),
             Action::SimulateBlock => self.simulate_block(),
+            Action::DemoNext => self.demo_step(1),
+            Action::DemoPrevious => self.demo_step(-1),
+            Action::DemoAuto => self.demo_auto(),
+            Action::DemoPause => self.demo_pause(),
+            Action::DemoBlock => self.demo_block(),
+            Action::DemoToggleNarration => self.demo_toggle_narration(),
             Action::AskEnforce => self.ask_enforce(),
             Action::Confirm(yes) => self.confirm(yes),
             action @ (Action::StartFilter

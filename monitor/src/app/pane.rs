@@ -278,6 +278,7 @@ impl App {
         }
         if self.next_seq != before {
             self.dirty = true;
+            self.observe_demo(before);
         }
     }
 

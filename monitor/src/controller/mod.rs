@@ -665,7 +665,7 @@ pub async fn serve(
     others: pipeline::Companions,
 ) -> Result<RunSummary, PipelineError> {
     let started = std::time::Instant::now();
-    let replay = matches!(source, SourceSpec::Replay(_));
+    let replay = matches!(source, SourceSpec::Replay(_) | SourceSpec::Events(_));
     let losses = Arc::new(Losses::new());
     let mut companions: pipeline::Companions = vec![Box::new(ControllerCompanion::new(
         settings, config, options,

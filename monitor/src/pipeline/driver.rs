@@ -144,6 +144,7 @@ impl Pipeline {
                 (source, Some(started.responder), started.control)
             }
             SourceSpec::Replay(replay) => (Source::replay(replay), None, None),
+            SourceSpec::Events(events) => (Source::events(events), None, None),
         };
         let capture = match &source {
             Source::Kernel(kernel) => Some(kernel.capture.clone()),

@@ -193,7 +193,9 @@ pub async fn run_json<W: Write + Send + 'static>(
 ) -> Result<RunSummary, PipelineError> {
     let losses = Arc::new(Losses::new());
     let front = match source {
-        SourceSpec::Replay(_) => FrontEnd::JsonLines(JsonLines::new(Box::new(out))),
+        SourceSpec::Replay(_) | SourceSpec::Events(_) => {
+            FrontEnd::JsonLines(JsonLines::new(Box::new(out)))
+        }
         SourceSpec::Kernel => FrontEnd::Json(JsonOutput::start(
             out,
             OutputOptions::default(),

@@ -28,6 +28,10 @@ pub enum SourceSpec {
     Kernel,
     /// A recording, at its own pace or as fast as possible.
     Replay(Box<Replay>),
+    /// Recorded events handed in by the caller when it wants (a classroom demo without root
+    /// replays a step's events when the teacher asks for the step). Ends when the sender
+    /// is dropped.
+    Events(mpsc::Receiver<Vec<Event>>),
 }
 
 /// The next thing a source has.
@@ -91,6 +95,15 @@ impl Source {
         Source::Replay(ReplaySource {
             events: Some(events),
             feeder: Some(feeder),
+            summary: None,
+        })
+    }
+
+    /// Reads events the caller sends (see [`SourceSpec::Events`]).
+    pub fn events(events: mpsc::Receiver<Vec<Event>>) -> Source {
+        Source::Replay(ReplaySource {
+            events: Some(events),
+            feeder: None,
             summary: None,
         })
     }

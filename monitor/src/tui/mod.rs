@@ -61,7 +61,10 @@ use crate::{
     ui::{self, Theme},
 };
 
+mod demo;
 mod remote;
+
+pub use demo::{DemoScopedResponse, LiveSteps, RecordedSteps};
 
 pub use remote::run_remote;
 
@@ -289,6 +292,41 @@ pub async fn run(
     about: Option<String>,
     companions: pipeline::Companions,
 ) -> Result<RunSummary, PipelineError> {
+    run_with(config, options, source, about, companions, None).await
+}
+
+/// [`run`], playing a classroom demo (`secmon-tui demo`): the narration pane and its keys.
+/// The demo (its sandbox) is dropped before the pipeline stops, on every way out.
+/// `enforce_in`: `demo --enforce`'s sandbox, whose processes alone `B` may really block.
+pub async fn run_demo(
+    config: &Config,
+    options: &RunOptions,
+    source: SourceSpec,
+    companions: pipeline::Companions,
+    demo: app::DemoState,
+    enforce_in: Option<std::path::PathBuf>,
+) -> Result<RunSummary, PipelineError> {
+    let demo = DemoRun {
+        state: demo,
+        enforce_in,
+    };
+    run_with(config, options, source, None, companions, Some(demo)).await
+}
+
+/// A demo to play in [`run_with`].
+struct DemoRun {
+    state: app::DemoState,
+    enforce_in: Option<std::path::PathBuf>,
+}
+
+async fn run_with(
+    config: &Config,
+    options: &RunOptions,
+    source: SourceSpec,
+    about: Option<String>,
+    companions: pipeline::Companions,
+    demo: Option<DemoRun>,
+) -> Result<RunSummary, PipelineError> {
     let losses = Arc::new(Losses::new());
     let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, Loss::DisplayQueueFull);
     let mut front_ends = vec![FrontEnd::Queue(subscriber)];
@@ -304,11 +342,17 @@ pub async fn run(
     // Before the UI's notice subscription: the controller's URL goes to stderr, above the UI.
     let companion = pipeline::start_companions(companions, companion_batches, &pipeline).await?;
     let (history_tx, history_rx) = mpsc::unbounded_channel();
-    let controls = controls(config, options, &pipeline, history_tx, losses.clone());
+    let mut controls = controls(config, options, &pipeline, history_tx, losses.clone());
+    if let Some(sandbox) = demo.as_ref().and_then(|d| d.enforce_in.as_deref()) {
+        controls.response = Box::new(DemoScopedResponse::new(controls.response, sandbox));
+    }
     let offset = Local::now().offset().fix();
     let mut app = App::new(controls, offset, Utc::now());
     if let Some(about) = about {
         app.set_status(about, StatusKind::Info);
+    }
+    if let Some(demo) = demo {
+        app.start_demo(demo.state);
     }
     let mut sources = Sources {
         feed: Feed::Pipeline {

@@ -26,6 +26,19 @@ const HINTS: &[(&str, &str)] = &[
     ("c", "clear"),
 ];
 
+/// The keys of a demo (`secmon-tui demo`) over the live view.
+const DEMO_HINTS: &[(&str, &str)] = &[
+    ("n", "next step"),
+    ("p", "previous"),
+    ("a", "auto"),
+    ("Space", "pause"),
+    ("b", "block"),
+    ("Enter", "explain"),
+    ("N", "panes"),
+    ("?", "help"),
+    ("q", "quit"),
+];
+
 /// The keys of the focused alerts strip.
 const ALERT_HINTS: &[(&str, &str)] = &[
     ("q", "quit"),
@@ -70,6 +83,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     } else {
         let hints = if app.focus == PaneId::Alerts && app.view == View::Live {
             ALERT_HINTS
+        } else if app.demo.is_some() && app.view == View::Live {
+            DEMO_HINTS
         } else {
             HINTS
         };

@@ -57,12 +57,32 @@ pub const KEYS: &[(&str, &str)] = &[
     ("q  Ctrl-C", "quit"),
 ];
 
-pub fn render(frame: &mut Frame, area: Rect, theme: Theme) {
+/// The demo's keys (`secmon-tui demo`), listed first there; they take over `n`, `p`, `a`,
+/// `Space`, `b` and `N` in the live view.
+pub const DEMO_KEYS: &[(&str, &str)] = &[
+    ("n", "demo: run the next step"),
+    (
+        "p",
+        "demo: run the previous step again (not the probe prompt)",
+    ),
+    ("a", "demo: auto-play, a step every few seconds"),
+    ("Space", "demo: pause or resume auto-play"),
+    ("b", "demo: simulate blocking the step's offender"),
+    (
+        "Enter",
+        "demo: explain the selected event (rules matched, risk)",
+    ),
+    ("N", "demo: the narration instead of (or beside) the panes"),
+];
+
+pub fn render(frame: &mut Frame, area: Rect, theme: Theme, demo: bool) {
     let styles = Styles::new(theme);
     // Inside the borders; what wraps continues under the text column, as in the detail view.
     let width = usize::from(area.width.saturating_sub(2));
-    let mut lines: Vec<Line> = KEYS
+    let demo_keys = if demo { DEMO_KEYS } else { &[] };
+    let mut lines: Vec<Line> = demo_keys
         .iter()
+        .chain(KEYS)
         .map(|(key, what)| {
             Line::from(vec![
                 Span::styled(format!(" {key:<16} "), styles.key()),

@@ -16,6 +16,7 @@ pub mod footer;
 pub mod header;
 pub mod help;
 pub mod history;
+pub mod narration;
 pub mod network;
 pub mod process;
 pub mod rules;
@@ -93,6 +94,11 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
             View::Live if alerts_focused && alerts_h == 0 => {
                 alerts::render(frame, body, app, theme);
             }
+            View::Live if app.demo.is_some() => {
+                narration::render_with_panes(frame, body, app, theme, |frame, area| {
+                    render_panes(frame, area, app, theme)
+                })
+            }
             View::Live => render_panes(frame, body, app, theme),
             View::Rules => rules::render(frame, body, app, theme),
             View::Blocks => blocks::render(frame, body, app, theme),
@@ -109,7 +115,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         detail::render(frame, overlay_area(area), app, theme);
     }
     if app.help {
-        help::render(frame, overlay_area(area), theme);
+        help::render(frame, overlay_area(area), theme, app.demo.is_some());
     }
 }
 

@@ -504,3 +504,90 @@ fn short_counts_and_sparklines() {
     assert_eq!(sparkline([5, 5].into_iter(), 1), "█");
     assert_eq!(sparkline(std::iter::empty(), 3), "   ");
 }
+
+/// A lesson whose first step's expected rules are two of the sample's (which fire on the
+/// step's tree: the sample's bash, pid 2002, is a child of the step's pid 1999) and one that
+/// does not fire.
+const LESSON: &str = r#"
+name = "lesson"
+title = "A dropper reads the password hashes"
+summary = "A program dropped into /tmp runs and reads /etc/shadow."
+
+[[steps]]
+title = "The dropper runs and reads /etc/shadow"
+run = "/tmp/.x/dropper"
+narration = """
+The attacker starts the program they dropped into a hidden directory of /tmp; it reads the
+password hashes to crack them offline."""
+technique = { id = "T1003.008", name = "OS Credential Dumping: /etc/passwd and /etc/shadow" }
+expect = ["exec_from_tmp", "shadow_read", "cron_job_modified"]
+defender = "Kill the dropper, keep a copy, and rotate the passwords of the accounts in the file."
+
+[[steps]]
+title = "Persistence"
+run = "true"
+narration = "A cron job."
+technique = { id = "T1053.003", name = "Scheduled Task/Job: Cron" }
+expect = ["cron_job_modified"]
+defender = "Remove it."
+"#;
+
+/// Starts every step as pid 1999.
+struct FakeSteps;
+
+impl crate::app::DemoDriver for FakeSteps {
+    fn start(&mut self, _index: usize) -> Result<u32, String> {
+        Ok(1999)
+    }
+    fn finished(&mut self) -> Vec<(usize, Option<String>)> {
+        Vec::new()
+    }
+    fn busy(&self) -> bool {
+        false
+    }
+}
+
+/// The sample app playing [`LESSON`], its first step run and the sample's events arrived.
+fn demo_app() -> App {
+    let scenario =
+        crate::demo::Scenario::parse("lesson.toml", LESSON, None).expect("the lesson parses");
+    let mut app = sample::app_with(sample::controls(), Vec::new());
+    app.start_demo(crate::app::DemoState::new(
+        scenario,
+        "live, in a sandbox".to_string(),
+        Box::new(FakeSteps),
+    ));
+    keys(&mut app, "n");
+    app.ingest(sample::events());
+    app
+}
+
+#[test]
+fn demo_narration() {
+    // 80×24: the narration instead of the panes; 160×48: beside them.
+    snapshot_sizes!("demo_narration", demo_app());
+}
+
+#[test]
+fn demo_narration_toggled_with_n() {
+    let mut app = demo_app();
+    keys(&mut app, "N");
+    // 80×24: the panes back; 160×48: the narration alone.
+    snapshot_sizes!("demo_narration_toggled", app);
+}
+
+#[test]
+fn demo_help_lists_the_demo_keys_first() {
+    let mut app = demo_app();
+    keys(&mut app, "?");
+    let screen = text(screen(&app, 100, 40).backend().buffer());
+    let first = screen
+        .lines()
+        .find(|l| l.contains("demo:"))
+        .unwrap_or_default();
+    assert!(
+        first.contains(" n ") && first.contains("next step"),
+        "{screen}"
+    );
+    assert!(screen.contains("not the probe prompt"), "{screen}");
+}

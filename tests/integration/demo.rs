@@ -1,0 +1,383 @@
+//! Classroom mode (`secmon-tui demo`) end to end: `--list` and `--check` of every shipped
+//! scenario, each shipped scenario played live in tmux (every step's expected rules fire on
+//! the step's own processes and the narration advances), and the cleanup after Ctrl-C in the
+//! middle of a step (no sandbox directory, no step process, no mount left).
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use secmon::demo::scenario::{SHIPPED, Scenario};
+
+use crate::common::{
+    BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, require_root,
+};
+use crate::tui::{
+    EXITED, SCREEN_TIMEOUT, Tmux, set_filter, shell_says_exited, tui_pid, wrapper_script,
+};
+
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+/// How long one step may take to run and show its rules (a reverse shell's exchange, a
+/// loaded machine).
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// What the narration shows once the monitor runs and no step has been played.
+const INTRODUCTION: &str = "n: run the first step";
+
+fn demo_command(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["demo", "--rules", RULES, "--config", SHARED_CONFIG])
+        .args(args)
+        .output()
+        .expect("run secmon-tui demo")
+}
+
+/// `demo --list` names every shipped scenario; `demo --check` accepts each shipped file and
+/// reports a broken one as file:line:column with exit status 1. No root needed.
+#[test]
+fn demo_list_and_check_every_shipped_scenario() {
+    let out = demo_command(&["--list"]);
+    assert!(out.status.success(), "{out:?}");
+    let list = String::from_utf8_lossy(&out.stdout);
+    for (file, _) in SHIPPED {
+        let name = file.trim_end_matches(".toml");
+        assert!(list.contains(name), "--list lacks {name}:\n{list}");
+        let path = format!("{SCENARIOS}/{file}");
+        let out = demo_command(&["--check", &path]);
+        assert!(
+            out.status.success(),
+            "--check {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("ok: {name} (")));
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let broken = dir.path().join("broken.toml");
+    let text = SHIPPED[0].1.replacen(
+        "expect = [\"web_server_spawned_shell\"]",
+        "expect = [\"no_such_rule\"]",
+        1,
+    );
+    fs::write(&broken, text).expect("write the broken scenario");
+    let out = demo_command(&["--check", broken.to_str().expect("UTF-8 path")]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!("{}:", broken.display());
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&expected))
+        .unwrap_or_else(|| panic!("no file:line:column error:\n{stderr}"));
+    assert!(
+        line.contains("found `no_such_rule`")
+            && line
+                .split(':')
+                .nth(1)
+                .is_some_and(|l| l.parse::<usize>().is_ok()),
+        "{line}"
+    );
+}
+
+/// The sandbox directory of the demo run by `pid`.
+fn sandbox_of(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/run/secmon-demo.{pid}"))
+}
+
+/// Processes whose environment names `sandbox` (every step's processes carry DEMO_DIR).
+fn processes_in(sandbox: &Path) -> Vec<u32> {
+    let needle = format!("DEMO_DIR={}", sandbox.display());
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Nothing of the demo is left: no directory, no process, no mount naming it.
+#[track_caller]
+fn assert_cleaned_up(sandbox: &Path) {
+    // The monitor has exited (the wrapper said so): what is left now stays.
+    assert!(!sandbox.exists(), "{} is left", sandbox.display());
+    let left = processes_in(sandbox);
+    assert!(left.is_empty(), "processes of the demo left: {left:?}");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    assert!(
+        !mounts.contains("secmon-demo."),
+        "a mount of the demo is left:\n{mounts}"
+    );
+}
+
+fn start_demo(name: &str, extra: &[&str]) -> Tmux {
+    let mut args = vec![BIN, "demo", "--rules", RULES, "--config", SHARED_CONFIG];
+    args.extend_from_slice(extra);
+    args.push(name);
+    Tmux::start(
+        &format!("demo-{name}-{}-{}", std::process::id(), next_id()),
+        &wrapper_script("", ""),
+        &args,
+    )
+}
+
+/// Plays a shipped scenario with `n` and checks each step's narration and markers.
+fn play_shipped(file: &str) {
+    require_root();
+    let scenario = shipped(file);
+    let tmux = start_demo(&scenario.name, &[]);
+    tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
+        s.contains(INTRODUCTION)
+    });
+    let pid = tui_pid(&tmux);
+    let sandbox = sandbox_of(pid);
+    assert!(sandbox.is_dir(), "the sandbox {} exists", sandbox.display());
+    play_steps(&tmux, &scenario);
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+    assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
+    assert!(screen.contains("secmon: demo over"), "{screen}");
+    assert_cleaned_up(&sandbox);
+}
+
+/// The shipped scenario of `file`.
+fn shipped(file: &str) -> Scenario {
+    let text = SHIPPED
+        .iter()
+        .find(|(f, _)| *f == file)
+        .map(|(_, t)| *t)
+        .expect("a shipped scenario");
+    Scenario::parse(file, text, None).expect("the shipped scenario parses")
+}
+
+/// Presses `n` for every step, waiting each time for the narration to say that every
+/// expected rule fired, and checks the markers.
+fn play_steps(tmux: &Tmux, scenario: &Scenario) {
+    let total = scenario.steps.len();
+    for (i, step) in scenario.steps.iter().enumerate() {
+        tmux.keys(&["n"]);
+        let done = format!(
+            "Step {} of {total} · done, every expected rule fired",
+            i + 1
+        );
+        let screen = tmux.wait_for(&done, STEP_TIMEOUT, |s| s.contains(&done));
+        for rule in &step.expect {
+            assert!(
+                screen.contains(&format!("[x] fired {rule}")),
+                "step {}: {rule} not marked:\n{screen}",
+                i + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn demo_webapp_live() {
+    play_shipped("webapp.toml");
+}
+
+#[test]
+fn demo_cryptominer_live() {
+    play_shipped("cryptominer.toml");
+}
+
+#[test]
+fn demo_evasion_live() {
+    play_shipped("evasion.toml");
+}
+
+/// A step still running (processes in the sandbox, a file in its /tmp) when the demo is
+/// stopped — Ctrl-C, then SIGTERM —: the monitor stops, and the sandbox and the step's
+/// processes are gone.
+#[test]
+fn demo_cleans_up_after_ctrl_c_or_sigterm_in_a_step() {
+    require_root();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let scenario = r#"
+name = "slow"
+title = "A slow step"
+summary = "A step that is still running when the teacher stops the demo."
+
+[[steps]]
+title = "Sleeps"
+run = "touch /tmp/.demo-left; sleep 600 & sleep 600"
+narration = "The attacker hides a file and waits."
+technique = { id = "T1564.001", name = "Hide Artifacts: Hidden Files and Directories" }
+expect = ["hidden_file_in_temp_dir"]
+defender = "Look in /tmp."
+"#;
+    fs::write(dir.path().join("slow.toml"), scenario).expect("write the scenario");
+    for stop in ["Ctrl-C", "SIGTERM"] {
+        let tmux = start_demo("slow", &["--dir", dir.path().to_str().expect("UTF-8 path")]);
+        tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
+            s.contains(INTRODUCTION)
+        });
+        let pid = tui_pid(&tmux);
+        let sandbox = sandbox_of(pid);
+        tmux.keys(&["n"]);
+        tmux.wait_for("the hidden file's rule", STEP_TIMEOUT, |s| {
+            s.contains("[x] fired hidden_file_in_temp_dir")
+        });
+        // unshare, the step's shell and its sleeps run in the sandbox.
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while processes_in(&sandbox).len() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{stop}: the step's processes never ran"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            sandbox.join("tmp/.demo-left").exists(),
+            "the step wrote into the sandbox"
+        );
+        assert!(
+            !Path::new("/tmp/.demo-left").exists(),
+            "the step wrote into the real /tmp"
+        );
+        if stop == "Ctrl-C" {
+            tmux.keys(&["C-c"]);
+        } else {
+            let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+            // SAFETY: kill has no memory-safety preconditions; the process is the test's own.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill {pid}");
+        }
+        let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+        assert!(screen.contains(&format!("{EXITED} 0")), "{stop}: {screen}");
+        assert!(screen.contains("secmon: demo over"), "{stop}: {screen}");
+        assert_cleaned_up(&sandbox);
+    }
+}
+
+/// Without root (as `nobody`), each shipped scenario plays from its built-in recording: the
+/// same narration, `n` replays the next step's events, and every expected rule fires.
+#[test]
+fn demo_replays_every_shipped_scenario_without_root() {
+    require_root();
+    // Everything nobody needs, where nobody can read it (the build tree may not be).
+    let dir = TestDir::new(&marker());
+    let bin = copy_executable(BIN, &dir.join("secmon-tui"));
+    let rules = dir.join("rules");
+    for (tool, args) in [
+        ("cp", vec!["-r", RULES, rules.to_str().expect("UTF-8 path")]),
+        (
+            "chmod",
+            vec!["-R", "a+rX", dir.path().to_str().expect("UTF-8 path")],
+        ),
+    ] {
+        let status = Command::new(tool).args(&args).status().expect(tool);
+        assert!(status.success(), "{tool} {args:?}: {status}");
+    }
+    for (file, _) in SHIPPED {
+        let scenario = shipped(file);
+        let tmux = Tmux::start(
+            &format!("demo-replay-{}-{}", std::process::id(), next_id()),
+            &wrapper_script("", ""),
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                bin.to_str().expect("UTF-8 path"),
+                "demo",
+                "--rules",
+                rules.to_str().expect("UTF-8 path"),
+                "--config",
+                "/dev/null",
+                &scenario.name,
+            ],
+        );
+        let screen = tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
+            s.contains(INTRODUCTION)
+        });
+        assert!(screen.contains("1 process replay"), "no kernel: {screen}");
+        play_steps(&tmux, &scenario);
+        tmux.keys(&["q"]);
+        let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+        assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
+    }
+}
+
+/// `demo --enforce`: `B` on the step's alert really blocks the demo's dropper (a deny entry,
+/// listed by `D`); after `q` the sandbox, the processes and the control socket are gone (the
+/// deny entries go with the monitor's programs).
+#[test]
+fn demo_enforce_blocks_the_demos_own_process_and_leaves_nothing() {
+    require_root();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let scenarios = dir.path().join("scenarios");
+    fs::create_dir(&scenarios).expect("create the scenario directory");
+    fs::write(
+        scenarios.join("drop.toml"),
+        r#"
+name = "drop"
+title = "A dropper"
+summary = "A program dropped into /tmp keeps running."
+
+[[steps]]
+title = "Dropped and run"
+run = "cp /bin/sleep /tmp/dropper && /tmp/dropper 25"
+narration = "The attacker runs a program from /tmp."
+technique = { id = "T1204.002", name = "User Execution: Malicious File" }
+expect = ["exec_from_tmp_root"]
+defender = "Block it."
+"#,
+    )
+    .expect("write the scenario");
+    let socket = dir.path().join("control.sock");
+    let config = dir.path().join("secmon.toml");
+    fs::write(
+        &config,
+        format!(
+            "[storage]\nenabled = false\n\n[response]\ncontrol_socket = \"{}\"\n",
+            socket.display()
+        ),
+    )
+    .expect("write the config");
+    let mut args = vec![BIN, "demo", "--enforce", "--rules", RULES];
+    let (scenarios_s, config_s) = (
+        scenarios.to_str().expect("UTF-8 path"),
+        config.to_str().expect("UTF-8 path"),
+    );
+    args.extend(["--config", config_s, "--dir", scenarios_s, "drop"]);
+    let tmux = Tmux::start(
+        &format!("demo-enforce-{}-{}", std::process::id(), next_id()),
+        &wrapper_script("", ""),
+        &args,
+    );
+    tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
+        s.contains(INTRODUCTION)
+    });
+    let sandbox = sandbox_of(tui_pid(&tmux));
+    tmux.keys(&["n"]);
+    tmux.wait_for("the dropper's rule", STEP_TIMEOUT, |s| {
+        s.contains("[x] fired exec_from_tmp_root")
+    });
+    // Only the dropper's events (the machine's other alerts are filtered out), the alerts
+    // focused, the dropper's alert selected.
+    set_filter(&tmux, "dropper");
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    tmux.wait_for("the alerts focused", SCREEN_TIMEOUT, |s| {
+        s.contains("▶ Alerts")
+    });
+    tmux.keys(&["j"]);
+    tmux.keys(&["B"]);
+    tmux.wait_for("the question", SCREEN_TIMEOUT, |s| {
+        s.contains("really deny exec path /tmp/dropper? [y/N]")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the block", SCREEN_TIMEOUT, |s| {
+        s.contains("block #1: exec path /tmp/dropper")
+    });
+    tmux.keys(&["D"]);
+    tmux.wait_for("the deny entry", SCREEN_TIMEOUT, |s| {
+        s.contains("#1 exec path /tmp/dropper")
+    });
+    tmux.keys(&["q", "q"]);
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+    assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
+    assert_cleaned_up(&sandbox);
+    assert!(!socket.exists(), "the control socket is left");
+}
