@@ -226,3 +226,50 @@ fn errors_quoting_a_file_are_escaped_on_stderr() {
         "no raw control character on stderr: {stderr:?}"
     );
 }
+
+/// `check-ebpf` loads every program of the built-in object into this kernel and attaches
+/// none: one `ok` line per program and exit 0; a file that is not an eBPF object is a clear
+/// error, not a panic.
+#[test]
+fn check_ebpf_loads_every_program_and_attaches_none() {
+    require_root();
+    let out = run(Command::new(BIN).arg("check-ebpf"), DEFAULT_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit 0, got {}:\n{stdout}{stderr}",
+        out.status
+    );
+    for program in [
+        "sm_sys_exit",
+        "sm_sched_exec",
+        "sm_connect4",
+        "sm_sock_state",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok ") && l.ends_with(program)),
+            "{program} loaded:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("REFUSED"), "{stdout}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(summary.contains(" 0 refused"), "summary: {summary}");
+
+    let dir = TestDir::new(&marker());
+    let not_an_object = dir.join("not-an-object");
+    fs::write(&not_an_object, b"\x7fELF but not really").expect("write the file");
+    let out = run(
+        Command::new(BIN)
+            .arg("check-ebpf")
+            .arg("--object")
+            .arg(&not_an_object),
+        DEFAULT_TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(stderr.contains("eBPF object"), "a clear error: {stderr}");
+    assert_no_panic(&stderr);
+}

@@ -55,6 +55,9 @@ enum Cmd {
     RuleDocs,
     /// Setup, lint, then all tests (including privileged ones) as root, then each fuzz target briefly.
     Test,
+    /// The aarch64 stage of `test` alone: cross build, unit tests under qemu-user, replay
+    /// compared with this machine's build, eBPF object through this kernel's verifier.
+    CrossCheck,
     /// Regenerate the recordings `secmon-tui demo` replays without root, from the live
     /// scenarios (as root).
     DemoRecord,
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Cmd::Lint => lint::run(),
         Cmd::RuleDocs => rule_docs::run(),
         Cmd::Test => test::run(),
+        Cmd::CrossCheck => test::run_cross_only(),
         Cmd::DemoRecord => demo_record::run(),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Fuzz(args) => fuzz::run(args),
