@@ -49,7 +49,16 @@ fn frame(c: &mut Criterion, name: &str, app: &App, width: u16, height: u16) {
     };
     c.bench_function(name, |b| {
         b.iter(|| {
-            let _ = terminal.draw(|f| ui::draw(f, black_box(app), Theme { color: true }));
+            let _ = terminal.draw(|f| {
+                ui::draw(
+                    f,
+                    black_box(app),
+                    Theme {
+                        color: true,
+                        presenter: false,
+                    },
+                )
+            });
         })
     });
 }

@@ -34,6 +34,7 @@ const ALERT_HINTS: &[(&str, &str)] = &[
     ("↑↓", "select"),
     ("Enter", "why it fired"),
     ("e", "its process's events"),
+    ("i", "incident"),
     ("b", "block"),
     ("/", "filter"),
 ];
@@ -59,7 +60,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             StatusKind::Error => styles.error(),
             StatusKind::Prompt => styles.header_bar(),
         };
-        let text = format!(" {}", clean(&status.text));
+        // An error says so in a symbol too, not only in red.
+        let mark = if status.kind == StatusKind::Error {
+            " ✗"
+        } else {
+            ""
+        };
+        let text = format!("{mark} {}", clean(&status.text));
         let text = if status.kind == StatusKind::Prompt {
             // The end of a question says which keys answer it: keep it in view.
             keep_tail(&text, usize::from(area.width))

@@ -8,7 +8,10 @@ use super::sample;
 use super::*;
 use crate::app::Event as AppEvent;
 
-const COLOUR: Theme = Theme { color: true };
+const COLOUR: Theme = Theme {
+    color: true,
+    presenter: false,
+};
 
 fn app() -> App {
     sample::app(sample::events())
@@ -480,7 +483,15 @@ fn severity_colours_and_no_colour() {
 
     let mut mono = sample::app(sample::events());
     keys(&mut mono, "\t\t");
-    let terminal = screen_in(Theme { color: false }, &mono, 160, 48);
+    let terminal = screen_in(
+        Theme {
+            color: false,
+            presenter: false,
+        },
+        &mono,
+        160,
+        48,
+    );
     let buffer = terminal.backend().buffer();
     assert!(
         buffer
