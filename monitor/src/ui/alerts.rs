@@ -9,11 +9,12 @@ use ratatui::{
 };
 
 use super::{PRESENTER_MARKER_WIDTH, Styles, Theme, block_tag, clean, clock};
-use crate::app::{App, PaneId};
+use crate::app::{App, PaneId, View};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let styles = Styles::new(theme);
-    let focused = app.focus == PaneId::Alerts;
+    // A view over the panes (rules, incident...) has the keys, not the strip.
+    let focused = app.focus == PaneId::Alerts && app.view == View::Live;
     let state = app.pane(PaneId::Alerts);
     let data_rows = usize::from(area.height.saturating_sub(1));
     state.height.set(data_rows);

@@ -39,6 +39,18 @@ const ALERT_HINTS: &[(&str, &str)] = &[
     ("/", "filter"),
 ];
 
+/// The keys of the incident view.
+const INCIDENT_HINTS: &[(&str, &str)] = &[
+    ("Esc", "back"),
+    ("↑↓", "select"),
+    ("Enter", "detail"),
+    ("e", "its process's events"),
+    ("←→", "fold"),
+    ("b", "block"),
+    ("Z", "presenter"),
+    ("?", "help"),
+];
+
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let styles = Styles::new(theme);
     let line = if app.mode == Mode::Filter {
@@ -75,7 +87,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         };
         Line::from(Span::styled(text, style))
     } else {
-        let hints = if app.focus == PaneId::Alerts && app.view == View::Live {
+        let hints = if app.view == View::Incident {
+            INCIDENT_HINTS
+        } else if app.focus == PaneId::Alerts && app.view == View::Live {
             ALERT_HINTS
         } else {
             HINTS

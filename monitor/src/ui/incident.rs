@@ -46,25 +46,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .borders(Borders::TOP)
         .title(Line::from(spans))
         .border_style(styles.bold());
-    // The key line under the title, when there is room for it and a row.
-    let with_keys = area.height >= 4;
-    let inner = block.inner(area);
+    // The view's keys are the footer's.
+    let rows_area = block.inner(area);
     frame.render_widget(block, area);
-    let (keys_area, rows_area) = if with_keys {
-        let keys = Rect { height: 1, ..inner };
-        let rows = Rect {
-            y: inner.y + 1,
-            height: inner.height.saturating_sub(1),
-            ..inner
-        };
-        (Some(keys), rows)
-    } else {
-        (None, inner)
-    };
-    if let Some(keys) = keys_area {
-        let text = "↑↓ select · Enter detail · e its events · ←→ fold · Esc back";
-        frame.render_widget(Line::styled(text, styles.dim()), keys);
-    }
     if tree.rows.is_empty() {
         let text = match view.anchor {
             Some(anchor) => format!(
@@ -195,10 +179,17 @@ fn event_line(
     let event = &entry.event;
     let severity = event.analysis.severity;
     let (op, details) = facts(event);
-    let marker = styles.marker(severity);
+    // Padded to the layout's widest marker, so the times line up.
+    let marker_width = if styles.presenter() {
+        usize::from(super::PRESENTER_MARKER_WIDTH)
+    } else {
+        2
+    };
+    let marker = format!("{:<marker_width$}", styles.marker(severity));
     let mut spans = vec![
         Span::raw(indent(depth)),
-        Span::styled(format!("{marker} "), styles.severity(severity)),
+        Span::styled(marker, styles.severity(severity)),
+        Span::raw(" "),
         Span::raw(format!("{} {op:<7} ", clock(app, event.timestamp))),
     ];
     let mut after = String::new();
