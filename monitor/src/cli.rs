@@ -105,6 +105,11 @@ pub struct Cli {
     #[arg(long, value_name = "PEM", requires = "connect")]
     pub ca_file: Option<PathBuf>,
 
+    /// Start the terminal UI in the presenter layout, for a projector: fewer columns, risk
+    /// markers as words (`!! MALICIOUS`), high-contrast colours. `Z` toggles it.
+    #[arg(long, conflicts_with_all = ["json", "connect"], global = true)]
+    pub presenter: bool,
+
     /// Also serve the web controller (API and dashboard, see `serve --help`) beside the
     /// terminal UI or --json. Same as [controller] enabled = true.
     #[arg(long)]
@@ -443,6 +448,9 @@ mod tests {
 
     #[test]
     fn duration_accepts_positive_finite_seconds() {
+        let cli = Cli::try_parse_from(["secmon-tui", "--presenter"]).expect("parses");
+        assert!(cli.presenter);
+        assert!(Cli::try_parse_from(["secmon-tui", "--presenter", "--json"]).is_err());
         let cli = Cli::try_parse_from(["secmon-tui", "--duration", "2.5"]).expect("parses");
         assert_eq!(cli.duration, Some(Duration::from_millis(2500)));
         let cli = Cli::try_parse_from(["secmon-tui", "--duration", "31536000"]).expect("a year");

@@ -105,6 +105,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         rules: Some(load_rules(&cli, &config)?),
         storage: Some(storage_settings(&cli, &config)),
         record: cli.record.clone(),
+        presenter: cli.presenter,
     };
     let settings = controller_settings(&cli, &config)?;
     eprintln!("secmon: config: {source}");
@@ -227,6 +228,7 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         // Only into an explicitly named database: a replay is not this machine's history.
         storage: cli.db.is_some().then(|| storage_settings(cli, &config)),
         record: cli.record.clone(),
+        presenter: cli.presenter,
     };
     eprintln!("secmon: config: {source}");
     let recorded = match replay.recording().header() {

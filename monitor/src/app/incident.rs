@@ -17,6 +17,10 @@
 //! processes that had the same pid never merge; a child hangs under the incarnation of its
 //! parent pid that was alive when the child's first event arrived.
 //!
+//! **Kept while open.** The panes are bounded and let old events go under load; the view
+//! keeps its own copy of the events in its tree (shared, for alerts), so the story stays
+//! whole while it is open, up to [`MAX_KEPT`] events.
+//!
 //! **Bounded work.** The tree is built when the view opens and then at most once a second
 //! (on the tick), and only when an event of one of its processes (or a new child of one) has
 //! arrived since ([`App::ingest`] marks it stale with a hash lookup per event). Nothing is
@@ -27,7 +31,7 @@
 //! (the scenario's first process), and [`App::set_incident_labels`] names events (`step 3`)
 //! on the tree.
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::pane::{Entry, PaneId};
 use super::{App, StatusKind, View};
@@ -35,6 +39,9 @@ use crate::event::{Event as SecEvent, EventType, Severity, SharedStr};
 
 /// A label for an event in the incident view (the demo's `step 3`), or none.
 pub type IncidentLabeler = Box<dyn Fn(&SecEvent) -> Option<String>>;
+
+/// Events the incident view keeps of its tree at most (the newest).
+pub const MAX_KEPT: usize = 20_000;
 
 /// Steps the walk up the tree takes at most (a loop in bad data must not hang the UI).
 const MAX_DEPTH: usize = 64;
@@ -218,6 +225,8 @@ pub struct IncidentView {
     pub collapsed: HashSet<ProcessKey>,
     /// The pids in the tree: an event of one of them (or a child of one) makes it stale.
     pids: HashSet<u32>,
+    /// The tree's events, by arrival number, kept when the panes let them go.
+    kept: BTreeMap<u64, Entry>,
     stale: bool,
     labeler: Option<IncidentLabeler>,
 }
@@ -504,13 +513,15 @@ impl App {
         let selected = self.incident.selected_key_and_seq();
         let own_pid = self.link.is_none().then(std::process::id);
         let tree = build_tree(
-            held_events(self),
+            held_events(self).into_iter(),
             anchor,
             own_pid,
             &self.incident.collapsed,
             self.incident.labeler.as_ref(),
         );
+        let kept = self.keep_tree_events(&tree);
         let incident = &mut self.incident;
+        incident.kept = kept;
         incident.pids = tree.nodes.iter().map(|n| n.key.pid).collect();
         incident.pids.insert(anchor.pid());
         incident.tree = tree;
@@ -568,7 +579,29 @@ impl App {
 
     /// The selected event of the incident view.
     pub(super) fn incident_entry(&self) -> Option<&Entry> {
-        self.entry_by_seq(self.incident.selected_seq()?)
+        self.incident.entry(self.incident.selected_seq()?)
+    }
+
+    /// The events of `tree` (the newest [`MAX_KEPT`]): those kept already, and copies of
+    /// the new ones (an alert's is shared, not copied).
+    fn keep_tree_events(&mut self, tree: &IncidentTree) -> BTreeMap<u64, Entry> {
+        let mut wanted: Vec<u64> = tree
+            .nodes
+            .iter()
+            .flat_map(|n| n.events.iter().copied())
+            .collect();
+        wanted.sort_unstable();
+        let newest = &wanted[wanted.len().saturating_sub(MAX_KEPT)..];
+        let mut old = std::mem::take(&mut self.incident.kept);
+        newest
+            .iter()
+            .filter_map(|&seq| {
+                let entry = old
+                    .remove(&seq)
+                    .or_else(|| self.entry_by_seq(seq).cloned())?;
+                Some((seq, entry))
+            })
+            .collect()
     }
 
     /// A held event by arrival number (each store is in arrival order: a binary search).
@@ -583,21 +616,38 @@ impl App {
     }
 }
 
-/// Every event the app holds, oldest first, once each (an alert is in the strip and in its
-/// pane; the strip can hold one its pane has let go of).
-fn held_events(app: &App) -> impl Iterator<Item = (u64, &SecEvent)> + Clone {
+/// Every event the app holds and the incident view kept, oldest first, once each (an alert
+/// is in the strip and in its pane; the strip can hold one its pane has let go of).
+fn held_events(app: &App) -> Vec<(u64, &SecEvent)> {
     let mut all: Vec<&Entry> = app
         .panes
         .iter()
         .chain([&app.alerts])
         .flat_map(|pane| pane.entries.iter())
+        .chain(app.incident.kept.values())
         .collect();
     all.sort_unstable_by_key(|e| e.seq);
     all.dedup_by_key(|e| e.seq);
-    all.into_iter().map(|e| (e.seq, &*e.event))
+    all.into_iter().map(|e| (e.seq, &*e.event)).collect()
 }
 
 impl IncidentView {
+    /// Lets the tree and its kept events go (the view was closed).
+    pub(super) fn release(&mut self) {
+        if self.anchor.is_some() {
+            self.anchor = None;
+            self.tree = IncidentTree::default();
+            self.kept.clear();
+            self.pids.clear();
+            self.collapsed.clear();
+        }
+    }
+
+    /// An event of the tree by arrival number.
+    pub fn entry(&self, seq: u64) -> Option<&Entry> {
+        self.kept.get(&seq)
+    }
+
     fn selected_key_and_seq(&self) -> Option<(ProcessKey, Option<u64>)> {
         let node = self.selected_node()?.key;
         let seq = match self.tree.rows.get(self.selected)? {

@@ -383,6 +383,10 @@ impl App {
             View::Incident => self.refresh_incident(),
             View::Live | View::History => {}
         }
+        if self.view != View::Incident {
+            // Closed: the events it kept go.
+            self.incident.release();
+        }
     }
 
     fn refresh_rules(&mut self) {

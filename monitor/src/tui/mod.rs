@@ -307,6 +307,7 @@ pub async fn run(
     let controls = controls(config, options, &pipeline, history_tx, losses.clone());
     let offset = Local::now().offset().fix();
     let mut app = App::new(controls, offset, Utc::now());
+    app.presenter = options.presenter;
     if let Some(about) = about {
         app.set_status(about, StatusKind::Info);
     }

@@ -76,7 +76,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 IncidentRow::Process(node) => process_line(app, &tree.nodes[node], &styles, width),
                 IncidentRow::Event { node, seq } => {
                     let depth = tree.nodes[node].depth + 1;
-                    match app.entry_by_seq(seq) {
+                    match view.entry(seq) {
                         Some(entry) => event_line(app, entry, depth, &styles, width),
                         None => Line::styled(
                             fit(&format!("{}(no longer held)", indent(depth)), width),

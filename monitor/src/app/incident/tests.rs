@@ -310,3 +310,43 @@ fn a_root_with_no_events_yet_fills_in() {
     app.handle(Event::Tick(t0() + TimeDelta::seconds(1)));
     assert_eq!(app.incident.tree.root().map(|n| n.key.pid), Some(4242));
 }
+
+/// The panes let the story's events go under a flood; the open view keeps them (and lets
+/// them go once closed).
+#[test]
+fn the_open_view_keeps_its_events_when_the_panes_let_them_go() {
+    let mut app = app();
+    app.ingest(session());
+    app.open_incident_at(400);
+    let seqs: Vec<u64> = app
+        .incident
+        .tree
+        .nodes
+        .iter()
+        .flat_map(|n| n.events.clone())
+        .collect();
+    // Process and file events, enough to turn both panes over.
+    let flood = (0..2 * crate::app::PANE_CAPACITY + 20).map(|i| {
+        let event_type = [EventType::ProcessExec, EventType::FileOpen][i % 2];
+        ev(event_type, 1_000, 10_000 + i as u32 % 7, 1, "flood")
+    });
+    app.ingest(flood);
+    // (Not cat's flagged read: the alerts strip still holds that.)
+    assert!(
+        seqs.iter()
+            .filter(|&&seq| seq != 12)
+            .all(|&seq| app.entry_by_seq(seq).is_none()),
+        "the panes let them go"
+    );
+    // A new event of the tree: rebuilt on the tick, from what the view kept.
+    app.ingest(vec![ev(EventType::FileOpen, 2_000, 450, 400, "curl")]);
+    app.handle(Event::Tick(t0() + TimeDelta::seconds(1)));
+    assert_eq!(app.incident.tree.nodes.len(), 3);
+    for seq in &seqs {
+        assert!(app.incident.entry(*seq).is_some(), "event {seq} kept");
+    }
+    press(&mut app, KeyCode::Esc);
+    app.handle(Event::Tick(t0() + TimeDelta::seconds(2)));
+    assert!(app.incident.entry(seqs[0]).is_none());
+    assert!(app.incident.tree.nodes.is_empty());
+}
