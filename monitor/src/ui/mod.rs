@@ -356,7 +356,10 @@ pub fn render_event_pane(
 
     if styles.presenter() {
         let selection = (state.selected, focused);
-        let table = presenter_table(app, &styles, &rows, selection, facts, area.width);
+        let mut table = presenter_table(app, &styles, &rows, selection, facts, area.width);
+        if with_header {
+            table = table.header(presenter_header(&styles, area.width));
+        }
         frame.render_widget(table.block(block), area);
         return;
     }
@@ -481,14 +484,17 @@ fn presenter_table<'a>(
         widths.push(Constraint::Length(7));
     }
     widths.extend([Constraint::Length(15), Constraint::Fill(1)]);
+    Table::new(table_rows, widths).column_spacing(1)
+}
+
+/// The presenter layout's column header (see [`presenter_table`]).
+fn presenter_header(styles: &Styles, width: u16) -> Row<'static> {
     let mut header = vec!["risk", "time"];
-    if wide {
+    if width >= 120 {
         header.push("pid");
     }
     header.extend(["process", "what"]);
-    Table::new(table_rows, widths)
-        .header(Row::new(header).style(styles.bold()))
-        .column_spacing(1)
+    Row::new(header).style(styles.bold())
 }
 
 /// The tag in front of an event the kernel stopped (killed at exec, connect refused) or of a
