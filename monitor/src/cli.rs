@@ -107,7 +107,7 @@ pub struct Cli {
 
     /// Start the terminal UI in the presenter layout, for a projector: fewer columns, risk
     /// markers as words (`!! MALICIOUS`), high-contrast colours. `Z` toggles it.
-    #[arg(long, conflicts_with_all = ["json", "connect"], global = true)]
+    #[arg(long, conflicts_with_all = ["json", "connect"])]
     pub presenter: bool,
 
     /// Also serve the web controller (API and dashboard, see `serve --help`) beside the
