@@ -34,7 +34,8 @@ use crate::record::Speed;
         sudo secmon-tui block list                    deny entries of the running monitor\n  \
         secmon-tui --connect https://web1:9988 --token-file web1.token   another machine's UI\n\n\
         In the UI: ? shows every key; h the stored history; D the deny entries; b simulates\n\
-        and B (asking y/N, with [response] enforce = true) really blocks the selected event.\n\n\
+        and B (asking y/N, with [response] enforce = true) really blocks the selected event;\n\
+        i shows its process tree; Z (or --presenter) the layout for a projector.\n\n\
         Config: /etc/secmon/secmon.toml if present, else built-in defaults (docs/config.md).\n\
         JSON fields: docs/json-schema.md."
 )]

@@ -33,7 +33,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     }
     if focused {
         title.push(Span::styled(
-            " Enter: why it fired  e: its process's events ",
+            " Enter: why it fired  e: its process's events  i: its incident ",
             styles.dim(),
         ));
     }
