@@ -181,7 +181,8 @@ pub enum IncidentRow {
 pub struct IncidentTree {
     pub nodes: Vec<ProcessNode>,
     pub rows: Vec<IncidentRow>,
-    /// Why the root is where the tree starts, for the title (`parent sshd starts the session`).
+    /// Why the root is where the tree starts, for the title (`its parent sshd (pid 812) starts
+    /// the session`). It names a process: untrusted text.
     pub why_root: String,
     /// Labels of events by arrival number ([`App::set_incident_labels`]).
     pub labels: HashMap<u64, String>,
@@ -232,8 +233,7 @@ pub struct IncidentView {
 }
 
 impl IncidentView {
-    /// The selected row's process and event (the process row: its first alert, else its
-    /// first event).
+    /// The selected row's event (on a process row, the process's first event held).
     pub fn selected_seq(&self) -> Option<u64> {
         match *self.tree.rows.get(self.selected)? {
             IncidentRow::Event { seq, .. } => Some(seq),
@@ -368,10 +368,12 @@ fn choose_root(
         };
         let up = &index.nodes[parent];
         if is_session_boundary(up.key.pid, &up.name, own_pid) {
-            let name = crate::sanitize::for_terminal(&up.name).into_owned();
             return Some((
                 node,
-                format!("its parent {name} (pid {}) starts the session", up.key.pid),
+                format!(
+                    "its parent {} (pid {}) starts the session",
+                    up.name, up.key.pid
+                ),
             ));
         }
         node = parent;

@@ -38,7 +38,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let mut spans = vec![Span::styled(title, styles.title(true))];
     if !tree.why_root.is_empty() {
         spans.push(Span::styled(
-            format!(" root here: {} ", tree.why_root),
+            format!(" root here: {} ", clean(&tree.why_root)),
             styles.dim(),
         ));
     }

@@ -721,3 +721,15 @@ fn presenter_layout_is_high_contrast_and_readable_without_colour() {
         "{shown}"
     );
 }
+
+/// Names, paths and the root's reason in the incident view are escaped like everywhere else.
+#[test]
+fn incident_view_escapes_untrusted_text() {
+    let mut app = app();
+    app.open_incident_at(2006);
+    let shown = text(screen(&app, 160, 48).backend().buffer());
+    for bad in ['\x1b', '\u{202e}', '\x07'] {
+        assert!(!shown.contains(bad), "{bad:?} reached the screen");
+    }
+    assert!(shown.contains("2006 evil\\x1b[2J"), "{shown}");
+}
