@@ -220,8 +220,6 @@ pub struct IncidentView {
     pub selected: usize,
     /// The first row in view (kept by the drawing, as a pane's).
     pub top: Cell<usize>,
-    /// Rows the view had at the last draw (paging).
-    pub height: Cell<usize>,
     /// Processes whose events are folded away (`Left`).
     pub collapsed: HashSet<ProcessKey>,
     /// The pids in the tree: an event of one of them (or a child of one) makes it stale.

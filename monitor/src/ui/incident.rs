@@ -61,7 +61,6 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         return;
     }
     let height = usize::from(rows_area.height);
-    view.height.set(height);
     let top = window_top(view.top.get(), view.selected, height, tree.rows.len());
     view.top.set(top);
     let width = usize::from(rows_area.width);
