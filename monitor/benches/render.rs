@@ -17,6 +17,10 @@
 //!   equal `render/160x48`: what it checks is that nothing else the app keeps (counters, the
 //!   alerts strip, evicted events waiting to be handed back) grows with the count.
 //! - `ingest/4096`: storing one reader batch (4096 analysed events) into full panes.
+//! - `incident/rebuild_30k` and `render/160x48_incident`: the incident view (`i`) at its
+//!   worst: a root whose 5,000 children made all 30,000 events held, so its tree holds them
+//!   all. The rebuild runs at most once a second, and only when the tree's processes have new
+//!   events (target: under 50 ms, 5 % of a core); the frame draws only the rows in view.
 /// The binary's allocator (src/main.rs), so the figures are the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -49,7 +53,16 @@ fn frame(c: &mut Criterion, name: &str, app: &App, width: u16, height: u16) {
     };
     c.bench_function(name, |b| {
         b.iter(|| {
-            let _ = terminal.draw(|f| ui::draw(f, black_box(app), Theme { color: true }));
+            let _ = terminal.draw(|f| {
+                ui::draw(
+                    f,
+                    black_box(app),
+                    Theme {
+                        color: true,
+                        presenter: false,
+                    },
+                )
+            });
         })
     });
 }
@@ -103,5 +116,26 @@ fn ingest(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, render, ingest);
+/// Full panes and the incident of the flood's parent (pid 1000, every worker's parent).
+fn incident_app() -> App {
+    let mut app = full_app();
+    let mut parent = sample::flood(1).remove(0);
+    parent.pid = 1000;
+    parent.ppid = 1;
+    app.ingest([parent]);
+    app.open_incident_at(1000);
+    app
+}
+
+fn incident(c: &mut Criterion) {
+    let mut app = incident_app();
+    assert!(app.incident.tree.nodes.len() > 5_000);
+    c.bench_function("incident/rebuild_30k", |b| {
+        // Setting the labels rebuilds the open tree (what a tick does when it is stale).
+        b.iter(|| app.set_incident_labels(black_box(None)))
+    });
+    frame(c, "render/160x48_incident", &app, 160, 48);
+}
+
+criterion_group!(benches, render, ingest, incident);
 criterion_main!(benches);

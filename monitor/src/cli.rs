@@ -36,7 +36,8 @@ use crate::record::Speed;
         secmon-tui hub --nats nats://127.0.0.1:4222   the dashboard of every host on NATS\n  \
         sudo secmon-tui demo webapp                   a narrated attack, live, for a class\n\n\
         In the UI: ? shows every key; h the stored history; D the deny entries; b simulates\n\
-        and B (asking y/N, with [response] enforce = true) really blocks the selected event.\n\n\
+        and B (asking y/N, with [response] enforce = true) really blocks the selected event;\n\
+        i shows its process tree; Z (or --presenter) the layout for a projector.\n\n\
         Config: /etc/secmon/secmon.toml if present, else built-in defaults (docs/config.md).\n\
         JSON fields: docs/json-schema.md."
 )]
@@ -106,6 +107,11 @@ pub struct Cli {
     /// self-signed certificate, or a private CA). Default: the built-in Mozilla roots.
     #[arg(long, value_name = "PEM", requires = "connect")]
     pub ca_file: Option<PathBuf>,
+
+    /// Start the terminal UI in the presenter layout, for a projector: fewer columns, risk
+    /// markers as words (`!! MALICIOUS`), high-contrast colours. `Z` toggles it.
+    #[arg(long, conflicts_with_all = ["json", "connect"])]
+    pub presenter: bool,
 
     /// Also serve the web controller (API and dashboard, see `serve --help`) beside the
     /// terminal UI or --json. Same as [controller] enabled = true.
@@ -271,6 +277,10 @@ pub struct DemoArgs {
     /// loaded rule's action is `block` (it would act on the whole machine).
     #[arg(long, conflicts_with_all = ["list", "check"])]
     pub enforce: bool,
+    /// Start in the presenter layout, for a projector (as `secmon-tui --presenter`; `Z`
+    /// toggles it).
+    #[arg(long, conflicts_with_all = ["list", "check"])]
+    pub presenter: bool,
     /// Play SCENARIO headless (no UI, root) and write its recording for the replay without
     /// root into DIR (`cargo xtask demo-record` runs it for every shipped scenario).
     #[arg(long, value_name = "DIR", hide = true, requires = "scenario")]
@@ -608,6 +618,9 @@ mod tests {
 
     #[test]
     fn duration_accepts_positive_finite_seconds() {
+        let cli = Cli::try_parse_from(["secmon-tui", "--presenter"]).expect("parses");
+        assert!(cli.presenter);
+        assert!(Cli::try_parse_from(["secmon-tui", "--presenter", "--json"]).is_err());
         let cli = Cli::try_parse_from(["secmon-tui", "--duration", "2.5"]).expect("parses");
         assert_eq!(cli.duration, Some(Duration::from_millis(2500)));
         let cli = Cli::try_parse_from(["secmon-tui", "--duration", "31536000"]).expect("a year");

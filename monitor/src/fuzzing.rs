@@ -135,7 +135,16 @@ fn draw_screens(mut app: crate::app::App) {
                 Ok(terminal) => terminal,
                 Err(e) => panic!("a test terminal: {e}"),
             };
-            if let Err(e) = terminal.draw(|f| ui::draw(f, &app, Theme { color: true })) {
+            if let Err(e) = terminal.draw(|f| {
+                ui::draw(
+                    f,
+                    &app,
+                    Theme {
+                        color: true,
+                        presenter: false,
+                    },
+                )
+            }) {
                 panic!("drawing: {e}");
             }
             let buffer = terminal.backend().buffer();

@@ -115,6 +115,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         rules: Some(load_rules(&cli, &config)?),
         storage: Some(storage_settings(&cli, &config)),
         record: cli.record.clone(),
+        presenter: cli.presenter,
     };
     let settings = controller_settings(&cli, &config)?;
     eprintln!("secmon: config: {source}");
@@ -324,6 +325,7 @@ fn run_replay(cli: &Cli, recording: &Path) -> Result<ExitCode> {
         // Only into an explicitly named database: a replay is not this machine's history.
         storage: cli.db.is_some().then(|| storage_settings(cli, &config)),
         record: cli.record.clone(),
+        presenter: cli.presenter,
     };
     eprintln!("secmon: config: {source}");
     let recorded = match replay.recording().header() {
@@ -644,8 +646,9 @@ fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         eprintln!("secmon: the demo needs a terminal on stdin and stdout");
         return Ok(ExitCode::from(2));
     }
+    let presenter = cli.presenter || args.presenter;
     if !capture::privileged() {
-        return replay_demo(cli, &config, engine, scenario);
+        return replay_demo(cli, &config, engine, scenario, presenter);
     }
     let options = RunOptions {
         duration: cli.duration,
@@ -654,6 +657,7 @@ fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         // A demo is not this machine's history: stored only into a database named with --db.
         storage: cli.db.is_some().then(|| storage_settings(cli, &config)),
         record: cli.record.clone(),
+        presenter,
     };
     let settings = controller_settings(cli, &config)?;
     eprintln!("secmon: config: {source}");
@@ -695,6 +699,7 @@ fn replay_demo(
     config: &Config,
     engine: RuleEngine,
     scenario: demo::Scenario,
+    presenter: bool,
 ) -> Result<ExitCode> {
     let recorded = demo::recording::shipped(&scenario.name)?;
     if recorded.steps.len() != scenario.steps.len() {
@@ -713,6 +718,7 @@ fn replay_demo(
         rules: Some(engine),
         storage: cli.db.is_some().then(|| storage_settings(cli, config)),
         record: None,
+        presenter,
     };
     let (steps, source) = tui::RecordedSteps::new(recorded);
     let state = secmon::app::DemoState::new(
@@ -765,6 +771,7 @@ fn record_demo(
         rules: Some(engine),
         storage: None,
         record: Some(raw.clone()),
+        presenter: false,
     };
     let mut sandbox = demo::sandbox::Sandbox::create(Path::new(DEMO_SANDBOX_BASE), scenario)?;
     let runs: Vec<String> = scenario.steps.iter().map(|s| s.run.clone()).collect();

@@ -525,6 +525,156 @@ fn alert_explained_and_followed_to_its_process() {
     tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
 }
 
+/// The pids a test's shell script wrote to `path` (one file per name, see
+/// `incident_view_shows_the_process_tree_of_an_alert`), once all are there.
+fn wait_for_pids(dir: &TestDir, names: &[&str]) -> Vec<u32> {
+    let deadline = Instant::now() + SCREEN_TIMEOUT;
+    loop {
+        let pids: Vec<Option<u32>> = names
+            .iter()
+            .map(|name| {
+                let text = fs::read_to_string(dir.join(format!("pid.{name}"))).ok()?;
+                text.trim().parse().ok()
+            })
+            .collect();
+        if let Some(pids) = pids.iter().copied().collect::<Option<Vec<u32>>>() {
+            return pids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the script never wrote its pids {names:?}: {pids:?}"
+        );
+        thread::sleep(POLL);
+    }
+}
+
+/// The column of a process row's fold mark (`▾ PID NAME`, `▸` folded), its depth in the tree.
+fn tree_column(screen: &str, mark: char, pid: u32, name: &str) -> Option<usize> {
+    let row = format!("{mark} {pid} {name}");
+    screen
+        .lines()
+        .find_map(|l| l.find(&row).map(|at| l[..at].chars().count()))
+}
+
+/// `i` on an alert shows the incident's real process tree. In a second tmux window (so its
+/// parent is the tmux server, a session boundary, and the tree's root is the first shell), a
+/// shell starts a shell that runs a copied `cat` on a decoy file the test's rule flags. From
+/// the alert, `i` shows sh → sh → cat indented level by level, cat marked ALERT with its read
+/// of the decoy and the rule under it; `Enter` explains the read, `Esc` goes back to the tree
+/// and `q` back to the panes.
+#[test]
+fn incident_view_shows_the_process_tree_of_an_alert() {
+    require_root();
+    let mark = marker();
+    let dir = TestDir::new(&mark);
+    let own = OwnRules::new(
+        "secmon-tui-incident-",
+        "incident.json",
+        &format!(
+            r#"[
+  {{"name": "tui_incident_decoy", "condition": "event.type == 'file_open' and file.path.contains('{mark}') and file.path.endswith('/decoy-secret')", "risk_score": 0.9, "action": "alert", "label": "Decoy read", "recommendation": "open its incident"}}
+]"#
+        ),
+    );
+    let tmux = own.start_tui("secmon-tui-incident");
+    tmux.wait_for("the header and panes", READY_TIMEOUT, |s| {
+        s.contains(" secmon ") && s.contains("Processes") && s.contains("Alerts")
+    });
+    set_filter(&tmux, &mark);
+
+    let cat = copy_executable("/bin/cat", &dir.join("tuiinccat"));
+    let decoy = dir.join("decoy-secret");
+    fs::write(&decoy, b"not a secret").expect("create the decoy");
+    let pids = dir.join("pid");
+    // Each shell writes its pid; the inner one runs cat in the background (writing its pid
+    // too) and waits, and both end with a builtin, so neither execs its last command in place.
+    let inner = r#"echo $$ > "$2.inner"; "$0" "$1" > /dev/null & echo $! > "$2.cat"; wait; :"#;
+    let outer = format!(r#"echo $$ > "$2.outer"; sh -c '{inner}' "$0" "$1" "$2"; :"#);
+    let out = tmux.run(&[
+        "new-window",
+        "-d",
+        "-t",
+        &tmux.session,
+        "--",
+        "sh",
+        "-c",
+        &outer,
+        cat.to_str().expect("UTF-8 path"),
+        decoy.to_str().expect("UTF-8 path"),
+        pids.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(out.status.success(), "tmux new-window: {out:?}");
+    let pids = wait_for_pids(&dir, &["outer", "inner", "cat"]);
+    let (outer_pid, inner_pid, cat_pid) = (pids[0], pids[1], pids[2]);
+    tmux.wait_for("the decoy's alert", SCREEN_TIMEOUT, |s| {
+        lines_by_pane(s)
+            .into_iter()
+            .any(|(p, l)| p == "Alerts" && l.starts_with("!!") && l.contains("tui_incident_decoy"))
+    });
+
+    // The alert selected in the strip, then `i`.
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    tmux.wait_for("the alerts strip focused", SCREEN_TIMEOUT, |s| {
+        s.lines().any(|l| l.starts_with(" ▶ Alerts"))
+    });
+    tmux.keys(&["Down", "i"]);
+    // The read selected, in view with cat's row and the rule that fired.
+    let title = format!("Incident: pid {outer_pid} sh (3 processes)");
+    let screen = tmux.wait_for("the incident's tree", SCREEN_TIMEOUT, |s| {
+        s.contains(&title)
+            && tree_column(s, '▾', cat_pid, "tuiinccat").is_some()
+            && s.lines()
+                .any(|l| l.contains("decoy-secret") && l.contains("← tui_incident_decoy"))
+    });
+    // The root is the first shell: its parent, the tmux server, starts the session.
+    assert!(
+        screen.contains("root here: its parent tmux: server"),
+        "{screen}"
+    );
+    let cat_row = format!("▾ {cat_pid} tuiinccat");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains(&cat_row) && l.contains("!! ALERT")),
+        "cat is marked:\n{screen}"
+    );
+
+    // Enter explains the selected read; Esc goes back to the tree.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the read's detail", SCREEN_TIMEOUT, |s| {
+        s.contains("Event detail") && s.contains("• tui_incident_decoy")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the tree again", SCREEN_TIMEOUT, |s| {
+        !s.contains("Event detail") && s.contains(&title)
+    });
+    // From the top, each process's events folded away (Left): sh → sh → cat, three rows,
+    // each a level deeper, only cat marked.
+    tmux.keys(&["Home", "Left", "Down", "Left", "Down", "Left"]);
+    let screen = tmux.wait_for("the three processes folded", SCREEN_TIMEOUT, |s| {
+        tree_column(s, '▸', outer_pid, "sh").is_some()
+            && tree_column(s, '▸', inner_pid, "sh").is_some()
+            && tree_column(s, '▸', cat_pid, "tuiinccat").is_some()
+    });
+    let depth = |pid, name| tree_column(&screen, '▸', pid, name).unwrap_or(usize::MAX);
+    assert!(
+        depth(outer_pid, "sh") < depth(inner_pid, "sh")
+            && depth(inner_pid, "sh") < depth(cat_pid, "tuiinccat"),
+        "sh → sh → cat, each a level deeper:\n{screen}"
+    );
+    let marked: Vec<&str> = screen.lines().filter(|l| l.contains("ALERT")).collect();
+    assert!(
+        marked.len() == 1 && marked[0].contains(&format!("▸ {cat_pid} tuiinccat")),
+        "only cat is marked:\n{screen}"
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("the panes again", SCREEN_TIMEOUT, |s| {
+        !s.contains(&title) && s.contains("Processes")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+}
+
 /// The pid of the wrapper shell's child (`secmon-tui`), once it has one.
 pub(crate) fn tui_pid(tmux: &Tmux) -> u32 {
     let shell = tmux.display("#{pane_pid}");

@@ -32,6 +32,13 @@ pub enum Action {
     /// `e`: the selected event's process — every pane filtered to its pid, the focus on its
     /// process events.
     ShowProcessEvents,
+    /// `i`: the incident view of the selected event's process.
+    OpenIncident,
+    /// `Left` (true) / `Right` (false) in the incident view: fold or unfold the selected
+    /// process's events.
+    FoldProcess(bool),
+    /// `Z`: the presenter layout on or off.
+    TogglePresenter,
     /// Closes the detail view, the help overlay or the rules pane (the innermost open).
     Close,
     ToggleFamily(Family),
@@ -148,12 +155,17 @@ impl App {
                 KeyCode::Char('b') => Some(Action::SimulateBlock),
                 KeyCode::Char('B') => Some(Action::AskEnforce),
                 KeyCode::Char('e') => Some(Action::ShowProcessEvents),
+                KeyCode::Char('i') => Some(Action::OpenIncident),
+                KeyCode::Char('Z') => Some(Action::TogglePresenter),
                 KeyCode::Char('?') => Some(Action::ToggleHelp),
                 _ => None,
             };
         }
         if let Some(action) = navigation_action(key.code) {
             return Some(action);
+        }
+        if key.code == KeyCode::Char('Z') {
+            return Some(Action::TogglePresenter);
         }
         // The views' keys open (or, pressed again, close) their view from anywhere.
         match key.code {
@@ -191,6 +203,19 @@ impl App {
                     _ => None,
                 };
             }
+            View::Incident => {
+                return match key.code {
+                    KeyCode::Esc | KeyCode::Char('q' | 'i') => Some(Action::Close),
+                    KeyCode::Enter => Some(Action::OpenDetail),
+                    KeyCode::Char('e') => Some(Action::ShowProcessEvents),
+                    KeyCode::Left | KeyCode::Char('-') => Some(Action::FoldProcess(true)),
+                    KeyCode::Right | KeyCode::Char('+') => Some(Action::FoldProcess(false)),
+                    KeyCode::Char('b') => Some(Action::SimulateBlock),
+                    KeyCode::Char('B') => Some(Action::AskEnforce),
+                    KeyCode::Char('?') => Some(Action::ToggleHelp),
+                    _ => None,
+                };
+            }
             View::Live => {}
         }
         if self.demo.is_some()
@@ -205,6 +230,7 @@ impl App {
             KeyCode::BackTab => Action::FocusPrev,
             KeyCode::Enter => Action::OpenDetail,
             KeyCode::Char('e') => Action::ShowProcessEvents,
+            KeyCode::Char('i') => Action::OpenIncident,
             KeyCode::Esc => Action::ClearFilter,
             KeyCode::Char(c @ '1'..='4') => Action::ToggleFamily(family_key(c)?),
             KeyCode::Char('p') => Action::ChooseProbe,

@@ -17,12 +17,14 @@
 //! Here: [`App`], the loop's [`Event`]s, [`App::update`] and the views' small state. Beside
 //! it: `pane.rs` (the live panes, selection and scrolling), `keymap.rs` (key → [`Action`]),
 //! `filter.rs` (`/` and the suspicious-only switch), `blocks.rs` (`b`, `B` and the `D` view),
-//! `history.rs` (the `h` view) and `controls.rs` (the ports).
+//! `history.rs` (the `h` view), `incident.rs` (the `i` view: an event's process tree) and
+//! `controls.rs` (the ports).
 mod blocks;
 mod controls;
 mod demo;
 mod filter;
 mod history;
+mod incident;
 mod keymap;
 mod pane;
 
@@ -36,6 +38,10 @@ pub use filter::{contains_ignore_case, filter_matches};
 pub use history::{
     DEFAULT_HISTORY_QUERY, HISTORY_MAX_ROWS, HISTORY_PAGE, HISTORY_SEQ, HistoryCursor,
     HistoryReply, HistoryRequest, HistorySource, HistoryView, NoHistory,
+};
+pub use incident::{
+    Anchor, IncidentLabeler, IncidentRow, IncidentTree, IncidentView, ProcessKey, ProcessNode,
+    build_tree, is_session_boundary,
 };
 pub use keymap::{Action, FAMILY_KEYS, PAGE_ROWS};
 pub use pane::{Entry, PANE_CAPACITY, Pane, PaneId, Stored};
@@ -110,6 +116,8 @@ pub enum View {
     Blocks,
     /// `h`: the stored history.
     History,
+    /// `i`: the process tree of an event's story.
+    Incident,
 }
 
 /// Input modes: what the next key means.
@@ -180,6 +188,11 @@ pub struct App {
     pub view: View,
     pub blocks: BlocksView,
     pub history: HistoryView,
+    /// The incident view (`i`).
+    pub incident: IncidentView,
+    /// The presenter layout (`--presenter`, `Z`): fewer columns, bigger markers, high
+    /// contrast, for a projector.
+    pub presenter: bool,
     pub rules: Vec<RuleInfo>,
     /// The directories the rules came from (see [`RuleControl::dirs`]).
     pub rule_dirs: Vec<std::path::PathBuf>,
@@ -230,6 +243,8 @@ impl App {
             view: View::Live,
             blocks: BlocksView::default(),
             history: HistoryView::default(),
+            incident: IncidentView::default(),
+            presenter: false,
             rules: Vec::new(),
             rule_dirs: Vec::new(),
             rule_selected: 0,
@@ -371,7 +386,12 @@ impl App {
         match self.view {
             View::Rules => self.refresh_rules(),
             View::Blocks => self.refresh_denies(),
+            View::Incident => self.refresh_incident(),
             View::Live | View::History => {}
+        }
+        if self.view != View::Incident {
+            // Closed: the events it kept go.
+            self.incident.release();
         }
     }
 
@@ -472,6 +492,13 @@ impl App {
             }
             Action::OpenDetail => self.open_detail(),
             Action::ShowProcessEvents => self.show_process_events(),
+            Action::OpenIncident => self.open_incident(),
+            Action::FoldProcess(fold) => self.fold_incident(fold),
+            Action::TogglePresenter => {
+                self.presenter = !self.presenter;
+                let state = if self.presenter { "on" } else { "off" };
+                self.set_status(format!("presenter layout {state} (Z)"), StatusKind::Info);
+            }
             Action::Close => {
                 if self.detail.is_some() {
                     self.detail = None;

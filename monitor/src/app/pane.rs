@@ -255,6 +255,7 @@ impl App {
             self.next_seq += 1;
             self.received += 1;
             self.rates[family_index(event.family())].current += 1;
+            self.note_for_incident(&event);
             let visible = self.matches(&event);
             let entry = if event.analysis.severity >= Severity::Suspicious {
                 let entry = Entry {
@@ -336,6 +337,10 @@ impl App {
                 }
                 (&mut self.history.selected, self.history.rows.len())
             }
+            View::Incident => {
+                self.incident.move_selection(delta);
+                return;
+            }
             View::Live => return,
         };
         *selected = selected
@@ -343,8 +348,8 @@ impl App {
             .min(len.saturating_sub(1));
     }
 
-    /// The event `Enter`, `b`, `B` and `e` act on: the detail view's, else the history view's
-    /// selection, else the focused pane's (or the alerts strip's) selection, else its newest
+    /// The event `Enter`, `b`, `B`, `e` and `i` act on: the detail view's, else the history
+    /// view's or the incident view's selection, else the focused pane's (or the alerts strip's) selection, else its newest
     /// shown event.
     pub fn target_entry(&self) -> Option<&Entry> {
         if let Some(entry) = self.detail.as_ref().and_then(|d| d.entry.as_ref()) {
@@ -352,6 +357,9 @@ impl App {
         }
         if self.view == View::History {
             return self.history.rows.get(self.history.selected);
+        }
+        if self.view == View::Incident {
+            return self.incident_entry();
         }
         let pane = self.pane(self.focus);
         pane.selected_entry(self.paused_at)

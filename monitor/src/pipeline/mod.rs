@@ -140,6 +140,8 @@ pub struct RunOptions {
     pub storage: Option<crate::config::Storage>,
     /// `--record FILE`: save the enriched events (before analysis) for `--replay`.
     pub record: Option<PathBuf>,
+    /// `--presenter`: the terminal UI starts in the presenter layout (`Z` toggles it).
+    pub presenter: bool,
 }
 
 /// What a run did, printed to stderr at the end.

@@ -348,6 +348,7 @@ async fn run_with(
     }
     let offset = Local::now().offset().fix();
     let mut app = App::new(controls, offset, Utc::now());
+    app.presenter = options.presenter;
     if let Some(about) = about {
         app.set_status(about, StatusKind::Info);
     }

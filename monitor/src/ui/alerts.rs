@@ -8,12 +8,13 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Row, Table},
 };
 
-use super::{Styles, Theme, block_tag, clean, clock, severity_marker};
-use crate::app::{App, PaneId};
+use super::{PRESENTER_MARKER_WIDTH, Styles, Theme, block_tag, clean, clock};
+use crate::app::{App, PaneId, View};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let styles = Styles::new(theme);
-    let focused = app.focus == PaneId::Alerts;
+    // A view over the panes (rules, incident...) has the keys, not the strip.
+    let focused = app.focus == PaneId::Alerts && app.view == View::Live;
     let state = app.pane(PaneId::Alerts);
     let data_rows = usize::from(area.height.saturating_sub(1));
     state.height.set(data_rows);
@@ -32,7 +33,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     }
     if focused {
         title.push(Span::styled(
-            " Enter: why it fired  e: its process's events ",
+            " Enter: why it fired  e: its process's events  i: its incident ",
             styles.dim(),
         ));
     }
@@ -41,6 +42,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .title(Line::from(title))
         .border_style(if focused { styles.bold() } else { styles.dim() });
     let wide = area.width >= 70;
+    let presenter = styles.presenter();
     let rows = shown.into_iter().map(|entry| {
         let event = &entry.event;
         let analysis = &event.analysis;
@@ -62,11 +64,24 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         if state.selected == Some(entry.seq) {
             style = style.patch(styles.selected(focused));
         }
-        let marker = Cell::from(severity_marker(analysis.severity))
-            .style(styles.severity(analysis.severity));
+        let marker =
+            Cell::from(styles.marker(analysis.severity)).style(styles.severity(analysis.severity));
         let pid = Cell::from(Line::from(event.pid.to_string()).right_aligned());
         let process = Cell::from(clean(&event.process).into_owned());
-        let cells = if wide {
+        let cells = if presenter {
+            // Fewer, bigger columns: the badge, the time, the process, the rule (and the
+            // advice on a wide screen).
+            let mut cells = vec![
+                marker,
+                Cell::from(clock(app, event.timestamp)),
+                process,
+                Cell::from(rule),
+            ];
+            if area.width >= 120 {
+                cells.push(Cell::from(advice));
+            }
+            cells
+        } else if wide {
             vec![
                 marker,
                 Cell::from(clock(app, event.timestamp)),
@@ -82,7 +97,20 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         };
         Row::new(cells).style(style)
     });
-    let widths: &[Constraint] = if wide {
+    let presenter_widths = [
+        Constraint::Length(PRESENTER_MARKER_WIDTH),
+        Constraint::Length(8),
+        Constraint::Length(15),
+        if area.width >= 120 {
+            Constraint::Length(28)
+        } else {
+            Constraint::Fill(1)
+        },
+        Constraint::Fill(1),
+    ];
+    let widths: &[Constraint] = if presenter {
+        &presenter_widths[..if area.width >= 120 { 5 } else { 4 }]
+    } else if wide {
         &[
             Constraint::Length(2),
             Constraint::Length(8),

@@ -47,8 +47,21 @@ const ALERT_HINTS: &[(&str, &str)] = &[
     ("↑↓", "select"),
     ("Enter", "why it fired"),
     ("e", "its process's events"),
+    ("i", "incident"),
     ("b", "block"),
     ("/", "filter"),
+];
+
+/// The keys of the incident view.
+const INCIDENT_HINTS: &[(&str, &str)] = &[
+    ("Esc", "back"),
+    ("↑↓", "select"),
+    ("Enter", "detail"),
+    ("e", "its process's events"),
+    ("←→", "fold"),
+    ("b", "block"),
+    ("Z", "presenter"),
+    ("?", "help"),
 ];
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
@@ -72,7 +85,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             StatusKind::Error => styles.error(),
             StatusKind::Prompt => styles.header_bar(),
         };
-        let text = format!(" {}", clean(&status.text));
+        // An error says so in a symbol too, not only in red.
+        let mark = if status.kind == StatusKind::Error {
+            " ✗"
+        } else {
+            ""
+        };
+        let text = format!("{mark} {}", clean(&status.text));
         let text = if status.kind == StatusKind::Prompt {
             // The end of a question says which keys answer it: keep it in view.
             keep_tail(&text, usize::from(area.width))
@@ -81,7 +100,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         };
         Line::from(Span::styled(text, style))
     } else {
-        let hints = if app.focus == PaneId::Alerts && app.view == View::Live {
+        let hints = if app.view == View::Incident {
+            INCIDENT_HINTS
+        } else if app.focus == PaneId::Alerts && app.view == View::Live {
             ALERT_HINTS
         } else if app.demo.is_some() && app.view == View::Live {
             DEMO_HINTS

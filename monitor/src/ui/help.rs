@@ -23,6 +23,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("e", "its process's events (filter pid:N); Esc clears"),
     (
+        "i",
+        "incident: its process tree with each process's events and rules; ←→ fold",
+    ),
+    (
         "1 2 3 4",
         "switch process / file / network / kernel probes on or off",
     ),
@@ -53,6 +57,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "pause the display (capture goes on; +N counts arrivals)",
     ),
     ("c", "clear the panes and alerts"),
+    (
+        "Z",
+        "presenter layout (projector): fewer columns, bigger markers",
+    ),
     ("?", "this help"),
     ("q  Ctrl-C", "quit"),
 ];

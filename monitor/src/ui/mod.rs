@@ -16,6 +16,7 @@ pub mod footer;
 pub mod header;
 pub mod help;
 pub mod history;
+pub mod incident;
 pub mod narration;
 pub mod network;
 pub mod process;
@@ -24,7 +25,7 @@ pub mod rules;
 pub mod sample;
 pub mod theme;
 
-pub use theme::{Theme, severity_marker};
+pub use theme::{PRESENTER_MARKER_WIDTH, Theme, presenter_marker, severity_marker};
 
 use std::borrow::Cow;
 
@@ -67,6 +68,10 @@ fn alerts_height(height: u16, focused: bool) -> u16 {
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
+    let theme = Theme {
+        presenter: theme.presenter || app.presenter,
+        ..theme
+    };
     let area = frame.area();
     if area.width == 0 || area.height == 0 {
         return;
@@ -103,6 +108,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
             View::Rules => rules::render(frame, body, app, theme),
             View::Blocks => blocks::render(frame, body, app, theme),
             View::History => history::render(frame, body, app, theme),
+            View::Incident => incident::render(frame, body, app, theme),
         }
     }
     if alerts_area.height > 0 {
@@ -193,8 +199,39 @@ impl Styles {
         }
     }
 
-    /// The marker and risk cells: benign dim, suspicious yellow, malicious red and bold.
+    /// Whether this is the presenter layout (fewer columns, bigger markers, high contrast).
+    pub fn presenter(&self) -> bool {
+        self.theme.presenter
+    }
+
+    /// The severity marker of the layout: `!`/`!!`, or the presenter's words with symbols.
+    pub fn marker(&self, severity: Severity) -> &'static str {
+        if self.theme.presenter {
+            presenter_marker(severity)
+        } else {
+            severity_marker(severity)
+        }
+    }
+
+    /// The marker and risk cells: benign dim, suspicious yellow, malicious red and bold. In
+    /// the presenter layout: badges, black on yellow and white on red (reversed video without
+    /// colour), and no dim text.
     pub fn severity(&self, severity: Severity) -> Style {
+        if self.theme.presenter {
+            let badge = |fg: Color, bg: Color| {
+                let style = Style::new().add_modifier(Modifier::BOLD);
+                if self.theme.color {
+                    style.fg(fg).bg(bg)
+                } else {
+                    style.add_modifier(Modifier::REVERSED)
+                }
+            };
+            return match severity {
+                Severity::Benign => Style::new(),
+                Severity::Suspicious => badge(Color::Black, Color::Yellow),
+                Severity::Malicious => badge(Color::White, Color::Red),
+            };
+        }
         match severity {
             Severity::Benign => Style::new().add_modifier(Modifier::DIM),
             Severity::Suspicious => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
@@ -202,20 +239,30 @@ impl Styles {
         }
     }
 
-    /// A whole row: suspicious and malicious rows are coloured, benign rows are plain.
+    /// A whole row: suspicious and malicious rows are coloured, benign rows are plain (in the
+    /// presenter layout the colours are the light, bold ones, readable on a projector).
     pub fn row(&self, severity: Severity) -> Style {
-        match severity {
-            Severity::Benign => Style::new(),
-            Severity::Suspicious => self.fg(Color::Yellow),
-            Severity::Malicious => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+        match (severity, self.theme.presenter) {
+            (Severity::Benign, _) => Style::new(),
+            (Severity::Suspicious, false) => self.fg(Color::Yellow),
+            (Severity::Malicious, false) => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            (Severity::Suspicious, true) => {
+                self.fg(Color::LightYellow).add_modifier(Modifier::BOLD)
+            }
+            (Severity::Malicious, true) => self.fg(Color::LightRed).add_modifier(Modifier::BOLD),
         }
     }
 
     pub fn selected(&self, focused: bool) -> Style {
-        if focused {
+        let style = if focused {
             Style::new().add_modifier(Modifier::REVERSED)
         } else {
             Style::new().add_modifier(Modifier::UNDERLINED)
+        };
+        if self.theme.presenter {
+            style.add_modifier(Modifier::BOLD)
+        } else {
+            style
         }
     }
 
@@ -227,8 +274,14 @@ impl Styles {
         }
     }
 
+    /// Secondary text: dim, except in the presenter layout (dim grey is unreadable on a
+    /// projector).
     pub fn dim(&self) -> Style {
-        Style::new().add_modifier(Modifier::DIM)
+        if self.theme.presenter {
+            Style::new()
+        } else {
+            Style::new().add_modifier(Modifier::DIM)
+        }
     }
 
     pub fn bold(&self) -> Style {
@@ -240,7 +293,11 @@ impl Styles {
     }
 
     pub fn ok(&self) -> Style {
-        self.fg(Color::Green)
+        if self.theme.presenter {
+            self.fg(Color::LightGreen).add_modifier(Modifier::BOLD)
+        } else {
+            self.fg(Color::Green)
+        }
     }
 
     pub fn warn(&self) -> Style {
@@ -303,6 +360,15 @@ pub fn render_event_pane(
         .title(Line::from(title))
         .border_style(if focused { styles.bold() } else { styles.dim() });
 
+    if styles.presenter() {
+        let selection = (state.selected, focused);
+        let mut table = presenter_table(app, &styles, &rows, selection, facts, area.width);
+        if with_header {
+            table = table.header(presenter_header(&styles, area.width));
+        }
+        frame.render_widget(table.block(block), area);
+        return;
+    }
     let wide = area.width >= 70;
     let widths: &[Constraint] = if wide {
         &[
@@ -375,6 +441,66 @@ pub fn render_event_pane(
         table = table.header(header);
     }
     frame.render_widget(table, area);
+}
+
+/// An event pane in the presenter layout: fewer columns (the marker as a badge, the time, the
+/// process, what it did), bigger markers; the pid only on wide screens (120 columns).
+fn presenter_table<'a>(
+    app: &App,
+    styles: &Styles,
+    rows: &[&Entry],
+    (selected, focused): (Option<u64>, bool),
+    facts: Facts,
+    width: u16,
+) -> Table<'a> {
+    let wide = width >= 120;
+    let table_rows: Vec<Row> = rows
+        .iter()
+        .map(|entry| {
+            let event = &entry.event;
+            let severity = event.analysis.severity;
+            let (op, details) = facts(event);
+            let mut what = Line::from(format!("{op} {details}"));
+            if let Some(tag) = block_tag(app, entry) {
+                what.spans.insert(0, Span::styled(tag, styles.blocked()));
+            }
+            let mut cells = vec![
+                Cell::from(presenter_marker(severity)).style(styles.severity(severity)),
+                Cell::from(clock(app, event.timestamp)),
+            ];
+            if wide {
+                cells.push(Cell::from(
+                    Line::from(event.pid.to_string()).right_aligned(),
+                ));
+            }
+            cells.push(Cell::from(clean(&event.process).into_owned()));
+            cells.push(Cell::from(what));
+            let mut style = styles.row(severity);
+            if selected == Some(entry.seq) {
+                style = style.patch(styles.selected(focused));
+            }
+            Row::new(cells).style(style)
+        })
+        .collect();
+    let mut widths = vec![
+        Constraint::Length(PRESENTER_MARKER_WIDTH),
+        Constraint::Length(8),
+    ];
+    if wide {
+        widths.push(Constraint::Length(7));
+    }
+    widths.extend([Constraint::Length(15), Constraint::Fill(1)]);
+    Table::new(table_rows, widths).column_spacing(1)
+}
+
+/// The presenter layout's column header (see [`presenter_table`]).
+fn presenter_header(styles: &Styles, width: u16) -> Row<'static> {
+    let mut header = vec!["risk", "time"];
+    if width >= 120 {
+        header.push("pid");
+    }
+    header.extend(["process", "what"]);
+    Row::new(header).style(styles.bold())
 }
 
 /// The tag in front of an event the kernel stopped (killed at exec, connect refused) or of a

@@ -8,7 +8,10 @@ use super::sample;
 use super::*;
 use crate::app::Event as AppEvent;
 
-const COLOUR: Theme = Theme { color: true };
+const COLOUR: Theme = Theme {
+    color: true,
+    presenter: false,
+};
 
 fn app() -> App {
     sample::app(sample::events())
@@ -414,6 +417,9 @@ fn never_panics_at_any_size() {
         " ",
         "\t\t\tj",
         "\t\t\tj\n",
+        "\t\t\tji",
+        "Z",
+        "Z\t\t\tj",
     ] {
         let mut app = app();
         keys(&mut app, setup);
@@ -480,7 +486,15 @@ fn severity_colours_and_no_colour() {
 
     let mut mono = sample::app(sample::events());
     keys(&mut mono, "\t\t");
-    let terminal = screen_in(Theme { color: false }, &mono, 160, 48);
+    let terminal = screen_in(
+        Theme {
+            color: false,
+            presenter: false,
+        },
+        &mono,
+        160,
+        48,
+    );
     let buffer = terminal.backend().buffer();
     assert!(
         buffer
@@ -590,4 +604,219 @@ fn demo_help_lists_the_demo_keys_first() {
         "{screen}"
     );
     assert!(screen.contains("not the probe prompt"), "{screen}");
+}
+
+/// The sample, and a web server's story (nginx, pid 3000, child of PID 1) after it: a shell,
+/// a shell under it that reads /etc/shadow with cat, and a connection to a reverse-shell
+/// port, each flagged; plus a process of another session.
+fn incident_app() -> App {
+    use crate::event::{Analysis, EventType, Severity};
+    let mut events = sample::events();
+    let mut ms = 5_000;
+    let mut ev = |event_type: EventType, pid: u32, ppid: u32, name: &str, cmdline: &str| {
+        ms += 150;
+        let mut e = crate::event::Event::new(
+            event_type,
+            sample::base_time() + chrono::TimeDelta::milliseconds(ms),
+        );
+        e.pid = pid;
+        e.tid = pid;
+        e.ppid = ppid;
+        e.uid = 33;
+        e.user = "www-data".into();
+        e.process = name.into();
+        e.exe = format!("/usr/bin/{name}").into();
+        e.cmdline = cmdline.into();
+        e
+    };
+    let flag = |mut e: crate::event::Event, severity: Severity, rule: &str| {
+        e.analysis = Analysis {
+            label: rule.to_string(),
+            severity,
+            risk_score: 0.8,
+            detection_method: "rule_based".to_string(),
+            confidence: 1.0,
+            recommendation: "look at its parent".to_string(),
+            rules: vec![rule.to_string()],
+            process_risk: 0.8,
+        };
+        e
+    };
+    let mut story = vec![
+        ev(
+            EventType::ProcessExec,
+            3000,
+            1,
+            "nginx",
+            "nginx: worker process",
+        ),
+        ev(
+            EventType::ProcessFork,
+            3001,
+            3000,
+            "nginx",
+            "nginx: worker process",
+        ),
+    ];
+    let shell = ev(
+        EventType::ProcessExec,
+        3001,
+        3000,
+        "sh",
+        "sh -c id; sh -c 'cat /etc/shadow'",
+    );
+    story.push(flag(shell, Severity::Suspicious, "web_server_spawns_shell"));
+    story.push(ev(EventType::ProcessFork, 3002, 3001, "sh", "sh -c id"));
+    story.push(ev(
+        EventType::ProcessExec,
+        3002,
+        3001,
+        "sh",
+        "sh -c 'cat /etc/shadow'",
+    ));
+    story.push(ev(
+        EventType::ProcessFork,
+        3003,
+        3002,
+        "sh",
+        "sh -c 'cat /etc/shadow'",
+    ));
+    story.push(ev(
+        EventType::ProcessExec,
+        3003,
+        3002,
+        "cat",
+        "cat /etc/shadow",
+    ));
+    let mut read = ev(EventType::FileOpen, 3003, 3002, "cat", "cat /etc/shadow");
+    read.file_path = Some("/etc/shadow".to_string());
+    read.flags = Some("O_RDONLY".to_string());
+    story.push(flag(read, Severity::Malicious, "shadow_read"));
+    let mut exit = ev(EventType::ProcessExit, 3003, 3002, "cat", "cat /etc/shadow");
+    exit.exit_code = Some(0);
+    story.push(exit);
+    story.push(ev(
+        EventType::FileOpen,
+        4000,
+        1,
+        "cron",
+        "/usr/sbin/cron -f",
+    ));
+    let mut connect = ev(EventType::NetConnect, 3001, 3000, "sh", "sh -c id");
+    connect.protocol = Some("tcp".to_string());
+    connect.target_ip = "203.0.113.9".parse().ok();
+    connect.target_port = Some(4444);
+    story.push(flag(connect, Severity::Malicious, "reverse_shell_port"));
+    events.extend(story);
+    sample::app(events)
+}
+
+/// `i` on the alert for cat's read of /etc/shadow: nginx's tree, with cat's read selected.
+#[test]
+fn incident_view_from_an_alert() {
+    let mut app = incident_app();
+    keys(&mut app, "\t\t\t");
+    screen(&app, 80, 24);
+    // The newest alert is the connection; the one before it cat's read.
+    keys(&mut app, "jji");
+    assert_eq!(app.view, View::Incident);
+    snapshot_sizes!("incident", app);
+    let shown = text(screen(&app, 160, 48).backend().buffer());
+    for needle in [
+        "Incident: pid 3000 nginx (4 processes)",
+        "root here: its parent systemd (pid 1) starts the session",
+        "3003 cat  www-data  !! ALERT ×1",
+        "open    /etc/shadow  O_RDONLY  ← shadow_read (malicious)",
+        "3001 sh  www-data  !! ALERT ×2",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} missing:\n{shown}");
+    }
+    assert!(!shown.contains("cron"), "{shown}");
+}
+
+/// The demo's API: a root asked for and events labelled, in the presenter layout.
+#[test]
+fn incident_view_with_labels_in_the_presenter_layout() {
+    let mut app = incident_app();
+    app.set_incident_labels(Some(Box::new(|e: &crate::event::Event| {
+        (e.process.as_str() == "cat").then(|| "step 3".to_string())
+    })));
+    app.open_incident_at(3002);
+    keys(&mut app, "Z");
+    assert!(app.presenter);
+    snapshot_sizes!("incident_presenter", app);
+    let shown = text(screen(&app, 160, 48).backend().buffer());
+    assert!(shown.contains("[step 3]"), "{shown}");
+    assert!(shown.contains("!! MALICIOUS ALERT ×1"), "{shown}");
+}
+
+#[test]
+fn presenter_layout_main_screen() {
+    let mut app = app();
+    keys(&mut app, "Z");
+    snapshot_sizes!("presenter_processes", app);
+    keys(&mut app, "\t\t");
+    snapshot_sizes!("presenter_network", app);
+}
+
+#[test]
+fn presenter_layout_alerts_strip() {
+    let mut app = app();
+    keys(&mut app, "Z\t\t\t");
+    screen(&app, 80, 24);
+    keys(&mut app, "j");
+    snapshot_sizes!("presenter_alerts_focused", app);
+    let shown = text(screen(&app, 80, 24).backend().buffer());
+    assert!(shown.contains("!! MALICIOUS"), "{shown}");
+    assert!(shown.contains("▲ SUSPICIOUS"), "{shown}");
+}
+
+/// The presenter layout: no dim text anywhere, markers as words, and without colour the
+/// badges are reversed video (the words stay).
+#[test]
+fn presenter_layout_is_high_contrast_and_readable_without_colour() {
+    let mut app = app();
+    keys(&mut app, "Z");
+    let terminal = screen(&app, 160, 48);
+    let buffer = terminal.backend().buffer();
+    assert!(
+        buffer
+            .content
+            .iter()
+            .all(|c| !c.modifier.contains(ratatui::style::Modifier::DIM)),
+        "no dim text in the presenter layout"
+    );
+    let mono = screen_in(
+        Theme {
+            color: false,
+            presenter: true,
+        },
+        &sample::app(sample::events()),
+        160,
+        48,
+    );
+    let buffer = mono.backend().buffer();
+    assert!(
+        buffer
+            .content
+            .iter()
+            .all(|c| c.fg == Color::Reset && c.bg == Color::Reset)
+    );
+    let shown = text(buffer);
+    assert!(
+        shown.contains("!! MALICIOUS") && shown.contains("▲ SUSPICIOUS"),
+        "{shown}"
+    );
+}
+
+/// Names, paths and the root's reason in the incident view are escaped like everywhere else.
+#[test]
+fn incident_view_escapes_untrusted_text() {
+    let mut app = app();
+    app.open_incident_at(2006);
+    let shown = text(screen(&app, 160, 48).backend().buffer());
+    for bad in ['\x1b', '\u{202e}', '\x07'] {
+        assert!(!shown.contains(bad), "{bad:?} reached the screen");
+    }
+    assert!(shown.contains("2006 evil\\x1b[2J"), "{shown}");
 }
