@@ -72,6 +72,18 @@ impl DemoState {
         }
     }
 
+    /// Labels for the incident view: an event of step N's process tree (as it is now) reads
+    /// `step N`, so the tree of the story shows which step did what.
+    pub fn incident_labels(&self) -> super::IncidentLabeler {
+        let trees = self.trees.clone();
+        Box::new(move |event| {
+            trees
+                .iter()
+                .position(|tree| tree.contains(&event.pid))
+                .map(|step| format!("step {}", step + 1))
+        })
+    }
+
     /// Whether every expected rule of `step` has fired.
     pub fn complete(&self, step: usize) -> bool {
         self.scenario
@@ -386,6 +398,16 @@ defender = "Look again."
         );
         assert!(demo.complete(0));
         assert!(!demo.complete(1));
+    }
+
+    #[test]
+    fn the_incident_view_labels_events_with_their_step() {
+        let (mut app, _log) = demo();
+        key(&mut app, 'n');
+        app.ingest([event(200, 100, &["rule_a"]), event(7, 1, &[])]);
+        let labels = demo_state(&app).incident_labels();
+        assert_eq!(labels(&event(200, 100, &[])).as_deref(), Some("step 1"));
+        assert_eq!(labels(&event(7, 1, &[])), None, "not the demo's");
     }
 
     #[test]

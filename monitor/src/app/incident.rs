@@ -458,6 +458,11 @@ impl App {
             return;
         };
         let (pid, seq) = (entry.event.pid, entry.seq);
+        // In a demo, each event says which step it belongs to (the step trees as they are
+        // when the view opens).
+        if let Some(demo) = &self.demo {
+            self.incident.labeler = Some(demo.incident_labels());
+        }
         self.show_incident(Anchor::Event { pid, seq });
         let incident = &mut self.incident;
         incident.selected = incident
