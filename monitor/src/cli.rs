@@ -114,8 +114,9 @@ pub struct Cli {
     pub presenter: bool,
 
     /// Also serve the web controller (API and dashboard, see `serve --help`) beside the
-    /// terminal UI or --json. Same as [controller] enabled = true.
-    #[arg(long)]
+    /// terminal UI or --json (`demo --serve`: with the demo's narration). Same as
+    /// [controller] enabled = true.
+    #[arg(long, global = true)]
     pub serve: bool,
 
     /// The controller's address and port (default: [controller] listen, 127.0.0.1:9988).
