@@ -758,12 +758,7 @@ fn replay_demo(
         .build()
         .wrap_err("starting the async runtime")?;
     let result = runtime.block_on(tui::run_demo(
-        config,
-        &options,
-        source,
-        companions,
-        state,
-        None,
+        config, &options, source, companions, state, None,
     ));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     let summary = result?;

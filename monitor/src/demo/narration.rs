@@ -81,6 +81,9 @@ impl NarrationBoard {
 
     /// The newest snapshot, if a demo runs.
     pub fn current(&self) -> Option<Arc<NarrationSnapshot>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -99,9 +99,18 @@ mod tests {
         let html = markup(&demo).into_string();
         assert!(!html.contains("<script>") && !html.contains("<img") && !html.contains("<rule>"));
         assert!(html.contains("&lt;script&gt;"), "{html}");
-        assert!(html.contains("Step 2 of 3: Shell &amp; &lt;b&gt;"), "{html}");
-        assert!(html.contains(r#"<li class="fired" data-rule="reverse_shell">"#), "{html}");
-        assert!(html.contains(r#"<li class="waiting" data-rule="&lt;rule&gt;">"#), "{html}");
+        assert!(
+            html.contains("Step 2 of 3: Shell &amp; &lt;b&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<li class="fired" data-rule="reverse_shell">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<li class="waiting" data-rule="&lt;rule&gt;">"#),
+            "{html}"
+        );
         assert!(html.contains("running"));
     }
 }
