@@ -18,7 +18,7 @@ use crate::common::{
 use crate::tui::{
     EXITED, SCREEN_TIMEOUT, Tmux, set_filter, shell_says_exited, tui_pid, wrapper_script,
 };
-use crate::web::wait_until;
+use crate::web::{Browser, PAGE_TIMEOUT, wait_until};
 
 /// A free loopback port (free a moment ago).
 fn free_port() -> u16 {
@@ -402,6 +402,11 @@ fn demo_serve_shows_the_narration_on_the_dashboard() {
     assert!(intro["step"].is_null(), "before n: {intro}");
     let (status, body) = get("/api/v1/demo", None);
     assert_eq!(status, 401, "without the token: {body}");
+    // A real browser on the live page: the panel says the introduction, then follows `n`.
+    let browser = Browser::start(&base);
+    assert!(browser.log_in(&token), "the token logs in");
+    let heading = browser.text("#demo-step").unwrap_or_default();
+    assert!(heading.starts_with("Introduction"), "{heading:?}");
 
     tmux.keys(&["n"]);
     let step = &scenario.steps[0];
@@ -438,14 +443,34 @@ fn demo_serve_shows_the_narration_on_the_dashboard() {
     assert_eq!(fired["step"]["number"], 1, "{fired}");
     let (status, fragment) = get("/ui/demo", Some(&token));
     assert_eq!(status, 200, "{fragment}");
-    let heading = format!("Step 1 of {}: ", scenario.steps.len());
-    assert!(fragment.contains(&heading), "{fragment}");
+    let heading_wanted = format!("Step 1 of {}: ", scenario.steps.len());
+    assert!(fragment.contains(&heading_wanted), "{fragment}");
     for rule in &expected {
         assert!(
             fragment.contains(&format!(r#"<li class="fired" data-rule="{rule}">"#)),
             "{rule} not marked fired: {fragment}"
         );
     }
+    // The page in the browser caught up by itself (HTMX asks for the panel every second).
+    let marked = wait_until(
+        "the browser's panel at step 1, rules fired",
+        PAGE_TIMEOUT,
+        || {
+            let heading = browser.text("#demo-step").unwrap_or_default();
+            let fired = browser.js(
+            "return Array.from(document.querySelectorAll('#demo-rules li.fired')).map(l => l.dataset.rule);",
+            vec![],
+        );
+            let fired: Vec<String> = serde_json::from_value(fired).map_err(|e| e.to_string())?;
+            if heading.starts_with(&heading_wanted) && fired == expected {
+                Ok(fired)
+            } else {
+                Err(format!("{heading:?}, fired {fired:?}"))
+            }
+        },
+    );
+    assert_eq!(marked, expected);
+    drop(browser);
     let (status, page) = get("/", Some(&token));
     assert_eq!(status, 200, "{page}");
     assert!(
