@@ -114,8 +114,9 @@ pub struct Cli {
     pub presenter: bool,
 
     /// Also serve the web controller (API and dashboard, see `serve --help`) beside the
-    /// terminal UI or --json. Same as [controller] enabled = true.
-    #[arg(long)]
+    /// terminal UI or --json (`demo --serve`: with the demo's narration). Same as
+    /// [controller] enabled = true.
+    #[arg(long, global = true)]
     pub serve: bool,
 
     /// The controller's address and port (default: [controller] listen, 127.0.0.1:9988).
@@ -246,7 +247,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         secmon-tui demo --list                  the scenarios (built in, and --dir's)\n  \
         secmon-tui demo --check my-lesson.toml  validate a scenario file (file:line:column errors)\n  \
-        sudo secmon-tui demo webapp             play it live: n next step, a auto-play, ? keys")]
+        sudo secmon-tui demo webapp             play it live: n next step, a auto-play, ? keys\n  \
+        sudo secmon-tui demo webapp --serve     and show the narration on the web dashboard too")]
     Demo(DemoArgs),
     /// Removes a deny entry of the running monitor (same as `block remove ID`).
     Unblock {
@@ -560,6 +562,9 @@ mod tests {
         assert_eq!(args.dir, [PathBuf::from("d")]);
         let cli = Cli::try_parse_from(["secmon-tui", "demo", "--check", "s.toml"]).expect("parses");
         assert!(matches!(&cli.command, Some(Command::Demo(a)) if a.check.is_some()));
+        // The dashboard beside the demo: --serve after the subcommand too.
+        let cli = Cli::try_parse_from(["secmon-tui", "demo", "webapp", "--serve"]).expect("parses");
+        assert!(cli.serve);
         usage_error(&["demo", "webapp", "--list"]);
         usage_error(&["demo", "--list", "--check", "s.toml"]);
     }

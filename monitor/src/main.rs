@@ -14,7 +14,7 @@ use secmon::{
     cli::{BlockCommand, BlockKind, Cli, Command, DemoArgs, HubArgs, RulesCommand},
     config::{self, Config},
     controller::{self, ControllerCompanion},
-    demo,
+    demo::{self, narration::NarrationBoard},
     fleet::NatsCompanion,
     history_cli,
     pipeline::{self, PipelineError, RunOptions, SourceSpec},
@@ -288,6 +288,26 @@ fn companions(
         )));
     }
     if let Some(exporter) = NatsCompanion::from_config(config) {
+        companions.push(Box::new(exporter));
+    }
+    companions
+}
+
+/// A demo's companions: the controller with the demo's narration (`demo --serve`), and for a
+/// live demo the NATS exporter (a replayed recording is not this machine's activity).
+fn demo_companions(
+    settings: Option<controller::Settings>,
+    config: &Config,
+    options: &RunOptions,
+    board: &NarrationBoard,
+    live: bool,
+) -> pipeline::Companions {
+    let mut companions: pipeline::Companions = Vec::new();
+    if let Some(settings) = settings {
+        let controller = ControllerCompanion::new(settings, config, options);
+        companions.push(Box::new(controller.with_demo(board.clone())));
+    }
+    if live && let Some(exporter) = NatsCompanion::from_config(config) {
         companions.push(Box::new(exporter));
     }
     companions
@@ -669,14 +689,16 @@ fn run_demo_command(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     );
     let enforce_in = args.enforce.then(|| sandbox.root().to_path_buf());
     let steps = tui::LiveSteps::new(sandbox, &scenario);
-    let state =
+    let mut state =
         secmon::app::DemoState::new(scenario, "live, in a sandbox".to_string(), Box::new(steps));
+    let board = NarrationBoard::new();
+    state.publish_to(board.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
-    let companions = companions(settings, &config, &options, false);
+    let companions = demo_companions(settings, &config, &options, &board, true);
     let result = runtime.block_on(tui::run_demo(
         &config,
         &options,
@@ -720,24 +742,23 @@ fn replay_demo(
         record: None,
         presenter,
     };
+    let settings = controller_settings(cli, config)?;
     let (steps, source) = tui::RecordedSteps::new(recorded);
-    let state = secmon::app::DemoState::new(
+    let mut state = secmon::app::DemoState::new(
         scenario,
         "replay of a recording (no root)".to_string(),
         Box::new(steps),
     );
+    let board = NarrationBoard::new();
+    state.publish_to(board.clone());
+    let companions = demo_companions(settings, config, &options, &board, false);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .wrap_err("starting the async runtime")?;
     let result = runtime.block_on(tui::run_demo(
-        config,
-        &options,
-        source,
-        Vec::new(),
-        state,
-        None,
+        config, &options, source, companions, state, None,
     ));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     let summary = result?;

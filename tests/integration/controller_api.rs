@@ -638,6 +638,8 @@ fn endpoints() -> Vec<(&'static str, String, Option<String>, u16)> {
     let simulate = json!({"target": {"exec": "/tmp/secmon-test-simulated"}}).to_string();
     vec![
         ("GET", "/api/v1/status".into(), None, 200),
+        // No demo runs in `serve` (demo.rs has the demo's answers).
+        ("GET", "/api/v1/demo".into(), None, 404),
         ("GET", "/api/v1/alerts?limit=3".into(), None, 200),
         ("GET", "/api/v1/history?limit=5".into(), None, 200),
         ("GET", "/api/v1/history/counts?bucket=day".into(), None, 200),

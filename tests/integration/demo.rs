@@ -9,12 +9,22 @@ use std::time::{Duration, Instant};
 
 use secmon::demo::scenario::{SHIPPED, Scenario};
 
+use serde_json::Value;
+
 use crate::common::{
-    BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, require_root,
+    BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, path_str,
+    require_root,
 };
 use crate::tui::{
     EXITED, SCREEN_TIMEOUT, Tmux, set_filter, shell_says_exited, tui_pid, wrapper_script,
 };
+use crate::web::{Browser, PAGE_TIMEOUT, wait_until};
+
+/// A free loopback port (free a moment ago).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("its address").port()
+}
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
@@ -255,20 +265,8 @@ defender = "Look in /tmp."
 #[test]
 fn demo_replays_every_shipped_scenario_without_root() {
     require_root();
-    // Everything nobody needs, where nobody can read it (the build tree may not be).
     let dir = TestDir::new(&marker());
-    let bin = copy_executable(BIN, &dir.join("secmon-tui"));
-    let rules = dir.join("rules");
-    for (tool, args) in [
-        ("cp", vec!["-r", RULES, rules.to_str().expect("UTF-8 path")]),
-        (
-            "chmod",
-            vec!["-R", "a+rX", dir.path().to_str().expect("UTF-8 path")],
-        ),
-    ] {
-        let status = Command::new(tool).args(&args).status().expect(tool);
-        assert!(status.success(), "{tool} {args:?}: {status}");
-    }
+    let (bin, rules) = for_nobody(&dir);
     for (file, _) in SHIPPED {
         let scenario = shipped(file);
         let tmux = Tmux::start(
@@ -298,6 +296,191 @@ fn demo_replays_every_shipped_scenario_without_root() {
         let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
         assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
     }
+}
+
+/// Everything `nobody` needs in `dir`, where nobody can read it (the build tree may not be):
+/// the binary and the rules.
+fn for_nobody(dir: &TestDir) -> (PathBuf, PathBuf) {
+    let bin = copy_executable(BIN, &dir.join("secmon-tui"));
+    let rules = dir.join("rules");
+    run_tool("cp", &["-r", RULES, path_str(&rules).as_str()]);
+    run_tool("chmod", &["-R", "a+rX", path_str(dir.path()).as_str()]);
+    (bin, rules)
+}
+
+#[track_caller]
+fn run_tool(tool: &str, args: &[&str]) {
+    let status = Command::new(tool).args(args).status().expect(tool);
+    assert!(status.success(), "{tool} {args:?}: {status}");
+}
+
+/// Without root, from the recording, with `--serve`: the dashboard shows the demo. Before
+/// `n`, `/api/v1/demo` says the introduction; after it, step 1 with its expected rules, then
+/// each fired; the live page's narration fragment (`/ui/demo`) says the same; and without the
+/// token the API refuses (401).
+#[test]
+fn demo_serve_shows_the_narration_on_the_dashboard() {
+    require_root();
+    let dir = TestDir::new(&marker());
+    let (bin, rules) = for_nobody(&dir);
+    // The controller's files, nobody's own (the token file must be private to its reader).
+    let private = dir.join("controller");
+    fs::create_dir(&private).expect("create the controller's directory");
+    let token = "d".repeat(64);
+    let token_file = private.join("controller.token");
+    fs::write(&token_file, format!("{token}\n")).expect("write the token");
+    run_tool("chmod", &["600", path_str(&token_file).as_str()]);
+    run_tool("chmod", &["700", path_str(&private).as_str()]);
+    run_tool("chown", &["-R", "65534:65534", path_str(&private).as_str()]);
+    let config = dir.join("secmon.toml");
+    fs::write(
+        &config,
+        format!(
+            "[controller]\ntoken_file = {:?}\naudit_log = {:?}\n",
+            path_str(&token_file),
+            path_str(&private.join("audit.log")),
+        ),
+    )
+    .expect("write the config");
+    run_tool("chmod", &["a+r", path_str(&config).as_str()]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let scenario = shipped(SHIPPED[0].0);
+    let tmux = Tmux::start(
+        &format!("demo-serve-{}-{}", std::process::id(), next_id()),
+        &wrapper_script("", ""),
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            path_str(&bin).as_str(),
+            "demo",
+            "--serve",
+            "--listen",
+            &listen,
+            "--rules",
+            path_str(&rules).as_str(),
+            "--config",
+            path_str(&config).as_str(),
+            &scenario.name,
+        ],
+    );
+    tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
+        s.contains(INTRODUCTION)
+    });
+    let base = format!("http://{listen}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let get = |path: &str, token: Option<&str>| -> (u16, String) {
+        let mut request = agent.get(format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        match request.call() {
+            Ok(mut reply) => (
+                reply.status().as_u16(),
+                reply.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(e) => (0, e.to_string()),
+        }
+    };
+    // The controller starts beside the UI: its first answer says the introduction.
+    let intro = wait_until("the controller's answer", READY_TIMEOUT, || {
+        match get("/api/v1/demo", Some(&token)) {
+            (200, body) => serde_json::from_str::<Value>(&body).map_err(|e| e.to_string()),
+            (status, body) => Err(format!("{status}: {body}")),
+        }
+    });
+    assert_eq!(intro["scenario"], scenario.name.as_str(), "{intro}");
+    assert_eq!(intro["steps"], scenario.steps.len(), "{intro}");
+    assert!(intro["step"].is_null(), "before n: {intro}");
+    let (status, body) = get("/api/v1/demo", None);
+    assert_eq!(status, 401, "without the token: {body}");
+    // A real browser on the live page: the panel says the introduction, then follows `n`.
+    let browser = Browser::start(&base);
+    assert!(browser.log_in(&token), "the token logs in");
+    let heading = browser.text("#demo-step").unwrap_or_default();
+    assert!(heading.starts_with("Introduction"), "{heading:?}");
+
+    tmux.keys(&["n"]);
+    let step = &scenario.steps[0];
+    let expected: Vec<&str> = step.expect.iter().map(String::as_str).collect();
+    let shown = wait_until("step 1 on the dashboard", SCREEN_TIMEOUT, || {
+        let (status, body) = get("/api/v1/demo", Some(&token));
+        let demo: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}"))?;
+        match demo["step"]["number"].as_u64() {
+            Some(1) => Ok(demo),
+            _ => Err(demo.to_string()),
+        }
+    });
+    let step_json = &shown["step"];
+    assert_eq!(step_json["title"], step.title.as_str(), "{shown}");
+    assert_eq!(step_json["narration"], step.narration.as_str(), "{shown}");
+    assert_eq!(step_json["technique"]["id"], step.technique.id.as_str());
+    assert_eq!(step_json["defender"], step.defender.as_str(), "{shown}");
+    let listed: Vec<&str> = step_json["expect"]
+        .as_array()
+        .expect("expect is a list")
+        .iter()
+        .filter_map(|e| e["rule"].as_str())
+        .collect();
+    assert_eq!(listed, expected, "{shown}");
+    // Every expected rule fires on the replayed step.
+    let fired = wait_until("every expected rule fired", STEP_TIMEOUT, || {
+        let (status, body) = get("/api/v1/demo", Some(&token));
+        let demo: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}"))?;
+        let all = demo["step"]["expect"]
+            .as_array()
+            .is_some_and(|rules| rules.iter().all(|r| r["fired"] == true));
+        if all { Ok(demo) } else { Err(demo.to_string()) }
+    });
+    assert_eq!(fired["step"]["number"], 1, "{fired}");
+    let (status, fragment) = get("/ui/demo", Some(&token));
+    assert_eq!(status, 200, "{fragment}");
+    let heading_wanted = format!("Step 1 of {}: ", scenario.steps.len());
+    assert!(fragment.contains(&heading_wanted), "{fragment}");
+    for rule in &expected {
+        assert!(
+            fragment.contains(&format!(r#"<li class="fired" data-rule="{rule}">"#)),
+            "{rule} not marked fired: {fragment}"
+        );
+    }
+    // The page in the browser caught up by itself (HTMX asks for the panel every second).
+    let marked = wait_until(
+        "the browser's panel at step 1, rules fired",
+        PAGE_TIMEOUT,
+        || {
+            let heading = browser.text("#demo-step").unwrap_or_default();
+            let fired = browser.js(
+            "return Array.from(document.querySelectorAll('#demo-rules li.fired')).map(l => l.dataset.rule);",
+            vec![],
+        );
+            let fired: Vec<String> = serde_json::from_value(fired).map_err(|e| e.to_string())?;
+            if heading.starts_with(&heading_wanted) && fired == expected {
+                Ok(fired)
+            } else {
+                Err(format!("{heading:?}, fired {fired:?}"))
+            }
+        },
+    );
+    assert_eq!(marked, expected);
+    drop(browser);
+    let (status, page) = get("/", Some(&token));
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"id="demo-narration""#),
+        "no narration panel: {page}"
+    );
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the process exit", SCREEN_TIMEOUT, shell_says_exited);
+    assert!(screen.contains(&format!("{EXITED} 0")), "{screen}");
 }
 
 /// `demo --enforce`: `B` on the step's alert really blocks the demo's dropper (a deny entry,

@@ -11,6 +11,9 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::{DateTime, Duration, Utc};
 
 use super::{App, Entry, StatusKind};
+use crate::demo::narration::{
+    ExpectedRule, NarrationBoard, NarrationSnapshot, StepSnapshot, TechniqueSnapshot,
+};
 use crate::demo::scenario::Scenario;
 use crate::event::{Event as SecEvent, Severity};
 
@@ -52,6 +55,8 @@ pub struct DemoState {
     /// "live, in a sandbox" or "replay of …": the narration's title says how it is played.
     pub how: String,
     driver: Box<dyn DemoDriver>,
+    /// Where the web dashboard reads the demo (`--serve`), published on every change.
+    board: Option<NarrationBoard>,
 }
 
 impl DemoState {
@@ -69,6 +74,56 @@ impl DemoState {
             toggled: false,
             how,
             driver,
+            board: None,
+        }
+    }
+
+    /// Publishes the demo's state to `board` from now on (the controller reads it).
+    pub fn publish_to(&mut self, board: NarrationBoard) {
+        self.board = Some(board);
+        self.publish();
+    }
+
+    /// The demo as the dashboard shows it.
+    pub fn snapshot(&self) -> NarrationSnapshot {
+        let step = self.current.and_then(|index| {
+            let step = self.scenario.steps.get(index)?;
+            Some(StepSnapshot {
+                number: index + 1,
+                title: step.title.clone(),
+                narration: step.narration.clone(),
+                technique: TechniqueSnapshot {
+                    id: step.technique.id.clone(),
+                    name: step.technique.name.clone(),
+                },
+                expect: step
+                    .expect
+                    .iter()
+                    .map(|rule| ExpectedRule {
+                        rule: rule.clone(),
+                        fired: self.fired[index].contains(rule),
+                    })
+                    .collect(),
+                defender: step.defender.clone(),
+            })
+        });
+        NarrationSnapshot {
+            scenario: self.scenario.name.clone(),
+            title: self.scenario.title.clone(),
+            summary: self.scenario.summary.clone(),
+            how: self.how.clone(),
+            steps: self.scenario.steps.len(),
+            step,
+            running: self.running,
+            auto: self.auto,
+        }
+    }
+
+    /// Hands the dashboard a new snapshot, when one reads it. Called on changes only (a key,
+    /// a step's end, a newly fired rule), never per event.
+    fn publish(&self) {
+        if let Some(board) = &self.board {
+            board.publish(Some(self.snapshot()));
         }
     }
 
@@ -92,8 +147,10 @@ impl DemoState {
             .is_some_and(|s| s.expect.iter().all(|rule| self.fired[step].contains(rule)))
     }
 
-    /// Notes an event: grows the step trees and marks the expected rules it carries.
-    fn observe(&mut self, entry: &Entry) {
+    /// Notes an event: grows the step trees and marks the expected rules it carries; true
+    /// when a rule fired for the first time on its step.
+    fn observe(&mut self, entry: &Entry) -> bool {
+        let mut newly_fired = false;
         let event: &SecEvent = &entry.event;
         for (step, tree) in self.trees.iter_mut().enumerate() {
             if tree.contains(&event.ppid) {
@@ -104,13 +161,14 @@ impl DemoState {
             }
             for rule in &event.analysis.rules {
                 if self.scenario.steps[step].expect.contains(rule) {
-                    self.fired[step].insert(rule.clone());
+                    newly_fired |= self.fired[step].insert(rule.clone());
                 }
             }
             if event.analysis.severity >= Severity::Suspicious {
                 self.offenders[step] = Some(entry.clone());
             }
         }
+        newly_fired
     }
 }
 
@@ -119,6 +177,7 @@ impl App {
     /// demo's).
     pub fn start_demo(&mut self, demo: DemoState) {
         let title = demo.scenario.title.clone();
+        demo.publish();
         self.demo = Some(demo);
         self.set_status(
             format!("demo: {title} — n runs the first step, a plays them all, ? the keys"),
@@ -131,10 +190,14 @@ impl App {
         let Some(demo) = &mut self.demo else {
             return;
         };
+        let mut newly_fired = false;
         for pane in &self.panes {
             for entry in pane.entries.iter().filter(|e| e.seq >= from) {
-                demo.observe(entry);
+                newly_fired |= demo.observe(entry);
             }
+        }
+        if newly_fired {
+            demo.publish();
         }
     }
 
@@ -164,6 +227,9 @@ impl App {
             });
         }
         let auto_due = demo.auto && !demo.running && demo.next_at.is_some_and(|at| now >= at);
+        if !messages.is_empty() {
+            demo.publish();
+        }
         for (text, kind) in messages {
             self.set_status(text, kind);
         }
@@ -174,6 +240,18 @@ impl App {
 
     /// `n` (`delta` 1) or `p` (`delta` -1): moves to the next or previous step and runs it.
     pub(super) fn demo_step(&mut self, delta: isize) {
+        self.move_demo_step(delta);
+        self.publish_demo();
+    }
+
+    /// The dashboard's snapshot, after a key changed the demo.
+    fn publish_demo(&self) {
+        if let Some(demo) = &self.demo {
+            demo.publish();
+        }
+    }
+
+    fn move_demo_step(&mut self, delta: isize) {
         let Some(demo) = &mut self.demo else {
             return;
         };
@@ -236,6 +314,7 @@ impl App {
         if !demo.auto {
             demo.next_at = None;
             self.set_status("auto-play off".to_string(), StatusKind::Info);
+            self.publish_demo();
             return;
         }
         let idle = !demo.running;
@@ -246,6 +325,7 @@ impl App {
         if idle {
             self.demo_step(1);
         }
+        self.publish_demo();
     }
 
     /// `Space`: pauses auto-play (the running step finishes), or resumes it.
@@ -265,6 +345,7 @@ impl App {
                 self.demo_step(1);
             }
         }
+        self.publish_demo();
     }
 
     /// `b` in the demo: simulates blocking the step's offender (its newest alert).
@@ -408,6 +489,32 @@ defender = "Look again."
         let labels = demo_state(&app).incident_labels();
         assert_eq!(labels(&event(200, 100, &[])).as_deref(), Some("step 1"));
         assert_eq!(labels(&event(7, 1, &[])), None, "not the demo's");
+    }
+
+    #[test]
+    fn the_dashboard_snapshot_follows_the_step_and_its_fired_rules() {
+        let (mut app, _log) = demo();
+        let board = NarrationBoard::new();
+        app.demo.as_mut().expect("a demo").publish_to(board.clone());
+        let intro = board.current().expect("published at once");
+        assert_eq!((intro.scenario.as_str(), intro.steps), ("two", 2));
+        assert!(intro.step.is_none(), "the introduction, before n");
+        key(&mut app, 'n');
+        app.ingest([event(200, 100, &["rule_b"])]);
+        let shown = board.current().expect("a snapshot");
+        assert!(shown.running);
+        let step = shown.step.as_ref().expect("step 1");
+        assert_eq!((step.number, step.title.as_str()), (1, "One"));
+        assert_eq!(step.narration, "First.");
+        assert_eq!(step.technique.id, "T1033");
+        assert_eq!(step.defender, "Look.");
+        let fired: Vec<(&str, bool)> = step
+            .expect
+            .iter()
+            .map(|e| (e.rule.as_str(), e.fired))
+            .collect();
+        assert_eq!(fired, [("rule_a", false), ("rule_b", true)]);
+        assert_eq!(*shown, demo_state(&app).snapshot(), "the newest state");
     }
 
     #[test]

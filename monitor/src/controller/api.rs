@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/status", get(status))
+        .route("/demo", get(demo))
         .route("/events", get(events))
         .route("/alerts", get(alerts))
         .route("/history", get(history))
@@ -194,6 +195,17 @@ pub fn status_of(shared: &AppState) -> Status {
 
 async fn status(State(shared): State<AppState>) -> Json<Status> {
     Json(status_of(&shared))
+}
+
+/// The running demo's narration (`secmon-tui demo --serve`); 404 when no demo runs.
+async fn demo(State(shared): State<AppState>) -> Response {
+    match shared.controls.demo.current() {
+        Some(snapshot) => Json(&*snapshot).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no demo runs here (secmon-tui demo --serve shows one)",
+        ),
+    }
 }
 
 // ---- live events and alerts ---------------------------------------------------------------

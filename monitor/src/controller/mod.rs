@@ -39,6 +39,7 @@ pub mod window;
 
 use crate::{
     config::{self, Config},
+    demo::narration::NarrationBoard,
     losses::Losses,
     pipeline::{
         self, Companion, OnSighup, Pipeline, PipelineError, RunOptions, RunSummary, SourceSpec,
@@ -169,6 +170,8 @@ pub struct Controls {
     pub simulated: Mutex<std::collections::VecDeque<SimulatedBlock>>,
     /// Recent rule reloads, whoever asked (a client, the rule watcher, SIGHUP), newest last.
     pub reloads: Mutex<std::collections::VecDeque<RuleReload>>,
+    /// The running demo's narration (`secmon-tui demo --serve`), empty otherwise.
+    pub demo: NarrationBoard,
 }
 
 /// A rule reload and how it went, as the status page lists it.
@@ -328,9 +331,11 @@ pub async fn start(
     config: &Config,
     pipeline: &Pipeline,
     history: Option<PathBuf>,
+    demo: NarrationBoard,
     batches: tokio::sync::mpsc::Receiver<crate::pipeline::Batch>,
 ) -> Result<RunningController, ControllerError> {
-    let controls = controls(config, pipeline, history);
+    let mut controls = controls(config, pipeline, history);
+    controls.demo = demo;
     let hub = Arc::new(hub::Hub::new(pipeline.recycler()));
     start_serving(settings, &config.controller, controls, hub, batches, None).await
 }
@@ -581,6 +586,7 @@ pub(crate) fn controls(config: &Config, pipeline: &Pipeline, history: Option<Pat
         enforce_mode,
         simulated: Mutex::new(std::collections::VecDeque::new()),
         reloads: Mutex::new(std::collections::VecDeque::new()),
+        demo: NarrationBoard::new(),
     }
 }
 
@@ -616,6 +622,7 @@ pub struct ControllerCompanion {
     settings: Settings,
     config: Config,
     history: Option<PathBuf>,
+    demo: NarrationBoard,
 }
 
 impl ControllerCompanion {
@@ -629,7 +636,14 @@ impl ControllerCompanion {
             settings,
             config: config.clone(),
             history,
+            demo: NarrationBoard::new(),
         }
+    }
+
+    /// Shows the demo that publishes to `board` (`secmon-tui demo --serve`).
+    pub fn with_demo(mut self, board: NarrationBoard) -> ControllerCompanion {
+        self.demo = board;
+        self
     }
 }
 
@@ -641,9 +655,16 @@ impl Companion for ControllerCompanion {
     ) -> pipeline::CompanionStart<'a> {
         Box::pin(async move {
             let token_file = self.settings.token_file.clone();
-            let running = start(self.settings, &self.config, pipeline, self.history, batches)
-                .await
-                .map_err(|e| e.to_string())?;
+            let running = start(
+                self.settings,
+                &self.config,
+                pipeline,
+                self.history,
+                self.demo,
+                batches,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             let url = running.shared.settings.url_for(running.local_addr());
             crate::notice::info(format!(
                 "controller: serving {url} (log in with the token in {}, root only)",

@@ -3,10 +3,12 @@
 //! - `scenario`: the TOML scenarios teachers write (shipped ones in `monitor/scenarios/`,
 //!   built into the binary), parsed with positions, checked against the loaded rules;
 //! - `sandbox`: where a live step runs, and the cleanup that leaves nothing behind.
+//! - `narration`: the snapshot of a running demo the web dashboard shows.
 //!
 //! The demo's state in the UI (which step, which expected rules fired, its keys) is
 //! `app::demo`'s; the narration pane `ui::narration`; the wiring of the sandbox to the UI
 //! `tui::demo`.
+pub mod narration;
 pub mod recording;
 pub mod sandbox;
 pub mod scenario;

@@ -235,6 +235,7 @@ mod tests {
             enforce_mode: "replay (nothing is enforced)",
             simulated: Mutex::new(Default::default()),
             reloads: Mutex::new(Default::default()),
+            demo: Default::default(),
         };
         Responder {
             auth: Auth::new("t".repeat(64)),

@@ -469,6 +469,7 @@ fn hub_controls() -> Controls {
         enforce_mode: "hub (nothing is captured or enforced here)",
         simulated: std::sync::Mutex::new(Default::default()),
         reloads: std::sync::Mutex::new(Default::default()),
+        demo: Default::default(),
     }
 }
 

@@ -73,6 +73,7 @@ pub async fn live_page(
 ) -> Response {
     let (by_tab, alerts) = recent(&shared, &Compiled::default());
     let body = html! {
+        @if let Some(narration) = super::demo::panel(&shared) { (narration) }
         div.live hx-ext="ws" ws-connect="/ui/live" {
             div.toolbar {
                 (stats_markup(&shared, 0))

@@ -3,7 +3,7 @@
 //! `/ui/...` and call the same functions as the JSON API ([`super::api`]).
 //!
 //! Files: [`layout`] (the page shell, event rows, markers), [`live_page`] (the live page and
-//! its WebSocket updates), `process` (the process view), `manage` (rules, probes, deny
+//! its WebSocket updates), `demo` (a running demo's narration panel), `process` (the process view), `manage` (rules, probes, deny
 //! entries), `history` (search, paging, the chart) and `status`. No markup is built from
 //! input without escaping: there is no `PreEscaped` here.
 use axum::{
@@ -16,6 +16,7 @@ use axum::{
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
+mod demo;
 mod history;
 pub mod layout;
 pub mod live_page;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/", get(live_page::live_page))
         .route("/ui/live", get(live_page::live_socket))
+        .route("/ui/demo", get(demo::fragment))
         .route("/process/{pid}", get(process::process_page))
         .route("/ui/simulate", post(simulate))
         .route("/ui/block", post(block))
