@@ -45,6 +45,11 @@ pub(crate) const STOP_GRACE_SECS: u64 = 30;
 /// A publisher's own directory and config: its spool, token, audit log and control socket
 /// there, no history, `[export.nats]` on with `host`; at stop it waits up to
 /// `stop_grace_secs` for the server.
+/// The stream size the test publishers ask for: the default (10 GiB) is refused by a
+/// nats-server whose disk has less free ("insufficient storage resources"), and a test must
+/// not depend on the machine's free space.
+const TEST_STREAM_MAX_MB: u64 = 256;
+
 pub(crate) fn publisher_config(
     dir: &Path,
     url: &str,
@@ -62,7 +67,8 @@ pub(crate) fn publisher_config(
              [controller]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\naudit_log = {:?}\n\n\
              [export.nats]\nenabled = true\nurl = {url:?}\nhost = {host:?}\n\
              spool_dir = {:?}\nspool_max_mb = {spool_max_mb}\n\
-             stop_grace_secs = {stop_grace_secs}\n",
+             stop_grace_secs = {stop_grace_secs}\n\
+             stream_max_mb = {TEST_STREAM_MAX_MB}\n",
             path_str(&dir.join("control.sock")),
             path_str(&dir.join("controller.token")),
             path_str(&dir.join("audit.log")),

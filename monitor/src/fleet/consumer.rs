@@ -204,6 +204,9 @@ impl Fleet {
         keep: usize,
         scan: u64,
     ) -> Result<Vec<FleetMessage>, FleetError> {
+        if !self.stream_exists().await? {
+            return Ok(Vec::new());
+        }
         let (stored, messages) = self.ordered(host, what, since).await?;
         let mut messages = Box::pin(messages);
         let mut read = Vec::new();
@@ -218,6 +221,24 @@ impl Fleet {
             }
         }
         Ok(read)
+    }
+
+    /// Whether the stream exists yet. The exporters create it when they start storing, so a
+    /// hub can be asked for history before any did (a host's status, which is not stored,
+    /// can come first): then nothing is stored, which is an empty history, not an error.
+    async fn stream_exists(&self) -> Result<bool, FleetError> {
+        use async_nats::jetstream::{ErrorCode, context::GetStreamErrorKind};
+        match self.js.get_stream(&self.stream).await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(FleetError::Nats(format!("stream {}: {e}", self.stream))),
+            },
+        }
     }
 
     /// An ordered consumer on `host`/`what` from `since`, and how many messages it has to
