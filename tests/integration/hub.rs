@@ -18,46 +18,15 @@ use crate::common::{
     Instance, READY_TIMEOUT, STOP_TIMEOUT, TestDir, marker, nats::NatsServer, path_str,
     require_root, workspace,
 };
-use crate::controller_api::{Reply, Served};
+use crate::controller_api::Served;
 use crate::fleet::{STOP_GRACE_SECS, audit_lines, publisher_config, write_token};
+use crate::machines::Seen;
 
 /// How long the hub may take to see a host's new state (statuses come every 2 s; a host is
 /// unreachable 6 s after its last).
 const STATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The line the hub prints once it serves.
 const SERVING: &str = "secmon: hub: serving ";
-
-/// Every answer the hub gave, to search for tokens.
-#[derive(Default)]
-struct Seen(Vec<String>);
-
-impl Seen {
-    fn keep(&mut self, reply: Reply) -> Reply {
-        let mut text = format!("{} ", reply.status);
-        for (name, value) in &reply.headers {
-            text.push_str(&format!(
-                "{name}: {}\n",
-                String::from_utf8_lossy(value.as_bytes())
-            ));
-        }
-        text.push_str(&reply.body);
-        self.0.push(text);
-        reply
-    }
-
-    #[track_caller]
-    fn assert_no_token(&self, tokens: &[&str]) {
-        assert!(self.0.len() > 10, "too few answers looked at");
-        for answer in &self.0 {
-            for token in tokens {
-                assert!(
-                    !answer.contains(token),
-                    "a host's token was sent to the client:\n{answer}"
-                );
-            }
-        }
-    }
-}
 
 /// The attack story with `mark` in the dropper's path (most of its events, its alerts).
 fn marked_story(dir: &Path, mark: &str) -> String {
@@ -530,6 +499,7 @@ fn the_hub_shows_three_hosts_and_acts_on_one_only() {
         hostile.body
     );
     let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    assert!(seen.len() > 10, "too few answers looked at");
     seen.assert_no_token(&token_refs);
 
     for instance in [live_monitor, replay1, replay2] {

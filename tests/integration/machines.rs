@@ -28,12 +28,12 @@ use crate::controller_api::{
 /// a poll of a machine that went away ends at its connect timeout, 3 s).
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Every answer the local controller gave, headers and body, to search for tokens.
+/// Every answer a controller (or the hub) gave, headers and body, to search for tokens.
 #[derive(Default)]
-struct Seen(Vec<String>);
+pub(crate) struct Seen(Vec<String>);
 
 impl Seen {
-    fn keep(&mut self, reply: Reply) -> Reply {
+    pub(crate) fn keep(&mut self, reply: Reply) -> Reply {
         let mut text = format!("{} ", reply.status);
         for (name, value) in &reply.headers {
             text.push_str(&format!(
@@ -46,14 +46,19 @@ impl Seen {
         reply
     }
 
+    /// How many answers were kept.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     #[track_caller]
-    fn assert_no_token(&self, tokens: &[&str]) {
+    pub(crate) fn assert_no_token(&self, tokens: &[&str]) {
         assert!(!self.0.is_empty(), "no answer was looked at");
         for answer in &self.0 {
             for token in tokens {
                 assert!(
                     !answer.contains(token),
-                    "a registered machine's token was sent to the client:\n{answer}"
+                    "a machine's token was sent to the client:\n{answer}"
                 );
             }
         }
