@@ -529,6 +529,19 @@ impl fmt::Debug for AddressText {
     }
 }
 
+/// ASCII-case-insensitive `haystack.contains(needle)`, without allocating (the UI's and the
+/// dashboard's filters test every event's fields with it).
+pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    if n.is_empty() {
+        return true;
+    }
+    if n.len() > h.len() {
+        return false;
+    }
+    h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
 impl Event {
     /// An event with every optional field empty; decoders fill in what applies.
     pub fn new(event_type: EventType, timestamp: DateTime<Utc>) -> Event {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::{Action, App, Mode, StatusKind};
-use crate::event::{AddressText, Event as SecEvent, Severity};
+use crate::event::{AddressText, Event as SecEvent, Severity, contains_ignore_case};
 
 impl App {
     /// Whether an event passes the filter and the suspicious-only switch.
@@ -117,16 +117,4 @@ fn address_matches(filter: &str, ip: Option<IpAddr>, port: Option<u16>) -> bool 
         return true;
     }
     port.is_some_and(|port| contains_ignore_case(AddressText::endpoint(ip, port).as_str(), filter))
-}
-
-/// ASCII-case-insensitive `haystack.contains(needle)`, without allocating.
-pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    if n.is_empty() {
-        return true;
-    }
-    if n.len() > h.len() {
-        return false;
-    }
-    h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }

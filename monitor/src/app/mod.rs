@@ -28,13 +28,14 @@ mod incident;
 mod keymap;
 mod pane;
 
+pub use crate::event::contains_ignore_case;
 pub use blocks::{BlockMark, BlockTarget, BlocksView, DenyRow, endpoint};
 pub use controls::{
     Controls, EnforcePlan, LinkPhase, LinkView, ProbeState, Probes, REPLAY_NO_PROBES, RemoteLink,
     ReplayProbes, Response, RuleControl, StaticProbes,
 };
 pub use demo::{AUTO_PAUSE_SECS, DemoDriver, DemoState, WIDE};
-pub use filter::{contains_ignore_case, filter_matches};
+pub use filter::filter_matches;
 pub use history::{
     DEFAULT_HISTORY_QUERY, HISTORY_MAX_ROWS, HISTORY_PAGE, HISTORY_SEQ, HistoryCursor,
     HistoryReply, HistoryRequest, HistorySource, HistoryView, NoHistory,

@@ -394,6 +394,11 @@ pub fn severity_index(severity: Severity) -> usize {
 pub async fn run(hub: Arc<Hub>, mut batches: mpsc::Receiver<Batch>) {
     while let Some(batch) = batches.recv().await {
         hub.publish(batch);
+        // Let the clients take it before the next: after a moment without the CPU, the queue
+        // holds many batches, and publishing them all in one go (the runtime has one thread)
+        // would run a client [`CLIENT_BATCHES`] behind, losing events no client was too slow
+        // for.
+        tokio::task::yield_now().await;
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::hub::{ClientFeed, events_messages, family_index, is_alert};
-use crate::event::{Event, EventType, Family};
+use crate::event::{AddressText, Event, EventType, Family, contains_ignore_case};
 
 /// Largest message accepted from a client (filters only).
 pub const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
@@ -143,7 +143,9 @@ impl LiveFilter {
             .as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .map(str::to_lowercase);
+            // As typed: matching ignores ASCII case, and a lowercased non-ASCII letter would
+            // no longer match the same letter as written.
+            .map(str::to_string);
         Ok(Compiled {
             types,
             families,
@@ -181,24 +183,28 @@ impl Compiled {
         }
         match &self.text {
             None => true,
-            Some(text) => searchable(event).any(|field| field.to_lowercase().contains(text)),
+            Some(text) => mentions(event, text),
         }
     }
 }
 
-fn searchable(event: &Event) -> impl Iterator<Item = String> + '_ {
-    [
-        Some(event.process.to_string()),
-        Some(event.exe.to_string()),
-        Some(event.cmdline.to_string()),
-        event.file_path.clone(),
-        event.new_path.clone(),
-        event.target_ip.map(|ip| ip.to_string()),
-        event.source_ip.map(|ip| ip.to_string()),
-        Some(event.analysis.label.clone()),
-    ]
-    .into_iter()
-    .flatten()
+/// Whether one of the fields a person searches in (process, executable, command line, paths,
+/// addresses, label) contains `text`, ignoring ASCII case. Without allocating: every client's
+/// filter runs over every event, and a `to_lowercase` copy of eight fields per event made a
+/// filtered live page fall seconds behind a busy machine (the controller runs at a low
+/// priority).
+fn mentions(event: &Event, text: &str) -> bool {
+    let hit = |field: &str| contains_ignore_case(field, text);
+    let address =
+        |ip: Option<std::net::IpAddr>| ip.is_some_and(|ip| hit(AddressText::ip(ip).as_str()));
+    hit(&event.process)
+        || hit(&event.exe)
+        || hit(&event.cmdline)
+        || event.file_path.as_deref().is_some_and(hit)
+        || event.new_path.as_deref().is_some_and(hit)
+        || address(event.target_ip)
+        || address(event.source_ip)
+        || hit(&event.analysis.label)
 }
 
 /// Sends `text`, or gives up after [`SEND_TIMEOUT`].
@@ -423,6 +429,28 @@ mod tests {
             serde_json::from_str(r#"{"min_risk":"","text":"x","HEADERS":{}}"#)
                 .map_err(|e| e.to_string())?;
         assert_eq!(from_form.min_risk, None);
+        Ok(())
+    }
+
+    #[test]
+    fn the_text_filter_searches_the_fields_a_person_reads() -> Result<(), String> {
+        let text = |t: &str| {
+            LiveFilter {
+                text: Some(t.into()),
+                ..LiveFilter::default()
+            }
+            .compile()
+        };
+        let mut event = Event::new(EventType::NetConnect, DateTime::UNIX_EPOCH);
+        event.exe = "/opt/Ärger/Miner".into();
+        event.target_ip = Some("10.20.30.40".parse().map_err(|e| format!("{e}"))?);
+        event.analysis.label = "Reverse shell".into();
+        for found in ["miner", "MINER", "Ärger", "0.30.4", "reverse SHELL"] {
+            assert!(text(found)?.matches(&event), "{found:?}");
+        }
+        for missed in ["ärger", "10.20.30.41", "passwd"] {
+            assert!(!text(missed)?.matches(&event), "{missed:?}");
+        }
         Ok(())
     }
 

@@ -10,8 +10,10 @@
 //! - [`FrontEnd::Queue`]: a front end with a loop of its own (the terminal UI; next the web
 //!   controller's live stream) receives shared batches through a [`Subscriber`] queue.
 use std::{
+    collections::VecDeque,
     io::{self, Write},
     sync::Arc,
+    time::Duration,
 };
 
 use tokio::sync::mpsc;
@@ -25,10 +27,15 @@ use crate::{
 /// One batch of analysed events, shared by the front ends that take it.
 pub type Batch = Arc<Vec<Event>>;
 
-/// Batches a [`Subscriber`] queue holds by default: each is at most a reader batch (4096
-/// events), so a view that stops reading holds at most ~32k events (tens of MB), and one that
-/// keeps up never waits (a batch is taken as soon as it is queued).
-pub const SUBSCRIBER_BATCHES: usize = 8;
+/// Events a [`Subscriber`] queue holds by default, in as many batches as they come: a view that
+/// stops reading holds at most this many (tens of MB), and one that keeps up never waits (a
+/// batch is taken as soon as it is queued). Bounded in events, not batches: on a busy but not
+/// flooded machine the reader's batches are small, and eight of them (the old bound) were a
+/// few milliseconds of events, so a front end at a low priority that was not scheduled for that
+/// long lost batches while the machine was far from a flood.
+pub const SUBSCRIBER_EVENTS: usize = 32_768;
+/// Batches a [`Subscriber`] queue holds at most, whatever their size.
+const SUBSCRIBER_SLOTS: usize = 1024;
 
 pub enum FrontEnd {
     Json(JsonOutput),
@@ -88,27 +95,76 @@ pub struct Subscriber {
     tx: mpsc::Sender<Batch>,
     /// What a batch dropped on a full queue counts as.
     loss: Loss,
+    max_events: usize,
+    /// The lengths of the batches sent, oldest first, as far back as the queue may still hold
+    /// them: the receiver takes batches in order, so the queued ones are the newest
+    /// `max_capacity - capacity` of these.
+    sent: VecDeque<usize>,
+    sent_events: usize,
 }
 
 impl Subscriber {
-    /// A queue of `capacity` batches; the receiver is the front end's.
-    pub fn new(capacity: usize, loss: Loss) -> (Subscriber, mpsc::Receiver<Batch>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Subscriber { tx, loss }, rx)
+    /// A queue of up to `max_events` events (a batch bigger than that still goes through an
+    /// empty queue); the receiver is the front end's.
+    pub fn new(max_events: usize, loss: Loss) -> (Subscriber, mpsc::Receiver<Batch>) {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_SLOTS);
+        let subscriber = Subscriber {
+            tx,
+            loss,
+            max_events: max_events.max(1),
+            sent: VecDeque::new(),
+            sent_events: 0,
+        };
+        (subscriber, rx)
     }
 
     async fn deliver(&mut self, batch: Batch, wait: bool, losses: &Losses) -> Result<(), Closed> {
+        let len = batch.len();
         if wait {
-            return self.tx.send(batch).await.map_err(|_| Closed(None));
+            // A replay: no kernel to protect, so wait for room. The receiver does not say when
+            // it takes a batch; a replay is not in a hurry, so look again a moment later.
+            while !self.has_room_for(len) {
+                if self.tx.is_closed() {
+                    return Err(Closed(None));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            self.tx.send(batch).await.map_err(|_| Closed(None))?;
+            self.sent(len);
+            return Ok(());
+        }
+        if !self.has_room_for(len) {
+            losses.add(self.loss, len as u64);
+            return Ok(());
         }
         match self.tx.try_send(batch) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.sent(len);
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Full(batch)) => {
                 losses.add(self.loss, batch.len() as u64);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed(None)),
         }
+    }
+
+    /// Whether a batch of `len` events fits beside what the queue holds now (an empty queue
+    /// takes any batch).
+    fn has_room_for(&mut self, len: usize) -> bool {
+        let queued_batches = self.tx.max_capacity() - self.tx.capacity();
+        while self.sent.len() > queued_batches {
+            if let Some(taken) = self.sent.pop_front() {
+                self.sent_events -= taken;
+            }
+        }
+        self.sent_events == 0 || self.sent_events + len <= self.max_events
+    }
+
+    fn sent(&mut self, len: usize) {
+        self.sent.push_back(len);
+        self.sent_events += len;
     }
 }
 
@@ -169,6 +225,38 @@ mod tests {
         assert_eq!(losses.get(Loss::DisplayQueueFull), 10);
         assert_eq!(rx.try_recv().map(|b| b.len()).ok(), Some(5));
         assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_events_however_small_the_batches() {
+        let losses = Losses::new();
+        let (subscriber, mut rx) = Subscriber::new(10, Loss::DisplayQueueFull);
+        let mut front = FrontEnd::Queue(subscriber);
+        let one = Arc::new(events(1));
+        for _ in 0..12 {
+            assert!(front.deliver_shared(&one, false, &losses).await.is_ok());
+        }
+        assert_eq!(
+            losses.get(Loss::DisplayQueueFull),
+            2,
+            "ten single events fit"
+        );
+        for _ in 0..3 {
+            assert!(rx.try_recv().is_ok());
+        }
+        for _ in 0..4 {
+            assert!(front.deliver_shared(&one, false, &losses).await.is_ok());
+        }
+        assert_eq!(
+            losses.get(Loss::DisplayQueueFull),
+            3,
+            "three taken, three more fit"
+        );
+        let mut left = 0;
+        while rx.try_recv().is_ok() {
+            left += 1;
+        }
+        assert_eq!(left, 10);
     }
 
     #[tokio::test]

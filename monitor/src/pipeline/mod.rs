@@ -33,7 +33,7 @@ mod start;
 mod taps;
 
 pub use driver::{Finished, OnSighup, Pipeline, StopHandle, StopReason};
-pub use front::{Batch, FrontEnd, Recycler, SUBSCRIBER_BATCHES, Subscriber, take_events};
+pub use front::{Batch, FrontEnd, Recycler, SUBSCRIBER_EVENTS, Subscriber, take_events};
 pub use source::SourceSpec;
 
 use crate::{
@@ -104,7 +104,7 @@ pub fn companion_queues(
     companions
         .iter()
         .map(|companion| {
-            let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, companion.queue_loss());
+            let (subscriber, batches) = Subscriber::new(SUBSCRIBER_EVENTS, companion.queue_loss());
             front_ends.push(FrontEnd::Queue(subscriber));
             batches
         })

@@ -51,7 +51,7 @@ use crate::{
     notice,
     pipeline::{
         self, Batch, FrontEnd, OnSighup, Pipeline, PipelineError, Recycler, RunOptions, RunSummary,
-        SUBSCRIBER_BATCHES, SourceSpec, StopReason, Subscriber, take_events,
+        SUBSCRIBER_EVENTS, SourceSpec, StopReason, Subscriber, take_events,
     },
     response::{
         simulate::Allowlist,
@@ -328,7 +328,7 @@ async fn run_with(
     demo: Option<DemoRun>,
 ) -> Result<RunSummary, PipelineError> {
     let losses = Arc::new(Losses::new());
-    let (subscriber, batches) = Subscriber::new(SUBSCRIBER_BATCHES, Loss::DisplayQueueFull);
+    let (subscriber, batches) = Subscriber::new(SUBSCRIBER_EVENTS, Loss::DisplayQueueFull);
     let mut front_ends = vec![FrontEnd::Queue(subscriber)];
     let companion_batches = pipeline::companion_queues(&companions, &mut front_ends);
     let mut pipeline = Pipeline::start(
