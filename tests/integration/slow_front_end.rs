@@ -21,9 +21,11 @@ use crate::common::{
 };
 
 /// Opens made while the screen is stalled: paced, so that nothing but a stalled consumer could
-/// overflow the ring buffer.
+/// overflow the ring buffer, and more than the UI's queue holds (`SUBSCRIBER_EVENTS`,
+/// 32,768), so that the stalled screen must miss some.
 const ROUNDS: usize = 30;
-const OPENS_PER_ROUND: usize = 500;
+const OPENS_PER_ROUND: usize = 2_000;
+const _: () = assert!(ROUNDS * OPENS_PER_ROUND > secmon::pipeline::SUBSCRIBER_EVENTS * 3 / 2);
 const ROUND_PAUSE: Duration = Duration::from_millis(100);
 /// How long the history may take to have stored every open.
 const STORE_TIMEOUT: Duration = Duration::from_secs(60);
