@@ -17,8 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, require_root,
-    spawn,
+    BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, no_machine_flood,
+    require_root, spawn,
 };
 
 /// How long a test waits for something it caused to show on the screen.
@@ -255,6 +255,8 @@ impl OwnRules {
 #[test]
 fn terminal_ui_end_to_end() {
     require_root();
+    // Every one of its events must be seen: no other test floods the machine meanwhile.
+    let _no_flood = no_machine_flood();
     let mark = marker();
     let dir = TestDir::new(&mark);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
@@ -427,6 +429,8 @@ fn terminal_ui_end_to_end() {
 #[test]
 fn alert_explained_and_followed_to_its_process() {
     require_root();
+    // Every one of its events must be seen: no other test floods the machine meanwhile.
+    let _no_flood = no_machine_flood();
     let mark = marker();
     let dir = TestDir::new(&mark);
     let own = OwnRules::new(
@@ -565,6 +569,8 @@ fn tree_column(screen: &str, mark: char, pid: u32, name: &str) -> Option<usize> 
 #[test]
 fn incident_view_shows_the_process_tree_of_an_alert() {
     require_root();
+    // Every one of its events must be seen: no other test floods the machine meanwhile.
+    let _no_flood = no_machine_flood();
     let mark = marker();
     let dir = TestDir::new(&mark);
     let own = OwnRules::new(
@@ -748,6 +754,8 @@ fn status_line(screen: &str) -> &str {
 #[test]
 fn enforcement_deny_list_and_history_from_the_ui() {
     require_root();
+    // Every one of its events must be seen: no other test floods the machine meanwhile.
+    let _no_flood = no_machine_flood();
     let dir = TestDir::new(&marker());
     // Short and unique: the process name (comm) the history query filters on.
     let name = format!("blk{}x{}", std::process::id() % 100_000, next_id());
