@@ -524,7 +524,11 @@ mod tests {
             family: Some("file".into()),
             min_risk: Some(0.6),
             text: Some(" shadow ".into()),
+            host: Some("web-1".into()),
         };
-        assert_eq!(filter.describe(), "family file, risk ≥ 0.6, “shadow”");
+        assert_eq!(
+            filter.describe(),
+            "family file, risk ≥ 0.6, “shadow”, host web-1"
+        );
     }
 }
