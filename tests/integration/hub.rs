@@ -780,7 +780,13 @@ fn web_the_hub_shows_each_host_live_and_switches_a_probe_of_one() {
             let said = browser.text("#control-result").unwrap_or_default();
             said.contains(&format!("kernel probes {to}"))
                 .then_some(())
-                .ok_or(said)
+                .ok_or_else(|| {
+                    format!(
+                        "{said:?}; the hub's audit: {:?}; the probes: {:?}",
+                        hub.audit(),
+                        browser.text("table.probes")
+                    )
+                })
         });
         wait_until(
             &format!("kernel probes {to} on the page"),

@@ -299,7 +299,9 @@ fn probes_table(row: &HostRow) -> Markup {
                         td {
                             @if state == "on" || state == "off" {
                                 @let enable = state == "off";
-                                button.small type="button" hx-post=(post) hx-target="#control-result"
+                                // Its own swap: it would inherit the redrawn view's outerHTML, and
+                                // the answer would replace the place answers go.
+                                button.small type="button" hx-post=(post) hx-target="#control-result" hx-swap="innerHTML"
                                     hx-vals=(control_vals(json!({"action": "set_probe", "family": family, "enabled": enable.to_string()}))) {
                                     (if enable { "switch on" } else { "switch off" })
                                 }
