@@ -218,7 +218,8 @@ fn row(event: &Event, simulate_into: Option<&str>) -> Markup {
             span.marker title=(severity_name(severity)) { (marker(severity)) }
             span.time title=(event.timestamp.to_rfc3339()) { (event.timestamp.with_timezone(&chrono::Local).format("%H:%M:%S")) span.ms { (event.timestamp.format("%.3f")) } }
             @if let Some(host) = &event.host {
-                span.host title="the machine it came from" { (clean(host.as_str())) }
+                // The whole name on hover: the column cuts long ones.
+                span.host title=(clean(host.as_str())) { (clean(host.as_str())) }
             }
             a.proc href=(format!("/process/{}", event.pid)) title=(clean(&event.exe)) {
                 (clean(&event.process)) " " span.pid { (event.pid) }
