@@ -401,6 +401,11 @@ pub struct Event {
     /// then the alert, then the log line. Absent when nothing was done (docs/response.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response: Vec<ResponseAction>,
+
+    /// The machine the event came from, on a hub (`secmon-tui hub`): the host token of the
+    /// NATS subject it arrived on, whatever the message said. Absent on the machine itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<SharedStr>,
 }
 
 /// The kind of a response action: the rule actions of docs/rules.md.
@@ -591,6 +596,7 @@ impl Event {
             truncated: false,
             analysis: Analysis::default(),
             response: Vec::new(),
+            host: None,
         }
     }
 

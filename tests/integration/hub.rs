@@ -576,3 +576,484 @@ fn the_hub_runs_as_a_normal_user() {
     assert_eq!(token.uid(), 65534);
     assert_eq!(token.mode() & 0o777, 0o600);
 }
+
+/// The rows of the live view on the page now: (host column, whole text), every tab and the
+/// alerts.
+fn live_rows(browser: &crate::web::Browser) -> Vec<(String, String)> {
+    let rows = browser.js(
+        "return Array.from(document.querySelectorAll('.live .row')).map(r => {
+            const host = r.querySelector('.host');
+            return [host ? host.textContent : '', r.textContent];
+        });",
+        vec![],
+    );
+    serde_json::from_value(rows).expect("rows as the script returns them")
+}
+
+/// Waits until the live view holds a row of `host` containing `needle`, and only rows of
+/// `host`; returns how many.
+#[track_caller]
+fn wait_for_rows_of(browser: &crate::web::Browser, host: &str, needle: &str) -> usize {
+    crate::web::wait_until(
+        &format!("rows of {host} only, one with {needle:?}"),
+        STATE_TIMEOUT,
+        || {
+            let rows = live_rows(browser);
+            let others: Vec<&(String, String)> = rows.iter().filter(|(h, _)| h != host).collect();
+            let found = rows.iter().any(|(_, text)| text.contains(needle));
+            if found && others.is_empty() {
+                Ok(rows.len())
+            } else {
+                Err(format!(
+                    "{} rows, {} of another host (first: {:?}), one with the needle: {found}",
+                    rows.len(),
+                    others.len(),
+                    others.first()
+                ))
+            }
+        },
+    )
+}
+
+/// Clicks the element `css` now, in the page's own script: the tables these are in are
+/// redrawn every 2 s, and a WebDriver click (find, then click) could meet the old one.
+#[track_caller]
+fn click_now(browser: &crate::web::Browser, css: &str) {
+    let clicked = browser.js(
+        "const e = document.querySelector(arguments[0]); if (e) { e.click(); } return !!e;",
+        vec![json!(css)],
+    );
+    assert_eq!(clicked, true, "nothing to click at {css}");
+}
+
+/// Types `host` into the live page's host filter and waits for the server to apply it.
+#[track_caller]
+fn filter_by_host(browser: &crate::web::Browser, host: &str) {
+    browser.wait_live();
+    browser.type_into("#filter-host", host);
+    crate::web::wait_until("the host filter in force", crate::web::PAGE_TIMEOUT, || {
+        let state = browser.text("#ws-state").unwrap_or_default();
+        if state.contains(&format!("host {host}")) {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    });
+}
+
+/// A real browser on the hub: a live monitor and a replay publish under their own host
+/// names; the Machines page lists both; the live page shows their events with their host and
+/// its host filter keeps one host's only (a hostile host name shown as text); a host's page
+/// shows its own events live; a probe switched from a host's page reaches that host only.
+#[test]
+fn web_the_hub_shows_each_host_live_and_switches_a_probe_of_one() {
+    use crate::web::{Browser, PAGE_TIMEOUT, wait_until};
+    require_root();
+    let mark = marker();
+    let dir = TestDir::new(&format!("hubweb-{mark}"));
+    let nats = NatsServer::start(&dir.join("store"));
+    let url = nats.url();
+    let (live, replayed) = (format!("wl-{mark}"), format!("wr-{mark}"));
+    let tokens = ["4".repeat(64), "5".repeat(64)];
+    let homes = [dir.join("live"), dir.join("replay")];
+    let host_tokens = dir.join("host-tokens");
+    fs::create_dir(&host_tokens).expect("the hub's token directory");
+    let mut configs = Vec::new();
+    for ((host, home), token) in [&live, &replayed].iter().zip(&homes).zip(&tokens) {
+        configs.push(publisher_config(home, &url, host, 16, STOP_GRACE_SECS));
+        write_token(home, token);
+        give_token(&host_tokens, host, token);
+    }
+    let hub = start_hub(&url, &host_tokens);
+    let mut live_monitor = Instance::start(&["--json", "--config", &configs[0]]);
+    live_monitor.wait_ready();
+
+    let browser = Browser::start(&hub.base);
+    let no_token_in_page = |what: &str| {
+        let html = browser.js("return document.documentElement.outerHTML", vec![]);
+        let html = html.as_str().unwrap_or_default();
+        assert!(!html.is_empty(), "{what}: no page");
+        for token in &tokens {
+            assert!(
+                !html.contains(token.as_str()),
+                "a host's token is in {what}"
+            );
+        }
+    };
+    assert!(browser.log_in(&hub.token), "the hub's token was refused");
+
+    // The live page, merged: the live host's rows carry its name.
+    browser.wait_live();
+    wait_until("a row of the live host", STATE_TIMEOUT, || {
+        let rows = live_rows(&browser);
+        rows.iter()
+            .any(|(host, _)| *host == live)
+            .then_some(())
+            .ok_or_else(|| format!("{} rows: {:?}", rows.len(), rows.first()))
+    });
+    // Filtered by a host that has not published yet: its events show as they come, alone
+    // (the live host's keep coming and are not shown).
+    filter_by_host(&browser, &replayed);
+    let story = marked_story(dir.path(), &format!("w{mark}"));
+    let replay = start_replay(&story, &configs[1], &replayed);
+    wait_for_rows_of(&browser, &replayed, &format!("x-update-w{mark}"));
+    browser.screenshot("hub-live-filtered");
+    // Another host: the list is redone with its rows only.
+    filter_by_host(&browser, &live);
+    wait_for_rows_of(&browser, &live, "");
+
+    // A hostile host name (a NATS subject token may hold `<`, `>`, `=`) is shown as text.
+    let hostile = "<img_src=x_onerror=alert(1)>";
+    filter_by_host(&browser, hostile);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let event = fs::read_to_string(&story)
+        .expect("the story")
+        .lines()
+        .find(|l| l.contains("\"file_open\""))
+        .expect("a file_open")
+        .to_string();
+    rt.block_on(async {
+        let fleet = Fleet::connect(&Connection::plain(&url), "secmon", "SECMON")
+            .await
+            .expect("connect");
+        fleet
+            .client()
+            .publish(format!("secmon.{hostile}.file_open"), event.into())
+            .await
+            .expect("publish");
+        fleet.client().flush().await.expect("flush");
+    });
+    wait_for_rows_of(&browser, hostile, "");
+    let injected = browser.js(
+        "return document.querySelectorAll('.live img, .live [onerror]').length",
+        vec![],
+    );
+    assert_eq!(injected, 0, "the host name became markup");
+
+    // The Machines page lists both hosts, reachable.
+    browser.goto("/machines");
+    for host in [&live, &replayed] {
+        wait_until(&format!("{host} reachable"), STATE_TIMEOUT, || {
+            let state = browser
+                .text(&format!(
+                    "#machines-table tr[data-machine='{host}'] .machine-state"
+                ))
+                .unwrap_or_default();
+            (state == "reachable").then_some(()).ok_or(state)
+        });
+    }
+    no_token_in_page("the Machines page");
+    browser.screenshot("hub-machines");
+
+    // The replayed host's page: its own events, as they came (before the page was opened).
+    click_now(
+        &browser,
+        &format!("#machines-table tr[data-machine='{replayed}'] td.act a"),
+    );
+    wait_until("the replayed host's page", PAGE_TIMEOUT, || {
+        let path = browser.path();
+        (path == format!("/hosts/{replayed}"))
+            .then_some(())
+            .ok_or(path)
+    });
+    browser.wait_live();
+    wait_for_rows_of(&browser, &replayed, &format!("x-update-w{mark}"));
+    browser.screenshot("hub-host-replayed");
+
+    // The live host's page: its events arrive; switch its kernel probes off, then on.
+    browser.goto(&format!("/hosts/{live}"));
+    browser.wait_live();
+    let before = live_rows(&browser).len();
+    wait_until("new rows of the live host", STATE_TIMEOUT, || {
+        let rows = live_rows(&browser);
+        let count = rows.len();
+        (rows.iter().all(|(host, _)| *host == live) && count > before)
+            .then_some(())
+            .ok_or_else(|| format!("{count} rows (were {before})"))
+    });
+    for (to, audited) in [("off", 1), ("on", 2)] {
+        click_now(&browser, "table.probes tr[data-family=kernel] button");
+        wait_until("the host's answer", PAGE_TIMEOUT, || {
+            let said = browser.text("#control-result").unwrap_or_default();
+            said.contains(&format!("kernel probes {to}"))
+                .then_some(())
+                .ok_or_else(|| {
+                    format!(
+                        "{said:?}; the hub's audit: {:?}; the probes: {:?}",
+                        hub.audit(),
+                        browser.text("table.probes")
+                    )
+                })
+        });
+        wait_until(
+            &format!("kernel probes {to} on the page"),
+            STATE_TIMEOUT,
+            || {
+                let state = browser
+                    .text("table.probes tr[data-family=kernel] .probe-state")
+                    .unwrap_or_default();
+                (state == to).then_some(()).ok_or(state)
+            },
+        );
+        // It reached the live host, and only it.
+        assert_eq!(audit_lines(&homes[0].join("audit.log")).len(), audited);
+        assert!(audit_lines(&homes[1].join("audit.log")).is_empty());
+    }
+    no_token_in_page("a host's page");
+    browser.screenshot("hub-host-live");
+    assert!(
+        browser.open_alert().is_none(),
+        "a page opened an alert: something ran"
+    );
+
+    drop(browser);
+    for instance in [live_monitor, replay] {
+        instance.signal(libc::SIGTERM);
+        let (status, _, stderr) = instance.finish(STOP_TIMEOUT);
+        assert!(status.success(), "{}", stderr.join("\n"));
+    }
+    hub.stop();
+}
+
+/// Runs `openssl ARGS` in `dir`; panics with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`ca.pem`) and, signed by it, a certificate for 127.0.0.1 (`server.pem`,
+/// `server.key`) and a client certificate (`client.pem`, `client.key`), in `dir`.
+fn nats_certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=secmon test CA"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &ca);
+    for (name, usage, names) in [
+        (
+            "server",
+            "serverAuth",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        ),
+        ("client", "clientAuth", ""),
+    ] {
+        let mut request = vec!["req", "-subj"];
+        let subject = format!("/CN=secmon test {name}");
+        request.push(&subject);
+        request.extend(ec);
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        request.extend(["-keyout", &key, "-out", &csr]);
+        openssl(dir, &request);
+        fs::write(
+            dir.join(&ext),
+            format!(
+                "{names}basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage={usage}\n"
+            ),
+        )
+        .expect("write the extensions");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &pem,
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+/// A secret file of mode 600 holding `text`.
+fn private_file(path: &Path, text: &str) {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create the file");
+    std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes()).expect("write it");
+}
+
+/// NATS over TLS with client certificates and a token (nats-server `verify: true` and
+/// `authorization { token }`): a publisher exports over it and the hub reads it (its events
+/// and its history), both with `[export.nats]`'s / the hub's TLS and token options. A
+/// publisher with a wrong token is told why it cannot log in, keeps running, and keeps its
+/// events in its spool. (`.creds` files need nats-server's operator mode, JWTs signed by an
+/// operator and account nkeys: not set up here; the token is the same option path.)
+#[test]
+fn nats_over_tls_with_a_token_carries_events_and_a_wrong_token_is_told() {
+    require_root();
+    let mark = marker();
+    let dir = TestDir::new(&format!("hub-tls-{mark}"));
+    let certs = dir.join("certs");
+    fs::create_dir(&certs).expect("the certificates' directory");
+    nats_certificates(&certs);
+    let pem = |name: &str| path_str(&certs.join(name));
+    let nats_token = "6".repeat(48);
+    let nats = NatsServer::start_configured(
+        &dir.join("store"),
+        &format!(
+            "tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, verify: true, timeout: 5 }}\n\
+             authorization {{ token: {nats_token:?} }}",
+            pem("server.pem"),
+            pem("server.key"),
+            pem("ca.pem"),
+        ),
+    );
+    let url = nats.url_with("tls");
+    let token_file = dir.join("nats.token");
+    private_file(&token_file, &nats_token);
+    let wrong_token_file = dir.join("wrong-nats.token");
+    private_file(&wrong_token_file, &"7".repeat(48));
+    // The TLS and login lines of [export.nats] (the last section of the publisher's config).
+    let tls_publisher = |host: &str, home: &Path, token: &Path| {
+        let config = publisher_config(home, &url, host, 16, 1);
+        let mut text = fs::read_to_string(&config).expect("the publisher's config");
+        text.push_str(&format!(
+            "token_file = {:?}\nca_file = {:?}\ncert = {:?}\nkey = {:?}\n",
+            path_str(token),
+            pem("ca.pem"),
+            pem("client.pem"),
+            pem("client.key"),
+        ));
+        fs::write(&config, text).expect("write the publisher's config");
+        write_token(home, &"8".repeat(64));
+        config
+    };
+
+    let mut hub = Instance::start(&[
+        "hub",
+        "--nats",
+        &url,
+        "--nats-token-file",
+        &path_str(&token_file),
+        "--nats-ca-file",
+        &pem("ca.pem"),
+        "--nats-cert",
+        &pem("client.pem"),
+        "--nats-key",
+        &pem("client.key"),
+    ]);
+    let line = hub.wait_for_stderr_within("the hub's address", READY_TIMEOUT, |l| {
+        l.starts_with(SERVING)
+    });
+    let hub_url = line
+        .strip_prefix(SERVING)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    let hub_token_file = hub.home().join("controller.token");
+    let hub = Served::attach(hub, &hub_url, &hub_token_file);
+    let mut seen = Seen::default();
+
+    let host = format!("tls-{mark}");
+    let config = tls_publisher(&host, &dir.join("good"), &token_file);
+    let story = marked_story(dir.path(), &format!("t{mark}"));
+    let publisher = start_replay(&story, &config, &host);
+    let row = wait_for_host(&mut seen, &hub, &host, "reachable over TLS", reachable);
+    assert_eq!(row["nats_connected"], true, "{row}");
+    let own = format!("x-update-t{mark}");
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    loop {
+        let live = events_text(&mut seen, &hub, &format!("/api/v1/hosts/{host}/events"));
+        let stored = events_text(&mut seen, &hub, &format!("/api/v1/hosts/{host}/history"));
+        if live.iter().any(|e| e.contains(&own)) && stored.iter().any(|e| e.contains(&own)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host}'s events over TLS: {} live, {} in the history",
+            live.len(),
+            stored.len()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    // A wrong token: told, still running, its events kept in its spool.
+    let bad = format!("badtoken-{mark}");
+    let bad_home = dir.join("bad");
+    let config = tls_publisher(&bad, &bad_home, &wrong_token_file);
+    let mut refused = Instance::start(&[
+        "serve", "--replay", &story, "--speed", "max", "--config", &config,
+    ]);
+    let told = refused.wait_for_stderr("the refusal told", |l| {
+        l.contains("NATS:") && l.contains("authorization violation")
+    });
+    assert!(told.contains("token or credentials"), "{told}");
+    assert!(
+        !told.contains(&"7".repeat(48)),
+        "the token is not printed: {told}"
+    );
+    let spooled = || -> u64 {
+        fs::read_dir(bad_home.join("spool"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    while spooled() == 0 {
+        assert!(Instant::now() < deadline, "nothing waits in the spool");
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        host_row(&mut seen, &hub, &bad).is_null(),
+        "a host that could not log in is listed"
+    );
+    refused.signal(libc::SIGTERM);
+    let (status, _, stderr) = refused.finish(STOP_TIMEOUT);
+    assert!(status.success(), "{}", stderr.join("\n"));
+
+    publisher.signal(libc::SIGTERM);
+    let (status, _, stderr) = publisher.finish(STOP_TIMEOUT);
+    assert!(status.success(), "{}", stderr.join("\n"));
+    seen.assert_no_token(&[&nats_token]);
+    hub.stop();
+}

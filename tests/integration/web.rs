@@ -322,7 +322,7 @@ impl Browser {
     }
 
     /// The text of the alert a page opened, if one is open.
-    fn open_alert(&self) -> Option<String> {
+    pub(crate) fn open_alert(&self) -> Option<String> {
         self.rt.block_on(self.client().get_alert_text()).ok()
     }
 

@@ -64,7 +64,9 @@
     setState("live");
     // After a reconnection the server knows no filter: send the form's again.
     var form = document.getElementById("filter");
-    if (form && (form.elements.text.value !== "" || form.elements.min_risk.value !== "")) {
+    var host = form && form.elements.host;
+    if (form && (form.elements.text.value !== "" || form.elements.min_risk.value !== "" ||
+                 (host && host.value !== ""))) {
       form.dispatchEvent(new Event("change"));
     }
   });

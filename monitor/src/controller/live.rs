@@ -35,10 +35,14 @@ pub struct LiveFilter {
     /// Only events scored at least this (0 to 1).
     #[serde(default, deserialize_with = "number_or_text")]
     pub min_risk: Option<f64>,
-    /// Text that must appear (any case) in the process name, executable, command line, path or
-    /// address.
+    /// Text that must appear (any case) in the process name, executable, command line, path,
+    /// address, label or host.
     #[serde(default)]
     pub text: Option<String>,
+    /// On a hub: the host(s) the events must come from, by exact name (comma-separated for
+    /// several).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// Accepts `0.5` and `"0.5"` (an HTML form sends text), and `""` as absent.
@@ -68,6 +72,7 @@ pub struct Compiled {
     families: Option<[bool; 4]>,
     min_risk: f64,
     text: Option<String>,
+    hosts: Option<Vec<String>>,
 }
 
 impl LiveFilter {
@@ -91,6 +96,9 @@ impl LiveFilter {
         }
         if let Some(text) = given(&self.text) {
             parts.push(format!("“{text}”"));
+        }
+        if let Some(hosts) = given(&self.host) {
+            parts.push(format!("host {hosts}"));
         }
         parts.join(", ")
     }
@@ -146,11 +154,21 @@ impl LiveFilter {
             // As typed: matching ignores ASCII case, and a lowercased non-ASCII letter would
             // no longer match the same letter as written.
             .map(str::to_string);
+        let hosts = self.host.as_deref().and_then(|list| {
+            let names: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+                .collect();
+            (!names.is_empty()).then_some(names)
+        });
         Ok(Compiled {
             types,
             families,
             min_risk,
             text,
+            hosts,
         })
     }
 }
@@ -162,6 +180,7 @@ impl Compiled {
             && self.families.is_none()
             && self.min_risk <= 0.0
             && self.text.is_none()
+            && self.hosts.is_none()
     }
 
     pub fn matches(&self, event: &Event) -> bool {
@@ -181,6 +200,12 @@ impl Compiled {
         if event.analysis.risk_score < self.min_risk {
             return false;
         }
+        if let Some(hosts) = &self.hosts {
+            let from = event.host.as_ref().map(|h| h.as_str());
+            if !hosts.iter().any(|wanted| Some(wanted.as_str()) == from) {
+                return false;
+            }
+        }
         match &self.text {
             None => true,
             Some(text) => mentions(event, text),
@@ -189,7 +214,7 @@ impl Compiled {
 }
 
 /// Whether one of the fields a person searches in (process, executable, command line, paths,
-/// addresses, label) contains `text`, ignoring ASCII case. Without allocating: every client's
+/// addresses, label, host) contains `text`, ignoring ASCII case. Without allocating: every client's
 /// filter runs over every event, and a `to_lowercase` copy of eight fields per event made a
 /// filtered live page fall seconds behind a busy machine (the controller runs at a low
 /// priority).
@@ -205,6 +230,7 @@ fn mentions(event: &Event, text: &str) -> bool {
         || address(event.target_ip)
         || address(event.source_ip)
         || hit(&event.analysis.label)
+        || event.host.as_deref().is_some_and(hit)
 }
 
 /// Sends `text`, or gives up after [`SEND_TIMEOUT`].
@@ -294,6 +320,7 @@ pub async fn html_session(
     mut filter: Compiled,
     mut described: String,
     shared: super::AppState,
+    scope: super::pages::live_page::LiveScope,
 ) {
     use super::pages::live_page::{live_refused, live_reset, live_update};
     let mut reported = 0;
@@ -310,7 +337,7 @@ pub async fn html_session(
             }
             _ = tick.tick() => {
                 let lost = new_losses(&feed, &mut reported);
-                let html = live_update(&shared, &mut pending, &mut alerts, skipped, lost, &described);
+                let html = live_update(&shared, &scope, &mut pending, &mut alerts, skipped, lost, &described);
                 skipped = 0;
                 if let Some(html) = html && !send(&mut socket, html).await {
                     break;
@@ -332,7 +359,7 @@ pub async fn html_session(
                             }
                             alerts.clear();
                             skipped = 0;
-                            live_reset(&shared, &filter, &described)
+                            live_reset(&shared, &scope, &filter, &described)
                         }
                         Err(why) => live_refused(&why, &described),
                     };
@@ -413,6 +440,7 @@ mod tests {
             family: Some("file".into()),
             min_risk: Some(0.5),
             text: Some("shadow".into()),
+            host: None,
         };
         assert!(filter.compile()?.matches(&event));
         let stricter = LiveFilter {
@@ -451,6 +479,35 @@ mod tests {
         for missed in ["ärger", "10.20.30.41", "passwd"] {
             assert!(!text(missed)?.matches(&event), "{missed:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_host_filter_takes_the_named_hosts_only() -> Result<(), String> {
+        let from = |host: Option<&str>| {
+            let mut event = Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH);
+            event.host = host.map(Into::into);
+            event
+        };
+        let filter = |host: &str, text: Option<&str>| LiveFilter {
+            host: Some(host.into()),
+            text: text.map(Into::into),
+            ..LiveFilter::default()
+        };
+        let web = filter("web-1, db-2", None).compile()?;
+        assert!(web.matches(&from(Some("web-1"))));
+        assert!(web.matches(&from(Some("db-2"))));
+        // By its whole name: not a part of it, not another case, not an event with no host.
+        assert!(!web.matches(&from(Some("web-10"))));
+        assert!(!web.matches(&from(Some("WEB-1"))));
+        assert!(!web.matches(&from(None)));
+        assert!(!web.is_everything());
+        assert!(filter(" , ", None).compile()?.is_everything());
+        assert_eq!(filter("web-1", None).describe(), "host web-1");
+        // The text filter looks at the host too.
+        let text = filter("", Some("WEB")).compile()?;
+        assert!(text.matches(&from(Some("web-1"))));
+        assert!(!text.matches(&from(Some("db-2"))));
         Ok(())
     }
 
@@ -495,7 +552,11 @@ mod tests {
             family: Some("file".into()),
             min_risk: Some(0.6),
             text: Some(" shadow ".into()),
+            host: Some("web-1".into()),
         };
-        assert_eq!(filter.describe(), "family file, risk ≥ 0.6, “shadow”");
+        assert_eq!(
+            filter.describe(),
+            "family file, risk ≥ 0.6, “shadow”, host web-1"
+        );
     }
 }

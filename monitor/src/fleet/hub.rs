@@ -208,7 +208,7 @@ impl NatsHosts {
             }
         }
         let mut all = Vec::new();
-        for (host, events) in by_host {
+        for (host, mut events) in by_host {
             let Some(hub) = self.hub_of(&host) else {
                 self.counts
                     .hosts_refused
@@ -218,6 +218,12 @@ impl NatsHosts {
             self.counts
                 .events
                 .fetch_add(events.len() as u64, Ordering::Relaxed);
+            // The subject names the host, whatever the event says (the live page's host
+            // column and filter, the API's `host`).
+            let name = crate::shared_str::SharedStr::from(host.as_str());
+            for event in &mut events {
+                event.host = Some(name.clone());
+            }
             all.extend(events.iter().cloned());
             hub.publish(Arc::new(events));
         }

@@ -18,7 +18,8 @@
 //! - [`hub`]: hub mode, `secmon-tui hub --nats URL`: the controller's dashboard fed by
 //!   [`consumer`].
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -97,8 +98,14 @@ impl Connection {
         if let Some((cert, key)) = &self.client_cert {
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
+        let said = Arc::new(Mutex::new(Said::default()));
+        let url = crate::secrets::redact_url(&self.url);
         Ok(options
             .name(name)
+            .event_callback(move |event| {
+                let (said, url) = (said.clone(), url.clone());
+                async move { tell_connection_problem(&said, &url, &event) }
+            })
             .retry_on_initial_connect()
             .max_reconnects(None)
             .reconnect_delay_callback(|attempts| {
@@ -115,6 +122,50 @@ impl Connection {
             FleetError::Nats(format!("{}: {e}", crate::secrets::redact_url(&self.url)))
         })
     }
+}
+
+/// The last connection problem told, and when: a client retries every second, and the same
+/// refusal is told again only every [`RETELL_AFTER`].
+#[derive(Default)]
+struct Said {
+    last: Option<(String, Instant)>,
+}
+
+const RETELL_AFTER: Duration = Duration::from_secs(60);
+
+/// Tells why the server refuses the client: a wrong token or credentials, or a TLS handshake
+/// that fails (a CA that is not the server's, a client certificate the server does not take).
+/// The client keeps retrying by itself, and events wait in the spool meanwhile; a server that
+/// is not there is told by the exporter ("cannot be reached").
+fn tell_connection_problem(said: &Mutex<Said>, url: &str, event: &async_nats::Event) {
+    let why = match event {
+        async_nats::Event::ClientError(async_nats::ClientError::Other(why)) => why.clone(),
+        async_nats::Event::ServerError(async_nats::ServerError::AuthorizationViolation) => {
+            "authorization violation".to_string()
+        }
+        _ => return,
+    };
+    let lower = why.to_lowercase();
+    let hint = if lower.contains("authorization") || lower.contains("signing") {
+        "the server refused the login: check the token or credentials file"
+    } else if lower.contains("tls") {
+        "the TLS handshake failed: check ca_file, and cert and key if the server verifies clients"
+    } else {
+        return;
+    };
+    let mut said = said.lock().unwrap_or_else(PoisonError::into_inner);
+    let again = said
+        .last
+        .as_ref()
+        .is_some_and(|(last, at)| *last == why && at.elapsed() < RETELL_AFTER);
+    if again {
+        return;
+    }
+    crate::notice::warn(format!(
+        "NATS: {url}: {} ({hint}); retrying",
+        crate::sanitize::for_terminal(&why)
+    ));
+    said.last = Some((why, Instant::now()));
 }
 
 fn read_token(path: &std::path::Path) -> Result<String, FleetError> {

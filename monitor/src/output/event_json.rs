@@ -63,6 +63,9 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
         out.extend_from_slice(key!("response"));
         write_array(out, &event.response, write_response_action);
     }
+    if let Some(host) = &event.host {
+        write_str_field(out, key!("host"), host.as_str());
+    }
     out.push(b'}');
 }
 
@@ -510,6 +513,7 @@ mod tests {
         e.bpf_prog_type = Some(2);
         e.bpf_prog_name = Some("sniffer".into());
         e.module_params = Some("debug=1".into());
+        e.host = Some("web-1".into());
         e.blocked = true;
         e.truncated = true;
         e.analysis = Analysis {
@@ -586,6 +590,7 @@ mod tests {
             truncated,
             analysis,
             response,
+            host,
         } = e;
         assert!(error.is_some() && attempts.is_some());
         assert!([*pid, *tid, *ppid, *uid].iter().all(|&n| n != 0));
@@ -598,6 +603,7 @@ mod tests {
         assert!(response.iter().any(|a| a.deny_id.is_some()));
         assert!(argv.is_some() && capabilities.is_some() && duration_ms.is_some());
         assert!(exit_code.is_some() && exit_signal.is_some() && target_pid.is_some());
+        assert!(host.is_some());
         assert!(source_ip.is_some() && source_port.is_some());
         assert!(target_ip.is_some() && target_port.is_some());
         assert!(bytes_sent.is_some() && bytes_received.is_some() && mode.is_some());
@@ -652,8 +658,8 @@ mod tests {
         let parsed = serde_json::from_slice(&ours).expect("write_event writes JSON");
         key_paths(&parsed, "", &mut written);
         assert_eq!(written, derived);
-        // 45 fields, 8 of the analysis, 6 of a response action.
-        assert_eq!(derived.len(), 45 + 8 + 6);
+        // 46 fields, 8 of the analysis, 6 of a response action.
+        assert_eq!(derived.len(), 46 + 8 + 6);
         assert_same(&e);
         let back: Event = serde_json::from_slice(&ours).expect("reads back");
         assert_eq!(back, e);
@@ -688,7 +694,7 @@ mod tests {
     fn each_optional_field_alone_matches() {
         let full = full_event();
         let base = Event::new(EventType::FileOpen, at(1_700_000_000, 0));
-        let fields: [fn(&mut Event, &Event); 32] = [
+        let fields: [fn(&mut Event, &Event); 33] = [
             |e, f| e.argv = f.argv.clone(),
             |e, f| e.exit_code = f.exit_code,
             |e, f| e.exit_signal = f.exit_signal,
@@ -721,6 +727,7 @@ mod tests {
             |e, _| e.truncated = true,
             |e, f| e.response = f.response.clone(),
             |e, f| e.analysis = f.analysis.clone(),
+            |e, f| e.host = f.host.clone(),
         ];
         for set in fields {
             let mut e = base.clone();

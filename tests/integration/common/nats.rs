@@ -17,6 +17,8 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: PathBuf,
+    /// A configuration file (`-c`: TLS, login) instead of the plain command line.
+    config: Option<PathBuf>,
 }
 
 /// The Debian package's binary (`cargo xtask setup` installs it), else whatever is on PATH.
@@ -48,9 +50,39 @@ impl NatsServer {
             child: None,
             port,
             store: store.to_path_buf(),
+            config: None,
         };
         server.restart();
         server
+    }
+
+    /// A server configured by `settings` (nats-server's configuration syntax: `tls { … }`,
+    /// `authorization { … }`), with JetStream in `store` on a free loopback port. Its URL is
+    /// `scheme://127.0.0.1:PORT` ([`NatsServer::url_with`]).
+    pub fn start_configured(store: &Path, settings: &str) -> NatsServer {
+        let port = free_port();
+        let config = store.with_extension("conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {:?} }}\n{settings}\n",
+                path_str(store)
+            ),
+        )
+        .expect("write nats-server's configuration");
+        let mut server = NatsServer {
+            child: None,
+            port,
+            store: store.to_path_buf(),
+            config: Some(config),
+        };
+        server.restart();
+        server
+    }
+
+    /// `scheme://127.0.0.1:PORT` (`tls`, say).
+    pub fn url_with(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -62,9 +94,13 @@ impl NatsServer {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "the server is already running");
         let mut cmd = Command::new(binary());
-        cmd.args(["-js", "-sd", &path_str(&self.store), "-a", "127.0.0.1"])
-            .args(["-p", &self.port.to_string()])
-            .stdin(Stdio::null())
+        match &self.config {
+            Some(config) => cmd.args(["-c", &path_str(config)]),
+            None => cmd
+                .args(["-js", "-sd", &path_str(&self.store), "-a", "127.0.0.1"])
+                .args(["-p", &self.port.to_string()]),
+        };
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         die_with_parent(&mut cmd);

@@ -6,8 +6,8 @@
 //! outcome go to the hub's audit log.
 use axum::{
     Extension, Form, Json, Router,
-    extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    extract::{FromRequestParts, Path, Query, State, WebSocketUpgrade},
+    http::{HeaderMap, StatusCode, request::Parts},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
@@ -21,7 +21,11 @@ use crate::{
     controller::{
         AppState,
         actions::{Action, ControlReply},
-        pages::layout::{clean, event_row, message, page, short},
+        live::LiveFilter,
+        pages::{
+            layout::{clean, event_row, message, page, short},
+            live_page::{LiveScope, live_panel, live_upgrade},
+        },
         security::{Caller, error},
     },
     event::{Event, EventType},
@@ -54,6 +58,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/hosts/{host}", get(host_page))
         .route("/ui/hosts/{host}/view", get(host_view_fragment))
+        .route("/ui/hosts/{host}/live", get(host_live_socket))
         .route("/ui/hosts/{host}/history", get(history_fragment))
         .route("/ui/hosts/{host}/control", post(control_form))
 }
@@ -93,6 +98,21 @@ fn refused((status, why): Refusal) -> Response {
     error(status, &why)
 }
 
+/// The path's `{host}`, a host the hub has seen: a handler that takes one is only called for
+/// such a host; any other request is refused (404) before it.
+pub struct KnownHost(HostRow);
+
+impl FromRequestParts<AppState> for KnownHost {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &AppState) -> Result<Self, Response> {
+        let Path(host) = Path::<String>::from_request_parts(parts, shared)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        known(shared, &host).map(KnownHost).map_err(refused)
+    }
+}
+
 // ---- API ------------------------------------------------------------------------------------
 
 /// `GET /api/v1/hosts`: every host seen, with its state.
@@ -118,13 +138,9 @@ pub struct Limit {
 /// newest first.
 pub async fn events(
     State(shared): State<AppState>,
-    Path(host): Path<String>,
+    KnownHost(row): KnownHost,
     Query(limit): Query<Limit>,
 ) -> Response {
-    let row = match known(&shared, &host) {
-        Ok(row) => row,
-        Err(refusal) => return refused(refusal),
-    };
     let events = recent(
         &shared,
         &row.host,
@@ -194,13 +210,9 @@ async fn read_history(
 /// oldest first.
 pub async fn history(
     State(shared): State<AppState>,
-    Path(host): Path<String>,
+    KnownHost(row): KnownHost,
     Query(query): Query<HistoryQuery>,
 ) -> Response {
-    let row = match known(&shared, &host) {
-        Ok(row) => row,
-        Err(refusal) => return refused(refusal),
-    };
     match read_history(&shared, &row.host, &query).await {
         Ok(events) => Json(json!({ "host": row.host, "events": events })).into_response(),
         Err((status, why)) => error(status, &why),
@@ -239,13 +251,9 @@ async fn send_control(
 pub async fn control(
     State(shared): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(host): Path<String>,
+    KnownHost(row): KnownHost,
     Json(action): Json<Action>,
 ) -> Response {
-    let row = match known(&shared, &host) {
-        Ok(row) => row,
-        Err(refusal) => return refused(refusal),
-    };
     match send_control(&shared, &caller, &row.host, action).await {
         Ok(reply) => Json(reply).into_response(),
         Err(why) => error(StatusCode::BAD_GATEWAY, &why),
@@ -291,7 +299,9 @@ fn probes_table(row: &HostRow) -> Markup {
                         td {
                             @if state == "on" || state == "off" {
                                 @let enable = state == "off";
-                                button.small type="button" hx-post=(post) hx-target="#control-result"
+                                // Its own swap: it would inherit the redrawn view's outerHTML, and
+                                // the answer would replace the place answers go.
+                                button.small type="button" hx-post=(post) hx-target="#control-result" hx-swap="innerHTML"
                                     hx-vals=(control_vals(json!({"action": "set_probe", "family": family, "enabled": enable.to_string()}))) {
                                     (if enable { "switch on" } else { "switch off" })
                                 }
@@ -304,23 +314,26 @@ fn probes_table(row: &HostRow) -> Markup {
     }
 }
 
-/// The parts that are redrawn: state, probes, recent alerts and events.
-fn host_view(shared: &AppState, row: &HostRow) -> Markup {
-    let alerts = recent(shared, &row.host, 50, true);
-    let events = recent(shared, &row.host, 100, false);
+/// The parts that are redrawn from the host's statuses: state and probes.
+fn host_view(row: &HostRow) -> Markup {
     html! {
         div #host-view hx-get=(host_path(&row.host, "/view")) hx-trigger=(REFRESH) hx-swap="outerHTML" {
             (state_table(row))
             h2 { "Probes" }
             @if row.probes.is_empty() { p.note { "The host has not said its probes yet." } }
             @else { (probes_table(row)) }
-            h2 { "Alerts " small { "(newest first)" } }
-            @if alerts.is_empty() { p.note { "No alert received from this host." } }
-            @else { div.rows #host-alerts { @for event in &alerts { (event_row(event)) } } }
-            h2 { "Recent events " small { "(newest first, as received)" } }
-            @if events.is_empty() { p.note { "No event received from this host yet." } }
-            @else { div.rows #host-events { @for event in &events { (event_row(event)) } } }
         }
+    }
+}
+
+/// The host's events and alerts as they arrive (the live page's view, of this host only).
+fn host_live(shared: &AppState, row: &HostRow) -> Markup {
+    let Some(hub) = shared.machines.nats.get().and_then(|n| n.hub(&row.host)) else {
+        return html! {};
+    };
+    html! {
+        h2 { "Events " small { "(live, newest first)" } }
+        (live_panel(shared, &LiveScope::Host(hub), &host_path(&row.host, "/live")))
     }
 }
 
@@ -362,18 +375,15 @@ async fn host_page(
     State(shared): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-    Path(host): Path<String>,
+    KnownHost(row): KnownHost,
 ) -> Response {
-    let row = match known(&shared, &host) {
-        Ok(row) => row,
-        Err(refusal) => return refused(refusal),
-    };
     let body = html! {
         h1 { "Host " (row.host) }
         p { "A machine that publishes on NATS; its events reach this hub on "
             code { (shared.machines.nats.get().map_or("", |n| n.prefix())) "." (row.host) ".*" }
-            ". Redrawn every two seconds. " a href="/machines" { "All hosts" } }
-        (host_view(&shared, &row))
+            ". Its events are shown as they arrive; its state as it last said. " a href="/machines" { "All hosts" } }
+        (host_view(&row))
+        (host_live(&shared, &row))
         (control_forms(&row))
     };
     page(
@@ -386,22 +396,28 @@ async fn host_page(
     )
 }
 
-async fn host_view_fragment(State(shared): State<AppState>, Path(host): Path<String>) -> Response {
-    match known(&shared, &host) {
-        Ok(row) => Html(host_view(&shared, &row).into_string()).into_response(),
-        Err(refusal) => refused(refusal),
-    }
+async fn host_view_fragment(KnownHost(row): KnownHost) -> Html<String> {
+    Html(host_view(&row).into_string())
+}
+
+/// `/ui/hosts/{host}/live`: the live page's WebSocket, with the host's own events.
+async fn host_live_socket(
+    State(shared): State<AppState>,
+    KnownHost(row): KnownHost,
+    Query(filter): Query<LiveFilter>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(hub) = shared.machines.nats.get().and_then(|n| n.hub(&row.host)) else {
+        return error(StatusCode::NOT_FOUND, "no such host");
+    };
+    live_upgrade(shared, LiveScope::Host(hub), filter, upgrade)
 }
 
 async fn history_fragment(
     State(shared): State<AppState>,
-    Path(host): Path<String>,
+    KnownHost(row): KnownHost,
     Query(query): Query<HistoryQuery>,
 ) -> Response {
-    let row = match known(&shared, &host) {
-        Ok(row) => row,
-        Err(refusal) => return refused(refusal),
-    };
     let markup = match read_history(&shared, &row.host, &query).await {
         Ok(events) if events.is_empty() => {
             html! { p.note { "Nothing in the stream for that time." } }
@@ -472,13 +488,9 @@ impl ControlForm {
 async fn control_form(
     State(shared): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(host): Path<String>,
+    KnownHost(row): KnownHost,
     Form(form): Form<ControlForm>,
 ) -> Response {
-    let row = match known(&shared, &host) {
-        Ok(row) => row,
-        Err(refusal) => return refused(refusal),
-    };
     let markup = match form.action() {
         Err(why) => message(false, &why),
         Ok(action) => match send_control(&shared, &caller, &row.host, action).await {

@@ -197,8 +197,8 @@ pub fn block_vals(event: &Event) -> Option<String> {
     block_target(event).map(|(field, value)| serde_json::json!({ field: value }).to_string())
 }
 
-/// One event as a row: marker, time, process (linking to its view), operation, facts, risk
-/// and the label (the matched rules' names in its tooltip).
+/// One event as a row: marker, time, the host it came from (on a hub), process (linking to its
+/// view), operation, facts, risk and the label (the matched rules' names in its tooltip).
 pub fn event_row(event: &Event) -> Markup {
     row(event, None)
 }
@@ -214,9 +214,13 @@ fn row(event: &Event, simulate_into: Option<&str>) -> Markup {
     let rules = event.analysis.rules.join(", ");
     let simulate = simulate_into.zip(block_vals(event));
     html! {
-        div.row.(severity_class(severity)) data-type=(event.event_type.as_str()) data-pid=(event.pid) {
+        div.row.(severity_class(severity)).hosted[event.host.is_some()] data-type=(event.event_type.as_str()) data-pid=(event.pid) {
             span.marker title=(severity_name(severity)) { (marker(severity)) }
             span.time title=(event.timestamp.to_rfc3339()) { (event.timestamp.with_timezone(&chrono::Local).format("%H:%M:%S")) span.ms { (event.timestamp.format("%.3f")) } }
+            @if let Some(host) = &event.host {
+                // The whole name on hover: the column cuts long ones.
+                span.host title=(clean(host.as_str())) { (clean(host.as_str())) }
+            }
             a.proc href=(format!("/process/{}", event.pid)) title=(clean(&event.exe)) {
                 (clean(&event.process)) " " span.pid { (event.pid) }
             }
