@@ -17,7 +17,9 @@
 //! 4. Under a flood of opens: the terminal UI (key latency), the web controller with WebSocket
 //!    clients, and the NATS exporter (`bench/nats.rs`: `--json` without and with
 //!    `[export.nats]` to a local `nats-server -js`; kernel drops, events published per second,
-//!    capture → subscriber delay).
+//!    capture → subscriber delay), and the hub's delay (`bench/hub.rs`: a syscall on an
+//!    exporting monitor → its event on `secmon-tui hub`'s live stream, idle and under the flood).
+//!    `--only-nats` runs these two alone.
 //!
 //! Then it prints the tables and (unless `--quick`) rewrites the generated part of
 //! `docs/benchmarks.md`. Loading eBPF needs root: as another user everything is built first, then
@@ -25,6 +27,7 @@
 //!
 //! The load generators are `xtask bench loadgen <load>` (hidden), run from the release build.
 
+mod hub;
 mod latency;
 mod loadgen;
 mod nats;
@@ -122,9 +125,13 @@ pub struct BenchArgs {
     /// opens/s).
     #[arg(long)]
     pub skip_latency: bool,
-    /// Do not measure the NATS exporter under a flood.
+    /// Do not measure the NATS exporter under a flood, nor the hub's delay.
     #[arg(long)]
     pub skip_nats: bool,
+    /// Measure the NATS exporter and the hub's delay only (nothing else; docs/benchmarks.md
+    /// untouched unless --doc).
+    #[arg(long, conflicts_with = "skip_nats")]
+    pub only_nats: bool,
     /// Write the results into docs/benchmarks.md (the default without --quick).
     #[arg(long, conflicts_with = "no_doc")]
     pub doc: bool,
@@ -181,6 +188,8 @@ struct Plan {
     /// Alerts timed per phase of the latency measurement (None: skipped).
     latency_samples: Option<usize>,
     nats_secs: Option<u64>,
+    /// Marks timed per phase of the hub's delay (None: skipped).
+    hub_samples: Option<usize>,
     doc: bool,
 }
 
@@ -228,7 +237,27 @@ impl Plan {
             web_secs: (!args.skip_web).then_some(if quick { 6 } else { 15 }),
             latency_samples: (!args.skip_latency).then_some(if quick { 50 } else { 300 }),
             nats_secs: (!args.skip_nats).then_some(if quick { 4 } else { 10 }),
+            hub_samples: (!args.skip_nats).then_some(if quick { 50 } else { 200 }),
             doc: if quick { args.doc } else { !args.no_doc },
+        }
+        .only_nats(args)
+    }
+
+    /// `--only-nats`: every other measurement off.
+    fn only_nats(self, args: &BenchArgs) -> Plan {
+        if !args.only_nats {
+            return self;
+        }
+        Plan {
+            loops: Vec::new(),
+            bpftrace: false,
+            throughput: false,
+            criterion: false,
+            tui_secs: None,
+            web_secs: None,
+            latency_samples: None,
+            doc: args.doc,
+            ..self
         }
     }
 }
@@ -354,6 +383,21 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         ) {
             Ok(result) => results.nats = Some(result),
             Err(e) => notes.push(format!("NATS exporter not measured: {e:#}")),
+        }
+    }
+    if let Some(samples) = plan.hub_samples {
+        eprintln!(
+            "xtask bench: the hub's delay, {samples} marks idle and {samples} under {NATS_RATE} opens/s"
+        );
+        match hub::measure(
+            &bins.secmon,
+            &bins.loadgen,
+            NO_HISTORY_CONFIG,
+            NATS_RATE,
+            samples,
+        ) {
+            Ok(result) => results.hub = Some(result),
+            Err(e) => notes.push(format!("hub delay not measured: {e:#}")),
         }
     }
     let _ = std::fs::remove_file(&script);

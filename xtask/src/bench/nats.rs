@@ -26,11 +26,11 @@ use crate::util;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn start_server(dir: &Path, port: u16) -> Result<Child> {
+pub(super) fn start_server(dir: &Path, port: u16) -> Result<Child> {
     let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
         .iter()
         .map(PathBuf::from)
@@ -156,7 +156,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn wait_for(stderr: &Path, what: &str) -> Result<()> {
+pub(super) fn wait_for(stderr: &Path, what: &str) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < READY_TIMEOUT {
         if fs::read_to_string(stderr)
@@ -172,7 +172,7 @@ fn wait_for(stderr: &Path, what: &str) -> Result<()> {
 
 /// The exporter's `NATS: stopped: N events taken, M messages acknowledged, B bytes left ...;
 /// lost: nats_queue_full Q, nats_spool_full S` → (M, Q + S).
-fn exporter_counts(stderr: &str) -> (u64, u64) {
+pub(super) fn exporter_counts(stderr: &str) -> (u64, u64) {
     let Some(line) = stderr.lines().find(|l| l.contains("NATS: stopped:")) else {
         return (0, 0);
     };
@@ -273,10 +273,23 @@ fn phase(
     })
 }
 
-fn stop(child: &mut Child) {
+pub(super) fn stop(child: &mut Child) {
     // SAFETY: kill has no memory-safety preconditions; the child is ours.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let _ = child.wait();
+}
+
+/// `base_config` with `[export.nats]` to the server on `port` as host `bench`, its spool and
+/// the controller's files (control requests need a token file; none is made) in `dir`.
+pub(super) fn publisher_config(base_config: &str, dir: &Path, port: u16) -> String {
+    format!(
+        "{base_config}\n[controller]\ntoken_file = {:?}\naudit_log = {:?}\n\n\
+         [export.nats]\nenabled = true\nurl = \"nats://127.0.0.1:{port}\"\nhost = \"bench\"\n\
+         spool_dir = {:?}\nspool_max_mb = 1024\n",
+        dir.join("no-token").display().to_string(),
+        dir.join("audit.log").display().to_string(),
+        dir.join("spool").display().to_string(),
+    )
 }
 
 /// Both phases at `rate` opens/s for `secs` s: `--json` alone, then with the exporter.
@@ -295,17 +308,7 @@ pub fn measure(
     let plain = dir.join("plain.toml");
     fs::write(&plain, base_config)?;
     let exporting = dir.join("nats.toml");
-    fs::write(
-        &exporting,
-        format!(
-            "{base_config}\n[controller]\ntoken_file = {:?}\naudit_log = {:?}\n\n\
-             [export.nats]\nenabled = true\nurl = \"nats://127.0.0.1:{port}\"\nhost = \"bench\"\n\
-             spool_dir = {:?}\nspool_max_mb = 1024\n",
-            dir.join("no-token").display().to_string(),
-            dir.join("audit.log").display().to_string(),
-            dir.join("spool").display().to_string(),
-        ),
-    )?;
+    fs::write(&exporting, publisher_config(base_config, &dir, port))?;
     let result = phase(secmon, loadgen, &plain, &dir, None, rate, secs).and_then(|alone| {
         std::thread::sleep(Duration::from_secs(2));
         let with = phase(secmon, loadgen, &exporting, &dir, Some(port), rate, secs)?;

@@ -339,6 +339,7 @@ pub struct Results {
     pub web: Option<WebResult>,
     pub latency: Option<LatencyResult>,
     pub nats: Option<NatsResult>,
+    pub hub: Option<HubResult>,
     pub notes: Vec<String>,
     pub elapsed_secs: f64,
 }
@@ -457,6 +458,27 @@ pub struct NatsResult {
     pub secs: u64,
     pub alone: NatsPhase,
     pub exporting: NatsPhase,
+}
+
+/// The hub's delay (`bench/hub.rs`): syscall on a publishing monitor → its event on the live
+/// stream of `secmon-tui hub`, idle and under a flood.
+#[derive(Debug, Clone, Default)]
+pub struct HubResult {
+    pub rate: u64,
+    pub idle: LatencyPhase,
+    pub loaded: LatencyPhase,
+    /// Opens the generator made.
+    pub generated: u64,
+    /// The publisher's stop lines: events analysed, kernel drops, messages acknowledged,
+    /// events the exporter lost.
+    pub events: u64,
+    pub drops: u64,
+    pub published: u64,
+    pub lost: u64,
+    /// The hub's CPU over the flooded phase.
+    pub hub_cpu_secs: f64,
+    /// Events the hub's live stream said it could not send to the client.
+    pub stream_lost: u64,
 }
 
 /// Events per second one monitor should publish to a local nats-server (issue 15).
@@ -918,6 +940,56 @@ fn render_nats(s: &mut String, n: &NatsResult) {
     }
 }
 
+fn render_hub(s: &mut String, h: &HubResult) {
+    let _ = writeln!(
+        s,
+        "\n#### Hub: syscall → shown on `secmon-tui hub`'s live stream (`/api/v1/events`), idle and under {} opens/s\n",
+        thousands(h.rate)
+    );
+    let _ = writeln!(
+        s,
+        "A monitor exports to a local `nats-server -js`; the hub subscribes; a WebSocket client of \
+         the hub asks for this run's marks (`?text=MARK`); the bench opens a marked file every 20 ms \
+         and times it until the client reads it.\n"
+    );
+    let _ = writeln!(s, "| phase | marks | arrived | median | p99 | worst |");
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
+    for (name, p) in [("idle", &h.idle), ("under the flood", &h.loaded)] {
+        let ms = |q: f64| {
+            p.quantile(q)
+                .map_or("–".to_string(), |v| format!("{v:.1} ms"))
+        };
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} |",
+            p.latencies_ms.len() as u32 + p.missed,
+            p.latencies_ms.len(),
+            ms(0.5),
+            ms(0.99),
+            ms(1.0),
+        );
+    }
+    let published_rate = if h.loaded.load_secs > 0.0 {
+        format!(
+            " ({} opens in {:.1} s)",
+            thousands(h.generated),
+            h.loaded.load_secs
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        s,
+        "\nThe publisher over the whole step{published_rate}: {} events analysed, {} kernel drops, {} messages acknowledged, {} lost to the exporter (nats_*). The hub: {:.2} s of CPU over the flooded phase, {} events its live stream could not send to the client.",
+        thousands(h.events),
+        thousands(h.drops),
+        thousands(h.published),
+        thousands(h.lost),
+        h.hub_cpu_secs,
+        thousands(h.stream_lost),
+    );
+}
+
 fn render_tui(s: &mut String, t: &TuiResult) {
     let mut sorted = t.latencies_ms.clone();
     sorted.sort_by(f64::total_cmp);
@@ -1321,6 +1393,9 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(n) = &r.nats {
         render_nats(&mut s, n);
+    }
+    if let Some(h) = &r.hub {
+        render_hub(&mut s, h);
     }
     if !r.notes.is_empty() {
         let _ = writeln!(s, "\nNotes from the run:\n");
