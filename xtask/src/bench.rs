@@ -128,9 +128,9 @@ pub struct BenchArgs {
     /// Do not measure the NATS exporter under a flood, nor the hub's delay.
     #[arg(long)]
     pub skip_nats: bool,
-    /// Measure the NATS exporter and the hub's delay only (nothing else; docs/benchmarks.md
-    /// untouched unless --doc).
-    #[arg(long, conflicts_with = "skip_nats")]
+    /// Measure the NATS exporter and the hub's delay only (nothing else). Never writes
+    /// docs/benchmarks.md: its generated part is a whole run's.
+    #[arg(long, conflicts_with_all = ["skip_nats", "doc"])]
     pub only_nats: bool,
     /// Write the results into docs/benchmarks.md (the default without --quick).
     #[arg(long, conflicts_with = "no_doc")]
@@ -256,7 +256,7 @@ impl Plan {
             tui_secs: None,
             web_secs: None,
             latency_samples: None,
-            doc: args.doc,
+            doc: false,
             ..self
         }
     }

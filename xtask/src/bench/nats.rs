@@ -2,7 +2,8 @@
 //! `secmon-tui --json` (history off, stdout to /dev/null) while the load generator opens files
 //! at a fixed rate, twice with the same load: without `[export.nats]`, then with it. Kernel
 //! drops must not move because of the exporter; what it published (acknowledged by JetStream)
-//! per second, what it lost, and the delay from each event's capture to its arrival at a
+//! per second, what it lost, nats-server's CPU (per message: what bounds the rate on a small
+//! machine, where the server shares the cores), and the delay from each event's capture to its arrival at a
 //! subscriber are recorded.
 //!
 //! The subscriber speaks the NATS text protocol itself (a few lines: CONNECT, SUB, MSG, PING),
@@ -205,6 +206,7 @@ fn phase(
     config: &Path,
     dir: &Path,
     port: Option<u16>,
+    server: u32,
     rate: u64,
     secs: u64,
 ) -> Result<NatsPhase> {
@@ -234,8 +236,10 @@ fn phase(
     };
     std::thread::sleep(Duration::from_secs(1));
     let cpu_before = cpu_seconds(child.id());
+    let server_before = cpu_seconds(server);
     let load = finish_load(start_load(loadgen, rate, secs)?)?;
     let cpu_after = cpu_seconds(child.id());
+    let server_after = cpu_seconds(server);
     // What is still in flight arrives.
     std::thread::sleep(Duration::from_secs(3));
     stop(&mut child);
@@ -262,6 +266,7 @@ fn phase(
         generated: load.ops,
         load_secs: load.secs,
         cpu_secs: cpu_after.zip(cpu_before).map_or(0.0, |(a, b)| a - b),
+        server_cpu_secs: server_after.zip(server_before).map_or(0.0, |(a, b)| a - b),
         events,
         drops,
         published,
@@ -309,16 +314,26 @@ pub fn measure(
     fs::write(&plain, base_config)?;
     let exporting = dir.join("nats.toml");
     fs::write(&exporting, publisher_config(base_config, &dir, port))?;
-    let result = phase(secmon, loadgen, &plain, &dir, None, rate, secs).and_then(|alone| {
-        std::thread::sleep(Duration::from_secs(2));
-        let with = phase(secmon, loadgen, &exporting, &dir, Some(port), rate, secs)?;
-        Ok(NatsResult {
-            rate,
-            secs,
-            alone,
-            exporting: with,
-        })
-    });
+    let result =
+        phase(secmon, loadgen, &plain, &dir, None, server.id(), rate, secs).and_then(|alone| {
+            std::thread::sleep(Duration::from_secs(2));
+            let with = phase(
+                secmon,
+                loadgen,
+                &exporting,
+                &dir,
+                Some(port),
+                server.id(),
+                rate,
+                secs,
+            )?;
+            Ok(NatsResult {
+                rate,
+                secs,
+                alone,
+                exporting: with,
+            })
+        });
     let _ = server.kill();
     let _ = server.wait();
     let _ = fs::remove_dir_all(dir.join("store"));

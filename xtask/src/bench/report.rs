@@ -438,6 +438,8 @@ pub struct NatsPhase {
     pub load_secs: f64,
     /// The monitor's CPU over the load.
     pub cpu_secs: f64,
+    /// nats-server's CPU over the load.
+    pub server_cpu_secs: f64,
     /// From the stop line: events analysed, kernel drops.
     pub events: u64,
     pub drops: u64,
@@ -937,6 +939,17 @@ fn render_nats(s: &mut String, n: &NatsResult) {
             thousands(n.alone.drops),
             thousands(e.drops)
         );
+        if e.published > 0 {
+            let per_message = e.server_cpu_secs / e.published as f64;
+            let _ = writeln!(
+                s,
+                "\nnats-server: {:.2} s of CPU over the load, {:.1} µs per message acknowledged: {} messages/s would take {:.1} cores of it alone.",
+                e.server_cpu_secs,
+                per_message * 1e6,
+                thousands(NATS_TARGET as u64),
+                per_message * NATS_TARGET,
+            );
+        }
     }
 }
 
