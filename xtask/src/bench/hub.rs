@@ -32,6 +32,9 @@ use super::report::{HubResult, LatencyPhase};
 use super::tui::{cpu_seconds, finish_load, start_load, stop_counts};
 use crate::util;
 
+/// Each mark's number and the instant the client read it.
+type Arrivals = Receiver<(usize, Instant)>;
+
 /// Pause between two marks.
 const SPACING: Duration = Duration::from_millis(20);
 /// Marks the warm-up may use (one each half second).
@@ -92,7 +95,7 @@ struct Setup {
     dir: PathBuf,
     publisher: Child,
     hub: Child,
-    arrivals: Receiver<(usize, Instant)>,
+    arrivals: Arrivals,
     stream_lost: Arc<AtomicU64>,
     stop_client: Arc<AtomicBool>,
     client: Option<JoinHandle<()>>,
@@ -321,7 +324,7 @@ fn follow(
     mark: &str,
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicU64>,
-) -> Result<(Receiver<(usize, Instant)>, JoinHandle<()>)> {
+) -> Result<(Arrivals, JoinHandle<()>)> {
     let request = tungstenite::http::Request::builder()
         .uri(format!("ws://{addr}/api/v1/events?text={mark}"))
         .header("Host", addr)

@@ -199,18 +199,18 @@ pub(super) fn exporter_counts(stderr: &str) -> (u64, u64) {
     )
 }
 
-/// One phase: `secmon-tui --json` under `config` and the load; with `port`, a subscriber too.
+/// One phase: `secmon-tui --json` under `config` and the load; when `exporting` to the server
+/// (its port and pid), a subscriber too, and the server's CPU.
 fn phase(
     secmon: &Path,
     loadgen: &Path,
     config: &Path,
     dir: &Path,
-    port: Option<u16>,
-    server: u32,
+    exporting: Option<(u16, u32)>,
     rate: u64,
     secs: u64,
 ) -> Result<NatsPhase> {
-    let name = if port.is_some() { "nats" } else { "plain" };
+    let name = if exporting.is_some() { "nats" } else { "plain" };
     let err = dir.join(format!("{name}.err"));
     let mut child = Command::new(secmon)
         .args(["--json", "--config"])
@@ -222,7 +222,7 @@ fn phase(
         .stderr(fs::File::create(&err)?)
         .spawn()
         .context("starting secmon-tui --json")?;
-    let ready = wait_for(&err, "secmon: ready").and_then(|()| match port {
+    let ready = wait_for(&err, "secmon: ready").and_then(|()| match exporting {
         Some(_) => wait_for(&err, "NATS: connected"),
         None => Ok(()),
     });
@@ -230,16 +230,17 @@ fn phase(
         stop(&mut child);
         return Err(e);
     }
-    let subscriber = match port {
-        Some(port) => Some(subscribe(port, "secmon.bench.file_open")?),
+    let subscriber = match exporting {
+        Some((port, _)) => Some(subscribe(port, "secmon.bench.file_open")?),
         None => None,
     };
     std::thread::sleep(Duration::from_secs(1));
     let cpu_before = cpu_seconds(child.id());
-    let server_before = cpu_seconds(server);
+    let server = exporting.map(|(_, pid)| pid);
+    let server_before = server.and_then(cpu_seconds);
     let load = finish_load(start_load(loadgen, rate, secs)?)?;
     let cpu_after = cpu_seconds(child.id());
-    let server_after = cpu_seconds(server);
+    let server_after = server.and_then(cpu_seconds);
     // What is still in flight arrives.
     std::thread::sleep(Duration::from_secs(3));
     stop(&mut child);
@@ -262,7 +263,7 @@ fn phase(
         }
     };
     Ok(NatsPhase {
-        exporting: port.is_some(),
+        exporting: exporting.is_some(),
         generated: load.ops,
         load_secs: load.secs,
         cpu_secs: cpu_after.zip(cpu_before).map_or(0.0, |(a, b)| a - b),
@@ -314,26 +315,24 @@ pub fn measure(
     fs::write(&plain, base_config)?;
     let exporting = dir.join("nats.toml");
     fs::write(&exporting, publisher_config(base_config, &dir, port))?;
-    let result =
-        phase(secmon, loadgen, &plain, &dir, None, server.id(), rate, secs).and_then(|alone| {
-            std::thread::sleep(Duration::from_secs(2));
-            let with = phase(
-                secmon,
-                loadgen,
-                &exporting,
-                &dir,
-                Some(port),
-                server.id(),
-                rate,
-                secs,
-            )?;
-            Ok(NatsResult {
-                rate,
-                secs,
-                alone,
-                exporting: with,
-            })
-        });
+    let result = phase(secmon, loadgen, &plain, &dir, None, rate, secs).and_then(|alone| {
+        std::thread::sleep(Duration::from_secs(2));
+        let with = phase(
+            secmon,
+            loadgen,
+            &exporting,
+            &dir,
+            Some((port, server.id())),
+            rate,
+            secs,
+        )?;
+        Ok(NatsResult {
+            rate,
+            secs,
+            alone,
+            exporting: with,
+        })
+    });
     let _ = server.kill();
     let _ = server.wait();
     let _ = fs::remove_dir_all(dir.join("store"));
