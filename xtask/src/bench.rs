@@ -17,7 +17,9 @@
 //! 4. Under a flood of opens: the terminal UI (key latency), the web controller with WebSocket
 //!    clients, and the NATS exporter (`bench/nats.rs`: `--json` without and with
 //!    `[export.nats]` to a local `nats-server -js`; kernel drops, events published per second,
-//!    capture → subscriber delay).
+//!    capture → subscriber delay), and the hub's delay (`bench/hub.rs`: a syscall on an
+//!    exporting monitor → its event on `secmon-tui hub`'s live stream, idle and under the flood).
+//!    `--only-nats` runs these two alone.
 //!
 //! Then it prints the tables and (unless `--quick`) rewrites the generated part of
 //! `docs/benchmarks.md`. Loading eBPF needs root: as another user everything is built first, then
@@ -25,6 +27,7 @@
 //!
 //! The load generators are `xtask bench loadgen <load>` (hidden), run from the release build.
 
+mod hub;
 mod latency;
 mod loadgen;
 mod nats;
@@ -122,9 +125,13 @@ pub struct BenchArgs {
     /// opens/s).
     #[arg(long)]
     pub skip_latency: bool,
-    /// Do not measure the NATS exporter under a flood.
+    /// Do not measure the NATS exporter under a flood, nor the hub's delay.
     #[arg(long)]
     pub skip_nats: bool,
+    /// Measure the NATS exporter and the hub's delay only (nothing else). Never writes
+    /// docs/benchmarks.md: its generated part is a whole run's.
+    #[arg(long, conflicts_with_all = ["skip_nats", "doc"])]
+    pub only_nats: bool,
     /// Write the results into docs/benchmarks.md (the default without --quick).
     #[arg(long, conflicts_with = "no_doc")]
     pub doc: bool,
@@ -181,6 +188,8 @@ struct Plan {
     /// Alerts timed per phase of the latency measurement (None: skipped).
     latency_samples: Option<usize>,
     nats_secs: Option<u64>,
+    /// Marks timed per phase of the hub's delay (None: skipped).
+    hub_samples: Option<usize>,
     doc: bool,
 }
 
@@ -228,7 +237,27 @@ impl Plan {
             web_secs: (!args.skip_web).then_some(if quick { 6 } else { 15 }),
             latency_samples: (!args.skip_latency).then_some(if quick { 50 } else { 300 }),
             nats_secs: (!args.skip_nats).then_some(if quick { 4 } else { 10 }),
+            hub_samples: (!args.skip_nats).then_some(if quick { 50 } else { 200 }),
             doc: if quick { args.doc } else { !args.no_doc },
+        }
+        .only_nats(args)
+    }
+
+    /// `--only-nats`: every other measurement off.
+    fn only_nats(self, args: &BenchArgs) -> Plan {
+        if !args.only_nats {
+            return self;
+        }
+        Plan {
+            loops: Vec::new(),
+            bpftrace: false,
+            throughput: false,
+            criterion: false,
+            tui_secs: None,
+            web_secs: None,
+            latency_samples: None,
+            doc: false,
+            ..self
         }
     }
 }
@@ -237,6 +266,20 @@ impl Plan {
 const TUI_RATE: u64 = 100_000;
 /// The load of the NATS row: the exporter's target (issue 15, `report::NATS_TARGET`).
 const NATS_RATE: u64 = 200_000;
+
+/// The hub's flood when the exporter's rate is not known (no NATS row).
+const HUB_RATE: u64 = 40_000;
+
+/// The hub's delay is measured at the rate the exporter reaches (issue 15): three quarters of
+/// what the NATS row published per second, so that the marks are not lost in the exporter's
+/// full queue (a flood beyond it measures the queue, not the path).
+fn hub_rate(nats: Option<&report::NatsResult>) -> u64 {
+    nats.map(|n| &n.exporting)
+        .filter(|e| e.load_secs > 0.0 && e.published > 0)
+        .map_or(HUB_RATE, |e| {
+            ((e.published as f64 / e.load_secs * 0.75) as u64 / 1000 * 1000).max(1000)
+        })
+}
 
 /// The target events per second sustained without a drop.
 pub const THROUGHPUT_TARGET: f64 = 450_000.0;
@@ -354,6 +397,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         ) {
             Ok(result) => results.nats = Some(result),
             Err(e) => notes.push(format!("NATS exporter not measured: {e:#}")),
+        }
+    }
+    if let Some(samples) = plan.hub_samples {
+        let rate = hub_rate(results.nats.as_ref());
+        eprintln!(
+            "xtask bench: the hub's delay, {samples} marks idle and {samples} under {rate} opens/s"
+        );
+        match hub::measure(
+            &bins.secmon,
+            &bins.loadgen,
+            NO_HISTORY_CONFIG,
+            rate,
+            samples,
+        ) {
+            Ok(result) => results.hub = Some(result),
+            Err(e) => notes.push(format!("hub delay not measured: {e:#}")),
         }
     }
     let _ = std::fs::remove_file(&script);

@@ -26,10 +26,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// One spooled message: where it goes, its id (`Nats-Msg-Id`) and its bytes.
+/// One spooled message: where it goes, its id (`Nats-Msg-Id`) and its bytes. The subject is
+/// NATS's own shared string: every event of a type names the same one, without a copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    pub subject: String,
+    pub subject: async_nats::Subject,
     pub id: String,
     pub payload: bytes::Bytes,
 }
@@ -327,7 +328,7 @@ fn decode_one(bytes: &[u8]) -> Option<(Record, &[u8])> {
     let (subject, rest) = take_field(body)?;
     let (id, payload) = take_field(rest)?;
     let record = Record {
-        subject: String::from_utf8(subject.to_vec()).ok()?,
+        subject: String::from_utf8(subject.to_vec()).ok()?.into(),
         id: String::from_utf8(id.to_vec()).ok()?,
         payload: bytes::Bytes::copy_from_slice(payload),
     };
@@ -354,7 +355,7 @@ mod tests {
 
     fn record(n: usize) -> Record {
         Record {
-            subject: format!("secmon.h.file_open.{n}"),
+            subject: format!("secmon.h.file_open.{n}").into(),
             id: format!("h:run:{n}"),
             payload: bytes::Bytes::from(format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(100))),
         }

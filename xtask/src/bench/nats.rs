@@ -2,7 +2,8 @@
 //! `secmon-tui --json` (history off, stdout to /dev/null) while the load generator opens files
 //! at a fixed rate, twice with the same load: without `[export.nats]`, then with it. Kernel
 //! drops must not move because of the exporter; what it published (acknowledged by JetStream)
-//! per second, what it lost, and the delay from each event's capture to its arrival at a
+//! per second, what it lost, nats-server's CPU (per message: what bounds the rate on a small
+//! machine, where the server shares the cores), and the delay from each event's capture to its arrival at a
 //! subscriber are recorded.
 //!
 //! The subscriber speaks the NATS text protocol itself (a few lines: CONNECT, SUB, MSG, PING),
@@ -26,11 +27,11 @@ use crate::util;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn start_server(dir: &Path, port: u16) -> Result<Child> {
+pub(super) fn start_server(dir: &Path, port: u16) -> Result<Child> {
     let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
         .iter()
         .map(PathBuf::from)
@@ -156,7 +157,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn wait_for(stderr: &Path, what: &str) -> Result<()> {
+pub(super) fn wait_for(stderr: &Path, what: &str) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < READY_TIMEOUT {
         if fs::read_to_string(stderr)
@@ -172,7 +173,7 @@ fn wait_for(stderr: &Path, what: &str) -> Result<()> {
 
 /// The exporter's `NATS: stopped: N events taken, M messages acknowledged, B bytes left ...;
 /// lost: nats_queue_full Q, nats_spool_full S` → (M, Q + S).
-fn exporter_counts(stderr: &str) -> (u64, u64) {
+pub(super) fn exporter_counts(stderr: &str) -> (u64, u64) {
     let Some(line) = stderr.lines().find(|l| l.contains("NATS: stopped:")) else {
         return (0, 0);
     };
@@ -198,17 +199,18 @@ fn exporter_counts(stderr: &str) -> (u64, u64) {
     )
 }
 
-/// One phase: `secmon-tui --json` under `config` and the load; with `port`, a subscriber too.
+/// One phase: `secmon-tui --json` under `config` and the load; when `exporting` to the server
+/// (its port and pid), a subscriber too, and the server's CPU.
 fn phase(
     secmon: &Path,
     loadgen: &Path,
     config: &Path,
     dir: &Path,
-    port: Option<u16>,
+    exporting: Option<(u16, u32)>,
     rate: u64,
     secs: u64,
 ) -> Result<NatsPhase> {
-    let name = if port.is_some() { "nats" } else { "plain" };
+    let name = if exporting.is_some() { "nats" } else { "plain" };
     let err = dir.join(format!("{name}.err"));
     let mut child = Command::new(secmon)
         .args(["--json", "--config"])
@@ -220,7 +222,7 @@ fn phase(
         .stderr(fs::File::create(&err)?)
         .spawn()
         .context("starting secmon-tui --json")?;
-    let ready = wait_for(&err, "secmon: ready").and_then(|()| match port {
+    let ready = wait_for(&err, "secmon: ready").and_then(|()| match exporting {
         Some(_) => wait_for(&err, "NATS: connected"),
         None => Ok(()),
     });
@@ -228,14 +230,17 @@ fn phase(
         stop(&mut child);
         return Err(e);
     }
-    let subscriber = match port {
-        Some(port) => Some(subscribe(port, "secmon.bench.file_open")?),
+    let subscriber = match exporting {
+        Some((port, _)) => Some(subscribe(port, "secmon.bench.file_open")?),
         None => None,
     };
     std::thread::sleep(Duration::from_secs(1));
     let cpu_before = cpu_seconds(child.id());
+    let server = exporting.map(|(_, pid)| pid);
+    let server_before = server.and_then(cpu_seconds);
     let load = finish_load(start_load(loadgen, rate, secs)?)?;
     let cpu_after = cpu_seconds(child.id());
+    let server_after = server.and_then(cpu_seconds);
     // What is still in flight arrives.
     std::thread::sleep(Duration::from_secs(3));
     stop(&mut child);
@@ -258,10 +263,11 @@ fn phase(
         }
     };
     Ok(NatsPhase {
-        exporting: port.is_some(),
+        exporting: exporting.is_some(),
         generated: load.ops,
         load_secs: load.secs,
         cpu_secs: cpu_after.zip(cpu_before).map_or(0.0, |(a, b)| a - b),
+        server_cpu_secs: server_after.zip(server_before).map_or(0.0, |(a, b)| a - b),
         events,
         drops,
         published,
@@ -273,10 +279,23 @@ fn phase(
     })
 }
 
-fn stop(child: &mut Child) {
+pub(super) fn stop(child: &mut Child) {
     // SAFETY: kill has no memory-safety preconditions; the child is ours.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let _ = child.wait();
+}
+
+/// `base_config` with `[export.nats]` to the server on `port` as host `bench`, its spool and
+/// the controller's files (control requests need a token file; none is made) in `dir`.
+pub(super) fn publisher_config(base_config: &str, dir: &Path, port: u16) -> String {
+    format!(
+        "{base_config}\n[controller]\ntoken_file = {:?}\naudit_log = {:?}\n\n\
+         [export.nats]\nenabled = true\nurl = \"nats://127.0.0.1:{port}\"\nhost = \"bench\"\n\
+         spool_dir = {:?}\nspool_max_mb = 1024\n",
+        dir.join("no-token").display().to_string(),
+        dir.join("audit.log").display().to_string(),
+        dir.join("spool").display().to_string(),
+    )
 }
 
 /// Both phases at `rate` opens/s for `secs` s: `--json` alone, then with the exporter.
@@ -295,20 +314,18 @@ pub fn measure(
     let plain = dir.join("plain.toml");
     fs::write(&plain, base_config)?;
     let exporting = dir.join("nats.toml");
-    fs::write(
-        &exporting,
-        format!(
-            "{base_config}\n[controller]\ntoken_file = {:?}\naudit_log = {:?}\n\n\
-             [export.nats]\nenabled = true\nurl = \"nats://127.0.0.1:{port}\"\nhost = \"bench\"\n\
-             spool_dir = {:?}\nspool_max_mb = 1024\n",
-            dir.join("no-token").display().to_string(),
-            dir.join("audit.log").display().to_string(),
-            dir.join("spool").display().to_string(),
-        ),
-    )?;
+    fs::write(&exporting, publisher_config(base_config, &dir, port))?;
     let result = phase(secmon, loadgen, &plain, &dir, None, rate, secs).and_then(|alone| {
         std::thread::sleep(Duration::from_secs(2));
-        let with = phase(secmon, loadgen, &exporting, &dir, Some(port), rate, secs)?;
+        let with = phase(
+            secmon,
+            loadgen,
+            &exporting,
+            &dir,
+            Some((port, server.id())),
+            rate,
+            secs,
+        )?;
         Ok(NatsResult {
             rate,
             secs,

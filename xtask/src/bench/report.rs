@@ -339,6 +339,7 @@ pub struct Results {
     pub web: Option<WebResult>,
     pub latency: Option<LatencyResult>,
     pub nats: Option<NatsResult>,
+    pub hub: Option<HubResult>,
     pub notes: Vec<String>,
     pub elapsed_secs: f64,
 }
@@ -437,6 +438,8 @@ pub struct NatsPhase {
     pub load_secs: f64,
     /// The monitor's CPU over the load.
     pub cpu_secs: f64,
+    /// nats-server's CPU over the load.
+    pub server_cpu_secs: f64,
     /// From the stop line: events analysed, kernel drops.
     pub events: u64,
     pub drops: u64,
@@ -457,6 +460,27 @@ pub struct NatsResult {
     pub secs: u64,
     pub alone: NatsPhase,
     pub exporting: NatsPhase,
+}
+
+/// The hub's delay (`bench/hub.rs`): syscall on a publishing monitor → its event on the live
+/// stream of `secmon-tui hub`, idle and under a flood.
+#[derive(Debug, Clone, Default)]
+pub struct HubResult {
+    pub rate: u64,
+    pub idle: LatencyPhase,
+    pub loaded: LatencyPhase,
+    /// Opens the generator made.
+    pub generated: u64,
+    /// The publisher's stop lines: events analysed, kernel drops, messages acknowledged,
+    /// events the exporter lost.
+    pub events: u64,
+    pub drops: u64,
+    pub published: u64,
+    pub lost: u64,
+    /// The hub's CPU over the flooded phase.
+    pub hub_cpu_secs: f64,
+    /// Events the hub's live stream said it could not send to the client.
+    pub stream_lost: u64,
 }
 
 /// Events per second one monitor should publish to a local nats-server (issue 15).
@@ -915,7 +939,68 @@ fn render_nats(s: &mut String, n: &NatsResult) {
             thousands(n.alone.drops),
             thousands(e.drops)
         );
+        if e.published > 0 {
+            let per_message = e.server_cpu_secs / e.published as f64;
+            let _ = writeln!(
+                s,
+                "\nnats-server: {:.2} s of CPU over the load, {:.1} µs per message acknowledged: {} messages/s would take {:.1} cores of it alone.",
+                e.server_cpu_secs,
+                per_message * 1e6,
+                thousands(NATS_TARGET as u64),
+                per_message * NATS_TARGET,
+            );
+        }
     }
+}
+
+fn render_hub(s: &mut String, h: &HubResult) {
+    let _ = writeln!(
+        s,
+        "\n#### Hub: syscall → shown on `secmon-tui hub`'s live stream (`/api/v1/events`), idle and under {} opens/s\n",
+        thousands(h.rate)
+    );
+    let _ = writeln!(
+        s,
+        "A monitor exports to a local `nats-server -js`; the hub subscribes; a WebSocket client of \
+         the hub asks for this run's marks (`?text=MARK`); the bench opens a marked file every 20 ms \
+         and times it until the client reads it.\n"
+    );
+    let _ = writeln!(s, "| phase | marks | arrived | median | p99 | worst |");
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- |");
+    for (name, p) in [("idle", &h.idle), ("under the flood", &h.loaded)] {
+        let ms = |q: f64| {
+            p.quantile(q)
+                .map_or("–".to_string(), |v| format!("{v:.1} ms"))
+        };
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} |",
+            p.latencies_ms.len() as u32 + p.missed,
+            p.latencies_ms.len(),
+            ms(0.5),
+            ms(0.99),
+            ms(1.0),
+        );
+    }
+    let published_rate = if h.loaded.load_secs > 0.0 {
+        format!(
+            " ({} opens in {:.1} s)",
+            thousands(h.generated),
+            h.loaded.load_secs
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        s,
+        "\nThe publisher over the whole step{published_rate}: {} events analysed, {} kernel drops, {} messages acknowledged, {} lost to the exporter (nats_*). The hub: {:.2} s of CPU over the flooded phase, {} events its live stream could not send to the client.",
+        thousands(h.events),
+        thousands(h.drops),
+        thousands(h.published),
+        thousands(h.lost),
+        h.hub_cpu_secs,
+        thousands(h.stream_lost),
+    );
 }
 
 fn render_tui(s: &mut String, t: &TuiResult) {
@@ -1321,6 +1406,9 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(n) = &r.nats {
         render_nats(&mut s, n);
+    }
+    if let Some(h) = &r.hub {
+        render_hub(&mut s, h);
     }
     if !r.notes.is_empty() {
         let _ = writeln!(s, "\nNotes from the run:\n");

@@ -48,7 +48,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// The controller's address from its `serving http://ADDR/` line.
-fn wait_serving(stderr: &Path) -> Result<String> {
+pub(super) fn wait_serving(stderr: &Path) -> Result<String> {
     let start = Instant::now();
     while start.elapsed() < READY_TIMEOUT {
         let text = fs::read_to_string(stderr).unwrap_or_default();
