@@ -25,7 +25,7 @@ use crate::{
     event::{Event, EventType, SharedStr},
     losses::{Loss, Losses},
     paths::{self, KnownPath},
-    sanitize::lossy,
+    sanitize::{lossy, lossy_str},
 };
 
 /// Process-table size: far above the number of live processes on a normal host.
@@ -57,6 +57,14 @@ impl FdTable {
             .is_none()
         {
             self.len += 1;
+        }
+    }
+
+    /// Remembers `path` for `fd` unless it is what the fd named already (a loop opening one
+    /// file gets the same fd each time): then nothing is copied.
+    fn remember(&mut self, pid: u32, fd: i32, path: &KnownPath) {
+        if self.get(pid, fd) != Some(path) {
+            self.insert(pid, fd, path.clone());
         }
     }
 
@@ -179,8 +187,7 @@ impl Enricher {
             Record::Chdir(e) => {
                 let pid = e.header.pid;
                 let new_cwd = if e.data.fd == AT_FDCWD {
-                    let path = lossy(&e.data.path);
-                    self.cwd_of(pid).join(&path)
+                    self.join_cwd(pid, &lossy_str(&e.data.path))
                 } else {
                     let Some(cwd) = self.read_link(pid, "cwd") else {
                         return false;
@@ -289,13 +296,13 @@ impl Enricher {
 
     fn exec(&mut self, e: &ExecEvent, event: &mut Event) {
         let pid = e.header.pid;
-        let filename = lossy(&e.data.filename);
+        let filename = lossy_str(&e.data.filename);
         let exe = if filename.starts_with('/') {
             KnownPath::exact(paths::normalize(&filename))
         } else {
             // Make sure the process (and so its cwd) is known before resolving against it.
             let _ = self.procs.get_or_load(pid, &self.proc_root);
-            self.cwd_of(pid).join(&filename)
+            self.join_cwd(pid, &filename)
         };
         let exe_cut = exe.cut;
         let argc = (e.data.argv.argc as usize).min(e.data.argv.args.len());
@@ -349,22 +356,21 @@ impl Enricher {
         let known = if d.op == ops::FCHMOD || d.op == ops::FTRUNCATE {
             self.fd_path(pid, d.dirfd)
         } else {
-            Some(self.resolve_at(pid, d.dirfd, &lossy(&d.path)))
+            Some(self.resolve_at(pid, d.dirfd, &lossy_str(&d.path)))
         };
-        if let Some(known) = &known {
+        if let Some(known) = known {
+            // Remember what each fd names, for later *at() calls relative to a directory fd
+            // and for fchmod/ftruncate (the fd may be closed and the process gone by the time
+            // /proc could be asked: `rm -rf` and `find -delete` work that way).
+            if e.header.kind == kind::FILE_OPEN
+                && d.ret >= 0
+                && d.op != ops::FTRUNCATE
+                && d.op != ops::TRUNCATE
+            {
+                self.open_fds.remember(pid, d.ret, &known);
+            }
             event.truncated |= known.cut;
-            event.file_path = Some(known.path.clone());
-        }
-        // Remember what each fd names, for later *at() calls relative to a directory fd and
-        // for fchmod/ftruncate (the fd may be closed and the process gone by the time /proc
-        // could be asked: `rm -rf` and `find -delete` work that way).
-        if e.header.kind == kind::FILE_OPEN
-            && d.ret >= 0
-            && d.op != ops::FTRUNCATE
-            && d.op != ops::TRUNCATE
-            && let Some(known) = known
-        {
-            self.open_fds.insert(pid, d.ret, known);
+            event.file_path = Some(known.path);
         }
         let creates = d.flags as i32 & libc::O_CREAT != 0;
         if event_type == EventType::FileChmod || creates {
@@ -530,13 +536,12 @@ impl Enricher {
         }
     }
 
-    fn cwd_of(&self, pid: u32) -> KnownPath {
-        self.procs
-            .get(pid)
-            .map(|p| &p.cwd)
-            .filter(|cwd| !cwd.path.is_empty())
-            .cloned()
-            .unwrap_or_else(|| KnownPath::exact("/".to_string()))
+    /// `path` resolved against the cwd of `pid` (read in place: no copy of the cwd).
+    fn join_cwd(&self, pid: u32, path: &str) -> KnownPath {
+        match self.procs.get(pid).map(|p| &p.cwd) {
+            Some(cwd) if !cwd.path.is_empty() => cwd.join(path),
+            _ => KnownPath::exact("/".to_string()).join(path),
+        }
     }
 
     /// Resolves `path` as the kernel did for `*at(dirfd, path)`.
@@ -544,15 +549,14 @@ impl Enricher {
         if path.starts_with('/') {
             return KnownPath::exact(paths::normalize(path));
         }
-        let base = if dirfd == AT_FDCWD {
+        if dirfd == AT_FDCWD {
             let _ = self.procs.get_or_load(pid, &self.proc_root);
-            self.cwd_of(pid)
-        } else {
-            // The fd may be closed by now: best effort, and say which fd it was otherwise.
-            self.fd_path(pid, dirfd)
-                .unwrap_or_else(|| KnownPath::exact(format!("/proc/{pid}/fd/{dirfd}")))
-        };
-        base.join(path)
+            return self.join_cwd(pid, path);
+        }
+        // The fd may be closed by now: best effort, and say which fd it was otherwise.
+        self.fd_path(pid, dirfd)
+            .unwrap_or_else(|| KnownPath::exact(format!("/proc/{pid}/fd/{dirfd}")))
+            .join(path)
     }
 
     fn fd_path(&self, pid: u32, fd: i32) -> Option<KnownPath> {
