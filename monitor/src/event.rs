@@ -779,6 +779,36 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_slot_is_a_new_event() {
+        let at = DateTime::from_timestamp(1_700_000_000, 5).expect("a time");
+        let mut e = Event::new(EventType::ProcessExec, DateTime::UNIX_EPOCH);
+        e.pid = 7;
+        e.user = "alice".into();
+        e.ancestors = vec!["bash".into(), "sshd".into()];
+        e.argv = Some(vec!["ls".to_string()]);
+        e.file_path = Some("/etc/shadow".to_string());
+        e.flags = Some("O_RDONLY".to_string());
+        e.source_ip = Some(IpAddr::from([10, 0, 0, 1]));
+        e.duration_ms = Some(1.5);
+        e.blocked = true;
+        e.truncated = true;
+        e.analysis.label = "Shadow Read".to_string();
+        e.analysis.detection_method = "rule_based".to_string();
+        e.analysis.rules = vec!["shadow_file_read".to_string()];
+        e.analysis.risk_score = 0.7;
+        e.response.push(ResponseAction {
+            action: ResponseKind::Log,
+            result: ResponseResult::Done,
+            rule: None,
+            target: None,
+            deny_id: None,
+            detail: "logged".to_string(),
+        });
+        e.reset(EventType::FileOpen, at);
+        assert_eq!(e, Event::new(EventType::FileOpen, at));
+    }
+
+    #[test]
     fn optional_fields_are_omitted() {
         let e = Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH);
         let v = serde_json::to_value(&e).expect("serialise");
