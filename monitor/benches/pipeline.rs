@@ -49,7 +49,7 @@ use monitor_common::{
 };
 use secmon::decode::{Record, as_bytes, decode, zeroed};
 use secmon::enrich::{Enricher, UserNames};
-use secmon::event::Event;
+use secmon::event::{Event, EventType};
 use secmon::losses::Losses;
 use secmon::output::event_json::write_event;
 use secmon::output::json::{JsonLines, JsonOutput, OutputOptions};
@@ -488,17 +488,19 @@ fn fixture() -> Fixture {
     fixture_with(fake_proc)
 }
 
-/// What the pipeline does per batch: decode each record, enrich it, write it as a JSON line.
+/// What the pipeline does per batch: decode each record, enrich it, write it as a JSON line;
+/// each event built in one slot reused from record to record, as `pipeline::Stages` does.
 fn run_batch(
     records: &[Vec<u8>],
     enricher: &mut Enricher,
     sink: &mut JsonLines<std::io::Sink>,
 ) -> u64 {
     let mut written = 0;
+    let mut slot = Event::new(EventType::ProcessExec, chrono::DateTime::UNIX_EPOCH);
     for bytes in records {
         let record = decode(bytes).expect("decodes");
-        if let Some(event) = enricher.process(&record) {
-            sink.write(&event).expect("write");
+        if enricher.process_into(&record, &mut slot) {
+            sink.write(&slot).expect("write");
             written += 1;
         }
     }

@@ -142,8 +142,14 @@ pub fn error_line(error: &dyn std::fmt::Display) -> String {
 /// with U+FFFD. The result may still contain control characters: pass it through [`for_terminal`]
 /// before showing it.
 pub fn lossy(bytes: &[u8]) -> String {
+    lossy_str(bytes).into_owned()
+}
+
+/// [`lossy`] without a copy when the bytes are valid UTF-8 (nearly always): for text that is
+/// only read, such as a path about to be resolved into a new string anyway.
+pub fn lossy_str(bytes: &[u8]) -> Cow<'_, str> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    String::from_utf8_lossy(&bytes[..end])
 }
 
 #[cfg(test)]

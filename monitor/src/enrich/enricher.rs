@@ -25,7 +25,7 @@ use crate::{
     event::{Event, EventType, SharedStr},
     losses::{Loss, Losses},
     paths::{self, KnownPath},
-    sanitize::lossy,
+    sanitize::{lossy, lossy_str},
 };
 
 /// Process-table size: far above the number of live processes on a normal host.
@@ -57,6 +57,14 @@ impl FdTable {
             .is_none()
         {
             self.len += 1;
+        }
+    }
+
+    /// Remembers `path` for `fd` unless it is what the fd named already (a loop opening one
+    /// file gets the same fd each time): then nothing is copied.
+    fn remember(&mut self, pid: u32, fd: i32, path: &KnownPath) {
+        if self.get(pid, fd) != Some(path) {
+            self.insert(pid, fd, path.clone());
         }
     }
 
@@ -126,24 +134,36 @@ impl Enricher {
     }
 
     /// Turns a kernel record into an event; `None` for records that only update state (chdir).
+    /// (The pipeline builds into a reused slot with [`Enricher::process_into`].)
     pub fn process(&mut self, record: &Record) -> Option<Event> {
+        let mut event = Event::new(EventType::ProcessExec, chrono::DateTime::UNIX_EPOCH);
+        self.process_into(record, &mut event).then_some(event)
+    }
+
+    /// Builds the event of a kernel record in `event`, a slot reused from record to record
+    /// (everything it held before is replaced); false for records that only update state
+    /// (chdir), and then `event` holds nothing worth reading.
+    ///
+    /// In place because an [`Event`] is ~800 bytes: returned by value from each helper, then
+    /// from here, then handed on, it was copied three or four times per event (~40 % of the
+    /// pipeline's memcpy in callgrind), and a fresh one allocated its analysis' texts again.
+    pub fn process_into(&mut self, record: &Record, event: &mut Event) -> bool {
         self.maybe_evict(record.header().timestamp_ns);
-        let event = match record {
-            Record::Exec(e) => self.exec(e),
+        match record {
+            Record::Exec(e) => self.exec(e, event),
             Record::Fork(e) => {
                 // Know the parent first, so the child inherits its comm, exe and cwd.
                 let _ = self.procs.get_or_load(e.data.parent_pid, &self.proc_root);
                 self.procs
                     .on_fork(e.data.parent_pid, e.data.child_pid, e.header.timestamp_ns);
-                let mut event = self.base(&e.header, EventType::ProcessFork);
+                self.base(event, &e.header, EventType::ProcessFork);
                 event.pid = e.data.child_pid;
                 event.tid = e.data.child_pid;
-                self.add_process_context(&mut event);
-                event
+                self.add_process_context(event);
             }
             Record::Exit(e) => {
-                let mut event = self.base(&e.header, EventType::ProcessExit);
-                self.add_process_context(&mut event);
+                self.base(event, &e.header, EventType::ProcessExit);
+                self.add_process_context(event);
                 if e.data.exited == 1 {
                     event.exit_code = Some(e.data.exit_code);
                 } else if e.data.signal != 0 {
@@ -157,47 +177,46 @@ impl Enricher {
                 self.procs.on_exit(e.header.pid, e.header.timestamp_ns);
                 self.open_fds.forget_process(e.header.pid);
                 self.failed_connects.forget_process(e.header.pid);
-                event
             }
             Record::Ptrace(e) => {
-                let mut event = self.base(&e.header, EventType::Ptrace);
-                self.add_process_context(&mut event);
+                self.base(event, &e.header, EventType::Ptrace);
+                self.add_process_context(event);
                 event.ptrace_request = Some(ptrace_request_name(e.data.request));
                 event.target_pid = Some(e.data.target_pid);
-                event
             }
             Record::Chdir(e) => {
                 let pid = e.header.pid;
                 let new_cwd = if e.data.fd == AT_FDCWD {
-                    let path = lossy(&e.data.path);
-                    self.cwd_of(pid).join(&path)
+                    self.join_cwd(pid, &lossy_str(&e.data.path))
                 } else {
-                    KnownPath::exact(self.read_link(pid, "cwd")?)
+                    let Some(cwd) = self.read_link(pid, "cwd") else {
+                        return false;
+                    };
+                    KnownPath::exact(cwd)
                 };
                 self.procs.on_chdir(pid, new_cwd);
-                return None;
+                return false;
             }
             Record::File(e) if e.header.kind == kind::FD_DUP => {
                 let pid = e.header.pid;
                 if let Some(path) = self.open_fds.get(pid, e.data.dirfd).cloned() {
                     self.open_fds.insert(pid, e.data.ret, path);
                 }
-                return None;
+                return false;
             }
-            Record::File(e) => self.file(e),
-            Record::FilePair(e) => self.file_pair(e),
-            Record::Privilege(e) => self.privilege(e),
-            Record::Net(e) => self.net(e)?,
+            Record::File(e) => self.file(e, event),
+            Record::FilePair(e) => self.file_pair(e, event),
+            Record::Privilege(e) => self.privilege(e, event),
+            Record::Net(e) => return self.net(e, event),
             Record::BpfLoad(e) => {
-                let mut event = self.base(&e.header, EventType::BpfLoad);
-                self.add_process_context(&mut event);
+                self.base(event, &e.header, EventType::BpfLoad);
+                self.add_process_context(event);
                 event.bpf_prog_type = Some(e.data.prog_type);
                 event.bpf_prog_name = Some(lossy(&e.data.prog_name));
-                event
             }
             Record::ModuleLoad(e) => {
-                let mut event = self.base(&e.header, EventType::ModuleLoad);
-                self.add_process_context(&mut event);
+                self.base(event, &e.header, EventType::ModuleLoad);
+                self.add_process_context(event);
                 event.syscall = Some(op_name(e.data.op).to_string());
                 event.module_params = Some(lossy(&e.data.params));
                 if e.data.fd >= 0
@@ -206,10 +225,9 @@ impl Enricher {
                     event.truncated |= known.cut;
                     event.file_path = Some(known.path);
                 }
-                event
             }
-        };
-        Some(event)
+        }
+        true
     }
 
     fn maybe_evict(&mut self, now_ns: u64) {
@@ -226,9 +244,9 @@ impl Enricher {
         }
     }
 
-    /// The fields every event has, from the kernel header.
-    fn base(&mut self, header: &EventHeader, event_type: EventType) -> Event {
-        let mut event = Event::new(event_type, self.clock.to_wall(header.timestamp_ns));
+    /// Resets `event` for a new one, with the fields every event has, from the kernel header.
+    fn base(&mut self, event: &mut Event, header: &EventHeader, event_type: EventType) {
+        event.reset(event_type, self.clock.to_wall(header.timestamp_ns));
         event.pid = header.pid;
         event.tid = header.tid;
         event.uid = header.uid;
@@ -236,7 +254,6 @@ impl Enricher {
         event.process = self.comm_of(header.pid, header.tid, &header.comm);
         event.cgroup_id = header.cgroup_id;
         event.truncated = header.truncated != 0;
-        event
     }
 
     /// The kernel's comm for the acting thread `tid` of `pid`, shared with the process table's
@@ -270,22 +287,22 @@ impl Enricher {
             event.exe = info.exe.clone();
             event.cmdline = info.cmdline();
         }
-        let ancestors = self.procs.ancestors(event.pid, MAX_ANCESTORS);
-        if let Some((_, parent)) = ancestors.first() {
+        self.procs
+            .ancestor_names_into(event.pid, MAX_ANCESTORS, &mut event.ancestors);
+        if let Some(parent) = event.ancestors.first() {
             event.parent_process = parent.clone();
         }
-        event.ancestors = ancestors.into_iter().map(|(_, name)| name).collect();
     }
 
-    fn exec(&mut self, e: &ExecEvent) -> Event {
+    fn exec(&mut self, e: &ExecEvent, event: &mut Event) {
         let pid = e.header.pid;
-        let filename = lossy(&e.data.filename);
+        let filename = lossy_str(&e.data.filename);
         let exe = if filename.starts_with('/') {
             KnownPath::exact(paths::normalize(&filename))
         } else {
             // Make sure the process (and so its cwd) is known before resolving against it.
             let _ = self.procs.get_or_load(pid, &self.proc_root);
-            self.cwd_of(pid).join(&filename)
+            self.join_cwd(pid, &filename)
         };
         let exe_cut = exe.cut;
         let argc = (e.data.argv.argc as usize).min(e.data.argv.args.len());
@@ -301,18 +318,17 @@ impl Enricher {
             e.header.uid,
             e.header.timestamp_ns,
         );
-        let mut event = self.base(&e.header, EventType::ProcessExec);
-        self.add_process_context(&mut event);
+        self.base(event, &e.header, EventType::ProcessExec);
+        self.add_process_context(event);
         event.argv = Some(argv);
         event.blocked = e.data.killed != 0;
         // argv cut in the kernel, or a relative name resolved against a cwd secmon had to cut.
         if e.data.argv.more & 1 != 0 || exe_cut {
             event.truncated = true;
         }
-        event
     }
 
-    fn file(&mut self, e: &FileEvent) -> Event {
+    fn file(&mut self, e: &FileEvent, event: &mut Event) {
         let d = &e.data;
         let pid = e.header.pid;
         let (event_type, flags) = match e.header.kind {
@@ -333,38 +349,36 @@ impl Enricher {
             ),
             _ => (EventType::FileChmod, None),
         };
-        let mut event = self.base(&e.header, event_type);
-        self.add_process_context(&mut event);
+        self.base(event, &e.header, event_type);
+        self.add_process_context(event);
         event.syscall = Some(op_name(d.op).to_string());
         event.flags = flags;
         let known = if d.op == ops::FCHMOD || d.op == ops::FTRUNCATE {
             self.fd_path(pid, d.dirfd)
         } else {
-            Some(self.resolve_at(pid, d.dirfd, &lossy(&d.path)))
+            Some(self.resolve_at(pid, d.dirfd, &lossy_str(&d.path)))
         };
-        if let Some(known) = &known {
+        if let Some(known) = known {
+            // Remember what each fd names, for later *at() calls relative to a directory fd
+            // and for fchmod/ftruncate (the fd may be closed and the process gone by the time
+            // /proc could be asked: `rm -rf` and `find -delete` work that way).
+            if e.header.kind == kind::FILE_OPEN
+                && d.ret >= 0
+                && d.op != ops::FTRUNCATE
+                && d.op != ops::TRUNCATE
+            {
+                self.open_fds.remember(pid, d.ret, &known);
+            }
             event.truncated |= known.cut;
-            event.file_path = Some(known.path.clone());
-        }
-        // Remember what each fd names, for later *at() calls relative to a directory fd and
-        // for fchmod/ftruncate (the fd may be closed and the process gone by the time /proc
-        // could be asked: `rm -rf` and `find -delete` work that way).
-        if e.header.kind == kind::FILE_OPEN
-            && d.ret >= 0
-            && d.op != ops::FTRUNCATE
-            && d.op != ops::TRUNCATE
-            && let Some(known) = known
-        {
-            self.open_fds.insert(pid, d.ret, known);
+            event.file_path = Some(known.path);
         }
         let creates = d.flags as i32 & libc::O_CREAT != 0;
         if event_type == EventType::FileChmod || creates {
             event.mode = Some(d.mode & 0o7777);
         }
-        event
     }
 
-    fn file_pair(&mut self, e: &FilePairEvent) -> Event {
+    fn file_pair(&mut self, e: &FilePairEvent, event: &mut Event) {
         let d = &e.data;
         let pid = e.header.pid;
         let event_type = if e.header.kind == kind::FILE_RENAME {
@@ -372,8 +386,8 @@ impl Enricher {
         } else {
             EventType::FileLink
         };
-        let mut event = self.base(&e.header, event_type);
-        self.add_process_context(&mut event);
+        self.base(event, &e.header, event_type);
+        self.add_process_context(event);
         let new_path = self.resolve_at(pid, d.new_dirfd, &lossy(&d.new_path));
         let old_text = lossy(&d.old_path);
         let old_path = if d.old_dirfd == SYMLINK_TARGET_DIRFD {
@@ -397,13 +411,12 @@ impl Enricher {
         if d.flags != 0 {
             event.flags = Some(format!("{:#x}", d.flags));
         }
-        event
     }
 
-    fn privilege(&mut self, e: &PrivilegeEvent) -> Event {
+    fn privilege(&mut self, e: &PrivilegeEvent, event: &mut Event) {
         let d = &e.data;
-        let mut event = self.base(&e.header, EventType::PrivilegeChange);
-        self.add_process_context(&mut event);
+        self.base(event, &e.header, EventType::PrivilegeChange);
+        self.add_process_context(event);
         event.syscall = Some(op_name(d.op).to_string());
         event.old_uid = Some(d.old_uid);
         event.old_gid = Some(d.old_gid);
@@ -426,10 +439,10 @@ impl Enricher {
             ops::CAPSET => event.capabilities = Some(d.caps),
             _ => {}
         }
-        event
     }
 
-    fn net(&mut self, e: &NetEvent) -> Option<Event> {
+    /// False for what turns out not to be a network event, or a failed connect only counted.
+    fn net(&mut self, e: &NetEvent, event: &mut Event) -> bool {
         let d = &e.data;
         let event_type = match e.header.kind {
             kind::NET_CONNECT => EventType::NetConnect,
@@ -439,8 +452,8 @@ impl Enricher {
             kind::NET_CONNECT_FAILED => EventType::NetConnectFailed,
             _ => EventType::NetClose,
         };
-        let mut event = self.base(&e.header, event_type);
-        self.add_process_context(&mut event);
+        self.base(event, &e.header, event_type);
+        self.add_process_context(event);
         event.protocol = Some(if d.protocol == 17 { "udp" } else { "tcp" }.to_string());
         event.blocked = d.flags & monitor_common::net_flags::BLOCKED != 0;
         let ip = |addr: &[u8; 16]| -> Option<IpAddr> {
@@ -460,15 +473,15 @@ impl Enricher {
         }
         if d.fd >= 0 {
             if event_type == EventType::NetAccept && (d.src_port == 0 || d.dst_port == 0) {
-                self.fill_endpoints_from_proc(&mut event, d.fd, Protocol::Tcp, true);
+                self.fill_endpoints_from_proc(event, d.fd, Protocol::Tcp, true);
                 // Neither the kernel nor /proc/net/tcp knows it: not an IP socket (a unix
                 // socket's accept), which is not a network event.
                 if event.source_ip.is_none() && d.family == 0 {
-                    return None;
+                    return false;
                 }
             } else if d.protocol == 17 {
                 // The kernel probes see a datagram's destination, not the local end.
-                self.fill_endpoints_from_proc(&mut event, d.fd, Protocol::Udp, false);
+                self.fill_endpoints_from_proc(event, d.fd, Protocol::Udp, false);
             }
         }
         if event_type == EventType::NetClose {
@@ -479,24 +492,29 @@ impl Enricher {
         if event_type == EventType::NetConnectFailed {
             return self.failed_connect(event, d, e.header.timestamp_ns);
         }
-        Some(event)
+        true
     }
 
-    /// A failed connect: reported, with the count of its window, or only counted (see
+    /// A failed connect: reported (true), with the count of its window, or only counted (see
     /// [`FailedConnects`]).
-    fn failed_connect(&mut self, mut event: Event, d: &NetData, now_ns: u64) -> Option<Event> {
+    fn failed_connect(&mut self, event: &mut Event, d: &NetData, now_ns: u64) -> bool {
         // The kernel reports the local end only of connects that got as far as a SYN.
         if event.source_port == Some(0) {
             event.source_ip = None;
             event.source_port = None;
         }
-        let addr = event.target_ip?;
-        event.attempts = Some(self.failed_connects.count(event.pid, addr, now_ns)?);
+        let Some(addr) = event.target_ip else {
+            return false;
+        };
+        let Some(attempts) = self.failed_connects.count(event.pid, addr, now_ns) else {
+            return false;
+        };
+        event.attempts = Some(attempts);
         event.error = errno_name(d.error);
         if d.duration_ns > 0 {
             event.duration_ms = Some(d.duration_ns as f64 / 1e6);
         }
-        Some(event)
+        true
     }
 
     /// Endpoints the kernel probes did not see, from /proc (see `sockets`); `remote_too` also
@@ -518,13 +536,12 @@ impl Enricher {
         }
     }
 
-    fn cwd_of(&self, pid: u32) -> KnownPath {
-        self.procs
-            .get(pid)
-            .map(|p| &p.cwd)
-            .filter(|cwd| !cwd.path.is_empty())
-            .cloned()
-            .unwrap_or_else(|| KnownPath::exact("/".to_string()))
+    /// `path` resolved against the cwd of `pid` (read in place: no copy of the cwd).
+    fn join_cwd(&self, pid: u32, path: &str) -> KnownPath {
+        match self.procs.get(pid).map(|p| &p.cwd) {
+            Some(cwd) if !cwd.path.is_empty() => cwd.join(path),
+            _ => KnownPath::exact("/".to_string()).join(path),
+        }
     }
 
     /// Resolves `path` as the kernel did for `*at(dirfd, path)`.
@@ -532,15 +549,14 @@ impl Enricher {
         if path.starts_with('/') {
             return KnownPath::exact(paths::normalize(path));
         }
-        let base = if dirfd == AT_FDCWD {
+        if dirfd == AT_FDCWD {
             let _ = self.procs.get_or_load(pid, &self.proc_root);
-            self.cwd_of(pid)
-        } else {
-            // The fd may be closed by now: best effort, and say which fd it was otherwise.
-            self.fd_path(pid, dirfd)
-                .unwrap_or_else(|| KnownPath::exact(format!("/proc/{pid}/fd/{dirfd}")))
-        };
-        base.join(path)
+            return self.join_cwd(pid, path);
+        }
+        // The fd may be closed by now: best effort, and say which fd it was otherwise.
+        self.fd_path(pid, dirfd)
+            .unwrap_or_else(|| KnownPath::exact(format!("/proc/{pid}/fd/{dirfd}")))
+            .join(path)
     }
 
     fn fd_path(&self, pid: u32, fd: i32) -> Option<KnownPath> {

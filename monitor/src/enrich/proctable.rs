@@ -81,6 +81,10 @@ struct Entry {
     touched: u64,
 }
 
+/// The most ancestors a walk up the tree returns (a bound for the pids it remembers to stop at
+/// a cycle; events carry 8).
+const MAX_WALK: usize = 64;
+
 /// Processes by pid, bounded in size (see the module documentation).
 #[derive(Debug)]
 pub struct ProcessTable {
@@ -275,22 +279,42 @@ impl ProcessTable {
     /// ppid 0, and at the first pid seen twice (pid reuse can make the recorded tree cyclic).
     /// Costs O(max²) at worst; keep `max` small.
     pub fn ancestors(&self, pid: u32, max: usize) -> Vec<(u32, SharedStr)> {
-        let mut out: Vec<(u32, SharedStr)> = Vec::new();
+        let mut out = Vec::new();
+        self.walk_ancestors(pid, max, |ppid, parent| {
+            out.push((ppid, parent.comm.clone()))
+        });
+        out
+    }
+
+    /// The names of [`ProcessTable::ancestors`] into `out` (cleared first): what every event
+    /// carries, built in the event's own vector, so its buffer is reused.
+    pub fn ancestor_names_into(&self, pid: u32, max: usize, out: &mut Vec<SharedStr>) {
+        out.clear();
+        self.walk_ancestors(pid, max, |_, parent| out.push(parent.comm.clone()));
+    }
+
+    /// Calls `visit` with (pid, entry) of each ancestor of `pid`, parent first, as
+    /// [`ProcessTable::ancestors`] describes; at most [`MAX_WALK`] of them.
+    fn walk_ancestors(&self, pid: u32, max: usize, mut visit: impl FnMut(u32, &ProcessInfo)) {
+        let mut seen = [0u32; MAX_WALK];
+        let max = max.min(MAX_WALK);
         let Some(mut current) = self.get(pid) else {
-            return out;
+            return;
         };
-        while out.len() < max {
+        let mut count = 0;
+        while count < max {
             let ppid = current.ppid;
-            if ppid == 0 || ppid == pid || out.iter().any(|(seen, _)| *seen == ppid) {
+            if ppid == 0 || ppid == pid || seen[..count].contains(&ppid) {
                 break;
             }
             let Some(parent) = self.get(ppid) else {
                 break;
             };
-            out.push((ppid, parent.comm.clone()));
+            visit(ppid, parent);
+            seen[count] = ppid;
+            count += 1;
             current = parent;
         }
-        out
     }
 
     /// Like [`ProcessTable::ancestors`], but loads unknown processes on the way from `proc_root`

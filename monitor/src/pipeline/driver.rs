@@ -39,7 +39,7 @@ use crate::{
     capture::reader::MAX_BATCH,
     config::Config,
     enrich::Enricher,
-    event::Event,
+    event::{Event, EventType},
     losses::{Loss, Losses},
     notice,
     output::json::JsonOutput,
@@ -275,11 +275,14 @@ struct Emit<'a> {
 }
 
 impl Emit<'_> {
-    fn event(&mut self, event: Event) {
+    /// Writes `event` to the front ends that write (`--json`), and moves it out of its slot
+    /// into the batch for the queue front ends when there are any.
+    fn event(&mut self, event: &mut Event) {
         self.count += 1;
-        self.on_open_front_ends(|front| front.write_event(&event));
+        self.on_open_front_ends(|front| front.write_event(event));
         if self.keep_events {
-            self.keep.push(event);
+            let blank = Event::new(EventType::ProcessExec, chrono::DateTime::UNIX_EPOCH);
+            self.keep.push(std::mem::replace(event, blank));
         }
     }
 

@@ -4,11 +4,13 @@
 //! task, batch by batch.
 use std::sync::Arc;
 
+use chrono::DateTime;
+
 use super::taps::Taps;
 use crate::{
     decode::Record,
     enrich::Enricher,
-    event::Event,
+    event::{Event, EventType},
     losses::{Loss, Losses},
     response::Responder,
     rules::Evaluator,
@@ -27,28 +29,32 @@ pub(super) struct Stages {
 
 impl Stages {
     /// Hands each event of `records` (kernel records), analysed, to `emit`.
-    pub fn process_records(&mut self, records: &[Record], emit: &mut impl FnMut(Event)) {
+    ///
+    /// Each event is built, analysed and handed on in one slot, reused from record to record
+    /// (see [`Enricher::process_into`]); `emit` takes the event out of it only to keep it.
+    pub fn process_records(&mut self, records: &[Record], emit: &mut impl FnMut(&mut Event)) {
+        let mut slot = Event::new(EventType::ProcessExec, DateTime::UNIX_EPOCH);
         for record in records {
-            if let Some(event) = self.enricher.process(record) {
-                self.analyse(event, emit);
+            if self.enricher.process_into(record, &mut slot) {
+                self.analyse(&mut slot, emit);
             }
         }
     }
 
     /// Hands each event of a replayed batch, analysed, to `emit`.
-    pub fn process_events(&mut self, batch: Vec<Event>, emit: &mut impl FnMut(Event)) {
-        for event in batch {
-            self.analyse(event, emit);
+    pub fn process_events(&mut self, batch: Vec<Event>, emit: &mut impl FnMut(&mut Event)) {
+        for mut event in batch {
+            self.analyse(&mut event, emit);
         }
     }
 
-    fn analyse(&mut self, mut event: Event, emit: &mut impl FnMut(Event)) {
-        self.taps.record(&event);
-        let outcome = self.evaluator.analyze(&mut event);
+    fn analyse(&mut self, event: &mut Event, emit: &mut impl FnMut(&mut Event)) {
+        self.taps.record(event);
+        let outcome = self.evaluator.analyze(event);
         if let Some(responder) = &mut self.responder {
-            responder.respond_analyzed(&mut event, &outcome);
+            responder.respond_analyzed(event, &outcome);
         }
-        self.taps.store(&event);
+        self.taps.store(event);
         emit(event);
     }
 
