@@ -692,6 +692,7 @@ impl Event {
             truncated,
             analysis,
             response,
+            host,
         } = self;
         *at = timestamp;
         *kind = event_type;
@@ -722,6 +723,7 @@ impl Event {
         (*source_port, *target_port) = (None, None);
         (*bytes_sent, *bytes_received, *attempts) = (None, None, None);
         *duration_ms = None;
+        *host = None;
         (*bpf_prog_type, *blocked, *truncated) = (None, false, false);
         analysis.reset();
         response.clear();
@@ -811,6 +813,7 @@ mod tests {
         e.duration_ms = Some(1.5);
         e.blocked = true;
         e.truncated = true;
+        e.host = Some("web-1".into());
         e.analysis.label = "Shadow Read".to_string();
         e.analysis.detection_method = "rule_based".to_string();
         e.analysis.rules = vec!["shadow_file_read".to_string()];
