@@ -141,7 +141,7 @@ CREATE INDEX events_ts ON events(ts, event_type, pid, process, count);
 
 /// Version 5: the per-minute summary (summary.rs), keyed by minute first so that a range of
 /// minutes is one range of the table. Filled from the stored rows by [`summary::fill`], the
-/// Rust part of this step (one read of every row: about a second per million events).
+/// Rust part of this step (one read of every row: 7.5 s for 10 million events, docs/benchmarks.md).
 const V4_TO_V5: &str = "
 CREATE TABLE summary (
     minute INTEGER NOT NULL,
