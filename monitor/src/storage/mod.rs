@@ -22,6 +22,7 @@ mod retention;
 mod row;
 mod rows;
 mod schema;
+mod summary;
 pub mod timespec;
 pub mod ui_adapter;
 mod writer;

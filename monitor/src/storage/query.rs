@@ -10,6 +10,8 @@
 //!
 //! The path and pid indexes are keyed by id generation first; their terms list every generation
 //! from the oldest event's to the newest's ([`Generations`]) so that SQLite seeks in each.
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
@@ -18,6 +20,7 @@ use crate::event::EventType;
 
 use super::row::{HistoryEvent, SELECT_COLUMNS, event_from_row, from_ns, to_ns};
 use super::schema::GENERATION_SHIFT;
+use super::summary::{Kind, MINUTE_NS, minute_of};
 
 /// The id generations present (the leading key of `events_path_gen` and `events_pid_gen`), read in the same snapshot
 /// as the query that uses them.
@@ -466,33 +469,217 @@ pub struct StatsRow {
 
 /// Events (not rows) per bucket and type, label and rule; buckets are aligned to local time
 /// `offset_secs` east of UTC. Ordered by dimension, bucket, then key.
+///
+/// When the filter is a time range only, the whole minutes of the range are counted from the
+/// summary (summary.rs) and only the rows of its ragged edges are read; the counts are the same
+/// as [`stats_from_rows`]'s.
 pub(crate) fn stats(
     conn: &Connection,
     filter: &Filter,
     bucket: Bucket,
     offset_secs: i32,
 ) -> rusqlite::Result<Vec<StatsRow>> {
-    with_generations(conn, filter, |generations| {
-        let mut out = Vec::new();
-        for by in Dimension::ALL {
-            let w = build_where(filter, &generations);
-            stats_by(conn, w, by, bucket, offset_secs, &mut out)?;
+    let Some(split) = Split::of(filter, bucket.seconds(), offset_secs) else {
+        return stats_from_rows(conn, filter, bucket, offset_secs);
+    };
+    let width = bucket.seconds() * 1_000_000_000;
+    let offset = i64::from(offset_secs) * 1_000_000_000;
+    in_one_read(conn, || {
+        let mut counts = StatsCounts::new();
+        if let Some((first, end)) = split.minutes {
+            let sql = format!(
+                "SELECT kind, (minute * {MINUTE_NS} + ?1) / ?2 AS b, key, sum(count) \
+                 FROM summary WHERE minute >= ?3 AND minute < ?4 AND kind <= {} \
+                 GROUP BY kind, b, key",
+                Kind::Rule.code()
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let mut rows = stmt.query(rusqlite::params![offset, width, first, end])?;
+            while let Some(row) = rows.next()? {
+                let by = match row.get::<_, i64>(0)? {
+                    0 => Dimension::Type,
+                    1 => Dimension::Label,
+                    _ => Dimension::Rule,
+                };
+                counts.add(by, row.get(1)?, row.get(2)?, row.get(3)?);
+            }
         }
-        Ok(out)
+        for edge in &split.edges {
+            with_generations(conn, edge, |generations| {
+                for by in Dimension::ALL {
+                    count_rows_by(
+                        conn,
+                        build_where(edge, &generations),
+                        by,
+                        width,
+                        offset,
+                        &mut counts,
+                    )?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(counts.rows(width, offset))
     })
 }
 
-/// Appends the counts by `by` to `out`.
-fn stats_by(
+/// [`stats`] counted from the rows alone (three reads of every row of the range): for filters
+/// the summary cannot answer, and for tests to compare against.
+pub(crate) fn stats_from_rows(
+    conn: &Connection,
+    filter: &Filter,
+    bucket: Bucket,
+    offset_secs: i32,
+) -> rusqlite::Result<Vec<StatsRow>> {
+    let width = bucket.seconds() * 1_000_000_000;
+    let offset = i64::from(offset_secs) * 1_000_000_000;
+    with_generations(conn, filter, |generations| {
+        let mut counts = StatsCounts::new();
+        for by in Dimension::ALL {
+            let w = build_where(filter, &generations);
+            count_rows_by(conn, w, by, width, offset, &mut counts)?;
+        }
+        Ok(counts.rows(width, offset))
+    })
+}
+
+/// Runs `read` in one read transaction (unless one is open already), so that everything it
+/// reads is the same snapshot: the writer adds rows and their summary counts in one
+/// transaction, so the two agree within it.
+fn in_one_read<T>(
+    conn: &Connection,
+    read: impl FnOnce() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    if !conn.is_autocommit() {
+        return read();
+    }
+    let tx = conn.unchecked_transaction()?;
+    let result = read()?;
+    tx.commit()?;
+    Ok(result)
+}
+
+/// Which part of a range the summary answers.
+#[derive(Debug, PartialEq)]
+struct Split {
+    /// Whole minutes `[first, end)` (minutes since the epoch) counted from the summary.
+    minutes: Option<(i64, i64)>,
+    /// The rest of the range, read from the rows: before and after those minutes.
+    edges: Vec<Filter>,
+}
+
+impl Split {
+    /// `None` unless `filter` selects by time only (limit aside) and buckets of `width_secs`
+    /// aligned to `offset_secs` are made of whole minutes; then the minutes of its range that
+    /// lie entirely within it, and the edges around them.
+    fn of(filter: &Filter, width_secs: i64, offset_secs: i32) -> Option<Split> {
+        let Filter {
+            since,
+            until,
+            types,
+            process,
+            pid,
+            path,
+            ip,
+            min_risk,
+            label,
+            rule,
+            limit: _,
+            before,
+        } = filter;
+        let time_only = types.is_empty()
+            && process.is_none()
+            && pid.is_none()
+            && path.is_none()
+            && ip.is_none()
+            && min_risk.is_none()
+            && label.is_none()
+            && rule.is_none()
+            && before.is_none();
+        let minute_secs = MINUTE_NS / 1_000_000_000;
+        if !time_only
+            || width_secs <= 0
+            || width_secs % minute_secs != 0
+            || i64::from(offset_secs) % minute_secs != 0
+        {
+            return None;
+        }
+        let offset = i64::from(offset_secs) * 1_000_000_000;
+        // The first minute starting at or after `since`, and not before the epoch in local time
+        // (where SQLite's division, which truncates, would put a minute in two buckets).
+        let first_at_or_after = |ns: i64| minute_of(ns.saturating_sub(1)) + 1;
+        let mut first = first_at_or_after(-offset);
+        if let Some(since) = since {
+            first = first.max(first_at_or_after(to_ns(*since)));
+        }
+        // The first minute not entirely before `until` (nor past the largest time a bucket can
+        // be computed for).
+        let mut end = (i64::MAX - offset.max(0)).div_euclid(MINUTE_NS);
+        if let Some(until) = until {
+            end = end.min(minute_of(to_ns(*until)));
+        }
+        if first >= end {
+            return Some(Split {
+                minutes: None,
+                edges: vec![filter.clone()],
+            });
+        }
+        let at = |minute: i64| Some(from_ns(minute * MINUTE_NS));
+        let mut edges = Vec::new();
+        if since.is_none_or(|since| to_ns(since) < first * MINUTE_NS) {
+            edges.push(Filter {
+                until: at(first),
+                ..filter.clone()
+            });
+        }
+        if until.is_none_or(|until| to_ns(until) > end * MINUTE_NS) {
+            edges.push(Filter {
+                since: at(end),
+                ..filter.clone()
+            });
+        }
+        Some(Split {
+            minutes: Some((first, end)),
+            edges,
+        })
+    }
+}
+
+/// Statistics being gathered: events per dimension, bucket (index) and key.
+struct StatsCounts(BTreeMap<(Dimension, i64, String), u64>);
+
+impl StatsCounts {
+    fn new() -> StatsCounts {
+        StatsCounts(BTreeMap::new())
+    }
+
+    fn add(&mut self, by: Dimension, bucket: i64, key: String, count: i64) {
+        *self.0.entry((by, bucket, key)).or_default() += u64::try_from(count).unwrap_or(0);
+    }
+
+    /// The rows, ordered by dimension, bucket, then key (as SQLite orders text: by bytes).
+    fn rows(self, width: i64, offset: i64) -> Vec<StatsRow> {
+        self.0
+            .into_iter()
+            .map(|((by, b, key), count)| StatsRow {
+                start: from_ns(b.saturating_mul(width).saturating_sub(offset)),
+                by,
+                key,
+                count,
+            })
+            .collect()
+    }
+}
+
+/// Counts the rows matching `w` by `by` into `counts`.
+fn count_rows_by(
     conn: &Connection,
     w: Where,
     by: Dimension,
-    bucket: Bucket,
-    offset_secs: i32,
-    out: &mut Vec<StatsRow>,
+    width: i64,
+    offset: i64,
+    counts: &mut StatsCounts,
 ) -> rusqlite::Result<()> {
-    let width = bucket.seconds() * 1_000_000_000;
-    let offset = i64::from(offset_secs) * 1_000_000_000;
     let (key, from) = match by {
         Dimension::Type => ("e.event_type", "events e"),
         Dimension::Label => ("e.label", "events e"),
@@ -505,24 +692,15 @@ fn stats_by(
     };
     let sql = format!(
         "SELECT (e.ts + ?) / ? AS b, {key} AS k, sum(e.count) FROM {from} WHERE {}{extra} \
-         GROUP BY b, k ORDER BY b, k",
+         GROUP BY b, k",
         w.sql()
     );
     let mut params = vec![Value::Integer(offset), Value::Integer(width)];
     params.extend(w.params);
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(params), |r| {
-        let b: i64 = r.get(0)?;
-        let count: i64 = r.get(2)?;
-        Ok(StatsRow {
-            start: from_ns(b.saturating_mul(width).saturating_sub(offset)),
-            by,
-            key: r.get(1)?,
-            count: u64::try_from(count).unwrap_or(0),
-        })
-    })?;
-    for row in rows {
-        out.push(row?);
+    let mut rows = stmt.query(params_from_iter(params))?;
+    while let Some(row) = rows.next()? {
+        counts.add(by, row.get(0)?, row.get(1)?, row.get(2)?);
     }
     Ok(())
 }
@@ -535,15 +713,15 @@ pub struct TimelineRow {
     pub by_severity: [u64; 3],
 }
 
+/// Timeline counts being gathered: per bucket (index), by severity.
+type TimelineCounts = BTreeMap<i64, [u64; 3]>;
+
 /// Events per bucket of `width_secs` (aligned to local time `offset_secs` east of UTC) by
 /// severity, oldest first; buckets without events are left out. `filter`'s limit and cursor
 /// are ignored.
 ///
-/// Two GROUP BYs in one read transaction rather than one over `severity` (which no index
-/// covers, so that would read every row of the period): the count of every event, from the
-/// time index where the filter allows, and the count of the suspicious and malicious ones,
-/// from the partial risk index (a severity above benign implies a risk above 0, see
-/// `rules::engine::severity`). Benign is the difference.
+/// As [`stats`]: a time range alone is counted from the summary for its whole minutes (when
+/// the buckets are whole minutes), and from the rows for the rest.
 pub(crate) fn timeline(
     conn: &Connection,
     filter: &Filter,
@@ -555,15 +733,61 @@ pub(crate) fn timeline(
         before: None,
         ..filter.clone()
     };
-    let tx = conn
-        .is_autocommit()
-        .then(|| conn.unchecked_transaction())
-        .transpose()?;
-    let generations = Generations::of(conn)?;
     let width = width_secs.max(1).saturating_mul(1_000_000_000);
     let offset = i64::from(offset_secs) * 1_000_000_000;
-    let mut buckets: std::collections::BTreeMap<i64, [u64; 3]> = std::collections::BTreeMap::new();
+    let buckets = in_one_read(conn, || {
+        let mut buckets = TimelineCounts::new();
+        let Some(split) = Split::of(&filter, width_secs.max(1), offset_secs) else {
+            timeline_from_rows(conn, &filter, width, offset, &mut buckets)?;
+            return Ok(buckets);
+        };
+        if let Some((first, end)) = split.minutes {
+            let sql = format!(
+                "SELECT (minute * {MINUTE_NS} + ?1) / ?2 AS b, key, sum(count) FROM summary \
+                 WHERE minute >= ?3 AND minute < ?4 AND kind = {} GROUP BY b, key",
+                Kind::Severity.code()
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let mut rows = stmt.query(rusqlite::params![offset, width, first, end])?;
+            while let Some(row) = rows.next()? {
+                let class = match row.get_ref(1)?.as_str().unwrap_or("0") {
+                    "2" => 2,
+                    "1" => 1,
+                    _ => 0,
+                };
+                let n: i64 = row.get(2)?;
+                buckets.entry(row.get(0)?).or_default()[class] += u64::try_from(n).unwrap_or(0);
+            }
+        }
+        for edge in &split.edges {
+            timeline_from_rows(conn, edge, width, offset, &mut buckets)?;
+        }
+        Ok(buckets)
+    })?;
+    Ok(buckets
+        .into_iter()
+        .map(|(b, by_severity)| TimelineRow {
+            start: from_ns(b.saturating_mul(width).saturating_sub(offset)),
+            by_severity,
+        })
+        .collect())
+}
 
+/// Counts the timeline of `filter` (limit and cursor cleared) from the rows into `buckets`.
+///
+/// Two GROUP BYs rather than one over `severity` (which no index covers, so that would read
+/// every row of the period): the count of every event, from the time index where the filter
+/// allows, and the count of the suspicious and malicious ones, from the partial risk index (a
+/// severity above benign implies a risk above 0, see `rules::engine::severity`). Benign is the
+/// difference.
+fn timeline_from_rows(
+    conn: &Connection,
+    filter: &Filter,
+    width: i64,
+    offset: i64,
+    buckets: &mut TimelineCounts,
+) -> rusqlite::Result<()> {
+    let generations = Generations::of(conn)?;
     let query = |w: Where, select: &str, group: &str| -> rusqlite::Result<Vec<(i64, i64, i64)>> {
         let sql = format!(
             "SELECT (e.ts + ?) / ? AS b, {select}, sum(e.count) FROM events e WHERE {} \
@@ -578,10 +802,10 @@ pub(crate) fn timeline(
         })?;
         rows.collect()
     };
-    for (b, _, n) in query(build_where(&filter, &generations), "0", "")? {
+    for (b, _, n) in query(build_where(filter, &generations), "0", "")? {
         buckets.entry(b).or_default()[0] += u64::try_from(n).unwrap_or(0);
     }
-    let mut risky = build_where(&filter, &generations);
+    let mut risky = build_where(filter, &generations);
     risky.terms.push("e.risk > 0".to_string());
     risky.terms.push("e.severity > 0".to_string());
     for (b, severity, n) in query(risky, "e.severity", ", e.severity")? {
@@ -590,22 +814,52 @@ pub(crate) fn timeline(
         counts[if severity >= 2 { 2 } else { 1 }] += n;
         counts[0] = counts[0].saturating_sub(n);
     }
-    if let Some(tx) = tx {
-        tx.commit()?;
-    }
-    Ok(buckets
-        .into_iter()
-        .map(|(b, by_severity)| TimelineRow {
-            start: from_ns(b.saturating_mul(width).saturating_sub(offset)),
-            by_severity,
-        })
-        .collect())
+    Ok(())
 }
 
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use super::{Filter, Generations, Value, build_where};
+    use super::{
+        Filter, Generations, Split, TimelineCounts, TimelineRow, Value, build_where, from_ns,
+        timeline_from_rows as from_rows,
+    };
     use rusqlite::Connection;
+
+    /// The timeline counted from the rows alone (what [`super::timeline`] did before the
+    /// summary).
+    pub(crate) fn timeline_from_rows(
+        conn: &Connection,
+        filter: &Filter,
+        width_secs: i64,
+        offset_secs: i32,
+    ) -> Vec<TimelineRow> {
+        let width = width_secs * 1_000_000_000;
+        let offset = i64::from(offset_secs) * 1_000_000_000;
+        let filter = Filter {
+            limit: None,
+            before: None,
+            ..filter.clone()
+        };
+        let mut buckets = TimelineCounts::new();
+        from_rows(conn, &filter, width, offset, &mut buckets).expect("timeline from rows");
+        buckets
+            .into_iter()
+            .map(|(b, by_severity)| TimelineRow {
+                start: from_ns(b * width - offset),
+                by_severity,
+            })
+            .collect()
+    }
+
+    /// The minutes the summary answers for `filter`, and the edges read from the rows.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn split(
+        filter: &Filter,
+        width_secs: i64,
+        offset_secs: i32,
+    ) -> Option<(Option<(i64, i64)>, Vec<Filter>)> {
+        Split::of(filter, width_secs, offset_secs).map(|s| (s.minutes, s.edges))
+    }
 
     /// The WHERE clause, its parameters and the ORDER BY a filter becomes on `conn`'s events.
     pub(crate) fn where_sql(

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::row::to_ns;
+use super::summary::{STORED_COLUMNS, Tally, add_selected};
 
 /// The most events one retention step deletes.
 pub const CHUNK: usize = 20_000;
@@ -58,24 +59,33 @@ pub fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(u64::try_from((pages - free).max(0) * page_size).unwrap_or(0))
 }
 
-/// Deletes the `limit` oldest events before `before_ns`, then the contexts no remaining event
-/// can use: those whose newest use is older than the oldest event left. Returns (events,
-/// contexts) deleted.
+/// Deletes the `limit` oldest events before `before_ns` (and their counts from the summary),
+/// then the contexts no remaining event can use: those whose newest use is older than the
+/// oldest event left. Returns (rows, contexts) deleted.
 fn delete_oldest(
     tx: &Transaction<'_>,
     before_ns: Option<i64>,
     limit: usize,
 ) -> rusqlite::Result<(u64, u64)> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let events = tx
-        .prepare_cached(
+    // What is deleted leaves the summary in the same transaction.
+    let mut tally = Tally::default();
+    let mut events = 0u64;
+    {
+        let mut delete = tx.prepare_cached(&format!(
             "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ?1 \
-             ORDER BY ts LIMIT ?2)",
-        )?
-        .execute(params![before_ns.unwrap_or(i64::MAX), limit])? as u64;
+             ORDER BY ts LIMIT ?2) RETURNING {STORED_COLUMNS}"
+        ))?;
+        let mut deleted = delete.query(params![before_ns.unwrap_or(i64::MAX), limit])?;
+        while let Some(row) = deleted.next()? {
+            add_selected(&mut tally, -1, row)?;
+            events += 1;
+        }
+    }
     if events == 0 {
         return Ok((0, 0));
     }
+    tally.write(tx)?;
     let contexts = tx
         .prepare_cached(
             "DELETE FROM contexts WHERE last_ts < \

@@ -4,7 +4,7 @@
 //! database from version `i` to `i + 1`; a new database runs all of them, so every migration is
 //! exercised on every fresh install too. Never edit a shipped migration: add one.
 //!
-//! Layout (version 4):
+//! Layout (version 5):
 //!
 //! - `events`: one row per event, or per run of identical consecutive events (`count` of them,
 //!   from `ts` to `last_ts`). The fields queries filter on have their own columns
@@ -15,6 +15,10 @@
 //!   a JSON array of the response layer's actions (NULL: none).
 //! - `contexts`: the shared process contexts. `last_ts` is the newest event that uses one;
 //!   retention deletes the contexts whose `last_ts` is older than the oldest event left.
+//! - `summary`: events per minute (`minute`: minutes since the epoch) per type, label, rule and
+//!   severity class (`kind`, `key`), kept exact by the writer and retention in the same
+//!   transactions as the rows (summary.rs). `--stats` and the timeline read it instead of the
+//!   rows.
 //!
 //! Indexes, chosen for the insert rate: every index entry an insert lands at a random place in a
 //! large index costs a page rewritten in the WAL at the next commit, and each index costs its
@@ -32,12 +36,15 @@
 //!   have one). None on `events.ctx`.
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 4;
+use super::summary;
 
-/// `MIGRATIONS[i]`: version `i` → `i + 1`.
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 5;
+
+/// `MIGRATIONS[i]`: version `i` → `i + 1`. A step may also have a part in Rust, run right after
+/// its SQL ([`migrate`]).
 pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
-    [V0_TO_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4];
+    [V0_TO_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4, V4_TO_V5];
 
 /// `events_path_gen` and `events_pid_gen` are keyed by `id >> GENERATION_SHIFT` first: queries must spell the
 /// expression exactly as the index does (`id >> 14`) for SQLite to use it.
@@ -132,6 +139,19 @@ DROP INDEX events_ts;
 CREATE INDEX events_ts ON events(ts, event_type, pid, process, count);
 ";
 
+/// Version 5: the per-minute summary (summary.rs), keyed by minute first so that a range of
+/// minutes is one range of the table. Filled from the stored rows by [`summary::fill`], the
+/// Rust part of this step (one read of every row: 7.5 s for 10 million events, docs/benchmarks.md).
+const V4_TO_V5: &str = "
+CREATE TABLE summary (
+    minute INTEGER NOT NULL,
+    kind   INTEGER NOT NULL,
+    key    TEXT NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (minute, kind, key)
+) WITHOUT ROWID;
+";
+
 /// The version a database is at: 0 for an empty database.
 pub(crate) fn version(conn: &Connection) -> rusqlite::Result<u32> {
     let has_table: bool = conn.query_row(
@@ -151,6 +171,16 @@ pub(crate) fn version(conn: &Connection) -> rusqlite::Result<u32> {
     Ok(version.unwrap_or(0))
 }
 
+/// Progress of [`summary::fill`] on a large history (only large ones take long enough to
+/// need it: a step is a million events).
+fn report_fill(done: u64, total: u64) {
+    crate::notice::info(format!(
+        "history: upgrading the database (per-minute counts for --stats): {done} of about \
+         {total} rows ({} %)",
+        done * 100 / total.max(1)
+    ));
+}
+
 /// What [`migrate`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Migration {
@@ -164,7 +194,8 @@ pub(crate) enum Migration {
 
 /// Brings the database up to `target` (normally [`SCHEMA_VERSION`]) in one immediate
 /// transaction, which also proves the database can be written (a lock held elsewhere makes it
-/// fail with `SQLITE_BUSY` once the busy timeout has passed).
+/// fail with `SQLITE_BUSY` once the busy timeout has passed). A long step reports its progress
+/// as notices (`crate::notice`: stderr, or the front end's notices).
 pub(crate) fn migrate(conn: &mut Connection, target: u32) -> rusqlite::Result<Migration> {
     let tx = Transaction::new(conn, TransactionBehavior::Immediate)?;
     let found = version(&tx)?;
@@ -173,8 +204,11 @@ pub(crate) fn migrate(conn: &mut Connection, target: u32) -> rusqlite::Result<Mi
     } else if found >= target {
         Migration::Current
     } else {
-        for step in &MIGRATIONS[found as usize..target as usize] {
-            tx.execute_batch(step)?;
+        for from in found..target {
+            tx.execute_batch(MIGRATIONS[from as usize])?;
+            if from == 4 {
+                summary::fill(&tx, summary::FILL_STEP, report_fill)?;
+            }
         }
         tx.execute("DELETE FROM schema_version", [])?;
         tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [target])?;

@@ -1670,3 +1670,317 @@ fn coalesced_rows_are_stored_queried_and_counted() {
         "{timeline:?}"
     );
 }
+
+/// A small deterministic generator (xorshift) for the summary's tests.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Three hours of a mix for comparing the summary with the rows: several types, labels and
+/// rules (one row naming a rule twice, rows with two), a suspicious severity with no risk,
+/// events exactly on minute boundaries, and runs of identical events that the history's tap
+/// coalesces into one row with a count. The rows as the tap makes them.
+fn summary_mix() -> Rows {
+    let start = base() - Span::hours(3);
+    let mut rng = Rng(0x5eed_cafe);
+    let mut c = Coalescer::new();
+    let mut at = start;
+    for i in 0..3000u32 {
+        at += if i % 97 == 0 {
+            // Onto the next whole minute.
+            let ns = to_ns(at);
+            Span::nanoseconds(60_000_000_000 - ns.rem_euclid(60_000_000_000))
+        } else {
+            Span::nanoseconds(1 + rng.below(7_000_000_000) as i64)
+        };
+        let pid = 2000 + rng.below(20) as u32;
+        let (kind, process) = match rng.below(4) {
+            0 => (EventType::FileOpen, "cat"),
+            1 => (EventType::ProcessExec, "bash"),
+            2 => (EventType::NetConnect, "curl"),
+            _ => (EventType::FileWrite, "python3"),
+        };
+        let mut e = event(kind, at, pid, process);
+        e.file_path = Some(format!("/srv/f{}", rng.below(50)));
+        let e = match rng.below(40) {
+            0 => flagged(e, "Credential File Read", 0.7, &["shadow_file_read"]),
+            1 => flagged(e, "Shell Network Connection", 0.9, &["shell_net", "egress"]),
+            2 => flagged(e, "Twice", 0.65, &["dup", "dup"]),
+            3 => flagged(e, "Low Signal", 0.3, &["weak"]),
+            4 => {
+                // Suspicious with no risk: benign on the timeline, as the rows say.
+                let mut e = flagged(e, "Odd", 0.0, &[]);
+                e.analysis.process_risk = 0.0;
+                e
+            }
+            _ => e,
+        };
+        let repeats = if i % 50 == 0 { 1 + rng.below(300) } else { 0 };
+        c.push(&e);
+        for r in 0..repeats {
+            let mut again = e.clone();
+            again.timestamp = e.timestamp + Span::microseconds(r as i64 + 1);
+            c.push(&again);
+        }
+    }
+    c.close_all();
+    c.take()
+}
+
+/// Writes [`summary_mix`] to a new history at `path`; returns how many events it holds.
+fn write_summary_mix(path: &Path) -> u64 {
+    let rows = summary_mix();
+    let events = rows.events();
+    assert!(rows.len() < events as usize, "some rows are coalesced");
+    let store = open_store(path);
+    assert!(store.submit_rows(rows));
+    let summary = store.close();
+    assert_eq!(
+        (summary.stored, summary.dropped, summary.failed),
+        (events, 0, 0)
+    );
+    events
+}
+
+/// The summary table, in key order.
+fn summary_table(conn: &Connection) -> Vec<(i64, i64, String, i64)> {
+    conn.prepare("SELECT minute, kind, key, count FROM summary ORDER BY minute, kind, key")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Events counted by the summary per kind: each kind counts every event once, except rules.
+fn summary_totals(conn: &Connection) -> Vec<(i64, i64)> {
+    conn.prepare("SELECT kind, sum(count) FROM summary GROUP BY kind ORDER BY kind")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Time zones east of UTC: whole hours either way, and half and three-quarter ones.
+const OFFSETS: [i32; 5] = [0, 13 * 3600, -5 * 3600, -(9 * 3600 + 1800), 5 * 3600 + 2700];
+
+/// `--stats` and the timeline of `filter` as the summary answers them equal a full read of the
+/// rows, in every zone and bucket width.
+fn assert_summary_answers_as_the_rows(h: &History, filter: &Filter) {
+    let conn = h.connection();
+    for offset in OFFSETS {
+        for bucket in [Bucket::Hour, Bucket::Day] {
+            let summarised = h.stats(filter, bucket, offset).expect("stats");
+            let scanned =
+                query::stats_from_rows(conn, filter, bucket, offset).expect("stats from rows");
+            assert!(!scanned.is_empty() || filter.since.is_some());
+            assert_eq!(summarised, scanned, "{filter:?} per {bucket:?} at {offset}");
+        }
+        for width in [60, 600, 3600, 86_400] {
+            let summarised = h.timeline(filter, width, offset).expect("timeline");
+            let scanned = query::tests_support::timeline_from_rows(conn, filter, width, offset);
+            assert_eq!(summarised, scanned, "{filter:?} per {width} s at {offset}");
+        }
+    }
+}
+
+/// Ranges: everything, whole minutes, ragged edges to the nanosecond, one side open, and a
+/// range inside a single minute.
+fn summary_ranges() -> Vec<Filter> {
+    let start = base() - Span::hours(3);
+    let ragged =
+        |minutes: i64, ns: i64| Some(start + Span::minutes(minutes) + Span::nanoseconds(ns));
+    let range = |since, until| Filter {
+        since,
+        until,
+        ..Filter::default()
+    };
+    vec![
+        Filter::default(),
+        range(ragged(17, 123_456_789), ragged(133, 987)),
+        range(ragged(20, 0), ragged(140, 0)),
+        range(ragged(61, 1), None),
+        range(None, ragged(99, 59_999_999_999)),
+        range(ragged(45, 5_000_000_000), ragged(45, 40_000_000_000)),
+        // Limits do not apply to statistics.
+        Filter {
+            limit: Some(3),
+            ..range(ragged(30, 7), ragged(150, 7))
+        },
+    ]
+}
+
+#[test]
+fn the_summary_answers_stats_and_timelines_as_the_rows_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let events = write_summary_mix(&path);
+    let h = History::open(&path).expect("open");
+    let conn = h.connection();
+    let totals = summary_totals(conn);
+    let rules: i64 = conn
+        .query_row(
+            "SELECT sum(e.count) FROM events e, json_each(e.rules) j",
+            [],
+            |r| r.get(0),
+        )
+        .expect("rules");
+    let all = i64::try_from(events).expect("events");
+    assert_eq!(totals, vec![(0, all), (1, all), (2, rules), (3, all)]);
+    for filter in summary_ranges() {
+        assert_summary_answers_as_the_rows(&h, &filter);
+    }
+    // A filter the summary cannot answer is counted from the rows.
+    let risky = Filter {
+        min_risk: Some(0.6),
+        since: summary_ranges()[1].since,
+        ..Filter::default()
+    };
+    assert_summary_answers_as_the_rows(&h, &risky);
+}
+
+#[test]
+fn split_counts_whole_minutes_from_the_summary_and_reads_the_edges() {
+    let minute = |m: i64| Some(from_ns(m * summary::MINUTE_NS));
+    let at = |ns: i64| Some(from_ns(ns));
+    let m = 29_000_000; // a minute of 2025
+    let ragged = Filter {
+        since: at(m * summary::MINUTE_NS + 1),
+        until: at((m + 10) * summary::MINUTE_NS - 1),
+        ..Filter::default()
+    };
+    let split = query::tests_support::split(&ragged, 3600, 0).expect("time only");
+    assert_eq!(split.0, Some((m + 1, m + 9)));
+    assert_eq!(
+        split.1,
+        vec![
+            Filter {
+                until: minute(m + 1),
+                ..ragged.clone()
+            },
+            Filter {
+                since: minute(m + 9),
+                ..ragged.clone()
+            },
+        ]
+    );
+    // Aligned: no edges.
+    let aligned = Filter {
+        since: minute(m),
+        until: minute(m + 10),
+        ..Filter::default()
+    };
+    let split = query::tests_support::split(&aligned, 86_400, -3600).expect("time only");
+    assert_eq!(split, (Some((m, m + 10)), Vec::new()));
+    // Within a minute: the rows alone.
+    let inside = Filter {
+        since: at(m * summary::MINUTE_NS + 5),
+        until: at(m * summary::MINUTE_NS + 50),
+        ..Filter::default()
+    };
+    let split = query::tests_support::split(&inside, 3600, 0).expect("time only");
+    assert_eq!(split, (None, vec![inside.clone()]));
+    // Not by time alone, or buckets not made of whole minutes: no summary.
+    let typed = Filter {
+        types: vec![EventType::FileOpen],
+        ..aligned.clone()
+    };
+    assert!(query::tests_support::split(&typed, 3600, 0).is_none());
+    assert!(query::tests_support::split(&aligned, 90, 0).is_none());
+    assert!(query::tests_support::split(&aligned, 3600, 37).is_none());
+}
+
+#[test]
+fn retention_prunes_the_summary_with_the_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let events = write_summary_mix(&path);
+    let mut conn = open_connection(&path, true).expect("open");
+    // A cutoff 70 minutes and a bit into the three hours: a minute split by it keeps its newer
+    // events and their counts.
+    let cutoff = base() - Span::hours(3) + Span::minutes(70) + Span::nanoseconds(31_415_926_535);
+    let retention = Retention {
+        max_age: Some(Span::days(1)),
+        max_bytes: None,
+    };
+    let step = retention::step(&mut conn, &retention, cutoff + Span::days(1), false).expect("step");
+    assert!(step.deleted_by_age > 0 && !step.more, "{step:?}");
+    let left: i64 = conn
+        .query_row("SELECT sum(count) FROM events", [], |r| r.get(0))
+        .expect("left");
+    assert!(left < i64::try_from(events).expect("events"));
+    assert_eq!(summary_totals(&conn)[0], (0, left));
+    let (oldest_minute, oldest_event): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT min(minute) FROM summary), (SELECT min(ts) FROM events)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("oldest");
+    assert!(oldest_event >= to_ns(cutoff));
+    assert_eq!(oldest_minute, summary::minute_of(oldest_event));
+    let empty: i64 = conn
+        .query_row("SELECT count(*) FROM summary WHERE count <= 0", [], |r| {
+            r.get(0)
+        })
+        .expect("empty");
+    assert_eq!(empty, 0);
+    drop(conn);
+    let h = History::open(&path).expect("open");
+    for filter in summary_ranges() {
+        assert_summary_answers_as_the_rows(&h, &filter);
+    }
+}
+
+#[test]
+fn a_version_4_database_migrates_with_its_summary_filled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    write_summary_mix(&path);
+    let kept = {
+        let conn = open_connection(&path, true).expect("open");
+        let kept = summary_table(&conn);
+        // Version 4 is version 5 without the summary.
+        conn.execute_batch("DROP TABLE summary; UPDATE schema_version SET version = 4;")
+            .expect("back to version 4");
+        kept
+    };
+    assert!(kept.len() > 1000, "{}", kept.len());
+    let h = History::open(&path).expect("open");
+    assert_eq!(
+        schema::version(h.connection()).expect("version"),
+        SCHEMA_VERSION
+    );
+    // Filled from the rows, it is what the writer kept while inserting them.
+    assert_eq!(summary_table(h.connection()), kept);
+    for filter in summary_ranges() {
+        assert_summary_answers_as_the_rows(&h, &filter);
+    }
+}
+
+#[test]
+fn filling_the_summary_reports_its_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    write_summary_mix(&path);
+    let conn = open_connection(&path, true).expect("open");
+    let kept = summary_table(&conn);
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("rows");
+    let rows = u64::try_from(rows).expect("rows");
+    conn.execute_batch("DELETE FROM summary").expect("empty");
+    let mut reports = Vec::new();
+    summary::fill(&conn, 500, |done, total| reports.push((done, total))).expect("fill");
+    let expected: Vec<(u64, u64)> = (1..=rows / 500).map(|i| (i * 500, rows)).collect();
+    assert_eq!(reports, expected);
+    assert_eq!(summary_table(&conn), kept);
+}

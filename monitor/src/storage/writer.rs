@@ -11,6 +11,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::row::{ContextCache, Scratch, Statements, insert};
 use super::rows::Rows;
+use super::summary::Tally;
 use super::{Msg, StorageError, WriterOptions, WriterStats, retention};
 
 pub(crate) struct Writer {
@@ -174,6 +175,8 @@ impl Writer {
         // (schema.rs), so sorting the batch (by path, as version 2 did) no longer pays.
         let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
         let mut undecodable = 0;
+        // The summary's counts of these rows, written once per distinct minute and key.
+        let mut tally = Tally::default();
         {
             let mut statements = Statements::new(&tx)?;
             for rows in batches {
@@ -181,12 +184,14 @@ impl Writer {
                     match decoded.row {
                         Some(row) => {
                             insert(&mut statements, &mut self.contexts, &mut self.scratch, &row)?;
+                            tally.add_row(&row);
                         }
                         None => undecodable += decoded.count,
                     }
                 }
             }
         }
+        tally.write(&tx)?;
         self.contexts.touch_used(&tx)?;
         tx.commit()?;
         Ok(undecodable)
