@@ -171,8 +171,8 @@ pub(super) fn wait_for(stderr: &Path, what: &str) -> Result<()> {
     bail!("no {what:?} in {} within a minute", stderr.display())
 }
 
-/// The exporter's `NATS: stopped: N events taken, M messages acknowledged, B bytes left ...;
-/// lost: nats_queue_full Q, nats_spool_full S` → (M, Q + S).
+/// The exporter's `NATS: stopped: N events taken, E events acknowledged, M messages
+/// acknowledged, B bytes left ...; lost: nats_queue_full Q, nats_spool_full S` → (E, Q + S).
 pub(super) fn exporter_counts(stderr: &str) -> (u64, u64) {
     let Some(line) = stderr.lines().find(|l| l.contains("NATS: stopped:")) else {
         return (0, 0);
@@ -194,7 +194,7 @@ pub(super) fn exporter_counts(stderr: &str) -> (u64, u64) {
             .unwrap_or(0)
     };
     (
-        before(" messages acknowledged"),
+        before(" events acknowledged"),
         after("nats_queue_full ") + after("nats_spool_full "),
     )
 }
@@ -356,7 +356,8 @@ mod tests {
             Some(1_796_265_600_i128 * 1_000_000_000 + 1)
         );
         assert_eq!(event_time_ns(b"{}"), None);
-        let line = "secmon: NATS: stopped: 10 events taken, 9 messages acknowledged, 0 bytes \
+        let line = "secmon: NATS: stopped: 10 events taken, 9 events acknowledged, 1 messages \
+                    acknowledged, 0 bytes \
                     left in the spool /x; lost: nats_queue_full 2, nats_spool_full 3";
         assert_eq!(exporter_counts(line), (9, 5));
     }
