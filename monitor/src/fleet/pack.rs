@@ -140,11 +140,60 @@ mod tests {
     #[test]
     fn a_body_splits_into_its_lines() {
         let body = Bytes::from_static(b"{\"a\":1}\n{\"b\":\"x\\ny\"}\n\n{\"c\":3}");
-        let lines: Vec<&[u8]> = split_lines(&body).iter().map(|b| &b[..]).collect();
+        let split = split_lines(&body);
+        let lines: Vec<&[u8]> = split.iter().map(|b| &b[..]).collect();
         assert_eq!(
             lines,
             [&b"{\"a\":1}"[..], b"{\"b\":\"x\\ny\"}", b"{\"c\":3}"]
         );
         assert!(split_lines(&Bytes::new()).is_empty());
+    }
+
+    /// Events as the exporter writes them (JSON, newline), cut into packs under `max_bytes`
+    /// and read back as a consumer does: the same events, one per line, hostile text and an
+    /// event larger than the bound included.
+    #[test]
+    fn hostile_and_oversized_events_round_trip_and_packs_stay_under_the_bound() {
+        use crate::event::{Event, EventType};
+        let paths = [
+            "/tmp/plain".to_string(),
+            "/tmp/\u{1b}[31mred\nline\r\n{\"event_type\":\"forged\"}\n".to_string(),
+            "\u{2028}\u{2029}\u{0}\\n".to_string(),
+            "x".repeat(100_000),
+            "/tmp/after".to_string(),
+        ];
+        let events: Vec<Event> = paths
+            .iter()
+            .map(|path| {
+                let mut e = Event::new(EventType::FileOpen, chrono::DateTime::UNIX_EPOCH);
+                e.file_path = Some(path.clone());
+                e
+            })
+            .collect();
+        let mut buffer = Vec::new();
+        let mut spans = Vec::new();
+        for event in &events {
+            let start = buffer.len();
+            crate::output::event_json::write_event(&mut buffer, event);
+            spans.push((start, buffer.len()));
+            buffer.push(b'\n');
+        }
+        let json = Bytes::from(buffer);
+        let max_bytes = 4096;
+        let sizes: Vec<usize> = spans.iter().map(|(s, e)| e - s + 1).collect();
+        let packs = cut(&sizes, 64, max_bytes);
+        assert_eq!(packs, vec![0..3, 3..4, 4..5], "the 100 kB event goes alone");
+        let mut read = Vec::new();
+        for pack in packs {
+            let body = json.slice(spans[pack.start].0..spans[pack.end - 1].1 + 1);
+            assert!(body.len() <= max_bytes || pack.len() == 1);
+            read.extend(split_lines(&body));
+        }
+        assert_eq!(read.len(), events.len(), "one line per event, whatever its text");
+        for (line, path) in read.iter().zip(&paths) {
+            let value: serde_json::Value = serde_json::from_slice(line).expect("JSON");
+            assert_eq!(value["file_path"].as_str(), Some(path.as_str()));
+            assert_eq!(value["event_type"].as_str(), Some("file_open"));
+        }
     }
 }
