@@ -122,8 +122,11 @@ fn read_messages(stream: TcpStream, stop: &AtomicBool) -> Vec<f64> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        if let Some(at) = event_time_ns(&payload) {
-            delays.push((now - at) as f64 / 1e6);
+        // A packed message (`events_per_message`) is JSON lines: one delay per event.
+        for event in payload[..len].split(|&b| b == b'\n') {
+            if let Some(at) = event_time_ns(event) {
+                delays.push((now - at) as f64 / 1e6);
+            }
         }
     }
     delays
@@ -287,15 +290,22 @@ pub(super) fn stop(child: &mut Child) {
 
 /// `base_config` with `[export.nats]` to the server on `port` as host `bench`, its spool and
 /// the controller's files (control requests need a token file; none is made) in `dir`.
+/// `SECMON_BENCH_EVENTS_PER_MESSAGE=N` sets `events_per_message` (else secmon's default).
 pub(super) fn publisher_config(base_config: &str, dir: &Path, port: u16) -> String {
-    format!(
+    let packing = std::env::var("SECMON_BENCH_EVENTS_PER_MESSAGE")
+        .ok()
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .map(|n| format!("events_per_message = {n}\n"))
+        .unwrap_or_default();
+    let config = format!(
         "{base_config}\n[controller]\ntoken_file = {:?}\naudit_log = {:?}\n\n\
          [export.nats]\nenabled = true\nurl = \"nats://127.0.0.1:{port}\"\nhost = \"bench\"\n\
          spool_dir = {:?}\nspool_max_mb = 1024\n",
         dir.join("no-token").display().to_string(),
         dir.join("audit.log").display().to_string(),
         dir.join("spool").display().to_string(),
-    )
+    );
+    config + &packing
 }
 
 /// Both phases at `rate` opens/s for `secs` s: `--json` alone, then with the exporter.
