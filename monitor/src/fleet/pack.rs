@@ -189,7 +189,11 @@ mod tests {
             assert!(body.len() <= max_bytes || pack.len() == 1);
             read.extend(split_lines(&body));
         }
-        assert_eq!(read.len(), events.len(), "one line per event, whatever its text");
+        assert_eq!(
+            read.len(),
+            events.len(),
+            "one line per event, whatever its text"
+        );
         for (line, path) in read.iter().zip(&paths) {
             let value: serde_json::Value = serde_json::from_slice(line).expect("JSON");
             assert_eq!(value["file_path"].as_str(), Some(path.as_str()));

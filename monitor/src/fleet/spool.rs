@@ -426,7 +426,11 @@ mod tests {
             ..record(0)
         };
         assert!(matches!(spool.push(&small), Err(SpoolError::Full(_))));
-        assert_eq!(refused, 1000 - taken, "nothing taken after the first refusal");
+        assert_eq!(
+            refused,
+            1000 - taken,
+            "nothing taken after the first refusal"
+        );
         // Sending frees room again.
         assert_eq!(drain(&mut spool).len(), taken);
         spool.push(&record(0)).expect("room again");
