@@ -149,8 +149,8 @@ fn replay_to_end(recording: &str, config: &str) -> (Vec<String>, String) {
     (lines, stderr)
 }
 
-/// The exporter's last word: `NATS: stopped: N events taken, M messages acknowledged, B bytes
-/// left in the spool DIR; lost: nats_queue_full Q, nats_spool_full S`.
+/// The exporter's last word: `NATS: stopped: N events taken, E events acknowledged, M messages
+/// acknowledged, B bytes left in the spool DIR; lost: nats_queue_full Q, nats_spool_full S`.
 #[derive(Debug)]
 struct Stopped {
     taken: u64,
