@@ -3,12 +3,14 @@
 //!
 //! It reads its own bounded queue (a full queue drops and counts `nats_queue_full`) on a thread
 //! of its own with a current-thread runtime at [`crate::priority::BACKGROUND_NICE`], so neither
-//! a slow server nor a slow network ever slows capture. Each event is serialised once
+//! a slow server nor a slow network ever slows capture. Up to `events_per_message` queued events of one
+//! type go in one message (JSON lines, [`super::pack`]): the server's cost is per message. Each event is serialised once
 //! ([`crate::output::event_json::write_event`], a batch's events into one buffer whose slices
 //! are the payloads) and published with a `Nats-Msg-Id` ([`super::message_id`]) and a reply
 //! subject of the exporter's own inbox, `<inbox>.<n>`: JetStream's acknowledgements come back
 //! on one subscription and are matched to their messages by `n`, settled in publish order
-//! while later messages are already on the wire (up to [`MAX_IN_FLIGHT`]); a message whose ack
+//! while later messages are already on the wire (up to [`MAX_IN_FLIGHT`] and
+//! [`MAX_IN_FLIGHT_BYTES`]); a message whose ack
 //! has not come within [`ACK_TIMEOUT`] counts as failed. (async-nats' own JetStream publish
 //! costs a request-reply per message: a one-shot channel, a timer, a boxed future and a
 //! generic JSON parse each, and capped the exporter at ~26,500 messages/s under a flood.) A
@@ -52,6 +54,9 @@ use crate::{
 /// that acknowledges slower than events come fills it, and `nats_queue_full` counts). Below
 /// the client's subscription capacity (64 Ki messages), so no ack is ever dropped there.
 pub const MAX_IN_FLIGHT: usize = 32 * 1024;
+/// Payload bytes published and not yet acknowledged, at most: with several events per message
+/// [`MAX_IN_FLIGHT`] messages alone could hold over a GiB of events waiting for their acks.
+pub const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 /// How long an acknowledgement may take before the message is spooled (and sent again).
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed publish or ack, how long new messages go straight to the spool before
@@ -345,6 +350,8 @@ struct Exporter {
     /// The messages published and not yet settled, in publish order (the front's `n` is
     /// `acks.oldest`).
     sent: VecDeque<Sent>,
+    /// The payload bytes of `sent`.
+    in_flight_bytes: usize,
     /// The buffer a batch's events are written to (its slices are their payloads).
     buffer: Vec<u8>,
     stream_ready: bool,
@@ -408,6 +415,7 @@ impl Exporter {
             spool,
             acks,
             sent: VecDeque::new(),
+            in_flight_bytes: 0,
             buffer: Vec::new(),
             stream_ready: false,
             paused_until: None,
@@ -445,7 +453,7 @@ impl Exporter {
                 },
                 _ = tick.tick() => self.housekeeping().await,
                 Some(ack) = self.acks.subscription.next() => self.take_acks(ack),
-                batch = batches.recv(), if self.sent.len() < MAX_IN_FLIGHT => match batch {
+                batch = batches.recv(), if self.room_in_flight() => match batch {
                     Some(batch) => self.take(batch).await,
                     None => break,
                 },
@@ -594,6 +602,7 @@ impl Exporter {
         match published {
             Ok(()) => {
                 self.acks.next += 1;
+                self.in_flight_bytes += record.payload.len();
                 self.sent.push_back(Sent {
                     record,
                     from_spool,
@@ -654,6 +663,9 @@ impl Exporter {
         let Some(sent) = self.sent.pop_front() else {
             return;
         };
+        self.in_flight_bytes = self
+            .in_flight_bytes
+            .saturating_sub(sent.record.payload.len());
         self.acks.oldest += 1;
         if ok {
             self.stats.published += 1;
@@ -667,6 +679,12 @@ impl Exporter {
         if sent.from_spool {
             self.spool.settled();
         }
+    }
+
+    /// Whether more may be published before acks come back ([`MAX_IN_FLIGHT`] messages,
+    /// [`MAX_IN_FLIGHT_BYTES`]).
+    fn room_in_flight(&self) -> bool {
+        self.sent.len() < MAX_IN_FLIGHT && self.in_flight_bytes < MAX_IN_FLIGHT_BYTES
     }
 
     fn pause(&mut self) {
@@ -704,7 +722,7 @@ impl Exporter {
 
     /// Hands spooled messages to the server while it takes them.
     async fn send_spooled(&mut self) {
-        while self.sent.len() < MAX_IN_FLIGHT && self.spool.has_backlog() && self.can_send() {
+        while self.room_in_flight() && self.spool.has_backlog() && self.can_send() {
             let Some(record) = self.spool.take_next() else {
                 break;
             };
@@ -891,6 +909,9 @@ impl Exporter {
             }
         }
         while let Some(sent) = self.sent.pop_front() {
+            self.in_flight_bytes = self
+                .in_flight_bytes
+                .saturating_sub(sent.record.payload.len());
             self.acks.oldest += 1;
             self.spool_record(sent.record);
             if sent.from_spool {
