@@ -149,8 +149,8 @@ fn replay_to_end(recording: &str, config: &str) -> (Vec<String>, String) {
     (lines, stderr)
 }
 
-/// The exporter's last word: `NATS: stopped: N events taken, M messages acknowledged, B bytes
-/// left in the spool DIR; lost: nats_queue_full Q, nats_spool_full S`.
+/// The exporter's last word: `NATS: stopped: N events taken, E events acknowledged, M messages
+/// acknowledged, B bytes left in the spool DIR; lost: nats_queue_full Q, nats_spool_full S`.
 #[derive(Debug)]
 struct Stopped {
     taken: u64,
@@ -673,4 +673,101 @@ fn a_control_request_reaches_only_its_host() {
         let (status, _, stderr) = instance.finish(STOP_TIMEOUT);
         assert!(status.success(), "{}", stderr.join("\n"));
     }
+}
+
+/// A replay at full speed queues events faster than one message each: the exporter packs
+/// them (`events_per_message`, default 64). On the wire a packed message says its count in
+/// `Secmon-Events`, its body is that many JSON lines and its id is the first event's plus the
+/// count; read through the consumer each event comes with its own id, consecutive within a
+/// pack, and every printed event is on the stream once.
+#[test]
+fn packed_messages_carry_their_count_and_each_event_its_own_id() {
+    let dir = TestDir::new(&format!("fleet-{}", marker()));
+    let nats = NatsServer::start(&dir.join("store"));
+    let rt = runtime();
+    let fleet = connect(&rt, &nats.url());
+    let mut raw = rt
+        .block_on(async {
+            let sub = fleet
+                .client()
+                .subscribe("secmon.pk.file_open")
+                .await
+                .map_err(|e| e.to_string())?;
+            fleet.client().flush().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(sub)
+        })
+        .expect("subscribe");
+    let config = publisher_config(&dir.join("pk"), &nats.url(), "pk", 64, STOP_GRACE_SECS);
+    let recording = paced_recording(dir.path(), 2000, Duration::ZERO);
+    let (lines, stderr) = replay_to_end(&recording, &config);
+    assert_eq!(lines.len(), 2000);
+    assert_eq!(stopped_line(&stderr).left, 0, "{stderr}");
+
+    let mut wire = Vec::new();
+    rt.block_on(async {
+        while let Ok(Some(message)) = tokio::time::timeout(STREAM_IDLE, raw.next()).await {
+            wire.push(message);
+        }
+    });
+    let mut events = 0;
+    let mut packed = 0;
+    for message in &wire {
+        let headers = message.headers.clone().unwrap_or_default();
+        let id = headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|v| v.as_str().to_string())
+            .expect("an id");
+        let body_lines = message
+            .payload
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        match headers.get("Secmon-Events") {
+            Some(count) => {
+                let count: usize = count.as_str().parse().expect("a count");
+                assert!((2..=64).contains(&count), "{count}");
+                assert_eq!(body_lines, count, "{id}");
+                assert!(id.ends_with(&format!("+{count}")), "{id}");
+                packed += 1;
+            }
+            None => assert_eq!(body_lines, 1, "{id}"),
+        }
+        let unpacked = FleetMessage::unpack("secmon", message.clone());
+        assert_eq!(unpacked.len(), body_lines);
+        let sequences: Vec<u64> = unpacked
+            .iter()
+            .map(|m| {
+                let own = m.id.clone().expect("an id");
+                own.rsplit(':')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("a sequence in {own}"))
+            })
+            .collect();
+        assert!(
+            sequences.windows(2).all(|w| w[1] == w[0] + 1),
+            "{id}: {sequences:?}"
+        );
+        events += body_lines;
+    }
+    assert_eq!(events, 2000, "every event on the wire once");
+    assert!(packed > 0, "a full-speed replay is packed");
+    assert!(wire.len() < 2000, "{} messages", wire.len());
+
+    let stored = history(&rt, &fleet, "pk");
+    let stored = events_of(&stored);
+    let ids: BTreeSet<String> = stored.iter().filter_map(|m| m.id.clone()).collect();
+    assert_eq!(stored.len(), 2000);
+    assert_eq!(ids.len(), 2000, "one id per event");
+    let mut published: Vec<String> = stored
+        .iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).expect("UTF-8"))
+        .collect();
+    let mut expected = lines;
+    published.sort();
+    expected.sort();
+    assert_eq!(
+        published, expected,
+        "the stored events are the printed ones"
+    );
 }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::value::{
-    DeniesPerMinute, DenyTtlSecs, Directory, FilePath, Flag, HeaderLine, HostToken, ListenAddr,
-    LogLevel, Mebibytes, NameList, NatsUrl, Program, RetentionDays, RuleName, SpoolMebibytes,
-    StopGraceSecs, StreamAgeHours, StreamName, SubjectPrefix, Threshold, WebOrigin, WebhookUrl,
-    via, via_some,
+    DeniesPerMinute, DenyTtlSecs, Directory, EventsPerMessage, FilePath, Flag, HeaderLine,
+    HostToken, ListenAddr, LogLevel, Mebibytes, NameList, NatsUrl, Program, RetentionDays,
+    RuleName, SpoolMebibytes, StopGraceSecs, StreamAgeHours, StreamName, SubjectPrefix, Threshold,
+    WebOrigin, WebhookUrl, via, via_some,
 };
 use crate::event::{Family, Severity};
 
@@ -321,6 +321,12 @@ pub const MAX_SPOOL_MB: u64 = 1024 * 1024;
 pub const MAX_STREAM_AGE_HOURS: u64 = 10 * 365 * 24;
 /// `[export.nats] stop_grace_secs` at most: systemd's default stop timeout is 90 s.
 pub const MAX_STOP_GRACE_SECS: u64 = 60;
+/// `[export.nats] events_per_message` by default (docs/benchmarks.md, "NATS export: several
+/// events per message").
+pub const DEFAULT_EVENTS_PER_MESSAGE: u64 = 64;
+/// `[export.nats] events_per_message` at most (a message stays well under the server's
+/// `max_payload` of 1 MiB at ~700 bytes an event; the exporter splits before it anyway).
+pub const MAX_EVENTS_PER_MESSAGE: u64 = 1024;
 
 /// `[export.nats]`: every analysed event published to NATS JetStream as
 /// `<subject_prefix>.<host>.<event_type>` (alerts also to `.alerts`), with a bounded on-disk
@@ -391,6 +397,10 @@ pub struct NatsExport {
     /// spool, in seconds; what is left then stays in the spool for the next start.
     #[serde(deserialize_with = "via::<StopGraceSecs, _, _>")]
     pub stop_grace_secs: u64,
+    /// Up to how many events of one subject go in one message (JSON lines, header
+    /// `Secmon-Events`); 0 or 1: one event per message.
+    #[serde(deserialize_with = "via::<EventsPerMessage, _, _>")]
+    pub events_per_message: u64,
 }
 
 impl Default for NatsExport {
@@ -411,6 +421,7 @@ impl Default for NatsExport {
             stream_max_age_hours: 7 * 24,
             stream_max_mb: 10 * 1024,
             stop_grace_secs: 5,
+            events_per_message: DEFAULT_EVENTS_PER_MESSAGE,
         }
     }
 }

@@ -1004,10 +1004,15 @@ fn nats_export_section_is_read_and_checked() {
         "[export.nats]\nenabled = true\nurl = \"nats://10.0.0.1:4222, tls://n2:4443\"\n\
          credentials = \"/etc/secmon/n.creds\"\nsubject_prefix = \"acme.secmon\"\n\
          stream = \"ACME\"\nhost = \"web-1\"\nspool_max_mb = 8\nstream_max_age_hours = 0\n\
-         stop_grace_secs = 0\n",
+         stop_grace_secs = 0\nevents_per_message = 256\n",
     )
     .expect("parse");
     let nats = &c.export.nats;
+    assert_eq!(nats.events_per_message, 256);
+    assert_eq!(
+        Config::default().export.nats.events_per_message,
+        crate::config::DEFAULT_EVENTS_PER_MESSAGE
+    );
     assert!(nats.enabled);
     assert_eq!(nats.subject_prefix, "acme.secmon");
     assert_eq!(nats.host.as_deref(), Some("web-1"));
@@ -1054,6 +1059,11 @@ fn nats_export_section_is_read_and_checked() {
             "[export.nats]\nstop_grace_secs = 61\n",
             (2, 19),
             "at most 60",
+        ),
+        (
+            "[export.nats]\nevents_per_message = 1025\n",
+            (2, 22),
+            "at most 1024",
         ),
         (
             "[export.nats]\ntoken_file = \"/t\"\ncredentials = \"/c\"\n",

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
 use super::{
-    MAX_DENY_TTL_SECS, MAX_HISTORY_MB, MAX_RETENTION_DAYS, MAX_RULE_DENIES_PER_MINUTE,
-    MAX_SPOOL_MB, MAX_STOP_GRACE_SECS, MAX_STREAM_AGE_HOURS,
+    MAX_DENY_TTL_SECS, MAX_EVENTS_PER_MESSAGE, MAX_HISTORY_MB, MAX_RETENTION_DAYS,
+    MAX_RULE_DENIES_PER_MINUTE, MAX_SPOOL_MB, MAX_STOP_GRACE_SECS, MAX_STREAM_AGE_HOURS,
 };
 use crate::event::Severity;
 
@@ -562,6 +562,14 @@ bounded_whole_number!(
     StopGraceSecs(u64),
     max = MAX_STOP_GRACE_SECS,
     expected = "a whole number of seconds"
+);
+
+bounded_whole_number!(
+    /// `[export.nats] events_per_message`: 0 or 1 (one event per message) to
+    /// [`MAX_EVENTS_PER_MESSAGE`].
+    EventsPerMessage(u64),
+    max = MAX_EVENTS_PER_MESSAGE,
+    expected = "a whole number of events (1: one per message)"
 );
 
 /// Why `token` cannot be one token of a NATS subject, if it cannot: tokens are separated by

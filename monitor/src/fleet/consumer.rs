@@ -26,17 +26,43 @@ use super::{
     control::{Action, ControlReply, ControlRequest},
 };
 
-/// One message from the fleet: where it was published, its id (`Nats-Msg-Id`) and its JSON.
+/// One event (or status) from the fleet: where it was published, its id and its JSON. A
+/// packed message ([`super::pack`]) is read as its events, each with its own id.
 #[derive(Clone, Debug)]
 pub struct FleetMessage {
     pub subject: String,
     /// The publishing host (the subject's token after the prefix).
     pub host: String,
+    /// The event's id: the message's `Nats-Msg-Id`, or for an event of a packed message its
+    /// own id ([`super::pack::event_id`]).
     pub id: Option<String>,
     pub payload: Bytes,
 }
 
 impl FleetMessage {
+    /// The events of `message`: the message itself, or, with the [`super::pack::EVENTS_HEADER`]
+    /// header, each line of its body.
+    pub fn unpack(prefix: &str, message: async_nats::Message) -> Vec<FleetMessage> {
+        let packed = message
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.get(super::pack::EVENTS_HEADER).is_some());
+        let whole = FleetMessage::new(prefix, message);
+        if !packed {
+            return vec![whole];
+        }
+        super::pack::split_lines(&whole.payload)
+            .into_iter()
+            .enumerate()
+            .map(|(k, payload)| FleetMessage {
+                subject: whole.subject.clone(),
+                host: whole.host.clone(),
+                id: whole.id.as_deref().map(|id| super::pack::event_id(id, k)),
+                payload,
+            })
+            .collect()
+    }
+
     fn new(prefix: &str, message: async_nats::Message) -> FleetMessage {
         let subject = message.subject.to_string();
         let host = subject
@@ -140,7 +166,8 @@ impl Fleet {
         let subject = format!("{}.{host}.{what}", self.prefix);
         let prefix = self.prefix.clone();
         let subscriber = self.subscribe_raw(subject).await?;
-        Ok(subscriber.map(move |message| FleetMessage::new(&prefix, message)))
+        Ok(subscriber
+            .flat_map(move |message| futures::stream::iter(FleetMessage::unpack(&prefix, message))))
     }
 
     async fn subscribe_raw(&self, subject: String) -> Result<async_nats::Subscriber, FleetError> {
@@ -173,7 +200,7 @@ impl Fleet {
     ) -> Result<impl Stream<Item = FleetMessage> + use<>, FleetError> {
         let (_, messages) = self.ordered(host, what, since).await?;
         let host = host.to_string();
-        Ok(messages.filter(move |m| {
+        Ok(messages.flat_map(futures::stream::iter).filter(move |m| {
             let keep = host == "*" || m.host == host;
             async move { keep }
         }))
@@ -192,9 +219,9 @@ impl Fleet {
             .await
     }
 
-    /// [`Fleet::read_history`], stopping after `keep` messages of `host` or `scan` messages
+    /// [`Fleet::read_history`], stopping after `keep` events of `host` or `scan` messages
     /// read (reading everything, `>`, scans the whole stream from `since`: a hub's request
-    /// must end).
+    /// must end; a packed message is one message and several events).
     pub async fn read_history_upto(
         &self,
         host: &str,
@@ -215,8 +242,11 @@ impl Fleet {
                 break;
             }
             match tokio::time::timeout(idle, messages.next()).await {
-                Ok(Some(message)) if host == "*" || message.host == host => read.push(message),
-                Ok(Some(_)) => {}
+                Ok(Some(events)) => read.extend(
+                    events
+                        .into_iter()
+                        .filter(|event| host == "*" || event.host == host),
+                ),
                 _ => break,
             }
         }
@@ -242,13 +272,13 @@ impl Fleet {
     }
 
     /// An ordered consumer on `host`/`what` from `since`, and how many messages it has to
-    /// deliver at its start.
+    /// deliver at its start; each message as its events.
     async fn ordered(
         &self,
         host: &str,
         what: &str,
         since: DateTime<Utc>,
-    ) -> Result<(u64, impl Stream<Item = FleetMessage> + use<>), FleetError> {
+    ) -> Result<(u64, impl Stream<Item = Vec<FleetMessage>> + use<>), FleetError> {
         let stream = self
             .js
             .get_stream(&self.stream)
@@ -276,7 +306,9 @@ impl Fleet {
         Ok((
             stored,
             messages.filter_map(move |message| {
-                let message = message.ok().map(|m| FleetMessage::new(&prefix, m.message));
+                let message = message
+                    .ok()
+                    .map(|m| FleetMessage::unpack(&prefix, m.message));
                 async move { message }
             }),
         ))

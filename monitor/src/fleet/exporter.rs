@@ -3,12 +3,14 @@
 //!
 //! It reads its own bounded queue (a full queue drops and counts `nats_queue_full`) on a thread
 //! of its own with a current-thread runtime at [`crate::priority::BACKGROUND_NICE`], so neither
-//! a slow server nor a slow network ever slows capture. Each event is serialised once
+//! a slow server nor a slow network ever slows capture. Up to `events_per_message` queued events of one
+//! type go in one message (JSON lines, [`super::pack`]): the server's cost is per message. Each event is serialised once
 //! ([`crate::output::event_json::write_event`], a batch's events into one buffer whose slices
 //! are the payloads) and published with a `Nats-Msg-Id` ([`super::message_id`]) and a reply
 //! subject of the exporter's own inbox, `<inbox>.<n>`: JetStream's acknowledgements come back
 //! on one subscription and are matched to their messages by `n`, settled in publish order
-//! while later messages are already on the wire (up to [`MAX_IN_FLIGHT`]); a message whose ack
+//! while later messages are already on the wire (up to [`MAX_IN_FLIGHT`] and
+//! [`MAX_IN_FLIGHT_BYTES`]); a message whose ack
 //! has not come within [`ACK_TIMEOUT`] counts as failed. (async-nats' own JetStream publish
 //! costs a request-reply per message: a one-shot channel, a timer, a boxed future and a
 //! generic JSON parse each, and capped the exporter at ~26,500 messages/s under a flood.) A
@@ -36,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ALERT_ID_SUFFIX, Connection, FleetError, HostStatus, STATUS_EVERY, Subjects, control,
-    message_id,
+    message_id, pack,
     spool::{Record, Spool, SpoolError},
 };
 use crate::{
@@ -52,6 +54,9 @@ use crate::{
 /// that acknowledges slower than events come fills it, and `nats_queue_full` counts). Below
 /// the client's subscription capacity (64 Ki messages), so no ack is ever dropped there.
 pub const MAX_IN_FLIGHT: usize = 32 * 1024;
+/// Payload bytes published and not yet acknowledged, at most: with several events per message
+/// [`MAX_IN_FLIGHT`] messages alone could hold over a GiB of events waiting for their acks.
+pub const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 /// How long an acknowledgement may take before the message is spooled (and sent again).
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed publish or ack, how long new messages go straight to the spool before
@@ -78,6 +83,8 @@ pub struct ExportSettings {
     pub stream_max_bytes: u64,
     /// At stop, how long acknowledgements and the spool's sending are waited for.
     pub stop_grace: Duration,
+    /// Up to how many events of one subject go in one message ([`super::pack`]).
+    pub events_per_message: usize,
 }
 
 impl ExportSettings {
@@ -93,6 +100,7 @@ impl ExportSettings {
             stream_max_age: Duration::from_secs(nats.stream_max_age_hours * 3600),
             stream_max_bytes: nats.stream_max_mb * 1024 * 1024,
             stop_grace: Duration::from_secs(nats.stop_grace_secs),
+            events_per_message: usize::try_from(nats.events_per_message).unwrap_or(1).max(1),
         }
     }
 }
@@ -342,6 +350,8 @@ struct Exporter {
     /// The messages published and not yet settled, in publish order (the front's `n` is
     /// `acks.oldest`).
     sent: VecDeque<Sent>,
+    /// The payload bytes of `sent`.
+    in_flight_bytes: usize,
     /// The buffer a batch's events are written to (its slices are their payloads).
     buffer: Vec<u8>,
     stream_ready: bool,
@@ -356,7 +366,10 @@ struct Exporter {
 #[derive(Default)]
 struct Stats {
     events: u64,
+    /// Messages acknowledged (alert copies included).
     published: u64,
+    /// Events acknowledged (each once: alert copies not counted).
+    events_published: u64,
     events_at_last_status: u64,
     last_status: Option<Instant>,
     started: Option<Instant>,
@@ -402,6 +415,7 @@ impl Exporter {
             spool,
             acks,
             sent: VecDeque::new(),
+            in_flight_bytes: 0,
             buffer: Vec::new(),
             stream_ready: false,
             paused_until: None,
@@ -439,7 +453,7 @@ impl Exporter {
                 },
                 _ = tick.tick() => self.housekeeping().await,
                 Some(ack) = self.acks.subscription.next() => self.take_acks(ack),
-                batch = batches.recv(), if self.sent.len() < MAX_IN_FLIGHT => match batch {
+                batch = batches.recv(), if self.room_in_flight() => match batch {
                     Some(batch) => self.take(batch).await,
                     None => break,
                 },
@@ -449,38 +463,47 @@ impl Exporter {
         self.finish(batches).await;
     }
 
-    /// Every event of `batch` (and each alert again on `.alerts`): sent, or spooled.
+    /// Every event of `batch` (and each alert again on `.alerts`): sent, or spooled. The
+    /// events of one type are packed, up to `events_per_message` and the server's
+    /// `max_payload` a message ([`super::pack`]); only what the batch holds, never waiting for
+    /// more.
     async fn take(&mut self, batch: Batch) {
-        // The batch's events into one buffer, one allocation for all their payloads.
-        let mut ends = Vec::with_capacity(batch.len());
+        self.stats.events += batch.len() as u64;
+        // The batch's events by type, in order within each: a type's events are written one
+        // after the other, so a pack is one slice of the buffer and its events' sequences are
+        // consecutive.
+        let mut by_type: Vec<Vec<usize>> = vec![Vec::new(); self.event_subjects.len()];
+        for (i, event) in batch.iter().enumerate() {
+            by_type[event.event_type as usize].push(i);
+        }
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
-        for event in batch.iter() {
-            crate::output::event_json::write_event(&mut buffer, event);
-            ends.push(buffer.len());
+        // Per type: its events' (batch index, start, end without the newline).
+        let mut written = Vec::with_capacity(by_type.len());
+        for (event_type, indices) in by_type.into_iter().enumerate() {
+            if indices.is_empty() {
+                continue;
+            }
+            let mut spans = Vec::with_capacity(indices.len());
+            for i in indices {
+                let start = buffer.len();
+                crate::output::event_json::write_event(&mut buffer, &batch[i]);
+                spans.push((i, start, buffer.len()));
+                buffer.push(b'\n');
+            }
+            written.push((event_type, spans));
         }
         let json = Bytes::from(buffer);
-        let mut start = 0;
-        for (event, end) in batch.iter().zip(ends) {
-            self.stats.events += 1;
-            let payload = json.slice(start..end);
-            start = end;
-            let id = message_id(&self.settings.host, &self.run, self.sequence);
-            self.sequence += 1;
-            let alert = crate::controller::hub::is_alert(event).then(|| Record {
-                subject: self.alerts_subject.clone(),
-                id: format!("{id}{ALERT_ID_SUFFIX}"),
-                payload: payload.clone(),
-            });
-            let subject = self.event_subjects[event.event_type as usize].clone();
-            self.accept(Record {
-                subject,
-                id,
-                payload,
-            })
-            .await;
-            if let Some(alert) = alert {
-                self.accept(alert).await;
+        let max_bytes = self
+            .client
+            .max_payload()
+            .saturating_sub(pack::HEADER_ROOM)
+            .max(1);
+        for (event_type, spans) in written {
+            let sizes: Vec<usize> = spans.iter().map(|&(_, s, e)| e - s + 1).collect();
+            for range in pack::cut(&sizes, self.settings.events_per_message, max_bytes) {
+                self.take_pack(&batch, &json, event_type, &spans[range])
+                    .await;
             }
         }
         // The next batch writes to a buffer of the same size (this one lives on in the
@@ -489,6 +512,57 @@ impl Exporter {
         // Freed on the pipeline's thread when we hold the only reference.
         if let Ok(events) = Arc::try_unwrap(batch) {
             self.context.recycler.give_back(events);
+        }
+    }
+
+    /// One message of `spans` (events of type `event_type`, written to `json`), and each of
+    /// its alerts again on `.alerts`, one message each.
+    async fn take_pack(
+        &mut self,
+        batch: &Batch,
+        json: &Bytes,
+        event_type: usize,
+        spans: &[(usize, usize, usize)],
+    ) {
+        let (Some(&(_, first_start, first_end)), Some(&(_, _, last_end))) =
+            (spans.first(), spans.last())
+        else {
+            return;
+        };
+        let first = self.sequence;
+        self.sequence += spans.len() as u64;
+        let first_id = message_id(&self.settings.host, &self.run, first);
+        let (id, payload) = if spans.len() == 1 {
+            (first_id, json.slice(first_start..first_end))
+        } else {
+            // Every event with its newline: JSON lines.
+            (
+                pack::pack_id(&first_id, spans.len()),
+                json.slice(first_start..last_end + 1),
+            )
+        };
+        let alerts: Vec<Record> = spans
+            .iter()
+            .zip(first..)
+            .filter(|((i, _, _), _)| crate::controller::hub::is_alert(&batch[*i]))
+            .map(|(&(_, start, end), sequence)| Record {
+                subject: self.alerts_subject.clone(),
+                id: format!(
+                    "{}{ALERT_ID_SUFFIX}",
+                    message_id(&self.settings.host, &self.run, sequence)
+                ),
+                payload: json.slice(start..end),
+            })
+            .collect();
+        let subject = self.event_subjects[event_type].clone();
+        self.accept(Record {
+            subject,
+            id,
+            payload,
+        })
+        .await;
+        for alert in alerts {
+            self.accept(alert).await;
         }
     }
 
@@ -512,6 +586,10 @@ impl Exporter {
     async fn send(&mut self, record: Record, from_spool: bool) {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, record.id.as_str());
+        let events = pack::events_in(&record.id);
+        if events > 1 {
+            headers.insert(pack::EVENTS_HEADER, events.to_string());
+        }
         let published = self
             .client
             .publish_with_reply_and_headers(
@@ -524,6 +602,7 @@ impl Exporter {
         match published {
             Ok(()) => {
                 self.acks.next += 1;
+                self.in_flight_bytes += record.payload.len();
                 self.sent.push_back(Sent {
                     record,
                     from_spool,
@@ -584,9 +663,15 @@ impl Exporter {
         let Some(sent) = self.sent.pop_front() else {
             return;
         };
+        self.in_flight_bytes = self
+            .in_flight_bytes
+            .saturating_sub(sent.record.payload.len());
         self.acks.oldest += 1;
         if ok {
             self.stats.published += 1;
+            if !sent.record.id.ends_with(ALERT_ID_SUFFIX) {
+                self.stats.events_published += pack::events_in(&sent.record.id);
+            }
         } else {
             self.pause();
             self.spool_record(sent.record);
@@ -594,6 +679,12 @@ impl Exporter {
         if sent.from_spool {
             self.spool.settled();
         }
+    }
+
+    /// Whether more may be published before acks come back ([`MAX_IN_FLIGHT`] messages,
+    /// [`MAX_IN_FLIGHT_BYTES`]).
+    fn room_in_flight(&self) -> bool {
+        self.sent.len() < MAX_IN_FLIGHT && self.in_flight_bytes < MAX_IN_FLIGHT_BYTES
     }
 
     fn pause(&mut self) {
@@ -605,9 +696,11 @@ impl Exporter {
         match self.spool.push(&record) {
             Ok(()) => {}
             Err(e) => {
-                // An alert's copy is the same event: counted once.
+                // An alert's copy is the same event: counted once. A pack is all its events.
                 if !is_copy {
-                    self.context.losses.add(Loss::NatsSpoolFull, 1);
+                    self.context
+                        .losses
+                        .add(Loss::NatsSpoolFull, pack::events_in(&record.id));
                 }
                 if !self.spool_warned {
                     self.spool_warned = true;
@@ -629,7 +722,7 @@ impl Exporter {
 
     /// Hands spooled messages to the server while it takes them.
     async fn send_spooled(&mut self) {
-        while self.sent.len() < MAX_IN_FLIGHT && self.spool.has_backlog() && self.can_send() {
+        while self.room_in_flight() && self.spool.has_backlog() && self.can_send() {
             let Some(record) = self.spool.take_next() else {
                 break;
             };
@@ -816,6 +909,9 @@ impl Exporter {
             }
         }
         while let Some(sent) = self.sent.pop_front() {
+            self.in_flight_bytes = self
+                .in_flight_bytes
+                .saturating_sub(sent.record.payload.len());
             self.acks.oldest += 1;
             self.spool_record(sent.record);
             if sent.from_spool {
@@ -832,9 +928,10 @@ impl Exporter {
         let _ = tokio::time::timeout(Duration::from_millis(500), self.client.flush()).await;
         let losses = self.context.losses.snapshot();
         crate::notice::info(format!(
-            "NATS: stopped: {} events taken, {} messages acknowledged, {} bytes left in the \
-             spool {}; lost: nats_queue_full {}, nats_spool_full {}",
+            "NATS: stopped: {} events taken, {} events acknowledged, {} messages acknowledged, \
+             {} bytes left in the spool {}; lost: nats_queue_full {}, nats_spool_full {}",
             self.stats.events,
+            self.stats.events_published,
             self.stats.published,
             self.spool.bytes(),
             self.settings.spool_dir.display(),

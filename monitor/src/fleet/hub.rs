@@ -11,7 +11,7 @@
 //! live page, every host merged), through the same code as a local pipeline's batches.
 //!
 //! ```text
-//! <prefix>.*.<event_type> ─┐  dedupe by Nats-Msg-Id   ┌─► per-host Hub (host page, All machines)
+//! <prefix>.*.<event_type> ─┐  dedupe by event id      ┌─► per-host Hub (host page, All machines)
 //! <prefix>.*.status ───────┴─► feed (batches) ────────┴─► the controller's hub (live page, API)
 //! page or API action ─► <prefix>.<host>.control (request-reply, the host's token) ─► reply shown
 //! history ─► JetStream ordered consumer on the stream

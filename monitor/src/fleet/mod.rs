@@ -27,6 +27,7 @@ pub mod consumer;
 pub mod control;
 pub mod exporter;
 pub mod hub;
+pub mod pack;
 pub mod spool;
 
 pub use exporter::NatsCompanion;

@@ -64,6 +64,10 @@ pub struct Spool {
     /// The segment being sent.
     sending: Option<Sending>,
     next_sequence: u64,
+    /// A record was refused for the bound: later ones are refused too until a segment is sent
+    /// and deleted, so the spool keeps the oldest messages and loses the newest, without gaps
+    /// (a smaller message after a refused larger one, a pack of fewer events, would fit).
+    full: bool,
 }
 
 struct Writing {
@@ -123,6 +127,7 @@ impl Spool {
             writing: None,
             sending: None,
             next_sequence,
+            full: false,
         })
     }
 
@@ -147,7 +152,8 @@ impl Spool {
     pub fn push(&mut self, record: &Record) -> Result<(), SpoolError> {
         let encoded = encode(record);
         let len = encoded.len() as u64;
-        if self.bytes + len > self.max_bytes {
+        if self.full || self.bytes + len > self.max_bytes {
+            self.full = true;
             return Err(SpoolError::Full(self.max_bytes));
         }
         if self
@@ -251,6 +257,7 @@ impl Spool {
         if done && let Some(sending) = self.sending.take() {
             let _ = fs::remove_file(self.path(sending.sequence));
             self.bytes = self.bytes.saturating_sub(sending.size);
+            self.full = false;
         }
     }
 
@@ -413,6 +420,17 @@ mod tests {
             .sum();
         assert_eq!(on_disk, spool.bytes());
         assert!(on_disk <= 16 * 1024);
+        // Once full, a smaller message is refused too: the newest are lost, not some of them.
+        let small = Record {
+            payload: bytes::Bytes::from_static(b"{}"),
+            ..record(0)
+        };
+        assert!(matches!(spool.push(&small), Err(SpoolError::Full(_))));
+        assert_eq!(
+            refused,
+            1000 - taken,
+            "nothing taken after the first refusal"
+        );
         // Sending frees room again.
         assert_eq!(drain(&mut spool).len(), taken);
         spool.push(&record(0)).expect("room again");

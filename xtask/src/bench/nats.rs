@@ -122,8 +122,11 @@ fn read_messages(stream: TcpStream, stop: &AtomicBool) -> Vec<f64> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        if let Some(at) = event_time_ns(&payload) {
-            delays.push((now - at) as f64 / 1e6);
+        // A packed message (`events_per_message`) is JSON lines: one delay per event.
+        for event in payload[..len].split(|&b| b == b'\n') {
+            if let Some(at) = event_time_ns(event) {
+                delays.push((now - at) as f64 / 1e6);
+            }
         }
     }
     delays
@@ -171,8 +174,8 @@ pub(super) fn wait_for(stderr: &Path, what: &str) -> Result<()> {
     bail!("no {what:?} in {} within a minute", stderr.display())
 }
 
-/// The exporter's `NATS: stopped: N events taken, M messages acknowledged, B bytes left ...;
-/// lost: nats_queue_full Q, nats_spool_full S` → (M, Q + S).
+/// The exporter's `NATS: stopped: N events taken, E events acknowledged, M messages
+/// acknowledged, B bytes left ...; lost: nats_queue_full Q, nats_spool_full S` → (E, Q + S).
 pub(super) fn exporter_counts(stderr: &str) -> (u64, u64) {
     let Some(line) = stderr.lines().find(|l| l.contains("NATS: stopped:")) else {
         return (0, 0);
@@ -194,7 +197,7 @@ pub(super) fn exporter_counts(stderr: &str) -> (u64, u64) {
             .unwrap_or(0)
     };
     (
-        before(" messages acknowledged"),
+        before(" events acknowledged"),
         after("nats_queue_full ") + after("nats_spool_full "),
     )
 }
@@ -287,15 +290,22 @@ pub(super) fn stop(child: &mut Child) {
 
 /// `base_config` with `[export.nats]` to the server on `port` as host `bench`, its spool and
 /// the controller's files (control requests need a token file; none is made) in `dir`.
+/// `SECMON_BENCH_EVENTS_PER_MESSAGE=N` sets `events_per_message` (else secmon's default).
 pub(super) fn publisher_config(base_config: &str, dir: &Path, port: u16) -> String {
-    format!(
+    let packing = std::env::var("SECMON_BENCH_EVENTS_PER_MESSAGE")
+        .ok()
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .map(|n| format!("events_per_message = {n}\n"))
+        .unwrap_or_default();
+    let config = format!(
         "{base_config}\n[controller]\ntoken_file = {:?}\naudit_log = {:?}\n\n\
          [export.nats]\nenabled = true\nurl = \"nats://127.0.0.1:{port}\"\nhost = \"bench\"\n\
          spool_dir = {:?}\nspool_max_mb = 1024\n",
         dir.join("no-token").display().to_string(),
         dir.join("audit.log").display().to_string(),
         dir.join("spool").display().to_string(),
-    )
+    );
+    config + &packing
 }
 
 /// Both phases at `rate` opens/s for `secs` s: `--json` alone, then with the exporter.
@@ -356,7 +366,8 @@ mod tests {
             Some(1_796_265_600_i128 * 1_000_000_000 + 1)
         );
         assert_eq!(event_time_ns(b"{}"), None);
-        let line = "secmon: NATS: stopped: 10 events taken, 9 messages acknowledged, 0 bytes \
+        let line = "secmon: NATS: stopped: 10 events taken, 9 events acknowledged, 1 messages \
+                    acknowledged, 0 bytes \
                     left in the spool /x; lost: nats_queue_full 2, nats_spool_full 3";
         assert_eq!(exporter_counts(line), (9, 5));
     }

@@ -471,7 +471,7 @@ pub struct HubResult {
     pub loaded: LatencyPhase,
     /// Opens the generator made.
     pub generated: u64,
-    /// The publisher's stop lines: events analysed, kernel drops, messages acknowledged,
+    /// The publisher's stop lines: events analysed, kernel drops, events acknowledged,
     /// events the exporter lost.
     pub events: u64,
     pub drops: u64,
@@ -943,7 +943,7 @@ fn render_nats(s: &mut String, n: &NatsResult) {
             let per_message = e.server_cpu_secs / e.published as f64;
             let _ = writeln!(
                 s,
-                "\nnats-server: {:.2} s of CPU over the load, {:.1} µs per message acknowledged: {} messages/s would take {:.1} cores of it alone.",
+                "\nnats-server: {:.2} s of CPU over the load, {:.1} µs per event acknowledged (several per message with `events_per_message`): {} events/s would take {:.1} cores of it alone.",
                 e.server_cpu_secs,
                 per_message * 1e6,
                 thousands(NATS_TARGET as u64),
@@ -993,7 +993,7 @@ fn render_hub(s: &mut String, h: &HubResult) {
     };
     let _ = writeln!(
         s,
-        "\nThe publisher over the whole step{published_rate}: {} events analysed, {} kernel drops, {} messages acknowledged, {} lost to the exporter (nats_*). The hub: {:.2} s of CPU over the flooded phase, {} events its live stream could not send to the client.",
+        "\nThe publisher over the whole step{published_rate}: {} events analysed, {} kernel drops, {} events acknowledged, {} lost to the exporter (nats_*). The hub: {:.2} s of CPU over the flooded phase, {} events its live stream could not send to the client.",
         thousands(h.events),
         thousands(h.drops),
         thousands(h.published),
