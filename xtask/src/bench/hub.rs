@@ -16,7 +16,6 @@
 //! JetStream, the hub's subscription, deduplication and decoding, its hub and the WebSocket.
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -30,6 +29,7 @@ use anyhow::{Context as _, Result, bail};
 use super::nats::{exporter_counts, free_port, publisher_config, start_server, stop, wait_for};
 use super::report::{HubResult, LatencyPhase};
 use super::tui::{cpu_seconds, finish_load, start_load, stop_counts};
+use super::web::events_socket;
 use crate::util;
 
 /// Each mark's number and the instant the client read it.
@@ -325,22 +325,12 @@ fn follow(
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicU64>,
 ) -> Result<(Arrivals, JoinHandle<()>)> {
-    let request = tungstenite::http::Request::builder()
-        .uri(format!("ws://{addr}/api/v1/events?text={mark}"))
-        .header("Host", addr)
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tungstenite::handshake::client::generate_key(),
-        )
-        .body(())?;
-    let stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let (mut socket, _) = tungstenite::client(request, stream)
-        .map_err(|e| anyhow::anyhow!("WebSocket handshake with the hub: {e}"))?;
+    let mut socket = events_socket(
+        addr,
+        token,
+        &format!("?text={mark}"),
+        Duration::from_millis(100),
+    )?;
     let (tx, rx) = mpsc::channel();
     let needle = format!("{mark}-");
     let thread = thread::spawn(move || {

@@ -67,9 +67,16 @@ pub(super) fn wait_serving(stderr: &Path) -> Result<String> {
     )
 }
 
-fn connect(addr: &str, token: &str, stop: Arc<AtomicBool>) -> Result<Client> {
+/// A WebSocket on a controller's (or hub's) `/api/v1/events?QUERY` with `token`, whose reads
+/// give up after `read_timeout` (so a reader can look at its stop flag).
+pub(super) fn events_socket(
+    addr: &str,
+    token: &str,
+    query: &str,
+    read_timeout: Duration,
+) -> Result<tungstenite::WebSocket<TcpStream>> {
     let request = tungstenite::http::Request::builder()
-        .uri(format!("ws://{addr}/api/v1/events"))
+        .uri(format!("ws://{addr}/api/v1/events{query}"))
         .header("Host", addr)
         .header("Authorization", format!("Bearer {token}"))
         .header("Connection", "Upgrade")
@@ -81,9 +88,14 @@ fn connect(addr: &str, token: &str, stop: Arc<AtomicBool>) -> Result<Client> {
         )
         .body(())?;
     let stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let (mut socket, _) = tungstenite::client(request, stream)
-        .map_err(|e| anyhow::anyhow!("WebSocket handshake: {e}"))?;
+    stream.set_read_timeout(Some(read_timeout))?;
+    let (socket, _) = tungstenite::client(request, stream)
+        .map_err(|e| anyhow::anyhow!("WebSocket handshake with {addr}: {e}"))?;
+    Ok(socket)
+}
+
+fn connect(addr: &str, token: &str, stop: Arc<AtomicBool>) -> Result<Client> {
+    let mut socket = events_socket(addr, token, "", Duration::from_millis(200))?;
     let events = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));
     let (counted, lost_counted) = (events.clone(), lost.clone());
