@@ -568,6 +568,20 @@ impl fmt::Debug for AddressText {
     }
 }
 
+impl Event {
+    /// Whether the process name, executable, command line, path or new path contains `text`,
+    /// ignoring ASCII case: the fields both the UI's and the dashboard's text filters search
+    /// (each adds its own: addresses, label, host).
+    pub fn names_or_paths_contain(&self, text: &str) -> bool {
+        let hit = |field: &str| contains_ignore_case(field, text);
+        hit(&self.process)
+            || hit(&self.exe)
+            || hit(&self.cmdline)
+            || self.file_path.as_deref().is_some_and(hit)
+            || self.new_path.as_deref().is_some_and(hit)
+    }
+}
+
 /// ASCII-case-insensitive `haystack.contains(needle)`, without allocating (the UI's and the
 /// dashboard's filters test every event's fields with it).
 pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {

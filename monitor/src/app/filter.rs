@@ -101,12 +101,7 @@ pub fn filter_matches(filter: &str, event: &SecEvent) -> bool {
     if let Some(pid) = pid_filter(filter) {
         return event.pid == pid;
     }
-    let hit = |s: &str| contains_ignore_case(s, filter);
-    hit(&event.process)
-        || hit(&event.exe)
-        || hit(&event.cmdline)
-        || event.file_path.as_deref().is_some_and(hit)
-        || event.new_path.as_deref().is_some_and(hit)
+    event.names_or_paths_contain(filter)
         || address_matches(filter, event.source_ip, event.source_port)
         || address_matches(filter, event.target_ip, event.target_port)
 }

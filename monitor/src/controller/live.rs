@@ -222,11 +222,7 @@ fn mentions(event: &Event, text: &str) -> bool {
     let hit = |field: &str| contains_ignore_case(field, text);
     let address =
         |ip: Option<std::net::IpAddr>| ip.is_some_and(|ip| hit(AddressText::ip(ip).as_str()));
-    hit(&event.process)
-        || hit(&event.exe)
-        || hit(&event.cmdline)
-        || event.file_path.as_deref().is_some_and(hit)
-        || event.new_path.as_deref().is_some_and(hit)
+    event.names_or_paths_contain(text)
         || address(event.target_ip)
         || address(event.source_ip)
         || hit(&event.analysis.label)
