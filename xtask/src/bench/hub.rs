@@ -29,7 +29,7 @@ use anyhow::{Context as _, Result, bail};
 use super::nats::{exporter_counts, free_port, publisher_config, start_server, stop, wait_for};
 use super::report::{HubResult, LatencyPhase};
 use super::tui::{cpu_seconds, finish_load, start_load, stop_counts};
-use super::web::events_socket;
+use super::web::{events_socket, is_lost_message, lost_events, read_texts};
 use crate::util;
 
 /// Each mark's number and the instant the client read it.
@@ -325,7 +325,7 @@ fn follow(
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicU64>,
 ) -> Result<(Arrivals, JoinHandle<()>)> {
-    let mut socket = events_socket(
+    let socket = events_socket(
         addr,
         token,
         &format!("?text={mark}"),
@@ -334,29 +334,13 @@ fn follow(
     let (tx, rx) = mpsc::channel();
     let needle = format!("{mark}-");
     let thread = thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match socket.read() {
-                Ok(tungstenite::Message::Text(text)) => {
-                    let read_at = Instant::now();
-                    if text.contains("\"type\":\"lost\"") {
-                        lost.fetch_add(lost_events(&text), Ordering::Relaxed);
-                    }
-                    for n in mark_numbers(&text, &needle) {
-                        if tx.send((n, read_at)).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => break,
+        read_texts(socket, &stop, |text| {
+            let read_at = Instant::now();
+            if is_lost_message(text) {
+                lost.fetch_add(lost_events(text), Ordering::Relaxed);
             }
-        }
-        let _ = socket.close(None);
+            mark_numbers(text, &needle).all(|n| tx.send((n, read_at)).is_ok())
+        });
     });
     Ok((rx, thread))
 }
@@ -367,15 +351,6 @@ fn mark_numbers<'a>(text: &'a str, needle: &'a str) -> impl Iterator<Item = usiz
         let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
         digits.parse().ok()
     })
-}
-
-/// The `"events":N` of a `{"type":"lost",…}` message.
-fn lost_events(text: &str) -> u64 {
-    text.split("\"events\":")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

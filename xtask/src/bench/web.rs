@@ -94,8 +94,49 @@ pub(super) fn events_socket(
     Ok(socket)
 }
 
+/// Hands each text message of `socket` to `on_text` until `stop` is set, the socket fails or
+/// `on_text` answers false; then closes it. Reads time out (see [`events_socket`]) so that
+/// `stop` is looked at.
+pub(super) fn read_texts(
+    mut socket: tungstenite::WebSocket<TcpStream>,
+    stop: &AtomicBool,
+    mut on_text: impl FnMut(&str) -> bool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match socket.read() {
+            Ok(tungstenite::Message::Text(text)) => {
+                if !on_text(&text) {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = socket.close(None);
+}
+
+/// Whether a stream message is `{"type":"lost",…}`.
+pub(super) fn is_lost_message(text: &str) -> bool {
+    text.contains("\"type\":\"lost\"")
+}
+
+/// The `"events":N` of a `{"type":"lost",…}` message.
+pub(super) fn lost_events(text: &str) -> u64 {
+    text.split("\"events\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn connect(addr: &str, token: &str, stop: Arc<AtomicBool>) -> Result<Client> {
-    let mut socket = events_socket(addr, token, "", Duration::from_millis(200))?;
+    let socket = events_socket(addr, token, "", Duration::from_millis(200))?;
     let events = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));
     let (counted, lost_counted) = (events.clone(), lost.clone());
@@ -107,34 +148,16 @@ fn connect(addr: &str, token: &str, stop: Arc<AtomicBool>) -> Result<Client> {
         unsafe {
             libc::setpriority(libc::PRIO_PROCESS as _, libc::gettid() as libc::id_t, 19);
         }
-        while !stop.load(Ordering::Relaxed) {
-            match socket.read() {
-                Ok(tungstenite::Message::Text(text)) => {
-                    // Counting without parsing the whole batch: one `"event_type"` per event.
-                    if text.starts_with("{\"type\":\"lost\"") || text.contains("\"type\":\"lost\"")
-                    {
-                        let n = text
-                            .split("\"events\":")
-                            .nth(1)
-                            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(0);
-                        lost_counted.fetch_add(n, Ordering::Relaxed);
-                    } else {
-                        let n = text.matches("\"event_type\"").count() as u64;
-                        counted.fetch_add(n, Ordering::Relaxed);
-                    }
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => break,
+        read_texts(socket, &stop, |text| {
+            // Counting without parsing the whole batch: one `"event_type"` per event.
+            if is_lost_message(text) {
+                lost_counted.fetch_add(lost_events(text), Ordering::Relaxed);
+            } else {
+                let n = text.matches("\"event_type\"").count() as u64;
+                counted.fetch_add(n, Ordering::Relaxed);
             }
-        }
-        let _ = socket.close(None);
+            true
+        });
     });
     Ok(Client {
         events,
