@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    BIN, DEFAULT_TIMEOUT, Instance, READY_LINE, TestDir, copy_executable, marker, parse_json_lines,
-    path_str, require_root, run, spawn, wait_child,
+    AS_NOBODY, BIN, DEFAULT_TIMEOUT, Instance, READY_LINE, TestDir, copy_executable, marker,
+    parse_json_lines, path_str, require_root, run, spawn, wait_child,
 };
 
 /// Asserts that stderr has no panic message or backtrace.
@@ -131,13 +131,8 @@ fn non_root_is_refused_with_one_line() {
     let bin = copy_executable(BIN, &dir.join("secmon-tui"));
 
     let out = run(
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
+        Command::new(AS_NOBODY[0])
+            .args(&AS_NOBODY[1..])
             .arg(&bin)
             .arg("--json")
             .env_remove("RUST_BACKTRACE")

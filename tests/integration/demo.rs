@@ -12,8 +12,8 @@ use secmon::demo::scenario::{SHIPPED, Scenario};
 use serde_json::Value;
 
 use crate::common::{
-    BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, path_str,
-    require_root,
+    AS_NOBODY, BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id,
+    path_str, require_root,
 };
 use crate::tui::{
     EXITED, SCREEN_TIMEOUT, Tmux, set_filter, shell_says_exited, tui_pid, wrapper_script,
@@ -273,19 +273,18 @@ fn demo_replays_every_shipped_scenario_without_root() {
             &format!("demo-replay-{}-{}", std::process::id(), next_id()),
             &wrapper_script("", ""),
             &[
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                bin.to_str().expect("UTF-8 path"),
-                "demo",
-                "--rules",
-                rules.to_str().expect("UTF-8 path"),
-                "--config",
-                "/dev/null",
-                &scenario.name,
-            ],
+                &AS_NOBODY[..],
+                &[
+                    bin.to_str().expect("UTF-8 path"),
+                    "demo",
+                    "--rules",
+                    rules.to_str().expect("UTF-8 path"),
+                    "--config",
+                    "/dev/null",
+                    &scenario.name,
+                ],
+            ]
+            .concat(),
         );
         let screen = tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
             s.contains(INTRODUCTION)
@@ -350,22 +349,21 @@ fn demo_serve_shows_the_narration_on_the_dashboard() {
         &format!("demo-serve-{}-{}", std::process::id(), next_id()),
         &wrapper_script("", ""),
         &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            path_str(&bin).as_str(),
-            "demo",
-            "--serve",
-            "--listen",
-            &listen,
-            "--rules",
-            path_str(&rules).as_str(),
-            "--config",
-            path_str(&config).as_str(),
-            &scenario.name,
-        ],
+            &AS_NOBODY[..],
+            &[
+                path_str(&bin).as_str(),
+                "demo",
+                "--serve",
+                "--listen",
+                &listen,
+                "--rules",
+                path_str(&rules).as_str(),
+                "--config",
+                path_str(&config).as_str(),
+                &scenario.name,
+            ],
+        ]
+        .concat(),
     );
     tmux.wait_for("the scenario's introduction", READY_TIMEOUT, |s| {
         s.contains(INTRODUCTION)

@@ -15,7 +15,7 @@ use secmon::fleet::{Connection, HostStatus, consumer::Fleet};
 use serde_json::{Value, json};
 
 use crate::common::{
-    Instance, READY_TIMEOUT, STOP_TIMEOUT, TestDir, marker, nats::NatsServer, path_str,
+    AS_NOBODY, Instance, READY_TIMEOUT, STOP_TIMEOUT, TestDir, marker, nats::NatsServer, path_str,
     require_root, workspace,
 };
 use crate::controller_api::Served;
@@ -543,12 +543,9 @@ fn the_hub_runs_as_a_normal_user() {
     std::os::unix::fs::chown(&home, Some(65534), Some(65534)).expect("chown it to nobody");
     let config = home.join("secmon.toml");
     fs::write(&config, "").expect("an empty config");
-    let mut cmd = std::process::Command::new("setpriv");
+    let mut cmd = std::process::Command::new(AS_NOBODY[0]);
+    cmd.args(&AS_NOBODY[1..]);
     cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
         crate::common::BIN,
         "hub",
         "--nats",

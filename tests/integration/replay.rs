@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    BIN, DEFAULT_TIMEOUT, Instance, TestDir, marker, parse_json_lines, path_str, require_root, run,
-    workspace,
+    AS_NOBODY, BIN, DEFAULT_TIMEOUT, Instance, TestDir, marker, parse_json_lines, path_str,
+    require_root, run, workspace,
 };
 use crate::storage::story;
 
@@ -30,14 +30,8 @@ fn replay_within(file: &Path, args: &[&str], timeout: Duration) -> (bool, Vec<u8
     secmon_args.extend_from_slice(args);
     // SAFETY: geteuid has no preconditions.
     let mut cmd = if unsafe { libc::geteuid() } == 0 {
-        let mut cmd = Command::new("setpriv");
-        cmd.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            BIN,
-        ]);
+        let mut cmd = Command::new(AS_NOBODY[0]);
+        cmd.args(&AS_NOBODY[1..]).arg(BIN);
         cmd
     } else {
         Command::new(BIN)

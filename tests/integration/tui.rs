@@ -17,8 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id, no_machine_flood,
-    require_root, spawn,
+    AS_NOBODY, BIN, READY_TIMEOUT, SHARED_CONFIG, TestDir, copy_executable, marker, next_id,
+    no_machine_flood, require_root, spawn,
 };
 
 /// How long a test waits for something it caused to show on the screen.
@@ -956,21 +956,20 @@ fn replay_in_the_ui_without_root() {
         &format!("secmon-tui-replay-{}-{}", std::process::id(), next_id()),
         &script,
         &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            bin.to_str().expect("UTF-8 path"),
-            "--replay",
-            recording.to_str().expect("UTF-8 path"),
-            "--rules",
-            rules.to_str().expect("UTF-8 path"),
-            "--config",
-            "/dev/null",
-            "--speed",
-            "max",
-        ],
+            &AS_NOBODY[..],
+            &[
+                bin.to_str().expect("UTF-8 path"),
+                "--replay",
+                recording.to_str().expect("UTF-8 path"),
+                "--rules",
+                rules.to_str().expect("UTF-8 path"),
+                "--config",
+                "/dev/null",
+                "--speed",
+                "max",
+            ],
+        ]
+        .concat(),
     );
     let screen = tmux.wait_for("the finished replay", READY_TIMEOUT, |s| {
         s.contains("replay finished: ")

@@ -75,6 +75,16 @@ pub fn no_machine_flood() -> std::sync::RwLockReadGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// `setpriv` running what follows as the user nobody, with no groups and no capabilities to
+/// inherit: how the tests check what works without root.
+pub const AS_NOBODY: [&str; 5] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all",
+];
+
 pub fn marker() -> String {
     format!("secmon-test-{}-{}", std::process::id(), next_id())
 }
