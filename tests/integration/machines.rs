@@ -803,7 +803,7 @@ fn web_a_machine_is_added_shown_watched_and_its_probe_switched() {
     browser.screenshot("machines");
 
     // Show it: the live page is now the lab machine's, and the header says so.
-    browser.click("#machines-table tr[data-machine=lab] td.act button");
+    browser.click_now("#machines-table tr[data-machine=lab] td.act button");
     wait_until("the lab machine shown", PAGE_TIMEOUT, || {
         let shown = browser.js("return document.body.dataset.machine", vec![]);
         (browser.path() == "/" && shown == "lab")

@@ -304,6 +304,27 @@ impl Browser {
         self.run(&format!("click {css}"), element.click());
     }
 
+    /// Clicks the element `css` in the page's own script, for elements in a part of the page
+    /// that is redrawn every few seconds: a WebDriver click (find, then click) could meet the
+    /// old one. htmx wires a swapped-in element only when the swap settles (20 ms later, when
+    /// it takes the `htmx-added` class off): a click before that does nothing, so this waits.
+    #[track_caller]
+    pub(crate) fn click_now(&self, css: &str) {
+        wait_until(&format!("{css} to click"), PAGE_TIMEOUT, || {
+            let clicked = self.js(
+                "const e = document.querySelector(arguments[0]);
+                 if (!e) { return 'nothing there'; }
+                 if (e.closest('.htmx-added')) { return 'not wired yet'; }
+                 e.click();
+                 return 'clicked';",
+                vec![json!(css)],
+            );
+            (clicked == "clicked")
+                .then_some(())
+                .ok_or_else(|| clicked.to_string())
+        });
+    }
+
     fn click_xpath(&self, xpath: &str) {
         let element = self.run(
             &format!("find {xpath}"),

@@ -34,8 +34,13 @@ use crate::{
 
 /// `/ui/hosts/<host><rest>`, the host's name percent-encoded: a subject token may hold `/`,
 /// `?`, `#` or `%`, which a path must not take as they are.
-fn host_path(host: &str, rest: &str) -> String {
+pub fn host_path(host: &str, rest: &str) -> String {
     format!("/ui/hosts/{}{rest}", path_segment(host))
+}
+
+/// `/hosts/<host>`: the host's page.
+pub fn host_page_path(host: &str) -> String {
+    format!("/hosts/{}", path_segment(host))
 }
 
 /// `text` as one path segment: unreserved characters as they are, every other byte `%XX`.

@@ -83,7 +83,7 @@ fn machine_row(row: &MachineRow, active: &str) -> Markup {
             td { (if row.local { "now".to_string() } else { ago(health.last_seen) }) }
             td.act {
                 @if row.nats {
-                    a.button.small href=(format!("/hosts/{}", super::nats_pages::path_segment(&row.name))) { "show" }
+                    a.button.small href=(super::nats_pages::host_page_path(&row.name)) { "show" }
                 } @else if row.name == active {
                     span.shown { "shown" }
                 } @else {

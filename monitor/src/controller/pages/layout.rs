@@ -203,26 +203,50 @@ pub fn event_row(event: &Event) -> Markup {
     row(event, None)
 }
 
-/// An alert's row, with a "simulate block" button whose outcome goes to `#{result}`.
+/// An alert's row, with a "simulate block" button whose outcome goes to `#{result}`. On a hub,
+/// the button of another host's alert asks that host (a control request), never the hub.
 pub fn alert_row(event: &Event, result: &str) -> Markup {
     row(event, Some(result))
+}
+
+/// Where a "simulate block" of `event` is posted, and its form values (JSON for `hx-vals`):
+/// this controller's `/ui/simulate`, or the control form of the host the event came from.
+fn simulate_request(event: &Event) -> Option<(String, String)> {
+    let Some(host) = &event.host else {
+        return Some(("/ui/simulate".to_string(), block_vals(event)?));
+    };
+    let (kind, target) = block_target(event)?;
+    Some((
+        machines::nats_pages::host_path(host.as_str(), "/control"),
+        serde_json::json!({ "action": "simulate_block", "kind": kind, "target": target })
+            .to_string(),
+    ))
 }
 
 fn row(event: &Event, simulate_into: Option<&str>) -> Markup {
     let (op, what) = facts(event);
     let severity = event.analysis.severity;
     let rules = event.analysis.rules.join(", ");
-    let simulate = simulate_into.zip(block_vals(event));
+    let simulate = simulate_into.zip(simulate_request(event));
     html! {
         div.row.(severity_class(severity)).hosted[event.host.is_some()] data-type=(event.event_type.as_str()) data-pid=(event.pid) {
             span.marker title=(severity_name(severity)) { (marker(severity)) }
             span.time title=(event.timestamp.to_rfc3339()) { (event.timestamp.with_timezone(&chrono::Local).format("%H:%M:%S")) span.ms { (event.timestamp.format("%.3f")) } }
-            @if let Some(host) = &event.host {
-                // The whole name on hover: the column cuts long ones.
-                span.host title=(clean(host.as_str())) { (clean(host.as_str())) }
-            }
-            a.proc href=(format!("/process/{}", event.pid)) title=(clean(&event.exe)) {
-                (clean(&event.process)) " " span.pid { (event.pid) }
+            @match &event.host {
+                None => {
+                    a.proc href=(format!("/process/{}", event.pid)) title=(clean(&event.exe)) {
+                        (clean(&event.process)) " " span.pid { (event.pid) }
+                    }
+                }
+                Some(host) => {
+                    // The whole name on hover (the column cuts long ones); it leads to the
+                    // host's page. The process is that host's: this controller's process view
+                    // knows nothing of it, so it is not a link.
+                    a.host href=(machines::nats_pages::host_page_path(host.as_str())) title=(clean(host.as_str())) { (clean(host.as_str())) }
+                    span.proc title=(clean(&event.exe)) {
+                        (clean(&event.process)) " " span.pid { (event.pid) }
+                    }
+                }
             }
             span.op { (op) }
             span.what { (clean(&what)) }
@@ -233,9 +257,9 @@ fn row(event: &Event, simulate_into: Option<&str>) -> Markup {
                 }
             }
             @if event.blocked { span.blocked { "blocked" } }
-            @if let Some((into, vals)) = simulate {
+            @if let Some((into, (post, vals))) = simulate {
                 span.act {
-                    button.small.simulate type="button" hx-post="/ui/simulate" hx-vals=(vals)
+                    button.small.simulate type="button" hx-post=(post) hx-vals=(vals)
                         hx-target=(format!("#{into}")) { "simulate block" }
                 }
             }
@@ -253,4 +277,48 @@ pub fn message(ok: bool, text: &str) -> Markup {
 /// `1234567` → `1.2M`.
 pub fn short(n: u64) -> String {
     ui::short_count(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::event::EventType;
+
+    fn alert(exe: &str, host: Option<&str>) -> String {
+        let mut event = Event::new(EventType::ProcessExec, DateTime::UNIX_EPOCH);
+        event.exe = exe.into();
+        event.process = "dropper".into();
+        event.pid = 4242;
+        event.host = host.map(Into::into);
+        alert_row(&event, "out").into_string()
+    }
+
+    #[test]
+    fn a_local_alert_is_simulated_here_and_links_to_its_process() {
+        let html = alert("/tmp/dropper", None);
+        assert!(html.contains(r#"hx-post="/ui/simulate""#), "{html}");
+        assert!(html.contains(r#"href="/process/4242""#), "{html}");
+    }
+
+    /// On a hub, "simulate block" of a host's alert must reach that host, not the hub, and the
+    /// pid is that host's: the hub's process view must not be offered for it.
+    #[test]
+    fn a_hosts_alert_is_simulated_on_that_host_and_its_pid_is_not_the_hubs() {
+        let html = alert("/tmp/dropper", Some("web/1?x"));
+        assert!(
+            html.contains(r#"hx-post="/ui/hosts/web%2F1%3Fx/control""#),
+            "{html}"
+        );
+        assert!(html.contains("simulate_block"), "{html}");
+        assert!(html.contains(r#"href="/hosts/web%2F1%3Fx""#), "{html}");
+        assert!(!html.contains("/process/"), "{html}");
+        assert!(!html.contains("/ui/simulate"), "{html}");
+    }
+
+    #[test]
+    fn nothing_to_simulate_without_a_path() {
+        assert!(!alert("dropper", Some("web")).contains("simulate block"));
+    }
 }

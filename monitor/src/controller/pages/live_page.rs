@@ -40,13 +40,10 @@ impl LiveScope {
         }
     }
 
-    /// An alert's row: this controller's can be blocked (simulated) from the page; a host's is
-    /// acted on from the forms of its page, by a control request.
+    /// An alert's row, with its "simulate block": asked of this controller, or on a hub of the
+    /// host the alert came from (a control request).
     fn alert(&self, event: &Event) -> Markup {
-        match self {
-            LiveScope::Controller => alert_row(event, ACTION_RESULT),
-            LiveScope::Host(_) => event_row(event),
-        }
+        alert_row(event, ACTION_RESULT)
     }
 }
 
