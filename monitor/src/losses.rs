@@ -60,10 +60,13 @@ pub enum Loss {
     /// The NATS server could not be reached (or did not acknowledge) and the on-disk spool
     /// was full (`spool_max_mb`) or could not be written: events not published.
     NatsSpoolFull,
+    /// An event (or a spooled message) larger than the NATS server's `max_payload`: the server
+    /// can never take it, so it is not published (and not retried).
+    NatsTooLarge,
 }
 
 impl Loss {
-    pub const ALL: [Loss; 17] = [
+    pub const ALL: [Loss; 18] = [
         Loss::RingBufferFull,
         Loss::PendingTableFull,
         Loss::DecodeError,
@@ -81,6 +84,7 @@ impl Loss {
         Loss::RecordingQueueFull,
         Loss::NatsQueueFull,
         Loss::NatsSpoolFull,
+        Loss::NatsTooLarge,
     ];
 
     /// The name used in JSON `stats` records, the stopped line and the UI.
@@ -103,6 +107,7 @@ impl Loss {
             Loss::RecordingQueueFull => "recording_queue_full",
             Loss::NatsQueueFull => "nats_queue_full",
             Loss::NatsSpoolFull => "nats_spool_full",
+            Loss::NatsTooLarge => "nats_too_large",
         }
     }
 

@@ -150,13 +150,15 @@ fn replay_to_end(recording: &str, config: &str) -> (Vec<String>, String) {
 }
 
 /// The exporter's last word: `NATS: stopped: N events taken, E events acknowledged, M messages
-/// acknowledged, B bytes left in the spool DIR; lost: nats_queue_full Q, nats_spool_full S`.
+/// acknowledged, B bytes left in the spool DIR; lost: nats_queue_full Q, nats_spool_full S,
+/// nats_too_large T`.
 #[derive(Debug)]
 struct Stopped {
     taken: u64,
     left: u64,
     queue_full: u64,
     spool_full: u64,
+    too_large: u64,
 }
 
 fn stopped_line(stderr: &str) -> Stopped {
@@ -190,6 +192,7 @@ fn stopped_line(stderr: &str) -> Stopped {
         left: number_before(" bytes left"),
         queue_full: number_after("nats_queue_full "),
         spool_full: number_after("nats_spool_full "),
+        too_large: number_after("nats_too_large "),
     }
 }
 
@@ -564,6 +567,22 @@ fn a_control_request_reaches_only_its_host() {
     });
     let rt = runtime();
     let fleet = connect(&rt, &nats.url());
+    let mut statuses = Box::pin(rt.block_on(fleet.statuses()).expect("statuses"));
+    // "answering control requests" is said once the exporter has asked for its subscription,
+    // which reaches the server when it connects: a status from a host, published after it on
+    // the same connection, says the server has it (else a request meets no responders).
+    let mut heard = BTreeSet::new();
+    let both = rt.block_on(async {
+        tokio::time::timeout(ARRIVAL, async {
+            while heard.len() < 2
+                && let Some(status) = statuses.next().await
+            {
+                heard.insert(status.host);
+            }
+        })
+        .await
+    });
+    assert!(both.is_ok(), "statuses of both hosts: heard {heard:?}");
     let file_off = Action::SetProbe {
         family: "file".to_string(),
         enabled: false,
@@ -574,7 +593,6 @@ fn a_control_request_reaches_only_its_host() {
     assert!(reply.ok, "{reply:?}");
     assert_eq!(reply.host, "ctl-a");
     assert_eq!(reply.done.as_deref(), Some("file probes off"));
-    let mut statuses = Box::pin(rt.block_on(fleet.statuses()).expect("statuses"));
     let off = rt.block_on(async {
         tokio::time::timeout(ARRIVAL, async {
             while let Some(status) = statuses.next().await {
@@ -769,5 +787,48 @@ fn packed_messages_carry_their_count_and_each_event_its_own_id() {
     assert_eq!(
         published, expected,
         "the stored events are the printed ones"
+    );
+}
+
+/// One event larger than the server's `max_payload` can never be published: it is counted as
+/// lost, once, and neither blocks nor loops through the spool; the events around it (packed
+/// under the small bound) all arrive.
+#[test]
+fn an_event_over_the_servers_max_payload_is_counted_and_the_rest_arrive() {
+    let dir = TestDir::new(&format!("fleet-{}", marker()));
+    let nats = NatsServer::start_configured(&dir.join("store"), "max_payload: 3072");
+    let recording = paced_recording(dir.path(), 200, Duration::ZERO);
+    let long_path = format!("/tmp/{}", "a".repeat(4000));
+    let text = fs::read_to_string(&recording).expect("the recording");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut big: Value = serde_json::from_str(&lines[100]).expect("an event");
+    big["file_path"] = Value::from(long_path.clone());
+    lines[100] = big.to_string();
+    fs::write(&recording, lines.join("\n") + "\n").expect("write the recording");
+
+    let config = publisher_config(&dir.join("big"), &nats.url(), "big", 64, STOP_GRACE_SECS);
+    let (printed, stderr) = replay_to_end(&recording, &config);
+    assert_eq!(printed.len(), 200, "{stderr}");
+    assert!(
+        printed.iter().any(|l| l.contains(&long_path)),
+        "the long path was cut before the exporter: the test proves nothing"
+    );
+    let stopped = stopped_line(&stderr);
+    assert_eq!(stopped.too_large, 1, "{stderr}");
+    assert_eq!((stopped.left, stopped.spool_full), (0, 0), "{stderr}");
+    assert!(
+        stderr.contains("over the server's max_payload (3072 bytes)"),
+        "{stderr}"
+    );
+
+    let rt = runtime();
+    let fleet = connect(&rt, &nats.url());
+    let stored = history(&rt, &fleet, "big");
+    let stored = events_of(&stored);
+    assert_eq!(stored.len(), 199, "every other event, once");
+    assert!(
+        stored
+            .iter()
+            .all(|m| !String::from_utf8_lossy(&m.payload).contains(&long_path))
     );
 }

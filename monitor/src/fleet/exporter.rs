@@ -359,6 +359,8 @@ struct Exporter {
     context: Context,
     connected: bool,
     spool_warned: bool,
+    /// Whether a message over the server's `max_payload` was said (once a run).
+    too_large_warned: bool,
     control: bool,
     stats: Stats,
 }
@@ -422,6 +424,7 @@ impl Exporter {
             context,
             connected: false,
             spool_warned: false,
+            too_large_warned: false,
             control,
             stats: Stats {
                 started: Some(Instant::now()),
@@ -494,11 +497,7 @@ impl Exporter {
             written.push((event_type, spans));
         }
         let json = Bytes::from(buffer);
-        let max_bytes = self
-            .client
-            .max_payload()
-            .saturating_sub(pack::HEADER_ROOM)
-            .max(1);
+        let max_bytes = self.max_message_bytes().unwrap_or(usize::MAX);
         for (event_type, spans) in written {
             let sizes: Vec<usize> = spans.iter().map(|&(_, s, e)| e - s + 1).collect();
             for range in pack::cut(&sizes, self.settings.events_per_message, max_bytes) {
@@ -583,7 +582,48 @@ impl Exporter {
                 .is_none_or(|until| Instant::now() >= until)
     }
 
+    /// The most a message's body may hold: the server's `max_payload` less room for the
+    /// headers; `None` before the server has said it.
+    fn max_message_bytes(&self) -> Option<usize> {
+        match self.client.max_payload() {
+            0 => None,
+            max => Some(max.saturating_sub(pack::HEADER_ROOM).max(1)),
+        }
+    }
+
+    /// Publishes `record`, cut again first if it is over the server's bound: a pack built
+    /// before the server said its `max_payload` (spooled while connecting), or spooled under a
+    /// larger one. A single event over it is lost: the server would refuse it every time, and
+    /// spooled again it would come back forever.
     async fn send(&mut self, record: Record, from_spool: bool) {
+        let Some(max) = self
+            .max_message_bytes()
+            .filter(|&max| record.payload.len() > max)
+        else {
+            return self.publish(record, from_spool).await;
+        };
+        let parts = pack::recut(&record.id, &record.payload, max);
+        let last = parts.len().saturating_sub(1);
+        for (k, (id, payload)) in parts.into_iter().enumerate() {
+            let part = Record {
+                subject: record.subject.clone(),
+                id,
+                payload,
+            };
+            // The spool hands out one record and waits for one settlement: the last part's.
+            let settles_spool = from_spool && k == last;
+            if part.payload.len() > max {
+                self.lose_too_large(&part);
+                if settles_spool {
+                    self.spool.settled();
+                }
+            } else {
+                self.publish(part, settles_spool).await;
+            }
+        }
+    }
+
+    async fn publish(&mut self, record: Record, from_spool: bool) {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, record.id.as_str());
         let events = pack::events_in(&record.id);
@@ -689,6 +729,26 @@ impl Exporter {
 
     fn pause(&mut self) {
         self.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
+    }
+
+    /// Counts `record` lost as larger than the server takes (an alert's copy is the same
+    /// event: counted once), and says so once.
+    fn lose_too_large(&mut self, record: &Record) {
+        if !record.id.ends_with(ALERT_ID_SUFFIX) {
+            self.context
+                .losses
+                .add(Loss::NatsTooLarge, pack::events_in(&record.id));
+        }
+        if !self.too_large_warned {
+            self.too_large_warned = true;
+            crate::notice::warn(format!(
+                "NATS: a message of {} bytes ({}) is over the server's max_payload ({} bytes): \
+                 not published; such events are counted as nats_too_large",
+                record.payload.len(),
+                record.subject,
+                self.client.max_payload()
+            ));
+        }
     }
 
     fn spool_record(&mut self, record: Record) {
@@ -929,7 +989,8 @@ impl Exporter {
         let losses = self.context.losses.snapshot();
         crate::notice::info(format!(
             "NATS: stopped: {} events taken, {} events acknowledged, {} messages acknowledged, \
-             {} bytes left in the spool {}; lost: nats_queue_full {}, nats_spool_full {}",
+             {} bytes left in the spool {}; lost: nats_queue_full {}, nats_spool_full {}, \
+             nats_too_large {}",
             self.stats.events,
             self.stats.events_published,
             self.stats.published,
@@ -937,6 +998,7 @@ impl Exporter {
             self.settings.spool_dir.display(),
             losses.get(Loss::NatsQueueFull),
             losses.get(Loss::NatsSpoolFull),
+            losses.get(Loss::NatsTooLarge),
         ));
     }
 }

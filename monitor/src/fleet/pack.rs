@@ -50,20 +50,54 @@ pub fn event_id(pack_id: &str, k: usize) -> String {
 /// The events of a packed body: its non-empty lines (a reader splits on newlines; an event's
 /// JSON has none, its strings escape them). Slices of `body`, no copy.
 pub fn split_lines(body: &Bytes) -> Vec<Bytes> {
-    let mut events = Vec::new();
+    line_ranges(body)
+        .into_iter()
+        .map(|range| body.slice(range))
+        .collect()
+}
+
+/// Where [`split_lines`]' lines are in `body` (without their newlines).
+fn line_ranges(body: &[u8]) -> Vec<Range<usize>> {
+    let mut lines = Vec::new();
     let mut start = 0;
     for (at, &byte) in body.iter().enumerate() {
         if byte == b'\n' {
             if at > start {
-                events.push(body.slice(start..at));
+                lines.push(start..at);
             }
             start = at + 1;
         }
     }
     if start < body.len() {
-        events.push(body.slice(start..));
+        lines.push(start..body.len());
     }
-    events
+    lines
+}
+
+/// The message `id` with `body` as messages of at most `max_bytes` each, with their ids: a
+/// pack cut again (built before the server said its `max_payload`, or spooled under a larger
+/// one), each part a pack of its consecutive events or one event alone. A message of one event
+/// is returned as it is, whatever its size: the caller decides what to do with one too large.
+pub fn recut(id: &str, body: &Bytes, max_bytes: usize) -> Vec<(String, Bytes)> {
+    if events_in(id) <= 1 {
+        return vec![(id.to_string(), body.clone())];
+    }
+    let lines = line_ranges(body);
+    let sizes: Vec<usize> = lines.iter().map(|line| line.len() + 1).collect();
+    cut(&sizes, usize::MAX, max_bytes)
+        .into_iter()
+        .map(|part| {
+            let first_id = event_id(id, part.start);
+            let (first, last) = (&lines[part.start], &lines[part.end - 1]);
+            if part.len() == 1 {
+                (first_id, body.slice(first.clone()))
+            } else {
+                // Every event with its newline, as a pack is sent.
+                let end = (last.end + 1).min(body.len());
+                (pack_id(&first_id, part.len()), body.slice(first.start..end))
+            }
+        })
+        .collect()
 }
 
 /// Cuts consecutive events of one subject, of `sizes` bytes each (newline included), into
@@ -199,5 +233,38 @@ mod tests {
             assert_eq!(value["file_path"].as_str(), Some(path.as_str()));
             assert_eq!(value["event_type"].as_str(), Some("file_open"));
         }
+    }
+
+    #[test]
+    fn a_pack_too_large_for_the_server_is_cut_again_with_each_events_id() {
+        let body = Bytes::from_static(b"{\"a\":1}\n{\"b\":22}\n{\"c\":333}\n");
+        let parts = recut("h:r:7+3", &body, 20);
+        assert_eq!(
+            parts,
+            [
+                (
+                    "h:r:7+2".to_string(),
+                    Bytes::from_static(b"{\"a\":1}\n{\"b\":22}\n")
+                ),
+                ("h:r:9".to_string(), Bytes::from_static(b"{\"c\":333}")),
+            ]
+        );
+        // Every event once, with the id it had in the whole pack.
+        let ids: Vec<String> = parts
+            .iter()
+            .flat_map(|(id, body)| match events_in(id) {
+                // A message of one event is read with its own id, as consumers do.
+                1 => vec![id.clone()],
+                _ => (0..split_lines(body).len())
+                    .map(|k| event_id(id, k))
+                    .collect(),
+            })
+            .collect();
+        assert_eq!(ids, ["h:r:7", "h:r:8", "h:r:9"]);
+        // A single event stays as it is, however large.
+        let one = Bytes::from_static(b"{\"a\":1}");
+        assert_eq!(recut("h:r:7", &one, 2), [("h:r:7".to_string(), one)]);
+        // Under the bound: the same message.
+        assert_eq!(recut("h:r:7+3", &body, 1024).len(), 1);
     }
 }

@@ -39,6 +39,7 @@ fn loss_words(loss: Loss) -> &'static str {
         Loss::RecordingQueueFull => "the recording's writer was behind: events not recorded",
         Loss::NatsQueueFull => "the NATS exporter was behind: events not published",
         Loss::NatsSpoolFull => "NATS unreachable and its spool full: events not published",
+        Loss::NatsTooLarge => "events over the NATS server's max_payload: not published",
     }
 }
 
