@@ -832,3 +832,158 @@ fn an_event_over_the_servers_max_payload_is_counted_and_the_rest_arrive() {
             .all(|m| !String::from_utf8_lossy(&m.payload).contains(&long_path))
     );
 }
+
+/// JWTs as `nsc` writes them, signed in the test: an operator, an account it signed (with
+/// JetStream) and users, for a nats-server in operator mode.
+mod jwt {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use nkeys::KeyPair;
+    use serde_json::{Value, json};
+
+    /// `issuer`'s JWT on `subject` (a public key) with these `nats` claims.
+    pub fn sign(issuer: &KeyPair, subject: &str, name: &str, nats: Value) -> String {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+        let claims = json!({
+            "jti": format!("{}-{name}", &subject[..16]),
+            "iat": chrono::Utc::now().timestamp(),
+            "iss": issuer.public_key(),
+            "name": name,
+            "sub": subject,
+            "nats": nats,
+        });
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signed = format!("{header}.{claims}");
+        let signature = issuer.sign(signed.as_bytes()).expect("sign the JWT");
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    pub fn operator(operator: &KeyPair) -> String {
+        sign(
+            operator,
+            &operator.public_key(),
+            "test-operator",
+            json!({"type": "operator", "version": 2}),
+        )
+    }
+
+    /// An account with no limits, JetStream on (`jetstream`; the system account may not).
+    pub fn account(operator: &KeyPair, account: &KeyPair, jetstream: bool) -> String {
+        let mut limits = json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+        });
+        if jetstream {
+            for key in ["mem_storage", "disk_storage", "streams", "consumer"] {
+                limits[key] = json!(-1);
+            }
+        }
+        sign(
+            operator,
+            &account.public_key(),
+            "test-account",
+            json!({"type": "account", "version": 2, "limits": limits}),
+        )
+    }
+
+    /// A `.creds` file's text: a user of `account` (which signs it) and the user's seed.
+    pub fn creds(account: &KeyPair, name: &str) -> String {
+        let user = KeyPair::new_user();
+        let jwt = sign(
+            account,
+            &user.public_key(),
+            name,
+            json!({"type": "user", "version": 2, "pub": {}, "sub": {},
+                   "subs": -1, "data": -1, "payload": -1}),
+        );
+        let seed = user.seed().expect("the user's seed");
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        )
+    }
+}
+
+/// `[export.nats] credentials`: a `.creds` file (a user JWT signed by an account the server's
+/// operator signed, and the user's seed) logs in to a nats-server in operator mode; every event
+/// arrives, and a reader with its own `.creds` reads them back. A user of an account the
+/// server does not know is refused and told, and its events wait in its spool.
+#[test]
+fn a_credentials_file_logs_in_to_a_server_in_operator_mode_and_a_stranger_is_told() {
+    use nkeys::KeyPair;
+    let dir = TestDir::new(&format!("fleet-creds-{}", marker()));
+    let (operator, account) = (KeyPair::new_operator(), KeyPair::new_account());
+    // JetStream in operator mode needs a system account.
+    let system = KeyPair::new_account();
+    let operator_jwt = dir.join("operator.jwt");
+    fs::write(&operator_jwt, jwt::operator(&operator)).expect("write the operator's JWT");
+    let nats = NatsServer::start_configured(
+        &dir.join("store"),
+        &format!(
+            "operator: {:?}\nsystem_account: {}\nresolver: MEMORY\n\
+             resolver_preload: {{ {}: {:?}, {}: {:?} }}",
+            path_str(&operator_jwt),
+            system.public_key(),
+            account.public_key(),
+            jwt::account(&operator, &account, true),
+            system.public_key(),
+            jwt::account(&operator, &system, false),
+        ),
+    );
+    let creds_file = |name: &str, text: String| {
+        let path = dir.join(format!("{name}.creds"));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("create the .creds file");
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write it");
+        path
+    };
+    let publisher_creds = creds_file("publisher", jwt::creds(&account, "publisher"));
+    let reader_creds = creds_file("reader", jwt::creds(&account, "reader"));
+    let stranger_creds = creds_file("stranger", jwt::creds(&KeyPair::new_account(), "stranger"));
+    let config_with = |host: &str, creds: &Path, grace_secs: u64| {
+        let config = publisher_config(&dir.join(host), &nats.url(), host, 16, grace_secs);
+        let mut text = fs::read_to_string(&config).expect("the publisher's config");
+        text.push_str(&format!("credentials = {:?}\n", path_str(creds)));
+        fs::write(&config, text).expect("write the publisher's config");
+        config
+    };
+    let recording = paced_recording(dir.path(), 100, Duration::ZERO);
+
+    let (printed, stderr) = replay_to_end(
+        &recording,
+        &config_with("creds", &publisher_creds, STOP_GRACE_SECS),
+    );
+    assert_eq!(printed.len(), 100, "{stderr}");
+    assert!(
+        stderr.contains("100 events acknowledged"),
+        "the events over a .creds login: {stderr}"
+    );
+    let rt = runtime();
+    let reader = Connection {
+        credentials: Some(reader_creds),
+        ..Connection::plain(&nats.url())
+    };
+    let fleet = rt
+        .block_on(Fleet::connect(&reader, "secmon", "SECMON"))
+        .expect("the reader logs in with its .creds");
+    assert_eq!(events_of(&history(&rt, &fleet, "creds")).len(), 100);
+
+    // Refused: its stop does not wait long for a server that will not take it.
+    let (_, stderr) = replay_to_end(&recording, &config_with("stranger", &stranger_creds, 1));
+    assert!(
+        stderr.contains("the server refused the login"),
+        "a stranger's .creds: {stderr}"
+    );
+    let seed = fs::read_to_string(&stranger_creds).expect("the stranger's .creds");
+    let seed = seed
+        .lines()
+        .find(|l| l.starts_with("SU"))
+        .expect("a user seed");
+    assert!(!stderr.contains(seed), "the seed was printed: {stderr}");
+    let stopped = stopped_line(&stderr);
+    assert!(stopped.left > 0, "its events wait in its spool: {stderr}");
+    assert!(events_of(&history(&rt, &fleet, "stranger")).is_empty());
+}

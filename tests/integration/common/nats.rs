@@ -100,9 +100,10 @@ impl NatsServer {
                 .args(["-js", "-sd", &path_str(&self.store), "-a", "127.0.0.1"])
                 .args(["-p", &self.port.to_string()]),
         };
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        // Its log, for the message when it will not start (a configuration it refuses).
+        let log = std::fs::File::create(self.store.with_extension("log"))
+            .expect("create nats-server's log");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
@@ -113,8 +114,10 @@ impl NatsServer {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
+                let log =
+                    std::fs::read_to_string(self.store.with_extension("log")).unwrap_or_default();
                 panic!(
-                    "nats-server on port {} exited at start: {status}",
+                    "nats-server on port {} exited at start: {status}; its log:\n{log}",
                     self.port
                 );
             }
