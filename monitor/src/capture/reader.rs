@@ -14,12 +14,12 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
 };
 
+use super::ring::{EventRing, Read};
 use crate::{
     decode::{Record, decode},
     losses::{Loss, Losses},
@@ -115,14 +115,14 @@ impl ReaderStats {
 /// waited for the flood to end). By time: at most [`STOP_DRAIN_LIMIT`], for a consumer that
 /// cannot keep up.
 pub async fn run(
-    ring: RingBuf<MapData>,
+    ring: EventRing,
     ring_bytes: u32,
     batches: RecordSender,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<ReaderStats>,
 ) -> std::io::Result<()> {
-    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged for as long as the
-    // AsyncFd owns the RingBuf.
+    // SAFETY: the EventRing owns its map fd, which stays open and unchanged for as long as the
+    // AsyncFd owns the EventRing.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(std::io::Error::from)?;
     let mut tick = tokio::time::interval(DRAIN_INTERVAL);
@@ -159,13 +159,13 @@ pub async fn run(
 }
 
 /// Moves every record now in the ring into batches. Returns false when the consumer is gone.
-async fn drain(ring: &mut RingBuf<MapData>, batches: &RecordSender, stats: &ReaderStats) -> bool {
+async fn drain(ring: &mut EventRing, batches: &RecordSender, stats: &ReaderStats) -> bool {
     drain_up_to(ring, batches, stats, usize::MAX).await
 }
 
 /// [`drain`], stopping once records totalling `max_bytes` (kernel headers included) are read.
 async fn drain_up_to(
-    ring: &mut RingBuf<MapData>,
+    ring: &mut EventRing,
     batches: &RecordSender,
     stats: &ReaderStats,
     max_bytes: usize,
@@ -174,16 +174,25 @@ async fn drain_up_to(
     let mut batch_bytes = 0usize;
     let mut taken = 0usize;
     while taken < max_bytes {
-        let Some(item) = ring.next() else { break };
-        taken = taken.saturating_add(ring_footprint(item.len()));
-        match decode(&item) {
+        let (footprint, decoded) =
+            match ring.read(|bytes| (ring_footprint(bytes.len()), decode(bytes))) {
+                Read::Record(read) => read,
+                Read::Empty => break,
+                // A header the kernel never writes: the ring skipped to the producer; stop here so
+                // that even a ring gone mad costs a bounded drain.
+                Read::Corrupt => {
+                    stats.losses.add(Loss::DecodeError, 1);
+                    break;
+                }
+            };
+        taken = taken.saturating_add(footprint);
+        match decoded {
             Ok(record) => {
                 batch_bytes += record.footprint();
                 batch.push(record);
             }
             Err(_) => stats.losses.add(Loss::DecodeError, 1),
         }
-        drop(item);
         if batch.len() >= MAX_BATCH {
             let full = std::mem::take(&mut batch);
             if !hand_over(full, std::mem::take(&mut batch_bytes), batches, stats).await {
