@@ -335,7 +335,11 @@ fn records_wrapping_around_the_ring_arrive_whole() {
         .map(|i| {
             let filler = char::from(b'a' + (i % 26) as u8).to_string();
             let name = format!("{i:04}-{}", filler.repeat((i * 37) % 240));
-            let parent = if i % 2 == 0 { dir.path() } else { deep.as_path() };
+            let parent = if i % 2 == 0 {
+                dir.path()
+            } else {
+                deep.as_path()
+            };
             let path = parent.join(name);
             fs::write(&path, b"").expect("create a file to open");
             path

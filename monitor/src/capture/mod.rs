@@ -202,6 +202,9 @@ impl Capture {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("SM_EVENTS", options.ring_bytes)
             .load(verify::embedded_object())?;
+        // The loader's parsed kernel BTF is gone: give its ~22 MB back before the ring buffer
+        // and the first events are added on top of it.
+        crate::memory::release_freed();
 
         let mut config = take_array::<u64>(&mut ebpf, "SM_CONFIG")?;
         let enabled = options

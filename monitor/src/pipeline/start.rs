@@ -71,6 +71,8 @@ fn open_capture(
 
 /// Unavailable probe groups, `secmon: ready`, the probe summary, then `extra` lines.
 fn report_ready(capture: &Capture, extra: &[String]) {
+    // Start-up's temporaries (rule compilation, the first /proc scan) are gone by now.
+    crate::memory::release_freed();
     for group in capture.report().unavailable() {
         notice::info(format!(
             "probe family {}/{} unavailable: {}",
