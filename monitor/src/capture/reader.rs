@@ -29,12 +29,17 @@ use crate::{
 /// `capture::WAKEUP_BYTES` are waiting, so this bounds the delay of a quiet event stream.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Largest batch handed on at once.
-pub const MAX_BATCH: usize = 4096;
+/// Largest batch handed on at once. Every stage after the reader sizes its buffers by the
+/// batch (the JSON of a batch, the history's rows, the output's spare buffers kept for reuse),
+/// so this is also their size: at 4096 a batch of opens was a few MB of JSON, two of them kept
+/// as spares, part of the peak under load (issue 19). 1024 costs a few hundred more hand-overs
+/// a second at a million events a second.
+pub const MAX_BATCH: usize = 1024;
 
 /// Decoded records waiting for the pipeline, at most ([`Record::footprint`]). Past it the
-/// reader waits and the kernel ring absorbs the excess.
-pub const QUEUE_BYTES: usize = 8 << 20;
+/// reader waits and the kernel ring (16 MiB by default, holding records far more compactly)
+/// absorbs the excess, so a larger queue would only hold the same events in more memory.
+pub const QUEUE_BYTES: usize = 4 << 20;
 
 /// Batches waiting for the pipeline, at most (a second bound, for batches of tiny records).
 pub const QUEUE_BATCHES: usize = 64;

@@ -71,7 +71,7 @@ impl EventRing {
     pub fn new(map: MapData, size: u32) -> Result<EventRing, RingError> {
         let page = page_size();
         let data_bytes = usize::try_from(size).map_err(|_| RingError::Size(size))?;
-        if !data_bytes.is_power_of_two() || data_bytes % page != 0 {
+        if !data_bytes.is_power_of_two() || !data_bytes.is_multiple_of(page) {
             return Err(RingError::Size(size));
         }
         let fd = map.fd().as_fd();
