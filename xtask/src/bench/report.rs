@@ -1490,6 +1490,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn memory_cells_say_what_the_rss_is_made_of() {
+        let parts = |ring, anon| {
+            Some(MemoryParts {
+                bpf_maps_kib: ring,
+                anon_kib: anon,
+            })
+        };
+        let samples = [
+            Sample {
+                idle_rss_kib: Some(50 * 1024),
+                idle_parts: parts(16 * 1024, 15 * 1024),
+                peak_rss_kib: Some(80 * 1024),
+                peak_parts: parts(16 * 1024, 40 * 1024),
+                ..Sample::default()
+            },
+            Sample {
+                idle_rss_kib: Some(52 * 1024),
+                idle_parts: parts(16 * 1024, 17 * 1024),
+                peak_rss_kib: Some(85 * 1024),
+                peak_parts: parts(16 * 1024, 37 * 1024),
+                ..Sample::default()
+            },
+        ];
+        assert_eq!(idle_memory_cell(&samples), "51 MiB (ring 16, anon 16)");
+        assert_eq!(peak_memory_cell(&samples), "85 MiB (anon 40)");
+        // bpftrace or an older run: no parts, the RSS alone.
+        let bare = [Sample {
+            idle_rss_kib: Some(100 * 1024),
+            peak_rss_kib: Some(101 * 1024),
+            ..Sample::default()
+        }];
+        assert_eq!(idle_memory_cell(&bare), "100 MiB");
+        assert_eq!(peak_memory_cell(&bare), "101 MiB");
+    }
+
+    #[test]
     fn parses_criterion_output() {
         let text = "\
 Benchmarking decode/mix: Analyzing
