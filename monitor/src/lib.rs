@@ -22,6 +22,7 @@ pub mod fleet;
 pub mod fuzzing;
 pub mod history_cli;
 pub mod losses;
+pub mod memory;
 pub mod notice;
 pub mod output;
 pub mod paths;

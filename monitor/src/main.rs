@@ -44,8 +44,21 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(500);
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// mimalloc's own API (the `mimalloc` crate exposes only the allocator; its `extended` feature
+// would pull in another crate for this one function).
+unsafe extern "C" {
+    fn mi_collect(force: bool);
+}
+
+/// Returns the pages mimalloc holds freed to the system now (see `secmon::memory`).
+fn release_freed_memory() {
+    // SAFETY: mimalloc is the global allocator and mi_collect may be called from any thread.
+    unsafe { mi_collect(true) }
+}
+
 fn main() -> ExitCode {
     refuse_huge_pages();
+    secmon::memory::set_release(release_freed_memory);
     let cli = Cli::parse();
     if let Err(report) = color_eyre::install() {
         eprintln!("secmon: {report}");

@@ -12,7 +12,7 @@ use secmon::capture::{
 use crate::common::{marker, path_str, require_root};
 
 /// The capture and its ring buffer (kept open: blocked connects are reported through it).
-fn start() -> (Capture, aya::maps::RingBuf<aya::maps::MapData>) {
+fn start() -> (Capture, secmon::capture::EventRing) {
     Capture::start(&CaptureOptions::default()).expect("capture starts")
 }
 

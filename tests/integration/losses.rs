@@ -317,3 +317,88 @@ fn sigterm_exits_within_2s_with_stdout_stalled() {
         "the stopped line reports the output's losses: {stopped}"
     );
 }
+
+/// The reader maps the ring's data pages once (`capture::ring`), so a record whose data wraps
+/// around the end of the ring is put back together by copying: opens of paths of many lengths
+/// make the smallest ring wrap a dozen times with records of every length, and each one must
+/// come out whole and exactly once. The opens go in chunks far smaller than the ring, each
+/// followed by a sync point, so nothing is dropped.
+#[test]
+fn records_wrapping_around_the_ring_arrive_whole() {
+    require_root();
+    let _quiet = crate::common::no_machine_flood();
+    let dir = TestDir::new(&marker());
+    let deep = dir.join("d".repeat(200));
+    fs::create_dir(&deep).expect("create the deep directory");
+    // Paths of 120 lengths (from ~50 to ~490 bytes), each file's name saying which it is.
+    let paths: Vec<std::path::PathBuf> = (0..120usize)
+        .map(|i| {
+            let filler = char::from(b'a' + (i % 26) as u8).to_string();
+            let name = format!("{i:04}-{}", filler.repeat((i * 37) % 240));
+            let parent = if i % 2 == 0 {
+                dir.path()
+            } else {
+                deep.as_path()
+            };
+            let path = parent.join(name);
+            fs::write(&path, b"").expect("create a file to open");
+            path
+        })
+        .collect();
+    let mut monitor = Instance::start(&[
+        "--json",
+        "--config",
+        SHARED_CONFIG,
+        "--ring-buffer-mib",
+        "1",
+    ]);
+    monitor.wait_ready();
+
+    // ~330 bytes a record on average: 250 rounds of 120 opens pass ~10 MiB through the ring.
+    let rounds = 250;
+    for round in 0..rounds {
+        for path in &paths {
+            drop(File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display())));
+        }
+        if round % 4 == 3 {
+            monitor.sync_point(dir.path());
+        }
+    }
+    let signal_pid = monitor.pid();
+    let events = monitor.stop_for_events();
+
+    let wanted: std::collections::HashMap<String, usize> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (path_str(p), i))
+        .collect();
+    let mut seen = vec![0u32; paths.len()];
+    let prefix = path_str(dir.path());
+    for e in &events {
+        let Some(path) = e.get("file_path").and_then(Value::as_str) else {
+            continue;
+        };
+        if e.get("event_type").and_then(Value::as_str) != Some("file_open")
+            || !path.starts_with(&prefix)
+            || path.contains("/sync-")
+        {
+            continue;
+        }
+        let i = *wanted
+            .get(path)
+            .unwrap_or_else(|| panic!("an open of a path never opened (a torn record?): {e}"));
+        seen[i] += 1;
+    }
+    let stats = stats_records(&events);
+    let (_, last) = stats.last().expect("a final stats record");
+    assert_eq!(count(last, "decode_error"), 0, "final stats: {last}");
+    for (i, n) in seen.iter().enumerate() {
+        assert_eq!(
+            *n,
+            rounds,
+            "path #{i} ({} bytes) came out {n} times of {rounds} (monitor {signal_pid}); \
+             final stats: {last}",
+            path_str(&paths[i]).len()
+        );
+    }
+}

@@ -751,6 +751,7 @@ fn measure(ctx: &Ctx, setup: Setup, load: &Load) -> Result<(LoadResult, report::
         std::thread::sleep(SETTLE);
     }
     let idle_rss_kib = tracer.as_ref().and_then(Tracer::peak_rss_kib);
+    let idle_parts = tracer.as_ref().and_then(Tracer::memory_parts);
     let cpu_before = tracer.as_ref().and_then(Tracer::cpu_secs);
     let result = run_load(&ctx.loadgen, load);
     let tracer_cpu = tracer.as_ref().and_then(|t| {
@@ -758,6 +759,7 @@ fn measure(ctx: &Ctx, setup: Setup, load: &Load) -> Result<(LoadResult, report::
         Some(t.cpu_secs()? - cpu_before?)
     });
     let peak_rss_kib = tracer.as_ref().and_then(Tracer::peak_rss_kib);
+    let peak_parts = tracer.as_ref().and_then(Tracer::memory_parts);
     // Always stop the tracer (even when the loop failed), and before the next run starts.
     let report = tracer.map(Tracer::stop).transpose()?;
     let result = result?;
@@ -771,6 +773,8 @@ fn measure(ctx: &Ctx, setup: Setup, load: &Load) -> Result<(LoadResult, report::
             disturbed,
             idle_rss_kib,
             peak_rss_kib,
+            idle_parts,
+            peak_parts,
         },
     ))
 }

@@ -6,16 +6,18 @@ mod clock;
 pub mod enforce;
 pub mod probes;
 pub mod reader;
+pub mod ring;
 pub mod tracefs;
 pub mod verify;
 
 pub use clock::BootClock;
+pub use ring::EventRing;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, Map, MapData, PerCpuArray},
     programs::{Program, RawTracePoint, TracePoint, trace_point::TracePointLink},
 };
 use monitor_common::{
@@ -191,7 +193,7 @@ fn detach_all(links: Vec<TracePointLink>) {
 }
 
 impl Capture {
-    pub fn start(options: &CaptureOptions) -> Result<(Capture, RingBuf<MapData>), CaptureError> {
+    pub fn start(options: &CaptureOptions) -> Result<(Capture, EventRing), CaptureError> {
         if !privileged() {
             return Err(CaptureError::NotPrivileged);
         }
@@ -200,6 +202,9 @@ impl Capture {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("SM_EVENTS", options.ring_bytes)
             .load(verify::embedded_object())?;
+        // The loader's parsed kernel BTF is gone: give its ~22 MB back before the ring buffer
+        // and the first events are added on top of it.
+        crate::memory::release_freed();
 
         let mut config = take_array::<u64>(&mut ebpf, "SM_CONFIG")?;
         let enabled = options
@@ -241,7 +246,12 @@ impl Capture {
                 .collect();
             return Err(CaptureError::NothingAttached(reasons.join("\n")));
         }
-        let ring = take_map(&mut ebpf, "SM_EVENTS", RingBuf::try_from)?;
+        let ring = take_map(&mut ebpf, "SM_EVENTS", |map| match map {
+            Map::RingBuf(data) => {
+                EventRing::new(data, options.ring_bytes).map_err(|e| e.to_string())
+            }
+            _ => Err("not a ring buffer".to_string()),
+        })?;
         let drops = take_map(&mut ebpf, "SM_DROPS", PerCpuArray::try_from)?;
         let losses = take_map(&mut ebpf, "SM_LOSSES", PerCpuArray::try_from)?;
         let enforcer = enforce::Enforcer::new(&mut ebpf)?;

@@ -14,12 +14,12 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
 };
 
+use super::ring::{EventRing, Read};
 use crate::{
     decode::{Record, decode},
     losses::{Loss, Losses},
@@ -29,12 +29,17 @@ use crate::{
 /// `capture::WAKEUP_BYTES` are waiting, so this bounds the delay of a quiet event stream.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Largest batch handed on at once.
-pub const MAX_BATCH: usize = 4096;
+/// Largest batch handed on at once. Every stage after the reader sizes its buffers by the
+/// batch (the JSON of a batch, the history's rows, the output's spare buffers kept for reuse),
+/// so this is also their size: at 4096 a batch of opens was a few MB of JSON, two of them kept
+/// as spares, part of the peak under load (issue 19). 1024 costs a few hundred more hand-overs
+/// a second at a million events a second.
+pub const MAX_BATCH: usize = 1024;
 
 /// Decoded records waiting for the pipeline, at most ([`Record::footprint`]). Past it the
-/// reader waits and the kernel ring absorbs the excess.
-pub const QUEUE_BYTES: usize = 8 << 20;
+/// reader waits and the kernel ring (16 MiB by default, holding records far more compactly)
+/// absorbs the excess, so a larger queue would only hold the same events in more memory.
+pub const QUEUE_BYTES: usize = 4 << 20;
 
 /// Batches waiting for the pipeline, at most (a second bound, for batches of tiny records).
 pub const QUEUE_BATCHES: usize = 64;
@@ -115,14 +120,14 @@ impl ReaderStats {
 /// waited for the flood to end). By time: at most [`STOP_DRAIN_LIMIT`], for a consumer that
 /// cannot keep up.
 pub async fn run(
-    ring: RingBuf<MapData>,
+    ring: EventRing,
     ring_bytes: u32,
     batches: RecordSender,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<ReaderStats>,
 ) -> std::io::Result<()> {
-    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged for as long as the
-    // AsyncFd owns the RingBuf.
+    // SAFETY: the EventRing owns its map fd, which stays open and unchanged for as long as the
+    // AsyncFd owns the EventRing.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(std::io::Error::from)?;
     let mut tick = tokio::time::interval(DRAIN_INTERVAL);
@@ -159,13 +164,13 @@ pub async fn run(
 }
 
 /// Moves every record now in the ring into batches. Returns false when the consumer is gone.
-async fn drain(ring: &mut RingBuf<MapData>, batches: &RecordSender, stats: &ReaderStats) -> bool {
+async fn drain(ring: &mut EventRing, batches: &RecordSender, stats: &ReaderStats) -> bool {
     drain_up_to(ring, batches, stats, usize::MAX).await
 }
 
 /// [`drain`], stopping once records totalling `max_bytes` (kernel headers included) are read.
 async fn drain_up_to(
-    ring: &mut RingBuf<MapData>,
+    ring: &mut EventRing,
     batches: &RecordSender,
     stats: &ReaderStats,
     max_bytes: usize,
@@ -174,16 +179,25 @@ async fn drain_up_to(
     let mut batch_bytes = 0usize;
     let mut taken = 0usize;
     while taken < max_bytes {
-        let Some(item) = ring.next() else { break };
-        taken = taken.saturating_add(ring_footprint(item.len()));
-        match decode(&item) {
+        let (footprint, decoded) =
+            match ring.read(|bytes| (ring_footprint(bytes.len()), decode(bytes))) {
+                Read::Record(read) => read,
+                Read::Empty => break,
+                // A header the kernel never writes: the ring skipped to the producer; stop here so
+                // that even a ring gone mad costs a bounded drain.
+                Read::Corrupt => {
+                    stats.losses.add(Loss::DecodeError, 1);
+                    break;
+                }
+            };
+        taken = taken.saturating_add(footprint);
+        match decoded {
             Ok(record) => {
                 batch_bytes += record.footprint();
                 batch.push(record);
             }
             Err(_) => stats.losses.add(Loss::DecodeError, 1),
         }
-        drop(item);
         if batch.len() >= MAX_BATCH {
             let full = std::mem::take(&mut batch);
             if !hand_over(full, std::mem::take(&mut batch_bytes), batches, stats).await {

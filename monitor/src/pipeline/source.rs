@@ -66,7 +66,7 @@ impl Source {
     /// Starts the reader task on the capture's ring buffer.
     pub fn kernel(
         capture: SharedCapture,
-        ring: aya::maps::RingBuf<aya::maps::MapData>,
+        ring: crate::capture::EventRing,
         losses: Arc<Losses>,
     ) -> Source {
         let (records_tx, records) = reader::record_queue();

@@ -20,7 +20,7 @@ use crate::{
 /// `enforce` is on.
 pub(super) struct Started {
     pub capture: SharedCapture,
-    pub ring: aya::maps::RingBuf<aya::maps::MapData>,
+    pub ring: crate::capture::EventRing,
     pub responder: Responder,
     pub control: Option<ControlServer>,
 }
@@ -58,7 +58,7 @@ pub(super) fn start_live(config: &Config, options: &RunOptions) -> Result<Starte
 fn open_capture(
     config: &Config,
     options: &RunOptions,
-) -> Result<(Capture, aya::maps::RingBuf<aya::maps::MapData>), CaptureError> {
+) -> Result<(Capture, crate::capture::EventRing), CaptureError> {
     let mut capture_options = CaptureOptions {
         enabled: config.monitoring.enabled_families(),
         ..CaptureOptions::default()
@@ -71,6 +71,8 @@ fn open_capture(
 
 /// Unavailable probe groups, `secmon: ready`, the probe summary, then `extra` lines.
 fn report_ready(capture: &Capture, extra: &[String]) {
+    // Start-up's temporaries (rule compilation, the first /proc scan) are gone by now.
+    crate::memory::release_freed();
     for group in capture.report().unavailable() {
         notice::info(format!(
             "probe family {}/{} unavailable: {}",

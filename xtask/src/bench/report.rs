@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result};
 
 use super::loadgen::LoadResult;
-use super::tracer::Stopped;
+use super::tracer::{MemoryParts, Stopped};
 use super::{LoopSpec, THROUGHPUT_TARGET};
 use crate::util;
 
@@ -107,6 +107,10 @@ pub struct Sample {
     pub idle_rss_kib: Option<u64>,
     /// ... and once it had handled the loop's events.
     pub peak_rss_kib: Option<u64>,
+    /// The ring buffer's and the anonymous part of the resident memory when `idle_rss_kib`
+    /// was read, and when `peak_rss_kib` was.
+    pub idle_parts: Option<MemoryParts>,
+    pub peak_parts: Option<MemoryParts>,
 }
 
 fn median_of(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
@@ -1159,19 +1163,49 @@ fn overhead_row(s: &mut String, l: &LoopResult, name: &str, samples: &[Sample], 
         opt(median_of(samples, |x| x.tracer_cpu), secs2),
         opt(events, |v| thousands(v.round() as u64)),
         dropped.map_or_else(|| "–".to_string(), thousands),
-        opt(
-            median_of(samples, |x| x.idle_rss_kib.map(|k| k as f64)),
-            mib
-        ),
-        opt(
-            samples
-                .iter()
-                .filter_map(|x| x.peak_rss_kib)
-                .max()
-                .map(|k| k as f64),
-            mib
-        ),
+        idle_memory_cell(samples),
+        peak_memory_cell(samples),
     );
+}
+
+/// Median VmHWM after start, with the median ring and anonymous parts: `62 MiB (ring 16,
+/// anon 30)`.
+fn idle_memory_cell(samples: &[Sample]) -> String {
+    let rss = opt(
+        median_of(samples, |x| x.idle_rss_kib.map(|k| k as f64)),
+        mib,
+    );
+    let ring = median_of(samples, |x| x.idle_parts.map(|p| p.bpf_maps_kib as f64));
+    let anon = median_of(samples, |x| x.idle_parts.map(|p| p.anon_kib as f64));
+    match (ring, anon) {
+        (Some(ring), Some(anon)) => format!(
+            "{rss} (ring {:.0}, anon {:.0})",
+            ring / 1024.0,
+            anon / 1024.0
+        ),
+        _ => rss,
+    }
+}
+
+/// Highest VmHWM after a loop, with the highest anonymous part then: `70 MiB (anon 38)`.
+fn peak_memory_cell(samples: &[Sample]) -> String {
+    let rss = opt(
+        samples
+            .iter()
+            .filter_map(|x| x.peak_rss_kib)
+            .max()
+            .map(|k| k as f64),
+        mib,
+    );
+    match samples
+        .iter()
+        .filter_map(|x| x.peak_parts)
+        .map(|p| p.anon_kib)
+        .max()
+    {
+        Some(anon) => format!("{rss} (anon {})", anon / 1024),
+        None => rss,
+    }
 }
 
 fn render_overhead(s: &mut String, r: &Results) {
@@ -1238,8 +1272,11 @@ fn render_overhead(s: &mut String, r: &Results) {
          had handled the loop's events (median). Events: events written per run (median), \
          the rest of the machine's activity included; dropped: summed over the rounds. RSS \
          after start: VmHWM once the tracer is ready and settled (median); peak RSS: the \
-         highest VmHWM once it has handled a loop. secmon's RSS counts its kernel ring \
-         buffer twice (the kernel maps its pages twice, so records can wrap around)."
+         highest VmHWM once it has handled a loop. In brackets, in MiB, what part of the \
+         resident memory at that moment is the mapped ring buffer (the Rss of the \
+         `anon_inode:bpf-map` mappings in smaps; mapped once since issue 19) and what part \
+         is private anonymous memory (`RssAnon`: heap, caches, stacks); the rest is mostly \
+         the executable's own pages."
     );
 }
 
@@ -1451,6 +1488,42 @@ fn splice(old: &str, section: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_cells_say_what_the_rss_is_made_of() {
+        let parts = |ring, anon| {
+            Some(MemoryParts {
+                bpf_maps_kib: ring,
+                anon_kib: anon,
+            })
+        };
+        let samples = [
+            Sample {
+                idle_rss_kib: Some(50 * 1024),
+                idle_parts: parts(16 * 1024, 15 * 1024),
+                peak_rss_kib: Some(80 * 1024),
+                peak_parts: parts(16 * 1024, 40 * 1024),
+                ..Sample::default()
+            },
+            Sample {
+                idle_rss_kib: Some(52 * 1024),
+                idle_parts: parts(16 * 1024, 17 * 1024),
+                peak_rss_kib: Some(85 * 1024),
+                peak_parts: parts(16 * 1024, 37 * 1024),
+                ..Sample::default()
+            },
+        ];
+        assert_eq!(idle_memory_cell(&samples), "51 MiB (ring 16, anon 16)");
+        assert_eq!(peak_memory_cell(&samples), "85 MiB (anon 40)");
+        // bpftrace or an older run: no parts, the RSS alone.
+        let bare = [Sample {
+            idle_rss_kib: Some(100 * 1024),
+            peak_rss_kib: Some(101 * 1024),
+            ..Sample::default()
+        }];
+        assert_eq!(idle_memory_cell(&bare), "100 MiB");
+        assert_eq!(peak_memory_cell(&bare), "101 MiB");
+    }
 
     #[test]
     fn parses_criterion_output() {

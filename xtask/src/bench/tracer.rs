@@ -173,6 +173,17 @@ impl Tracer {
         vm_hwm_kib(&status)
     }
 
+    /// What the tracer's resident memory is made of now (see [`MemoryParts`]).
+    pub fn memory_parts(&self) -> Option<MemoryParts> {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+        Some(MemoryParts {
+            bpf_maps_kib: bpf_maps_rss_kib(&smaps),
+            anon_kib: status_field_kib(&status, "RssAnon:")?,
+        })
+    }
+
     /// SIGINT, then waits for the tracer to drain and exit (SIGKILL after [`STOP_TIMEOUT`]).
     pub fn stop(mut self) -> Result<TracerReport> {
         let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
@@ -212,13 +223,50 @@ impl Tracer {
 
 /// `VmHWM:` of proc(5)'s status, in KiB.
 pub fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status_field_kib(status, "VmHWM:")
+}
+
+/// A `<field> <n> kB` line of proc(5)'s status, in KiB.
+fn status_field_kib(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()
         .ok()
+}
+
+/// Two parts of a tracer's resident memory, at one moment: what the rest of its RSS is made of
+/// is mostly its executable's and libraries' pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemoryParts {
+    /// The mapped BPF maps (`anon_inode:bpf-map` in smaps): secmon's event ring buffer.
+    pub bpf_maps_kib: u64,
+    /// Private anonymous memory (`RssAnon`): heap, stacks, caches.
+    pub anon_kib: u64,
+}
+
+/// The summed `Rss:` of the `anon_inode:bpf-map` mappings of proc(5)'s smaps, in KiB.
+fn bpf_maps_rss_kib(smaps: &str) -> u64 {
+    let mut in_map = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        if let Some(rss) = line.strip_prefix("Rss:") {
+            if in_map {
+                let kib = rss.split_whitespace().next().and_then(|n| n.parse().ok());
+                total += kib.unwrap_or(0);
+            }
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            // A mapping's first line: `start-end perms offset dev inode [name]`.
+            in_map = line.ends_with("anon_inode:bpf-map");
+        }
+    }
+    total
 }
 
 /// utime + stime (fields 14 and 15 of proc(5)'s stat) in seconds.
@@ -266,6 +314,16 @@ mod tests {
             Some(45120)
         );
         assert_eq!(vm_hwm_kib("Name:\tx\n"), None);
+        assert_eq!(
+            status_field_kib("RssAnon:\t   3120 kB\n", "RssAnon:"),
+            Some(3120)
+        );
+        let smaps = "7f00-7f10 r--s 00001000 00:10 1044                       anon_inode:bpf-map\n\
+                     Size:              16388 kB\nRss:               16388 kB\n\
+                     7f20-7f30 rw-p 00000000 00:00 0 \nRss:                 300 kB\n\
+                     7f40-7f50 rw-s 00000000 00:10 1044                       anon_inode:bpf-map\n\
+                     Rss:                   4 kB\nPss_Anon:              0 kB\n";
+        assert_eq!(bpf_maps_rss_kib(smaps), 16392);
         let stat = "42 (secmon (x) y) S 1 42 42 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 3 0 100 1 1";
         // SAFETY: sysconf takes an integer name and only reads the system's configuration.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
