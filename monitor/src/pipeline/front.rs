@@ -34,7 +34,8 @@ pub type Batch = Arc<Vec<Event>>;
 /// few milliseconds of events, so a front end at a low priority that was not scheduled for that
 /// long lost batches while the machine was far from a flood.
 pub const SUBSCRIBER_EVENTS: usize = 32_768;
-/// Batches a [`Subscriber`] queue holds at most, whatever their size.
+/// Batches a [`Subscriber`] queue of [`SUBSCRIBER_EVENTS`] holds at most, whatever their
+/// size (a deeper queue, as many more).
 const SUBSCRIBER_SLOTS: usize = 1024;
 
 pub enum FrontEnd {
@@ -107,7 +108,9 @@ impl Subscriber {
     /// A queue of up to `max_events` events (a batch bigger than that still goes through an
     /// empty queue); the receiver is the front end's.
     pub fn new(max_events: usize, loss: Loss) -> (Subscriber, mpsc::Receiver<Batch>) {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_SLOTS);
+        // A deeper queue (the NATS exporter's) takes as many more batches.
+        let slots = SUBSCRIBER_SLOTS.max(max_events / (SUBSCRIBER_EVENTS / SUBSCRIBER_SLOTS));
+        let (tx, rx) = mpsc::channel(slots);
         let subscriber = Subscriber {
             tx,
             loss,
