@@ -262,6 +262,32 @@ mod tests {
         assert_eq!(left, 10);
     }
 
+    /// A deeper queue (the NATS exporter's) holds its events in small batches too: its
+    /// bound in batches grows with it.
+    #[tokio::test]
+    async fn a_deeper_queue_takes_as_many_more_small_batches() {
+        let losses = Losses::new();
+        let deeper = 4 * SUBSCRIBER_EVENTS;
+        let (subscriber, mut rx) = Subscriber::new(deeper, Loss::NatsQueueFull);
+        let mut front = FrontEnd::Queue(subscriber);
+        let small = Arc::new(events(SUBSCRIBER_EVENTS / SUBSCRIBER_SLOTS));
+        let batches = deeper / small.len();
+        assert_eq!(batches, 4 * SUBSCRIBER_SLOTS);
+        for _ in 0..batches + 1 {
+            assert!(front.deliver_shared(&small, false, &losses).await.is_ok());
+        }
+        assert_eq!(
+            losses.get(Loss::NatsQueueFull),
+            small.len() as u64,
+            "only the batch past the bound in events is lost"
+        );
+        let mut queued = 0;
+        while rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, batches);
+    }
+
     #[tokio::test]
     async fn a_replay_waits_for_room_and_loses_nothing() {
         let losses = Losses::new();
