@@ -222,6 +222,7 @@ impl NatsHosts {
                 }
             }
         }
+        let mut batches = Vec::with_capacity(by_host.len());
         for (host, mut events) in by_host {
             let Some(hub) = self.hub_of(&host) else {
                 self.counts
@@ -238,12 +239,11 @@ impl NatsHosts {
             for event in &mut events {
                 event.host = Some(name.clone());
             }
-            // One batch for both hubs: the merged live feed shares the host's events instead
-            // of a copy of each (a host's batch is in stream order either way).
             let batch = Arc::new(events);
             hub.publish(batch.clone());
-            self.merged.publish(batch);
+            batches.push(batch);
         }
+        self.merged.publish(merged_batch(batches));
     }
 
     fn take_status(&self, message: &FleetMessage) {
@@ -437,6 +437,24 @@ impl HostSource for NatsHosts {
     }
 }
 
+/// The merged live feed's batch of one take: one batch per take, whatever the number of hosts
+/// in it (a live client's queue is bounded in batches, [`crate::controller::hub::CLIENT_BATCHES`]).
+/// With one host, the usual case under a flood, its batch itself, shared with the host's hub
+/// rather than a copy of each event; with several, their events one after the other.
+fn merged_batch(mut batches: Vec<Arc<Vec<Event>>>) -> Arc<Vec<Event>> {
+    if batches.len() == 1
+        && let Some(only) = batches.pop()
+    {
+        return only;
+    }
+    Arc::new(
+        batches
+            .iter()
+            .flat_map(|batch| batch.iter().cloned())
+            .collect(),
+    )
+}
+
 /// One subscription's messages.
 pub type FleetStream = std::pin::Pin<Box<dyn futures::Stream<Item = FleetMessage> + Send>>;
 
@@ -560,6 +578,23 @@ mod tests {
         assert_eq!(seen.order.len(), SEEN_IDS);
         // The oldest was forgotten.
         assert!(seen.first_time("h:r:1"));
+    }
+
+    #[test]
+    fn one_merged_batch_per_take_shared_when_one_host() {
+        let events = |n: usize| {
+            Arc::new(
+                (0..n)
+                    .map(|_| Event::new(EventType::FileOpen, DateTime::UNIX_EPOCH))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let only = events(3);
+        let merged = merged_batch(vec![only.clone()]);
+        assert!(Arc::ptr_eq(&only, &merged), "one host: its batch, no copy");
+        let merged = merged_batch(vec![events(2), events(5)]);
+        assert_eq!(merged.len(), 7, "several hosts: one batch of all");
+        assert!(merged_batch(Vec::new()).is_empty());
     }
 
     #[test]
