@@ -57,6 +57,14 @@ pub const MAX_IN_FLIGHT: usize = 32 * 1024;
 /// Payload bytes published and not yet acknowledged, at most: with several events per message
 /// [`MAX_IN_FLIGHT`] messages alone could hold over a GiB of events waiting for their acks.
 pub const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
+/// Events the exporter's queue holds: four times a view's ([`crate::pipeline::SUBSCRIBER_EVENTS`]),
+/// about 0.65 s of a 200,000 events/s flood. The exporter needs little CPU (about 0.5 µs per
+/// event, a tenth of a core at 200,000/s), but it runs at nice 10 and, on a busy machine, waits
+/// for a CPU for longer than a view's queue lasts (0.16 s at that rate): measured under load,
+/// it was runnable and waiting for most of the flood, and the events that came meanwhile were
+/// lost as `nats_queue_full` although it drains a full queue in a few tens of milliseconds once
+/// it runs (docs/benchmarks.md). The deeper queue costs memory only while it is behind.
+pub const QUEUE_EVENTS: usize = 4 * crate::pipeline::SUBSCRIBER_EVENTS;
 /// How long an acknowledgement may take before the message is spooled (and sent again).
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed publish or ack, how long new messages go straight to the spool before
@@ -171,6 +179,10 @@ impl Companion for NatsCompanion {
 
     fn queue_loss(&self) -> Loss {
         Loss::NatsQueueFull
+    }
+
+    fn queue_events(&self) -> usize {
+        QUEUE_EVENTS
     }
 }
 

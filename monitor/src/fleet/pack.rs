@@ -48,7 +48,8 @@ pub fn event_id(pack_id: &str, k: usize) -> String {
 }
 
 /// The events of a packed body: its non-empty lines (a reader splits on newlines; an event's
-/// JSON has none, its strings escape them). Slices of `body`, no copy.
+/// JSON has none, its strings escape them). Slices of `body`, no copy. The newlines are found
+/// with `memchr` (a byte-at-a-time loop was 4 % of a hub's CPU under a flood).
 pub fn split_lines(body: &Bytes) -> Vec<Bytes> {
     line_ranges(body)
         .into_iter()
@@ -60,13 +61,11 @@ pub fn split_lines(body: &Bytes) -> Vec<Bytes> {
 fn line_ranges(body: &[u8]) -> Vec<Range<usize>> {
     let mut lines = Vec::new();
     let mut start = 0;
-    for (at, &byte) in body.iter().enumerate() {
-        if byte == b'\n' {
-            if at > start {
-                lines.push(start..at);
-            }
-            start = at + 1;
+    for at in memchr::memchr_iter(b'\n', body) {
+        if at > start {
+            lines.push(start..at);
         }
+        start = at + 1;
     }
     if start < body.len() {
         lines.push(start..body.len());

@@ -34,7 +34,8 @@ pub type Batch = Arc<Vec<Event>>;
 /// few milliseconds of events, so a front end at a low priority that was not scheduled for that
 /// long lost batches while the machine was far from a flood.
 pub const SUBSCRIBER_EVENTS: usize = 32_768;
-/// Batches a [`Subscriber`] queue holds at most, whatever their size.
+/// Batches a [`Subscriber`] queue of [`SUBSCRIBER_EVENTS`] holds at most, whatever their
+/// size (a deeper queue, as many more).
 const SUBSCRIBER_SLOTS: usize = 1024;
 
 pub enum FrontEnd {
@@ -107,7 +108,9 @@ impl Subscriber {
     /// A queue of up to `max_events` events (a batch bigger than that still goes through an
     /// empty queue); the receiver is the front end's.
     pub fn new(max_events: usize, loss: Loss) -> (Subscriber, mpsc::Receiver<Batch>) {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_SLOTS);
+        // A deeper queue (the NATS exporter's) takes as many more batches.
+        let slots = SUBSCRIBER_SLOTS.max(max_events / (SUBSCRIBER_EVENTS / SUBSCRIBER_SLOTS));
+        let (tx, rx) = mpsc::channel(slots);
         let subscriber = Subscriber {
             tx,
             loss,
@@ -257,6 +260,32 @@ mod tests {
             left += 1;
         }
         assert_eq!(left, 10);
+    }
+
+    /// A deeper queue (the NATS exporter's) holds its events in small batches too: its
+    /// bound in batches grows with it.
+    #[tokio::test]
+    async fn a_deeper_queue_takes_as_many_more_small_batches() {
+        let losses = Losses::new();
+        let deeper = 4 * SUBSCRIBER_EVENTS;
+        let (subscriber, mut rx) = Subscriber::new(deeper, Loss::NatsQueueFull);
+        let mut front = FrontEnd::Queue(subscriber);
+        let small = Arc::new(events(SUBSCRIBER_EVENTS / SUBSCRIBER_SLOTS));
+        let batches = deeper / small.len();
+        assert_eq!(batches, 4 * SUBSCRIBER_SLOTS);
+        for _ in 0..batches + 1 {
+            assert!(front.deliver_shared(&small, false, &losses).await.is_ok());
+        }
+        assert_eq!(
+            losses.get(Loss::NatsQueueFull),
+            small.len() as u64,
+            "only the batch past the bound in events is lost"
+        );
+        let mut queued = 0;
+        while rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, batches);
     }
 
     #[tokio::test]

@@ -90,6 +90,11 @@ pub trait Companion: Send {
     fn queue_loss(&self) -> Loss {
         Loss::WebQueueFull
     }
+
+    /// How many events its queue holds ([`SUBSCRIBER_EVENTS`] by default).
+    fn queue_events(&self) -> usize {
+        SUBSCRIBER_EVENTS
+    }
 }
 
 /// The companions of a run, each with a queue of its own.
@@ -104,7 +109,8 @@ pub fn companion_queues(
     companions
         .iter()
         .map(|companion| {
-            let (subscriber, batches) = Subscriber::new(SUBSCRIBER_EVENTS, companion.queue_loss());
+            let (subscriber, batches) =
+                Subscriber::new(companion.queue_events(), companion.queue_loss());
             front_ends.push(FrontEnd::Queue(subscriber));
             batches
         })
