@@ -78,8 +78,8 @@ impl PaneId {
 ///
 /// It reads as the whole event (`Deref`). A row builds its event on first read and keeps it
 /// until [`Pane::forget_built`], which the app calls once a second: drawing reads only the
-/// rows in view, so at most a screenful is built at a time, while three full panes of rows
-/// take a third of the memory of their events (issue 19).
+/// rows in view, so at most a screenful is built at a time, while a full pane of rows takes
+/// less than half the memory of its events (issue 19).
 #[derive(Debug)]
 #[allow(
     clippy::large_enum_variant,
@@ -174,7 +174,7 @@ impl Pane {
     ///
     /// The buffer grows to `capacity` and no further. Left to itself a `VecDeque` doubles past
     /// it (10,000 entries in room for 16,384), and a full ring then walks its head through
-    /// the whole buffer, so every slot becomes resident: ~5 MiB per pane for nothing (issue
+    /// the whole buffer, so every slot becomes resident: 2–5 MB per pane for nothing (issue
     /// 19).
     pub(super) fn push(&mut self, entry: Entry, capacity: usize) -> Option<Entry> {
         let evicted = if self.entries.len() >= capacity {
