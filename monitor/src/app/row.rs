@@ -3,9 +3,11 @@
 //! An [`Event`] is ~750 bytes inline, most of them optional fields that only a few event types
 //! fill in (an exec's arguments, an exit's code, a privilege change's ids, a verdict's rules):
 //! three panes of 10,000 file opens held ~30 MB of mostly `None`. A [`Row`] keeps the process
-//! context, the verdict's scores and the fields of file and network events (~290 bytes), and
-//! it is lossless by construction: [`Row::of`] refuses an event that has anything else (that
-//! event stays whole), and [`Row::event`] gives the event back exactly.
+//! context, the verdict's scores and the fields of file and network events (~300 bytes), and
+//! in a box of its own those of execs, exits and network closes and failures; it is lossless
+//! by construction: [`Row::of`] refuses an event that has anything else (a flagged verdict, a
+//! privilege change, a ptrace, a BPF or module load, a response, a hub's host: that event
+//! stays whole), and [`Row::event`] gives the event back exactly.
 //!
 //! Every field of [`Event`] and [`Analysis`] is named when a row is made (no `..`), so a field
 //! added to either fails the build here until it is either kept in the row or counted as one
@@ -48,6 +50,23 @@ pub struct Row {
     source_port: Option<u16>,
     target_ip: Option<IpAddr>,
     target_port: Option<u16>,
+    /// An exec's arguments, an exit's status, a closed connection's counts, a failed one's
+    /// error: boxed, as most events have none of them.
+    more: Option<Box<More>>,
+}
+
+/// The fields of execs, exits and network closes and failures (see [`Row::more`]).
+#[derive(Clone, Debug)]
+struct More {
+    argv: Option<Box<[Box<str>]>>,
+    exit_code: Option<i32>,
+    exit_signal: Option<u32>,
+    target_pid: Option<u32>,
+    bytes_sent: Option<u64>,
+    bytes_received: Option<u64>,
+    duration_ms: Option<f64>,
+    error: Option<Box<str>>,
+    attempts: Option<u64>,
 }
 
 /// The verdict of an event nothing flagged, to compare with.
@@ -105,21 +124,12 @@ impl Row {
             response,
             host,
         } = event;
-        let rare = argv.is_some()
-            || exit_code.is_some()
-            || exit_signal.is_some()
-            || ptrace_request.is_some()
-            || target_pid.is_some()
+        let rare = ptrace_request.is_some()
             || old_uid.is_some()
             || new_uid.is_some()
             || old_gid.is_some()
             || new_gid.is_some()
             || capabilities.is_some()
-            || bytes_sent.is_some()
-            || bytes_received.is_some()
-            || duration_ms.is_some()
-            || error.is_some()
-            || attempts.is_some()
             || bpf_prog_type.is_some()
             || bpf_prog_name.is_some()
             || module_params.is_some()
@@ -128,6 +138,30 @@ impl Row {
         if rare || !plain_verdict(analysis) {
             return None;
         }
+        let has_more = argv.is_some()
+            || exit_code.is_some()
+            || exit_signal.is_some()
+            || target_pid.is_some()
+            || bytes_sent.is_some()
+            || bytes_received.is_some()
+            || duration_ms.is_some()
+            || error.is_some()
+            || attempts.is_some();
+        let more = has_more.then(|| {
+            Box::new(More {
+                argv: argv
+                    .as_ref()
+                    .map(|args| args.iter().map(|a| Box::from(a.as_str())).collect()),
+                exit_code: *exit_code,
+                exit_signal: *exit_signal,
+                target_pid: *target_pid,
+                bytes_sent: *bytes_sent,
+                bytes_received: *bytes_received,
+                duration_ms: *duration_ms,
+                error: error.as_deref().map(Box::from),
+                attempts: *attempts,
+            })
+        });
         Some(Row {
             timestamp: *timestamp,
             event_type: *event_type,
@@ -157,6 +191,7 @@ impl Row {
             source_port: *source_port,
             target_ip: *target_ip,
             target_port: *target_port,
+            more,
         })
     }
 
@@ -190,6 +225,20 @@ impl Row {
         event.analysis.severity = self.severity;
         event.analysis.risk_score = self.risk_score;
         event.analysis.process_risk = self.process_risk;
+        if let Some(more) = &self.more {
+            event.argv = more
+                .argv
+                .as_ref()
+                .map(|args| args.iter().map(|a| a.to_string()).collect());
+            event.exit_code = more.exit_code;
+            event.exit_signal = more.exit_signal;
+            event.target_pid = more.target_pid;
+            event.bytes_sent = more.bytes_sent;
+            event.bytes_received = more.bytes_received;
+            event.duration_ms = more.duration_ms;
+            event.error = text(&more.error);
+            event.attempts = more.attempts;
+        }
         event
     }
 
@@ -271,10 +320,34 @@ mod tests {
         let mut rename = file_open();
         rename.event_type = EventType::FileRename;
         rename.new_path = Some("/tmp/x".to_string());
+        let mut exec = with_context(Event::new(EventType::ProcessExec, at()));
+        exec.argv = Some(vec!["cat".to_string(), "/etc/hostname".to_string()]);
+        let mut no_args = exec.clone();
+        no_args.argv = Some(Vec::new());
+        let mut exit = with_context(Event::new(EventType::ProcessExit, at()));
+        exit.exit_code = Some(0);
+        exit.exit_signal = Some(9);
+        let mut close = connect();
+        close.event_type = EventType::NetClose;
+        close.bytes_sent = Some(10);
+        close.bytes_received = Some(20);
+        close.duration_ms = Some(1.5);
+        let mut failed = connect();
+        failed.event_type = EventType::NetConnectFailed;
+        failed.error = Some("ECONNREFUSED".to_string());
+        failed.attempts = Some(3);
+        let mut fork = with_context(Event::new(EventType::ProcessFork, at()));
+        fork.target_pid = Some(4244);
         for event in [
             file_open(),
             rename,
             connect(),
+            exec,
+            no_args,
+            exit,
+            close,
+            failed,
+            fork,
             Event::new(EventType::ProcessFork, at()),
         ] {
             let row = Row::of(&event).expect("an ordinary event has a row");
@@ -285,12 +358,12 @@ mod tests {
 
     #[test]
     fn an_event_with_more_than_a_row_keeps_stays_whole() {
-        let mut exec = with_context(Event::new(EventType::ProcessExec, at()));
-        exec.argv = Some(vec!["cat".to_string()]);
-        let mut exit = with_context(Event::new(EventType::ProcessExit, at()));
-        exit.exit_code = Some(0);
-        let mut close = connect();
-        close.bytes_sent = Some(10);
+        let mut setuid = with_context(Event::new(EventType::PrivilegeChange, at()));
+        setuid.new_uid = Some(0);
+        let mut ptrace = with_context(Event::new(EventType::Ptrace, at()));
+        ptrace.ptrace_request = Some("PTRACE_ATTACH".to_string());
+        let mut bpf = with_context(Event::new(EventType::BpfLoad, at()));
+        bpf.bpf_prog_name = Some("x".to_string());
         let mut flagged = file_open();
         flagged.analysis.label = "Shadow Read".to_string();
         let mut ruled = file_open();
@@ -313,7 +386,7 @@ mod tests {
         let mut hosted = file_open();
         hosted.host = Some("web-1".into());
         for event in [
-            exec, exit, close, flagged, ruled, method, sure, advised, responded, hosted,
+            setuid, ptrace, bpf, flagged, ruled, method, sure, advised, responded, hosted,
         ] {
             assert!(Row::of(&event).is_none(), "{event:?}");
         }

@@ -1128,8 +1128,7 @@ fn case_insensitive_contains() {
 
 /// The UI hands every event it took back to the pipeline's thread to be freed there, once and
 /// oldest first: an ordinary one as soon as its row is made (the row is a copy), a whole one
-/// (here an exec with its arguments) when the panes let it go; and the panes keep their
-/// capacity.
+/// (here a privilege change) when the panes let it go; and the panes keep their capacity.
 #[test]
 fn evicted_events_are_handed_back_oldest_first() {
     let (mut app, _) = app();
@@ -1144,12 +1143,12 @@ fn evicted_events_are_handed_back_oldest_first() {
     );
     assert_eq!(app.pane(PaneId::File).entries.len(), PANE_CAPACITY);
     back.clear();
-    let execs = (0..PANE_CAPACITY as u32 + 3).map(|pid| {
-        let mut exec = ev(EventType::ProcessExec, pid, "sh");
-        exec.argv = Some(vec!["sh".to_string()]);
-        exec
+    let setuids = (0..PANE_CAPACITY as u32 + 3).map(|pid| {
+        let mut setuid = ev(EventType::PrivilegeChange, pid, "sh");
+        setuid.new_uid = Some(0);
+        setuid
     });
-    app.ingest(execs);
+    app.ingest(setuids);
     app.take_evicted(&mut back);
     assert_eq!(
         back.iter().map(|e| e.pid).collect::<Vec<_>>(),
