@@ -24,7 +24,8 @@ impl App {
         };
         for pane in &mut self.panes {
             for entry in &mut pane.entries {
-                entry.visible = keep(&entry.event);
+                // Without keeping every row's event built (see `Stored`).
+                entry.visible = entry.event.read(keep);
             }
             pane.follow();
         }

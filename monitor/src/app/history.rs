@@ -127,7 +127,7 @@ impl HistoryView {
 fn entry(event: SecEvent) -> Entry {
     Entry {
         seq: HISTORY_SEQ,
-        event: Stored::Owned(event),
+        event: Stored::whole(event),
         visible: true,
     }
 }

@@ -18,8 +18,9 @@
 //! parent pid that was alive when the child's first event arrived.
 //!
 //! **Kept while open.** The panes are bounded and let old events go under load; the view
-//! keeps its own copy of the events in its tree (shared, for alerts), so the story stays
-//! whole while it is open, up to [`MAX_KEPT`] events.
+//! keeps its own copy of the events in its tree (shared, for alerts; a compact row's copy is
+//! a row), so the story stays whole while it is open, up to [`MAX_KEPT`] events. A build reads
+//! every held event whole, so it builds each row's event; they are let go of right after.
 //!
 //! **Bounded work.** The tree is built when the view opens and then at most once a second
 //! (on the tick), and only when an event of one of its processes (or a new child of one) has
@@ -525,6 +526,11 @@ impl App {
             self.incident.labeler.as_ref(),
         );
         let kept = self.keep_tree_events(&tree);
+        // Walking them built every row's event: let them go now rather than at the next tick
+        // (those in view are built again when drawn).
+        for pane in &mut self.panes {
+            pane.forget_built();
+        }
         let incident = &mut self.incident;
         incident.kept = kept;
         incident.pids = tree.nodes.iter().map(|n| n.key.pid).collect();

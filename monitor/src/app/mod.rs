@@ -16,7 +16,8 @@
 //!
 //! Here: [`App`], the loop's [`Event`]s, [`App::update`] and the views' small state. Beside
 //! it: `pane.rs` (the live panes, selection and scrolling), `keymap.rs` (key → [`Action`]),
-//! `filter.rs` (`/` and the suspicious-only switch), `blocks.rs` (`b`, `B` and the `D` view),
+//! `row.rs` (the compact row a pane keeps of an ordinary event), `filter.rs` (`/` and the
+//! suspicious-only switch), `blocks.rs` (`b`, `B` and the `D` view),
 //! `history.rs` (the `h` view), `incident.rs` (the `i` view: an event's process tree) and
 //! `controls.rs` (the ports).
 mod blocks;
@@ -27,6 +28,7 @@ mod history;
 mod incident;
 mod keymap;
 mod pane;
+mod row;
 
 pub use crate::event::contains_ignore_case;
 pub use blocks::{BlockMark, BlockTarget, BlocksView, DenyRow, endpoint};
@@ -220,9 +222,9 @@ pub struct App {
     /// Classroom mode (`secmon-tui demo`): the scenario played.
     pub demo: Option<DemoState>,
     next_seq: u64,
-    /// Events the bounded panes let go of since the last [`App::take_evicted`]: the event loop
-    /// hands them back to the thread that made them (freeing memory another thread
-    /// allocated is several times dearer with mimalloc).
+    /// Events the bounded panes let go of, and those a row was made of, since the last
+    /// [`App::take_evicted`]: the event loop hands them back to the thread that made them
+    /// (freeing memory another thread allocated is several times dearer with mimalloc).
     evicted: Vec<crate::event::Event>,
     quit: bool,
     dirty: bool,
@@ -334,6 +336,11 @@ impl App {
             }
             self.now = now;
             self.refresh_slow();
+            // The rows read for the last second's frames; those in view are built again by
+            // the next one.
+            for pane in &mut self.panes {
+                pane.forget_built();
+            }
             self.dirty = true;
         } else {
             self.now = now;

@@ -1,12 +1,13 @@
 //! The three live event panes and the alerts strip: what each holds (bounded, newest last; an
 //! alert is shared between the strip and its event pane), which rows are shown (the filter, a
 //! pause), and the selection and scrolling that keep it in view.
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::VecDeque;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use super::controls::family_index;
+use super::row::Row;
 use super::{ALERT_CAPACITY, App, View};
 use crate::event::{Event as SecEvent, EventType, Family, Severity};
 
@@ -72,19 +73,61 @@ impl PaneId {
     }
 }
 
-/// An event as a pane holds it: by value, or shared with the alerts strip.
+/// An event as a pane holds it: an ordinary one as a compact [`Row`], any other whole and
+/// shared (with the alerts strip, the incident view's copy).
 ///
-/// Allocations are what the UI pays for most at high event rates (a ring of 30,000 events
-/// churns the heap): a benign event costs no allocation of its own, and an alert is shared,
-/// not copied.
-#[derive(Clone, Debug)]
+/// It reads as the whole event (`Deref`). A row builds its event on first read and keeps it
+/// until [`Pane::forget_built`], which the app calls once a second: drawing reads only the
+/// rows in view, so at most a screenful is built at a time, while a full pane of rows takes
+/// less than half the memory of its events (issue 19).
+#[derive(Debug)]
 #[allow(
     clippy::large_enum_variant,
-    reason = "boxing the owned event would bring back the allocation this enum avoids"
+    reason = "boxing the row would add an allocation per event, which the row saves"
 )]
 pub enum Stored {
-    Owned(SecEvent),
-    Shared(Arc<SecEvent>),
+    Row {
+        row: Row,
+        /// The event, once read (see [`Pane::forget_built`]).
+        built: OnceCell<Box<SecEvent>>,
+    },
+    Whole(Arc<SecEvent>),
+}
+
+impl Stored {
+    /// `event`, whole.
+    pub fn whole(event: SecEvent) -> Stored {
+        Stored::Whole(Arc::new(event))
+    }
+
+    fn row(row: Row) -> Stored {
+        Stored::Row {
+            row,
+            built: OnceCell::new(),
+        }
+    }
+
+    /// `read` of the event, without keeping a row's event built (for a walk over every event
+    /// held: the filter).
+    pub fn read<R>(&self, read: impl FnOnce(&SecEvent) -> R) -> R {
+        match self {
+            Stored::Row { row, built } => match built.get() {
+                Some(event) => read(event),
+                None => read(&row.event()),
+            },
+            Stored::Whole(event) => read(event),
+        }
+    }
+}
+
+impl Clone for Stored {
+    /// A row's copy builds its own event when read (a copy of a built event is ~1 KiB).
+    fn clone(&self) -> Stored {
+        match self {
+            Stored::Row { row, .. } => Stored::row(row.clone()),
+            Stored::Whole(event) => Stored::Whole(event.clone()),
+        }
+    }
 }
 
 impl Deref for Stored {
@@ -92,8 +135,8 @@ impl Deref for Stored {
 
     fn deref(&self) -> &SecEvent {
         match self {
-            Stored::Owned(event) => event,
-            Stored::Shared(event) => event,
+            Stored::Row { row, built } => built.get_or_init(|| Box::new(row.event())),
+            Stored::Whole(event) => event,
         }
     }
 }
@@ -107,6 +150,9 @@ pub struct Entry {
     /// Whether it passes the current filter and the suspicious-only switch.
     pub visible: bool,
 }
+
+/// The first room a pane makes (then it doubles, up to its capacity).
+const MIN_GROWTH: usize = 64;
 
 /// Evicted events kept for [`App::take_evicted`] at most.
 const EVICTED_LIMIT: usize = 65_536;
@@ -125,10 +171,20 @@ pub struct Pane {
 
 impl Pane {
     /// Appends `entry`; returns the oldest one when the pane already held `capacity`.
+    ///
+    /// The buffer grows to `capacity` and no further. Left to itself a `VecDeque` doubles past
+    /// it (10,000 entries in room for 16,384), and a full ring then walks its head through
+    /// the whole buffer, so every slot becomes resident: 2–5 MB per pane for nothing (issue
+    /// 19).
     pub(super) fn push(&mut self, entry: Entry, capacity: usize) -> Option<Entry> {
         let evicted = if self.entries.len() >= capacity {
             self.entries.pop_front()
         } else {
+            let len = self.entries.len();
+            if len == self.entries.capacity() {
+                let grown = (len * 2).max(MIN_GROWTH).min(capacity);
+                self.entries.reserve_exact(grown - len);
+            }
             None
         };
         self.entries.push_back(entry);
@@ -225,6 +281,15 @@ impl Pane {
         self.selected = None;
         self.top = None;
     }
+
+    /// Lets go of the events built from rows since the last call (see [`Stored`]).
+    pub(super) fn forget_built(&mut self) {
+        for entry in &mut self.entries {
+            if let Stored::Row { built, .. } = &mut entry.event {
+                built.take();
+            }
+        }
+    }
 }
 
 impl App {
@@ -257,23 +322,32 @@ impl App {
             self.rates[family_index(event.family())].current += 1;
             self.note_for_incident(&event);
             let visible = self.matches(&event);
-            let entry = if event.analysis.severity >= Severity::Suspicious {
+            let pane = PaneId::for_event(event.event_type);
+            let stored = if event.analysis.severity >= Severity::Suspicious {
+                let shared = Stored::whole(event);
                 let entry = Entry {
                     seq,
-                    event: Stored::Shared(Arc::new(event)),
+                    event: shared.clone(),
                     visible,
                 };
-                let evicted = self.alerts.push(entry.clone(), ALERT_CAPACITY);
+                let evicted = self.alerts.push(entry, ALERT_CAPACITY);
                 self.keep_evicted(evicted);
-                entry
+                shared
             } else {
-                Entry {
-                    seq,
-                    event: Stored::Owned(event),
-                    visible,
+                match Row::of(&event) {
+                    Some(row) => {
+                        // The row is a copy: the event goes back to the thread that made it.
+                        self.give_back(event);
+                        Stored::row(row)
+                    }
+                    None => Stored::whole(event),
                 }
             };
-            let pane = PaneId::for_event(entry.event.event_type);
+            let entry = Entry {
+                seq,
+                event: stored,
+                visible,
+            };
             let evicted = self.pane_mut(pane).push(entry, PANE_CAPACITY);
             self.keep_evicted(evicted);
         }
@@ -287,13 +361,17 @@ impl App {
     /// alerts strip or a pane is only a reference going away).
     fn keep_evicted(&mut self, entry: Option<Entry>) {
         let event = match entry.map(|e| e.event) {
-            Some(Stored::Owned(event)) => event,
-            Some(Stored::Shared(shared)) => match Arc::try_unwrap(shared) {
+            Some(Stored::Whole(shared)) => match Arc::try_unwrap(shared) {
                 Ok(event) => event,
                 Err(_) => return,
             },
-            None => return,
+            // The app's own copy (the event went back when the row was made).
+            Some(Stored::Row { .. }) | None => return,
         };
+        self.give_back(event);
+    }
+
+    fn give_back(&mut self, event: SecEvent) {
         // Bounded, should nobody take them: then they are simply freed here.
         if self.evicted.len() < EVICTED_LIMIT {
             self.evicted.push(event);

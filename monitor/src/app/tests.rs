@@ -1126,8 +1126,9 @@ fn case_insensitive_contains() {
     assert!(contains_ignore_case("日本/x", "/X"));
 }
 
-/// The panes hand back the events they let go of (the UI returns them to the pipeline's
-/// thread to be freed there), oldest first, and keep their capacity.
+/// The UI hands every event it took back to the pipeline's thread to be freed there, once and
+/// oldest first: an ordinary one as soon as its row is made (the row is a copy), a whole one
+/// (here a privilege change) when the panes let it go; and the panes keep their capacity.
 #[test]
 fn evicted_events_are_handed_back_oldest_first() {
     let (mut app, _) = app();
@@ -1137,9 +1138,24 @@ fn evicted_events_are_handed_back_oldest_first() {
     app.take_evicted(&mut back);
     assert_eq!(
         back.iter().map(|e| e.pid).collect::<Vec<_>>(),
-        vec![0, 1, 2]
+        (0..PANE_CAPACITY as u32 + 3).collect::<Vec<_>>(),
+        "rows: every event at once"
     );
     assert_eq!(app.pane(PaneId::File).entries.len(), PANE_CAPACITY);
+    back.clear();
+    let setuids = (0..PANE_CAPACITY as u32 + 3).map(|pid| {
+        let mut setuid = ev(EventType::PrivilegeChange, pid, "sh");
+        setuid.new_uid = Some(0);
+        setuid
+    });
+    app.ingest(setuids);
+    app.take_evicted(&mut back);
+    assert_eq!(
+        back.iter().map(|e| e.pid).collect::<Vec<_>>(),
+        vec![0, 1, 2],
+        "whole events: those let go of"
+    );
+    assert_eq!(app.pane(PaneId::Process).entries.len(), PANE_CAPACITY);
     app.take_evicted(&mut back);
     assert_eq!(back.len(), 3, "nothing is handed back twice");
 }
@@ -1203,4 +1219,54 @@ fn the_status_line_says_when_a_remote_link_drops_and_comes_back() {
         (status.kind, status.text.as_str()),
         (StatusKind::Info, "the link to web1 is back")
     );
+}
+
+#[test]
+fn a_full_pane_holds_no_room_past_its_capacity() {
+    let (mut app, _) = app();
+    for chunk in 0..3 {
+        let batch: Vec<SecEvent> = (0..PANE_CAPACITY as u32 / 2)
+            .map(|i| ev(EventType::FileOpen, chunk * 100_000 + i, "x"))
+            .collect();
+        app.ingest(batch);
+    }
+    let pane = app.pane(PaneId::File);
+    assert_eq!(pane.entries.len(), PANE_CAPACITY);
+    assert!(
+        pane.entries.capacity() <= PANE_CAPACITY,
+        "a full pane's ring is its capacity, not the next power of two: {}",
+        pane.entries.capacity()
+    );
+}
+
+/// Ordinary events are kept as compact rows: read (drawn, opened) they are built whole, and
+/// let go of again once a second; the filter walks them all without keeping them built.
+#[test]
+fn rows_are_built_only_while_read() {
+    let (mut app, _) = app();
+    app.ingest((0..100).map(|pid| ev(EventType::FileOpen, pid, "cat")));
+    let built = |app: &App| {
+        app.pane(PaneId::File)
+            .entries
+            .iter()
+            .filter(|e| matches!(&e.event, Stored::Row { built, .. } if built.get().is_some()))
+            .count()
+    };
+    assert_eq!(built(&app), 0, "stored as rows");
+    for c in ['/', 'c', 'a'] {
+        press(&mut app, ch(c));
+    }
+    assert_eq!(
+        shown_pids(&app, PaneId::File).len(),
+        100,
+        "the filter kept them"
+    );
+    assert_eq!(built(&app), 100, "read: built");
+    press(&mut app, ch('x'));
+    assert_eq!(shown_pids(&app, PaneId::File), Vec::<u32>::new());
+    app.handle(Event::Tick(t0() + chrono::TimeDelta::seconds(1)));
+    assert_eq!(built(&app), 0, "let go of on the tick");
+    press(&mut app, key(KeyCode::Backspace));
+    assert_eq!(built(&app), 0, "the filter builds nothing it keeps");
+    assert_eq!(shown_pids(&app, PaneId::File).len(), 100);
 }

@@ -72,6 +72,12 @@ pub use remote::run_remote;
 pub const FRAME: Duration = Duration::from_millis(33);
 /// Notices waiting for the UI (more are dropped).
 const NOTICES: usize = 64;
+/// Analysed events waiting for the UI (more are dropped and counted as
+/// `display_queue_full`): 80 ms of a flood of 100,000 events/s, far more than the UI takes to
+/// store a batch. A queue of whole events is memory the UI holds beside its panes, and under
+/// a flood it stays full: the default of [`SUBSCRIBER_EVENTS`] was ~25 MiB of it (issue 19),
+/// for events older than those the UI then shows.
+const UI_QUEUE_EVENTS: usize = SUBSCRIBER_EVENTS / 4;
 
 /// Whether the terminal is in raw mode / the alternate screen (so restoring is idempotent).
 static TERMINAL_ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -328,7 +334,7 @@ async fn run_with(
     demo: Option<DemoRun>,
 ) -> Result<RunSummary, PipelineError> {
     let losses = Arc::new(Losses::new());
-    let (subscriber, batches) = Subscriber::new(SUBSCRIBER_EVENTS, Loss::DisplayQueueFull);
+    let (subscriber, batches) = Subscriber::new(UI_QUEUE_EVENTS, Loss::DisplayQueueFull);
     let mut front_ends = vec![FrontEnd::Queue(subscriber)];
     let companion_batches = pipeline::companion_queues(&companions, &mut front_ends);
     let mut pipeline = Pipeline::start(
