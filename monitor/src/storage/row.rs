@@ -359,8 +359,7 @@ impl ToSql for Text<'_> {
     }
 }
 
-/// Scratch buffers reused from one insert to the next (SQLite copies bound text, so a buffer
-/// may be refilled as soon as it is bound).
+/// Scratch buffers reused from one insert to the next.
 #[derive(Default)]
 pub(crate) struct Scratch {
     ancestors: Vec<u8>,
@@ -368,89 +367,29 @@ pub(crate) struct Scratch {
     extra: Vec<u8>,
 }
 
-/// Columns bound per row by [`bind_row`], in [`INSERT_EVENT`]'s order.
-const EVENT_COLUMNS: usize = 23;
-
-/// Rows per execution of the multi-row insert. One statement execution has a fixed cost
-/// (opening a cursor on the table and each index, resetting the statement, releasing its
-/// values: about a tenth of the writer's time with one row each); `VALUES (…), (…)` spreads it
-/// over several rows. SQLite inserts them in the order listed, so ids still follow submission.
-pub(crate) const ROWS_PER_INSERT: usize = 16;
-
-/// [`INSERT_EVENT`] with [`ROWS_PER_INSERT`] rows of values.
-fn insert_many_sql() -> String {
-    let columns = INSERT_EVENT
-        .split_once(" VALUES")
-        .map_or(INSERT_EVENT, |(columns, _)| columns);
-    let rows: Vec<String> = (0..ROWS_PER_INSERT)
-        .map(|r| {
-            let marks: Vec<String> = (1..=EVENT_COLUMNS)
-                .map(|c| format!("?{}", r * EVENT_COLUMNS + c))
-                .collect();
-            format!("({})", marks.join(", "))
-        })
-        .collect();
-    format!("{columns} VALUES {}", rows.join(", "))
-}
-
-/// Inserts the rows of one transaction: each row's context is resolved at once (a new one is
-/// written then), the row itself waits until [`ROWS_PER_INSERT`] of them can go in one
-/// statement; [`Inserter::finish`] writes what is left one by one.
-pub(crate) struct Inserter<'c, 'r> {
-    one: CachedStatement<'c>,
-    many: CachedStatement<'c>,
+/// The statements of one transaction, prepared once for all its rows.
+pub(crate) struct Statements<'c> {
+    event: CachedStatement<'c>,
     context: CachedStatement<'c>,
-    /// Rows waiting for the multi-row insert, with their context ids.
-    waiting: Vec<(RowRef<'r>, i64)>,
 }
 
-impl<'c, 'r> Inserter<'c, 'r> {
-    pub(crate) fn new(tx: &'c Transaction<'_>) -> rusqlite::Result<Inserter<'c, 'r>> {
-        Ok(Inserter {
-            one: tx.prepare_cached(INSERT_EVENT)?,
-            many: tx.prepare_cached(&insert_many_sql())?,
+impl<'c> Statements<'c> {
+    pub(crate) fn new(tx: &'c Transaction<'_>) -> rusqlite::Result<Statements<'c>> {
+        Ok(Statements {
+            event: tx.prepare_cached(INSERT_EVENT)?,
             context: tx.prepare_cached(INSERT_CONTEXT)?,
-            waiting: Vec::with_capacity(ROWS_PER_INSERT),
         })
     }
-
-    /// Inserts `row` (and its context, when new), now or with the next rows.
-    pub(crate) fn insert(
-        &mut self,
-        contexts: &mut ContextCache,
-        scratch: &mut Scratch,
-        row: RowRef<'r>,
-    ) -> rusqlite::Result<()> {
-        let ctx = contexts.id(&mut self.context, &row, &mut scratch.ancestors)?;
-        self.waiting.push((row, ctx));
-        if self.waiting.len() == ROWS_PER_INSERT {
-            for (slot, (row, ctx)) in self.waiting.drain(..).enumerate() {
-                bind_row(&mut self.many, slot * EVENT_COLUMNS, scratch, &row, ctx)?;
-            }
-            self.many.raw_execute()?;
-        }
-        Ok(())
-    }
-
-    /// Inserts the rows still waiting.
-    pub(crate) fn finish(&mut self, scratch: &mut Scratch) -> rusqlite::Result<()> {
-        for (row, ctx) in self.waiting.drain(..) {
-            bind_row(&mut self.one, 0, scratch, &row, ctx)?;
-            self.one.raw_execute()?;
-        }
-        Ok(())
-    }
 }
 
-/// Binds the columns of one row, in [`INSERT_EVENT`]'s order, to the parameters after
-/// `offset` (0 for the first row of a statement).
-fn bind_row(
-    stmt: &mut Statement<'_>,
-    offset: usize,
+/// Inserts one row (and its context, when new).
+pub(crate) fn insert(
+    statements: &mut Statements<'_>,
+    contexts: &mut ContextCache,
     scratch: &mut Scratch,
     e: &RowRef<'_>,
-    ctx: i64,
 ) -> rusqlite::Result<()> {
+    let ctx = contexts.id(&mut statements.context, e, &mut scratch.ancestors)?;
     let rules = if e.rules.is_empty() {
         None
     } else {
@@ -476,34 +415,31 @@ fn bind_row(
     let response = (!e.response_json.is_empty()).then_some(e.response_json);
     let source = e.source_ip.map(AddressText::ip);
     let target = e.target_ip.map(AddressText::ip);
-    let values: [&dyn ToSql; EVENT_COLUMNS] = [
-        &e.first_ns,
-        &e.event_type.as_str(),
-        &e.pid,
-        &e.tid,
-        &e.ppid,
-        &e.uid,
-        &e.process,
-        &ctx,
-        &e.file_path,
-        &e.new_path,
-        &source.as_ref().map(AddressText::as_str),
-        &target.as_ref().map(AddressText::as_str),
-        &e.target_port,
-        &e.label,
-        &severity_code(e.severity),
-        &e.risk_score,
-        &e.detection_method,
-        &recommendation,
-        &rules,
-        &extra,
-        &response,
-        &i64::try_from(e.count).unwrap_or(i64::MAX),
-        &(e.count > 1).then_some(e.last_ns),
-    ];
-    for (i, value) in values.into_iter().enumerate() {
-        stmt.raw_bind_parameter(offset + i + 1, value)?;
-    }
+    statements.event.execute(params![
+        e.first_ns,
+        e.event_type.as_str(),
+        e.pid,
+        e.tid,
+        e.ppid,
+        e.uid,
+        e.process,
+        ctx,
+        e.file_path,
+        e.new_path,
+        source.as_ref().map(AddressText::as_str),
+        target.as_ref().map(AddressText::as_str),
+        e.target_port,
+        e.label,
+        severity_code(e.severity),
+        e.risk_score,
+        e.detection_method,
+        recommendation,
+        rules,
+        extra,
+        response,
+        i64::try_from(e.count).unwrap_or(i64::MAX),
+        (e.count > 1).then_some(e.last_ns),
+    ])?;
     Ok(())
 }
 

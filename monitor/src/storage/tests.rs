@@ -179,38 +179,6 @@ fn events_round_trip_exactly() {
     assert!(contexts < events.len() as i64, "{contexts} contexts");
 }
 
-/// A transaction's rows go in several at a time (`row::ROWS_PER_INSERT` per statement, the
-/// rest one by one): every field of every row lands in its own row, ids in submission order.
-#[test]
-fn rows_inserted_several_at_a_time_round_trip_in_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("events.db");
-    let kinds = every_kind();
-    // Three full multi-row statements and some rows left over, in one batch.
-    let n = 3 * super::row::ROWS_PER_INSERT + 5;
-    let events: Vec<Event> = (0..n)
-        .map(|i| {
-            let mut e = kinds[i % kinds.len()].clone();
-            e.timestamp = base() + Span::microseconds(i as i64);
-            e.pid += i as u32;
-            e
-        })
-        .collect();
-    let store = open_store(&path);
-    assert!(store.submit(events.clone()));
-    let summary = store.close();
-    assert_eq!(
-        (summary.stored, summary.dropped, summary.failed),
-        (n as u64, 0, 0)
-    );
-    let history = History::open(&path).expect("open");
-    let back = history.query(&Filter::default()).expect("query");
-    let got: Vec<&Event> = back.iter().map(|h| &h.event).collect();
-    assert_eq!(got, events.iter().collect::<Vec<_>>());
-    let ids: Vec<i64> = back.iter().map(|h| h.id).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-}
-
 /// The queue's encoding keeps every field, in order.
 #[test]
 fn rows_carry_every_field() {

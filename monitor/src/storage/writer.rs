@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::row::{ContextCache, Inserter, Scratch};
+use super::row::{ContextCache, Scratch, Statements, insert};
 use super::rows::Rows;
 use super::summary::Tally;
 use super::{Msg, StorageError, WriterOptions, WriterStats, retention};
@@ -178,19 +178,18 @@ impl Writer {
         // The summary's counts of these rows, written once per distinct minute and key.
         let mut tally = Tally::default();
         {
-            let mut inserter = Inserter::new(&tx)?;
+            let mut statements = Statements::new(&tx)?;
             for rows in batches {
                 for decoded in rows.iter() {
                     match decoded.row {
                         Some(row) => {
+                            insert(&mut statements, &mut self.contexts, &mut self.scratch, &row)?;
                             tally.add_row(&row);
-                            inserter.insert(&mut self.contexts, &mut self.scratch, row)?;
                         }
                         None => undecodable += decoded.count,
                     }
                 }
             }
-            inserter.finish(&mut self.scratch)?;
         }
         tally.write(&tx)?;
         self.contexts.touch_used(&tx)?;
