@@ -346,6 +346,11 @@ fn remote_tui_follows_a_replayed_controller_through_a_restart() {
     tmux.keys(&["?"]);
     tmux.wait_for("the help overlay", SCREEN_TIMEOUT, |s| s.contains("Keys"));
     tmux.keys(&["Escape"]);
+    // An Escape and a key read together are one Alt-key to the terminal: the next key waits
+    // until the overlay is gone.
+    tmux.wait_for("the help overlay closed", SCREEN_TIMEOUT, |s| {
+        !s.contains("Keys")
+    });
     tmux.keys(&["1"]);
     tmux.wait_for("a key refused without a link", SCREEN_TIMEOUT, |s| {
         s.contains("no kernel probes to switch") || s.contains("not connected to vm")
