@@ -721,9 +721,7 @@ impl Exporter {
         self.acks.oldest += 1;
         if ok {
             self.stats.published += 1;
-            if !sent.record.id.ends_with(ALERT_ID_SUFFIX) {
-                self.stats.events_published += pack::events_in(&sent.record.id);
-            }
+            self.stats.events_published += events_of(&sent.record);
         } else {
             self.pause();
             self.spool_record(sent.record);
@@ -743,14 +741,11 @@ impl Exporter {
         self.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
     }
 
-    /// Counts `record` lost as larger than the server takes (an alert's copy is the same
-    /// event: counted once), and says so once.
+    /// Counts `record` lost as larger than the server takes, and says so once.
     fn lose_too_large(&mut self, record: &Record) {
-        if !record.id.ends_with(ALERT_ID_SUFFIX) {
-            self.context
-                .losses
-                .add(Loss::NatsTooLarge, pack::events_in(&record.id));
-        }
+        self.context
+            .losses
+            .add(Loss::NatsTooLarge, events_of(record));
         if !self.too_large_warned {
             self.too_large_warned = true;
             crate::notice::warn(format!(
@@ -764,16 +759,12 @@ impl Exporter {
     }
 
     fn spool_record(&mut self, record: Record) {
-        let is_copy = record.id.ends_with(ALERT_ID_SUFFIX);
         match self.spool.push(&record) {
             Ok(()) => {}
             Err(e) => {
-                // An alert's copy is the same event: counted once. A pack is all its events.
-                if !is_copy {
-                    self.context
-                        .losses
-                        .add(Loss::NatsSpoolFull, pack::events_in(&record.id));
-                }
+                self.context
+                    .losses
+                    .add(Loss::NatsSpoolFull, events_of(&record));
                 if !self.spool_warned {
                     self.spool_warned = true;
                     let why = match e {
@@ -1012,6 +1003,16 @@ impl Exporter {
             losses.get(Loss::NatsSpoolFull),
             losses.get(Loss::NatsTooLarge),
         ));
+    }
+}
+
+/// The events `record` carries, as published, lost and acknowledged counts count them: a pack
+/// all of its events, an alert's copy on `.alerts` none (it is the same event, counted once).
+fn events_of(record: &Record) -> u64 {
+    if record.id.ends_with(ALERT_ID_SUFFIX) {
+        0
+    } else {
+        pack::events_in(&record.id)
     }
 }
 
