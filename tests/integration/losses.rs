@@ -72,13 +72,7 @@ fn ring_overflow_is_counted_end_to_end() {
     let target = dir.join("flood");
     fs::write(&target, b"").expect("create the flood's file");
     let target_str = path_str(&target);
-    let mut monitor = Instance::start(&[
-        "--json",
-        "--config",
-        SHARED_CONFIG,
-        "--ring-buffer-mib",
-        "1",
-    ]);
+    let mut monitor = smallest_ring_monitor();
     monitor.wait_ready();
     let pid = monitor.pid();
 
@@ -345,13 +339,7 @@ fn records_wrapping_around_the_ring_arrive_whole() {
             path
         })
         .collect();
-    let mut monitor = Instance::start(&[
-        "--json",
-        "--config",
-        SHARED_CONFIG,
-        "--ring-buffer-mib",
-        "1",
-    ]);
+    let mut monitor = smallest_ring_monitor();
     monitor.wait_ready();
 
     // ~330 bytes a record on average: 250 rounds of 120 opens pass ~10 MiB through the ring.
@@ -401,4 +389,16 @@ fn records_wrapping_around_the_ring_arrive_whole() {
             path_str(&paths[i]).len()
         );
     }
+}
+
+/// `secmon-tui --json` with the smallest ring buffer (1 MiB), for the tests that overflow or
+/// wrap it.
+fn smallest_ring_monitor() -> Instance {
+    Instance::start(&[
+        "--json",
+        "--config",
+        SHARED_CONFIG,
+        "--ring-buffer-mib",
+        "1",
+    ])
 }
