@@ -20,6 +20,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::ser::{CompactFormatter, Formatter as _};
 
 use crate::event::{AddressText, Analysis, Event, ResponseAction, ResponseResult, Severity};
+use crate::shared_str::SharedStr;
 
 /// `event` as a JSON text: what `serde_json::to_string(event)` returns.
 pub fn event_to_string(event: &Event) -> String {
@@ -45,11 +46,121 @@ macro_rules! key {
 
 /// Appends `event` as one JSON object (no newline).
 pub fn write_event(out: &mut Vec<u8>, event: &Event) {
+    write_head(out, event);
+    write_context(out, event);
+    write_rest(out, event);
+}
+
+/// [`write_event`], with the process context (`ppid` … `ancestors`) taken from `cache` when
+/// the event's process wrote the same context before: the same bytes, without escaping the
+/// same command line again for every event of a process.
+pub fn write_event_cached(out: &mut Vec<u8>, event: &Event, cache: &mut ContextCache) {
+    write_head(out, event);
+    cache.write(out, event);
+    write_rest(out, event);
+}
+
+/// How many processes' contexts a [`ContextCache`] holds: one slot per pid modulo this.
+const CONTEXT_SLOTS: usize = 64;
+
+/// A context longer than this (a long command line) is written each time, not kept: the
+/// cache stays within `CONTEXT_SLOTS` × this many bytes.
+const MAX_CACHED_CONTEXT: usize = 4096;
+
+/// The JSON of the process context of recent processes (user, name, executable, command
+/// line, cgroup, parent, ancestors), as [`write_event`] writes it.
+///
+/// Why: that text changes only at exec, fork, setuid or a rename, yet it was a third of the
+/// JSON writer's work per event, most of it scanning the same command line for characters
+/// to escape. A slot is reused while every field of the context is the same: the integers
+/// equal, and each text the same shared allocation (`SharedStr::ptr_eq`). The slot holds
+/// its own references to those texts, so an allocation cannot be freed and reused for
+/// another text while the slot compares against it.
+#[derive(Default)]
+pub struct ContextCache {
+    slots: Vec<Option<CachedContext>>,
+}
+
+struct CachedContext {
+    ppid: u32,
+    uid: u32,
+    cgroup_id: u64,
+    texts: [SharedStr; 5],
+    ancestors: Vec<SharedStr>,
+    json: Vec<u8>,
+}
+
+/// The event's context texts, in the order [`CachedContext::texts`] keeps them.
+fn context_texts(e: &Event) -> [&SharedStr; 5] {
+    [&e.user, &e.process, &e.exe, &e.cmdline, &e.parent_process]
+}
+
+impl CachedContext {
+    fn matches(&self, e: &Event) -> bool {
+        self.ppid == e.ppid
+            && self.uid == e.uid
+            && self.cgroup_id == e.cgroup_id
+            && self
+                .texts
+                .iter()
+                .zip(context_texts(e))
+                .all(|(kept, now)| kept.ptr_eq(now))
+            && self.ancestors.len() == e.ancestors.len()
+            && self
+                .ancestors
+                .iter()
+                .zip(&e.ancestors)
+                .all(|(kept, now)| kept.ptr_eq(now))
+    }
+}
+
+impl ContextCache {
+    fn write(&mut self, out: &mut Vec<u8>, event: &Event) {
+        if self.slots.is_empty() {
+            self.slots.resize_with(CONTEXT_SLOTS, || None);
+        }
+        // `pid % CONTEXT_SLOTS` is below the slots' length.
+        let slot = &mut self.slots[event.pid as usize % CONTEXT_SLOTS];
+        if let Some(kept) = slot
+            && kept.matches(event)
+        {
+            out.extend_from_slice(&kept.json);
+            return;
+        }
+        let start = out.len();
+        write_context(out, event);
+        let written = &out[start..];
+        if written.len() > MAX_CACHED_CONTEXT {
+            *slot = None;
+            return;
+        }
+        let mut json = slot.take().map(|old| old.json).unwrap_or_default();
+        json.clear();
+        json.extend_from_slice(written);
+        *slot = Some(CachedContext {
+            ppid: event.ppid,
+            uid: event.uid,
+            cgroup_id: event.cgroup_id,
+            texts: context_texts(event).map(SharedStr::clone),
+            ancestors: event.ancestors.clone(),
+            json,
+        });
+    }
+}
+
+/// `{"timestamp":…,"event_type":…,"pid":…,"tid":…`: what differs from event to event of a
+/// process.
+fn write_head(out: &mut Vec<u8>, event: &Event) {
     out.extend_from_slice(b"{\"timestamp\":");
     write_timestamp(out, &event.timestamp);
     out.extend_from_slice(key!("event_type"));
     write_str(out, event.event_type.as_str());
-    write_process(out, event);
+    write_int(out, key!("pid"), event.pid);
+    write_int(out, key!("tid"), event.tid);
+}
+
+/// Everything after the process context, to the closing brace.
+fn write_rest(out: &mut Vec<u8>, event: &Event) {
     write_specifics(out, event);
     if event.blocked {
         out.extend_from_slice(b",\"blocked\":true");
@@ -69,11 +180,9 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
     out.push(b'}');
 }
 
-/// The fields every event has: who did it. The process-context strings are read through
-/// `as_str` only: their type is meant to change to a shared string.
-fn write_process(out: &mut Vec<u8>, event: &Event) {
-    write_int(out, key!("pid"), event.pid);
-    write_int(out, key!("tid"), event.tid);
+/// The fields every event has after its pid and tid: its process's context, the same for
+/// every event of the process until it execs, forks, changes ids or is renamed.
+fn write_context(out: &mut Vec<u8>, event: &Event) {
     write_int(out, key!("ppid"), event.ppid);
     write_int(out, key!("uid"), event.uid);
     write_str_field(out, key!("user"), event.user.as_str());
@@ -1179,6 +1288,90 @@ mod tests {
         })
     }
 
+    /// `events`, with the process context of `context_of`'s event (its very texts, shared),
+    /// under `pid`: what a run of events of a few processes looks like to the cache.
+    fn with_context_of(event: &Event, context_of: &Event, pid: u32) -> Event {
+        let mut e = event.clone();
+        e.pid = pid;
+        e.ppid = context_of.ppid;
+        e.uid = context_of.uid;
+        e.cgroup_id = context_of.cgroup_id;
+        e.user = context_of.user.clone();
+        e.process = context_of.process.clone();
+        e.exe = context_of.exe.clone();
+        e.cmdline = context_of.cmdline.clone();
+        e.parent_process = context_of.parent_process.clone();
+        e.ancestors = context_of.ancestors.clone();
+        e
+    }
+
+    #[test]
+    fn a_process_context_is_reused_only_while_all_of_it_is_the_same() {
+        let mut first = Event::new(EventType::FileOpen, at(1_700_000_000, 0));
+        first.pid = 4242;
+        first.user = "alice".into();
+        first.cmdline = "python3 -c \"import os\"".into();
+        first.ancestors = vec!["bash".into(), "sshd".into()];
+        let mut cache = ContextCache::default();
+        let mut out = Vec::new();
+        write_event_cached(&mut out, &first, &mut cache);
+        let slot = |cache: &ContextCache, e: &Event| {
+            cache.slots[e.pid as usize % CONTEXT_SLOTS]
+                .as_ref()
+                .is_some_and(|kept| kept.matches(e))
+        };
+        assert!(slot(&cache, &first), "the context is kept");
+        let same = with_context_of(&first, &first, 4242);
+        assert!(slot(&cache, &same), "the same texts: reused");
+
+        let mut equal_text = same.clone();
+        equal_text.cmdline = first.cmdline.as_str().into();
+        assert!(
+            !slot(&cache, &equal_text),
+            "another allocation is another text"
+        );
+        let mut other_ancestor = same.clone();
+        other_ancestor.ancestors[1] = "sshd".into();
+        assert!(!slot(&cache, &other_ancestor));
+        let mut fewer_ancestors = same.clone();
+        fewer_ancestors.ancestors.pop();
+        assert!(!slot(&cache, &fewer_ancestors));
+        let mut new_uid = same.clone();
+        new_uid.uid = 1000;
+        assert!(!slot(&cache, &new_uid));
+
+        // What was written each time is what write_event writes.
+        for e in [
+            &same,
+            &equal_text,
+            &other_ancestor,
+            &fewer_ancestors,
+            &new_uid,
+        ] {
+            let mut cached = Vec::new();
+            write_event_cached(&mut cached, e, &mut cache);
+            let mut plain = Vec::new();
+            write_event(&mut plain, e);
+            assert_eq!(
+                String::from_utf8_lossy(&cached),
+                String::from_utf8_lossy(&plain)
+            );
+        }
+    }
+
+    #[test]
+    fn a_context_longer_than_the_bound_is_written_but_not_kept() {
+        let mut e = Event::new(EventType::FileOpen, at(1_700_000_000, 0));
+        e.cmdline = "x".repeat(MAX_CACHED_CONTEXT).into();
+        let mut cache = ContextCache::default();
+        let mut cached = Vec::new();
+        write_event_cached(&mut cached, &e, &mut cache);
+        assert!(cache.slots.iter().all(Option::is_none));
+        let mut plain = Vec::new();
+        write_event(&mut plain, &e);
+        assert_eq!(cached, plain);
+    }
+
     /// The first byte JSON escapes in a word, one byte at a time.
     fn first_escaped_slowly(word: u64) -> Option<usize> {
         word.to_le_bytes()
@@ -1191,6 +1384,31 @@ mod tests {
         fn any_event_is_written_as_serde_json_writes_it(e in event()) {
             let (reference, ours) = both(&e);
             prop_assert_eq!(ours, reference);
+        }
+
+        /// Events of a few processes, interleaved, some sharing a context slot: through one
+        /// cache, each is written exactly as `write_event` writes it.
+        #[test]
+        fn events_written_through_the_context_cache_are_written_as_without_it(
+            events in proptest::collection::vec(event(), 1..6),
+            picks in proptest::collection::vec((0..6usize, 0..6usize, 0..200u32), 1..40),
+        ) {
+            let mut cache = ContextCache::default();
+            for (which, context_of, pid) in picks {
+                let e = with_context_of(
+                    &events[which % events.len()],
+                    &events[context_of % events.len()],
+                    pid,
+                );
+                let mut cached = Vec::new();
+                write_event_cached(&mut cached, &e, &mut cache);
+                let mut plain = Vec::new();
+                write_event(&mut plain, &e);
+                prop_assert_eq!(
+                    String::from_utf8_lossy(&cached),
+                    String::from_utf8_lossy(&plain)
+                );
+            }
         }
 
         #[test]

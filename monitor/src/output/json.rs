@@ -25,7 +25,7 @@ use tokio::sync::{oneshot, watch};
 use crate::{
     event::Event,
     losses::{Loss, Losses},
-    output::event_json::write_event,
+    output::event_json::{ContextCache, write_event_cached},
 };
 
 /// Bytes of lines [`JsonLines`] holds before writing them out.
@@ -37,6 +37,8 @@ pub struct JsonLines<W: Write> {
     out: W,
     /// Lines not yet written to `out`.
     pending: Vec<u8>,
+    /// Recent processes' context, written once per process.
+    contexts: ContextCache,
 }
 
 impl<W: Write> JsonLines<W> {
@@ -44,11 +46,12 @@ impl<W: Write> JsonLines<W> {
         JsonLines {
             out,
             pending: Vec::with_capacity(JSON_LINES_BUFFER),
+            contexts: ContextCache::default(),
         }
     }
 
     pub fn write(&mut self, event: &Event) -> io::Result<()> {
-        write_event(&mut self.pending, event);
+        write_event_cached(&mut self.pending, event, &mut self.contexts);
         self.pending.push(b'\n');
         if self.pending.len() >= JSON_LINES_BUFFER {
             self.write_pending()?;
@@ -141,6 +144,8 @@ pub struct JsonOutput {
     losses: Arc<Losses>,
     /// The batch being serialised.
     batch: Vec<u8>,
+    /// Recent processes' context, written once per process.
+    contexts: ContextCache,
     /// Buffers of written batches, back from the writer thread.
     spare: mpsc::Receiver<Vec<u8>>,
     batch_events: u64,
@@ -178,6 +183,7 @@ impl JsonOutput {
             options,
             losses,
             batch: Vec::with_capacity(BATCH_CAPACITY),
+            contexts: ContextCache::default(),
             spare,
             batch_events: 0,
             accepted: 0,
@@ -189,7 +195,7 @@ impl JsonOutput {
 
     /// Serialises one event into the current batch.
     pub fn write(&mut self, event: &Event) -> io::Result<()> {
-        write_event(&mut self.batch, event);
+        write_event_cached(&mut self.batch, event, &mut self.contexts);
         self.batch.push(b'\n');
         self.batch_events += 1;
         Ok(())
