@@ -59,15 +59,20 @@ pub fn run() -> Result<()> {
 pub fn run_for(target: Option<&Target>) -> Result<()> {
     let started = Instant::now();
     eprintln!("xtask setup: checking prerequisites");
+    // rustup's steps first: cargo-fuzz then builds (a minute of CPU) while apt downloads and
+    // unpacks, which it does not need.
+    rust_components()?;
+    if let Some(target) = target {
+        rust_target(target)?;
+    }
+    nightly()?;
+    let fuzz_install = CargoFuzzInstall::start();
     apt_packages("apt packages", APT_PACKAGES)?;
     if let Some(target) = target {
         apt_packages(&format!("{} toolchain", target.triple), target.apt)?;
-        rust_target(target)?;
     }
-    rust_components()?;
-    nightly()?;
     bpf_linker()?;
-    cargo_fuzz()?;
+    fuzz_install.finish()?;
     test_sshd()?;
     tracefs()?;
     eprintln!(
@@ -329,6 +334,9 @@ fn bpf_linker() -> Result<()> {
         let mut cmd = util::cargo();
         cmd.env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
             .env("PATH", path)
+            // Its release profile keeps debug info, which only makes a fresh machine's (and
+            // CI's) install slower: nobody debugs the linker from here.
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
             .args([
                 "install",
                 "bpf-linker",
@@ -372,6 +380,45 @@ pub fn cargo_fuzz() -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// `cargo install cargo-fuzz`, started in the background when it is missing; its output is
+/// kept and shown only if it fails.
+struct CargoFuzzInstall(Option<std::thread::JoinHandle<std::io::Result<std::process::Output>>>);
+
+impl CargoFuzzInstall {
+    fn start() -> Self {
+        if cargo_fuzz_version().is_some() {
+            return Self(None);
+        }
+        Self(Some(std::thread::spawn(|| {
+            util::cargo()
+                .args(["install", "cargo-fuzz", "--locked"])
+                .stdin(std::process::Stdio::null())
+                .output()
+        })))
+    }
+
+    fn finish(self) -> Result<()> {
+        let Some(worker) = self.0 else {
+            return cargo_fuzz();
+        };
+        let manual = "cargo install cargo-fuzz --locked";
+        install("cargo-fuzz", "(built in the background)", manual, || {
+            let out = worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("the install's thread panicked"))?
+                .context("could not start `cargo install cargo-fuzz --locked`")?;
+            if !out.status.success() {
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                bail!("`{manual}` failed ({})", util::describe(out.status));
+            }
+            if cargo_fuzz_version().is_none() {
+                bail!("`cargo install` finished but `cargo-fuzz --version` still fails");
+            }
+            Ok(())
+        })
+    }
 }
 
 // --- the benign workload's sshd ---------------------------------------------------------------
