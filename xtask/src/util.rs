@@ -224,7 +224,17 @@ pub fn build_release() -> Result<PathBuf> {
 /// Builds `secmon-tui` for `target` (None: this machine) in `profile` (`release` or `dev`),
 /// its eBPF object compiled for that architecture and embedded; returns the binary's path.
 pub fn build_secmon(target: Option<&crate::cross::Target>, profile: &str) -> Result<PathBuf> {
+    build_secmon_with(target, profile, &[])
+}
+
+/// [`build_secmon`] with more arguments for cargo (`--config` overrides).
+pub fn build_secmon_with(
+    target: Option<&crate::cross::Target>,
+    profile: &str,
+    extra: &[&str],
+) -> Result<PathBuf> {
     let mut cmd = cargo();
+    cmd.args(extra);
     cmd.args([
         "build",
         "--profile",
