@@ -5,7 +5,7 @@
 //! seconds. One status line per prerequisite.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
@@ -370,53 +370,68 @@ pub fn cargo_fuzz() -> Result<()> {
         line(NAME, &format!("ok ({version})"));
         return Ok(());
     }
-    let manual = "cargo install cargo-fuzz --locked";
-    install(NAME, "(cargo install, about a minute)", manual, || {
-        let mut cmd = util::cargo();
-        cmd.args(["install", "cargo-fuzz", "--locked"]);
-        check(stdout_to_stderr(&mut cmd))?;
-        if cargo_fuzz_version().is_none() {
-            bail!("`cargo install` finished but `cargo-fuzz --version` still fails");
-        }
-        Ok(())
-    })
+    install(
+        NAME,
+        "(cargo install, about a minute)",
+        CARGO_FUZZ_MANUAL,
+        || {
+            check(stdout_to_stderr(&mut cargo_fuzz_install()))?;
+            cargo_fuzz_installed()
+        },
+    )
+}
+
+const CARGO_FUZZ_MANUAL: &str = "cargo install cargo-fuzz --locked";
+
+fn cargo_fuzz_install() -> Command {
+    let mut cmd = util::cargo();
+    cmd.args(["install", "cargo-fuzz", "--locked"]);
+    cmd
+}
+
+/// After an install: that it runs.
+fn cargo_fuzz_installed() -> Result<()> {
+    if cargo_fuzz_version().is_none() {
+        bail!("`cargo install` finished but `cargo-fuzz --version` still fails");
+    }
+    Ok(())
 }
 
 /// `cargo install cargo-fuzz`, started in the background when it is missing; its output is
 /// kept and shown only if it fails.
-struct CargoFuzzInstall(Option<std::thread::JoinHandle<std::io::Result<std::process::Output>>>);
+struct CargoFuzzInstall(Option<(Instant, std::thread::JoinHandle<std::io::Result<Output>>)>);
 
 impl CargoFuzzInstall {
     fn start() -> Self {
         if cargo_fuzz_version().is_some() {
             return Self(None);
         }
-        Self(Some(std::thread::spawn(|| {
-            util::cargo()
-                .args(["install", "cargo-fuzz", "--locked"])
-                .stdin(std::process::Stdio::null())
-                .output()
-        })))
+        let worker = std::thread::spawn(|| cargo_fuzz_install().stdin(Stdio::null()).output());
+        Self(Some((Instant::now(), worker)))
     }
 
     fn finish(self) -> Result<()> {
-        let Some(worker) = self.0 else {
+        let Some((started, worker)) = self.0 else {
             return cargo_fuzz();
         };
-        let manual = "cargo install cargo-fuzz --locked";
-        install("cargo-fuzz", "(built in the background)", manual, || {
+        // `install` times the wait; the build began earlier.
+        let what = format!(
+            "(cargo install, started in the background {:.0} s ago)",
+            started.elapsed().as_secs_f64()
+        );
+        install("cargo-fuzz", &what, CARGO_FUZZ_MANUAL, || {
             let out = worker
                 .join()
                 .map_err(|_| anyhow::anyhow!("the install's thread panicked"))?
-                .context("could not start `cargo install cargo-fuzz --locked`")?;
+                .with_context(|| format!("could not start `{CARGO_FUZZ_MANUAL}`"))?;
             if !out.status.success() {
                 eprint!("{}", String::from_utf8_lossy(&out.stderr));
-                bail!("`{manual}` failed ({})", util::describe(out.status));
+                bail!(
+                    "`{CARGO_FUZZ_MANUAL}` failed ({})",
+                    util::describe(out.status)
+                );
             }
-            if cargo_fuzz_version().is_none() {
-                bail!("`cargo install` finished but `cargo-fuzz --version` still fails");
-            }
-            Ok(())
+            cargo_fuzz_installed()
         })
     }
 }
