@@ -211,21 +211,34 @@ mod tests {
         e
     }
 
+    /// A shell with `DEMO_DIR` set, returned once it has run and while it waits. `spawn` returns as soon as the
+    /// kernel releases the parent during exec, before the new program's environment is set up,
+    /// and `/proc/PID/environ` reads empty until then: waiting for the shell's first line
+    /// waits that out.
+    fn started_shell(demo_dir: &std::path::Path) -> std::process::Child {
+        let mut child = Command::new("sh")
+            // `read` keeps the shell itself waiting (on the stdin the child holds) rather than
+            // exec'ing another program, which would open the same window again.
+            .args(["-c", "echo started; read -r _"])
+            .env("DEMO_DIR", demo_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start a shell");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read the shell's first line");
+        assert_eq!(line, "started\n");
+        child
+    }
+
     #[test]
     fn only_the_demos_running_processes_can_be_blocked() {
         let sandbox = std::path::Path::new("/run/secmon-demo.test");
         let scoped = DemoScopedResponse::new(Box::new(Planner), sandbox);
-        let mut step = Command::new("sleep")
-            .arg("30")
-            .env("DEMO_DIR", sandbox)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start a sleep");
-        let mut other = Command::new("sleep")
-            .arg("30")
-            .env("DEMO_DIR", "/run/secmon-demo.other")
-            .spawn()
-            .expect("start another sleep");
+        let mut step = started_shell(sandbox);
+        let mut other = started_shell(std::path::Path::new("/run/secmon-demo.other"));
         let target = |pid| BlockTarget::Process(pid);
         let ok = scoped.plan_enforce(&target(step.id()), &exec_of(step.id()));
         let mine = scoped.plan_enforce(&target(std::process::id()), &exec_of(std::process::id()));
