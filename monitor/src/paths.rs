@@ -22,11 +22,24 @@ pub fn normalize(path: &str) -> String {
 
 /// Whether `path` is absolute and already as [`normalize`] leaves it, as most paths from the
 /// kernel are: they are then copied in one piece (this runs for every file event).
+/// One pass over the bytes, looking only at what follows each `/` (a `split` by `/` was most
+/// of `normalize`'s cost; `memchr` measured slower here, the components being short).
 fn is_normal_absolute(path: &str) -> bool {
-    path == "/"
-        || path
-            .strip_prefix('/')
-            .is_some_and(|rest| rest.split('/').all(|c| !matches!(c, "" | "." | "..")))
+    let bytes = path.as_bytes();
+    if bytes == b"/" {
+        return true;
+    }
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    // Each `/` must start a component that is not empty, `.` or `..`.
+    bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'/'
+            || !matches!(
+                &bytes[i + 1..],
+                [] | [b'/', ..] | [b'.'] | [b'.', b'/', ..] | [b'.', b'.'] | [b'.', b'.', b'/', ..]
+            )
+    })
 }
 
 /// [`normalize`], component by component.
@@ -287,6 +300,11 @@ mod tests {
         ) {
             let path = format!("{}{}", if absolute { "/" } else { "" }, parts.join("/"));
             proptest::prop_assert_eq!(normalize(&path), normalize_components(&path));
+            // The quick check says yes exactly for the absolute paths already normal.
+            proptest::prop_assert_eq!(
+                is_normal_absolute(&path),
+                path.starts_with('/') && normalize_components(&path) == path
+            );
         }
     }
 
