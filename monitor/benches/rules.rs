@@ -182,8 +182,8 @@ fn base(t: EventType, p: &Proc, n: usize) -> Event {
 fn file(t: EventType, p: &Proc, n: usize, path: &str, flags: &str) -> Event {
     let mut e = base(t, p, n);
     e.file_path = Some(path.to_string());
-    e.flags = Some(flags.to_string());
-    e.syscall = Some("openat".to_string());
+    e.flags = Some(flags.into());
+    e.syscall = Some("openat".into());
     e
 }
 

@@ -140,8 +140,8 @@ fn make_event(rng: &mut Rng, i: u64, start: DateTime<Utc>, step_ns: i64) -> Even
                     rng.below(10_000)
                 )
             });
-            e.flags = Some("O_RDONLY|O_CLOEXEC".to_string());
-            e.syscall = Some("openat".to_string());
+            e.flags = Some("O_RDONLY|O_CLOEXEC".into());
+            e.syscall = Some("openat".into());
         }
         EventType::ProcessExec => {
             e.argv = Some(e.cmdline.split(' ').map(str::to_string).collect());
@@ -237,8 +237,8 @@ impl Flood {
         e.parent_process = "bash".into();
         e.ancestors = vec!["bash".into(), "sshd".into()];
         e.file_path = Some("/tmp/secmon-bench/hot".to_string());
-        e.flags = Some("O_RDONLY|O_CLOEXEC".to_string());
-        e.syscall = Some("openat".to_string());
+        e.flags = Some("O_RDONLY|O_CLOEXEC".into());
+        e.syscall = Some("openat".into());
         Flood {
             event: e,
             start,

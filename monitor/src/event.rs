@@ -354,13 +354,13 @@ pub struct Event {
     pub new_path: Option<String>,
     /// Symbolic open/unlinkat/rename flags, e.g. `O_WRONLY|O_CREAT|O_TRUNC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flags: Option<String>,
+    pub flags: Option<SharedStr>,
     /// Permission bits (chmod, or open with O_CREAT), as a number: 0o4755 is 2541.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
     /// The syscall that produced the event (e.g. `openat`, `renameat2`, `setresuid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub syscall: Option<String>,
+    pub syscall: Option<SharedStr>,
 
     // privilege_change
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -721,8 +721,6 @@ impl Event {
             ptrace_request,
             file_path,
             new_path,
-            flags,
-            syscall,
             protocol,
             error,
             bpf_prog_name,
@@ -730,6 +728,7 @@ impl Event {
         ] {
             *text = None;
         }
+        (*flags, *syscall) = (None, None);
         *mode = None;
         (*old_uid, *new_uid, *old_gid, *new_gid) = (None, None, None, None);
         *capabilities = None;
@@ -822,7 +821,7 @@ mod tests {
         e.ancestors = vec!["bash".into(), "sshd".into()];
         e.argv = Some(vec!["ls".to_string()]);
         e.file_path = Some("/etc/shadow".to_string());
-        e.flags = Some("O_RDONLY".to_string());
+        e.flags = Some("O_RDONLY".into());
         e.source_ip = Some(IpAddr::from([10, 0, 0, 1]));
         e.duration_ms = Some(1.5);
         e.blocked = true;

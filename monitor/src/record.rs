@@ -773,12 +773,10 @@ pub fn clamp_to_live_limits(event: &mut Event) -> bool {
     for path in [&mut event.file_path, &mut event.new_path] {
         cut_any |= cut_opt(path, max::PATH);
     }
-    for word in [
-        &mut event.flags,
-        &mut event.syscall,
-        &mut event.ptrace_request,
-        &mut event.protocol,
-    ] {
+    for word in [&mut event.flags, &mut event.syscall] {
+        cut_any |= word.as_mut().is_some_and(|w| cut_shared(w, max::WORD));
+    }
+    for word in [&mut event.ptrace_request, &mut event.protocol] {
         cut_any |= cut_opt(word, max::WORD);
     }
     cut_any |= cut_opt(&mut event.bpf_prog_name, max::BPF_NAME);
@@ -1482,7 +1480,7 @@ mod tests {
         big.user = "u".repeat(1000).into();
         big.file_path = Some("/".repeat(9000));
         big.new_path = Some("€".repeat(5000));
-        big.flags = Some("O_".repeat(500));
+        big.flags = Some("O_".repeat(500).into());
         big.bpf_prog_name = Some("b".repeat(64));
         big.module_params = Some("m".repeat(1000));
         big.duration_ms = Some(-5.0);

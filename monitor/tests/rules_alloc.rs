@@ -69,7 +69,7 @@ fn events() -> Vec<Event> {
     for secs in 0..10 {
         let mut open = base(EventType::FileOpen, secs);
         open.file_path = Some("/usr/lib/x86_64-linux-gnu/libc.so.6".to_string());
-        open.flags = Some("O_RDONLY|O_CLOEXEC".to_string());
+        open.flags = Some("O_RDONLY|O_CLOEXEC".into());
         out.push(open);
         let mut proc_open = base(EventType::FileOpen, secs);
         proc_open.file_path = Some("/proc/self/status".to_string());
@@ -84,7 +84,7 @@ fn events() -> Vec<Event> {
         out.push(exec);
         let mut write = base(EventType::FileWrite, secs);
         write.file_path = Some("/home/alice/notes.txt".to_string());
-        write.flags = Some("O_WRONLY|O_CREAT|O_TRUNC".to_string());
+        write.flags = Some("O_WRONLY|O_CREAT|O_TRUNC".into());
         write.mode = Some(0o644);
         out.push(write);
     }

@@ -42,8 +42,8 @@ pub struct Row {
     process_risk: f64,
     file_path: Option<Box<str>>,
     new_path: Option<Box<str>>,
-    flags: Option<Box<str>>,
-    syscall: Option<Box<str>>,
+    flags: Option<SharedStr>,
+    syscall: Option<SharedStr>,
     mode: Option<u32>,
     protocol: Option<Box<str>>,
     source_ip: Option<IpAddr>,
@@ -183,8 +183,8 @@ impl Row {
             process_risk: analysis.process_risk,
             file_path: file_path.as_deref().map(Box::from),
             new_path: new_path.as_deref().map(Box::from),
-            flags: flags.as_deref().map(Box::from),
-            syscall: syscall.as_deref().map(Box::from),
+            flags: flags.clone(),
+            syscall: syscall.clone(),
             mode: *mode,
             protocol: protocol.as_deref().map(Box::from),
             source_ip: *source_ip,
@@ -212,8 +212,8 @@ impl Row {
         event.ancestors = self.ancestors.to_vec();
         event.file_path = text(&self.file_path);
         event.new_path = text(&self.new_path);
-        event.flags = text(&self.flags);
-        event.syscall = text(&self.syscall);
+        event.flags = self.flags.clone();
+        event.syscall = self.syscall.clone();
         event.mode = self.mode;
         event.protocol = text(&self.protocol);
         event.source_ip = self.source_ip;
@@ -296,8 +296,8 @@ mod tests {
     fn file_open() -> Event {
         let mut event = with_context(Event::new(EventType::FileOpen, at()));
         event.file_path = Some("/etc/hostname".to_string());
-        event.flags = Some("O_RDONLY|O_CLOEXEC".to_string());
-        event.syscall = Some("openat".to_string());
+        event.flags = Some("O_RDONLY|O_CLOEXEC".into());
+        event.syscall = Some("openat".into());
         event.mode = Some(0o644);
         event.truncated = true;
         event

@@ -100,6 +100,7 @@ pub struct Enricher {
     fds_forgotten: u64,
     /// Failed connects per process and address: most are counted, not reported.
     failed_connects: FailedConnects,
+    open_flag_names: OpenFlagNames,
 }
 
 impl Enricher {
@@ -118,6 +119,7 @@ impl Enricher {
             proc_root: proc_root.to_path_buf(),
             records_since_evict: 0,
             open_fds: FdTable::default(),
+            open_flag_names: OpenFlagNames::default(),
             fds_forgotten: 0,
             failed_connects: FailedConnects::default(),
         }
@@ -217,7 +219,7 @@ impl Enricher {
             Record::ModuleLoad(e) => {
                 self.base(event, &e.header, EventType::ModuleLoad);
                 self.add_process_context(event);
-                event.syscall = Some(op_name(e.data.op).to_string());
+                event.syscall = Some(op_name(e.data.op));
                 event.module_params = Some(lossy(&e.data.params));
                 if e.data.fd >= 0
                     && let Some(known) = self.fd_path(e.header.pid, e.data.fd)
@@ -341,17 +343,17 @@ impl Enricher {
                 } else {
                     EventType::FileOpen
                 };
-                (event_type, Some(open_flags(d.flags as i32)))
+                (event_type, Some(self.open_flag_names.get(d.flags as i32)))
             }
             kind::FILE_DELETE => (
                 EventType::FileDelete,
-                (d.flags & libc::AT_REMOVEDIR as u64 != 0).then(|| "AT_REMOVEDIR".to_string()),
+                (d.flags & libc::AT_REMOVEDIR as u64 != 0).then(|| SharedStr::from("AT_REMOVEDIR")),
             ),
             _ => (EventType::FileChmod, None),
         };
         self.base(event, &e.header, event_type);
         self.add_process_context(event);
-        event.syscall = Some(op_name(d.op).to_string());
+        event.syscall = Some(op_name(d.op));
         event.flags = flags;
         let known = if d.op == ops::FCHMOD || d.op == ops::FTRUNCATE {
             self.fd_path(pid, d.dirfd)
@@ -404,12 +406,12 @@ impl Enricher {
         } else {
             self.resolve_at(pid, d.old_dirfd, &old_text)
         };
-        event.syscall = Some(op_name(d.op).to_string());
+        event.syscall = Some(op_name(d.op));
         event.truncated |= old_path.cut || new_path.cut;
         event.file_path = Some(old_path.path);
         event.new_path = Some(new_path.path);
         if d.flags != 0 {
-            event.flags = Some(format!("{:#x}", d.flags));
+            event.flags = Some(SharedStr::from(format!("{:#x}", d.flags)));
         }
     }
 
@@ -417,7 +419,7 @@ impl Enricher {
         let d = &e.data;
         self.base(event, &e.header, EventType::PrivilegeChange);
         self.add_process_context(event);
-        event.syscall = Some(op_name(d.op).to_string());
+        event.syscall = Some(op_name(d.op));
         event.old_uid = Some(d.old_uid);
         event.old_gid = Some(d.old_gid);
         // The id that takes effect: the effective one where the call sets several (-1 = keep).
@@ -591,8 +593,59 @@ impl Default for Enricher {
     }
 }
 
-/// `O_WRONLY|O_CREAT|O_TRUNC` style names for open flags. Written into one string (this runs
-/// for every open).
+/// [`open_flags`] kept per value: a program opens with a handful of flag combinations, and each
+/// event then takes a reference to the shared text instead of writing its own (this runs for
+/// every open).
+#[derive(Default)]
+struct OpenFlagNames {
+    names: FxHashMap<i32, SharedStr>,
+}
+
+impl OpenFlagNames {
+    /// Combinations kept at most. Only the named bits are the key, so there are few; the bound
+    /// is for safety (flags come from the traced program).
+    const CAPACITY: usize = 256;
+
+    fn get(&mut self, flags: i32) -> SharedStr {
+        let key = flags & OPEN_FLAGS_NAMED_BITS;
+        if let Some(names) = self.names.get(&key) {
+            return names.clone();
+        }
+        let names = SharedStr::from(open_flags(key));
+        if self.names.len() < Self::CAPACITY {
+            self.names.insert(key, names.clone());
+        }
+        names
+    }
+}
+
+/// The open flags [`open_flags`] names after the access mode, in that order.
+const NAMED_OPEN_FLAGS: [(i32, &str); 11] = [
+    (libc::O_CREAT, "O_CREAT"),
+    (libc::O_EXCL, "O_EXCL"),
+    (libc::O_NOCTTY, "O_NOCTTY"),
+    (libc::O_TRUNC, "O_TRUNC"),
+    (libc::O_APPEND, "O_APPEND"),
+    (libc::O_NONBLOCK, "O_NONBLOCK"),
+    (libc::O_DIRECTORY, "O_DIRECTORY"),
+    (libc::O_NOFOLLOW, "O_NOFOLLOW"),
+    (libc::O_CLOEXEC, "O_CLOEXEC"),
+    (libc::O_PATH, "O_PATH"),
+    (libc::O_TMPFILE & !libc::O_DIRECTORY, "O_TMPFILE"),
+];
+
+/// The bits [`open_flags`] reads: the access mode and [`NAMED_OPEN_FLAGS`].
+const OPEN_FLAGS_NAMED_BITS: i32 = {
+    let mut bits = libc::O_ACCMODE;
+    let mut i = 0;
+    while i < NAMED_OPEN_FLAGS.len() {
+        bits |= NAMED_OPEN_FLAGS[i].0;
+        i += 1;
+    }
+    bits
+};
+
+/// `O_WRONLY|O_CREAT|O_TRUNC` style names for open flags, written into one string.
 pub fn open_flags(flags: i32) -> String {
     let access = match flags & libc::O_ACCMODE {
         libc::O_WRONLY => "O_WRONLY",
@@ -601,20 +654,7 @@ pub fn open_flags(flags: i32) -> String {
     };
     let mut names = String::with_capacity(64);
     names.push_str(access);
-    let named = [
-        (libc::O_CREAT, "O_CREAT"),
-        (libc::O_EXCL, "O_EXCL"),
-        (libc::O_NOCTTY, "O_NOCTTY"),
-        (libc::O_TRUNC, "O_TRUNC"),
-        (libc::O_APPEND, "O_APPEND"),
-        (libc::O_NONBLOCK, "O_NONBLOCK"),
-        (libc::O_DIRECTORY, "O_DIRECTORY"),
-        (libc::O_NOFOLLOW, "O_NOFOLLOW"),
-        (libc::O_CLOEXEC, "O_CLOEXEC"),
-        (libc::O_PATH, "O_PATH"),
-        (libc::O_TMPFILE & !libc::O_DIRECTORY, "O_TMPFILE"),
-    ];
-    for (bit, name) in named {
+    for (bit, name) in NAMED_OPEN_FLAGS {
         if flags & bit == bit && bit != 0 {
             names.push('|');
             names.push_str(name);
@@ -638,20 +678,22 @@ pub fn ptrace_request_name(request: i64) -> String {
     }
 }
 
-/// The syscall name of an op, for the `syscall` field. Built once from the probe table (this
-/// runs for every file event).
-pub fn op_name(op: u32) -> &'static str {
-    static NAMES: std::sync::OnceLock<FxHashMap<u32, &'static str>> = std::sync::OnceLock::new();
+/// The syscall name of an op, for the `syscall` field: one shared string per name, built once
+/// from the probe table, so an event takes a reference rather than a copy (this runs for every
+/// file event).
+pub fn op_name(op: u32) -> SharedStr {
+    static NAMES: std::sync::OnceLock<FxHashMap<u32, SharedStr>> = std::sync::OnceLock::new();
+    static UNKNOWN: std::sync::OnceLock<SharedStr> = std::sync::OnceLock::new();
     NAMES
         .get_or_init(|| {
             crate::capture::probes::syscalls()
                 .into_iter()
-                .map(|p| (p.op, p.name))
+                .map(|p| (p.op, SharedStr::from(p.name)))
                 .collect()
         })
         .get(&op)
-        .copied()
-        .unwrap_or("unknown")
+        .unwrap_or_else(|| UNKNOWN.get_or_init(|| SharedStr::from("unknown")))
+        .clone()
 }
 
 #[cfg(test)]

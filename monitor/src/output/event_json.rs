@@ -723,14 +723,14 @@ mod tests {
         );
         assert!(
             [
-                ptrace_request,
-                file_path,
-                new_path,
-                flags,
-                syscall,
-                protocol,
-                bpf_prog_name,
-                module_params
+                ptrace_request.as_deref(),
+                file_path.as_deref(),
+                new_path.as_deref(),
+                flags.as_deref(),
+                syscall.as_deref(),
+                protocol.as_deref(),
+                bpf_prog_name.as_deref(),
+                module_params.as_deref()
             ]
             .iter()
             .all(|t| t.is_some())
@@ -1258,7 +1258,9 @@ mod tests {
             e.exit_signal = exit_signal;
             e.ptrace_request = ptrace_request;
             e.target_pid = target_pid;
-            [e.file_path, e.new_path, e.flags, e.syscall] = paths;
+            let [file_path, new_path, flags, syscall] = paths;
+            [e.file_path, e.new_path] = [file_path, new_path];
+            [e.flags, e.syscall] = [flags.map(SharedStr::from), syscall.map(SharedStr::from)];
             e.mode = mode;
             [e.old_uid, e.new_uid, e.old_gid, e.new_gid] = ids;
             e.capabilities = caps;

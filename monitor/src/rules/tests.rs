@@ -568,7 +568,7 @@ fn args_field() {
 fn file_fields() {
     let mut e = file_event(EventType::FileChmod, "/tmp/x");
     e.mode = Some(0o4755);
-    e.flags = Some("O_WRONLY|O_CREAT".to_string());
+    e.flags = Some("O_WRONLY|O_CREAT".into());
     assert!(check("file.path == '/tmp/x'", &e));
     assert!(check("file.path.startswith('/tmp/')", &e));
     assert!(check("file.path.endswith('/x')", &e));
@@ -709,7 +709,7 @@ fn other_event_fields() {
     ));
     let mut m = event(EventType::ModuleLoad);
     m.module_params = Some("debug=1".to_string());
-    m.syscall = Some("finit_module".to_string());
+    m.syscall = Some("finit_module".into());
     m.file_path = Some("/tmp/rootkit.ko".to_string());
     assert!(check(
         "module.params.contains('debug') && event.syscall == 'finit_module'",

@@ -219,9 +219,9 @@ impl Extra {
         e.exit_signal = self.exit_signal;
         e.ptrace_request = self.ptrace_request;
         e.target_pid = self.target_pid;
-        e.flags = self.flags;
+        e.flags = self.flags.map(SharedStr::from);
         e.mode = self.mode;
-        e.syscall = self.syscall;
+        e.syscall = self.syscall.map(SharedStr::from);
         e.old_uid = self.old_uid;
         e.new_uid = self.new_uid;
         e.old_gid = self.old_gid;

@@ -282,8 +282,8 @@ impl RowRef<'_> {
         let own = |s: Option<&str>| s.map(str::to_string);
         e.file_path = own(self.file_path);
         e.new_path = own(self.new_path);
-        e.flags = own(self.flags);
-        e.syscall = own(self.syscall);
+        e.flags = self.flags.map(crate::event::SharedStr::from);
+        e.syscall = self.syscall.map(crate::event::SharedStr::from);
         e.ptrace_request = own(self.ptrace_request);
         e.protocol = own(self.protocol);
         e.bpf_prog_name = own(self.bpf_prog_name);
@@ -352,17 +352,17 @@ pub(crate) fn encode_body(e: &Event, out: &mut Vec<u8>) {
     put_u32(out, e.uid);
     put_str(out, e.process.as_str());
     for s in [
-        &e.file_path,
-        &e.new_path,
-        &e.flags,
-        &e.syscall,
-        &e.ptrace_request,
-        &e.protocol,
-        &e.bpf_prog_name,
-        &e.module_params,
-        &e.error,
+        e.file_path.as_deref(),
+        e.new_path.as_deref(),
+        e.flags.as_deref(),
+        e.syscall.as_deref(),
+        e.ptrace_request.as_deref(),
+        e.protocol.as_deref(),
+        e.bpf_prog_name.as_deref(),
+        e.module_params.as_deref(),
+        e.error.as_deref(),
     ] {
-        put_opt(out, s.as_deref(), put_str);
+        put_opt(out, s, put_str);
     }
     for n in [
         e.exit_signal,

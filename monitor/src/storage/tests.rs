@@ -1444,8 +1444,8 @@ fn close_within_gives_up_on_a_locked_database() {
 fn open_event(at: DateTime<Utc>, pid: u32) -> Event {
     let mut e = event(EventType::FileOpen, at, pid, "python3");
     e.file_path = Some("/srv/hot".to_string());
-    e.flags = Some("O_RDONLY".to_string());
-    e.syscall = Some("openat".to_string());
+    e.flags = Some("O_RDONLY".into());
+    e.syscall = Some("openat".into());
     e
 }
 
@@ -1531,9 +1531,9 @@ fn events_that_differ_or_matched_a_rule_are_never_coalesced() {
     vary("type", &|e| e.event_type = EventType::FileWrite);
     vary("path", &|e| e.file_path = Some("/srv/cold".to_string()));
     vary("new path", &|e| e.new_path = Some("/srv/x".to_string()));
-    vary("flags", &|e| e.flags = Some("O_RDWR".to_string()));
+    vary("flags", &|e| e.flags = Some("O_RDWR".into()));
     vary("mode", &|e| e.mode = Some(0o600));
-    vary("syscall", &|e| e.syscall = Some("open".to_string()));
+    vary("syscall", &|e| e.syscall = Some("open".into()));
     vary("process", &|e| e.process = "python3.12".into());
     vary("cmdline", &|e| e.cmdline = "python3 other".into());
     vary("uid", &|e| e.uid = 0);

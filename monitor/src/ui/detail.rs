@@ -330,16 +330,16 @@ fn loss_lines<'a>(app: &App, styles: &Styles) -> Vec<Line<'a>> {
 
 /// The fields that apply to this event type, in schema order.
 fn specific_fields(e: &Event) -> Vec<(&'static str, String)> {
-    let text = |v: &Option<String>| v.as_deref().map(|s| clean(s).into_owned());
+    let text = |v: Option<&str>| v.map(|s| clean(s).into_owned());
     let number = |v: Option<u64>| v.map(|n| n.to_string());
     let candidates: Vec<(&'static str, Option<String>)> = vec![
         ("exit code", e.exit_code.map(|c| c.to_string())),
         ("exit signal", e.exit_signal.map(|s| s.to_string())),
-        ("ptrace request", text(&e.ptrace_request)),
+        ("ptrace request", text(e.ptrace_request.as_deref())),
         ("target pid", e.target_pid.map(|p| p.to_string())),
-        ("file", text(&e.file_path)),
-        ("new path", text(&e.new_path)),
-        ("flags", text(&e.flags)),
+        ("file", text(e.file_path.as_deref())),
+        ("new path", text(e.new_path.as_deref())),
+        ("flags", text(e.flags.as_deref())),
         ("mode", e.mode.map(|m| format!("{m:04o}"))),
         ("old uid", e.old_uid.map(|u| u.to_string())),
         ("new uid", e.new_uid.map(|u| u.to_string())),
@@ -350,7 +350,7 @@ fn specific_fields(e: &Event) -> Vec<(&'static str, String)> {
             e.capabilities
                 .map(|[eff, prm, inh]| format!("eff {eff:#x} prm {prm:#x} inh {inh:#x}")),
         ),
-        ("protocol", text(&e.protocol)),
+        ("protocol", text(e.protocol.as_deref())),
         (
             "local",
             e.source_ip.map(|ip| match e.source_port {
@@ -368,9 +368,9 @@ fn specific_fields(e: &Event) -> Vec<(&'static str, String)> {
         ("bytes sent", number(e.bytes_sent)),
         ("bytes received", number(e.bytes_received)),
         ("duration", e.duration_ms.map(|d| format!("{d:.3} ms"))),
-        ("bpf program", text(&e.bpf_prog_name)),
+        ("bpf program", text(e.bpf_prog_name.as_deref())),
         ("bpf type", e.bpf_prog_type.map(|t| t.to_string())),
-        ("module params", text(&e.module_params)),
+        ("module params", text(e.module_params.as_deref())),
     ];
     candidates
         .into_iter()

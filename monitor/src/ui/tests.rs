@@ -690,7 +690,7 @@ fn incident_app() -> App {
     ));
     let mut read = ev(EventType::FileOpen, 3003, 3002, "cat", "cat /etc/shadow");
     read.file_path = Some("/etc/shadow".to_string());
-    read.flags = Some("O_RDONLY".to_string());
+    read.flags = Some("O_RDONLY".into());
     story.push(flag(read, Severity::Malicious, "shadow_read"));
     let mut exit = ev(EventType::ProcessExit, 3003, 3002, "cat", "cat /etc/shadow");
     exit.exit_code = Some(0);
