@@ -148,8 +148,13 @@ pub fn lossy(bytes: &[u8]) -> String {
 /// [`lossy`] without a copy when the bytes are valid UTF-8 (nearly always): for text that is
 /// only read, such as a path about to be resolved into a new string anyway.
 pub fn lossy_str(bytes: &[u8]) -> Cow<'_, str> {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end])
+    let text = &bytes[..memchr::memchr(0, bytes).unwrap_or(bytes.len())];
+    // `from_utf8` checks ASCII a word at a time; `from_utf8_lossy`'s chunks go byte by byte
+    // (this runs for every path and name from the kernel).
+    match std::str::from_utf8(text) {
+        Ok(valid) => Cow::Borrowed(valid),
+        Err(_) => String::from_utf8_lossy(text),
+    }
 }
 
 #[cfg(test)]
@@ -357,6 +362,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The quick path for valid text gives what `from_utf8_lossy` gives, up to the NUL.
+        #[test]
+        fn lossy_is_from_utf8_lossy_up_to_the_nul(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u8>(),
+                    0x20u8..0x7f,
+                    proptest::sample::select(vec![0u8, 0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9f]),
+                ],
+                0..40,
+            )
+        ) {
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(lossy_str(&bytes), String::from_utf8_lossy(&bytes[..end]));
+        }
+
         /// Whatever the input, the escaped text holds no character that needs escaping other
         /// than the backslashes of the escapes, and decodes back to the input exactly.
         #[test]
