@@ -90,13 +90,10 @@ fn read_record<T: Pod>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-/// Like [`read_record`] for a record the kernel may send cut after its trailing string: at
-/// least `min` bytes, the rest of `T` zeroed (so the string keeps its NUL).
-fn read_record_cut<T: Pod>(bytes: &[u8], kind: u32, min: usize) -> Result<T, DecodeError> {
-    let full = size_of::<T>();
-    if bytes.len() >= full {
-        return read_record(bytes, kind);
-    }
+/// Copies a record of at least `min` bytes into a new box, the rest of `T` zeroed: a record
+/// the kernel sent cut after its trailing string keeps the string's NUL. The large records are
+/// built where they will live, each byte written once, not zeroed on the stack and copied.
+fn boxed_record<T: Pod>(bytes: &[u8], kind: u32, min: usize) -> Result<Box<T>, DecodeError> {
     if bytes.len() < min {
         return Err(DecodeError::TooShort {
             kind,
@@ -104,13 +101,18 @@ fn read_record_cut<T: Pod>(bytes: &[u8], kind: u32, min: usize) -> Result<T, Dec
             need: min,
         });
     }
-    let mut value: T = zeroed();
-    // SAFETY: `value` is a `T` of `full` bytes and `bytes.len() < full`, so the copy stays
-    // within it; `T: Pod` makes any bytes a valid `T`, and the slices cannot overlap.
+    let full = size_of::<T>();
+    let len = bytes.len().min(full);
+    let mut record = Box::<T>::new_uninit();
+    // SAFETY: the box holds `full` bytes; `len` of them are copied from `bytes` (which has at
+    // least `len`, and cannot overlap a new allocation) and the other `full - len` zeroed, so
+    // every byte is written, and `T: Pod` makes any bytes a valid `T`.
     unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut value).cast::<u8>(), bytes.len());
+        let at = record.as_mut_ptr().cast::<u8>();
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, len);
+        std::ptr::write_bytes(at.add(len), 0, full - len);
+        Ok(record.assume_init())
     }
-    Ok(value)
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
@@ -123,17 +125,17 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     }
     let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     Ok(match kind {
-        kind::PROCESS_EXEC => Record::Exec(Box::new(read_record(bytes, kind)?)),
+        kind::PROCESS_EXEC => Record::Exec(boxed_record(bytes, kind, size_of::<ExecEvent>())?),
         kind::PROCESS_FORK => Record::Fork(read_record(bytes, kind)?),
         kind::PROCESS_EXIT => Record::Exit(read_record(bytes, kind)?),
         kind::PTRACE => Record::Ptrace(read_record(bytes, kind)?),
-        kind::CHDIR => Record::Chdir(Box::new(read_record(bytes, kind)?)),
+        kind::CHDIR => Record::Chdir(boxed_record(bytes, kind, size_of::<ChdirEvent>())?),
         kind::PRIVILEGE_CHANGE => Record::Privilege(read_record(bytes, kind)?),
-        kind::FILE_OPEN | kind::FILE_DELETE | kind::FILE_CHMOD | kind::FD_DUP => Record::File(
-            Box::new(read_record_cut(bytes, kind, FILE_PATH_OFFSET + 1)?),
-        ),
+        kind::FILE_OPEN | kind::FILE_DELETE | kind::FILE_CHMOD | kind::FD_DUP => {
+            Record::File(boxed_record(bytes, kind, FILE_PATH_OFFSET + 1)?)
+        }
         kind::FILE_RENAME | kind::FILE_LINK => {
-            Record::FilePair(Box::new(read_record(bytes, kind)?))
+            Record::FilePair(boxed_record(bytes, kind, size_of::<FilePairEvent>())?)
         }
         kind::NET_CONNECT
         | kind::NET_ACCEPT
@@ -142,7 +144,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | kind::NET_CLOSE
         | kind::NET_CONNECT_FAILED => Record::Net(read_record(bytes, kind)?),
         kind::BPF_LOAD => Record::BpfLoad(read_record(bytes, kind)?),
-        kind::MODULE_LOAD => Record::ModuleLoad(Box::new(read_record(bytes, kind)?)),
+        kind::MODULE_LOAD => {
+            Record::ModuleLoad(boxed_record(bytes, kind, size_of::<ModuleLoadEvent>())?)
+        }
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
