@@ -713,6 +713,36 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// The kept names are what `open_flags` writes for the same flags, whatever the bits
+        /// the key leaves out.
+        #[test]
+        fn kept_open_flag_names_are_open_flags(flags in proptest::prelude::any::<i32>()) {
+            let mut names = OpenFlagNames::default();
+            let (first, second) = (names.get(flags), names.get(flags));
+            proptest::prop_assert_eq!(first.as_str(), open_flags(flags));
+            // The second time, from the map: the same shared text.
+            proptest::prop_assert!(second.ptr_eq(&first));
+        }
+    }
+
+    #[test]
+    fn kept_open_flag_names_are_bounded() {
+        let mut names = OpenFlagNames::default();
+        let named: Vec<i32> = NAMED_OPEN_FLAGS.iter().map(|(bit, _)| *bit).collect();
+        // Every combination of the first nine named bits: 512 keys, twice what may be kept.
+        for combination in 0..512u32 {
+            let flags = named
+                .iter()
+                .take(9)
+                .enumerate()
+                .filter(|(i, _)| combination & (1 << i) != 0)
+                .fold(0, |all, (_, bit)| all | bit);
+            assert_eq!(names.get(flags).as_str(), open_flags(flags));
+        }
+        assert_eq!(names.names.len(), OpenFlagNames::CAPACITY);
+    }
+
     #[test]
     fn op_names_come_from_the_probe_table() {
         assert_eq!(op_name(ops::RENAMEAT2), "renameat2");
