@@ -55,7 +55,9 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
 /// the event's process wrote the same context before: the same bytes, without escaping the
 /// same command line again for every event of a process.
 pub fn write_event_cached(out: &mut Vec<u8>, event: &Event, cache: &mut ContextCache) {
-    write_head(out, event);
+    out.extend_from_slice(b"{\"timestamp\":");
+    cache.second.write(out, &event.timestamp);
+    write_head_after_timestamp(out, event);
     cache.write(out, event);
     write_rest(out, event);
 }
@@ -76,9 +78,51 @@ const MAX_CACHED_CONTEXT: usize = 4096;
 /// equal, and each text the same shared allocation (`SharedStr::ptr_eq`). The slot holds
 /// its own references to those texts, so an allocation cannot be freed and reused for
 /// another text while the slot compares against it.
+///
+/// It also keeps the date and time of the last whole second written ([`CachedSecond`]).
 #[derive(Default)]
 pub struct ContextCache {
     slots: Vec<Option<CachedContext>>,
+    second: CachedSecond,
+}
+
+/// The text of the last whole second [`write_timestamp`] wrote, `"YYYY-MM-DDTHH:MM:SS`: the
+/// events of a busy second share it, and only their fraction is written each time (the date
+/// and the time's digits were a tenth of the JSON writer's work per event).
+#[derive(Default)]
+struct CachedSecond {
+    /// The day (days since the common era) and second of the day, when `text` is set.
+    key: Option<(i32, u32)>,
+    text: [u8; SECOND_TEXT_LEN],
+}
+
+/// `"YYYY-MM-DDTHH:MM:SS`: the opening quote and 19 characters (years 0 to 9999).
+const SECOND_TEXT_LEN: usize = 20;
+
+impl CachedSecond {
+    /// [`write_timestamp`], with the whole second copied when it is the last one written.
+    fn write(&mut self, out: &mut Vec<u8>, timestamp: &DateTime<Utc>) {
+        let at = timestamp.naive_utc();
+        let nanos = at.nanosecond();
+        // A leap second (nanoseconds ≥ 10⁹) or a year of other than four digits: the full path.
+        if nanos >= 1_000_000_000 || !(0..=9999).contains(&at.year()) {
+            write_timestamp(out, timestamp);
+            return;
+        }
+        let key = (at.num_days_from_ce(), at.num_seconds_from_midnight());
+        if self.key != Some(key) {
+            let start = out.len();
+            write_timestamp(out, timestamp);
+            // The first 20 bytes are the whole second whatever the fraction.
+            self.text
+                .copy_from_slice(&out[start..start + SECOND_TEXT_LEN]);
+            self.key = Some(key);
+            return;
+        }
+        out.extend_from_slice(&self.text);
+        write_fraction(out, nanos);
+        out.extend_from_slice(b"Z\"");
+    }
 }
 
 struct CachedContext {
@@ -153,6 +197,11 @@ impl ContextCache {
 fn write_head(out: &mut Vec<u8>, event: &Event) {
     out.extend_from_slice(b"{\"timestamp\":");
     write_timestamp(out, &event.timestamp);
+    write_head_after_timestamp(out, event);
+}
+
+/// [`write_head`] after the timestamp.
+fn write_head_after_timestamp(out: &mut Vec<u8>, event: &Event) {
     out.extend_from_slice(key!("event_type"));
     write_str(out, event.event_type.as_str());
     write_int(out, key!("pid"), event.pid);
@@ -392,17 +441,22 @@ fn write_timestamp(out: &mut Vec<u8>, timestamp: &DateTime<Utc>) {
     write_digits(out, at.minute(), 2);
     out.push(b':');
     write_digits(out, second, 2);
+    write_fraction(out, nanos);
+    out.extend_from_slice(b"Z\"");
+}
+
+/// The fraction of a second (`nanos` < 10⁹) in the fewest of 0, 3, 6 or 9 digits that hold it.
+fn write_fraction(out: &mut Vec<u8>, nanos: u32) {
     if nanos != 0 {
         out.push(b'.');
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             write_digits(out, nanos / 1_000_000, 3);
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             write_digits(out, nanos / 1_000, 6);
         } else {
             write_digits(out, nanos, 9);
         }
     }
-    out.extend_from_slice(b"Z\"");
 }
 
 /// The last `width` decimal digits of `value`, zero-padded (`width` ≤ 10).
@@ -1406,6 +1460,41 @@ mod tests {
                 write_event_cached(&mut cached, &e, &mut cache);
                 let mut plain = Vec::new();
                 write_event(&mut plain, &e);
+                prop_assert_eq!(
+                    String::from_utf8_lossy(&cached),
+                    String::from_utf8_lossy(&plain)
+                );
+            }
+        }
+
+        /// Times a few seconds apart around any time, with every precision of fraction and
+        /// leap seconds among them: through one cache, each is written as `write_timestamp`
+        /// writes it.
+        #[test]
+        fn times_written_through_the_second_cache_are_written_as_without_it(
+            base in timestamp(),
+            steps in proptest::collection::vec(
+                (
+                    -2i64..3,
+                    prop_oneof![
+                        Just(0u32),
+                        (0..1_000u32).prop_map(|ms| ms * 1_000_000),
+                        0..1_000_000_000u32,
+                        1_000_000_000..2_000_000_000u32,
+                    ],
+                ),
+                1..30,
+            ),
+        ) {
+            let mut second = CachedSecond::default();
+            for (delta, nanos) in steps {
+                let Some(time) = DateTime::from_timestamp(base.timestamp() + delta, nanos) else {
+                    continue;
+                };
+                let mut cached = Vec::new();
+                second.write(&mut cached, &time);
+                let mut plain = Vec::new();
+                write_timestamp(&mut plain, &time);
                 prop_assert_eq!(
                     String::from_utf8_lossy(&cached),
                     String::from_utf8_lossy(&plain)
