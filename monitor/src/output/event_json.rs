@@ -46,7 +46,7 @@ macro_rules! key {
 
 /// Appends `event` as one JSON object (no newline).
 pub fn write_event(out: &mut Vec<u8>, event: &Event) {
-    write_head(out, event);
+    write_head(out, event, write_timestamp);
     write_context(out, event);
     write_rest(out, event);
 }
@@ -55,9 +55,9 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
 /// the event's process wrote the same context before: the same bytes, without escaping the
 /// same command line again for every event of a process.
 pub fn write_event_cached(out: &mut Vec<u8>, event: &Event, cache: &mut ContextCache) {
-    out.extend_from_slice(b"{\"timestamp\":");
-    cache.second.write(out, &event.timestamp);
-    write_head_after_timestamp(out, event);
+    write_head(out, event, |out, timestamp| {
+        cache.second.write(out, timestamp)
+    });
     cache.write(out, event);
     write_rest(out, event);
 }
@@ -193,15 +193,15 @@ impl ContextCache {
 }
 
 /// `{"timestamp":…,"event_type":…,"pid":…,"tid":…`: what differs from event to event of a
-/// process.
-fn write_head(out: &mut Vec<u8>, event: &Event) {
+/// process. The timestamp is written by `timestamp`: [`write_timestamp`], or a
+/// [`CachedSecond`]'s `write`.
+fn write_head(
+    out: &mut Vec<u8>,
+    event: &Event,
+    timestamp: impl FnOnce(&mut Vec<u8>, &DateTime<Utc>),
+) {
     out.extend_from_slice(b"{\"timestamp\":");
-    write_timestamp(out, &event.timestamp);
-    write_head_after_timestamp(out, event);
-}
-
-/// [`write_head`] after the timestamp.
-fn write_head_after_timestamp(out: &mut Vec<u8>, event: &Event) {
+    timestamp(out, &event.timestamp);
     out.extend_from_slice(key!("event_type"));
     write_str(out, event.event_type.as_str());
     write_int(out, key!("pid"), event.pid);
