@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::eval::{IpNet, Node, NumExpr, Number, Pattern, StrSet, StrTest};
+use super::eval::{IpNet, Node, NumExpr, Number, Pattern, StrSet, StrTest, Substring};
 use super::fields::{self, ALL_TYPES, Field, IpField, StrField, TextField, TypeMask, type_bit};
 use super::parser::{Ast, CmpOp, Method, Operand, Span};
 use crate::event::EventType;
@@ -434,7 +434,7 @@ impl<'a> Compiler<'a> {
             ));
         };
         let test = match method {
-            Method::Contains => StrTest::Contains(text.as_str().into()),
+            Method::Contains => StrTest::Contains(Substring::new(text)),
             Method::StartsWith => StrTest::StartsWith(text.as_str().into()),
             Method::EndsWith => StrTest::EndsWith(text.as_str().into()),
             Method::Matches => StrTest::Matches(Pattern::new(text).map_err(|e| {
@@ -466,7 +466,7 @@ impl<'a> Compiler<'a> {
             Field::Ip(f) => Node::IpText(f, test),
             // On a list, `contains(x)` means an element equals x.
             Field::List(f) => match test {
-                StrTest::Contains(v) => Node::List(f, StrTest::Eq(v)),
+                StrTest::Contains(v) => Node::List(f, StrTest::Eq(v.into_text())),
                 other => Node::List(f, other),
             },
             Field::Int(_) | Field::Risk => {

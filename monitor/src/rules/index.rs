@@ -112,9 +112,10 @@ fn leaf_guard(node: &Node) -> Option<Guard> {
         Node::Str(f, test) if indexable(*f) => match test {
             StrTest::Eq(v) => Some(Guard::Str(*f, vec![v.clone()])),
             StrTest::In(set) => Some(Guard::Str(*f, set.items().map(Into::into).collect())),
-            StrTest::Contains(v) | StrTest::StartsWith(v) | StrTest::EndsWith(v)
-                if v.len() >= MIN_LITERAL_LEN =>
-            {
+            StrTest::Contains(v) if v.as_str().len() >= MIN_LITERAL_LEN => {
+                Some(Guard::Text(*f, vec![v.as_str().as_bytes().into()]))
+            }
+            StrTest::StartsWith(v) | StrTest::EndsWith(v) if v.len() >= MIN_LITERAL_LEN => {
                 Some(Guard::Text(*f, vec![v.as_bytes().into()]))
             }
             StrTest::Matches(p) => {
