@@ -246,18 +246,22 @@ impl Evaluator {
             now_ns,
             memo,
         };
-        let order = &set.by_type[event.event_type as usize];
-        let rules = match &set.indexes[event.event_type as usize] {
-            Some(index) => index.candidates(order, event, candidates),
-            None => order,
+        let t = event.event_type as usize;
+        let (order, nodes) = (&set.by_type[t], &set.type_nodes[t]);
+        let positions = match &set.indexes[t] {
+            Some(index) => index.candidates(event, candidates),
+            None => &set.every_position[..order.len()],
         };
-        for &i in rules {
+        for &pos in positions {
+            let (Some(&i), Some(node)) = (order.get(pos as usize), nodes.get(pos as usize)) else {
+                continue;
+            };
             let rule = &set.rules[i as usize];
             let enabled = *testing || rule.enabled.load(Ordering::Relaxed);
             if !enabled && !set.required[i as usize] {
                 continue;
             }
-            if !rule.node.eval(&ctx) {
+            if !node.eval(&ctx) {
                 continue;
             }
             if let Some(req) = &rule.requires

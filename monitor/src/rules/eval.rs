@@ -17,7 +17,7 @@ use regex_syntax::hir::{Hir, HirKind};
 use super::fields::{self, IntField, IpField, ListField, StrField, TextField, TypeMask, type_bit};
 use super::parser::CmpOp;
 use super::state::ProcTable;
-use crate::event::{AddressText, Event};
+use crate::event::{AddressText, Event, EventType};
 
 /// What a condition is evaluated against: the event and the engine's process state.
 pub struct Ctx<'a> {
@@ -524,6 +524,56 @@ impl Node {
                 }
             },
         }
+    }
+}
+
+impl Node {
+    /// The node as it evaluates on events of type `t`: its type tests decided, and the
+    /// `&&`, `||`, `!` and macros above them simplified. A rule is evaluated only for the
+    /// types it is listed under, so its `event.type == '…'` conjuncts are known to hold, and
+    /// of a rule written as one branch per type (`(event.type == 'file_write' && …) ||
+    /// (event.type == 'file_rename' && …)`) only the event's branch is left. Evaluating
+    /// has no effect beyond its result (a macro's memo only caches it), so the result on an
+    /// event of type `t` is the same; `Const(false)` means the rule never matches `t`.
+    pub(crate) fn for_type(&self, t: EventType) -> Node {
+        match self {
+            Node::Types(mask) => Node::Const(mask & type_bit(t) != 0),
+            Node::Not(inner) => match inner.for_type(t) {
+                Node::Const(b) => Node::Const(!b),
+                other => Node::Not(Box::new(other)),
+            },
+            Node::All(nodes) => joined_for_type(nodes, t, true),
+            Node::Any(nodes) => joined_for_type(nodes, t, false),
+            // Every use of a macro on this type simplifies to the same node, so its memo
+            // entry still holds that node's result.
+            Node::Memo(slot, inner) => match inner.for_type(t) {
+                Node::Const(b) => Node::Const(b),
+                other => Node::Memo(*slot, Box::new(other)),
+            },
+            other => other.clone(),
+        }
+    }
+}
+
+/// `nodes` joined by `&&` (`all`) or `||`, on events of type `t`: a constant that does not
+/// decide the result is left out; one that does is the result.
+fn joined_for_type(nodes: &[Node], t: EventType, all: bool) -> Node {
+    let mut kept = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        match node.for_type(t) {
+            Node::Const(b) if b == all => {}
+            Node::Const(b) => return Node::Const(b),
+            other => kept.push(other),
+        }
+    }
+    if kept.len() <= 1 {
+        return kept.pop().unwrap_or(Node::Const(all));
+    }
+    let kept = kept.into_boxed_slice();
+    if all {
+        Node::All(kept)
+    } else {
+        Node::Any(kept)
     }
 }
 

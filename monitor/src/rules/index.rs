@@ -27,7 +27,6 @@ use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
-use super::CompiledRule;
 use super::eval::{FxBuild, Node, NumExpr, Number, StrTest};
 use super::fields::{self, IntField, ListField, StrField};
 use super::parser::CmpOp;
@@ -233,17 +232,17 @@ pub struct Scratch {
 }
 
 impl TypeIndex {
-    /// The index of `order` (one type's rules, in evaluation order), or `None` when scanning
+    /// The index of one type's rule conditions (in evaluation order), or `None` when scanning
     /// them is as cheap.
-    pub fn build(rules: &[CompiledRule], order: &[u32]) -> Option<TypeIndex> {
-        if order.len() < MIN_INDEXED {
+    pub fn build(nodes: &[Node]) -> Option<TypeIndex> {
+        if nodes.len() < MIN_INDEXED {
             return None;
         }
-        let all: Vec<Vec<Guard>> = order
+        let all: Vec<Vec<Guard>> = nodes
             .iter()
-            .map(|&i| {
+            .map(|node| {
                 let mut found = Vec::new();
-                guards(&rules[i as usize].node, &mut found);
+                guards(node, &mut found);
                 found
             })
             .collect();
@@ -299,7 +298,7 @@ impl TypeIndex {
                 }
             }
         }
-        if scan.len() == order.len() {
+        if scan.len() == nodes.len() {
             return None;
         }
         fn done<K: std::hash::Hash + Eq>(
@@ -364,14 +363,9 @@ impl TypeIndex {
         })
     }
 
-    /// The rules of `order` (the list this index was built from) that may match `event`, in
-    /// the same order.
-    pub fn candidates<'s>(
-        &self,
-        order: &[u32],
-        event: &Event,
-        scratch: &'s mut Scratch,
-    ) -> &'s [u32] {
+    /// The positions in the list this index was built from of the rules that may match
+    /// `event`, ascending.
+    pub fn candidates<'s>(&self, event: &Event, scratch: &'s mut Scratch) -> &'s [u32] {
         let found = &mut scratch.found;
         found.clear();
         for g in &self.strs {
@@ -402,7 +396,7 @@ impl TypeIndex {
         }
         found.sort_unstable();
         found.dedup();
-        // Merge with the scanned rules (both ascending), then positions → rule indices.
+        // Merge with the scanned rules (both ascending).
         let merged = &mut scratch.merged;
         merged.clear();
         let (mut a, mut b) = (found.iter().peekable(), self.scan.iter().peekable());
@@ -419,7 +413,7 @@ impl TypeIndex {
                 (None, None) => break,
             };
             if let Some(&pos) = next {
-                merged.push(order[pos as usize]);
+                merged.push(pos);
             }
         }
         merged
@@ -541,8 +535,8 @@ mod tests {
                 .collect();
             let set =
                 RuleSet::from_json("t.json", &format!("[{}]", rules.join(","))).expect("valid");
-            let order = &set.by_type[crate::event::EventType::ProcessExec as usize];
-            TypeIndex::build(&set.rules, order).map(|i| i.scanned())
+            let nodes = &set.type_nodes[crate::event::EventType::ProcessExec as usize];
+            TypeIndex::build(nodes).map(|i| i.scanned())
         };
         let named = |n: usize| {
             (0..n).map(|i| format!("event.type == 'process_exec' && process.name == 'p{i}'"))

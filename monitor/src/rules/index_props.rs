@@ -35,6 +35,8 @@ const SHAPES: &[&str] = &[
     "event.type == 'process_exec' && process.risk > 0.5 && process.name == 'v{k}'",
     "event.type == 'process_exec' && parent.path == '/usr/bin/v{k}'",
     "event.type == 'process_exec' && process.name == 'v{k}' && process.cmdline.contains(' a')",
+    "(event.type == 'file_open' && file.path.endswith('/x')) || (event.type in ['file_write', 'process_exec'] && process.name == 'v{k}') || (event.type == 'net_connect' && net.dst_port == 400{k})",
+    "!(event.type == 'file_open') && (m{k} || event.type == 'file_write')",
 ];
 
 const MACROS: &str = r#""macros": {
@@ -182,6 +184,39 @@ proptest! {
                 verdict(&mut b, build(spec, secs)),
                 "event {} ({:?})", i, spec
             );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Each rule's condition as simplified for an event's type ([`Node::for_type`]) gives
+    /// that event the same result as the condition itself, and a rule left out of a type's
+    /// list (it simplified to `false`) is false on every event of the type.
+    #[test]
+    fn conditions_simplified_for_a_type_give_the_same_results(
+        text in rule_set(),
+        events in proptest::collection::vec(event(), 1..40),
+    ) {
+        let set = compile(&text);
+        let procs = state::ProcTable::default();
+        for (n, spec) in events.into_iter().enumerate() {
+            let event = build(spec, n as i64);
+            let t = event.event_type as usize;
+            let evaluate = |node: &eval::Node| {
+                let memo = eval::Memo::new(set.memo_slots);
+                node.eval(&eval::Ctx { event: &event, procs: &procs, now_ns: 0, memo: &memo })
+            };
+            for (i, rule) in set.rules.iter().enumerate() {
+                if rule.types & fields::type_bit(event.event_type) == 0 {
+                    continue;
+                }
+                let simplified = set.by_type[t]
+                    .iter()
+                    .position(|&id| id as usize == i)
+                    .is_some_and(|pos| evaluate(&set.type_nodes[t][pos]));
+                prop_assert_eq!(simplified, evaluate(&rule.node), "rule {} on event {} ({:?})", rule.name(), n, spec);
+            }
         }
     }
 }

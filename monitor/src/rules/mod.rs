@@ -314,8 +314,15 @@ pub struct Definitions {
 #[derive(Debug)]
 pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
-    /// For each event type, the rules to evaluate, prerequisites first.
+    /// For each event type, the rules to evaluate, prerequisites first (without the rules
+    /// that can never match the type).
     pub(crate) by_type: Vec<Box<[u32]>>,
+    /// For each event type, the conditions of `by_type`'s rules (same positions) as they
+    /// evaluate on that type ([`Node::for_type`]).
+    pub(crate) type_nodes: Vec<Box<[Node]>>,
+    /// `0, 1, 2, …` as long as the longest `by_type` list: the positions to evaluate when a
+    /// type has no index.
+    pub(crate) every_position: Box<[u32]>,
     /// For each event type with many rules, which of them an event's values can match.
     pub(crate) indexes: Vec<Option<index::TypeIndex>>,
     /// Rules that another rule `requires` (evaluated even when disabled, silently).
@@ -351,18 +358,27 @@ impl RuleSet {
         memo_slots: usize,
     ) -> RuleSet {
         let mut by_type = Vec::with_capacity(EventType::ALL.len());
+        let mut type_nodes = Vec::with_capacity(EventType::ALL.len());
         for t in EventType::ALL {
             let bit = fields::type_bit(t);
             let mut ids: Vec<u32> = (0..rules.len() as u32)
                 .filter(|&i| rules[i as usize].types & bit != 0)
                 .collect();
             ids.sort_by_key(|&i| (rules[i as usize].depth, i));
+            let (ids, nodes): (Vec<u32>, Vec<Node>) = ids
+                .into_iter()
+                .map(|i| (i, rules[i as usize].node.for_type(t)))
+                .filter(|(_, node)| !matches!(node, Node::Const(false)))
+                .unzip();
             by_type.push(ids.into_boxed_slice());
+            type_nodes.push(nodes.into_boxed_slice());
         }
-        let indexes = by_type
+        let indexes = type_nodes
             .iter()
-            .map(|order| index::TypeIndex::build(&rules, order))
+            .map(|nodes| index::TypeIndex::build(nodes))
             .collect();
+        let longest = by_type.iter().map(|ids| ids.len()).max().unwrap_or(0);
+        let every_position = (0..longest as u32).collect();
         let mut required = vec![false; rules.len()];
         for r in &rules {
             if let Some(req) = &r.requires {
@@ -377,6 +393,8 @@ impl RuleSet {
         RuleSet {
             rules,
             by_type,
+            type_nodes,
+            every_position,
             indexes,
             required,
             files,
