@@ -767,7 +767,7 @@ impl Val {
 }
 
 /// Flattens nested and/or, folds constants.
-fn simplify(node: Node) -> Node {
+pub(crate) fn simplify(node: Node) -> Node {
     match node {
         Node::All(nodes) => {
             let mut out = Vec::new();

@@ -144,10 +144,10 @@ const MIN_REQUIRED_LEN: usize = 3;
 impl Pattern {
     pub fn new(pattern: &str) -> Result<Pattern, regex::Error> {
         let re = Regex::new(pattern)?;
-        let required = regex_syntax::Parser::new()
-            .parse(pattern)
-            .ok()
-            .and_then(|hir| required_literals(&hir))
+        let hir = regex_syntax::Parser::new().parse(pattern).ok();
+        let required = hir
+            .as_ref()
+            .and_then(required_literals)
             .filter(|lits| {
                 lits.len() <= MAX_REQUIRED && lits.iter().all(|l| l.len() >= MIN_REQUIRED_LEN)
             })
@@ -528,52 +528,23 @@ impl Node {
 }
 
 impl Node {
-    /// The node as it evaluates on events of type `t`: its type tests decided, and the
-    /// `&&`, `||`, `!` and macros above them simplified. A rule is evaluated only for the
-    /// types it is listed under, so its `event.type == '…'` conjuncts are known to hold, and
-    /// of a rule written as one branch per type (`(event.type == 'file_write' && …) ||
-    /// (event.type == 'file_rename' && …)`) only the event's branch is left. Evaluating
-    /// has no effect beyond its result (a macro's memo only caches it), so the result on an
-    /// event of type `t` is the same; `Const(false)` means the rule never matches `t`.
-    pub(crate) fn for_type(&self, t: EventType) -> Node {
+    /// The node with its type tests decided for events of type `t` (each `Types` a
+    /// constant): what [`RuleSet`](super::RuleSet) simplifies into the condition a type's
+    /// list evaluates. A rule is evaluated only for the types it is listed under, so its
+    /// `event.type == '…'` conjuncts are known to hold there, and of a rule written as one
+    /// branch per type only the event's branch is left after simplifying.
+    pub(crate) fn with_types_decided(&self, t: EventType) -> Node {
+        let decide = |nodes: &[Node]| nodes.iter().map(|n| n.with_types_decided(t)).collect();
         match self {
             Node::Types(mask) => Node::Const(mask & type_bit(t) != 0),
-            Node::Not(inner) => match inner.for_type(t) {
-                Node::Const(b) => Node::Const(!b),
-                other => Node::Not(Box::new(other)),
-            },
-            Node::All(nodes) => joined_for_type(nodes, t, true),
-            Node::Any(nodes) => joined_for_type(nodes, t, false),
-            // Every use of a macro on this type simplifies to the same node, so its memo
-            // entry still holds that node's result.
-            Node::Memo(slot, inner) => match inner.for_type(t) {
-                Node::Const(b) => Node::Const(b),
-                other => Node::Memo(*slot, Box::new(other)),
-            },
+            Node::Not(inner) => Node::Not(Box::new(inner.with_types_decided(t))),
+            Node::All(nodes) => Node::All(decide(nodes)),
+            Node::Any(nodes) => Node::Any(decide(nodes)),
+            // Every use of a macro on this type is decided the same way, so its memo entry
+            // still holds one node's result.
+            Node::Memo(slot, inner) => Node::Memo(*slot, Box::new(inner.with_types_decided(t))),
             other => other.clone(),
         }
-    }
-}
-
-/// `nodes` joined by `&&` (`all`) or `||`, on events of type `t`: a constant that does not
-/// decide the result is left out; one that does is the result.
-fn joined_for_type(nodes: &[Node], t: EventType, all: bool) -> Node {
-    let mut kept = Vec::with_capacity(nodes.len());
-    for node in nodes {
-        match node.for_type(t) {
-            Node::Const(b) if b == all => {}
-            Node::Const(b) => return Node::Const(b),
-            other => kept.push(other),
-        }
-    }
-    if kept.len() <= 1 {
-        return kept.pop().unwrap_or(Node::Const(all));
-    }
-    let kept = kept.into_boxed_slice();
-    if all {
-        Node::All(kept)
-    } else {
-        Node::Any(kept)
     }
 }
 

@@ -190,7 +190,7 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
-    /// Each rule's condition as simplified for an event's type ([`Node::for_type`]) gives
+    /// Each rule's condition as simplified for an event's type ([`eval::Node::with_types_decided`]) gives
     /// that event the same result as the condition itself, and a rule left out of a type's
     /// list (it simplified to `false`) is false on every event of the type.
     #[test]

@@ -318,7 +318,10 @@ pub struct RuleSet {
     /// that can never match the type).
     pub(crate) by_type: Vec<Box<[u32]>>,
     /// For each event type, the conditions of `by_type`'s rules (same positions) as they
-    /// evaluate on that type ([`Node::for_type`]).
+    /// evaluate on that type: their type tests decided ([`Node::with_types_decided`]) and
+    /// simplified. Evaluation has no effect beyond its result (a macro's memo only caches
+    /// it), so the verdicts are the same; a rule whose condition is then `false` is left
+    /// out of the type's list.
     pub(crate) type_nodes: Vec<Box<[Node]>>,
     /// `0, 1, 2, …` as long as the longest `by_type` list: the positions to evaluate when a
     /// type has no index.
@@ -367,7 +370,10 @@ impl RuleSet {
             ids.sort_by_key(|&i| (rules[i as usize].depth, i));
             let (ids, nodes): (Vec<u32>, Vec<Node>) = ids
                 .into_iter()
-                .map(|i| (i, rules[i as usize].node.for_type(t)))
+                .map(|i| {
+                    let node = &rules[i as usize].node;
+                    (i, compile::simplify(node.with_types_decided(t)))
+                })
                 .filter(|(_, node)| !matches!(node, Node::Const(false)))
                 .unzip();
             by_type.push(ids.into_boxed_slice());
