@@ -14,6 +14,7 @@ use memchr::memmem::Finder;
 use regex::Regex;
 use regex_syntax::hir::{Hir, HirKind};
 
+use super::edges::Edges;
 use super::fields::{self, IntField, IpField, ListField, StrField, TextField, TypeMask, type_bit};
 use super::parser::CmpOp;
 use super::state::ProcTable;
@@ -130,10 +131,13 @@ impl Hasher for FxHasher {
 
 /// A regex, and when every match must contain one of a few literal strings, searchers for
 /// them: most haystacks are turned away by a substring search without running the regex.
+/// An anchored regex also turns away haystacks by their first or last byte ([`Edges`]).
 #[derive(Clone, Debug)]
 pub struct Pattern {
     re: Regex,
     required: Option<Box<[Finder<'static>]>>,
+    /// Boxed: two 32-byte sets, and nodes are walked for every event.
+    edges: Option<Box<Edges>>,
 }
 
 /// More required literals than this are not worth searching for one by one.
@@ -152,10 +156,20 @@ impl Pattern {
                 lits.len() <= MAX_REQUIRED && lits.iter().all(|l| l.len() >= MIN_REQUIRED_LEN)
             })
             .map(|lits| lits.iter().map(|l| Finder::new(l).into_owned()).collect());
-        Ok(Pattern { re, required })
+        let edges = hir.as_ref().and_then(Edges::of).map(Box::new);
+        Ok(Pattern {
+            re,
+            required,
+            edges,
+        })
     }
 
     pub fn is_match(&self, s: &str) -> bool {
+        if let Some(edges) = &self.edges
+            && !edges.allow(s.as_bytes())
+        {
+            return false;
+        }
         if let Some(finders) = &self.required
             && !finders.iter().any(|f| f.find(s.as_bytes()).is_some())
         {

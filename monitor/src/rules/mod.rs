@@ -15,6 +15,7 @@
 pub mod attack;
 pub mod cli;
 mod compile;
+mod edges;
 mod engine;
 mod eval;
 mod fields;
