@@ -12,7 +12,8 @@ use std::net::IpAddr;
 
 use memchr::memmem::Finder;
 use regex::Regex;
-use regex_syntax::hir::{Hir, HirKind};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{Hir, HirKind, Look};
 
 use super::edges::Edges;
 use super::fields::{self, IntField, IpField, ListField, StrField, TextField, TypeMask, type_bit};
@@ -138,7 +139,12 @@ pub struct Pattern {
     required: Option<Box<[Finder<'static>]>>,
     /// Boxed: two 32-byte sets, and nodes are walked for every event.
     edges: Option<Box<Edges>>,
+    /// For a regex anchored at the start: texts one of which every match begins with.
+    prefixes: Option<Box<[Box<[u8]>]>>,
 }
+
+/// More prefixes than this are not worth comparing one by one.
+const MAX_PREFIXES: usize = 16;
 
 /// More required literals than this are not worth searching for one by one.
 const MAX_REQUIRED: usize = 8;
@@ -157,10 +163,12 @@ impl Pattern {
             })
             .map(|lits| lits.iter().map(|l| Finder::new(l).into_owned()).collect());
         let edges = hir.as_ref().and_then(Edges::of).map(Box::new);
+        let prefixes = hir.as_ref().and_then(anchored_prefixes);
         Ok(Pattern {
             re,
             required,
             edges,
+            prefixes,
         })
     }
 
@@ -170,7 +178,15 @@ impl Pattern {
         {
             return false;
         }
-        if let Some(finders) = &self.required
+        // A few comparisons at the start of the text, where an anchored regex's match must
+        // begin, in place of searching all of it for the required literals: the pack's
+        // `^(/etc/crontab|/etc/cron[.]d/.+|…)` path patterns have up to eight of those, and
+        // a path holding none of them (most) was searched eight times.
+        if let Some(prefixes) = &self.prefixes {
+            if !prefixes.iter().any(|p| begins_with(s.as_bytes(), p)) {
+                return false;
+            }
+        } else if let Some(finders) = &self.required
             && !finders.iter().any(|f| f.find(s.as_bytes()).is_some())
         {
             return false;
@@ -193,6 +209,31 @@ impl Pattern {
             .map(|f| String::from_utf8_lossy(f.needle()).into_owned())
             .collect()
     }
+}
+
+/// Whether `text` begins with `prefix` (not empty): its last byte is compared first, which
+/// turns most texts away without a call to compare slices.
+fn begins_with(text: &[u8], prefix: &[u8]) -> bool {
+    let last = prefix.len().wrapping_sub(1);
+    text.get(last)
+        .is_some_and(|&byte| Some(&byte) == prefix.last())
+        && text.starts_with(prefix)
+}
+
+/// For a regex anchored at the start of the text (`^…`), texts one of which every match
+/// begins with (`None`: not anchored, or no short set of non-empty ones is known). regex-syntax
+/// finds them; when it cuts a literal short to keep the set small, the shorter text is still
+/// one every match begins with.
+fn anchored_prefixes(hir: &Hir) -> Option<Box<[Box<[u8]>]>> {
+    if !hir.properties().look_set_prefix().contains(Look::Start) {
+        return None;
+    }
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    let literals = seq.literals()?;
+    let usable = !literals.is_empty()
+        && literals.len() <= MAX_PREFIXES
+        && literals.iter().all(|l| !l.is_empty());
+    usable.then(|| literals.iter().map(|l| l.as_bytes().into()).collect())
 }
 
 /// Literals of which every match of `hir` contains at least one (`None`: no such set known).
@@ -646,6 +687,134 @@ mod tests {
         assert!(p.is_match("/etc/ssh/ssh_host_ed25519_key"));
         assert!(!p.is_match("/etc/ssh/sshd_config"));
         assert!(!p.is_match("/home/a/.ssh/known_hosts"));
+    }
+
+    #[test]
+    fn anchored_regexes_give_the_texts_their_matches_begin_with() {
+        let prefixes = |pattern: &str| -> Vec<String> {
+            Pattern::new(pattern)
+                .expect("valid")
+                .prefixes
+                .iter()
+                .flat_map(|p| p.iter())
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        };
+        assert_eq!(
+            prefixes("^(/etc/crontab|/var/spool/cron/.+)$"),
+            ["/etc/crontab", "/var/spool/cron/"]
+        );
+        // Small classes are spelled out.
+        let digits: Vec<String> = (0..10).map(|d| format!("/proc/{d}")).collect();
+        assert_eq!(prefixes("^/proc/[0-9]+/mem$"), digits);
+        // Not anchored, anchored per line, or a match may begin with anything.
+        for pattern in ["/etc/crontab", "(?m)^/etc/x", "^(/etc/x|.*y)", "^a?"] {
+            assert!(prefixes(pattern).is_empty(), "{pattern}");
+        }
+    }
+
+    /// Every regex of the shipped pack, and the texts of its rules' test events (process
+    /// names, paths, command lines, arguments, ancestors), many of which the regexes match.
+    /// Loaded once for all the cases.
+    fn pack() -> &'static (Vec<Pattern>, Vec<String>) {
+        static PACK: std::sync::OnceLock<(Vec<Pattern>, Vec<String>)> = std::sync::OnceLock::new();
+        PACK.get_or_init(load_pack)
+    }
+
+    fn load_pack() -> (Vec<Pattern>, Vec<String>) {
+        fn walk(node: &Node, out: &mut Vec<Pattern>) {
+            match node {
+                Node::All(nodes) | Node::Any(nodes) => nodes.iter().for_each(|n| walk(n, out)),
+                Node::Not(inner) | Node::Memo(_, inner) => walk(inner, out),
+                Node::Str(_, StrTest::Matches(p))
+                | Node::List(_, StrTest::Matches(p))
+                | Node::IpText(_, StrTest::Matches(p)) => out.push(p.clone()),
+                _ => {}
+            }
+        }
+        let dirs = [std::path::PathBuf::from(super::super::SOURCE_RULES_DIR)];
+        let set = super::super::RuleSet::load(&dirs).expect("the shipped pack");
+        let mut patterns = Vec::new();
+        set.rules
+            .iter()
+            .for_each(|rule| walk(&rule.node, &mut patterns));
+        let mut texts = Vec::new();
+        let events = set
+            .rules
+            .iter()
+            .flat_map(|r| &r.tests)
+            .flat_map(|t| std::iter::once(&t.event).chain(&t.after));
+        for e in events {
+            texts.extend(
+                [&e.process, &e.exe, &e.cmdline, &e.parent_process]
+                    .into_iter()
+                    .chain(&e.ancestors)
+                    .map(|s| s.as_str().to_string()),
+            );
+            texts.extend(e.file_path.iter().chain(&e.new_path).cloned());
+            texts.extend(e.argv.iter().flatten().map(|a| a.to_string()));
+        }
+        texts.sort();
+        texts.dedup();
+        (patterns, texts)
+    }
+
+    /// The pack's regexes with their prefilters (first and last bytes, prefixes, required
+    /// literals) answer every text of the pack's tests as the regexes alone do.
+    #[test]
+    fn prefilters_never_change_an_answer_on_the_pack_tests() {
+        let (patterns, texts) = pack();
+        let mut matched = 0;
+        for pattern in patterns {
+            for text in texts {
+                let expected = pattern.re.is_match(text);
+                assert_eq!(
+                    pattern.is_match(text),
+                    expected,
+                    "{} on {text:?}",
+                    pattern.re.as_str()
+                );
+                matched += usize::from(expected);
+            }
+        }
+        assert!(
+            patterns.len() > 100 && matched > 200,
+            "{} patterns, {matched} matches",
+            patterns.len()
+        );
+    }
+
+    proptest::proptest! {
+        /// The same on texts built from pieces of those texts and of the literals the
+        /// prefilters look for, whole or cut short, and random text.
+        #[test]
+        fn prefilters_never_change_an_answer_of_the_pack(
+            picks in proptest::collection::vec((0usize..100_000, 0usize..100), 0..4),
+            random in "[ -~é]{0,4}",
+            which in 0usize..10_000,
+        ) {
+            let (patterns, texts) = pack();
+            let mut pieces: Vec<&[u8]> = vec![b"/", random.as_bytes()];
+            pieces.extend(texts.iter().map(|t| t.as_bytes()));
+            for p in patterns {
+                pieces.extend(p.prefixes.iter().flat_map(|ps| ps.iter()).map(|l| &**l));
+                pieces.extend(p.required_literals().unwrap_or_default());
+            }
+            let mut text = Vec::new();
+            for (piece, cut) in picks {
+                let piece = pieces[piece % pieces.len()];
+                text.extend_from_slice(&piece[..piece.len() - cut % (piece.len() / 2 + 1)]);
+            }
+            let text = String::from_utf8_lossy(&text);
+            let pattern = &patterns[which % patterns.len()];
+            proptest::prop_assert_eq!(
+                pattern.is_match(&text),
+                pattern.re.is_match(&text),
+                "{} on {:?}",
+                pattern.re.as_str(),
+                text
+            );
+        }
     }
 
     #[test]
