@@ -1,7 +1,7 @@
 //! Syntax trees → evaluable [`Node`]s: names resolved (fields, macros, lists), types checked,
 //! regexes and networks compiled, `event.type` tests folded into type masks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::eval::{IpNet, Node, NumExpr, Number, Pattern, StrSet, StrTest, Substring};
 use super::fields::{self, ALL_TYPES, Field, IpField, StrField, TextField, TypeMask, type_bit};
@@ -669,6 +669,90 @@ fn event_type_bit(name: &str, span: Span, src: SourceId) -> Result<TypeMask> {
                 EventType::NAMES.join(", ")
             ),
         )),
+    }
+}
+
+/// Gives each text search (`.contains()`, `.matches()`) that the conditions of `roots` make
+/// more than once per event its own memo slot, numbered from `next_slot`; returns the next
+/// free slot.
+///
+/// Why: the pack's macros repeat searches (`file.path.contains('/.')` opens three of the
+/// credential-path macros), and each is a substring search or a regex run over the field
+/// for every event of the type; a memo lookup is a fraction of that. A search inside a macro
+/// counts once however many rules use the macro, since the macro's own memo already shares
+/// it; a search made once is left as it is.
+pub(crate) fn share_repeated_searches(roots: &mut [&mut Node], next_slot: usize) -> usize {
+    let mut uses: HashMap<SearchKey, usize> = HashMap::new();
+    let mut seen_macros = HashSet::new();
+    for root in roots.iter() {
+        count_searches(root, &mut uses, &mut seen_macros);
+    }
+    let mut slots: HashMap<SearchKey, u32> = HashMap::new();
+    let mut next = next_slot;
+    for (key, n) in uses {
+        if n > 1 {
+            slots.insert(key, next as u32);
+            next += 1;
+        }
+    }
+    if !slots.is_empty() {
+        for root in roots.iter_mut() {
+            memoize_searches(root, &slots);
+        }
+    }
+    next
+}
+
+/// A text search: its field, and the text or regex it looks for.
+#[derive(PartialEq, Eq, Hash)]
+enum SearchKey {
+    Contains(StrField, Box<str>),
+    Matches(StrField, Box<str>),
+}
+
+fn search_key(node: &Node) -> Option<SearchKey> {
+    match node {
+        Node::Str(f, StrTest::Contains(v)) => Some(SearchKey::Contains(*f, v.as_str().into())),
+        Node::Str(f, StrTest::Matches(p)) => Some(SearchKey::Matches(*f, p.as_str().into())),
+        _ => None,
+    }
+}
+
+fn count_searches(
+    node: &Node,
+    uses: &mut HashMap<SearchKey, usize>,
+    seen_macros: &mut HashSet<u32>,
+) {
+    match node {
+        Node::All(nodes) | Node::Any(nodes) => nodes
+            .iter()
+            .for_each(|n| count_searches(n, uses, seen_macros)),
+        Node::Not(inner) => count_searches(inner, uses, seen_macros),
+        Node::Memo(slot, inner) => {
+            if seen_macros.insert(*slot) {
+                count_searches(inner, uses, seen_macros);
+            }
+        }
+        leaf => {
+            if let Some(key) = search_key(leaf) {
+                *uses.entry(key).or_default() += 1;
+            }
+        }
+    }
+}
+
+fn memoize_searches(node: &mut Node, slots: &HashMap<SearchKey, u32>) {
+    match node {
+        Node::All(nodes) | Node::Any(nodes) => {
+            nodes.iter_mut().for_each(|n| memoize_searches(n, slots))
+        }
+        Node::Not(inner) | Node::Memo(_, inner) => memoize_searches(inner, slots),
+        leaf => {
+            if let Some(&slot) = search_key(leaf).and_then(|key| slots.get(&key)) {
+                let search = std::mem::replace(leaf, Node::Const(false));
+                *leaf = Node::Memo(slot, Box::new(search));
+            }
+        }
     }
 }
 

@@ -194,6 +194,11 @@ impl Pattern {
         self.re.is_match(s)
     }
 
+    /// The regex as written.
+    pub fn as_str(&self) -> &str {
+        self.re.as_str()
+    }
+
     /// Literals of which every match contains one (`None`: no such set is known).
     pub fn required_literals(&self) -> Option<Vec<&[u8]>> {
         self.required

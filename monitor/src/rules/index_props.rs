@@ -37,6 +37,9 @@ const SHAPES: &[&str] = &[
     "event.type == 'process_exec' && process.name == 'v{k}' && process.cmdline.contains(' a')",
     "(event.type == 'file_open' && file.path.endswith('/x')) || (event.type in ['file_write', 'process_exec'] && process.name == 'v{k}') || (event.type == 'net_connect' && net.dst_port == 400{k})",
     "!(event.type == 'file_open') && (m{k} || event.type == 'file_write')",
+    "event.type == 'file_open' && process.cmdline.contains('v{k}')",
+    "file.path.contains('v{k}') && !process.cmdline.matches('v{k}$')",
+    "process.cmdline.matches('v{k}$')",
 ];
 
 const MACROS: &str = r#""macros": {
@@ -216,6 +219,48 @@ proptest! {
                     .position(|&id| id as usize == i)
                     .is_some_and(|pos| evaluate(&set.type_nodes[t][pos]));
                 prop_assert_eq!(simplified, evaluate(&rule.node), "rule {} on event {} ({:?})", rule.name(), n, spec);
+            }
+        }
+    }
+}
+
+/// The condition without the memo slots given to repeated searches: each search made
+/// where it is written.
+fn unshared(node: &eval::Node) -> eval::Node {
+    use eval::Node;
+    match node {
+        Node::All(nodes) => Node::All(nodes.iter().map(unshared).collect()),
+        Node::Any(nodes) => Node::Any(nodes.iter().map(unshared).collect()),
+        Node::Not(inner) => Node::Not(Box::new(unshared(inner))),
+        Node::Memo(_, inner) if matches!(**inner, Node::Str(..)) => unshared(inner),
+        Node::Memo(slot, inner) => Node::Memo(*slot, Box::new(unshared(inner))),
+        other => other.clone(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// A search shared by several conditions through one memo slot gives each the result
+    /// it gets made on its own: rules evaluated one after the other on an event, sharing
+    /// the event's memo as the engine does, agree with each rule evaluated alone without
+    /// the shared slots.
+    #[test]
+    fn shared_searches_give_each_condition_its_own_result(
+        text in rule_set(),
+        events in proptest::collection::vec(event(), 1..40),
+    ) {
+        let set = compile(&text);
+        let procs = state::ProcTable::default();
+        for (n, spec) in events.into_iter().enumerate() {
+            let event = build(spec, n as i64);
+            let shared_memo = eval::Memo::new(set.memo_slots);
+            let eval_with = |node: &eval::Node, memo: &eval::Memo| {
+                node.eval(&eval::Ctx { event: &event, procs: &procs, now_ns: 0, memo })
+            };
+            for rule in &set.rules {
+                let shared = eval_with(&rule.node, &shared_memo);
+                let alone = eval_with(&unshared(&rule.node), &eval::Memo::new(set.memo_slots));
+                prop_assert_eq!(shared, alone, "rule {} on event {} ({:?})", rule.name(), n, spec);
             }
         }
     }

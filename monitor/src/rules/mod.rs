@@ -356,11 +356,13 @@ impl fmt::Display for ReloadSummary {
 
 impl RuleSet {
     pub(crate) fn new(
-        rules: Vec<CompiledRule>,
+        mut rules: Vec<CompiledRule>,
         files: Vec<PathBuf>,
         track_all: bool,
         memo_slots: usize,
     ) -> RuleSet {
+        let mut roots: Vec<&mut Node> = rules.iter_mut().map(|r| &mut r.node).collect();
+        let memo_slots = compile::share_repeated_searches(&mut roots, memo_slots);
         let mut by_type = Vec::with_capacity(EventType::ALL.len());
         let mut type_nodes = Vec::with_capacity(EventType::ALL.len());
         for t in EventType::ALL {
