@@ -191,6 +191,21 @@ proptest! {
     }
 }
 
+/// `node` evaluated on `event` with `memo`, at time 0 (the same for every evaluation compared).
+fn evaluate_on(
+    event: &Event,
+    procs: &state::ProcTable,
+    node: &eval::Node,
+    memo: &eval::Memo,
+) -> bool {
+    node.eval(&eval::Ctx {
+        event,
+        procs,
+        now_ns: 0,
+        memo,
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     /// Each rule's condition as simplified for an event's type ([`eval::Node::with_types_decided`]) gives
@@ -207,8 +222,7 @@ proptest! {
             let event = build(spec, n as i64);
             let t = event.event_type as usize;
             let evaluate = |node: &eval::Node| {
-                let memo = eval::Memo::new(set.memo_slots);
-                node.eval(&eval::Ctx { event: &event, procs: &procs, now_ns: 0, memo: &memo })
+                evaluate_on(&event, &procs, node, &eval::Memo::new(set.memo_slots))
             };
             for (i, rule) in set.rules.iter().enumerate() {
                 if rule.types & fields::type_bit(event.event_type) == 0 {
@@ -254,12 +268,10 @@ proptest! {
         for (n, spec) in events.into_iter().enumerate() {
             let event = build(spec, n as i64);
             let shared_memo = eval::Memo::new(set.memo_slots);
-            let eval_with = |node: &eval::Node, memo: &eval::Memo| {
-                node.eval(&eval::Ctx { event: &event, procs: &procs, now_ns: 0, memo })
-            };
             for rule in &set.rules {
-                let shared = eval_with(&rule.node, &shared_memo);
-                let alone = eval_with(&unshared(&rule.node), &eval::Memo::new(set.memo_slots));
+                let shared = evaluate_on(&event, &procs, &rule.node, &shared_memo);
+                let fresh = eval::Memo::new(set.memo_slots);
+                let alone = evaluate_on(&event, &procs, &unshared(&rule.node), &fresh);
                 prop_assert_eq!(shared, alone, "rule {} on event {} ({:?})", rule.name(), n, spec);
             }
         }
