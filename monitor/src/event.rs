@@ -582,6 +582,69 @@ impl Event {
     }
 }
 
+/// What makes two events' process contexts the same: the parent, user and cgroup numbers
+/// equal, and each text (user, name, executable, command line, parent's name, ancestors) the
+/// same shared allocation ([`SharedStr::ptr_eq`]). The enricher gives every event of a process
+/// the process table's references, so this is true from one event of a process to the next
+/// until it execs, forks, changes ids or is renamed — a few pointer comparisons instead of
+/// comparing the texts.
+///
+/// The key holds its own references to those texts, so an allocation cannot be freed and
+/// reused for another text while a key compares against it. Caches of what depends on the
+/// context alone use it: the JSON of the context, the rules' verdicts on it.
+#[derive(Clone, Debug)]
+pub struct ContextKey {
+    ppid: u32,
+    uid: u32,
+    cgroup_id: u64,
+    texts: [SharedStr; 5],
+    ancestors: Vec<SharedStr>,
+}
+
+/// The event's context texts, in the order [`ContextKey::texts`] keeps them.
+fn context_texts(e: &Event) -> [&SharedStr; 5] {
+    [&e.user, &e.process, &e.exe, &e.cmdline, &e.parent_process]
+}
+
+impl ContextKey {
+    pub fn of(event: &Event) -> ContextKey {
+        ContextKey {
+            ppid: event.ppid,
+            uid: event.uid,
+            cgroup_id: event.cgroup_id,
+            texts: context_texts(event).map(SharedStr::clone),
+            ancestors: event.ancestors.clone(),
+        }
+    }
+
+    /// Whether `event`'s context is the one this key was taken from.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.ppid == event.ppid
+            && self.uid == event.uid
+            && self.cgroup_id == event.cgroup_id
+            && self
+                .texts
+                .iter()
+                .zip(context_texts(event))
+                .all(|(kept, now)| kept.ptr_eq(now))
+            && self.ancestors.len() == event.ancestors.len()
+            && self
+                .ancestors
+                .iter()
+                .zip(&event.ancestors)
+                .all(|(kept, now)| kept.ptr_eq(now))
+    }
+
+    /// Becomes `event`'s key, reusing the ancestors' vector.
+    pub fn set_to(&mut self, event: &Event) {
+        self.ppid = event.ppid;
+        self.uid = event.uid;
+        self.cgroup_id = event.cgroup_id;
+        self.texts = context_texts(event).map(SharedStr::clone);
+        self.ancestors.clone_from(&event.ancestors);
+    }
+}
+
 /// ASCII-case-insensitive `haystack.contains(needle)`, without allocating (the UI's and the
 /// dashboard's filters test every event's fields with it).
 pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {

@@ -19,8 +19,9 @@ use std::net::IpAddr;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::ser::{CompactFormatter, Formatter as _};
 
-use crate::event::{AddressText, Analysis, Event, ResponseAction, ResponseResult, Severity};
-use crate::shared_str::SharedStr;
+use crate::event::{
+    AddressText, Analysis, ContextKey, Event, ResponseAction, ResponseResult, Severity,
+};
 
 /// `event` as a JSON text: what `serde_json::to_string(event)` returns.
 pub fn event_to_string(event: &Event) -> String {
@@ -75,9 +76,7 @@ const MAX_CACHED_CONTEXT: usize = 4096;
 /// Why: that text changes only at exec, fork, setuid or a rename, yet it was a third of the
 /// JSON writer's work per event, most of it scanning the same command line for characters
 /// to escape. A slot is reused while every field of the context is the same: the integers
-/// equal, and each text the same shared allocation (`SharedStr::ptr_eq`). The slot holds
-/// its own references to those texts, so an allocation cannot be freed and reused for
-/// another text while the slot compares against it.
+/// equal, and each text the same shared allocation ([`ContextKey`]).
 ///
 /// It also keeps the date and time of the last whole second written ([`CachedSecond`]).
 #[derive(Default)]
@@ -126,36 +125,8 @@ impl CachedSecond {
 }
 
 struct CachedContext {
-    ppid: u32,
-    uid: u32,
-    cgroup_id: u64,
-    texts: [SharedStr; 5],
-    ancestors: Vec<SharedStr>,
+    key: ContextKey,
     json: Vec<u8>,
-}
-
-/// The event's context texts, in the order [`CachedContext::texts`] keeps them.
-fn context_texts(e: &Event) -> [&SharedStr; 5] {
-    [&e.user, &e.process, &e.exe, &e.cmdline, &e.parent_process]
-}
-
-impl CachedContext {
-    fn matches(&self, e: &Event) -> bool {
-        self.ppid == e.ppid
-            && self.uid == e.uid
-            && self.cgroup_id == e.cgroup_id
-            && self
-                .texts
-                .iter()
-                .zip(context_texts(e))
-                .all(|(kept, now)| kept.ptr_eq(now))
-            && self.ancestors.len() == e.ancestors.len()
-            && self
-                .ancestors
-                .iter()
-                .zip(&e.ancestors)
-                .all(|(kept, now)| kept.ptr_eq(now))
-    }
 }
 
 impl ContextCache {
@@ -166,7 +137,7 @@ impl ContextCache {
         // `pid % CONTEXT_SLOTS` is below the slots' length.
         let slot = &mut self.slots[event.pid as usize % CONTEXT_SLOTS];
         if let Some(kept) = slot
-            && kept.matches(event)
+            && kept.key.matches(event)
         {
             out.extend_from_slice(&kept.json);
             return;
@@ -178,17 +149,19 @@ impl ContextCache {
             *slot = None;
             return;
         }
-        let mut json = slot.take().map(|old| old.json).unwrap_or_default();
-        json.clear();
-        json.extend_from_slice(written);
-        *slot = Some(CachedContext {
-            ppid: event.ppid,
-            uid: event.uid,
-            cgroup_id: event.cgroup_id,
-            texts: context_texts(event).map(SharedStr::clone),
-            ancestors: event.ancestors.clone(),
-            json,
-        });
+        match slot {
+            Some(kept) => {
+                kept.key.set_to(event);
+                kept.json.clear();
+                kept.json.extend_from_slice(written);
+            }
+            None => {
+                *slot = Some(CachedContext {
+                    key: ContextKey::of(event),
+                    json: written.to_vec(),
+                })
+            }
+        }
     }
 }
 
@@ -594,6 +567,7 @@ mod tests {
 
     use super::*;
     use crate::event::{EventType, ResponseKind};
+    use crate::shared_str::SharedStr;
 
     /// What serde_json writes for `event` (the reference), and what [`write_event`] writes.
     fn both(event: &Event) -> (String, String) {
@@ -1374,7 +1348,7 @@ mod tests {
         let slot = |cache: &ContextCache, e: &Event| {
             cache.slots[e.pid as usize % CONTEXT_SLOTS]
                 .as_ref()
-                .is_some_and(|kept| kept.matches(e))
+                .is_some_and(|kept| kept.key.matches(e))
         };
         assert!(slot(&cache, &first), "the context is kept");
         let same = with_context_of(&first, &first, 4242);
