@@ -34,11 +34,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, TimeDelta};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use secmon::config::ThreatDetection;
-use secmon::event::{Event, EventType};
+use secmon::event::{Event, EventType, SharedStr};
 use secmon::rules::Evaluator;
 use secmon::rules::{RuleEngine, RuleSet, SOURCE_RULES_DIR, SourceFile};
 
@@ -161,21 +162,55 @@ impl Lcg {
     }
 }
 
+/// A process's context texts, made once per process: the enricher gives every event of a
+/// process the process table's shared texts (`SharedStr`), and the rule engine keeps its
+/// verdicts on a process by them.
+struct Context {
+    pid: u32,
+    user: SharedStr,
+    process: SharedStr,
+    exe: SharedStr,
+    cmdline: SharedStr,
+    ancestors: Vec<SharedStr>,
+}
+
+fn context(p: &Proc) -> &'static Context {
+    static CONTEXTS: OnceLock<Vec<Context>> = OnceLock::new();
+    let contexts = CONTEXTS.get_or_init(|| {
+        PROCS
+            .iter()
+            .map(|p| Context {
+                pid: p.pid,
+                user: p.user.into(),
+                process: p.comm.into(),
+                exe: p.exe.into(),
+                cmdline: p.cmdline.into(),
+                ancestors: p.ancestors.iter().map(|&a| a.into()).collect(),
+            })
+            .collect()
+    });
+    contexts
+        .iter()
+        .find(|c| c.pid == p.pid)
+        .expect("every process of PROCS has a context")
+}
+
 fn base(t: EventType, p: &Proc, n: usize) -> Event {
     let mut e = Event::new(
         t,
         DateTime::UNIX_EPOCH + TimeDelta::milliseconds(1_700_000_000_000 + n as i64),
     );
+    let c = context(p);
     e.pid = p.pid;
     e.tid = p.pid;
     e.ppid = p.ppid;
     e.uid = p.uid;
-    e.user = p.user.into();
-    e.process = p.comm.into();
-    e.exe = p.exe.into();
-    e.cmdline = p.cmdline.into();
-    e.parent_process = p.ancestors[0].into();
-    e.ancestors = p.ancestors.iter().map(|&a| a.into()).collect();
+    e.user = c.user.clone();
+    e.process = c.process.clone();
+    e.exe = c.exe.clone();
+    e.cmdline = c.cmdline.clone();
+    e.parent_process = c.ancestors[0].clone();
+    e.ancestors = c.ancestors.clone();
     e
 }
 
@@ -211,6 +246,10 @@ fn mix(only_opens: bool) -> Vec<Event> {
             }
             80..84 => {
                 let mut e = base(EventType::ProcessExec, p, n);
+                // An exec gives the process new texts.
+                e.process = p.comm.into();
+                e.exe = p.exe.into();
+                e.cmdline = p.cmdline.into();
                 if n % 100 == 3 {
                     e.exe = "/tmp/xmrig".into();
                     e.process = "xmrig".into();

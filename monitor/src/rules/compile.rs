@@ -922,7 +922,7 @@ pub fn type_bounds(node: &Node) -> (TypeMask, TypeMask) {
         Node::StrPair(a, b, _) => (text_presence(*a) & text_presence(*b), 0),
         Node::Num(a, _, b) => (num_presence(a) & num_presence(b), 0),
         Node::NumIn(a, _) => (num_presence(a), 0),
-        Node::Memo(_, inner) => type_bounds(inner),
+        Node::Memo(_, inner) | Node::PerProcess(_, inner) => type_bounds(inner),
     }
 }
 

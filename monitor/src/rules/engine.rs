@@ -101,7 +101,7 @@ impl Evaluator {
         Evaluator {
             engine: Some(engine),
             generation,
-            memo: Memo::new(set.memo_slots),
+            memo: Memo::with_process_slots(set.memo_slots, set.process_slots),
             set,
             procs: ProcTable::default(),
             options,
@@ -124,7 +124,7 @@ impl Evaluator {
         Evaluator {
             engine: None,
             generation: 0,
-            memo: Memo::new(set.memo_slots),
+            memo: Memo::with_process_slots(set.memo_slots, set.process_slots),
             set,
             procs: ProcTable::default(),
             options: EvaluatorOptions {
@@ -183,7 +183,7 @@ impl Evaluator {
             .map(|r| new.index.get(&r.meta.name).copied())
             .collect();
         self.procs.remap_hits(&map);
-        self.memo = Memo::new(new.memo_slots);
+        self.memo = Memo::with_process_slots(new.memo_slots, new.process_slots);
         self.set = new;
     }
 
@@ -239,7 +239,7 @@ impl Evaluator {
             _ => {}
         }
 
-        memo.next_event();
+        memo.next_event(event);
         let ctx = Ctx {
             event,
             procs,

@@ -18,8 +18,9 @@ use regex_syntax::hir::{Hir, HirKind, Look};
 use super::edges::Edges;
 use super::fields::{self, IntField, IpField, ListField, StrField, TextField, TypeMask, type_bit};
 use super::parser::CmpOp;
+use super::per_process::repeats_within_a_context;
 use super::state::ProcTable;
-use crate::event::{AddressText, Event, EventType};
+use crate::event::{AddressText, ContextKey, Event, EventType};
 
 /// What a condition is evaluated against: the event and the engine's process state.
 pub struct Ctx<'a> {
@@ -34,22 +35,37 @@ pub struct Ctx<'a> {
 /// Per-event results of macros: a macro used by several rules (`package_management` is in
 /// most of them) is evaluated once per event. Entries are stamped with the event's number, so
 /// moving to the next event costs nothing.
+///
+/// It also keeps, for recent processes, the results of conditions on the process context
+/// alone ([`Node::PerProcess`]), which last as long as the context does.
 #[derive(Debug)]
 pub struct Memo {
     stamp: u32,
     cells: Box<[Cell<u32>]>,
+    contexts: ContextVerdicts,
 }
 
 impl Memo {
+    /// A memo for `slots` macro results and no per-process results.
     pub fn new(slots: usize) -> Memo {
+        Memo::with_process_slots(slots, 0)
+    }
+
+    pub fn with_process_slots(slots: usize, process_slots: usize) -> Memo {
         Memo {
             stamp: 1,
             cells: (0..slots).map(|_| Cell::new(0)).collect(),
+            contexts: ContextVerdicts {
+                words: process_slots.div_ceil(64),
+                entries: Vec::new(),
+                current: None,
+            },
         }
     }
 
-    /// Forgets every result (call before each event).
-    pub fn next_event(&mut self) {
+    /// Forgets every macro result, and finds the per-process results of `event`'s process
+    /// context (call before each event).
+    pub fn next_event(&mut self, event: &Event) {
         self.stamp += 1;
         if self.stamp >= u32::MAX >> 1 {
             self.stamp = 1;
@@ -57,6 +73,7 @@ impl Memo {
                 cell.set(0);
             }
         }
+        self.contexts.select(event);
     }
 
     fn get(&self, slot: u32) -> Option<bool> {
@@ -67,6 +84,88 @@ impl Memo {
     fn set(&self, slot: u32, value: bool) {
         if let Some(cell) = self.cells.get(slot as usize) {
             cell.set(self.stamp << 1 | u32::from(value));
+        }
+    }
+}
+
+/// How many processes' verdicts a [`Memo`] keeps: one entry per pid modulo this (more than
+/// the JSON writer's 64: a lost entry costs the rules more than a context's JSON).
+const CONTEXT_ENTRIES: usize = 256;
+
+/// The results of the per-process conditions for recent process contexts.
+#[derive(Debug)]
+struct ContextVerdicts {
+    /// Words of 64 results per entry (none: the rules have no per-process condition).
+    words: usize,
+    entries: Vec<Option<Verdicts>>,
+    /// The entry of the current event's context.
+    current: Option<usize>,
+}
+
+/// One context's results: bit `n` of `known` says whether slot `n` was decided, the same bit
+/// of `value` what it was decided to.
+#[derive(Debug)]
+struct Verdicts {
+    key: ContextKey,
+    known: Box<[Cell<u64>]>,
+    value: Box<[Cell<u64>]>,
+}
+
+impl ContextVerdicts {
+    fn select(&mut self, event: &Event) {
+        self.current = None;
+        // The types whose conditions have no per-process slots would only evict others.
+        if self.words == 0 || !repeats_within_a_context(event.event_type) {
+            return;
+        }
+        if self.entries.is_empty() {
+            self.entries.resize_with(CONTEXT_ENTRIES, || None);
+        }
+        let index = event.pid as usize % CONTEXT_ENTRIES;
+        self.current = Some(index);
+        let Some(entry) = self.entries.get_mut(index) else {
+            return;
+        };
+        match entry {
+            Some(kept) if kept.key.matches(event) => {}
+            Some(kept) => {
+                kept.key.set_to(event);
+                kept.known.iter().for_each(|word| word.set(0));
+            }
+            None => {
+                let zeros = || (0..self.words).map(|_| Cell::new(0)).collect();
+                *entry = Some(Verdicts {
+                    key: ContextKey::of(event),
+                    known: zeros(),
+                    value: zeros(),
+                });
+            }
+        }
+    }
+
+    fn current(&self) -> Option<&Verdicts> {
+        self.entries.get(self.current?)?.as_ref()
+    }
+
+    fn get(&self, slot: u32) -> Option<bool> {
+        let verdicts = self.current()?;
+        let (word, bit) = (slot as usize / 64, 1u64 << (slot % 64));
+        let known = verdicts.known.get(word)?.get() & bit != 0;
+        known.then(|| verdicts.value.get(word).is_some_and(|v| v.get() & bit != 0))
+    }
+
+    fn set(&self, slot: u32, value: bool) {
+        let Some(verdicts) = self.current() else {
+            return;
+        };
+        let (word, bit) = (slot as usize / 64, 1u64 << (slot % 64));
+        if let (Some(known), Some(values)) = (verdicts.known.get(word), verdicts.value.get(word)) {
+            known.set(known.get() | bit);
+            values.set(if value {
+                values.get() | bit
+            } else {
+                values.get() & !bit
+            });
         }
     }
 }
@@ -534,6 +633,10 @@ pub enum Node {
     NumIn(NumExpr, Box<[Number]>),
     /// A macro's condition, evaluated at most once per event (the slot is its memo entry).
     Memo(u32, Box<Node>),
+    /// A condition on the process context alone (the fields of [`ContextKey`]), evaluated
+    /// once per context rather than once per event (the slot is its entry in the memo's
+    /// per-process results). See [`super::per_process`].
+    PerProcess(u32, Box<Node>),
 }
 
 impl Node {
@@ -583,6 +686,14 @@ impl Node {
                     v
                 }
             },
+            Node::PerProcess(slot, inner) => match ctx.memo.contexts.get(*slot) {
+                Some(v) => v,
+                None => {
+                    let v = inner.eval(ctx);
+                    ctx.memo.contexts.set(*slot, v);
+                    v
+                }
+            },
         }
     }
 }
@@ -603,6 +714,9 @@ impl Node {
             // Every use of a macro on this type is decided the same way, so its memo entry
             // still holds one node's result.
             Node::Memo(slot, inner) => Node::Memo(*slot, Box::new(inner.with_types_decided(t))),
+            Node::PerProcess(slot, inner) => {
+                Node::PerProcess(*slot, Box::new(inner.with_types_decided(t)))
+            }
             other => other.clone(),
         }
     }
@@ -824,19 +938,74 @@ mod tests {
 
     #[test]
     fn memo_forgets_between_events() {
+        let event = Event::new(EventType::FileOpen, chrono::DateTime::UNIX_EPOCH);
         let mut memo = Memo::new(2);
         assert_eq!(memo.get(0), None);
         memo.set(0, true);
         memo.set(1, false);
         assert_eq!((memo.get(0), memo.get(1)), (Some(true), Some(false)));
-        memo.next_event();
+        memo.next_event(&event);
         assert_eq!((memo.get(0), memo.get(1)), (None, None));
         assert_eq!(memo.get(7), None);
         memo.set(7, true);
         memo.stamp = u32::MAX >> 1;
         memo.set(0, true);
-        memo.next_event();
+        memo.next_event(&event);
         assert_eq!(memo.get(0), None);
         assert_eq!(memo.cells.len(), 2);
+    }
+
+    /// Per-process results last while the event's process context is the same allocation,
+    /// across events, and are forgotten when any part of it changes.
+    #[test]
+    fn per_process_results_last_as_long_as_the_context() {
+        let mut first = Event::new(EventType::FileOpen, chrono::DateTime::UNIX_EPOCH);
+        first.pid = 7;
+        first.process = "bash".into();
+        first.ancestors = vec!["sshd".into()];
+        let mut memo = Memo::with_process_slots(1, 130);
+        // Before any event, and with no per-process slots, nothing is kept.
+        memo.contexts.set(3, true);
+        assert_eq!(memo.contexts.get(3), None);
+        memo.next_event(&first);
+        for slot in [0, 63, 64, 129] {
+            assert_eq!(memo.contexts.get(slot), None);
+            memo.contexts.set(slot, slot % 2 == 1);
+        }
+        assert_eq!(memo.contexts.get(130), None, "beyond the slots");
+        memo.contexts.set(130, true);
+        let mut same = first.clone();
+        same.file_path = Some("/etc/passwd".into());
+        memo.next_event(&same);
+        assert_eq!(memo.contexts.get(63), Some(true));
+        assert_eq!(memo.contexts.get(64), Some(false));
+        assert_eq!(memo.contexts.get(129), Some(true));
+        assert_eq!(memo.contexts.get(1), None);
+        let changes: [fn(&mut Event); 6] = [
+            |e| e.process = "bash".into(),
+            |e| e.cmdline = "bash -i".into(),
+            |e| e.ancestors.push("systemd".into()),
+            |e| e.ancestors[0] = "sshd".into(),
+            |e| e.uid = 1000,
+            |e| e.ppid = 1,
+        ];
+        for change in changes {
+            let mut changed = first.clone();
+            change(&mut changed);
+            memo.next_event(&changed);
+            assert_eq!(memo.contexts.get(63), None, "a changed context");
+            memo.next_event(&first);
+            memo.contexts.set(63, true);
+        }
+        // Another process in the same entry takes it over.
+        let mut other = first.clone();
+        other.pid = 7 + CONTEXT_ENTRIES as u32;
+        other.process = "sh".into();
+        memo.next_event(&other);
+        assert_eq!(memo.contexts.get(63), None);
+        let mut none = Memo::new(1);
+        none.next_event(&first);
+        none.contexts.set(0, true);
+        assert_eq!(none.contexts.get(0), None);
     }
 }

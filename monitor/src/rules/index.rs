@@ -149,7 +149,7 @@ fn leaf_guard(node: &Node) -> Option<Guard> {
 fn guards(node: &Node, out: &mut Vec<Guard>) {
     match node {
         Node::All(items) => items.iter().for_each(|n| guards(n, out)),
-        Node::Memo(_, inner) => guards(inner, out),
+        Node::Memo(_, inner) | Node::PerProcess(_, inner) => guards(inner, out),
         Node::Any(items) => out.extend(any_guard(items)),
         leaf => out.extend(leaf_guard(leaf)),
     }

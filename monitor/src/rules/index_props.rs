@@ -40,6 +40,9 @@ const SHAPES: &[&str] = &[
     "event.type == 'file_open' && process.cmdline.contains('v{k}')",
     "file.path.contains('v{k}') && !process.cmdline.matches('v{k}$')",
     "process.cmdline.matches('v{k}$')",
+    "process.uid == {k} && process.cmdline.matches('v[0-3]$')",
+    "parent.pid == 10{k} && ancestors in ['v{k}', 'bash']",
+    "!(process.user in ['v{k}', 'sh', 'x']) && file.path.startswith('/p/')",
 ];
 
 const MACROS: &str = r#""macros": {
@@ -273,6 +276,68 @@ proptest! {
                 let fresh = eval::Memo::new(set.memo_slots);
                 let alone = evaluate_on(&event, &procs, &unshared(&rule.node), &fresh);
                 prop_assert_eq!(shared, alone, "rule {} on event {} ({:?})", rule.name(), n, spec);
+            }
+        }
+    }
+}
+
+/// A change to an event's process context: a new text for one field (a fresh allocation,
+/// whether or not the text differs), another uid or ppid, or none.
+fn change_context(e: &mut Event, change: u8) {
+    match change {
+        0 => e.process = e.process.to_string().into(),
+        1 => e.cmdline = format!("{} -x", &*e.cmdline).into(),
+        2 => e.user = VALUES[(e.uid % 6) as usize].into(),
+        3 => e.parent_process = "v3".into(),
+        4 => e.ancestors.push("v0".into()),
+        5 => e.ancestors[0] = "v3".into(),
+        6 => e.uid = (e.uid + 1) % 4,
+        7 => e.ppid = 100 + (e.ppid + 1) % 4,
+        8 => e.exe = "/tmp/v1".into(),
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// A condition on the process alone, kept per process context ([`per_process`]), gives
+    /// every event the result the rule's condition gives it evaluated afresh: over a run of
+    /// events in which processes keep their context (the same shared texts, as the enricher
+    /// gives them), change one part of it, or share an entry of the memo with another pid.
+    #[test]
+    fn per_process_results_are_those_of_the_condition(
+        text in rule_set(),
+        events in proptest::collection::vec((event(), 0u8..14), 1..60),
+    ) {
+        let set = compile(&text);
+        prop_assert!(set.process_slots > 0, "no per-process slot");
+        let procs = state::ProcTable::default();
+        let mut memo = eval::Memo::with_process_slots(set.memo_slots, set.process_slots);
+        let mut contexts: std::collections::HashMap<u32, Event> = Default::default();
+        for (n, (spec, change)) in events.into_iter().enumerate() {
+            let mut event = build(spec, n as i64);
+            // Two pairs of pids share an entry of the memo.
+            event.pid = [100, 101, 356, 357][spec.7 as usize];
+            event.uid = u32::from(spec.2 % 4);
+            if let Some(kept) = contexts.get(&event.pid) {
+                event.ppid = kept.ppid;
+                event.uid = kept.uid;
+                event.user = kept.user.clone();
+                event.process = kept.process.clone();
+                event.exe = kept.exe.clone();
+                event.cmdline = kept.cmdline.clone();
+                event.parent_process = kept.parent_process.clone();
+                event.ancestors = kept.ancestors.clone();
+            }
+            change_context(&mut event, change);
+            contexts.insert(event.pid, event.clone());
+            memo.next_event(&event);
+            let t = event.event_type as usize;
+            for (pos, &i) in set.by_type[t].iter().enumerate() {
+                let rule = &set.rules[i as usize];
+                let kept = evaluate_on(&event, &procs, &set.type_nodes[t][pos], &memo);
+                let afresh = evaluate_on(&event, &procs, &rule.node, &eval::Memo::new(set.memo_slots));
+                prop_assert_eq!(kept, afresh, "rule {} on event {} ({:?}, change {})", rule.name(), n, spec, change);
             }
         }
     }

@@ -24,6 +24,7 @@ mod json;
 mod lexer;
 mod load;
 mod parser;
+mod per_process;
 mod reference;
 mod state;
 pub mod testing;
@@ -44,6 +45,7 @@ pub use watch::{RulesWatcher, reload_and_report, reload_on_sighup, watch};
 use crate::event::EventType;
 use eval::Node;
 use fields::TypeMask;
+use per_process::{ProcessSlots, decide_per_process};
 
 /// Where an installed secmon finds its rules.
 pub const SYSTEM_RULES_DIR: &str = "/usr/local/share/secmon/rules";
@@ -320,9 +322,10 @@ pub struct RuleSet {
     pub(crate) by_type: Vec<Box<[u32]>>,
     /// For each event type, the conditions of `by_type`'s rules (same positions) as they
     /// evaluate on that type: their type tests decided ([`Node::with_types_decided`]) and
-    /// simplified. Evaluation has no effect beyond its result (a macro's memo only caches
-    /// it), so the verdicts are the same; a rule whose condition is then `false` is left
-    /// out of the type's list.
+    /// simplified, then their costly conditions on the process alone behind per-process
+    /// slots ([`per_process`]). Evaluation has no effect beyond its result (a memo only caches
+    /// it), so the verdicts are the same; a rule whose condition is then `false` is left out
+    /// of the type's list.
     pub(crate) type_nodes: Vec<Box<[Node]>>,
     /// `0, 1, 2, …` as long as the longest `by_type` list: the positions to evaluate when a
     /// type has no index.
@@ -337,6 +340,8 @@ pub struct RuleSet {
     pub(crate) track_all: bool,
     /// Macro memo entries an evaluation needs.
     pub(crate) memo_slots: usize,
+    /// Per-process results an evaluation keeps (the `PerProcess` slots of `type_nodes`).
+    pub(crate) process_slots: usize,
     index: HashMap<String, u32>,
     pub(crate) definitions: Definitions,
 }
@@ -365,6 +370,7 @@ impl RuleSet {
         let memo_slots = compile::share_repeated_searches(&mut roots, memo_slots);
         let mut by_type = Vec::with_capacity(EventType::ALL.len());
         let mut type_nodes = Vec::with_capacity(EventType::ALL.len());
+        let mut process_slots = ProcessSlots::default();
         for t in EventType::ALL {
             let bit = fields::type_bit(t);
             let mut ids: Vec<u32> = (0..rules.len() as u32)
@@ -378,6 +384,7 @@ impl RuleSet {
                     (i, compile::simplify(node.with_types_decided(t)))
                 })
                 .filter(|(_, node)| !matches!(node, Node::Const(false)))
+                .map(|(i, node)| (i, decide_per_process(node, t, &mut process_slots)))
                 .unzip();
             by_type.push(ids.into_boxed_slice());
             type_nodes.push(nodes.into_boxed_slice());
@@ -409,6 +416,7 @@ impl RuleSet {
             files,
             track_all,
             memo_slots,
+            process_slots: process_slots.len(),
             index,
             definitions: Definitions::default(),
         }
