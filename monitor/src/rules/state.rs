@@ -61,7 +61,8 @@ impl ProcTable {
 
     fn entry(&mut self, pid: u32) -> &mut Proc {
         self.clock += 1;
-        if !self.procs.contains_key(&pid) && self.procs.len() >= self.capacity {
+        // The length first: below capacity (nearly always) one hash lookup is enough.
+        if self.procs.len() >= self.capacity && !self.procs.contains_key(&pid) {
             self.evict();
         }
         let clock = self.clock;
