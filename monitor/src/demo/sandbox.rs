@@ -360,11 +360,13 @@ fn kill_group(pgid: u32) {
 
 /// SIGKILL to every process whose environment has `DEMO_DIR=<root>` and `mark` (when not
 /// empty): the sandbox's processes that left their step's process group. Repeated while it
-/// finds any (one may have been forking).
+/// finds any (one may have been forking), and a few times while a process's environment
+/// reads empty (it may be in the middle of an exec).
 fn kill_marked(mark: &str, root: &Path) {
     let dir = format!("DEMO_DIR={}", root.display());
+    let mut unsure_passes = 0;
     for _ in 0..10 {
-        let mut found = false;
+        let (mut found, mut unsure) = (false, false);
         let Ok(entries) = fs::read_dir("/proc") else {
             return;
         };
@@ -372,6 +374,10 @@ fn kill_marked(mark: &str, root: &Path) {
             let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
                 continue;
             };
+            if environ.is_empty() && may_be_exec_ing(pid) {
+                unsure = true;
+                continue;
+            }
             let has = |var: &str| environ.split(|b| *b == 0).any(|v| v == var.as_bytes());
             if pid > 1 && has(&dir) && (mark.is_empty() || has(mark)) {
                 found = true;
@@ -381,11 +387,41 @@ fn kill_marked(mark: &str, root: &Path) {
                 }
             }
         }
-        if !found {
+        // A process started with an empty environment reads empty for good: look again a
+        // few times for its sake, not ten.
+        unsure_passes += usize::from(unsure && !found);
+        if !found && (!unsure || unsure_passes > MAX_UNSURE_PASSES) {
             return;
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Passes [`kill_marked`] makes for processes whose environment reads empty.
+const MAX_UNSURE_PASSES: usize = 3;
+
+/// The kernel's flag for a kernel thread (`PF_KTHREAD`), in /proc/PID/stat's ninth field.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Whether `pid`, whose environment read empty, may be in the middle of an exec: the kernel
+/// switches to the new program's memory before it writes the environment there, and
+/// /proc/PID/environ reads empty in between. A kernel thread or a zombie has none for good.
+fn may_be_exec_ing(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // After the name in parentheses (which may hold anything, parentheses too): the state,
+    // then six fields before the flags.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("Z");
+    let flags = fields
+        .nth(5)
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(PF_KTHREAD);
+    !matches!(state, "Z" | "X") && flags & PF_KTHREAD == 0
 }
 
 fn bind_loopback() -> io::Result<TcpListener> {
@@ -450,5 +486,38 @@ fn serve_file(mut conn: TcpStream, www: &Path) {
     let _ = conn.write_all(head.as_bytes());
     if let Some(body) = body {
         let _ = conn.write_all(&body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_live_user_process_may_be_in_an_exec() {
+        assert!(may_be_exec_ing(std::process::id() as i32));
+        assert!(!may_be_exec_ing(i32::MAX), "no such process");
+        // A zombie: a child that exited and was not waited for yet.
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("run true");
+        let pid = child.id() as i32;
+        let zombie = || {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !zombie() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(zombie(), "the child became a zombie");
+        assert!(!may_be_exec_ing(pid));
+        child.wait().expect("reap");
+        // The kernel's thread daemon, where this pid namespace shows it.
+        if fs::read_to_string("/proc/2/stat").is_ok_and(|s| s.contains("(kthreadd)")) {
+            assert!(!may_be_exec_ing(2));
+        }
     }
 }
