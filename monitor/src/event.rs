@@ -645,6 +645,24 @@ impl ContextKey {
     }
 }
 
+#[cfg(test)]
+impl Event {
+    /// Takes `other`'s process context (every field [`ContextKey`] compares), sharing its
+    /// texts as the enricher shares the process table's: for tests of what is kept per
+    /// context.
+    pub(crate) fn take_context_of(&mut self, other: &Event) {
+        self.ppid = other.ppid;
+        self.uid = other.uid;
+        self.cgroup_id = other.cgroup_id;
+        self.user = other.user.clone();
+        self.process = other.process.clone();
+        self.exe = other.exe.clone();
+        self.cmdline = other.cmdline.clone();
+        self.parent_process = other.parent_process.clone();
+        self.ancestors = other.ancestors.clone();
+    }
+}
+
 /// ASCII-case-insensitive `haystack.contains(needle)`, without allocating (the UI's and the
 /// dashboard's filters test every event's fields with it).
 pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {

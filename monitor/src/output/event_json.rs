@@ -1323,15 +1323,7 @@ mod tests {
     fn with_context_of(event: &Event, context_of: &Event, pid: u32) -> Event {
         let mut e = event.clone();
         e.pid = pid;
-        e.ppid = context_of.ppid;
-        e.uid = context_of.uid;
-        e.cgroup_id = context_of.cgroup_id;
-        e.user = context_of.user.clone();
-        e.process = context_of.process.clone();
-        e.exe = context_of.exe.clone();
-        e.cmdline = context_of.cmdline.clone();
-        e.parent_process = context_of.parent_process.clone();
-        e.ancestors = context_of.ancestors.clone();
+        e.take_context_of(context_of);
         e
     }
 

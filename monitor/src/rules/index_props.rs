@@ -320,14 +320,7 @@ proptest! {
             event.pid = [100, 101, 356, 357][spec.7 as usize];
             event.uid = u32::from(spec.2 % 4);
             if let Some(kept) = contexts.get(&event.pid) {
-                event.ppid = kept.ppid;
-                event.uid = kept.uid;
-                event.user = kept.user.clone();
-                event.process = kept.process.clone();
-                event.exe = kept.exe.clone();
-                event.cmdline = kept.cmdline.clone();
-                event.parent_process = kept.parent_process.clone();
-                event.ancestors = kept.ancestors.clone();
+                event.take_context_of(kept);
             }
             change_context(&mut event, change);
             contexts.insert(event.pid, event.clone());
