@@ -32,6 +32,7 @@ use std::{
 };
 
 use super::scenario::Scenario;
+use crate::enrich::proctable;
 
 /// How long a step may run before it is killed.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -400,28 +401,14 @@ fn kill_marked(mark: &str, root: &Path) {
 /// Passes [`kill_marked`] makes for processes whose environment reads empty.
 const MAX_UNSURE_PASSES: usize = 3;
 
-/// The kernel's flag for a kernel thread (`PF_KTHREAD`), in /proc/PID/stat's ninth field.
-const PF_KTHREAD: u64 = 0x0020_0000;
-
 /// Whether `pid`, whose environment read empty, may be in the middle of an exec: the kernel
 /// switches to the new program's memory before it writes the environment there, and
 /// /proc/PID/environ reads empty in between. A kernel thread or a zombie has none for good.
 fn may_be_exec_ing(pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // After the name in parentheses (which may hold anything, parentheses too): the state,
-    // then six fields before the flags.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    let mut fields = rest.split_whitespace();
-    let state = fields.next().unwrap_or("Z");
-    let flags = fields
-        .nth(5)
-        .and_then(|f| f.parse::<u64>().ok())
-        .unwrap_or(PF_KTHREAD);
-    !matches!(state, "Z" | "X") && flags & PF_KTHREAD == 0
+    u32::try_from(pid)
+        .ok()
+        .and_then(proctable::read_stat)
+        .is_some_and(|stat| !matches!(stat.state, b'Z' | b'X') && !stat.is_kernel_thread())
 }
 
 fn bind_loopback() -> io::Result<TcpListener> {

@@ -481,14 +481,32 @@ fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 
 /// The fields of `/proc/<pid>/stat` we use.
 #[derive(Debug, PartialEq, Eq)]
-struct Stat {
-    comm: String,
-    ppid: u32,
-    start_ticks: u64,
+pub(crate) struct Stat {
+    pub comm: String,
+    /// `R`, `S`, `Z` (a zombie), `X` (dead)…
+    pub state: u8,
+    pub ppid: u32,
+    /// The kernel's `PF_*` flags of the task.
+    pub flags: u64,
+    pub start_ticks: u64,
 }
 
-/// Parses `pid (comm) state ppid ... starttime ...`. The comm may contain spaces, parentheses and
-/// any byte but NUL, so it runs from the first `(` to the *last* `)`.
+/// The kernel's flag for a kernel thread (`PF_KTHREAD`) in [`Stat::flags`].
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+impl Stat {
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+}
+
+/// `/proc/<pid>/stat` of a live process (`None`: gone, or never existed).
+pub(crate) fn read_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&read_bounded(Path::new(&format!("/proc/{pid}/stat")), 8192).ok()?)
+}
+
+/// Parses `pid (comm) state ppid ... flags ... starttime ...`. The comm may contain spaces,
+/// parentheses and any byte but NUL, so it runs from the first `(` to the *last* `)`.
 fn parse_stat(bytes: &[u8]) -> Option<Stat> {
     let open = bytes.iter().position(|&b| b == b'(')?;
     let close = bytes.iter().rposition(|&b| b == b')')?;
@@ -497,14 +515,18 @@ fn parse_stat(bytes: &[u8]) -> Option<Stat> {
     }
     let comm = String::from_utf8_lossy(bytes.get(open + 1..close)?).into_owned();
     let rest = std::str::from_utf8(bytes.get(close + 1..)?).ok()?;
-    // Fields after the comm, numbered as in proc(5): state is field 3, ppid 4, starttime 22.
+    // Fields after the comm, numbered as in proc(5): state is field 3, ppid 4, flags 9,
+    // starttime 22.
     let mut fields = rest.split_ascii_whitespace();
-    let _state = fields.next()?;
+    let state = *fields.next()?.as_bytes().first()?;
     let ppid = fields.next()?.parse().ok()?;
-    let start_ticks = fields.nth(22 - 5)?.parse().ok()?;
+    let flags = fields.nth(9 - 5)?.parse().ok()?;
+    let start_ticks = fields.nth(22 - 10)?.parse().ok()?;
     Some(Stat {
         comm,
+        state,
         ppid,
+        flags,
         start_ticks,
     })
 }
@@ -682,7 +704,9 @@ mod tests {
                 stat,
                 Some(Stat {
                     comm: comm.to_string(),
+                    state: b'S',
                     ppid: 7,
+                    flags: 4194560,
                     start_ticks: 999
                 }),
                 "{comm:?}"
