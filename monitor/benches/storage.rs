@@ -324,6 +324,23 @@ fn insert_rate(c: &mut Criterion) {
             (after - before).as_secs_f64() * 1e6 / events.max(1) as f64
         );
     }
+    match History::open(&path) {
+        Err(e) => eprintln!("storage: insert: {e}"),
+        Ok(history) => {
+            let sizes: rusqlite::Result<(i64, i64)> = history.connection().query_row(
+                "SELECT coalesce(sum(length(data)), 0), coalesce(sum(events), 0) FROM blocks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            );
+            match sizes {
+                Ok((bytes, events)) => eprintln!(
+                    "storage: insert: {:.1} bytes per event in blocks ({events} plain events)",
+                    bytes as f64 / events.max(1) as f64
+                ),
+                Err(e) => eprintln!("storage: insert: {e}"),
+            }
+        }
+    }
     let mut flood = Flood::new(Utc::now() - chrono::Duration::minutes(30));
     let commits_before = store
         .stats()
