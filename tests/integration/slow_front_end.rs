@@ -147,15 +147,13 @@ fn wait_for_stored(db: &std::path::Path, path: &str, expected: usize) -> usize {
     let mut last_change = Instant::now();
     while Instant::now() < deadline && last_change.elapsed() < STORE_SETTLED {
         let before = stored;
-        if let Ok(conn) = rusqlite::Connection::open(db) {
-            stored = conn
-                .query_row(
-                    "SELECT coalesce(sum(count), 0) FROM events \
-                     WHERE event_type = 'file_open' AND file_path = ?1",
-                    [path],
-                    |row| row.get::<_, i64>(0),
-                )
-                .map_or(0, |n| n as usize);
+        if let Ok(history) = secmon::storage::History::open(db) {
+            let opens = secmon::storage::Filter {
+                types: vec![secmon::event::EventType::FileOpen],
+                path: Some(secmon::storage::TextMatch::Exact(path.to_string())),
+                ..secmon::storage::Filter::default()
+            };
+            stored = history.count(&opens).map_or(0, |n| n as usize);
         }
         if stored >= expected {
             break;

@@ -137,13 +137,15 @@ fn kill_9_while_writing_keeps_every_committed_batch() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity check");
     assert_eq!(check, "ok");
-    let (count, min, max, distinct): (i64, i64, i64, i64) = conn
-        .query_row(
-            "SELECT count(*), min(pid), max(pid), count(DISTINCT pid) FROM events",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .expect("count");
+    // Rows of `events` and of blocks alike.
+    let stored = history.query(&Filter::default()).expect("read");
+    let pids: std::collections::BTreeSet<u32> = stored.iter().map(|e| e.event.pid).collect();
+    let count = stored.len() as i64;
+    let (min, max, distinct) = (
+        pids.first().map_or(0, |&p| i64::from(p)),
+        pids.last().map_or(0, |&p| i64::from(p)),
+        pids.len() as i64,
+    );
     assert!(
         count as u64 >= committed,
         "{count} events stored, but {committed} were reported committed"
@@ -576,14 +578,11 @@ fn kill_9_of_the_monitor_under_load_leaves_a_clean_database() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
     assert_eq!(check, "ok");
-    let (rows, max_id, count): (i64, i64, i64) = history
-        .connection()
-        .query_row(
-            "SELECT count(*), max(id), sum(count) FROM events",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .expect("count");
+    // Rows of `events` and of blocks alike.
+    let stored = history.query(&Filter::default()).expect("read");
+    let rows = stored.len() as i64;
+    let max_id = stored.iter().map(|e| e.id).max().unwrap_or(0);
+    let count: i64 = stored.iter().map(|e| e.count as i64).sum();
     assert!(
         count >= committed_before_kill,
         "{count} events stored of {opens} opens; {committed_before_kill} were committed before the kill"
@@ -607,12 +606,7 @@ fn wait_for_committed(db: &Path, at_least: i64, limit: Duration) -> i64 {
     let mut seen = 0;
     while start.elapsed() < limit {
         if let Ok(history) = History::open(db) {
-            seen = history
-                .connection()
-                .query_row("SELECT coalesce(sum(count), 0) FROM events", [], |r| {
-                    r.get(0)
-                })
-                .unwrap_or(seen);
+            seen = history.count(&Filter::default()).map_or(seen, |n| n as i64);
             if seen >= at_least {
                 return seen;
             }

@@ -16,6 +16,7 @@
 //! Durability: WAL with `synchronous = NORMAL`. A committed batch survives the monitor being
 //! killed (it is in the WAL file); after a power loss the last batches may be lost, but the
 //! database stays consistent.
+mod block;
 pub mod coalesce;
 mod query;
 mod retention;
@@ -220,6 +221,14 @@ pub struct WriterOptions {
     pub retention: Retention,
     /// How often retention runs (it also runs at start).
     pub retention_interval: Duration,
+    /// A transaction of fewer than 1,000 rows waits this long for more before it is written (a
+    /// flush or closing does not wait): at a low rate, each of the pipeline's batches would
+    /// otherwise be a transaction and a block of its own.
+    pub gather_for: Duration,
+    /// Plain events (benign, no rule, no response) are stored many to a row of `blocks`
+    /// (block.rs). `false` stores every event as a row of `events`, as schema versions up to 5
+    /// did: for tests that build such a database.
+    pub plain_in_blocks: bool,
 }
 
 impl Default for WriterOptions {
@@ -230,6 +239,8 @@ impl Default for WriterOptions {
             max_batch: 20_000,
             retention: Retention::default(),
             retention_interval: Duration::from_secs(60),
+            gather_for: Duration::from_secs(1),
+            plain_in_blocks: true,
         }
     }
 }

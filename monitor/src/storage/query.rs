@@ -18,9 +18,11 @@ use rusqlite::{Connection, params_from_iter};
 
 use crate::event::EventType;
 
+use super::block::{Contexts, Next, Probe};
+use super::row::severity_code;
 use super::row::{HistoryEvent, SELECT_COLUMNS, event_from_row, from_ns, to_ns};
 use super::schema::GENERATION_SHIFT;
-use super::summary::{Kind, MINUTE_NS, minute_of};
+use super::summary::{Kind, MINUTE_NS, minute_of, severity_class};
 
 /// The id generations present (the leading key of `events_path_gen` and `events_pid_gen`), read in the same snapshot
 /// as the query that uses them.
@@ -367,11 +369,87 @@ fn build_where(filter: &Filter, generations: &Generations) -> Where {
     w
 }
 
-/// The matching events, oldest first; with a limit, the most recent `limit` of them.
+/// The matching events, oldest first; with a limit, the most recent `limit` of them: those of
+/// `events` and those of the blocks, merged.
 pub(crate) fn select(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<HistoryEvent>> {
-    with_generations(conn, filter, |generations| {
-        select_in(conn, filter, &generations)
+    in_one_read(conn, || {
+        let rows = with_generations(conn, filter, |generations| {
+            select_in(conn, filter, &generations)
+        })?;
+        let probe = Probe::new(filter);
+        if probe.excludes_blocks() {
+            return Ok(rows);
+        }
+        let from_blocks = select_from_blocks(conn, &probe, filter.limit)?;
+        Ok(newest_of(rows, from_blocks, filter.limit))
     })
+}
+
+/// The `limit` newest of two lists each ordered oldest first, oldest first.
+fn newest_of(
+    mut a: Vec<HistoryEvent>,
+    b: Vec<HistoryEvent>,
+    limit: Option<usize>,
+) -> Vec<HistoryEvent> {
+    if b.is_empty() {
+        return a;
+    }
+    a.extend(b);
+    a.sort_by_key(|e| (to_ns(e.event.timestamp), e.id));
+    if let Some(limit) = limit {
+        let excess = a.len().saturating_sub(limit);
+        a.drain(..excess);
+    }
+    a
+}
+
+/// The matching events of the blocks: with a limit, the `limit` newest (by time, then id),
+/// reading blocks newest first until no older block can hold a newer one; oldest first.
+fn select_from_blocks(
+    conn: &Connection,
+    probe: &Probe<'_>,
+    limit: Option<usize>,
+) -> rusqlite::Result<Vec<HistoryEvent>> {
+    let limit = limit.unwrap_or(usize::MAX);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut contexts = Contexts::default();
+    // The newest found so far, keyed by (time, id); the first entry is the oldest kept.
+    let mut kept: BTreeMap<(i64, i64), HistoryEvent> = BTreeMap::new();
+    let full = |kept: &BTreeMap<(i64, i64), HistoryEvent>| kept.len() >= limit;
+    probe.scan(conn, |block, data| {
+        let Some(data) = data else {
+            // Every event of this block, and of every later one, is older than all kept.
+            let older = kept
+                .first_key_value()
+                .is_some_and(|(&(ts, _), _)| block.last_ts < ts);
+            return Ok(if full(&kept) && older {
+                Next::Stop
+            } else {
+                Next::Read
+            });
+        };
+        {
+            let mut matching: Vec<_> = probe.matching(data).collect();
+            // Newest first: once the kept set is full, older rows are turned away at once.
+            matching.sort_by_key(|(id, row)| std::cmp::Reverse((row.first_ns, *id)));
+            for (id, row) in matching {
+                let at = (row.first_ns, id);
+                if full(&kept) {
+                    match kept.first_key_value() {
+                        Some((&oldest, _)) if at > oldest => {
+                            kept.pop_first();
+                        }
+                        _ => break,
+                    }
+                }
+                kept.insert(at, contexts.event(conn, id, &row)?);
+            }
+        }
+        Ok(Next::Read)
+    })?;
+    Ok(kept.into_values().collect())
 }
 
 fn select_in(
@@ -399,9 +477,73 @@ fn select_in(
 }
 
 pub(crate) fn count(conn: &Connection, filter: &Filter) -> rusqlite::Result<u64> {
-    with_generations(conn, filter, |generations| {
-        count_in(conn, &build_where(filter, &generations))
+    in_one_read(conn, || {
+        let rows = with_generations(conn, filter, |generations| {
+            count_in(conn, &build_where(filter, &generations))
+        })?;
+        Ok(rows + count_in_blocks(conn, filter)?)
     })
+}
+
+/// Events (not rows) of the blocks matching `filter`: a block entirely in a time-only filter's
+/// range is counted without reading its rows.
+fn count_in_blocks(conn: &Connection, filter: &Filter) -> rusqlite::Result<u64> {
+    let probe = Probe::new(filter);
+    let mut n = 0u64;
+    probe.scan(conn, |block, data| {
+        match data {
+            None if probe.takes_whole(block) => {
+                n += u64::try_from(block.events).unwrap_or(0);
+                return Ok(Next::Skip);
+            }
+            None => {}
+            Some(data) => n += probe.matching(data).map(|(_, row)| row.count).sum::<u64>(),
+        }
+        Ok(Next::Read)
+    })?;
+    Ok(n)
+}
+
+/// Adds the events of the blocks matching `filter` to `add(bucket, type, label, severity
+/// class, count)`, with buckets of `width` ns starting `offset` ns before the epoch (as the
+/// SQL's `(ts + offset) / width`).
+fn tally_blocks(
+    conn: &Connection,
+    filter: &Filter,
+    width: i64,
+    offset: i64,
+    mut add: impl FnMut(i64, &str, &str, &str, u64),
+) -> rusqlite::Result<()> {
+    let probe = Probe::new(filter);
+    probe.scan(conn, |_, data| {
+        for (_, row) in data.into_iter().flat_map(|data| probe.matching(data)) {
+            let bucket = row.first_ns.saturating_add(offset) / width.max(1);
+            let class = severity_class(severity_code(row.severity), row.risk_score);
+            add(bucket, row.event_type.as_str(), row.label, class, row.count);
+        }
+        Ok(Next::Read)
+    })
+}
+
+/// [`tally_blocks`] into statistics counts (blocks hold no rule matches).
+fn stats_of_blocks(
+    conn: &Connection,
+    filter: &Filter,
+    width: i64,
+    offset: i64,
+    counts: &mut StatsCounts,
+) -> rusqlite::Result<()> {
+    tally_blocks(
+        conn,
+        filter,
+        width,
+        offset,
+        |bucket, type_name, label, _, n| {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            counts.add(Dimension::Type, bucket, type_name.to_string(), n);
+            counts.add(Dimension::Label, bucket, label.to_string(), n);
+        },
+    )
 }
 
 fn count_in(conn: &Connection, w: &Where) -> rusqlite::Result<u64> {
@@ -518,6 +660,7 @@ pub(crate) fn stats(
                 }
                 Ok(())
             })?;
+            stats_of_blocks(conn, edge, width, offset, &mut counts)?;
         }
         Ok(counts.rows(width, offset))
     })
@@ -533,12 +676,16 @@ pub(crate) fn stats_from_rows(
 ) -> rusqlite::Result<Vec<StatsRow>> {
     let width = bucket.seconds() * 1_000_000_000;
     let offset = i64::from(offset_secs) * 1_000_000_000;
-    with_generations(conn, filter, |generations| {
-        let mut counts = StatsCounts::new();
-        for by in Dimension::ALL {
-            let w = build_where(filter, &generations);
-            count_rows_by(conn, w, by, width, offset, &mut counts)?;
-        }
+    in_one_read(conn, || {
+        let mut counts = with_generations(conn, filter, |generations| {
+            let mut counts = StatsCounts::new();
+            for by in Dimension::ALL {
+                let w = build_where(filter, &generations);
+                count_rows_by(conn, w, by, width, offset, &mut counts)?;
+            }
+            Ok(counts)
+        })?;
+        stats_of_blocks(conn, filter, width, offset, &mut counts)?;
         Ok(counts.rows(width, offset))
     })
 }
@@ -814,7 +961,14 @@ fn timeline_from_rows(
         counts[if severity >= 2 { 2 } else { 1 }] += n;
         counts[0] = counts[0].saturating_sub(n);
     }
-    Ok(())
+    tally_blocks(conn, filter, width, offset, |b, _, _, class, n| {
+        let class = match class {
+            "2" => 2,
+            "1" => 1,
+            _ => 0,
+        };
+        buckets.entry(b).or_default()[class] += n;
+    })
 }
 
 #[cfg(test)]

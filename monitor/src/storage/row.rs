@@ -1,13 +1,13 @@
 //! Rows ([`super::rows`]) → table rows and back to [`Event`]s: the insert statement, the
 //! shared process contexts, the `extra` JSON object and turning a selected row back into an
 //! event.
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Row, Statement, Transaction, params};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::rows::{RowRef, StrList};
@@ -17,8 +17,8 @@ use crate::event::{
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events (ts, event_type, pid, tid, ppid, uid, \
     process, ctx, file_path, new_path, src_ip, dst_ip, dst_port, label, severity, risk, method, \
-    recommendation, rules, extra, response, count, last_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-    ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+    recommendation, rules, extra, response, count, last_ts, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+    ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 
 const INSERT_CONTEXT: &str = "INSERT INTO contexts (user, exe, cmdline, cgroup_id, parent, \
     ancestors, last_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -253,13 +253,15 @@ impl Extra {
 #[derive(Default)]
 pub(crate) struct ContextCache {
     hasher: RandomState,
-    /// Hash of the bytes → the contexts with that hash.
-    map: HashMap<u64, Vec<Known>>,
+    /// Hash of the bytes (seeded at random: contexts hold attacker-chosen text) → the contexts
+    /// with that hash. The tables below hash what is already a hash, a pid or an id: Fx is
+    /// enough there, and it is several times cheaper than SipHash, once per stored event.
+    map: FxHashMap<u64, Vec<Known>>,
     bytes: usize,
     /// The hash and id of the context each pid used last.
-    by_pid: HashMap<u32, (u64, i64)>,
+    by_pid: FxHashMap<u32, (u64, i64)>,
     /// The newest event time per context used in the current transaction.
-    used: HashMap<i64, i64>,
+    used: FxHashMap<i64, i64>,
 }
 
 impl ContextCache {
@@ -382,14 +384,25 @@ impl<'c> Statements<'c> {
     }
 }
 
-/// Inserts one row (and its context, when new).
-pub(crate) fn insert(
+/// The id in `contexts` of `e`'s context, written now if it is new.
+pub(crate) fn context_id(
     statements: &mut Statements<'_>,
     contexts: &mut ContextCache,
     scratch: &mut Scratch,
     e: &RowRef<'_>,
+) -> rusqlite::Result<i64> {
+    contexts.id(&mut statements.context, e, &mut scratch.ancestors)
+}
+
+/// Inserts one row as event `id` (and its context, when new).
+pub(crate) fn insert(
+    statements: &mut Statements<'_>,
+    contexts: &mut ContextCache,
+    scratch: &mut Scratch,
+    id: i64,
+    e: &RowRef<'_>,
 ) -> rusqlite::Result<()> {
-    let ctx = contexts.id(&mut statements.context, e, &mut scratch.ancestors)?;
+    let ctx = context_id(statements, contexts, scratch, e)?;
     let rules = if e.rules.is_empty() {
         None
     } else {
@@ -439,6 +452,7 @@ pub(crate) fn insert(
         response,
         i64::try_from(e.count).unwrap_or(i64::MAX),
         (e.count > 1).then_some(e.last_ns),
+        id,
     ])?;
     Ok(())
 }

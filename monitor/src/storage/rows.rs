@@ -22,7 +22,7 @@ use super::row::to_ns;
 const HEAD: usize = 4 + 8 + 8 + 8;
 
 /// Encoded rows, in the order pushed.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Rows {
     buf: Vec<u8>,
     rows: usize,
@@ -117,29 +117,80 @@ impl<'a> Iterator for RowIter<'a> {
     type Item = Decoded<'a>;
 
     fn next(&mut self) -> Option<Decoded<'a>> {
+        read_row(&mut self.r)
+    }
+}
+
+/// Reads the row at the start of `r` (length, head, body); `None` at the end, or when the
+/// length is malformed (then nothing more is read).
+fn read_row<'a>(r: &mut Reader<'a>) -> Option<Decoded<'a>> {
+    if r.buf.is_empty() {
+        return None;
+    }
+    let Some(len) = r.u32() else {
+        r.buf = &[];
+        return None;
+    };
+    let len = len as usize;
+    if len > r.buf.len() || len < HEAD - 4 {
+        r.buf = &[];
+        return None;
+    }
+    let (mut row, rest) = r.buf.split_at(len);
+    r.buf = rest;
+    let mut head = Reader { buf: row };
+    let first_ns = head.i64().unwrap_or(0);
+    let last_ns = head.i64().unwrap_or(0);
+    let count = head.u64().unwrap_or(1);
+    row = head.buf;
+    Some(Decoded {
+        count,
+        row: decode_body(row, first_ns, last_ns, count),
+    })
+}
+
+/// Appends `row` to a block's data (block.rs): its event id, then the row as [`Rows`] encodes
+/// it, with the process context replaced by its id in the `contexts` table (8 bytes).
+pub(crate) fn push_block_row(out: &mut Vec<u8>, id: i64, row: &RowRef<'_>, context_id: i64) {
+    put_i64(out, id);
+    let at = out.len();
+    put_u32(out, 0);
+    put_i64(out, row.first_ns);
+    put_i64(out, row.last_ns);
+    put_u64(out, row.count);
+    put_u32(out, 8);
+    put_i64(out, context_id);
+    out.extend_from_slice(row.after_context);
+    let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The rows of a block's data (after its format byte), with their event ids.
+pub(crate) struct BlockRowIter<'a> {
+    r: Reader<'a>,
+}
+
+impl<'a> BlockRowIter<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> BlockRowIter<'a> {
+        BlockRowIter {
+            r: Reader { buf: data },
+        }
+    }
+}
+
+impl<'a> Iterator for BlockRowIter<'a> {
+    /// The event id, and the row (`None` if it does not decode).
+    type Item = (i64, Decoded<'a>);
+
+    fn next(&mut self) -> Option<(i64, Decoded<'a>)> {
         if self.r.buf.is_empty() {
             return None;
         }
-        let Some(len) = self.r.u32() else {
+        let Some(id) = self.r.i64() else {
             self.r.buf = &[];
             return None;
         };
-        let len = len as usize;
-        if len > self.r.buf.len() || len < HEAD - 4 {
-            self.r.buf = &[];
-            return None;
-        }
-        let (mut row, rest) = self.r.buf.split_at(len);
-        self.r.buf = rest;
-        let mut head = Reader { buf: row };
-        let first_ns = head.i64().unwrap_or(0);
-        let last_ns = head.i64().unwrap_or(0);
-        let count = head.u64().unwrap_or(1);
-        row = head.buf;
-        Some(Decoded {
-            count,
-            row: decode_body(row, first_ns, last_ns, count),
-        })
+        read_row(&mut self.r).map(|decoded| (id, decoded))
     }
 }
 
@@ -160,7 +211,6 @@ impl<'a> StrList<'a> {
         (0..self.n).map_while(move |_| r.str())
     }
 
-    #[cfg(test)]
     pub fn to_vec(self) -> Vec<String> {
         self.iter().map(str::to_string).collect()
     }
@@ -194,8 +244,11 @@ pub(crate) struct RowRef<'a> {
     /// `first_ns` unless the row stands for several events.
     pub last_ns: i64,
     pub count: u64,
-    /// The context's encoding: equal bytes, equal context.
+    /// The context's encoding: equal bytes, equal context. In a block's row: the context's id
+    /// (8 bytes, [`RowRef::context_id`]).
     pub context_bytes: &'a [u8],
+    /// The body after the context: every field but the times, the count and the context.
+    pub after_context: &'a [u8],
     pub event_type: EventType,
     pub pid: u32,
     pub tid: u32,
@@ -244,6 +297,11 @@ pub(crate) struct RowRef<'a> {
 }
 
 impl<'a> RowRef<'a> {
+    /// The id in `contexts` that a block's row (block.rs) holds instead of its context.
+    pub fn context_id(&self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.context_bytes.try_into().ok()?))
+    }
+
     /// The process context, decoded from [`RowRef::context_bytes`].
     pub fn context(&self) -> Option<ContextRef<'a>> {
         let mut r = Reader {
@@ -264,9 +322,8 @@ impl<'a> RowRef<'a> {
 impl RowRef<'_> {
     /// The event back, as the writer saw it (at its first time).
     pub fn to_event(self) -> Event {
-        use crate::event::{Analysis, ResponseAction};
-        let mut e = Event::new(self.event_type, super::row::from_ns(self.first_ns));
         let ctx = self.context().expect("context");
+        let mut e = self.to_event_without_context();
         // `into`: these fields may become a shared string type.
         e.user = ctx.user.into();
         e.exe = ctx.exe.into();
@@ -274,6 +331,17 @@ impl RowRef<'_> {
         e.cgroup_id = ctx.cgroup_id;
         e.parent_process = ctx.parent.into();
         e.ancestors = ctx.ancestors.iter().map(Into::into).collect();
+        e
+    }
+}
+
+impl RowRef<'_> {
+    /// The event back at its first time, without its process context (user, exe, command
+    /// line, cgroup, parent, ancestors), which a block's row keeps in `contexts`. A response
+    /// that does not parse is left out rather than hiding the event.
+    pub fn to_event_without_context(self) -> Event {
+        use crate::event::{Analysis, ResponseAction};
+        let mut e = Event::new(self.event_type, super::row::from_ns(self.first_ns));
         e.pid = self.pid;
         e.tid = self.tid;
         e.ppid = self.ppid;
@@ -322,7 +390,7 @@ impl RowRef<'_> {
         };
         if !self.response_json.is_empty() {
             e.response =
-                serde_json::from_str::<Vec<ResponseAction>>(self.response_json).expect("response");
+                serde_json::from_str::<Vec<ResponseAction>>(self.response_json).unwrap_or_default();
         }
         e
     }
@@ -419,6 +487,7 @@ fn decode_body(body: &[u8], first_ns: i64, last_ns: i64, count: u64) -> Option<R
     let mut r = Reader { buf: body };
     let context_len = r.u32()? as usize;
     let context_bytes = r.take(context_len)?;
+    let after_context = r.buf;
     let event_type = *EventType::ALL.get(usize::from(r.u8()?))?;
     let pid = r.u32()?;
     let tid = r.u32()?;
@@ -483,6 +552,7 @@ fn decode_body(body: &[u8], first_ns: i64, last_ns: i64, count: u64) -> Option<R
         last_ns,
         count,
         context_bytes,
+        after_context,
         event_type,
         pid,
         tid,

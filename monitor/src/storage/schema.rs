@@ -4,9 +4,13 @@
 //! database from version `i` to `i + 1`; a new database runs all of them, so every migration is
 //! exercised on every fresh install too. Never edit a shipped migration: add one.
 //!
-//! Layout (version 5):
+//! Layout (version 6):
 //!
-//! - `events`: one row per event, or per run of identical consecutive events (`count` of them,
+//! - `blocks`: the plain events (benign, no rule, no response), up to 4,096 rows to a block
+//!   (block.rs): the rows' encoding in `data`, and what lets a query pass a block over without
+//!   reading it (time range, types, a Bloom filter of pids, names, paths and addresses).
+//! - `events`: every other event (and every event stored before version 6): one row per
+//!   event, or per run of identical consecutive events (`count` of them,
 //!   from `ts` to `last_ts`). The fields queries filter on have their own columns
 //!   (`ts` in nanoseconds since the Unix epoch, UTC); the process context most events of a
 //!   process share (user, exe, cmdline, cgroup, parent, ancestors) is kept once in `contexts`
@@ -39,12 +43,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use super::summary;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// `MIGRATIONS[i]`: version `i` → `i + 1`. A step may also have a part in Rust, run right after
 /// its SQL ([`migrate`]).
 pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
-    [V0_TO_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4, V4_TO_V5];
+    [V0_TO_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4, V4_TO_V5, V5_TO_V6];
 
 /// `events_path_gen` and `events_pid_gen` are keyed by `id >> GENERATION_SHIFT` first: queries must spell the
 /// expression exactly as the index does (`id >> 14`) for SQLite to use it.
@@ -150,6 +154,26 @@ CREATE TABLE summary (
     count  INTEGER NOT NULL,
     PRIMARY KEY (minute, kind, key)
 ) WITHOUT ROWID;
+";
+
+/// Version 6: plain events (benign, no rule, no response) are stored many to a row of `blocks`
+/// (block.rs) instead of one row of `events` each; `events` keeps the flagged ones, and every
+/// event stored before. Event ids are shared: the writer hands them out in insertion order to
+/// both. `last_ts` (the newest event's time) orders a query's newest-first scan.
+const V5_TO_V6: &str = "
+CREATE TABLE blocks (
+    id       INTEGER PRIMARY KEY,
+    first_id INTEGER NOT NULL,
+    last_id  INTEGER NOT NULL,
+    rows     INTEGER NOT NULL,
+    events   INTEGER NOT NULL,
+    first_ts INTEGER NOT NULL,
+    last_ts  INTEGER NOT NULL,
+    types    INTEGER NOT NULL,
+    filter   BLOB NOT NULL,
+    data     BLOB NOT NULL
+);
+CREATE INDEX blocks_last_ts ON blocks(last_ts);
 ";
 
 /// The version a database is at: 0 for an empty database.

@@ -100,8 +100,13 @@ impl<'a> Tally<'a> {
 
     /// Counts a row the writer is inserting (its text borrowed, not copied).
     pub(crate) fn add_row(&mut self, row: &RowRef<'a>) {
+        self.add_row_times(row, 1);
+    }
+
+    /// Counts a row `sign` times its count (−1: a block's row being deleted).
+    pub(crate) fn add_row_times(&mut self, row: &RowRef<'a>, sign: i64) {
         let minute = minute_of(row.first_ns);
-        let n = i64::try_from(row.count).unwrap_or(i64::MAX);
+        let n = sign.saturating_mul(i64::try_from(row.count).unwrap_or(i64::MAX));
         let type_name = row.event_type.as_str();
         self.bump(minute, Kind::Type, type_name, n, || {
             Cow::Borrowed(type_name)

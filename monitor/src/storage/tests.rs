@@ -2,6 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use chrono::{Duration as Span, TimeZone};
 
+use super::block::BLOCK_ROWS;
 use super::*;
 use crate::event::{Analysis, EventType, ResponseAction, ResponseKind, ResponseResult, Severity};
 
@@ -69,7 +70,25 @@ fn open_store(path: &Path) -> Store {
 }
 
 fn write_all(path: &Path, events: Vec<Event>) {
-    let store = open_store(path);
+    write_all_with(path, events, WriterOptions::default());
+}
+
+/// Every stored event, rows of `events` and of blocks, oldest first.
+fn all_stored(conn: &Connection) -> Vec<HistoryEvent> {
+    query::select(conn, &Filter::default()).expect("select")
+}
+
+/// As [`write_all`], every event a row of `events` (as schema versions up to 5 stored them).
+fn write_all_as_rows(path: &Path, events: Vec<Event>) {
+    let options = WriterOptions {
+        plain_in_blocks: false,
+        ..WriterOptions::default()
+    };
+    write_all_with(path, events, options);
+}
+
+fn write_all_with(path: &Path, events: Vec<Event>, options: WriterOptions) {
+    let store = Store::open(path, options).expect("open store");
     // In batches the queue takes (it is bounded in bytes), each committed before the next.
     for batch in events.chunks(4096) {
         assert!(store.submit(batch.to_vec()));
@@ -714,24 +733,13 @@ fn age_retention_deletes_exactly_what_is_old() {
     assert_eq!(step.deleted_by_age, 3);
     assert_eq!(step.deleted_by_size, 0);
     assert!(!step.more);
-    let left: Vec<u32> = conn
-        .prepare("SELECT pid FROM events ORDER BY id")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    assert_eq!(left, vec![2, 3, 4, 5]);
-    // Unreferenced contexts are gone; referenced ones stay.
-    let orphans: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM contexts c WHERE NOT EXISTS \
-             (SELECT 1 FROM events e WHERE e.ctx = c.id)",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(orphans, 0);
+    let left = all_stored(&conn);
+    let pids: Vec<u32> = left.iter().map(|e| e.event.pid).collect();
+    assert_eq!(pids, vec![2, 3, 4, 5]);
+    // Unreferenced contexts are gone; referenced ones stay: four contexts, the four left
+    // events' own.
+    let cmdlines: Vec<&str> = left.iter().map(|e| e.event.cmdline.as_str()).collect();
+    assert_eq!(cmdlines, ["p 30", "p 29", "p 1", "p 0"]);
     let contexts: i64 = conn
         .query_row("SELECT count(*) FROM contexts", [], |r| r.get(0))
         .expect("count");
@@ -763,12 +771,20 @@ fn age_retention_runs_in_chunks() {
         max_age: Some(Span::days(1)),
         max_bytes: None,
     };
+    // A step stops after the block that takes it to a chunk.
     let first = retention::step(&mut conn, &retention, now, false).expect("step");
-    assert_eq!(first.deleted_by_age as usize, RETENTION_CHUNK);
+    let deleted = first.deleted_by_age as usize;
+    assert!(
+        (RETENTION_CHUNK..RETENTION_CHUNK + BLOCK_ROWS as usize).contains(&deleted),
+        "{first:?}"
+    );
     assert!(first.more);
     let second = retention::step(&mut conn, &retention, now, true).expect("step");
-    assert_eq!(second.deleted_by_age, 5);
+    assert_eq!(second.deleted_by_age as usize, n - deleted);
     assert!(!second.more);
+    let left = all_stored(&conn);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event.timestamp, now);
 }
 
 #[test]
@@ -809,12 +825,9 @@ fn size_retention_deletes_the_oldest() {
     assert!(used_bytes(&conn).expect("size") <= max);
     assert!(deleted > 5_000 && deleted < 20_000, "{deleted}");
     // The oldest went first: what is left is a suffix.
-    let (min_pid, count): (i64, i64) = conn
-        .query_row("SELECT min(pid), count(*) FROM events", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .expect("query");
-    assert_eq!(min_pid + count, 20_000);
+    let left = all_stored(&conn);
+    let min_pid = left.iter().map(|e| e.event.pid).min().expect("some left");
+    assert_eq!(min_pid as usize + left.len(), 20_000);
 }
 
 #[test]
@@ -1241,7 +1254,7 @@ fn a_full_queue_drops_and_reports() {
 fn queries_use_the_intended_indexes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("events.db");
-    write_all(&path, known_set());
+    write_all_as_rows(&path, known_set());
     let h = History::open(&path).expect("open");
     let plan = |f: &Filter| -> String {
         let w = query::tests_support::where_sql(h.connection(), f);
@@ -1736,10 +1749,19 @@ fn summary_mix() -> Rows {
 
 /// Writes [`summary_mix`] to a new history at `path`; returns how many events it holds.
 fn write_summary_mix(path: &Path) -> u64 {
+    write_summary_mix_with(path, true)
+}
+
+/// [`write_summary_mix`], with `plain_in_blocks` as given.
+fn write_summary_mix_with(path: &Path, plain_in_blocks: bool) -> u64 {
     let rows = summary_mix();
     let events = rows.events();
     assert!(rows.len() < events as usize, "some rows are coalesced");
-    let store = open_store(path);
+    let options = WriterOptions {
+        plain_in_blocks,
+        ..WriterOptions::default()
+    };
+    let store = Store::open(path, options).expect("open store");
     assert!(store.submit_rows(rows));
     let summary = store.close();
     assert_eq!(
@@ -1913,18 +1935,18 @@ fn retention_prunes_the_summary_with_the_rows() {
     };
     let step = retention::step(&mut conn, &retention, cutoff + Span::days(1), false).expect("step");
     assert!(step.deleted_by_age > 0 && !step.more, "{step:?}");
-    let left: i64 = conn
-        .query_row("SELECT sum(count) FROM events", [], |r| r.get(0))
-        .expect("left");
+    let stored = all_stored(&conn);
+    let left: i64 = stored.iter().map(|e| e.count as i64).sum();
     assert!(left < i64::try_from(events).expect("events"));
     assert_eq!(summary_totals(&conn)[0], (0, left));
-    let (oldest_minute, oldest_event): (i64, i64) = conn
-        .query_row(
-            "SELECT (SELECT min(minute) FROM summary), (SELECT min(ts) FROM events)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+    let oldest_minute: i64 = conn
+        .query_row("SELECT min(minute) FROM summary", [], |r| r.get(0))
         .expect("oldest");
+    let oldest_event = stored
+        .iter()
+        .map(|e| to_ns(e.event.timestamp))
+        .min()
+        .expect("some left");
     assert!(oldest_event >= to_ns(cutoff));
     assert_eq!(oldest_minute, summary::minute_of(oldest_event));
     let empty: i64 = conn
@@ -1944,13 +1966,15 @@ fn retention_prunes_the_summary_with_the_rows() {
 fn a_version_4_database_migrates_with_its_summary_filled() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("events.db");
-    write_summary_mix(&path);
+    write_summary_mix_with(&path, false);
     let kept = {
         let conn = open_connection(&path, true).expect("open");
         let kept = summary_table(&conn);
-        // Version 4 is version 5 without the summary.
-        conn.execute_batch("DROP TABLE summary; UPDATE schema_version SET version = 4;")
-            .expect("back to version 4");
+        // Version 4 is version 6 without the summary and the blocks.
+        conn.execute_batch(
+            "DROP TABLE summary; DROP TABLE blocks; UPDATE schema_version SET version = 4;",
+        )
+        .expect("back to version 4");
         kept
     };
     assert!(kept.len() > 1000, "{}", kept.len());
@@ -1970,7 +1994,7 @@ fn a_version_4_database_migrates_with_its_summary_filled() {
 fn filling_the_summary_reports_its_progress() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("events.db");
-    write_summary_mix(&path);
+    write_summary_mix_with(&path, false);
     let conn = open_connection(&path, true).expect("open");
     let kept = summary_table(&conn);
     let rows: i64 = conn
@@ -1983,4 +2007,265 @@ fn filling_the_summary_reports_its_progress() {
     let expected: Vec<(u64, u64)> = (1..=rows / 500).map(|i| (i * 500, rows)).collect();
     assert_eq!(reports, expected);
     assert_eq!(summary_table(&conn), kept);
+}
+
+/// Events for comparing blocks with rows: ~12,000 rows (three blocks' worth and more, written in
+/// several transactions), out of time order by up to two seconds, many at equal times, several
+/// types, pids, names, paths in a few directories, addresses, flagged events among them, and
+/// coalesced runs.
+fn blocks_mix() -> Vec<Rows> {
+    let start = base() - Span::hours(2);
+    let mut rng = Rng(0xb10c_5eed);
+    let mut c = Coalescer::new();
+    let mut batches = Vec::new();
+    for i in 0..12_000u32 {
+        // Whole seconds: most events share their time with others, so ties are ordered by id.
+        let jitter = rng.below(4) as i64 * 1_000 - 2_000;
+        let at = start + Span::milliseconds(i64::from(i / 2) * 500 + jitter);
+        let pid = 3000 + rng.below(30) as u32;
+        let process = ["cat", "bash", "curl", "python3", "Cat"][rng.below(5) as usize];
+        let kind = [
+            EventType::FileOpen,
+            EventType::FileWrite,
+            EventType::NetConnect,
+            EventType::FileRename,
+            EventType::ProcessExec,
+        ][rng.below(5) as usize];
+        let mut e = event(kind, at, pid, process);
+        let dir = ["/srv/a/", "/srv/b/", "/tmp/", "/etc/"][rng.below(4) as usize];
+        e.file_path = Some(format!("{dir}f{}", rng.below(40)));
+        if kind == EventType::FileRename {
+            e.new_path = Some(format!("/var/log/r{}", rng.below(20)));
+        }
+        if kind == EventType::NetConnect {
+            e.source_ip = Some("10.0.0.2".parse().expect("an address"));
+            let target = ["127.0.0.1", "203.0.113.9", "::1"][rng.below(3) as usize];
+            e.target_ip = Some(target.parse().expect("an address"));
+            e.target_port = Some(80);
+        }
+        let e = match rng.below(25) {
+            0 => flagged(e, "Credential File Read", 0.7, &["shadow_file_read"]),
+            1 => flagged(e, "Low Signal", 0.3, &["weak"]),
+            _ => e,
+        };
+        c.push(&e);
+        if i % 500 == 0 {
+            for r in 0..1 + rng.below(50) {
+                let mut again = e.clone();
+                again.timestamp = e.timestamp + Span::microseconds(r as i64 + 1);
+                c.push(&again);
+            }
+        }
+        if i % 2_500 == 2_499 {
+            c.close_all();
+            batches.push(c.take());
+        }
+    }
+    c.close_all();
+    batches.push(c.take());
+    batches
+}
+
+fn write_blocks_mix(path: &Path, batches: &[Rows], plain_in_blocks: bool) {
+    let options = WriterOptions {
+        plain_in_blocks,
+        ..WriterOptions::default()
+    };
+    let store = Store::open(path, options).expect("open store");
+    for rows in batches.iter().cloned() {
+        assert!(store.submit_rows(rows));
+        store.flush();
+    }
+    let summary = store.close();
+    assert_eq!((summary.dropped, summary.failed), (0, 0));
+}
+
+/// `got == want`, or a panic naming the first difference (the lists are long).
+fn assert_same_events(got: &[HistoryEvent], want: &[HistoryEvent], what: &str) {
+    let key = |e: &HistoryEvent| (e.id, to_ns(e.event.timestamp));
+    let got_keys: Vec<_> = got.iter().map(key).collect();
+    let want_keys: Vec<_> = want.iter().map(key).collect();
+    if got_keys != want_keys {
+        let at = got_keys
+            .iter()
+            .zip(&want_keys)
+            .position(|(g, w)| g != w)
+            .unwrap_or(got_keys.len().min(want_keys.len()));
+        let near =
+            |keys: &[(i64, i64)]| keys[at.saturating_sub(2)..(at + 3).min(keys.len())].to_vec();
+        panic!(
+            "{what}: {} events, {} wanted; first difference at {at}: {:?} against {:?}",
+            got.len(),
+            want.len(),
+            near(&got_keys),
+            near(&want_keys)
+        );
+    }
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g, w, "{what}");
+    }
+}
+
+/// Filters of every kind and combination, drawn from `rng`.
+fn some_filter(rng: &mut Rng, around: DateTime<Utc>) -> Filter {
+    let mut f = Filter::default();
+    let minutes = |rng: &mut Rng| Span::seconds(rng.below(7_200) as i64 - 3_600);
+    if rng.below(2) == 0 {
+        f.since = Some(around + minutes(rng));
+    }
+    if rng.below(3) == 0 {
+        f.until = Some(around + minutes(rng));
+    }
+    if rng.below(4) == 0 {
+        f.types =
+            vec![EventType::FileOpen, EventType::NetConnect][..1 + rng.below(2) as usize].to_vec();
+    }
+    f.process = match rng.below(8) {
+        0 => Some(TextMatch::parse("cat")),
+        1 => Some(TextMatch::parse("c*t")),
+        2 => Some(TextMatch::Prefix("py".into())),
+        _ => None,
+    };
+    if rng.below(6) == 0 {
+        f.pid = Some(3000 + rng.below(32) as u32);
+    }
+    f.path = match rng.below(8) {
+        0 => Some(TextMatch::parse_path(&format!("/srv/a/f{}", rng.below(40)))),
+        1 => Some(TextMatch::parse_path("/srv/")),
+        2 => Some(TextMatch::parse_path("/tmp/*7")),
+        3 => Some(TextMatch::parse_path("/var/log/")),
+        4 => Some(TextMatch::parse_path("/nowhere/")),
+        _ => None,
+    };
+    f.ip = match rng.below(10) {
+        0 => Some("203.0.113.9".into()),
+        1 => Some("::1".into()),
+        _ => None,
+    };
+    f.min_risk = match rng.below(8) {
+        0 => Some(0.0),
+        1 => Some(0.5),
+        _ => None,
+    };
+    f.label = match rng.below(10) {
+        0 => Some(TextMatch::parse("benign")),
+        1 => Some(TextMatch::parse("Low Signal")),
+        2 => Some(TextMatch::parse("*i*")),
+        _ => None,
+    };
+    if rng.below(12) == 0 {
+        f.rule = Some("weak".into());
+    }
+    f.limit = [None, Some(0), Some(1), Some(7), Some(100), Some(5_000)]
+        .get(rng.below(8) as usize)
+        .copied()
+        .flatten();
+    f
+}
+
+#[test]
+fn blocks_answer_every_query_as_rows_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (in_blocks, as_rows) = (dir.path().join("blocks.db"), dir.path().join("rows.db"));
+    // The same rows for both (the coalescer's order of closing runs is not fixed).
+    let batches = blocks_mix();
+    write_blocks_mix(&in_blocks, &batches, true);
+    write_blocks_mix(&as_rows, &batches, false);
+    let blocks = History::open(&in_blocks).expect("open");
+    let rows = History::open(&as_rows).expect("open");
+    let count = |h: &History, table: &str| -> i64 {
+        h.connection()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    };
+    // The test is only worth something if the plain events are in several blocks.
+    assert!(
+        count(&blocks, "blocks") >= 3,
+        "{}",
+        count(&blocks, "blocks")
+    );
+    assert!(count(&blocks, "events") < count(&rows, "events") / 10);
+    assert_eq!(count(&rows, "blocks"), 0);
+
+    let around = base() - Span::hours(1);
+    let mut rng = Rng(0x0dd_ba11);
+    let mut compared = 0;
+    for i in 0..400 {
+        let mut filter = some_filter(&mut rng, around);
+        let want = rows.query(&filter).expect("rows");
+        let got = blocks.query(&filter).expect("blocks");
+        assert_same_events(&got, &want, &format!("filter {i}: {filter:?}"));
+        compared += want.len();
+        // Paging on from the oldest of a page gives the same next page.
+        if let Some(oldest) = want.first() {
+            filter.before = Some(oldest.cursor());
+            assert_same_events(
+                &blocks.query(&filter).expect("blocks"),
+                &rows.query(&filter).expect("rows"),
+                &format!("filter {i} paged: {filter:?}"),
+            );
+        }
+        assert_eq!(
+            blocks.count(&filter).expect("blocks"),
+            rows.count(&filter).expect("rows"),
+            "count {i}: {filter:?}"
+        );
+        if i % 4 == 0 {
+            for bucket in [Bucket::Hour, Bucket::Day] {
+                assert_eq!(
+                    blocks.stats(&filter, bucket, 3600).expect("blocks"),
+                    rows.stats(&filter, bucket, 3600).expect("rows"),
+                    "stats {i}: {filter:?}"
+                );
+            }
+            assert_eq!(
+                blocks.timeline(&filter, 300, 0).expect("blocks"),
+                rows.timeline(&filter, 300, 0).expect("rows"),
+                "timeline {i}: {filter:?}"
+            );
+        }
+    }
+    assert!(
+        compared > 50_000,
+        "the filters matched too little: {compared}"
+    );
+}
+
+#[test]
+fn small_batches_are_gathered_into_one_transaction_and_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let store = Store::open(
+        &path,
+        WriterOptions {
+            // Far longer than the test: nothing is written until the flush.
+            gather_for: Duration::from_secs(600),
+            ..WriterOptions::default()
+        },
+    )
+    .expect("open");
+    for i in 0..5u32 {
+        let at = base() + Span::seconds(i64::from(i));
+        assert!(store.submit(vec![event(EventType::FileOpen, at, 1100 + i, "cat")]));
+    }
+    // Time for the writer to take them (it would write each at once without gathering).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        store.stats().commits.load(Ordering::Relaxed),
+        0,
+        "written before the flush"
+    );
+    store.flush();
+    assert_eq!(store.stats().commits.load(Ordering::Relaxed), 1);
+    assert_eq!(store.close().stored, 5);
+    let h = History::open(&path).expect("open");
+    let blocks: i64 = h
+        .connection()
+        .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(blocks, 1, "one block for the five batches");
+    assert_eq!(
+        pids(&h.query(&Filter::default()).expect("query")),
+        [100, 101, 102, 103, 104]
+    );
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::row::{ContextCache, Scratch, Statements, insert};
+use super::block::{self, BlockBuilder};
+use super::row::{ContextCache, Scratch, Statements, context_id, insert};
 use super::rows::Rows;
 use super::summary::Tally;
 use super::{Msg, StorageError, WriterOptions, WriterStats, retention};
@@ -21,6 +22,10 @@ pub(crate) struct Writer {
     options: WriterOptions,
     contexts: ContextCache,
     scratch: Scratch,
+    block: BlockBuilder,
+    /// The id the next event gets (`None`: to be read from the database, at the start and
+    /// after a failed transaction).
+    next_id: Option<i64>,
     /// Events committed since the writer last checkpointed itself.
     since_checkpoint: usize,
 }
@@ -32,6 +37,11 @@ pub(crate) struct Writer {
 /// next transaction restart it.
 const SELF_CHECKPOINT_EVENTS: usize = 100_000;
 
+/// A transaction of fewer rows than this waits up to [`WriterOptions::gather_for`] for more: at
+/// a low rate, every batch of the pipeline would otherwise be a transaction and a block of its
+/// own (each costs a few pages in the WAL, and a query reads each block's description).
+const SMALL_TRANSACTION: usize = 1_000;
+
 /// What the writer has taken from the queue and not written yet.
 #[derive(Default)]
 struct Pending {
@@ -40,6 +50,9 @@ struct Pending {
     events: u64,
     /// As the queue counted them ([`Rows::bytes`]).
     bytes: usize,
+    /// When they are to be written even if few: [`WriterOptions::gather_for`] after the first
+    /// was taken.
+    due: Option<Instant>,
 }
 
 impl Writer {
@@ -56,6 +69,8 @@ impl Writer {
             options,
             contexts: ContextCache::default(),
             scratch: Scratch::default(),
+            block: BlockBuilder::default(),
+            next_id: None,
             since_checkpoint: 0,
         }
     }
@@ -70,11 +85,14 @@ impl Writer {
         let mut acks: Vec<SyncSender<()>> = Vec::new();
         let mut open = true;
         while open {
-            let wait = if trimming {
+            let mut wait = if trimming {
                 Duration::ZERO
             } else {
                 next_retention.saturating_duration_since(Instant::now())
             };
+            if let Some(due) = pending.due {
+                wait = wait.min(due.saturating_duration_since(Instant::now()));
+            }
             match rx.recv_timeout(wait) {
                 Ok(msg) => self.take(msg, &mut pending, &mut acks),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -91,9 +109,15 @@ impl Writer {
                     break;
                 }
             }
-            self.write(&mut pending);
-            for ack in acks.drain(..) {
-                let _ = ack.send(());
+            let gathering = pending.rows < SMALL_TRANSACTION
+                && pending.due.is_some_and(|due| Instant::now() < due)
+                && open
+                && acks.is_empty();
+            if !gathering {
+                self.write(&mut pending);
+                for ack in acks.drain(..) {
+                    let _ = ack.send(());
+                }
             }
             let shallow = self.stats.queued.load(Ordering::Acquire) < self.options.queue_bytes / 4;
             if open
@@ -114,6 +138,10 @@ impl Writer {
     fn take(&self, msg: Msg, pending: &mut Pending, acks: &mut Vec<SyncSender<()>>) {
         match msg {
             Msg::Rows(rows) => {
+                let gather_for = self.options.gather_for;
+                pending
+                    .due
+                    .get_or_insert_with(|| Instant::now() + gather_for);
                 pending.rows += rows.len();
                 pending.events += rows.events();
                 pending.bytes += rows.bytes();
@@ -154,6 +182,8 @@ impl Writer {
                 Err(e) => {
                     // Ids handed out in the rolled-back transaction are gone.
                     self.contexts.clear();
+                    self.next_id = None;
+                    self.block.clear();
                     self.stats.failed.fetch_add(events, Ordering::Relaxed);
                     let error = StorageError::from_sqlite(&self.path, &e);
                     if error.is_fatal() {
@@ -169,11 +199,16 @@ impl Writer {
     }
 
     /// Writes `batches` in one transaction; returns how many events were lost to rows that
-    /// did not decode.
+    /// did not decode. Plain rows go into blocks (block.rs), the others into `events`; both
+    /// get their ids from one sequence, in the order submitted.
     fn write_batch(&mut self, batches: &[Rows]) -> rusqlite::Result<u64> {
         // In the order submitted: no index has random keys across the whole table any more
         // (schema.rs), so sorting the batch (by path, as version 2 did) no longer pays.
         let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
+        let mut next_id = match self.next_id {
+            Some(id) => id,
+            None => first_free_id(&tx)?,
+        };
         let mut undecodable = 0;
         // The summary's counts of these rows, written once per distinct minute and key.
         let mut tally = Tally::default();
@@ -181,19 +216,41 @@ impl Writer {
             let mut statements = Statements::new(&tx)?;
             for rows in batches {
                 for decoded in rows.iter() {
-                    match decoded.row {
-                        Some(row) => {
-                            insert(&mut statements, &mut self.contexts, &mut self.scratch, &row)?;
-                            tally.add_row(&row);
+                    let Some(row) = decoded.row else {
+                        undecodable += decoded.count;
+                        continue;
+                    };
+                    let id = next_id;
+                    next_id += 1;
+                    if self.options.plain_in_blocks && block::is_plain(&row) {
+                        let ctx = context_id(
+                            &mut statements,
+                            &mut self.contexts,
+                            &mut self.scratch,
+                            &row,
+                        )?;
+                        self.block.push(id, &row, ctx);
+                        if self.block.is_full() {
+                            self.block.write(&tx)?;
                         }
-                        None => undecodable += decoded.count,
+                    } else {
+                        insert(
+                            &mut statements,
+                            &mut self.contexts,
+                            &mut self.scratch,
+                            id,
+                            &row,
+                        )?;
                     }
+                    tally.add_row(&row);
                 }
             }
         }
+        self.block.write(&tx)?;
         tally.write(&tx)?;
         self.contexts.touch_used(&tx)?;
         tx.commit()?;
+        self.next_id = Some(next_id);
         Ok(undecodable)
     }
 
@@ -212,6 +269,8 @@ impl Writer {
                 if step.contexts_deleted > 0 {
                     self.contexts.clear();
                 }
+                // Deleting the newest rows (a size limit smaller than one batch) frees ids.
+                self.next_id = None;
                 self.stats.expired.fetch_add(
                     step.deleted_by_age + step.deleted_by_size,
                     Ordering::Relaxed,
@@ -229,4 +288,14 @@ impl Writer {
             }
         }
     }
+}
+
+/// The id after every event's, in `events` and in `blocks`.
+fn first_free_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT max(coalesce((SELECT max(id) FROM events), 0), \
+                coalesce((SELECT last_id FROM blocks ORDER BY id DESC LIMIT 1), 0)) + 1",
+        [],
+        |r| r.get(0),
+    )
 }
