@@ -430,22 +430,20 @@ fn select_from_blocks(
                 Next::Read
             });
         };
-        {
-            let mut matching: Vec<_> = probe.matching(data).collect();
-            // Newest first: once the kept set is full, older rows are turned away at once.
-            matching.sort_by_key(|(id, row)| std::cmp::Reverse((row.first_ns, *id)));
-            for (id, row) in matching {
-                let at = (row.first_ns, id);
-                if full(&kept) {
-                    match kept.first_key_value() {
-                        Some((&oldest, _)) if at > oldest => {
-                            kept.pop_first();
-                        }
-                        _ => break,
+        let mut matching: Vec<_> = probe.matching(data).collect();
+        // Newest first: once the kept set is full, older rows are turned away at once.
+        matching.sort_by_key(|(id, row)| std::cmp::Reverse((row.first_ns, *id)));
+        for (id, row) in matching {
+            let at = (row.first_ns, id);
+            if full(&kept) {
+                match kept.first_key_value() {
+                    Some((&oldest, _)) if at > oldest => {
+                        kept.pop_first();
                     }
+                    _ => break,
                 }
-                kept.insert(at, contexts.event(conn, id, &row)?);
             }
+            kept.insert(at, contexts.event(conn, id, &row)?);
         }
         Ok(Next::Read)
     })?;
