@@ -210,7 +210,9 @@ fn try_sock_state(ctx: &TracePointContext) -> Option<()> {
     if ignored_softirq_safe() {
         return None;
     }
-    let net = tuple_of(ctx);
+    // The 4-tuple is read (two helper calls) only in the arms that use it: about half of a
+    // connection's state changes are the steps of its close (FIN_WAIT1/2, CLOSE_WAIT,
+    // LAST_ACK…), which fall through to `_` having read nothing more.
     match (old, new) {
         // connect(): runs in the caller's context; the local port is not chosen yet.
         (_, TCP_SYN_SENT) => {
@@ -218,7 +220,7 @@ fn try_sock_state(ctx: &TracePointContext) -> Option<()> {
                 return None;
             }
             mark_tcp_connect();
-            let mut conn = new_connection(net, kind::NET_CONNECT);
+            let mut conn = new_connection(tuple_of(ctx), kind::NET_CONNECT);
             fill_header(&mut conn.owner, kind::NET_CONNECT);
             SM_TCP.insert(sk, conn, 0).ok()
         }
@@ -229,7 +231,7 @@ fn try_sock_state(ctx: &TracePointContext) -> Option<()> {
             // same time (two sends on one socket), which can lose a byte count (accepted, see
             // `count_bytes`) but cannot make a value invalid, being integers only.
             let conn = unsafe { &mut *SM_TCP.get_ptr_mut(sk)? };
-            conn.net = net;
+            conn.net = tuple_of(ctx);
             conn.established = 1;
             // SAFETY: helper without arguments or preconditions.
             conn.start_ns = unsafe { bpf_ktime_get_ns() };
@@ -238,12 +240,12 @@ fn try_sock_state(ctx: &TracePointContext) -> Option<()> {
         // Passive open completing in softirq context: the owner is learnt from the first
         // send/receive, and net_accept is reported by the accept() syscall.
         (TCP_SYN_RECV, TCP_ESTABLISHED) => {
-            let mut conn = new_connection(net, kind::NET_ACCEPT);
+            let mut conn = new_connection(tuple_of(ctx), kind::NET_ACCEPT);
             conn.established = 1;
             SM_TCP.insert(sk, conn, 0).ok()
         }
         // listen(): in the caller's context.
-        (_, TCP_LISTEN) => report_listen(&net),
+        (_, TCP_LISTEN) => report_listen(&tuple_of(ctx)),
         _ => None,
     }
 }
