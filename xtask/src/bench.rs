@@ -139,7 +139,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_doc: bool,
     /// The largest history measured (databases of 1M, 10M, 100M events; each is built once
-    /// into target/bench-data/, 100M taking about 25 GB and tens of minutes). Default 10m
+    /// into target/bench-data/, 100M taking about 5 GB and 3 minutes to build). Default 10m
     /// (1m with --quick).
     #[arg(long, value_name = "SIZE", value_parser = ["1m", "10m", "100m"])]
     pub history_scale: Option<String>,
